@@ -1,0 +1,85 @@
+//! tessera's services: everything the HTTP surfaces do is a call into [`Core`].
+//! A service owns its transaction; handlers never run SQL or decide policy.
+
+pub mod audit;
+pub mod auth;
+pub mod hasher;
+pub mod settings;
+pub mod tokens;
+pub mod users;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use sea_orm::DatabaseConnection;
+use secrecy::ExposeSecret;
+use tessera_store::MigratorTrait;
+
+pub use sea_orm;
+pub use tessera_domain as domain;
+pub use tessera_store::entity;
+
+use crate::hasher::PasswordHasher;
+use crate::settings::Settings;
+use crate::tokens::JwtKeys;
+
+/// Who is calling, for sessions and the audit log.
+#[derive(Debug, Clone, Default)]
+pub struct ClientInfo {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub request_id: Option<String>,
+}
+
+/// The application: settings, database, hasher and token keys, shared by every surface.
+pub struct Core {
+    pub settings: Arc<Settings>,
+    pub db: DatabaseConnection,
+    pub hasher: PasswordHasher,
+    pub jwt: JwtKeys,
+}
+
+/// Now, truncated to microseconds (what PostgreSQL stores), in UTC.
+pub fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+impl Core {
+    /// Connects to the database, runs pending migrations unless disabled, and builds
+    /// the hasher and token keys. The JWT secret must be resolved already.
+    pub async fn start(settings: Settings) -> Result<Arc<Core>, String> {
+        let db = tessera_store::connect(
+            settings.database_url.expose_secret(),
+            &tessera_store::PoolConfig {
+                size: settings.db_pool_size,
+                max_overflow: settings.db_max_overflow,
+                acquire_timeout: settings.db_pool_timeout,
+                recycle: settings.db_pool_recycle,
+            },
+        )
+        .await?;
+        if settings.auto_migrate {
+            tessera_store::migration::Migrator::up(&db, None).await.map_err(|e| format!("migration failed: {e}"))?;
+        }
+        let hasher = PasswordHasher::new(
+            settings.argon2_memory_kib,
+            settings.argon2_iterations,
+            settings.argon2_parallelism,
+            settings.hash_workers,
+            settings.hash_queue,
+        )?;
+        let jwt = JwtKeys::from_settings(&settings)?;
+        Ok(Arc::new(Core { settings: Arc::new(settings), db, hasher, jwt }))
+    }
+
+    /// Pings the database; returns the round-trip time.
+    pub async fn ping_database(&self) -> Result<Duration, String> {
+        let started = std::time::Instant::now();
+        tokio::time::timeout(Duration::from_secs(2), self.db.ping())
+            .await
+            .map_err(|_| "timed out".to_owned())?
+            .map_err(|e| e.to_string())?;
+        Ok(started.elapsed())
+    }
+}

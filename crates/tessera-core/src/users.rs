@@ -1,0 +1,288 @@
+//! Registration, user reads and updates, and profiles (SPEC §2.1 Users, §3.2, §3.3).
+
+use chrono::NaiveDate;
+use sea_orm::{ActiveModelTrait, IntoActiveModel, Set, TransactionTrait};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{json, Value};
+use tessera_domain::{Email, Error, FieldError, Phone, Role};
+use tessera_store::entity::{profile, user};
+use tessera_store::query::{profiles, users};
+use tessera_store::{db_error, is_unique_violation};
+use uuid::Uuid;
+
+use crate::audit::{record, AuditEvent};
+use crate::{now, ClientInfo, Core};
+
+/// What a sign-up asks for, as the client sent it.
+pub struct Registration {
+    pub email: String,
+    pub password: SecretString,
+    pub full_name: Option<String>,
+    pub phone: Option<String>,
+}
+
+/// A partial update: `None` leaves a field alone, `Some(None)` clears it.
+pub type Patch<T> = Option<Option<T>>;
+
+/// Changes to a user's own account.
+#[derive(Default)]
+pub struct UserPatch {
+    pub full_name: Patch<String>,
+    pub email: Option<String>,
+    pub phone: Patch<String>,
+}
+
+/// Changes to a profile.
+#[derive(Default)]
+pub struct ProfilePatch {
+    pub name: Patch<String>,
+    pub avatar_url: Patch<String>,
+    pub location: Patch<String>,
+    pub date_of_birth: Patch<String>,
+    pub bio: Patch<String>,
+    pub preferences: Patch<Value>,
+}
+
+/// A user and their profile.
+pub struct UserProfile {
+    pub user: user::Model,
+    pub profile: profile::Model,
+}
+
+fn bounded_text(field: &str, value: Option<String>, max: usize, errors: &mut Vec<FieldError>) -> Option<String> {
+    let value = value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())?;
+    if value.chars().count() > max {
+        errors.push(FieldError::new(field, "too_long", format!("At most {max} characters.")));
+    }
+    if value.chars().any(|c| c.is_control() && c != '\n' && c != '\r' && c != '\t') {
+        errors.push(FieldError::new(field, "invalid_characters", "Control characters are not allowed."));
+    }
+    Some(value)
+}
+
+fn map_unique(e: sea_orm::DbErr) -> Error {
+    if is_unique_violation(&e) {
+        Error::EmailTaken
+    } else {
+        db_error(e)
+    }
+}
+
+impl Core {
+    /// Validates a sign-up (every broken rule reported at once), hashes the password and
+    /// creates the user and the profile in one transaction. A taken email is caught by
+    /// the unique index, never by a racy pre-check.
+    #[tracing::instrument(skip_all, err(level = "info"))]
+    pub async fn register(&self, r: Registration, client: &ClientInfo) -> Result<user::Model, Error> {
+        let mut errors = Vec::new();
+        let email = Email::parse(&r.email).map_err(|e| errors.push(e)).ok();
+        let full_name = bounded_text("full_name", r.full_name, 200, &mut errors);
+        let phone = match r.phone.filter(|p| !p.trim().is_empty()) {
+            Some(p) => Phone::parse(&p).map_err(|e| errors.push(e)).ok(),
+            None => None,
+        };
+        if let Err(mut broken) =
+            self.settings.password_policy.check("password", r.password.expose_secret(), email.as_ref())
+        {
+            errors.append(&mut broken);
+        }
+        let Some(email) = email.filter(|_| errors.is_empty()) else {
+            return Err(Error::Validation(errors));
+        };
+        let hash = self.hasher.hash(&r.password).await?;
+        let now = now();
+        let row = user::Model {
+            id: Uuid::now_v7(),
+            email: email.as_str().to_owned(),
+            password_hash: hash,
+            full_name,
+            phone: phone.map(|p| p.as_str().to_owned()),
+            email_verified_at: None,
+            phone_verified_at: None,
+            is_active: true,
+            role: Role::User.as_str().to_owned(),
+            token_version: 0,
+            last_login_at: None,
+            created_at: now,
+            updated_at: now,
+            deleted_at: None,
+        };
+        let txn = self.db.begin().await.map_err(db_error)?;
+        let created = users::insert(&txn, row.into_active_model()).await.map_err(map_unique)?;
+        profile::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            user_id: Set(created.id),
+            avatar_url: Set(None),
+            location: Set(None),
+            date_of_birth: Set(None),
+            bio: Set(None),
+            preferences: Set(json!({})),
+            created_at: Set(now),
+            updated_at: Set(now),
+        }
+        .insert(&txn)
+        .await
+        .map_err(db_error)?;
+        record(&txn, client, AuditEvent::by_user("user.create", created.id)).await?;
+        txn.commit().await.map_err(db_error)?;
+        Ok(created)
+    }
+
+    /// A live (not deleted) user by id.
+    pub async fn user(&self, id: Uuid) -> Result<user::Model, Error> {
+        users::by_id(&self.db, id)
+            .await
+            .map_err(db_error)?
+            .filter(|u| u.deleted_at.is_none())
+            .ok_or(Error::UserNotFound)
+    }
+
+    /// Applies a user's changes to their own account.
+    #[tracing::instrument(skip_all, err(level = "info"), fields(user_id = %current.id))]
+    pub async fn update_user(
+        &self,
+        current: &user::Model,
+        patch: UserPatch,
+        client: &ClientInfo,
+    ) -> Result<user::Model, Error> {
+        let mut errors = Vec::new();
+        let mut row = current.clone().into_active_model();
+        let mut changed = Vec::new();
+        if let Some(name) = patch.full_name {
+            row.full_name = Set(bounded_text("full_name", name, 200, &mut errors));
+            changed.push("full_name");
+        }
+        if let Some(raw) = patch.email {
+            match Email::parse(&raw) {
+                Ok(email) if email.as_str() != current.email => {
+                    row.email = Set(email.as_str().to_owned());
+                    row.email_verified_at = Set(None);
+                    changed.push("email");
+                }
+                Ok(_) => {}
+                Err(e) => errors.push(e),
+            }
+        }
+        if let Some(phone) = patch.phone {
+            let phone = match phone.filter(|p| !p.trim().is_empty()) {
+                Some(p) => Phone::parse(&p).map_err(|e| errors.push(e)).ok().map(|p| p.as_str().to_owned()),
+                None => None,
+            };
+            if phone != current.phone {
+                row.phone = Set(phone);
+                row.phone_verified_at = Set(None);
+                changed.push("phone");
+            }
+        }
+        if !errors.is_empty() {
+            return Err(Error::Validation(errors));
+        }
+        if changed.is_empty() {
+            return Ok(current.clone());
+        }
+        row.updated_at = Set(now());
+        let txn = self.db.begin().await.map_err(db_error)?;
+        let updated = row.update(&txn).await.map_err(map_unique)?;
+        record(&txn, client, AuditEvent::by_user("user.update", current.id).detail(json!({ "fields": changed })))
+            .await?;
+        txn.commit().await.map_err(db_error)?;
+        Ok(updated)
+    }
+
+    /// A user's profile (created with the user).
+    pub async fn profile(&self, user: &user::Model) -> Result<profile::Model, Error> {
+        profiles::by_user(&self.db, user.id)
+            .await
+            .map_err(db_error)?
+            .ok_or_else(|| Error::Internal(format!("user {} has no profile", user.id)))
+    }
+
+    /// Validates and applies profile changes; the name is the user's `full_name`.
+    #[tracing::instrument(skip_all, err(level = "info"), fields(user_id = %current.id))]
+    pub async fn update_profile(
+        &self,
+        current: &user::Model,
+        patch: ProfilePatch,
+        client: &ClientInfo,
+    ) -> Result<UserProfile, Error> {
+        let existing = self.profile(current).await?;
+        let mut errors = Vec::new();
+        let mut row = existing.clone().into_active_model();
+        let mut user_row = current.clone().into_active_model();
+        if let Some(name) = patch.name {
+            user_row.full_name = Set(bounded_text("name", name, 200, &mut errors));
+        }
+        if let Some(url) = patch.avatar_url {
+            let url = bounded_text("avatar_url", url, 2048, &mut errors);
+            if let Some(u) = &url {
+                let lower = u.to_ascii_lowercase();
+                let host = lower.strip_prefix("https://").or_else(|| lower.strip_prefix("http://")).unwrap_or_default();
+                if host.is_empty() || host.starts_with('/') || u.contains(char::is_whitespace) {
+                    errors.push(FieldError::new("avatar_url", "invalid_url", "Enter an http(s) URL."));
+                }
+            }
+            row.avatar_url = Set(url);
+        }
+        if let Some(location) = patch.location {
+            row.location = Set(bounded_text("location", location, 200, &mut errors));
+        }
+        if let Some(bio) = patch.bio {
+            row.bio = Set(bounded_text("bio", bio, 5000, &mut errors));
+        }
+        if let Some(dob) = patch.date_of_birth {
+            let parsed = match dob.map(|d| d.trim().to_owned()).filter(|d| !d.is_empty()) {
+                None => None,
+                Some(d) => match NaiveDate::parse_from_str(&d, "%Y-%m-%d") {
+                    Ok(date) if date > now().date_naive() => {
+                        errors.push(FieldError::new(
+                            "date_of_birth",
+                            "date_in_future",
+                            "The date of birth cannot be in the future.",
+                        ));
+                        None
+                    }
+                    Ok(date) if date < NaiveDate::from_ymd_opt(1900, 1, 1).unwrap_or(date) => {
+                        errors.push(FieldError::new(
+                            "date_of_birth",
+                            "date_too_early",
+                            "The date of birth must be after 1900-01-01.",
+                        ));
+                        None
+                    }
+                    Ok(date) => Some(date),
+                    Err(_) => {
+                        errors.push(FieldError::new("date_of_birth", "invalid_date", "Use an ISO date, YYYY-MM-DD."));
+                        None
+                    }
+                },
+            };
+            row.date_of_birth = Set(parsed);
+        }
+        if let Some(prefs) = patch.preferences {
+            let prefs = prefs.unwrap_or_else(|| json!({}));
+            if !prefs.is_object() {
+                errors.push(FieldError::new("preferences", "not_an_object", "Preferences must be a JSON object."));
+            } else if prefs.to_string().len() > 16 * 1024 {
+                errors.push(FieldError::new("preferences", "too_large", "Preferences must be at most 16 KiB."));
+            }
+            row.preferences = Set(prefs);
+        }
+        if !errors.is_empty() {
+            return Err(Error::Validation(errors));
+        }
+        let now = now();
+        row.updated_at = Set(now);
+        let txn = self.db.begin().await.map_err(db_error)?;
+        let profile = row.update(&txn).await.map_err(db_error)?;
+        let user = if user_row.is_changed() {
+            user_row.updated_at = Set(now);
+            user_row.update(&txn).await.map_err(db_error)?
+        } else {
+            current.clone()
+        };
+        record(&txn, client, AuditEvent::by_user("user.update", current.id).detail(json!({ "fields": ["profile"] })))
+            .await?;
+        txn.commit().await.map_err(db_error)?;
+        Ok(UserProfile { user, profile })
+    }
+}

@@ -1,0 +1,150 @@
+use serde::Serialize;
+
+/// One broken rule on one input field, as listed in a 422 answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    pub field: String,
+    pub code: String,
+    pub message: String,
+}
+
+impl FieldError {
+    /// A field error with a machine code and a human message.
+    pub fn new(field: &str, code: &str, message: impl Into<String>) -> Self {
+        Self { field: field.to_owned(), code: code.to_owned(), message: message.into() }
+    }
+}
+
+/// The class of an outcome; the HTTP layer maps each to one status code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    BadRequest,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    Conflict,
+    Validation,
+    RateLimited,
+    Unavailable,
+    Internal,
+}
+
+/// Every outcome a service can answer other than success.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("The request is invalid.")]
+    Validation(Vec<FieldError>),
+    #[error("Incorrect email or password.")]
+    InvalidCredentials,
+    #[error("Not authenticated.")]
+    NotAuthenticated,
+    #[error("The token is invalid.")]
+    InvalidToken,
+    #[error("The token has expired.")]
+    TokenExpired,
+    #[error("The session has been revoked.")]
+    TokenRevoked,
+    #[error("The refresh token was already used; the session has been revoked.")]
+    TokenReused,
+    #[error("The account is inactive.")]
+    AccountInactive,
+    #[error("The email address has not been verified.")]
+    EmailNotVerified,
+    #[error("You do not have permission to do this.")]
+    PermissionDenied,
+    #[error("The current password is incorrect.")]
+    WrongPassword,
+    #[error("User not found.")]
+    UserNotFound,
+    #[error("Session not found.")]
+    SessionNotFound,
+    #[error("An account with this email already exists.")]
+    EmailTaken,
+    #[error("Too many requests; try again later.")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("The server is busy; try again shortly.")]
+    Overloaded { retry_after_secs: u64 },
+    #[error("A required service is unavailable.")]
+    Unavailable(String),
+    #[error("Internal server error.")]
+    Internal(String),
+}
+
+impl Error {
+    /// The class of this outcome.
+    pub fn kind(&self) -> ErrorKind {
+        use Error::*;
+        match self {
+            BadRequest(_) => ErrorKind::BadRequest,
+            Validation(_) => ErrorKind::Validation,
+            InvalidCredentials | NotAuthenticated | InvalidToken | TokenExpired | TokenRevoked | TokenReused => {
+                ErrorKind::Unauthorized
+            }
+            AccountInactive | EmailNotVerified | PermissionDenied | WrongPassword => ErrorKind::Forbidden,
+            UserNotFound | SessionNotFound => ErrorKind::NotFound,
+            EmailTaken => ErrorKind::Conflict,
+            RateLimited { .. } => ErrorKind::RateLimited,
+            Overloaded { .. } | Unavailable(_) => ErrorKind::Unavailable,
+            Internal(_) => ErrorKind::Internal,
+        }
+    }
+
+    /// The `type` of the error body: a stable CamelCase name.
+    pub fn type_name(&self) -> &'static str {
+        use Error::*;
+        match self {
+            BadRequest(_) => "BadRequest",
+            Validation(_) => "ValidationError",
+            InvalidCredentials => "InvalidCredentials",
+            NotAuthenticated => "NotAuthenticated",
+            InvalidToken => "InvalidToken",
+            TokenExpired => "TokenExpired",
+            TokenRevoked => "TokenRevoked",
+            TokenReused => "TokenReused",
+            AccountInactive => "AccountInactive",
+            EmailNotVerified => "EmailNotVerified",
+            PermissionDenied => "PermissionDenied",
+            WrongPassword => "WrongPassword",
+            UserNotFound => "UserNotFound",
+            SessionNotFound => "SessionNotFound",
+            EmailTaken => "EmailAlreadyExists",
+            RateLimited { .. } => "RateLimitExceeded",
+            Overloaded { .. } => "ServiceOverloaded",
+            Unavailable(_) => "ServiceUnavailable",
+            Internal(_) => "InternalError",
+        }
+    }
+
+    /// The `error_code` of the error body: a stable snake_case code.
+    pub fn code(&self) -> &'static str {
+        use Error::*;
+        match self {
+            BadRequest(_) => "bad_request",
+            Validation(_) => "validation_error",
+            InvalidCredentials => "invalid_credentials",
+            NotAuthenticated => "not_authenticated",
+            InvalidToken => "invalid_token",
+            TokenExpired => "token_expired",
+            TokenRevoked => "token_revoked",
+            TokenReused => "token_reused",
+            AccountInactive => "account_inactive",
+            EmailNotVerified => "email_not_verified",
+            PermissionDenied => "permission_denied",
+            WrongPassword => "wrong_password",
+            UserNotFound => "user_not_found",
+            SessionNotFound => "session_not_found",
+            EmailTaken => "email_already_exists",
+            RateLimited { .. } => "rate_limited",
+            Overloaded { .. } => "service_overloaded",
+            Unavailable(_) => "service_unavailable",
+            Internal(_) => "internal_error",
+        }
+    }
+
+    /// A 422 outcome for a single field.
+    pub fn field(field: &str, code: &str, message: impl Into<String>) -> Self {
+        Error::Validation(vec![FieldError::new(field, code, message)])
+    }
+}

@@ -1,0 +1,16 @@
+//! Pure types and rules of tessera: nothing here performs I/O.
+//!
+//! Values are parsed once at the edge ("parse, don't validate") and carried as types
+//! that are valid by construction.
+
+mod email;
+mod error;
+mod password;
+mod phone;
+mod role;
+
+pub use email::Email;
+pub use error::{Error, ErrorKind, FieldError};
+pub use password::{common_password_count, PasswordPolicy};
+pub use phone::Phone;
+pub use role::Role;

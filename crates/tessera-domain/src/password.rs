@@ -1,0 +1,160 @@
+use std::collections::HashSet;
+use std::sync::LazyLock;
+
+use crate::{Email, FieldError};
+
+/// The common-password list shipped with the binary (see `data/README.md`).
+static COMMON_PASSWORDS: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
+    include_str!("../data/common-passwords.txt").lines().map(str::trim).filter(|l| !l.is_empty()).collect()
+});
+
+/// How many entries the shipped common-password list holds.
+pub fn common_password_count() -> usize {
+    COMMON_PASSWORDS.len()
+}
+
+/// The rules a new password must satisfy (SPEC §5.1). Every rule can be configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasswordPolicy {
+    pub min_length: usize,
+    pub max_length: usize,
+    pub require_uppercase: bool,
+    pub require_lowercase: bool,
+    pub require_digit: bool,
+    pub require_special: bool,
+    pub reject_common: bool,
+    pub reject_email: bool,
+}
+
+impl Default for PasswordPolicy {
+    fn default() -> Self {
+        Self {
+            min_length: 8,
+            max_length: 128,
+            require_uppercase: true,
+            require_lowercase: true,
+            require_digit: true,
+            require_special: true,
+            reject_common: true,
+            reject_email: true,
+        }
+    }
+}
+
+impl PasswordPolicy {
+    /// Checks `password` against every rule and returns all the rules it breaks, each as
+    /// a field error on `field`.
+    pub fn check(&self, field: &str, password: &str, email: Option<&Email>) -> Result<(), Vec<FieldError>> {
+        let mut broken = Vec::new();
+        let len = password.chars().count();
+        if len < self.min_length {
+            broken.push(FieldError::new(
+                field,
+                "password_too_short",
+                format!("The password must be at least {} characters long.", self.min_length),
+            ));
+        }
+        if len > self.max_length {
+            broken.push(FieldError::new(
+                field,
+                "password_too_long",
+                format!("The password must be at most {} characters long.", self.max_length),
+            ));
+        }
+        if self.require_uppercase && !password.chars().any(char::is_uppercase) {
+            broken.push(FieldError::new(
+                field,
+                "password_no_uppercase",
+                "The password must contain an upper-case letter.",
+            ));
+        }
+        if self.require_lowercase && !password.chars().any(char::is_lowercase) {
+            broken.push(FieldError::new(
+                field,
+                "password_no_lowercase",
+                "The password must contain a lower-case letter.",
+            ));
+        }
+        if self.require_digit && !password.chars().any(|c| c.is_ascii_digit()) {
+            broken.push(FieldError::new(field, "password_no_digit", "The password must contain a digit."));
+        }
+        if self.require_special && !password.chars().any(|c| !c.is_alphanumeric() && !c.is_whitespace()) {
+            broken.push(FieldError::new(
+                field,
+                "password_no_special",
+                "The password must contain a special character.",
+            ));
+        }
+        if self.reject_common && COMMON_PASSWORDS.contains(password.to_lowercase().as_str()) {
+            broken.push(FieldError::new(field, "password_too_common", "This password is too common."));
+        }
+        if self.reject_email {
+            if let Some(email) = email {
+                let local = email.local_part();
+                if local.chars().count() >= 3 && password.to_lowercase().contains(local) {
+                    broken.push(FieldError::new(
+                        field,
+                        "password_contains_email",
+                        "The password must not contain your email address.",
+                    ));
+                }
+            }
+        }
+        if broken.is_empty() {
+            Ok(())
+        } else {
+            Err(broken)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn codes(r: Result<(), Vec<FieldError>>) -> Vec<String> {
+        r.err().unwrap_or_default().into_iter().map(|e| e.code).collect()
+    }
+
+    #[test]
+    fn ships_at_least_ten_thousand_common_passwords() {
+        assert!(common_password_count() >= 10_000, "{}", common_password_count());
+    }
+
+    #[test]
+    fn names_every_broken_rule() {
+        let p = PasswordPolicy::default();
+        assert_eq!(
+            codes(p.check("password", "xqzv", None)),
+            ["password_too_short", "password_no_uppercase", "password_no_digit", "password_no_special"]
+        );
+        assert!(p.check("password", "Str0ng!Passphrase", None).is_ok());
+        assert_eq!(codes(p.check("password", &"Aa1!".repeat(40), None)), ["password_too_long"]);
+    }
+
+    #[test]
+    fn rejects_common_and_email() {
+        let p = PasswordPolicy { require_uppercase: false, require_special: false, ..Default::default() };
+        assert_eq!(codes(p.check("password", "password1", None)), ["password_too_common"]);
+        let email = Email::parse("johnsmith@example.com").unwrap();
+        assert_eq!(
+            codes(PasswordPolicy::default().check("password", "JohnSmith#2024x", Some(&email))),
+            ["password_contains_email"]
+        );
+    }
+
+    #[test]
+    fn rules_can_be_relaxed() {
+        let p = PasswordPolicy {
+            min_length: 4,
+            require_uppercase: false,
+            require_lowercase: false,
+            require_digit: false,
+            require_special: false,
+            reject_common: false,
+            reject_email: false,
+            ..Default::default()
+        };
+        assert!(p.check("password", "abcd", None).is_ok());
+    }
+}

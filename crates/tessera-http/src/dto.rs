@@ -1,0 +1,238 @@
+//! Request and response bodies of the native API, with their OpenAPI schemas.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
+use tessera_core::entity::{profile, session, user};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).
+pub fn double_option<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// The native user object (SPEC §3.2): never a hash, never a secret.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserOut {
+    pub id: Uuid,
+    pub email: String,
+    pub full_name: Option<String>,
+    pub phone: Option<String>,
+    pub role: String,
+    pub is_active: bool,
+    pub is_verified: bool,
+    pub is_phone_verified: bool,
+    pub mfa_enabled: bool,
+    pub last_login_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<&user::Model> for UserOut {
+    fn from(u: &user::Model) -> Self {
+        Self {
+            id: u.id,
+            email: u.email.clone(),
+            full_name: u.full_name.clone(),
+            phone: u.phone.clone(),
+            role: u.role.clone(),
+            is_active: u.is_active,
+            is_verified: u.email_verified_at.is_some(),
+            is_phone_verified: u.phone_verified_at.is_some(),
+            mfa_enabled: false,
+            last_login_at: u.last_login_at,
+            created_at: u.created_at,
+            updated_at: u.updated_at,
+        }
+    }
+}
+
+/// What anyone signed in may see of another user.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PublicUserOut {
+    pub id: Uuid,
+    pub full_name: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A sign-up.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RegisterIn {
+    pub email: String,
+    pub password: String,
+    #[serde(default)]
+    pub full_name: Option<String>,
+    #[serde(default)]
+    pub phone: Option<String>,
+}
+
+/// A JSON sign-in (the form `username`/`password` is accepted too).
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct LoginIn {
+    #[serde(alias = "username")]
+    pub email: String,
+    pub password: String,
+}
+
+/// The OAuth2 password-flow form.
+#[derive(Debug, Deserialize)]
+pub struct LoginForm {
+    pub username: String,
+    pub password: String,
+}
+
+/// A successful sign-in.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LoginOut {
+    pub access_token: String,
+    /// Always `bearer`.
+    pub token_type: &'static str,
+    /// Seconds the access token lives.
+    pub expires_in: i64,
+    pub user: UserOut,
+}
+
+/// A refresh request; the `refresh_token` cookie is used when the body has none.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct RefreshIn {
+    #[serde(default)]
+    pub refresh_token: Option<String>,
+}
+
+/// A successful refresh.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenOut {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: i64,
+    /// Present when the refresh token came in the body.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+}
+
+/// A password change.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ChangePasswordIn {
+    pub current_password: String,
+    pub new_password: String,
+}
+
+/// Changes to one's own account.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct UserPatchIn {
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub full_name: Option<Option<String>>,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub phone: Option<Option<String>>,
+}
+
+/// A live session.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionOut {
+    pub id: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    /// The session of the token making this request.
+    pub current: bool,
+}
+
+impl SessionOut {
+    /// A session, flagged when it is the caller's.
+    pub fn new(s: &session::Model, current: Uuid) -> Self {
+        Self {
+            id: s.id,
+            created_at: s.created_at,
+            last_used_at: s.last_used_at,
+            expires_at: s.expires_at,
+            ip: s.ip.clone(),
+            user_agent: s.user_agent.clone(),
+            current: s.id == current,
+        }
+    }
+}
+
+/// The profile object (SPEC §3.3).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProfileOut {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub name: Option<String>,
+    pub avatar_url: Option<String>,
+    pub location: Option<String>,
+    pub date_of_birth: Option<NaiveDate>,
+    pub bio: Option<String>,
+    #[schema(value_type = Object)]
+    pub preferences: Value,
+    pub roles: Vec<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl ProfileOut {
+    /// The profile of a user.
+    pub fn new(u: &user::Model, p: &profile::Model) -> Self {
+        Self {
+            id: p.id,
+            user_id: u.id,
+            name: u.full_name.clone(),
+            avatar_url: p.avatar_url.clone(),
+            location: p.location.clone(),
+            date_of_birth: p.date_of_birth,
+            bio: p.bio.clone(),
+            preferences: p.preferences.clone(),
+            roles: vec![u.role.clone()],
+            created_at: p.created_at,
+            updated_at: p.updated_at.max(u.updated_at),
+        }
+    }
+}
+
+/// Profile changes: an absent field is kept, `null` clears it.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ProfilePatchIn {
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub avatar_url: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub location: Option<Option<String>>,
+    /// ISO date, YYYY-MM-DD, not in the future.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub date_of_birth: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub bio: Option<Option<String>>,
+    /// A JSON object of at most 16 KiB.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<Object>)]
+    pub preferences: Option<Option<Value>>,
+}
+
+impl From<ProfilePatchIn> for tessera_core::users::ProfilePatch {
+    fn from(p: ProfilePatchIn) -> Self {
+        Self {
+            name: p.name,
+            avatar_url: p.avatar_url,
+            location: p.location,
+            date_of_birth: p.date_of_birth,
+            bio: p.bio,
+            preferences: p.preferences,
+        }
+    }
+}

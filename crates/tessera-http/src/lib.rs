@@ -1,0 +1,104 @@
+//! tessera's HTTP surfaces. [`router`] builds the whole application, so tests and the
+//! binary run the same thing.
+
+pub mod dto;
+pub mod error;
+pub mod extract;
+pub mod middleware;
+pub mod openapi;
+pub mod ops;
+pub mod v1;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderName, HeaderValue, Method};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use tessera_core::Core;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::error::ApiError;
+
+/// Shared state of every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub core: Arc<Core>,
+}
+
+/// The largest request body accepted.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+fn cors(origins: &[String]) -> CorsLayer {
+    let base = CorsLayer::new()
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE, Method::OPTIONS])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::ACCEPT,
+            HeaderName::from_static("x-request-id"),
+            HeaderName::from_static("x-api-key"),
+        ])
+        .expose_headers([
+            HeaderName::from_static("x-request-id"),
+            HeaderName::from_static("x-ratelimit-limit"),
+            HeaderName::from_static("x-ratelimit-remaining"),
+            HeaderName::from_static("x-ratelimit-reset"),
+            header::RETRY_AFTER,
+        ])
+        .max_age(Duration::from_secs(600));
+    if origins.iter().any(|o| o == "*") {
+        // Development only (production refuses it): any origin, without credentials.
+        base.allow_origin(AllowOrigin::any())
+    } else {
+        let list: Vec<HeaderValue> =
+            origins.iter().filter_map(|o| HeaderValue::from_str(o.trim_end_matches('/')).ok()).collect();
+        base.allow_origin(AllowOrigin::list(list)).allow_credentials(true)
+    }
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("handler panicked");
+    ApiError::from(tessera_core::domain::Error::Internal("panic".to_owned())).into_response()
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found()
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::http(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "MethodNotAllowed",
+        "method_not_allowed",
+        "Method not allowed.",
+    )
+}
+
+/// The whole application.
+pub fn router(core: Arc<Core>) -> Router {
+    let settings = core.settings.clone();
+    let state = AppState { core };
+    let mut app = Router::new()
+        .route("/health", get(ops::health))
+        .route("/health/detailed", get(ops::health_detailed))
+        .merge(v1::routes())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state);
+    if settings.openapi_enabled {
+        app = app.merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", openapi::document()));
+    }
+    app.layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(cors(&settings.cors_origins))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(settings.allowed_hosts.clone()),
+            middleware::allowed_hosts,
+        ))
+        .layer(axum::middleware::from_fn_with_state(settings.secure_cookies, middleware::security_headers))
+        .layer(axum::middleware::from_fn(middleware::request_context))
+}

@@ -1,0 +1,7 @@
+//! SeaORM entities: one module per table.
+
+pub mod audit_log;
+pub mod profile;
+pub mod refresh_token;
+pub mod session;
+pub mod user;

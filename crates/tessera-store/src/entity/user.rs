@@ -1,0 +1,45 @@
+use sea_orm::entity::prelude::*;
+
+/// A user account. `email` is stored normalised (trimmed, lower-case) under a unique index.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "users")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    #[sea_orm(unique)]
+    pub email: String,
+    pub password_hash: String,
+    pub full_name: Option<String>,
+    pub phone: Option<String>,
+    pub email_verified_at: Option<DateTimeUtc>,
+    pub phone_verified_at: Option<DateTimeUtc>,
+    pub is_active: bool,
+    pub role: String,
+    pub token_version: i32,
+    pub last_login_at: Option<DateTimeUtc>,
+    pub created_at: DateTimeUtc,
+    pub updated_at: DateTimeUtc,
+    pub deleted_at: Option<DateTimeUtc>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {
+    #[sea_orm(has_many = "super::session::Entity")]
+    Session,
+    #[sea_orm(has_one = "super::profile::Entity")]
+    Profile,
+}
+
+impl Related<super::session::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Session.def()
+    }
+}
+
+impl Related<super::profile::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Profile.def()
+    }
+}
+
+impl ActiveModelBehavior for ActiveModel {}

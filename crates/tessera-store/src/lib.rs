@@ -1,0 +1,117 @@
+//! tessera's storage: SeaORM entities, versioned migrations and the queries services
+//! need, with one code path for SQLite and PostgreSQL.
+
+pub mod entity;
+pub mod migration;
+pub mod query;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sea_orm::{DatabaseConnection, DbErr, SqlErr, SqlxPostgresConnector, SqlxSqliteConnector};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use tessera_domain::Error;
+
+pub use sea_orm;
+pub use sea_orm_migration::MigratorTrait;
+
+/// Pool settings for [`connect`].
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    pub size: u32,
+    pub max_overflow: u32,
+    pub acquire_timeout: Duration,
+    pub recycle: Duration,
+}
+
+/// The kind of database a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Normalises the URL forms the seeds use (`postgresql+asyncpg://`, `postgresql://`)
+/// and tells which backend it names.
+pub fn normalise_url(url: &str) -> Result<(Backend, String), String> {
+    let url = url.trim();
+    for prefix in ["postgresql+asyncpg://", "postgresql+psycopg://", "postgresql://", "postgres://"] {
+        if let Some(rest) = url.strip_prefix(prefix) {
+            return Ok((Backend::Postgres, format!("postgres://{rest}")));
+        }
+    }
+    if url.starts_with("sqlite:") {
+        return Ok((Backend::Sqlite, url.to_owned()));
+    }
+    Err("DATABASE_URL must start with sqlite:// or postgres://".to_owned())
+}
+
+/// The file a `sqlite://` URL points at, if it names a file.
+pub fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    if path.is_empty() || path.starts_with(":memory:") {
+        None
+    } else {
+        Some(std::path::PathBuf::from(path))
+    }
+}
+
+/// Opens a pool. SQLite files are created if missing and run in WAL mode with a busy
+/// timeout and foreign keys on; PostgreSQL pools honour the size, overflow, timeout and
+/// recycle settings.
+pub async fn connect(url: &str, pool: &PoolConfig) -> Result<DatabaseConnection, String> {
+    let (backend, url) = normalise_url(url)?;
+    match backend {
+        Backend::Sqlite => {
+            let opts = SqliteConnectOptions::from_str(&url)
+                .map_err(|e| format!("invalid SQLite URL: {e}"))?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true);
+            let pool = SqlitePoolOptions::new()
+                .max_connections(pool.size.max(1))
+                .acquire_timeout(pool.acquire_timeout)
+                .connect_with(opts)
+                .await
+                .map_err(|e| format!("cannot open the SQLite database: {e}"))?;
+            Ok(SqlxSqliteConnector::from_sqlx_sqlite_pool(pool))
+        }
+        Backend::Postgres => {
+            let opts = PgConnectOptions::from_str(&url).map_err(|e| format!("invalid PostgreSQL URL: {e}"))?;
+            let pool = PgPoolOptions::new()
+                .max_connections((pool.size + pool.max_overflow).max(1))
+                .min_connections(0)
+                .acquire_timeout(pool.acquire_timeout)
+                .max_lifetime(pool.recycle)
+                .connect_with(opts)
+                .await
+                .map_err(|e| format!("cannot connect to PostgreSQL: {e}"))?;
+            Ok(SqlxPostgresConnector::from_sqlx_postgres_pool(pool))
+        }
+    }
+}
+
+/// Maps a database error to a service outcome: an unreachable or exhausted database is
+/// `Unavailable` (503); anything else is `Internal` (500, cause logged, body generic).
+pub fn db_error(e: DbErr) -> Error {
+    let text = e.to_string();
+    let unavailable = matches!(e, DbErr::Conn(_) | DbErr::ConnectionAcquire(_))
+        || text.contains("pool timed out")
+        || text.contains("database is locked")
+        || text.contains("Connection refused")
+        || text.contains("connection closed");
+    if unavailable {
+        Error::Unavailable(text)
+    } else {
+        Error::Internal(text)
+    }
+}
+
+/// Whether the error is a unique-constraint violation.
+pub fn is_unique_violation(e: &DbErr) -> bool {
+    matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
+}

@@ -1,0 +1,15 @@
+//! Versioned, append-only migrations. Never edit one after it has landed: add a new one.
+
+use sea_orm_migration::prelude::*;
+
+mod m20261122_000001_initial;
+
+/// Every migration of tessera, in order.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261122_000001_initial::Migration)]
+    }
+}

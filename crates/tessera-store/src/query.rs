@@ -1,0 +1,238 @@
+//! The queries services run. Every function takes any connection or transaction, so a
+//! service decides what one transaction covers.
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::Expr;
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder};
+use uuid::Uuid;
+
+use crate::entity::{audit_log, profile, refresh_token, session, user};
+
+/// Users.
+pub mod users {
+    use super::*;
+
+    /// Inserts a user; a taken email fails with a unique violation on `users_email_key`.
+    pub async fn insert(conn: &impl ConnectionTrait, row: user::ActiveModel) -> Result<user::Model, DbErr> {
+        row.insert(conn).await
+    }
+
+    /// A user by id, deleted or not.
+    pub async fn by_id(conn: &impl ConnectionTrait, id: Uuid) -> Result<Option<user::Model>, DbErr> {
+        user::Entity::find_by_id(id).one(conn).await
+    }
+
+    /// A user by normalised email, deleted or not.
+    pub async fn by_email(conn: &impl ConnectionTrait, email: &str) -> Result<Option<user::Model>, DbErr> {
+        user::Entity::find().filter(user::Column::Email.eq(email)).one(conn).await
+    }
+
+    /// Increments `token_version`, so every access token issued before fails at once.
+    pub async fn bump_token_version(conn: &impl ConnectionTrait, id: Uuid, now: DateTime<Utc>) -> Result<(), DbErr> {
+        user::Entity::update_many()
+            .col_expr(user::Column::TokenVersion, Expr::col(user::Column::TokenVersion).add(1))
+            .col_expr(user::Column::UpdatedAt, Expr::value(now))
+            .filter(user::Column::Id.eq(id))
+            .exec(conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Replaces the password hash (a re-hash or a password change).
+    pub async fn set_password_hash(
+        conn: &impl ConnectionTrait,
+        id: Uuid,
+        hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), DbErr> {
+        user::Entity::update_many()
+            .col_expr(user::Column::PasswordHash, Expr::value(hash))
+            .col_expr(user::Column::UpdatedAt, Expr::value(now))
+            .filter(user::Column::Id.eq(id))
+            .exec(conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Records a successful sign-in.
+    pub async fn touch_login(conn: &impl ConnectionTrait, id: Uuid, now: DateTime<Utc>) -> Result<(), DbErr> {
+        user::Entity::update_many()
+            .col_expr(user::Column::LastLoginAt, Expr::value(now))
+            .filter(user::Column::Id.eq(id))
+            .exec(conn)
+            .await?;
+        Ok(())
+    }
+}
+
+/// Profiles.
+pub mod profiles {
+    use super::*;
+
+    /// The profile of a user.
+    pub async fn by_user(conn: &impl ConnectionTrait, user_id: Uuid) -> Result<Option<profile::Model>, DbErr> {
+        profile::Entity::find().filter(profile::Column::UserId.eq(user_id)).one(conn).await
+    }
+}
+
+/// Sessions (refresh-token families).
+pub mod sessions {
+    use super::*;
+
+    /// A session together with its user, in one query.
+    pub async fn with_user(
+        conn: &impl ConnectionTrait,
+        id: Uuid,
+    ) -> Result<Option<(session::Model, user::Model)>, DbErr> {
+        let row = session::Entity::find_by_id(id).find_also_related(user::Entity).one(conn).await?;
+        Ok(row.and_then(|(s, u)| u.map(|u| (s, u))))
+    }
+
+    /// A session by id.
+    pub async fn by_id(conn: &impl ConnectionTrait, id: Uuid) -> Result<Option<session::Model>, DbErr> {
+        session::Entity::find_by_id(id).one(conn).await
+    }
+
+    /// The user's sessions that are neither revoked nor expired, oldest first.
+    pub async fn active_for_user(
+        conn: &impl ConnectionTrait,
+        user_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<session::Model>, DbErr> {
+        session::Entity::find()
+            .filter(session::Column::UserId.eq(user_id))
+            .filter(session::Column::RevokedAt.is_null())
+            .filter(session::Column::ExpiresAt.gt(now))
+            .order_by_asc(session::Column::CreatedAt)
+            .order_by_asc(session::Column::Id)
+            .all(conn)
+            .await
+    }
+
+    /// Revokes one session if it is still live; tells whether it was.
+    pub async fn revoke(conn: &impl ConnectionTrait, id: Uuid, now: DateTime<Utc>) -> Result<bool, DbErr> {
+        let res = session::Entity::update_many()
+            .col_expr(session::Column::RevokedAt, Expr::value(now))
+            .filter(session::Column::Id.eq(id))
+            .filter(session::Column::RevokedAt.is_null())
+            .exec(conn)
+            .await?;
+        refresh_tokens::revoke_session(conn, id).await?;
+        Ok(res.rows_affected == 1)
+    }
+
+    /// Revokes every live session of a user; returns how many.
+    pub async fn revoke_all_for_user(
+        conn: &impl ConnectionTrait,
+        user_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<u64, DbErr> {
+        let res = session::Entity::update_many()
+            .col_expr(session::Column::RevokedAt, Expr::value(now))
+            .filter(session::Column::UserId.eq(user_id))
+            .filter(session::Column::RevokedAt.is_null())
+            .exec(conn)
+            .await?;
+        Ok(res.rows_affected)
+    }
+
+    /// Marks a session used by a refresh and extends its lifetime.
+    pub async fn touch(
+        conn: &impl ConnectionTrait,
+        id: Uuid,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), DbErr> {
+        session::Entity::update_many()
+            .col_expr(session::Column::LastUsedAt, Expr::value(now))
+            .col_expr(session::Column::ExpiresAt, Expr::value(expires_at))
+            .filter(session::Column::Id.eq(id))
+            .exec(conn)
+            .await?;
+        Ok(())
+    }
+}
+
+/// Refresh tokens, by SHA-256 hash.
+pub mod refresh_tokens {
+    use super::*;
+
+    /// A token by hash.
+    pub async fn by_hash(conn: &impl ConnectionTrait, hash: &str) -> Result<Option<refresh_token::Model>, DbErr> {
+        refresh_token::Entity::find_by_id(hash.to_owned()).one(conn).await
+    }
+
+    /// The session's live token: the one not yet used.
+    pub async fn head(conn: &impl ConnectionTrait, session_id: Uuid) -> Result<Option<refresh_token::Model>, DbErr> {
+        refresh_token::Entity::find()
+            .filter(refresh_token::Column::SessionId.eq(session_id))
+            .filter(refresh_token::Column::UsedAt.is_null())
+            .filter(refresh_token::Column::Revoked.eq(false))
+            .one(conn)
+            .await
+    }
+
+    /// Retires the token if, and only if, it is still live. This conditional update is
+    /// the guard that keeps one chain per session: of two concurrent rotations of the
+    /// same token, on one node or many, exactly one sees `true`.
+    pub async fn retire(conn: &impl ConnectionTrait, hash: &str, now: DateTime<Utc>) -> Result<bool, DbErr> {
+        let res = refresh_token::Entity::update_many()
+            .col_expr(refresh_token::Column::UsedAt, Expr::value(now))
+            .filter(refresh_token::Column::TokenHash.eq(hash))
+            .filter(refresh_token::Column::UsedAt.is_null())
+            .filter(refresh_token::Column::Revoked.eq(false))
+            .exec(conn)
+            .await?;
+        Ok(res.rows_affected == 1)
+    }
+
+    /// Inserts a new live token for a session.
+    pub async fn insert(
+        conn: &impl ConnectionTrait,
+        hash: &str,
+        session_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<(), DbErr> {
+        refresh_token::ActiveModel {
+            token_hash: sea_orm::Set(hash.to_owned()),
+            session_id: sea_orm::Set(session_id),
+            created_at: sea_orm::Set(now),
+            used_at: sea_orm::Set(None),
+            revoked: sea_orm::Set(false),
+        }
+        .insert(conn)
+        .await?;
+        Ok(())
+    }
+
+    /// Revokes every token of a session.
+    pub async fn revoke_session(conn: &impl ConnectionTrait, session_id: Uuid) -> Result<(), DbErr> {
+        refresh_token::Entity::update_many()
+            .col_expr(refresh_token::Column::Revoked, Expr::value(true))
+            .filter(refresh_token::Column::SessionId.eq(session_id))
+            .filter(refresh_token::Column::Revoked.eq(false))
+            .exec(conn)
+            .await?;
+        Ok(())
+    }
+}
+
+/// The audit log.
+pub mod audit {
+    use super::*;
+
+    /// Appends one event.
+    pub async fn insert(conn: &impl ConnectionTrait, row: audit_log::ActiveModel) -> Result<(), DbErr> {
+        row.insert(conn).await?;
+        Ok(())
+    }
+
+    /// A user's events, newest first.
+    pub async fn for_user(conn: &impl ConnectionTrait, user_id: Uuid) -> Result<Vec<audit_log::Model>, DbErr> {
+        audit_log::Entity::find()
+            .filter(audit_log::Column::UserId.eq(user_id))
+            .order_by_desc(audit_log::Column::Id)
+            .all(conn)
+            .await
+    }
+}

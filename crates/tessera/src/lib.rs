@@ -1,0 +1,112 @@
+//! The tessera binary's library: CLI, logging, and the server, so that integration
+//! tests start exactly what `tessera serve` starts.
+
+pub mod cli;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tessera_core::settings::{LogFormat, Settings};
+use tessera_core::Core;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Installs the global tracing subscriber: JSON or pretty, to stdout or `LOG_FILE`.
+/// Does nothing if one is installed already.
+pub fn init_logging(settings: &Settings) -> Result<(), String> {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_new(&settings.log_level)
+        .or_else(|_| EnvFilter::try_new(format!("{},sqlx=warn,sea_orm=warn", settings.log_level.to_lowercase())))
+        .map_err(|e| format!("LOG_LEVEL: {e}"))?;
+    let filter = filter.add_directive("sqlx=warn".parse().map_err(|e| format!("{e}"))?);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    let result = match (&settings.log_file, settings.log_format) {
+        (Some(path), format) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| format!("LOG_FILE {}: {e}", path.display()))?;
+            let writer = std::sync::Mutex::new(file);
+            match format {
+                LogFormat::Json => {
+                    builder.json().with_current_span(true).with_writer(writer).with_ansi(false).try_init()
+                }
+                LogFormat::Pretty => builder.with_writer(writer).with_ansi(false).try_init(),
+            }
+        }
+        (None, LogFormat::Json) => builder.json().with_current_span(true).try_init(),
+        (None, LogFormat::Pretty) => builder.try_init(),
+    };
+    // A second initialisation (several servers in one test process) is harmless.
+    let _ = result;
+    Ok(())
+}
+
+/// A running server.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub core: Arc<Core>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    /// Resolves the JWT secret, connects and migrates, binds `HOST:PORT` (port 0 picks a
+    /// free one) and starts serving.
+    pub async fn start(mut settings: Settings) -> Result<Server, String> {
+        settings.ensure_jwt_secret()?;
+        let problems = settings.production_problems();
+        if !problems.is_empty() {
+            return Err(problems.join("\n"));
+        }
+        let addr = format!("{}:{}", settings.host, settings.port);
+        let core = Core::start(settings).await?;
+        let listener = TcpListener::bind(&addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let app = tessera_http::router(core.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = rx.await;
+                })
+                .await
+        });
+        Ok(Server { addr, core, shutdown: Some(tx), task })
+    }
+
+    /// Stops accepting, lets in-flight requests finish, and waits.
+    pub async fn stop(mut self) -> std::io::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        match (&mut self.task).await {
+            Ok(r) => r,
+            Err(e) => Err(std::io::Error::other(e)),
+        }
+    }
+}
+
+/// Waits for SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
