@@ -1,0 +1,222 @@
+//! `TestApp`: starts the real router on a fresh database and talks to it over HTTP.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use reqwest::header::HeaderMap;
+use reqwest::{Client, Method, Response, StatusCode};
+use serde_json::{json, Value};
+use tessera::Server;
+use tessera_core::settings::Settings;
+use tessera_core::Core;
+use tessera_store::sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
+
+/// The JWT secret every test server uses, so tests can forge tokens.
+pub const JWT_SECRET: &str = "test-secret-key-that-is-long-enough-0123456789";
+/// A password that satisfies the default policy.
+pub const PASSWORD: &str = "Str0ng!Passphrase";
+
+/// Which database the suite runs on: `TEST_DATABASE_URL` (`sqlite`, unset, or a
+/// PostgreSQL URL through which a fresh database is created per test).
+pub fn backend_url() -> Option<String> {
+    std::env::var("TEST_DATABASE_URL").ok().filter(|u| u.starts_with("postgres"))
+}
+
+/// A fresh database URL: a SQLite file in `dir`, or a new PostgreSQL database.
+pub async fn fresh_database(dir: &std::path::Path) -> String {
+    match backend_url() {
+        None => format!("sqlite://{}/tessera.db", dir.display()),
+        Some(admin) => {
+            let name = format!("tessera_test_{}", uuid::Uuid::now_v7().simple());
+            let admin_db = tessera_store::connect(
+                &admin,
+                &tessera_store::PoolConfig {
+                    size: 1,
+                    max_overflow: 0,
+                    acquire_timeout: std::time::Duration::from_secs(30),
+                    recycle: std::time::Duration::from_secs(60),
+                },
+            )
+            .await
+            .expect("connect to the PostgreSQL admin database");
+            admin_db.execute_unprepared(&format!("CREATE DATABASE \"{name}\"")).await.expect("create test database");
+            admin_db.close().await.ok();
+            let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
+            format!("{base}/{name}")
+        }
+    }
+}
+
+/// The settings a test server starts with, plus `extra`.
+pub fn test_vars(db_url: &str, extra: &[(&str, &str)]) -> HashMap<String, String> {
+    let mut vars: HashMap<String, String> = [
+        ("ENVIRONMENT", "development"),
+        ("HOST", "127.0.0.1"),
+        ("PORT", "0"),
+        ("DATABASE_URL", db_url),
+        ("DB_POOL_SIZE", "5"),
+        ("DB_MAX_OVERFLOW", "5"),
+        ("DB_POOL_TIMEOUT", "10"),
+        ("JWT_SECRET_KEY", JWT_SECRET),
+        // Cheap hashing keeps the suite fast; the parameters are still Argon2id.
+        ("ARGON2_MEMORY_KIB", "1024"),
+        ("ARGON2_ITERATIONS", "1"),
+        ("ARGON2_PARALLELISM", "1"),
+        ("HASH_QUEUE", "256"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    for (k, v) in extra {
+        vars.insert((*k).to_owned(), (*v).to_owned());
+    }
+    vars
+}
+
+/// A running tessera on a fresh database.
+pub struct TestApp {
+    pub base: String,
+    pub client: Client,
+    pub core: Arc<Core>,
+    pub db_url: String,
+    server: Option<Server>,
+    pub dir: tempfile::TempDir,
+}
+
+/// What a sign-in returned.
+pub struct Login {
+    pub access: String,
+    pub refresh: String,
+    pub body: Value,
+    pub set_cookie: String,
+}
+
+impl TestApp {
+    /// A server with the default test settings.
+    pub async fn spawn() -> TestApp {
+        Self::with(&[]).await
+    }
+
+    /// A server with extra settings.
+    pub async fn with(extra: &[(&str, &str)]) -> TestApp {
+        let dir = tempfile::tempdir().unwrap();
+        let db_url = fresh_database(dir.path()).await;
+        let settings = Settings::from_vars(&test_vars(&db_url, extra)).expect("test settings");
+        let server = Server::start(settings).await.expect("start server");
+        let base = format!("http://{}", server.addr);
+        let client = Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        TestApp { base, client, core: server.core.clone(), db_url, server: Some(server), dir }
+    }
+
+    /// Stops the server, draining in-flight requests.
+    pub async fn stop(mut self) {
+        if let Some(s) = self.server.take() {
+            s.stop().await.unwrap();
+        }
+    }
+
+    /// The database the server uses.
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.core.db
+    }
+
+    /// `base + path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Sends a request with an optional bearer token and JSON body.
+    pub async fn send(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Response {
+        let mut req = self.client.request(method, self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        req.send().await.unwrap()
+    }
+
+    /// GET with a bearer token.
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Response {
+        self.send(Method::GET, path, token, None).await
+    }
+
+    /// POST JSON.
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Response {
+        self.send(Method::POST, path, token, Some(body)).await
+    }
+
+    /// Registers a user; panics unless 201.
+    pub async fn register(&self, email: &str, password: &str) -> Value {
+        let res = self
+            .post("/v1/users", None, json!({ "email": email, "password": password, "full_name": "Test User" }))
+            .await;
+        let status = res.status();
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(status, StatusCode::CREATED, "register {email}: {body}");
+        body
+    }
+
+    /// Signs in with JSON; panics unless 200.
+    pub async fn login(&self, email: &str, password: &str) -> Login {
+        let res = self.post("/v1/auth/login", None, json!({ "email": email, "password": password })).await;
+        assert_eq!(res.status(), StatusCode::OK, "login {email}");
+        login_from(res).await
+    }
+
+    /// Registers and signs in a fresh user.
+    pub async fn user(&self) -> (String, Login) {
+        let email = format!("user-{}@example.com", uuid::Uuid::now_v7().simple());
+        self.register(&email, PASSWORD).await;
+        let login = self.login(&email, PASSWORD).await;
+        (email, login)
+    }
+
+    /// Runs SQL (for arranging states no endpoint reaches yet, e.g. deactivation).
+    pub async fn sql(&self, sql: &str) {
+        self.db().execute_unprepared(sql).await.unwrap();
+    }
+
+    /// Every row of a table, as strings, for scanning what is stored.
+    pub async fn dump(&self, table: &str) -> String {
+        let backend = self.db().get_database_backend();
+        let rows =
+            self.db().query_all(Statement::from_string(backend, format!("SELECT * FROM {table}"))).await.unwrap();
+        format!("{rows:?}")
+    }
+}
+
+/// The value of the `refresh_token` cookie set by a response.
+pub fn refresh_cookie(headers: &HeaderMap) -> Option<(String, String)> {
+    headers.get_all("set-cookie").iter().filter_map(|v| v.to_str().ok()).find_map(|c| {
+        let value = c.strip_prefix("refresh_token=")?.split(';').next()?.to_owned();
+        Some((value, c.to_owned()))
+    })
+}
+
+/// Reads a sign-in response.
+pub async fn login_from(res: Response) -> Login {
+    let (refresh, set_cookie) = refresh_cookie(res.headers()).expect("refresh cookie");
+    let body: Value = res.json().await.unwrap();
+    Login { access: body["access_token"].as_str().unwrap().to_owned(), refresh, body, set_cookie }
+}
+
+/// Reads a JSON body and status.
+pub async fn json_of(res: Response) -> (StatusCode, Value) {
+    let status = res.status();
+    let text = res.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, body)
+}
+
+/// Asserts a SPEC §6 error body with the given status and code.
+pub async fn assert_error(res: Response, status: StatusCode, code: &str) -> Value {
+    let header_id = res.headers().get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let (got, body) = json_of(res).await;
+    assert_eq!(got, status, "body: {body}");
+    assert_eq!(body["error_code"], code, "body: {body}");
+    assert!(body["detail"].is_string() && body["type"].is_string(), "body: {body}");
+    assert_eq!(body["request_id"].as_str(), header_id.as_deref(), "request_id matches X-Request-ID");
+    body
+}

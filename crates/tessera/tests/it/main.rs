@@ -1,0 +1,15 @@
+//! tessera's integration tests: one binary, the real server on a loopback port, a fresh
+//! database per test (SQLite file, or a new PostgreSQL database when
+//! `TEST_DATABASE_URL=postgres://…`), driven over HTTP like any client.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
+
+mod harness;
+
+mod auth;
+mod cli;
+mod ops;
+mod passwords;
+mod refresh;
+mod smoke;
+mod tokens;
+mod users;
