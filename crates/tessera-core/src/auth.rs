@@ -214,7 +214,10 @@ impl Core {
             }
             let target = match token.used_at {
                 None => hash.clone(),
-                Some(used_at) if now - used_at > interval => {
+                // Measured at this moment, not at the request's start: a token retired by a
+                // concurrent refresh a moment ago is inside the interval; with an interval
+                // of 0 every second use is a reuse.
+                Some(used_at) if crate::now() - used_at >= interval => {
                     let txn = self.db.begin().await.map_err(db_error)?;
                     sessions::revoke(&txn, session.id, now).await.map_err(db_error)?;
                     let ev = AuditEvent::by_user("token.reuse_detected", user.id)

@@ -1,1 +1,378 @@
-//! cli tests.
+//! The binary as an operator runs it: subcommands, start-up validation, the development
+//! secret, graceful shutdown, and logs that never hold a secret.
+
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::harness::*;
+
+fn tessera() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_tessera"));
+    c.env_clear().kill_on_drop(true);
+    c
+}
+
+async fn run(args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String) {
+    let out = tessera().args(args).envs(envs.iter().copied()).output().await.unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A `tessera serve` child process and everything it printed.
+struct Proc {
+    child: Child,
+    base: String,
+    output: Arc<Mutex<String>>,
+}
+
+impl Proc {
+    async fn start(dir: &std::path::Path, envs: &[(&str, &str)]) -> Proc {
+        let mut child = tessera()
+            .current_dir(dir)
+            .env("HOST", "127.0.0.1")
+            .env("PORT", "0")
+            .envs(envs.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let output = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = output.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                sink.lock().unwrap().push_str(&(line + "\n"));
+            }
+        });
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let base = tokio::time::timeout(Duration::from_secs(60), async {
+            loop {
+                let line = lines.next_line().await.unwrap().unwrap_or_else(|| panic!("server exited"));
+                output.lock().unwrap().push_str(&format!("{line}\n"));
+                if let Some(url) = line.strip_prefix("tessera listening on ") {
+                    return url.trim().to_owned();
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("server did not start: {}", output.lock().unwrap()));
+        let sink = output.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                sink.lock().unwrap().push_str(&(line + "\n"));
+            }
+        });
+        Proc { child, base, output }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.child.id().unwrap().to_string();
+        let ok = std::process::Command::new("kill").args([sig, &pid]).status().unwrap().success();
+        assert!(ok, "kill {sig} {pid}");
+    }
+
+    /// Sends SIGTERM and returns the exit code and everything printed.
+    async fn terminate(mut self) -> (i32, String) {
+        self.signal("-TERM");
+        let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await.unwrap().unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let out = self.output.lock().unwrap().clone();
+        (status.code().unwrap_or(-1), out)
+    }
+}
+
+const BAD_PRODUCTION: &[(&str, &str)] = &[
+    ("ENVIRONMENT", "production"),
+    ("DEBUG", "true"),
+    ("JWT_SECRET_KEY", "too-short"),
+    ("CORS_ORIGINS", "*"),
+    ("SECURE_COOKIES", "false"),
+    ("MAIL_TRANSPORT", "log"),
+];
+
+#[tokio::test]
+async fn config_docs_lists_every_setting_with_default_and_meaning() {
+    let (code, out, _) = run(&["config", "docs"], &[]).await;
+    assert_eq!(code, 0);
+    for name in [
+        "ENVIRONMENT",
+        "APP_ENV",
+        "DEBUG",
+        "HOST",
+        "PORT",
+        "DATABASE_URL",
+        "DB_POOL_SIZE",
+        "DB_MAX_OVERFLOW",
+        "DB_POOL_TIMEOUT",
+        "DB_POOL_RECYCLE",
+        "JWT_SECRET_KEY",
+        "JWT_SECRET",
+        "JWT_ALGORITHM",
+        "JWT_ISSUER",
+        "JWT_AUDIENCE",
+        "ACCESS_TOKEN_EXPIRE_MINUTES",
+        "REFRESH_TOKEN_EXPIRE_DAYS",
+        "REFRESH_TOKEN_REUSE_INTERVAL",
+        "MAX_SESSIONS_PER_USER",
+        "CORS_ORIGINS",
+        "ALLOWED_HOSTS",
+        "SECURE_COOKIES",
+        "TRUSTED_PROXIES",
+        "REQUIRE_EMAIL_VERIFICATION",
+        "MAIL_TRANSPORT",
+        "ARGON2_MEMORY_KIB",
+        "ARGON2_ITERATIONS",
+        "ARGON2_PARALLELISM",
+        "PASSWORD_MIN_LENGTH",
+        "PUBLIC_URL",
+        "LOG_LEVEL",
+        "LOG_FORMAT",
+        "LOG_FILE",
+        "OPENAPI_ENABLED",
+    ] {
+        assert!(out.contains(&format!("`{name}`")), "{name} missing from config docs");
+    }
+    assert!(out.contains("| `DATABASE_URL` | sqlite://tessera.db |"));
+}
+
+#[tokio::test]
+async fn config_check_reports_every_production_problem_on_its_own_line() {
+    let (code, _, err) = run(&["config", "check"], BAD_PRODUCTION).await;
+    assert_ne!(code, 0);
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("configuration error:")).collect();
+    assert_eq!(lines.len(), 5, "{err}");
+    for needle in ["DEBUG", "JWT_SECRET_KEY", "CORS_ORIGINS", "SECURE_COOKIES", "MAIL_TRANSPORT"] {
+        assert!(lines.iter().any(|l| l.contains(needle)), "{needle}: {err}");
+    }
+
+    let good = [
+        ("ENVIRONMENT", "production"),
+        ("JWT_SECRET_KEY", JWT_SECRET),
+        ("MAIL_TRANSPORT", "file"),
+        ("CORS_ORIGINS", "https://app.example.com"),
+    ];
+    let (code, out, err) = run(&["config", "check"], &good).await;
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+#[tokio::test]
+async fn config_check_rejects_unparsable_values() {
+    let (code, _, err) =
+        run(&["config", "check"], &[("PORT", "eighty"), ("ACCESS_TOKEN_EXPIRE_MINUTES", "soon")]).await;
+    assert_ne!(code, 0);
+    assert!(err.contains("PORT") && err.contains("ACCESS_TOKEN_EXPIRE_MINUTES"), "{err}");
+}
+
+#[tokio::test]
+async fn serve_refuses_to_start_in_production_with_unsafe_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let out =
+        tessera().current_dir(dir.path()).envs(BAD_PRODUCTION.iter().copied()).env("PORT", "0").output().await.unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0));
+    assert_eq!(err.lines().filter(|l| l.starts_with("configuration error:")).count(), 5, "{err}");
+}
+
+#[tokio::test]
+async fn openapi_subcommand_prints_the_document() {
+    let (code, out, _) = run(&["openapi"], &[]).await;
+    assert_eq!(code, 0);
+    let doc: Value = serde_json::from_str(&out).unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    assert!(doc["paths"]["/v1/auth/login"].is_object());
+}
+
+#[tokio::test]
+async fn migrate_up_status_and_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = fresh_database(dir.path()).await;
+    let env = [("DATABASE_URL", db.as_str())];
+
+    let (code, out, err) = run(&["migrate", "status"], &env).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("m20261122_000001_initial") && out.contains("Pending"), "{out}");
+
+    let (code, _, err) = run(&["migrate", "up"], &env).await;
+    assert_eq!(code, 0, "{err}");
+    let (_, out, _) = run(&["migrate", "status"], &env).await;
+    assert!(out.contains("Applied"), "{out}");
+
+    let (code, _, err) = run(&["migrate", "down"], &env).await;
+    assert_eq!(code, 0, "{err}");
+    let (_, out, _) = run(&["migrate", "status"], &env).await;
+    assert!(out.contains("Pending"), "{out}");
+
+    let (code, _, err) = run(&["migrate"], &env).await;
+    assert_eq!(code, 0, "plain `migrate` applies: {err}");
+}
+
+#[tokio::test]
+async fn development_secret_is_generated_once_private_and_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = fresh_database(dir.path()).await;
+    let env = [("DATABASE_URL", db.as_str()), ("ARGON2_MEMORY_KIB", "1024"), ("ARGON2_ITERATIONS", "1")];
+    let client = reqwest::Client::new();
+
+    let first = Proc::start(dir.path(), &env).await;
+    let email = "dev@example.com";
+    let res = client
+        .post(first.url("/v1/users"))
+        .json(&json!({ "email": email, "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let login: Value = client
+        .post(first.url("/v1/auth/login"))
+        .json(&json!({ "email": email, "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["access_token"].as_str().unwrap().to_owned();
+    let (code, _) = first.terminate().await;
+    assert_eq!(code, 0);
+
+    let secret_file = if backend_url().is_some() {
+        dir.path().join("tessera.jwt-secret")
+    } else {
+        dir.path().join("tessera.db.jwt-secret")
+    };
+    let meta = std::fs::metadata(&secret_file).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert!(std::fs::read_to_string(&secret_file).unwrap().trim().len() >= 32);
+
+    let second = Proc::start(dir.path(), &env).await;
+    let me = client.get(second.url("/v1/auth/me")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(me.status(), StatusCode::OK, "a token from the first run works after a restart");
+    second.terminate().await;
+}
+
+#[tokio::test]
+async fn sigterm_drains_in_flight_requests_then_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = fresh_database(dir.path()).await;
+    // A slow hash keeps the login in flight while the signal arrives.
+    let env = [
+        ("DATABASE_URL", db.as_str()),
+        ("JWT_SECRET_KEY", JWT_SECRET),
+        ("ARGON2_MEMORY_KIB", "65536"),
+        ("ARGON2_ITERATIONS", "8"),
+    ];
+    let server = Proc::start(dir.path(), &env).await;
+    let client = reqwest::Client::new();
+    let email = "drain@example.com";
+    let res = client
+        .post(server.url("/v1/users"))
+        .json(&json!({ "email": email, "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+
+    let login = tokio::spawn({
+        let client = client.clone();
+        let url = server.url("/v1/auth/login");
+        async move { client.post(url).json(&json!({ "email": email, "password": PASSWORD })).send().await.unwrap().status() }
+    });
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let (code, out) = server.terminate().await;
+
+    assert_eq!(login.await.unwrap(), StatusCode::OK, "the in-flight login completes");
+    assert_eq!(code, 0, "{out}");
+}
+
+#[tokio::test]
+async fn logs_never_contain_passwords_tokens_or_cookies() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = fresh_database(dir.path()).await;
+    let env = [
+        ("DATABASE_URL", db.as_str()),
+        ("JWT_SECRET_KEY", JWT_SECRET),
+        ("ARGON2_MEMORY_KIB", "1024"),
+        ("ARGON2_ITERATIONS", "1"),
+        ("LOG_LEVEL", "trace"),
+        ("LOG_FORMAT", "json"),
+    ];
+    let server = Proc::start(dir.path(), &env).await;
+    let client = reqwest::Client::new();
+    let email = "logs@example.com";
+    let new_password = "An0ther!Secret-Phrase";
+    let wrong_password = "Wr0ng!Guess-Phrase";
+
+    let res = client
+        .post(server.url("/v1/users"))
+        .json(&json!({ "email": email, "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let res = client
+        .post(server.url("/v1/auth/login"))
+        .json(&json!({ "email": email, "password": wrong_password }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let res = client
+        .post(server.url("/v1/auth/login"))
+        .form(&[("username", email), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    let (refresh, _) = refresh_cookie(res.headers()).unwrap();
+    let body: Value = res.json().await.unwrap();
+    let access = body["access_token"].as_str().unwrap().to_owned();
+    let res = client
+        .post(server.url("/v1/auth/refresh"))
+        .header("cookie", format!("refresh_token={refresh}"))
+        .send()
+        .await
+        .unwrap();
+    let (refresh2, _) = refresh_cookie(res.headers()).unwrap();
+    let access2 = res.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned();
+    let res = client.get(server.url("/v1/auth/me")).bearer_auth(&access2).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let res = client
+        .post(server.url("/v1/auth/change-password"))
+        .bearer_auth(&access2)
+        .json(&json!({ "current_password": PASSWORD, "new_password": new_password }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let res = client.get(server.url("/v1/auth/me")).bearer_auth(&access).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let (_, logs) = server.terminate().await;
+
+    assert!(logs.contains("request_id"), "log lines carry the request id");
+    for secret in [PASSWORD, new_password, wrong_password, &access, &access2, &refresh, &refresh2, JWT_SECRET] {
+        assert!(!logs.contains(secret), "a secret reached the log");
+    }
+    // The signature and payload of a token alone must not appear either.
+    for token in [&access, &access2] {
+        for part in token.split('.').skip(1) {
+            assert!(!logs.contains(part), "part of a token reached the log");
+        }
+    }
+    let lower = logs.to_lowercase();
+    assert!(!lower.contains("bearer ey"), "no Authorization header value");
+    assert!(!lower.contains("refresh_token="), "no cookie");
+}

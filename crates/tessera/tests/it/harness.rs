@@ -178,12 +178,15 @@ impl TestApp {
         self.db().execute_unprepared(sql).await.unwrap();
     }
 
-    /// Every row of a table, as strings, for scanning what is stored.
+    /// Every row of a table, as JSON text, for scanning what is stored.
     pub async fn dump(&self, table: &str) -> String {
+        use tessera_store::sea_orm::{FromQueryResult, JsonValue};
         let backend = self.db().get_database_backend();
-        let rows =
-            self.db().query_all(Statement::from_string(backend, format!("SELECT * FROM {table}"))).await.unwrap();
-        format!("{rows:?}")
+        let rows = JsonValue::find_by_statement(Statement::from_string(backend, format!("SELECT * FROM {table}")))
+            .all(self.db())
+            .await
+            .unwrap();
+        serde_json::to_string(&rows).unwrap()
     }
 }
 

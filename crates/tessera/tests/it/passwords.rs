@@ -1,1 +1,140 @@
-//! passwords tests.
+//! Password hashing (SPEC §5.1): legacy hashes verified and re-hashed, the bounded
+//! hashing pool, equal cost for unknown emails, nothing stored in clear.
+
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use tessera_core::entity::user;
+use tessera_store::sea_orm::sea_query::Expr;
+use tessera_store::sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+
+use crate::harness::*;
+
+/// Hashes made once by Python's `bcrypt` (12 rounds) and `argon2-cffi` (t=3, m=65536,
+/// p=4): see scripts/make_legacy_hashes.py.
+fn fixtures() -> Vec<Value> {
+    serde_json::from_str(include_str!("../fixtures/legacy_hashes.json")).unwrap()
+}
+
+async fn stored_hash(app: &TestApp, email: &str) -> String {
+    user::Entity::find().filter(user::Column::Email.eq(email)).one(app.db()).await.unwrap().unwrap().password_hash
+}
+
+async fn set_hash(app: &TestApp, email: &str, hash: &str) {
+    user::Entity::update_many()
+        .col_expr(user::Column::PasswordHash, Expr::value(hash))
+        .filter(user::Column::Email.eq(email))
+        .exec(app.db())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn legacy_bcrypt_and_argon2_hashes_sign_in_and_are_rehashed() {
+    let app = TestApp::spawn().await;
+    for (i, f) in fixtures().iter().enumerate() {
+        let scheme = f["scheme"].as_str().unwrap();
+        let password = f["password"].as_str().unwrap();
+        let legacy = f["hash"].as_str().unwrap();
+        let email = format!("legacy{i}@example.com");
+        app.register(&email, PASSWORD).await;
+        set_hash(&app, &email, legacy).await;
+
+        let wrong = app.post("/v1/auth/login", None, json!({ "email": email, "password": "Wrong-Passw0rd!" })).await;
+        assert_error(wrong, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+        assert_eq!(stored_hash(&app, &email).await, legacy, "{scheme}: a failed login changes nothing");
+
+        app.login(&email, password).await;
+        let rehashed = stored_hash(&app, &email).await;
+        assert!(
+            rehashed.starts_with("$argon2id$v=19$m=1024,t=1,p=1$"),
+            "{scheme}: re-hashed to current parameters: {rehashed}"
+        );
+
+        app.login(&email, password).await;
+        assert_eq!(stored_hash(&app, &email).await, rehashed, "{scheme}: a current hash is not re-hashed again");
+    }
+    // The detail is jsonb on PostgreSQL and JSON text on SQLite.
+    let audit = app.dump("audit_log").await.replace('\\', "");
+    assert!(audit.contains(r#""rehashed":true"#), "the re-hash is audited");
+}
+
+#[tokio::test]
+async fn new_hashes_use_argon2id_with_the_default_parameters() {
+    let app =
+        TestApp::with(&[("ARGON2_MEMORY_KIB", "19456"), ("ARGON2_ITERATIONS", "2"), ("ARGON2_PARALLELISM", "1")]).await;
+    let email = "defaults@example.com";
+    app.register(email, PASSWORD).await;
+
+    let hash = stored_hash(&app, email).await;
+
+    assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
+    let users = app.dump("users").await;
+    assert!(!users.contains(PASSWORD), "the password is never stored");
+}
+
+#[tokio::test]
+async fn a_full_hashing_queue_answers_503_with_retry_after() {
+    let app = TestApp::with(&[
+        ("HASH_WORKERS", "1"),
+        ("HASH_QUEUE", "0"),
+        ("ARGON2_MEMORY_KIB", "65536"),
+        ("ARGON2_ITERATIONS", "4"),
+    ])
+    .await;
+
+    let results = join_all((0..8).map(|i| {
+        let app = &app;
+        async move {
+            app.post("/v1/auth/login", None, json!({ "email": format!("nobody{i}@example.com"), "password": PASSWORD }))
+                .await
+        }
+    }))
+    .await;
+
+    let mut overloaded = 0;
+    let mut processed = 0;
+    for res in results {
+        match res.status() {
+            StatusCode::SERVICE_UNAVAILABLE => {
+                assert!(res.headers().contains_key("retry-after"));
+                assert_error(res, StatusCode::SERVICE_UNAVAILABLE, "service_overloaded").await;
+                overloaded += 1;
+            }
+            StatusCode::UNAUTHORIZED => processed += 1,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(overloaded >= 1, "some logins are shed");
+    assert!(processed >= 1, "and the admitted ones are served");
+}
+
+#[tokio::test]
+async fn an_unknown_email_costs_what_a_known_one_does() {
+    let app = TestApp::with(&[("ARGON2_MEMORY_KIB", "19456"), ("ARGON2_ITERATIONS", "2")]).await;
+    app.register("known@example.com", PASSWORD).await;
+    async fn timed_login(app: &TestApp, email: &str) -> Duration {
+        let started = Instant::now();
+        let res = app.post("/v1/auth/login", None, json!({ "email": email, "password": "Wrong-Passw0rd!" })).await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        started.elapsed()
+    }
+    timed_login(&app, "warmup@example.com").await;
+
+    // Interleaved, so that load from other tests falls on both alike.
+    let (mut known, mut unknown) = (Vec::new(), Vec::new());
+    for _ in 0..9 {
+        known.push(timed_login(&app, "known@example.com").await);
+        unknown.push(timed_login(&app, "unknown@example.com").await);
+    }
+    known.sort();
+    unknown.sort();
+    let (known, unknown) = (known[4], unknown[4]);
+
+    // Both pay one Argon2id verification; without the dummy hash the unknown email
+    // would answer in a small fraction of the time.
+    let ratio = unknown.as_secs_f64() / known.as_secs_f64();
+    assert!((0.4..2.5).contains(&ratio), "known {known:?}, unknown {unknown:?}");
+}
