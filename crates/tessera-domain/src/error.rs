@@ -77,12 +77,12 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         use Error::*;
         match self {
-            BadRequest(_) => ErrorKind::BadRequest,
+            BadRequest(_) | WrongPassword => ErrorKind::BadRequest,
             Validation(_) => ErrorKind::Validation,
             InvalidCredentials | NotAuthenticated | InvalidToken | TokenExpired | TokenRevoked | TokenReused => {
                 ErrorKind::Unauthorized
             }
-            AccountInactive | EmailNotVerified | PermissionDenied | WrongPassword => ErrorKind::Forbidden,
+            AccountInactive | EmailNotVerified | PermissionDenied => ErrorKind::Forbidden,
             UserNotFound | SessionNotFound => ErrorKind::NotFound,
             EmailTaken => ErrorKind::Conflict,
             RateLimited { .. } => ErrorKind::RateLimited,

@@ -1,6 +1,6 @@
 //! One error shape for every response (SPEC §6), including axum's own rejections.
 
-use axum::extract::rejection::{FormRejection, JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, FormRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -168,6 +168,12 @@ impl From<QueryRejection> for ApiError {
     fn from(r: QueryRejection) -> Self {
         let text = r.body_text();
         ApiError::from(Error::Validation(vec![FieldError::new(&field_of(&text), "invalid", describe(&text))]))
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(r: BytesRejection) -> Self {
+        body_rejection(r.status())
     }
 }
 

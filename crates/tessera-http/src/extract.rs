@@ -3,9 +3,12 @@
 
 use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, OptionalFromRequestParts};
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, OptionalFromRequestParts, Request};
+use axum::http::header::CONTENT_TYPE;
 use axum::http::header::{AUTHORIZATION, USER_AGENT};
 use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
 use tessera_core::auth::Principal;
 use tessera_core::domain::Error;
 use tessera_core::ClientInfo;
@@ -14,10 +17,35 @@ use crate::error::ApiError;
 use crate::middleware::RequestId;
 use crate::AppState;
 
-/// `axum::Json` whose rejections answer in the SPEC §6 shape.
-#[derive(FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
+/// A JSON object body, with every rejection in the SPEC §6 shape: a missing or wrong
+/// content type or malformed JSON is 400, a body that is not an object or has missing
+/// or mistyped fields is 422, a body over the limit is 413.
 pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let json = req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|ct| {
+            let mime = ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+            mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+        });
+        if !json {
+            return Err(ApiError::bad_request("Send the body as JSON with Content-Type: application/json."));
+        }
+        let bytes = Bytes::from_request(req, state).await?;
+        match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+            Some(b'{') => {}
+            None => return Err(ApiError::bad_request("The body is empty; send a JSON object.")),
+            Some(_) if serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_ok() => {
+                return Err(Error::field("body", "not_an_object", "The body must be a JSON object.").into());
+            }
+            Some(_) => return Err(ApiError::bad_request("The body is not valid JSON.")),
+        }
+        let axum::Json(value) = axum::Json::<T>::from_bytes(&bytes)?;
+        Ok(ApiJson(value))
+    }
+}
 
 /// `axum::extract::Query` whose rejections answer in the SPEC §6 shape.
 #[derive(FromRequestParts)]

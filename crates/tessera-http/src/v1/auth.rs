@@ -1,6 +1,7 @@
 //! `/v1/auth`: sign-in, refresh, sign-out, the caller, password change, sessions.
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -104,8 +105,9 @@ pub async fn refresh(
     State(s): State<AppState>,
     Client(client): Client,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let body = body?;
     let from_body = if body.iter().all(u8::is_ascii_whitespace) {
         None
     } else {

@@ -1,1 +1,678 @@
-//! tokens tests.
+//! Access-token checks (SPEC §4.1): every way a bearer token can be wrong is refused on
+//! `GET /v1/auth/me` with 401, the SPEC §6 body and `WWW-Authenticate: Bearer`.
+//!
+//! Forged tokens are built by hand: take a real token's claims, change one thing,
+//! re-sign with HMAC (or don't).
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use reqwest::header::{AUTHORIZATION, WWW_AUTHENTICATE};
+use reqwest::{Response, StatusCode};
+use serde_json::{json, Value};
+use sha2::{Sha256, Sha512};
+use tessera_core::entity::{session, user};
+use tessera_store::sea_orm::sea_query::Expr;
+use tessera_store::sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+
+use crate::harness::*;
+
+// ---------------------------------------------------------------------------------
+// Helpers: JWT parts, forging, and the one assertion every test ends with.
+// ---------------------------------------------------------------------------------
+
+fn b64(bytes: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn part(token: &str, i: usize) -> &str {
+    token.split('.').nth(i).unwrap_or_else(|| panic!("token has no part {i}: {token}"))
+}
+
+fn decode_part(token: &str, i: usize) -> Value {
+    let bytes = URL_SAFE_NO_PAD.decode(part(token, i)).unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+/// The claims of a token.
+fn claims(token: &str) -> Value {
+    decode_part(token, 1)
+}
+
+/// The JOSE header of a token.
+fn header(token: &str) -> Value {
+    decode_part(token, 0)
+}
+
+fn encode_json(v: &Value) -> String {
+    b64(&serde_json::to_vec(v).unwrap())
+}
+
+fn hs256(key: &[u8], input: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();
+    mac.update(input.as_bytes());
+    b64(&mac.finalize().into_bytes())
+}
+
+fn hs512(key: &[u8], input: &str) -> String {
+    let mut mac = Hmac::<Sha512>::new_from_slice(key).unwrap();
+    mac.update(input.as_bytes());
+    b64(&mac.finalize().into_bytes())
+}
+
+/// `base64url(header).base64url(claims)`: the signing input.
+fn signing_input(header: &Value, claims: &Value) -> String {
+    format!("{}.{}", encode_json(header), encode_json(claims))
+}
+
+/// An HS256 token signed with `key`.
+fn sign_hs256_with(key: &[u8], claims: &Value) -> String {
+    let input = signing_input(&json!({ "alg": "HS256", "typ": "JWT" }), claims);
+    let sig = hs256(key, &input);
+    format!("{input}.{sig}")
+}
+
+/// An HS256 token signed with the test server's secret: valid unless the claims say otherwise.
+fn forge(claims: &Value) -> String {
+    sign_hs256_with(JWT_SECRET.as_bytes(), claims)
+}
+
+/// The claims of `token` with `key` set to `value`.
+fn with_claim(token: &str, key: &str, value: Value) -> Value {
+    let mut c = claims(token);
+    c[key] = value;
+    c
+}
+
+/// The claims of `token` without `key`.
+fn without_claim(token: &str, key: &str) -> Value {
+    let mut c = claims(token);
+    c.as_object_mut().unwrap().remove(key);
+    c
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// `GET /v1/auth/me` with a raw `Authorization` header (or none).
+async fn me_with_authorization(app: &TestApp, authorization: Option<&str>) -> Response {
+    let mut req = app.client.get(app.url("/v1/auth/me"));
+    if let Some(v) = authorization {
+        req = req.header(AUTHORIZATION, v);
+    }
+    req.send().await.unwrap()
+}
+
+/// Asserts a 401 with `WWW-Authenticate: Bearer` and the SPEC §6 body carrying `code`.
+async fn assert_unauthorized(res: Response, code: &str) -> Value {
+    let challenge = res.headers().get(WWW_AUTHENTICATE).map(|v| v.to_str().unwrap().to_owned());
+    assert!(
+        challenge.as_deref().is_some_and(|c| c.starts_with("Bearer")),
+        "401 must carry WWW-Authenticate: Bearer, got {challenge:?} (status {})",
+        res.status()
+    );
+    assert_error(res, StatusCode::UNAUTHORIZED, code).await
+}
+
+/// Presents `token` as a bearer token to `GET /v1/auth/me` and asserts it is refused
+/// with `code`; the body never echoes the token.
+async fn assert_rejected(app: &TestApp, token: &str, code: &str) -> Value {
+    let res = app.get("/v1/auth/me", Some(token)).await;
+    let body = assert_unauthorized(res, code).await;
+    if token.len() > 8 {
+        assert!(!body.to_string().contains(token), "the error body echoes the token: {body}");
+    }
+    body
+}
+
+/// Asserts `token` is accepted by `GET /v1/auth/me` for `email`.
+async fn assert_accepted(app: &TestApp, token: &str, email: &str) {
+    let (status, body) = json_of(app.get("/v1/auth/me", Some(token)).await).await;
+    assert_eq!(status, StatusCode::OK, "token should be accepted: {body}");
+    assert_eq!(body["email"], email, "body: {body}");
+}
+
+/// A `none`-algorithm token over `claims` with the given signature part.
+fn unsigned(alg: &str, claims: &Value, signature: &str) -> String {
+    let input = signing_input(&json!({ "alg": alg, "typ": "JWT" }), claims);
+    format!("{input}.{signature}")
+}
+
+// ---------------------------------------------------------------------------------
+// Controls: the forging helpers produce tokens the server accepts, so every
+// rejection below is caused by the one thing each test changes.
+// ---------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn real_token_has_the_documented_claims() {
+    let app = TestApp::spawn().await;
+    let (email, login) = app.user().await;
+
+    let h = header(&login.access);
+    let c = claims(&login.access);
+
+    assert_eq!(h["alg"], "HS256");
+    assert_eq!(c["iss"], "tessera");
+    assert_eq!(c["aud"], "authenticated");
+    assert_eq!(c["type"], "access");
+    assert_eq!(c["email"], email);
+    assert_eq!(c["role"], "user");
+    assert_eq!(c["sub"], c["user_id"]);
+    assert_eq!(c["sub"], login.body["user"]["id"]);
+    assert!(c["ver"].is_i64(), "ver: {c}");
+    assert!(c["sid"].as_str().is_some_and(|s| uuid::Uuid::parse_str(s).is_ok()), "sid: {c}");
+    assert_eq!(c["aal"], "aal1");
+    assert!(c["jti"].is_string(), "jti: {c}");
+    let (iat, exp) = (c["iat"].as_i64().unwrap(), c["exp"].as_i64().unwrap());
+    assert!((iat - now()).abs() < 60, "iat {iat} is now");
+    assert_eq!(exp - iat, 15 * 60, "default lifetime is 15 minutes");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn re_signed_unchanged_claims_are_accepted() {
+    let app = TestApp::spawn().await;
+    let (email, login) = app.user().await;
+
+    let token = forge(&claims(&login.access));
+
+    assert_accepted(&app, &token, &email).await;
+    app.stop().await;
+}
+
+// ---------------------------------------------------------------------------------
+// Algorithm `none`.
+// ---------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn alg_none_lowercase_with_empty_signature_is_rejected() {
+    let app = TestApp::spawn().await;
+    let (_, login) = app.user().await;
+
+    let token = unsigned("none", &claims(&login.access), "");
+
+    assert_rejected(&app, &token, "invalid_token").await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn alg_none_capitalised_with_empty_signature_is_rejected() {
+    let app = TestApp::spawn().await;
+    let (_, login) = app.user().await;
+
+    let token = unsigned("None", &claims(&login.access), "");
+
+    assert_rejected(&app, &token, "invalid_token").await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn alg_none_uppercase_with_empty_signature_is_rejected() {
+    let app = TestApp::spawn().await;
+    let (_, login) = app.user().await;
+
+    let token = unsigned("NONE", &claims(&login.access), "");
+
+    assert_rejected(&app, &token, "invalid_token").await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn alg_none_mixed_case_with_empty_signature_is_rejected() {
+    let app = TestApp::spawn().await;
+    let (_, login) = app.user().await;
+
+    let token = unsigned("nOnE", &claims(&login.access), "");
+
+    assert_rejected(&app, &token, "invalid_token").await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn alg_none_without_signature_part_is_rejected() {
+    let app = TestApp::spawn().await;
+    let (_, login) = app.user().await;
+
+    // `header.payload` with no trailing dot at all.
+    let token = signing_input(&json!({ "alg": "none", "typ": "JWT" }), &claims(&login.access));
+
+    assert_rejected(&app, &token, "invalid_token").await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn alg_none_with_copied_signature_is_rejected_in_every_case() {
+    let app = TestApp::spawn().await;
+    let (email, login) = app.user().await;
+    let real_sig = part(&login.access, 2).to_owned();
+
+    for alg in ["none", "None", "NONE", "nOnE"] {
+        let token = unsigned(alg, &claims(&login.access), &real_sig);
+
+        assert_rejected(&app, &token, "invalid_token").await;
+    }
+    // The real token still works: nothing above touched the session.
+    assert_accepted(&app, &login.access, &email).await;
+    app.stop().await;
+}
+
+// ---------------------------------------------------------------------------------
+// Signature and payload tampering.
+// ---------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn tampered_signature_is_rejected() {
+    let app = TestApp::spawn().await;
+    let (_, login) = app.user().await;
+    let mut parts: Vec<String> = login.access.split('.').map(str::to_owned).collect();
+    // Change the first character (the last one may only carry padding bits).
+    let first = if parts[2].starts_with('A') { "B" } else { "A" };
+    parts[2].replace_range(0..1, first);
+    let token = parts.join(".");
+    assert_ne!(token, login.access);
+
+    assert_rejected(&app, &token, "invalid_token").await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn truncated_signature_is_rejected() {
+    let app = TestApp::spawn().await;
+    let (_, login) = app.user().await;
+    let token = login.access[..login.access.len() - 4].to_owned();
+
+    assert_rejected(&app, &token, "invalid_token").await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn tampered_payload_role_admin_with_original_signature_is_rejected() {
+    let app = TestApp::spawn().await;
+    let (_, login) = app.user().await;
+    let forged_claims = with_claim(&login.access, "role", json!("admin"));
+    let token = format!("{}.{}.{}", part(&login.access, 0), encode_json(&forged_claims), part(&login.access, 2));
+
+    assert_rejected(&app, &token, "invalid_token").await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn tampered_payload_extended_exp_with_original_signature_is_rejected() {
+    let app = TestApp::spawn().await;
+    let (_, login) = app.user().await;
+    let forged_claims = with_claim(&login.access, "exp", json!(now() + 365 * 24 * 3600));
+    let token = format!("{}.{}.{}", part(&login.access, 0), encode_json(&forged_claims), part(&login.access, 2));
+
+    assert_rejected(&app, &token, "invalid_token").await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn signed_with_another_secret_is_rejected() {
+    let app = TestApp::spawn().await;
+    let (_, login) = app.user().await;
+
+    let token = sign_hs256_with(b"another-secret-key-that-is-long-enough-9876543210", &claims(&login.access));
+
+    assert_rejected(&app, &token, "invalid_token").await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn signed_with_hs512_while_configured_hs256_is_rejected() {
+    let app = TestApp::spawn().await;
+    let (_, login) = app.user().await;
+    let input = signing_input(&json!({ "alg": "HS512", "typ": "JWT" }), &claims(&login.access));
+    // A correct HS512 signature with the right secret: only the algorithm is wrong.
+    let token = format!("{input}.{}", hs512(JWT_SECRET.as_bytes(), &input));
+
+    assert_rejected(&app, &token, "invalid_token").await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn hs256_signature_under_hs512_header_is_rejected() {
+    let app = TestApp::spawn().await;
+    let (_, login) = app.user().await;
+    let input = signing_input(&json!({ "alg": "HS512", "typ": "JWT" }), &claims(&login.access));
+    let token = format!("{input}.{}", hs256(JWT_SECRET.as_bytes(), &input));
+
+    assert_rejected(&app, &token, "invalid_token").await;
+    app.stop().await;
+}
+
+// ---------------------------------------------------------------------------------
+// Claims.
+// ---------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn wrong_audience_is_rejected() {
+    let app = TestApp::spawn().await;
+    let (_, login) = app.user().await;
+
+    let token = forge(&with_claim(&login.access, "aud", json!("some-other-service")));
+
+    assert_rejected(&app, &token, "invalid_token").await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn wrong_issuer_is_rejected() {
+    let app = TestApp::spawn().await;
+    let (_, login) = app.user().await;
+
+    let token = forge(&with_claim(&login.access, "iss", json!("https://evil.test")));
+
+    assert_rejected(&app, &token, "invalid_token").await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn wrong_type_refresh_is_rejected() {
+    let app = TestApp::spawn().await;
+    let (_, login) = app.user().await;
+
+    let token = forge(&with_claim(&login.access, "type", json!("refresh")));
+
+    assert_rejected(&app, &token, "invalid_token").await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn missing_exp_is_rejected() {
+    let app = TestApp::spawn().await;
+    let (_, login) = app.user().await;
+
+    let token = forge(&without_claim(&login.access, "exp"));
+
+    assert_rejected(&app, &token, "invalid_token").await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn missing_other_required_claims_are_rejected() {
+    let app = TestApp::spawn().await;
+    let (email, login) = app.user().await;
+
+    for claim in ["iss", "aud", "sub", "type", "ver", "sid", "iat"] {
+        let token = forge(&without_claim(&login.access, claim));
+
+        let res = app.get("/v1/auth/me", Some(&token)).await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "token without `{claim}` must be refused");
+        assert_unauthorized(res, "invalid_token").await;
+    }
+    assert_accepted(&app, &login.access, &email).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn expired_beyond_leeway_is_rejected_as_token_expired() {
+    let app = TestApp::spawn().await;
+    let (_, login) = app.user().await;
+    let exp = now() - 120;
+    let mut c = with_claim(&login.access, "exp", json!(exp));
+    c["iat"] = json!(exp - 15 * 60);
+
+    let token = forge(&c);
+
+    assert_rejected(&app, &token, "token_expired").await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn expired_within_leeway_is_accepted() {
+    let app = TestApp::spawn().await;
+    let (email, login) = app.user().await;
+    let exp = now() - 10;
+    let mut c = with_claim(&login.access, "exp", json!(exp));
+    c["iat"] = json!(exp - 15 * 60);
+
+    let token = forge(&c);
+
+    assert_accepted(&app, &token, &email).await;
+    app.stop().await;
+}
+
+// ---------------------------------------------------------------------------------
+// Server-side state: sessions, token_version, account status.
+// ---------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn token_of_logged_out_session_is_rejected() {
+    let app = TestApp::spawn().await;
+    let (email, login) = app.user().await;
+    // A second session of the same user, which logout must not touch.
+    let other = app.login(&email, PASSWORD).await;
+
+    let res = app.post("/v1/auth/logout", Some(&login.access), json!({})).await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+
+    assert_rejected(&app, &login.access, "token_revoked").await;
+    assert_accepted(&app, &other.access, &email).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn tokens_are_rejected_after_logout_all() {
+    let app = TestApp::spawn().await;
+    let (email, login) = app.user().await;
+    let other = app.login(&email, PASSWORD).await;
+
+    let res = app.post("/v1/auth/logout-all", Some(&login.access), json!({})).await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+
+    assert_rejected(&app, &login.access, "token_revoked").await;
+    assert_rejected(&app, &other.access, "token_revoked").await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn tokens_are_rejected_after_change_password() {
+    let app = TestApp::spawn().await;
+    let (email, login) = app.user().await;
+    let other = app.login(&email, PASSWORD).await;
+
+    let res = app
+        .post(
+            "/v1/auth/change-password",
+            Some(&login.access),
+            json!({ "current_password": PASSWORD, "new_password": "An0ther!Passphrase-42" }),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+
+    assert_rejected(&app, &login.access, "token_revoked").await;
+    assert_rejected(&app, &other.access, "token_revoked").await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn stale_token_version_on_a_live_session_is_rejected() {
+    // Isolates the `ver` check from session revocation: a new session after
+    // logout-all is live, but a token for it carrying the old version must fail.
+    let app = TestApp::spawn().await;
+    let (email, login) = app.user().await;
+    let old_ver = claims(&login.access)["ver"].clone();
+    let res = app.post("/v1/auth/logout-all", Some(&login.access), json!({})).await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let fresh = app.login(&email, PASSWORD).await;
+    assert_ne!(claims(&fresh.access)["ver"], old_ver, "logout-all bumps token_version");
+
+    let token = forge(&with_claim(&fresh.access, "ver", old_ver));
+
+    assert_rejected(&app, &token, "token_revoked").await;
+    assert_accepted(&app, &fresh.access, &email).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn token_of_deactivated_user_is_rejected() {
+    let app = TestApp::spawn().await;
+    let (email, login) = app.user().await;
+
+    app.sql(&format!("UPDATE users SET is_active = false WHERE email = '{email}'")).await;
+
+    assert_rejected(&app, &login.access, "token_revoked").await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn token_of_soft_deleted_user_is_rejected() {
+    let app = TestApp::spawn().await;
+    let (email, login) = app.user().await;
+
+    let res = user::Entity::update_many()
+        .col_expr(user::Column::DeletedAt, Expr::value(chrono::Utc::now()))
+        .filter(user::Column::Email.eq(email.as_str()))
+        .exec(app.db())
+        .await
+        .unwrap();
+    assert_eq!(res.rows_affected, 1);
+
+    assert_rejected(&app, &login.access, "token_revoked").await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn token_of_expired_session_is_rejected() {
+    let app = TestApp::spawn().await;
+    let (_, login) = app.user().await;
+    let sid = uuid::Uuid::parse_str(claims(&login.access)["sid"].as_str().unwrap()).unwrap();
+
+    let res = session::Entity::update_many()
+        .col_expr(session::Column::ExpiresAt, Expr::value(chrono::Utc::now() - chrono::Duration::minutes(1)))
+        .filter(session::Column::Id.eq(sid))
+        .exec(app.db())
+        .await
+        .unwrap();
+    assert_eq!(res.rows_affected, 1);
+
+    assert_rejected(&app, &login.access, "token_revoked").await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn token_with_unknown_session_is_rejected() {
+    let app = TestApp::spawn().await;
+    let (_, login) = app.user().await;
+
+    let token = forge(&with_claim(&login.access, "sid", json!(uuid::Uuid::now_v7().to_string())));
+
+    assert_rejected(&app, &token, "token_revoked").await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn token_with_another_users_session_is_rejected() {
+    let app = TestApp::spawn().await;
+    let (email_a, a) = app.user().await;
+    let (email_b, b) = app.user().await;
+    let sid_of_b = claims(&b.access)["sid"].clone();
+
+    // A's identity, B's live session, a valid signature.
+    let token = forge(&with_claim(&a.access, "sid", sid_of_b));
+
+    assert_rejected(&app, &token, "invalid_token").await;
+    // Neither real token was affected.
+    assert_accepted(&app, &a.access, &email_a).await;
+    assert_accepted(&app, &b.access, &email_b).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn token_with_sub_and_user_id_disagreeing_is_rejected() {
+    let app = TestApp::spawn().await;
+    let (_, a) = app.user().await;
+    let (_, b) = app.user().await;
+
+    let token = forge(&with_claim(&a.access, "user_id", claims(&b.access)["user_id"].clone()));
+
+    assert_rejected(&app, &token, "invalid_token").await;
+    app.stop().await;
+}
+
+// ---------------------------------------------------------------------------------
+// Not a JWT at all.
+// ---------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn refresh_token_as_bearer_is_rejected() {
+    let app = TestApp::spawn().await;
+    let (_, login) = app.user().await;
+
+    assert_rejected(&app, &login.refresh, "invalid_token").await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn garbage_bearer_abc_is_rejected() {
+    let app = TestApp::spawn().await;
+
+    assert_rejected(&app, "abc", "invalid_token").await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn garbage_bearer_three_dotted_parts_is_rejected() {
+    let app = TestApp::spawn().await;
+
+    assert_rejected(&app, "a.b.c", "invalid_token").await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn bearer_scheme_is_case_insensitive() {
+    let app = TestApp::spawn().await;
+    let (email, login) = app.user().await;
+
+    for scheme in ["bearer", "BEARER"] {
+        let res = me_with_authorization(&app, Some(&format!("{scheme} {}", login.access))).await;
+
+        let (status, body) = json_of(res).await;
+        assert_eq!(status, StatusCode::OK, "scheme {scheme}: {body}");
+        assert_eq!(body["email"], email);
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn empty_bearer_is_rejected() {
+    let app = TestApp::spawn().await;
+
+    let res = me_with_authorization(&app, Some("Bearer ")).await;
+
+    assert_unauthorized(res, "not_authenticated").await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn basic_scheme_is_rejected() {
+    let app = TestApp::spawn().await;
+
+    let res = me_with_authorization(&app, Some("Basic xyz")).await;
+
+    assert_unauthorized(res, "not_authenticated").await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn basic_scheme_carrying_a_valid_access_token_is_rejected() {
+    let app = TestApp::spawn().await;
+    let (_, login) = app.user().await;
+
+    let res = me_with_authorization(&app, Some(&format!("Basic {}", login.access))).await;
+
+    assert_unauthorized(res, "not_authenticated").await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn missing_authorization_header_is_rejected() {
+    let app = TestApp::spawn().await;
+
+    let res = me_with_authorization(&app, None).await;
+
+    assert_unauthorized(res, "not_authenticated").await;
+    app.stop().await;
+}
