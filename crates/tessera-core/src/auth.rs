@@ -103,6 +103,9 @@ impl Core {
     /// ones; old-format hashes are re-hashed to the current parameters on success.
     #[tracing::instrument(skip_all, err(level = "info"))]
     pub async fn login(&self, email: &str, password: &SecretString, client: &ClientInfo) -> Result<Issued, Error> {
+        // A locked email costs no hash.
+        self.lockout_reserve(email).await?;
+        let raw_email = email;
         let email = Email::parse(email).ok();
         let user = match &email {
             Some(e) => users::by_email(&self.db, e.as_str()).await.map_err(db_error)?,
@@ -113,8 +116,10 @@ impl Core {
             let detail = json!({ "email": email.as_ref().map(Email::as_str), "reason": "invalid_credentials" });
             let ev = AuditEvent { event: "login.failure", user_id: None, actor_id: None, detail };
             record(&self.db, client, ev).await?;
+            self.lockout_failure(raw_email, client).await?;
             return Err(Error::InvalidCredentials);
         };
+        self.lockout_success(raw_email).await;
         if !is_usable(&user) {
             let ev = AuditEvent::by_user("login.failure", user.id).detail(json!({ "reason": "account_inactive" }));
             record(&self.db, client, ev).await?;

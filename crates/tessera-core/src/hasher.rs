@@ -3,6 +3,7 @@
 //! pool, bounded twice: at most `workers` hashes at once, and at most `queue` more
 //! waiting, beyond which callers get `Overloaded` (503 + Retry-After) at once.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use argon2::password_hash::rand_core::OsRng;
@@ -28,6 +29,7 @@ pub struct PasswordHasher {
     /// A hash of a random password with the current parameters, verified against when
     /// the account does not exist so that both cases cost the same.
     dummy_hash: String,
+    verifications: AtomicU64,
 }
 
 impl PasswordHasher {
@@ -48,6 +50,7 @@ impl PasswordHasher {
             workers: Arc::new(Semaphore::new(workers.max(1))),
             admission: Arc::new(Semaphore::new(workers.max(1) + queue)),
             dummy_hash,
+            verifications: AtomicU64::new(0),
         })
     }
 
@@ -77,8 +80,24 @@ impl PasswordHasher {
         let stored = stored.unwrap_or(&self.dummy_hash).to_owned();
         let password = password.clone();
         let params = self.params.clone();
-        let verdict = self.run(move || verify_blocking(&params, password.expose_secret(), &stored)).await?;
+        let verifications = &self.verifications;
+        let verdict =
+            self.run(move || verify_blocking(&params, password.expose_secret(), &stored)).await.inspect(|_| {
+                verifications.fetch_add(1, Ordering::Relaxed);
+            })?;
         Ok(Verdict { matches: known && verdict.matches, needs_rehash: verdict.needs_rehash })
+    }
+}
+
+impl PasswordHasher {
+    /// How many password verifications have been computed (known or dummy).
+    pub fn verifications(&self) -> u64 {
+        self.verifications.load(Ordering::Relaxed)
+    }
+
+    /// The dummy hash's PHC string (for tests: it must use the current parameters).
+    pub fn dummy_hash(&self) -> &str {
+        &self.dummy_hash
     }
 }
 
@@ -127,6 +146,12 @@ mod tests {
         let other = PasswordHasher::new(2048, 1, 1, 2, 4).unwrap();
         assert_eq!(other.verify(&pw, Some(&hash)).await.unwrap(), Verdict { matches: true, needs_rehash: true });
         assert!(!h.verify(&pw, Some("garbage")).await.unwrap().matches);
+    }
+
+    #[test]
+    fn the_dummy_hash_costs_what_a_real_one_does() {
+        let h = PasswordHasher::new(19456, 2, 1, 1, 1).unwrap();
+        assert!(h.dummy_hash().starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{}", h.dummy_hash());
     }
 
     #[tokio::test]

@@ -4,6 +4,8 @@
 pub mod audit;
 pub mod auth;
 pub mod hasher;
+pub mod kv;
+pub mod limits;
 pub mod settings;
 pub mod tokens;
 pub mod users;
@@ -21,6 +23,7 @@ pub use tessera_domain as domain;
 pub use tessera_store::entity;
 
 use crate::hasher::PasswordHasher;
+use crate::kv::Kv;
 use crate::settings::Settings;
 use crate::tokens::JwtKeys;
 
@@ -38,6 +41,8 @@ pub struct Core {
     pub db: DatabaseConnection,
     pub hasher: PasswordHasher,
     pub jwt: JwtKeys,
+    /// Rate-limit counters and lockout state: Redis when configured, else memory.
+    pub kv: Kv,
 }
 
 /// Now, truncated to microseconds (what PostgreSQL stores), in UTC.
@@ -70,7 +75,11 @@ impl Core {
             settings.hash_queue,
         )?;
         let jwt = JwtKeys::from_settings(&settings)?;
-        Ok(Arc::new(Core { settings: Arc::new(settings), db, hasher, jwt }))
+        let kv = match &settings.redis_url {
+            Some(url) => Kv::redis(url.expose_secret())?,
+            None => Kv::memory(),
+        };
+        Ok(Arc::new(Core { settings: Arc::new(settings), db, hasher, jwt, kv }))
     }
 
     /// Pings the database; returns the round-trip time.

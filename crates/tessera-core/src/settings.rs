@@ -7,7 +7,18 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
-use tessera_domain::PasswordPolicy;
+use tessera_domain::{Cidr, PasswordPolicy};
+
+use crate::kv::{parse_duration, parse_windows, LockoutPolicy, Window};
+
+/// The rate-limit windows of each limited action (SPEC §5.4).
+#[derive(Debug, Clone)]
+pub struct RateLimits {
+    pub login: Vec<Window>,
+    pub register: Vec<Window>,
+    pub recover: Vec<Window>,
+    pub otp: Vec<Window>,
+}
 
 /// The deployment environment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +64,10 @@ pub const SETTINGS: &[SettingDoc] = &[
     SettingDoc { names: &["DB_POOL_TIMEOUT"], default: "30", meaning: "seconds to wait for a free connection before answering 503" },
     SettingDoc { names: &["DB_POOL_RECYCLE"], default: "3600", meaning: "seconds after which a PostgreSQL connection is replaced" },
     SettingDoc { names: &["AUTO_MIGRATE"], default: "true", meaning: "run pending migrations at start-up" },
+    SettingDoc { names: &["REDIS_URL"], default: "(none: in memory)", meaning: "redis://[:PASSWORD@]HOST:PORT/DB; shares rate limits and lockout across nodes" },
+    SettingDoc { names: &["REDIS_HOST"], default: "(none)", meaning: "Redis host, when REDIS_URL is not set" },
+    SettingDoc { names: &["REDIS_PORT"], default: "6379", meaning: "Redis port, with REDIS_HOST" },
+    SettingDoc { names: &["REDIS_PASSWORD"], default: "(none)", meaning: "Redis password, with REDIS_HOST" },
     SettingDoc { names: &["JWT_SECRET_KEY", "JWT_SECRET"], default: "(generated in development)", meaning: "HMAC key for access tokens, at least 32 bytes; in development a random one is kept in a file beside the SQLite database" },
     SettingDoc { names: &["JWT_ALGORITHM"], default: "HS256", meaning: "HS256, HS384 or HS512" },
     SettingDoc { names: &["JWT_ISSUER"], default: "tessera", meaning: "the iss claim of access tokens" },
@@ -64,7 +79,15 @@ pub const SETTINGS: &[SettingDoc] = &[
     SettingDoc { names: &["SECURE_COOKIES"], default: "true", meaning: "mark the refresh cookie Secure (and send HSTS); must be true in production" },
     SettingDoc { names: &["CORS_ORIGINS"], default: "(none)", meaning: "comma-separated origins allowed by CORS; * is refused in production" },
     SettingDoc { names: &["ALLOWED_HOSTS"], default: "(any)", meaning: "comma-separated Host header values accepted; others answer 400" },
-    SettingDoc { names: &["TRUSTED_PROXIES"], default: "(none)", meaning: "comma-separated IPs or CIDRs whose X-Forwarded-For is believed" },
+    SettingDoc { names: &["TRUSTED_PROXIES"], default: "(none)", meaning: "comma-separated IPs or CIDRs of proxies whose X-Forwarded-For / X-Real-IP is believed" },
+    SettingDoc { names: &["RATE_LIMIT_ENABLED"], default: "true", meaning: "false turns every rate limit and the lockout off" },
+    SettingDoc { names: &["RATE_LIMIT_LOGIN"], default: "5/15m,1/1s", meaning: "sign-ins per client IP: LIMIT/PERIOD windows (units s, m, h, d)" },
+    SettingDoc { names: &["RATE_LIMIT_REGISTER"], default: "3/1h", meaning: "sign-ups per client IP" },
+    SettingDoc { names: &["RATE_LIMIT_RECOVER"], default: "3/1h", meaning: "password-recovery requests per email address" },
+    SettingDoc { names: &["RATE_LIMIT_OTP"], default: "3/1h", meaning: "verification and one-time-code sends per address" },
+    SettingDoc { names: &["LOCKOUT_THRESHOLD"], default: "5", meaning: "consecutive failed sign-ins for one email before it is locked" },
+    SettingDoc { names: &["LOCKOUT_DURATION"], default: "15m", meaning: "first lockout; doubles on each repeat offence" },
+    SettingDoc { names: &["LOCKOUT_MAX"], default: "24h", meaning: "longest lockout" },
     SettingDoc { names: &["REQUIRE_EMAIL_VERIFICATION"], default: "false", meaning: "unverified accounts answer 403 email_not_verified at sign-in" },
     SettingDoc { names: &["MAIL_TRANSPORT"], default: "log", meaning: "smtp, file or log; log is refused in production" },
     SettingDoc { names: &["PASSWORD_MIN_LENGTH"], default: "8", meaning: "minimum password length" },
@@ -112,7 +135,11 @@ pub struct Settings {
     pub secure_cookies: bool,
     pub cors_origins: Vec<String>,
     pub allowed_hosts: Vec<String>,
-    pub trusted_proxies: Vec<String>,
+    pub trusted_proxies: Vec<Cidr>,
+    pub redis_url: Option<SecretString>,
+    pub rate_limit_enabled: bool,
+    pub rate_limits: RateLimits,
+    pub lockout: LockoutPolicy,
     pub require_email_verification: bool,
     pub mail_transport: MailTransport,
     pub password_policy: PasswordPolicy,
@@ -198,6 +225,22 @@ impl Reader<'_> {
                 }
             },
         }
+    }
+
+    fn windows(&mut self, name: &str, default: &str) -> Vec<Window> {
+        let raw = self.string(&[name], default);
+        parse_windows(&raw).unwrap_or_else(|e| {
+            self.problems.push(format!("{name}: {e}"));
+            parse_windows(default).unwrap_or_default()
+        })
+    }
+
+    fn duration(&mut self, name: &str, default: &str) -> u64 {
+        let raw = self.string(&[name], default);
+        parse_duration(&raw).filter(|d| *d > 0).unwrap_or_else(|| {
+            self.problems.push(format!("{name}={raw:?} is not a duration such as 15m, 24h or 30s"));
+            parse_duration(default).unwrap_or(1)
+        })
     }
 
     fn list(&self, names: &[&str]) -> Vec<String> {
@@ -311,7 +354,29 @@ impl Settings {
             secure_cookies: r.boolean(&["SECURE_COOKIES"], true),
             cors_origins: r.list(&["CORS_ORIGINS"]),
             allowed_hosts: r.list(&["ALLOWED_HOSTS"]),
-            trusted_proxies: r.list(&["TRUSTED_PROXIES"]),
+            trusted_proxies: {
+                let mut nets = Vec::new();
+                for raw in r.list(&["TRUSTED_PROXIES"]) {
+                    match Cidr::parse(&raw) {
+                        Ok(c) => nets.push(c),
+                        Err(e) => r.problems.push(format!("TRUSTED_PROXIES: {e}")),
+                    }
+                }
+                nets
+            },
+            redis_url: redis_url(&r).map(SecretString::from),
+            rate_limit_enabled: r.boolean(&["RATE_LIMIT_ENABLED"], true),
+            rate_limits: RateLimits {
+                login: r.windows("RATE_LIMIT_LOGIN", "5/15m,1/1s"),
+                register: r.windows("RATE_LIMIT_REGISTER", "3/1h"),
+                recover: r.windows("RATE_LIMIT_RECOVER", "3/1h"),
+                otp: r.windows("RATE_LIMIT_OTP", "3/1h"),
+            },
+            lockout: LockoutPolicy {
+                threshold: r.parse(&["LOCKOUT_THRESHOLD"], 5, "a whole number").max(1),
+                base_secs: r.duration("LOCKOUT_DURATION", "15m"),
+                max_secs: r.duration("LOCKOUT_MAX", "24h"),
+            },
             require_email_verification: r.boolean(&["REQUIRE_EMAIL_VERIFICATION"], false),
             mail_transport,
             password_policy,
@@ -327,6 +392,16 @@ impl Settings {
         };
         if s.access_token_ttl.is_zero() || s.refresh_token_ttl.is_zero() {
             r.problems.push("ACCESS_TOKEN_EXPIRE_MINUTES and REFRESH_TOKEN_EXPIRE_DAYS must be positive".to_owned());
+        }
+        if let Some(url) = &s.redis_url {
+            let u = url.expose_secret();
+            if !(u.starts_with("redis://")
+                || u.starts_with("rediss://")
+                || u.starts_with("redis+unix://")
+                || u.starts_with("unix://"))
+            {
+                r.problems.push("REDIS_URL must start with redis://".to_owned());
+            }
         }
         if let Err(e) = tessera_store::normalise_url(s.database_url.expose_secret()) {
             r.problems.push(e);
@@ -407,6 +482,32 @@ impl Settings {
     }
 }
 
+/// `REDIS_URL`, or one built from `REDIS_HOST`, `REDIS_PORT` and `REDIS_PASSWORD`.
+fn redis_url(r: &Reader) -> Option<String> {
+    if let Some(url) = r.opt(&["REDIS_URL"]) {
+        return Some(url);
+    }
+    let host = r.opt(&["REDIS_HOST"])?;
+    let port = r.string(&["REDIS_PORT"], "6379");
+    let auth = match r.opt(&["REDIS_PASSWORD"]) {
+        Some(pw) => {
+            let encoded: String = pw
+                .bytes()
+                .map(|b| {
+                    if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                        (b as char).to_string()
+                    } else {
+                        format!("%{b:02X}")
+                    }
+                })
+                .collect();
+            format!(":{encoded}@")
+        }
+        None => String::new(),
+    };
+    Some(format!("redis://{auth}{host}:{port}/0"))
+}
+
 fn load_or_create_secret(path: &Path) -> Result<String, String> {
     if let Ok(existing) = std::fs::read_to_string(path) {
         let existing = existing.trim().to_owned();
@@ -485,6 +586,31 @@ mod tests {
         let errs = Settings::from_vars(&vars(&[("PORT", "eighty"), ("DEBUG", "maybe"), ("DATABASE_URL", "mysql://x")]))
             .err()
             .unwrap();
+        assert_eq!(errs.len(), 3, "{errs:?}");
+    }
+
+    #[test]
+    fn rate_limits_lockout_and_redis() {
+        let s = Settings::from_vars(&vars(&[
+            ("RATE_LIMIT_LOGIN", "10/1m"),
+            ("LOCKOUT_DURATION", "30s"),
+            ("REDIS_HOST", "cache"),
+            ("REDIS_PASSWORD", "p@ss word"),
+            ("TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1"),
+        ]))
+        .unwrap();
+        assert_eq!(s.rate_limits.login, vec![Window { limit: 10, secs: 60 }]);
+        assert_eq!(s.rate_limits.register, vec![Window { limit: 3, secs: 3600 }]);
+        assert_eq!((s.lockout.threshold, s.lockout.base_secs, s.lockout.max_secs), (5, 30, 86_400));
+        assert_eq!(s.redis_url.unwrap().expose_secret(), "redis://:p%40ss%20word@cache:6379/0");
+        assert_eq!(s.trusted_proxies.len(), 2);
+        let errs = Settings::from_vars(&vars(&[
+            ("RATE_LIMIT_LOGIN", "lots"),
+            ("TRUSTED_PROXIES", "nope"),
+            ("LOCKOUT_MAX", "x"),
+        ]))
+        .err()
+        .unwrap();
         assert_eq!(errs.len(), 3, "{errs:?}");
     }
 

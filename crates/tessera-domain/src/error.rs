@@ -64,6 +64,8 @@ pub enum Error {
     EmailTaken,
     #[error("Too many requests; try again later.")]
     RateLimited { retry_after_secs: u64 },
+    #[error("Too many failed sign-in attempts; try again later.")]
+    AccountLocked { retry_after_secs: u64 },
     #[error("The server is busy; try again shortly.")]
     Overloaded { retry_after_secs: u64 },
     #[error("A required service is unavailable.")]
@@ -85,7 +87,7 @@ impl Error {
             AccountInactive | EmailNotVerified | PermissionDenied => ErrorKind::Forbidden,
             UserNotFound | SessionNotFound => ErrorKind::NotFound,
             EmailTaken => ErrorKind::Conflict,
-            RateLimited { .. } => ErrorKind::RateLimited,
+            RateLimited { .. } | AccountLocked { .. } => ErrorKind::RateLimited,
             Overloaded { .. } | Unavailable(_) => ErrorKind::Unavailable,
             Internal(_) => ErrorKind::Internal,
         }
@@ -111,6 +113,7 @@ impl Error {
             SessionNotFound => "SessionNotFound",
             EmailTaken => "EmailAlreadyExists",
             RateLimited { .. } => "RateLimitExceeded",
+            AccountLocked { .. } => "AccountLocked",
             Overloaded { .. } => "ServiceOverloaded",
             Unavailable(_) => "ServiceUnavailable",
             Internal(_) => "InternalError",
@@ -137,6 +140,7 @@ impl Error {
             SessionNotFound => "session_not_found",
             EmailTaken => "email_already_exists",
             RateLimited { .. } => "rate_limited",
+            AccountLocked { .. } => "account_locked",
             Overloaded { .. } => "service_overloaded",
             Unavailable(_) => "service_unavailable",
             Internal(_) => "internal_error",

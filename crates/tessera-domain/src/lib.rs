@@ -3,12 +3,14 @@
 //! Values are parsed once at the edge ("parse, don't validate") and carried as types
 //! that are valid by construction.
 
+mod cidr;
 mod email;
 mod error;
 mod password;
 mod phone;
 mod role;
 
+pub use cidr::Cidr;
 pub use email::Email;
 pub use error::{Error, ErrorKind, FieldError};
 pub use password::{common_password_count, PasswordPolicy};

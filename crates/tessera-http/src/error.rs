@@ -94,7 +94,9 @@ impl From<Error> for ApiError {
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let retry_after = match &e {
-            Error::RateLimited { retry_after_secs } | Error::Overloaded { retry_after_secs } => Some(*retry_after_secs),
+            Error::RateLimited { retry_after_secs }
+            | Error::AccountLocked { retry_after_secs }
+            | Error::Overloaded { retry_after_secs } => Some(*retry_after_secs),
             Error::Unavailable(_) => Some(5),
             _ => None,
         };

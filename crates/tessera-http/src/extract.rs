@@ -1,10 +1,8 @@
 //! Extractors: JSON, query and path with our error shape; the authenticated caller;
 //! who the client is.
 
-use std::net::SocketAddr;
-
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, OptionalFromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, OptionalFromRequestParts, Request};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::header::{AUTHORIZATION, USER_AGENT};
 use axum::http::request::Parts;
@@ -13,6 +11,7 @@ use tessera_core::auth::Principal;
 use tessera_core::domain::Error;
 use tessera_core::ClientInfo;
 
+use crate::client_ip::ClientIp;
 use crate::error::ApiError;
 use crate::middleware::RequestId;
 use crate::AppState;
@@ -94,7 +93,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Client {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let ip = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
+        let ip = parts.extensions.get::<ClientIp>().map(|c| c.0.to_string());
         let user_agent = parts.headers.get(USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned);
         let request_id = parts.extensions.get::<RequestId>().map(|r| r.0.clone());
         Ok(Client(ClientInfo { ip, user_agent, request_id }))

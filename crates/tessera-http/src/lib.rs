@@ -1,12 +1,14 @@
 //! tessera's HTTP surfaces. [`router`] builds the whole application, so tests and the
 //! binary run the same thing.
 
+pub mod client_ip;
 pub mod dto;
 pub mod error;
 pub mod extract;
 pub mod middleware;
 pub mod openapi;
 pub mod ops;
+pub mod rate_limit;
 pub mod v1;
 
 use std::sync::Arc;
@@ -81,11 +83,12 @@ async fn method_not_allowed() -> ApiError {
 /// The whole application.
 pub fn router(core: Arc<Core>) -> Router {
     let settings = core.settings.clone();
+    let proxies = Arc::new(settings.trusted_proxies.clone());
     let state = AppState { core };
     let mut app = Router::new()
         .route("/health", get(ops::health))
         .route("/health/detailed", get(ops::health_detailed))
-        .merge(v1::routes())
+        .merge(v1::routes(&state))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state);
@@ -100,5 +103,5 @@ pub fn router(core: Arc<Core>) -> Router {
             middleware::allowed_hosts,
         ))
         .layer(axum::middleware::from_fn_with_state(settings.secure_cookies, middleware::security_headers))
-        .layer(axum::middleware::from_fn(middleware::request_context))
+        .layer(axum::middleware::from_fn_with_state(proxies, middleware::request_context))
 }

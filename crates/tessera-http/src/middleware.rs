@@ -3,7 +3,12 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{Request, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Request, State};
+use tessera_core::domain::Cidr;
+
+use crate::client_ip::{self, ClientIp};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -30,9 +35,13 @@ fn sane_id(headers: &HeaderMap) -> Option<String> {
 /// Gives every request an id (a sane incoming `X-Request-ID`/`X-Correlation-ID`, or a
 /// new UUIDv7), runs it inside a span carrying that id, echoes it, and writes one access
 /// log line. Only the path is logged: never the query, headers or body.
-pub async fn request_context(mut req: Request, next: Next) -> Response {
+pub async fn request_context(State(proxies): State<Arc<Vec<Cidr>>>, mut req: Request, next: Next) -> Response {
     let id = sane_id(req.headers()).unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     req.extensions_mut().insert(RequestId(id.clone()));
+    if let Some(peer) = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()) {
+        let ip = client_ip::resolve(peer, req.headers(), &proxies);
+        req.extensions_mut().insert(ClientIp(ip));
+    }
     let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
     let started = Instant::now();
     let mut res = REQUEST_ID.scope(id.clone(), next.run(req).instrument(span.clone())).await;

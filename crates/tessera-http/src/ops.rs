@@ -32,13 +32,30 @@ pub async fn health_detailed(State(s): State<AppState>) -> Response {
             ("unhealthy", json!({ "status": "unhealthy", "error": "unreachable" }))
         }
     };
+    let (redis, redis_check) = match s.core.kv.redis_health().await {
+        None => ("disabled", json!({ "status": "disabled" })),
+        Some(Ok(latency)) => {
+            ("healthy", json!({ "status": "healthy", "latency_ms": (latency.as_secs_f64() * 1e6).round() / 1e3 }))
+        }
+        Some(Err(e)) => {
+            tracing::warn!(error = %e, "redis health check failed");
+            ("unhealthy", json!({ "status": "unhealthy", "error": "unreachable" }))
+        }
+    };
+    // The database is required; Redis is not (limits fall back to memory), so its loss
+    // degrades the service but is no reason to take the node out of rotation.
     let healthy = database == "healthy";
+    let overall = match (healthy, redis) {
+        (false, _) => "unhealthy",
+        (true, "unhealthy") => "degraded",
+        _ => "healthy",
+    };
     let body = json!({
-        "status": if healthy { "healthy" } else { "unhealthy" },
+        "status": overall,
         "database": database,
-        "redis": "disabled",
+        "redis": redis,
         "version": env!("CARGO_PKG_VERSION"),
-        "checks": { "database": db_check, "redis": { "status": "disabled" } },
+        "checks": { "database": db_check, "redis": redis_check },
     });
     let status = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(body)).into_response()

@@ -6,12 +6,15 @@ pub mod users;
 use axum::routing::{get, patch, post};
 use axum::Router;
 
-use crate::AppState;
+use tessera_core::limits::RateAction;
+
+use crate::{rate_limit, AppState};
 
 /// The `/v1` routes.
-pub fn routes() -> Router<AppState> {
+pub fn routes(state: &AppState) -> Router<AppState> {
+    let limit = |action| axum::middleware::from_fn_with_state((state.clone(), action), rate_limit::per_ip);
     Router::new()
-        .route("/v1/auth/login", post(auth::login))
+        .route("/v1/auth/login", post(auth::login).route_layer(limit(RateAction::Login)))
         .route("/v1/auth/refresh", post(auth::refresh))
         .route("/v1/auth/logout", post(auth::logout))
         .route("/v1/auth/logout-all", post(auth::logout_all))
@@ -19,7 +22,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/auth/change-password", post(auth::change_password))
         .route("/v1/auth/sessions", get(auth::sessions))
         .route("/v1/auth/sessions/{id}", axum::routing::delete(auth::revoke_session))
-        .route("/v1/users", post(users::register))
+        .route("/v1/users", post(users::register).route_layer(limit(RateAction::Register)))
         .route("/v1/users/me", patch(users::update_me))
         .route("/v1/users/me/profile", get(users::profile).patch(users::update_profile))
         .route("/v1/users/{id}", get(users::get_user))

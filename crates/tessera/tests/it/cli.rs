@@ -310,6 +310,7 @@ async fn logs_never_contain_passwords_tokens_or_cookies() {
         ("ARGON2_ITERATIONS", "1"),
         ("LOG_LEVEL", "trace"),
         ("LOG_FORMAT", "json"),
+        ("RATE_LIMIT_ENABLED", "false"),
     ];
     let server = Proc::start(dir.path(), &env).await;
     let client = reqwest::Client::new();

@@ -63,6 +63,8 @@ pub fn test_vars(db_url: &str, extra: &[(&str, &str)]) -> HashMap<String, String
         ("ARGON2_ITERATIONS", "1"),
         ("ARGON2_PARALLELISM", "1"),
         ("HASH_QUEUE", "256"),
+        // Limits are tested on their own (limits.rs); elsewhere they would get in the way.
+        ("RATE_LIMIT_ENABLED", "false"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -101,6 +103,16 @@ impl TestApp {
     pub async fn with(extra: &[(&str, &str)]) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
         let db_url = fresh_database(dir.path()).await;
+        Self::on_database(dir, db_url, extra).await
+    }
+
+    /// Another node on the same database as `self` (a second tessera behind one load
+    /// balancer), with its own settings.
+    pub async fn another_node(&self, extra: &[(&str, &str)]) -> TestApp {
+        Self::on_database(tempfile::tempdir().unwrap(), self.db_url.clone(), extra).await
+    }
+
+    async fn on_database(dir: tempfile::TempDir, db_url: String, extra: &[(&str, &str)]) -> TestApp {
         let settings = Settings::from_vars(&test_vars(&db_url, extra)).expect("test settings");
         let server = Server::start(settings).await.expect("start server");
         let base = format!("http://{}", server.addr);
@@ -222,4 +234,91 @@ pub async fn assert_error(res: Response, status: StatusCode, code: &str) -> Valu
     assert!(body["detail"].is_string() && body["type"].is_string(), "body: {body}");
     assert_eq!(body["request_id"].as_str(), header_id.as_deref(), "request_id matches X-Request-ID");
     body
+}
+
+/// A free TCP port on 127.0.0.1 (right now).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A real `redis-server` on a free loopback port, killed on drop. `scripts/test`
+/// installs the binary and names it in `TESSERA_TEST_REDIS_SERVER`.
+pub struct RedisServer {
+    child: Option<std::process::Child>,
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    /// Starts one on a free port.
+    pub async fn start() -> RedisServer {
+        let mut r = RedisServer { child: None, port: free_port(), dir: tempfile::tempdir().unwrap() };
+        r.spawn().await;
+        r
+    }
+
+    async fn spawn(&mut self) {
+        let bin = std::env::var("TESSERA_TEST_REDIS_SERVER").unwrap_or_else(|_| "redis-server".to_owned());
+        let child = std::process::Command::new(&bin)
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start {bin} ({e}): install redis-server, or run the suite with scripts/test")
+            });
+        self.child = Some(child);
+        for _ in 0..200 {
+            if self.ping().await {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        panic!("redis-server did not answer on port {}", self.port);
+    }
+
+    /// Whether it answers PING.
+    pub async fn ping(&self) -> bool {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await else { return false };
+        let mut buf = [0u8; 7];
+        s.write_all(b"PING\r\n").await.is_ok() && s.read_exact(&mut buf).await.is_ok() && &buf == b"+PONG\r\n"
+    }
+
+    /// Runs one command (no arguments with spaces) and returns the raw reply.
+    pub async fn command(&self, cmd: &str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.unwrap();
+        s.write_all(format!("{cmd}\r\n").as_bytes()).await.unwrap();
+        let mut buf = vec![0u8; 65536];
+        let n = tokio::time::timeout(std::time::Duration::from_secs(2), s.read(&mut buf)).await.unwrap().unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+
+    /// `redis://127.0.0.1:PORT/0`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Kills it (an outage).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same port.
+    pub async fn restart(&mut self) {
+        self.kill();
+        self.spawn().await;
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }

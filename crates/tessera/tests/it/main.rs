@@ -7,6 +7,7 @@ mod harness;
 
 mod auth;
 mod cli;
+mod limits;
 mod ops;
 mod passwords;
 mod refresh;

@@ -1,8 +1,6 @@
 //! Password hashing (SPEC §5.1): legacy hashes verified and re-hashed, the bounded
 //! hashing pool, equal cost for unknown emails, nothing stored in clear.
 
-use std::time::{Duration, Instant};
-
 use futures::future::join_all;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -112,29 +110,27 @@ async fn a_full_hashing_queue_answers_503_with_retry_after() {
 }
 
 #[tokio::test]
-async fn an_unknown_email_costs_what_a_known_one_does() {
-    let app = TestApp::with(&[("ARGON2_MEMORY_KIB", "19456"), ("ARGON2_ITERATIONS", "2")]).await;
+async fn an_unknown_email_costs_one_verification_like_a_known_one() {
+    let app = TestApp::spawn().await;
     app.register("known@example.com", PASSWORD).await;
-    async fn timed_login(app: &TestApp, email: &str) -> Duration {
-        let started = Instant::now();
-        let res = app.post("/v1/auth/login", None, json!({ "email": email, "password": "Wrong-Passw0rd!" })).await;
-        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
-        started.elapsed()
-    }
-    timed_login(&app, "warmup@example.com").await;
+    let count = || app.core.hasher.verifications();
+    let wrong = |email: &'static str| {
+        let app = &app;
+        async move { app.post("/v1/auth/login", None, json!({ "email": email, "password": "Wrong-Passw0rd!" })).await }
+    };
 
-    // Interleaved, so that load from other tests falls on both alike.
-    let (mut known, mut unknown) = (Vec::new(), Vec::new());
-    for _ in 0..9 {
-        known.push(timed_login(&app, "known@example.com").await);
-        unknown.push(timed_login(&app, "unknown@example.com").await);
-    }
-    known.sort();
-    unknown.sort();
-    let (known, unknown) = (known[4], unknown[4]);
+    let before = count();
+    assert_eq!(wrong("known@example.com").await.status(), StatusCode::UNAUTHORIZED);
+    let known = count() - before;
+    let before = count();
+    assert_eq!(wrong("unknown@example.com").await.status(), StatusCode::UNAUTHORIZED);
+    let unknown = count() - before;
+    let before = count();
+    assert_eq!(wrong("not an email").await.status(), StatusCode::UNAUTHORIZED);
+    let malformed = count() - before;
 
-    // Both pay one Argon2id verification; without the dummy hash the unknown email
-    // would answer in a small fraction of the time.
-    let ratio = unknown.as_secs_f64() / known.as_secs_f64();
-    assert!((0.4..2.5).contains(&ratio), "known {known:?}, unknown {unknown:?}");
+    // Each pays exactly one Argon2id verification with the current parameters (the
+    // dummy hash's parameters are checked in the hasher's unit tests), so the answer
+    // time tells nothing about whether the account exists.
+    assert_eq!((known, unknown, malformed), (1, 1, 1));
 }

@@ -1,0 +1,108 @@
+//! Rate limits (SPEC §5.4) and account lockout (SPEC §5.5), on the Kv port.
+
+use serde_json::json;
+use tessera_domain::{Email, Error};
+
+use crate::audit::{record, AuditEvent};
+use crate::kv::RateDecision;
+use crate::tokens::sha256_hex;
+use crate::{ClientInfo, Core};
+
+/// An action with a rate limit of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateAction {
+    /// Sign-ins, per client IP.
+    Login,
+    /// Sign-ups, per client IP.
+    Register,
+    /// Password-recovery requests, per email address.
+    Recover,
+    /// Verification and one-time-code sends, per address.
+    Otp,
+}
+
+impl RateAction {
+    fn name(self) -> &'static str {
+        match self {
+            RateAction::Login => "login",
+            RateAction::Register => "register",
+            RateAction::Recover => "recover",
+            RateAction::Otp => "otp",
+        }
+    }
+}
+
+/// The key under which an email's counters are kept: a hash, so the store holds no
+/// addresses.
+fn email_key(raw: &str) -> String {
+    let normalised = Email::parse(raw).map(|e| e.as_str().to_owned()).unwrap_or_else(|_| raw.trim().to_lowercase());
+    sha256_hex(&normalised)[..32].to_owned()
+}
+
+impl Core {
+    /// Counts one request of `action` by `subject` (an IP, or an address for
+    /// `Recover`/`Otp`). `None` when rate limiting is off.
+    pub async fn rate_limit(&self, action: RateAction, subject: &str) -> Option<RateDecision> {
+        if !self.settings.rate_limit_enabled {
+            return None;
+        }
+        let limits = &self.settings.rate_limits;
+        let windows = match action {
+            RateAction::Login => &limits.login,
+            RateAction::Register => &limits.register,
+            RateAction::Recover => &limits.recover,
+            RateAction::Otp => &limits.otp,
+        };
+        let subject = match action {
+            RateAction::Recover | RateAction::Otp => email_key(subject),
+            RateAction::Login | RateAction::Register => subject.to_owned(),
+        };
+        Some(self.kv.rate_hit(&format!("{}:{subject}", action.name()), windows).await)
+    }
+
+    /// Like [`Core::rate_limit`], but an over-limit answer is an error.
+    pub async fn enforce_rate_limit(&self, action: RateAction, subject: &str) -> Result<Option<RateDecision>, Error> {
+        match self.rate_limit(action, subject).await {
+            Some(d) if !d.allowed => Err(Error::RateLimited { retry_after_secs: d.retry_after_secs }),
+            other => Ok(other),
+        }
+    }
+
+    /// Reserves one sign-in attempt for `email` before any hash is computed: a locked
+    /// email (or one with as many attempts under way as the threshold) answers 429.
+    pub(crate) async fn lockout_reserve(&self, email: &str) -> Result<(), Error> {
+        if !self.settings.rate_limit_enabled {
+            return Ok(());
+        }
+        match self.kv.lock_reserve(&email_key(email), &self.settings.lockout).await {
+            Some(secs) => Err(Error::AccountLocked { retry_after_secs: secs }),
+            None => Ok(()),
+        }
+    }
+
+    /// Records a failed sign-in; audits the lockout when this failure causes one.
+    pub(crate) async fn lockout_failure(&self, email: &str, client: &ClientInfo) -> Result<(), Error> {
+        if !self.settings.rate_limit_enabled {
+            return Ok(());
+        }
+        if let Some(secs) = self.kv.lock_fail(&email_key(email), &self.settings.lockout).await {
+            let email = Email::parse(email).map(|e| e.as_str().to_owned()).unwrap_or_default();
+            tracing::warn!(duration_secs = secs, "sign-in locked after repeated failures");
+            let ev = AuditEvent {
+                event: "lockout",
+                user_id: None,
+                actor_id: None,
+                detail: json!({ "email": email, "duration_secs": secs }),
+            };
+            record(&self.db, client, ev).await?;
+        }
+        Ok(())
+    }
+
+    /// Forgets an email's failures after a successful sign-in.
+    pub(crate) async fn lockout_success(&self, email: &str) {
+        if self.settings.rate_limit_enabled {
+            self.kv.lock_clear(&email_key(email)).await;
+        }
+    }
+}

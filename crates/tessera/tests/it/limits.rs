@@ -1,0 +1,303 @@
+//! Rate limits, client IPs behind proxies, lockout, and Redis shared by many nodes
+//! (SPEC §5.4, §5.5, issue 6), against a real redis-server.
+
+use std::time::Duration;
+
+use futures::future::join_all;
+use reqwest::{Response, StatusCode};
+use serde_json::{json, Value};
+
+use crate::harness::*;
+
+const ON: (&str, &str) = ("RATE_LIMIT_ENABLED", "true");
+
+async fn login_as(app: &TestApp, email: &str, password: &str, forwarded_for: Option<&str>) -> Response {
+    let mut req = app.client.post(app.url("/v1/auth/login")).json(&json!({ "email": email, "password": password }));
+    if let Some(ip) = forwarded_for {
+        req = req.header("x-forwarded-for", ip);
+    }
+    req.send().await.unwrap()
+}
+
+async fn register_as(app: &TestApp, email: &str, forwarded_for: Option<&str>) -> Response {
+    let mut req = app.client.post(app.url("/v1/users")).json(&json!({ "email": email, "password": PASSWORD }));
+    if let Some(ip) = forwarded_for {
+        req = req.header("x-forwarded-for", ip);
+    }
+    req.send().await.unwrap()
+}
+
+fn header(res: &Response, name: &str) -> u64 {
+    res.headers().get(name).unwrap_or_else(|| panic!("{name} missing")).to_str().unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn login_limit_counts_down_then_answers_429() {
+    let app = TestApp::with(&[ON, ("RATE_LIMIT_LOGIN", "3/1m")]).await;
+
+    let mut remaining = Vec::new();
+    for i in 0..3 {
+        let res = login_as(&app, &format!("nobody{i}@example.com"), "Wrong-Passw0rd!", None).await;
+        assert_eq!(header(&res, "x-ratelimit-limit"), 3);
+        let reset = header(&res, "x-ratelimit-reset");
+        let now = chrono::Utc::now().timestamp() as u64;
+        assert!(reset > now && reset <= now + 61, "reset is a Unix time within the window");
+        remaining.push(header(&res, "x-ratelimit-remaining"));
+        assert_error(res, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+    }
+    assert_eq!(remaining, [2, 1, 0]);
+
+    let res = login_as(&app, "nobody9@example.com", "Wrong-Passw0rd!", None).await;
+    let retry = header(&res, "retry-after");
+    assert!((1..=60).contains(&retry), "{retry}");
+    assert_eq!(header(&res, "x-ratelimit-remaining"), 0);
+    assert_error(res, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+}
+
+#[tokio::test]
+async fn default_login_limit_allows_one_per_second() {
+    let app = TestApp::with(&[ON]).await;
+    app.register("one@example.com", PASSWORD).await;
+
+    let first = login_as(&app, "one@example.com", PASSWORD, None).await;
+    let second = login_as(&app, "one@example.com", PASSWORD, None).await;
+
+    assert_eq!(first.status(), StatusCode::OK);
+    assert_eq!(header(&first, "x-ratelimit-limit"), 1, "the 1/1s window is the closest to its limit");
+    assert_eq!(header(&second, "retry-after"), 1);
+    assert_error(second, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(login_as(&app, "one@example.com", PASSWORD, None).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn registration_is_limited_per_ip() {
+    let app = TestApp::with(&[ON]).await;
+    for i in 0..3 {
+        assert_eq!(register_as(&app, &format!("r{i}@example.com"), None).await.status(), StatusCode::CREATED);
+    }
+    let res = register_as(&app, "r3@example.com", None).await;
+    assert_error(res, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+}
+
+#[tokio::test]
+async fn forwarded_for_counts_only_behind_a_trusted_proxy() {
+    // Untrusted peer: X-Forwarded-For is ignored, so spoofed addresses share one bucket.
+    let app = TestApp::with(&[ON, ("RATE_LIMIT_REGISTER", "1/1h")]).await;
+    assert_eq!(register_as(&app, "a@example.com", Some("203.0.113.1")).await.status(), StatusCode::CREATED);
+    let res = register_as(&app, "b@example.com", Some("203.0.113.2")).await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+
+    // Trusted proxy: each forwarded client has its own bucket.
+    let app = TestApp::with(&[ON, ("RATE_LIMIT_REGISTER", "1/1h"), ("TRUSTED_PROXIES", "127.0.0.0/8")]).await;
+    assert_eq!(register_as(&app, "a@example.com", Some("203.0.113.1")).await.status(), StatusCode::CREATED);
+    assert_eq!(register_as(&app, "b@example.com", Some("203.0.113.2")).await.status(), StatusCode::CREATED);
+    assert_eq!(register_as(&app, "c@example.com", Some("203.0.113.1")).await.status(), StatusCode::TOO_MANY_REQUESTS);
+    // The right-most untrusted hop counts: a client cannot prepend its way out.
+    let res = register_as(&app, "d@example.com", Some("198.51.100.1, 203.0.113.2")).await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    // An unparsable header from the proxy falls back to the proxy itself; a missing
+    // header does too: neither skips the limit.
+    assert_eq!(register_as(&app, "e@example.com", Some("not-an-ip")).await.status(), StatusCode::CREATED);
+    assert_eq!(register_as(&app, "f@example.com", None).await.status(), StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn the_forwarded_client_ip_is_what_sessions_record() {
+    let app = TestApp::with(&[("TRUSTED_PROXIES", "127.0.0.1")]).await;
+    app.register("ip@example.com", PASSWORD).await;
+    let res = login_as(&app, "ip@example.com", PASSWORD, Some("203.0.113.77")).await;
+    let token = res.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned();
+
+    let sessions: Value = app.get("/v1/auth/sessions", Some(&token)).await.json().await.unwrap();
+
+    assert_eq!(sessions[0]["ip"], "203.0.113.77");
+}
+
+#[tokio::test]
+async fn lockout_after_five_failures_even_with_the_right_password() {
+    let app = TestApp::with(&[ON, ("RATE_LIMIT_LOGIN", "1000/1m")]).await;
+    app.register("lock@example.com", PASSWORD).await;
+
+    for _ in 0..5 {
+        let res = login_as(&app, "lock@example.com", "Wrong-Passw0rd!", None).await;
+        assert_error(res, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+    }
+    let res = login_as(&app, "LOCK@example.com", PASSWORD, None).await;
+
+    let retry = header(&res, "retry-after");
+    assert!((890..=900).contains(&retry), "{retry}");
+    assert_error(res, StatusCode::TOO_MANY_REQUESTS, "account_locked").await;
+    assert!(app.dump("audit_log").await.contains("lockout"), "the lockout is audited");
+}
+
+#[tokio::test]
+async fn lockout_applies_to_unknown_emails_alike() {
+    let app = TestApp::with(&[ON, ("RATE_LIMIT_LOGIN", "1000/1m")]).await;
+    for _ in 0..5 {
+        assert_eq!(
+            login_as(&app, "ghost@example.com", "Wrong-Passw0rd!", None).await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let res = login_as(&app, "ghost@example.com", "Wrong-Passw0rd!", None).await;
+    assert_error(res, StatusCode::TOO_MANY_REQUESTS, "account_locked").await;
+}
+
+#[tokio::test]
+async fn a_successful_login_resets_the_count() {
+    let app = TestApp::with(&[ON, ("RATE_LIMIT_LOGIN", "1000/1m")]).await;
+    app.register("reset@example.com", PASSWORD).await;
+    for _ in 0..4 {
+        login_as(&app, "reset@example.com", "Wrong-Passw0rd!", None).await;
+    }
+    assert_eq!(login_as(&app, "reset@example.com", PASSWORD, None).await.status(), StatusCode::OK);
+    for _ in 0..4 {
+        let res = login_as(&app, "reset@example.com", "Wrong-Passw0rd!", None).await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(login_as(&app, "reset@example.com", PASSWORD, None).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn repeat_lockouts_double_up_to_the_maximum() {
+    let app = TestApp::with(&[
+        ON,
+        ("RATE_LIMIT_LOGIN", "1000/1m"),
+        ("LOCKOUT_THRESHOLD", "2"),
+        ("LOCKOUT_DURATION", "1s"),
+        ("LOCKOUT_MAX", "3s"),
+    ])
+    .await;
+    let mut durations = Vec::new();
+    for _ in 0..3 {
+        for attempt in 0..2 {
+            let res = login_as(&app, "rep@example.com", "Wrong-Passw0rd!", None).await;
+            let status = res.status();
+            let retry = res.headers().get("retry-after").cloned();
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "round {durations:?}, attempt {attempt}, {retry:?}");
+        }
+        let res = login_as(&app, "rep@example.com", "Wrong-Passw0rd!", None).await;
+        assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+        let secs = header(&res, "retry-after");
+        durations.push(secs);
+        tokio::time::sleep(Duration::from_millis(secs * 1000 + 200)).await;
+    }
+    assert_eq!(durations, [1, 2, 3]);
+}
+
+async fn parallel_wrong_passwords(nodes: &[&TestApp], email: &str) -> (usize, usize) {
+    let results = join_all((0..30).map(|i| {
+        let app = nodes[i % nodes.len()];
+        async move { login_as(app, email, "Wrong-Passw0rd!", None).await.status() }
+    }))
+    .await;
+    let evaluated = results.iter().filter(|s| **s == StatusCode::UNAUTHORIZED).count();
+    let refused = results.iter().filter(|s| **s == StatusCode::TOO_MANY_REQUESTS).count();
+    assert_eq!(evaluated + refused, 30, "{results:?}");
+    (evaluated, refused)
+}
+
+#[tokio::test]
+async fn thirty_parallel_wrong_passwords_evaluate_at_most_the_threshold_in_memory() {
+    let app = TestApp::with(&[ON, ("RATE_LIMIT_LOGIN", "1000/1m")]).await;
+    app.register("race@example.com", PASSWORD).await;
+
+    let (evaluated, _) = parallel_wrong_passwords(&[&app], "race@example.com").await;
+
+    assert!((1..=5).contains(&evaluated), "{evaluated} passwords were checked");
+    let res = login_as(&app, "race@example.com", PASSWORD, None).await;
+    assert_error(res, StatusCode::TOO_MANY_REQUESTS, "account_locked").await;
+}
+
+#[tokio::test]
+async fn thirty_parallel_wrong_passwords_on_two_nodes_sharing_redis() {
+    let redis = RedisServer::start().await;
+    let settings = [ON, ("RATE_LIMIT_LOGIN", "1000/1m"), ("REDIS_URL", &redis.url())];
+    let a = TestApp::with(&settings).await;
+    let b = a.another_node(&settings).await;
+    a.register("race2@example.com", PASSWORD).await;
+
+    let (evaluated, _) = parallel_wrong_passwords(&[&a, &b], "race2@example.com").await;
+
+    assert!((1..=5).contains(&evaluated), "{evaluated} passwords were checked");
+    assert_eq!(login_as(&b, "race2@example.com", PASSWORD, None).await.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(redis.command("KEYS tessera:lock:*").await.contains("tessera:lock:"), "the lock lives in Redis");
+}
+
+#[tokio::test]
+async fn two_nodes_share_one_limit_through_redis() {
+    let redis = RedisServer::start().await;
+    let settings = [ON, ("RATE_LIMIT_REGISTER", "3/1h"), ("REDIS_URL", &redis.url())];
+    let a = TestApp::with(&settings).await;
+    let b = a.another_node(&settings).await;
+
+    assert_eq!(register_as(&a, "n1@example.com", None).await.status(), StatusCode::CREATED);
+    assert_eq!(register_as(&b, "n2@example.com", None).await.status(), StatusCode::CREATED);
+    let third = register_as(&a, "n3@example.com", None).await;
+    assert_eq!(header(&third, "x-ratelimit-remaining"), 0);
+    assert_eq!(third.status(), StatusCode::CREATED);
+
+    let res = register_as(&b, "n4@example.com", None).await;
+    assert_error(res, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+}
+
+#[tokio::test]
+async fn two_nodes_without_redis_count_separately() {
+    // The control for the test above: each node's memory is its own.
+    let settings = [ON, ("RATE_LIMIT_REGISTER", "1/1h")];
+    let a = TestApp::with(&settings).await;
+    let b = a.another_node(&settings).await;
+    assert_eq!(register_as(&a, "m1@example.com", None).await.status(), StatusCode::CREATED);
+    assert_eq!(register_as(&b, "m2@example.com", None).await.status(), StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn redis_outage_falls_back_to_memory_and_recovers() {
+    let mut redis = RedisServer::start().await;
+    let app = TestApp::with(&[ON, ("RATE_LIMIT_LOGIN", "1000/1m"), ("REDIS_URL", &redis.url())]).await;
+    app.register("outage@example.com", PASSWORD).await;
+    let (status, health) = json_of(app.get("/health/detailed", None).await).await;
+    assert_eq!((status, health["redis"].as_str()), (StatusCode::OK, Some("healthy")), "{health}");
+
+    redis.kill();
+    let res = login_as(&app, "outage@example.com", PASSWORD, None).await;
+    assert_eq!(res.status(), StatusCode::OK, "still serving");
+    assert!(res.headers().contains_key("x-ratelimit-remaining"), "limits still apply, from memory");
+    let (status, health) = json_of(app.get("/health/detailed", None).await).await;
+    assert_eq!(status, StatusCode::OK, "{health}");
+    assert_eq!(health["redis"], "unhealthy");
+    assert_eq!(health["status"], "degraded");
+    // Lockout still works from memory.
+    for _ in 0..5 {
+        login_as(&app, "outage@example.com", "Wrong-Passw0rd!", None).await;
+    }
+    assert_eq!(login_as(&app, "outage@example.com", PASSWORD, None).await.status(), StatusCode::TOO_MANY_REQUESTS);
+
+    redis.restart().await;
+    let mut healthy = false;
+    for _ in 0..40 {
+        let (_, health) = json_of(app.get("/health/detailed", None).await).await;
+        if health["redis"] == "healthy" {
+            healthy = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(healthy, "Redis is used again without a restart");
+    let res = login_as(&app, "someone@example.com", "Wrong-Passw0rd!", None).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert!(redis.command("KEYS tessera:rl:*").await.contains("tessera:rl:login"), "counters are in Redis again");
+}
+
+#[tokio::test]
+async fn disabled_limits_mean_no_headers_no_429_and_no_lockout() {
+    let app = TestApp::with(&[("RATE_LIMIT_ENABLED", "false"), ("RATE_LIMIT_LOGIN", "1/1h")]).await;
+    app.register("free@example.com", PASSWORD).await;
+    for _ in 0..8 {
+        let res = login_as(&app, "free@example.com", "Wrong-Passw0rd!", None).await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        assert!(!res.headers().contains_key("x-ratelimit-limit"));
+    }
+    assert_eq!(login_as(&app, "free@example.com", PASSWORD, None).await.status(), StatusCode::OK);
+}
