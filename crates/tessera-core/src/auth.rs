@@ -326,13 +326,11 @@ impl Core {
             return Err(Error::WrongPassword);
         }
         let hash = self.hasher.hash(new).await?;
-        let now = now();
         let txn = self.db.begin().await.map_err(db_error)?;
-        users::set_password_hash(&txn, who.user.id, &hash, now).await.map_err(db_error)?;
-        users::bump_token_version(&txn, who.user.id, now).await.map_err(db_error)?;
-        sessions::revoke_all_for_user(&txn, who.user.id, now).await.map_err(db_error)?;
-        record(&txn, client, AuditEvent::by_user("password.change", who.user.id)).await?;
-        txn.commit().await.map_err(db_error)
+        self.apply_new_password(&txn, &who.user, &hash, None, "password.change", client).await?;
+        txn.commit().await.map_err(db_error)?;
+        self.mailer.wake.notify_one();
+        Ok(())
     }
 
     /// The caller's live sessions, oldest first.

@@ -6,9 +6,11 @@ pub mod auth;
 pub mod hasher;
 pub mod kv;
 pub mod limits;
+pub mod mail;
 pub mod settings;
 pub mod tokens;
 pub mod users;
+pub mod verification;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +26,7 @@ pub use tessera_store::entity;
 
 use crate::hasher::PasswordHasher;
 use crate::kv::Kv;
+use crate::mail::Mailer;
 use crate::settings::Settings;
 use crate::tokens::JwtKeys;
 
@@ -43,6 +46,10 @@ pub struct Core {
     pub jwt: JwtKeys,
     /// Rate-limit counters and lockout state: Redis when configured, else memory.
     pub kv: Kv,
+    /// Templates, transport and the outbox sender's state.
+    pub mailer: Mailer,
+    /// The key one-time codes are hashed with.
+    code_key: Vec<u8>,
 }
 
 /// Now, truncated to microseconds (what PostgreSQL stores), in UTC.
@@ -79,7 +86,12 @@ impl Core {
             Some(url) => Kv::redis(url.expose_secret())?,
             None => Kv::memory(),
         };
-        Ok(Arc::new(Core { settings: Arc::new(settings), db, hasher, jwt, kv }))
+        let mailer = Mailer::new(&settings.mail, settings.is_development())?;
+        let code_key = match &settings.jwt_secret {
+            Some(secret) => verification::derive_code_key(secret),
+            None => return Err("no JWT secret configured".to_owned()),
+        };
+        Ok(Arc::new(Core { settings: Arc::new(settings), db, hasher, jwt, kv, mailer, code_key }))
     }
 
     /// Pings the database; returns the round-trip time.

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
@@ -41,6 +42,32 @@ pub enum MailTransport {
     Smtp,
     File,
     Log,
+}
+
+/// How the SMTP connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpTls {
+    StartTls,
+    Tls,
+    None,
+}
+
+/// Mail settings (SPEC §5.3).
+#[derive(Debug, Clone)]
+pub struct MailSettings {
+    pub transport: MailTransport,
+    pub from: String,
+    pub dir: PathBuf,
+    pub templates_dir: Option<PathBuf>,
+    pub retry_max_delay: Duration,
+    pub smtp_host: String,
+    pub smtp_port: u16,
+    pub smtp_user: Option<String>,
+    pub smtp_password: Option<SecretString>,
+    pub smtp_tls: SmtpTls,
+    pub product_name: String,
+    pub verify_email_url: String,
+    pub reset_password_url: String,
 }
 
 /// One documented setting: every name it is read from (the first is canonical), its
@@ -90,6 +117,18 @@ pub const SETTINGS: &[SettingDoc] = &[
     SettingDoc { names: &["LOCKOUT_MAX"], default: "24h", meaning: "longest lockout" },
     SettingDoc { names: &["REQUIRE_EMAIL_VERIFICATION"], default: "false", meaning: "unverified accounts answer 403 email_not_verified at sign-in" },
     SettingDoc { names: &["MAIL_TRANSPORT"], default: "log", meaning: "smtp, file or log; log is refused in production" },
+    SettingDoc { names: &["MAIL_FROM"], default: "tessera <no-reply@localhost>", meaning: "sender of every mail" },
+    SettingDoc { names: &["MAIL_DIR"], default: "mail", meaning: "where the file transport writes one .eml per message" },
+    SettingDoc { names: &["MAIL_TEMPLATES_DIR"], default: "(built in)", meaning: "directory of NAME.subject / NAME.txt / NAME.html files overriding the built-in templates" },
+    SettingDoc { names: &["MAIL_RETRY_MAX_DELAY"], default: "5m", meaning: "longest wait between delivery attempts, and longest circuit-breaker pause" },
+    SettingDoc { names: &["SMTP_HOST"], default: "localhost", meaning: "SMTP server" },
+    SettingDoc { names: &["SMTP_PORT"], default: "587 (465 with SMTP_TLS=tls, 25 with none)", meaning: "SMTP port" },
+    SettingDoc { names: &["SMTP_USER"], default: "(none)", meaning: "SMTP user name; authentication is used when set" },
+    SettingDoc { names: &["SMTP_PASSWORD"], default: "(none)", meaning: "SMTP password" },
+    SettingDoc { names: &["SMTP_TLS"], default: "starttls", meaning: "starttls, tls (implicit) or none" },
+    SettingDoc { names: &["PRODUCT_NAME"], default: "tessera", meaning: "the product name in mails and pages" },
+    SettingDoc { names: &["VERIFY_EMAIL_URL"], default: "PUBLIC_URL/verify-email", meaning: "page that email-verification links open (gets ?token=…)" },
+    SettingDoc { names: &["RESET_PASSWORD_URL"], default: "PUBLIC_URL/reset-password", meaning: "page that password-reset links open (gets ?token=…)" },
     SettingDoc { names: &["PASSWORD_MIN_LENGTH"], default: "8", meaning: "minimum password length" },
     SettingDoc { names: &["PASSWORD_MAX_LENGTH"], default: "128", meaning: "maximum password length" },
     SettingDoc { names: &["PASSWORD_REQUIRE_UPPERCASE"], default: "true", meaning: "a password needs an upper-case letter" },
@@ -142,6 +181,7 @@ pub struct Settings {
     pub lockout: LockoutPolicy,
     pub require_email_verification: bool,
     pub mail_transport: MailTransport,
+    pub mail: MailSettings,
     pub password_policy: PasswordPolicy,
     pub argon2_memory_kib: u32,
     pub argon2_iterations: u32,
@@ -327,6 +367,7 @@ impl Settings {
         let secs = |r: &mut Reader, names: &[&str], d: u64| {
             Duration::from_secs(r.parse(names, d, "a whole number of seconds"))
         };
+        let public_url_for_links = public_url.clone();
         let s = Settings {
             environment,
             debug: r.boolean(&["DEBUG"], false),
@@ -379,6 +420,40 @@ impl Settings {
             },
             require_email_verification: r.boolean(&["REQUIRE_EMAIL_VERIFICATION"], false),
             mail_transport,
+            mail: {
+                let smtp_tls = match r.string(&["SMTP_TLS"], "starttls").to_ascii_lowercase().as_str() {
+                    "starttls" => SmtpTls::StartTls,
+                    "tls" | "ssl" | "true" => SmtpTls::Tls,
+                    "none" | "false" | "off" => SmtpTls::None,
+                    other => {
+                        r.problems.push(format!("SMTP_TLS={other:?} is not starttls, tls or none"));
+                        SmtpTls::StartTls
+                    }
+                };
+                let default_port = match smtp_tls {
+                    SmtpTls::StartTls => 587,
+                    SmtpTls::Tls => 465,
+                    SmtpTls::None => 25,
+                };
+                let link = |name: &str, path: &str, r: &Reader| {
+                    r.opt(&[name]).unwrap_or_else(|| format!("{public_url_for_links}{path}"))
+                };
+                MailSettings {
+                    transport: mail_transport,
+                    from: r.string(&["MAIL_FROM"], "tessera <no-reply@localhost>"),
+                    dir: PathBuf::from(r.string(&["MAIL_DIR"], "mail")),
+                    templates_dir: r.opt(&["MAIL_TEMPLATES_DIR"]).map(PathBuf::from),
+                    retry_max_delay: Duration::from_secs(r.duration("MAIL_RETRY_MAX_DELAY", "5m")),
+                    smtp_host: r.string(&["SMTP_HOST"], "localhost"),
+                    smtp_port: r.parse(&["SMTP_PORT"], default_port, "a port number"),
+                    smtp_user: r.opt(&["SMTP_USER"]),
+                    smtp_password: r.opt(&["SMTP_PASSWORD"]).map(SecretString::from),
+                    smtp_tls,
+                    product_name: r.string(&["PRODUCT_NAME"], "tessera"),
+                    verify_email_url: link("VERIFY_EMAIL_URL", "/verify-email", &r),
+                    reset_password_url: link("RESET_PASSWORD_URL", "/reset-password", &r),
+                }
+            },
             password_policy,
             argon2_memory_kib: r.parse(&["ARGON2_MEMORY_KIB"], 19_456, "a whole number of KiB"),
             argon2_iterations: r.parse(&["ARGON2_ITERATIONS"], 2, "a whole number"),
@@ -390,6 +465,12 @@ impl Settings {
             log_file: r.opt(&["LOG_FILE"]).map(PathBuf::from),
             openapi_enabled: r.boolean(&["OPENAPI_ENABLED"], !production),
         };
+        if lettre::message::Mailbox::from_str(&s.mail.from).is_err() {
+            r.problems.push(format!(
+                "MAIL_FROM={:?} is not a mailbox such as \"tessera <no-reply@example.com>\"",
+                s.mail.from
+            ));
+        }
         if s.access_token_ttl.is_zero() || s.refresh_token_ttl.is_zero() {
             r.problems.push("ACCESS_TOKEN_EXPIRE_MINUTES and REFRESH_TOKEN_EXPIRE_DAYS must be positive".to_owned());
         }

@@ -11,6 +11,7 @@ use tessera_store::{db_error, is_unique_violation};
 use uuid::Uuid;
 
 use crate::audit::{record, AuditEvent};
+use crate::mail::Template;
 use crate::{now, ClientInfo, Core};
 
 /// What a sign-up asks for, as the client sent it.
@@ -106,6 +107,7 @@ impl Core {
             created_at: now,
             updated_at: now,
             deleted_at: None,
+            new_email: None,
         };
         let txn = self.db.begin().await.map_err(db_error)?;
         let created = users::insert(&txn, row.into_active_model()).await.map_err(map_unique)?;
@@ -124,7 +126,9 @@ impl Core {
         .await
         .map_err(db_error)?;
         record(&txn, client, AuditEvent::by_user("user.create", created.id)).await?;
+        self.queue_verification(&txn, &created, Template::VerifyEmail).await?;
         txn.commit().await.map_err(db_error)?;
+        self.mailer.wake.notify_one();
         Ok(created)
     }
 
@@ -152,13 +156,11 @@ impl Core {
             row.full_name = Set(bounded_text("full_name", name, 200, &mut errors));
             changed.push("full_name");
         }
+        // A new email is not applied here: it stays pending until confirmed (SPEC §5.3).
+        let mut new_email = None;
         if let Some(raw) = patch.email {
             match Email::parse(&raw) {
-                Ok(email) if email.as_str() != current.email => {
-                    row.email = Set(email.as_str().to_owned());
-                    row.email_verified_at = Set(None);
-                    changed.push("email");
-                }
+                Ok(email) if email.as_str() != current.email => new_email = Some(email),
                 Ok(_) => {}
                 Err(e) => errors.push(e),
             }
@@ -177,15 +179,18 @@ impl Core {
         if !errors.is_empty() {
             return Err(Error::Validation(errors));
         }
-        if changed.is_empty() {
-            return Ok(current.clone());
+        let mut updated = current.clone();
+        if !changed.is_empty() {
+            row.updated_at = Set(now());
+            let txn = self.db.begin().await.map_err(db_error)?;
+            updated = row.update(&txn).await.map_err(map_unique)?;
+            let ev = AuditEvent::by_user("user.update", current.id).detail(json!({ "fields": changed }));
+            record(&txn, client, ev).await?;
+            txn.commit().await.map_err(db_error)?;
         }
-        row.updated_at = Set(now());
-        let txn = self.db.begin().await.map_err(db_error)?;
-        let updated = row.update(&txn).await.map_err(map_unique)?;
-        record(&txn, client, AuditEvent::by_user("user.update", current.id).detail(json!({ "fields": changed })))
-            .await?;
-        txn.commit().await.map_err(db_error)?;
+        if let Some(email) = new_email {
+            updated = self.request_email_change(&updated, &email, client).await?;
+        }
         Ok(updated)
     }
 

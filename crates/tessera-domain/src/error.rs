@@ -56,6 +56,8 @@ pub enum Error {
     PermissionDenied,
     #[error("The current password is incorrect.")]
     WrongPassword,
+    #[error("The link or code is invalid, expired or already used.")]
+    InvalidVerification,
     #[error("User not found.")]
     UserNotFound,
     #[error("Session not found.")]
@@ -79,7 +81,7 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         use Error::*;
         match self {
-            BadRequest(_) | WrongPassword => ErrorKind::BadRequest,
+            BadRequest(_) | WrongPassword | InvalidVerification => ErrorKind::BadRequest,
             Validation(_) => ErrorKind::Validation,
             InvalidCredentials | NotAuthenticated | InvalidToken | TokenExpired | TokenRevoked | TokenReused => {
                 ErrorKind::Unauthorized
@@ -109,6 +111,7 @@ impl Error {
             EmailNotVerified => "EmailNotVerified",
             PermissionDenied => "PermissionDenied",
             WrongPassword => "WrongPassword",
+            InvalidVerification => "InvalidVerification",
             UserNotFound => "UserNotFound",
             SessionNotFound => "SessionNotFound",
             EmailTaken => "EmailAlreadyExists",
@@ -136,6 +139,7 @@ impl Error {
             EmailNotVerified => "email_not_verified",
             PermissionDenied => "permission_denied",
             WrongPassword => "wrong_password",
+            InvalidVerification => "invalid_or_expired_token",
             UserNotFound => "user_not_found",
             SessionNotFound => "session_not_found",
             EmailTaken => "email_already_exists",

@@ -236,3 +236,34 @@ impl From<ProfilePatchIn> for tessera_core::users::ProfilePatch {
         }
     }
 }
+
+/// Confirms an email: `{token}` from the link, or `{email, code}`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct VerifyEmailIn {
+    #[serde(default)]
+    pub token: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
+    /// The 6-character code from the mail.
+    #[serde(default)]
+    pub code: Option<String>,
+}
+
+/// An email address.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct EmailIn {
+    pub email: String,
+}
+
+/// Sets a new password with a recovery token.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ResetConfirmIn {
+    pub token: String,
+    pub new_password: String,
+}
+
+/// A human message.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MessageOut {
+    pub message: String,
+}

@@ -8,6 +8,7 @@ pub mod extract;
 pub mod middleware;
 pub mod openapi;
 pub mod ops;
+pub mod pages;
 pub mod rate_limit;
 pub mod v1;
 
@@ -88,6 +89,9 @@ pub fn router(core: Arc<Core>) -> Router {
     let mut app = Router::new()
         .route("/health", get(ops::health))
         .route("/health/detailed", get(ops::health_detailed))
+        .route("/verify-email", get(pages::verify_email_form).post(pages::verify_email_submit))
+        .route("/reset-password", get(pages::reset_password_form).post(pages::reset_password_submit))
+        .route("/assets/tessera.css", get(pages::stylesheet))
         .merge(v1::routes(&state))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -62,7 +62,14 @@ pub async fn request_context(State(proxies): State<Arc<Vec<Cidr>>>, mut req: Req
 
 /// Security headers on every response; a stricter CSP everywhere but the Swagger UI.
 pub async fn security_headers(State(secure): State<bool>, req: Request, next: Next) -> Response {
-    let docs = req.uri().path().starts_with("/docs");
+    let path = req.uri().path();
+    let csp = if path.starts_with("/docs") {
+        "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+    } else if path == "/verify-email" || path == "/reset-password" {
+        "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    } else {
+        "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    };
     let mut res = next.run(req).await;
     let h = res.headers_mut();
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
@@ -73,11 +80,6 @@ pub async fn security_headers(State(secure): State<bool>, req: Request, next: Ne
         HeaderName::from_static("permissions-policy"),
         HeaderValue::from_static("camera=(), microphone=(), geolocation=()"),
     );
-    let csp = if docs {
-        "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
-    } else {
-        "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
-    };
     h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(csp));
     if secure {
         h.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=63072000; includeSubDomains"));

@@ -24,6 +24,7 @@ impl Modify for BearerAuth {
     paths(
         v1::auth::login, v1::auth::refresh, v1::auth::logout, v1::auth::logout_all, v1::auth::me,
         v1::auth::change_password, v1::auth::sessions, v1::auth::revoke_session,
+        v1::auth::verify_email, v1::auth::resend_verification, v1::auth::password_reset, v1::auth::password_reset_confirm,
         v1::users::register, v1::users::get_user, v1::users::update_me, v1::users::profile, v1::users::update_profile,
         ops::health, ops::health_detailed,
     ),

@@ -66,13 +66,23 @@ impl Server {
         let listener = TcpListener::bind(&addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         let app = tessera_http::router(core.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        // Every node runs a sender; leases keep them from sending a message twice.
+        let (stop_sender, stop_rx) = tokio::sync::watch::channel(false);
+        let sender = tokio::spawn(core.clone().run_mail_sender(stop_rx));
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            axum::serve(listener, app)
+            let served = axum::serve(listener, app)
                 .with_graceful_shutdown(async move {
                     let _ = rx.await;
                 })
-                .await
+                .await;
+            // Let the mail sender finish the message it is sending, then stop it.
+            let _ = stop_sender.send(true);
+            let abort = sender.abort_handle();
+            if tokio::time::timeout(std::time::Duration::from_secs(15), sender).await.is_err() {
+                abort.abort();
+            }
+            served
         });
         Ok(Server { addr, core, shutdown: Some(tx), task })
     }

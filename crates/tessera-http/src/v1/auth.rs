@@ -11,7 +11,10 @@ use tessera_core::auth::Issued;
 use tessera_core::domain::Error;
 use uuid::Uuid;
 
-use crate::dto::{ChangePasswordIn, LoginForm, LoginIn, LoginOut, RefreshIn, SessionOut, TokenOut, UserOut};
+use crate::dto::{
+    ChangePasswordIn, EmailIn, LoginForm, LoginIn, LoginOut, MessageOut, RefreshIn, ResetConfirmIn, SessionOut,
+    TokenOut, UserOut, VerifyEmailIn,
+};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiPath, Auth, Client};
 use crate::AppState;
@@ -197,5 +200,69 @@ pub async fn revoke_session(
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<StatusCode, ApiError> {
     s.core.revoke_session(&who, id, &client).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Confirm an email address with the link token, or with the email and its code.
+#[utoipa::path(post, path = "/v1/auth/verify-email", tag = "auth", request_body = VerifyEmailIn,
+    responses(
+        (status = 200, body = UserOut, description = "Confirmed"),
+        (status = 400, body = ErrorBody, description = "Invalid, expired or used link or code"),
+        (status = 409, body = ErrorBody, description = "A confirmed email change collides with an address taken since"),
+        (status = 422, body = ErrorBody, description = "Neither a token nor an email and a code"),
+    ))]
+pub async fn verify_email(
+    State(s): State<AppState>,
+    Client(client): Client,
+    ApiJson(body): ApiJson<VerifyEmailIn>,
+) -> Result<Json<UserOut>, ApiError> {
+    let user = match (body.token, body.email, body.code) {
+        (Some(token), _, _) => s.core.verify_email_token(&token, &client).await?,
+        (None, Some(email), Some(code)) => s.core.verify_email_code(&email, &code, &client).await?,
+        _ => return Err(ApiError::field("token", "required", "Send {token}, or {email, code}.")),
+    };
+    Ok(Json(UserOut::from(&user)))
+}
+
+/// Send the verification mail again. Always 202, whatever the address.
+#[utoipa::path(post, path = "/v1/auth/verify-email/resend", tag = "auth", request_body = EmailIn,
+    responses((status = 202, body = MessageOut)))]
+pub async fn resend_verification(
+    State(s): State<AppState>,
+    Client(client): Client,
+    ApiJson(body): ApiJson<EmailIn>,
+) -> Result<Response, ApiError> {
+    s.core.resend_verification(&body.email, &client).await?;
+    let msg = "If the address belongs to an unverified account, a new verification email is on its way.";
+    Ok((StatusCode::ACCEPTED, Json(MessageOut { message: msg.to_owned() })).into_response())
+}
+
+/// Ask for a password-reset link. Always 202, whatever the address.
+#[utoipa::path(post, path = "/v1/auth/password-reset", tag = "auth", request_body = EmailIn,
+    responses((status = 202, body = MessageOut)))]
+pub async fn password_reset(
+    State(s): State<AppState>,
+    Client(client): Client,
+    ApiJson(body): ApiJson<EmailIn>,
+) -> Result<Response, ApiError> {
+    s.core.request_password_reset(&body.email, &client).await?;
+    let msg = "If the address belongs to an account, a password-reset email is on its way.";
+    Ok((StatusCode::ACCEPTED, Json(MessageOut { message: msg.to_owned() })).into_response())
+}
+
+/// Set a new password with a reset token; signs out every device.
+#[utoipa::path(post, path = "/v1/auth/password-reset/confirm", tag = "auth", request_body = ResetConfirmIn,
+    responses(
+        (status = 204),
+        (status = 400, body = ErrorBody, description = "Invalid, expired or used token"),
+        (status = 422, body = ErrorBody, description = "The new password breaks the policy"),
+    ))]
+pub async fn password_reset_confirm(
+    State(s): State<AppState>,
+    Client(client): Client,
+    ApiJson(body): ApiJson<ResetConfirmIn>,
+) -> Result<StatusCode, ApiError> {
+    let password = SecretString::from(body.new_password);
+    s.core.confirm_password_reset(&body.token, &password, &client).await?;
     Ok(StatusCode::NO_CONTENT)
 }

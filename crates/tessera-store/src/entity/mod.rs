@@ -1,6 +1,8 @@
 //! SeaORM entities: one module per table.
 
 pub mod audit_log;
+pub mod mail_outbox;
+pub mod one_time_token;
 pub mod profile;
 pub mod refresh_token;
 pub mod session;

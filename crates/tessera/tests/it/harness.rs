@@ -106,6 +106,11 @@ impl TestApp {
         Self::on_database(dir, db_url, extra).await
     }
 
+    /// A server on an existing database (a restart).
+    pub async fn with_database(db_url: &str, extra: &[(&str, &str)]) -> TestApp {
+        Self::on_database(tempfile::tempdir().unwrap(), db_url.to_owned(), extra).await
+    }
+
     /// Another node on the same database as `self` (a second tessera behind one load
     /// balancer), with its own settings.
     pub async fn another_node(&self, extra: &[(&str, &str)]) -> TestApp {
@@ -125,6 +130,15 @@ impl TestApp {
         if let Some(s) = self.server.take() {
             s.stop().await.unwrap();
         }
+    }
+
+    /// Stops the server and hands back its directory (where a SQLite database lives),
+    /// so that a later server can start on the same database.
+    pub async fn shutdown(mut self) -> tempfile::TempDir {
+        if let Some(s) = self.server.take() {
+            s.stop().await.unwrap();
+        }
+        std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap())
     }
 
     /// The database the server uses.
@@ -321,4 +335,213 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// A message an [`SmtpServer`] received.
+#[derive(Debug, Clone)]
+pub struct Mail {
+    pub from: String,
+    pub to: Vec<String>,
+    /// The whole message, headers and body, as sent.
+    pub data: String,
+}
+
+impl Mail {
+    /// The message with quoted-printable soft breaks and escapes decoded.
+    pub fn decoded(&self) -> String {
+        let joined = self.data.replace("=\r\n", "").replace("=\n", "");
+        let bytes = joined.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] == b'=' && i + 2 < bytes.len() {
+                if let Ok(b) = u8::from_str_radix(&joined[i + 1..i + 3], 16) {
+                    out.push(b);
+                    i += 3;
+                    continue;
+                }
+            }
+            out.push(bytes[i]);
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// The `Subject:` header.
+    pub fn subject(&self) -> String {
+        self.data.lines().find_map(|l| l.strip_prefix("Subject: ")).unwrap_or_default().trim().to_owned()
+    }
+
+    /// The first link in the plain-text part.
+    pub fn link(&self) -> String {
+        self.decoded()
+            .lines()
+            .map(str::trim)
+            .find(|l| l.starts_with("http") && l.contains("token="))
+            .unwrap_or_else(|| panic!("no link in {}", self.decoded()))
+            .to_owned()
+    }
+
+    /// The `token` parameter of the link.
+    pub fn token(&self) -> String {
+        self.link().split("token=").nth(1).unwrap().split('&').next().unwrap().to_owned()
+    }
+
+    /// The 6-character code, which stands on a line of its own.
+    pub fn code(&self) -> String {
+        self.decoded()
+            .lines()
+            .map(str::trim)
+            .find(|l| l.len() == 6 && l.bytes().all(|b| b"23456789ABCDEFGHJKLMNPQRSTUVWXYZ".contains(&b)))
+            .unwrap_or_else(|| panic!("no code in {}", self.decoded()))
+            .to_owned()
+    }
+}
+
+/// A real SMTP server on a loopback port (the protocol, over TCP: greeting, EHLO, MAIL,
+/// RCPT, DATA with dot-unstuffing, RSET, NOOP, QUIT) that keeps what it receives. It can
+/// be stopped (connections refused) and started again on the same port.
+pub struct SmtpServer {
+    pub port: u16,
+    mails: Arc<std::sync::Mutex<Vec<Mail>>>,
+    tasks: Option<tokio::task::JoinSet<()>>,
+}
+
+impl SmtpServer {
+    /// Starts one on a free port.
+    pub async fn start() -> SmtpServer {
+        let mut s = SmtpServer { port: free_port(), mails: Arc::default(), tasks: None };
+        s.listen().await;
+        s
+    }
+
+    async fn listen(&mut self) {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port)).await.unwrap();
+        let mails = self.mails.clone();
+        let mut tasks = tokio::task::JoinSet::new();
+        let conns = Arc::new(tokio::sync::Mutex::new(tokio::task::JoinSet::new()));
+        let conns2 = conns.clone();
+        tasks.spawn(async move {
+            let _keep = conns2.clone();
+            while let Ok((stream, _)) = listener.accept().await {
+                let mails = mails.clone();
+                conns2.lock().await.spawn(smtp_session(stream, mails));
+            }
+        });
+        // Dropping the JoinSet aborts the listener; the connections' set goes with it.
+        tasks.spawn(async move {
+            let _conns = conns;
+            std::future::pending::<()>().await;
+        });
+        self.tasks = Some(tasks);
+    }
+
+    /// Stops listening and drops every connection.
+    pub async fn stop(&mut self) {
+        if let Some(mut t) = self.tasks.take() {
+            t.shutdown().await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    /// Listens again on the same port.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        self.listen().await;
+    }
+
+    /// SMTP settings pointing tessera at this server.
+    pub fn settings(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("MAIL_TRANSPORT", "smtp".to_owned()),
+            ("SMTP_HOST", "127.0.0.1".to_owned()),
+            ("SMTP_PORT", self.port.to_string()),
+            ("SMTP_TLS", "none".to_owned()),
+            ("MAIL_FROM", "Tessera Test <no-reply@tessera.test>".to_owned()),
+            ("MAIL_RETRY_MAX_DELAY", "1s".to_owned()),
+        ]
+    }
+
+    /// Everything received so far.
+    pub fn mails(&self) -> Vec<Mail> {
+        self.mails.lock().unwrap().clone()
+    }
+
+    /// Messages received for `to`.
+    pub fn mails_to(&self, to: &str) -> Vec<Mail> {
+        self.mails().into_iter().filter(|m| m.to.iter().any(|t| t.eq_ignore_ascii_case(to))).collect()
+    }
+
+    /// Waits (up to 15 s) until `to` has received `n` messages; returns them.
+    pub async fn wait_for(&self, to: &str, n: usize) -> Vec<Mail> {
+        for _ in 0..300 {
+            let got = self.mails_to(to);
+            if got.len() >= n {
+                return got;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("{to} received {} of {n} messages: {:?}", self.mails_to(to).len(), self.mails());
+    }
+
+    /// The newest message for `to` whose subject contains `subject`, waiting for it.
+    pub async fn latest(&self, to: &str, subject: &str) -> Mail {
+        for _ in 0..300 {
+            if let Some(m) = self.mails_to(to).into_iter().rev().find(|m| m.subject().contains(subject)) {
+                return m;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("no {subject:?} mail for {to}: {:?}", self.mails());
+    }
+}
+
+async fn smtp_session(stream: tokio::net::TcpStream, mails: Arc<std::sync::Mutex<Vec<Mail>>>) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let (read, mut write) = stream.into_split();
+    let mut lines = BufReader::new(read).lines();
+    let _ = write.write_all(b"220 tessera-test ESMTP\r\n").await;
+    let (mut from, mut to) = (String::new(), Vec::new());
+    while let Ok(Some(line)) = lines.next_line().await {
+        let upper = line.to_ascii_uppercase();
+        let reply: &[u8] = if upper.starts_with("EHLO") {
+            b"250-tessera-test\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n"
+        } else if upper.starts_with("HELO") {
+            b"250 tessera-test\r\n"
+        } else if upper.starts_with("MAIL FROM:") {
+            from = line[10..].trim().trim_matches(['<', '>']).to_owned();
+            to.clear();
+            b"250 OK\r\n"
+        } else if upper.starts_with("RCPT TO:") {
+            to.push(line[8..].trim().trim_matches(['<', '>']).to_owned());
+            b"250 OK\r\n"
+        } else if upper == "DATA" {
+            let _ = write.write_all(b"354 go ahead\r\n").await;
+            let mut data = String::new();
+            while let Ok(Some(l)) = lines.next_line().await {
+                if l == "." {
+                    break;
+                }
+                data.push_str(l.strip_prefix('.').unwrap_or(&l));
+                data.push_str("\r\n");
+            }
+            mails.lock().unwrap().push(Mail { from: from.clone(), to: to.clone(), data });
+            b"250 OK queued\r\n"
+        } else if upper == "QUIT" {
+            let _ = write.write_all(b"221 bye\r\n").await;
+            return;
+        } else if upper == "RSET" || upper == "NOOP" {
+            b"250 OK\r\n"
+        } else {
+            b"502 not implemented\r\n"
+        };
+        if write.write_all(reply).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Settings as `(&str, &str)` pairs, for `TestApp::with`.
+pub fn pairs<'a>(v: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    v.iter().map(|(k, val)| (*k, val.as_str())).collect()
 }

@@ -8,6 +8,7 @@ mod harness;
 mod auth;
 mod cli;
 mod limits;
+mod mail;
 mod ops;
 mod passwords;
 mod refresh;

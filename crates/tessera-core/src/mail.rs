@@ -1,0 +1,445 @@
+//! Mail (SPEC §5.3): templates, transports (SMTP, file, log), and a durable outbox.
+//! A request writes its message to `mail_outbox` in the transaction of the change that
+//! caused it and never waits for SMTP; a background sender on every node claims due
+//! rows with a lease, delivers them with exponential backoff behind a circuit breaker,
+//! and wipes their bodies once sent.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::Duration as ChronoDuration;
+use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::PoolConfig;
+use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use sea_orm::sea_query::{Condition, Expr};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
+use secrecy::ExposeSecret;
+use tessera_domain::Error;
+use tessera_store::db_error;
+use tessera_store::entity::mail_outbox;
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use crate::settings::{MailSettings, MailTransport, SmtpTls};
+use crate::{now, Core};
+
+/// The mails tessera sends; each has a subject, a text and an HTML template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Template {
+    VerifyEmail,
+    VerifyEmailResend,
+    EmailChange,
+    EmailChangeNotice,
+    PasswordReset,
+    PasswordChanged,
+}
+
+impl Template {
+    const ALL: [Template; 6] = [
+        Template::VerifyEmail,
+        Template::VerifyEmailResend,
+        Template::EmailChange,
+        Template::EmailChangeNotice,
+        Template::PasswordReset,
+        Template::PasswordChanged,
+    ];
+
+    /// The file stem in `MAIL_TEMPLATES_DIR` and the outbox's `kind`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Template::VerifyEmail => "verify_email",
+            Template::VerifyEmailResend => "verify_email_resend",
+            Template::EmailChange => "email_change",
+            Template::EmailChangeNotice => "email_change_notice",
+            Template::PasswordReset => "password_reset",
+            Template::PasswordChanged => "password_changed",
+        }
+    }
+
+    fn builtin(self) -> (&'static str, &'static str, &'static str) {
+        macro_rules! t {
+            ($n:literal) => {
+                (
+                    include_str!(concat!("../templates/", $n, ".subject")),
+                    include_str!(concat!("../templates/", $n, ".txt")),
+                    include_str!(concat!("../templates/", $n, ".html")),
+                )
+            };
+        }
+        match self {
+            Template::VerifyEmail => t!("verify_email"),
+            Template::VerifyEmailResend => t!("verify_email_resend"),
+            Template::EmailChange => t!("email_change"),
+            Template::EmailChangeNotice => t!("email_change_notice"),
+            Template::PasswordReset => t!("password_reset"),
+            Template::PasswordChanged => t!("password_changed"),
+        }
+    }
+}
+
+struct Parts {
+    subject: String,
+    text: String,
+    html: String,
+}
+
+/// The templates in force: built in, each part overridable by a file.
+pub struct Templates {
+    parts: HashMap<Template, Parts>,
+    product: String,
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+}
+
+fn fill(template: &str, vars: &[(&str, &str)], escape: bool) -> String {
+    let mut out = template.to_owned();
+    for (name, value) in vars {
+        let value = if escape { html_escape(value) } else { (*value).to_owned() };
+        out = out.replace(&format!("{{{{{name}}}}}"), &value);
+    }
+    out
+}
+
+impl Templates {
+    /// Loads the built-in templates and any overrides from `dir`.
+    pub fn load(dir: Option<&Path>, product: &str) -> Result<Templates, String> {
+        let mut parts = HashMap::new();
+        for t in Template::ALL {
+            let (subject, text, html) = t.builtin();
+            let read = |ext: &str, default: &str| -> Result<String, String> {
+                match dir.map(|d| d.join(format!("{}.{ext}", t.name()))) {
+                    Some(path) if path.exists() => {
+                        std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+                    }
+                    _ => Ok(default.to_owned()),
+                }
+            };
+            parts.insert(
+                t,
+                Parts {
+                    subject: read("subject", subject)?.trim().to_owned(),
+                    text: read("txt", text)?,
+                    html: read("html", html)?,
+                },
+            );
+        }
+        Ok(Templates { parts, product: product.to_owned() })
+    }
+
+    /// Renders a mail; `{{product}}` is always available, values are HTML-escaped in
+    /// the HTML part.
+    pub fn render(&self, t: Template, vars: &[(&str, &str)]) -> (String, String, String) {
+        let mut all: Vec<(&str, &str)> = vec![("product", &self.product)];
+        all.extend_from_slice(vars);
+        let p = &self.parts[&t];
+        (fill(&p.subject, &all, false), fill(&p.text, &all, false), fill(&p.html, &all, true))
+    }
+}
+
+/// A message to queue.
+pub struct OutgoingMail {
+    pub template: Template,
+    pub to: String,
+    pub vars: Vec<(&'static str, String)>,
+}
+
+enum Transport {
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    File(AsyncFileTransport<Tokio1Executor>),
+    Log { show_links: bool },
+}
+
+/// Opens after consecutive failures and stays open for a cooldown that doubles while
+/// the server keeps failing, so a dead SMTP server is not hammered.
+struct Breaker {
+    failures: u32,
+    open_until: Option<Instant>,
+    cooldown: Duration,
+}
+
+const BREAKER_THRESHOLD: u32 = 3;
+const LEASE: i64 = 60;
+const MAX_ATTEMPTS: i32 = 30;
+
+/// Sends mail through the configured transport.
+pub struct Mailer {
+    transport: Transport,
+    from: Mailbox,
+    pub templates: Templates,
+    breaker: Mutex<Breaker>,
+    max_delay: Duration,
+    /// Wakes the sender when a request queued a message.
+    pub wake: Notify,
+}
+
+impl Mailer {
+    /// Builds the transport from settings.
+    pub fn new(s: &MailSettings, development: bool) -> Result<Mailer, String> {
+        let from: Mailbox = s.from.parse().map_err(|e| format!("MAIL_FROM: {e}"))?;
+        let transport = match s.transport {
+            MailTransport::Log => Transport::Log { show_links: development },
+            MailTransport::File => {
+                std::fs::create_dir_all(&s.dir).map_err(|e| format!("MAIL_DIR {}: {e}", s.dir.display()))?;
+                Transport::File(AsyncFileTransport::new(&s.dir))
+            }
+            MailTransport::Smtp => {
+                let builder = match s.smtp_tls {
+                    SmtpTls::StartTls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&s.smtp_host),
+                    SmtpTls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&s.smtp_host),
+                    SmtpTls::None => Ok(AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&s.smtp_host)),
+                }
+                .map_err(|e| format!("SMTP_HOST: {e}"))?;
+                let mut builder = builder
+                    .port(s.smtp_port)
+                    .timeout(Some(Duration::from_secs(10)))
+                    .pool_config(PoolConfig::new().max_size(4).idle_timeout(Duration::from_secs(30)));
+                if let Some(user) = &s.smtp_user {
+                    let password = s.smtp_password.as_ref().map(|p| p.expose_secret().to_owned()).unwrap_or_default();
+                    builder = builder.credentials(Credentials::new(user.clone(), password));
+                }
+                Transport::Smtp(builder.build())
+            }
+        };
+        Ok(Mailer {
+            transport,
+            from,
+            templates: Templates::load(s.templates_dir.as_deref(), &s.product_name)?,
+            breaker: Mutex::new(Breaker { failures: 0, open_until: None, cooldown: Duration::from_secs(1) }),
+            max_delay: s.retry_max_delay,
+            wake: Notify::new(),
+        })
+    }
+
+    fn breaker_open(&self) -> bool {
+        let b = self.breaker.lock().unwrap_or_else(|p| p.into_inner());
+        b.open_until.is_some_and(|t| t > Instant::now())
+    }
+
+    fn record_result(&self, ok: bool) {
+        let mut b = self.breaker.lock().unwrap_or_else(|p| p.into_inner());
+        if ok {
+            if b.open_until.is_some() {
+                tracing::info!("mail server reachable again: circuit closed");
+            }
+            *b = Breaker { failures: 0, open_until: None, cooldown: Duration::from_secs(1) };
+            return;
+        }
+        b.failures += 1;
+        if b.failures >= BREAKER_THRESHOLD {
+            let cooldown = b.cooldown;
+            b.open_until = Some(Instant::now() + cooldown);
+            b.cooldown = (cooldown * 2).min(self.max_delay.max(Duration::from_secs(1)));
+            tracing::warn!(cooldown_secs = cooldown.as_secs(), "mail delivery keeps failing: circuit open");
+        }
+    }
+
+    async fn deliver(&self, row: &mail_outbox::Model) -> Result<(), String> {
+        match &self.transport {
+            Transport::Log { show_links } => {
+                tracing::info!(kind = %row.kind, "mail sent (MAIL_TRANSPORT=log: not delivered)");
+                if *show_links {
+                    // Development only: the link, so a newcomer can click it.
+                    for link in row.text_body.lines().filter(|l| l.trim_start().starts_with("http")) {
+                        tracing::info!(link = %link.trim(), "development mail link");
+                    }
+                }
+                Ok(())
+            }
+            Transport::File(t) => t.send(self.message(row)?).await.map(|_| ()).map_err(|e| e.to_string()),
+            Transport::Smtp(t) => t.send(self.message(row)?).await.map(|_| ()).map_err(|e| e.to_string()),
+        }
+    }
+
+    fn message(&self, row: &mail_outbox::Model) -> Result<Message, String> {
+        let to: Mailbox = row.to_addr.parse().map_err(|e| format!("bad recipient: {e}"))?;
+        Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(row.subject.clone())
+            .message_id(Some(format!("<{}@tessera>", row.id)))
+            .multipart(
+                MultiPart::alternative()
+                    .singlepart(SinglePart::builder().header(ContentType::TEXT_PLAIN).body(row.text_body.clone()))
+                    .singlepart(SinglePart::builder().header(ContentType::TEXT_HTML).body(row.html_body.clone())),
+            )
+            .map_err(|e| e.to_string())
+    }
+}
+
+fn backoff(attempts: i32, max: Duration) -> ChronoDuration {
+    let secs = 1u64 << attempts.clamp(0, 20);
+    ChronoDuration::from_std(Duration::from_secs(secs).min(max.max(Duration::from_secs(1))))
+        .unwrap_or(ChronoDuration::MAX)
+}
+
+impl Core {
+    /// Queues a mail through `conn`: the caller's transaction, so the message exists if
+    /// and only if the change that caused it does.
+    pub async fn queue_mail(&self, conn: &impl ConnectionTrait, mail: OutgoingMail) -> Result<(), Error> {
+        let vars: Vec<(&str, &str)> = mail.vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (subject, text, html) = self.mailer.templates.render(mail.template, &vars);
+        let now = now();
+        mail_outbox::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            kind: Set(mail.template.name().to_owned()),
+            to_addr: Set(mail.to),
+            subject: Set(subject),
+            text_body: Set(text),
+            html_body: Set(html),
+            attempts: Set(0),
+            next_attempt_at: Set(now),
+            locked_until: Set(None),
+            sent_at: Set(None),
+            failed_at: Set(None),
+            last_error: Set(None),
+            created_at: Set(now),
+        }
+        .insert(conn)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    /// Delivers the messages that are due; returns how many were sent.
+    pub async fn deliver_due_mail(&self) -> Result<usize, Error> {
+        if self.mailer.breaker_open() {
+            return Ok(0);
+        }
+        let now = now();
+        let due = mail_outbox::Entity::find()
+            .filter(mail_outbox::Column::SentAt.is_null())
+            .filter(mail_outbox::Column::FailedAt.is_null())
+            .filter(mail_outbox::Column::NextAttemptAt.lte(now))
+            .filter(
+                Condition::any()
+                    .add(mail_outbox::Column::LockedUntil.is_null())
+                    .add(mail_outbox::Column::LockedUntil.lt(now)),
+            )
+            .order_by_asc(mail_outbox::Column::CreatedAt)
+            .limit(16)
+            .all(&self.db)
+            .await
+            .map_err(db_error)?;
+        let mut sent = 0;
+        for row in due {
+            // Claim it with a lease; another node that got here first wins.
+            let claimed = mail_outbox::Entity::update_many()
+                .col_expr(mail_outbox::Column::LockedUntil, Expr::value(now + ChronoDuration::seconds(LEASE)))
+                .filter(mail_outbox::Column::Id.eq(row.id))
+                .filter(mail_outbox::Column::SentAt.is_null())
+                .filter(
+                    Condition::any()
+                        .add(mail_outbox::Column::LockedUntil.is_null())
+                        .add(mail_outbox::Column::LockedUntil.lt(now)),
+                )
+                .exec(&self.db)
+                .await
+                .map_err(db_error)?;
+            if claimed.rows_affected != 1 {
+                continue;
+            }
+            let result = self.mailer.deliver(&row).await;
+            self.mailer.record_result(result.is_ok());
+            let attempts = row.attempts + 1;
+            let done = crate::now();
+            let update = match &result {
+                Ok(()) => {
+                    sent += 1;
+                    mail_outbox::ActiveModel {
+                        id: Set(row.id),
+                        attempts: Set(attempts),
+                        sent_at: Set(Some(done)),
+                        locked_until: Set(None),
+                        last_error: Set(None),
+                        // The bodies may hold a link or code: gone once delivered.
+                        text_body: Set(String::new()),
+                        html_body: Set(String::new()),
+                        ..Default::default()
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(kind = %row.kind, attempts, error = %e, "mail delivery failed; will retry");
+                    let failed = attempts >= MAX_ATTEMPTS;
+                    mail_outbox::ActiveModel {
+                        id: Set(row.id),
+                        attempts: Set(attempts),
+                        locked_until: Set(None),
+                        next_attempt_at: Set(done + backoff(attempts - 1, self.mailer.max_delay)),
+                        failed_at: Set(failed.then_some(done)),
+                        last_error: Set(Some(crate::audit::truncate(e, 1000))),
+                        ..Default::default()
+                    }
+                }
+            };
+            update.update(&self.db).await.map_err(db_error)?;
+            if result.is_err() && self.mailer.breaker_open() {
+                break;
+            }
+        }
+        Ok(sent)
+    }
+
+    /// The background sender: delivers due mail whenever woken, and at least twice a
+    /// second, until `stop` turns true; a delivery under way is finished first, so a
+    /// clean shutdown leaves no message leased.
+    pub async fn run_mail_sender(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        while !*stop.borrow() {
+            if let Err(e) = self.deliver_due_mail().await {
+                tracing::warn!(error = %e, "mail outbox pass failed");
+            }
+            tokio::select! {
+                _ = self.mailer.wake.notified() => {}
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                _ = stop.changed() => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_and_escapes() {
+        let t = Templates::load(None, "Acme").unwrap();
+        let (subject, text, html) = t.render(
+            Template::VerifyEmail,
+            &[("email", "a<b>@example.com"), ("link", "https://x.test/v?token=abc"), ("code", "AB23CD")],
+        );
+        assert_eq!(subject, "Confirm your email address for Acme");
+        assert!(text.contains("\nAB23CD\n"), "the code stands on a line of its own");
+        assert!(text.contains("https://x.test/v?token=abc"));
+        assert!(html.contains("a&lt;b&gt;@example.com"));
+        assert!(!html.contains("{{"));
+    }
+
+    #[test]
+    fn templates_can_be_overridden() {
+        let dir = tempfile_dir();
+        std::fs::write(dir.join("password_reset.subject"), "Reset for {{product}}!\n").unwrap();
+        let t = Templates::load(Some(&dir), "Acme").unwrap();
+        assert_eq!(t.render(Template::PasswordReset, &[]).0, "Reset for Acme!");
+        assert_eq!(t.render(Template::PasswordChanged, &[]).0, "Your Acme password was changed");
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    fn tempfile_dir() -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("tessera-tpl-{}", Uuid::now_v7()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let max = Duration::from_secs(60);
+        assert_eq!(backoff(0, max).num_seconds(), 1);
+        assert_eq!(backoff(3, max).num_seconds(), 8);
+        assert_eq!(backoff(10, max).num_seconds(), 60);
+    }
+}

@@ -1,0 +1,26 @@
+use sea_orm::entity::prelude::*;
+
+/// A single-use link token (stored as its SHA-256) with an optional short code (stored
+/// as a keyed hash): email verification, email change, password recovery.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "one_time_tokens")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub kind: String,
+    #[sea_orm(unique)]
+    pub token_hash: String,
+    pub code_hash: Option<String>,
+    pub code_expires_at: Option<DateTimeUtc>,
+    pub code_attempts: i32,
+    pub new_email: Option<String>,
+    pub expires_at: DateTimeUtc,
+    pub used_at: Option<DateTimeUtc>,
+    pub created_at: DateTimeUtc,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}
