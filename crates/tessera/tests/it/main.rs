@@ -6,6 +6,7 @@
 mod harness;
 
 mod auth;
+mod browser;
 mod cli;
 mod limits;
 mod mail;
