@@ -431,6 +431,63 @@ impl Core {
         Ok(user)
     }
 
+    /// Uses a recovery link to sign in (Kreeda's `POST /auth/verify {type: "recovery"}`):
+    /// single use, like a reset confirmation; the client then sets a new password.
+    #[tracing::instrument(skip_all, err(level = "info"))]
+    pub async fn sign_in_with_recovery_token(
+        &self,
+        token: &str,
+        client: &ClientInfo,
+    ) -> Result<crate::auth::Issued, Error> {
+        let row = one_time_token::Entity::find()
+            .filter(one_time_token::Column::TokenHash.eq(sha256_hex(token.trim())))
+            .filter(one_time_token::Column::Kind.eq(TokenKind::Recovery.as_str()))
+            .one(&self.db)
+            .await
+            .map_err(db_error)?
+            .filter(|t| t.used_at.is_none() && t.expires_at > now())
+            .ok_or(Error::InvalidVerification)?;
+        let user = users::by_id(&self.db, row.user_id)
+            .await
+            .map_err(db_error)?
+            .filter(crate::auth::is_usable)
+            .ok_or(Error::InvalidVerification)?;
+        let used = one_time_token::Entity::update_many()
+            .col_expr(one_time_token::Column::UsedAt, Expr::value(now()))
+            .filter(one_time_token::Column::Id.eq(row.id))
+            .filter(one_time_token::Column::UsedAt.is_null())
+            .exec(&self.db)
+            .await
+            .map_err(db_error)?;
+        if used.rows_affected != 1 {
+            return Err(Error::InvalidVerification);
+        }
+        record(&self.db, client, AuditEvent::by_user("password.recovery_sign_in", user.id)).await?;
+        self.open_session(user, None, "aal1", client).await
+    }
+
+    /// Sets the caller's password without asking for the current one (Kreeda's and
+    /// Supabase's `PUT /user`): the policy applies, the caller's session is kept and
+    /// every other session is revoked.
+    pub async fn set_password_keeping_session(
+        &self,
+        who: &crate::auth::Principal,
+        new: &SecretString,
+        client: &ClientInfo,
+    ) -> Result<(), Error> {
+        let email = Email::parse(&who.user.email).ok();
+        self.settings
+            .password_policy
+            .check("password", new.expose_secret(), email.as_ref())
+            .map_err(Error::Validation)?;
+        let hash = self.hasher.hash(new).await?;
+        let txn = self.db.begin().await.map_err(db_error)?;
+        self.apply_new_password(&txn, &who.user, &hash, Some(who.session_id), "password.change", client).await?;
+        txn.commit().await.map_err(db_error)?;
+        self.mailer.wake.notify_one();
+        Ok(())
+    }
+
     /// Stores a new password hash in `conn`: bumps `token_version`, revokes the user's
     /// sessions (all, or all but `keep`), retires outstanding reset tokens, audits
     /// `event` and queues the "password changed" notice.

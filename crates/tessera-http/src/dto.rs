@@ -267,3 +267,79 @@ pub struct ResetConfirmIn {
 pub struct MessageOut {
     pub message: String,
 }
+
+/// `app_metadata` of the auth user object.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AppMetadata {
+    pub provider: &'static str,
+    pub providers: Vec<&'static str>,
+    pub roles: Vec<String>,
+}
+
+/// The auth user object of the Kreeda and Supabase surfaces (SPEC §3.4).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuthUserOut {
+    pub id: Uuid,
+    pub aud: String,
+    pub role: String,
+    pub email: String,
+    pub email_confirmed_at: Option<DateTime<Utc>>,
+    pub phone: Option<String>,
+    pub phone_confirmed_at: Option<DateTime<Utc>>,
+    pub confirmed_at: Option<DateTime<Utc>>,
+    pub last_sign_in_at: Option<DateTime<Utc>>,
+    pub app_metadata: AppMetadata,
+    #[schema(value_type = Object)]
+    pub user_metadata: Value,
+    /// The address a pending email change will switch to, until confirmed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new_email: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl AuthUserOut {
+    /// The object for a user; `aud` is the access tokens' audience.
+    pub fn new(u: &user::Model, aud: &str) -> Self {
+        Self {
+            id: u.id,
+            aud: aud.to_owned(),
+            role: "authenticated".to_owned(),
+            email: u.email.clone(),
+            email_confirmed_at: u.email_verified_at,
+            phone: u.phone.clone(),
+            phone_confirmed_at: u.phone_verified_at,
+            confirmed_at: u.email_verified_at,
+            last_sign_in_at: u.last_login_at,
+            app_metadata: AppMetadata { provider: "email", providers: vec!["email"], roles: vec![u.role.clone()] },
+            user_metadata: serde_json::json!({ "name": u.full_name }),
+            new_email: u.new_email.clone(),
+            created_at: u.created_at,
+            updated_at: u.updated_at,
+        }
+    }
+}
+
+/// A session: what a sign-in or refresh hands out on the Kreeda surface.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionBody {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub expires_in: i64,
+    /// Unix seconds.
+    pub expires_at: i64,
+    /// Always `Bearer`.
+    pub token_type: &'static str,
+}
+
+impl From<&tessera_core::auth::Issued> for SessionBody {
+    fn from(i: &tessera_core::auth::Issued) -> Self {
+        Self {
+            access_token: i.access_token.clone(),
+            refresh_token: i.refresh_token.clone(),
+            expires_in: i.expires_in,
+            expires_at: i.expires_at,
+            token_type: "Bearer",
+        }
+    }
+}

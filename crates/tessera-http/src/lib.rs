@@ -5,6 +5,7 @@ pub mod client_ip;
 pub mod dto;
 pub mod error;
 pub mod extract;
+pub mod kreeda;
 pub mod middleware;
 pub mod openapi;
 pub mod ops;
@@ -93,6 +94,7 @@ pub fn router(core: Arc<Core>) -> Router {
         .route("/reset-password", get(pages::reset_password_form).post(pages::reset_password_submit))
         .route("/assets/tessera.css", get(pages::stylesheet))
         .merge(v1::routes(&state))
+        .merge(kreeda::routes(&state))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state);

@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::{ops, v1};
+use crate::{kreeda, ops, v1};
 
 struct BearerAuth;
 
@@ -26,6 +26,8 @@ impl Modify for BearerAuth {
         v1::auth::change_password, v1::auth::sessions, v1::auth::revoke_session,
         v1::auth::verify_email, v1::auth::resend_verification, v1::auth::password_reset, v1::auth::password_reset_confirm,
         v1::users::register, v1::users::get_user, v1::users::update_me, v1::users::profile, v1::users::update_profile,
+        kreeda::register, kreeda::sign_in, kreeda::user, kreeda::update_user, kreeda::token, kreeda::recover,
+        kreeda::verify, kreeda::sign_out, kreeda::profile, kreeda::update_profile,
         ops::health, ops::health_detailed,
     ),
     components(schemas(crate::error::ErrorBody, crate::dto::PublicUserOut)),
@@ -33,6 +35,7 @@ impl Modify for BearerAuth {
     tags(
         (name = "auth", description = "Native API: sign-in, tokens, sessions"),
         (name = "users", description = "Native API: sign-up, users, profiles"),
+        (name = "kreeda", description = "The Kreeda API (seed 000): exact paths and shapes"),
         (name = "operations", description = "Health"),
     )
 )]

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
 
 mod harness;
+mod kreeda;
 
 mod auth;
 mod browser;

@@ -1,0 +1,297 @@
+//! The Kreeda API (seed 000, SPEC §2.2): its exact paths and shapes, as a thin router
+//! over the same services as `/v1`.
+
+use axum::extract::{FromRequest, Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use secrecy::SecretString;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tessera_core::auth::Issued;
+use tessera_core::domain::{Error, FieldError};
+use tessera_core::limits::RateAction;
+use tessera_core::users::{Registration, UserPatch};
+use utoipa::ToSchema;
+
+use crate::dto::{AuthUserOut, MessageOut, ProfileOut, ProfilePatchIn, SessionBody};
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{ApiJson, Auth, Client};
+use crate::{rate_limit, AppState};
+
+/// A JSON body as Kreeda reads it: a missing or mistyped field is 400 (seed 000),
+/// still in the SPEC §6 shape and naming the field.
+pub struct KreedaJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for KreedaJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match ApiJson::<T>::from_request(req, state).await {
+            Ok(ApiJson(v)) => Ok(KreedaJson(v)),
+            Err(e) if e.status == StatusCode::UNPROCESSABLE_ENTITY => {
+                let fields: Vec<String> = e.errors.iter().flatten().map(|f| f.field.clone()).collect();
+                let mut bad = ApiError::bad_request(format!("Missing or invalid field: {}.", fields.join(", ")));
+                bad.errors = e.errors;
+                Err(bad)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Renames fields in validation errors to the names this surface uses.
+fn renamed(e: Error, names: &[(&str, &str)]) -> ApiError {
+    match e {
+        Error::Validation(list) => Error::Validation(
+            list.into_iter()
+                .map(|f| {
+                    let field = names.iter().find(|(from, _)| *from == f.field).map_or(f.field.as_str(), |(_, to)| to);
+                    FieldError::new(field, &f.code, f.message.clone())
+                })
+                .collect(),
+        )
+        .into(),
+        other => other.into(),
+    }
+}
+
+/// `{user, session}`.
+#[derive(Serialize, ToSchema)]
+pub struct UserSession {
+    pub user: AuthUserOut,
+    /// `null` when the account must confirm its email before signing in.
+    pub session: Option<SessionBody>,
+}
+
+fn user_session(s: &AppState, issued: &Issued) -> UserSession {
+    UserSession { user: AuthUserOut::new(&issued.user, &s.core.jwt.audience), session: Some(SessionBody::from(issued)) }
+}
+
+/// A Kreeda sign-up.
+#[derive(Deserialize, ToSchema)]
+pub struct KreedaRegisterIn {
+    pub email: String,
+    pub password: String,
+    #[serde(default)]
+    pub phone_number: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// A Kreeda sign-in.
+#[derive(Deserialize, ToSchema)]
+pub struct KreedaSignInIn {
+    pub email: String,
+    pub password: String,
+}
+
+/// Changes to the caller's account; every field optional.
+#[derive(Deserialize, ToSchema)]
+pub struct KreedaUserUpdateIn {
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub phone: Option<String>,
+}
+
+/// A refresh.
+#[derive(Deserialize, ToSchema)]
+pub struct KreedaTokenIn {
+    pub refresh_token: String,
+}
+
+/// An email address.
+#[derive(Deserialize, ToSchema)]
+pub struct KreedaEmailIn {
+    pub email: String,
+}
+
+/// A link token from a mail.
+#[derive(Deserialize, ToSchema)]
+pub struct KreedaVerifyIn {
+    /// `signup`, `recovery` or `email_change`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub token: String,
+}
+
+/// Sign up; the profile is created with `name`.
+#[utoipa::path(post, path = "/auth/register", tag = "kreeda", request_body = KreedaRegisterIn,
+    responses(
+        (status = 201, body = UserSession),
+        (status = 400, body = ErrorBody, description = "A missing or mistyped field"),
+        (status = 409, body = ErrorBody, description = "The email is taken"),
+        (status = 422, body = ErrorBody, description = "Every broken rule"),
+    ))]
+pub async fn register(
+    State(s): State<AppState>,
+    Client(client): Client,
+    KreedaJson(body): KreedaJson<KreedaRegisterIn>,
+) -> Result<Response, ApiError> {
+    let reg = Registration {
+        email: body.email,
+        password: SecretString::from(body.password),
+        full_name: body.name,
+        phone: body.phone_number,
+    };
+    let user = s
+        .core
+        .register(reg, &client)
+        .await
+        .map_err(|e| renamed(e, &[("phone", "phone_number"), ("full_name", "name")]))?;
+    let out = if s.core.settings.require_email_verification {
+        UserSession { user: AuthUserOut::new(&user, &s.core.jwt.audience), session: None }
+    } else {
+        let issued = s.core.open_session(user, None, "aal1", &client).await?;
+        user_session(&s, &issued)
+    };
+    Ok((StatusCode::CREATED, Json(out)).into_response())
+}
+
+/// Sign in with email and password.
+#[utoipa::path(post, path = "/auth/signin/password", tag = "kreeda", request_body = KreedaSignInIn,
+    responses(
+        (status = 200, body = UserSession),
+        (status = 400, body = ErrorBody, description = "A missing field"),
+        (status = 401, body = ErrorBody, description = "Invalid credentials"),
+        (status = 403, body = ErrorBody, description = "Inactive account"),
+    ))]
+pub async fn sign_in(
+    State(s): State<AppState>,
+    Client(client): Client,
+    KreedaJson(body): KreedaJson<KreedaSignInIn>,
+) -> Result<Json<UserSession>, ApiError> {
+    let issued = s.core.login(&body.email, &SecretString::from(body.password), &client).await?;
+    Ok(Json(user_session(&s, &issued)))
+}
+
+/// The caller.
+#[utoipa::path(get, path = "/auth/user", tag = "kreeda", security(("bearer" = [])),
+    responses((status = 200, body = AuthUserOut), (status = 401, body = ErrorBody)))]
+pub async fn user(State(s): State<AppState>, Auth(who): Auth) -> Json<AuthUserOut> {
+    Json(AuthUserOut::new(&who.user, &s.core.jwt.audience))
+}
+
+/// Update email (pending until confirmed), password (other sessions signed out) or phone
+/// (verification reset).
+#[utoipa::path(put, path = "/auth/user", tag = "kreeda", security(("bearer" = [])), request_body = KreedaUserUpdateIn,
+    responses(
+        (status = 200, body = AuthUserOut),
+        (status = 401, body = ErrorBody),
+        (status = 409, body = ErrorBody),
+        (status = 422, body = ErrorBody),
+    ))]
+pub async fn update_user(
+    State(s): State<AppState>,
+    Client(client): Client,
+    Auth(who): Auth,
+    KreedaJson(body): KreedaJson<KreedaUserUpdateIn>,
+) -> Result<Json<AuthUserOut>, ApiError> {
+    if let Some(password) = body.password {
+        s.core.set_password_keeping_session(&who, &SecretString::from(password), &client).await?;
+    }
+    let current = s.core.user(who.user.id).await?;
+    let patch = UserPatch { full_name: None, email: body.email, phone: body.phone.map(Some) };
+    let updated = s.core.update_user(&current, patch, &client).await?;
+    Ok(Json(AuthUserOut::new(&updated, &s.core.jwt.audience)))
+}
+
+/// Refresh: rotates the refresh token.
+#[utoipa::path(post, path = "/auth/token", tag = "kreeda", request_body = KreedaTokenIn,
+    responses((status = 200, body = SessionBody), (status = 401, body = ErrorBody)))]
+pub async fn token(
+    State(s): State<AppState>,
+    Client(client): Client,
+    KreedaJson(body): KreedaJson<KreedaTokenIn>,
+) -> Result<Json<SessionBody>, ApiError> {
+    let issued = s.core.refresh(&body.refresh_token, &client).await?;
+    Ok(Json(SessionBody::from(&issued)))
+}
+
+/// Ask for a password-recovery mail. Always the same answer.
+#[utoipa::path(post, path = "/auth/recover", tag = "kreeda", request_body = KreedaEmailIn,
+    responses((status = 200, body = MessageOut)))]
+pub async fn recover(
+    State(s): State<AppState>,
+    Client(client): Client,
+    KreedaJson(body): KreedaJson<KreedaEmailIn>,
+) -> Result<Json<MessageOut>, ApiError> {
+    s.core.request_password_reset(&body.email, &client).await?;
+    Ok(Json(MessageOut { message: "Password recovery email sent".to_owned() }))
+}
+
+/// Use a mailed token: confirm the email (`signup`, `email_change`) or sign in to reset
+/// the password (`recovery`); either way a session.
+#[utoipa::path(post, path = "/auth/verify", tag = "kreeda", request_body = KreedaVerifyIn,
+    responses(
+        (status = 200, body = UserSession),
+        (status = 400, body = ErrorBody, description = "Invalid, expired or used token"),
+        (status = 422, body = ErrorBody, description = "Unknown type"),
+    ))]
+pub async fn verify(
+    State(s): State<AppState>,
+    Client(client): Client,
+    KreedaJson(body): KreedaJson<KreedaVerifyIn>,
+) -> Result<Json<UserSession>, ApiError> {
+    let issued = match body.kind.as_str() {
+        "signup" | "email_change" => {
+            let user = s.core.verify_email_token(&body.token, &client).await?;
+            s.core.open_session(user, None, "aal1", &client).await?
+        }
+        "recovery" => s.core.sign_in_with_recovery_token(&body.token, &client).await?,
+        _ => return Err(ApiError::field("type", "invalid_type", "type must be signup, recovery or email_change.")),
+    };
+    Ok(Json(user_session(&s, &issued)))
+}
+
+/// Sign out of this session.
+#[utoipa::path(post, path = "/auth/signout", tag = "kreeda", security(("bearer" = [])),
+    responses((status = 200, body = MessageOut), (status = 401, body = ErrorBody)))]
+pub async fn sign_out(
+    State(s): State<AppState>,
+    Client(client): Client,
+    Auth(who): Auth,
+) -> Result<Json<MessageOut>, ApiError> {
+    s.core.logout(&who, &client).await?;
+    Ok(Json(MessageOut { message: "Signed out successfully".to_owned() }))
+}
+
+/// The caller's profile.
+#[utoipa::path(get, path = "/user/profile/", tag = "kreeda", security(("bearer" = [])),
+    responses((status = 200, body = ProfileOut), (status = 401, body = ErrorBody)))]
+pub async fn profile(State(s): State<AppState>, Auth(who): Auth) -> Result<Json<ProfileOut>, ApiError> {
+    let p = s.core.profile(&who.user).await?;
+    Ok(Json(ProfileOut::new(&who.user, &p)))
+}
+
+/// Update the caller's profile: name, avatar_url, location, date_of_birth, bio, preferences.
+#[utoipa::path(put, path = "/user/profile/", tag = "kreeda", security(("bearer" = [])), request_body = ProfilePatchIn,
+    responses((status = 200, body = ProfileOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn update_profile(
+    State(s): State<AppState>,
+    Client(client): Client,
+    Auth(who): Auth,
+    KreedaJson(body): KreedaJson<ProfilePatchIn>,
+) -> Result<Json<ProfileOut>, ApiError> {
+    let up = s.core.update_profile(&who.user, body.into(), &client).await?;
+    Ok(Json(ProfileOut::new(&up.user, &up.profile)))
+}
+
+/// The Kreeda routes.
+pub fn routes(state: &AppState) -> Router<AppState> {
+    let limit = |action| axum::middleware::from_fn_with_state((state.clone(), action), rate_limit::per_ip);
+    Router::new()
+        .route("/auth/register", post(register).route_layer(limit(RateAction::Register)))
+        .route("/auth/signin/password", post(sign_in).route_layer(limit(RateAction::Login)))
+        .route("/auth/user", get(user).put(update_user))
+        .route("/auth/token", post(token))
+        .route("/auth/recover", post(recover))
+        .route("/auth/verify", post(verify))
+        .route("/auth/signout", post(sign_out))
+        .route("/user/profile/", get(profile).put(update_profile))
+        .route("/user/profile", get(profile).put(update_profile))
+}
