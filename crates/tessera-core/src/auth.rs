@@ -315,12 +315,7 @@ impl Core {
         new: &SecretString,
         client: &ClientInfo,
     ) -> Result<(), Error> {
-        use secrecy::ExposeSecret;
-        let email = Email::parse(&who.user.email).ok();
-        self.settings
-            .password_policy
-            .check("new_password", new.expose_secret(), email.as_ref())
-            .map_err(Error::Validation)?;
+        self.check_new_password("new_password", new, &who.user)?;
         let verdict = self.hasher.verify(current, Some(&who.user.password_hash)).await?;
         if !verdict.matches {
             return Err(Error::WrongPassword);

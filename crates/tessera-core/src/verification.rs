@@ -90,6 +90,52 @@ impl Core {
         hex::encode(mac.finalize().into_bytes())
     }
 
+    /// A live (unused, unexpired) recovery token and its usable user.
+    async fn live_recovery_token(&self, token: &str) -> Result<(one_time_token::Model, user::Model), Error> {
+        let row = one_time_token::Entity::find()
+            .filter(one_time_token::Column::TokenHash.eq(sha256_hex(token.trim())))
+            .filter(one_time_token::Column::Kind.eq(TokenKind::Recovery.as_str()))
+            .one(&self.db)
+            .await
+            .map_err(db_error)?
+            .filter(|t| t.used_at.is_none() && t.expires_at > now())
+            .ok_or(Error::InvalidVerification)?;
+        let user = users::by_id(&self.db, row.user_id)
+            .await
+            .map_err(db_error)?
+            .filter(crate::auth::is_usable)
+            .ok_or(Error::InvalidVerification)?;
+        Ok((row, user))
+    }
+
+    /// Marks a token used, if nobody did first: the guard that makes every token and
+    /// code single-use under concurrency.
+    async fn use_token(&self, conn: &impl ConnectionTrait, id: Uuid, at: DateTime<Utc>) -> Result<(), Error> {
+        let used = one_time_token::Entity::update_many()
+            .col_expr(one_time_token::Column::UsedAt, Expr::value(at))
+            .filter(one_time_token::Column::Id.eq(id))
+            .filter(one_time_token::Column::UsedAt.is_null())
+            .exec(conn)
+            .await
+            .map_err(db_error)?;
+        if used.rows_affected == 1 {
+            Ok(())
+        } else {
+            Err(Error::InvalidVerification)
+        }
+    }
+
+    /// Checks a new password for `user` against the policy (422 naming every rule).
+    pub(crate) fn check_new_password(
+        &self,
+        field: &str,
+        password: &SecretString,
+        user: &user::Model,
+    ) -> Result<(), Error> {
+        let email = Email::parse(&user.email).ok();
+        self.settings.password_policy.check(field, password.expose_secret(), email.as_ref()).map_err(Error::Validation)
+    }
+
     /// Retires every unused token of `kind` for a user (a newer one replaces them).
     async fn retire_tokens(
         &self,
@@ -237,17 +283,8 @@ impl Core {
     ) -> Result<user::Model, Error> {
         let now = now();
         let txn = self.db.begin().await.map_err(db_error)?;
-        // The guard: of concurrent uses, exactly one flips used_at.
-        let used = one_time_token::Entity::update_many()
-            .col_expr(one_time_token::Column::UsedAt, Expr::value(now))
-            .filter(one_time_token::Column::Id.eq(row.id))
-            .filter(one_time_token::Column::UsedAt.is_null())
-            .exec(&txn)
-            .await
-            .map_err(db_error)?;
-        if used.rows_affected != 1 {
-            return Err(Error::InvalidVerification);
-        }
+        // Of concurrent uses, exactly one gets past this.
+        self.use_token(&txn, row.id, now).await?;
         let current = users::by_id(&txn, row.user_id).await.map_err(db_error)?.ok_or(Error::InvalidVerification)?;
         if !crate::auth::is_usable(&current) {
             return Err(Error::InvalidVerification);
@@ -391,37 +428,12 @@ impl Core {
         new_password: &SecretString,
         client: &ClientInfo,
     ) -> Result<user::Model, Error> {
-        let row = one_time_token::Entity::find()
-            .filter(one_time_token::Column::TokenHash.eq(sha256_hex(token.trim())))
-            .filter(one_time_token::Column::Kind.eq(TokenKind::Recovery.as_str()))
-            .one(&self.db)
-            .await
-            .map_err(db_error)?
-            .filter(|t| t.used_at.is_none() && t.expires_at > now())
-            .ok_or(Error::InvalidVerification)?;
-        let user = users::by_id(&self.db, row.user_id)
-            .await
-            .map_err(db_error)?
-            .filter(crate::auth::is_usable)
-            .ok_or(Error::InvalidVerification)?;
-        let email = Email::parse(&user.email).ok();
-        self.settings
-            .password_policy
-            .check("new_password", new_password.expose_secret(), email.as_ref())
-            .map_err(Error::Validation)?;
+        let (row, user) = self.live_recovery_token(token).await?;
+        self.check_new_password("new_password", new_password, &user)?;
         let hash = self.hasher.hash(new_password).await?;
         let now = now();
         let txn = self.db.begin().await.map_err(db_error)?;
-        let used = one_time_token::Entity::update_many()
-            .col_expr(one_time_token::Column::UsedAt, Expr::value(now))
-            .filter(one_time_token::Column::Id.eq(row.id))
-            .filter(one_time_token::Column::UsedAt.is_null())
-            .exec(&txn)
-            .await
-            .map_err(db_error)?;
-        if used.rows_affected != 1 {
-            return Err(Error::InvalidVerification);
-        }
+        self.use_token(&txn, row.id, now).await?;
         self.apply_new_password(&txn, &user, &hash, None, "password.reset", client).await?;
         txn.commit().await.map_err(db_error)?;
         self.mailer.wake.notify_one();
@@ -439,29 +451,8 @@ impl Core {
         token: &str,
         client: &ClientInfo,
     ) -> Result<crate::auth::Issued, Error> {
-        let row = one_time_token::Entity::find()
-            .filter(one_time_token::Column::TokenHash.eq(sha256_hex(token.trim())))
-            .filter(one_time_token::Column::Kind.eq(TokenKind::Recovery.as_str()))
-            .one(&self.db)
-            .await
-            .map_err(db_error)?
-            .filter(|t| t.used_at.is_none() && t.expires_at > now())
-            .ok_or(Error::InvalidVerification)?;
-        let user = users::by_id(&self.db, row.user_id)
-            .await
-            .map_err(db_error)?
-            .filter(crate::auth::is_usable)
-            .ok_or(Error::InvalidVerification)?;
-        let used = one_time_token::Entity::update_many()
-            .col_expr(one_time_token::Column::UsedAt, Expr::value(now()))
-            .filter(one_time_token::Column::Id.eq(row.id))
-            .filter(one_time_token::Column::UsedAt.is_null())
-            .exec(&self.db)
-            .await
-            .map_err(db_error)?;
-        if used.rows_affected != 1 {
-            return Err(Error::InvalidVerification);
-        }
+        let (row, user) = self.live_recovery_token(token).await?;
+        self.use_token(&self.db, row.id, now()).await?;
         record(&self.db, client, AuditEvent::by_user("password.recovery_sign_in", user.id)).await?;
         self.open_session(user, None, "aal1", client).await
     }
@@ -475,11 +466,7 @@ impl Core {
         new: &SecretString,
         client: &ClientInfo,
     ) -> Result<(), Error> {
-        let email = Email::parse(&who.user.email).ok();
-        self.settings
-            .password_policy
-            .check("password", new.expose_secret(), email.as_ref())
-            .map_err(Error::Validation)?;
+        self.check_new_password("password", new, &who.user)?;
         let hash = self.hasher.hash(new).await?;
         let txn = self.db.begin().await.map_err(db_error)?;
         self.apply_new_password(&txn, &who.user, &hash, Some(who.session_id), "password.change", client).await?;
