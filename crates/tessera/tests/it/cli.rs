@@ -377,3 +377,28 @@ async fn logs_never_contain_passwords_tokens_or_cookies() {
     assert!(!lower.contains("bearer ey"), "no Authorization header value");
     assert!(!lower.contains("refresh_token="), "no cookie");
 }
+
+#[tokio::test]
+async fn the_log_transport_shows_the_link_in_development() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = fresh_database(dir.path()).await;
+    let env = [
+        ("DATABASE_URL", db.as_str()),
+        ("JWT_SECRET_KEY", JWT_SECRET),
+        ("ARGON2_MEMORY_KIB", "1024"),
+        ("ARGON2_ITERATIONS", "1"),
+    ];
+    let server = Proc::start(dir.path(), &env).await;
+    let res = reqwest::Client::new()
+        .post(server.url("/v1/users"))
+        .json(&json!({ "email": "newcomer@example.com", "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let (_, out) = server.terminate().await;
+
+    assert!(out.contains("mail sent (MAIL_TRANSPORT=log"), "{out}");
+    assert!(out.contains("/verify-email?token="), "a newcomer can click the link: {out}");
+}

@@ -503,3 +503,23 @@ async fn reset_page_shows_the_policy_and_sets_the_password() {
     assert!(res.text().await.unwrap().contains("Password changed"));
     app.login("pagereset@example.com", "Brand-New!Passw0rd").await;
 }
+
+#[tokio::test]
+async fn recovery_is_limited_per_address_across_surfaces_without_telling() {
+    let smtp = SmtpServer::start().await;
+    let app = mail_app(&smtp, &[("RATE_LIMIT_ENABLED", "true"), ("RATE_LIMIT_RECOVER", "3/1h")]).await;
+    app.register("limited@example.com", PASSWORD).await;
+
+    for i in 0..5 {
+        let res = if i % 2 == 0 {
+            app.post("/v1/auth/password-reset", None, json!({ "email": "Limited@Example.com" })).await
+        } else {
+            app.post("/auth/recover", None, json!({ "email": "limited@example.com" })).await
+        };
+        assert!(res.status().is_success(), "the answer never changes: {}", res.status());
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+
+    let resets = smtp.mails_to("limited@example.com").into_iter().filter(|m| m.subject().contains("Reset")).count();
+    assert_eq!(resets, 3, "three recovery mails an hour per address");
+}
