@@ -136,8 +136,11 @@ impl Templates {
     pub fn render(&self, t: Template, vars: &[(&str, &str)]) -> (String, String, String) {
         let mut all: Vec<(&str, &str)> = vec![("product", &self.product)];
         all.extend_from_slice(vars);
-        let p = &self.parts[&t];
-        (fill(&p.subject, &all, false), fill(&p.text, &all, false), fill(&p.html, &all, true))
+        let (subject, text, html) = match self.parts.get(&t) {
+            Some(p) => (p.subject.as_str(), p.text.as_str(), p.html.as_str()),
+            None => t.builtin(),
+        };
+        (fill(subject.trim(), &all, false), fill(text, &all, false), fill(html, &all, true))
     }
 }
 
