@@ -1,11 +1,14 @@
 //! tessera's services: everything the HTTP surfaces do is a call into [`Core`].
 //! A service owns its transaction; handlers never run SQL or decide policy.
 
+pub mod admin;
+pub mod api_keys;
 pub mod audit;
 pub mod auth;
 pub mod hasher;
 pub mod kv;
 pub mod limits;
+pub mod seed;
 pub mod settings;
 pub mod tokens;
 pub mod users;
@@ -22,6 +25,7 @@ pub use sea_orm;
 pub use tessera_domain as domain;
 pub use tessera_store::entity;
 
+use crate::audit::AuditFile;
 use crate::hasher::PasswordHasher;
 use crate::kv::Kv;
 use crate::settings::Settings;
@@ -43,6 +47,8 @@ pub struct Core {
     pub jwt: JwtKeys,
     /// Rate-limit counters and lockout state: Redis when configured, else memory.
     pub kv: Kv,
+    /// Where audit events are also written as JSON lines (`AUDIT_LOG_DIR`).
+    pub audit_file: Option<Arc<AuditFile>>,
 }
 
 /// Now, truncated to microseconds (what PostgreSQL stores), in UTC.
@@ -79,7 +85,13 @@ impl Core {
             Some(url) => Kv::redis(url.expose_secret())?,
             None => Kv::memory(),
         };
-        Ok(Arc::new(Core { settings: Arc::new(settings), db, hasher, jwt, kv }))
+        let audit_file = match &settings.audit_log_dir {
+            Some(dir) => Some(Arc::new(AuditFile::open(dir.clone())?)),
+            None => None,
+        };
+        let core = Arc::new(Core { settings: Arc::new(settings), db, hasher, jwt, kv, audit_file });
+        crate::audit::with_audit_file(core.audit_file.clone(), core.bootstrap_first_admin()).await?;
+        Ok(core)
     }
 
     /// Pings the database; returns the round-trip time.
