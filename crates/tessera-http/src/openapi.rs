@@ -1,9 +1,9 @@
 //! The OpenAPI 3.1 document of every surface, generated from the handlers.
 
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::{ops, v1};
+use crate::{admin, ops, v1};
 
 struct BearerAuth;
 
@@ -14,6 +14,9 @@ impl Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
         );
+        // Admin routes also take an API key here, or as `Authorization: Bearer tsk_…`.
+        components
+            .add_security_scheme("api_key", SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))));
     }
 }
 
@@ -26,6 +29,9 @@ impl Modify for BearerAuth {
         v1::auth::change_password, v1::auth::sessions, v1::auth::revoke_session,
         v1::users::register, v1::users::get_user, v1::users::update_me, v1::users::profile, v1::users::update_profile,
         ops::health, ops::health_detailed,
+        admin::users::list, admin::users::create, admin::users::get, admin::users::update, admin::users::remove,
+        admin::users::logout, admin::users::bulk, admin::reports::analytics, admin::reports::audit,
+        admin::api_keys::create, admin::api_keys::list, admin::api_keys::revoke,
     ),
     components(schemas(crate::error::ErrorBody, crate::dto::PublicUserOut)),
     modifiers(&BearerAuth),
@@ -33,6 +39,7 @@ impl Modify for BearerAuth {
         (name = "auth", description = "Native API: sign-in, tokens, sessions"),
         (name = "users", description = "Native API: sign-up, users, profiles"),
         (name = "operations", description = "Health"),
+        (name = "admin", description = "Administration: users, bulk changes, analytics, audit log, API keys (admin role or API key scopes)"),
     )
 )]
 pub struct ApiDoc;
