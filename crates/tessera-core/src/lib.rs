@@ -1,12 +1,15 @@
 //! tessera's services: everything the HTTP surfaces do is a call into [`Core`].
 //! A service owns its transaction; handlers never run SQL or decide policy.
 
+pub mod admin;
+pub mod api_keys;
 pub mod audit;
 pub mod auth;
 pub mod hasher;
 pub mod kv;
 pub mod limits;
 pub mod mail;
+pub mod seed;
 pub mod settings;
 pub mod tokens;
 pub mod users;
@@ -24,6 +27,7 @@ pub use sea_orm;
 pub use tessera_domain as domain;
 pub use tessera_store::entity;
 
+use crate::audit::AuditFile;
 use crate::hasher::PasswordHasher;
 use crate::kv::Kv;
 use crate::mail::Mailer;
@@ -50,6 +54,8 @@ pub struct Core {
     pub mailer: Mailer,
     /// The key one-time codes are hashed with.
     code_key: Vec<u8>,
+    /// Where audit events are also written as JSON lines (`AUDIT_LOG_DIR`).
+    pub audit_file: Option<Arc<AuditFile>>,
 }
 
 /// Now, truncated to microseconds (what PostgreSQL stores), in UTC.
@@ -91,7 +97,13 @@ impl Core {
             Some(secret) => verification::derive_code_key(secret),
             None => return Err("no JWT secret configured".to_owned()),
         };
-        Ok(Arc::new(Core { settings: Arc::new(settings), db, hasher, jwt, kv, mailer, code_key }))
+        let audit_file = match &settings.audit_log_dir {
+            Some(dir) => Some(Arc::new(AuditFile::open(dir.clone())?)),
+            None => None,
+        };
+        let core = Arc::new(Core { settings: Arc::new(settings), db, hasher, jwt, kv, mailer, code_key, audit_file });
+        crate::audit::with_audit_file(core.audit_file.clone(), core.bootstrap_first_admin()).await?;
+        Ok(core)
     }
 
     /// Pings the database; returns the round-trip time.

@@ -146,6 +146,9 @@ pub const SETTINGS: &[SettingDoc] = &[
     SettingDoc { names: &["LOG_FORMAT"], default: "pretty (json in production)", meaning: "json or pretty" },
     SettingDoc { names: &["LOG_FILE"], default: "(stdout)", meaning: "append logs to this file instead of stdout" },
     SettingDoc { names: &["OPENAPI_ENABLED"], default: "true (false in production)", meaning: "serve /docs and /openapi.json" },
+    SettingDoc { names: &["FIRST_ADMIN_EMAIL"], default: "(none)", meaning: "with FIRST_ADMIN_PASSWORD: the admin created at start-up when no admin exists" },
+    SettingDoc { names: &["FIRST_ADMIN_PASSWORD"], default: "(none)", meaning: "the first admin's password; must satisfy the password policy" },
+    SettingDoc { names: &["AUDIT_LOG_DIR"], default: "(none)", meaning: "also append every audit event as a JSON line to audit-YYYY-MM-DD.jsonl (UTC) in this directory" },
 ];
 
 /// tessera's whole configuration.
@@ -192,6 +195,9 @@ pub struct Settings {
     pub log_format: LogFormat,
     pub log_file: Option<PathBuf>,
     pub openapi_enabled: bool,
+    /// The admin to create at start-up when none exists (email, password).
+    pub first_admin: Option<(String, SecretString)>,
+    pub audit_log_dir: Option<PathBuf>,
 }
 
 impl fmt::Debug for Settings {
@@ -464,12 +470,33 @@ impl Settings {
             log_format,
             log_file: r.opt(&["LOG_FILE"]).map(PathBuf::from),
             openapi_enabled: r.boolean(&["OPENAPI_ENABLED"], !production),
+            first_admin: match (r.opt(&["FIRST_ADMIN_EMAIL"]), r.opt(&["FIRST_ADMIN_PASSWORD"])) {
+                (Some(email), Some(password)) => Some((email, SecretString::from(password))),
+                (None, None) => None,
+                _ => {
+                    r.problems.push("FIRST_ADMIN_EMAIL and FIRST_ADMIN_PASSWORD must be set together".to_owned());
+                    None
+                }
+            },
+            audit_log_dir: r.opt(&["AUDIT_LOG_DIR"]).map(PathBuf::from),
         };
         if lettre::message::Mailbox::from_str(&s.mail.from).is_err() {
             r.problems.push(format!(
                 "MAIL_FROM={:?} is not a mailbox such as \"tessera <no-reply@example.com>\"",
                 s.mail.from
             ));
+        }
+        if let Some((email, password)) = &s.first_admin {
+            match tessera_domain::Email::parse(email) {
+                Err(_) => r.problems.push(format!("FIRST_ADMIN_EMAIL={email:?} is not a valid email address")),
+                Ok(e) => {
+                    if let Err(broken) = s.password_policy.check("password", password.expose_secret(), Some(&e)) {
+                        let rules: Vec<String> = broken.into_iter().map(|b| b.message).collect();
+                        r.problems
+                            .push(format!("FIRST_ADMIN_PASSWORD breaks the password policy: {}", rules.join(" ")));
+                    }
+                }
+            }
         }
         if s.access_token_ttl.is_zero() || s.refresh_token_ttl.is_zero() {
             r.problems.push("ACCESS_TOKEN_EXPIRE_MINUTES and REFRESH_TOKEN_EXPIRE_DAYS must be positive".to_owned());

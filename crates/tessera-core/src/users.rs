@@ -50,7 +50,12 @@ pub struct UserProfile {
     pub profile: profile::Model,
 }
 
-fn bounded_text(field: &str, value: Option<String>, max: usize, errors: &mut Vec<FieldError>) -> Option<String> {
+pub(crate) fn bounded_text(
+    field: &str,
+    value: Option<String>,
+    max: usize,
+    errors: &mut Vec<FieldError>,
+) -> Option<String> {
     let value = value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())?;
     if value.chars().count() > max {
         errors.push(FieldError::new(field, "too_long", format!("At most {max} characters.")));
@@ -61,7 +66,7 @@ fn bounded_text(field: &str, value: Option<String>, max: usize, errors: &mut Vec
     Some(value)
 }
 
-fn map_unique(e: sea_orm::DbErr) -> Error {
+pub(crate) fn map_unique(e: sea_orm::DbErr) -> Error {
     if is_unique_violation(&e) {
         Error::EmailTaken
     } else {

@@ -64,6 +64,12 @@ pub enum Error {
     SessionNotFound,
     #[error("An account with this email already exists.")]
     EmailTaken,
+    #[error("This would leave no active admin; promote another admin first.")]
+    LastAdmin,
+    #[error("The API key is invalid, revoked or expired.")]
+    InvalidApiKey,
+    #[error("API key not found.")]
+    ApiKeyNotFound,
     #[error("Too many requests; try again later.")]
     RateLimited { retry_after_secs: u64 },
     #[error("Too many failed sign-in attempts; try again later.")]
@@ -83,12 +89,11 @@ impl Error {
         match self {
             BadRequest(_) | WrongPassword | InvalidVerification => ErrorKind::BadRequest,
             Validation(_) => ErrorKind::Validation,
-            InvalidCredentials | NotAuthenticated | InvalidToken | TokenExpired | TokenRevoked | TokenReused => {
-                ErrorKind::Unauthorized
-            }
+            InvalidCredentials | NotAuthenticated | InvalidToken | TokenExpired | TokenRevoked | TokenReused
+            | InvalidApiKey => ErrorKind::Unauthorized,
             AccountInactive | EmailNotVerified | PermissionDenied => ErrorKind::Forbidden,
-            UserNotFound | SessionNotFound => ErrorKind::NotFound,
-            EmailTaken => ErrorKind::Conflict,
+            UserNotFound | SessionNotFound | ApiKeyNotFound => ErrorKind::NotFound,
+            EmailTaken | LastAdmin => ErrorKind::Conflict,
             RateLimited { .. } | AccountLocked { .. } => ErrorKind::RateLimited,
             Overloaded { .. } | Unavailable(_) => ErrorKind::Unavailable,
             Internal(_) => ErrorKind::Internal,
@@ -115,6 +120,9 @@ impl Error {
             UserNotFound => "UserNotFound",
             SessionNotFound => "SessionNotFound",
             EmailTaken => "EmailAlreadyExists",
+            LastAdmin => "LastAdmin",
+            InvalidApiKey => "InvalidApiKey",
+            ApiKeyNotFound => "ApiKeyNotFound",
             RateLimited { .. } => "RateLimitExceeded",
             AccountLocked { .. } => "AccountLocked",
             Overloaded { .. } => "ServiceOverloaded",
@@ -143,6 +151,9 @@ impl Error {
             UserNotFound => "user_not_found",
             SessionNotFound => "session_not_found",
             EmailTaken => "email_already_exists",
+            LastAdmin => "last_admin",
+            InvalidApiKey => "invalid_api_key",
+            ApiKeyNotFound => "api_key_not_found",
             RateLimited { .. } => "rate_limited",
             AccountLocked { .. } => "account_locked",
             Overloaded { .. } => "service_overloaded",

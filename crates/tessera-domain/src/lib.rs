@@ -7,6 +7,7 @@ mod cidr;
 mod email;
 mod error;
 mod password;
+mod permission;
 mod phone;
 mod role;
 
@@ -14,5 +15,6 @@ pub use cidr::Cidr;
 pub use email::Email;
 pub use error::{Error, ErrorKind, FieldError};
 pub use password::{common_password_count, PasswordPolicy};
+pub use permission::{Permission, Permissions};
 pub use phone::Phone;
 pub use role::Role;

@@ -1,6 +1,7 @@
 //! tessera's HTTP surfaces. [`router`] builds the whole application, so tests and the
 //! binary run the same thing.
 
+pub mod admin;
 pub mod client_ip;
 pub mod dto;
 pub mod error;
@@ -85,6 +86,7 @@ async fn method_not_allowed() -> ApiError {
 /// The whole application.
 pub fn router(core: Arc<Core>) -> Router {
     let settings = core.settings.clone();
+    let audit_file = core.audit_file.clone();
     let proxies = Arc::new(settings.trusted_proxies.clone());
     let state = AppState { core };
     let mut app = Router::new()
@@ -95,6 +97,7 @@ pub fn router(core: Arc<Core>) -> Router {
         .route("/assets/tessera.css", get(pages::stylesheet))
         .merge(v1::routes(&state))
         .merge(kreeda::routes(&state))
+        .merge(admin::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state);
@@ -109,5 +112,6 @@ pub fn router(core: Arc<Core>) -> Router {
             middleware::allowed_hosts,
         ))
         .layer(axum::middleware::from_fn_with_state(settings.secure_cookies, middleware::security_headers))
+        .layer(axum::middleware::from_fn_with_state(audit_file, middleware::audit_file))
         .layer(axum::middleware::from_fn_with_state(proxies, middleware::request_context))
 }

@@ -110,3 +110,13 @@ pub async fn allowed_hosts(State(hosts): State<Arc<Vec<String>>>, req: Request, 
     }
     next.run(req).await
 }
+
+/// Runs the request so that the audit events it records also go to the node's audit
+/// file (`AUDIT_LOG_DIR`), when there is one.
+pub async fn audit_file(
+    State(file): State<Option<Arc<tessera_core::audit::AuditFile>>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    tessera_core::audit::with_audit_file(file, next.run(req)).await
+}

@@ -1,9 +1,9 @@
 //! The OpenAPI 3.1 document of every surface, generated from the handlers.
 
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::{kreeda, ops, v1};
+use crate::{admin, kreeda, ops, v1};
 
 struct BearerAuth;
 
@@ -14,6 +14,9 @@ impl Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
         );
+        // Admin routes also take an API key here, or as `Authorization: Bearer tsk_…`.
+        components
+            .add_security_scheme("api_key", SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))));
     }
 }
 
@@ -29,6 +32,9 @@ impl Modify for BearerAuth {
         kreeda::register, kreeda::sign_in, kreeda::user, kreeda::update_user, kreeda::token, kreeda::recover,
         kreeda::verify, kreeda::sign_out, kreeda::profile, kreeda::update_profile,
         ops::health, ops::health_detailed,
+        admin::users::list, admin::users::create, admin::users::get, admin::users::update, admin::users::remove,
+        admin::users::logout, admin::users::bulk, admin::reports::analytics, admin::reports::audit,
+        admin::api_keys::create, admin::api_keys::list, admin::api_keys::revoke,
     ),
     components(schemas(crate::error::ErrorBody, crate::dto::PublicUserOut)),
     modifiers(&BearerAuth),
@@ -37,6 +43,7 @@ impl Modify for BearerAuth {
         (name = "users", description = "Native API: sign-up, users, profiles"),
         (name = "kreeda", description = "The Kreeda API (seed 000): exact paths and shapes"),
         (name = "operations", description = "Health"),
+        (name = "admin", description = "Administration: users, bulk changes, analytics, audit log, API keys (admin role or API key scopes)"),
     )
 )]
 pub struct ApiDoc;

@@ -115,3 +115,18 @@ pub fn db_error(e: DbErr) -> Error {
 pub fn is_unique_violation(e: &DbErr) -> bool {
     matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
 }
+
+/// Refreshes the query planner's statistics after a bulk load (and, on PostgreSQL, the
+/// visibility map, so that counts can be answered from indexes alone).
+pub async fn refresh_statistics(db: &DatabaseConnection) -> Result<(), DbErr> {
+    use sea_orm::ConnectionTrait;
+    match db.get_database_backend() {
+        sea_orm::DatabaseBackend::Postgres => {
+            db.execute_unprepared("VACUUM (ANALYZE) users, profiles").await?;
+        }
+        _ => {
+            db.execute_unprepared("ANALYZE").await?;
+        }
+    }
+    Ok(())
+}

@@ -8,6 +8,8 @@ use uuid::Uuid;
 
 use crate::entity::{audit_log, profile, refresh_token, session, user};
 
+pub mod admin;
+
 /// Users.
 pub mod users {
     use super::*;

@@ -1,4 +1,4 @@
-//! The command line: `serve` (the default), `migrate`, `config`, `openapi`.
+//! The command line: `serve` (the default), `migrate`, `admin`, `config`, `openapi`.
 
 use std::process::ExitCode;
 
@@ -33,6 +33,48 @@ pub enum Command {
     },
     /// Print the OpenAPI document.
     Openapi,
+    /// Administration chores: create an admin, seed benchmark users.
+    Admin {
+        #[command(subcommand)]
+        action: AdminAction,
+    },
+}
+
+/// Administration actions.
+#[derive(Subcommand, Debug)]
+pub enum AdminAction {
+    /// Create a user (an admin by default), reading the password from standard input.
+    Create {
+        /// The account's email address.
+        #[arg(long)]
+        email: String,
+        /// Read the password from the first line of standard input (never an argument,
+        /// which would show in `ps` and shell history).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+        /// `admin` (default) or `user`.
+        #[arg(long, default_value = "admin")]
+        role: String,
+        /// The account's full name.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Insert many users quickly for benchmarking (one fixed password hash, multi-row
+    /// INSERTs). Their password is `Seed!Passw0rd-bench`.
+    SeedUsers {
+        /// How many users.
+        #[arg(long, default_value_t = 1_000_000)]
+        count: u64,
+        /// Emails are PREFIX<n>@seed.example.
+        #[arg(long, default_value = "seed")]
+        prefix: String,
+        /// Spread the sign-ups over this many days before now.
+        #[arg(long, default_value_t = 730)]
+        days: u32,
+        /// Rows per INSERT.
+        #[arg(long, default_value_t = 1000)]
+        batch: u64,
+    },
 }
 
 /// Migration actions.
@@ -74,6 +116,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Config { action: ConfigAction::Check } => config_check(),
+        Command::Admin { action } => admin(action).await,
         Command::Openapi => match serde_json::to_string_pretty(&tessera_http::openapi::document()) {
             Ok(doc) => {
                 println!("{doc}");
@@ -153,6 +196,96 @@ async fn serve() -> ExitCode {
         Err(e) => {
             eprintln!("error while shutting down: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Starts the core the way `serve` does (migrations, first admin), without listening.
+async fn start_core() -> Result<std::sync::Arc<tessera_core::Core>, ExitCode> {
+    let mut settings = load_settings()?;
+    if let Err(e) = settings.ensure_jwt_secret() {
+        eprintln!("configuration error: {e}");
+        return Err(ExitCode::from(2));
+    }
+    tessera_core::Core::start(settings).await.map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::FAILURE
+    })
+}
+
+async fn admin(action: AdminAction) -> ExitCode {
+    let core = match start_core().await {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match action {
+        AdminAction::Create { email, password_stdin: _, role, name } => {
+            let mut line = String::new();
+            if let Err(e) = std::io::stdin().read_line(&mut line) {
+                eprintln!("error: cannot read the password from standard input: {e}");
+                return ExitCode::FAILURE;
+            }
+            let password = line.trim_end_matches(['\n', '\r']).to_owned();
+            let new = tessera_core::admin::NewUser {
+                email,
+                password: secrecy::SecretString::from(password),
+                full_name: name,
+                phone: None,
+                role: Some(role),
+                is_active: Some(true),
+                is_verified: Some(true),
+            };
+            let actor = tessera_core::admin::Actor::system();
+            let client =
+                tessera_core::ClientInfo { user_agent: Some("tessera admin create".to_owned()), ..Default::default() };
+            let created = tessera_core::audit::with_audit_file(
+                core.audit_file.clone(),
+                core.admin_create_user(&actor, new, &client),
+            )
+            .await;
+            match created {
+                Ok(u) => {
+                    println!("created {} {} ({})", u.role, u.email, u.id);
+                    ExitCode::SUCCESS
+                }
+                Err(tessera_core::domain::Error::Validation(errors)) => {
+                    for e in errors {
+                        eprintln!("error: {}: {}", e.field, e.message);
+                    }
+                    ExitCode::from(2)
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        AdminAction::SeedUsers { count, prefix, days, batch } => {
+            let plan = tessera_core::seed::SeedPlan { count, prefix, days, batch };
+            let started = std::time::Instant::now();
+            let mut next_report = 0;
+            let result = core
+                .seed_users(&plan, |done| {
+                    if done >= next_report || done == count {
+                        eprintln!("{done} / {count} users ({:.1} s)", started.elapsed().as_secs_f64());
+                        next_report = done + 100_000;
+                    }
+                })
+                .await;
+            match result {
+                Ok(n) => {
+                    println!(
+                        "seeded {n} users in {:.1} s (password {})",
+                        started.elapsed().as_secs_f64(),
+                        tessera_core::seed::SEED_PASSWORD
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
     }
 }

@@ -1,5 +1,6 @@
 //! SeaORM entities: one module per table.
 
+pub mod api_key;
 pub mod audit_log;
 pub mod mail_outbox;
 pub mod one_time_token;

@@ -6,6 +6,7 @@
 mod harness;
 mod kreeda;
 
+mod admin;
 mod auth;
 mod browser;
 mod cli;

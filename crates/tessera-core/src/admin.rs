@@ -1,0 +1,628 @@
+//! Administration (SPEC §2.1 Admin, §5.2, §5.7): who may act, the user list and search,
+//! creating, changing and deleting any user, bulk changes, the last-admin rule, analytics
+//! and the audit log. Every change is audited in its own transaction.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Duration as ChronoDuration, NaiveTime, Utc};
+use sea_orm::{ActiveModelTrait, IntoActiveModel, Set, TransactionTrait};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{json, Value};
+use tessera_domain::{Email, Error, FieldError, Permission, Permissions, Phone, Role};
+use tessera_store::db_error;
+use tessera_store::entity::{audit_log, profile, user};
+use tessera_store::query::admin::{analytics, users as admin_users, AuditFilter, UserFilter};
+use tessera_store::query::{sessions, users};
+use uuid::Uuid;
+
+use crate::audit::{record, AuditEvent};
+use crate::users::{bounded_text, map_unique, Patch};
+use crate::{now, ClientInfo, Core};
+
+/// The most users one bulk request may name.
+pub const BULK_MAX_IDS: usize = 1000;
+/// The largest page of the user list and the audit log.
+pub const PAGE_MAX: u64 = 100;
+
+/// Who acts on the administration surface: a signed-in user (permissions from the role)
+/// or an API key (permissions from its scopes, never more).
+#[derive(Debug, Clone)]
+pub struct Actor {
+    /// The user acting, or the user who created the API key.
+    pub user_id: Option<Uuid>,
+    /// The API key acting, if any.
+    pub api_key_id: Option<Uuid>,
+    pub permissions: Permissions,
+}
+
+impl Actor {
+    /// The operator at the console (`tessera admin create`) or start-up: every permission.
+    pub fn system() -> Actor {
+        Actor { user_id: None, api_key_id: None, permissions: Permissions::of_role(Role::Admin) }
+    }
+
+    /// `PermissionDenied` unless the actor holds `p`.
+    pub fn require(&self, p: Permission) -> Result<(), Error> {
+        if self.permissions.contains(p) {
+            Ok(())
+        } else {
+            Err(Error::PermissionDenied)
+        }
+    }
+
+    /// An actor may give a role, or manage a user holding it, only if it holds every
+    /// permission of that role: a key scoped `users:write` cannot make or take over an
+    /// admin.
+    pub fn may_manage(&self, role: Role) -> Result<(), Error> {
+        if self.permissions.covers(Permissions::of_role(role)) {
+            Ok(())
+        } else {
+            Err(Error::PermissionDenied)
+        }
+    }
+
+    fn event(&self, event: &'static str, user_id: Option<Uuid>, mut detail: Value) -> AuditEvent {
+        if let (Some(key), Some(obj)) = (self.api_key_id, detail.as_object_mut()) {
+            obj.insert("api_key_id".to_owned(), json!(key));
+        }
+        AuditEvent { event, user_id, actor_id: self.user_id, detail }
+    }
+}
+
+/// A user as an admin creates it.
+pub struct NewUser {
+    pub email: String,
+    pub password: SecretString,
+    pub full_name: Option<String>,
+    pub phone: Option<String>,
+    /// `user` when absent.
+    pub role: Option<String>,
+    /// `true` when absent.
+    pub is_active: Option<bool>,
+    /// `false` when absent.
+    pub is_verified: Option<bool>,
+}
+
+/// An admin's changes to any user: `None` leaves a field alone.
+#[derive(Default)]
+pub struct AdminUserPatch {
+    pub email: Option<String>,
+    pub password: Option<SecretString>,
+    pub full_name: Patch<String>,
+    pub phone: Patch<String>,
+    pub role: Option<String>,
+    pub is_active: Option<bool>,
+    pub is_verified: Option<bool>,
+}
+
+/// The user-list query, as the client sent it.
+#[derive(Debug, Default)]
+pub struct UserQuery {
+    pub skip: u64,
+    pub limit: u64,
+    pub q: Option<String>,
+    pub role: Option<String>,
+    pub is_active: Option<bool>,
+}
+
+/// A bulk action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BulkAction {
+    Activate,
+    Deactivate,
+    Delete,
+    SetRole,
+}
+
+impl BulkAction {
+    fn as_str(self) -> &'static str {
+        match self {
+            BulkAction::Activate => "activate",
+            BulkAction::Deactivate => "deactivate",
+            BulkAction::Delete => "delete",
+            BulkAction::SetRole => "set_role",
+        }
+    }
+}
+
+/// The analytics dashboard (SPEC §2.1): days are UTC dates, oldest first, one per day.
+#[derive(Debug, Clone)]
+pub struct Analytics {
+    pub total_users: u64,
+    pub active_users: u64,
+    pub verified_users: u64,
+    pub admins: u64,
+    pub deleted_users: u64,
+    pub active_sessions: u64,
+    pub failed_logins_24h: u64,
+    pub signups_per_day: Vec<(String, u64)>,
+    pub logins_per_day: Vec<(String, u64)>,
+}
+
+/// The audit-log query, as the client sent it.
+#[derive(Debug, Default)]
+pub struct AuditQuery {
+    pub user_id: Option<Uuid>,
+    pub event: Option<String>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    pub limit: Option<u64>,
+    pub cursor: Option<String>,
+}
+
+fn parse_role(field: &str, raw: &str, errors: &mut Vec<FieldError>) -> Option<Role> {
+    let role = Role::parse(raw.trim());
+    if role.is_none() {
+        errors.push(FieldError::new(field, "invalid_role", "The role must be user or admin."));
+    }
+    role
+}
+
+fn stored_role(u: &user::Model) -> Role {
+    Role::parse(&u.role).unwrap_or(Role::User)
+}
+
+/// Whether a user counts towards "an active admin remains".
+fn is_active_admin(u: &user::Model) -> bool {
+    stored_role(u) == Role::Admin && u.is_active && u.deleted_at.is_none()
+}
+
+fn page_limit(field: &str, limit: u64) -> Result<u64, Error> {
+    if (1..=PAGE_MAX).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(Error::field(field, "out_of_range", format!("Between 1 and {PAGE_MAX}.")))
+    }
+}
+
+impl Core {
+    /// The actor behind an access token: its user, with the permissions of its role.
+    pub async fn admin_actor(&self, token: &str) -> Result<Actor, Error> {
+        let who = self.authenticate(token).await?;
+        Ok(Actor { user_id: Some(who.user.id), api_key_id: None, permissions: Permissions::of_role(who.role()) })
+    }
+
+    /// Creates the `FIRST_ADMIN_EMAIL` admin if no active admin exists. Idempotent, and
+    /// safe when several nodes start at once: the unique email index lets one win.
+    pub async fn bootstrap_first_admin(&self) -> Result<(), String> {
+        let Some((email, password)) = self.settings.first_admin.clone() else { return Ok(()) };
+        if admin_users::active_admin_count(&self.db).await.map_err(|e| e.to_string())? > 0 {
+            return Ok(());
+        }
+        let new = NewUser {
+            email: email.clone(),
+            password,
+            full_name: None,
+            phone: None,
+            role: Some(Role::Admin.as_str().to_owned()),
+            is_active: Some(true),
+            is_verified: Some(true),
+        };
+        match self.insert_user(&Actor::system(), new, "admin.bootstrap", &ClientInfo::default()).await {
+            Ok(u) => {
+                tracing::info!(user_id = %u.id, "created the first admin from FIRST_ADMIN_EMAIL");
+                Ok(())
+            }
+            Err(Error::EmailTaken) => {
+                let existing = Email::parse(&email).ok();
+                let existing = match existing {
+                    Some(e) => users::by_email(&self.db, e.as_str()).await.map_err(|e| e.to_string())?,
+                    None => None,
+                };
+                match existing {
+                    // Another node starting at the same moment created it.
+                    Some(u) if is_active_admin(&u) => Ok(()),
+                    _ => {
+                        tracing::warn!(
+                            "FIRST_ADMIN_EMAIL belongs to an account that is not an active admin; it is left \
+                             unchanged (promote an admin with `tessera admin create` or the admin API)"
+                        );
+                        Ok(())
+                    }
+                }
+            }
+            Err(e) => Err(format!("cannot create the first admin: {e}")),
+        }
+    }
+
+    /// Creates a user with any role and state (POST /v1/admin/users, `tessera admin
+    /// create`). The password policy applies; a taken email is 409.
+    #[tracing::instrument(skip_all, err(level = "info"))]
+    pub async fn admin_create_user(
+        &self,
+        actor: &Actor,
+        new: NewUser,
+        client: &ClientInfo,
+    ) -> Result<user::Model, Error> {
+        self.insert_user(actor, new, "admin.user.create", client).await
+    }
+
+    async fn insert_user(
+        &self,
+        actor: &Actor,
+        new: NewUser,
+        event: &'static str,
+        client: &ClientInfo,
+    ) -> Result<user::Model, Error> {
+        let mut errors = Vec::new();
+        let email = Email::parse(&new.email).map_err(|e| errors.push(e)).ok();
+        let full_name = bounded_text("full_name", new.full_name, 200, &mut errors);
+        let phone = match new.phone.filter(|p| !p.trim().is_empty()) {
+            Some(p) => Phone::parse(&p).map_err(|e| errors.push(e)).ok(),
+            None => None,
+        };
+        let role = match &new.role {
+            Some(raw) => parse_role("role", raw, &mut errors),
+            None => Some(Role::User),
+        };
+        if let Err(mut broken) =
+            self.settings.password_policy.check("password", new.password.expose_secret(), email.as_ref())
+        {
+            errors.append(&mut broken);
+        }
+        let (Some(email), Some(role)) = (email, role) else { return Err(Error::Validation(errors)) };
+        if !errors.is_empty() {
+            return Err(Error::Validation(errors));
+        }
+        actor.may_manage(role)?;
+        let hash = self.hasher.hash(&new.password).await?;
+        let now = now();
+        let row = user::Model {
+            id: Uuid::now_v7(),
+            email: email.as_str().to_owned(),
+            password_hash: hash,
+            full_name,
+            phone: phone.map(|p| p.as_str().to_owned()),
+            email_verified_at: new.is_verified.unwrap_or(false).then_some(now),
+            phone_verified_at: None,
+            is_active: new.is_active.unwrap_or(true),
+            role: role.as_str().to_owned(),
+            token_version: 0,
+            last_login_at: None,
+            created_at: now,
+            updated_at: now,
+            deleted_at: None,
+            new_email: None,
+        };
+        let txn = self.db.begin().await.map_err(db_error)?;
+        let created = users::insert(&txn, row.into_active_model()).await.map_err(map_unique)?;
+        profile::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            user_id: Set(created.id),
+            avatar_url: Set(None),
+            location: Set(None),
+            date_of_birth: Set(None),
+            bio: Set(None),
+            preferences: Set(json!({})),
+            created_at: Set(now),
+            updated_at: Set(now),
+        }
+        .insert(&txn)
+        .await
+        .map_err(db_error)?;
+        let detail = json!({ "role": created.role, "is_active": created.is_active });
+        record(&txn, client, actor.event(event, Some(created.id), detail)).await?;
+        txn.commit().await.map_err(db_error)?;
+        Ok(created)
+    }
+
+    /// Any user by id, soft-deleted or not.
+    pub async fn admin_user(&self, id: Uuid) -> Result<user::Model, Error> {
+        users::by_id(&self.db, id).await.map_err(db_error)?.ok_or(Error::UserNotFound)
+    }
+
+    /// A page of live users, newest first, and how many match in all.
+    pub async fn admin_list_users(&self, q: UserQuery) -> Result<(Vec<user::Model>, u64), Error> {
+        let limit = page_limit("limit", q.limit)?;
+        let mut errors = Vec::new();
+        let role = q.role.as_deref().filter(|r| !r.trim().is_empty()).and_then(|r| parse_role("role", r, &mut errors));
+        let prefix = q.q.map(|s| s.trim().to_lowercase()).filter(|s| !s.is_empty());
+        if prefix.as_ref().is_some_and(|p| p.chars().count() > 320) {
+            errors.push(FieldError::new("q", "too_long", "At most 320 characters."));
+        }
+        if !errors.is_empty() {
+            return Err(Error::Validation(errors));
+        }
+        let filter = UserFilter { prefix, role: role.map(|r| r.as_str().to_owned()), is_active: q.is_active };
+        let (items, total) = tokio::try_join!(
+            admin_users::page(&self.db, &filter, q.skip, limit),
+            admin_users::total(&self.db, &filter),
+        )
+        .map_err(db_error)?;
+        Ok((items, total))
+    }
+
+    /// Changes any field of any user. Email uniqueness, the password policy and role
+    /// validity apply; a new password or a deactivation signs the user out everywhere;
+    /// the last active admin can be neither demoted nor deactivated.
+    #[tracing::instrument(skip_all, err(level = "info"), fields(user_id = %id))]
+    pub async fn admin_update_user(
+        &self,
+        actor: &Actor,
+        id: Uuid,
+        patch: AdminUserPatch,
+        client: &ClientInfo,
+    ) -> Result<user::Model, Error> {
+        let current = self.admin_user(id).await?;
+        actor.may_manage(stored_role(&current))?;
+        let mut errors = Vec::new();
+        let mut row = current.clone().into_active_model();
+        let mut changed: Vec<&str> = Vec::new();
+        let now = now();
+        let mut email_for_policy = Email::parse(&current.email).ok();
+        if let Some(raw) = &patch.email {
+            match Email::parse(raw) {
+                Ok(email) if email.as_str() != current.email => {
+                    row.email = Set(email.as_str().to_owned());
+                    row.email_verified_at = Set(None);
+                    changed.push("email");
+                    email_for_policy = Some(email);
+                }
+                Ok(_) => {}
+                Err(e) => errors.push(e),
+            }
+        }
+        if let Some(name) = patch.full_name {
+            row.full_name = Set(bounded_text("full_name", name, 200, &mut errors));
+            changed.push("full_name");
+        }
+        if let Some(phone) = patch.phone {
+            let phone = match phone.filter(|p| !p.trim().is_empty()) {
+                Some(p) => Phone::parse(&p).map_err(|e| errors.push(e)).ok().map(|p| p.as_str().to_owned()),
+                None => None,
+            };
+            if phone != current.phone {
+                row.phone = Set(phone);
+                row.phone_verified_at = Set(None);
+                changed.push("phone");
+            }
+        }
+        let mut new_role = stored_role(&current);
+        if let Some(raw) = &patch.role {
+            if let Some(role) = parse_role("role", raw, &mut errors) {
+                if role.as_str() != current.role {
+                    row.role = Set(role.as_str().to_owned());
+                    changed.push("role");
+                }
+                new_role = role;
+            }
+        }
+        let mut sign_out = false;
+        if let Some(active) = patch.is_active.filter(|a| *a != current.is_active) {
+            row.is_active = Set(active);
+            changed.push("is_active");
+            sign_out |= !active;
+        }
+        if let Some(verified) = patch.is_verified {
+            let was = current.email_verified_at.is_some() && !changed.contains(&"email");
+            if verified != was {
+                row.email_verified_at = Set(verified.then_some(now));
+                changed.push("is_verified");
+            }
+        }
+        if let Some(password) = &patch.password {
+            if let Err(mut broken) =
+                self.settings.password_policy.check("password", password.expose_secret(), email_for_policy.as_ref())
+            {
+                errors.append(&mut broken);
+            }
+        }
+        if !errors.is_empty() {
+            return Err(Error::Validation(errors));
+        }
+        actor.may_manage(new_role)?;
+        if let Some(password) = &patch.password {
+            row.password_hash = Set(self.hasher.hash(password).await?);
+            changed.push("password");
+            sign_out = true;
+        }
+        if changed.is_empty() {
+            return Ok(current);
+        }
+        let removes_admin = is_active_admin(&current) && (new_role != Role::Admin || patch.is_active == Some(false));
+        row.updated_at = Set(now);
+        let txn = self.db.begin().await.map_err(db_error)?;
+        if removes_admin {
+            admin_users::lock_admins(&txn).await.map_err(db_error)?;
+        }
+        let mut updated = row.update(&txn).await.map_err(map_unique)?;
+        if sign_out {
+            users::bump_token_version(&txn, id, now).await.map_err(db_error)?;
+            sessions::revoke_all_for_user(&txn, id, now).await.map_err(db_error)?;
+            updated.token_version += 1;
+        }
+        record(&txn, client, actor.event("admin.user.update", Some(id), json!({ "fields": changed }))).await?;
+        if removes_admin && admin_users::active_admin_count(&txn).await.map_err(db_error)? == 0 {
+            return Err(Error::LastAdmin);
+        }
+        txn.commit().await.map_err(db_error)?;
+        Ok(updated)
+    }
+
+    /// Hard-deletes a user; the profile, sessions and refresh tokens go with it. The
+    /// last active admin cannot be deleted.
+    #[tracing::instrument(skip_all, err(level = "info"), fields(user_id = %id))]
+    pub async fn admin_delete_user(&self, actor: &Actor, id: Uuid, client: &ClientInfo) -> Result<(), Error> {
+        let current = self.admin_user(id).await?;
+        actor.may_manage(stored_role(&current))?;
+        let removes_admin = is_active_admin(&current);
+        let txn = self.db.begin().await.map_err(db_error)?;
+        if removes_admin {
+            admin_users::lock_admins(&txn).await.map_err(db_error)?;
+        }
+        if admin_users::delete(&txn, &[id]).await.map_err(db_error)? == 0 {
+            return Err(Error::UserNotFound);
+        }
+        let detail = json!({ "email": current.email, "role": current.role });
+        record(&txn, client, actor.event("admin.user.delete", Some(id), detail)).await?;
+        if removes_admin && admin_users::active_admin_count(&txn).await.map_err(db_error)? == 0 {
+            return Err(Error::LastAdmin);
+        }
+        txn.commit().await.map_err(db_error)
+    }
+
+    /// Signs a user out everywhere: every session revoked, every access token void.
+    pub async fn admin_logout_user(&self, actor: &Actor, id: Uuid, client: &ClientInfo) -> Result<(), Error> {
+        self.admin_user(id).await?;
+        self.logout_everywhere(id, "admin.user.logout", actor.user_id, client).await?;
+        Ok(())
+    }
+
+    /// Applies one action to many users in one transaction, all or nothing: an unknown
+    /// id or role, a user the actor may not manage, or losing the last active admin
+    /// changes nothing. Returns how many users were affected.
+    #[tracing::instrument(skip_all, err(level = "info"), fields(action = action.as_str()))]
+    pub async fn admin_bulk(
+        &self,
+        actor: &Actor,
+        action: BulkAction,
+        ids: Vec<Uuid>,
+        role: Option<String>,
+        client: &ClientInfo,
+    ) -> Result<u64, Error> {
+        let mut errors = Vec::new();
+        let ids: Vec<Uuid> = ids.into_iter().collect::<BTreeSet<_>>().into_iter().collect();
+        if ids.is_empty() || ids.len() > BULK_MAX_IDS {
+            errors.push(FieldError::new("ids", "out_of_range", format!("Between 1 and {BULK_MAX_IDS} user ids.")));
+        }
+        let new_role = match (action, role.as_deref()) {
+            (BulkAction::SetRole, Some(raw)) => parse_role("role", raw, &mut errors),
+            (BulkAction::SetRole, None) => {
+                errors.push(FieldError::new("role", "required", "set_role needs a role."));
+                None
+            }
+            _ => None,
+        };
+        if !errors.is_empty() {
+            return Err(Error::Validation(errors));
+        }
+        if let Some(r) = new_role {
+            actor.may_manage(r)?;
+        }
+        let removes_admins = match action {
+            BulkAction::Activate => false,
+            BulkAction::Deactivate | BulkAction::Delete => true,
+            BulkAction::SetRole => new_role != Some(Role::Admin),
+        };
+        let now = now();
+        let txn = self.db.begin().await.map_err(db_error)?;
+        if removes_admins {
+            admin_users::lock_admins(&txn).await.map_err(db_error)?;
+        }
+        let found = admin_users::touch(&txn, &ids, now).await.map_err(db_error)?;
+        let roles = admin_users::roles_of(&txn, &ids).await.map_err(db_error)?;
+        if (found as usize) < ids.len() || roles.len() < ids.len() {
+            let known: BTreeSet<Uuid> = roles.iter().map(|(id, _)| *id).collect();
+            let unknown: Vec<String> = ids.iter().filter(|id| !known.contains(id)).map(Uuid::to_string).collect();
+            return Err(Error::field("ids", "unknown_ids", format!("Unknown user ids: {}.", unknown.join(", "))));
+        }
+        for role in
+            roles.iter().map(|(_, r)| Role::parse(r).unwrap_or(Role::User)).collect::<std::collections::HashSet<_>>()
+        {
+            actor.may_manage(role)?;
+        }
+        let affected = match action {
+            BulkAction::Activate => admin_users::set_active(&txn, &ids, true, now).await,
+            BulkAction::Deactivate => match admin_users::set_active(&txn, &ids, false, now).await {
+                Ok(n) => admin_users::revoke_sessions(&txn, &ids, now).await.map(|_| n),
+                Err(e) => Err(e),
+            },
+            BulkAction::Delete => admin_users::delete(&txn, &ids).await,
+            BulkAction::SetRole => {
+                admin_users::set_role(&txn, &ids, new_role.map(Role::as_str).unwrap_or("user"), now).await
+            }
+        }
+        .map_err(db_error)?;
+        let detail = json!({ "action": action.as_str(), "role": new_role.map(Role::as_str), "batch": ids.len() });
+        for id in &ids {
+            record(&txn, client, actor.event("admin.user.bulk", Some(*id), detail.clone())).await?;
+        }
+        if removes_admins && admin_users::active_admin_count(&txn).await.map_err(db_error)? == 0 {
+            return Err(Error::LastAdmin);
+        }
+        txn.commit().await.map_err(db_error)?;
+        Ok(affected)
+    }
+
+    /// The dashboard over the last `days` UTC days (today included): every figure is
+    /// one SQL aggregate on an index, run concurrently.
+    pub async fn analytics(&self, days: u32) -> Result<Analytics, Error> {
+        if !(1..=366).contains(&days) {
+            return Err(Error::field("days", "out_of_range", "Between 1 and 366."));
+        }
+        let now = now();
+        let first_day = now.date_naive() - ChronoDuration::days(i64::from(days) - 1);
+        let since = first_day.and_time(NaiveTime::MIN).and_utc();
+        let db = &self.db;
+        let (all, deleted, inactive, unverified, admins, active_sessions, failed, signups, logins) = tokio::try_join!(
+            analytics::all_users(db),
+            analytics::deleted_users(db),
+            analytics::inactive_live_users(db),
+            analytics::unverified_live_users(db),
+            analytics::live_admins(db),
+            analytics::active_sessions(db, now),
+            analytics::events_since(db, "login.failure", now - ChronoDuration::hours(24)),
+            analytics::signups_per_day(db, since),
+            analytics::events_per_day(db, "login.success", since),
+        )
+        .map_err(db_error)?;
+        let total = all.saturating_sub(deleted);
+        let fill = |counts: Vec<(String, u64)>| -> Vec<(String, u64)> {
+            let counts: BTreeMap<String, u64> = counts.into_iter().collect();
+            (0..i64::from(days))
+                .map(|d| {
+                    let day = (first_day + ChronoDuration::days(d)).format("%Y-%m-%d").to_string();
+                    let n = counts.get(&day).copied().unwrap_or(0);
+                    (day, n)
+                })
+                .collect()
+        };
+        Ok(Analytics {
+            total_users: total,
+            active_users: total.saturating_sub(inactive),
+            verified_users: total.saturating_sub(unverified),
+            admins,
+            deleted_users: deleted,
+            active_sessions,
+            failed_logins_24h: failed,
+            signups_per_day: fill(signups),
+            logins_per_day: fill(logins),
+        })
+    }
+
+    /// A page of the audit log, newest first, and the cursor of the next page (the id of
+    /// the last event returned) when there may be more.
+    pub async fn audit_log(&self, q: AuditQuery) -> Result<(Vec<audit_log::Model>, Option<String>), Error> {
+        let limit = page_limit("limit", q.limit.unwrap_or(50))?;
+        let mut errors = Vec::new();
+        let before = match q.cursor.as_deref().filter(|c| !c.is_empty()) {
+            Some(c) => Uuid::parse_str(c)
+                .map_err(|_| errors.push(FieldError::new("cursor", "invalid_cursor", "Not a cursor from this API.")))
+                .ok(),
+            None => None,
+        };
+        let event = q.event.map(|e| e.trim().to_owned()).filter(|e| !e.is_empty());
+        let event = match event {
+            Some(e) if e.ends_with(".*") => Some(e.trim_end_matches('*').to_owned()),
+            Some(e) if e.contains('*') || e.len() > 64 => {
+                errors.push(FieldError::new("event", "invalid_event", "An event name, or a prefix such as admin.*."));
+                None
+            }
+            other => other,
+        };
+        if let (Some(from), Some(to)) = (q.from, q.to) {
+            if from > to {
+                errors.push(FieldError::new("from", "after_to", "from must not be after to."));
+            }
+        }
+        if !errors.is_empty() {
+            return Err(Error::Validation(errors));
+        }
+        let filter = AuditFilter { user_id: q.user_id, event, from: q.from, to: q.to, before };
+        let mut rows = tessera_store::query::admin::audit_page(&self.db, &filter, limit + 1).await.map_err(db_error)?;
+        let more = rows.len() as u64 > limit;
+        rows.truncate(limit as usize);
+        let next = if more { rows.last().map(|r| r.id.to_string()) } else { None };
+        Ok((rows, next))
+    }
+}

@@ -1,0 +1,387 @@
+//! The queries of the administration surface: the user list and search, bulk changes,
+//! the last-admin guard, analytics aggregates, API keys and audit-log pages. Every count
+//! reads an index; none loads rows to count them.
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Expr, Func, SimpleExpr};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait, FromQueryResult, QueryFilter,
+    QueryOrder, QuerySelect, Select,
+};
+use uuid::Uuid;
+
+use crate::entity::{api_key, audit_log, session, user};
+
+/// `SELECT COUNT(*)` of a query, without loading its rows.
+async fn count<E: EntityTrait>(conn: &impl ConnectionTrait, select: Select<E>) -> Result<u64, DbErr> {
+    let n: Option<i64> = select.select_only().column_as(Expr::cust("COUNT(*)"), "n").into_tuple().one(conn).await?;
+    Ok(n.unwrap_or(0).max(0) as u64)
+}
+
+/// The UTC calendar day (`YYYY-MM-DD`) of a timestamp column. The one place the two
+/// backends need different SQL: SQLite stores RFC 3339 text, PostgreSQL `timestamptz`.
+fn day_of(backend: DatabaseBackend, column: &str) -> SimpleExpr {
+    match backend {
+        DatabaseBackend::Postgres => Expr::cust(format!("to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD')")),
+        _ => Expr::cust(format!("substr({column}, 1, 10)")),
+    }
+}
+
+/// The filters of the admin user list.
+#[derive(Debug, Default, Clone)]
+pub struct UserFilter {
+    /// A lower-case prefix of the email address or of the full name.
+    pub prefix: Option<String>,
+    pub role: Option<String>,
+    pub is_active: Option<bool>,
+}
+
+impl UserFilter {
+    fn is_empty(&self) -> bool {
+        self.prefix.is_none() && self.role.is_none() && self.is_active.is_none()
+    }
+
+    fn condition(&self) -> Condition {
+        let mut cond = Condition::all().add(user::Column::DeletedAt.is_null());
+        if let Some(p) = &self.prefix {
+            // A range on the index is a prefix match: bytewise on SQLite, and on
+            // PostgreSQL in the database's collation (exact with C/POSIX collation).
+            let hi = format!("{p}\u{10FFFF}");
+            let name = || Expr::expr(Func::lower(Expr::col(user::Column::FullName)));
+            cond = cond.add(
+                Condition::any()
+                    .add(
+                        Condition::all()
+                            .add(user::Column::Email.gte(p.as_str()))
+                            .add(user::Column::Email.lt(hi.as_str())),
+                    )
+                    .add(Condition::all().add(name().gte(p.as_str())).add(name().lt(hi.as_str()))),
+            );
+        }
+        if let Some(role) = &self.role {
+            cond = cond.add(user::Column::Role.eq(role.as_str()));
+        }
+        if let Some(active) = self.is_active {
+            cond = cond.add(user::Column::IsActive.eq(active));
+        }
+        cond
+    }
+}
+
+/// Users for administration.
+pub mod users {
+    use super::*;
+
+    /// One page of live (not soft-deleted) users, newest first.
+    pub async fn page(
+        conn: &impl ConnectionTrait,
+        filter: &UserFilter,
+        skip: u64,
+        limit: u64,
+    ) -> Result<Vec<user::Model>, DbErr> {
+        user::Entity::find()
+            .filter(filter.condition())
+            .order_by_desc(user::Column::CreatedAt)
+            .order_by_desc(user::Column::Id)
+            .offset(skip)
+            .limit(limit)
+            .all(conn)
+            .await
+    }
+
+    /// How many live users match. Unfiltered, it is every row minus the soft-deleted
+    /// ones: two index counts instead of a scan.
+    pub async fn total(conn: &impl ConnectionTrait, filter: &UserFilter) -> Result<u64, DbErr> {
+        if filter.is_empty() {
+            let all = count(conn, user::Entity::find()).await?;
+            let deleted = count(conn, user::Entity::find().filter(user::Column::DeletedAt.is_not_null())).await?;
+            return Ok(all.saturating_sub(deleted));
+        }
+        count(conn, user::Entity::find().filter(filter.condition())).await
+    }
+
+    /// Sets `updated_at` of the users and tells how many exist. A bulk change runs it
+    /// first: it is a write, so SQLite takes its write lock before anything is read.
+    pub async fn touch(conn: &impl ConnectionTrait, ids: &[Uuid], now: DateTime<Utc>) -> Result<u64, DbErr> {
+        let res = user::Entity::update_many()
+            .col_expr(user::Column::UpdatedAt, Expr::value(now))
+            .filter(user::Column::Id.is_in(ids.iter().copied()))
+            .exec(conn)
+            .await?;
+        Ok(res.rows_affected)
+    }
+
+    /// The id and role of each of `ids` that exists (deleted or not).
+    pub async fn roles_of(conn: &impl ConnectionTrait, ids: &[Uuid]) -> Result<Vec<(Uuid, String)>, DbErr> {
+        user::Entity::find()
+            .select_only()
+            .column(user::Column::Id)
+            .column(user::Column::Role)
+            .filter(user::Column::Id.is_in(ids.iter().copied()))
+            .into_tuple()
+            .all(conn)
+            .await
+    }
+
+    /// Serialises changes that could remove the last admin. On PostgreSQL it locks the
+    /// active admins' rows (in id order, so two such transactions never deadlock); SQLite
+    /// has one writer at a time already, and the caller's first statement is a write.
+    pub async fn lock_admins(conn: &impl ConnectionTrait) -> Result<(), DbErr> {
+        if conn.get_database_backend() != DatabaseBackend::Postgres {
+            return Ok(());
+        }
+        let _: Vec<Uuid> = active_admins()
+            .select_only()
+            .column(user::Column::Id)
+            .order_by_asc(user::Column::Id)
+            .lock_exclusive()
+            .into_tuple()
+            .all(conn)
+            .await?;
+        Ok(())
+    }
+
+    fn active_admins() -> Select<user::Entity> {
+        user::Entity::find()
+            .filter(user::Column::Role.eq("admin"))
+            .filter(user::Column::IsActive.eq(true))
+            .filter(user::Column::DeletedAt.is_null())
+    }
+
+    /// How many admins can sign in.
+    pub async fn active_admin_count(conn: &impl ConnectionTrait) -> Result<u64, DbErr> {
+        count(conn, active_admins()).await
+    }
+
+    /// Activates or deactivates users; deactivation also voids their access tokens.
+    pub async fn set_active(
+        conn: &impl ConnectionTrait,
+        ids: &[Uuid],
+        active: bool,
+        now: DateTime<Utc>,
+    ) -> Result<u64, DbErr> {
+        let mut update = user::Entity::update_many()
+            .col_expr(user::Column::IsActive, Expr::value(active))
+            .col_expr(user::Column::UpdatedAt, Expr::value(now));
+        if !active {
+            update = update.col_expr(user::Column::TokenVersion, Expr::col(user::Column::TokenVersion).add(1));
+        }
+        Ok(update.filter(user::Column::Id.is_in(ids.iter().copied())).exec(conn).await?.rows_affected)
+    }
+
+    /// Gives users a role.
+    pub async fn set_role(
+        conn: &impl ConnectionTrait,
+        ids: &[Uuid],
+        role: &str,
+        now: DateTime<Utc>,
+    ) -> Result<u64, DbErr> {
+        let res = user::Entity::update_many()
+            .col_expr(user::Column::Role, Expr::value(role))
+            .col_expr(user::Column::UpdatedAt, Expr::value(now))
+            .filter(user::Column::Id.is_in(ids.iter().copied()))
+            .exec(conn)
+            .await?;
+        Ok(res.rows_affected)
+    }
+
+    /// Hard-deletes users; their profile, sessions and refresh tokens go by cascade.
+    pub async fn delete(conn: &impl ConnectionTrait, ids: &[Uuid]) -> Result<u64, DbErr> {
+        let res = user::Entity::delete_many().filter(user::Column::Id.is_in(ids.iter().copied())).exec(conn).await?;
+        Ok(res.rows_affected)
+    }
+
+    /// Revokes every live session of the users.
+    pub async fn revoke_sessions(conn: &impl ConnectionTrait, ids: &[Uuid], now: DateTime<Utc>) -> Result<u64, DbErr> {
+        let res = session::Entity::update_many()
+            .col_expr(session::Column::RevokedAt, Expr::value(now))
+            .filter(session::Column::UserId.is_in(ids.iter().copied()))
+            .filter(session::Column::RevokedAt.is_null())
+            .exec(conn)
+            .await?;
+        Ok(res.rows_affected)
+    }
+}
+
+/// The aggregates of the analytics dashboard.
+pub mod analytics {
+    use super::*;
+
+    /// Every user row, soft-deleted or not.
+    pub async fn all_users(conn: &impl ConnectionTrait) -> Result<u64, DbErr> {
+        count(conn, user::Entity::find()).await
+    }
+
+    /// Soft-deleted users.
+    pub async fn deleted_users(conn: &impl ConnectionTrait) -> Result<u64, DbErr> {
+        count(conn, user::Entity::find().filter(user::Column::DeletedAt.is_not_null())).await
+    }
+
+    /// Live users who are deactivated.
+    pub async fn inactive_live_users(conn: &impl ConnectionTrait) -> Result<u64, DbErr> {
+        let q = user::Entity::find().filter(user::Column::IsActive.eq(false)).filter(user::Column::DeletedAt.is_null());
+        count(conn, q).await
+    }
+
+    /// Live users whose email is not verified.
+    pub async fn unverified_live_users(conn: &impl ConnectionTrait) -> Result<u64, DbErr> {
+        let q = user::Entity::find()
+            .filter(user::Column::EmailVerifiedAt.is_null())
+            .filter(user::Column::DeletedAt.is_null());
+        count(conn, q).await
+    }
+
+    /// Live users with the admin role.
+    pub async fn live_admins(conn: &impl ConnectionTrait) -> Result<u64, DbErr> {
+        let q = user::Entity::find().filter(user::Column::Role.eq("admin")).filter(user::Column::DeletedAt.is_null());
+        count(conn, q).await
+    }
+
+    /// Sessions neither revoked nor expired.
+    pub async fn active_sessions(conn: &impl ConnectionTrait, now: DateTime<Utc>) -> Result<u64, DbErr> {
+        let q = session::Entity::find()
+            .filter(session::Column::ExpiresAt.gt(now))
+            .filter(session::Column::RevokedAt.is_null());
+        count(conn, q).await
+    }
+
+    /// Audit events of one kind since a moment.
+    pub async fn events_since(conn: &impl ConnectionTrait, event: &str, since: DateTime<Utc>) -> Result<u64, DbErr> {
+        let q = audit_log::Entity::find()
+            .filter(audit_log::Column::Event.eq(event))
+            .filter(audit_log::Column::CreatedAt.gte(since));
+        count(conn, q).await
+    }
+
+    #[derive(FromQueryResult)]
+    struct DayCount {
+        day: String,
+        n: i64,
+    }
+
+    async fn per_day<E: EntityTrait>(
+        conn: &impl ConnectionTrait,
+        select: Select<E>,
+        column: &str,
+    ) -> Result<Vec<(String, u64)>, DbErr> {
+        let day = day_of(conn.get_database_backend(), column);
+        let rows = select
+            .select_only()
+            .column_as(day.clone(), "day")
+            .column_as(Expr::cust("COUNT(*)"), "n")
+            .group_by(day)
+            .into_model::<DayCount>()
+            .all(conn)
+            .await?;
+        Ok(rows.into_iter().map(|r| (r.day, r.n.max(0) as u64)).collect())
+    }
+
+    /// Sign-ups per UTC day since a moment (every account created, deleted since or not).
+    pub async fn signups_per_day(
+        conn: &impl ConnectionTrait,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(String, u64)>, DbErr> {
+        per_day(conn, user::Entity::find().filter(user::Column::CreatedAt.gte(since)), "created_at").await
+    }
+
+    /// Audit events of one kind per UTC day since a moment.
+    pub async fn events_per_day(
+        conn: &impl ConnectionTrait,
+        event: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(String, u64)>, DbErr> {
+        let q = audit_log::Entity::find()
+            .filter(audit_log::Column::Event.eq(event))
+            .filter(audit_log::Column::CreatedAt.gte(since));
+        per_day(conn, q, "created_at").await
+    }
+}
+
+/// The filters of an audit-log page.
+#[derive(Debug, Default, Clone)]
+pub struct AuditFilter {
+    pub user_id: Option<Uuid>,
+    /// An exact event name, or a prefix ending in `.` (from `admin.*`).
+    pub event: Option<String>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    /// Only events older than this one (keyset pagination on the UUIDv7 id).
+    pub before: Option<Uuid>,
+}
+
+/// The audit log, newest first.
+pub async fn audit_page(
+    conn: &impl ConnectionTrait,
+    f: &AuditFilter,
+    limit: u64,
+) -> Result<Vec<audit_log::Model>, DbErr> {
+    let mut q = audit_log::Entity::find();
+    if let Some(id) = f.user_id {
+        q = q.filter(audit_log::Column::UserId.eq(id));
+    }
+    match f.event.as_deref() {
+        Some(prefix) if prefix.ends_with('.') => {
+            // A range on the (event, …) index: every name that starts with the prefix.
+            q = q
+                .filter(audit_log::Column::Event.gte(prefix))
+                .filter(audit_log::Column::Event.lt(format!("{prefix}\u{10FFFF}")));
+        }
+        Some(event) => q = q.filter(audit_log::Column::Event.eq(event)),
+        None => {}
+    }
+    if let Some(from) = f.from {
+        q = q.filter(audit_log::Column::CreatedAt.gte(from));
+    }
+    if let Some(to) = f.to {
+        q = q.filter(audit_log::Column::CreatedAt.lt(to));
+    }
+    if let Some(before) = f.before {
+        q = q.filter(audit_log::Column::Id.lt(before));
+    }
+    q.order_by_desc(audit_log::Column::Id).limit(limit).all(conn).await
+}
+
+/// API keys.
+pub mod api_keys {
+    use super::*;
+
+    /// Every key, newest first.
+    pub async fn all(conn: &impl ConnectionTrait) -> Result<Vec<api_key::Model>, DbErr> {
+        api_key::Entity::find()
+            .order_by_desc(api_key::Column::CreatedAt)
+            .order_by_desc(api_key::Column::Id)
+            .all(conn)
+            .await
+    }
+
+    /// A key by the SHA-256 of its secret.
+    pub async fn by_hash(conn: &impl ConnectionTrait, hash: &str) -> Result<Option<api_key::Model>, DbErr> {
+        api_key::Entity::find().filter(api_key::Column::KeyHash.eq(hash)).one(conn).await
+    }
+
+    /// A key by id.
+    pub async fn by_id(conn: &impl ConnectionTrait, id: Uuid) -> Result<Option<api_key::Model>, DbErr> {
+        api_key::Entity::find_by_id(id).one(conn).await
+    }
+
+    /// Revokes a key if it is live; tells whether it was.
+    pub async fn revoke(conn: &impl ConnectionTrait, id: Uuid, now: DateTime<Utc>) -> Result<bool, DbErr> {
+        let res = api_key::Entity::update_many()
+            .col_expr(api_key::Column::RevokedAt, Expr::value(now))
+            .filter(api_key::Column::Id.eq(id))
+            .filter(api_key::Column::RevokedAt.is_null())
+            .exec(conn)
+            .await?;
+        Ok(res.rows_affected == 1)
+    }
+
+    /// Records a use.
+    pub async fn touch(conn: &impl ConnectionTrait, id: Uuid, now: DateTime<Utc>) -> Result<(), DbErr> {
+        api_key::Entity::update_many()
+            .col_expr(api_key::Column::LastUsedAt, Expr::value(now))
+            .filter(api_key::Column::Id.eq(id))
+            .exec(conn)
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,890 @@
+//! `/v1/admin`: permissions on every route (token, user, scoped API keys), the users
+//! API, bulk all-or-nothing, the last-admin rule, analytics, the audit log with keyset
+//! pagination and its file, API keys, the first-admin bootstrap across nodes, and the
+//! `tessera admin` commands (SPEC §2.1 Admin, §5.2, §5.7, §5.9).
+
+use std::collections::HashSet;
+use std::process::Stdio;
+
+use reqwest::header::WWW_AUTHENTICATE;
+use reqwest::{Method, Response, StatusCode};
+use serde_json::{json, Value};
+use tessera_core::entity::{api_key, profile, session, user};
+use tessera_store::sea_orm::sea_query::Expr;
+use tessera_store::sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+use tokio::io::AsyncWriteExt;
+
+use crate::auth::{assert_access_ok, assert_access_refused, assert_problem, assert_user_object, refresh_with};
+use crate::harness::*;
+
+const ADMIN_EMAIL: &str = "root@example.com";
+const FIRST_ADMIN: [(&str, &str); 2] = [("FIRST_ADMIN_EMAIL", ADMIN_EMAIL), ("FIRST_ADMIN_PASSWORD", PASSWORD)];
+
+/// A server whose first admin was created from FIRST_ADMIN_*; returns its access token.
+async fn admin_app(extra: &[(&str, &str)]) -> (TestApp, String) {
+    let mut vars = FIRST_ADMIN.to_vec();
+    vars.extend_from_slice(extra);
+    let app = TestApp::with(&vars).await;
+    let token = app.login(ADMIN_EMAIL, PASSWORD).await.access;
+    (app, token)
+}
+
+/// How a request authenticates.
+#[derive(Clone, Copy)]
+enum Cred<'a> {
+    None,
+    Bearer(&'a str),
+    ApiKey(&'a str),
+}
+
+async fn call(app: &TestApp, method: Method, path: &str, cred: Cred<'_>, body: Option<Value>) -> Response {
+    let mut req = app.client.request(method, app.url(path));
+    req = match cred {
+        Cred::None => req,
+        Cred::Bearer(t) => req.bearer_auth(t),
+        Cred::ApiKey(k) => req.header("x-api-key", k),
+    };
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    req.send().await.unwrap()
+}
+
+async fn ok_json(res: Response, status: StatusCode) -> Value {
+    let (got, body) = json_of(res).await;
+    assert_eq!(got, status, "body: {body}");
+    body
+}
+
+/// Creates an API key with `scopes`; returns (key, id).
+async fn api_key(app: &TestApp, admin: &str, scopes: &[&str]) -> (String, String) {
+    let res = call(
+        app,
+        Method::POST,
+        "/v1/admin/api-keys",
+        Cred::Bearer(admin),
+        Some(json!({ "name": "test", "scopes": scopes })),
+    )
+    .await;
+    let body = ok_json(res, StatusCode::CREATED).await;
+    (body["key"].as_str().unwrap().to_owned(), body["id"].as_str().unwrap().to_owned())
+}
+
+/// Creates a user through the admin API; returns it.
+async fn create_user(app: &TestApp, admin: &str, body: Value) -> Value {
+    ok_json(call(app, Method::POST, "/v1/admin/users", Cred::Bearer(admin), Some(body)).await, StatusCode::CREATED)
+        .await
+}
+
+fn id_of(v: &Value) -> String {
+    v["id"].as_str().unwrap().to_owned()
+}
+
+async fn user_row(app: &TestApp, email: &str) -> Option<user::Model> {
+    user::Entity::find().filter(user::Column::Email.eq(email)).one(app.db()).await.unwrap()
+}
+
+async fn count_rows(app: &TestApp, sql: &str) -> i64 {
+    use tessera_store::sea_orm::{ConnectionTrait, Statement};
+    let backend = app.db().get_database_backend();
+    let row = app.db().query_one(Statement::from_string(backend, sql.to_owned())).await.unwrap().unwrap();
+    row.try_get_by_index::<i64>(0).unwrap()
+}
+
+#[tokio::test]
+async fn every_admin_route_refuses_missing_user_and_underscoped_credentials() {
+    let (app, admin) = admin_app(&[]).await;
+    let (_, user) = app.user().await;
+    let target =
+        id_of(&create_user(&app, &admin, json!({ "email": "target@example.com", "password": PASSWORD })).await);
+    let key_id = api_key(&app, &admin, &["users:read"]).await.1;
+    let routes: Vec<(Method, String, Option<Value>, &str)> = vec![
+        (Method::GET, "/v1/admin/users".into(), None, "users:read"),
+        (
+            Method::POST,
+            "/v1/admin/users".into(),
+            Some(json!({ "email": "n@example.com", "password": PASSWORD })),
+            "users:write",
+        ),
+        (Method::GET, format!("/v1/admin/users/{target}"), None, "users:read"),
+        (Method::PATCH, format!("/v1/admin/users/{target}"), Some(json!({ "full_name": "X" })), "users:write"),
+        (Method::POST, format!("/v1/admin/users/{target}/logout"), None, "sessions:write"),
+        (
+            Method::POST,
+            "/v1/admin/users/bulk".into(),
+            Some(json!({ "action": "activate", "ids": [target] })),
+            "users:write",
+        ),
+        (Method::GET, "/v1/admin/analytics".into(), None, "analytics:read"),
+        (Method::GET, "/v1/admin/audit".into(), None, "audit:read"),
+        (Method::GET, "/v1/admin/api-keys".into(), None, "api_keys:read"),
+        (
+            Method::POST,
+            "/v1/admin/api-keys".into(),
+            Some(json!({ "name": "k", "scopes": ["api_keys:write"] })),
+            "api_keys:write",
+        ),
+        (Method::DELETE, format!("/v1/admin/api-keys/{key_id}"), None, "api_keys:write"),
+        (Method::DELETE, format!("/v1/admin/users/{target}"), None, "users:write"),
+    ];
+    let all = [
+        "users:read",
+        "users:write",
+        "sessions:write",
+        "audit:read",
+        "analytics:read",
+        "api_keys:read",
+        "api_keys:write",
+    ];
+    for (method, path, body, needed) in routes {
+        let what = format!("{method} {path}");
+        let res = call(&app, method.clone(), &path, Cred::None, body.clone()).await;
+        assert_eq!(res.headers().get(WWW_AUTHENTICATE).and_then(|v| v.to_str().ok()), Some("Bearer"), "{what}");
+        assert_error(res, StatusCode::UNAUTHORIZED, "not_authenticated").await;
+        let res = call(&app, method.clone(), &path, Cred::Bearer(&user.access), body.clone()).await;
+        assert_error(res, StatusCode::FORBIDDEN, "permission_denied").await;
+        let res = call(&app, method.clone(), &path, Cred::ApiKey("tsk_not-a-real-key"), body.clone()).await;
+        assert_error(res, StatusCode::UNAUTHORIZED, "invalid_api_key").await;
+        // A key holding every scope but the one needed is refused, as header or bearer.
+        let others: Vec<&str> = all.iter().copied().filter(|s| *s != needed).collect();
+        let (under, _) = api_key(&app, &admin, &others).await;
+        let res = call(&app, method.clone(), &path, Cred::ApiKey(&under), body.clone()).await;
+        assert_error(res, StatusCode::FORBIDDEN, "permission_denied").await;
+        let res = call(&app, method.clone(), &path, Cred::Bearer(&under), body.clone()).await;
+        assert_error(res, StatusCode::FORBIDDEN, "permission_denied").await;
+        // The key with exactly that scope gets through.
+        let (exact, _) = api_key(&app, &admin, &[needed]).await;
+        let status = call(&app, method.clone(), &path, Cred::ApiKey(&exact), body).await.status();
+        assert!(status.is_success(), "{what} with a {needed} key: {status}");
+    }
+    // An API key is no access token: the native API refuses it.
+    let (key, _) = api_key(&app, &admin, &all).await;
+    assert_access_refused(&app, &key).await;
+}
+
+#[tokio::test]
+async fn admins_create_read_update_and_delete_users() {
+    let (app, admin) = admin_app(&[]).await;
+    let created = create_user(
+        &app,
+        &admin,
+        json!({ "email": " Bob@Example.com ", "password": PASSWORD, "full_name": "Bob", "phone": "+14155550123",
+                "role": "admin", "is_active": true, "is_verified": true }),
+    )
+    .await;
+    assert_user_object(&created);
+    assert_eq!((created["email"].as_str(), created["role"].as_str()), (Some("bob@example.com"), Some("admin")));
+    assert_eq!(created["is_verified"], true);
+    assert!(user_row(&app, "bob@example.com").await.unwrap().password_hash.starts_with("$argon2id$"));
+    let id = id_of(&created);
+
+    let dup = call(
+        &app,
+        Method::POST,
+        "/v1/admin/users",
+        Cred::Bearer(&admin),
+        Some(json!({ "email": "bob@example.com", "password": PASSWORD })),
+    )
+    .await;
+    assert_error(dup, StatusCode::CONFLICT, "email_already_exists").await;
+    let bad = call(
+        &app,
+        Method::POST,
+        "/v1/admin/users",
+        Cred::Bearer(&admin),
+        Some(json!({ "email": "c@example.com", "password": "weak", "role": "root" })),
+    )
+    .await;
+    let body = assert_error(bad, StatusCode::UNPROCESSABLE_ENTITY, "validation_error").await;
+    let fields: HashSet<&str> =
+        body["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+    assert!(fields.contains("password") && fields.contains("role"), "{body}");
+
+    let got = ok_json(
+        call(&app, Method::GET, &format!("/v1/admin/users/{id}"), Cred::Bearer(&admin), None).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(got, created);
+    let missing =
+        call(&app, Method::GET, &format!("/v1/admin/users/{}", uuid::Uuid::now_v7()), Cred::Bearer(&admin), None).await;
+    assert_error(missing, StatusCode::NOT_FOUND, "user_not_found").await;
+
+    // Patch: every rule still applies.
+    let path = format!("/v1/admin/users/{id}");
+    let taken = call(&app, Method::PATCH, &path, Cred::Bearer(&admin), Some(json!({ "email": ADMIN_EMAIL }))).await;
+    assert_error(taken, StatusCode::CONFLICT, "email_already_exists").await;
+    let weak = call(&app, Method::PATCH, &path, Cred::Bearer(&admin), Some(json!({ "password": "short" }))).await;
+    assert_error(weak, StatusCode::UNPROCESSABLE_ENTITY, "validation_error").await;
+    let role = call(&app, Method::PATCH, &path, Cred::Bearer(&admin), Some(json!({ "role": "superuser" }))).await;
+    assert_error(role, StatusCode::UNPROCESSABLE_ENTITY, "validation_error").await;
+    let bob = app.login("bob@example.com", PASSWORD).await;
+    let patched = ok_json(
+        call(&app, Method::PATCH, &path, Cred::Bearer(&admin),
+            Some(json!({ "full_name": null, "phone": null, "role": "user", "is_verified": false, "password": "N3w!Passphrase" }))).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_user_object(&patched);
+    assert_eq!(
+        (patched["full_name"].clone(), patched["phone"].clone(), patched["role"].clone()),
+        (Value::Null, Value::Null, json!("user"))
+    );
+    assert_eq!(patched["is_verified"], false);
+    // A new password signs the user out everywhere, and works.
+    assert_access_refused(&app, &bob.access).await;
+    assert_problem(refresh_with(&app, &bob.refresh).await, StatusCode::UNAUTHORIZED).await;
+    let bob = app.login("bob@example.com", "N3w!Passphrase").await;
+    assert_access_ok(&app, &bob.access).await;
+    // Deactivation does too.
+    ok_json(
+        call(&app, Method::PATCH, &path, Cred::Bearer(&admin), Some(json!({ "is_active": false }))).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_access_refused(&app, &bob.access).await;
+    assert_error(
+        app.post("/v1/auth/login", None, json!({ "email": "bob@example.com", "password": "N3w!Passphrase" })).await,
+        StatusCode::FORBIDDEN,
+        "account_inactive",
+    )
+    .await;
+
+    // Hard delete: the row, profile and sessions are gone.
+    let res = call(&app, Method::DELETE, &path, Cred::Bearer(&admin), None).await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert!(user_row(&app, "bob@example.com").await.is_none());
+    let uid = uuid::Uuid::parse_str(&id).unwrap();
+    let profiles = profile::Entity::find().filter(profile::Column::UserId.eq(uid)).count(app.db()).await.unwrap();
+    let sessions = session::Entity::find().filter(session::Column::UserId.eq(uid)).count(app.db()).await.unwrap();
+    assert_eq!((profiles, sessions), (0, 0));
+    assert_error(
+        call(&app, Method::DELETE, &path, Cred::Bearer(&admin), None).await,
+        StatusCode::NOT_FOUND,
+        "user_not_found",
+    )
+    .await;
+    // Every change was audited, never with a secret.
+    let audit = app.dump("audit_log").await;
+    for event in ["admin.user.create", "admin.user.update", "admin.user.delete"] {
+        assert!(audit.contains(event), "{event} missing");
+    }
+    assert!(!audit.contains(PASSWORD) && !audit.contains("N3w!Passphrase") && !audit.contains("$argon2"));
+}
+
+#[tokio::test]
+async fn list_pages_newest_first_with_search_and_filters() {
+    let (app, admin) = admin_app(&[]).await;
+    for (email, name, active) in [
+        ("alice@corp.example", "Alice Archer", true),
+        ("albert@corp.example", "Albert Zed", false),
+        ("carol@home.example", "Carol Alder", true),
+        ("dave@home.example", "dave d", true),
+    ] {
+        create_user(
+            &app,
+            &admin,
+            json!({ "email": email, "password": PASSWORD, "full_name": name, "is_active": active }),
+        )
+        .await;
+    }
+    let list = |q: &'static str| {
+        let app = &app;
+        let admin = admin.clone();
+        async move {
+            ok_json(
+                call(app, Method::GET, &format!("/v1/admin/users{q}"), Cred::Bearer(&admin), None).await,
+                StatusCode::OK,
+            )
+            .await
+        }
+    };
+    let emails = |v: &Value| -> Vec<String> {
+        v["items"].as_array().unwrap().iter().map(|u| u["email"].as_str().unwrap().to_owned()).collect()
+    };
+
+    let all = list("").await;
+    assert_eq!(all["total"], 5);
+    assert_eq!(
+        emails(&all),
+        ["dave@home.example", "carol@home.example", "albert@corp.example", "alice@corp.example", ADMIN_EMAIL]
+    );
+    all["items"].as_array().unwrap().iter().for_each(assert_user_object);
+    let page = list("?skip=1&limit=2").await;
+    assert_eq!(
+        (page["total"].clone(), emails(&page)),
+        (json!(5), vec!["carol@home.example".to_owned(), "albert@corp.example".to_owned()])
+    );
+    // Email or name prefix, any case.
+    assert_eq!(emails(&list("?q=AL").await), ["albert@corp.example", "alice@corp.example"]);
+    assert_eq!(emails(&list("?q=Carol%20Al").await), ["carol@home.example"]);
+    assert_eq!(list("?q=alder").await["total"], 0, "a prefix of the email or of the whole name, not a substring");
+    assert_eq!(emails(&list("?q=Dave").await), ["dave@home.example"]);
+    assert_eq!(list("?q=nobody").await["total"], 0);
+    assert_eq!(emails(&list("?role=admin").await), [ADMIN_EMAIL]);
+    let inactive = list("?is_active=false").await;
+    assert_eq!((inactive["total"].clone(), emails(&inactive)), (json!(1), vec!["albert@corp.example".to_owned()]));
+    assert_eq!(list("?q=al&is_active=true&role=user").await["total"], 1);
+    // Soft-deleted users are not listed.
+    app.sql("UPDATE users SET deleted_at = created_at WHERE email = 'dave@home.example'").await;
+    assert_eq!(list("").await["total"], 4);
+
+    for bad in ["?limit=101", "?limit=0", "?role=root", "?skip=-1", "?is_active=maybe"] {
+        let res = call(&app, Method::GET, &format!("/v1/admin/users{bad}"), Cred::Bearer(&admin), None).await;
+        assert_error(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_error").await;
+    }
+}
+
+#[tokio::test]
+async fn admin_logout_signs_a_user_out_everywhere() {
+    let (app, admin) = admin_app(&[]).await;
+    let (email, first) = app.user().await;
+    let second = app.login(&email, PASSWORD).await;
+    let id = user_row(&app, &email).await.unwrap().id;
+    let res = call(&app, Method::POST, &format!("/v1/admin/users/{id}/logout"), Cred::Bearer(&admin), None).await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    for login in [&first, &second] {
+        assert_access_refused(&app, &login.access).await;
+        assert_problem(refresh_with(&app, &login.refresh).await, StatusCode::UNAUTHORIZED).await;
+    }
+    assert!(app.dump("audit_log").await.contains("admin.user.logout"));
+    let res = call(
+        &app,
+        Method::POST,
+        &format!("/v1/admin/users/{}/logout", uuid::Uuid::now_v7()),
+        Cred::Bearer(&admin),
+        None,
+    )
+    .await;
+    assert_error(res, StatusCode::NOT_FOUND, "user_not_found").await;
+}
+
+#[tokio::test]
+async fn bulk_changes_are_all_or_nothing() {
+    let (app, admin) = admin_app(&[]).await;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        ids.push(id_of(
+            &create_user(&app, &admin, json!({ "email": format!("b{i}@example.com"), "password": PASSWORD })).await,
+        ));
+    }
+    let bulk = |body: Value| call(&app, Method::POST, "/v1/admin/users/bulk", Cred::Bearer(&admin), Some(body));
+    let actives =
+        || async { count_rows(&app, "SELECT COUNT(*) FROM users WHERE is_active = true AND email LIKE 'b%'").await };
+
+    // One unknown id, or an unknown role, changes nothing.
+    let mut with_unknown = ids.clone();
+    with_unknown.push(uuid::Uuid::now_v7().to_string());
+    let body = assert_error(
+        bulk(json!({ "action": "deactivate", "ids": with_unknown })).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_error",
+    )
+    .await;
+    assert_eq!(body["errors"][0]["code"], "unknown_ids");
+    assert_eq!(actives().await, 3);
+    assert_error(
+        bulk(json!({ "action": "set_role", "ids": ids, "role": "owner" })).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_error",
+    )
+    .await;
+    assert_error(
+        bulk(json!({ "action": "set_role", "ids": ids })).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_error",
+    )
+    .await;
+    assert_error(
+        bulk(json!({ "action": "explode", "ids": ids })).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_error",
+    )
+    .await;
+    assert_error(
+        bulk(json!({ "action": "delete", "ids": [] })).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_error",
+    )
+    .await;
+    assert_eq!(count_rows(&app, "SELECT COUNT(*) FROM users WHERE role = 'admin'").await, 1);
+
+    let b0 = app.login("b0@example.com", PASSWORD).await;
+    let res = ok_json(bulk(json!({ "action": "deactivate", "ids": ids })).await, StatusCode::OK).await;
+    assert_eq!(res["affected"], 3);
+    assert_eq!(actives().await, 0);
+    assert_access_refused(&app, &b0.access).await;
+    assert_eq!(
+        ok_json(bulk(json!({ "action": "activate", "ids": [ids[0], ids[0]] })).await, StatusCode::OK).await["affected"],
+        1
+    );
+    assert_eq!(
+        ok_json(bulk(json!({ "action": "set_role", "ids": ids, "role": "admin" })).await, StatusCode::OK).await
+            ["affected"],
+        3
+    );
+    assert_eq!(count_rows(&app, "SELECT COUNT(*) FROM users WHERE role = 'admin'").await, 4);
+    assert_eq!(count_rows(&app, "SELECT COUNT(*) FROM audit_log WHERE event = 'admin.user.bulk'").await, 7);
+
+    // Deleting every active admin at once is refused whole.
+    let root = user_row(&app, ADMIN_EMAIL).await.unwrap().id.to_string();
+    let everyone = vec![root.clone(), ids[0].clone()];
+    assert_error(bulk(json!({ "action": "delete", "ids": everyone })).await, StatusCode::CONFLICT, "last_admin").await;
+    assert_eq!(count_rows(&app, "SELECT COUNT(*) FROM users").await, 4);
+    assert_eq!(ok_json(bulk(json!({ "action": "delete", "ids": ids })).await, StatusCode::OK).await["affected"], 3);
+    assert_eq!(count_rows(&app, "SELECT COUNT(*) FROM users").await, 1);
+    assert_eq!(count_rows(&app, "SELECT COUNT(*) FROM profiles").await, 1);
+}
+
+#[tokio::test]
+async fn the_last_active_admin_cannot_be_demoted_deactivated_or_deleted() {
+    let (app, admin) = admin_app(&[]).await;
+    let root = user_row(&app, ADMIN_EMAIL).await.unwrap().id;
+    let path = format!("/v1/admin/users/{root}");
+    for change in [json!({ "role": "user" }), json!({ "is_active": false })] {
+        let res = call(&app, Method::PATCH, &path, Cred::Bearer(&admin), Some(change)).await;
+        assert_error(res, StatusCode::CONFLICT, "last_admin").await;
+    }
+    assert_error(
+        call(&app, Method::DELETE, &path, Cred::Bearer(&admin), None).await,
+        StatusCode::CONFLICT,
+        "last_admin",
+    )
+    .await;
+    let row = user_row(&app, ADMIN_EMAIL).await.unwrap();
+    assert!(row.is_active && row.role == "admin");
+    assert_access_ok(&app, &admin).await;
+
+    // An inactive admin does not count; a second active one does.
+    create_user(
+        &app,
+        &admin,
+        json!({ "email": "idle@example.com", "password": PASSWORD, "role": "admin", "is_active": false }),
+    )
+    .await;
+    assert_error(
+        call(&app, Method::PATCH, &path, Cred::Bearer(&admin), Some(json!({ "role": "user" }))).await,
+        StatusCode::CONFLICT,
+        "last_admin",
+    )
+    .await;
+    create_user(&app, &admin, json!({ "email": "second@example.com", "password": PASSWORD, "role": "admin" })).await;
+    let demoted = ok_json(
+        call(&app, Method::PATCH, &path, Cred::Bearer(&admin), Some(json!({ "role": "user" }))).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(demoted["role"], "user");
+    // Its token now carries no admin permission.
+    assert_error(
+        call(&app, Method::GET, "/v1/admin/users", Cred::Bearer(&admin), None).await,
+        StatusCode::FORBIDDEN,
+        "permission_denied",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn concurrent_demotions_of_two_admins_leave_one() {
+    let (app, admin) = admin_app(&[]).await;
+    let second = id_of(
+        &create_user(&app, &admin, json!({ "email": "two@example.com", "password": PASSWORD, "role": "admin" })).await,
+    );
+    let root = user_row(&app, ADMIN_EMAIL).await.unwrap().id.to_string();
+    // A full-scope key, so that neither request depends on its own caller staying admin.
+    let all = [
+        "users:read",
+        "users:write",
+        "sessions:write",
+        "audit:read",
+        "analytics:read",
+        "api_keys:read",
+        "api_keys:write",
+    ];
+    let (key, _) = api_key(&app, &admin, &all).await;
+    let demote = |id: String| {
+        let app = &app;
+        let key = key.clone();
+        async move {
+            call(
+                app,
+                Method::PATCH,
+                &format!("/v1/admin/users/{id}"),
+                Cred::ApiKey(&key),
+                Some(json!({ "role": "user" })),
+            )
+            .await
+            .status()
+        }
+    };
+    let (a, b) = tokio::join!(demote(root), demote(second));
+    let mut statuses = [a, b];
+    statuses.sort();
+    assert_eq!(statuses, [StatusCode::OK, StatusCode::CONFLICT]);
+    assert_eq!(count_rows(&app, "SELECT COUNT(*) FROM users WHERE role = 'admin'").await, 1);
+}
+
+#[tokio::test]
+async fn analytics_counts_users_sessions_and_logins() {
+    let (app, admin) = admin_app(&[]).await;
+    create_user(&app, &admin, json!({ "email": "v@example.com", "password": PASSWORD, "is_verified": true })).await;
+    create_user(&app, &admin, json!({ "email": "off@example.com", "password": PASSWORD, "is_active": false })).await;
+    create_user(&app, &admin, json!({ "email": "gone@example.com", "password": PASSWORD })).await;
+    app.sql("UPDATE users SET deleted_at = created_at WHERE email = 'gone@example.com'").await;
+    app.login("v@example.com", PASSWORD).await;
+    for _ in 0..2 {
+        let res =
+            app.post("/v1/auth/login", None, json!({ "email": "v@example.com", "password": "Wrong!Pass1" })).await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    }
+    let a = ok_json(
+        call(&app, Method::GET, "/v1/admin/analytics?days=7", Cred::Bearer(&admin), None).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(a["total_users"], 3, "{a}");
+    assert_eq!(a["active_users"], 2, "{a}");
+    assert_eq!(a["verified_users"], 2, "{a}");
+    assert_eq!(a["admins"], 1, "{a}");
+    assert_eq!(a["deleted_users"], 1, "{a}");
+    assert_eq!(a["active_sessions"], 2, "{a}");
+    assert_eq!(a["failed_logins_24h"], 2, "{a}");
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    for (series, today_count) in [("signups_per_day", 4), ("logins_per_day", 2)] {
+        let days = a[series].as_array().unwrap();
+        assert_eq!(days.len(), 7, "{series}");
+        assert_eq!(days[6], json!({ "date": today, "count": today_count }), "{series}");
+        assert!(days[..6].iter().all(|d| d["count"] == 0), "{series}");
+    }
+    let default =
+        ok_json(call(&app, Method::GET, "/v1/admin/analytics", Cred::Bearer(&admin), None).await, StatusCode::OK).await;
+    assert_eq!(default["signups_per_day"].as_array().unwrap().len(), 30);
+    for bad in ["0", "367", "x"] {
+        let res = call(&app, Method::GET, &format!("/v1/admin/analytics?days={bad}"), Cred::Bearer(&admin), None).await;
+        assert_error(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_error").await;
+    }
+}
+
+#[tokio::test]
+async fn audit_log_filters_and_pages_by_keyset() {
+    let dir = tempfile::tempdir().unwrap();
+    let audit_dir = dir.path().join("audit");
+    let (app, admin) = admin_app(&[("AUDIT_LOG_DIR", audit_dir.to_str().unwrap())]).await;
+    let (email, _) = app.user().await;
+    let uid = user_row(&app, &email).await.unwrap().id;
+    for _ in 0..3 {
+        app.login(&email, PASSWORD).await;
+    }
+    app.post("/v1/auth/login", None, json!({ "email": email, "password": "Wrong!Pass1" })).await;
+    let (key, _) = api_key(&app, &admin, &["audit:read"]).await;
+    let get = |q: String| {
+        let app = &app;
+        let key = key.clone();
+        async move {
+            ok_json(
+                call(app, Method::GET, &format!("/v1/admin/audit{q}"), Cred::ApiKey(&key), None).await,
+                StatusCode::OK,
+            )
+            .await
+        }
+    };
+
+    // Page through the user's events two at a time: newest first, no gaps, no repeats.
+    let mut seen = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let page = get(format!("?user_id={uid}&limit=2&cursor={cursor}")).await;
+        let items = page["items"].as_array().unwrap().clone();
+        assert!(items.len() <= 2);
+        seen.extend(
+            items.iter().map(|e| (e["id"].as_str().unwrap().to_owned(), e["event"].as_str().unwrap().to_owned())),
+        );
+        assert!(items.iter().all(|e| e["user_id"] == json!(uid)));
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = c.to_owned(),
+            None => break,
+        }
+    }
+    let events: Vec<&str> = seen.iter().map(|(_, e)| e.as_str()).collect();
+    // (A failed sign-in is recorded without a user id, like one for an unknown email.)
+    assert_eq!(events, ["login.success", "login.success", "login.success", "login.success", "user.create"]);
+    let ids: Vec<&String> = seen.iter().map(|(id, _)| id).collect();
+    let mut sorted = ids.clone();
+    sorted.sort();
+    sorted.reverse();
+    assert_eq!(ids, sorted, "newest first");
+    assert_eq!(ids.iter().collect::<HashSet<_>>().len(), ids.len());
+
+    let failures = get("?event=login.failure".into()).await;
+    assert_eq!(failures["items"].as_array().unwrap().len(), 1);
+    assert_eq!(failures["next_cursor"], Value::Null);
+    let api = get("?event=api_key.*&limit=100".into()).await;
+    assert!(api["items"].as_array().unwrap().iter().all(|e| e["event"].as_str().unwrap().starts_with("api_key.")));
+    assert!(api["items"].as_array().unwrap().iter().any(|e| e["event"] == "api_key.use"));
+    let future = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    assert_eq!(get(format!("?from={future}")).await["items"].as_array().unwrap().len(), 0);
+    assert!(!get(format!("?to={future}&limit=100")).await["items"].as_array().unwrap().is_empty());
+    for bad in ["?cursor=nope", "?limit=101", "?event=a*b"] {
+        let res = call(&app, Method::GET, &format!("/v1/admin/audit{bad}"), Cred::ApiKey(&key), None).await;
+        assert_error(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_error").await;
+    }
+
+    // The same events, as JSON lines in today's file, without secrets.
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let text = std::fs::read_to_string(audit_dir.join(format!("audit-{today}.jsonl"))).unwrap();
+    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    for (id, event) in &seen {
+        assert!(
+            lines.iter().any(|l| l["id"] == json!(id) && l["event"] == json!(event)),
+            "{event} {id} not in the file"
+        );
+    }
+    assert!(lines.iter().any(|l| l["event"] == "admin.bootstrap"));
+    assert!(!text.contains(PASSWORD) && !text.contains(&key) && !text.contains("Wrong!Pass1"));
+    assert_eq!(count_rows(&app, "SELECT COUNT(*) FROM audit_log").await as usize, lines.len());
+}
+
+#[tokio::test]
+async fn api_keys_are_shown_once_scoped_audited_and_revocable() {
+    let (app, admin) = admin_app(&[]).await;
+    let res = call(
+        &app,
+        Method::POST,
+        "/v1/admin/api-keys",
+        Cred::Bearer(&admin),
+        Some(json!({ "name": "reporting", "scopes": ["users:read", "analytics:read"] })),
+    )
+    .await;
+    let created = ok_json(res, StatusCode::CREATED).await;
+    let key = created["key"].as_str().unwrap().to_owned();
+    assert!(key.starts_with("tsk_") && key.len() == 4 + 43, "{key}");
+    assert_eq!(created["scopes"], json!(["users:read", "analytics:read"]));
+    assert!(key.starts_with(created["prefix"].as_str().unwrap()));
+    // Stored only as a hash; never listed.
+    assert!(!app.dump("api_keys").await.contains(&key[4..]));
+    let list =
+        ok_json(call(&app, Method::GET, "/v1/admin/api-keys", Cred::Bearer(&admin), None).await, StatusCode::OK).await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+    assert!(list["items"][0].get("key").is_none() && !list.to_string().contains(&key[4..]));
+    assert_eq!(list["items"][0]["last_used_at"], Value::Null);
+
+    // Accepted as a bearer token and as X-API-Key; each use audited and dated.
+    ok_json(call(&app, Method::GET, "/v1/admin/users", Cred::Bearer(&key), None).await, StatusCode::OK).await;
+    ok_json(call(&app, Method::GET, "/v1/admin/analytics", Cred::ApiKey(&key), None).await, StatusCode::OK).await;
+    assert_eq!(count_rows(&app, "SELECT COUNT(*) FROM audit_log WHERE event = 'api_key.use'").await, 2);
+    let list =
+        ok_json(call(&app, Method::GET, "/v1/admin/api-keys", Cred::Bearer(&admin), None).await, StatusCode::OK).await;
+    assert!(list["items"][0]["last_used_at"].is_string());
+
+    // A key can never do more than its scopes: no stronger key, no admin, no admin takeover.
+    let (writer, _) = api_key(&app, &admin, &["users:write", "users:read", "api_keys:write"]).await;
+    let res = call(
+        &app,
+        Method::POST,
+        "/v1/admin/api-keys",
+        Cred::ApiKey(&writer),
+        Some(json!({ "name": "x", "scopes": ["audit:read"] })),
+    )
+    .await;
+    assert_error(res, StatusCode::FORBIDDEN, "permission_denied").await;
+    let res = call(
+        &app,
+        Method::POST,
+        "/v1/admin/api-keys",
+        Cred::ApiKey(&writer),
+        Some(json!({ "name": "x", "scopes": ["users:read"] })),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let res = call(
+        &app,
+        Method::POST,
+        "/v1/admin/users",
+        Cred::ApiKey(&writer),
+        Some(json!({ "email": "evil@example.com", "password": PASSWORD, "role": "admin" })),
+    )
+    .await;
+    assert_error(res, StatusCode::FORBIDDEN, "permission_denied").await;
+    let root = user_row(&app, ADMIN_EMAIL).await.unwrap().id;
+    let res = call(
+        &app,
+        Method::PATCH,
+        &format!("/v1/admin/users/{root}"),
+        Cred::ApiKey(&writer),
+        Some(json!({ "password": "Tak3n!Over99" })),
+    )
+    .await;
+    assert_error(res, StatusCode::FORBIDDEN, "permission_denied").await;
+    let made = ok_json(
+        call(
+            &app,
+            Method::POST,
+            "/v1/admin/users",
+            Cred::ApiKey(&writer),
+            Some(json!({ "email": "ok@example.com", "password": PASSWORD })),
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    assert_eq!(made["role"], "user");
+
+    for (body, field) in [
+        (json!({ "name": "x", "scopes": ["root"] }), "scopes"),
+        (json!({ "name": "x", "scopes": [] }), "scopes"),
+        (json!({ "name": "", "scopes": ["users:read"] }), "name"),
+        (json!({ "name": "x", "scopes": ["users:read"], "expires_at": "2000-01-01T00:00:00Z" }), "expires_at"),
+    ] {
+        let res = call(&app, Method::POST, "/v1/admin/api-keys", Cred::Bearer(&admin), Some(body)).await;
+        let err = assert_error(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_error").await;
+        assert_eq!(err["errors"][0]["field"], field);
+    }
+
+    // Expired and revoked keys stop at once.
+    let soon = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let res = call(
+        &app,
+        Method::POST,
+        "/v1/admin/api-keys",
+        Cred::Bearer(&admin),
+        Some(json!({ "name": "t", "scopes": ["users:read"], "expires_at": soon })),
+    )
+    .await;
+    let expiring = ok_json(res, StatusCode::CREATED).await;
+    let ekey = expiring["key"].as_str().unwrap();
+    ok_json(call(&app, Method::GET, "/v1/admin/users", Cred::ApiKey(ekey), None).await, StatusCode::OK).await;
+    let eid = uuid::Uuid::parse_str(expiring["id"].as_str().unwrap()).unwrap();
+    api_key::Entity::update_many()
+        .col_expr(api_key::Column::ExpiresAt, Expr::value(Some(chrono::Utc::now() - chrono::Duration::seconds(1))))
+        .filter(api_key::Column::Id.eq(eid))
+        .exec(app.db())
+        .await
+        .unwrap();
+    assert_error(
+        call(&app, Method::GET, "/v1/admin/users", Cred::ApiKey(ekey), None).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_api_key",
+    )
+    .await;
+
+    let id = created["id"].as_str().unwrap();
+    let res = call(&app, Method::DELETE, &format!("/v1/admin/api-keys/{id}"), Cred::Bearer(&admin), None).await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_error(
+        call(&app, Method::GET, "/v1/admin/users", Cred::ApiKey(&key), None).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_api_key",
+    )
+    .await;
+    let res = call(&app, Method::DELETE, &format!("/v1/admin/api-keys/{id}"), Cred::Bearer(&admin), None).await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT, "revoking twice is harmless");
+    let res =
+        call(&app, Method::DELETE, &format!("/v1/admin/api-keys/{}", uuid::Uuid::now_v7()), Cred::Bearer(&admin), None)
+            .await;
+    assert_error(res, StatusCode::NOT_FOUND, "api_key_not_found").await;
+    let audit = app.dump("audit_log").await;
+    assert!(audit.contains("api_key.create") && audit.contains("api_key.revoke"));
+    assert!(!audit.contains(&key[4..]) && !audit.contains(&writer[4..]));
+}
+
+#[tokio::test]
+async fn first_admin_is_created_once_across_restarts_and_simultaneous_nodes() {
+    let app = TestApp::spawn().await;
+    assert!(user_row(&app, ADMIN_EMAIL).await.is_none(), "no default admin ever exists");
+    // Two nodes start at the same moment on one database, then one restarts.
+    let (a, b) = tokio::join!(app.another_node(&FIRST_ADMIN), app.another_node(&FIRST_ADMIN));
+    let c = app.another_node(&FIRST_ADMIN).await;
+    let admins = user::Entity::find().filter(user::Column::Role.eq("admin")).count(app.db()).await.unwrap();
+    assert_eq!(admins, 1);
+    let root = user_row(&app, ADMIN_EMAIL).await.unwrap();
+    assert!(root.is_active && root.email_verified_at.is_some());
+    assert_eq!(count_rows(&app, "SELECT COUNT(*) FROM audit_log WHERE event = 'admin.bootstrap'").await, 1);
+    for node in [&a, &b, &c] {
+        node.login(ADMIN_EMAIL, PASSWORD).await;
+    }
+    // An existing admin means no new one, whatever the address.
+    let d = app.another_node(&[("FIRST_ADMIN_EMAIL", "other@example.com"), ("FIRST_ADMIN_PASSWORD", PASSWORD)]).await;
+    assert!(user_row(&d, "other@example.com").await.is_none());
+    // A weak first-admin password is a configuration error.
+    let weak = [("FIRST_ADMIN_EMAIL", "x@example.com"), ("FIRST_ADMIN_PASSWORD", "password")];
+    let errs = tessera_core::settings::Settings::from_vars(&test_vars("sqlite://x.db", &weak)).err().unwrap();
+    assert!(errs.iter().any(|e| e.contains("FIRST_ADMIN_PASSWORD")), "{errs:?}");
+    let lone = [("FIRST_ADMIN_EMAIL", "x@example.com")];
+    assert!(tessera_core::settings::Settings::from_vars(&test_vars("sqlite://x.db", &lone)).is_err());
+}
+
+async fn tessera_cli(args: &[&str], db_url: &str, stdin: &str) -> (i32, String, String) {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .env_clear()
+        .envs([
+            ("DATABASE_URL", db_url),
+            ("JWT_SECRET_KEY", JWT_SECRET),
+            ("ARGON2_MEMORY_KIB", "1024"),
+            ("ARGON2_ITERATIONS", "1"),
+        ])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.as_bytes()).await.unwrap();
+    drop(input);
+    let out = child.wait_with_output().await.unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn admin_create_command_reads_the_password_from_stdin() {
+    let app = TestApp::spawn().await;
+    let create = ["admin", "create", "--email", "ops@example.com", "--password-stdin"];
+    let (code, out, err) = tessera_cli(&create, &app.db_url, &format!("{PASSWORD}\n")).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("created admin ops@example.com"), "{out}");
+    assert!(!out.contains(PASSWORD) && !err.contains(PASSWORD));
+    let token = app.login("ops@example.com", PASSWORD).await.access;
+    ok_json(call(&app, Method::GET, "/v1/admin/users", Cred::Bearer(&token), None).await, StatusCode::OK).await;
+
+    let (code, _, err) = tessera_cli(&create, &app.db_url, &format!("{PASSWORD}\n")).await;
+    assert_ne!(code, 0, "a second create with the same email fails: {err}");
+    let user = ["admin", "create", "--email", "plain@example.com", "--password-stdin", "--role", "user"];
+    let (code, _, err) = tessera_cli(&user, &app.db_url, PASSWORD).await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(user_row(&app, "plain@example.com").await.unwrap().role, "user");
+    let weak = ["admin", "create", "--email", "weak@example.com", "--password-stdin"];
+    let (code, _, err) = tessera_cli(&weak, &app.db_url, "password\n").await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("password"), "{err}");
+    let (code, _, _) = tessera_cli(&["admin", "create", "--email", "x@example.com"], &app.db_url, "").await;
+    assert_ne!(code, 0, "the password never comes as an argument");
+}
+
+#[tokio::test]
+async fn seed_users_command_fills_the_table_for_benchmarks() {
+    let (app, admin) = admin_app(&[]).await;
+    let (code, out, err) =
+        tessera_cli(&["admin", "seed-users", "--count", "250", "--batch", "100", "--days", "10"], &app.db_url, "")
+            .await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("seeded 250 users"), "{out}");
+    let a = ok_json(
+        call(&app, Method::GET, "/v1/admin/analytics?days=10", Cred::Bearer(&admin), None).await,
+        StatusCode::OK,
+    )
+    .await;
+    let signups: u64 = a["signups_per_day"].as_array().unwrap().iter().map(|d| d["count"].as_u64().unwrap()).sum();
+    assert_eq!(a["total_users"].as_u64().unwrap() + a["deleted_users"].as_u64().unwrap(), 251);
+    assert!(signups >= 200, "spread over the last 10 days: {a}");
+    assert!(a["deleted_users"].as_u64().unwrap() > 0 && a["active_users"].as_u64() < a["total_users"].as_u64());
+    let found =
+        ok_json(call(&app, Method::GET, "/v1/admin/users?q=seed12", Cred::Bearer(&admin), None).await, StatusCode::OK)
+            .await;
+    assert_eq!(found["total"], 11, "seed12 and seed120..129");
+    app.login("seed1@seed.example", tessera_core::seed::SEED_PASSWORD).await;
+}
