@@ -75,6 +75,11 @@ pub async fn connect(url: &str, pool: &PoolConfig) -> Result<DatabaseConnection,
             let pool = SqlitePoolOptions::new()
                 .max_connections(pool.size.max(1))
                 .acquire_timeout(pool.acquire_timeout)
+                // An in-process SQLite connection cannot go stale the way a socket can,
+                // and sqlx already pings each connection when it is released; a second
+                // ping on acquire is one more round trip to the connection's worker
+                // thread on every statement.
+                .test_before_acquire(false)
                 .connect_with(opts)
                 .await
                 .map_err(|e| format!("cannot open the SQLite database: {e}"))?;

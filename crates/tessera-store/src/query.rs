@@ -3,7 +3,9 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder, Statement,
+};
 use uuid::Uuid;
 
 use crate::entity::{audit_log, profile, refresh_token, session, user};
@@ -81,13 +83,61 @@ pub mod profiles {
 pub mod sessions {
     use super::*;
 
-    /// A session together with its user, in one query.
+    /// The columns of [`with_user`], in the order its decoder reads them.
+    const WITH_USER_COLUMNS: &str = "s.id, s.user_id, s.created_at, s.last_used_at, s.expires_at, s.revoked_at, \
+        s.ip, s.user_agent, s.aal, u.id, u.email, u.password_hash, u.full_name, u.phone, u.email_verified_at, \
+        u.phone_verified_at, u.is_active, u.role, u.token_version, u.last_login_at, u.created_at, u.updated_at, \
+        u.deleted_at, u.new_email";
+
+    /// A session together with its user, in one query. Every authenticated request runs
+    /// it, so the SQL is a constant (no query building, and the prepared statement is
+    /// reused from each connection's cache) and columns are read by position; the
+    /// struct literals below stop compiling if a column is added to either model.
     pub async fn with_user(
         conn: &impl ConnectionTrait,
         id: Uuid,
     ) -> Result<Option<(session::Model, user::Model)>, DbErr> {
-        let row = session::Entity::find_by_id(id).find_also_related(user::Entity).one(conn).await?;
-        Ok(row.and_then(|(s, u)| u.map(|u| (s, u))))
+        static SQL: std::sync::OnceLock<[String; 2]> = std::sync::OnceLock::new();
+        let [sqlite, postgres] = SQL.get_or_init(|| {
+            let sql = |p: &str| {
+                format!("SELECT {WITH_USER_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = {p}")
+            };
+            [sql("?"), sql("$1")]
+        });
+        let backend = conn.get_database_backend();
+        let sql = if backend == DbBackend::Postgres { postgres } else { sqlite };
+        let Some(r) = conn.query_one(Statement::from_sql_and_values(backend, sql.as_str(), [id.into()])).await? else {
+            return Ok(None);
+        };
+        let session = session::Model {
+            id: r.try_get_by_index(0)?,
+            user_id: r.try_get_by_index(1)?,
+            created_at: r.try_get_by_index(2)?,
+            last_used_at: r.try_get_by_index(3)?,
+            expires_at: r.try_get_by_index(4)?,
+            revoked_at: r.try_get_by_index(5)?,
+            ip: r.try_get_by_index(6)?,
+            user_agent: r.try_get_by_index(7)?,
+            aal: r.try_get_by_index(8)?,
+        };
+        let user = user::Model {
+            id: r.try_get_by_index(9)?,
+            email: r.try_get_by_index(10)?,
+            password_hash: r.try_get_by_index(11)?,
+            full_name: r.try_get_by_index(12)?,
+            phone: r.try_get_by_index(13)?,
+            email_verified_at: r.try_get_by_index(14)?,
+            phone_verified_at: r.try_get_by_index(15)?,
+            is_active: r.try_get_by_index(16)?,
+            role: r.try_get_by_index(17)?,
+            token_version: r.try_get_by_index(18)?,
+            last_login_at: r.try_get_by_index(19)?,
+            created_at: r.try_get_by_index(20)?,
+            updated_at: r.try_get_by_index(21)?,
+            deleted_at: r.try_get_by_index(22)?,
+            new_email: r.try_get_by_index(23)?,
+        };
+        Ok(Some((session, user)))
     }
 
     /// A session by id.

@@ -1,0 +1,515 @@
+#!/usr/bin/env python3
+"""tessera's load benchmark; run it through bench/run, which builds first.
+
+Starts the release binary on SQLite (and on PostgreSQL when its server binaries are
+found), creates users, runs every scenario with wrk for a fixed time after a warm-up,
+prints one markdown table and writes bench/results/latest.json. Standard library only.
+"""
+
+import argparse
+import datetime
+import http.client
+import json
+import os
+import platform
+import re
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LUA = os.path.join(ROOT, "bench", "lua")
+PASSWORD = "Bench-Passw0rd!x"
+CORES = os.cpu_count() or 1
+
+
+def log(msg):
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_json(port, method, path, body=None, timeout=30):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        headers = {"content-type": "application/json"} if body is not None else {}
+        conn.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers)
+        res = conn.getresponse()
+        data = res.read()
+        return res.status, (json.loads(data) if data else None)
+    finally:
+        conn.close()
+
+
+def rss_kib(pid, field="VmRSS"):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+class RssSampler:
+    """Samples a process's RSS every 50 ms while a scenario runs; keeps the peak."""
+
+    def __init__(self, pid):
+        self.pid, self.peak, self._stop = pid, 0, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, rss_kib(self.pid) or 0)
+            self._stop.wait(0.05)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+# --- PostgreSQL ---------------------------------------------------------------------
+class Postgres:
+    """A throwaway PostgreSQL server, as scripts/test starts one: an unprivileged user
+    (postgres, when we are root), a temp directory, a free loopback port."""
+
+    def __init__(self, bindir):
+        self.bindir, self.tmp, self.data, self.port, self.url = bindir, None, None, None, None
+        self.user = None
+        if os.geteuid() == 0:
+            self.user = "postgres" if _user_exists("postgres") else "tessera-test"
+            if not _user_exists(self.user):
+                subprocess.run(["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
+                                "--shell", "/usr/sbin/nologin", self.user], check=True)
+
+    def _as(self, args, **kw):
+        if self.user:
+            args = ["runuser", "-u", self.user, "--"] + args
+        return subprocess.run(args, cwd="/", **kw)
+
+    def start(self):
+        self.tmp = tempfile.mkdtemp(prefix="tessera-bench-pg.", dir="/tmp")
+        if self.user:
+            shutil.chown(self.tmp, self.user)
+        os.chmod(self.tmp, 0o700)
+        self.data = os.path.join(self.tmp, "data")
+        sock = os.path.join(self.tmp, "sock")
+        self._as(["mkdir", "-m", "700", sock], check=True)
+        self._as([f"{self.bindir}/initdb", "-D", self.data, "-A", "trust", "-U", "postgres", "--no-sync",
+                  "-E", "UTF8", "--locale=C"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(5):
+            self.port = free_port()
+            # fsync stays on; synchronous_commit=off gives the durability of SQLite's
+            # WAL + synchronous=NORMAL that the SQLite runs use (no flush per commit).
+            opts = (f"-c listen_addresses=127.0.0.1 -p {self.port} -k {sock} -c synchronous_commit=off "
+                    f"-c max_connections=200 -c shared_buffers=128MB")
+            r = self._as([f"{self.bindir}/pg_ctl", "-D", self.data, "-l", f"{self.tmp}/postgres.log", "-w",
+                          "-t", "60", "-o", opts, "start"], stdout=subprocess.DEVNULL)
+            if r.returncode == 0:
+                self.url = f"postgres://postgres@127.0.0.1:{self.port}/postgres"
+                return
+        raise RuntimeError("could not start PostgreSQL")
+
+    def version(self):
+        out = subprocess.run([f"{self.bindir}/pg_ctl", "--version"], capture_output=True, text=True).stdout
+        return out.strip()
+
+    def stop(self):
+        if not self.tmp:
+            return
+        if os.path.exists(os.path.join(self.data, "postmaster.pid")):
+            self._as([f"{self.bindir}/pg_ctl", "-D", self.data, "-m", "immediate", "-w", "-t", "30", "stop"],
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        self.tmp = None
+
+
+def _user_exists(name):
+    return subprocess.run(["id", "-u", name], capture_output=True).returncode == 0
+
+
+def find_pg_bin():
+    cands = []
+    for tool in ("pg_ctl", "initdb"):
+        p = shutil.which(tool)
+        if p:
+            cands.append(os.path.dirname(os.path.realpath(p)))
+    base = "/usr/lib/postgresql"
+    if os.path.isdir(base):
+        cands += [os.path.join(base, v, "bin") for v in os.listdir(base)]
+    best, bestv = None, 0
+    for d in cands:
+        if not all(os.access(os.path.join(d, t), os.X_OK) for t in ("pg_ctl", "initdb", "postgres")):
+            continue
+        m = re.search(r"(\d+)", subprocess.run([f"{d}/pg_ctl", "--version"], capture_output=True,
+                                               text=True).stdout)
+        if m and int(m.group(1)) > bestv:
+            best, bestv = d, int(m.group(1))
+    return best
+
+
+# --- the server -----------------------------------------------------------------------
+class Server:
+    def __init__(self, binary, database_url, workdir, extra_env=None):
+        self.binary, self.database_url, self.workdir = binary, database_url, workdir
+        self.port = free_port()
+        self.env = dict(os.environ)
+        self.env.update({
+            "DATABASE_URL": database_url,
+            "HOST": "127.0.0.1",
+            "PORT": str(self.port),
+            "LOG_LEVEL": "warn",
+            # The default limits allow 5 sign-ins per 15 minutes per IP: a load test
+            # from one address needs them off.
+            "RATE_LIMIT_ENABLED": "false",
+            "JWT_SECRET_KEY": secrets.token_urlsafe(48),
+            "SECURE_COOKIES": "false",
+            "OPENAPI_ENABLED": "false",
+        })
+        self.env.update(extra_env or {})
+        self.proc = None
+        self.startup_ms = None
+
+    def start(self):
+        logf = open(os.path.join(self.workdir, f"server-{self.port}.log"), "wb")
+        started = time.monotonic()
+        self.proc = subprocess.Popen([self.binary, "serve"], env=self.env, cwd=self.workdir, stdout=logf,
+                                     stderr=subprocess.STDOUT)
+        # Start-up time: from exec to the first 200 on /health.
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"tessera exited with {self.proc.returncode}; see {logf.name}")
+            try:
+                status, _ = http_json(self.port, "GET", "/health", timeout=1)
+                if status == 200:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() - started > 60:
+                raise RuntimeError("tessera did not answer /health within 60 s")
+            time.sleep(0.002)
+        self.startup_ms = (time.monotonic() - started) * 1000
+        return self
+
+    def rss_mib(self, field="VmRSS"):
+        kib = rss_kib(self.proc.pid, field)
+        return None if kib is None else kib / 1024
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+# --- wrk ----------------------------------------------------------------------------------
+def wrk(port, path, script, conns, seconds, threads=None, env=None, timeout_s=10):
+    threads = threads or min(CORES, conns)
+    cmd = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{seconds}s", f"--timeout={timeout_s}s",
+           "-s", os.path.join(LUA, script), f"http://127.0.0.1:{port}{path}"]
+    e = dict(os.environ)
+    e["BENCH_LUA_DIR"] = LUA
+    e.update(env or {})
+    if "BENCH_RUN_ID" in e:
+        e["BENCH_RUN_ID"] += "-" + secrets.token_hex(3)
+    return subprocess.Popen(cmd, env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wrk_result(proc):
+    out, err = proc.communicate()
+    for line in out.splitlines():
+        if line.startswith("BENCH_RESULT "):
+            r = json.loads(line[len("BENCH_RESULT "):])
+            errors = r["connect"] + r["read"] + r["write"] + r["status"] + r["timeout"]
+            return {
+                "requests": r["requests"],
+                "rps": r["requests"] / (r["duration_us"] / 1e6),
+                "p50_ms": r["p50_us"] / 1000,
+                "p90_ms": r["p90_us"] / 1000,
+                "p99_ms": r["p99_us"] / 1000,
+                "max_ms": r["max_us"] / 1000,
+                "errors": errors,
+                "error_detail": {k: r[k] for k in ("connect", "read", "write", "status", "timeout") if r[k]},
+            }
+    raise RuntimeError(f"wrk gave no result:\n{out}\n{err}")
+
+
+def run_wrk(port, path, script, conns, args, env=None, threads=None):
+    """A warm-up run that is thrown away, then the measured run."""
+    if args.warmup > 0:
+        wrk_result(wrk(port, path, script, conns, args.warmup, threads=threads, env=env))
+    return wrk_result(wrk(port, path, script, conns, args.duration, threads=threads, env=env))
+
+
+# --- set-up --------------------------------------------------------------------------------
+def sign_in(port, email):
+    """Signs in; returns the access token (body) and the refresh token (cookie)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("POST", "/v1/auth/login", body=json.dumps({"email": email, "password": PASSWORD}),
+                     headers={"content-type": "application/json"})
+        res = conn.getresponse()
+        body = res.read()
+        m = re.match(r"refresh_token=([^;]+)", res.getheader("set-cookie") or "")
+        if res.status != 200 or not m:
+            raise RuntimeError(f"sign-in answered {res.status}: {body[:200]!r}")
+        return json.loads(body)["access_token"], m.group(1)
+    finally:
+        conn.close()
+
+
+def create_users(port, count, run_id, workdir):
+    """Signs up `count` users and signs each in once: its access token is used by the /me
+    scenario, its refresh token starts one chain of the refresh scenario (rotating it
+    leaves the access token valid). Writes users, access and refresh tokens to files."""
+    emails = [f"user-{run_id}-{i}@bench.example" for i in range(count)]
+
+    def make(email):
+        status, body = http_json(port, "POST", "/v1/users",
+                                 {"email": email, "password": PASSWORD, "full_name": "Bench User"})
+        if status != 201:
+            raise RuntimeError(f"sign-up answered {status}: {body}")
+        return sign_in(port, email)
+
+    with ThreadPoolExecutor(max_workers=2 * CORES) as pool:
+        tokens = list(pool.map(make, emails))
+    files = {name: os.path.join(workdir, f"{name}.txt") for name in ("users", "tokens", "refresh")}
+    with open(files["users"], "w") as f:
+        f.writelines(f"{e} {PASSWORD}\n" for e in emails)
+    with open(files["tokens"], "w") as f:
+        f.writelines(f"{access}\n" for access, _ in tokens)
+    with open(files["refresh"], "w") as f:
+        f.writelines(f"{refresh}\n" for _, refresh in tokens)
+    return files
+
+
+# --- scenarios --------------------------------------------------------------------------------
+def row(scenario, backend, conns, r, derived=""):
+    return {"scenario": scenario, "backend": backend, "conns": conns, **r, "derived": derived}
+
+
+def bench_backend(backend, url, args, workdir, hash_ms, run_id):
+    """Every scenario on one server; returns table rows and resource figures."""
+    label = {"sqlite": "SQLite", "postgres": "PostgreSQL"}[backend]
+    log(f"{label}: starting tessera")
+    server = Server(args.binary, url, workdir).start()
+    try:
+        time.sleep(1)
+        res = {"startup_ms": server.startup_ms, "rss_idle_mib": server.rss_mib()}
+        log(f"{label}: up in {server.startup_ms:.0f} ms, RSS {res['rss_idle_mib']:.1f} MiB; creating {args.users} users")
+        files = create_users(server.port, args.users, run_id, workdir)
+        rows = []
+
+        log(f"{label}: floor")
+        floor = run_wrk(server.port, "/health", "plain.lua", 64, args)
+        rows.append(row("floor: GET /health", label, 64, floor))
+
+        log(f"{label}: me")
+        with RssSampler(server.proc.pid) as rss:
+            me = run_wrk(server.port, "/v1/auth/me", "me.lua", 64, args, env={"BENCH_TOKENS": files["tokens"]})
+        res["rss_me_peak_mib"] = rss.peak / 1024
+        ratio = me["rps"] / floor["rps"] if floor["rps"] else 0
+        rows.append(row(f"me: GET /v1/auth/me ({args.users} users)", label, 64, me,
+                        f"{ratio:.0%} of floor"))
+        rows[-1]["me_over_floor"] = ratio
+
+        if backend == "sqlite" or args.full_postgres:
+            conns = 2 * CORES
+            log(f"{label}: login")
+            login = run_wrk(server.port, "/v1/auth/login", "login.lua", conns, args,
+                            env={"BENCH_USERS": files["users"]})
+            ideal = CORES / (hash_ms / 1000)
+            eff = login["rps"] / ideal
+            rows.append(row("login: POST /v1/auth/login", label, conns, login,
+                            f"efficiency {eff:.2f} (ideal {ideal:.1f}/s: {CORES} cores / {hash_ms:.1f} ms)"))
+            rows[-1]["efficiency"] = eff
+
+            log(f"{label}: storm")
+            # Sign-in saturated for the whole window; /health measured inside it.
+            storm_login = wrk(server.port, "/v1/auth/login", "login.lua", conns, args.duration + 2,
+                              env={"BENCH_USERS": files["users"]})
+            time.sleep(1)
+            probe = wrk(server.port, "/health", "plain.lua", 8, args.duration, threads=1)
+            health = wrk_result(probe)
+            during = wrk_result(storm_login)
+            rows.append(row("storm: GET /health while login is saturated", label, f"8 + {conns}", health,
+                            f"{during['rps']:.1f} logins/s meanwhile, /health max {health['max_ms']:.1f} ms"))
+            rows[-1]["storm_logins_rps"] = during["rps"]
+
+        log(f"{label}: refresh")
+        refresh = run_wrk(server.port, "/v1/auth/refresh", "refresh.lua", args.refresh_conns, args,
+                          env={"BENCH_REFRESH": files["refresh"]})
+        rows.append(row("refresh: POST /v1/auth/refresh (rotation)", label, args.refresh_conns, refresh))
+
+        log(f"{label}: register")
+        conns = 2 * CORES
+        register = run_wrk(server.port, "/v1/users", "register.lua", conns, args,
+                           env={"BENCH_RUN_ID": run_id, "BENCH_PASSWORD": PASSWORD})
+        rows.append(row("register: POST /v1/users", label, conns, register))
+
+        res["rss_peak_mib"] = server.rss_mib("VmHWM")
+        time.sleep(2)
+        res["rss_after_mib"] = server.rss_mib()
+        return rows, res
+    finally:
+        server.stop()
+
+
+def hash_time(args):
+    """Single-thread Argon2id verify time with the server's parameters (same code,
+    same environment), measured by crates/tessera-core/examples/hash_time.rs."""
+    # Run where the server runs (a temp dir), so both read the same settings.
+    out = subprocess.run([args.hash_timer, str(args.hash_samples)], capture_output=True, text=True,
+                         cwd=tempfile.gettempdir())
+    if out.returncode != 0:
+        raise RuntimeError(f"hash timer failed: {out.stderr}")
+    return json.loads(out.stdout)
+
+
+def machine():
+    info = {"nproc": CORES, "kernel": platform.release(), "arch": platform.machine()}
+    try:
+        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        m = re.search(r"^Model name:\s*(.+)$", lscpu, re.M)
+        info["cpu"] = m.group(1).strip() if m else "unknown"
+    except OSError:
+        info["cpu"] = "unknown"
+    with open("/proc/meminfo") as f:
+        kib = int(f.readline().split()[1])
+    info["memory_gib"] = round(kib / 1024 / 1024, 1)
+    info["loadavg_before"] = os.getloadavg()
+    return info
+
+
+def fmt_int(x):
+    return f"{x:,.0f}" if x >= 100 else f"{x:,.1f}"
+
+
+def table(rows, resources, binary_mib):
+    out = ["| scenario | backend | conns | req/s | p50 ms | p99 ms | errors | derived |",
+           "|---|---|---|---:|---:|---:|---:|---|"]
+    for r in rows:
+        out.append(f"| {r['scenario']} | {r['backend']} | {r['conns']} | {fmt_int(r['rps'])} | "
+                   f"{r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['errors']} | {r['derived']} |")
+    for backend, res in resources.items():
+        out.append(f"| resources | {backend} | | | | | | RSS idle {res['rss_idle_mib']:.1f} MiB, "
+                   f"peak under me {res['rss_me_peak_mib']:.1f} MiB, peak {res['rss_peak_mib']:.1f} MiB, "
+                   f"{res['rss_after_mib']:.1f} MiB 2 s after the load; "
+                   f"start-up to first 200 {res['startup_ms']:.0f} ms |")
+    out.append(f"| resources | – | | | | | | release binary {binary_mib:.1f} MiB |")
+    return "\n".join(out)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--binary", required=True)
+    p.add_argument("--hash-timer", required=True)
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--backends", default="sqlite,postgres")
+    p.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "latest.json"))
+    p.add_argument("--command", default="bench/run")
+    args = p.parse_args()
+    if args.quick:
+        args.warmup, args.duration, args.users, args.hash_samples = 2, 5, 128, 20
+    else:
+        args.warmup, args.duration, args.users, args.hash_samples = 5, 20, 256, 50
+    args.refresh_conns = 32
+    args.full_postgres = not args.quick
+    run_id = secrets.token_hex(4)
+    started = time.monotonic()
+    info = machine()
+    log(f"{info['cpu']}, {CORES} cores, {info['memory_gib']} GiB; load average {info['loadavg_before'][0]:.2f}")
+    hashing = hash_time(args)
+    log(f"Argon2id m={hashing['m_kib']} t={hashing['t']} p={hashing['p']}: "
+        f"{hashing['median_ms']:.2f} ms per verify, one thread")
+
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    rows, resources, notes = [], {}, []
+    pg = None
+    with tempfile.TemporaryDirectory(prefix="tessera-bench.") as workdir:
+        try:
+            for backend in backends:
+                if backend == "sqlite":
+                    url = f"sqlite://{workdir}/bench.db"
+                elif backend == "postgres":
+                    bindir = find_pg_bin()
+                    if not bindir:
+                        notes.append("PostgreSQL skipped: no server binaries found (install `postgresql`)")
+                        log(notes[-1])
+                        continue
+                    pg = Postgres(bindir)
+                    pg.start()
+                    info["postgres"] = pg.version()
+                    url = pg.url
+                else:
+                    raise SystemExit(f"unknown backend {backend}")
+                r, res = bench_backend(backend, url, args, workdir, hashing["median_ms"], run_id)
+                rows += r
+                resources[r[0]["backend"]] = res
+        finally:
+            if pg:
+                pg.stop()
+
+    binary_mib = os.path.getsize(args.binary) / 1024 / 1024
+    md = table(rows, resources, binary_mib)
+    commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    dirty = bool(subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"],
+                                capture_output=True, text=True).stdout.strip())
+    elapsed = time.monotonic() - started
+    info["loadavg_after"] = os.getloadavg()
+    result = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": args.command,
+        "mode": "quick" if args.quick else "full",
+        "commit": commit + ("-dirty" if dirty else ""),
+        "machine": info,
+        "method": {
+            "load_generator": "wrk on the same machine", "warmup_s": args.warmup, "duration_s": args.duration,
+            "users": args.users, "server_env": "LOG_LEVEL=warn RATE_LIMIT_ENABLED=false, other settings default",
+            "postgres": "fsync on, synchronous_commit=off (SQLite runs WAL + synchronous=NORMAL)",
+        },
+        "hash": hashing,
+        "rows": rows,
+        "resources": resources,
+        "binary_mib": binary_mib,
+        "notes": notes,
+        "elapsed_s": round(elapsed, 1),
+        "markdown": md,
+    }
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(result, f, indent=2)
+        f.write("\n")
+    print(md)
+    print()
+    print(f"{info['cpu']}, {CORES} cores, {info['memory_gib']} GiB RAM; load average before "
+          f"{info['loadavg_before'][0]:.2f}; Argon2id m={hashing['m_kib']} t={hashing['t']} p={hashing['p']} "
+          f"{hashing['median_ms']:.2f} ms/verify on one thread; rate limits off; {elapsed:.0f} s; "
+          f"written to {os.path.relpath(args.out, ROOT)}")
+    for n in notes:
+        print(n)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+-- Shared by every scenario: thread numbering and one machine-readable summary line.
+-- bench/harness.py reads the line that starts with BENCH_RESULT.
+
+local threads = {}
+local counter = 0
+
+-- Numbers each wrk thread (0, 1, ...) so a thread can take its share of a data file.
+function setup(thread)
+   thread:set("thread_id", counter)
+   thread:set("thread_count", 0) -- set properly once every thread is known
+   counter = counter + 1
+   table.insert(threads, thread)
+   for _, t in ipairs(threads) do
+      t:set("thread_count", counter)
+   end
+end
+
+-- Lines of a file named by an environment variable; the first thread's share is
+-- lines 1, 1 + n, ..., the second's 2, 2 + n, ...
+function my_lines(env_name)
+   local path = os.getenv(env_name)
+   assert(path, env_name .. " is not set")
+   local mine, i = {}, 0
+   for line in io.lines(path) do
+      if line ~= "" then
+         if i % thread_count == thread_id then
+            table.insert(mine, line)
+         end
+         i = i + 1
+      end
+   end
+   return mine
+end
+
+function done(summary, latency, requests)
+   local e = summary.errors
+   io.write(string.format(
+      "BENCH_RESULT {\"requests\":%d,\"duration_us\":%d,\"p50_us\":%d,\"p90_us\":%d,\"p99_us\":%d,"
+         .. "\"max_us\":%d,\"mean_us\":%.1f,\"connect\":%d,\"read\":%d,\"write\":%d,\"status\":%d,\"timeout\":%d}\n",
+      summary.requests, summary.duration, latency:percentile(50), latency:percentile(90),
+      latency:percentile(99), latency.max, latency.mean, e.connect, e.read, e.write, e.status, e.timeout))
+end
