@@ -5,6 +5,8 @@ use sea_orm_migration::prelude::*;
 mod m20261122_000001_initial;
 mod m20261122_000003_admin;
 
+pub use m20261122_000003_admin::INACTIVE;
+
 /// Every migration of tessera, in order.
 pub struct Migrator;
 
