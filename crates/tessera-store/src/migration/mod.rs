@@ -6,6 +6,8 @@ mod m20261122_000001_initial;
 mod m20261122_000002_mail;
 mod m20261122_000003_admin;
 
+pub use m20261122_000003_admin::INACTIVE;
+
 /// Every migration of tessera, in order.
 pub struct Migrator;
 

@@ -11,6 +11,17 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::entity::{api_key, audit_log, session, user};
+use crate::migration::INACTIVE;
+
+/// `is_active = true|false` as literal SQL, so that the inactive-users partial index
+/// applies (a bound parameter would hide the value from SQLite's planner).
+fn is_active(active: bool) -> SimpleExpr {
+    if active {
+        Expr::cust("is_active = true")
+    } else {
+        Expr::cust(INACTIVE)
+    }
+}
 
 /// `SELECT COUNT(*)` of a query, without loading its rows.
 async fn count<E: EntityTrait>(conn: &impl ConnectionTrait, select: Select<E>) -> Result<u64, DbErr> {
@@ -62,7 +73,7 @@ impl UserFilter {
             cond = cond.add(user::Column::Role.eq(role.as_str()));
         }
         if let Some(active) = self.is_active {
-            cond = cond.add(user::Column::IsActive.eq(active));
+            cond = cond.add(is_active(active));
         }
         cond
     }
@@ -90,12 +101,14 @@ pub mod users {
     }
 
     /// How many live users match. Unfiltered, it is every row minus the soft-deleted
-    /// ones: two index counts instead of a scan.
+    /// ones, and "active" is that minus the inactive ones: index counts, not scans.
     pub async fn total(conn: &impl ConnectionTrait, filter: &UserFilter) -> Result<u64, DbErr> {
-        if filter.is_empty() {
-            let all = count(conn, user::Entity::find()).await?;
-            let deleted = count(conn, user::Entity::find().filter(user::Column::DeletedAt.is_not_null())).await?;
-            return Ok(all.saturating_sub(deleted));
+        let only_active = filter.is_active == Some(true) && filter.prefix.is_none() && filter.role.is_none();
+        if filter.is_empty() || only_active {
+            let all = analytics::all_users(conn).await?;
+            let deleted = analytics::deleted_users(conn).await?;
+            let inactive = if only_active { analytics::inactive_live_users(conn).await? } else { 0 };
+            return Ok(all.saturating_sub(deleted).saturating_sub(inactive));
         }
         count(conn, user::Entity::find().filter(filter.condition())).await
     }
@@ -219,7 +232,7 @@ pub mod analytics {
 
     /// Live users who are deactivated.
     pub async fn inactive_live_users(conn: &impl ConnectionTrait) -> Result<u64, DbErr> {
-        let q = user::Entity::find().filter(user::Column::IsActive.eq(false)).filter(user::Column::DeletedAt.is_null());
+        let q = user::Entity::find().filter(is_active(false)).filter(user::Column::DeletedAt.is_null());
         count(conn, q).await
     }
 
