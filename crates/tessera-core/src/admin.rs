@@ -10,13 +10,13 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 use tessera_domain::{Email, Error, FieldError, Permission, Permissions, Phone, Role};
 use tessera_store::db_error;
-use tessera_store::entity::{audit_log, profile, user};
+use tessera_store::entity::{audit_log, user};
 use tessera_store::query::admin::{analytics, users as admin_users, AuditFilter, UserFilter};
 use tessera_store::query::{sessions, users};
 use uuid::Uuid;
 
 use crate::audit::{record, AuditEvent};
-use crate::users::{bounded_text, map_unique, Patch};
+use crate::users::{bounded_text, insert_account, map_unique, NewAccount, Patch};
 use crate::{now, ClientInfo, Core};
 
 /// The most users one bulk request may name.
@@ -266,40 +266,17 @@ impl Core {
         }
         actor.may_manage(role)?;
         let hash = self.hasher.hash(&new.password).await?;
-        let now = now();
-        let row = user::Model {
-            id: Uuid::now_v7(),
-            email: email.as_str().to_owned(),
+        let account = NewAccount {
+            email,
             password_hash: hash,
             full_name,
-            phone: phone.map(|p| p.as_str().to_owned()),
-            email_verified_at: new.is_verified.unwrap_or(false).then_some(now),
-            phone_verified_at: None,
+            phone,
+            role,
             is_active: new.is_active.unwrap_or(true),
-            role: role.as_str().to_owned(),
-            token_version: 0,
-            last_login_at: None,
-            created_at: now,
-            updated_at: now,
-            deleted_at: None,
-            new_email: None,
+            verified: new.is_verified.unwrap_or(false),
         };
         let txn = self.db.begin().await.map_err(db_error)?;
-        let created = users::insert(&txn, row.into_active_model()).await.map_err(map_unique)?;
-        profile::ActiveModel {
-            id: Set(Uuid::now_v7()),
-            user_id: Set(created.id),
-            avatar_url: Set(None),
-            location: Set(None),
-            date_of_birth: Set(None),
-            bio: Set(None),
-            preferences: Set(json!({})),
-            created_at: Set(now),
-            updated_at: Set(now),
-        }
-        .insert(&txn)
-        .await
-        .map_err(db_error)?;
+        let created = insert_account(&txn, account).await?;
         let detail = json!({ "role": created.role, "is_active": created.is_active });
         record(&txn, client, actor.event(event, Some(created.id), detail)).await?;
         txn.commit().await.map_err(db_error)?;

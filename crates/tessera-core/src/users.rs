@@ -1,7 +1,7 @@
 //! Registration, user reads and updates, and profiles (SPEC §2.1 Users, §3.2, §3.3).
 
 use chrono::NaiveDate;
-use sea_orm::{ActiveModelTrait, IntoActiveModel, Set, TransactionTrait};
+use sea_orm::{ActiveModelTrait, ConnectionTrait, IntoActiveModel, Set, TransactionTrait};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 use tessera_domain::{Email, Error, FieldError, Phone, Role};
@@ -74,6 +74,57 @@ pub(crate) fn map_unique(e: sea_orm::DbErr) -> Error {
     }
 }
 
+/// What a new account starts with.
+pub(crate) struct NewAccount {
+    pub email: Email,
+    pub password_hash: String,
+    pub full_name: Option<String>,
+    pub phone: Option<Phone>,
+    pub role: Role,
+    pub is_active: bool,
+    /// Whether the email counts as verified from the start.
+    pub verified: bool,
+}
+
+/// Inserts a user and their empty profile through `conn` (the caller's transaction).
+/// A taken email is caught by the unique index and answers `EmailTaken`.
+pub(crate) async fn insert_account(conn: &impl ConnectionTrait, a: NewAccount) -> Result<user::Model, Error> {
+    let now = now();
+    let row = user::Model {
+        id: Uuid::now_v7(),
+        email: a.email.as_str().to_owned(),
+        password_hash: a.password_hash,
+        full_name: a.full_name,
+        phone: a.phone.map(|p| p.as_str().to_owned()),
+        email_verified_at: a.verified.then_some(now),
+        phone_verified_at: None,
+        is_active: a.is_active,
+        role: a.role.as_str().to_owned(),
+        token_version: 0,
+        last_login_at: None,
+        created_at: now,
+        updated_at: now,
+        deleted_at: None,
+        new_email: None,
+    };
+    let created = users::insert(conn, row.into_active_model()).await.map_err(map_unique)?;
+    profile::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        user_id: Set(created.id),
+        avatar_url: Set(None),
+        location: Set(None),
+        date_of_birth: Set(None),
+        bio: Set(None),
+        preferences: Set(json!({})),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(conn)
+    .await
+    .map_err(db_error)?;
+    Ok(created)
+}
+
 impl Core {
     /// Validates a sign-up (every broken rule reported at once), hashes the password and
     /// creates the user and the profile in one transaction. A taken email is caught by
@@ -96,40 +147,17 @@ impl Core {
             return Err(Error::Validation(errors));
         };
         let hash = self.hasher.hash(&r.password).await?;
-        let now = now();
-        let row = user::Model {
-            id: Uuid::now_v7(),
-            email: email.as_str().to_owned(),
+        let txn = self.db.begin().await.map_err(db_error)?;
+        let account = NewAccount {
+            email,
             password_hash: hash,
             full_name,
-            phone: phone.map(|p| p.as_str().to_owned()),
-            email_verified_at: None,
-            phone_verified_at: None,
+            phone,
+            role: Role::User,
             is_active: true,
-            role: Role::User.as_str().to_owned(),
-            token_version: 0,
-            last_login_at: None,
-            created_at: now,
-            updated_at: now,
-            deleted_at: None,
-            new_email: None,
+            verified: false,
         };
-        let txn = self.db.begin().await.map_err(db_error)?;
-        let created = users::insert(&txn, row.into_active_model()).await.map_err(map_unique)?;
-        profile::ActiveModel {
-            id: Set(Uuid::now_v7()),
-            user_id: Set(created.id),
-            avatar_url: Set(None),
-            location: Set(None),
-            date_of_birth: Set(None),
-            bio: Set(None),
-            preferences: Set(json!({})),
-            created_at: Set(now),
-            updated_at: Set(now),
-        }
-        .insert(&txn)
-        .await
-        .map_err(db_error)?;
+        let created = insert_account(&txn, account).await?;
         record(&txn, client, AuditEvent::by_user("user.create", created.id)).await?;
         self.queue_verification(&txn, &created, Template::VerifyEmail).await?;
         txn.commit().await.map_err(db_error)?;
