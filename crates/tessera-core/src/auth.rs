@@ -112,9 +112,12 @@ impl Core {
             None => None,
         };
         let verdict = self.hasher.verify(password, user.as_ref().map(|u| u.password_hash.as_str())).await?;
+        // The audit row names the account when there is one (admins filter by it); the
+        // answer below is the same either way.
+        let known = user.as_ref().map(|u| u.id);
         let Some(user) = user.filter(|_| verdict.matches) else {
             let detail = json!({ "email": email.as_ref().map(Email::as_str), "reason": "invalid_credentials" });
-            let ev = AuditEvent { event: "login.failure", user_id: None, actor_id: None, detail };
+            let ev = AuditEvent { event: "login.failure", user_id: known, actor_id: None, detail };
             record(&self.db, client, ev).await?;
             self.lockout_failure(raw_email, client).await?;
             return Err(Error::InvalidCredentials);

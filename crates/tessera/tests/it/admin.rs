@@ -606,8 +606,11 @@ async fn audit_log_filters_and_pages_by_keyset() {
         }
     }
     let events: Vec<&str> = seen.iter().map(|(_, e)| e.as_str()).collect();
-    // (A failed sign-in is recorded without a user id, like one for an unknown email.)
-    assert_eq!(events, ["login.success", "login.success", "login.success", "login.success", "user.create"]);
+    // A failed sign-in for an existing account carries its user id.
+    assert_eq!(
+        events,
+        ["login.failure", "login.success", "login.success", "login.success", "login.success", "user.create"]
+    );
     let ids: Vec<&String> = seen.iter().map(|(id, _)| id).collect();
     let mut sorted = ids.clone();
     sorted.sort();
