@@ -120,7 +120,6 @@ impl MigrationTrait for Migration {
         // IS NULL` is selective and drive every list query through it.
         for (name, condition) in [
             ("users_deleted_at_idx", Expr::col(Users::DeletedAt).is_not_null()),
-            ("users_inactive_idx", Expr::cust(INACTIVE)),
             ("users_unverified_idx", Expr::col(Users::EmailVerifiedAt).is_null()),
         ] {
             m.create_index(
@@ -128,6 +127,20 @@ impl MigrationTrait for Migration {
             )
             .await?;
         }
+        // The inactive users in the list's order, with `deleted_at` beside them: the
+        // `is_active=false` page reads it newest first with no sort, and its count never
+        // leaves the index.
+        m.create_index(
+            Index::create()
+                .name("users_inactive_idx")
+                .table(Users::Table)
+                .col(Users::CreatedAt)
+                .col(Users::Id)
+                .col(Users::DeletedAt)
+                .and_where(Expr::cust(INACTIVE))
+                .to_owned(),
+        )
+        .await?;
         m.get_connection().execute_unprepared(NAME_INDEX).await?;
 
         // Logins per day and failed logins per 24 h.
