@@ -8,7 +8,7 @@ use chrono::{DateTime, Duration as ChronoDuration, NaiveTime, Utc};
 use sea_orm::{ActiveModelTrait, IntoActiveModel, Set, TransactionTrait};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
-use tessera_domain::{Email, Error, FieldError, Permission, Permissions, Phone, Role};
+use tessera_domain::{Email, Error, FieldError, Permission, Permissions, Role};
 use tessera_store::db_error;
 use tessera_store::entity::{audit_log, user};
 use tessera_store::query::admin::{analytics, users as admin_users, AuditFilter, UserFilter};
@@ -16,7 +16,7 @@ use tessera_store::query::{sessions, users};
 use uuid::Uuid;
 
 use crate::audit::{record, AuditEvent};
-use crate::users::{bounded_text, insert_account, map_unique, NewAccount, Patch};
+use crate::users::{bounded_text, insert_account, map_unique, optional_phone, NewAccount, Patch};
 use crate::{now, ClientInfo, Core};
 
 /// The most users one bulk request may name.
@@ -247,10 +247,7 @@ impl Core {
         let mut errors = Vec::new();
         let email = Email::parse(&new.email).map_err(|e| errors.push(e)).ok();
         let full_name = bounded_text("full_name", new.full_name, 200, &mut errors);
-        let phone = match new.phone.filter(|p| !p.trim().is_empty()) {
-            Some(p) => Phone::parse(&p).map_err(|e| errors.push(e)).ok(),
-            None => None,
-        };
+        let phone = optional_phone(new.phone, &mut errors);
         let role = match &new.role {
             Some(raw) => parse_role("role", raw, &mut errors),
             None => Some(Role::User),
@@ -344,10 +341,7 @@ impl Core {
             changed.push("full_name");
         }
         if let Some(phone) = patch.phone {
-            let phone = match phone.filter(|p| !p.trim().is_empty()) {
-                Some(p) => Phone::parse(&p).map_err(|e| errors.push(e)).ok().map(|p| p.as_str().to_owned()),
-                None => None,
-            };
+            let phone = optional_phone(phone, &mut errors).map(|p| p.as_str().to_owned());
             if phone != current.phone {
                 row.phone = Set(phone);
                 row.phone_verified_at = Set(None);

@@ -50,6 +50,12 @@ pub struct UserProfile {
     pub profile: profile::Model,
 }
 
+/// An optional phone number: blank means none; an invalid one is recorded in `errors`.
+pub(crate) fn optional_phone(raw: Option<String>, errors: &mut Vec<FieldError>) -> Option<Phone> {
+    let raw = raw.filter(|p| !p.trim().is_empty())?;
+    Phone::parse(&raw).map_err(|e| errors.push(e)).ok()
+}
+
 pub(crate) fn bounded_text(
     field: &str,
     value: Option<String>,
@@ -134,10 +140,7 @@ impl Core {
         let mut errors = Vec::new();
         let email = Email::parse(&r.email).map_err(|e| errors.push(e)).ok();
         let full_name = bounded_text("full_name", r.full_name, 200, &mut errors);
-        let phone = match r.phone.filter(|p| !p.trim().is_empty()) {
-            Some(p) => Phone::parse(&p).map_err(|e| errors.push(e)).ok(),
-            None => None,
-        };
+        let phone = optional_phone(r.phone, &mut errors);
         if let Err(mut broken) =
             self.settings.password_policy.check("password", r.password.expose_secret(), email.as_ref())
         {
@@ -199,10 +202,7 @@ impl Core {
             }
         }
         if let Some(phone) = patch.phone {
-            let phone = match phone.filter(|p| !p.trim().is_empty()) {
-                Some(p) => Phone::parse(&p).map_err(|e| errors.push(e)).ok().map(|p| p.as_str().to_owned()),
-                None => None,
-            };
+            let phone = optional_phone(phone, &mut errors).map(|p| p.as_str().to_owned());
             if phone != current.phone {
                 row.phone = Set(phone);
                 row.phone_verified_at = Set(None);

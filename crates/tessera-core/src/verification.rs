@@ -90,16 +90,23 @@ impl Core {
         hex::encode(mac.finalize().into_bytes())
     }
 
-    /// A live (unused, unexpired) recovery token and its usable user.
-    async fn live_recovery_token(&self, token: &str) -> Result<(one_time_token::Model, user::Model), Error> {
-        let row = one_time_token::Entity::find()
+    /// A live (unused, unexpired) token by its raw value.
+    async fn live_token(&self, token: &str) -> Result<one_time_token::Model, Error> {
+        one_time_token::Entity::find()
             .filter(one_time_token::Column::TokenHash.eq(sha256_hex(token.trim())))
-            .filter(one_time_token::Column::Kind.eq(TokenKind::Recovery.as_str()))
             .one(&self.db)
             .await
             .map_err(db_error)?
             .filter(|t| t.used_at.is_none() && t.expires_at > now())
-            .ok_or(Error::InvalidVerification)?;
+            .ok_or(Error::InvalidVerification)
+    }
+
+    /// A live recovery token and its usable user.
+    async fn live_recovery_token(&self, token: &str) -> Result<(one_time_token::Model, user::Model), Error> {
+        let row = self.live_token(token).await?;
+        if row.kind != TokenKind::Recovery.as_str() {
+            return Err(Error::InvalidVerification);
+        }
         let user = users::by_id(&self.db, row.user_id)
             .await
             .map_err(db_error)?
@@ -209,13 +216,10 @@ impl Core {
     /// Confirms an email with a link token: the sign-up address, or a pending new one.
     #[tracing::instrument(skip_all, err(level = "info"))]
     pub async fn verify_email_token(&self, token: &str, client: &ClientInfo) -> Result<user::Model, Error> {
-        let row = one_time_token::Entity::find()
-            .filter(one_time_token::Column::TokenHash.eq(sha256_hex(token.trim())))
-            .one(&self.db)
-            .await
-            .map_err(db_error)?
-            .filter(|t| t.kind != TokenKind::Recovery.as_str() && t.used_at.is_none() && t.expires_at > now())
-            .ok_or(Error::InvalidVerification)?;
+        let row = self.live_token(token).await?;
+        if row.kind == TokenKind::Recovery.as_str() {
+            return Err(Error::InvalidVerification);
+        }
         self.consume_verification(row, client).await
     }
 
