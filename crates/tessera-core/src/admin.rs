@@ -515,8 +515,8 @@ impl Core {
         Ok(affected)
     }
 
-    /// The dashboard over the last `days` UTC days (today included): every figure is
-    /// one SQL aggregate on an index, run concurrently.
+    /// The dashboard over the last `days` UTC days (today included): the user totals
+    /// kept by triggers, and SQL aggregates on indexes for the rest, run concurrently.
     pub async fn analytics(&self, days: u32) -> Result<Analytics, Error> {
         if !(1..=366).contains(&days) {
             return Err(Error::field("days", "out_of_range", "Between 1 and 366."));
@@ -525,19 +525,15 @@ impl Core {
         let first_day = now.date_naive() - ChronoDuration::days(i64::from(days) - 1);
         let since = first_day.and_time(NaiveTime::MIN).and_utc();
         let db = &self.db;
-        let (all, deleted, inactive, unverified, admins, active_sessions, failed, signups, logins) = tokio::try_join!(
-            analytics::all_users(db),
-            analytics::deleted_users(db),
-            analytics::inactive_live_users(db),
-            analytics::unverified_live_users(db),
-            analytics::live_admins(db),
+        let (totals, active_sessions, failed, signups, logins) = tokio::try_join!(
+            analytics::user_totals(db),
             analytics::active_sessions(db, now),
             analytics::events_since(db, "login.failure", now - ChronoDuration::hours(24)),
             analytics::signups_per_day(db, since),
             analytics::events_per_day(db, "login.success", since),
         )
         .map_err(db_error)?;
-        let total = all.saturating_sub(deleted);
+        let total = totals.live();
         let fill = |counts: Vec<(String, u64)>| -> Vec<(String, u64)> {
             let counts: BTreeMap<String, u64> = counts.into_iter().collect();
             (0..i64::from(days))
@@ -550,10 +546,10 @@ impl Core {
         };
         Ok(Analytics {
             total_users: total,
-            active_users: total.saturating_sub(inactive),
-            verified_users: total.saturating_sub(unverified),
-            admins,
-            deleted_users: deleted,
+            active_users: total.saturating_sub(totals.inactive),
+            verified_users: total.saturating_sub(totals.unverified),
+            admins: totals.admins,
+            deleted_users: totals.deleted,
             active_sessions,
             failed_logins_24h: failed,
             signups_per_day: fill(signups),

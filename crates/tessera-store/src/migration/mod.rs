@@ -5,6 +5,7 @@ use sea_orm_migration::prelude::*;
 mod m20261122_000001_initial;
 mod m20261122_000002_mail;
 mod m20261122_000003_admin;
+mod m20261122_000004_user_counts;
 
 pub use m20261122_000003_admin::INACTIVE;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000001_initial::Migration),
             Box::new(m20261122_000002_mail::Migration),
             Box::new(m20261122_000003_admin::Migration),
+            Box::new(m20261122_000004_user_counts::Migration),
         ]
     }
 }

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, Func, SimpleExpr};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait, FromQueryResult, QueryFilter,
-    QueryOrder, QuerySelect, Select,
+    QueryOrder, QuerySelect, Select, Statement,
 };
 use uuid::Uuid;
 
@@ -100,15 +100,13 @@ pub mod users {
             .await
     }
 
-    /// How many live users match. Unfiltered, it is every row minus the soft-deleted
-    /// ones, and "active" is that minus the inactive ones: index counts, not scans.
+    /// How many live users match. Unfiltered or "active" only, it comes from the
+    /// trigger-kept totals; otherwise it is a count on an index.
     pub async fn total(conn: &impl ConnectionTrait, filter: &UserFilter) -> Result<u64, DbErr> {
         let only_active = filter.is_active == Some(true) && filter.prefix.is_none() && filter.role.is_none();
         if filter.is_empty() || only_active {
-            let all = analytics::all_users(conn).await?;
-            let deleted = analytics::deleted_users(conn).await?;
-            let inactive = if only_active { analytics::inactive_live_users(conn).await? } else { 0 };
-            return Ok(all.saturating_sub(deleted).saturating_sub(inactive));
+            let t = analytics::user_totals(conn).await?;
+            return Ok(t.live().saturating_sub(if only_active { t.inactive } else { 0 }));
         }
         count(conn, user::Entity::find().filter(filter.condition())).await
     }
@@ -220,34 +218,40 @@ pub mod users {
 pub mod analytics {
     use super::*;
 
-    /// Every user row, soft-deleted or not.
-    pub async fn all_users(conn: &impl ConnectionTrait) -> Result<u64, DbErr> {
-        count(conn, user::Entity::find()).await
+    /// The user totals, kept by triggers in `user_counts` (migration 4): a sum over a
+    /// few rows, exact, and the same whatever the number of users.
+    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+    pub struct UserTotals {
+        /// Every user row, soft-deleted or not.
+        pub users: u64,
+        /// Soft-deleted users.
+        pub deleted: u64,
+        /// Live users who are deactivated.
+        pub inactive: u64,
+        /// Live users whose email is not verified.
+        pub unverified: u64,
+        /// Live users with the admin role.
+        pub admins: u64,
     }
 
-    /// Soft-deleted users.
-    pub async fn deleted_users(conn: &impl ConnectionTrait) -> Result<u64, DbErr> {
-        count(conn, user::Entity::find().filter(user::Column::DeletedAt.is_not_null())).await
+    impl UserTotals {
+        /// Users not soft-deleted.
+        pub fn live(&self) -> u64 {
+            self.users.saturating_sub(self.deleted)
+        }
     }
 
-    /// Live users who are deactivated.
-    pub async fn inactive_live_users(conn: &impl ConnectionTrait) -> Result<u64, DbErr> {
-        let q = user::Entity::find().filter(is_active(false)).filter(user::Column::DeletedAt.is_null());
-        count(conn, q).await
-    }
-
-    /// Live users whose email is not verified.
-    pub async fn unverified_live_users(conn: &impl ConnectionTrait) -> Result<u64, DbErr> {
-        let q = user::Entity::find()
-            .filter(user::Column::EmailVerifiedAt.is_null())
-            .filter(user::Column::DeletedAt.is_null());
-        count(conn, q).await
-    }
-
-    /// Live users with the admin role.
-    pub async fn live_admins(conn: &impl ConnectionTrait) -> Result<u64, DbErr> {
-        let q = user::Entity::find().filter(user::Column::Role.eq("admin")).filter(user::Column::DeletedAt.is_null());
-        count(conn, q).await
+    /// Reads the user totals.
+    pub async fn user_totals(conn: &impl ConnectionTrait) -> Result<UserTotals, DbErr> {
+        const SQL: &str = "SELECT CAST(COALESCE(SUM(users), 0) AS BIGINT), CAST(COALESCE(SUM(deleted), 0) AS BIGINT), \
+            CAST(COALESCE(SUM(inactive), 0) AS BIGINT), CAST(COALESCE(SUM(unverified), 0) AS BIGINT), \
+            CAST(COALESCE(SUM(admins), 0) AS BIGINT) FROM user_counts";
+        let backend = conn.get_database_backend();
+        let Some(r) = conn.query_one(Statement::from_string(backend, SQL)).await? else {
+            return Ok(UserTotals::default());
+        };
+        let n = |i: usize| -> Result<u64, DbErr> { Ok(r.try_get_by_index::<i64>(i)?.max(0) as u64) };
+        Ok(UserTotals { users: n(0)?, deleted: n(1)?, inactive: n(2)?, unverified: n(3)?, admins: n(4)? })
     }
 
     /// Sessions neither revoked nor expired.

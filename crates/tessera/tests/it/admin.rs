@@ -565,6 +565,93 @@ async fn analytics_counts_users_sessions_and_logins() {
     }
 }
 
+/// The analytics totals next to exact `COUNT(*)`s of the same definitions.
+async fn totals_match_the_rows(app: &TestApp, admin: &str) {
+    let a =
+        ok_json(call(app, Method::GET, "/v1/admin/analytics?days=1", Cred::Bearer(admin), None).await, StatusCode::OK)
+            .await;
+    let live = "FROM users WHERE deleted_at IS NULL";
+    for (field, sql) in [
+        ("total_users", format!("SELECT COUNT(*) {live}")),
+        ("active_users", format!("SELECT COUNT(*) {live} AND is_active = true")),
+        ("verified_users", format!("SELECT COUNT(*) {live} AND email_verified_at IS NOT NULL")),
+        ("admins", format!("SELECT COUNT(*) {live} AND role = 'admin'")),
+        ("deleted_users", "SELECT COUNT(*) FROM users WHERE deleted_at IS NOT NULL".to_owned()),
+    ] {
+        assert_eq!(a[field].as_i64().unwrap(), count_rows(app, &sql).await, "{field}: {a}");
+    }
+    let list =
+        ok_json(call(app, Method::GET, "/v1/admin/users?limit=1", Cred::Bearer(admin), None).await, StatusCode::OK)
+            .await;
+    assert_eq!(list["total"], a["total_users"]);
+    let active = ok_json(
+        call(app, Method::GET, "/v1/admin/users?is_active=true&limit=1", Cred::Bearer(admin), None).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(active["total"], a["active_users"]);
+}
+
+#[tokio::test]
+async fn user_totals_stay_exact_through_every_kind_of_change() {
+    let (app, admin) = admin_app(&[]).await;
+    totals_match_the_rows(&app, &admin).await;
+
+    // Sign-ups at once: on PostgreSQL they land on counter rows picked per transaction,
+    // and none may fail or be lost.
+    let signups = (0..24).map(|i| {
+        let app = &app;
+        async move {
+            app.post("/v1/users", None, json!({ "email": format!("c{i}@example.com"), "password": PASSWORD })).await
+        }
+    });
+    for res in futures::future::join_all(signups).await {
+        assert_eq!(res.status(), StatusCode::CREATED);
+    }
+    totals_match_the_rows(&app, &admin).await;
+
+    let id = id_of(&create_user(&app, &admin, json!({ "email": "p@example.com", "password": PASSWORD })).await);
+    let path = format!("/v1/admin/users/{id}");
+    let patch = |body: Value| call(&app, Method::PATCH, &path, Cred::Bearer(&admin), Some(body));
+    for body in [
+        json!({ "role": "admin" }),
+        json!({ "is_active": false }),
+        json!({ "is_verified": true }),
+        json!({ "role": "user", "is_active": true }),
+        json!({ "full_name": "Only A Name" }),
+    ] {
+        ok_json(patch(body.clone()).await, StatusCode::OK).await;
+        totals_match_the_rows(&app, &admin).await;
+    }
+
+    let users = ok_json(
+        call(&app, Method::GET, "/v1/admin/users?q=c1&limit=100", Cred::Bearer(&admin), None).await,
+        StatusCode::OK,
+    )
+    .await;
+    let ids: Vec<String> = users["items"].as_array().unwrap().iter().map(id_of).collect();
+    assert!(ids.len() > 5);
+    let bulk = |body: Value| call(&app, Method::POST, "/v1/admin/users/bulk", Cred::Bearer(&admin), Some(body));
+    for body in [
+        json!({ "action": "deactivate", "ids": ids[..3] }),
+        json!({ "action": "set_role", "ids": ids[1..4], "role": "admin" }),
+        json!({ "action": "activate", "ids": ids }),
+        json!({ "action": "delete", "ids": ids[4..] }),
+    ] {
+        ok_json(bulk(body).await, StatusCode::OK).await;
+        totals_match_the_rows(&app, &admin).await;
+    }
+
+    // Soft delete, restore and hard delete straight in SQL: the triggers see those too.
+    app.sql("UPDATE users SET deleted_at = created_at WHERE email IN ('c2@example.com', 'c3@example.com')").await;
+    totals_match_the_rows(&app, &admin).await;
+    app.sql("UPDATE users SET deleted_at = NULL WHERE email = 'c2@example.com'").await;
+    totals_match_the_rows(&app, &admin).await;
+    let res = call(&app, Method::DELETE, &format!("/v1/admin/users/{id}"), Cred::Bearer(&admin), None).await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    totals_match_the_rows(&app, &admin).await;
+}
+
 #[tokio::test]
 async fn audit_log_filters_and_pages_by_keyset() {
     let dir = tempfile::tempdir().unwrap();
