@@ -272,7 +272,7 @@ impl Core {
             is_active: new.is_active.unwrap_or(true),
             verified: new.is_verified.unwrap_or(false),
         };
-        let txn = self.db.begin().await.map_err(db_error)?;
+        let txn = self.writer.begin().await.map_err(db_error)?;
         let created = insert_account(&txn, account).await?;
         let detail = json!({ "role": created.role, "is_active": created.is_active });
         record(&txn, client, actor.event(event, Some(created.id), detail)).await?;
@@ -392,7 +392,7 @@ impl Core {
         }
         let removes_admin = is_active_admin(&current) && (new_role != Role::Admin || patch.is_active == Some(false));
         row.updated_at = Set(now);
-        let txn = self.db.begin().await.map_err(db_error)?;
+        let txn = self.writer.begin().await.map_err(db_error)?;
         if removes_admin {
             admin_users::lock_admins(&txn).await.map_err(db_error)?;
         }
@@ -417,7 +417,7 @@ impl Core {
         let current = self.admin_user(id).await?;
         actor.may_manage(stored_role(&current))?;
         let removes_admin = is_active_admin(&current);
-        let txn = self.db.begin().await.map_err(db_error)?;
+        let txn = self.writer.begin().await.map_err(db_error)?;
         if removes_admin {
             admin_users::lock_admins(&txn).await.map_err(db_error)?;
         }
@@ -476,7 +476,7 @@ impl Core {
             BulkAction::SetRole => new_role != Some(Role::Admin),
         };
         let now = now();
-        let txn = self.db.begin().await.map_err(db_error)?;
+        let txn = self.writer.begin().await.map_err(db_error)?;
         if removes_admins {
             admin_users::lock_admins(&txn).await.map_err(db_error)?;
         }

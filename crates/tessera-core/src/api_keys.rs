@@ -81,7 +81,7 @@ impl Core {
         }
         let key = format!("{KEY_PREFIX}{}", random_token(32));
         let names: Vec<&str> = scopes.list().into_iter().map(Permission::as_str).collect();
-        let txn = self.db.begin().await.map_err(db_error)?;
+        let txn = self.writer.begin().await.map_err(db_error)?;
         let row = api_key::ActiveModel {
             id: Set(Uuid::now_v7()),
             name: Set(name),
@@ -114,7 +114,7 @@ impl Core {
 
     /// Revokes a key at once. Revoking a revoked key changes nothing; an unknown id is 404.
     pub async fn revoke_api_key(&self, actor: &Actor, id: Uuid, client: &ClientInfo) -> Result<(), Error> {
-        let txn = self.db.begin().await.map_err(db_error)?;
+        let txn = self.writer.begin().await.map_err(db_error)?;
         if !api_keys::revoke(&txn, id, now()).await.map_err(db_error)? {
             drop(txn);
             return match api_keys::by_id(&self.db, id).await.map_err(db_error)? {
@@ -153,7 +153,7 @@ impl Core {
         };
         let scopes = scopes_of(&row);
         let granted = scopes.contains(needed);
-        let txn = self.db.begin().await.map_err(db_error)?;
+        let txn = self.writer.begin().await.map_err(db_error)?;
         api_keys::touch(&txn, row.id, now).await.map_err(db_error)?;
         let detail = json!({ "api_key_id": row.id, "route": route, "permission": needed.as_str(), "granted": granted });
         let ev = AuditEvent { event: "api_key.use", user_id: row.created_by, actor_id: row.created_by, detail };

@@ -84,8 +84,7 @@ impl Core {
     pub async fn authenticate(&self, token: &str) -> Result<Principal, Error> {
         let claims = self.jwt.verify(token)?;
         let user_id = Uuid::parse_str(&claims.sub).map_err(|_| Error::InvalidToken)?;
-        let (session, user) =
-            sessions::with_user(&self.db, claims.sid).await.map_err(db_error)?.ok_or(Error::TokenRevoked)?;
+        let (session, user) = self.session_with_user(claims.sid).await?.ok_or(Error::TokenRevoked)?;
         if session.user_id != user_id {
             return Err(Error::InvalidToken);
         }
@@ -97,6 +96,17 @@ impl Core {
             return Err(Error::TokenRevoked);
         }
         Ok(Principal { session_id: session.id, user, claims })
+    }
+
+    /// A session and its user: read in place on a SQLite file, else through the pool.
+    async fn session_with_user(&self, id: Uuid) -> Result<Option<(session::Model, user::Model)>, Error> {
+        if let Some(reader) = &self.sqlite_reader {
+            match reader.session_with_user(id) {
+                Ok(found) => return Ok(found),
+                Err(e) => tracing::debug!(error = %e, "direct SQLite read failed; asking the pool"),
+            }
+        }
+        sessions::with_user(&self.db, id).await.map_err(db_error)
     }
 
     /// Signs in with email and password. Unknown emails cost one dummy hash, like known
@@ -118,19 +128,19 @@ impl Core {
         let Some(user) = user.filter(|_| verdict.matches) else {
             let detail = json!({ "email": email.as_ref().map(Email::as_str), "reason": "invalid_credentials" });
             let ev = AuditEvent { event: "login.failure", user_id: known, actor_id: None, detail };
-            record(&self.db, client, ev).await?;
+            record(&self.writer, client, ev).await?;
             self.lockout_failure(raw_email, client).await?;
             return Err(Error::InvalidCredentials);
         };
         self.lockout_success(raw_email).await;
         if !is_usable(&user) {
             let ev = AuditEvent::by_user("login.failure", user.id).detail(json!({ "reason": "account_inactive" }));
-            record(&self.db, client, ev).await?;
+            record(&self.writer, client, ev).await?;
             return Err(Error::AccountInactive);
         }
         if self.settings.require_email_verification && user.email_verified_at.is_none() {
             let ev = AuditEvent::by_user("login.failure", user.id).detail(json!({ "reason": "email_not_verified" }));
-            record(&self.db, client, ev).await?;
+            record(&self.writer, client, ev).await?;
             return Err(Error::EmailNotVerified);
         }
         let new_hash = if verdict.needs_rehash { Some(self.hasher.hash(password).await?) } else { None };
@@ -150,7 +160,7 @@ impl Core {
         let ttl = chrono_dur(self.settings.refresh_token_ttl);
         let session_id = Uuid::now_v7();
         let refresh = random_token(32);
-        let txn = self.db.begin().await.map_err(db_error)?;
+        let txn = self.writer.begin().await.map_err(db_error)?;
         // The first statement writes, so SQLite takes its write lock up front.
         users::touch_login(&txn, user.id, now).await.map_err(db_error)?;
         if let Some(hash) = &new_hash {
@@ -207,8 +217,7 @@ impl Core {
         let now = now();
         let hash = sha256_hex(raw.trim());
         let mut token = refresh_tokens::by_hash(&self.db, &hash).await.map_err(db_error)?.ok_or(Error::InvalidToken)?;
-        let (session, user) =
-            sessions::with_user(&self.db, token.session_id).await.map_err(db_error)?.ok_or(Error::InvalidToken)?;
+        let (session, user) = self.session_with_user(token.session_id).await?.ok_or(Error::InvalidToken)?;
         if session.revoked_at.is_some() || session.expires_at <= now {
             return Err(Error::TokenRevoked);
         }
@@ -220,13 +229,15 @@ impl Core {
             if token.revoked {
                 return Err(Error::TokenRevoked);
             }
-            let target = match token.used_at {
-                None => hash.clone(),
+            // A token retired within the interval (two tabs refreshing at once) retires the
+            // session's live token instead, whichever that is when the write runs.
+            let follow_head = match token.used_at {
+                None => false,
                 // Measured at this moment, not at the request's start: a token retired by a
                 // concurrent refresh a moment ago is inside the interval; with an interval
                 // of 0 every second use is a reuse.
                 Some(used_at) if crate::now() - used_at >= interval => {
-                    let txn = self.db.begin().await.map_err(db_error)?;
+                    let txn = self.writer.begin().await.map_err(db_error)?;
                     sessions::revoke(&txn, session.id, now).await.map_err(db_error)?;
                     let ev = AuditEvent::by_user("token.reuse_detected", user.id)
                         .detail(json!({ "session_id": session.id }));
@@ -235,16 +246,22 @@ impl Core {
                     tracing::warn!(session_id = %session.id, user_id = %user.id, "refresh token reuse detected; session revoked");
                     return Err(Error::TokenReused);
                 }
-                Some(_) => match refresh_tokens::head(&self.db, session.id).await.map_err(db_error)? {
-                    Some(head) => head.token_hash,
-                    None => return Err(Error::TokenRevoked),
-                },
+                Some(_) => true,
             };
             let next = random_token(32);
-            let txn = self.db.begin().await.map_err(db_error)?;
-            if !refresh_tokens::retire(&txn, &target, now).await.map_err(db_error)? {
-                // Another refresh retired it first: look again and follow the chain.
+            let txn = self.writer.begin().await.map_err(db_error)?;
+            let retired = if follow_head {
+                refresh_tokens::retire_live(&txn, session.id, now).await
+            } else {
+                refresh_tokens::retire(&txn, &hash, now).await
+            };
+            if !retired.map_err(db_error)? {
+                // Another refresh retired it first (or the session has no live token left):
+                // look again and follow the chain.
                 txn.rollback().await.map_err(db_error)?;
+                if follow_head && refresh_tokens::head(&self.db, session.id).await.map_err(db_error)?.is_none() {
+                    return Err(Error::TokenRevoked);
+                }
                 token = refresh_tokens::by_hash(&self.db, &hash).await.map_err(db_error)?.ok_or(Error::InvalidToken)?;
                 continue;
             }
@@ -274,7 +291,7 @@ impl Core {
 
     /// Revokes the caller's current session.
     pub async fn logout(&self, who: &Principal, client: &ClientInfo) -> Result<(), Error> {
-        let txn = self.db.begin().await.map_err(db_error)?;
+        let txn = self.writer.begin().await.map_err(db_error)?;
         sessions::revoke(&txn, who.session_id, now()).await.map_err(db_error)?;
         record(
             &txn,
@@ -295,7 +312,7 @@ impl Core {
         client: &ClientInfo,
     ) -> Result<u64, Error> {
         let now = now();
-        let txn = self.db.begin().await.map_err(db_error)?;
+        let txn = self.writer.begin().await.map_err(db_error)?;
         users::bump_token_version(&txn, user_id, now).await.map_err(db_error)?;
         let revoked = sessions::revoke_all_for_user(&txn, user_id, now).await.map_err(db_error)?;
         let ev = AuditEvent {
@@ -324,7 +341,7 @@ impl Core {
             return Err(Error::WrongPassword);
         }
         let hash = self.hasher.hash(new).await?;
-        let txn = self.db.begin().await.map_err(db_error)?;
+        let txn = self.writer.begin().await.map_err(db_error)?;
         self.apply_new_password(&txn, &who.user, &hash, None, "password.change", client).await?;
         txn.commit().await.map_err(db_error)?;
         self.mailer.wake.notify_one();
@@ -341,7 +358,7 @@ impl Core {
         let session = sessions::by_id(&self.db, session_id).await.map_err(db_error)?;
         match session {
             Some(s) if s.user_id == who.user.id && s.revoked_at.is_none() => {
-                let txn = self.db.begin().await.map_err(db_error)?;
+                let txn = self.writer.begin().await.map_err(db_error)?;
                 sessions::revoke(&txn, s.id, now()).await.map_err(db_error)?;
                 record(&txn, client, AuditEvent::by_user("logout", who.user.id).detail(json!({ "session_id": s.id })))
                     .await?;

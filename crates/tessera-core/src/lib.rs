@@ -46,6 +46,12 @@ pub struct ClientInfo {
 pub struct Core {
     pub settings: Arc<Settings>,
     pub db: DatabaseConnection,
+    /// Where transactions and writes go: on SQLite one connection of its own, so that
+    /// writers queue in order instead of racing for the file lock; else `db` itself.
+    pub writer: DatabaseConnection,
+    /// On a SQLite file, the in-place read of a session and its user that every
+    /// authenticated request makes (the pool answers when it cannot).
+    sqlite_reader: Option<tessera_store::SqliteReader>,
     pub hasher: PasswordHasher,
     pub jwt: JwtKeys,
     /// Rate-limit counters and lockout state: Redis when configured, else memory.
@@ -67,16 +73,14 @@ impl Core {
     /// Connects to the database, runs pending migrations unless disabled, and builds
     /// the hasher and token keys. The JWT secret must be resolved already.
     pub async fn start(settings: Settings) -> Result<Arc<Core>, String> {
-        let db = tessera_store::connect(
-            settings.database_url.expose_secret(),
-            &tessera_store::PoolConfig {
-                size: settings.db_pool_size,
-                max_overflow: settings.db_max_overflow,
-                acquire_timeout: settings.db_pool_timeout,
-                recycle: settings.db_pool_recycle,
-            },
-        )
-        .await?;
+        let pool = tessera_store::PoolConfig {
+            size: settings.db_pool_size,
+            max_overflow: settings.db_max_overflow,
+            acquire_timeout: settings.db_pool_timeout,
+            recycle: settings.db_pool_recycle,
+        };
+        let db = tessera_store::connect(settings.database_url.expose_secret(), &pool).await?;
+        let writer = tessera_store::connect_writer(settings.database_url.expose_secret(), &pool).await?;
         if settings.auto_migrate {
             tessera_store::migration::Migrator::up(&db, None).await.map_err(|e| format!("migration failed: {e}"))?;
         }
@@ -101,7 +105,11 @@ impl Core {
             Some(dir) => Some(Arc::new(AuditFile::open(dir.clone())?)),
             None => None,
         };
-        let core = Arc::new(Core { settings: Arc::new(settings), db, hasher, jwt, kv, mailer, code_key, audit_file });
+        let sqlite_reader = tessera_store::SqliteReader::beside(&db, settings.database_url.expose_secret());
+        let settings = Arc::new(settings);
+        let writer = writer.unwrap_or_else(|| db.clone());
+        let core =
+            Arc::new(Core { settings, db, writer, sqlite_reader, hasher, jwt, kv, mailer, code_key, audit_file });
         crate::audit::with_audit_file(core.audit_file.clone(), core.bootstrap_first_admin()).await?;
         Ok(core)
     }

@@ -340,7 +340,7 @@ impl Core {
                         .add(mail_outbox::Column::LockedUntil.is_null())
                         .add(mail_outbox::Column::LockedUntil.lt(now)),
                 )
-                .exec(&self.db)
+                .exec(&self.writer)
                 .await
                 .map_err(db_error)?;
             if claimed.rows_affected != 1 {
@@ -379,7 +379,7 @@ impl Core {
                     }
                 }
             };
-            update.update(&self.db).await.map_err(db_error)?;
+            update.update(&self.writer).await.map_err(db_error)?;
             if result.is_err() && self.mailer.breaker_open() {
                 break;
             }

@@ -127,7 +127,7 @@ impl Core {
                     updated_at: created,
                 }));
             }
-            let txn = self.db.begin().await.map_err(db_error)?;
+            let txn = self.writer.begin().await.map_err(db_error)?;
             user::Entity::insert_many(users).exec_without_returning(&txn).await.map_err(db_error)?;
             profile::Entity::insert_many(profiles).exec_without_returning(&txn).await.map_err(db_error)?;
             txn.commit().await.map_err(db_error)?;

@@ -150,7 +150,7 @@ impl Core {
             return Err(Error::Validation(errors));
         };
         let hash = self.hasher.hash(&r.password).await?;
-        let txn = self.db.begin().await.map_err(db_error)?;
+        let txn = self.writer.begin().await.map_err(db_error)?;
         let account = NewAccount {
             email,
             password_hash: hash,
@@ -215,7 +215,7 @@ impl Core {
         let mut updated = current.clone();
         if !changed.is_empty() {
             row.updated_at = Set(now());
-            let txn = self.db.begin().await.map_err(db_error)?;
+            let txn = self.writer.begin().await.map_err(db_error)?;
             updated = row.update(&txn).await.map_err(map_unique)?;
             let ev = AuditEvent::by_user("user.update", current.id).detail(json!({ "fields": changed }));
             record(&txn, client, ev).await?;
@@ -310,7 +310,7 @@ impl Core {
         }
         let now = now();
         row.updated_at = Set(now);
-        let txn = self.db.begin().await.map_err(db_error)?;
+        let txn = self.writer.begin().await.map_err(db_error)?;
         let profile = row.update(&txn).await.map_err(db_error)?;
         let user = if user_row.is_changed() {
             user_row.updated_at = Set(now);

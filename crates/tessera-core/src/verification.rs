@@ -265,14 +265,14 @@ impl Core {
             one_time_token::Entity::update_many()
                 .col_expr(one_time_token::Column::CodeAttempts, Expr::col(one_time_token::Column::CodeAttempts).add(1))
                 .filter(one_time_token::Column::Id.eq(row.id))
-                .exec(&self.db)
+                .exec(&self.writer)
                 .await
                 .map_err(db_error)?;
             one_time_token::Entity::update_many()
                 .col_expr(one_time_token::Column::CodeHash, Expr::value(Option::<String>::None))
                 .filter(one_time_token::Column::Id.eq(row.id))
                 .filter(one_time_token::Column::CodeAttempts.gte(CODE_MAX_ATTEMPTS))
-                .exec(&self.db)
+                .exec(&self.writer)
                 .await
                 .map_err(db_error)?;
             return Err(Error::InvalidVerification);
@@ -286,7 +286,7 @@ impl Core {
         client: &ClientInfo,
     ) -> Result<user::Model, Error> {
         let now = now();
-        let txn = self.db.begin().await.map_err(db_error)?;
+        let txn = self.writer.begin().await.map_err(db_error)?;
         // Of concurrent uses, exactly one gets past this.
         self.use_token(&txn, row.id, now).await?;
         let current = users::by_id(&txn, row.user_id).await.map_err(db_error)?.ok_or(Error::InvalidVerification)?;
@@ -332,7 +332,7 @@ impl Core {
         if user.email_verified_at.is_some() || !crate::auth::is_usable(&user) {
             return Ok(());
         }
-        let txn = self.db.begin().await.map_err(db_error)?;
+        let txn = self.writer.begin().await.map_err(db_error)?;
         self.queue_verification(&txn, &user, Template::VerifyEmailResend).await?;
         txn.commit().await.map_err(db_error)?;
         self.mailer.wake.notify_one();
@@ -354,7 +354,7 @@ impl Core {
             return Err(Error::EmailTaken);
         }
         let now = now();
-        let txn = self.db.begin().await.map_err(db_error)?;
+        let txn = self.writer.begin().await.map_err(db_error)?;
         let mut row = current.clone().into_active_model();
         row.new_email = Set(Some(new_email.as_str().to_owned()));
         row.updated_at = Set(now);
@@ -411,7 +411,7 @@ impl Core {
         if !crate::auth::is_usable(&user) {
             return Ok(());
         }
-        let txn = self.db.begin().await.map_err(db_error)?;
+        let txn = self.writer.begin().await.map_err(db_error)?;
         self.retire_tokens(&txn, user.id, &[TokenKind::Recovery], now()).await?;
         let (token, _) =
             self.issue_token(&txn, user.id, TokenKind::Recovery, ChronoDuration::hours(1), false, None).await?;
@@ -436,7 +436,7 @@ impl Core {
         self.check_new_password("new_password", new_password, &user)?;
         let hash = self.hasher.hash(new_password).await?;
         let now = now();
-        let txn = self.db.begin().await.map_err(db_error)?;
+        let txn = self.writer.begin().await.map_err(db_error)?;
         self.use_token(&txn, row.id, now).await?;
         self.apply_new_password(&txn, &user, &hash, None, "password.reset", client).await?;
         txn.commit().await.map_err(db_error)?;
@@ -456,8 +456,8 @@ impl Core {
         client: &ClientInfo,
     ) -> Result<crate::auth::Issued, Error> {
         let (row, user) = self.live_recovery_token(token).await?;
-        self.use_token(&self.db, row.id, now()).await?;
-        record(&self.db, client, AuditEvent::by_user("password.recovery_sign_in", user.id)).await?;
+        self.use_token(&self.writer, row.id, now()).await?;
+        record(&self.writer, client, AuditEvent::by_user("password.recovery_sign_in", user.id)).await?;
         self.open_session(user, None, "aal1", client).await
     }
 
@@ -472,7 +472,7 @@ impl Core {
     ) -> Result<(), Error> {
         self.check_new_password("password", new, &who.user)?;
         let hash = self.hasher.hash(new).await?;
-        let txn = self.db.begin().await.map_err(db_error)?;
+        let txn = self.writer.begin().await.map_err(db_error)?;
         self.apply_new_password(&txn, &who.user, &hash, Some(who.session_id), "password.change", client).await?;
         txn.commit().await.map_err(db_error)?;
         self.mailer.wake.notify_one();

@@ -4,6 +4,7 @@
 pub mod entity;
 pub mod migration;
 pub mod query;
+mod sqlite_reader;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -15,6 +16,7 @@ use tessera_domain::Error;
 
 pub use sea_orm;
 pub use sea_orm_migration::MigratorTrait;
+pub use sqlite_reader::SqliteReader;
 
 /// Pool settings for [`connect`].
 #[derive(Debug, Clone)]
@@ -64,27 +66,7 @@ pub fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
 pub async fn connect(url: &str, pool: &PoolConfig) -> Result<DatabaseConnection, String> {
     let (backend, url) = normalise_url(url)?;
     match backend {
-        Backend::Sqlite => {
-            let opts = SqliteConnectOptions::from_str(&url)
-                .map_err(|e| format!("invalid SQLite URL: {e}"))?
-                .create_if_missing(true)
-                .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Normal)
-                .busy_timeout(Duration::from_secs(10))
-                .foreign_keys(true);
-            let pool = SqlitePoolOptions::new()
-                .max_connections(pool.size.max(1))
-                .acquire_timeout(pool.acquire_timeout)
-                // An in-process SQLite connection cannot go stale the way a socket can,
-                // and sqlx already pings each connection when it is released; a second
-                // ping on acquire is one more round trip to the connection's worker
-                // thread on every statement.
-                .test_before_acquire(false)
-                .connect_with(opts)
-                .await
-                .map_err(|e| format!("cannot open the SQLite database: {e}"))?;
-            Ok(SqlxSqliteConnector::from_sqlx_sqlite_pool(pool))
-        }
+        Backend::Sqlite => sqlite_pool(&url, pool.size, pool).await,
         Backend::Postgres => {
             let opts = PgConnectOptions::from_str(&url).map_err(|e| format!("invalid PostgreSQL URL: {e}"))?;
             let pool = PgPoolOptions::new()
@@ -98,6 +80,42 @@ pub async fn connect(url: &str, pool: &PoolConfig) -> Result<DatabaseConnection,
             Ok(SqlxPostgresConnector::from_sqlx_postgres_pool(pool))
         }
     }
+}
+
+/// Where transactions and other writes go. On SQLite, a pool of its own with one
+/// connection: SQLite admits one writer at a time, and writers queued here wait their
+/// turn in order, where writers racing for the file lock would sleep in SQLite's busy
+/// handler (1, 2, 5, 10… ms between tries) or fail outright when a read snapshot cannot
+/// be upgraded. On PostgreSQL, `None`: writes share the pool.
+pub async fn connect_writer(url: &str, pool: &PoolConfig) -> Result<Option<DatabaseConnection>, String> {
+    match normalise_url(url)? {
+        (Backend::Sqlite, url) => Ok(Some(sqlite_pool(&url, 1, pool).await?)),
+        (Backend::Postgres, _) => Ok(None),
+    }
+}
+
+/// A SQLite pool of `size` connections: the file is created if missing and runs in WAL
+/// mode with a busy timeout and foreign keys on.
+async fn sqlite_pool(url: &str, size: u32, pool: &PoolConfig) -> Result<DatabaseConnection, String> {
+    let opts = SqliteConnectOptions::from_str(url)
+        .map_err(|e| format!("invalid SQLite URL: {e}"))?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(10))
+        .foreign_keys(true);
+    let pool = SqlitePoolOptions::new()
+        .max_connections(size.max(1))
+        .acquire_timeout(pool.acquire_timeout)
+        // An in-process SQLite connection cannot go stale the way a socket can,
+        // and sqlx already pings each connection when it is released; a second
+        // ping on acquire is one more round trip to the connection's worker
+        // thread on every statement.
+        .test_before_acquire(false)
+        .connect_with(opts)
+        .await
+        .map_err(|e| format!("cannot open the SQLite database: {e}"))?;
+    Ok(SqlxSqliteConnector::from_sqlx_sqlite_pool(pool))
 }
 
 /// Maps a database error to a service outcome: an unreachable or exhausted database is

@@ -12,6 +12,46 @@ use crate::entity::{audit_log, profile, refresh_token, session, user};
 
 pub mod admin;
 
+/// Builds the `(session, user)` of a [`sessions::with_user`] row, reading column `i`
+/// with `$row.$get(i)?`; shared by the pool's decoder and SQLite's direct read, and the
+/// struct literals stop compiling if a column is added to either model.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! session_and_user {
+    ($row:ident . $get:ident) => {
+        (
+            $crate::entity::session::Model {
+                id: $row.$get(0)?,
+                user_id: $row.$get(1)?,
+                created_at: $row.$get(2)?,
+                last_used_at: $row.$get(3)?,
+                expires_at: $row.$get(4)?,
+                revoked_at: $row.$get(5)?,
+                ip: $row.$get(6)?,
+                user_agent: $row.$get(7)?,
+                aal: $row.$get(8)?,
+            },
+            $crate::entity::user::Model {
+                id: $row.$get(9)?,
+                email: $row.$get(10)?,
+                password_hash: $row.$get(11)?,
+                full_name: $row.$get(12)?,
+                phone: $row.$get(13)?,
+                email_verified_at: $row.$get(14)?,
+                phone_verified_at: $row.$get(15)?,
+                is_active: $row.$get(16)?,
+                role: $row.$get(17)?,
+                token_version: $row.$get(18)?,
+                last_login_at: $row.$get(19)?,
+                created_at: $row.$get(20)?,
+                updated_at: $row.$get(21)?,
+                deleted_at: $row.$get(22)?,
+                new_email: $row.$get(23)?,
+            },
+        )
+    };
+}
+
 /// Users.
 pub mod users {
     use super::*;
@@ -83,61 +123,42 @@ pub mod profiles {
 pub mod sessions {
     use super::*;
 
-    /// The columns of [`with_user`], in the order its decoder reads them.
-    const WITH_USER_COLUMNS: &str = "s.id, s.user_id, s.created_at, s.last_used_at, s.expires_at, s.revoked_at, \
-        s.ip, s.user_agent, s.aal, u.id, u.email, u.password_hash, u.full_name, u.phone, u.email_verified_at, \
-        u.phone_verified_at, u.is_active, u.role, u.token_version, u.last_login_at, u.created_at, u.updated_at, \
-        u.deleted_at, u.new_email";
+    /// The query of [`with_user`]; `$1` is the session id (`?` on SQLite). Its columns
+    /// are read by position by [`session_and_user!`](crate::session_and_user).
+    pub(crate) fn with_user_sql(backend: DbBackend) -> &'static str {
+        static SQL: std::sync::OnceLock<[String; 2]> = std::sync::OnceLock::new();
+        let [sqlite, postgres] = SQL.get_or_init(|| {
+            let sql = |p: &str| {
+                format!(
+                    "SELECT s.id, s.user_id, s.created_at, s.last_used_at, s.expires_at, s.revoked_at, s.ip, \
+                     s.user_agent, s.aal, u.id, u.email, u.password_hash, u.full_name, u.phone, \
+                     u.email_verified_at, u.phone_verified_at, u.is_active, u.role, u.token_version, \
+                     u.last_login_at, u.created_at, u.updated_at, u.deleted_at, u.new_email \
+                     FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = {p}"
+                )
+            };
+            [sql("?"), sql("$1")]
+        });
+        if backend == DbBackend::Postgres {
+            postgres
+        } else {
+            sqlite
+        }
+    }
 
     /// A session together with its user, in one query. Every authenticated request runs
     /// it, so the SQL is a constant (no query building, and the prepared statement is
-    /// reused from each connection's cache) and columns are read by position; the
-    /// struct literals below stop compiling if a column is added to either model.
+    /// reused from each connection's cache) and columns are read by position.
     pub async fn with_user(
         conn: &impl ConnectionTrait,
         id: Uuid,
     ) -> Result<Option<(session::Model, user::Model)>, DbErr> {
-        static SQL: std::sync::OnceLock<[String; 2]> = std::sync::OnceLock::new();
-        let [sqlite, postgres] = SQL.get_or_init(|| {
-            let sql = |p: &str| {
-                format!("SELECT {WITH_USER_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = {p}")
-            };
-            [sql("?"), sql("$1")]
-        });
         let backend = conn.get_database_backend();
-        let sql = if backend == DbBackend::Postgres { postgres } else { sqlite };
-        let Some(r) = conn.query_one(Statement::from_sql_and_values(backend, sql.as_str(), [id.into()])).await? else {
+        let sql = with_user_sql(backend);
+        let Some(r) = conn.query_one(Statement::from_sql_and_values(backend, sql, [id.into()])).await? else {
             return Ok(None);
         };
-        let session = session::Model {
-            id: r.try_get_by_index(0)?,
-            user_id: r.try_get_by_index(1)?,
-            created_at: r.try_get_by_index(2)?,
-            last_used_at: r.try_get_by_index(3)?,
-            expires_at: r.try_get_by_index(4)?,
-            revoked_at: r.try_get_by_index(5)?,
-            ip: r.try_get_by_index(6)?,
-            user_agent: r.try_get_by_index(7)?,
-            aal: r.try_get_by_index(8)?,
-        };
-        let user = user::Model {
-            id: r.try_get_by_index(9)?,
-            email: r.try_get_by_index(10)?,
-            password_hash: r.try_get_by_index(11)?,
-            full_name: r.try_get_by_index(12)?,
-            phone: r.try_get_by_index(13)?,
-            email_verified_at: r.try_get_by_index(14)?,
-            phone_verified_at: r.try_get_by_index(15)?,
-            is_active: r.try_get_by_index(16)?,
-            role: r.try_get_by_index(17)?,
-            token_version: r.try_get_by_index(18)?,
-            last_login_at: r.try_get_by_index(19)?,
-            created_at: r.try_get_by_index(20)?,
-            updated_at: r.try_get_by_index(21)?,
-            deleted_at: r.try_get_by_index(22)?,
-            new_email: r.try_get_by_index(23)?,
-        };
-        Ok(Some((session, user)))
+        Ok(Some(crate::session_and_user!(r.try_get_by_index)))
     }
 
     /// A session by id.
@@ -228,14 +249,28 @@ pub mod refresh_tokens {
     /// the guard that keeps one chain per session: of two concurrent rotations of the
     /// same token, on one node or many, exactly one sees `true`.
     pub async fn retire(conn: &impl ConnectionTrait, hash: &str, now: DateTime<Utc>) -> Result<bool, DbErr> {
+        Ok(retire_live_matching(conn, refresh_token::Column::TokenHash.eq(hash), now).await? == 1)
+    }
+
+    /// Retires a session's live token, whichever it is at this moment; `false` when it
+    /// has none. A refresh inside the reuse interval rotates the chain's head this way.
+    pub async fn retire_live(conn: &impl ConnectionTrait, session_id: Uuid, now: DateTime<Utc>) -> Result<bool, DbErr> {
+        Ok(retire_live_matching(conn, refresh_token::Column::SessionId.eq(session_id), now).await? >= 1)
+    }
+
+    async fn retire_live_matching(
+        conn: &impl ConnectionTrait,
+        which: sea_orm::sea_query::SimpleExpr,
+        now: DateTime<Utc>,
+    ) -> Result<u64, DbErr> {
         let res = refresh_token::Entity::update_many()
             .col_expr(refresh_token::Column::UsedAt, Expr::value(now))
-            .filter(refresh_token::Column::TokenHash.eq(hash))
+            .filter(which)
             .filter(refresh_token::Column::UsedAt.is_null())
             .filter(refresh_token::Column::Revoked.eq(false))
             .exec(conn)
             .await?;
-        Ok(res.rows_affected == 1)
+        Ok(res.rows_affected)
     }
 
     /// Inserts a new live token for a session.
@@ -245,15 +280,15 @@ pub mod refresh_tokens {
         session_id: Uuid,
         now: DateTime<Utc>,
     ) -> Result<(), DbErr> {
-        refresh_token::ActiveModel {
+        let row = refresh_token::ActiveModel {
             token_hash: sea_orm::Set(hash.to_owned()),
             session_id: sea_orm::Set(session_id),
             created_at: sea_orm::Set(now),
             used_at: sea_orm::Set(None),
             revoked: sea_orm::Set(false),
-        }
-        .insert(conn)
-        .await?;
+        };
+        // Nothing to read back: one statement, no RETURNING or re-select.
+        refresh_token::Entity::insert(row).exec_without_returning(conn).await?;
         Ok(())
     }
 
@@ -275,7 +310,7 @@ pub mod audit {
 
     /// Appends one event.
     pub async fn insert(conn: &impl ConnectionTrait, row: audit_log::ActiveModel) -> Result<(), DbErr> {
-        row.insert(conn).await?;
+        audit_log::Entity::insert(row).exec_without_returning(conn).await?;
         Ok(())
     }
 

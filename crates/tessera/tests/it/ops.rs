@@ -37,10 +37,12 @@ async fn post_raw(app: &TestApp, path: &str, content_type: &str, body: impl Into
 
 /// Closes the server's database pool, so every query fails as if the database were down.
 async fn close_database(app: &TestApp) {
-    match app.core.db.get_database_backend() {
-        DatabaseBackend::Sqlite => app.core.db.get_sqlite_connection_pool().close().await,
-        DatabaseBackend::Postgres => app.core.db.get_postgres_connection_pool().close().await,
-        other => panic!("unexpected backend {other:?}"),
+    for db in [&app.core.db, &app.core.writer] {
+        match db.get_database_backend() {
+            DatabaseBackend::Sqlite => db.get_sqlite_connection_pool().close().await,
+            DatabaseBackend::Postgres => db.get_postgres_connection_pool().close().await,
+            other => panic!("unexpected backend {other:?}"),
+        }
     }
 }
 

@@ -137,14 +137,37 @@ async fn twelve_concurrent_refreshes_leave_one_live_chain() {
 
     let results = join_all((0..12).map(|_| async { json_of(refresh_body(&app, &login.refresh).await).await })).await;
 
-    let ok: Vec<&Value> = results.iter().filter(|(s, _)| *s == StatusCode::OK).map(|(_, b)| b).collect();
-    assert!(!ok.is_empty(), "{results:?}");
+    // Inside the reuse interval every one of them is a legitimate tab: all succeed.
     for (status, body) in &results {
-        assert!(*status == StatusCode::OK || *status == StatusCode::SERVICE_UNAVAILABLE, "{status} {body}");
+        assert_eq!(*status, StatusCode::OK, "{body}");
     }
     assert_eq!(live_tokens(&app, sid).await, 1, "exactly one live token in the family");
-    let sessions = app.get("/v1/auth/sessions", ok[0]["access_token"].as_str()).await.json::<Value>().await.unwrap();
+    let sessions =
+        app.get("/v1/auth/sessions", results[0].1["access_token"].as_str()).await.json::<Value>().await.unwrap();
     assert_eq!(sessions.as_array().unwrap().len(), 1, "one family");
+}
+
+#[tokio::test]
+async fn eight_tabs_refreshing_one_session_over_and_over_all_succeed() {
+    let app = TestApp::spawn().await;
+    let (_, login) = app.user().await;
+    let sid = session_of(&login.access);
+
+    // Each tab starts from the same token and keeps rotating whatever it was given last,
+    // so every round races the others for the chain's head.
+    let tab = |mut token: String| {
+        let app = &app;
+        async move {
+            for round in 0..25 {
+                let (status, body) = json_of(refresh_body(app, &token).await).await;
+                assert_eq!(status, StatusCode::OK, "round {round}: {body}");
+                token = body["refresh_token"].as_str().unwrap().to_owned();
+            }
+        }
+    };
+    join_all((0..8).map(|_| tab(login.refresh.clone()))).await;
+
+    assert_eq!(live_tokens(&app, sid).await, 1, "exactly one live token in the family");
 }
 
 #[tokio::test]

@@ -676,3 +676,70 @@ async fn missing_authorization_header_is_rejected() {
     assert_unauthorized(res, "not_authenticated").await;
     app.stop().await;
 }
+
+/// On a SQLite file, the session check reads in place (not through sqlx); it must decode
+/// every column exactly as the pool does, null or not, whatever form sqlx wrote it in.
+/// On PostgreSQL there is no direct read at all.
+#[tokio::test]
+async fn the_direct_sqlite_read_returns_what_the_pool_returns() {
+    use tessera_store::query::sessions;
+    use tessera_store::sea_orm::{prelude::DateTimeUtc, ConnectionTrait, DatabaseBackend};
+
+    let app = TestApp::spawn().await;
+    let (_, login) = app.user().await;
+    let sid: uuid::Uuid = claims(&login.access)["sid"].as_str().unwrap().parse().unwrap();
+    let url = secrecy::ExposeSecret::expose_secret(&app.core.settings.database_url).to_owned();
+    let reader = tessera_store::SqliteReader::beside(app.db(), &url);
+    if app.db().get_database_backend() == DatabaseBackend::Postgres {
+        assert!(reader.is_none(), "no direct read on PostgreSQL");
+        app.stop().await;
+        return;
+    }
+    let reader = reader.expect("a direct reader on a SQLite file");
+    let same = |what: &str, direct, pooled| assert_eq!(direct, pooled, "{what}: direct read differs from the pool");
+
+    let pooled = sessions::with_user(app.db(), sid).await.unwrap();
+    assert!(pooled.is_some());
+    same("fresh sign-in, nullable columns empty", reader.session_with_user(sid).unwrap(), pooled);
+
+    // Every nullable column set, through sqlx's own encoding.
+    let at: DateTimeUtc = "2026-03-04T05:06:07.891234Z".parse().unwrap();
+    let user_id = claims(&login.access)["sub"].as_str().unwrap().parse::<uuid::Uuid>().unwrap();
+    user::Entity::update_many()
+        .col_expr(user::Column::FullName, Expr::value("Ada Ünïcode 😀"))
+        .col_expr(user::Column::Phone, Expr::value("+15550001111"))
+        .col_expr(user::Column::EmailVerifiedAt, Expr::value(at))
+        .col_expr(user::Column::PhoneVerifiedAt, Expr::value(at))
+        .col_expr(user::Column::LastLoginAt, Expr::value(at))
+        .col_expr(user::Column::DeletedAt, Expr::value(at))
+        .col_expr(user::Column::NewEmail, Expr::value("next@example.com"))
+        .col_expr(user::Column::IsActive, Expr::value(false))
+        .col_expr(user::Column::TokenVersion, Expr::value(7))
+        .filter(user::Column::Id.eq(user_id))
+        .exec(app.db())
+        .await
+        .unwrap();
+    session::Entity::update_many()
+        .col_expr(session::Column::RevokedAt, Expr::value(at))
+        .col_expr(session::Column::UserAgent, Expr::value("agent/1.0"))
+        .filter(session::Column::Id.eq(sid))
+        .exec(app.db())
+        .await
+        .unwrap();
+    let pooled = sessions::with_user(app.db(), sid).await.unwrap();
+    assert_eq!(pooled.as_ref().map(|(s, u)| (s.revoked_at, u.token_version, u.is_active)), Some((Some(at), 7, false)));
+    same("every column set", reader.session_with_user(sid).unwrap(), pooled);
+
+    // A timestamp in SQLite's own text form (as `datetime('now')` writes it) is UTC.
+    app.sql("UPDATE users SET last_login_at = '2026-01-02 03:04:05.678'").await;
+    let pooled = sessions::with_user(app.db(), sid).await.unwrap();
+    same("naive timestamp", reader.session_with_user(sid).unwrap(), pooled);
+
+    // A form the direct read does not parse is not guessed at: it fails, and the server
+    // asks the pool instead (here the pool cannot parse it either).
+    app.sql("UPDATE users SET last_login_at = 'yesterday'").await;
+    assert!(reader.session_with_user(sid).is_err());
+
+    same("unknown session", reader.session_with_user(uuid::Uuid::now_v7()).unwrap(), None);
+    app.stop().await;
+}
