@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use sea_orm::{ConnectionTrait, Set};
+use sea_orm::ConnectionTrait;
 use serde_json::{json, Value};
 use tessera_domain::Error;
 use uuid::Uuid;
@@ -39,7 +39,17 @@ impl AuditEvent {
 /// Appends an event through `conn` (a transaction, when it records a change), and to
 /// the day's audit file when the caller runs inside [`with_audit_file`].
 pub async fn record(conn: &impl ConnectionTrait, client: &ClientInfo, ev: AuditEvent) -> Result<(), Error> {
-    let row = audit_log::Model {
+    let row = audit_row(client, ev);
+    tessera_store::query::audit::insert(conn, row.clone().into()).await.map_err(tessera_store::db_error)?;
+    // Written once the row is in: a change that fails to commit after this (rare: the
+    // audit row is the last statement before commit) leaves a line without a row.
+    append_to_file(&row);
+    Ok(())
+}
+
+/// The row an event becomes, stamped now.
+pub fn audit_row(client: &ClientInfo, ev: AuditEvent) -> audit_log::Model {
+    audit_log::Model {
         id: Uuid::now_v7(),
         created_at: crate::now(),
         event: ev.event.to_owned(),
@@ -49,30 +59,16 @@ pub async fn record(conn: &impl ConnectionTrait, client: &ClientInfo, ev: AuditE
         user_agent: client.user_agent.as_ref().map(|ua| truncate(ua, 512)),
         request_id: client.request_id.clone(),
         detail: ev.detail,
-    };
-    let line = AUDIT_FILE.try_with(|f| f.clone()).ok().flatten().map(|file| (file, json_line(&row)));
-    tessera_store::query::audit::insert(
-        conn,
-        audit_log::ActiveModel {
-            id: Set(row.id),
-            created_at: Set(row.created_at),
-            event: Set(row.event),
-            user_id: Set(row.user_id),
-            actor_id: Set(row.actor_id),
-            ip: Set(row.ip),
-            user_agent: Set(row.user_agent),
-            request_id: Set(row.request_id),
-            detail: Set(row.detail),
-        },
-    )
-    .await
-    .map_err(tessera_store::db_error)?;
-    // Written once the row is in: a change that fails to commit after this (rare: the
-    // audit row is the last statement before commit) leaves a line without a row.
-    if let Some((file, (day, text))) = line {
+    }
+}
+
+/// Appends a row just written to the day's audit file, when the caller runs inside
+/// [`with_audit_file`].
+pub fn append_to_file(row: &audit_log::Model) {
+    if let Some(file) = AUDIT_FILE.try_with(|f| f.clone()).ok().flatten() {
+        let (day, text) = json_line(row);
         file.append(&day, &text);
     }
-    Ok(())
 }
 
 /// The JSON form of an event, as the audit API and the audit file show it.

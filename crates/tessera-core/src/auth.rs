@@ -6,11 +6,13 @@ use sea_orm::{ActiveModelTrait, Set, TransactionTrait};
 use secrecy::SecretString;
 use serde_json::json;
 use tessera_domain::{Email, Error, Role};
+use tessera_store::entity::{refresh_token, session, user};
+use tessera_store::query::refresh_tokens::{Retire, Rotation};
 use tessera_store::query::{refresh_tokens, sessions, users};
-use tessera_store::{db_error, entity::session, entity::user};
+use tessera_store::{db_error, DirectError, SqliteDirect};
 use uuid::Uuid;
 
-use crate::audit::{record, truncate, AuditEvent};
+use crate::audit::{append_to_file, audit_row, record, truncate, AuditEvent};
 use crate::tokens::{random_token, sha256_hex, AccessClaims};
 use crate::{now, ClientInfo, Core};
 
@@ -98,15 +100,51 @@ impl Core {
         Ok(Principal { session_id: session.id, user, claims })
     }
 
-    /// A session and its user: read in place on a SQLite file, else through the pool.
+    /// A session and its user.
     async fn session_with_user(&self, id: Uuid) -> Result<Option<(session::Model, user::Model)>, Error> {
-        if let Some(reader) = &self.sqlite_reader {
-            match reader.session_with_user(id) {
+        self.read(|d| d.session_with_user(id), sessions::with_user(&self.db, id)).await
+    }
+
+    /// A refresh token by its hash.
+    async fn refresh_token(&self, hash: &str) -> Result<Option<refresh_token::Model>, Error> {
+        self.read(|d| d.refresh_token(hash), refresh_tokens::by_hash(&self.db, hash)).await
+    }
+
+    /// Reads in place on a SQLite file; through the pool on PostgreSQL, or when the
+    /// direct read cannot answer.
+    async fn read<T>(
+        &self,
+        direct: impl FnOnce(&SqliteDirect) -> Result<T, DirectError>,
+        pooled: impl std::future::Future<Output = Result<T, sea_orm::DbErr>>,
+    ) -> Result<T, Error> {
+        if let Some(d) = &self.sqlite_direct {
+            match direct(d) {
                 Ok(found) => return Ok(found),
                 Err(e) => tracing::debug!(error = %e, "direct SQLite read failed; asking the pool"),
             }
         }
-        sessions::with_user(&self.db, id).await.map_err(db_error)
+        pooled.await.map_err(db_error)
+    }
+
+    /// Writes a rotation in one transaction. On a SQLite file it runs whole on a blocking
+    /// thread, while this task holds the writer's one connection so that no other write
+    /// of this process interleaves; elsewhere, through a transaction of the pool.
+    async fn rotate(&self, rotation: &Rotation) -> Result<bool, Error> {
+        if let Some(direct) = &self.sqlite_direct {
+            let turn = self.writer.get_sqlite_connection_pool().acquire().await;
+            let _turn = turn.map_err(|e| db_error(sea_orm::DbErr::Custom(e.to_string())))?;
+            let (direct, rotation) = (direct.clone(), rotation.clone());
+            let done = tokio::task::spawn_blocking(move || direct.rotate(&rotation)).await;
+            let done = done.map_err(|e| Error::Internal(format!("rotation task: {e}")))?;
+            return done.map_err(|e| db_error(sea_orm::DbErr::Custom(e.to_string())));
+        }
+        let txn = self.writer.begin().await.map_err(db_error)?;
+        if !refresh_tokens::rotate(&txn, rotation).await.map_err(db_error)? {
+            txn.rollback().await.map_err(db_error)?;
+            return Ok(false);
+        }
+        txn.commit().await.map_err(db_error)?;
+        Ok(true)
     }
 
     /// Signs in with email and password. Unknown emails cost one dummy hash, like known
@@ -216,7 +254,7 @@ impl Core {
     pub async fn refresh(&self, raw: &str, client: &ClientInfo) -> Result<Issued, Error> {
         let now = now();
         let hash = sha256_hex(raw.trim());
-        let mut token = refresh_tokens::by_hash(&self.db, &hash).await.map_err(db_error)?.ok_or(Error::InvalidToken)?;
+        let mut token = self.refresh_token(&hash).await?.ok_or(Error::InvalidToken)?;
         let (session, user) = self.session_with_user(token.session_id).await?.ok_or(Error::InvalidToken)?;
         if session.revoked_at.is_some() || session.expires_at <= now {
             return Err(Error::TokenRevoked);
@@ -249,32 +287,26 @@ impl Core {
                 Some(_) => true,
             };
             let next = random_token(32);
-            let txn = self.writer.begin().await.map_err(db_error)?;
-            let retired = if follow_head {
-                refresh_tokens::retire_live(&txn, session.id, now).await
-            } else {
-                refresh_tokens::retire(&txn, &hash, now).await
+            let ttl = chrono_dur(self.settings.refresh_token_ttl);
+            let ev = AuditEvent::by_user("token.refresh", user.id).detail(json!({ "session_id": session.id }));
+            let rotation = Rotation {
+                retire: if follow_head { Retire::Live } else { Retire::Presented(hash.clone()) },
+                new_hash: sha256_hex(&next),
+                session_id: session.id,
+                now,
+                expires_at: now + ttl,
+                audit: audit_row(client, ev),
             };
-            if !retired.map_err(db_error)? {
+            if !self.rotate(&rotation).await? {
                 // Another refresh retired it first (or the session has no live token left):
                 // look again and follow the chain.
-                txn.rollback().await.map_err(db_error)?;
                 if follow_head && refresh_tokens::head(&self.db, session.id).await.map_err(db_error)?.is_none() {
                     return Err(Error::TokenRevoked);
                 }
-                token = refresh_tokens::by_hash(&self.db, &hash).await.map_err(db_error)?.ok_or(Error::InvalidToken)?;
+                token = self.refresh_token(&hash).await?.ok_or(Error::InvalidToken)?;
                 continue;
             }
-            refresh_tokens::insert(&txn, &sha256_hex(&next), session.id, now).await.map_err(db_error)?;
-            let ttl = chrono_dur(self.settings.refresh_token_ttl);
-            sessions::touch(&txn, session.id, now, now + ttl).await.map_err(db_error)?;
-            record(
-                &txn,
-                client,
-                AuditEvent::by_user("token.refresh", user.id).detail(json!({ "session_id": session.id })),
-            )
-            .await?;
-            txn.commit().await.map_err(db_error)?;
+            append_to_file(&rotation.audit);
             let (access_token, expires_in, expires_at) = self.access_token(&user, session.id, &session.aal, now)?;
             return Ok(Issued {
                 user,

@@ -49,9 +49,9 @@ pub struct Core {
     /// Where transactions and writes go: on SQLite one connection of its own, so that
     /// writers queue in order instead of racing for the file lock; else `db` itself.
     pub writer: DatabaseConnection,
-    /// On a SQLite file, the in-place read of a session and its user that every
-    /// authenticated request makes (the pool answers when it cannot).
-    sqlite_reader: Option<tessera_store::SqliteReader>,
+    /// On a SQLite file, connections of its own for the statements every authenticated
+    /// request and every refresh run (the pool answers reads it cannot).
+    sqlite_direct: Option<Arc<tessera_store::SqliteDirect>>,
     pub hasher: PasswordHasher,
     pub jwt: JwtKeys,
     /// Rate-limit counters and lockout state: Redis when configured, else memory.
@@ -105,11 +105,12 @@ impl Core {
             Some(dir) => Some(Arc::new(AuditFile::open(dir.clone())?)),
             None => None,
         };
-        let sqlite_reader = tessera_store::SqliteReader::beside(&db, settings.database_url.expose_secret());
+        let sqlite_direct =
+            tessera_store::SqliteDirect::beside(&db, settings.database_url.expose_secret()).map(Arc::new);
         let settings = Arc::new(settings);
         let writer = writer.unwrap_or_else(|| db.clone());
         let core =
-            Arc::new(Core { settings, db, writer, sqlite_reader, hasher, jwt, kv, mailer, code_key, audit_file });
+            Arc::new(Core { settings, db, writer, sqlite_direct, hasher, jwt, kv, mailer, code_key, audit_file });
         crate::audit::with_audit_file(core.audit_file.clone(), core.bootstrap_first_admin()).await?;
         Ok(core)
     }

@@ -4,7 +4,7 @@
 pub mod entity;
 pub mod migration;
 pub mod query;
-mod sqlite_reader;
+mod sqlite_direct;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -14,9 +14,10 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use tessera_domain::Error;
 
+pub use rusqlite::Error as DirectError;
 pub use sea_orm;
 pub use sea_orm_migration::MigratorTrait;
-pub use sqlite_reader::SqliteReader;
+pub use sqlite_direct::SqliteDirect;
 
 /// Pool settings for [`connect`].
 #[derive(Debug, Clone)]
@@ -74,6 +75,19 @@ pub async fn connect(url: &str, pool: &PoolConfig) -> Result<DatabaseConnection,
                 .min_connections(0)
                 .acquire_timeout(pool.acquire_timeout)
                 .max_lifetime(pool.recycle)
+                // sqlx pings every connection when it is released; pinging it again on
+                // every acquire doubles the round trips of a one-statement request. A
+                // connection idle for a while is still checked (the server may have
+                // restarted or dropped it meanwhile).
+                .test_before_acquire(false)
+                .before_acquire(|conn, meta| {
+                    Box::pin(async move {
+                        if meta.idle_for >= RECHECK_IDLE_AFTER {
+                            sqlx::Connection::ping(conn).await?;
+                        }
+                        Ok(true)
+                    })
+                })
                 .connect_with(opts)
                 .await
                 .map_err(|e| format!("cannot connect to PostgreSQL: {e}"))?;
@@ -117,6 +131,9 @@ async fn sqlite_pool(url: &str, size: u32, pool: &PoolConfig) -> Result<Database
         .map_err(|e| format!("cannot open the SQLite database: {e}"))?;
     Ok(SqlxSqliteConnector::from_sqlx_sqlite_pool(pool))
 }
+
+/// A PostgreSQL connection idle this long is pinged before it is handed out again.
+const RECHECK_IDLE_AFTER: Duration = Duration::from_secs(30);
 
 /// Maps a database error to a service outcome: an unreachable or exhausted database is
 /// `Unavailable` (503); anything else is `Internal` (500, cause logged, body generic).

@@ -273,6 +273,45 @@ pub mod refresh_tokens {
         Ok(res.rows_affected)
     }
 
+    /// Which token a [`Rotation`] retires.
+    #[derive(Debug, Clone)]
+    pub enum Retire {
+        /// The presented one, by its hash, if it is still live.
+        Presented(String),
+        /// The session's live token, whichever it is when the write runs (a refresh
+        /// inside the reuse interval follows the chain this way).
+        Live,
+    }
+
+    /// What one refresh-token rotation writes, in one transaction (SPEC §4.3).
+    #[derive(Debug, Clone)]
+    pub struct Rotation {
+        pub retire: Retire,
+        pub new_hash: String,
+        pub session_id: Uuid,
+        pub now: DateTime<Utc>,
+        /// The session's new expiry.
+        pub expires_at: DateTime<Utc>,
+        pub audit: audit_log::Model,
+    }
+
+    /// Rotates through `conn`, a transaction: retires the token, inserts the new one,
+    /// extends the session and appends the audit row. `false` when the token to retire
+    /// was no longer live; nothing is written then.
+    pub async fn rotate(conn: &impl ConnectionTrait, r: &Rotation) -> Result<bool, DbErr> {
+        let retired = match &r.retire {
+            Retire::Presented(hash) => retire(conn, hash, r.now).await?,
+            Retire::Live => retire_live(conn, r.session_id, r.now).await?,
+        };
+        if !retired {
+            return Ok(false);
+        }
+        insert(conn, &r.new_hash, r.session_id, r.now).await?;
+        super::sessions::touch(conn, r.session_id, r.now, r.expires_at).await?;
+        super::audit::insert(conn, r.audit.clone().into()).await?;
+        Ok(true)
+    }
+
     /// Inserts a new live token for a session.
     pub async fn insert(
         conn: &impl ConnectionTrait,

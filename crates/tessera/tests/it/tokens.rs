@@ -689,7 +689,7 @@ async fn the_direct_sqlite_read_returns_what_the_pool_returns() {
     let (_, login) = app.user().await;
     let sid: uuid::Uuid = claims(&login.access)["sid"].as_str().unwrap().parse().unwrap();
     let url = secrecy::ExposeSecret::expose_secret(&app.core.settings.database_url).to_owned();
-    let reader = tessera_store::SqliteReader::beside(app.db(), &url);
+    let reader = tessera_store::SqliteDirect::beside(app.db(), &url);
     if app.db().get_database_backend() == DatabaseBackend::Postgres {
         assert!(reader.is_none(), "no direct read on PostgreSQL");
         app.stop().await;
@@ -741,5 +741,33 @@ async fn the_direct_sqlite_read_returns_what_the_pool_returns() {
     assert!(reader.session_with_user(sid).is_err());
 
     same("unknown session", reader.session_with_user(uuid::Uuid::now_v7()).unwrap(), None);
+
+    // A rotation written by the direct path reads back, through sqlx, as the pool's own
+    // writes do; and the direct read of a refresh token matches the pool's.
+    let (_, login) = app.user().await;
+    let res = app.post("/v1/auth/refresh", None, json!({ "refresh_token": login.refresh })).await;
+    let (status, body) = json_of(res).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let hex = |t: &str| format!("{:x}", <Sha256 as sha2::Digest>::digest(t.as_bytes()));
+    for token in [login.refresh.as_str(), body["refresh_token"].as_str().unwrap()] {
+        let pooled = tessera_store::query::refresh_tokens::by_hash(app.db(), &hex(token)).await.unwrap();
+        assert!(pooled.is_some());
+        assert_eq!(
+            reader.refresh_token(&hex(token)).unwrap(),
+            pooled,
+            "refresh token: direct read differs from the pool"
+        );
+    }
+    let sid: uuid::Uuid = claims(&login.access)["sid"].as_str().unwrap().parse().unwrap();
+    let (session, _) = sessions::with_user(app.db(), sid).await.unwrap().unwrap();
+    assert!(session.last_used_at > session.created_at, "the rotation touched the session");
+    let audit = tessera_core::entity::audit_log::Entity::find()
+        .filter(tessera_core::entity::audit_log::Column::Event.eq("token.refresh"))
+        .all(app.db())
+        .await
+        .unwrap();
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].detail, json!({ "session_id": sid }));
+    assert_eq!(audit[0].user_id, Some(session.user_id));
     app.stop().await;
 }

@@ -1,0 +1,264 @@
+//! The statements that run on every authenticated request and every refresh, run on
+//! the SQLite file through connections of their own (rusqlite, on the same bundled
+//! SQLite as sqlx).
+//!
+//! sqlx drives each SQLite connection from a worker thread, so one statement through the
+//! pool costs two thread hand-offs (the statement, then the ping on release); under load
+//! those context switches, not SQLite, took most of an authenticated request, and a
+//! five-statement rotation held the one writer for a dozen of them. A read by primary
+//! key in WAL mode takes microseconds and never waits for a writer, so reads run on the
+//! caller's thread; a rotation runs whole on one blocking thread. A read this path
+//! cannot answer outright (a busy database, a value stored in a form it does not parse)
+//! is an error, and the caller asks the pool instead, whose answer is final.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
+use rusqlite::types::{FromSqlError, ValueRef};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend};
+use uuid::Uuid;
+
+use crate::entity::{refresh_token, session, user};
+use crate::query::refresh_tokens::{Retire, Rotation};
+
+/// Connections kept open between reads; more are opened when more threads read at once.
+const MAX_IDLE: usize = 8;
+
+/// Direct connections to one SQLite database file.
+pub struct SqliteDirect {
+    path: PathBuf,
+    /// Read-only (`query_only`) connections.
+    idle: Mutex<Vec<Connection>>,
+    /// The connection rotations write through, opened on first use.
+    writer: Mutex<Option<Connection>>,
+    /// The pool this reader stands beside: once it is closed, so is the reader.
+    pool: sqlx::SqlitePool,
+}
+
+impl SqliteDirect {
+    /// A reader beside `db`, a pool opened on `url`, when that is a SQLite file; `None`
+    /// for an in-memory database (only the pool's connections can see it) or PostgreSQL.
+    pub fn beside(db: &DatabaseConnection, url: &str) -> Option<SqliteDirect> {
+        if db.get_database_backend() != DbBackend::Sqlite {
+            return None;
+        }
+        let path = crate::sqlite_path(url.trim())?;
+        let pool = db.get_sqlite_connection_pool().clone();
+        Some(SqliteDirect { path, idle: Mutex::new(Vec::new()), writer: Mutex::new(None), pool })
+    }
+
+    /// The session with this id and its user, as [`crate::query::sessions::with_user`]
+    /// reads them.
+    pub fn session_with_user(&self, id: Uuid) -> Result<Option<(session::Model, user::Model)>, rusqlite::Error> {
+        self.read_row(crate::query::sessions::with_user_sql(DbBackend::Sqlite), &id.as_bytes()[..], |row| {
+            Ok(crate::session_and_user!(row.get))
+        })
+    }
+
+    /// A refresh token by its hash, as [`crate::query::refresh_tokens::by_hash`] reads it.
+    pub fn refresh_token(&self, hash: &str) -> Result<Option<refresh_token::Model>, rusqlite::Error> {
+        let sql =
+            "SELECT token_hash, session_id, created_at, used_at, revoked FROM refresh_tokens WHERE token_hash = ?1";
+        self.read_row(sql, hash, |row| {
+            Ok(refresh_token::Model {
+                token_hash: row.get(0)?,
+                session_id: row.get(1)?,
+                created_at: row.get(2)?,
+                used_at: row.get(3)?,
+                revoked: row.get(4)?,
+            })
+        })
+    }
+
+    /// Runs a rotation in one transaction, as [`crate::query::refresh_tokens::rotate`]
+    /// does, storing every value as sqlx would. Blocking: call it from a blocking thread,
+    /// while holding the writer pool's connection so that no other writer of this
+    /// process runs meanwhile.
+    pub fn rotate(&self, r: &Rotation) -> Result<bool, rusqlite::Error> {
+        self.check_open()?;
+        let mut slot = self.writer.lock().map_err(|_| misuse("the writer connection lock is poisoned"))?;
+        let conn = match slot.as_mut() {
+            Some(conn) => conn,
+            None => slot.insert(self.open(false)?),
+        };
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let now = time(r.now);
+        let retired = match &r.retire {
+            Retire::Presented(hash) => {
+                let sql =
+                    "UPDATE refresh_tokens SET used_at = ?1 WHERE token_hash = ?2 AND used_at IS NULL AND revoked = 0";
+                tx.prepare_cached(sql)?.execute(params![now, hash])? == 1
+            }
+            Retire::Live => {
+                let sql =
+                    "UPDATE refresh_tokens SET used_at = ?1 WHERE session_id = ?2 AND used_at IS NULL AND revoked = 0";
+                tx.prepare_cached(sql)?.execute(params![now, blob(r.session_id)])? >= 1
+            }
+        };
+        if !retired {
+            return Ok(false); // the transaction rolls back as it drops
+        }
+        let sql = "INSERT INTO refresh_tokens (token_hash, session_id, created_at, used_at, revoked) \
+                   VALUES (?1, ?2, ?3, NULL, 0)";
+        tx.prepare_cached(sql)?.execute(params![r.new_hash, blob(r.session_id), now])?;
+        let sql = "UPDATE sessions SET last_used_at = ?1, expires_at = ?2 WHERE id = ?3";
+        tx.prepare_cached(sql)?.execute(params![now, time(r.expires_at), blob(r.session_id)])?;
+        let a = &r.audit;
+        let detail = serde_json::to_string(&a.detail).map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
+        let sql =
+            "INSERT INTO audit_log (id, created_at, event, user_id, actor_id, ip, user_agent, request_id, detail) \
+                   VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+        tx.prepare_cached(sql)?.execute(params![
+            blob(a.id),
+            time(a.created_at),
+            a.event,
+            a.user_id.map(blob),
+            a.actor_id.map(blob),
+            a.ip,
+            a.user_agent,
+            a.request_id,
+            detail
+        ])?;
+        tx.commit()?;
+        Ok(true)
+    }
+
+    /// One row of `sql` with one parameter, read on a read-only connection.
+    fn read_row<T>(
+        &self,
+        sql: &str,
+        param: impl rusqlite::ToSql,
+        decode: impl FnOnce(Columns<'_>) -> Result<T, rusqlite::Error>,
+    ) -> Result<Option<T>, rusqlite::Error> {
+        self.check_open()?;
+        let conn = self.take()?;
+        let found = conn
+            .prepare_cached(sql)
+            .and_then(|mut stmt| stmt.query_row([param], |row| decode(Columns(row))).optional());
+        self.give_back(conn);
+        found
+    }
+
+    /// Fails once the pool beside it is closed.
+    fn check_open(&self) -> Result<(), rusqlite::Error> {
+        if self.pool.is_closed() {
+            return Err(misuse("the database pool is closed"));
+        }
+        Ok(())
+    }
+
+    fn take(&self) -> Result<Connection, rusqlite::Error> {
+        if let Some(conn) = self.idle.lock().ok().and_then(|mut idle| idle.pop()) {
+            return Ok(conn);
+        }
+        self.open(true)
+    }
+
+    /// Opens a connection (never creating the file: the pool did, and migrated it). A
+    /// reader never writes and answers at once when the file is busy (the pool's
+    /// connection will wait instead); the writer waits as sqlx's do and syncs as they do.
+    fn open(&self, read_only: bool) -> Result<Connection, rusqlite::Error> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        if read_only {
+            conn.busy_timeout(std::time::Duration::ZERO)?;
+            conn.pragma_update(None, "query_only", true)?;
+        } else {
+            conn.busy_timeout(std::time::Duration::from_secs(10))?;
+            conn.pragma_update(None, "synchronous", "NORMAL")?;
+            conn.pragma_update(None, "foreign_keys", true)?;
+        }
+        Ok(conn)
+    }
+
+    fn give_back(&self, conn: Connection) {
+        if let Ok(mut idle) = self.idle.lock() {
+            if idle.len() < MAX_IDLE {
+                idle.push(conn);
+            }
+        }
+    }
+}
+
+fn misuse(why: &str) -> rusqlite::Error {
+    rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_MISUSE), Some(why.to_owned()))
+}
+
+/// A UUID as sqlx stores it: its 16 bytes.
+fn blob(id: Uuid) -> [u8; 16] {
+    id.into_bytes()
+}
+
+/// A timestamp as sqlx stores it: RFC 3339 text, `+00:00`, as many fraction digits as it
+/// needs.
+fn time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::AutoSi, false)
+}
+
+/// A row whose columns decode to the models' types, as sqlx stores them.
+struct Columns<'a>(&'a Row<'a>);
+
+impl Columns<'_> {
+    fn get<T: Column>(&self, index: usize) -> Result<T, rusqlite::Error> {
+        let value = self.0.get_ref(index)?;
+        T::decode(value).map_err(|e| rusqlite::Error::FromSqlConversionFailure(index, value.data_type(), e.into()))
+    }
+}
+
+/// A column type of the session and user models.
+trait Column: Sized {
+    fn decode(value: ValueRef<'_>) -> Result<Self, FromSqlError>;
+}
+
+impl Column for String {
+    fn decode(value: ValueRef<'_>) -> Result<Self, FromSqlError> {
+        value.as_str().map(str::to_owned)
+    }
+}
+
+impl Column for bool {
+    fn decode(value: ValueRef<'_>) -> Result<Self, FromSqlError> {
+        value.as_i64().map(|v| v != 0)
+    }
+}
+
+impl Column for i32 {
+    fn decode(value: ValueRef<'_>) -> Result<Self, FromSqlError> {
+        let v = value.as_i64()?;
+        i32::try_from(v).map_err(|_| FromSqlError::OutOfRange(v))
+    }
+}
+
+/// sqlx stores a UUID as its 16 bytes.
+impl Column for Uuid {
+    fn decode(value: ValueRef<'_>) -> Result<Self, FromSqlError> {
+        Uuid::from_slice(value.as_blob()?).map_err(|e| FromSqlError::Other(Box::new(e)))
+    }
+}
+
+/// sqlx stores a timestamp as RFC 3339 text; a naive `YYYY-MM-DD HH:MM:SS[.f]` (what
+/// SQLite's own date functions write) is UTC. Other forms go to the pool.
+impl Column for DateTime<Utc> {
+    fn decode(value: ValueRef<'_>) -> Result<Self, FromSqlError> {
+        let text = value.as_str()?;
+        if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+            return Ok(t.with_timezone(&Utc));
+        }
+        NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f")
+            .map(|t| t.and_utc())
+            .map_err(|e| FromSqlError::Other(Box::new(e)))
+    }
+}
+
+impl<T: Column> Column for Option<T> {
+    fn decode(value: ValueRef<'_>) -> Result<Self, FromSqlError> {
+        match value {
+            ValueRef::Null => Ok(None),
+            v => T::decode(v).map(Some),
+        }
+    }
+}
