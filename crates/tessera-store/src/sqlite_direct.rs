@@ -46,7 +46,12 @@ impl SqliteDirect {
         }
         let path = crate::sqlite_path(url.trim())?;
         let pool = db.get_sqlite_connection_pool().clone();
-        Some(SqliteDirect { path, idle: Mutex::new(Vec::new()), writer: Mutex::new(None), pool })
+        let direct = SqliteDirect { path, idle: Mutex::new(Vec::new()), writer: Mutex::new(None), pool };
+        // A URL naming something this cannot open as a plain file (a `file:` URI, a
+        // shared in-memory database) leaves every statement to the pool.
+        let first = direct.open(true).ok()?;
+        direct.give_back(first);
+        Some(direct)
     }
 
     /// The session with this id and its user, as [`crate::query::sessions::with_user`]
