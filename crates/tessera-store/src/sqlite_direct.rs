@@ -33,12 +33,12 @@ pub struct SqliteDirect {
     idle: Mutex<Vec<Connection>>,
     /// The connection rotations write through, opened on first use.
     writer: Mutex<Option<Connection>>,
-    /// The pool this reader stands beside: once it is closed, so is the reader.
+    /// The pool these connections stand beside: once it is closed, they answer nothing.
     pool: sqlx::SqlitePool,
 }
 
 impl SqliteDirect {
-    /// A reader beside `db`, a pool opened on `url`, when that is a SQLite file; `None`
+    /// Direct connections beside `db`, a pool opened on `url`, when that is a SQLite file; `None`
     /// for an in-memory database (only the pool's connections can see it) or PostgreSQL.
     pub fn beside(db: &DatabaseConnection, url: &str) -> Option<SqliteDirect> {
         if db.get_database_backend() != DbBackend::Sqlite {
