@@ -1,17 +1,29 @@
 //! Password hashing (SPEC §5.1): Argon2id for new hashes; bcrypt and Argon2 hashes with
-//! other parameters verified and flagged for re-hashing. Work runs on the blocking
-//! pool, bounded twice: at most `workers` hashes at once, and at most `queue` more
-//! waiting, beyond which callers get `Overloaded` (503 + Retry-After) at once.
+//! other parameters verified and flagged for re-hashing. Work runs on threads of its
+//! own, bounded twice: `workers` threads hash at once, and at most `queue` more jobs
+//! wait, beyond which callers get `Overloaded` (503 + Retry-After) at once.
+//!
+//! Each worker keeps its Argon2 memory (19 MiB at the default parameters) between jobs
+//! and lets it go after [`KEEP_MEMORY_FOR`] without work: a fresh block per hash costs
+//! ~4,900 page faults, the kernel's zeroing of every page, the crate's own zeroing, and
+//! an `munmap` whose TLB shootdown interrupts the other cores.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use secrecy::{ExposeSecret, SecretString};
+use subtle::ConstantTimeEq;
 use tessera_domain::Error;
-use tokio::sync::Semaphore;
+use tokio::sync::{oneshot, Semaphore};
+
+/// How long an idle worker keeps its Argon2 memory.
+pub const KEEP_MEMORY_FOR: Duration = Duration::from_secs(1);
 
 /// The result of checking a password.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,10 +33,27 @@ pub struct Verdict {
     pub needs_rehash: bool,
 }
 
+/// A job for a worker: it gets the worker's memory for the current parameters.
+type Job = Box<dyn FnOnce(&mut Memory<'_>) + Send>;
+
+/// The jobs waiting for a worker.
+struct Queue {
+    state: Mutex<QueueState>,
+    ready: Condvar,
+    /// Bytes of Argon2 memory the workers hold right now.
+    held: AtomicUsize,
+}
+
+struct QueueState {
+    jobs: VecDeque<Job>,
+    /// Set when the hasher is dropped: workers finish what is queued, then exit.
+    closed: bool,
+}
+
 /// Hashes and verifies passwords off the async runtime.
 pub struct PasswordHasher {
     params: Params,
-    workers: Arc<Semaphore>,
+    queue: Arc<Queue>,
     admission: Arc<Semaphore>,
     /// A hash of a random password with the current parameters, verified against when
     /// the account does not exist so that both cases cost the same.
@@ -44,31 +73,55 @@ impl PasswordHasher {
         let params =
             Params::new(memory_kib, iterations, parallelism, None).map_err(|e| format!("argon2 parameters: {e}"))?;
         let dummy = crate::tokens::random_token(24);
-        let dummy_hash = hash_blocking(&params, &dummy).map_err(|e| format!("argon2: {e}"))?;
+        let scratch = AtomicUsize::new(0);
+        let dummy_hash = hash_with(&params, &dummy, &mut Memory::new(&scratch)).map_err(|e| format!("argon2: {e}"))?;
+        let jobs = Arc::new(Queue {
+            state: Mutex::new(QueueState { jobs: VecDeque::new(), closed: false }),
+            ready: Condvar::new(),
+            held: AtomicUsize::new(0),
+        });
+        for n in 0..workers.max(1) {
+            let jobs = jobs.clone();
+            std::thread::Builder::new()
+                .name(format!("tessera-hash-{n}"))
+                .spawn(move || work(&jobs))
+                .map_err(|e| format!("cannot start a hashing thread: {e}"))?;
+        }
         Ok(Self {
             params,
-            workers: Arc::new(Semaphore::new(workers.max(1))),
+            queue: jobs,
             admission: Arc::new(Semaphore::new(workers.max(1) + queue)),
             dummy_hash,
             verifications: AtomicU64::new(0),
         })
     }
 
-    async fn run<T: Send + 'static>(&self, job: impl FnOnce() -> T + Send + 'static) -> Result<T, Error> {
+    /// Runs `job` on a worker, inside the caller's span; `Overloaded` at once when the
+    /// workers and the queue are full.
+    async fn run<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&mut Memory<'_>) -> T + Send + 'static,
+    ) -> Result<T, Error> {
         let _admitted =
             self.admission.clone().try_acquire_owned().map_err(|_| Error::Overloaded { retry_after_secs: 1 })?;
-        let _worker = self.workers.clone().acquire_owned().await.map_err(|e| Error::Internal(e.to_string()))?;
+        let (reply, answer) = oneshot::channel();
         let span = tracing::Span::current();
-        tokio::task::spawn_blocking(move || span.in_scope(job))
-            .await
-            .map_err(|e| Error::Internal(format!("hash task: {e}")))
+        let job: Job = Box::new(move |memory| {
+            let _ = reply.send(span.in_scope(|| job(memory)));
+        });
+        {
+            let mut state = self.queue.state.lock().map_err(|_| Error::Internal("hash queue poisoned".to_owned()))?;
+            state.jobs.push_back(job);
+        }
+        self.queue.ready.notify_one();
+        answer.await.map_err(|_| Error::Internal("hash job lost".to_owned()))
     }
 
     /// Hashes a password with Argon2id and the current parameters (PHC string).
     pub async fn hash(&self, password: &SecretString) -> Result<String, Error> {
         let params = self.params.clone();
         let password = password.clone();
-        self.run(move || hash_blocking(&params, password.expose_secret()))
+        self.run(move |memory| hash_with(&params, password.expose_secret(), memory))
             .await?
             .map_err(|e| Error::Internal(format!("argon2: {e}")))
     }
@@ -81,11 +134,22 @@ impl PasswordHasher {
         let password = password.clone();
         let params = self.params.clone();
         let verifications = &self.verifications;
-        let verdict =
-            self.run(move || verify_blocking(&params, password.expose_secret(), &stored)).await.inspect(|_| {
+        let verdict = self
+            .run(move |memory| verify_with(&params, password.expose_secret(), &stored, memory))
+            .await
+            .inspect(|_| {
                 verifications.fetch_add(1, Ordering::Relaxed);
             })?;
         Ok(Verdict { matches: known && verdict.matches, needs_rehash: verdict.needs_rehash })
+    }
+}
+
+impl Drop for PasswordHasher {
+    fn drop(&mut self) {
+        if let Ok(mut state) = self.queue.state.lock() {
+            state.closed = true;
+        }
+        self.queue.ready.notify_all();
     }
 }
 
@@ -99,16 +163,103 @@ impl PasswordHasher {
     pub fn dummy_hash(&self) -> &str {
         &self.dummy_hash
     }
+
+    /// Bytes of Argon2 memory the workers keep right now (0 once they have been idle
+    /// for [`KEEP_MEMORY_FOR`]).
+    pub fn memory_held(&self) -> usize {
+        self.queue.held.load(Ordering::Relaxed)
+    }
 }
 
-fn hash_blocking(params: &Params, password: &str) -> Result<String, argon2::password_hash::Error> {
+/// A worker's Argon2 memory, allocated on first use and kept while jobs keep coming;
+/// `held` counts its bytes from the moment they are allocated until they are let go.
+struct Memory<'q> {
+    blocks: Vec<Block>,
+    held: &'q AtomicUsize,
+}
+
+impl<'q> Memory<'q> {
+    fn new(held: &'q AtomicUsize) -> Self {
+        Memory { blocks: Vec::new(), held }
+    }
+
+    /// At least `count` blocks: the kept ones when they suffice.
+    fn blocks(&mut self, count: usize) -> &mut [Block] {
+        if self.blocks.len() < count {
+            self.release();
+            self.blocks = vec![Block::default(); count];
+            self.held.fetch_add(count * Block::SIZE, Ordering::Relaxed);
+        }
+        &mut self.blocks[..count]
+    }
+
+    /// Lets the blocks go.
+    fn release(&mut self) {
+        self.held.fetch_sub(self.blocks.len() * Block::SIZE, Ordering::Relaxed);
+        self.blocks = Vec::new();
+    }
+}
+
+impl Drop for Memory<'_> {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+/// A worker: takes jobs until the hasher is gone; lets its memory go when idle.
+fn work(queue: &Queue) {
+    let mut memory = Memory::new(&queue.held);
+    let Ok(mut state) = queue.state.lock() else { return };
+    loop {
+        if let Some(job) = state.jobs.pop_front() {
+            drop(state);
+            // A panicking job loses its answer (the caller sees an internal error), not the worker.
+            let _ = std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut memory)));
+            state = match queue.state.lock() {
+                Ok(s) => s,
+                Err(_) => return,
+            };
+            continue;
+        }
+        if state.closed {
+            return;
+        }
+        let holds_memory = !memory.blocks.is_empty();
+        let waited = if holds_memory {
+            queue.ready.wait_timeout(state, KEEP_MEMORY_FOR).ok().map(|(s, timeout)| (s, timeout.timed_out()))
+        } else {
+            queue.ready.wait(state).ok().map(|s| (s, false))
+        };
+        let Some((s, timed_out)) = waited else { return };
+        state = s;
+        if timed_out && state.jobs.is_empty() {
+            memory.release();
+        }
+    }
+}
+
+/// Argon2id with `params` into the worker's memory, as a PHC string.
+fn hash_with(params: &Params, password: &str, memory: &mut Memory<'_>) -> Result<String, argon2::password_hash::Error> {
     let salt = SaltString::generate(&mut OsRng);
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
+    let mut salt_bytes = [0u8; 64];
+    let salt_bytes = salt.decode_b64(&mut salt_bytes)?;
+    let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+    let len = params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN);
+    let blocks = memory.blocks(params.block_count());
+    let output = Output::init_with(len, |out| {
+        argon.hash_password_into_with_memory(password.as_bytes(), salt_bytes, out, &mut *blocks).map_err(Into::into)
+    })?;
+    let phc = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(params)?,
+        salt: Some(salt.as_salt()),
+        hash: Some(output),
+    };
+    Ok(phc.to_string())
 }
 
-fn verify_blocking(current: &Params, password: &str, stored: &str) -> Verdict {
+fn verify_with(current: &Params, password: &str, stored: &str, memory: &mut Memory<'_>) -> Verdict {
     if stored.starts_with("$2a$")
         || stored.starts_with("$2b$")
         || stored.starts_with("$2y$")
@@ -120,13 +271,40 @@ fn verify_blocking(current: &Params, password: &str, stored: &str) -> Verdict {
     let Ok(parsed) = PasswordHash::new(stored) else {
         return Verdict { matches: false, needs_rehash: true };
     };
-    // The verifier takes algorithm, version and parameters from the stored hash.
-    let matches = Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok();
-    let same_params = Params::try_from(&parsed)
-        .map(|p| p.m_cost() == current.m_cost() && p.t_cost() == current.t_cost() && p.p_cost() == current.p_cost())
-        .unwrap_or(false);
+    let params = Params::try_from(&parsed).ok();
+    let same_params = params.as_ref().is_some_and(|p| {
+        p.m_cost() == current.m_cost() && p.t_cost() == current.t_cost() && p.p_cost() == current.p_cost()
+    });
+    let matches = params.is_some_and(|params| {
+        // Only the current parameters' memory is kept; an old hash of another size
+        // borrows a block of its own for this once (it is re-hashed on success).
+        let mut other = Memory::new(memory.held);
+        let memory = if same_params { memory } else { &mut other };
+        argon2_matches(&parsed, params, password, memory)
+    });
     let needs_rehash = parsed.algorithm.as_str() != "argon2id" || parsed.version != Some(0x13) || !same_params;
     Verdict { matches, needs_rehash }
+}
+
+/// Recomputes a stored Argon2 hash with its own algorithm, version, parameters and salt,
+/// and compares the outputs in constant time.
+fn argon2_matches(stored: &PasswordHash<'_>, params: Params, password: &str, memory: &mut Memory<'_>) -> bool {
+    let (Ok(algorithm), Some(salt), Some(expected)) = (Algorithm::try_from(stored.algorithm), stored.salt, stored.hash)
+    else {
+        return false;
+    };
+    let Ok(version) = stored.version.map_or(Ok(Version::default()), Version::try_from) else {
+        return false;
+    };
+    let mut salt_bytes = [0u8; 64];
+    let Ok(salt_bytes) = salt.decode_b64(&mut salt_bytes) else {
+        return false;
+    };
+    let blocks = memory.blocks(params.block_count());
+    let argon = Argon2::new(algorithm, version, params);
+    let mut computed = vec![0u8; expected.len()];
+    argon.hash_password_into_with_memory(password.as_bytes(), salt_bytes, &mut computed, blocks).is_ok()
+        && bool::from(computed.as_slice().ct_eq(expected.as_bytes()))
 }
 
 #[cfg(test)]
@@ -146,6 +324,51 @@ mod tests {
         let other = PasswordHasher::new(2048, 1, 1, 2, 4).unwrap();
         assert_eq!(other.verify(&pw, Some(&hash)).await.unwrap(), Verdict { matches: true, needs_rehash: true });
         assert!(!h.verify(&pw, Some("garbage")).await.unwrap().matches);
+    }
+
+    #[tokio::test]
+    async fn hashes_are_standard_phc_strings_both_ways() {
+        use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
+        let h = PasswordHasher::new(1024, 2, 1, 1, 0).unwrap();
+        let pw = SecretString::from("Corr3ct-Horse!");
+        let ours = h.hash(&pw).await.unwrap();
+        let parsed = PasswordHash::new(&ours).unwrap();
+        assert!(Argon2::default().verify_password(b"Corr3ct-Horse!", &parsed).is_ok());
+        assert!(Argon2::default().verify_password(b"Corr3ct-Horse?", &parsed).is_err());
+        let params = Params::new(1024, 2, 1, None).unwrap();
+        let salt = SaltString::generate(&mut OsRng);
+        let theirs = Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+            .hash_password(b"Corr3ct-Horse!", &salt)
+            .unwrap()
+            .to_string();
+        assert_eq!(h.verify(&pw, Some(&theirs)).await.unwrap(), Verdict { matches: true, needs_rehash: false });
+        let wrong = SecretString::from("Corr3ct-Horse?");
+        assert!(!h.verify(&wrong, Some(&theirs)).await.unwrap().matches);
+        // Argon2i and Argon2d of other sizes verify too, on a block of their own.
+        for alg in [Algorithm::Argon2i, Algorithm::Argon2d] {
+            let old = Argon2::new(alg, Version::V0x10, Params::new(2048, 1, 2, None).unwrap())
+                .hash_password(b"Corr3ct-Horse!", &salt)
+                .unwrap()
+                .to_string();
+            assert_eq!(h.verify(&pw, Some(&old)).await.unwrap(), Verdict { matches: true, needs_rehash: true });
+            assert!(!h.verify(&wrong, Some(&old)).await.unwrap().matches);
+        }
+    }
+
+    #[tokio::test]
+    async fn workers_keep_their_memory_only_while_busy() {
+        let h = PasswordHasher::new(1024, 1, 1, 2, 4).unwrap();
+        assert_eq!(h.memory_held(), 0);
+        let pw = SecretString::from("Corr3ct-Horse!");
+        let hash = h.hash(&pw).await.unwrap();
+        assert!(h.verify(&pw, Some(&hash)).await.unwrap().matches);
+        let held = h.memory_held();
+        assert!((1024 * 1024..=2 * 1024 * 1024).contains(&held), "{held}");
+        tokio::time::sleep(KEEP_MEMORY_FOR * 2 + Duration::from_millis(500)).await;
+        assert_eq!(h.memory_held(), 0);
+        // ...and take it again for the next job.
+        assert!(h.verify(&pw, Some(&hash)).await.unwrap().matches);
+        assert!(h.memory_held() >= 1024 * 1024);
     }
 
     #[test]
