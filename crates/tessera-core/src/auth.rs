@@ -2,7 +2,7 @@
 //! password change and sessions (SPEC §4, §5.1, §5.2).
 
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
-use sea_orm::{ActiveModelTrait, Set, TransactionTrait};
+use sea_orm::{ActiveModelTrait, ConnectionTrait, DbBackend, Set, TransactionTrait};
 use secrecy::SecretString;
 use serde_json::json;
 use tessera_domain::{Email, Error, Role};
@@ -126,20 +126,26 @@ impl Core {
         pooled.await.map_err(db_error)
     }
 
-    /// Writes a rotation in one transaction. On a SQLite file it runs whole on a blocking
-    /// thread, while this task holds the writer's one connection so that no other write
-    /// of this process interleaves; elsewhere, through a transaction of the pool.
-    async fn rotate(&self, rotation: &Rotation) -> Result<bool, Error> {
-        if let Some(direct) = &self.sqlite_direct {
-            let turn = self.writer.get_sqlite_connection_pool().acquire().await;
-            let _turn = turn.map_err(|e| db_error(sea_orm::DbErr::Custom(e.to_string())))?;
-            let (direct, rotation) = (direct.clone(), rotation.clone());
-            let done = tokio::task::spawn_blocking(move || direct.rotate(&rotation)).await;
-            let done = done.map_err(|e| Error::Internal(format!("rotation task: {e}")))?;
-            return done.map_err(|e| db_error(sea_orm::DbErr::Custom(e.to_string())));
+    /// A refresh token by its hash, with its session and the session's user.
+    async fn refresh_token_with_session(
+        &self,
+        hash: &str,
+    ) -> Result<Option<(refresh_token::Model, session::Model, user::Model)>, Error> {
+        self.read(|d| d.refresh_token_with_session(hash), refresh_tokens::with_session(&self.db, hash)).await
+    }
+
+    /// Writes a rotation atomically: on a SQLite file in the next batch of the rotation
+    /// writer; on PostgreSQL as one statement; elsewhere (an in-memory SQLite database)
+    /// in a transaction of the pool.
+    async fn rotate(&self, rotation: Rotation) -> Result<bool, Error> {
+        if let Some(rotations) = &self.rotations {
+            return rotations.rotate(rotation).await;
+        }
+        if self.writer.get_database_backend() == DbBackend::Postgres {
+            return refresh_tokens::rotate_in_one_statement(&self.writer, &rotation).await.map_err(db_error);
         }
         let txn = self.writer.begin().await.map_err(db_error)?;
-        if !refresh_tokens::rotate(&txn, rotation).await.map_err(db_error)? {
+        if !refresh_tokens::rotate(&txn, &rotation).await.map_err(db_error)? {
             txn.rollback().await.map_err(db_error)?;
             return Ok(false);
         }
@@ -254,8 +260,7 @@ impl Core {
     pub async fn refresh(&self, raw: &str, client: &ClientInfo) -> Result<Issued, Error> {
         let now = now();
         let hash = sha256_hex(raw.trim());
-        let mut token = self.refresh_token(&hash).await?.ok_or(Error::InvalidToken)?;
-        let (session, user) = self.session_with_user(token.session_id).await?.ok_or(Error::InvalidToken)?;
+        let (mut token, session, user) = self.refresh_token_with_session(&hash).await?.ok_or(Error::InvalidToken)?;
         if session.revoked_at.is_some() || session.expires_at <= now {
             return Err(Error::TokenRevoked);
         }
@@ -297,7 +302,8 @@ impl Core {
                 expires_at: now + ttl,
                 audit: audit_row(client, ev),
             };
-            if !self.rotate(&rotation).await? {
+            let audit = rotation.audit.clone();
+            if !self.rotate(rotation).await? {
                 // Another refresh retired it first (or the session has no live token left):
                 // look again and follow the chain.
                 if follow_head && refresh_tokens::head(&self.db, session.id).await.map_err(db_error)?.is_none() {
@@ -306,7 +312,7 @@ impl Core {
                 token = self.refresh_token(&hash).await?.ok_or(Error::InvalidToken)?;
                 continue;
             }
-            append_to_file(&rotation.audit);
+            append_to_file(&audit);
             let (access_token, expires_in, expires_at) = self.access_token(&user, session.id, &session.aal, now)?;
             return Ok(Issued {
                 user,

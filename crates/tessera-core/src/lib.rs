@@ -9,6 +9,7 @@ pub mod hasher;
 pub mod kv;
 pub mod limits;
 pub mod mail;
+mod rotation_writer;
 pub mod seed;
 pub mod settings;
 pub mod tokens;
@@ -31,6 +32,7 @@ use crate::audit::AuditFile;
 use crate::hasher::PasswordHasher;
 use crate::kv::Kv;
 use crate::mail::Mailer;
+use crate::rotation_writer::RotationWriter;
 use crate::settings::Settings;
 use crate::tokens::JwtKeys;
 
@@ -52,6 +54,8 @@ pub struct Core {
     /// On a SQLite file, connections of its own for the statements every authenticated
     /// request and every refresh run (the pool answers reads it cannot).
     sqlite_direct: Option<Arc<tessera_store::SqliteDirect>>,
+    /// On a SQLite file, the task that writes refresh rotations in batches.
+    rotations: Option<RotationWriter>,
     pub hasher: PasswordHasher,
     pub jwt: JwtKeys,
     /// Rate-limit counters and lockout state: Redis when configured, else memory.
@@ -109,8 +113,22 @@ impl Core {
             tessera_store::SqliteDirect::beside(&db, settings.database_url.expose_secret()).map(Arc::new);
         let settings = Arc::new(settings);
         let writer = writer.unwrap_or_else(|| db.clone());
-        let core =
-            Arc::new(Core { settings, db, writer, sqlite_direct, hasher, jwt, kv, mailer, code_key, audit_file });
+        let rotations = sqlite_direct
+            .as_ref()
+            .map(|direct| RotationWriter::start(direct.clone(), writer.get_sqlite_connection_pool().clone()));
+        let core = Arc::new(Core {
+            settings,
+            db,
+            writer,
+            sqlite_direct,
+            rotations,
+            hasher,
+            jwt,
+            kv,
+            mailer,
+            code_key,
+            audit_file,
+        });
         crate::audit::with_audit_file(core.audit_file.clone(), core.bootstrap_first_admin()).await?;
         Ok(core)
     }

@@ -12,44 +12,82 @@ use crate::entity::{audit_log, profile, refresh_token, session, user};
 
 pub mod admin;
 
-/// Builds the `(session, user)` of a [`sessions::with_user`] row, reading column `i`
-/// with `$row.$get(i)?`; shared by the pool's decoder and SQLite's direct read, and the
-/// struct literals stop compiling if a column is added to either model.
+/// Builds the `(session, user)` of a [`sessions::with_user`] row, reading column
+/// `at + i` with `$row.$get(at + i)?`; shared by the pool's decoder and SQLite's direct
+/// read, and the struct literals stop compiling if a column is added to either model.
 #[macro_export]
 #[doc(hidden)]
 macro_rules! session_and_user {
-    ($row:ident . $get:ident) => {
+    ($row:ident . $get:ident, $at:expr) => {
         (
             $crate::entity::session::Model {
-                id: $row.$get(0)?,
-                user_id: $row.$get(1)?,
-                created_at: $row.$get(2)?,
-                last_used_at: $row.$get(3)?,
-                expires_at: $row.$get(4)?,
-                revoked_at: $row.$get(5)?,
-                ip: $row.$get(6)?,
-                user_agent: $row.$get(7)?,
-                aal: $row.$get(8)?,
+                id: $row.$get($at)?,
+                user_id: $row.$get($at + 1)?,
+                created_at: $row.$get($at + 2)?,
+                last_used_at: $row.$get($at + 3)?,
+                expires_at: $row.$get($at + 4)?,
+                revoked_at: $row.$get($at + 5)?,
+                ip: $row.$get($at + 6)?,
+                user_agent: $row.$get($at + 7)?,
+                aal: $row.$get($at + 8)?,
             },
             $crate::entity::user::Model {
-                id: $row.$get(9)?,
-                email: $row.$get(10)?,
-                password_hash: $row.$get(11)?,
-                full_name: $row.$get(12)?,
-                phone: $row.$get(13)?,
-                email_verified_at: $row.$get(14)?,
-                phone_verified_at: $row.$get(15)?,
-                is_active: $row.$get(16)?,
-                role: $row.$get(17)?,
-                token_version: $row.$get(18)?,
-                last_login_at: $row.$get(19)?,
-                created_at: $row.$get(20)?,
-                updated_at: $row.$get(21)?,
-                deleted_at: $row.$get(22)?,
-                new_email: $row.$get(23)?,
+                id: $row.$get($at + 9)?,
+                email: $row.$get($at + 10)?,
+                password_hash: $row.$get($at + 11)?,
+                full_name: $row.$get($at + 12)?,
+                phone: $row.$get($at + 13)?,
+                email_verified_at: $row.$get($at + 14)?,
+                phone_verified_at: $row.$get($at + 15)?,
+                is_active: $row.$get($at + 16)?,
+                role: $row.$get($at + 17)?,
+                token_version: $row.$get($at + 18)?,
+                last_login_at: $row.$get($at + 19)?,
+                created_at: $row.$get($at + 20)?,
+                updated_at: $row.$get($at + 21)?,
+                deleted_at: $row.$get($at + 22)?,
+                new_email: $row.$get($at + 23)?,
             },
         )
     };
+}
+
+/// Builds the refresh token of a [`refresh_tokens::by_hash`] or
+/// [`refresh_tokens::with_session`] row (its first five columns), as
+/// [`session_and_user!`] does.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! refresh_token_row {
+    ($row:ident . $get:ident) => {
+        $crate::entity::refresh_token::Model {
+            token_hash: $row.$get(0)?,
+            session_id: $row.$get(1)?,
+            created_at: $row.$get(2)?,
+            used_at: $row.$get(3)?,
+            revoked: $row.$get(4)?,
+        }
+    };
+}
+
+/// The columns [`session_and_user!`] reads, from `sessions s` and `users u`.
+const SESSION_AND_USER: &str = "s.id, s.user_id, s.created_at, s.last_used_at, s.expires_at, s.revoked_at, s.ip, \
+     s.user_agent, s.aal, u.id, u.email, u.password_hash, u.full_name, u.phone, u.email_verified_at, \
+     u.phone_verified_at, u.is_active, u.role, u.token_version, u.last_login_at, u.created_at, u.updated_at, \
+     u.deleted_at, u.new_email";
+
+/// A constant query with one parameter, written `{p}` in `template`: `?` on SQLite,
+/// `$1` on PostgreSQL. Built once per process (`cell`), so hot paths build nothing.
+fn one_parameter_sql(
+    cell: &'static std::sync::OnceLock<[String; 2]>,
+    backend: DbBackend,
+    template: fn(&str) -> String,
+) -> &'static str {
+    let [sqlite, postgres] = cell.get_or_init(|| [template("?"), template("$1")]);
+    if backend == DbBackend::Postgres {
+        postgres
+    } else {
+        sqlite
+    }
 }
 
 /// Users.
@@ -127,23 +165,9 @@ pub mod sessions {
     /// are read by position by [`session_and_user!`](crate::session_and_user).
     pub(crate) fn with_user_sql(backend: DbBackend) -> &'static str {
         static SQL: std::sync::OnceLock<[String; 2]> = std::sync::OnceLock::new();
-        let [sqlite, postgres] = SQL.get_or_init(|| {
-            let sql = |p: &str| {
-                format!(
-                    "SELECT s.id, s.user_id, s.created_at, s.last_used_at, s.expires_at, s.revoked_at, s.ip, \
-                     s.user_agent, s.aal, u.id, u.email, u.password_hash, u.full_name, u.phone, \
-                     u.email_verified_at, u.phone_verified_at, u.is_active, u.role, u.token_version, \
-                     u.last_login_at, u.created_at, u.updated_at, u.deleted_at, u.new_email \
-                     FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = {p}"
-                )
-            };
-            [sql("?"), sql("$1")]
-        });
-        if backend == DbBackend::Postgres {
-            postgres
-        } else {
-            sqlite
-        }
+        one_parameter_sql(&SQL, backend, |p| {
+            format!("SELECT {SESSION_AND_USER} FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = {p}")
+        })
     }
 
     /// A session together with its user, in one query. Every authenticated request runs
@@ -158,7 +182,7 @@ pub mod sessions {
         let Some(r) = conn.query_one(Statement::from_sql_and_values(backend, sql, [id.into()])).await? else {
             return Ok(None);
         };
-        Ok(Some(crate::session_and_user!(r.try_get_by_index)))
+        Ok(Some(crate::session_and_user!(r.try_get_by_index, 0)))
     }
 
     /// A session by id.
@@ -233,6 +257,35 @@ pub mod refresh_tokens {
     /// A token by hash.
     pub async fn by_hash(conn: &impl ConnectionTrait, hash: &str) -> Result<Option<refresh_token::Model>, DbErr> {
         refresh_token::Entity::find_by_id(hash.to_owned()).one(conn).await
+    }
+
+    /// The query of [`with_session`]; its columns are read by position, the token's by
+    /// [`refresh_token_row!`](crate::refresh_token_row), then the session's and user's
+    /// by [`session_and_user!`](crate::session_and_user) from column 5.
+    pub(crate) fn with_session_sql(backend: DbBackend) -> &'static str {
+        static SQL: std::sync::OnceLock<[String; 2]> = std::sync::OnceLock::new();
+        one_parameter_sql(&SQL, backend, |p| {
+            format!(
+                "SELECT t.token_hash, t.session_id, t.created_at, t.used_at, t.revoked, {SESSION_AND_USER} \
+                 FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id JOIN users u ON u.id = s.user_id \
+                 WHERE t.token_hash = {p}"
+            )
+        })
+    }
+
+    /// A token by hash with its session and the session's user, in one query: what
+    /// every refresh reads first.
+    pub async fn with_session(
+        conn: &impl ConnectionTrait,
+        hash: &str,
+    ) -> Result<Option<(refresh_token::Model, session::Model, user::Model)>, DbErr> {
+        let backend = conn.get_database_backend();
+        let statement = Statement::from_sql_and_values(backend, with_session_sql(backend), [hash.into()]);
+        let Some(r) = conn.query_one(statement).await? else {
+            return Ok(None);
+        };
+        let (session, user) = crate::session_and_user!(r.try_get_by_index, 5);
+        Ok(Some((crate::refresh_token_row!(r.try_get_by_index), session, user)))
     }
 
     /// The session's live token: the one not yet used.
@@ -312,6 +365,37 @@ pub mod refresh_tokens {
         Ok(true)
     }
 
+    /// Rotates in one statement on PostgreSQL (data-modifying CTEs, atomic as any single
+    /// statement is): one round trip instead of a transaction's six. The guard is the
+    /// same conditional update: a concurrent rotation of the same token waits for its
+    /// row lock, sees `used_at` set, retires nothing and so writes nothing.
+    pub async fn rotate_in_one_statement(conn: &impl ConnectionTrait, r: &Rotation) -> Result<bool, DbErr> {
+        let (sql, which) = match &r.retire {
+            Retire::Presented(hash) => (ROTATE_PRESENTED, sea_orm::Value::from(hash.as_str())),
+            Retire::Live => (ROTATE_LIVE, r.session_id.into()),
+        };
+        let a = &r.audit;
+        let values: [sea_orm::Value; 14] = [
+            r.now.into(),
+            which,
+            r.new_hash.as_str().into(),
+            r.session_id.into(),
+            r.expires_at.into(),
+            a.id.into(),
+            a.created_at.into(),
+            a.event.as_str().into(),
+            a.user_id.into(),
+            a.actor_id.into(),
+            a.ip.clone().into(),
+            a.user_agent.clone().into(),
+            a.request_id.clone().into(),
+            a.detail.clone().into(),
+        ];
+        let row = conn.query_one(Statement::from_sql_and_values(DbBackend::Postgres, sql, values)).await?;
+        let retired: i64 = row.map(|r| r.try_get_by_index(0)).transpose()?.unwrap_or(0);
+        Ok(retired >= 1)
+    }
+
     /// Inserts a new live token for a session.
     pub async fn insert(
         conn: &impl ConnectionTrait,
@@ -342,6 +426,28 @@ pub mod refresh_tokens {
         Ok(())
     }
 }
+
+/// [`refresh_tokens::rotate_in_one_statement`] for a presented token, and for the
+/// session's live one; `$2` picks the token to retire.
+macro_rules! rotate_sql {
+    ($which:literal) => {
+        concat!(
+            "WITH retired AS (UPDATE refresh_tokens SET used_at = $1 WHERE ",
+            $which,
+            " = $2 AND used_at IS NULL AND revoked = false RETURNING 1), ",
+            "added AS (INSERT INTO refresh_tokens (token_hash, session_id, created_at, used_at, revoked) ",
+            "SELECT $3, $4, $1, NULL::timestamptz, false WHERE EXISTS (SELECT 1 FROM retired)), ",
+            "touched AS (UPDATE sessions SET last_used_at = $1, expires_at = $5 ",
+            "WHERE id = $4 AND EXISTS (SELECT 1 FROM retired)), ",
+            "audited AS (INSERT INTO audit_log (id, created_at, event, user_id, actor_id, ip, user_agent, ",
+            "request_id, detail) SELECT $6, $7, $8, $9, $10, $11, $12, $13, $14 ",
+            "WHERE EXISTS (SELECT 1 FROM retired)) ",
+            "SELECT count(*) FROM retired"
+        )
+    };
+}
+const ROTATE_PRESENTED: &str = rotate_sql!("token_hash");
+const ROTATE_LIVE: &str = rotate_sql!("session_id");
 
 /// The audit log.
 pub mod audit {

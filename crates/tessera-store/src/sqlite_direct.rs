@@ -58,7 +58,19 @@ impl SqliteDirect {
     /// reads them.
     pub fn session_with_user(&self, id: Uuid) -> Result<Option<(session::Model, user::Model)>, rusqlite::Error> {
         self.read_row(crate::query::sessions::with_user_sql(DbBackend::Sqlite), &id.as_bytes()[..], |row| {
-            Ok(crate::session_and_user!(row.get))
+            Ok(crate::session_and_user!(row.get, 0))
+        })
+    }
+
+    /// A refresh token by its hash with its session and user, as
+    /// [`crate::query::refresh_tokens::with_session`] reads them.
+    pub fn refresh_token_with_session(
+        &self,
+        hash: &str,
+    ) -> Result<Option<(refresh_token::Model, session::Model, user::Model)>, rusqlite::Error> {
+        self.read_row(crate::query::refresh_tokens::with_session_sql(DbBackend::Sqlite), hash, |row| {
+            let (session, user) = crate::session_and_user!(row.get, 5);
+            Ok((crate::refresh_token_row!(row.get), session, user))
         })
     }
 
@@ -66,68 +78,39 @@ impl SqliteDirect {
     pub fn refresh_token(&self, hash: &str) -> Result<Option<refresh_token::Model>, rusqlite::Error> {
         let sql =
             "SELECT token_hash, session_id, created_at, used_at, revoked FROM refresh_tokens WHERE token_hash = ?1";
-        self.read_row(sql, hash, |row| {
-            Ok(refresh_token::Model {
-                token_hash: row.get(0)?,
-                session_id: row.get(1)?,
-                created_at: row.get(2)?,
-                used_at: row.get(3)?,
-                revoked: row.get(4)?,
-            })
-        })
+        self.read_row(sql, hash, |row| Ok(crate::refresh_token_row!(row.get)))
     }
 
-    /// Runs a rotation in one transaction, as [`crate::query::refresh_tokens::rotate`]
-    /// does, storing every value as sqlx would. Blocking: call it from a blocking thread,
-    /// while holding the writer pool's connection so that no other writer of this
-    /// process runs meanwhile.
-    pub fn rotate(&self, r: &Rotation) -> Result<bool, rusqlite::Error> {
+    /// Runs rotations in one transaction, each as
+    /// [`crate::query::refresh_tokens::rotate`] does and storing every value as sqlx
+    /// would, inside a savepoint of its own: one that retires nothing or fails leaves
+    /// no trace and the others stand. One commit for the lot is what makes a busy
+    /// writer fast: the pages every rotation touches (the index leaves, the session
+    /// table, the audit log's tail) go to the WAL once per batch, not once per refresh.
+    /// Blocking: call it from a blocking thread, while holding the writer pool's
+    /// connection so that no other writer of this process runs meanwhile. The outer
+    /// error means nothing was committed.
+    pub fn rotate_all(&self, batch: &[Rotation]) -> Result<Vec<Result<bool, rusqlite::Error>>, rusqlite::Error> {
         self.check_open()?;
         let mut slot = self.writer.lock().map_err(|_| misuse("the writer connection lock is poisoned"))?;
         let conn = match slot.as_mut() {
             Some(conn) => conn,
             None => slot.insert(self.open(false)?),
         };
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let now = time(r.now);
-        let retired = match &r.retire {
-            Retire::Presented(hash) => {
-                let sql =
-                    "UPDATE refresh_tokens SET used_at = ?1 WHERE token_hash = ?2 AND used_at IS NULL AND revoked = 0";
-                tx.prepare_cached(sql)?.execute(params![now, hash])? == 1
+        let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut done = Vec::with_capacity(batch.len());
+        for r in batch {
+            let one = tx.savepoint()?;
+            let rotated = rotate_one(&one, r);
+            if let Ok(true) = rotated {
+                one.commit()?;
+            } else {
+                one.finish()?; // rolls back to the savepoint and releases it
             }
-            Retire::Live => {
-                let sql =
-                    "UPDATE refresh_tokens SET used_at = ?1 WHERE session_id = ?2 AND used_at IS NULL AND revoked = 0";
-                tx.prepare_cached(sql)?.execute(params![now, blob(r.session_id)])? >= 1
-            }
-        };
-        if !retired {
-            return Ok(false); // the transaction rolls back as it drops
+            done.push(rotated);
         }
-        let sql = "INSERT INTO refresh_tokens (token_hash, session_id, created_at, used_at, revoked) \
-                   VALUES (?1, ?2, ?3, NULL, 0)";
-        tx.prepare_cached(sql)?.execute(params![r.new_hash, blob(r.session_id), now])?;
-        let sql = "UPDATE sessions SET last_used_at = ?1, expires_at = ?2 WHERE id = ?3";
-        tx.prepare_cached(sql)?.execute(params![now, time(r.expires_at), blob(r.session_id)])?;
-        let a = &r.audit;
-        let detail = serde_json::to_string(&a.detail).map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
-        let sql =
-            "INSERT INTO audit_log (id, created_at, event, user_id, actor_id, ip, user_agent, request_id, detail) \
-                   VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
-        tx.prepare_cached(sql)?.execute(params![
-            blob(a.id),
-            time(a.created_at),
-            a.event,
-            a.user_id.map(blob),
-            a.actor_id.map(blob),
-            a.ip,
-            a.user_agent,
-            a.request_id,
-            detail
-        ])?;
         tx.commit()?;
-        Ok(true)
+        Ok(done)
     }
 
     /// One row of `sql` with one parameter, read on a read-only connection.
@@ -176,6 +159,7 @@ impl SqliteDirect {
             conn.busy_timeout(std::time::Duration::from_secs(10))?;
             conn.pragma_update(None, "synchronous", "NORMAL")?;
             conn.pragma_update(None, "foreign_keys", true)?;
+            conn.pragma_update(None, "wal_autocheckpoint", crate::WAL_AUTOCHECKPOINT_PAGES)?;
         }
         Ok(conn)
     }
@@ -187,6 +171,48 @@ impl SqliteDirect {
             }
         }
     }
+}
+
+/// One rotation's writes; `false` (and nothing written) when the token to retire was no
+/// longer live.
+fn rotate_one(conn: &Connection, r: &Rotation) -> Result<bool, rusqlite::Error> {
+    let now = time(r.now);
+    let retired = match &r.retire {
+        Retire::Presented(hash) => {
+            let sql =
+                "UPDATE refresh_tokens SET used_at = ?1 WHERE token_hash = ?2 AND used_at IS NULL AND revoked = 0";
+            conn.prepare_cached(sql)?.execute(params![now, hash])? == 1
+        }
+        Retire::Live => {
+            let sql =
+                "UPDATE refresh_tokens SET used_at = ?1 WHERE session_id = ?2 AND used_at IS NULL AND revoked = 0";
+            conn.prepare_cached(sql)?.execute(params![now, blob(r.session_id)])? >= 1
+        }
+    };
+    if !retired {
+        return Ok(false);
+    }
+    let sql = "INSERT INTO refresh_tokens (token_hash, session_id, created_at, used_at, revoked) \
+               VALUES (?1, ?2, ?3, NULL, 0)";
+    conn.prepare_cached(sql)?.execute(params![r.new_hash, blob(r.session_id), now])?;
+    let sql = "UPDATE sessions SET last_used_at = ?1, expires_at = ?2 WHERE id = ?3";
+    conn.prepare_cached(sql)?.execute(params![now, time(r.expires_at), blob(r.session_id)])?;
+    let a = &r.audit;
+    let detail = serde_json::to_string(&a.detail).map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
+    let sql = "INSERT INTO audit_log (id, created_at, event, user_id, actor_id, ip, user_agent, request_id, detail) \
+               VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+    conn.prepare_cached(sql)?.execute(params![
+        blob(a.id),
+        time(a.created_at),
+        a.event,
+        a.user_id.map(blob),
+        a.actor_id.map(blob),
+        a.ip,
+        a.user_agent,
+        a.request_id,
+        detail
+    ])?;
+    Ok(true)
 }
 
 fn misuse(why: &str) -> rusqlite::Error {

@@ -757,7 +757,15 @@ async fn the_direct_sqlite_read_returns_what_the_pool_returns() {
             pooled,
             "refresh token: direct read differs from the pool"
         );
+        let pooled = tessera_store::query::refresh_tokens::with_session(app.db(), &hex(token)).await.unwrap();
+        assert_eq!(pooled.as_ref().map(|(t, _, _)| t.token_hash.clone()), Some(hex(token)));
+        assert_eq!(
+            reader.refresh_token_with_session(&hex(token)).unwrap(),
+            pooled,
+            "refresh token with session: direct read differs from the pool"
+        );
     }
+    assert_eq!(reader.refresh_token_with_session(&hex("unknown")).unwrap(), None);
     let sid: uuid::Uuid = claims(&login.access)["sid"].as_str().unwrap().parse().unwrap();
     let (session, _) = sessions::with_user(app.db(), sid).await.unwrap().unwrap();
     assert!(session.last_used_at > session.created_at, "the rotation touched the session");
@@ -769,5 +777,82 @@ async fn the_direct_sqlite_read_returns_what_the_pool_returns() {
     assert_eq!(audit.len(), 1);
     assert_eq!(audit[0].detail, json!({ "session_id": sid }));
     assert_eq!(audit[0].user_id, Some(session.user_id));
+    app.stop().await;
+}
+
+/// The SQLite rotation writer commits many rotations at once, each in a savepoint of its
+/// own: one that fails (here a new token hash that is already taken) or that finds its
+/// token retired leaves no trace, and the others in the same transaction stand.
+#[tokio::test]
+async fn a_batch_of_rotations_keeps_each_outcome_to_itself() {
+    use tessera_store::query::refresh_tokens::{by_hash, Retire, Rotation};
+    use tessera_store::sea_orm::{ConnectionTrait, DatabaseBackend};
+
+    let app = TestApp::spawn().await;
+    if app.db().get_database_backend() == DatabaseBackend::Postgres {
+        app.stop().await; // no batches on PostgreSQL: each rotation is one statement
+        return;
+    }
+    let url = secrecy::ExposeSecret::expose_secret(&app.core.settings.database_url).to_owned();
+    let direct = tessera_store::SqliteDirect::beside(app.db(), &url).expect("a SQLite file");
+    let hex = |t: &str| format!("{:x}", <Sha256 as sha2::Digest>::digest(t.as_bytes()));
+    let mut logins = Vec::new();
+    for _ in 0..4 {
+        logins.push(app.user().await.1);
+    }
+    let taken = hex(&logins[3].refresh);
+    let now = tessera_core::now();
+    let rotation = |login: &Login, new_hash: String| {
+        let session_id: uuid::Uuid = claims(&login.access)["sid"].as_str().unwrap().parse().unwrap();
+        let user_id = claims(&login.access)["sub"].as_str().unwrap().parse().unwrap();
+        Rotation {
+            retire: Retire::Presented(hex(&login.refresh)),
+            new_hash,
+            session_id,
+            now,
+            expires_at: now + chrono::Duration::days(7),
+            audit: tessera_core::entity::audit_log::Model {
+                id: uuid::Uuid::now_v7(),
+                created_at: now,
+                event: "token.refresh".to_owned(),
+                user_id: Some(user_id),
+                actor_id: None,
+                ip: Some("127.0.0.1".to_owned()),
+                user_agent: None,
+                request_id: None,
+                detail: json!({ "session_id": session_id }),
+            },
+        }
+    };
+    let batch = [
+        rotation(&logins[0], hex("next-0")),
+        rotation(&logins[1], taken.clone()),  // unique violation on insert
+        rotation(&logins[0], hex("next-0b")), // its token was retired just before, in this batch
+        rotation(&logins[2], hex("next-2")),
+    ];
+    let results = direct.rotate_all(&batch).unwrap();
+    assert!(matches!(results[0], Ok(true)), "{:?}", results[0]);
+    assert!(results[1].is_err(), "{:?}", results[1]);
+    assert!(matches!(results[2], Ok(false)), "{:?}", results[2]);
+    assert!(matches!(results[3], Ok(true)), "{:?}", results[3]);
+
+    let db = app.db();
+    let token = |hash: String| async move { by_hash(db, &hash).await.unwrap() };
+    assert!(token(hex(&logins[0].refresh)).await.unwrap().used_at.is_some());
+    assert!(token(hex("next-0")).await.unwrap().used_at.is_none());
+    assert!(token(hex("next-0b")).await.is_none());
+    assert!(token(hex(&logins[1].refresh)).await.unwrap().used_at.is_none(), "the failed rotation retired nothing");
+    assert!(token(hex(&logins[2].refresh)).await.unwrap().used_at.is_some());
+    assert!(token(hex("next-2")).await.unwrap().used_at.is_none());
+    let audited = tessera_core::entity::audit_log::Entity::find()
+        .filter(tessera_core::entity::audit_log::Column::Event.eq("token.refresh"))
+        .all(app.db())
+        .await
+        .unwrap();
+    assert_eq!(audited.len(), 2, "one audit row per rotation that stood");
+
+    // The user whose rotation failed refreshes normally afterwards.
+    let res = app.post("/v1/auth/refresh", None, json!({ "refresh_token": logins[1].refresh })).await;
+    assert_eq!(res.status(), StatusCode::OK);
     app.stop().await;
 }

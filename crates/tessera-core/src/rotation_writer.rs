@@ -1,0 +1,84 @@
+//! Refresh rotations on a SQLite file, written in batches (group commit).
+//!
+//! SQLite has one writer at a time, so under load every refresh waits for the ones
+//! before it, and what each costs the writer is what bounds refreshes per second. Most
+//! of that is the commit: the same few pages (the token index, the session row, the
+//! audit log's tail) written to the WAL again for every refresh. Here one task owns the
+//! rotations: it takes every rotation queued while the last batch was being written and
+//! writes them all in one transaction, each in a savepoint of its own, so a batch of
+//! one costs what a lone rotation did and a batch of fifty costs little more. Every
+//! caller still gets its own answer, and only after the commit that made it durable.
+
+use std::sync::Arc;
+
+use sea_orm::sqlx::SqlitePool;
+use tessera_domain::Error;
+use tessera_store::query::refresh_tokens::Rotation;
+use tessera_store::{db_error, SqliteDirect};
+use tokio::sync::{mpsc, oneshot};
+
+/// The most rotations one transaction writes.
+const MAX_BATCH: usize = 128;
+/// Rotations waiting beyond the one being written; senders wait for room beyond that.
+const QUEUE: usize = 1024;
+
+type Job = (Rotation, oneshot::Sender<Result<bool, Error>>);
+
+/// The queue of a SQLite file's rotations and the task that writes them.
+pub(crate) struct RotationWriter {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl RotationWriter {
+    /// Starts the writing task on the current runtime. It holds the writer pool's one
+    /// connection while it writes a batch, so no other write of this process
+    /// interleaves, and stops when the writer is dropped.
+    pub(crate) fn start(direct: Arc<SqliteDirect>, writer: SqlitePool) -> Self {
+        let (jobs, queue) = mpsc::channel(QUEUE);
+        tokio::spawn(write_batches(direct, writer, queue));
+        Self { jobs }
+    }
+
+    /// Writes one rotation; `false` when the token it retires was no longer live.
+    pub(crate) async fn rotate(&self, rotation: Rotation) -> Result<bool, Error> {
+        let (reply, answer) = oneshot::channel();
+        let stopped = || Error::Unavailable("the rotation writer has stopped".to_owned());
+        self.jobs.send((rotation, reply)).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+async fn write_batches(direct: Arc<SqliteDirect>, writer: SqlitePool, mut queue: mpsc::Receiver<Job>) {
+    let mut jobs = Vec::with_capacity(MAX_BATCH);
+    while queue.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+        let (rotations, replies): (Vec<Rotation>, Vec<_>) = jobs.drain(..).unzip();
+        match write_batch(&direct, &writer, rotations).await {
+            Ok(results) => {
+                for (reply, result) in replies.into_iter().zip(results) {
+                    let _ = reply.send(result.map_err(|e| db_error(sea_orm::DbErr::Custom(e.to_string()))));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, batch = replies.len(), "a batch of refresh rotations failed");
+                for reply in replies {
+                    let _ = reply.send(Err(db_error(sea_orm::DbErr::Custom(e.clone()))));
+                }
+            }
+        }
+    }
+}
+
+/// One transaction for the batch, on a blocking thread while holding the writer's turn;
+/// the outer error (as text, for every caller) means nothing was committed.
+async fn write_batch(
+    direct: &Arc<SqliteDirect>,
+    writer: &SqlitePool,
+    rotations: Vec<Rotation>,
+) -> Result<Vec<Result<bool, tessera_store::DirectError>>, String> {
+    let _turn = writer.acquire().await.map_err(|e| e.to_string())?;
+    let direct = direct.clone();
+    tokio::task::spawn_blocking(move || direct.rotate_all(&rotations))
+        .await
+        .map_err(|e| format!("rotation task: {e}"))?
+        .map_err(|e| e.to_string())
+}
