@@ -320,21 +320,27 @@ def bench_backend(backend, url, args, workdir, hash_ms, run_id):
         files = create_users(server.port, args.users, run_id, workdir)
         rows = []
 
-        log(f"{label}: floor")
-        floor = run_wrk(server.port, "/health", "plain.lua", 64, args)
-        rows.append(row("floor: GET /health", label, 64, floor))
+        def want(scenario):
+            return not args.only or scenario in args.only
 
-        log(f"{label}: me")
-        with RssSampler(server.proc.pid) as rss:
-            me = run_wrk(server.port, "/v1/auth/me", "me.lua", 64, args, env={"BENCH_TOKENS": files["tokens"]})
-        res["rss_me_peak_mib"] = rss.peak / 1024
-        ratio = me["rps"] / floor["rps"] if floor["rps"] else 0
-        rows.append(row(f"me: GET /v1/auth/me ({args.users} users)", label, 64, me,
-                        f"{ratio:.0%} of floor"))
-        rows[-1]["me_over_floor"] = ratio
+        if want("floor") or want("me"):
+            log(f"{label}: floor")
+            floor = run_wrk(server.port, "/health", "plain.lua", 64, args)
+            rows.append(row("floor: GET /health", label, 64, floor))
 
-        if backend == "sqlite" or args.full_postgres:
-            conns = 2 * CORES
+        if want("me"):
+            log(f"{label}: me")
+            with RssSampler(server.proc.pid) as rss:
+                me = run_wrk(server.port, "/v1/auth/me", "me.lua", 64, args,
+                             env={"BENCH_TOKENS": files["tokens"]})
+            res["rss_me_peak_mib"] = rss.peak / 1024
+            ratio = me["rps"] / floor["rps"] if floor["rps"] else 0
+            rows.append(row(f"me: GET /v1/auth/me ({args.users} users)", label, 64, me,
+                            f"{ratio:.0%} of floor"))
+            rows[-1]["me_over_floor"] = ratio
+
+        conns = 2 * CORES
+        if (backend == "sqlite" or args.full_postgres) and want("login"):
             log(f"{label}: login")
             login = run_wrk(server.port, "/v1/auth/login", "login.lua", conns, args,
                             env={"BENCH_USERS": files["users"]})
@@ -344,6 +350,7 @@ def bench_backend(backend, url, args, workdir, hash_ms, run_id):
                             f"efficiency {eff:.2f} (ideal {ideal:.1f}/s: {CORES} cores / {hash_ms:.1f} ms)"))
             rows[-1]["efficiency"] = eff
 
+        if (backend == "sqlite" or args.full_postgres) and want("storm"):
             log(f"{label}: storm")
             # Sign-in saturated for the whole window; /health measured inside it.
             storm_login = wrk(server.port, "/v1/auth/login", "login.lua", conns, args.duration + 2,
@@ -356,16 +363,17 @@ def bench_backend(backend, url, args, workdir, hash_ms, run_id):
                             f"{during['rps']:.1f} logins/s meanwhile, /health max {health['max_ms']:.1f} ms"))
             rows[-1]["storm_logins_rps"] = during["rps"]
 
-        log(f"{label}: refresh")
-        refresh = run_wrk(server.port, "/v1/auth/refresh", "refresh.lua", args.refresh_conns, args,
-                          env={"BENCH_REFRESH": files["refresh"]})
-        rows.append(row("refresh: POST /v1/auth/refresh (rotation)", label, args.refresh_conns, refresh))
+        if want("refresh"):
+            log(f"{label}: refresh")
+            refresh = run_wrk(server.port, "/v1/auth/refresh", "refresh.lua", args.refresh_conns, args,
+                              env={"BENCH_REFRESH": files["refresh"]})
+            rows.append(row("refresh: POST /v1/auth/refresh (rotation)", label, args.refresh_conns, refresh))
 
-        log(f"{label}: register")
-        conns = 2 * CORES
-        register = run_wrk(server.port, "/v1/users", "register.lua", conns, args,
-                           env={"BENCH_RUN_ID": run_id, "BENCH_PASSWORD": PASSWORD})
-        rows.append(row("register: POST /v1/users", label, conns, register))
+        if want("register"):
+            log(f"{label}: register")
+            register = run_wrk(server.port, "/v1/users", "register.lua", conns, args,
+                               env={"BENCH_RUN_ID": run_id, "BENCH_PASSWORD": PASSWORD})
+            rows.append(row("register: POST /v1/users", label, conns, register))
 
         res["rss_peak_mib"] = server.rss_mib("VmHWM")
         time.sleep(2)
@@ -413,7 +421,7 @@ def table(rows, resources, binary_mib):
                    f"{r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['errors']} | {r['derived']} |")
     for backend, res in resources.items():
         out.append(f"| resources | {backend} | | | | | | RSS idle {res['rss_idle_mib']:.1f} MiB, "
-                   f"peak under me {res['rss_me_peak_mib']:.1f} MiB, peak {res['rss_peak_mib']:.1f} MiB, "
+                   f"peak under me {res.get('rss_me_peak_mib', float('nan')):.1f} MiB, peak {res['rss_peak_mib']:.1f} MiB, "
                    f"{res['rss_after_mib']:.1f} MiB 2 s after the load; "
                    f"start-up to first 200 {res['startup_ms']:.0f} ms |")
     out.append(f"| resources | – | | | | | | release binary {binary_mib:.1f} MiB |")
@@ -428,7 +436,11 @@ def main():
     p.add_argument("--backends", default="sqlite,postgres")
     p.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "latest.json"))
     p.add_argument("--command", default="bench/run")
+    p.add_argument("--only", default="",
+                   help="comma-separated scenarios to run (floor, me, login, storm, refresh, register); "
+                        "all when empty. For iterating on one figure; the README's table is a whole run.")
     args = p.parse_args()
+    args.only = {s.strip() for s in args.only.split(",") if s.strip()}
     if args.quick:
         args.warmup, args.duration, args.users, args.hash_samples = 2, 5, 128, 20
     else:
