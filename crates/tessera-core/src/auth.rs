@@ -2,7 +2,7 @@
 //! password change and sessions (SPEC §4, §5.1, §5.2).
 
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
-use sea_orm::{ActiveModelTrait, ConnectionTrait, DbBackend, Set, TransactionTrait};
+use sea_orm::{ActiveModelTrait, Set, TransactionTrait};
 use secrecy::SecretString;
 use serde_json::json;
 use tessera_domain::{Email, Error, Role};
@@ -102,19 +102,41 @@ impl Core {
 
     /// A session and its user.
     async fn session_with_user(&self, id: Uuid) -> Result<Option<(session::Model, user::Model)>, Error> {
-        self.read(|d| d.session_with_user(id), sessions::with_user(&self.db, id)).await
+        let kept = async {
+            match &self.pg_kept {
+                Some(kept) => Some(kept.session_with_user(id).await),
+                None => None,
+            }
+        };
+        self.read(|d| d.session_with_user(id), kept, sessions::with_user(&self.db, id)).await
     }
 
     /// A refresh token by its hash.
     async fn refresh_token(&self, hash: &str) -> Result<Option<refresh_token::Model>, Error> {
-        self.read(|d| d.refresh_token(hash), refresh_tokens::by_hash(&self.db, hash)).await
+        let kept = async { None::<Result<_, sea_orm::sqlx::Error>> };
+        self.read(|d| d.refresh_token(hash), kept, refresh_tokens::by_hash(&self.db, hash)).await
     }
 
-    /// Reads in place on a SQLite file; through the pool on PostgreSQL, or when the
-    /// direct read cannot answer.
+    /// A refresh token by its hash, with its session and the session's user.
+    async fn refresh_token_with_session(
+        &self,
+        hash: &str,
+    ) -> Result<Option<(refresh_token::Model, session::Model, user::Model)>, Error> {
+        let kept = async {
+            match &self.pg_kept {
+                Some(kept) => Some(kept.refresh_token_with_session(hash).await),
+                None => None,
+            }
+        };
+        self.read(|d| d.refresh_token_with_session(hash), kept, refresh_tokens::with_session(&self.db, hash)).await
+    }
+
+    /// Reads in place on a SQLite file, on a kept connection on PostgreSQL, and through
+    /// the pool when neither is there or could answer.
     async fn read<T>(
         &self,
         direct: impl FnOnce(&SqliteDirect) -> Result<T, DirectError>,
+        kept: impl std::future::Future<Output = Option<Result<T, sea_orm::sqlx::Error>>>,
         pooled: impl std::future::Future<Output = Result<T, sea_orm::DbErr>>,
     ) -> Result<T, Error> {
         if let Some(d) = &self.sqlite_direct {
@@ -123,26 +145,23 @@ impl Core {
                 Err(e) => tracing::debug!(error = %e, "direct SQLite read failed; asking the pool"),
             }
         }
+        match kept.await {
+            Some(Ok(found)) => return Ok(found),
+            Some(Err(e)) => tracing::debug!(error = %e, "read on a kept connection failed; asking the pool"),
+            None => {}
+        }
         pooled.await.map_err(db_error)
     }
 
-    /// A refresh token by its hash, with its session and the session's user.
-    async fn refresh_token_with_session(
-        &self,
-        hash: &str,
-    ) -> Result<Option<(refresh_token::Model, session::Model, user::Model)>, Error> {
-        self.read(|d| d.refresh_token_with_session(hash), refresh_tokens::with_session(&self.db, hash)).await
-    }
-
     /// Writes a rotation atomically: on a SQLite file in the next batch of the rotation
-    /// writer; on PostgreSQL as one statement; elsewhere (an in-memory SQLite database)
-    /// in a transaction of the pool.
+    /// writer; on PostgreSQL as one statement on a kept connection; elsewhere (an
+    /// in-memory SQLite database) in a transaction of the pool.
     async fn rotate(&self, rotation: Rotation) -> Result<bool, Error> {
         if let Some(rotations) = &self.rotations {
             return rotations.rotate(rotation).await;
         }
-        if self.writer.get_database_backend() == DbBackend::Postgres {
-            return refresh_tokens::rotate_in_one_statement(&self.writer, &rotation).await.map_err(db_error);
+        if let Some(kept) = &self.pg_kept {
+            return kept.rotate(&rotation).await.map_err(|e| db_error(sea_orm::DbErr::Custom(e.to_string())));
         }
         let txn = self.writer.begin().await.map_err(db_error)?;
         if !refresh_tokens::rotate(&txn, &rotation).await.map_err(db_error)? {

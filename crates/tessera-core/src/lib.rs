@@ -54,6 +54,9 @@ pub struct Core {
     /// On a SQLite file, connections of its own for the statements every authenticated
     /// request and every refresh run (the pool answers reads it cannot).
     sqlite_direct: Option<Arc<tessera_store::SqliteDirect>>,
+    /// On PostgreSQL, pool connections kept between the statements every authenticated
+    /// request and every refresh run (they skip sqlx's ping on release).
+    pg_kept: Option<Arc<tessera_store::PgKept>>,
     /// On a SQLite file, the task that writes refresh rotations in batches.
     rotations: Option<RotationWriter>,
     pub hasher: PasswordHasher,
@@ -111,6 +114,7 @@ impl Core {
         };
         let sqlite_direct =
             tessera_store::SqliteDirect::beside(&db, settings.database_url.expose_secret()).map(Arc::new);
+        let pg_kept = tessera_store::PgKept::beside(&db, settings.db_pool_size as usize);
         let settings = Arc::new(settings);
         let writer = writer.unwrap_or_else(|| db.clone());
         let rotations = sqlite_direct
@@ -121,6 +125,7 @@ impl Core {
             db,
             writer,
             sqlite_direct,
+            pg_kept,
             rotations,
             hasher,
             jwt,

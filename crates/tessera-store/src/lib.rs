@@ -3,6 +3,7 @@
 
 pub mod entity;
 pub mod migration;
+mod pg_kept;
 pub mod query;
 mod sqlite_direct;
 
@@ -14,6 +15,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use tessera_domain::Error;
 
+pub use pg_kept::PgKept;
 pub use rusqlite::Error as DirectError;
 pub use sea_orm;
 pub use sea_orm_migration::MigratorTrait;

@@ -365,37 +365,6 @@ pub mod refresh_tokens {
         Ok(true)
     }
 
-    /// Rotates in one statement on PostgreSQL (data-modifying CTEs, atomic as any single
-    /// statement is): one round trip instead of a transaction's six. The guard is the
-    /// same conditional update: a concurrent rotation of the same token waits for its
-    /// row lock, sees `used_at` set, retires nothing and so writes nothing.
-    pub async fn rotate_in_one_statement(conn: &impl ConnectionTrait, r: &Rotation) -> Result<bool, DbErr> {
-        let (sql, which) = match &r.retire {
-            Retire::Presented(hash) => (ROTATE_PRESENTED, sea_orm::Value::from(hash.as_str())),
-            Retire::Live => (ROTATE_LIVE, r.session_id.into()),
-        };
-        let a = &r.audit;
-        let values: [sea_orm::Value; 14] = [
-            r.now.into(),
-            which,
-            r.new_hash.as_str().into(),
-            r.session_id.into(),
-            r.expires_at.into(),
-            a.id.into(),
-            a.created_at.into(),
-            a.event.as_str().into(),
-            a.user_id.into(),
-            a.actor_id.into(),
-            a.ip.clone().into(),
-            a.user_agent.clone().into(),
-            a.request_id.clone().into(),
-            a.detail.clone().into(),
-        ];
-        let row = conn.query_one(Statement::from_sql_and_values(DbBackend::Postgres, sql, values)).await?;
-        let retired: i64 = row.map(|r| r.try_get_by_index(0)).transpose()?.unwrap_or(0);
-        Ok(retired >= 1)
-    }
-
     /// Inserts a new live token for a session.
     pub async fn insert(
         conn: &impl ConnectionTrait,
@@ -427,8 +396,8 @@ pub mod refresh_tokens {
     }
 }
 
-/// [`refresh_tokens::rotate_in_one_statement`] for a presented token, and for the
-/// session's live one; `$2` picks the token to retire.
+/// A rotation in one statement on PostgreSQL ([`crate::PgKept::rotate`]), for a presented
+/// token and for the session's live one; `$2` picks the token to retire.
 macro_rules! rotate_sql {
     ($which:literal) => {
         concat!(
@@ -446,8 +415,8 @@ macro_rules! rotate_sql {
         )
     };
 }
-const ROTATE_PRESENTED: &str = rotate_sql!("token_hash");
-const ROTATE_LIVE: &str = rotate_sql!("session_id");
+pub(crate) const ROTATE_PRESENTED: &str = rotate_sql!("token_hash");
+pub(crate) const ROTATE_LIVE: &str = rotate_sql!("session_id");
 
 /// The audit log.
 pub mod audit {

@@ -856,3 +856,65 @@ async fn a_batch_of_rotations_keeps_each_outcome_to_itself() {
     assert_eq!(res.status(), StatusCode::OK);
     app.stop().await;
 }
+
+/// On PostgreSQL the session check, the refresh read and the rotation run on pool
+/// connections kept between statements (through sqlx directly, not SeaORM): they must
+/// decode every column as the pool does, and a kept connection must not outlive the pool.
+#[tokio::test]
+async fn kept_postgres_connections_read_what_the_pool_reads() {
+    use tessera_store::query::{refresh_tokens, sessions};
+    use tessera_store::sea_orm::{prelude::DateTimeUtc, ConnectionTrait, DatabaseBackend};
+
+    let app = TestApp::spawn().await;
+    let kept = tessera_store::PgKept::beside(app.db(), 2);
+    if app.db().get_database_backend() == DatabaseBackend::Sqlite {
+        assert!(kept.is_none(), "no kept connections on SQLite");
+        app.stop().await;
+        return;
+    }
+    let kept = kept.expect("kept connections on PostgreSQL");
+    let (_, login) = app.user().await;
+    let sid: uuid::Uuid = claims(&login.access)["sid"].as_str().unwrap().parse().unwrap();
+    let user_id: uuid::Uuid = claims(&login.access)["sub"].as_str().unwrap().parse().unwrap();
+    let hex = |t: &str| format!("{:x}", <Sha256 as sha2::Digest>::digest(t.as_bytes()));
+
+    let pooled = sessions::with_user(app.db(), sid).await.unwrap();
+    assert!(pooled.is_some());
+    assert_eq!(kept.session_with_user(sid).await.unwrap(), pooled, "fresh sign-in");
+    let at: DateTimeUtc = "2026-03-04T05:06:07.891234Z".parse().unwrap();
+    user::Entity::update_many()
+        .col_expr(user::Column::FullName, Expr::value("Ada Ünïcode 😀"))
+        .col_expr(user::Column::Phone, Expr::value("+15550001111"))
+        .col_expr(user::Column::EmailVerifiedAt, Expr::value(at))
+        .col_expr(user::Column::PhoneVerifiedAt, Expr::value(at))
+        .col_expr(user::Column::DeletedAt, Expr::value(at))
+        .col_expr(user::Column::NewEmail, Expr::value("next@example.com"))
+        .col_expr(user::Column::TokenVersion, Expr::value(7))
+        .filter(user::Column::Id.eq(user_id))
+        .exec(app.db())
+        .await
+        .unwrap();
+    session::Entity::update_many()
+        .col_expr(session::Column::RevokedAt, Expr::value(at))
+        .col_expr(session::Column::UserAgent, Expr::value("agent/1.0"))
+        .filter(session::Column::Id.eq(sid))
+        .exec(app.db())
+        .await
+        .unwrap();
+    let pooled = sessions::with_user(app.db(), sid).await.unwrap();
+    assert_eq!(pooled.as_ref().map(|(s, u)| (s.revoked_at, u.token_version)), Some((Some(at), 7)));
+    assert_eq!(kept.session_with_user(sid).await.unwrap(), pooled, "every column set");
+    assert_eq!(kept.session_with_user(uuid::Uuid::now_v7()).await.unwrap(), None);
+
+    let pooled = refresh_tokens::with_session(app.db(), &hex(&login.refresh)).await.unwrap();
+    assert!(pooled.is_some());
+    assert_eq!(kept.refresh_token_with_session(&hex(&login.refresh)).await.unwrap(), pooled);
+    assert_eq!(kept.refresh_token_with_session(&hex("unknown")).await.unwrap(), None);
+
+    // Once the pool is closed, no kept connection answers, and closing did not wait on one.
+    let closed =
+        tokio::time::timeout(std::time::Duration::from_secs(10), app.db().get_postgres_connection_pool().close());
+    assert!(closed.await.is_ok(), "closing the pool hung on a kept connection");
+    let after = kept.session_with_user(sid).await;
+    assert!(after.is_err(), "a closed pool answers nothing: {after:?}");
+}
