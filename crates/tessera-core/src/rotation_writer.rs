@@ -19,6 +19,8 @@ use tokio::sync::{mpsc, oneshot};
 
 /// The most rotations one transaction writes.
 const MAX_BATCH: usize = 128;
+/// How many batches in a row keep the writer's turn while more rotations wait.
+const MAX_HELD: usize = 8;
 /// Rotations waiting beyond the one being written; senders wait for room beyond that.
 const QUEUE: usize = 1024;
 
@@ -50,9 +52,29 @@ impl RotationWriter {
 
 async fn write_batches(direct: Arc<SqliteDirect>, writer: SqlitePool, mut queue: mpsc::Receiver<Job>) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
-    while queue.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+    // The writer's turn, kept from one batch to the next while rotations keep coming
+    // (handing it back and taking it again costs a round trip to sqlx's connection
+    // thread), but never for more than MAX_HELD batches running, so other writes get in.
+    let mut turn = None;
+    let mut held = 0;
+    loop {
+        if queue.is_empty() || held >= MAX_HELD {
+            turn = None;
+            held = 0;
+        }
+        if queue.recv_many(&mut jobs, MAX_BATCH).await == 0 {
+            return;
+        }
         let (rotations, replies): (Vec<Rotation>, Vec<_>) = jobs.drain(..).unzip();
-        match write_batch(&direct, &writer, rotations).await {
+        if turn.is_none() {
+            turn = writer.acquire().await.map_err(|e| tracing::warn!(error = %e, "no writer turn for rotations")).ok();
+        }
+        let results = match turn {
+            Some(_) => write_batch(&direct, rotations).await,
+            None => Err("the database writer is unavailable".to_owned()),
+        };
+        held += 1;
+        match results {
             Ok(results) => {
                 for (reply, result) in replies.into_iter().zip(results) {
                     let _ = reply.send(result.map_err(|e| db_error(sea_orm::DbErr::Custom(e.to_string()))));
@@ -68,14 +90,12 @@ async fn write_batches(direct: Arc<SqliteDirect>, writer: SqlitePool, mut queue:
     }
 }
 
-/// One transaction for the batch, on a blocking thread while holding the writer's turn;
-/// the outer error (as text, for every caller) means nothing was committed.
+/// One transaction for the batch, on a blocking thread (the caller holds the writer's
+/// turn); the outer error (as text, for every caller) means nothing was committed.
 async fn write_batch(
     direct: &Arc<SqliteDirect>,
-    writer: &SqlitePool,
     rotations: Vec<Rotation>,
 ) -> Result<Vec<Result<bool, tessera_store::DirectError>>, String> {
-    let _turn = writer.acquire().await.map_err(|e| e.to_string())?;
     let direct = direct.clone();
     tokio::task::spawn_blocking(move || direct.rotate_all(&rotations))
         .await
