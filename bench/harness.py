@@ -29,6 +29,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LUA = os.path.join(ROOT, "bench", "lua")
 PASSWORD = "Bench-Passw0rd!x"
 CORES = os.cpu_count() or 1
+# Rounds of floor and /me, alternating on one server (see bench_backend).
+ROUNDS = 3
 
 
 def log(msg):
@@ -79,6 +81,9 @@ class RssSampler:
     def __enter__(self):
         self._thread.start()
         return self
+
+    def reset(self):
+        self.peak = 0
 
     def __exit__(self, *exc):
         self._stop.set()
@@ -254,11 +259,16 @@ def wrk_result(proc):
     raise RuntimeError(f"wrk gave no result:\n{out}\n{err}")
 
 
-def run_wrk(port, path, script, conns, args, env=None, threads=None):
+def run_wrk(port, path, script, conns, args, env=None, threads=None, warmup=True):
     """A warm-up run that is thrown away, then the measured run."""
-    if args.warmup > 0:
+    if warmup and args.warmup > 0:
         wrk_result(wrk(port, path, script, conns, args.warmup, threads=threads, env=env))
     return wrk_result(wrk(port, path, script, conns, args.duration, threads=threads, env=env))
+
+
+def median_run(runs):
+    """The run with the median req/s (the lower middle one of an even count)."""
+    return sorted(runs, key=lambda r: r["rps"])[(len(runs) - 1) // 2]
 
 
 # --- set-up --------------------------------------------------------------------------------
@@ -324,20 +334,30 @@ def bench_backend(backend, url, args, workdir, hash_ms, run_id):
             return not args.only or scenario in args.only
 
         if want("floor") or want("me"):
-            log(f"{label}: floor")
-            floor = run_wrk(server.port, "/health", "plain.lua", 64, args)
-            rows.append(row("floor: GET /health", label, 64, floor))
-
-        if want("me"):
-            log(f"{label}: me")
+            # The floor and /me alternate for ROUNDS rounds on this one server, so that
+            # both see the same drift of a shared machine; each row is its median round,
+            # and the ratio is the median of the rounds' own me/floor ratios.
+            floors, mes, ratios = [], [], []
             with RssSampler(server.proc.pid) as rss:
-                me = run_wrk(server.port, "/v1/auth/me", "me.lua", 64, args,
-                             env={"BENCH_TOKENS": files["tokens"]})
-            res["rss_me_peak_mib"] = rss.peak / 1024
-            ratio = me["rps"] / floor["rps"] if floor["rps"] else 0
-            rows.append(row(f"me: GET /v1/auth/me ({args.users} users)", label, 64, me,
-                            f"{ratio:.0%} of floor"))
-            rows[-1]["me_over_floor"] = ratio
+                for i in range(ROUNDS if want("me") else 1):
+                    log(f"{label}: floor, round {i + 1}")
+                    floors.append(run_wrk(server.port, "/health", "plain.lua", 64, args, warmup=i == 0))
+                    if want("me"):
+                        log(f"{label}: me, round {i + 1}")
+                        rss.reset()
+                        mes.append(run_wrk(server.port, "/v1/auth/me", "me.lua", 64, args, warmup=i == 0,
+                                           env={"BENCH_TOKENS": files["tokens"]}))
+                        res["rss_me_peak_mib"] = max(res.get("rss_me_peak_mib", 0), rss.peak / 1024)
+                        ratios.append(mes[-1]["rps"] / floors[-1]["rps"] if floors[-1]["rps"] else 0)
+            floor = median_run(floors)
+            rows.append(row("floor: GET /health", label, 64, floor,
+                            f"median of {len(floors)}: " + ", ".join(fmt_int(f["rps"]) for f in floors)))
+            if want("me"):
+                ratio = statistics.median(ratios)
+                rows.append(row(f"me: GET /v1/auth/me ({args.users} users)", label, 64, median_run(mes),
+                                f"{ratio:.0%} of floor (rounds: " + ", ".join(f"{r:.0%}" for r in ratios) + ")"))
+                rows[-1]["me_over_floor"] = ratio
+                rows[-1]["me_over_floor_rounds"] = ratios
 
         conns = 2 * CORES
         if (backend == "sqlite" or args.full_postgres) and want("login"):
