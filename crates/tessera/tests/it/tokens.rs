@@ -677,6 +677,37 @@ async fn missing_authorization_header_is_rejected() {
     app.stop().await;
 }
 
+/// Sets every nullable column of a user and a session (and flips the rest), through
+/// sqlx's own encoding, for the tests that compare another read path with the pool's.
+async fn set_every_nullable_column(
+    app: &TestApp,
+    user_id: uuid::Uuid,
+    sid: uuid::Uuid,
+    at: tessera_store::sea_orm::prelude::DateTimeUtc,
+) {
+    user::Entity::update_many()
+        .col_expr(user::Column::FullName, Expr::value("Ada Ünïcode 😀"))
+        .col_expr(user::Column::Phone, Expr::value("+15550001111"))
+        .col_expr(user::Column::EmailVerifiedAt, Expr::value(at))
+        .col_expr(user::Column::PhoneVerifiedAt, Expr::value(at))
+        .col_expr(user::Column::LastLoginAt, Expr::value(at))
+        .col_expr(user::Column::DeletedAt, Expr::value(at))
+        .col_expr(user::Column::NewEmail, Expr::value("next@example.com"))
+        .col_expr(user::Column::IsActive, Expr::value(false))
+        .col_expr(user::Column::TokenVersion, Expr::value(7))
+        .filter(user::Column::Id.eq(user_id))
+        .exec(app.db())
+        .await
+        .unwrap();
+    session::Entity::update_many()
+        .col_expr(session::Column::RevokedAt, Expr::value(at))
+        .col_expr(session::Column::UserAgent, Expr::value("agent/1.0"))
+        .filter(session::Column::Id.eq(sid))
+        .exec(app.db())
+        .await
+        .unwrap();
+}
+
 /// On a SQLite file, the session check reads in place (not through sqlx); it must decode
 /// every column exactly as the pool does, null or not, whatever form sqlx wrote it in.
 /// On PostgreSQL there is no direct read at all.
@@ -705,27 +736,7 @@ async fn the_direct_sqlite_read_returns_what_the_pool_returns() {
     // Every nullable column set, through sqlx's own encoding.
     let at: DateTimeUtc = "2026-03-04T05:06:07.891234Z".parse().unwrap();
     let user_id = claims(&login.access)["sub"].as_str().unwrap().parse::<uuid::Uuid>().unwrap();
-    user::Entity::update_many()
-        .col_expr(user::Column::FullName, Expr::value("Ada Ünïcode 😀"))
-        .col_expr(user::Column::Phone, Expr::value("+15550001111"))
-        .col_expr(user::Column::EmailVerifiedAt, Expr::value(at))
-        .col_expr(user::Column::PhoneVerifiedAt, Expr::value(at))
-        .col_expr(user::Column::LastLoginAt, Expr::value(at))
-        .col_expr(user::Column::DeletedAt, Expr::value(at))
-        .col_expr(user::Column::NewEmail, Expr::value("next@example.com"))
-        .col_expr(user::Column::IsActive, Expr::value(false))
-        .col_expr(user::Column::TokenVersion, Expr::value(7))
-        .filter(user::Column::Id.eq(user_id))
-        .exec(app.db())
-        .await
-        .unwrap();
-    session::Entity::update_many()
-        .col_expr(session::Column::RevokedAt, Expr::value(at))
-        .col_expr(session::Column::UserAgent, Expr::value("agent/1.0"))
-        .filter(session::Column::Id.eq(sid))
-        .exec(app.db())
-        .await
-        .unwrap();
+    set_every_nullable_column(&app, user_id, sid, at).await;
     let pooled = sessions::with_user(app.db(), sid).await.unwrap();
     assert_eq!(pooled.as_ref().map(|(s, u)| (s.revoked_at, u.token_version, u.is_active)), Some((Some(at), 7, false)));
     same("every column set", reader.session_with_user(sid).unwrap(), pooled);
@@ -882,27 +893,9 @@ async fn kept_postgres_connections_read_what_the_pool_reads() {
     assert!(pooled.is_some());
     assert_eq!(kept.session_with_user(sid).await.unwrap(), pooled, "fresh sign-in");
     let at: DateTimeUtc = "2026-03-04T05:06:07.891234Z".parse().unwrap();
-    user::Entity::update_many()
-        .col_expr(user::Column::FullName, Expr::value("Ada Ünïcode 😀"))
-        .col_expr(user::Column::Phone, Expr::value("+15550001111"))
-        .col_expr(user::Column::EmailVerifiedAt, Expr::value(at))
-        .col_expr(user::Column::PhoneVerifiedAt, Expr::value(at))
-        .col_expr(user::Column::DeletedAt, Expr::value(at))
-        .col_expr(user::Column::NewEmail, Expr::value("next@example.com"))
-        .col_expr(user::Column::TokenVersion, Expr::value(7))
-        .filter(user::Column::Id.eq(user_id))
-        .exec(app.db())
-        .await
-        .unwrap();
-    session::Entity::update_many()
-        .col_expr(session::Column::RevokedAt, Expr::value(at))
-        .col_expr(session::Column::UserAgent, Expr::value("agent/1.0"))
-        .filter(session::Column::Id.eq(sid))
-        .exec(app.db())
-        .await
-        .unwrap();
+    set_every_nullable_column(&app, user_id, sid, at).await;
     let pooled = sessions::with_user(app.db(), sid).await.unwrap();
-    assert_eq!(pooled.as_ref().map(|(s, u)| (s.revoked_at, u.token_version)), Some((Some(at), 7)));
+    assert_eq!(pooled.as_ref().map(|(s, u)| (s.revoked_at, u.token_version, u.is_active)), Some((Some(at), 7, false)));
     assert_eq!(kept.session_with_user(sid).await.unwrap(), pooled, "every column set");
     assert_eq!(kept.session_with_user(uuid::Uuid::now_v7()).await.unwrap(), None);
 
