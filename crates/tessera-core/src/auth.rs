@@ -9,7 +9,7 @@ use tessera_domain::{Email, Error, Role};
 use tessera_store::entity::{refresh_token, session, user};
 use tessera_store::query::refresh_tokens::{Retire, Rotation};
 use tessera_store::query::{refresh_tokens, sessions, users};
-use tessera_store::{db_error, DirectError, SqliteDirect};
+use tessera_store::{db_error, db_error_text, DirectError, SqliteDirect};
 use uuid::Uuid;
 
 use crate::audit::{append_to_file, audit_row, record, truncate, AuditEvent};
@@ -161,7 +161,7 @@ impl Core {
             return rotations.rotate(rotation).await;
         }
         if let Some(kept) = &self.pg_kept {
-            return kept.rotate(&rotation).await.map_err(|e| db_error(sea_orm::DbErr::Custom(e.to_string())));
+            return kept.rotate(&rotation).await.map_err(db_error_text);
         }
         let txn = self.writer.begin().await.map_err(db_error)?;
         if !refresh_tokens::rotate(&txn, &rotation).await.map_err(db_error)? {

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use sea_orm::sqlx::SqlitePool;
 use tessera_domain::Error;
 use tessera_store::query::refresh_tokens::Rotation;
-use tessera_store::{db_error, SqliteDirect};
+use tessera_store::{db_error_text, SqliteDirect};
 use tokio::sync::{mpsc, oneshot};
 
 /// The most rotations one transaction writes.
@@ -33,8 +33,8 @@ pub(crate) struct RotationWriter {
 
 impl RotationWriter {
     /// Starts the writing task on the current runtime. It holds the writer pool's one
-    /// connection while it writes a batch, so no other write of this process
-    /// interleaves, and stops when the writer is dropped.
+    /// connection while it writes (across up to `MAX_HELD` batches in a row), so no
+    /// other write of this process interleaves, and stops when the writer is dropped.
     pub(crate) fn start(direct: Arc<SqliteDirect>, writer: SqlitePool) -> Self {
         let (jobs, queue) = mpsc::channel(QUEUE);
         tokio::spawn(write_batches(direct, writer, queue));
@@ -77,13 +77,13 @@ async fn write_batches(direct: Arc<SqliteDirect>, writer: SqlitePool, mut queue:
         match results {
             Ok(results) => {
                 for (reply, result) in replies.into_iter().zip(results) {
-                    let _ = reply.send(result.map_err(|e| db_error(sea_orm::DbErr::Custom(e.to_string()))));
+                    let _ = reply.send(result.map_err(db_error_text));
                 }
             }
             Err(e) => {
                 tracing::warn!(error = %e, batch = replies.len(), "a batch of refresh rotations failed");
                 for reply in replies {
-                    let _ = reply.send(Err(db_error(sea_orm::DbErr::Custom(e.clone()))));
+                    let _ = reply.send(Err(db_error_text(&e)));
                 }
             }
         }

@@ -161,6 +161,12 @@ pub fn db_error(e: DbErr) -> Error {
     }
 }
 
+/// [`db_error`] for an error from outside SeaORM (the direct SQLite connections, kept
+/// PostgreSQL connections, the rotation writer), judged by its text.
+pub fn db_error_text(e: impl std::fmt::Display) -> Error {
+    db_error(DbErr::Custom(e.to_string()))
+}
+
 /// Whether the error is a unique-constraint violation.
 pub fn is_unique_violation(e: &DbErr) -> bool {
     matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))

@@ -33,8 +33,9 @@ pub struct PgKept {
 
 impl PgKept {
     /// Keeps up to `max` connections of `db`'s pool when it is PostgreSQL (none for 0:
-    /// every statement then takes one from the pool); `None` for SQLite. Starts a task on the current runtime that hands idle ones back, and
-    /// all of them when the pool is closed (closing waits for every connection).
+    /// every statement then takes one from the pool); `None` for SQLite. Starts a task
+    /// on the current runtime that hands idle ones back, and all of them when the pool
+    /// is closed.
     pub fn beside(db: &DatabaseConnection, max: usize) -> Option<Arc<PgKept>> {
         if db.get_database_backend() != DbBackend::Postgres {
             return None;
