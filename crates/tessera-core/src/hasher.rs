@@ -174,29 +174,82 @@ impl PasswordHasher {
 /// A worker's Argon2 memory, allocated on first use and kept while jobs keep coming;
 /// `held` counts its bytes from the moment they are allocated until they are let go.
 struct Memory<'q> {
-    blocks: Vec<Block>,
+    blocks: Option<SystemBlocks>,
     held: &'q AtomicUsize,
 }
 
 impl<'q> Memory<'q> {
     fn new(held: &'q AtomicUsize) -> Self {
-        Memory { blocks: Vec::new(), held }
+        Memory { blocks: None, held }
     }
 
     /// At least `count` blocks: the kept ones when they suffice.
     fn blocks(&mut self, count: usize) -> &mut [Block] {
-        if self.blocks.len() < count {
+        if self.blocks.as_ref().is_none_or(|b| b.len < count) {
             self.release();
-            self.blocks = vec![Block::default(); count];
+            self.blocks = Some(SystemBlocks::zeroed(count));
             self.held.fetch_add(count * Block::SIZE, Ordering::Relaxed);
         }
-        &mut self.blocks[..count]
+        match &mut self.blocks {
+            Some(blocks) => &mut blocks.as_mut_slice()[..count],
+            None => &mut [],
+        }
+    }
+
+    fn holds(&self) -> bool {
+        self.blocks.is_some()
     }
 
     /// Lets the blocks go.
     fn release(&mut self) {
-        self.held.fetch_sub(self.blocks.len() * Block::SIZE, Ordering::Relaxed);
-        self.blocks = Vec::new();
+        if let Some(blocks) = self.blocks.take() {
+            self.held.fetch_sub(blocks.len * Block::SIZE, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Argon2 blocks from the system allocator rather than the binary's global one: on glibc
+/// a block this large (MiBs) is a mapping of its own, handed back to the kernel the moment
+/// it is let go, where a caching allocator would keep the pages of an idle worker (or of
+/// the dummy hash made at start-up) resident.
+struct SystemBlocks {
+    ptr: std::ptr::NonNull<Block>,
+    len: usize,
+}
+
+// SAFETY: the blocks are owned memory, used by one thread at a time.
+unsafe impl Send for SystemBlocks {}
+
+impl SystemBlocks {
+    /// `len` zeroed blocks (an all-zero block is a valid `Block`); aborts if the memory
+    /// cannot be had, as a `Vec` would.
+    fn zeroed(len: usize) -> SystemBlocks {
+        use std::alloc::{GlobalAlloc, Layout, System};
+        let len = len.max(1);
+        let Ok(layout) = Layout::array::<Block>(len) else {
+            std::process::abort();
+        };
+        // SAFETY: the layout's size is not zero (`len` ≥ 1 and a block is 1 KiB).
+        let ptr = unsafe { System.alloc_zeroed(layout) }.cast::<Block>();
+        match std::ptr::NonNull::new(ptr) {
+            Some(ptr) => SystemBlocks { ptr, len },
+            None => std::alloc::handle_alloc_error(layout),
+        }
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [Block] {
+        // SAFETY: `ptr` holds `len` initialised (zeroed) blocks, owned by `self`.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for SystemBlocks {
+    fn drop(&mut self) {
+        use std::alloc::{GlobalAlloc, Layout, System};
+        if let Ok(layout) = Layout::array::<Block>(self.len) {
+            // SAFETY: allocated by `System` with this very layout.
+            unsafe { System.dealloc(self.ptr.as_ptr().cast(), layout) }
+        }
     }
 }
 
@@ -224,7 +277,7 @@ fn work(queue: &Queue) {
         if state.closed {
             return;
         }
-        let holds_memory = !memory.blocks.is_empty();
+        let holds_memory = memory.holds();
         let waited = if holds_memory {
             queue.ready.wait_timeout(state, KEEP_MEMORY_FOR).ok().map(|(s, timeout)| (s, timeout.timed_out()))
         } else {
