@@ -80,11 +80,20 @@ impl Core {
     /// Connects to the database, runs pending migrations unless disabled, and builds
     /// the hasher and token keys. The JWT secret must be resolved already.
     pub async fn start(settings: Settings) -> Result<Arc<Core>, String> {
+        // On a SQLite file, session checks are answered from memory; every pool on the
+        // file reports its commits to the cache (see tessera_store::SessionCache).
+        let session_cache = match tessera_store::sqlite_path(settings.database_url.expose_secret().trim()) {
+            Some(file) if settings.session_cache_ms > 0 => {
+                tessera_store::SessionCache::new(&file, Duration::from_millis(settings.session_cache_ms)).map(Arc::new)
+            }
+            _ => None,
+        };
         let pool = tessera_store::PoolConfig {
             size: settings.db_pool_size,
             max_overflow: settings.db_max_overflow,
             acquire_timeout: settings.db_pool_timeout,
             recycle: settings.db_pool_recycle,
+            session_cache: session_cache.clone(),
         };
         let db = tessera_store::connect(settings.database_url.expose_secret(), &pool).await?;
         let writer = tessera_store::connect_writer(settings.database_url.expose_secret(), &pool).await?;
@@ -113,7 +122,8 @@ impl Core {
             None => None,
         };
         let sqlite_direct =
-            tessera_store::SqliteDirect::beside(&db, settings.database_url.expose_secret()).map(Arc::new);
+            tessera_store::SqliteDirect::beside(&db, settings.database_url.expose_secret(), session_cache)
+                .map(Arc::new);
         let pg_kept = tessera_store::PgKept::beside(&db, settings.db_pool_size as usize);
         let settings = Arc::new(settings);
         let writer = writer.unwrap_or_else(|| db.clone());

@@ -90,6 +90,7 @@ pub const SETTINGS: &[SettingDoc] = &[
     SettingDoc { names: &["DB_MAX_OVERFLOW"], default: "20", meaning: "extra PostgreSQL connections allowed above the pool size" },
     SettingDoc { names: &["DB_POOL_TIMEOUT"], default: "30", meaning: "seconds to wait for a free connection before answering 503" },
     SettingDoc { names: &["DB_POOL_RECYCLE"], default: "3600", meaning: "seconds after which a PostgreSQL connection is replaced" },
+    SettingDoc { names: &["SESSION_CACHE_MS"], default: "1000", meaning: "on a SQLite file, the session check keeps each session and its user in memory this long; writes made through this server drop them at once, so this only bounds how long a write by another program to the file goes unseen; 0 turns it off" },
     SettingDoc { names: &["AUTO_MIGRATE"], default: "true", meaning: "run pending migrations at start-up" },
     SettingDoc { names: &["REDIS_URL"], default: "(none: in memory)", meaning: "redis://[:PASSWORD@]HOST:PORT/DB; shares rate limits and lockout across nodes" },
     SettingDoc { names: &["REDIS_HOST"], default: "(none)", meaning: "Redis host, when REDIS_URL is not set" },
@@ -164,6 +165,8 @@ pub struct Settings {
     pub db_max_overflow: u32,
     pub db_pool_timeout: Duration,
     pub db_pool_recycle: Duration,
+    /// On a SQLite file, how long a session check's rows are answered from memory; 0: off.
+    pub session_cache_ms: u64,
     pub auto_migrate: bool,
     /// `None` until [`Settings::ensure_jwt_secret`] has run in development.
     pub jwt_secret: Option<SecretString>,
@@ -385,6 +388,7 @@ impl Settings {
             db_max_overflow: r.parse(&["DB_MAX_OVERFLOW"], 20, "a whole number"),
             db_pool_timeout: secs(&mut r, &["DB_POOL_TIMEOUT"], 30),
             db_pool_recycle: secs(&mut r, &["DB_POOL_RECYCLE"], 3600),
+            session_cache_ms: r.parse(&["SESSION_CACHE_MS"], 1000, "a whole number of milliseconds"),
             auto_migrate: r.boolean(&["AUTO_MIGRATE"], true),
             jwt_secret: r.opt(&["JWT_SECRET_KEY", "JWT_SECRET"]).map(SecretString::from),
             jwt_algorithm,

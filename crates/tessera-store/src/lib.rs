@@ -5,9 +5,11 @@ pub mod entity;
 pub mod migration;
 mod pg_kept;
 pub mod query;
+mod session_cache;
 mod sqlite_direct;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sea_orm::{DatabaseConnection, DbErr, SqlErr, SqlxPostgresConnector, SqlxSqliteConnector};
@@ -19,6 +21,7 @@ pub use pg_kept::PgKept;
 pub use rusqlite::Error as DirectError;
 pub use sea_orm;
 pub use sea_orm_migration::MigratorTrait;
+pub use session_cache::{Neighbours, SessionCache};
 pub use sqlite_direct::SqliteDirect;
 
 /// Pool settings for [`connect`].
@@ -28,6 +31,9 @@ pub struct PoolConfig {
     pub max_overflow: u32,
     pub acquire_timeout: Duration,
     pub recycle: Duration,
+    /// On a SQLite file, the cache the pool's connections report their committed
+    /// changes to sessions and users to.
+    pub session_cache: Option<Arc<SessionCache>>,
 }
 
 /// The kind of database a URL names.
@@ -121,7 +127,24 @@ async fn sqlite_pool(url: &str, size: u32, pool: &PoolConfig) -> Result<Database
         .busy_timeout(Duration::from_secs(10))
         .foreign_keys(true)
         .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES.to_string());
+    // Only a file's connections can be watched: an in-memory database has no WAL, so
+    // its commits would never reach the hook (and no direct read keeps its rows).
+    let cache = pool.session_cache.clone().filter(|_| sqlite_path(url).is_some());
     let pool = SqlitePoolOptions::new()
+        .after_connect(move |conn, _| {
+            let cache = cache.clone();
+            Box::pin(async move {
+                if let Some(cache) = cache {
+                    let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&mut *conn).await?;
+                    if mode.eq_ignore_ascii_case("wal") {
+                        session_cache::watch(&mut conn.lock_handle().await?, cache);
+                    } else {
+                        session_cache::unwatchable(&cache);
+                    }
+                }
+                Ok(())
+            })
+        })
         .max_connections(size.max(1))
         .acquire_timeout(pool.acquire_timeout)
         // An in-process SQLite connection cannot go stale the way a socket can,

@@ -70,7 +70,8 @@ macro_rules! refresh_token_row {
 }
 
 /// The columns [`session_and_user!`] reads, from `sessions s` and `users u`.
-const SESSION_AND_USER: &str = "s.id, s.user_id, s.created_at, s.last_used_at, s.expires_at, s.revoked_at, s.ip, \
+pub(crate) const SESSION_AND_USER: &str =
+    "s.id, s.user_id, s.created_at, s.last_used_at, s.expires_at, s.revoked_at, s.ip, \
      s.user_agent, s.aal, u.id, u.email, u.password_hash, u.full_name, u.phone, u.email_verified_at, \
      u.phone_verified_at, u.is_active, u.role, u.token_version, u.last_login_at, u.created_at, u.updated_at, \
      u.deleted_at, u.new_email";

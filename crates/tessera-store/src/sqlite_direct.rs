@@ -12,7 +12,7 @@
 //! is an error, and the caller asks the pool instead, whose answer is final.
 
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
 use rusqlite::types::{FromSqlError, ValueRef};
@@ -22,6 +22,7 @@ use uuid::Uuid;
 
 use crate::entity::{refresh_token, session, user};
 use crate::query::refresh_tokens::{Retire, Rotation};
+use crate::session_cache::{RowIds, SessionCache};
 
 /// Connections kept open between reads; more are opened when more threads read at once.
 const MAX_IDLE: usize = 8;
@@ -35,18 +36,23 @@ pub struct SqliteDirect {
     writer: Mutex<Option<Connection>>,
     /// The pool these connections stand beside: once it is closed, they answer nothing.
     pool: sqlx::SqlitePool,
+    /// Where session checks are answered from when they can be, and rotations report
+    /// the sessions they changed.
+    cache: Option<Arc<SessionCache>>,
 }
 
 impl SqliteDirect {
     /// Direct connections beside `db`, a pool opened on `url`, when that is a SQLite file; `None`
     /// for an in-memory database (only the pool's connections can see it) or PostgreSQL.
-    pub fn beside(db: &DatabaseConnection, url: &str) -> Option<SqliteDirect> {
+    /// With a `cache` (the one every pool on the file reports its commits to), session
+    /// checks are answered from it when they can be.
+    pub fn beside(db: &DatabaseConnection, url: &str, cache: Option<Arc<SessionCache>>) -> Option<SqliteDirect> {
         if db.get_database_backend() != DbBackend::Sqlite {
             return None;
         }
         let path = crate::sqlite_path(url.trim())?;
         let pool = db.get_sqlite_connection_pool().clone();
-        let direct = SqliteDirect { path, idle: Mutex::new(Vec::new()), writer: Mutex::new(None), pool };
+        let direct = SqliteDirect { path, idle: Mutex::new(Vec::new()), writer: Mutex::new(None), pool, cache };
         // A URL naming something this cannot open as a plain file (a `file:` URI, a
         // shared in-memory database) leaves every statement to the pool.
         let first = direct.open(true).ok()?;
@@ -55,11 +61,37 @@ impl SqliteDirect {
     }
 
     /// The session with this id and its user, as [`crate::query::sessions::with_user`]
-    /// reads them.
+    /// reads them: from the cache when it holds them, else read and kept there.
     pub fn session_with_user(&self, id: Uuid) -> Result<Option<(session::Model, user::Model)>, rusqlite::Error> {
-        self.read_row(crate::query::sessions::with_user_sql(DbBackend::Sqlite), &id.as_bytes()[..], |row| {
-            Ok(crate::session_and_user!(row.get, 0))
-        })
+        self.check_open()?;
+        let Some(cache) = &self.cache else {
+            return self.read_row(
+                crate::query::sessions::with_user_sql(DbBackend::Sqlite),
+                &id.as_bytes()[..],
+                |row| Ok(crate::session_and_user!(row.get, 0)),
+            );
+        };
+        if let Some(hit) = cache.get(id) {
+            return Ok(Some(hit));
+        }
+        // Before the read: whatever is dropped from here on may be newer than it.
+        let epoch = cache.epoch();
+        static SQL: OnceLock<String> = OnceLock::new();
+        let sql = SQL.get_or_init(|| {
+            format!(
+                "SELECT s.rowid, u.rowid, {} FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ?",
+                crate::query::SESSION_AND_USER
+            )
+        });
+        let found = self.read_row(sql, &id.as_bytes()[..], |row| {
+            let rows = RowIds { session: row.get(0)?, user: row.get(1)? };
+            let (session, user) = crate::session_and_user!(row.get, 2);
+            Ok((session, user, rows))
+        })?;
+        Ok(found.map(|(session, user, rows)| {
+            cache.keep(epoch, rows, &session, &user);
+            (session, user)
+        }))
     }
 
     /// A refresh token by its hash with its session and user, as
@@ -110,6 +142,10 @@ impl SqliteDirect {
             done.push(rotated);
         }
         tx.commit()?;
+        if let Some(cache) = &self.cache {
+            let rotated = batch.iter().zip(&done).filter(|(_, d)| matches!(d, Ok(true)));
+            cache.forget_sessions(rotated.map(|(r, _)| r.session_id));
+        }
         Ok(done)
     }
 
@@ -254,6 +290,12 @@ impl Column for String {
 impl Column for bool {
     fn decode(value: ValueRef<'_>) -> Result<Self, FromSqlError> {
         value.as_i64().map(|v| v != 0)
+    }
+}
+
+impl Column for i64 {
+    fn decode(value: ValueRef<'_>) -> Result<Self, FromSqlError> {
+        value.as_i64()
     }
 }
 

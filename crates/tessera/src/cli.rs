@@ -300,6 +300,7 @@ async fn migrate(action: MigrateAction) -> ExitCode {
         max_overflow: 0,
         acquire_timeout: settings.db_pool_timeout,
         recycle: settings.db_pool_recycle,
+        session_cache: None,
     };
     let db = match tessera_store::connect(settings.database_url.expose_secret(), &pool).await {
         Ok(db) => db,
@@ -308,6 +309,10 @@ async fn migrate(action: MigrateAction) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // A server running on the same SQLite file stops answering from its session cache
+    // while this runs, and forgets it afterwards.
+    let _announced = tessera_store::sqlite_path(settings.database_url.expose_secret().trim())
+        .and_then(|file| tessera_store::Neighbours::join(&file).ok());
     let result = match action {
         MigrateAction::Up => Migrator::up(&db, None).await.map(|_| println!("migrations applied")),
         MigrateAction::Down => Migrator::down(&db, Some(1)).await.map(|_| println!("rolled back one migration")),

@@ -35,6 +35,7 @@ pub async fn fresh_database(dir: &std::path::Path) -> String {
                     max_overflow: 0,
                     acquire_timeout: std::time::Duration::from_secs(30),
                     recycle: std::time::Duration::from_secs(60),
+                    session_cache: None,
                 },
             )
             .await

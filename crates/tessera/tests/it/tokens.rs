@@ -458,6 +458,7 @@ async fn tokens_are_rejected_after_logout_all() {
     let app = TestApp::spawn().await;
     let (email, login) = app.user().await;
     let other = app.login(&email, PASSWORD).await;
+    assert_accepted(&app, &other.access, &email).await; // the session check has read it once
 
     let res = app.post("/v1/auth/logout-all", Some(&login.access), json!({})).await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
@@ -472,6 +473,7 @@ async fn tokens_are_rejected_after_change_password() {
     let app = TestApp::spawn().await;
     let (email, login) = app.user().await;
     let other = app.login(&email, PASSWORD).await;
+    assert_accepted(&app, &other.access, &email).await; // the session check has read it once
 
     let res = app
         .post(
@@ -510,6 +512,7 @@ async fn stale_token_version_on_a_live_session_is_rejected() {
 async fn token_of_deactivated_user_is_rejected() {
     let app = TestApp::spawn().await;
     let (email, login) = app.user().await;
+    assert_accepted(&app, &login.access, &email).await; // the session check has read it once
 
     app.sql(&format!("UPDATE users SET is_active = false WHERE email = '{email}'")).await;
 
@@ -521,6 +524,7 @@ async fn token_of_deactivated_user_is_rejected() {
 async fn token_of_soft_deleted_user_is_rejected() {
     let app = TestApp::spawn().await;
     let (email, login) = app.user().await;
+    assert_accepted(&app, &login.access, &email).await;
 
     let res = user::Entity::update_many()
         .col_expr(user::Column::DeletedAt, Expr::value(chrono::Utc::now()))
@@ -537,7 +541,8 @@ async fn token_of_soft_deleted_user_is_rejected() {
 #[tokio::test]
 async fn token_of_expired_session_is_rejected() {
     let app = TestApp::spawn().await;
-    let (_, login) = app.user().await;
+    let (email, login) = app.user().await;
+    assert_accepted(&app, &login.access, &email).await;
     let sid = uuid::Uuid::parse_str(claims(&login.access)["sid"].as_str().unwrap()).unwrap();
 
     let res = session::Entity::update_many()
@@ -720,7 +725,7 @@ async fn the_direct_sqlite_read_returns_what_the_pool_returns() {
     let (_, login) = app.user().await;
     let sid: uuid::Uuid = claims(&login.access)["sid"].as_str().unwrap().parse().unwrap();
     let url = secrecy::ExposeSecret::expose_secret(&app.core.settings.database_url).to_owned();
-    let reader = tessera_store::SqliteDirect::beside(app.db(), &url);
+    let reader = tessera_store::SqliteDirect::beside(app.db(), &url, None);
     if app.db().get_database_backend() == DatabaseBackend::Postgres {
         assert!(reader.is_none(), "no direct read on PostgreSQL");
         app.stop().await;
@@ -805,7 +810,7 @@ async fn a_batch_of_rotations_keeps_each_outcome_to_itself() {
         return;
     }
     let url = secrecy::ExposeSecret::expose_secret(&app.core.settings.database_url).to_owned();
-    let direct = tessera_store::SqliteDirect::beside(app.db(), &url).expect("a SQLite file");
+    let direct = tessera_store::SqliteDirect::beside(app.db(), &url, None).expect("a SQLite file");
     let hex = |t: &str| format!("{:x}", <Sha256 as sha2::Digest>::digest(t.as_bytes()));
     let mut logins = Vec::new();
     for _ in 0..4 {
@@ -910,4 +915,156 @@ async fn kept_postgres_connections_read_what_the_pool_reads() {
     assert!(closed.await.is_ok(), "closing the pool hung on a kept connection");
     let after = kept.session_with_user(sid).await;
     assert!(after.is_err(), "a closed pool answers nothing: {after:?}");
+}
+
+// ---------------------------------------------------------------------------------
+// The session cache (SQLite file): exact for this server's writes, bounded for others'.
+// ---------------------------------------------------------------------------------
+
+/// The server's own database URL and the SQLite file it names, or `None` on PostgreSQL
+/// (which has no session cache).
+fn sqlite_file(app: &TestApp) -> Option<std::path::PathBuf> {
+    let url = secrecy::ExposeSecret::expose_secret(&app.core.settings.database_url).to_owned();
+    tessera_store::sqlite_path(&url)
+}
+
+async fn full_name_on_me(app: &TestApp, token: &str) -> Value {
+    let (status, body) = json_of(app.get("/v1/auth/me", Some(token)).await).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["full_name"].clone()
+}
+
+/// Writes through any of the server's own connections are seen by the next session
+/// check; a write by a connection the server does not know of is seen once the entry's
+/// time is up (`SESSION_CACHE_MS`), or at once while that writer has announced itself
+/// beside the file as `tessera migrate` and other servers do.
+#[tokio::test]
+async fn the_session_cache_sees_this_servers_writes_at_once_and_others_in_time() {
+    use tessera_store::sea_orm::ConnectionTrait;
+
+    let app = TestApp::with(&[("SESSION_CACHE_MS", "600")]).await;
+    let Some(file) = sqlite_file(&app) else {
+        app.stop().await;
+        return;
+    };
+    let (email, login) = app.user().await;
+    let token = login.access.as_str();
+    assert_eq!(full_name_on_me(&app, token).await, json!("Test User"));
+
+    // The server's read pool.
+    app.sql(&format!("UPDATE users SET full_name = 'Through the pool' WHERE email = '{email}'")).await;
+    assert_eq!(full_name_on_me(&app, token).await, json!("Through the pool"));
+    // The server's writer, through the API.
+    let res = app.send(reqwest::Method::PATCH, "/v1/users/me", Some(token), Some(json!({ "full_name": "Api" }))).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(full_name_on_me(&app, token).await, json!("Api"));
+
+    // A connection of its own, unannounced: the cached rows answer until their time is up.
+    let url = secrecy::ExposeSecret::expose_secret(&app.core.settings.database_url).to_owned();
+    let config = tessera_store::PoolConfig {
+        size: 1,
+        max_overflow: 0,
+        acquire_timeout: std::time::Duration::from_secs(10),
+        recycle: std::time::Duration::from_secs(60),
+        session_cache: None,
+    };
+    let other = tessera_store::connect(&url, &config).await.unwrap();
+    let rename = |name: &str| format!("UPDATE users SET full_name = '{name}' WHERE email = '{email}'");
+    other.execute_unprepared(&rename("Elsewhere")).await.unwrap();
+    let written = std::time::Instant::now();
+    assert_eq!(full_name_on_me(&app, token).await, json!("Api"), "the cache answers within its time");
+    tokio::time::sleep(std::time::Duration::from_millis(600).saturating_sub(written.elapsed())).await;
+    assert_eq!(full_name_on_me(&app, token).await, json!("Elsewhere"), "read again once its time is up");
+
+    // Announced: while a neighbour is there, the cache answers nothing...
+    let neighbour = tessera_store::Neighbours::join(&file).unwrap();
+    other.execute_unprepared(&rename("Announced")).await.unwrap();
+    assert_eq!(full_name_on_me(&app, token).await, json!("Announced"));
+    other.execute_unprepared(&rename("Still there")).await.unwrap();
+    assert_eq!(full_name_on_me(&app, token).await, json!("Still there"));
+    drop(neighbour);
+    assert_eq!(full_name_on_me(&app, token).await, json!("Still there"));
+    // ...and one that came, wrote and went between two checks is not missed.
+    let passing = tessera_store::Neighbours::join(&file).unwrap();
+    other.execute_unprepared(&rename("Came and went")).await.unwrap();
+    drop(passing);
+    assert_eq!(full_name_on_me(&app, token).await, json!("Came and went"));
+
+    // Logging out through the server is seen at once, cached or not.
+    assert_eq!(full_name_on_me(&app, token).await, json!("Came and went"));
+    let res = app.post("/v1/auth/logout", Some(token), json!({})).await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_rejected(&app, token, "token_revoked").await;
+    other.close().await.ok();
+    app.stop().await;
+}
+
+/// Session checks racing a revocation: once the revocation has answered, no check that
+/// starts afterwards is let through, however many were answered from memory just before.
+#[tokio::test]
+async fn no_session_check_after_a_revocation_gets_through() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::Instant;
+
+    let app = Arc::new(TestApp::spawn().await);
+    let (email, login) = app.user().await;
+    let other = app.login(&email, PASSWORD).await;
+    for (revoke, token, via) in [
+        ("/v1/auth/logout", login.access.clone(), login.access.clone()),
+        ("/v1/auth/logout-all", other.access.clone(), other.access.clone()),
+    ] {
+        let stop = Arc::new(AtomicBool::new(false));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let mut checkers = Vec::new();
+        for _ in 0..4 {
+            let (app, stop, seen, token) = (app.clone(), stop.clone(), seen.clone(), token.clone());
+            checkers.push(tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let started = Instant::now();
+                    let status = app.get("/v1/auth/me", Some(&token)).await.status();
+                    seen.lock().unwrap().push((started, status));
+                }
+            }));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        let res = app.post(revoke, Some(&via), json!({})).await;
+        assert_eq!(res.status(), StatusCode::NO_CONTENT);
+        let revoked = Instant::now();
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        stop.store(true, Ordering::Relaxed);
+        for c in checkers {
+            c.await.unwrap();
+        }
+        let seen = seen.lock().unwrap();
+        let before = seen.iter().filter(|(at, s)| *at < revoked && *s == StatusCode::OK).count();
+        let after: Vec<_> = seen.iter().filter(|(at, _)| *at >= revoked).map(|(_, s)| *s).collect();
+        assert!(before > 0, "{revoke}: no check went through before the revocation");
+        assert!(!after.is_empty(), "{revoke}: no check after the revocation");
+        assert!(after.iter().all(|s| *s == StatusCode::UNAUTHORIZED), "{revoke}: a check after it answered {after:?}");
+    }
+    Arc::try_unwrap(app).ok().expect("the checkers are done").stop().await;
+}
+
+/// The hook that reports commits to the session cache replaces SQLite's own automatic
+/// checkpoint on the pool's connections; it must still copy the WAL into the database
+/// once the WAL passes its mark (4,000 pages).
+#[tokio::test]
+async fn the_wal_is_still_checkpointed_on_watched_connections() {
+    let app = TestApp::spawn().await;
+    let Some(file) = sqlite_file(&app) else {
+        app.stop().await;
+        return;
+    };
+    let before = std::fs::metadata(&file).unwrap().len();
+    app.sql(
+        "CREATE TABLE bulk (b BLOB); \
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5000) \
+         INSERT INTO bulk SELECT randomblob(3000) FROM n",
+    )
+    .await;
+    let after = std::fs::metadata(&file).unwrap().len();
+    assert!(after > before + 15_000_000, "the database file grew from {before} to only {after} bytes: no checkpoint");
+    app.sql("DROP TABLE bulk").await;
+    app.stop().await;
 }
