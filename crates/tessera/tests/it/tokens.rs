@@ -1068,3 +1068,36 @@ async fn the_wal_is_still_checkpointed_on_watched_connections() {
     app.sql("DROP TABLE bulk").await;
     app.stop().await;
 }
+
+/// Two servers on one database (a SQLite file or PostgreSQL): a logout made through one
+/// is refused at once by the other, whether that one checked the session just before,
+/// and whether the server that logged out is still running or came and went between
+/// two checks.
+#[tokio::test]
+async fn a_logout_through_another_server_on_the_same_database_is_seen_at_once() {
+    let a = TestApp::spawn().await;
+    let (email, first) = a.user().await;
+    let second = a.login(&email, PASSWORD).await;
+    let third = a.login(&email, PASSWORD).await;
+    for login in [&first, &second, &third] {
+        assert_accepted(&a, &login.access, &email).await;
+    }
+
+    let b = a.another_node(&[]).await;
+    let res = b.post("/v1/auth/logout", Some(&first.access), json!({})).await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_rejected(&a, &first.access, "token_revoked").await;
+    assert_accepted(&a, &second.access, &email).await;
+    let res = b.post("/v1/auth/logout", Some(&second.access), json!({})).await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_rejected(&a, &second.access, "token_revoked").await;
+    b.stop().await;
+
+    assert_accepted(&a, &third.access, &email).await;
+    let c = a.another_node(&[]).await;
+    let res = c.post("/v1/auth/logout", Some(&third.access), json!({})).await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    c.stop().await;
+    assert_rejected(&a, &third.access, "token_revoked").await;
+    a.stop().await;
+}
