@@ -187,8 +187,9 @@ impl<'q> Memory<'q> {
     fn blocks(&mut self, count: usize) -> &mut [Block] {
         if self.blocks.as_ref().is_none_or(|b| b.len < count) {
             self.release();
-            self.blocks = Some(SystemBlocks::zeroed(count));
-            self.held.fetch_add(count * Block::SIZE, Ordering::Relaxed);
+            let blocks = SystemBlocks::zeroed(count);
+            self.held.fetch_add(blocks.len * Block::SIZE, Ordering::Relaxed);
+            self.blocks = Some(blocks);
         }
         match &mut self.blocks {
             Some(blocks) => &mut blocks.as_mut_slice()[..count],

@@ -69,6 +69,8 @@ pub struct Core {
     code_key: Vec<u8>,
     /// Where audit events are also written as JSON lines (`AUDIT_LOG_DIR`).
     pub audit_file: Option<Arc<AuditFile>>,
+    /// On a SQLite file, this server's announcement to the others on it.
+    _neighbours: Option<Arc<tessera_store::Neighbours>>,
 }
 
 /// Now, truncated to microseconds (what PostgreSQL stores), in UTC.
@@ -82,12 +84,17 @@ impl Core {
     pub async fn start(settings: Settings) -> Result<Arc<Core>, String> {
         // On a SQLite file, session checks are answered from memory; every pool on the
         // file reports its commits to the cache (see tessera_store::SessionCache).
-        let session_cache = match tessera_store::sqlite_path(settings.database_url.expose_secret().trim()) {
-            Some(file) if settings.session_cache_ms > 0 => {
-                tessera_store::SessionCache::new(&file, Duration::from_millis(settings.session_cache_ms)).map(Arc::new)
-            }
-            _ => None,
+        // On a SQLite file, this server announces itself to every other on the file
+        // (whose session caches must not trust what it writes), cache or no cache.
+        let neighbours = match tessera_store::sqlite_path(settings.database_url.expose_secret().trim()) {
+            Some(file) => tessera_store::Neighbours::announce(&file)?.map(Arc::new),
+            None => None,
         };
+        let session_cache = neighbours
+            .clone()
+            .filter(|_| settings.session_cache_ms > 0)
+            .and_then(|n| tessera_store::SessionCache::new(n, Duration::from_millis(settings.session_cache_ms)))
+            .map(Arc::new);
         let pool = tessera_store::PoolConfig {
             size: settings.db_pool_size,
             max_overflow: settings.db_max_overflow,
@@ -143,6 +150,7 @@ impl Core {
             mailer,
             code_key,
             audit_file,
+            _neighbours: neighbours,
         });
         crate::audit::with_audit_file(core.audit_file.clone(), core.bootstrap_first_admin()).await?;
         Ok(core)

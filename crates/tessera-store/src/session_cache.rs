@@ -8,10 +8,10 @@
 //! for every write this process makes:
 //!
 //! - each pool connection that can write reports the `sessions` and `users` rows it
-//!   changes (SQLite's update hook, by rowid) and, once SQLite has committed them (the
-//!   WAL hook, which runs after the commit), the entries that read those rows are
-//!   dropped. Never before the commit: a read between the two would still see the old
-//!   row and keep it;
+//!   changes (SQLite's update hook, by rowid); the entries read from those rows are
+//!   dropped when the commit begins (the commit hook) and again once SQLite has made it
+//!   (the WAL hook, which runs after the commit), and nothing is kept in between: a read
+//!   between the two would still see the old row;
 //! - the rotation writer drops the sessions it rotated after its commit;
 //! - a read keeps its rows only if nothing was dropped since it began
 //!   ([`SessionCache::epoch`]): a read that raced a commit may hold the old row, and the
@@ -23,6 +23,11 @@
 //! when one has come since the cache last looked it drops everything it holds. A write
 //! by a program that does not announce itself (the `sqlite3` shell) is not seen; an
 //! entry is read again after `ttl`, which bounds how long such a write goes unnoticed.
+//! The same bound covers what SQLite changes without calling the update hook, none of
+//! which tessera does: `VACUUM` (it may renumber these tables' rowids), rows deleted by
+//! `REPLACE` conflicts, and `DELETE` without `WHERE` on a table no foreign key names.
+//! Deleting the lock file while servers run, or reaching the database through a hard
+//! link or a second mount, hides them from each other the same way.
 
 use std::collections::HashMap;
 use std::ffi::{c_char, c_int, c_void};
@@ -60,7 +65,10 @@ pub struct SessionCache {
     /// is kept from then on.
     off: AtomicBool,
     inner: Mutex<Inner>,
-    neighbours: Neighbours,
+    neighbours: Arc<Neighbours>,
+    /// Commits of watched connections that are under way: begun (SQLite's commit hook) but
+    /// not yet seen done (the WAL hook). Nothing is kept meanwhile.
+    committing: AtomicU64,
 }
 
 #[derive(Default)]
@@ -88,16 +96,9 @@ impl std::fmt::Debug for SessionCache {
 }
 
 impl SessionCache {
-    /// A cache for the SQLite file `db` whose entries are read again after `ttl`; `None`
-    /// when it cannot announce itself beside the file (then nothing is cached).
-    pub fn new(db: &Path, ttl: Duration) -> Option<SessionCache> {
-        let neighbours = match Neighbours::join(db) {
-            Ok(n) => n,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot open the lock file beside the SQLite database: the session cache is off");
-                return None;
-            }
-        };
+    /// A cache for the SQLite file this process announced itself on (`neighbours`), whose
+    /// entries are read again after `ttl`.
+    pub fn new(neighbours: Arc<Neighbours>, ttl: Duration) -> Option<SessionCache> {
         let inner = Inner { arrivals: neighbours.arrivals().ok()?, ..Inner::default() };
         Some(SessionCache {
             ttl,
@@ -105,6 +106,7 @@ impl SessionCache {
             off: AtomicBool::new(false),
             inner: Mutex::new(inner),
             neighbours,
+            committing: AtomicU64::new(0),
         })
     }
 
@@ -144,7 +146,7 @@ impl SessionCache {
             return;
         }
         let Ok(mut inner) = self.inner.lock() else { return };
-        if self.epoch.load(Ordering::Acquire) != epoch || inner.crowded {
+        if self.epoch.load(Ordering::Acquire) != epoch || inner.crowded || self.committing.load(Ordering::Acquire) > 0 {
             return;
         }
         if inner.entries.len() >= MAX_ENTRIES {
@@ -226,36 +228,70 @@ struct Changed {
     users: Vec<i64>,
 }
 
+impl Changed {
+    fn is_empty(&self) -> bool {
+        self.sessions.is_empty() && self.users.is_empty()
+    }
+}
+
 /// What one watched connection reports to the cache.
 struct Watch {
     cache: Arc<SessionCache>,
     /// Changed by the transaction under way (hooks of one connection never run at once).
-    pending: Mutex<Changed>,
+    pending: Mutex<Pending>,
+}
+
+#[derive(Default)]
+struct Pending {
+    changed: Changed,
+    /// Whether this connection's commit of `changed` has begun and counts in
+    /// [`SessionCache::committing`].
+    committing: bool,
 }
 
 impl Watch {
     fn changed(&self, table: &str, rowid: i64) {
         let Ok(mut pending) = self.pending.lock() else { return self.cache.turn_off() };
         match table {
-            "sessions" => pending.sessions.push(rowid),
-            "users" => pending.users.push(rowid),
+            "sessions" => pending.changed.sessions.push(rowid),
+            "users" => pending.changed.users.push(rowid),
             _ => {}
         }
     }
 
+    /// SQLite's commit hook: the commit is about to happen. The rows are dropped now as
+    /// well as after it, and nothing is kept until the WAL hook has seen it done: a commit
+    /// SQLite finishes in `sqlite3_reset` (a statement not stepped to its end, such as an
+    /// `UPDATE … RETURNING` read for one row) does not reach the WAL hook until this
+    /// connection's next statement does.
+    fn committing(&self) {
+        let Ok(mut pending) = self.pending.lock() else { return self.cache.turn_off() };
+        if pending.changed.is_empty() {
+            return;
+        }
+        if !pending.committing {
+            pending.committing = true;
+            self.cache.committing.fetch_add(1, Ordering::AcqRel);
+        }
+        self.cache.forget_rows(&pending.changed);
+    }
+
+    /// The WAL hook: a commit of this connection is done.
     fn committed(&self) {
-        let changed = match self.pending.lock() {
-            Ok(mut pending) => std::mem::take(&mut *pending),
-            Err(_) => return self.cache.turn_off(),
-        };
-        if !(changed.sessions.is_empty() && changed.users.is_empty()) {
-            self.cache.forget_rows(&changed);
+        let Ok(mut pending) = self.pending.lock() else { return self.cache.turn_off() };
+        let done = std::mem::take(&mut *pending);
+        if !done.changed.is_empty() {
+            self.cache.forget_rows(&done.changed);
+        }
+        if done.committing {
+            self.cache.committing.fetch_sub(1, Ordering::AcqRel);
         }
     }
 
     fn rolled_back(&self) {
-        if let Ok(mut pending) = self.pending.lock() {
-            *pending = Changed::default();
+        let Ok(mut pending) = self.pending.lock() else { return self.cache.turn_off() };
+        if std::mem::take(&mut *pending).committing {
+            self.cache.committing.fetch_sub(1, Ordering::AcqRel);
         }
     }
 }
@@ -285,6 +321,9 @@ impl Drop for WalHook {
         unsafe {
             ffi::sqlite3_wal_hook(self.db.as_ptr(), None, std::ptr::null_mut());
         }
+        // A commit begun and never seen done (finished in `sqlite3_reset`) is done now:
+        // the connection is closing.
+        self.watch.committed();
     }
 }
 
@@ -308,7 +347,7 @@ extern "C" fn after_commit(arg: *mut c_void, db: *mut ffi::sqlite3, name: *const
 /// The connection must be in WAL mode (only then do commits reach the WAL hook); the
 /// hook replaces SQLite's automatic checkpoint, which it then runs itself.
 pub(crate) fn watch(conn: &mut LockedSqliteHandle<'_>, cache: Arc<SessionCache>) {
-    let watch = Arc::new(Watch { cache, pending: Mutex::new(Changed::default()) });
+    let watch = Arc::new(Watch { cache, pending: Mutex::new(Pending::default()) });
     let db = conn.as_raw_handle();
     // SAFETY: `db` is this open connection; the state `arg` points at lives in `hook`,
     // which unregisters the WAL hook before dropping it.
@@ -317,6 +356,11 @@ pub(crate) fn watch(conn: &mut LockedSqliteHandle<'_>, cache: Arc<SessionCache>)
     }
     let hook = WalHook { db, watch: watch.clone() };
     conn.set_update_hook(move |change| hook.changed(change.table, change.rowid));
+    let before = watch.clone();
+    conn.set_commit_hook(move || {
+        before.committing();
+        true
+    });
     conn.set_rollback_hook(move || watch.rolled_back());
 }
 
@@ -337,23 +381,42 @@ pub struct Neighbours {
 }
 
 impl Neighbours {
-    /// Announces a holder on the SQLite file `db`.
+    /// Announces a holder on the SQLite file `db`. The lock file is named after the
+    /// file's canonical path (a symbolic link to the database finds the same one). Fails
+    /// with `ErrorKind::Unsupported` off Linux, where no one announces (or caches).
     pub fn join(db: &Path) -> std::io::Result<Neighbours> {
         let Some((_, set, set_wait)) = OFD else {
             return Err(std::io::Error::new(std::io::ErrorKind::Unsupported, "no open-file-description locks"));
         };
-        let mut name = db.as_os_str().to_owned();
+        let canonical = std::fs::canonicalize(db).or_else(|_| {
+            let parent = db.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            let name = db.file_name().ok_or_else(|| std::io::Error::other("the database path names no file"))?;
+            std::fs::canonicalize(parent).map(|p| p.join(name))
+        })?;
+        let mut name = canonical.into_os_string();
         name.push("-tessera");
         let file = File::options().read(true).write(true).create(true).truncate(false).open(name)?;
         let me = Neighbours { file };
+        // Present first, counted second: whoever sees the new count sees the holder too.
+        me.lock(set, libc::F_RDLCK, 0)?;
         // Raise the count under a lock of its own, so that two comers never both write
         // the same number.
         me.lock(set_wait, libc::F_WRLCK, 8)?;
         let raised = me.arrivals().map(|n| n.wrapping_add(1)).and_then(|n| me.write_arrivals(n));
         me.lock(set, libc::F_UNLCK, 8)?;
         raised?;
-        me.lock(set, libc::F_RDLCK, 0)?;
         Ok(me)
+    }
+
+    /// [`Self::join`], for a server or command about to use the file: `None` where no one
+    /// announces (off Linux), and any other failure as the message to stop on (a holder
+    /// that cannot announce itself would write unseen by the others' caches).
+    pub fn announce(db: &Path) -> Result<Option<Neighbours>, String> {
+        match Neighbours::join(db) {
+            Ok(n) => Ok(Some(n)),
+            Err(e) if e.kind() == std::io::ErrorKind::Unsupported => Ok(None),
+            Err(e) => Err(format!("cannot open the lock file beside the SQLite database {}: {e}", db.display())),
+        }
     }
 
     /// How many have ever arrived on this file.
@@ -378,15 +441,20 @@ impl Neighbours {
         rc == 0 && probe.l_type == libc::F_UNLCK as libc::c_short
     }
 
-    /// Takes or lets go of a lock on the one byte at `at`.
+    /// Takes or lets go of a lock on the one byte at `at` (a wait a signal interrupts is
+    /// taken up again).
     fn lock(&self, cmd: c_int, kind: c_int, at: i64) -> std::io::Result<()> {
-        let mut lock = flock(kind, at);
-        // SAFETY: fcntl with an OFD lock command reads the `flock` it is given.
-        let rc = unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&self.file), cmd, &mut lock) };
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(std::io::Error::last_os_error())
+        loop {
+            let mut lock = flock(kind, at);
+            // SAFETY: fcntl with an OFD lock command reads the `flock` it is given.
+            let rc = unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&self.file), cmd, &mut lock) };
+            if rc == 0 {
+                return Ok(());
+            }
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(e);
+            }
         }
     }
 }

@@ -990,8 +990,19 @@ async fn the_session_cache_sees_this_servers_writes_at_once_and_others_in_time()
     drop(passing);
     assert_eq!(full_name_on_me(&app, token).await, json!("Came and went"));
 
-    // Logging out through the server is seen at once, cached or not.
+    // A commit SQLite makes in `sqlite3_reset` (an autocommit `UPDATE … RETURNING` read
+    // for one row) never reaches the WAL hook at once; the commit hook drops the rows.
     assert_eq!(full_name_on_me(&app, token).await, json!("Came and went"));
+    let returning = format!("UPDATE users SET full_name = 'Returning' WHERE email = '{email}' RETURNING id");
+    let row = app
+        .db()
+        .query_one(tessera_store::sea_orm::Statement::from_string(tessera_store::sea_orm::DbBackend::Sqlite, returning))
+        .await
+        .unwrap();
+    assert!(row.is_some());
+    assert_eq!(full_name_on_me(&app, token).await, json!("Returning"));
+
+    // Logging out through the server is seen at once, cached or not.
     let res = app.post("/v1/auth/logout", Some(token), json!({})).await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     assert_rejected(&app, token, "token_revoked").await;
