@@ -99,7 +99,8 @@ impl SessionCache {
     /// A cache for the SQLite file this process announced itself on (`neighbours`), whose
     /// entries are read again after `ttl`.
     pub fn new(neighbours: Arc<Neighbours>, ttl: Duration) -> Option<SessionCache> {
-        let inner = Inner { arrivals: neighbours.arrivals().ok()?, ..Inner::default() };
+        // Whoever was on the file before us is there already: that is no arrival to see.
+        let inner = Inner { arrivals: neighbours.arrivals().ok()?, crowded: !neighbours.alone(), ..Inner::default() };
         Some(SessionCache {
             ttl,
             epoch: AtomicU64::new(0),
@@ -288,9 +289,14 @@ impl Watch {
         }
     }
 
+    /// The rollback hook. Rows still pending from a commit begun before (one finished in
+    /// `sqlite3_reset`) are dropped again before the hold on keeping is released, as the
+    /// WAL hook would have: a read that raced that commit may hold them.
     fn rolled_back(&self) {
         let Ok(mut pending) = self.pending.lock() else { return self.cache.turn_off() };
-        if std::mem::take(&mut *pending).committing {
+        let done = std::mem::take(&mut *pending);
+        if done.committing {
+            self.cache.forget_rows(&done.changed);
             self.cache.committing.fetch_sub(1, Ordering::AcqRel);
         }
     }

@@ -1112,3 +1112,42 @@ async fn a_logout_through_another_server_on_the_same_database_is_seen_at_once() 
     assert_rejected(&a, &third.access, "token_revoked").await;
     a.stop().await;
 }
+
+/// A server that starts while another holder is already on the SQLite file answers
+/// nothing from its cache until that holder has left.
+#[tokio::test]
+async fn a_server_starting_beside_a_holder_does_not_cache_until_it_leaves() {
+    use tessera_store::sea_orm::ConnectionTrait;
+
+    if backend_url().is_some() {
+        return; // PostgreSQL: no session cache
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tessera.db");
+    let holder = tessera_store::Neighbours::join(&file).unwrap();
+    let url = format!("sqlite://{}", file.display());
+    let app = TestApp::with_database(&url, &[("SESSION_CACHE_MS", "60000")]).await;
+    let (email, login) = app.user().await;
+    let token = login.access.as_str();
+    let config = tessera_store::PoolConfig {
+        size: 1,
+        max_overflow: 0,
+        acquire_timeout: std::time::Duration::from_secs(10),
+        recycle: std::time::Duration::from_secs(60),
+        session_cache: None,
+    };
+    let other = tessera_store::connect(&url, &config).await.unwrap();
+    let rename = |name: &str| format!("UPDATE users SET full_name = '{name}' WHERE email = '{email}'");
+
+    assert_eq!(full_name_on_me(&app, token).await, json!("Test User"));
+    other.execute_unprepared(&rename("Beside")).await.unwrap();
+    assert_eq!(full_name_on_me(&app, token).await, json!("Beside"), "cached while a holder was there");
+
+    // Alone now: the cache answers again (an unannounced write is not seen within the TTL).
+    drop(holder);
+    assert_eq!(full_name_on_me(&app, token).await, json!("Beside"));
+    other.execute_unprepared(&rename("Unannounced")).await.unwrap();
+    assert_eq!(full_name_on_me(&app, token).await, json!("Beside"));
+    other.close().await.ok();
+    app.stop().await;
+}
