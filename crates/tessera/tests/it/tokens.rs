@@ -928,6 +928,19 @@ fn sqlite_file(app: &TestApp) -> Option<std::path::PathBuf> {
     tessera_store::sqlite_path(&url)
 }
 
+/// A pool of its own on the database at `url`, which no session cache hears from: a
+/// writer from outside the server.
+async fn unwatched_pool(url: &str) -> tessera_store::sea_orm::DatabaseConnection {
+    let config = tessera_store::PoolConfig {
+        size: 1,
+        max_overflow: 0,
+        acquire_timeout: std::time::Duration::from_secs(10),
+        recycle: std::time::Duration::from_secs(60),
+        session_cache: None,
+    };
+    tessera_store::connect(url, &config).await.unwrap()
+}
+
 async fn full_name_on_me(app: &TestApp, token: &str) -> Value {
     let (status, body) = json_of(app.get("/v1/auth/me", Some(token)).await).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -961,14 +974,7 @@ async fn the_session_cache_sees_this_servers_writes_at_once_and_others_in_time()
 
     // A connection of its own, unannounced: the cached rows answer until their time is up.
     let url = secrecy::ExposeSecret::expose_secret(&app.core.settings.database_url).to_owned();
-    let config = tessera_store::PoolConfig {
-        size: 1,
-        max_overflow: 0,
-        acquire_timeout: std::time::Duration::from_secs(10),
-        recycle: std::time::Duration::from_secs(60),
-        session_cache: None,
-    };
-    let other = tessera_store::connect(&url, &config).await.unwrap();
+    let other = unwatched_pool(&url).await;
     let rename = |name: &str| format!("UPDATE users SET full_name = '{name}' WHERE email = '{email}'");
     other.execute_unprepared(&rename("Elsewhere")).await.unwrap();
     let written = std::time::Instant::now();
@@ -1129,14 +1135,7 @@ async fn a_server_starting_beside_a_holder_does_not_cache_until_it_leaves() {
     let app = TestApp::with_database(&url, &[("SESSION_CACHE_MS", "60000")]).await;
     let (email, login) = app.user().await;
     let token = login.access.as_str();
-    let config = tessera_store::PoolConfig {
-        size: 1,
-        max_overflow: 0,
-        acquire_timeout: std::time::Duration::from_secs(10),
-        recycle: std::time::Duration::from_secs(60),
-        session_cache: None,
-    };
-    let other = tessera_store::connect(&url, &config).await.unwrap();
+    let other = unwatched_pool(&url).await;
     let rename = |name: &str| format!("UPDATE users SET full_name = '{name}' WHERE email = '{email}'");
 
     assert_eq!(full_name_on_me(&app, token).await, json!("Test User"));
