@@ -82,14 +82,11 @@ impl Core {
     /// Connects to the database, runs pending migrations unless disabled, and builds
     /// the hasher and token keys. The JWT secret must be resolved already.
     pub async fn start(settings: Settings) -> Result<Arc<Core>, String> {
-        // On a SQLite file, session checks are answered from memory; every pool on the
-        // file reports its commits to the cache (see tessera_store::SessionCache).
         // On a SQLite file, this server announces itself to every other on the file
-        // (whose session caches must not trust what it writes), cache or no cache.
-        let neighbours = match tessera_store::sqlite_path(settings.database_url.expose_secret().trim()) {
-            Some(file) => tessera_store::Neighbours::announce(&file)?.map(Arc::new),
-            None => None,
-        };
+        // (whose session caches must not trust what it writes), cache or no cache; and
+        // session checks are answered from memory, every pool on the file reporting its
+        // commits to the cache (see tessera_store::SessionCache).
+        let neighbours = tessera_store::Neighbours::announce(settings.database_url.expose_secret())?.map(Arc::new);
         let session_cache = neighbours
             .clone()
             .filter(|_| settings.session_cache_ms > 0)

@@ -414,11 +414,13 @@ impl Neighbours {
         Ok(me)
     }
 
-    /// [`Self::join`], for a server or command about to use the file: `None` where no one
-    /// announces (off Linux), and any other failure as the message to stop on (a holder
-    /// that cannot announce itself would write unseen by the others' caches).
-    pub fn announce(db: &Path) -> Result<Option<Neighbours>, String> {
-        match Neighbours::join(db) {
+    /// [`Self::join`] on the SQLite file the database URL names, for a server or command
+    /// about to use it: `None` for any other database and where no one announces (off
+    /// Linux), and any other failure as the message to stop on (a holder that cannot
+    /// announce itself would write unseen by the others' caches).
+    pub fn announce(database_url: &str) -> Result<Option<Neighbours>, String> {
+        let Some(db) = crate::sqlite_path(database_url.trim()) else { return Ok(None) };
+        match Neighbours::join(&db) {
             Ok(n) => Ok(Some(n)),
             Err(e) if e.kind() == std::io::ErrorKind::Unsupported => Ok(None),
             Err(e) => Err(format!("cannot open the lock file beside the SQLite database {}: {e}", db.display())),

@@ -68,21 +68,17 @@ impl SqliteDirect {
     }
 
     /// The session with this id and its user, as [`crate::query::sessions::with_user`]
-    /// reads them: from the cache when it holds them, else read and kept there.
+    /// reads them: from the cache when it holds them, else read (and kept there).
     pub fn session_with_user(&self, id: Uuid) -> Result<Option<(session::Model, user::Model)>, rusqlite::Error> {
-        self.check_open()?;
-        let Some(cache) = &self.cache else {
-            return self.read_row(
-                crate::query::sessions::with_user_sql(DbBackend::Sqlite),
-                &id.as_bytes()[..],
-                |row| Ok(crate::session_and_user!(row.get, 0)),
-            );
-        };
-        if let Some(hit) = cache.get(id) {
-            return Ok(Some(hit));
+        let cache = self.cache.as_deref();
+        if let Some(cache) = cache {
+            self.check_open()?;
+            if let Some(hit) = cache.get(id) {
+                return Ok(Some(hit));
+            }
         }
         // Before the read: whatever is dropped from here on may be newer than it.
-        let epoch = cache.epoch();
+        let epoch = cache.map(SessionCache::epoch);
         static SQL: OnceLock<String> = OnceLock::new();
         let sql = SQL.get_or_init(|| {
             format!(
@@ -96,7 +92,9 @@ impl SqliteDirect {
             Ok((session, user, rows))
         })?;
         Ok(found.map(|(session, user, rows)| {
-            cache.keep(epoch, rows, &session, &user);
+            if let (Some(cache), Some(epoch)) = (cache, epoch) {
+                cache.keep(epoch, rows, &session, &user);
+            }
             (session, user)
         }))
     }

@@ -311,15 +311,12 @@ async fn migrate(action: MigrateAction) -> ExitCode {
     };
     // A server running on the same SQLite file stops answering from its session cache
     // while this runs, and forgets it afterwards.
-    let _announced = match tessera_store::sqlite_path(settings.database_url.expose_secret().trim()) {
-        Some(file) => match tessera_store::Neighbours::announce(&file) {
-            Ok(n) => n,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::FAILURE;
-            }
-        },
-        None => None,
+    let _announced = match tessera_store::Neighbours::announce(settings.database_url.expose_secret()) {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
     };
     let result = match action {
         MigrateAction::Up => Migrator::up(&db, None).await.map(|_| println!("migrations applied")),

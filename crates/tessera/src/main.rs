@@ -17,7 +17,9 @@ fn main() -> ExitCode {
     runtime.block_on(tessera::cli::run(tessera::cli::Cli::parse()))
 }
 
-/// Fixes glibc's mmap threshold at 1 MiB. By default glibc raises the threshold to the
+/// Fixes glibc's mmap threshold at 1 MiB. glibc is no longer the global allocator
+/// (mimalloc is), but it still serves what asks for the system allocator by name: the
+/// hash workers' Argon2 memory. By default glibc raises the threshold to the
 /// size of the largest block freed so far: after the first Argon2id hash (19 MiB with the
 /// defaults) every later hash block comes from a per-thread arena and stays there, so
 /// each blocking-pool thread that ever hashed keeps ~19 MiB (measured: RSS ~1 GB after
