@@ -465,7 +465,7 @@ def main():
     p.add_argument("--command", default="bench/run")
     p.add_argument("--only", default="",
                    help="comma-separated scenarios to run (floor, me, login, storm, refresh, register); "
-                        "all when empty. For iterating on one figure; the README's table is a whole run.")
+                        "all when empty. For iterating on one figure; docs/performance.md's table is a whole run.")
     args = p.parse_args()
     args.only = {s.strip() for s in args.only.split(",") if s.strip()}
     if args.quick:

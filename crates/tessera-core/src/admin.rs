@@ -5,18 +5,17 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Duration as ChronoDuration, NaiveTime, Utc};
-use sea_orm::{ActiveModelTrait, IntoActiveModel, Set, TransactionTrait};
+use sea_orm::{IntoActiveModel, Set};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 use tessera_domain::{Email, Error, FieldError, Permission, Permissions, Role};
-use tessera_store::db_error;
 use tessera_store::entity::{audit_log, user};
 use tessera_store::query::admin::{analytics, users as admin_users, AuditFilter, UserFilter};
 use tessera_store::query::{sessions, users};
 use uuid::Uuid;
 
 use crate::audit::{record, AuditEvent};
-use crate::users::{bounded_text, insert_account, map_unique, optional_phone, NewAccount, Patch};
+use crate::users::{bounded_text, insert_account, optional_phone, NewAccount, Patch};
 use crate::{now, ClientInfo, Core};
 
 /// The most users one bulk request may name.
@@ -186,7 +185,7 @@ impl Core {
     /// safe when several nodes start at once: the unique email index lets one win.
     pub async fn bootstrap_first_admin(&self) -> Result<(), String> {
         let Some((email, password)) = self.settings.first_admin.clone() else { return Ok(()) };
-        if admin_users::active_admin_count(&self.db).await.map_err(|e| e.to_string())? > 0 {
+        if admin_users::active_admin_count(self.store.reader()).await.map_err(|e| e.to_string())? > 0 {
             return Ok(());
         }
         let new = NewUser {
@@ -206,7 +205,7 @@ impl Core {
             Err(Error::EmailTaken) => {
                 let existing = Email::parse(&email).ok();
                 let existing = match existing {
-                    Some(e) => users::by_email(&self.db, e.as_str()).await.map_err(|e| e.to_string())?,
+                    Some(e) => users::by_email(self.store.reader(), e.as_str()).await.map_err(|e| e.to_string())?,
                     None => None,
                 };
                 match existing {
@@ -272,17 +271,17 @@ impl Core {
             is_active: new.is_active.unwrap_or(true),
             verified: new.is_verified.unwrap_or(false),
         };
-        let txn = self.writer.begin().await.map_err(db_error)?;
-        let created = insert_account(&txn, account).await?;
+        let tx = self.store.begin().await?;
+        let created = insert_account(&tx, account).await?;
         let detail = json!({ "role": created.role, "is_active": created.is_active });
-        record(&txn, client, actor.event(event, Some(created.id), detail)).await?;
-        txn.commit().await.map_err(db_error)?;
+        record(&tx, client, actor.event(event, Some(created.id), detail)).await?;
+        tx.commit().await?;
         Ok(created)
     }
 
     /// Any user by id, soft-deleted or not.
     pub async fn admin_user(&self, id: Uuid) -> Result<user::Model, Error> {
-        users::by_id(&self.db, id).await.map_err(db_error)?.ok_or(Error::UserNotFound)
+        users::by_id(self.store.reader(), id).await?.ok_or(Error::UserNotFound)
     }
 
     /// A page of live users, newest first, and how many match in all.
@@ -299,10 +298,9 @@ impl Core {
         }
         let filter = UserFilter { prefix, role: role.map(|r| r.as_str().to_owned()), is_active: q.is_active };
         let (items, total) = tokio::try_join!(
-            admin_users::page(&self.db, &filter, q.skip, limit),
-            admin_users::total(&self.db, &filter),
-        )
-        .map_err(db_error)?;
+            admin_users::page(self.store.reader(), &filter, q.skip, limit),
+            admin_users::total(self.store.reader(), &filter),
+        )?;
         Ok((items, total))
     }
 
@@ -392,21 +390,21 @@ impl Core {
         }
         let removes_admin = is_active_admin(&current) && (new_role != Role::Admin || patch.is_active == Some(false));
         row.updated_at = Set(now);
-        let txn = self.writer.begin().await.map_err(db_error)?;
+        let tx = self.store.begin().await?;
         if removes_admin {
-            admin_users::lock_admins(&txn).await.map_err(db_error)?;
+            admin_users::lock_admins(&tx).await?;
         }
-        let mut updated = row.update(&txn).await.map_err(map_unique)?;
+        let mut updated = users::save(&tx, row).await?;
         if sign_out {
-            users::bump_token_version(&txn, id, now).await.map_err(db_error)?;
-            sessions::revoke_all_for_user(&txn, id, now).await.map_err(db_error)?;
+            users::bump_token_version(&tx, id, now).await?;
+            sessions::revoke_all_for_user(&tx, id, now).await?;
             updated.token_version += 1;
         }
-        record(&txn, client, actor.event("admin.user.update", Some(id), json!({ "fields": changed }))).await?;
-        if removes_admin && admin_users::active_admin_count(&txn).await.map_err(db_error)? == 0 {
+        record(&tx, client, actor.event("admin.user.update", Some(id), json!({ "fields": changed }))).await?;
+        if removes_admin && admin_users::active_admin_count(&tx).await? == 0 {
             return Err(Error::LastAdmin);
         }
-        txn.commit().await.map_err(db_error)?;
+        tx.commit().await?;
         Ok(updated)
     }
 
@@ -417,19 +415,19 @@ impl Core {
         let current = self.admin_user(id).await?;
         actor.may_manage(stored_role(&current))?;
         let removes_admin = is_active_admin(&current);
-        let txn = self.writer.begin().await.map_err(db_error)?;
+        let tx = self.store.begin().await?;
         if removes_admin {
-            admin_users::lock_admins(&txn).await.map_err(db_error)?;
+            admin_users::lock_admins(&tx).await?;
         }
-        if admin_users::delete(&txn, &[id]).await.map_err(db_error)? == 0 {
+        if admin_users::delete(&tx, &[id]).await? == 0 {
             return Err(Error::UserNotFound);
         }
         let detail = json!({ "email": current.email, "role": current.role });
-        record(&txn, client, actor.event("admin.user.delete", Some(id), detail)).await?;
-        if removes_admin && admin_users::active_admin_count(&txn).await.map_err(db_error)? == 0 {
+        record(&tx, client, actor.event("admin.user.delete", Some(id), detail)).await?;
+        if removes_admin && admin_users::active_admin_count(&tx).await? == 0 {
             return Err(Error::LastAdmin);
         }
-        txn.commit().await.map_err(db_error)
+        tx.commit().await
     }
 
     /// Signs a user out everywhere: every session revoked, every access token void.
@@ -476,12 +474,12 @@ impl Core {
             BulkAction::SetRole => new_role != Some(Role::Admin),
         };
         let now = now();
-        let txn = self.writer.begin().await.map_err(db_error)?;
+        let tx = self.store.begin().await?;
         if removes_admins {
-            admin_users::lock_admins(&txn).await.map_err(db_error)?;
+            admin_users::lock_admins(&tx).await?;
         }
-        let found = admin_users::touch(&txn, &ids, now).await.map_err(db_error)?;
-        let roles = admin_users::roles_of(&txn, &ids).await.map_err(db_error)?;
+        let found = admin_users::touch(&tx, &ids, now).await?;
+        let roles = admin_users::roles_of(&tx, &ids).await?;
         if (found as usize) < ids.len() || roles.len() < ids.len() {
             let known: BTreeSet<Uuid> = roles.iter().map(|(id, _)| *id).collect();
             let unknown: Vec<String> = ids.iter().filter(|id| !known.contains(id)).map(Uuid::to_string).collect();
@@ -493,25 +491,24 @@ impl Core {
             actor.may_manage(role)?;
         }
         let affected = match action {
-            BulkAction::Activate => admin_users::set_active(&txn, &ids, true, now).await,
-            BulkAction::Deactivate => match admin_users::set_active(&txn, &ids, false, now).await {
-                Ok(n) => admin_users::revoke_sessions(&txn, &ids, now).await.map(|_| n),
+            BulkAction::Activate => admin_users::set_active(&tx, &ids, true, now).await,
+            BulkAction::Deactivate => match admin_users::set_active(&tx, &ids, false, now).await {
+                Ok(n) => admin_users::revoke_sessions(&tx, &ids, now).await.map(|_| n),
                 Err(e) => Err(e),
             },
-            BulkAction::Delete => admin_users::delete(&txn, &ids).await,
+            BulkAction::Delete => admin_users::delete(&tx, &ids).await,
             BulkAction::SetRole => {
-                admin_users::set_role(&txn, &ids, new_role.map(Role::as_str).unwrap_or("user"), now).await
+                admin_users::set_role(&tx, &ids, new_role.map(Role::as_str).unwrap_or("user"), now).await
             }
-        }
-        .map_err(db_error)?;
+        }?;
         let detail = json!({ "action": action.as_str(), "role": new_role.map(Role::as_str), "batch": ids.len() });
         for id in &ids {
-            record(&txn, client, actor.event("admin.user.bulk", Some(*id), detail.clone())).await?;
+            record(&tx, client, actor.event("admin.user.bulk", Some(*id), detail.clone())).await?;
         }
-        if removes_admins && admin_users::active_admin_count(&txn).await.map_err(db_error)? == 0 {
+        if removes_admins && admin_users::active_admin_count(&tx).await? == 0 {
             return Err(Error::LastAdmin);
         }
-        txn.commit().await.map_err(db_error)?;
+        tx.commit().await?;
         Ok(affected)
     }
 
@@ -524,15 +521,14 @@ impl Core {
         let now = now();
         let first_day = now.date_naive() - ChronoDuration::days(i64::from(days) - 1);
         let since = first_day.and_time(NaiveTime::MIN).and_utc();
-        let db = &self.db;
+        let db = self.store.reader();
         let (totals, active_sessions, failed, signups, logins) = tokio::try_join!(
             analytics::user_totals(db),
             analytics::active_sessions(db, now),
             analytics::events_since(db, "login.failure", now - ChronoDuration::hours(24)),
             analytics::signups_per_day(db, since),
             analytics::events_per_day(db, "login.success", since),
-        )
-        .map_err(db_error)?;
+        )?;
         let total = totals.live();
         let fill = |counts: Vec<(String, u64)>| -> Vec<(String, u64)> {
             let counts: BTreeMap<String, u64> = counts.into_iter().collect();
@@ -586,7 +582,7 @@ impl Core {
             return Err(Error::Validation(errors));
         }
         let filter = AuditFilter { user_id: q.user_id, event, from: q.from, to: q.to, before };
-        let mut rows = tessera_store::query::admin::audit_page(&self.db, &filter, limit + 1).await.map_err(db_error)?;
+        let mut rows = tessera_store::query::admin::audit_page(self.store.reader(), &filter, limit + 1).await?;
         let more = rows.len() as u64 > limit;
         rows.truncate(limit as usize);
         let next = if more { rows.last().map(|r| r.id.to_string()) } else { None };

@@ -3,10 +3,8 @@
 //! and an audit row for every use.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveModelTrait, Set, TransactionTrait};
 use serde_json::json;
 use tessera_domain::{Error, FieldError, Permission, Permissions};
-use tessera_store::db_error;
 use tessera_store::entity::api_key;
 use tessera_store::query::admin::api_keys;
 use uuid::Uuid;
@@ -81,43 +79,41 @@ impl Core {
         }
         let key = format!("{KEY_PREFIX}{}", random_token(32));
         let names: Vec<&str> = scopes.list().into_iter().map(Permission::as_str).collect();
-        let txn = self.writer.begin().await.map_err(db_error)?;
-        let row = api_key::ActiveModel {
-            id: Set(Uuid::now_v7()),
-            name: Set(name),
-            key_hash: Set(sha256_hex(&key)),
-            prefix: Set(key.chars().take(12).collect()),
-            scopes: Set(json!(names)),
-            created_by: Set(actor.user_id),
-            created_at: Set(now),
-            expires_at: Set(new.expires_at),
-            last_used_at: Set(None),
-            revoked_at: Set(None),
-        }
-        .insert(&txn)
-        .await
-        .map_err(db_error)?;
+        let tx = self.store.begin().await?;
+        let row = api_key::Model {
+            id: Uuid::now_v7(),
+            name,
+            key_hash: sha256_hex(&key),
+            prefix: key.chars().take(12).collect(),
+            scopes: json!(names),
+            created_by: actor.user_id,
+            created_at: now,
+            expires_at: new.expires_at,
+            last_used_at: None,
+            revoked_at: None,
+        };
+        api_keys::insert(&tx, row.clone()).await?;
         let mut detail = json!({ "api_key_id": row.id, "name": row.name, "scopes": names });
         if let (Some(by), Some(obj)) = (actor.api_key_id, detail.as_object_mut()) {
             obj.insert("by_api_key_id".to_owned(), json!(by));
         }
         let ev = AuditEvent { event: "api_key.create", user_id: actor.user_id, actor_id: actor.user_id, detail };
-        record(&txn, client, ev).await?;
-        txn.commit().await.map_err(db_error)?;
+        record(&tx, client, ev).await?;
+        tx.commit().await?;
         Ok(CreatedApiKey { row, key })
     }
 
     /// Every key, newest first (never a secret: only hashes are stored).
     pub async fn list_api_keys(&self) -> Result<Vec<api_key::Model>, Error> {
-        api_keys::all(&self.db).await.map_err(db_error)
+        api_keys::all(self.store.reader()).await
     }
 
     /// Revokes a key at once. Revoking a revoked key changes nothing; an unknown id is 404.
     pub async fn revoke_api_key(&self, actor: &Actor, id: Uuid, client: &ClientInfo) -> Result<(), Error> {
-        let txn = self.writer.begin().await.map_err(db_error)?;
-        if !api_keys::revoke(&txn, id, now()).await.map_err(db_error)? {
-            drop(txn);
-            return match api_keys::by_id(&self.db, id).await.map_err(db_error)? {
+        let tx = self.store.begin().await?;
+        if !api_keys::revoke(&tx, id, now()).await? {
+            drop(tx);
+            return match api_keys::by_id(self.store.reader(), id).await? {
                 Some(_) => Ok(()),
                 None => Err(Error::ApiKeyNotFound),
             };
@@ -128,8 +124,8 @@ impl Core {
             actor_id: actor.user_id,
             detail: json!({ "api_key_id": id, "by_api_key_id": actor.api_key_id }),
         };
-        record(&txn, client, ev).await?;
-        txn.commit().await.map_err(db_error)
+        record(&tx, client, ev).await?;
+        tx.commit().await
     }
 
     /// Checks a presented key and whether its scopes allow `needed`, recording the use
@@ -147,18 +143,18 @@ impl Core {
             return Err(Error::InvalidApiKey);
         }
         let now = now();
-        let row = api_keys::by_hash(&self.db, &sha256_hex(raw)).await.map_err(db_error)?;
+        let row = api_keys::by_hash(self.store.reader(), &sha256_hex(raw)).await?;
         let Some(row) = row.filter(|k| k.revoked_at.is_none() && k.expires_at.is_none_or(|e| e > now)) else {
             return Err(Error::InvalidApiKey);
         };
         let scopes = scopes_of(&row);
         let granted = scopes.contains(needed);
-        let txn = self.writer.begin().await.map_err(db_error)?;
-        api_keys::touch(&txn, row.id, now).await.map_err(db_error)?;
+        let tx = self.store.begin().await?;
+        api_keys::touch(&tx, row.id, now).await?;
         let detail = json!({ "api_key_id": row.id, "route": route, "permission": needed.as_str(), "granted": granted });
         let ev = AuditEvent { event: "api_key.use", user_id: row.created_by, actor_id: row.created_by, detail };
-        record(&txn, client, ev).await?;
-        txn.commit().await.map_err(db_error)?;
+        record(&tx, client, ev).await?;
+        tx.commit().await?;
         if !granted {
             return Err(Error::PermissionDenied);
         }

@@ -40,7 +40,7 @@ impl AuditEvent {
 /// the day's audit file when the caller runs inside [`with_audit_file`].
 pub async fn record(conn: &impl ConnectionTrait, client: &ClientInfo, ev: AuditEvent) -> Result<(), Error> {
     let row = audit_row(client, ev);
-    tessera_store::query::audit::insert(conn, row.clone().into()).await.map_err(tessera_store::db_error)?;
+    tessera_store::query::audit::insert(conn, row.clone()).await?;
     // Written once the row is in: a change that fails to commit after this (rare: the
     // audit row is the last statement before commit) leaves a line without a row.
     append_to_file(&row);

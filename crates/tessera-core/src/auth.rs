@@ -1,19 +1,20 @@
 //! Sign-in, access-token checks, refresh rotation with reuse detection, sign-out,
 //! password change and sessions (SPEC §4, §5.1, §5.2).
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
-use sea_orm::{ActiveModelTrait, Set, TransactionTrait};
 use secrecy::SecretString;
 use serde_json::json;
 use tessera_domain::{Email, Error, Role};
-use tessera_store::entity::{refresh_token, session, user};
-use tessera_store::query::refresh_tokens::{Retire, Rotation};
-use tessera_store::query::{refresh_tokens, sessions, users};
-use tessera_store::{db_error, db_error_text, DirectError, SqliteDirect};
+use tessera_store::entity::{session, user};
+use tessera_store::query::sessions::{self, NewSession, Rotation};
+use tessera_store::query::users;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::audit::{append_to_file, audit_row, record, truncate, AuditEvent};
-use crate::tokens::{random_token, sha256_hex, AccessClaims};
+use crate::tokens::{AccessClaims, PresentedRefresh};
 use crate::{now, ClientInfo, Core};
 
 /// What a successful sign-in or refresh hands out.
@@ -86,7 +87,7 @@ impl Core {
     pub async fn authenticate(&self, token: &str) -> Result<Principal, Error> {
         let claims = self.jwt.verify(token)?;
         let user_id = Uuid::parse_str(&claims.sub).map_err(|_| Error::InvalidToken)?;
-        let (session, user) = self.session_with_user(claims.sid).await?.ok_or(Error::TokenRevoked)?;
+        let (session, user) = self.store.session_with_user(claims.sid).await?.ok_or(Error::TokenRevoked)?;
         if session.user_id != user_id {
             return Err(Error::InvalidToken);
         }
@@ -100,78 +101,6 @@ impl Core {
         Ok(Principal { session_id: session.id, user, claims })
     }
 
-    /// A session and its user.
-    async fn session_with_user(&self, id: Uuid) -> Result<Option<(session::Model, user::Model)>, Error> {
-        let kept = async {
-            match &self.pg_kept {
-                Some(kept) => Some(kept.session_with_user(id).await),
-                None => None,
-            }
-        };
-        self.read(|d| d.session_with_user(id), kept, sessions::with_user(&self.db, id)).await
-    }
-
-    /// A refresh token by its hash.
-    async fn refresh_token(&self, hash: &str) -> Result<Option<refresh_token::Model>, Error> {
-        let kept = async { None::<Result<_, sea_orm::sqlx::Error>> };
-        self.read(|d| d.refresh_token(hash), kept, refresh_tokens::by_hash(&self.db, hash)).await
-    }
-
-    /// A refresh token by its hash, with its session and the session's user.
-    async fn refresh_token_with_session(
-        &self,
-        hash: &str,
-    ) -> Result<Option<(refresh_token::Model, session::Model, user::Model)>, Error> {
-        let kept = async {
-            match &self.pg_kept {
-                Some(kept) => Some(kept.refresh_token_with_session(hash).await),
-                None => None,
-            }
-        };
-        self.read(|d| d.refresh_token_with_session(hash), kept, refresh_tokens::with_session(&self.db, hash)).await
-    }
-
-    /// Reads in place on a SQLite file, on a kept connection on PostgreSQL, and through
-    /// the pool when neither is there or could answer.
-    async fn read<T>(
-        &self,
-        direct: impl FnOnce(&SqliteDirect) -> Result<T, DirectError>,
-        kept: impl std::future::Future<Output = Option<Result<T, sea_orm::sqlx::Error>>>,
-        pooled: impl std::future::Future<Output = Result<T, sea_orm::DbErr>>,
-    ) -> Result<T, Error> {
-        if let Some(d) = &self.sqlite_direct {
-            match direct(d) {
-                Ok(found) => return Ok(found),
-                Err(e) => tracing::debug!(error = %e, "direct SQLite read failed; asking the pool"),
-            }
-        }
-        match kept.await {
-            Some(Ok(found)) => return Ok(found),
-            Some(Err(e)) => tracing::debug!(error = %e, "read on a kept connection failed; asking the pool"),
-            None => {}
-        }
-        pooled.await.map_err(db_error)
-    }
-
-    /// Writes a rotation atomically: on a SQLite file in the next batch of the rotation
-    /// writer; on PostgreSQL as one statement on a kept connection; elsewhere (an
-    /// in-memory SQLite database) in a transaction of the pool.
-    async fn rotate(&self, rotation: Rotation) -> Result<bool, Error> {
-        if let Some(rotations) = &self.rotations {
-            return rotations.rotate(rotation).await;
-        }
-        if let Some(kept) = &self.pg_kept {
-            return kept.rotate(&rotation).await.map_err(db_error_text);
-        }
-        let txn = self.writer.begin().await.map_err(db_error)?;
-        if !refresh_tokens::rotate(&txn, &rotation).await.map_err(db_error)? {
-            txn.rollback().await.map_err(db_error)?;
-            return Ok(false);
-        }
-        txn.commit().await.map_err(db_error)?;
-        Ok(true)
-    }
-
     /// Signs in with email and password. Unknown emails cost one dummy hash, like known
     /// ones; old-format hashes are re-hashed to the current parameters on success.
     #[tracing::instrument(skip_all, err(level = "info"))]
@@ -181,7 +110,7 @@ impl Core {
         let raw_email = email;
         let email = Email::parse(email).ok();
         let user = match &email {
-            Some(e) => users::by_email(&self.db, e.as_str()).await.map_err(db_error)?,
+            Some(e) => users::by_email(self.store.reader(), e.as_str()).await?,
             None => None,
         };
         let verdict = self.hasher.verify(password, user.as_ref().map(|u| u.password_hash.as_str())).await?;
@@ -191,27 +120,29 @@ impl Core {
         let Some(user) = user.filter(|_| verdict.matches) else {
             let detail = json!({ "email": email.as_ref().map(Email::as_str), "reason": "invalid_credentials" });
             let ev = AuditEvent { event: "login.failure", user_id: known, actor_id: None, detail };
-            record(&self.writer, client, ev).await?;
+            record(self.store.writer(), client, ev).await?;
             self.lockout_failure(raw_email, client).await?;
             return Err(Error::InvalidCredentials);
         };
         self.lockout_success(raw_email).await;
         if !is_usable(&user) {
             let ev = AuditEvent::by_user("login.failure", user.id).detail(json!({ "reason": "account_inactive" }));
-            record(&self.writer, client, ev).await?;
+            record(self.store.writer(), client, ev).await?;
             return Err(Error::AccountInactive);
         }
         if self.settings.require_email_verification && user.email_verified_at.is_none() {
             let ev = AuditEvent::by_user("login.failure", user.id).detail(json!({ "reason": "email_not_verified" }));
-            record(&self.writer, client, ev).await?;
+            record(self.store.writer(), client, ev).await?;
             return Err(Error::EmailNotVerified);
         }
         let new_hash = if verdict.needs_rehash { Some(self.hasher.hash(password).await?) } else { None };
         self.open_session(user, new_hash, "aal1", client).await
     }
 
-    /// Creates a session and its first refresh token for a user who has proven who they
-    /// are, enforcing `MAX_SESSIONS_PER_USER`.
+    /// Creates a session for a user who has proven who they are (as `user`, read before
+    /// the proof), enforcing `MAX_SESSIONS_PER_USER`. If the user's `token_version` moved
+    /// meanwhile (a password change, logout-all, deactivation), no session is opened and
+    /// the sign-in answers as a wrong password would.
     pub async fn open_session(
         &self,
         mut user: user::Model,
@@ -221,43 +152,52 @@ impl Core {
     ) -> Result<Issued, Error> {
         let now = now();
         let ttl = chrono_dur(self.settings.refresh_token_ttl);
-        let session_id = Uuid::now_v7();
-        let refresh = random_token(32);
-        let txn = self.writer.begin().await.map_err(db_error)?;
-        // The first statement writes, so SQLite takes its write lock up front.
-        users::touch_login(&txn, user.id, now).await.map_err(db_error)?;
-        if let Some(hash) = &new_hash {
-            users::set_password_hash(&txn, user.id, hash, now).await.map_err(db_error)?;
+        let new = NewSession {
+            id: Uuid::now_v7(),
+            user_id: user.id,
+            token_version: user.token_version,
+            now,
+            expires_at: now + ttl,
+            ip: client.ip.clone(),
+            user_agent: client.user_agent.as_ref().map(|ua| truncate(ua, 512)),
+            aal: aal.to_owned(),
+            new_password_hash: new_hash,
+        };
+        let tx = self.store.begin().await?;
+        if !sessions::open(&tx, &new).await? {
+            let ev =
+                AuditEvent::by_user("login.failure", user.id).detail(json!({ "reason": "revoked_during_sign_in" }));
+            record(&tx, client, ev).await?;
+            tx.commit().await?;
+            return Err(Error::InvalidCredentials);
         }
-        session::ActiveModel {
-            id: Set(session_id),
-            user_id: Set(user.id),
-            created_at: Set(now),
-            last_used_at: Set(now),
-            expires_at: Set(now + ttl),
-            revoked_at: Set(None),
-            ip: Set(client.ip.clone()),
-            user_agent: Set(client.user_agent.as_ref().map(|ua| truncate(ua, 512))),
-            aal: Set(aal.to_owned()),
-        }
-        .insert(&txn)
-        .await
-        .map_err(db_error)?;
-        refresh_tokens::insert(&txn, &sha256_hex(&refresh), session_id, now).await.map_err(db_error)?;
         let max = self.settings.max_sessions_per_user as usize;
         if max > 0 {
-            let live = sessions::active_for_user(&txn, user.id, now).await.map_err(db_error)?;
-            for old in live.iter().filter(|s| s.id != session_id).take(live.len().saturating_sub(max)) {
-                sessions::revoke(&txn, old.id, now).await.map_err(db_error)?;
+            let live = sessions::active_for_user(&tx, user.id, now).await?;
+            for old in live.iter().filter(|s| s.id != new.id).take(live.len().saturating_sub(max)) {
+                sessions::revoke(&tx, old.id, now).await?;
             }
         }
-        let detail = json!({ "session_id": session_id, "rehashed": new_hash.is_some() });
-        record(&txn, client, AuditEvent::by_user("login.success", user.id).detail(detail)).await?;
-        txn.commit().await.map_err(db_error)?;
+        let detail = json!({ "session_id": new.id, "rehashed": new.new_password_hash.is_some() });
+        record(&tx, client, AuditEvent::by_user("login.success", user.id).detail(detail)).await?;
+        tx.commit().await?;
         user.last_login_at = Some(now);
-        if let Some(hash) = new_hash {
+        if let Some(hash) = new.new_password_hash {
             user.password_hash = hash;
         }
+        self.issue(user, new.id, aal, 0, new.expires_at, now)
+    }
+
+    /// The access token and the refresh token at `counter` of a session.
+    fn issue(
+        &self,
+        user: user::Model,
+        session_id: Uuid,
+        aal: &str,
+        counter: i64,
+        session_expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Issued, Error> {
         let (access_token, expires_in, expires_at) = self.access_token(&user, session_id, aal, now)?;
         Ok(Issued {
             user,
@@ -265,98 +205,99 @@ impl Core {
             access_token,
             expires_in,
             expires_at,
-            refresh_token: refresh,
-            refresh_expires_in: ttl.num_seconds(),
+            refresh_token: self.refresh_keys.seal(session_id, counter),
+            refresh_expires_in: (session_expires_at - now).num_seconds().max(0),
         })
     }
 
-    /// Rotates a refresh token (SPEC §4.3). The live token is retired by a conditional
-    /// update, so concurrent refreshes of one token, on any number of nodes, leave one
-    /// chain. A token retired less than `REFRESH_TOKEN_REUSE_INTERVAL` ago still
-    /// refreshes (it rotates the chain's current head); one retired longer ago revokes
-    /// the whole session and is audited as a reuse.
-    #[tracing::instrument(skip_all, err(level = "info"))]
-    pub async fn refresh(&self, raw: &str, client: &ClientInfo) -> Result<Issued, Error> {
-        let now = now();
-        let hash = sha256_hex(raw.trim());
-        let (mut token, session, user) = self.refresh_token_with_session(&hash).await?.ok_or(Error::InvalidToken)?;
-        if session.revoked_at.is_some() || session.expires_at <= now {
-            return Err(Error::TokenRevoked);
-        }
-        if !is_usable(&user) {
-            return Err(Error::AccountInactive);
-        }
+    /// Refreshes (SPEC §4.3). The presented token carries its session and a counter:
+    /// - the session's current counter rotates (one conditional update; of concurrent
+    ///   rotations, on one node or many, exactly one wins) and answers the next token;
+    /// - the counter just before it, retired less than `REFRESH_TOKEN_REUSE_INTERVAL`
+    ///   ago (two tabs, a retry, the losers of that race), answers the session's current
+    ///   token, the one its winner got, writing nothing;
+    /// - anything older revokes the session and answers 401 `token_reused`.
+    ///
+    /// It runs on a task of its own, so a client that hangs up cancels nothing: a reuse
+    /// it presented is revoked all the same, and a rotation it started completes (its
+    /// retry then gets the same token).
+    pub async fn refresh(self: &Arc<Self>, raw: &str, client: &ClientInfo) -> Result<Issued, Error> {
+        let (core, raw, client) = (self.clone(), raw.to_owned(), client.clone());
+        let file = self.audit_file.clone();
+        let work = async move { crate::audit::with_audit_file(file, core.refresh_to_the_end(&raw, &client)).await };
+        tokio::spawn(work.instrument(tracing::Span::current()))
+            .await
+            .map_err(|e| Error::Internal(format!("refresh task: {e}")))?
+    }
+
+    #[tracing::instrument(name = "refresh", skip_all, err(level = "info"))]
+    async fn refresh_to_the_end(&self, raw: &str, client: &ClientInfo) -> Result<Issued, Error> {
+        let presented = self.refresh_keys.open(raw).ok_or(Error::InvalidToken)?;
+        let (counter, found) = match &presented {
+            PresentedRefresh::Sealed { session_id, counter } => {
+                (*counter, self.store.session_for_refresh(*session_id).await?)
+            }
+            PresentedRefresh::Legacy { hash } => (0, self.store.session_by_legacy_token(hash).await?),
+        };
+        let (mut session, mut user) = found.ok_or(Error::InvalidToken)?;
         let interval = chrono_dur(self.settings.refresh_reuse_interval);
-        for _ in 0..32 {
-            if token.revoked {
+        // Each pass either answers or saw the counter move under it; a counter moves a
+        // few times a second at most, so a handful of passes always settles.
+        for _ in 0..8 {
+            let now = now();
+            if session.revoked_at.is_some() || session.expires_at <= now {
                 return Err(Error::TokenRevoked);
             }
-            // A token retired within the interval (two tabs refreshing at once) retires the
-            // session's live token instead, whichever that is when the write runs.
-            let follow_head = match token.used_at {
-                None => false,
-                // Measured at this moment, not at the request's start: a token retired by a
-                // concurrent refresh a moment ago is inside the interval; with an interval
-                // of 0 every second use is a reuse.
-                Some(used_at) if crate::now() - used_at >= interval => {
-                    let txn = self.writer.begin().await.map_err(db_error)?;
-                    sessions::revoke(&txn, session.id, now).await.map_err(db_error)?;
-                    let ev = AuditEvent::by_user("token.reuse_detected", user.id)
-                        .detail(json!({ "session_id": session.id }));
-                    record(&txn, client, ev).await?;
-                    txn.commit().await.map_err(db_error)?;
-                    tracing::warn!(session_id = %session.id, user_id = %user.id, "refresh token reuse detected; session revoked");
-                    return Err(Error::TokenReused);
-                }
-                Some(_) => true,
-            };
-            let next = random_token(32);
-            let ttl = chrono_dur(self.settings.refresh_token_ttl);
-            let ev = AuditEvent::by_user("token.refresh", user.id).detail(json!({ "session_id": session.id }));
-            let rotation = Rotation {
-                retire: if follow_head { Retire::Live } else { Retire::Presented(hash.clone()) },
-                new_hash: sha256_hex(&next),
-                session_id: session.id,
-                now,
-                expires_at: now + ttl,
-                audit: audit_row(client, ev),
-            };
-            let audit = rotation.audit.clone();
-            if !self.rotate(rotation).await? {
-                // Another refresh retired it first (or the session has no live token left):
-                // look again and follow the chain.
-                if follow_head && refresh_tokens::head(&self.db, session.id).await.map_err(db_error)?.is_none() {
-                    return Err(Error::TokenRevoked);
-                }
-                token = self.refresh_token(&hash).await?.ok_or(Error::InvalidToken)?;
-                continue;
+            if !is_usable(&user) {
+                return Err(Error::AccountInactive);
             }
-            append_to_file(&audit);
-            let (access_token, expires_in, expires_at) = self.access_token(&user, session.id, &session.aal, now)?;
-            return Ok(Issued {
-                user,
-                session_id: session.id,
-                access_token,
-                expires_in,
-                expires_at,
-                refresh_token: next,
-                refresh_expires_in: ttl.num_seconds(),
-            });
+            let current = session.refresh_counter;
+            if counter == current {
+                let expires_at = now + chrono_dur(self.settings.refresh_token_ttl);
+                let ev = AuditEvent::by_user("token.refresh", user.id).detail(json!({ "session_id": session.id }));
+                let rotation =
+                    Rotation { session_id: session.id, counter, now, expires_at, audit: audit_row(client, ev) };
+                let audit = rotation.audit.clone();
+                if self.store.rotate(rotation).await? {
+                    append_to_file(&audit);
+                    return self.issue(user, session.id, &session.aal, current + 1, expires_at, now);
+                }
+            } else if counter + 1 == current && session.refreshed_at.is_some_and(|at| now - at < interval) {
+                return self.issue(user, session.id, &session.aal, current, session.expires_at, now);
+            } else if counter > current {
+                // Sealed by us for a counter the session never reached: a restored backup.
+                return Err(Error::InvalidToken);
+            } else {
+                return self.reuse_detected(&session, &user, client).await;
+            }
+            // The counter moved: look again, at the database itself.
+            (session, user) = self.store.session_for_refresh(session.id).await?.ok_or(Error::TokenRevoked)?;
         }
         Err(Error::Unavailable("refresh contention".to_owned()))
     }
 
+    /// A retired refresh token came back: revokes its session and audits the reuse.
+    async fn reuse_detected(
+        &self,
+        session: &session::Model,
+        user: &user::Model,
+        client: &ClientInfo,
+    ) -> Result<Issued, Error> {
+        let ev = AuditEvent::by_user("token.reuse_detected", user.id).detail(json!({ "session_id": session.id }));
+        let row = audit_row(client, ev);
+        self.store.revoke_session(session.id, row.clone()).await?;
+        append_to_file(&row);
+        tracing::warn!(session_id = %session.id, user_id = %user.id, "refresh token reuse detected; session revoked");
+        Err(Error::TokenReused)
+    }
+
     /// Revokes the caller's current session.
     pub async fn logout(&self, who: &Principal, client: &ClientInfo) -> Result<(), Error> {
-        let txn = self.writer.begin().await.map_err(db_error)?;
-        sessions::revoke(&txn, who.session_id, now()).await.map_err(db_error)?;
-        record(
-            &txn,
-            client,
-            AuditEvent::by_user("logout", who.user.id).detail(json!({ "session_id": who.session_id })),
-        )
-        .await?;
-        txn.commit().await.map_err(db_error)
+        let tx = self.store.begin().await?;
+        sessions::revoke(&tx, who.session_id, now()).await?;
+        record(&tx, client, AuditEvent::by_user("logout", who.user.id).detail(json!({ "session_id": who.session_id })))
+            .await?;
+        tx.commit().await
     }
 
     /// Bumps `token_version` and revokes every session of a user, so every outstanding
@@ -369,17 +310,17 @@ impl Core {
         client: &ClientInfo,
     ) -> Result<u64, Error> {
         let now = now();
-        let txn = self.writer.begin().await.map_err(db_error)?;
-        users::bump_token_version(&txn, user_id, now).await.map_err(db_error)?;
-        let revoked = sessions::revoke_all_for_user(&txn, user_id, now).await.map_err(db_error)?;
+        let tx = self.store.begin().await?;
+        users::bump_token_version(&tx, user_id, now).await?;
+        let revoked = sessions::revoke_all_for_user(&tx, user_id, now).await?;
         let ev = AuditEvent {
             event,
             user_id: Some(user_id),
             actor_id: actor,
             detail: json!({ "sessions_revoked": revoked }),
         };
-        record(&txn, client, ev).await?;
-        txn.commit().await.map_err(db_error)?;
+        record(&tx, client, ev).await?;
+        tx.commit().await?;
         Ok(revoked)
     }
 
@@ -398,28 +339,28 @@ impl Core {
             return Err(Error::WrongPassword);
         }
         let hash = self.hasher.hash(new).await?;
-        let txn = self.writer.begin().await.map_err(db_error)?;
-        self.apply_new_password(&txn, &who.user, &hash, None, "password.change", client).await?;
-        txn.commit().await.map_err(db_error)?;
+        let tx = self.store.begin().await?;
+        self.apply_new_password(&tx, &who.user, &hash, None, "password.change", client).await?;
+        tx.commit().await?;
         self.mailer.wake.notify_one();
         Ok(())
     }
 
     /// The caller's live sessions, oldest first.
     pub async fn list_sessions(&self, user_id: Uuid) -> Result<Vec<session::Model>, Error> {
-        sessions::active_for_user(&self.db, user_id, now()).await.map_err(db_error)
+        sessions::active_for_user(self.store.reader(), user_id, now()).await
     }
 
     /// Revokes one of the caller's own sessions; another user's answers not found.
     pub async fn revoke_session(&self, who: &Principal, session_id: Uuid, client: &ClientInfo) -> Result<(), Error> {
-        let session = sessions::by_id(&self.db, session_id).await.map_err(db_error)?;
+        let session = sessions::by_id(self.store.reader(), session_id).await?;
         match session {
             Some(s) if s.user_id == who.user.id && s.revoked_at.is_none() => {
-                let txn = self.writer.begin().await.map_err(db_error)?;
-                sessions::revoke(&txn, s.id, now()).await.map_err(db_error)?;
-                record(&txn, client, AuditEvent::by_user("logout", who.user.id).detail(json!({ "session_id": s.id })))
+                let tx = self.store.begin().await?;
+                sessions::revoke(&tx, s.id, now()).await?;
+                record(&tx, client, AuditEvent::by_user("logout", who.user.id).detail(json!({ "session_id": s.id })))
                     .await?;
-                txn.commit().await.map_err(db_error)
+                tx.commit().await
             }
             _ => Err(Error::SessionNotFound),
         }

@@ -9,7 +9,6 @@ pub mod hasher;
 pub mod kv;
 pub mod limits;
 pub mod mail;
-mod rotation_writer;
 pub mod seed;
 pub mod settings;
 pub mod tokens;
@@ -20,11 +19,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, SubsecRound, Utc};
-use sea_orm::DatabaseConnection;
 use secrecy::ExposeSecret;
-use tessera_store::MigratorTrait;
+use tessera_store::{Store, StoreConfig};
 
-pub use sea_orm;
 pub use tessera_domain as domain;
 pub use tessera_store::entity;
 
@@ -32,9 +29,8 @@ use crate::audit::AuditFile;
 use crate::hasher::PasswordHasher;
 use crate::kv::Kv;
 use crate::mail::Mailer;
-use crate::rotation_writer::RotationWriter;
 use crate::settings::Settings;
-use crate::tokens::JwtKeys;
+use crate::tokens::{JwtKeys, RefreshKeys};
 
 /// Who is calling, for sessions and the audit log.
 #[derive(Debug, Clone, Default)]
@@ -47,20 +43,12 @@ pub struct ClientInfo {
 /// The application: settings, database, hasher and token keys, shared by every surface.
 pub struct Core {
     pub settings: Arc<Settings>,
-    pub db: DatabaseConnection,
-    /// Where transactions and writes go: on SQLite one connection of its own, so that
-    /// writers queue in order instead of racing for the file lock; else `db` itself.
-    pub writer: DatabaseConnection,
-    /// On a SQLite file, connections of its own for the statements every authenticated
-    /// request and every refresh run (the pool answers reads it cannot).
-    sqlite_direct: Option<Arc<tessera_store::SqliteDirect>>,
-    /// On PostgreSQL, pool connections kept between the statements every authenticated
-    /// request and every refresh run (they skip sqlx's ping on release).
-    pg_kept: Option<Arc<tessera_store::PgKept>>,
-    /// On a SQLite file, the task that writes refresh rotations in batches.
-    rotations: Option<RotationWriter>,
+    /// The database, and the only way to it.
+    pub store: Arc<Store>,
     pub hasher: PasswordHasher,
     pub jwt: JwtKeys,
+    /// Seals and opens refresh tokens.
+    pub refresh_keys: RefreshKeys,
     /// Rate-limit counters and lockout state: Redis when configured, else memory.
     pub kv: Kv,
     /// Templates, transport and the outbox sender's state.
@@ -69,8 +57,6 @@ pub struct Core {
     code_key: Vec<u8>,
     /// Where audit events are also written as JSON lines (`AUDIT_LOG_DIR`).
     pub audit_file: Option<Arc<AuditFile>>,
-    /// On a SQLite file, this server's announcement to the others on it.
-    _neighbours: Option<Arc<tessera_store::Neighbours>>,
 }
 
 /// Now, truncated to microseconds (what PostgreSQL stores), in UTC.
@@ -78,32 +64,26 @@ pub fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
 }
 
+/// How the store is opened for `settings`: migrations as `AUTO_MIGRATE` says.
+pub fn store_config(settings: &Settings) -> StoreConfig {
+    StoreConfig {
+        url: settings.database_url.expose_secret().to_owned(),
+        pool_size: settings.db_pool_size,
+        max_overflow: settings.db_max_overflow,
+        acquire_timeout: settings.db_pool_timeout,
+        recycle: settings.db_pool_recycle,
+        session_cache_ttl: Duration::from_millis(settings.session_cache_ms),
+        fast_paths: true,
+        migrate: settings.auto_migrate,
+    }
+}
+
 impl Core {
-    /// Connects to the database, runs pending migrations unless disabled, and builds
-    /// the hasher and token keys. The JWT secret must be resolved already.
+    /// Opens the store (running pending migrations unless disabled), and builds the
+    /// hasher and token keys. The secrets must be resolved already
+    /// ([`Settings::ensure_secrets`]).
     pub async fn start(settings: Settings) -> Result<Arc<Core>, String> {
-        // On a SQLite file, this server announces itself to every other on the file
-        // (whose session caches must not trust what it writes), cache or no cache; and
-        // session checks are answered from memory, every pool on the file reporting its
-        // commits to the cache (see tessera_store::SessionCache).
-        let neighbours = tessera_store::Neighbours::announce(settings.database_url.expose_secret())?.map(Arc::new);
-        let session_cache = neighbours
-            .clone()
-            .filter(|_| settings.session_cache_ms > 0)
-            .and_then(|n| tessera_store::SessionCache::new(n, Duration::from_millis(settings.session_cache_ms)))
-            .map(Arc::new);
-        let pool = tessera_store::PoolConfig {
-            size: settings.db_pool_size,
-            max_overflow: settings.db_max_overflow,
-            acquire_timeout: settings.db_pool_timeout,
-            recycle: settings.db_pool_recycle,
-            session_cache: session_cache.clone(),
-        };
-        let db = tessera_store::connect(settings.database_url.expose_secret(), &pool).await?;
-        let writer = tessera_store::connect_writer(settings.database_url.expose_secret(), &pool).await?;
-        if settings.auto_migrate {
-            tessera_store::migration::Migrator::up(&db, None).await.map_err(|e| format!("migration failed: {e}"))?;
-        }
+        let store = Arc::new(Store::open(&store_config(&settings)).await?);
         let hasher = PasswordHasher::new(
             settings.argon2_memory_kib,
             settings.argon2_iterations,
@@ -112,6 +92,7 @@ impl Core {
             settings.hash_queue,
         )?;
         let jwt = JwtKeys::from_settings(&settings)?;
+        let refresh_keys = RefreshKeys::from_settings(&settings)?;
         let kv = match &settings.redis_url {
             Some(url) => Kv::redis(url.expose_secret())?,
             None => Kv::memory(),
@@ -125,29 +106,16 @@ impl Core {
             Some(dir) => Some(Arc::new(AuditFile::open(dir.clone())?)),
             None => None,
         };
-        let sqlite_direct =
-            tessera_store::SqliteDirect::beside(&db, settings.database_url.expose_secret(), session_cache)
-                .map(Arc::new);
-        let pg_kept = tessera_store::PgKept::beside(&db, settings.db_pool_size as usize);
-        let settings = Arc::new(settings);
-        let writer = writer.unwrap_or_else(|| db.clone());
-        let rotations = sqlite_direct
-            .as_ref()
-            .map(|direct| RotationWriter::start(direct.clone(), writer.get_sqlite_connection_pool().clone()));
         let core = Arc::new(Core {
-            settings,
-            db,
-            writer,
-            sqlite_direct,
-            pg_kept,
-            rotations,
+            settings: Arc::new(settings),
+            store,
             hasher,
             jwt,
+            refresh_keys,
             kv,
             mailer,
             code_key,
             audit_file,
-            _neighbours: neighbours,
         });
         crate::audit::with_audit_file(core.audit_file.clone(), core.bootstrap_first_admin()).await?;
         Ok(core)
@@ -156,7 +124,7 @@ impl Core {
     /// Pings the database; returns the round-trip time.
     pub async fn ping_database(&self) -> Result<Duration, String> {
         let started = std::time::Instant::now();
-        tokio::time::timeout(Duration::from_secs(2), self.db.ping())
+        tokio::time::timeout(Duration::from_secs(2), self.store.ping())
             .await
             .map_err(|_| "timed out".to_owned())?
             .map_err(|e| e.to_string())?;

@@ -94,7 +94,7 @@ impl Core {
                 actor_id: None,
                 detail: json!({ "email": email, "duration_secs": secs }),
             };
-            record(&self.writer, client, ev).await?;
+            record(self.store.writer(), client, ev).await?;
         }
         Ok(())
     }

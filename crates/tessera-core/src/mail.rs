@@ -14,12 +14,11 @@ use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::PoolConfig;
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-use sea_orm::sea_query::{Condition, Expr};
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
+use sea_orm::{ConnectionTrait, Set};
 use secrecy::ExposeSecret;
 use tessera_domain::Error;
-use tessera_store::db_error;
 use tessera_store::entity::mail_outbox;
+use tessera_store::query::outbox;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
@@ -287,25 +286,22 @@ impl Core {
         let vars: Vec<(&str, &str)> = mail.vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let (subject, text, html) = self.mailer.templates.render(mail.template, &vars);
         let now = now();
-        mail_outbox::ActiveModel {
-            id: Set(Uuid::now_v7()),
-            kind: Set(mail.template.name().to_owned()),
-            to_addr: Set(mail.to),
-            subject: Set(subject),
-            text_body: Set(text),
-            html_body: Set(html),
-            attempts: Set(0),
-            next_attempt_at: Set(now),
-            locked_until: Set(None),
-            sent_at: Set(None),
-            failed_at: Set(None),
-            last_error: Set(None),
-            created_at: Set(now),
-        }
-        .insert(conn)
-        .await
-        .map_err(db_error)?;
-        Ok(())
+        let row = mail_outbox::Model {
+            id: Uuid::now_v7(),
+            kind: mail.template.name().to_owned(),
+            to_addr: mail.to,
+            subject,
+            text_body: text,
+            html_body: html,
+            attempts: 0,
+            next_attempt_at: now,
+            locked_until: None,
+            sent_at: None,
+            failed_at: None,
+            last_error: None,
+            created_at: now,
+        };
+        outbox::insert(conn, row).await
     }
 
     /// Delivers the messages that are due; returns how many were sent.
@@ -314,36 +310,11 @@ impl Core {
             return Ok(0);
         }
         let now = now();
-        let due = mail_outbox::Entity::find()
-            .filter(mail_outbox::Column::SentAt.is_null())
-            .filter(mail_outbox::Column::FailedAt.is_null())
-            .filter(mail_outbox::Column::NextAttemptAt.lte(now))
-            .filter(
-                Condition::any()
-                    .add(mail_outbox::Column::LockedUntil.is_null())
-                    .add(mail_outbox::Column::LockedUntil.lt(now)),
-            )
-            .order_by_asc(mail_outbox::Column::CreatedAt)
-            .limit(16)
-            .all(&self.db)
-            .await
-            .map_err(db_error)?;
+        let due = outbox::due(self.store.reader(), now, 16).await?;
         let mut sent = 0;
         for row in due {
             // Claim it with a lease; another node that got here first wins.
-            let claimed = mail_outbox::Entity::update_many()
-                .col_expr(mail_outbox::Column::LockedUntil, Expr::value(now + ChronoDuration::seconds(LEASE)))
-                .filter(mail_outbox::Column::Id.eq(row.id))
-                .filter(mail_outbox::Column::SentAt.is_null())
-                .filter(
-                    Condition::any()
-                        .add(mail_outbox::Column::LockedUntil.is_null())
-                        .add(mail_outbox::Column::LockedUntil.lt(now)),
-                )
-                .exec(&self.writer)
-                .await
-                .map_err(db_error)?;
-            if claimed.rows_affected != 1 {
+            if !outbox::claim(self.store.writer(), row.id, now, now + ChronoDuration::seconds(LEASE)).await? {
                 continue;
             }
             let result = self.mailer.deliver(&row).await;
@@ -379,7 +350,7 @@ impl Core {
                     }
                 }
             };
-            update.update(&self.writer).await.map_err(db_error)?;
+            outbox::record_attempt(self.store.writer(), update).await?;
             if result.is_err() && self.mailer.breaker_open() {
                 break;
             }

@@ -3,12 +3,11 @@
 //! analytics can be measured on a realistic table.
 
 use chrono::Duration as ChronoDuration;
-use sea_orm::{EntityTrait, TransactionTrait};
 use secrecy::SecretString;
 use serde_json::json;
 use tessera_domain::Error;
-use tessera_store::db_error;
 use tessera_store::entity::{profile, user};
+use tessera_store::query::seed;
 use uuid::Uuid;
 
 use crate::{now, Core};
@@ -98,7 +97,7 @@ impl Core {
                 let created = now - ChronoDuration::seconds(age);
                 let id = Uuid::now_v7();
                 let name = format!("{} {}", FIRST[(i % 20) as usize], LAST[((i / 20) % 25) as usize]);
-                users.push(user::ActiveModel::from(user::Model {
+                users.push(user::Model {
                     id,
                     email: format!("{}{i}@seed.example", plan.prefix),
                     password_hash: hash.clone(),
@@ -114,8 +113,8 @@ impl Core {
                     updated_at: created,
                     deleted_at: (i % 100 == 7).then(|| created + ChronoDuration::days(1)).filter(|d| *d < now),
                     new_email: None,
-                }));
-                profiles.push(profile::ActiveModel::from(profile::Model {
+                });
+                profiles.push(profile::Model {
                     id: Uuid::now_v7(),
                     user_id: id,
                     avatar_url: None,
@@ -125,16 +124,15 @@ impl Core {
                     preferences: json!({}),
                     created_at: created,
                     updated_at: created,
-                }));
+                });
             }
-            let txn = self.writer.begin().await.map_err(db_error)?;
-            user::Entity::insert_many(users).exec_without_returning(&txn).await.map_err(db_error)?;
-            profile::Entity::insert_many(profiles).exec_without_returning(&txn).await.map_err(db_error)?;
-            txn.commit().await.map_err(db_error)?;
+            let tx = self.store.begin().await?;
+            seed::insert_users(&tx, users, profiles).await?;
+            tx.commit().await?;
             done += n;
             progress(done);
         }
-        tessera_store::refresh_statistics(&self.db).await.map_err(db_error)?;
+        seed::refresh_statistics(self.store.reader()).await?;
         Ok(done)
     }
 }

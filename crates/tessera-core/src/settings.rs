@@ -70,87 +70,128 @@ pub struct MailSettings {
     pub reset_password_url: String,
 }
 
-/// One documented setting: every name it is read from (the first is canonical), its
-/// default and what it means.
+/// One setting: every name it is read from (the first is canonical), the value it takes
+/// when unset (read exactly as a set value would be), and what it means. This table is
+/// the only place a default is written; `tessera config docs` prints it.
 pub struct SettingDoc {
     pub names: &'static [&'static str],
-    pub default: &'static str,
+    /// The value used when the setting is unset; `None`: unset means absent, or a value
+    /// computed from other settings (then `shown` says which).
+    pub default: Option<&'static str>,
+    /// What the documentation shows as the default, when it is not `default` itself.
+    pub shown: Option<&'static str>,
     pub meaning: &'static str,
 }
 
+impl SettingDoc {
+    /// The default as the documentation shows it.
+    pub fn shown_default(&self) -> String {
+        match (self.shown, self.default) {
+            (Some(shown), _) => shown.to_owned(),
+            (None, Some(v)) => format!("`{v}`"),
+            (None, None) => "(none)".to_owned(),
+        }
+    }
+}
+
+const fn setting(names: &'static [&'static str], default: &'static str, meaning: &'static str) -> SettingDoc {
+    SettingDoc { names, default: Some(default), shown: None, meaning }
+}
+
+const fn unset(names: &'static [&'static str], shown: &'static str, meaning: &'static str) -> SettingDoc {
+    SettingDoc { names, default: None, shown: Some(shown), meaning }
+}
+
 /// Every setting tessera reads, in the order `tessera config docs` prints them.
+#[rustfmt::skip]
 pub const SETTINGS: &[SettingDoc] = &[
-    SettingDoc { names: &["ENVIRONMENT", "APP_ENV"], default: "development", meaning: "development, staging or production; production refuses unsafe settings" },
-    SettingDoc { names: &["DEBUG"], default: "false", meaning: "debug mode; refused in production" },
-    SettingDoc { names: &["HOST"], default: "127.0.0.1", meaning: "address to listen on" },
-    SettingDoc { names: &["PORT"], default: "8000", meaning: "TCP port to listen on" },
-    SettingDoc { names: &["PUBLIC_URL"], default: "http://HOST:PORT", meaning: "the public base URL of this server, used to build links" },
-    SettingDoc { names: &["DATABASE_URL"], default: "sqlite://tessera.db", meaning: "sqlite://FILE or postgres://USER:PASS@HOST/DB (postgresql+asyncpg:// accepted)" },
-    SettingDoc { names: &["DB_POOL_SIZE"], default: "10", meaning: "database connections kept in the pool; on PostgreSQL up to this many of them stay checked out between the statements every request runs (the session check, refresh)" },
-    SettingDoc { names: &["DB_MAX_OVERFLOW"], default: "20", meaning: "extra PostgreSQL connections allowed above the pool size" },
-    SettingDoc { names: &["DB_POOL_TIMEOUT"], default: "30", meaning: "seconds to wait for a free connection before answering 503" },
-    SettingDoc { names: &["DB_POOL_RECYCLE"], default: "3600", meaning: "seconds after which a PostgreSQL connection is replaced" },
-    SettingDoc { names: &["SESSION_CACHE_MS"], default: "1000", meaning: "on a SQLite file, the session check keeps each session and its user in memory this long; writes made through this server drop them at once, so this only bounds how long a write by another program to the file goes unseen; 0 turns it off" },
-    SettingDoc { names: &["AUTO_MIGRATE"], default: "true", meaning: "run pending migrations at start-up" },
-    SettingDoc { names: &["REDIS_URL"], default: "(none: in memory)", meaning: "redis://[:PASSWORD@]HOST:PORT/DB; shares rate limits and lockout across nodes" },
-    SettingDoc { names: &["REDIS_HOST"], default: "(none)", meaning: "Redis host, when REDIS_URL is not set" },
-    SettingDoc { names: &["REDIS_PORT"], default: "6379", meaning: "Redis port, with REDIS_HOST" },
-    SettingDoc { names: &["REDIS_PASSWORD"], default: "(none)", meaning: "Redis password, with REDIS_HOST" },
-    SettingDoc { names: &["JWT_SECRET_KEY", "JWT_SECRET"], default: "(generated in development)", meaning: "HMAC key for access tokens, at least 32 bytes; in development a random one is kept in a file beside the SQLite database" },
-    SettingDoc { names: &["JWT_ALGORITHM"], default: "HS256", meaning: "HS256, HS384 or HS512" },
-    SettingDoc { names: &["JWT_ISSUER"], default: "tessera", meaning: "the iss claim of access tokens" },
-    SettingDoc { names: &["JWT_AUDIENCE"], default: "authenticated", meaning: "the aud claim of access tokens" },
-    SettingDoc { names: &["ACCESS_TOKEN_EXPIRE_MINUTES"], default: "15", meaning: "access token lifetime" },
-    SettingDoc { names: &["REFRESH_TOKEN_EXPIRE_DAYS"], default: "7", meaning: "refresh token (session) lifetime" },
-    SettingDoc { names: &["REFRESH_TOKEN_REUSE_INTERVAL"], default: "10", meaning: "seconds during which a just-rotated refresh token still refreshes" },
-    SettingDoc { names: &["MAX_SESSIONS_PER_USER"], default: "0", meaning: "0 = unlimited; otherwise the oldest session is revoked when a new one would exceed it" },
-    SettingDoc { names: &["SECURE_COOKIES"], default: "true", meaning: "mark the refresh cookie Secure (and send HSTS); must be true in production" },
-    SettingDoc { names: &["CORS_ORIGINS"], default: "(none)", meaning: "comma-separated origins allowed by CORS; * is refused in production" },
-    SettingDoc { names: &["ALLOWED_HOSTS"], default: "(any)", meaning: "comma-separated Host header values accepted; others answer 400" },
-    SettingDoc { names: &["TRUSTED_PROXIES"], default: "(none)", meaning: "comma-separated IPs or CIDRs of proxies whose X-Forwarded-For / X-Real-IP is believed" },
-    SettingDoc { names: &["RATE_LIMIT_ENABLED"], default: "true", meaning: "false turns every rate limit and the lockout off" },
-    SettingDoc { names: &["RATE_LIMIT_LOGIN"], default: "5/15m,1/1s", meaning: "sign-ins per client IP: LIMIT/PERIOD windows (units s, m, h, d)" },
-    SettingDoc { names: &["RATE_LIMIT_REGISTER"], default: "3/1h", meaning: "sign-ups per client IP" },
-    SettingDoc { names: &["RATE_LIMIT_RECOVER"], default: "3/1h", meaning: "password-recovery requests per email address" },
-    SettingDoc { names: &["RATE_LIMIT_OTP"], default: "3/1h", meaning: "verification and one-time-code sends per address" },
-    SettingDoc { names: &["LOCKOUT_THRESHOLD"], default: "5", meaning: "consecutive failed sign-ins for one email before it is locked" },
-    SettingDoc { names: &["LOCKOUT_DURATION"], default: "15m", meaning: "first lockout; doubles on each repeat offence" },
-    SettingDoc { names: &["LOCKOUT_MAX"], default: "24h", meaning: "longest lockout" },
-    SettingDoc { names: &["REQUIRE_EMAIL_VERIFICATION"], default: "false", meaning: "unverified accounts answer 403 email_not_verified at sign-in" },
-    SettingDoc { names: &["MAIL_TRANSPORT"], default: "log", meaning: "smtp, file or log; log is refused in production" },
-    SettingDoc { names: &["MAIL_FROM"], default: "tessera <no-reply@localhost>", meaning: "sender of every mail" },
-    SettingDoc { names: &["MAIL_DIR"], default: "mail", meaning: "where the file transport writes one .eml per message" },
-    SettingDoc { names: &["MAIL_TEMPLATES_DIR"], default: "(built in)", meaning: "directory of NAME.subject / NAME.txt / NAME.html files overriding the built-in templates" },
-    SettingDoc { names: &["MAIL_RETRY_MAX_DELAY"], default: "5m", meaning: "longest wait between delivery attempts, and longest circuit-breaker pause" },
-    SettingDoc { names: &["SMTP_HOST"], default: "localhost", meaning: "SMTP server" },
-    SettingDoc { names: &["SMTP_PORT"], default: "587 (465 with SMTP_TLS=tls, 25 with none)", meaning: "SMTP port" },
-    SettingDoc { names: &["SMTP_USER"], default: "(none)", meaning: "SMTP user name; authentication is used when set" },
-    SettingDoc { names: &["SMTP_PASSWORD"], default: "(none)", meaning: "SMTP password" },
-    SettingDoc { names: &["SMTP_TLS"], default: "starttls", meaning: "starttls, tls (implicit) or none" },
-    SettingDoc { names: &["PRODUCT_NAME"], default: "tessera", meaning: "the product name in mails and pages" },
-    SettingDoc { names: &["VERIFY_EMAIL_URL"], default: "PUBLIC_URL/verify-email", meaning: "page that email-verification links open (gets ?token=…)" },
-    SettingDoc { names: &["RESET_PASSWORD_URL"], default: "PUBLIC_URL/reset-password", meaning: "page that password-reset links open (gets ?token=…)" },
-    SettingDoc { names: &["PASSWORD_MIN_LENGTH"], default: "8", meaning: "minimum password length" },
-    SettingDoc { names: &["PASSWORD_MAX_LENGTH"], default: "128", meaning: "maximum password length" },
-    SettingDoc { names: &["PASSWORD_REQUIRE_UPPERCASE"], default: "true", meaning: "a password needs an upper-case letter" },
-    SettingDoc { names: &["PASSWORD_REQUIRE_LOWERCASE"], default: "true", meaning: "a password needs a lower-case letter" },
-    SettingDoc { names: &["PASSWORD_REQUIRE_DIGIT"], default: "true", meaning: "a password needs a digit" },
-    SettingDoc { names: &["PASSWORD_REQUIRE_SPECIAL"], default: "true", meaning: "a password needs a special character" },
-    SettingDoc { names: &["PASSWORD_REJECT_COMMON"], default: "true", meaning: "refuse passwords from the shipped list of common passwords" },
-    SettingDoc { names: &["PASSWORD_REJECT_EMAIL"], default: "true", meaning: "refuse passwords containing the email's local part" },
-    SettingDoc { names: &["ARGON2_MEMORY_KIB"], default: "19456", meaning: "Argon2id memory cost in KiB" },
-    SettingDoc { names: &["ARGON2_ITERATIONS"], default: "2", meaning: "Argon2id time cost" },
-    SettingDoc { names: &["ARGON2_PARALLELISM"], default: "1", meaning: "Argon2id lanes" },
-    SettingDoc { names: &["HASH_WORKERS"], default: "(CPU count)", meaning: "threads computing password hashes, each keeping its Argon2 memory while busy (let go after 1 s idle)" },
-    SettingDoc { names: &["HASH_QUEUE"], default: "64", meaning: "password hashes allowed to wait; beyond it sign-in answers 503 with Retry-After" },
-    SettingDoc { names: &["LOG_LEVEL"], default: "info", meaning: "trace, debug, info, warn or error (or a tracing filter)" },
-    SettingDoc { names: &["LOG_FORMAT"], default: "pretty (json in production)", meaning: "json or pretty" },
-    SettingDoc { names: &["LOG_FILE"], default: "(stdout)", meaning: "append logs to this file instead of stdout" },
-    SettingDoc { names: &["OPENAPI_ENABLED"], default: "true (false in production)", meaning: "serve /docs and /openapi.json" },
-    SettingDoc { names: &["FIRST_ADMIN_EMAIL"], default: "(none)", meaning: "with FIRST_ADMIN_PASSWORD: the admin created at start-up when no admin exists" },
-    SettingDoc { names: &["FIRST_ADMIN_PASSWORD"], default: "(none)", meaning: "the first admin's password; must satisfy the password policy" },
-    SettingDoc { names: &["AUDIT_LOG_DIR"], default: "(none)", meaning: "also append every audit event as a JSON line to audit-YYYY-MM-DD.jsonl (UTC) in this directory" },
+    setting(&["ENVIRONMENT", "APP_ENV"], "development", "development, staging or production; production refuses unsafe settings"),
+    setting(&["DEBUG"], "false", "debug mode; refused in production"),
+    setting(&["HOST"], "127.0.0.1", "address to listen on"),
+    setting(&["PORT"], "8000", "TCP port to listen on"),
+    unset(&["PUBLIC_URL"], "`http://HOST:PORT`", "the public base URL of this server, used to build links"),
+    setting(&["DATABASE_URL"], "sqlite://tessera.db", "sqlite://FILE or postgres://USER:PASS@HOST/DB (postgresql+asyncpg:// accepted)"),
+    setting(&["DB_POOL_SIZE"], "10", "database connections kept in the pool; on PostgreSQL up to this many of them stay checked out between the statements every request runs (the session check, refresh)"),
+    setting(&["DB_MAX_OVERFLOW"], "20", "extra PostgreSQL connections allowed above the pool size"),
+    setting(&["DB_POOL_TIMEOUT"], "30", "seconds to wait for a free connection before answering 503"),
+    setting(&["DB_POOL_RECYCLE"], "3600", "seconds after which a PostgreSQL connection is replaced"),
+    setting(&["SESSION_CACHE_MS"], "1000", "on a SQLite file, how long the session check may answer a session and its user from memory; writes through any tessera server or command on the file are seen at once, so this only bounds how long a write by another program (the sqlite3 shell) goes unseen; 0 turns the cache off"),
+    setting(&["AUTO_MIGRATE"], "true", "run pending migrations at start-up"),
+    unset(&["REDIS_URL"], "(none: in memory)", "redis://[:PASSWORD@]HOST:PORT/DB; shares rate limits and lockout across nodes"),
+    unset(&["REDIS_HOST"], "(none)", "Redis host, when REDIS_URL is not set"),
+    setting(&["REDIS_PORT"], "6379", "Redis port, with REDIS_HOST"),
+    unset(&["REDIS_PASSWORD"], "(none)", "Redis password, with REDIS_HOST"),
+    unset(&["JWT_SECRET_KEY", "JWT_SECRET"], "(generated in development)", "HMAC key for access tokens, at least 32 bytes; in development a random one is kept in a file beside the SQLite database"),
+    setting(&["JWT_ALGORITHM"], "HS256", "HS256, HS384 or HS512"),
+    setting(&["JWT_ISSUER"], "tessera", "the iss claim of access tokens"),
+    setting(&["JWT_AUDIENCE"], "authenticated", "the aud claim of access tokens"),
+    setting(&["ACCESS_TOKEN_EXPIRE_MINUTES"], "15", "access token lifetime"),
+    setting(&["REFRESH_TOKEN_EXPIRE_DAYS"], "7", "refresh token (session) lifetime"),
+    unset(&["REFRESH_TOKEN_SECRET"], "(generated in development; derived from JWT_SECRET_KEY elsewhere)", "key that seals refresh tokens, at least 32 bytes; a comma-separated list rotates keys: the first seals new tokens, every one listed still opens the tokens it sealed"),
+    setting(&["REFRESH_TOKEN_REUSE_INTERVAL"], "10", "seconds during which the token a refresh just replaced still answers the session's current token (two tabs, a retry); after that, presenting it revokes the session"),
+    setting(&["MAX_SESSIONS_PER_USER"], "0", "0 = unlimited; otherwise the oldest session is revoked when a new one would exceed it"),
+    setting(&["SECURE_COOKIES"], "true", "mark the refresh cookie Secure (and send HSTS); must be true in production"),
+    unset(&["CORS_ORIGINS"], "(none)", "comma-separated origins allowed by CORS; * is refused in production"),
+    unset(&["ALLOWED_HOSTS"], "(any)", "comma-separated Host header values accepted; others answer 400"),
+    unset(&["TRUSTED_PROXIES"], "(none)", "comma-separated IPs or CIDRs of proxies whose X-Forwarded-For / X-Real-IP is believed"),
+    setting(&["RATE_LIMIT_ENABLED"], "true", "false turns every rate limit and the lockout off"),
+    setting(&["RATE_LIMIT_LOGIN"], "5/15m,1/1s", "sign-ins per client IP: LIMIT/PERIOD windows (units s, m, h, d)"),
+    setting(&["RATE_LIMIT_REGISTER"], "3/1h", "sign-ups per client IP"),
+    setting(&["RATE_LIMIT_RECOVER"], "3/1h", "password-recovery requests per email address"),
+    setting(&["RATE_LIMIT_OTP"], "3/1h", "verification and one-time-code sends per address"),
+    setting(&["LOCKOUT_THRESHOLD"], "5", "consecutive failed sign-ins for one email before it is locked"),
+    setting(&["LOCKOUT_DURATION"], "15m", "first lockout; doubles on each repeat offence"),
+    setting(&["LOCKOUT_MAX"], "24h", "longest lockout"),
+    setting(&["REQUIRE_EMAIL_VERIFICATION"], "false", "unverified accounts answer 403 email_not_verified at sign-in"),
+    setting(&["MAIL_TRANSPORT"], "log", "smtp, file or log; log is refused in production"),
+    setting(&["MAIL_FROM"], "tessera <no-reply@localhost>", "sender of every mail"),
+    setting(&["MAIL_DIR"], "mail", "where the file transport writes one .eml per message"),
+    unset(&["MAIL_TEMPLATES_DIR"], "(built in)", "directory of NAME.subject / NAME.txt / NAME.html files overriding the built-in templates"),
+    setting(&["MAIL_RETRY_MAX_DELAY"], "5m", "longest wait between delivery attempts, and longest circuit-breaker pause"),
+    setting(&["SMTP_HOST"], "localhost", "SMTP server"),
+    unset(&["SMTP_PORT"], "`587` (`465` with SMTP_TLS=tls, `25` with none)", "SMTP port"),
+    unset(&["SMTP_USER"], "(none)", "SMTP user name; authentication is used when set"),
+    unset(&["SMTP_PASSWORD"], "(none)", "SMTP password"),
+    setting(&["SMTP_TLS"], "starttls", "starttls, tls (implicit) or none"),
+    setting(&["PRODUCT_NAME"], "tessera", "the product name in mails and pages"),
+    unset(&["VERIFY_EMAIL_URL"], "`PUBLIC_URL/verify-email`", "page that email-verification links open (gets ?token=…)"),
+    unset(&["RESET_PASSWORD_URL"], "`PUBLIC_URL/reset-password`", "page that password-reset links open (gets ?token=…)"),
+    setting(&["PASSWORD_MIN_LENGTH"], "8", "minimum password length"),
+    setting(&["PASSWORD_MAX_LENGTH"], "128", "maximum password length (at most 1024)"),
+    setting(&["PASSWORD_REQUIRE_UPPERCASE"], "true", "a password needs an upper-case letter"),
+    setting(&["PASSWORD_REQUIRE_LOWERCASE"], "true", "a password needs a lower-case letter"),
+    setting(&["PASSWORD_REQUIRE_DIGIT"], "true", "a password needs a digit"),
+    setting(&["PASSWORD_REQUIRE_SPECIAL"], "true", "a password needs a special character"),
+    setting(&["PASSWORD_REJECT_COMMON"], "true", "refuse passwords from the shipped list of common passwords"),
+    setting(&["PASSWORD_REJECT_EMAIL"], "true", "refuse passwords containing the email's local part"),
+    setting(&["ARGON2_MEMORY_KIB"], "19456", "Argon2id memory cost in KiB"),
+    setting(&["ARGON2_ITERATIONS"], "2", "Argon2id time cost"),
+    setting(&["ARGON2_PARALLELISM"], "1", "Argon2id lanes"),
+    unset(&["HASH_WORKERS"], "(CPU count)", "threads computing password hashes, each keeping its Argon2 memory while busy (let go after 1 s idle)"),
+    setting(&["HASH_QUEUE"], "64", "password hashes allowed to wait; beyond it sign-in answers 503 with Retry-After"),
+    setting(&["LOG_LEVEL"], "info", "trace, debug, info, warn or error (or a tracing filter)"),
+    unset(&["LOG_FORMAT"], "`pretty` (`json` in production)", "json or pretty"),
+    unset(&["LOG_FILE"], "(stdout)", "append logs to this file instead of stdout"),
+    unset(&["OPENAPI_ENABLED"], "`true` (`false` in production)", "serve /docs and /openapi.json"),
+    unset(&["FIRST_ADMIN_EMAIL"], "(none)", "with FIRST_ADMIN_PASSWORD: the admin created at start-up when no admin exists"),
+    unset(&["FIRST_ADMIN_PASSWORD"], "(none)", "the first admin's password; must satisfy the password policy"),
+    unset(&["AUDIT_LOG_DIR"], "(none)", "also append every audit event as a JSON line to audit-YYYY-MM-DD.jsonl (UTC) in this directory"),
 ];
+
+/// The entry of `SETTINGS` whose canonical name is `key`.
+fn doc(key: &str) -> Option<&'static SettingDoc> {
+    SETTINGS.iter().find(|d| d.names.first() == Some(&key))
+}
+
+/// The settings table as markdown, what `tessera config docs` prints.
+pub fn docs_markdown() -> String {
+    let mut out = String::from("| setting | default | meaning |\n|---|---|---|\n");
+    for s in SETTINGS {
+        let names = s.names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(" / ");
+        out.push_str(&format!("| {names} | {} | {} |\n", s.shown_default(), s.meaning));
+    }
+    out
+}
 
 /// tessera's whole configuration.
 #[derive(Clone)]
@@ -168,8 +209,12 @@ pub struct Settings {
     /// On a SQLite file, how long a session check's rows are answered from memory; 0: off.
     pub session_cache_ms: u64,
     pub auto_migrate: bool,
-    /// `None` until [`Settings::ensure_jwt_secret`] has run in development.
+    /// `None` until [`Settings::ensure_secrets`] has run in development.
     pub jwt_secret: Option<SecretString>,
+    /// The refresh-token keys, the first sealing; empty: derived from the JWT secret
+    /// (filled from the file beside the database by [`Settings::ensure_secrets`] in
+    /// development).
+    pub refresh_token_secret: Vec<SecretString>,
     pub jwt_algorithm: String,
     pub jwt_issuer: String,
     pub jwt_audience: String,
@@ -228,72 +273,88 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-/// Reads variables from a map, collecting every problem instead of stopping at the first.
+/// Reads variables from a map by their entry in [`SETTINGS`] (every name, then the
+/// default), collecting every problem instead of stopping at the first.
 struct Reader<'a> {
     vars: &'a HashMap<String, String>,
     problems: Vec<String>,
 }
 
 impl Reader<'_> {
-    fn raw(&self, names: &[&str]) -> Option<(String, String)> {
-        names.iter().find_map(|n| {
+    /// The set value (and the name it was set under), else the default.
+    fn lookup(&mut self, key: &str) -> Option<(String, String)> {
+        let Some(doc) = doc(key) else {
+            self.problems.push(format!("{key} is read but not documented in SETTINGS"));
+            return None;
+        };
+        let set = doc.names.iter().find_map(|n| {
             self.vars.get(*n).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()).map(|v| ((*n).to_owned(), v))
-        })
+        });
+        set.or_else(|| doc.default.map(|d| (key.to_owned(), d.to_owned())))
     }
 
-    fn string(&self, names: &[&str], default: &str) -> String {
-        self.raw(names).map(|(_, v)| v).unwrap_or_else(|| default.to_owned())
+    /// The value, or `None` when unset with no default.
+    fn opt(&mut self, key: &str) -> Option<String> {
+        self.lookup(key).map(|(_, v)| v)
     }
 
-    fn opt(&self, names: &[&str]) -> Option<String> {
-        self.raw(names).map(|(_, v)| v)
+    fn string(&mut self, key: &str) -> String {
+        self.opt(key).unwrap_or_default()
     }
 
-    fn parse<T: std::str::FromStr>(&mut self, names: &[&str], default: T, what: &str) -> T {
-        match self.raw(names) {
-            None => default,
-            Some((name, v)) => match v.parse() {
-                Ok(x) => x,
-                Err(_) => {
-                    self.problems.push(format!("{name}={v:?} is not {what}"));
-                    default
-                }
-            },
+    fn parse<T: std::str::FromStr + Default>(&mut self, key: &str, what: &str) -> T {
+        self.parse_opt(key, what).unwrap_or_default()
+    }
+
+    fn parse_opt<T: std::str::FromStr>(&mut self, key: &str, what: &str) -> Option<T> {
+        let (name, v) = self.lookup(key)?;
+        match v.parse() {
+            Ok(x) => Some(x),
+            Err(_) => {
+                self.problems.push(format!("{name}={v:?} is not {what}"));
+                None
+            }
         }
     }
 
-    fn boolean(&mut self, names: &[&str], default: bool) -> bool {
-        match self.raw(names) {
-            None => default,
-            Some((name, v)) => match v.to_ascii_lowercase().as_str() {
-                "1" | "true" | "yes" | "on" => true,
-                "0" | "false" | "no" | "off" => false,
-                _ => {
-                    self.problems.push(format!("{name}={v:?} is not true or false"));
-                    default
-                }
-            },
+    fn boolean(&mut self, key: &str) -> bool {
+        self.boolean_opt(key).unwrap_or(false)
+    }
+
+    fn boolean_opt(&mut self, key: &str) -> Option<bool> {
+        let (name, v) = self.lookup(key)?;
+        match v.to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => Some(true),
+            "0" | "false" | "no" | "off" => Some(false),
+            _ => {
+                self.problems.push(format!("{name}={v:?} is not true or false"));
+                None
+            }
         }
     }
 
-    fn windows(&mut self, name: &str, default: &str) -> Vec<Window> {
-        let raw = self.string(&[name], default);
+    fn secs(&mut self, key: &str) -> Duration {
+        Duration::from_secs(self.parse(key, "a whole number of seconds"))
+    }
+
+    fn windows(&mut self, key: &str) -> Vec<Window> {
+        let (name, raw) = self.lookup(key).unwrap_or_default();
         parse_windows(&raw).unwrap_or_else(|e| {
             self.problems.push(format!("{name}: {e}"));
-            parse_windows(default).unwrap_or_default()
+            Vec::new()
         })
     }
 
-    fn duration(&mut self, name: &str, default: &str) -> u64 {
-        let raw = self.string(&[name], default);
+    fn duration(&mut self, key: &str) -> u64 {
+        let (name, raw) = self.lookup(key).unwrap_or_default();
         parse_duration(&raw).filter(|d| *d > 0).unwrap_or_else(|| {
             self.problems.push(format!("{name}={raw:?} is not a duration such as 15m, 24h or 30s"));
-            parse_duration(default).unwrap_or(1)
+            1
         })
     }
 
-    fn list(&self, names: &[&str]) -> Vec<String> {
-        let raw = self.opt(names).unwrap_or_default();
+    fn list(&mut self, key: &str) -> Vec<String> {
+        let raw = self.opt(key).unwrap_or_default();
         // The seeds write lists either comma-separated or as a JSON array.
         let raw = raw.trim().trim_start_matches('[').trim_end_matches(']');
         raw.split(',')
@@ -320,7 +381,7 @@ impl Settings {
     /// Builds settings from a map of variables. Returns every unparsable value at once.
     pub fn from_vars(vars: &HashMap<String, String>) -> Result<Settings, Vec<String>> {
         let mut r = Reader { vars, problems: Vec::new() };
-        let environment = match r.string(&["ENVIRONMENT", "APP_ENV"], "development").to_ascii_lowercase().as_str() {
+        let environment = match r.string("ENVIRONMENT").to_ascii_lowercase().as_str() {
             "development" | "dev" | "local" => Environment::Development,
             "staging" => Environment::Staging,
             "production" | "prod" => Environment::Production,
@@ -330,15 +391,15 @@ impl Settings {
             }
         };
         let production = environment == Environment::Production;
-        let host = r.string(&["HOST"], "127.0.0.1");
-        let port: u16 = r.parse(&["PORT"], 8000, "a port number");
+        let host = r.string("HOST");
+        let port: u16 = r.parse("PORT", "a port number");
         let public_url =
-            r.opt(&["PUBLIC_URL"]).unwrap_or_else(|| format!("http://{host}:{port}")).trim_end_matches('/').to_owned();
-        let jwt_algorithm = r.string(&["JWT_ALGORITHM"], "HS256").to_ascii_uppercase();
+            r.opt("PUBLIC_URL").unwrap_or_else(|| format!("http://{host}:{port}")).trim_end_matches('/').to_owned();
+        let jwt_algorithm = r.string("JWT_ALGORITHM").to_ascii_uppercase();
         if !matches!(jwt_algorithm.as_str(), "HS256" | "HS384" | "HS512") {
             r.problems.push(format!("JWT_ALGORITHM={jwt_algorithm:?} is not supported (use HS256, HS384 or HS512)"));
         }
-        let mail_transport = match r.string(&["MAIL_TRANSPORT"], "log").to_ascii_lowercase().as_str() {
+        let mail_transport = match r.string("MAIL_TRANSPORT").to_ascii_lowercase().as_str() {
             "smtp" => MailTransport::Smtp,
             "file" => MailTransport::File,
             "log" => MailTransport::Log,
@@ -347,7 +408,7 @@ impl Settings {
                 MailTransport::Log
             }
         };
-        let log_format = match r.opt(&["LOG_FORMAT"]).map(|s| s.to_ascii_lowercase()).as_deref() {
+        let log_format = match r.opt("LOG_FORMAT").map(|s| s.to_ascii_lowercase()).as_deref() {
             None if production => LogFormat::Json,
             None => LogFormat::Pretty,
             Some("json") => LogFormat::Json,
@@ -357,57 +418,54 @@ impl Settings {
                 LogFormat::Pretty
             }
         };
-        let defaults = PasswordPolicy::default();
         let password_policy = PasswordPolicy {
-            min_length: r.parse(&["PASSWORD_MIN_LENGTH"], defaults.min_length, "a whole number"),
-            max_length: r.parse(&["PASSWORD_MAX_LENGTH"], defaults.max_length, "a whole number"),
-            require_uppercase: r.boolean(&["PASSWORD_REQUIRE_UPPERCASE"], true),
-            require_lowercase: r.boolean(&["PASSWORD_REQUIRE_LOWERCASE"], true),
-            require_digit: r.boolean(&["PASSWORD_REQUIRE_DIGIT"], true),
-            require_special: r.boolean(&["PASSWORD_REQUIRE_SPECIAL"], true),
-            reject_common: r.boolean(&["PASSWORD_REJECT_COMMON"], true),
-            reject_email: r.boolean(&["PASSWORD_REJECT_EMAIL"], true),
+            min_length: r.parse("PASSWORD_MIN_LENGTH", "a whole number"),
+            max_length: r.parse("PASSWORD_MAX_LENGTH", "a whole number"),
+            require_uppercase: r.boolean("PASSWORD_REQUIRE_UPPERCASE"),
+            require_lowercase: r.boolean("PASSWORD_REQUIRE_LOWERCASE"),
+            require_digit: r.boolean("PASSWORD_REQUIRE_DIGIT"),
+            require_special: r.boolean("PASSWORD_REQUIRE_SPECIAL"),
+            reject_common: r.boolean("PASSWORD_REJECT_COMMON"),
+            reject_email: r.boolean("PASSWORD_REJECT_EMAIL"),
         };
         if password_policy.min_length > password_policy.max_length || password_policy.max_length > 1024 {
             r.problems
                 .push("PASSWORD_MIN_LENGTH must not exceed PASSWORD_MAX_LENGTH, which must be at most 1024".to_owned());
         }
         let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-        let secs = |r: &mut Reader, names: &[&str], d: u64| {
-            Duration::from_secs(r.parse(names, d, "a whole number of seconds"))
-        };
         let public_url_for_links = public_url.clone();
         let s = Settings {
             environment,
-            debug: r.boolean(&["DEBUG"], false),
+            debug: r.boolean("DEBUG"),
             host,
             port,
             public_url,
-            database_url: SecretString::from(r.string(&["DATABASE_URL"], "sqlite://tessera.db")),
-            db_pool_size: r.parse(&["DB_POOL_SIZE"], 10, "a whole number"),
-            db_max_overflow: r.parse(&["DB_MAX_OVERFLOW"], 20, "a whole number"),
-            db_pool_timeout: secs(&mut r, &["DB_POOL_TIMEOUT"], 30),
-            db_pool_recycle: secs(&mut r, &["DB_POOL_RECYCLE"], 3600),
-            session_cache_ms: r.parse(&["SESSION_CACHE_MS"], 1000, "a whole number of milliseconds"),
-            auto_migrate: r.boolean(&["AUTO_MIGRATE"], true),
-            jwt_secret: r.opt(&["JWT_SECRET_KEY", "JWT_SECRET"]).map(SecretString::from),
+            database_url: SecretString::from(r.string("DATABASE_URL")),
+            db_pool_size: r.parse("DB_POOL_SIZE", "a whole number"),
+            db_max_overflow: r.parse("DB_MAX_OVERFLOW", "a whole number"),
+            db_pool_timeout: r.secs("DB_POOL_TIMEOUT"),
+            db_pool_recycle: r.secs("DB_POOL_RECYCLE"),
+            session_cache_ms: r.parse("SESSION_CACHE_MS", "a whole number of milliseconds"),
+            auto_migrate: r.boolean("AUTO_MIGRATE"),
+            jwt_secret: r.opt("JWT_SECRET_KEY").map(SecretString::from),
+            refresh_token_secret: r.list("REFRESH_TOKEN_SECRET").into_iter().map(SecretString::from).collect(),
             jwt_algorithm,
-            jwt_issuer: r.string(&["JWT_ISSUER"], "tessera"),
-            jwt_audience: r.string(&["JWT_AUDIENCE"], "authenticated"),
+            jwt_issuer: r.string("JWT_ISSUER"),
+            jwt_audience: r.string("JWT_AUDIENCE"),
             access_token_ttl: Duration::from_secs(
-                60 * r.parse::<u64>(&["ACCESS_TOKEN_EXPIRE_MINUTES"], 15, "a whole number of minutes"),
+                60 * r.parse::<u64>("ACCESS_TOKEN_EXPIRE_MINUTES", "a whole number of minutes"),
             ),
             refresh_token_ttl: Duration::from_secs(
-                86_400 * r.parse::<u64>(&["REFRESH_TOKEN_EXPIRE_DAYS"], 7, "a whole number of days"),
+                86_400 * r.parse::<u64>("REFRESH_TOKEN_EXPIRE_DAYS", "a whole number of days"),
             ),
-            refresh_reuse_interval: secs(&mut r, &["REFRESH_TOKEN_REUSE_INTERVAL"], 10),
-            max_sessions_per_user: r.parse(&["MAX_SESSIONS_PER_USER"], 0, "a whole number"),
-            secure_cookies: r.boolean(&["SECURE_COOKIES"], true),
-            cors_origins: r.list(&["CORS_ORIGINS"]),
-            allowed_hosts: r.list(&["ALLOWED_HOSTS"]),
+            refresh_reuse_interval: r.secs("REFRESH_TOKEN_REUSE_INTERVAL"),
+            max_sessions_per_user: r.parse("MAX_SESSIONS_PER_USER", "a whole number"),
+            secure_cookies: r.boolean("SECURE_COOKIES"),
+            cors_origins: r.list("CORS_ORIGINS"),
+            allowed_hosts: r.list("ALLOWED_HOSTS"),
             trusted_proxies: {
                 let mut nets = Vec::new();
-                for raw in r.list(&["TRUSTED_PROXIES"]) {
+                for raw in r.list("TRUSTED_PROXIES") {
                     match Cidr::parse(&raw) {
                         Ok(c) => nets.push(c),
                         Err(e) => r.problems.push(format!("TRUSTED_PROXIES: {e}")),
@@ -415,23 +473,23 @@ impl Settings {
                 }
                 nets
             },
-            redis_url: redis_url(&r).map(SecretString::from),
-            rate_limit_enabled: r.boolean(&["RATE_LIMIT_ENABLED"], true),
+            redis_url: redis_url(&mut r).map(SecretString::from),
+            rate_limit_enabled: r.boolean("RATE_LIMIT_ENABLED"),
             rate_limits: RateLimits {
-                login: r.windows("RATE_LIMIT_LOGIN", "5/15m,1/1s"),
-                register: r.windows("RATE_LIMIT_REGISTER", "3/1h"),
-                recover: r.windows("RATE_LIMIT_RECOVER", "3/1h"),
-                otp: r.windows("RATE_LIMIT_OTP", "3/1h"),
+                login: r.windows("RATE_LIMIT_LOGIN"),
+                register: r.windows("RATE_LIMIT_REGISTER"),
+                recover: r.windows("RATE_LIMIT_RECOVER"),
+                otp: r.windows("RATE_LIMIT_OTP"),
             },
             lockout: LockoutPolicy {
-                threshold: r.parse(&["LOCKOUT_THRESHOLD"], 5, "a whole number").max(1),
-                base_secs: r.duration("LOCKOUT_DURATION", "15m"),
-                max_secs: r.duration("LOCKOUT_MAX", "24h"),
+                threshold: r.parse::<u64>("LOCKOUT_THRESHOLD", "a whole number").max(1),
+                base_secs: r.duration("LOCKOUT_DURATION"),
+                max_secs: r.duration("LOCKOUT_MAX"),
             },
-            require_email_verification: r.boolean(&["REQUIRE_EMAIL_VERIFICATION"], false),
+            require_email_verification: r.boolean("REQUIRE_EMAIL_VERIFICATION"),
             mail_transport,
             mail: {
-                let smtp_tls = match r.string(&["SMTP_TLS"], "starttls").to_ascii_lowercase().as_str() {
+                let smtp_tls = match r.string("SMTP_TLS").to_ascii_lowercase().as_str() {
                     "starttls" => SmtpTls::StartTls,
                     "tls" | "ssl" | "true" => SmtpTls::Tls,
                     "none" | "false" | "off" => SmtpTls::None,
@@ -445,36 +503,37 @@ impl Settings {
                     SmtpTls::Tls => 465,
                     SmtpTls::None => 25,
                 };
-                let link = |name: &str, path: &str, r: &Reader| {
-                    r.opt(&[name]).unwrap_or_else(|| format!("{public_url_for_links}{path}"))
-                };
+                let mut link =
+                    |name: &str, path: &str| r.opt(name).unwrap_or_else(|| format!("{public_url_for_links}{path}"));
+                let verify_email_url = link("VERIFY_EMAIL_URL", "/verify-email");
+                let reset_password_url = link("RESET_PASSWORD_URL", "/reset-password");
                 MailSettings {
                     transport: mail_transport,
-                    from: r.string(&["MAIL_FROM"], "tessera <no-reply@localhost>"),
-                    dir: PathBuf::from(r.string(&["MAIL_DIR"], "mail")),
-                    templates_dir: r.opt(&["MAIL_TEMPLATES_DIR"]).map(PathBuf::from),
-                    retry_max_delay: Duration::from_secs(r.duration("MAIL_RETRY_MAX_DELAY", "5m")),
-                    smtp_host: r.string(&["SMTP_HOST"], "localhost"),
-                    smtp_port: r.parse(&["SMTP_PORT"], default_port, "a port number"),
-                    smtp_user: r.opt(&["SMTP_USER"]),
-                    smtp_password: r.opt(&["SMTP_PASSWORD"]).map(SecretString::from),
+                    from: r.string("MAIL_FROM"),
+                    dir: PathBuf::from(r.string("MAIL_DIR")),
+                    templates_dir: r.opt("MAIL_TEMPLATES_DIR").map(PathBuf::from),
+                    retry_max_delay: Duration::from_secs(r.duration("MAIL_RETRY_MAX_DELAY")),
+                    smtp_host: r.string("SMTP_HOST"),
+                    smtp_port: r.parse_opt("SMTP_PORT", "a port number").unwrap_or(default_port),
+                    smtp_user: r.opt("SMTP_USER"),
+                    smtp_password: r.opt("SMTP_PASSWORD").map(SecretString::from),
                     smtp_tls,
-                    product_name: r.string(&["PRODUCT_NAME"], "tessera"),
-                    verify_email_url: link("VERIFY_EMAIL_URL", "/verify-email", &r),
-                    reset_password_url: link("RESET_PASSWORD_URL", "/reset-password", &r),
+                    product_name: r.string("PRODUCT_NAME"),
+                    verify_email_url,
+                    reset_password_url,
                 }
             },
             password_policy,
-            argon2_memory_kib: r.parse(&["ARGON2_MEMORY_KIB"], 19_456, "a whole number of KiB"),
-            argon2_iterations: r.parse(&["ARGON2_ITERATIONS"], 2, "a whole number"),
-            argon2_parallelism: r.parse(&["ARGON2_PARALLELISM"], 1, "a whole number"),
-            hash_workers: r.parse(&["HASH_WORKERS"], cpus, "a whole number").max(1),
-            hash_queue: r.parse(&["HASH_QUEUE"], 64, "a whole number"),
-            log_level: r.string(&["LOG_LEVEL"], "info"),
+            argon2_memory_kib: r.parse("ARGON2_MEMORY_KIB", "a whole number of KiB"),
+            argon2_iterations: r.parse("ARGON2_ITERATIONS", "a whole number"),
+            argon2_parallelism: r.parse("ARGON2_PARALLELISM", "a whole number"),
+            hash_workers: r.parse_opt("HASH_WORKERS", "a whole number").unwrap_or(cpus).max(1),
+            hash_queue: r.parse("HASH_QUEUE", "a whole number"),
+            log_level: r.string("LOG_LEVEL"),
             log_format,
-            log_file: r.opt(&["LOG_FILE"]).map(PathBuf::from),
-            openapi_enabled: r.boolean(&["OPENAPI_ENABLED"], !production),
-            first_admin: match (r.opt(&["FIRST_ADMIN_EMAIL"]), r.opt(&["FIRST_ADMIN_PASSWORD"])) {
+            log_file: r.opt("LOG_FILE").map(PathBuf::from),
+            openapi_enabled: r.boolean_opt("OPENAPI_ENABLED").unwrap_or(!production),
+            first_admin: match (r.opt("FIRST_ADMIN_EMAIL"), r.opt("FIRST_ADMIN_PASSWORD")) {
                 (Some(email), Some(password)) => Some((email, SecretString::from(password))),
                 (None, None) => None,
                 _ => {
@@ -482,7 +541,7 @@ impl Settings {
                     None
                 }
             },
-            audit_log_dir: r.opt(&["AUDIT_LOG_DIR"]).map(PathBuf::from),
+            audit_log_dir: r.opt("AUDIT_LOG_DIR").map(PathBuf::from),
         };
         if lettre::message::Mailbox::from_str(&s.mail.from).is_err() {
             r.problems.push(format!(
@@ -540,13 +599,10 @@ impl Settings {
         if self.debug {
             p.push("DEBUG must be false in production".to_owned());
         }
-        match &self.jwt_secret {
-            None => p.push("JWT_SECRET_KEY must be set in production".to_owned()),
-            Some(s) if s.expose_secret().len() < 32 => {
-                p.push("JWT_SECRET_KEY must be at least 32 bytes long".to_owned())
-            }
-            Some(_) => {}
+        if self.jwt_secret.is_none() {
+            p.push("JWT_SECRET_KEY must be set in production".to_owned());
         }
+        p.extend(self.secret_problems());
         if self.cors_origins.iter().any(|o| o == "*") {
             p.push("CORS_ORIGINS must not allow * in production".to_owned());
         }
@@ -564,44 +620,64 @@ impl Settings {
         self.environment == Environment::Development
     }
 
-    /// In development with no JWT secret set, reads the one kept beside the database
-    /// (or generates it, 0600, on first start). Elsewhere the secret must be configured.
-    pub fn ensure_jwt_secret(&mut self) -> Result<(), String> {
-        if let Some(secret) = &self.jwt_secret {
-            if secret.expose_secret().len() < 32 && !self.is_development() {
-                return Err("JWT_SECRET_KEY must be at least 32 bytes long".to_owned());
+    /// Resolves the secrets the server signs with. In development, a JWT secret or a
+    /// refresh-token secret that is not set is read from a file beside the database (or
+    /// generated there, 0600, on the first start), so tokens survive restarts. Elsewhere
+    /// the JWT secret must be set, and an unset refresh-token secret is derived from it.
+    pub fn ensure_secrets(&mut self) -> Result<(), String> {
+        if self.jwt_secret.is_none() {
+            if !self.is_development() {
+                return Err("JWT_SECRET_KEY must be set outside development".to_owned());
             }
-            return Ok(());
+            self.jwt_secret = Some(SecretString::from(load_or_create_secret(&self.dev_secret_path("jwt-secret"))?));
+        }
+        if self.refresh_token_secret.is_empty() && self.is_development() {
+            let secret = load_or_create_secret(&self.dev_secret_path("refresh-secret"))?;
+            self.refresh_token_secret = vec![SecretString::from(secret)];
         }
         if !self.is_development() {
-            return Err("JWT_SECRET_KEY must be set outside development".to_owned());
+            let short = self.secret_problems();
+            if let Some(first) = short.into_iter().next() {
+                return Err(first);
+            }
         }
-        let path = self.dev_secret_path();
-        self.jwt_secret = Some(SecretString::from(load_or_create_secret(&path)?));
         Ok(())
     }
 
-    /// Where the development JWT secret is kept: beside the SQLite file.
-    pub fn dev_secret_path(&self) -> PathBuf {
+    /// Secrets set but too short to be keys.
+    fn secret_problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        if self.jwt_secret.as_ref().is_some_and(|s| s.expose_secret().len() < 32) {
+            p.push("JWT_SECRET_KEY must be at least 32 bytes long".to_owned());
+        }
+        if self.refresh_token_secret.iter().any(|s| s.expose_secret().len() < 32) {
+            p.push("every REFRESH_TOKEN_SECRET key must be at least 32 bytes long".to_owned());
+        }
+        p
+    }
+
+    /// Where a development secret (`jwt-secret`, `refresh-secret`) is kept: beside the
+    /// SQLite file, or in the working directory for other databases.
+    pub fn dev_secret_path(&self, what: &str) -> PathBuf {
         match tessera_store::sqlite_path(self.database_url.expose_secret()) {
             Some(db) => {
                 let mut name = db.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-                name.push(".jwt-secret");
+                name.push(format!(".{what}"));
                 db.with_file_name(name)
             }
-            None => PathBuf::from("tessera.jwt-secret"),
+            None => PathBuf::from(format!("tessera.{what}")),
         }
     }
 }
 
 /// `REDIS_URL`, or one built from `REDIS_HOST`, `REDIS_PORT` and `REDIS_PASSWORD`.
-fn redis_url(r: &Reader) -> Option<String> {
-    if let Some(url) = r.opt(&["REDIS_URL"]) {
+fn redis_url(r: &mut Reader) -> Option<String> {
+    if let Some(url) = r.opt("REDIS_URL") {
         return Some(url);
     }
-    let host = r.opt(&["REDIS_HOST"])?;
-    let port = r.string(&["REDIS_PORT"], "6379");
-    let auth = match r.opt(&["REDIS_PASSWORD"]) {
+    let host = r.opt("REDIS_HOST")?;
+    let port = r.string("REDIS_PORT");
+    let auth = match r.opt("REDIS_PASSWORD") {
         Some(pw) => {
             let encoded: String = pw
                 .bytes()
@@ -620,17 +696,32 @@ fn redis_url(r: &Reader) -> Option<String> {
     Some(format!("redis://{auth}{host}:{port}/0"))
 }
 
+/// Reads a development secret kept at `path`, or creates it. Created with `create_new`,
+/// so that two servers starting at once on one database end up with the same secret.
 fn load_or_create_secret(path: &Path) -> Result<String, String> {
-    if let Ok(existing) = std::fs::read_to_string(path) {
-        let existing = existing.trim().to_owned();
-        if existing.len() >= 32 {
-            return Ok(existing);
+    let cannot = |e: std::io::Error| format!("cannot keep a development secret in {}: {e}", path.display());
+    for _ in 0..50 {
+        if let Ok(existing) = std::fs::read_to_string(path) {
+            let existing = existing.trim().to_owned();
+            if existing.len() >= 32 {
+                return Ok(existing);
+            }
+            if existing.is_empty() {
+                // Another process is writing it right now.
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            }
+            // Too short to be ours: replace it.
+            std::fs::remove_file(path).map_err(cannot)?;
+        }
+        let secret = crate::tokens::random_token(48);
+        match write_private(path, &secret) {
+            Ok(()) => return Ok(secret),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(cannot(e)),
         }
     }
-    let secret = crate::tokens::random_token(48);
-    write_private(path, &secret)
-        .map_err(|e| format!("cannot write the development JWT secret to {}: {e}", path.display()))?;
-    Ok(secret)
+    Err(format!("cannot read the development secret in {}", path.display()))
 }
 
 #[cfg(unix)]
@@ -640,13 +731,14 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
     f.write_all(contents.as_bytes())
 }
 
 #[cfg(not(unix))]
 fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
-    std::fs::write(path, contents)
+    use std::io::Write;
+    std::fs::OpenOptions::new().write(true).create_new(true).open(path)?.write_all(contents.as_bytes())
 }
 
 #[cfg(test)]
@@ -727,6 +819,23 @@ mod tests {
     }
 
     #[test]
+    fn refresh_token_keys_are_a_list_each_long_enough_outside_development() {
+        let long = "k".repeat(32);
+        let ring = format!("{long}1,{long}2");
+        let s = Settings::from_vars(&vars(&[("REFRESH_TOKEN_SECRET", ring.as_str())])).unwrap();
+        assert_eq!(s.refresh_token_secret.len(), 2);
+        let short = format!("{long},short");
+        let s = Settings::from_vars(&vars(&[
+            ("ENVIRONMENT", "production"),
+            ("JWT_SECRET_KEY", long.as_str()),
+            ("REFRESH_TOKEN_SECRET", short.as_str()),
+        ]))
+        .unwrap();
+        assert!(s.production_problems().iter().any(|p| p.contains("REFRESH_TOKEN_SECRET")));
+        assert!(s.clone().ensure_secrets().is_err());
+    }
+
+    #[test]
     fn redacts_database_password() {
         assert_eq!(redact_url("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
         assert_eq!(redact_url("sqlite://tessera.db"), "sqlite://tessera.db");
@@ -736,9 +845,8 @@ mod tests {
     fn every_read_name_is_documented() {
         let src = include_str!("settings.rs");
         for doc in SETTINGS {
-            for name in doc.names {
-                assert!(src.matches(&format!("\"{name}\"")).count() >= 2, "{name} documented but never read");
-            }
+            let name = doc.names[0];
+            assert!(src.matches(&format!("\"{name}\"")).count() >= 2, "{name} documented but never read");
         }
     }
 }

@@ -1,13 +1,12 @@
 //! Registration, user reads and updates, and profiles (SPEC §2.1 Users, §3.2, §3.3).
 
 use chrono::NaiveDate;
-use sea_orm::{ActiveModelTrait, ConnectionTrait, IntoActiveModel, Set, TransactionTrait};
+use sea_orm::{ActiveModelTrait, ConnectionTrait, IntoActiveModel, Set};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 use tessera_domain::{Email, Error, FieldError, Phone, Role};
 use tessera_store::entity::{profile, user};
 use tessera_store::query::{profiles, users};
-use tessera_store::{db_error, is_unique_violation};
 use uuid::Uuid;
 
 use crate::audit::{record, AuditEvent};
@@ -72,14 +71,6 @@ pub(crate) fn bounded_text(
     Some(value)
 }
 
-pub(crate) fn map_unique(e: sea_orm::DbErr) -> Error {
-    if is_unique_violation(&e) {
-        Error::EmailTaken
-    } else {
-        db_error(e)
-    }
-}
-
 /// What a new account starts with.
 pub(crate) struct NewAccount {
     pub email: Email,
@@ -113,21 +104,19 @@ pub(crate) async fn insert_account(conn: &impl ConnectionTrait, a: NewAccount) -
         deleted_at: None,
         new_email: None,
     };
-    let created = users::insert(conn, row.into_active_model()).await.map_err(map_unique)?;
-    profile::ActiveModel {
-        id: Set(Uuid::now_v7()),
-        user_id: Set(created.id),
-        avatar_url: Set(None),
-        location: Set(None),
-        date_of_birth: Set(None),
-        bio: Set(None),
-        preferences: Set(json!({})),
-        created_at: Set(now),
-        updated_at: Set(now),
-    }
-    .insert(conn)
-    .await
-    .map_err(db_error)?;
+    let created = users::insert(conn, row).await?;
+    let profile = profile::Model {
+        id: Uuid::now_v7(),
+        user_id: created.id,
+        avatar_url: None,
+        location: None,
+        date_of_birth: None,
+        bio: None,
+        preferences: json!({}),
+        created_at: now,
+        updated_at: now,
+    };
+    profiles::insert(conn, profile).await?;
     Ok(created)
 }
 
@@ -150,7 +139,7 @@ impl Core {
             return Err(Error::Validation(errors));
         };
         let hash = self.hasher.hash(&r.password).await?;
-        let txn = self.writer.begin().await.map_err(db_error)?;
+        let tx = self.store.begin().await?;
         let account = NewAccount {
             email,
             password_hash: hash,
@@ -160,21 +149,17 @@ impl Core {
             is_active: true,
             verified: false,
         };
-        let created = insert_account(&txn, account).await?;
-        record(&txn, client, AuditEvent::by_user("user.create", created.id)).await?;
-        self.queue_verification(&txn, &created, Template::VerifyEmail).await?;
-        txn.commit().await.map_err(db_error)?;
+        let created = insert_account(&tx, account).await?;
+        record(&tx, client, AuditEvent::by_user("user.create", created.id)).await?;
+        self.queue_verification(&tx, &created, Template::VerifyEmail).await?;
+        tx.commit().await?;
         self.mailer.wake.notify_one();
         Ok(created)
     }
 
     /// A live (not deleted) user by id.
     pub async fn user(&self, id: Uuid) -> Result<user::Model, Error> {
-        users::by_id(&self.db, id)
-            .await
-            .map_err(db_error)?
-            .filter(|u| u.deleted_at.is_none())
-            .ok_or(Error::UserNotFound)
+        users::by_id(self.store.reader(), id).await?.filter(|u| u.deleted_at.is_none()).ok_or(Error::UserNotFound)
     }
 
     /// Applies a user's changes to their own account.
@@ -215,11 +200,11 @@ impl Core {
         let mut updated = current.clone();
         if !changed.is_empty() {
             row.updated_at = Set(now());
-            let txn = self.writer.begin().await.map_err(db_error)?;
-            updated = row.update(&txn).await.map_err(map_unique)?;
+            let tx = self.store.begin().await?;
+            updated = users::save(&tx, row).await?;
             let ev = AuditEvent::by_user("user.update", current.id).detail(json!({ "fields": changed }));
-            record(&txn, client, ev).await?;
-            txn.commit().await.map_err(db_error)?;
+            record(&tx, client, ev).await?;
+            tx.commit().await?;
         }
         if let Some(email) = new_email {
             updated = self.request_email_change(&updated, &email, client).await?;
@@ -229,9 +214,8 @@ impl Core {
 
     /// A user's profile (created with the user).
     pub async fn profile(&self, user: &user::Model) -> Result<profile::Model, Error> {
-        profiles::by_user(&self.db, user.id)
-            .await
-            .map_err(db_error)?
+        profiles::by_user(self.store.reader(), user.id)
+            .await?
             .ok_or_else(|| Error::Internal(format!("user {} has no profile", user.id)))
     }
 
@@ -310,17 +294,17 @@ impl Core {
         }
         let now = now();
         row.updated_at = Set(now);
-        let txn = self.writer.begin().await.map_err(db_error)?;
-        let profile = row.update(&txn).await.map_err(db_error)?;
+        let tx = self.store.begin().await?;
+        let profile = profiles::save(&tx, row).await?;
         let user = if user_row.is_changed() {
             user_row.updated_at = Set(now);
-            user_row.update(&txn).await.map_err(db_error)?
+            users::save(&tx, user_row).await?
         } else {
             current.clone()
         };
-        record(&txn, client, AuditEvent::by_user("user.update", current.id).detail(json!({ "fields": ["profile"] })))
+        record(&tx, client, AuditEvent::by_user("user.update", current.id).detail(json!({ "fields": ["profile"] })))
             .await?;
-        txn.commit().await.map_err(db_error)?;
+        tx.commit().await?;
         Ok(UserProfile { user, profile })
     }
 }

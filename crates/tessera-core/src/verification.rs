@@ -6,27 +6,21 @@
 //! many concurrent uses of one token or code exactly one succeeds.
 
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
-use hmac::{Hmac, Mac};
+use hmac::Mac;
 use rand::Rng;
-use sea_orm::sea_query::Expr;
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, Set,
-    TransactionTrait,
-};
+use sea_orm::{ConnectionTrait, IntoActiveModel, Set};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
-use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use tessera_domain::{Email, Error};
 use tessera_store::entity::{one_time_token, user};
-use tessera_store::query::{sessions, users};
-use tessera_store::{db_error, is_unique_violation};
+use tessera_store::query::{one_time_tokens, sessions, users};
 use uuid::Uuid;
 
 use crate::audit::{record, AuditEvent};
 use crate::limits::RateAction;
 use crate::mail::{OutgoingMail, Template};
-use crate::tokens::{random_token, sha256_hex};
+use crate::tokens::{derive_key, mac, random_token, sha256_hex};
 use crate::{now, ClientInfo, Core};
 
 /// The alphabet of codes: digits and upper-case letters without 0, O, 1 and I.
@@ -60,17 +54,7 @@ fn new_code() -> String {
 
 /// The server key codes are hashed with, derived from the JWT secret.
 pub fn derive_code_key(secret: &SecretString) -> Vec<u8> {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.expose_secret().as_bytes()).unwrap_or_else(|_| {
-        // HMAC accepts keys of any length; this branch cannot be taken.
-        <Hmac<Sha256> as Mac>::new_from_slice(b"tessera").unwrap_or_else(|_| unreachable_mac())
-    });
-    mac.update(b"tessera one-time code key v1");
-    mac.finalize().into_bytes().to_vec()
-}
-
-#[allow(clippy::panic)]
-fn unreachable_mac() -> Hmac<Sha256> {
-    panic!("HMAC-SHA256 rejected a key")
+    derive_key(secret.expose_secret().as_bytes(), b"tessera one-time code key v1")
 }
 
 /// Adds `token=…` to a link base that may already have a query.
@@ -81,23 +65,15 @@ fn link(base: &str, token: &str) -> String {
 
 impl Core {
     fn code_hash(&self, token_id: Uuid, code: &str) -> String {
-        let mut mac = match <Hmac<Sha256> as Mac>::new_from_slice(&self.code_key) {
-            Ok(m) => m,
-            Err(_) => unreachable_mac(),
-        };
-        mac.update(token_id.as_bytes());
+        let mut mac = mac(&self.code_key, token_id.as_bytes());
         mac.update(code.trim().to_ascii_uppercase().as_bytes());
         hex::encode(mac.finalize().into_bytes())
     }
 
     /// A live (unused, unexpired) token by its raw value.
     async fn live_token(&self, token: &str) -> Result<one_time_token::Model, Error> {
-        one_time_token::Entity::find()
-            .filter(one_time_token::Column::TokenHash.eq(sha256_hex(token.trim())))
-            .one(&self.db)
-            .await
-            .map_err(db_error)?
-            .filter(|t| t.used_at.is_none() && t.expires_at > now())
+        one_time_tokens::live_by_hash(self.store.reader(), &sha256_hex(token.trim()), now())
+            .await?
             .ok_or(Error::InvalidVerification)
     }
 
@@ -107,9 +83,8 @@ impl Core {
         if row.kind != TokenKind::Recovery.as_str() {
             return Err(Error::InvalidVerification);
         }
-        let user = users::by_id(&self.db, row.user_id)
-            .await
-            .map_err(db_error)?
+        let user = users::by_id(self.store.reader(), row.user_id)
+            .await?
             .filter(crate::auth::is_usable)
             .ok_or(Error::InvalidVerification)?;
         Ok((row, user))
@@ -118,14 +93,7 @@ impl Core {
     /// Marks a token used, if nobody did first: the guard that makes every token and
     /// code single-use under concurrency.
     async fn use_token(&self, conn: &impl ConnectionTrait, id: Uuid, at: DateTime<Utc>) -> Result<(), Error> {
-        let used = one_time_token::Entity::update_many()
-            .col_expr(one_time_token::Column::UsedAt, Expr::value(at))
-            .filter(one_time_token::Column::Id.eq(id))
-            .filter(one_time_token::Column::UsedAt.is_null())
-            .exec(conn)
-            .await
-            .map_err(db_error)?;
-        if used.rows_affected == 1 {
+        if one_time_tokens::use_once(conn, id, at).await? {
             Ok(())
         } else {
             Err(Error::InvalidVerification)
@@ -151,15 +119,8 @@ impl Core {
         kinds: &[TokenKind],
         at: DateTime<Utc>,
     ) -> Result<(), Error> {
-        one_time_token::Entity::update_many()
-            .col_expr(one_time_token::Column::UsedAt, Expr::value(at))
-            .filter(one_time_token::Column::UserId.eq(user_id))
-            .filter(one_time_token::Column::Kind.is_in(kinds.iter().map(|k| k.as_str())))
-            .filter(one_time_token::Column::UsedAt.is_null())
-            .exec(conn)
-            .await
-            .map_err(db_error)?;
-        Ok(())
+        let kinds: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+        one_time_tokens::retire(conn, user_id, &kinds, at).await
     }
 
     /// Creates a token (and, with `code`, a 10-minute code) and returns the raw values.
@@ -176,22 +137,20 @@ impl Core {
         let id = Uuid::now_v7();
         let token = random_token(32);
         let code = with_code.then(new_code);
-        one_time_token::ActiveModel {
-            id: Set(id),
-            user_id: Set(user_id),
-            kind: Set(kind.as_str().to_owned()),
-            token_hash: Set(sha256_hex(&token)),
-            code_hash: Set(code.as_deref().map(|c| self.code_hash(id, c))),
-            code_expires_at: Set(code.as_ref().map(|_| now + ChronoDuration::minutes(10))),
-            code_attempts: Set(0),
-            new_email: Set(new_email.map(str::to_owned)),
-            expires_at: Set(now + ttl),
-            used_at: Set(None),
-            created_at: Set(now),
-        }
-        .insert(conn)
-        .await
-        .map_err(db_error)?;
+        let row = one_time_token::Model {
+            id,
+            user_id,
+            kind: kind.as_str().to_owned(),
+            token_hash: sha256_hex(&token),
+            code_hash: code.as_deref().map(|c| self.code_hash(id, c)),
+            code_expires_at: code.as_ref().map(|_| now + ChronoDuration::minutes(10)),
+            code_attempts: 0,
+            new_email: new_email.map(str::to_owned),
+            expires_at: now + ttl,
+            used_at: None,
+            created_at: now,
+        };
+        one_time_tokens::insert(conn, row).await?;
         Ok((token, code))
     }
 
@@ -223,58 +182,36 @@ impl Core {
         self.consume_verification(row, client).await
     }
 
-    /// Confirms an email with `{email, code}`. Five wrong codes kill the code.
+    /// Confirms an email with `{email, code}`. Each try spends one of the code's five
+    /// attempts before the comparison, so five wrong guesses kill it however many arrive
+    /// at once.
     #[tracing::instrument(skip_all, err(level = "info"))]
     pub async fn verify_email_code(&self, email: &str, code: &str, client: &ClientInfo) -> Result<user::Model, Error> {
         let email = Email::parse(email).map_err(|_| Error::InvalidVerification)?;
         let now = now();
+        let reader = self.store.reader();
         let mut candidates = Vec::new();
-        if let Some(u) = users::by_email(&self.db, email.as_str()).await.map_err(db_error)? {
+        if let Some(u) = users::by_email(reader, email.as_str()).await? {
             candidates.push((u.id, TokenKind::VerifyEmail, None));
         }
-        let pending = user::Entity::find()
-            .filter(user::Column::NewEmail.eq(email.as_str()))
-            .all(&self.db)
-            .await
-            .map_err(db_error)?;
-        for u in pending {
-            candidates.push((u.id, TokenKind::EmailChange, Some(email.as_str().to_owned())));
+        for u in users::by_new_email(reader, email.as_str()).await? {
+            candidates.push((u.id, TokenKind::EmailChange, Some(email.as_str())));
         }
         let mut newest: Option<one_time_token::Model> = None;
         for (user_id, kind, new_email) in candidates {
-            let mut q = one_time_token::Entity::find()
-                .filter(one_time_token::Column::UserId.eq(user_id))
-                .filter(one_time_token::Column::Kind.eq(kind.as_str()))
-                .filter(one_time_token::Column::UsedAt.is_null())
-                .filter(one_time_token::Column::CodeHash.is_not_null())
-                .filter(one_time_token::Column::CodeExpiresAt.gt(now));
-            if let Some(ne) = new_email {
-                q = q.filter(one_time_token::Column::NewEmail.eq(ne));
-            }
-            if let Some(t) = q.order_by_desc(one_time_token::Column::CreatedAt).one(&self.db).await.map_err(db_error)? {
+            if let Some(t) = one_time_tokens::newest_live_code(reader, user_id, kind.as_str(), new_email, now).await? {
                 if newest.as_ref().is_none_or(|n| t.created_at > n.created_at) {
                     newest = Some(t);
                 }
             }
         }
         let row = newest.ok_or(Error::InvalidVerification)?;
+        if !one_time_tokens::spend_code_attempt(self.store.writer(), row.id, CODE_MAX_ATTEMPTS).await? {
+            return Err(Error::InvalidVerification);
+        }
         let expected = row.code_hash.clone().unwrap_or_default();
         let given = self.code_hash(row.id, code);
         if !bool::from(expected.as_bytes().ct_eq(given.as_bytes())) {
-            // Count the miss; the fifth kills the code.
-            one_time_token::Entity::update_many()
-                .col_expr(one_time_token::Column::CodeAttempts, Expr::col(one_time_token::Column::CodeAttempts).add(1))
-                .filter(one_time_token::Column::Id.eq(row.id))
-                .exec(&self.writer)
-                .await
-                .map_err(db_error)?;
-            one_time_token::Entity::update_many()
-                .col_expr(one_time_token::Column::CodeHash, Expr::value(Option::<String>::None))
-                .filter(one_time_token::Column::Id.eq(row.id))
-                .filter(one_time_token::Column::CodeAttempts.gte(CODE_MAX_ATTEMPTS))
-                .exec(&self.writer)
-                .await
-                .map_err(db_error)?;
             return Err(Error::InvalidVerification);
         }
         self.consume_verification(row, client).await
@@ -286,10 +223,10 @@ impl Core {
         client: &ClientInfo,
     ) -> Result<user::Model, Error> {
         let now = now();
-        let txn = self.writer.begin().await.map_err(db_error)?;
+        let tx = self.store.begin().await?;
         // Of concurrent uses, exactly one gets past this.
-        self.use_token(&txn, row.id, now).await?;
-        let current = users::by_id(&txn, row.user_id).await.map_err(db_error)?.ok_or(Error::InvalidVerification)?;
+        self.use_token(&tx, row.id, now).await?;
+        let current = users::by_id(&tx, row.user_id).await?.ok_or(Error::InvalidVerification)?;
         if !crate::auth::is_usable(&current) {
             return Err(Error::InvalidVerification);
         }
@@ -308,15 +245,9 @@ impl Core {
         } else {
             "email.verify"
         };
-        let updated = changed.update(&txn).await.map_err(|e| {
-            if is_unique_violation(&e) {
-                Error::EmailTaken
-            } else {
-                db_error(e)
-            }
-        })?;
-        record(&txn, client, AuditEvent::by_user(event, updated.id)).await?;
-        txn.commit().await.map_err(db_error)?;
+        let updated = users::save(&tx, changed).await?;
+        record(&tx, client, AuditEvent::by_user(event, updated.id)).await?;
+        tx.commit().await?;
         Ok(updated)
     }
 
@@ -328,13 +259,13 @@ impl Core {
             tracing::info!("verification resend over the per-address limit: not sent");
             return Ok(());
         }
-        let Some(user) = users::by_email(&self.db, email.as_str()).await.map_err(db_error)? else { return Ok(()) };
+        let Some(user) = users::by_email(self.store.reader(), email.as_str()).await? else { return Ok(()) };
         if user.email_verified_at.is_some() || !crate::auth::is_usable(&user) {
             return Ok(());
         }
-        let txn = self.writer.begin().await.map_err(db_error)?;
-        self.queue_verification(&txn, &user, Template::VerifyEmailResend).await?;
-        txn.commit().await.map_err(db_error)?;
+        let tx = self.store.begin().await?;
+        self.queue_verification(&tx, &user, Template::VerifyEmailResend).await?;
+        tx.commit().await?;
         self.mailer.wake.notify_one();
         Ok(())
     }
@@ -350,19 +281,19 @@ impl Core {
         if new_email.as_str() == current.email {
             return Ok(current.clone());
         }
-        if users::by_email(&self.db, new_email.as_str()).await.map_err(db_error)?.is_some() {
+        if users::by_email(self.store.reader(), new_email.as_str()).await?.is_some() {
             return Err(Error::EmailTaken);
         }
         let now = now();
-        let txn = self.writer.begin().await.map_err(db_error)?;
+        let tx = self.store.begin().await?;
         let mut row = current.clone().into_active_model();
         row.new_email = Set(Some(new_email.as_str().to_owned()));
         row.updated_at = Set(now);
-        let updated = row.update(&txn).await.map_err(db_error)?;
-        self.retire_tokens(&txn, current.id, &[TokenKind::EmailChange], now).await?;
+        let updated = users::save(&tx, row).await?;
+        self.retire_tokens(&tx, current.id, &[TokenKind::EmailChange], now).await?;
         let (token, code) = self
             .issue_token(
-                &txn,
+                &tx,
                 current.id,
                 TokenKind::EmailChange,
                 ChronoDuration::hours(24),
@@ -377,23 +308,23 @@ impl Core {
             ("code", code.unwrap_or_default()),
         ];
         self.queue_mail(
-            &txn,
+            &tx,
             OutgoingMail { template: Template::EmailChange, to: new_email.as_str().to_owned(), vars: vars.clone() },
         )
         .await?;
         let notice: Vec<_> = vars.into_iter().filter(|(k, _)| *k == "email" || *k == "new_email").collect();
         self.queue_mail(
-            &txn,
+            &tx,
             OutgoingMail { template: Template::EmailChangeNotice, to: current.email.clone(), vars: notice },
         )
         .await?;
         record(
-            &txn,
+            &tx,
             client,
             AuditEvent::by_user("user.update", current.id).detail(json!({ "fields": ["email_pending"] })),
         )
         .await?;
-        txn.commit().await.map_err(db_error)?;
+        tx.commit().await?;
         self.mailer.wake.notify_one();
         Ok(updated)
     }
@@ -407,18 +338,18 @@ impl Core {
             tracing::info!("password reset over the per-address limit: not sent");
             return Ok(());
         }
-        let Some(user) = users::by_email(&self.db, email.as_str()).await.map_err(db_error)? else { return Ok(()) };
+        let Some(user) = users::by_email(self.store.reader(), email.as_str()).await? else { return Ok(()) };
         if !crate::auth::is_usable(&user) {
             return Ok(());
         }
-        let txn = self.writer.begin().await.map_err(db_error)?;
-        self.retire_tokens(&txn, user.id, &[TokenKind::Recovery], now()).await?;
+        let tx = self.store.begin().await?;
+        self.retire_tokens(&tx, user.id, &[TokenKind::Recovery], now()).await?;
         let (token, _) =
-            self.issue_token(&txn, user.id, TokenKind::Recovery, ChronoDuration::hours(1), false, None).await?;
+            self.issue_token(&tx, user.id, TokenKind::Recovery, ChronoDuration::hours(1), false, None).await?;
         let vars = vec![("email", user.email.clone()), ("link", link(&self.settings.mail.reset_password_url, &token))];
-        self.queue_mail(&txn, OutgoingMail { template: Template::PasswordReset, to: user.email.clone(), vars }).await?;
-        record(&txn, client, AuditEvent::by_user("password.reset_requested", user.id)).await?;
-        txn.commit().await.map_err(db_error)?;
+        self.queue_mail(&tx, OutgoingMail { template: Template::PasswordReset, to: user.email.clone(), vars }).await?;
+        record(&tx, client, AuditEvent::by_user("password.reset_requested", user.id)).await?;
+        tx.commit().await?;
         self.mailer.wake.notify_one();
         Ok(())
     }
@@ -436,10 +367,10 @@ impl Core {
         self.check_new_password("new_password", new_password, &user)?;
         let hash = self.hasher.hash(new_password).await?;
         let now = now();
-        let txn = self.writer.begin().await.map_err(db_error)?;
-        self.use_token(&txn, row.id, now).await?;
-        self.apply_new_password(&txn, &user, &hash, None, "password.reset", client).await?;
-        txn.commit().await.map_err(db_error)?;
+        let tx = self.store.begin().await?;
+        self.use_token(&tx, row.id, now).await?;
+        self.apply_new_password(&tx, &user, &hash, None, "password.reset", client).await?;
+        tx.commit().await?;
         self.mailer.wake.notify_one();
         let mut user = user;
         user.password_hash = hash;
@@ -456,8 +387,8 @@ impl Core {
         client: &ClientInfo,
     ) -> Result<crate::auth::Issued, Error> {
         let (row, user) = self.live_recovery_token(token).await?;
-        self.use_token(&self.writer, row.id, now()).await?;
-        record(&self.writer, client, AuditEvent::by_user("password.recovery_sign_in", user.id)).await?;
+        self.use_token(self.store.writer(), row.id, now()).await?;
+        record(self.store.writer(), client, AuditEvent::by_user("password.recovery_sign_in", user.id)).await?;
         self.open_session(user, None, "aal1", client).await
     }
 
@@ -472,9 +403,9 @@ impl Core {
     ) -> Result<(), Error> {
         self.check_new_password("password", new, &who.user)?;
         let hash = self.hasher.hash(new).await?;
-        let txn = self.writer.begin().await.map_err(db_error)?;
-        self.apply_new_password(&txn, &who.user, &hash, Some(who.session_id), "password.change", client).await?;
-        txn.commit().await.map_err(db_error)?;
+        let tx = self.store.begin().await?;
+        self.apply_new_password(&tx, &who.user, &hash, Some(who.session_id), "password.change", client).await?;
+        tx.commit().await?;
         self.mailer.wake.notify_one();
         Ok(())
     }
@@ -492,16 +423,16 @@ impl Core {
         client: &ClientInfo,
     ) -> Result<(), Error> {
         let now = now();
-        users::set_password_hash(conn, user.id, hash, now).await.map_err(db_error)?;
+        users::set_password_hash(conn, user.id, hash, now).await?;
         match keep {
             None => {
-                users::bump_token_version(conn, user.id, now).await.map_err(db_error)?;
-                sessions::revoke_all_for_user(conn, user.id, now).await.map_err(db_error)?;
+                users::bump_token_version(conn, user.id, now).await?;
+                sessions::revoke_all_for_user(conn, user.id, now).await?;
             }
             Some(session_id) => {
-                for s in sessions::active_for_user(conn, user.id, now).await.map_err(db_error)? {
+                for s in sessions::active_for_user(conn, user.id, now).await? {
                     if s.id != session_id {
-                        sessions::revoke(conn, s.id, now).await.map_err(db_error)?;
+                        sessions::revoke(conn, s.id, now).await?;
                     }
                 }
             }

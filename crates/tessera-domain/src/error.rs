@@ -30,7 +30,7 @@ pub enum ErrorKind {
 }
 
 /// Every outcome a service can answer other than success.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     #[error("{0}")]
     BadRequest(String),

@@ -26,6 +26,9 @@ pub struct PasswordPolicy {
     pub reject_email: bool,
 }
 
+/// The default policy of SPEC §5.1 (the server's defaults live in the settings table;
+/// this one is for the rules' own tests).
+#[cfg(test)]
 impl Default for PasswordPolicy {
     fn default() -> Self {
         Self {

@@ -1,39 +1,96 @@
-//! tessera's storage: SeaORM entities, versioned migrations and the queries services
-//! need, with one code path for SQLite and PostgreSQL.
+//! tessera's storage: the one door to the database.
+//!
+//! [`Store`] owns the connection pools and everything that makes the hot statements fast
+//! on each backend; services see domain operations ([`query`] and the methods of
+//! [`Store`]) that answer in [`tessera_domain::Error`]. The fast paths are private:
+//!
+//! - on a SQLite file, session checks read in place through connections of their own,
+//!   answered from a session cache when they can be, and refresh rotations are written
+//!   in batches by one task (`hot::sqlite_direct`, `hot::session_cache`,
+//!   `hot::rotation_writer`); every server and command on the file announces itself
+//!   beside it, so that no cache trusts rows another may have written;
+//! - on PostgreSQL, session checks and rotations run on pool connections kept between
+//!   statements (`hot::pg_kept`);
+//! - otherwise (an in-memory SQLite database, or [`StoreConfig::fast_paths`] off),
+//!   everything goes through the pool, the reference every fast path is tested against.
 
 pub mod entity;
+mod error;
+mod hot;
 pub mod migration;
-mod pg_kept;
 pub mod query;
-mod session_cache;
-mod sqlite_direct;
 
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sea_orm::{DatabaseConnection, DbErr, SqlErr, SqlxPostgresConnector, SqlxSqliteConnector};
+use sea_orm::prelude::async_trait::async_trait;
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, ExecResult, QueryResult,
+    SqlxPostgresConnector, SqlxSqliteConnector, Statement, TransactionTrait,
+};
+use sea_orm_migration::MigratorTrait;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use tessera_domain::Error;
+use uuid::Uuid;
 
-pub use pg_kept::PgKept;
-pub use rusqlite::Error as DirectError;
+use crate::entity::{audit_log, session, user};
+use crate::error::{rusqlite_error, sqlx_error, OrDb};
+use crate::hot::pg_kept::PgKept;
+use crate::hot::rotation_writer::RotationWriter;
+use crate::hot::session_cache::{Neighbours, SessionCache};
+use crate::hot::sqlite_direct::SqliteDirect;
+use crate::query::sessions::Rotation;
+
 pub use sea_orm;
-pub use sea_orm_migration::MigratorTrait;
-pub use session_cache::{Neighbours, SessionCache};
-pub use sqlite_direct::SqliteDirect;
 
-/// Pool settings for [`connect`].
-#[derive(Debug, Clone)]
-pub struct PoolConfig {
-    pub size: u32,
+/// How to open a [`Store`].
+#[derive(Clone)]
+pub struct StoreConfig {
+    /// `sqlite://FILE`, `sqlite::memory:` or a PostgreSQL URL (any form
+    /// [`normalise_url`] accepts).
+    pub url: String,
+    /// Connections kept in the pool (and, on PostgreSQL, at most this many kept between
+    /// the hot statements).
+    pub pool_size: u32,
+    /// Extra PostgreSQL connections allowed above the pool size.
     pub max_overflow: u32,
+    /// How long a statement waits for a free connection.
     pub acquire_timeout: Duration,
+    /// How long a PostgreSQL connection lives before it is replaced.
     pub recycle: Duration,
-    /// On a SQLite file, the cache the pool's connections report their committed
-    /// changes to sessions and users to.
-    pub session_cache: Option<Arc<SessionCache>>,
+    /// On a SQLite file, how long a session check's rows may be answered from memory
+    /// (zero: never).
+    pub session_cache_ttl: Duration,
+    /// Whether the hot statements take their backend's fast path; off, everything goes
+    /// through the pool.
+    pub fast_paths: bool,
+    /// Whether pending migrations are applied when the store opens.
+    pub migrate: bool,
+}
+
+impl std::fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreConfig").field("pool_size", &self.pool_size).finish_non_exhaustive()
+    }
+}
+
+impl StoreConfig {
+    /// The configuration of a one-off command (`tessera migrate`, a test's look at the
+    /// database): one connection, no cache, no fast paths, no migrations.
+    pub fn tool(url: &str) -> StoreConfig {
+        StoreConfig {
+            url: url.to_owned(),
+            pool_size: 1,
+            max_overflow: 0,
+            acquire_timeout: Duration::from_secs(30),
+            recycle: Duration::from_secs(3600),
+            session_cache_ttl: Duration::ZERO,
+            fast_paths: false,
+            migrate: false,
+        }
+    }
 }
 
 /// The kind of database a URL names.
@@ -41,6 +98,224 @@ pub struct PoolConfig {
 pub enum Backend {
     Sqlite,
     Postgres,
+}
+
+/// The way the hot statements (session check, refresh read, rotation) run.
+enum Hot {
+    Pooled,
+    SqliteFile { direct: Arc<SqliteDirect>, rotations: RotationWriter },
+    Postgres { kept: Arc<PgKept> },
+}
+
+/// The database: pools, fast paths and the domain operations that use them.
+pub struct Store {
+    /// Reads, and every write on PostgreSQL.
+    db: DatabaseConnection,
+    /// Transactions and other writes: on SQLite one connection of its own, so that writers
+    /// queue in order instead of racing for the file lock (and sleeping in SQLite's busy
+    /// handler); on PostgreSQL the pool.
+    writer: DatabaseConnection,
+    hot: Hot,
+    /// On a SQLite file, this store's announcement to every other server and command on it.
+    _neighbours: Option<Arc<Neighbours>>,
+}
+
+/// A transaction from [`Store::begin`]: pass `&tx` to any [`query`] operation, then
+/// [`Tx::commit`]. Dropped without a commit, it rolls back.
+pub struct Tx(DatabaseTransaction);
+
+impl Tx {
+    /// Commits.
+    pub async fn commit(self) -> Result<(), Error> {
+        self.0.commit().await.or_db()
+    }
+}
+
+#[async_trait]
+impl ConnectionTrait for Tx {
+    fn get_database_backend(&self) -> DbBackend {
+        self.0.get_database_backend()
+    }
+
+    async fn execute(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
+        self.0.execute(stmt).await
+    }
+
+    async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
+        self.0.execute_unprepared(sql).await
+    }
+
+    async fn query_one(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
+        self.0.query_one(stmt).await
+    }
+
+    async fn query_all(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+        self.0.query_all(stmt).await
+    }
+
+    fn support_returning(&self) -> bool {
+        self.0.support_returning()
+    }
+}
+
+impl Store {
+    /// Opens the database: announces itself on a SQLite file (refusing to open when it
+    /// cannot), opens the pools, applies pending migrations when asked, and starts the
+    /// backend's fast paths. Must be called on a Tokio runtime (the fast paths run tasks).
+    pub async fn open(cfg: &StoreConfig) -> Result<Store, String> {
+        let (backend, url) = normalise_url(&cfg.url)?;
+        // Every server and command on a SQLite file announces itself, cache or no cache:
+        // another server's cache must not trust what this one writes.
+        let neighbours = Neighbours::announce(&url)?.map(Arc::new);
+        let cache = neighbours
+            .clone()
+            .filter(|_| !cfg.session_cache_ttl.is_zero() && cfg.fast_paths)
+            .and_then(|n| SessionCache::new(n, cfg.session_cache_ttl))
+            .map(Arc::new);
+        let (db, writer) = match backend {
+            Backend::Sqlite => (
+                sqlite_pool(&url, cfg.pool_size, cfg, cache.clone()).await?,
+                sqlite_pool(&url, 1, cfg, cache.clone()).await?,
+            ),
+            Backend::Postgres => {
+                let pool = postgres_pool(&url, cfg).await?;
+                (pool.clone(), pool)
+            }
+        };
+        if cfg.migrate {
+            migration::Migrator::up(&db, None).await.map_err(|e| format!("migration failed: {e}"))?;
+        }
+        let hot = match backend {
+            _ if !cfg.fast_paths => Hot::Pooled,
+            Backend::Sqlite => match SqliteDirect::beside(&db, &url, cache) {
+                Some(direct) => {
+                    let direct = Arc::new(direct);
+                    let rotations = RotationWriter::start(direct.clone(), writer.get_sqlite_connection_pool().clone());
+                    Hot::SqliteFile { direct, rotations }
+                }
+                None => Hot::Pooled,
+            },
+            Backend::Postgres => match PgKept::beside(&db, cfg.pool_size as usize) {
+                Some(kept) => Hot::Postgres { kept },
+                None => Hot::Pooled,
+            },
+        };
+        Ok(Store { db, writer, hot, _neighbours: neighbours })
+    }
+
+    /// The kind of database.
+    pub fn backend(&self) -> Backend {
+        match self.db.get_database_backend() {
+            DbBackend::Postgres => Backend::Postgres,
+            _ => Backend::Sqlite,
+        }
+    }
+
+    /// Where reads outside a transaction go.
+    pub fn reader(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// Where a single write outside a transaction goes.
+    pub fn writer(&self) -> &DatabaseConnection {
+        &self.writer
+    }
+
+    /// Begins a transaction on the writer.
+    pub async fn begin(&self) -> Result<Tx, Error> {
+        self.writer.begin().await.or_db().map(Tx)
+    }
+
+    /// Pings the database.
+    pub async fn ping(&self) -> Result<(), Error> {
+        self.db.ping().await.or_db()
+    }
+
+    /// Closes the pools; every later operation fails.
+    pub async fn close(&self) {
+        let _ = self.writer.clone().close().await;
+        let _ = self.db.clone().close().await;
+    }
+
+    /// Applies every pending migration.
+    pub async fn migrate_up(&self) -> Result<(), String> {
+        migration::Migrator::up(&self.db, None).await.map_err(|e| e.to_string())
+    }
+
+    /// Rolls back the newest migration.
+    pub async fn migrate_down(&self) -> Result<(), String> {
+        migration::Migrator::down(&self.db, Some(1)).await.map_err(|e| e.to_string())
+    }
+
+    /// Every migration with its status (`Applied`, `Pending`).
+    pub async fn migration_status(&self) -> Result<Vec<(String, String)>, String> {
+        let list = migration::Migrator::get_migration_with_status(&self.db).await.map_err(|e| e.to_string())?;
+        Ok(list.into_iter().map(|m| (m.name().to_owned(), m.status().to_string())).collect())
+    }
+
+    /// The session with this id and its user: what every authenticated request checks.
+    /// On a SQLite file it may be answered from the session cache.
+    pub async fn session_with_user(&self, id: Uuid) -> Result<Option<(session::Model, user::Model)>, Error> {
+        self.read_session(id, true).await
+    }
+
+    /// The session with this id and its user, read from the database itself (never a
+    /// cache): what a refresh decides on.
+    pub async fn session_for_refresh(&self, id: Uuid) -> Result<Option<(session::Model, user::Model)>, Error> {
+        self.read_session(id, false).await
+    }
+
+    async fn read_session(&self, id: Uuid, cached: bool) -> Result<Option<(session::Model, user::Model)>, Error> {
+        // A fast path that cannot answer outright (a busy file, a value stored in a form
+        // it does not parse, a kept connection that broke) leaves the read to the pool,
+        // whose answer is final.
+        match &self.hot {
+            Hot::SqliteFile { direct, .. } => match direct.session_with_user(id, cached) {
+                Ok(found) => return Ok(found),
+                Err(e) => tracing::debug!(error = %rusqlite_error(&e), "direct SQLite read failed; asking the pool"),
+            },
+            Hot::Postgres { kept } => match kept.session_with_user(id).await {
+                Ok(found) => return Ok(found),
+                Err(e) => tracing::debug!(error = %sqlx_error(&e), "read on a kept connection failed; asking the pool"),
+            },
+            Hot::Pooled => {}
+        }
+        query::sessions::with_user(&self.db, id).await
+    }
+
+    /// The session a refresh token issued before the upgrade to counter-derived tokens
+    /// belongs to, by the token's SHA-256 (rare: through the pool).
+    pub async fn session_by_legacy_token(&self, hash: &str) -> Result<Option<(session::Model, user::Model)>, Error> {
+        query::sessions::by_legacy_token(&self.db, hash).await
+    }
+
+    /// Rotates a session's refresh token ([`query::sessions::ROTATE`] and its audit row,
+    /// atomically): on a SQLite file in the rotation writer's next batch, on PostgreSQL
+    /// as one statement on a kept connection, else in a transaction of the pool. `false`
+    /// when the counter had moved on: nothing was written.
+    pub async fn rotate(&self, rotation: Rotation) -> Result<bool, Error> {
+        match &self.hot {
+            Hot::SqliteFile { rotations, .. } => rotations.rotate(rotation).await,
+            Hot::Postgres { kept } => kept.rotate(&rotation).await.map_err(|e| sqlx_error(&e)),
+            Hot::Pooled => {
+                let tx = self.begin().await?;
+                if !query::sessions::rotate(&tx, &rotation).await? {
+                    return Ok(false);
+                }
+                tx.commit().await?;
+                Ok(true)
+            }
+        }
+    }
+
+    /// Revokes a session and records why, in one transaction of its own.
+    pub async fn revoke_session(&self, id: Uuid, audit: audit_log::Model) -> Result<bool, Error> {
+        let tx = self.begin().await?;
+        let revoked = query::sessions::revoke(&tx, id, audit.created_at).await?;
+        query::audit::insert(&tx, audit).await?;
+        tx.commit().await?;
+        Ok(revoked)
+    }
 }
 
 /// Normalises the URL forms the seeds use (`postgresql+asyncpg://`, `postgresql://`)
@@ -69,56 +344,41 @@ pub fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
     }
 }
 
-/// Opens a pool. SQLite files are created if missing and run in WAL mode with a busy
-/// timeout and foreign keys on; PostgreSQL pools honour the size, overflow, timeout and
-/// recycle settings.
-pub async fn connect(url: &str, pool: &PoolConfig) -> Result<DatabaseConnection, String> {
-    let (backend, url) = normalise_url(url)?;
-    match backend {
-        Backend::Sqlite => sqlite_pool(&url, pool.size, pool).await,
-        Backend::Postgres => {
-            let opts = PgConnectOptions::from_str(&url).map_err(|e| format!("invalid PostgreSQL URL: {e}"))?;
-            let pool = PgPoolOptions::new()
-                .max_connections((pool.size + pool.max_overflow).max(1))
-                .min_connections(0)
-                .acquire_timeout(pool.acquire_timeout)
-                .max_lifetime(pool.recycle)
-                // sqlx pings every connection when it is released; pinging it again on
-                // every acquire doubles the round trips of a one-statement request. A
-                // connection idle for a while is still checked (the server may have
-                // restarted or dropped it meanwhile).
-                .test_before_acquire(false)
-                .before_acquire(|conn, meta| {
-                    Box::pin(async move {
-                        if meta.idle_for >= RECHECK_IDLE_AFTER {
-                            sqlx::Connection::ping(conn).await?;
-                        }
-                        Ok(true)
-                    })
-                })
-                .connect_with(opts)
-                .await
-                .map_err(|e| format!("cannot connect to PostgreSQL: {e}"))?;
-            Ok(SqlxPostgresConnector::from_sqlx_postgres_pool(pool))
-        }
-    }
-}
-
-/// Where transactions and other writes go. On SQLite, a pool of its own with one
-/// connection: SQLite admits one writer at a time, and writers queued here wait their
-/// turn in order, where writers racing for the file lock would sleep in SQLite's busy
-/// handler (1, 2, 5, 10… ms between tries) or fail outright when a read snapshot cannot
-/// be upgraded. On PostgreSQL, `None`: writes share the pool.
-pub async fn connect_writer(url: &str, pool: &PoolConfig) -> Result<Option<DatabaseConnection>, String> {
-    match normalise_url(url)? {
-        (Backend::Sqlite, url) => Ok(Some(sqlite_pool(&url, 1, pool).await?)),
-        (Backend::Postgres, _) => Ok(None),
-    }
+/// A PostgreSQL pool honouring the size, overflow, timeout and recycle settings.
+async fn postgres_pool(url: &str, cfg: &StoreConfig) -> Result<DatabaseConnection, String> {
+    let opts = PgConnectOptions::from_str(url).map_err(|e| format!("invalid PostgreSQL URL: {e}"))?;
+    let pool = PgPoolOptions::new()
+        .max_connections((cfg.pool_size + cfg.max_overflow).max(1))
+        .min_connections(0)
+        .acquire_timeout(cfg.acquire_timeout)
+        .max_lifetime(cfg.recycle)
+        // sqlx pings every connection when it is released; pinging it again on every
+        // acquire doubles the round trips of a one-statement request. A connection idle
+        // for a while is still checked (the server may have restarted or dropped it).
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= RECHECK_IDLE_AFTER {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
+        .connect_with(opts)
+        .await
+        .map_err(|e| format!("cannot connect to PostgreSQL: {e}"))?;
+    Ok(SqlxPostgresConnector::from_sqlx_postgres_pool(pool))
 }
 
 /// A SQLite pool of `size` connections: the file is created if missing and runs in WAL
-/// mode with a busy timeout and foreign keys on.
-async fn sqlite_pool(url: &str, size: u32, pool: &PoolConfig) -> Result<DatabaseConnection, String> {
+/// mode with a busy timeout and foreign keys on. With a `cache`, each connection reports
+/// the sessions and users it commits to it.
+async fn sqlite_pool(
+    url: &str,
+    size: u32,
+    cfg: &StoreConfig,
+    cache: Option<Arc<SessionCache>>,
+) -> Result<DatabaseConnection, String> {
     let opts = SqliteConnectOptions::from_str(url)
         .map_err(|e| format!("invalid SQLite URL: {e}"))?
         .create_if_missing(true)
@@ -129,7 +389,7 @@ async fn sqlite_pool(url: &str, size: u32, pool: &PoolConfig) -> Result<Database
         .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES.to_string());
     // Only a file's connections can be watched: an in-memory database has no WAL, so
     // its commits would never reach the hook (and no direct read keeps its rows).
-    let cache = pool.session_cache.clone().filter(|_| sqlite_path(url).is_some());
+    let cache = cache.filter(|_| sqlite_path(url).is_some());
     let pool = SqlitePoolOptions::new()
         .after_connect(move |conn, _| {
             let cache = cache.clone();
@@ -137,20 +397,19 @@ async fn sqlite_pool(url: &str, size: u32, pool: &PoolConfig) -> Result<Database
                 if let Some(cache) = cache {
                     let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&mut *conn).await?;
                     if mode.eq_ignore_ascii_case("wal") {
-                        session_cache::watch(&mut conn.lock_handle().await?, cache);
+                        hot::session_cache::watch(&mut conn.lock_handle().await?, cache);
                     } else {
-                        session_cache::unwatchable(&cache);
+                        hot::session_cache::unwatchable(&cache);
                     }
                 }
                 Ok(())
             })
         })
         .max_connections(size.max(1))
-        .acquire_timeout(pool.acquire_timeout)
-        // An in-process SQLite connection cannot go stale the way a socket can,
-        // and sqlx already pings each connection when it is released; a second
-        // ping on acquire is one more round trip to the connection's worker
-        // thread on every statement.
+        .acquire_timeout(cfg.acquire_timeout)
+        // An in-process SQLite connection cannot go stale the way a socket can, and sqlx
+        // already pings each connection when it is released; a second ping on acquire is
+        // one more round trip to the connection's worker thread on every statement.
         .test_before_acquire(false)
         .connect_with(opts)
         .await
@@ -161,51 +420,9 @@ async fn sqlite_pool(url: &str, size: u32, pool: &PoolConfig) -> Result<Database
 /// How many pages the SQLite WAL holds before the commit that crosses the mark copies them
 /// into the database file (SQLite's default is 1,000). A checkpoint costs two `fsync`s
 /// and one write of every page changed since the last, however often that page changed:
-/// under a steady stream of rotations, 4,000 pages (16 MiB of WAL) made each one ~20%
-/// cheaper for the writer than 1,000 did.
+/// under a steady stream of rotations, 4,000 pages (16 MiB of WAL) made each one cheaper
+/// for the writer than 1,000 did.
 pub(crate) const WAL_AUTOCHECKPOINT_PAGES: u32 = 4000;
 
 /// A PostgreSQL connection idle this long is pinged before it is handed out again.
 const RECHECK_IDLE_AFTER: Duration = Duration::from_secs(30);
-
-/// Maps a database error to a service outcome: an unreachable or exhausted database is
-/// `Unavailable` (503); anything else is `Internal` (500, cause logged, body generic).
-pub fn db_error(e: DbErr) -> Error {
-    let text = e.to_string();
-    let unavailable = matches!(e, DbErr::Conn(_) | DbErr::ConnectionAcquire(_))
-        || text.contains("pool timed out")
-        || text.contains("database is locked")
-        || text.contains("Connection refused")
-        || text.contains("connection closed");
-    if unavailable {
-        Error::Unavailable(text)
-    } else {
-        Error::Internal(text)
-    }
-}
-
-/// [`db_error`] for an error from outside SeaORM (the direct SQLite connections, kept
-/// PostgreSQL connections, the rotation writer), judged by its text.
-pub fn db_error_text(e: impl std::fmt::Display) -> Error {
-    db_error(DbErr::Custom(e.to_string()))
-}
-
-/// Whether the error is a unique-constraint violation.
-pub fn is_unique_violation(e: &DbErr) -> bool {
-    matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
-}
-
-/// Refreshes the query planner's statistics after a bulk load (and, on PostgreSQL, the
-/// visibility map, so that counts can be answered from indexes alone).
-pub async fn refresh_statistics(db: &DatabaseConnection) -> Result<(), DbErr> {
-    use sea_orm::ConnectionTrait;
-    match db.get_database_backend() {
-        sea_orm::DatabaseBackend::Postgres => {
-            db.execute_unprepared("VACUUM (ANALYZE) users, profiles").await?;
-        }
-        _ => {
-            db.execute_unprepared("ANALYZE").await?;
-        }
-    }
-    Ok(())
-}

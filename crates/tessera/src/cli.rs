@@ -4,9 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use secrecy::ExposeSecret;
-use tessera_core::settings::{Settings, SETTINGS};
-use tessera_store::migration::Migrator;
-use tessera_store::MigratorTrait;
+use tessera_core::settings::Settings;
 
 /// tessera: a self-hosted authentication and user-management server.
 #[derive(Parser, Debug)]
@@ -130,14 +128,22 @@ pub async fn run(cli: Cli) -> ExitCode {
     }
 }
 
-/// The settings table, as markdown.
+/// The configuration reference, as markdown: `docs/configuration.md` is this.
 pub fn config_docs() -> String {
-    let mut out = String::from("| setting | default | meaning |\n|---|---|---|\n");
-    for s in SETTINGS {
-        let names = s.names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(" / ");
-        out.push_str(&format!("| {names} | {} | {} |\n", s.default, s.meaning));
-    }
-    out
+    const INTRO: &str = "# Configuration
+
+Environment variables, optionally from a `.env` file in the working directory (the
+environment wins). Where the seed systems used two names, both are read (the first is
+canonical). `tessera config check` validates the configuration as start-up does and
+exits non-zero on any problem. This page is the output of `tessera config docs`.
+
+In production (`ENVIRONMENT=production`) tessera refuses to start, printing one line per
+problem, when `DEBUG` is on, the JWT secret is missing or shorter than 32 bytes, a
+refresh-token key is shorter than 32 bytes, `CORS_ORIGINS` allows `*`, cookies are not
+Secure, or the mail transport is `log`.
+
+";
+    format!("{INTRO}{}", tessera_core::settings::docs_markdown())
 }
 
 fn config_check() -> ExitCode {
@@ -203,7 +209,7 @@ async fn serve() -> ExitCode {
 /// Starts the core the way `serve` does (migrations, first admin), without listening.
 async fn start_core() -> Result<std::sync::Arc<tessera_core::Core>, ExitCode> {
     let mut settings = load_settings()?;
-    if let Err(e) = settings.ensure_jwt_secret() {
+    if let Err(e) = settings.ensure_secrets() {
         eprintln!("configuration error: {e}");
         return Err(ExitCode::from(2));
     }
@@ -295,38 +301,29 @@ async fn migrate(action: MigrateAction) -> ExitCode {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let pool = tessera_store::PoolConfig {
-        size: 1,
-        max_overflow: 0,
+    // The store announces this run on a SQLite file: a server running on it stops
+    // answering from its session cache while this runs, and forgets it afterwards.
+    let config = tessera_store::StoreConfig {
         acquire_timeout: settings.db_pool_timeout,
-        recycle: settings.db_pool_recycle,
-        session_cache: None,
+        ..tessera_store::StoreConfig::tool(settings.database_url.expose_secret())
     };
-    let db = match tessera_store::connect(settings.database_url.expose_secret(), &pool).await {
-        Ok(db) => db,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    // A server running on the same SQLite file stops answering from its session cache
-    // while this runs, and forgets it afterwards.
-    let _announced = match tessera_store::Neighbours::announce(settings.database_url.expose_secret()) {
-        Ok(n) => n,
+    let store = match tessera_store::Store::open(&config).await {
+        Ok(store) => store,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::FAILURE;
         }
     };
     let result = match action {
-        MigrateAction::Up => Migrator::up(&db, None).await.map(|_| println!("migrations applied")),
-        MigrateAction::Down => Migrator::down(&db, Some(1)).await.map(|_| println!("rolled back one migration")),
-        MigrateAction::Status => Migrator::get_migration_with_status(&db).await.map(|list| {
-            for m in list {
-                println!("{}\t{}", m.name(), m.status());
+        MigrateAction::Up => store.migrate_up().await.map(|_| println!("migrations applied")),
+        MigrateAction::Down => store.migrate_down().await.map(|_| println!("rolled back one migration")),
+        MigrateAction::Status => store.migration_status().await.map(|list| {
+            for (name, status) in list {
+                println!("{name}\t{status}");
             }
         }),
     };
+    store.close().await;
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

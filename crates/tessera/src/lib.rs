@@ -56,7 +56,7 @@ impl Server {
     /// Resolves the JWT secret, connects and migrates, binds `HOST:PORT` (port 0 picks a
     /// free one) and starts serving.
     pub async fn start(mut settings: Settings) -> Result<Server, String> {
-        settings.ensure_jwt_secret()?;
+        settings.ensure_secrets()?;
         let problems = settings.production_problems();
         if !problems.is_empty() {
             return Err(problems.join("\n"));

@@ -5,6 +5,5 @@ pub mod audit_log;
 pub mod mail_outbox;
 pub mod one_time_token;
 pub mod profile;
-pub mod refresh_token;
 pub mod session;
 pub mod user;

@@ -1,6 +1,7 @@
 use sea_orm::entity::prelude::*;
 
-/// One sign-in: a refresh-token family.
+/// One sign-in. Its refresh token is derived from the session id and `refresh_counter`
+/// (SPEC §4.2): nothing usable as a token is stored.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "sessions")]
 pub struct Model {
@@ -14,6 +15,10 @@ pub struct Model {
     pub ip: Option<String>,
     pub user_agent: Option<String>,
     pub aal: String,
+    /// How many times the refresh token has rotated: the current token carries this.
+    pub refresh_counter: i64,
+    /// When the counter last advanced, i.e. when the previous token stopped being current.
+    pub refreshed_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -25,19 +30,11 @@ pub enum Relation {
         on_delete = "Cascade"
     )]
     User,
-    #[sea_orm(has_many = "super::refresh_token::Entity")]
-    RefreshToken,
 }
 
 impl Related<super::user::Entity> for Entity {
     fn to() -> RelationDef {
         Relation::User.def()
-    }
-}
-
-impl Related<super::refresh_token::Entity> for Entity {
-    fn to() -> RelationDef {
-        Relation::RefreshToken.def()
     }
 }
 

@@ -6,6 +6,7 @@ mod m20261122_000001_initial;
 mod m20261122_000002_mail;
 mod m20261122_000003_admin;
 mod m20261122_000004_user_counts;
+mod m20261202_000005_session_counter;
 
 pub use m20261122_000003_admin::INACTIVE;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000002_mail::Migration),
             Box::new(m20261122_000003_admin::Migration),
             Box::new(m20261122_000004_user_counts::Migration),
+            Box::new(m20261202_000005_session_counter::Migration),
         ]
     }
 }

@@ -5,12 +5,14 @@
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, Func, SimpleExpr};
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait, FromQueryResult, QueryFilter,
-    QueryOrder, QuerySelect, Select, Statement,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, EntityTrait, FromQueryResult, IntoActiveModel,
+    QueryFilter, QueryOrder, QuerySelect, Select, Statement,
 };
+use tessera_domain::Error;
 use uuid::Uuid;
 
 use crate::entity::{api_key, audit_log, session, user};
+use crate::error::OrDb;
 use crate::migration::INACTIVE;
 
 /// `is_active = true|false` as literal SQL, so that the inactive-users partial index
@@ -24,8 +26,9 @@ fn is_active(active: bool) -> SimpleExpr {
 }
 
 /// `SELECT COUNT(*)` of a query, without loading its rows.
-async fn count<E: EntityTrait>(conn: &impl ConnectionTrait, select: Select<E>) -> Result<u64, DbErr> {
-    let n: Option<i64> = select.select_only().column_as(Expr::cust("COUNT(*)"), "n").into_tuple().one(conn).await?;
+async fn count<E: EntityTrait>(conn: &impl ConnectionTrait, select: Select<E>) -> Result<u64, Error> {
+    let n: Option<i64> =
+        select.select_only().column_as(Expr::cust("COUNT(*)"), "n").into_tuple().one(conn).await.or_db()?;
     Ok(n.unwrap_or(0).max(0) as u64)
 }
 
@@ -89,7 +92,7 @@ pub mod users {
         filter: &UserFilter,
         skip: u64,
         limit: u64,
-    ) -> Result<Vec<user::Model>, DbErr> {
+    ) -> Result<Vec<user::Model>, Error> {
         user::Entity::find()
             .filter(filter.condition())
             .order_by_desc(user::Column::CreatedAt)
@@ -98,11 +101,12 @@ pub mod users {
             .limit(limit)
             .all(conn)
             .await
+            .or_db()
     }
 
     /// How many live users match. Unfiltered or "active" only, it comes from the
     /// trigger-kept totals; otherwise it is a count on an index.
-    pub async fn total(conn: &impl ConnectionTrait, filter: &UserFilter) -> Result<u64, DbErr> {
+    pub async fn total(conn: &impl ConnectionTrait, filter: &UserFilter) -> Result<u64, Error> {
         let only_active = filter.is_active == Some(true) && filter.prefix.is_none() && filter.role.is_none();
         if filter.is_empty() || only_active {
             let t = analytics::user_totals(conn).await?;
@@ -113,17 +117,32 @@ pub mod users {
 
     /// Sets `updated_at` of the users and tells how many exist. A bulk change runs it
     /// first: it is a write, so SQLite takes its write lock before anything is read.
-    pub async fn touch(conn: &impl ConnectionTrait, ids: &[Uuid], now: DateTime<Utc>) -> Result<u64, DbErr> {
+    /// On PostgreSQL the rows are locked first in id order, so that two bulk changes
+    /// over overlapping users never deadlock.
+    pub async fn touch(conn: &impl ConnectionTrait, ids: &[Uuid], now: DateTime<Utc>) -> Result<u64, Error> {
+        if conn.get_database_backend() == DatabaseBackend::Postgres {
+            let _: Vec<Uuid> = user::Entity::find()
+                .select_only()
+                .column(user::Column::Id)
+                .filter(user::Column::Id.is_in(ids.iter().copied()))
+                .order_by_asc(user::Column::Id)
+                .lock_exclusive()
+                .into_tuple()
+                .all(conn)
+                .await
+                .or_db()?;
+        }
         let res = user::Entity::update_many()
             .col_expr(user::Column::UpdatedAt, Expr::value(now))
             .filter(user::Column::Id.is_in(ids.iter().copied()))
             .exec(conn)
-            .await?;
+            .await
+            .or_db()?;
         Ok(res.rows_affected)
     }
 
     /// The id and role of each of `ids` that exists (deleted or not).
-    pub async fn roles_of(conn: &impl ConnectionTrait, ids: &[Uuid]) -> Result<Vec<(Uuid, String)>, DbErr> {
+    pub async fn roles_of(conn: &impl ConnectionTrait, ids: &[Uuid]) -> Result<Vec<(Uuid, String)>, Error> {
         user::Entity::find()
             .select_only()
             .column(user::Column::Id)
@@ -132,12 +151,13 @@ pub mod users {
             .into_tuple()
             .all(conn)
             .await
+            .or_db()
     }
 
     /// Serialises changes that could remove the last admin. On PostgreSQL it locks the
     /// active admins' rows (in id order, so two such transactions never deadlock); SQLite
     /// has one writer at a time already, and the caller's first statement is a write.
-    pub async fn lock_admins(conn: &impl ConnectionTrait) -> Result<(), DbErr> {
+    pub async fn lock_admins(conn: &impl ConnectionTrait) -> Result<(), Error> {
         if conn.get_database_backend() != DatabaseBackend::Postgres {
             return Ok(());
         }
@@ -148,7 +168,8 @@ pub mod users {
             .lock_exclusive()
             .into_tuple()
             .all(conn)
-            .await?;
+            .await
+            .or_db()?;
         Ok(())
     }
 
@@ -160,7 +181,7 @@ pub mod users {
     }
 
     /// How many admins can sign in.
-    pub async fn active_admin_count(conn: &impl ConnectionTrait) -> Result<u64, DbErr> {
+    pub async fn active_admin_count(conn: &impl ConnectionTrait) -> Result<u64, Error> {
         count(conn, active_admins()).await
     }
 
@@ -170,14 +191,14 @@ pub mod users {
         ids: &[Uuid],
         active: bool,
         now: DateTime<Utc>,
-    ) -> Result<u64, DbErr> {
+    ) -> Result<u64, Error> {
         let mut update = user::Entity::update_many()
             .col_expr(user::Column::IsActive, Expr::value(active))
             .col_expr(user::Column::UpdatedAt, Expr::value(now));
         if !active {
             update = update.col_expr(user::Column::TokenVersion, Expr::col(user::Column::TokenVersion).add(1));
         }
-        Ok(update.filter(user::Column::Id.is_in(ids.iter().copied())).exec(conn).await?.rows_affected)
+        Ok(update.filter(user::Column::Id.is_in(ids.iter().copied())).exec(conn).await.or_db()?.rows_affected)
     }
 
     /// Gives users a role.
@@ -186,30 +207,33 @@ pub mod users {
         ids: &[Uuid],
         role: &str,
         now: DateTime<Utc>,
-    ) -> Result<u64, DbErr> {
+    ) -> Result<u64, Error> {
         let res = user::Entity::update_many()
             .col_expr(user::Column::Role, Expr::value(role))
             .col_expr(user::Column::UpdatedAt, Expr::value(now))
             .filter(user::Column::Id.is_in(ids.iter().copied()))
             .exec(conn)
-            .await?;
+            .await
+            .or_db()?;
         Ok(res.rows_affected)
     }
 
-    /// Hard-deletes users; their profile, sessions and refresh tokens go by cascade.
-    pub async fn delete(conn: &impl ConnectionTrait, ids: &[Uuid]) -> Result<u64, DbErr> {
-        let res = user::Entity::delete_many().filter(user::Column::Id.is_in(ids.iter().copied())).exec(conn).await?;
+    /// Hard-deletes users; their profile and sessions go by cascade.
+    pub async fn delete(conn: &impl ConnectionTrait, ids: &[Uuid]) -> Result<u64, Error> {
+        let res =
+            user::Entity::delete_many().filter(user::Column::Id.is_in(ids.iter().copied())).exec(conn).await.or_db()?;
         Ok(res.rows_affected)
     }
 
     /// Revokes every live session of the users.
-    pub async fn revoke_sessions(conn: &impl ConnectionTrait, ids: &[Uuid], now: DateTime<Utc>) -> Result<u64, DbErr> {
+    pub async fn revoke_sessions(conn: &impl ConnectionTrait, ids: &[Uuid], now: DateTime<Utc>) -> Result<u64, Error> {
         let res = session::Entity::update_many()
             .col_expr(session::Column::RevokedAt, Expr::value(now))
             .filter(session::Column::UserId.is_in(ids.iter().copied()))
             .filter(session::Column::RevokedAt.is_null())
             .exec(conn)
-            .await?;
+            .await
+            .or_db()?;
         Ok(res.rows_affected)
     }
 }
@@ -242,20 +266,20 @@ pub mod analytics {
     }
 
     /// Reads the user totals.
-    pub async fn user_totals(conn: &impl ConnectionTrait) -> Result<UserTotals, DbErr> {
+    pub async fn user_totals(conn: &impl ConnectionTrait) -> Result<UserTotals, Error> {
         const SQL: &str = "SELECT CAST(COALESCE(SUM(users), 0) AS BIGINT), CAST(COALESCE(SUM(deleted), 0) AS BIGINT), \
             CAST(COALESCE(SUM(inactive), 0) AS BIGINT), CAST(COALESCE(SUM(unverified), 0) AS BIGINT), \
             CAST(COALESCE(SUM(admins), 0) AS BIGINT) FROM user_counts";
         let backend = conn.get_database_backend();
-        let Some(r) = conn.query_one(Statement::from_string(backend, SQL)).await? else {
+        let Some(r) = conn.query_one(Statement::from_string(backend, SQL)).await.or_db()? else {
             return Ok(UserTotals::default());
         };
-        let n = |i: usize| -> Result<u64, DbErr> { Ok(r.try_get_by_index::<i64>(i)?.max(0) as u64) };
+        let n = |i: usize| -> Result<u64, Error> { Ok(r.try_get_by_index::<i64>(i).or_db()?.max(0) as u64) };
         Ok(UserTotals { users: n(0)?, deleted: n(1)?, inactive: n(2)?, unverified: n(3)?, admins: n(4)? })
     }
 
     /// Sessions neither revoked nor expired.
-    pub async fn active_sessions(conn: &impl ConnectionTrait, now: DateTime<Utc>) -> Result<u64, DbErr> {
+    pub async fn active_sessions(conn: &impl ConnectionTrait, now: DateTime<Utc>) -> Result<u64, Error> {
         let q = session::Entity::find()
             .filter(session::Column::ExpiresAt.gt(now))
             .filter(session::Column::RevokedAt.is_null());
@@ -263,7 +287,7 @@ pub mod analytics {
     }
 
     /// Audit events of one kind since a moment.
-    pub async fn events_since(conn: &impl ConnectionTrait, event: &str, since: DateTime<Utc>) -> Result<u64, DbErr> {
+    pub async fn events_since(conn: &impl ConnectionTrait, event: &str, since: DateTime<Utc>) -> Result<u64, Error> {
         let q = audit_log::Entity::find()
             .filter(audit_log::Column::Event.eq(event))
             .filter(audit_log::Column::CreatedAt.gte(since));
@@ -280,7 +304,7 @@ pub mod analytics {
         conn: &impl ConnectionTrait,
         select: Select<E>,
         column: &str,
-    ) -> Result<Vec<(String, u64)>, DbErr> {
+    ) -> Result<Vec<(String, u64)>, Error> {
         let day = day_of(conn.get_database_backend(), column);
         let rows = select
             .select_only()
@@ -289,7 +313,8 @@ pub mod analytics {
             .group_by(day)
             .into_model::<DayCount>()
             .all(conn)
-            .await?;
+            .await
+            .or_db()?;
         Ok(rows.into_iter().map(|r| (r.day, r.n.max(0) as u64)).collect())
     }
 
@@ -297,7 +322,7 @@ pub mod analytics {
     pub async fn signups_per_day(
         conn: &impl ConnectionTrait,
         since: DateTime<Utc>,
-    ) -> Result<Vec<(String, u64)>, DbErr> {
+    ) -> Result<Vec<(String, u64)>, Error> {
         per_day(conn, user::Entity::find().filter(user::Column::CreatedAt.gte(since)), "created_at").await
     }
 
@@ -306,7 +331,7 @@ pub mod analytics {
         conn: &impl ConnectionTrait,
         event: &str,
         since: DateTime<Utc>,
-    ) -> Result<Vec<(String, u64)>, DbErr> {
+    ) -> Result<Vec<(String, u64)>, Error> {
         let q = audit_log::Entity::find()
             .filter(audit_log::Column::Event.eq(event))
             .filter(audit_log::Column::CreatedAt.gte(since));
@@ -331,7 +356,7 @@ pub async fn audit_page(
     conn: &impl ConnectionTrait,
     f: &AuditFilter,
     limit: u64,
-) -> Result<Vec<audit_log::Model>, DbErr> {
+) -> Result<Vec<audit_log::Model>, Error> {
     let mut q = audit_log::Entity::find();
     if let Some(id) = f.user_id {
         q = q.filter(audit_log::Column::UserId.eq(id));
@@ -355,50 +380,59 @@ pub async fn audit_page(
     if let Some(before) = f.before {
         q = q.filter(audit_log::Column::Id.lt(before));
     }
-    q.order_by_desc(audit_log::Column::Id).limit(limit).all(conn).await
+    q.order_by_desc(audit_log::Column::Id).limit(limit).all(conn).await.or_db()
 }
 
 /// API keys.
 pub mod api_keys {
     use super::*;
 
+    /// Inserts a key.
+    pub async fn insert(conn: &impl ConnectionTrait, row: api_key::Model) -> Result<(), Error> {
+        api_key::Entity::insert(row.into_active_model()).exec_without_returning(conn).await.or_db()?;
+        Ok(())
+    }
+
     /// Every key, newest first.
-    pub async fn all(conn: &impl ConnectionTrait) -> Result<Vec<api_key::Model>, DbErr> {
+    pub async fn all(conn: &impl ConnectionTrait) -> Result<Vec<api_key::Model>, Error> {
         api_key::Entity::find()
             .order_by_desc(api_key::Column::CreatedAt)
             .order_by_desc(api_key::Column::Id)
             .all(conn)
             .await
+            .or_db()
     }
 
     /// A key by the SHA-256 of its secret.
-    pub async fn by_hash(conn: &impl ConnectionTrait, hash: &str) -> Result<Option<api_key::Model>, DbErr> {
-        api_key::Entity::find().filter(api_key::Column::KeyHash.eq(hash)).one(conn).await
+    pub async fn by_hash(conn: &impl ConnectionTrait, hash: &str) -> Result<Option<api_key::Model>, Error> {
+        api_key::Entity::find().filter(api_key::Column::KeyHash.eq(hash)).one(conn).await.or_db()
     }
 
     /// A key by id.
-    pub async fn by_id(conn: &impl ConnectionTrait, id: Uuid) -> Result<Option<api_key::Model>, DbErr> {
-        api_key::Entity::find_by_id(id).one(conn).await
+    pub async fn by_id(conn: &impl ConnectionTrait, id: Uuid) -> Result<Option<api_key::Model>, Error> {
+        api_key::Entity::find_by_id(id).one(conn).await.or_db()
     }
 
     /// Revokes a key if it is live; tells whether it was.
-    pub async fn revoke(conn: &impl ConnectionTrait, id: Uuid, now: DateTime<Utc>) -> Result<bool, DbErr> {
+    pub async fn revoke(conn: &impl ConnectionTrait, id: Uuid, now: DateTime<Utc>) -> Result<bool, Error> {
         let res = api_key::Entity::update_many()
             .col_expr(api_key::Column::RevokedAt, Expr::value(now))
             .filter(api_key::Column::Id.eq(id))
             .filter(api_key::Column::RevokedAt.is_null())
             .exec(conn)
-            .await?;
+            .await
+            .or_db()?;
         Ok(res.rows_affected == 1)
     }
 
     /// Records a use.
-    pub async fn touch(conn: &impl ConnectionTrait, id: Uuid, now: DateTime<Utc>) -> Result<(), DbErr> {
+    pub async fn touch(conn: &impl ConnectionTrait, id: Uuid, now: DateTime<Utc>) -> Result<(), Error> {
         api_key::Entity::update_many()
             .col_expr(api_key::Column::LastUsedAt, Expr::value(now))
             .filter(api_key::Column::Id.eq(id))
             .exec(conn)
-            .await?;
+            .await
+            .or_db()?;
         Ok(())
     }
 }

@@ -909,6 +909,7 @@ async fn tessera_cli(args: &[&str], db_url: &str, stdin: &str) -> (i32, String, 
         .envs([
             ("DATABASE_URL", db_url),
             ("JWT_SECRET_KEY", JWT_SECRET),
+            ("REFRESH_TOKEN_SECRET", REFRESH_SECRET),
             ("ARGON2_MEMORY_KIB", "1024"),
             ("ARGON2_ITERATIONS", "1"),
         ])

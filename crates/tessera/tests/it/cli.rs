@@ -146,7 +146,18 @@ async fn config_docs_lists_every_setting_with_default_and_meaning() {
     ] {
         assert!(out.contains(&format!("`{name}`")), "{name} missing from config docs");
     }
-    assert!(out.contains("| `DATABASE_URL` | sqlite://tessera.db |"));
+    assert!(out.contains("| `DATABASE_URL` | `sqlite://tessera.db` |"));
+    assert!(out.contains("| `REFRESH_TOKEN_SECRET` |"));
+}
+
+/// `docs/configuration.md` is the output of `tessera config docs`, kept equal.
+#[tokio::test]
+async fn the_configuration_page_is_what_config_docs_prints() {
+    let (code, out, _) = run(&["config", "docs"], &[]).await;
+    assert_eq!(code, 0);
+    let page = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/configuration.md");
+    let page = std::fs::read_to_string(&page).unwrap_or_default();
+    assert!(page == out, "docs/configuration.md is stale: run `cargo run -q -- config docs > docs/configuration.md`");
 }
 
 #[tokio::test]
@@ -236,32 +247,31 @@ async fn development_secret_is_generated_once_private_and_reused() {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::CREATED);
-    let login: Value = client
-        .post(first.url("/v1/auth/login"))
-        .json(&json!({ "email": email, "password": PASSWORD }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let res = client.post(first.url("/v1/auth/login")).json(&json!({ "email": email, "password": PASSWORD })).send();
+    let res = res.await.unwrap();
+    let (refresh, _) = refresh_cookie(res.headers()).unwrap();
+    let login: Value = res.json().await.unwrap();
     let token = login["access_token"].as_str().unwrap().to_owned();
     let (code, _) = first.terminate().await;
     assert_eq!(code, 0);
 
-    let secret_file = if backend_url().is_some() {
-        dir.path().join("tessera.jwt-secret")
-    } else {
-        dir.path().join("tessera.db.jwt-secret")
-    };
-    let meta = std::fs::metadata(&secret_file).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
-    assert!(std::fs::read_to_string(&secret_file).unwrap().trim().len() >= 32);
+    for what in ["jwt-secret", "refresh-secret"] {
+        let secret_file = if backend_url().is_some() {
+            dir.path().join(format!("tessera.{what}"))
+        } else {
+            dir.path().join(format!("tessera.db.{what}"))
+        };
+        let meta = std::fs::metadata(&secret_file).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{what}");
+        assert!(std::fs::read_to_string(&secret_file).unwrap().trim().len() >= 32, "{what}");
+    }
 
     let second = Proc::start(dir.path(), &env).await;
     let me = client.get(second.url("/v1/auth/me")).bearer_auth(&token).send().await.unwrap();
     assert_eq!(me.status(), StatusCode::OK, "a token from the first run works after a restart");
+    let res = client.post(second.url("/v1/auth/refresh")).json(&json!({ "refresh_token": refresh })).send();
+    assert_eq!(res.await.unwrap().status(), StatusCode::OK, "so does a refresh token");
     second.terminate().await;
 }
 

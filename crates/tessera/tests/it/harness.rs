@@ -13,6 +13,8 @@ use tessera_store::sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 
 /// The JWT secret every test server uses, so tests can forge tokens.
 pub const JWT_SECRET: &str = "test-secret-key-that-is-long-enough-0123456789";
+/// The refresh-token key every test server uses.
+pub const REFRESH_SECRET: &str = "test-refresh-token-secret-long-enough-0123456789";
 /// A password that satisfies the default policy.
 pub const PASSWORD: &str = "Str0ng!Passphrase";
 
@@ -22,26 +24,39 @@ pub fn backend_url() -> Option<String> {
     std::env::var("TEST_DATABASE_URL").ok().filter(|u| u.starts_with("postgres"))
 }
 
+pub use tessera_store::Backend;
+
+/// The backend this run of the suite is on.
+pub fn backend() -> Backend {
+    if backend_url().is_some() {
+        Backend::Postgres
+    } else {
+        Backend::Sqlite
+    }
+}
+
+/// For a test of one backend only (in a `sqlite_only` or `postgres_only` module, which
+/// `scripts/test` runs on that backend and skips on the other): fails, rather than pass
+/// without testing anything, when run on the other.
+pub fn expect_backend(wanted: Backend) {
+    assert_eq!(backend(), wanted, "a {wanted:?}-only test run on {:?}: see scripts/test", backend());
+}
+
 /// A fresh database URL: a SQLite file in `dir`, or a new PostgreSQL database.
 pub async fn fresh_database(dir: &std::path::Path) -> String {
     match backend_url() {
         None => format!("sqlite://{}/tessera.db", dir.display()),
         Some(admin) => {
             let name = format!("tessera_test_{}", uuid::Uuid::now_v7().simple());
-            let admin_db = tessera_store::connect(
-                &admin,
-                &tessera_store::PoolConfig {
-                    size: 1,
-                    max_overflow: 0,
-                    acquire_timeout: std::time::Duration::from_secs(30),
-                    recycle: std::time::Duration::from_secs(60),
-                    session_cache: None,
-                },
-            )
-            .await
-            .expect("connect to the PostgreSQL admin database");
-            admin_db.execute_unprepared(&format!("CREATE DATABASE \"{name}\"")).await.expect("create test database");
-            admin_db.close().await.ok();
+            let admin_db = tessera_store::Store::open(&tessera_store::StoreConfig::tool(&admin))
+                .await
+                .expect("connect to the PostgreSQL admin database");
+            admin_db
+                .reader()
+                .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+                .await
+                .expect("create test database");
+            admin_db.close().await;
             let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
             format!("{base}/{name}")
         }
@@ -59,6 +74,7 @@ pub fn test_vars(db_url: &str, extra: &[(&str, &str)]) -> HashMap<String, String
         ("DB_MAX_OVERFLOW", "5"),
         ("DB_POOL_TIMEOUT", "10"),
         ("JWT_SECRET_KEY", JWT_SECRET),
+        ("REFRESH_TOKEN_SECRET", REFRESH_SECRET),
         // Cheap hashing keeps the suite fast; the parameters are still Argon2id.
         ("ARGON2_MEMORY_KIB", "1024"),
         ("ARGON2_ITERATIONS", "1"),
@@ -144,7 +160,7 @@ impl TestApp {
 
     /// The database the server uses.
     pub fn db(&self) -> &DatabaseConnection {
-        &self.core.db
+        self.core.store.reader()
     }
 
     /// `base + path`.

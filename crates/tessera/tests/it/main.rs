@@ -16,5 +16,6 @@ mod ops;
 mod passwords;
 mod refresh;
 mod smoke;
+mod store_contract;
 mod tokens;
 mod users;

@@ -9,7 +9,6 @@ use reqwest::header::{
 };
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{json, Value};
-use tessera_store::sea_orm::{ConnectionTrait, DatabaseBackend};
 
 use crate::harness::*;
 
@@ -37,13 +36,7 @@ async fn post_raw(app: &TestApp, path: &str, content_type: &str, body: impl Into
 
 /// Closes the server's database pool, so every query fails as if the database were down.
 async fn close_database(app: &TestApp) {
-    for db in [&app.core.db, &app.core.writer] {
-        match db.get_database_backend() {
-            DatabaseBackend::Sqlite => db.get_sqlite_connection_pool().close().await,
-            DatabaseBackend::Postgres => db.get_postgres_connection_pool().close().await,
-            other => panic!("unexpected backend {other:?}"),
-        }
-    }
+    app.core.store.close().await;
 }
 
 /// Asserts the security headers of SPEC §8 (HSTS only when `hsts`).

@@ -9,7 +9,7 @@
 //! this already keeps as many as it may, after [`KEEP_IDLE`] unused, and when the pool
 //! is closed. A request dropped mid-statement drops its connection the pool's way too.
 
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend};
@@ -18,14 +18,14 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Postgres, Row};
 use uuid::Uuid;
 
-use crate::entity::{refresh_token, session, user};
-use crate::query::refresh_tokens::{Retire, Rotation};
+use crate::entity::{session, user};
+use crate::query::sessions::{Rotation, ROTATE};
 
 /// A kept connection unused this long goes back to the pool.
-pub const KEEP_IDLE: Duration = Duration::from_secs(5);
+pub(crate) const KEEP_IDLE: Duration = Duration::from_secs(5);
 
 /// Pool connections kept for the hot statements on PostgreSQL.
-pub struct PgKept {
+pub(crate) struct PgKept {
     pool: PgPool,
     kept: Mutex<Vec<(PoolConnection<Postgres>, Instant)>>,
     max: usize,
@@ -36,7 +36,7 @@ impl PgKept {
     /// every statement then takes one from the pool); `None` for SQLite. Starts a task
     /// on the current runtime that hands idle ones back, and all of them when the pool
     /// is closed.
-    pub fn beside(db: &DatabaseConnection, max: usize) -> Option<Arc<PgKept>> {
+    pub(crate) fn beside(db: &DatabaseConnection, max: usize) -> Option<Arc<PgKept>> {
         if db.get_database_backend() != DbBackend::Postgres {
             return None;
         }
@@ -48,7 +48,10 @@ impl PgKept {
 
     /// The session with this id and its user, as [`crate::query::sessions::with_user`]
     /// reads them.
-    pub async fn session_with_user(&self, id: Uuid) -> Result<Option<(session::Model, user::Model)>, sqlx::Error> {
+    pub(crate) async fn session_with_user(
+        &self,
+        id: Uuid,
+    ) -> Result<Option<(session::Model, user::Model)>, sqlx::Error> {
         let sql = crate::query::sessions::with_user_sql(DbBackend::Postgres);
         let row = self.fetch_optional(sqlx::query(sql).bind(id)).await?;
         row.map(|row| {
@@ -58,37 +61,26 @@ impl PgKept {
         .transpose()
     }
 
-    /// A refresh token by its hash with its session and user, as
-    /// [`crate::query::refresh_tokens::with_session`] reads them.
-    pub async fn refresh_token_with_session(
-        &self,
-        hash: &str,
-    ) -> Result<Option<(refresh_token::Model, session::Model, user::Model)>, sqlx::Error> {
-        let sql = crate::query::refresh_tokens::with_session_sql(DbBackend::Postgres);
-        let row = self.fetch_optional(sqlx::query(sql).bind(hash)).await?;
-        row.map(|row| {
-            let row = Columns(&row);
-            let (session, user) = crate::session_and_user!(row.get, 5);
-            Ok((crate::refresh_token_row!(row.get), session, user))
-        })
-        .transpose()
-    }
-
-    /// Rotates in one statement (data-modifying CTEs, atomic as any single statement
-    /// is): one round trip instead of a transaction's six. The guard is the conditional
-    /// update of [`crate::query::refresh_tokens::retire`]: a concurrent rotation of the
-    /// same token waits for its row lock, sees `used_at` set, retires nothing and so
-    /// writes nothing. `false` when the token to retire was no longer live.
-    pub async fn rotate(&self, r: &Rotation) -> Result<bool, sqlx::Error> {
+    /// Rotates in one statement: [`ROTATE`] and the audit row as data-modifying CTEs,
+    /// atomic as any single statement is, in one round trip instead of a transaction's
+    /// four. A concurrent rotation of the same token waits for the session row's lock,
+    /// then finds the counter moved and changes nothing, so its audit row is not written
+    /// either. `false` when the counter had moved on.
+    pub(crate) async fn rotate(&self, r: &Rotation) -> Result<bool, sqlx::Error> {
+        static SQL: OnceLock<String> = OnceLock::new();
+        let sql = SQL.get_or_init(|| {
+            format!(
+                "WITH rotated AS ({ROTATE} RETURNING 1) INSERT INTO audit_log (id, created_at, event, user_id, \
+                 actor_id, ip, user_agent, request_id, detail) SELECT $5, $6, $7, $8, $9, $10, $11, $12, $13 \
+                 FROM rotated RETURNING 1"
+            )
+        });
         let a = &r.audit;
-        let query = match &r.retire {
-            Retire::Presented(hash) => sqlx::query(crate::query::ROTATE_PRESENTED).bind(r.now).bind(hash.as_str()),
-            Retire::Live => sqlx::query(crate::query::ROTATE_LIVE).bind(r.now).bind(r.session_id),
-        };
-        let query = query
-            .bind(r.new_hash.as_str())
-            .bind(r.session_id)
+        let query = sqlx::query(sql)
+            .bind(r.now)
             .bind(r.expires_at)
+            .bind(r.session_id)
+            .bind(r.counter)
             .bind(a.id)
             .bind(a.created_at)
             .bind(a.event.as_str())
@@ -98,9 +90,7 @@ impl PgKept {
             .bind(a.user_agent.as_deref())
             .bind(a.request_id.as_deref())
             .bind(&a.detail);
-        let row = self.fetch_optional(query).await?;
-        let retired: i64 = row.map(|row| row.try_get(0)).transpose()?.unwrap_or(0);
-        Ok(retired >= 1)
+        Ok(self.fetch_optional(query).await?.is_some())
     }
 
     /// Runs one statement on a kept connection (or one from the pool) and keeps the

@@ -11,11 +11,13 @@
 
 use std::sync::Arc;
 
-use sea_orm::sqlx::SqlitePool;
+use sqlx::SqlitePool;
 use tessera_domain::Error;
-use tessera_store::query::refresh_tokens::Rotation;
-use tessera_store::{db_error_text, SqliteDirect};
 use tokio::sync::{mpsc, oneshot};
+
+use super::sqlite_direct::SqliteDirect;
+use crate::error::rusqlite_error;
+use crate::query::sessions::Rotation;
 
 /// The most rotations one transaction writes.
 const MAX_BATCH: usize = 128;
@@ -41,7 +43,7 @@ impl RotationWriter {
         Self { jobs }
     }
 
-    /// Writes one rotation; `false` when the token it retires was no longer live.
+    /// Writes one rotation; `false` when the counter had moved on.
     pub(crate) async fn rotate(&self, rotation: Rotation) -> Result<bool, Error> {
         let (reply, answer) = oneshot::channel();
         let stopped = || Error::Unavailable("the rotation writer has stopped".to_owned());
@@ -71,19 +73,19 @@ async fn write_batches(direct: Arc<SqliteDirect>, writer: SqlitePool, mut queue:
         }
         let results = match turn {
             Some(_) => write_batch(&direct, rotations).await,
-            None => Err("the database writer is unavailable".to_owned()),
+            None => Err(Error::Unavailable("the database writer is unavailable".to_owned())),
         };
         held += 1;
         match results {
             Ok(results) => {
                 for (reply, result) in replies.into_iter().zip(results) {
-                    let _ = reply.send(result.map_err(db_error_text));
+                    let _ = reply.send(result.map_err(|e| rusqlite_error(&e)));
                 }
             }
             Err(e) => {
                 tracing::warn!(error = %e, batch = replies.len(), "a batch of refresh rotations failed");
                 for reply in replies {
-                    let _ = reply.send(Err(db_error_text(&e)));
+                    let _ = reply.send(Err(e.clone()));
                 }
             }
         }
@@ -91,14 +93,14 @@ async fn write_batches(direct: Arc<SqliteDirect>, writer: SqlitePool, mut queue:
 }
 
 /// One transaction for the batch, on a blocking thread (the caller holds the writer's
-/// turn); the outer error (as text, for every caller) means nothing was committed.
+/// turn); the outer error (for every caller) means nothing was committed.
 async fn write_batch(
     direct: &Arc<SqliteDirect>,
     rotations: Vec<Rotation>,
-) -> Result<Vec<Result<bool, tessera_store::DirectError>>, String> {
+) -> Result<Vec<Result<bool, rusqlite::Error>>, Error> {
     let direct = direct.clone();
     tokio::task::spawn_blocking(move || direct.rotate_all(&rotations))
         .await
-        .map_err(|e| format!("rotation task: {e}"))?
-        .map_err(|e| e.to_string())
+        .map_err(|e| Error::Internal(format!("rotation task: {e}")))?
+        .map_err(|e| rusqlite_error(&e))
 }

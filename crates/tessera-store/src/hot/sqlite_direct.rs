@@ -5,7 +5,7 @@
 //! sqlx drives each SQLite connection from a worker thread, so one statement through the
 //! pool costs two thread hand-offs (the statement, then the ping on release); under load
 //! those context switches, not SQLite, took most of an authenticated request, and a
-//! five-statement rotation held the one writer for a dozen of them. A read by primary
+//! rotation held the one writer for several of them. A read by primary
 //! key in WAL mode takes microseconds and never waits for a writer, so reads run on the
 //! caller's thread; a rotation runs whole on one blocking thread. A read this path
 //! cannot answer outright (a busy database, a value stored in a form it does not parse)
@@ -20,22 +20,20 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, Transactio
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend};
 use uuid::Uuid;
 
-use crate::entity::{refresh_token, session, user};
-use crate::query::refresh_tokens::{Retire, Rotation};
-use crate::session_cache::{RowIds, SessionCache};
+use super::session_cache::{RowIds, SessionCache};
+use crate::entity::{session, user};
+use crate::query::sessions::{Rotation, ROTATE};
 
 /// Connections kept open between reads; more are opened when more threads read at once.
 const MAX_IDLE: usize = 8;
 
 /// The rotation writer's page cache, in KiB (SQLite's default is 2,000). Every rotation
-/// touches a leaf at a random place in the token-hash index and the audit log's user
-/// index; with 2 MB most of those came back through `pread` from the OS (a quarter of
-/// the writer's time under load). 16 MiB took `refresh` from ~2,800 to ~4,100 rotations
-/// per second on the bench machine; 32 and 64 MiB did no better there.
+/// touches leaves at random places (the session row, the audit log's user index); with
+/// 2 MB most of those came back through `pread` from the OS (see docs/performance.md).
 const WRITER_CACHE_KIB: i64 = 16 * 1024;
 
 /// Direct connections to one SQLite database file.
-pub struct SqliteDirect {
+pub(crate) struct SqliteDirect {
     path: PathBuf,
     /// Read-only (`query_only`) connections.
     idle: Mutex<Vec<Connection>>,
@@ -53,7 +51,7 @@ impl SqliteDirect {
     /// for an in-memory database (only the pool's connections can see it) or PostgreSQL.
     /// With a `cache` (the one every pool on the file reports its commits to), session
     /// checks are answered from it when they can be.
-    pub fn beside(db: &DatabaseConnection, url: &str, cache: Option<Arc<SessionCache>>) -> Option<SqliteDirect> {
+    pub(crate) fn beside(db: &DatabaseConnection, url: &str, cache: Option<Arc<SessionCache>>) -> Option<SqliteDirect> {
         if db.get_database_backend() != DbBackend::Sqlite {
             return None;
         }
@@ -68,10 +66,15 @@ impl SqliteDirect {
     }
 
     /// The session with this id and its user, as [`crate::query::sessions::with_user`]
-    /// reads them: from the cache when it holds them, else read (and kept there).
-    pub fn session_with_user(&self, id: Uuid) -> Result<Option<(session::Model, user::Model)>, rusqlite::Error> {
+    /// reads them: from the cache when it holds them and `cached` allows, else read
+    /// (and kept there).
+    pub(crate) fn session_with_user(
+        &self,
+        id: Uuid,
+        cached: bool,
+    ) -> Result<Option<(session::Model, user::Model)>, rusqlite::Error> {
         let cache = self.cache.as_deref();
-        if let Some(cache) = cache {
+        if let (Some(cache), true) = (cache, cached) {
             self.check_open()?;
             if let Some(hit) = cache.get(id) {
                 return Ok(Some(hit));
@@ -99,35 +102,15 @@ impl SqliteDirect {
         }))
     }
 
-    /// A refresh token by its hash with its session and user, as
-    /// [`crate::query::refresh_tokens::with_session`] reads them.
-    pub fn refresh_token_with_session(
-        &self,
-        hash: &str,
-    ) -> Result<Option<(refresh_token::Model, session::Model, user::Model)>, rusqlite::Error> {
-        self.read_row(crate::query::refresh_tokens::with_session_sql(DbBackend::Sqlite), hash, |row| {
-            let (session, user) = crate::session_and_user!(row.get, 5);
-            Ok((crate::refresh_token_row!(row.get), session, user))
-        })
-    }
-
-    /// A refresh token by its hash, as [`crate::query::refresh_tokens::by_hash`] reads it.
-    pub fn refresh_token(&self, hash: &str) -> Result<Option<refresh_token::Model>, rusqlite::Error> {
-        let sql =
-            "SELECT token_hash, session_id, created_at, used_at, revoked FROM refresh_tokens WHERE token_hash = ?1";
-        self.read_row(sql, hash, |row| Ok(crate::refresh_token_row!(row.get)))
-    }
-
-    /// Runs rotations in one transaction, each as
-    /// [`crate::query::refresh_tokens::rotate`] does and storing every value as sqlx
-    /// would, inside a savepoint of its own: one that retires nothing or fails leaves
-    /// no trace and the others stand. One commit for the lot is what makes a busy
-    /// writer fast: the pages every rotation touches (the index leaves, the session
-    /// table, the audit log's tail) go to the WAL once per batch, not once per refresh.
-    /// Blocking: call it from a blocking thread, while holding the writer pool's
-    /// connection so that no other writer of this process runs meanwhile. The outer
-    /// error means nothing was committed.
-    pub fn rotate_all(&self, batch: &[Rotation]) -> Result<Vec<Result<bool, rusqlite::Error>>, rusqlite::Error> {
+    /// Runs rotations in one transaction, each as [`crate::query::sessions::rotate`]
+    /// does (the same [`ROTATE`] statement, every value stored as sqlx would), inside a
+    /// savepoint of its own: one that rotates nothing or fails leaves no trace and the
+    /// others stand. One commit for the lot is what makes a busy writer fast: the pages
+    /// every rotation touches (the session table, the audit log's tail and indexes) go to
+    /// the WAL once per batch, not once per refresh. Blocking: call it from a blocking
+    /// thread, while holding the writer pool's connection so that no other writer of this
+    /// process runs meanwhile. The outer error means nothing was committed.
+    pub(crate) fn rotate_all(&self, batch: &[Rotation]) -> Result<Vec<Result<bool, rusqlite::Error>>, rusqlite::Error> {
         self.check_open()?;
         let mut slot = self.writer.lock().map_err(|_| misuse("the writer connection lock is poisoned"))?;
         let conn = match slot.as_mut() {
@@ -215,30 +198,14 @@ impl SqliteDirect {
     }
 }
 
-/// One rotation's writes; `false` (and nothing written) when the token to retire was no
-/// longer live.
+/// One rotation's writes; `false` (and nothing written) when the counter had moved on.
 fn rotate_one(conn: &Connection, r: &Rotation) -> Result<bool, rusqlite::Error> {
     let now = time(r.now);
-    let retired = match &r.retire {
-        Retire::Presented(hash) => {
-            let sql =
-                "UPDATE refresh_tokens SET used_at = ?1 WHERE token_hash = ?2 AND used_at IS NULL AND revoked = 0";
-            conn.prepare_cached(sql)?.execute(params![now, hash])? == 1
-        }
-        Retire::Live => {
-            let sql =
-                "UPDATE refresh_tokens SET used_at = ?1 WHERE session_id = ?2 AND used_at IS NULL AND revoked = 0";
-            conn.prepare_cached(sql)?.execute(params![now, blob(r.session_id)])? >= 1
-        }
-    };
-    if !retired {
+    let rotated =
+        conn.prepare_cached(ROTATE)?.execute(params![now, time(r.expires_at), blob(r.session_id), r.counter])?;
+    if rotated != 1 {
         return Ok(false);
     }
-    let sql = "INSERT INTO refresh_tokens (token_hash, session_id, created_at, used_at, revoked) \
-               VALUES (?1, ?2, ?3, NULL, 0)";
-    conn.prepare_cached(sql)?.execute(params![r.new_hash, blob(r.session_id), now])?;
-    let sql = "UPDATE sessions SET last_used_at = ?1, expires_at = ?2 WHERE id = ?3";
-    conn.prepare_cached(sql)?.execute(params![now, time(r.expires_at), blob(r.session_id)])?;
     let a = &r.audit;
     let detail = serde_json::to_string(&a.detail).map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
     let sql = "INSERT INTO audit_log (id, created_at, event, user_id, actor_id, ip, user_agent, request_id, detail) \

@@ -50,13 +50,13 @@ const MAX_ENTRIES: usize = 4096;
 
 /// The rowids of the two rows one entry was read from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RowIds {
+pub(crate) struct RowIds {
     pub session: i64,
     pub user: i64,
 }
 
 /// See the module documentation.
-pub struct SessionCache {
+pub(crate) struct SessionCache {
     ttl: Duration,
     /// Counts the drops: a read keeps its rows only if this has not moved since it began.
     /// Changed only with `inner` locked.
@@ -98,7 +98,7 @@ impl std::fmt::Debug for SessionCache {
 impl SessionCache {
     /// A cache for the SQLite file this process announced itself on (`neighbours`), whose
     /// entries are read again after `ttl`.
-    pub fn new(neighbours: Arc<Neighbours>, ttl: Duration) -> Option<SessionCache> {
+    pub(crate) fn new(neighbours: Arc<Neighbours>, ttl: Duration) -> Option<SessionCache> {
         // Whoever was on the file before us is there already: that is no arrival to see.
         let inner = Inner { arrivals: neighbours.arrivals().ok()?, crowded: !neighbours.alone(), ..Inner::default() };
         Some(SessionCache {
@@ -113,7 +113,7 @@ impl SessionCache {
 
     /// The session with this id and its user, if kept and younger than the TTL, and no
     /// other server or command is on the file.
-    pub fn get(&self, id: Uuid) -> Option<(session::Model, user::Model)> {
+    pub(crate) fn get(&self, id: Uuid) -> Option<(session::Model, user::Model)> {
         let arrivals = self.neighbours.arrivals().ok()?;
         let mut inner = self.inner.lock().ok()?;
         if arrivals != inner.arrivals || inner.crowded {
@@ -136,13 +136,13 @@ impl SessionCache {
     }
 
     /// Where the drops stand; read it before the read whose rows [`Self::keep`] is given.
-    pub fn epoch(&self) -> u64 {
+    pub(crate) fn epoch(&self) -> u64 {
         self.epoch.load(Ordering::Acquire)
     }
 
     /// Keeps rows read by a read that began at `epoch`, unless something was dropped
     /// since (the read may have raced that commit).
-    pub fn keep(&self, epoch: u64, rows: RowIds, session: &session::Model, user: &user::Model) {
+    pub(crate) fn keep(&self, epoch: u64, rows: RowIds, session: &session::Model, user: &user::Model) {
         if self.off.load(Ordering::Relaxed) {
             return;
         }
@@ -382,7 +382,7 @@ pub(crate) fn unwatchable(cache: &SessionCache) {
 /// (`<file>-tessera`) holds a count of arrivals in its first 8 bytes, raised by each
 /// comer, and each holds a shared lock on its byte 0 for as long as it is there. Locks
 /// are Linux open-file-description locks: two holders in one process see each other too.
-pub struct Neighbours {
+pub(crate) struct Neighbours {
     file: File,
 }
 
@@ -390,7 +390,7 @@ impl Neighbours {
     /// Announces a holder on the SQLite file `db`. The lock file is named after the
     /// file's canonical path (a symbolic link to the database finds the same one). Fails
     /// with `ErrorKind::Unsupported` off Linux, where no one announces (or caches).
-    pub fn join(db: &Path) -> std::io::Result<Neighbours> {
+    pub(crate) fn join(db: &Path) -> std::io::Result<Neighbours> {
         let Some((_, set, set_wait)) = OFD else {
             return Err(std::io::Error::new(std::io::ErrorKind::Unsupported, "no open-file-description locks"));
         };
@@ -418,7 +418,7 @@ impl Neighbours {
     /// about to use it: `None` for any other database and where no one announces (off
     /// Linux), and any other failure as the message to stop on (a holder that cannot
     /// announce itself would write unseen by the others' caches).
-    pub fn announce(database_url: &str) -> Result<Option<Neighbours>, String> {
+    pub(crate) fn announce(database_url: &str) -> Result<Option<Neighbours>, String> {
         let Some(db) = crate::sqlite_path(database_url.trim()) else { return Ok(None) };
         match Neighbours::join(&db) {
             Ok(n) => Ok(Some(n)),

@@ -1,0 +1,86 @@
+//! The store's domain operations. Each takes any connection or transaction (a [`crate::Tx`]
+//! from [`crate::Store::begin`], or [`crate::Store::reader`] / [`crate::Store::writer`]),
+//! so a service decides what one transaction covers, and answers in domain errors.
+//!
+//! Lock order, for every statement that touches sessions (PostgreSQL locks rows; SQLite
+//! has one writer, so none of this can deadlock there): a transaction that changes a
+//! user and that user's sessions locks the user row first (`users` is always written
+//! before `sessions` in one transaction), and a statement that changes several sessions
+//! reaches them only through their user's row, which it already holds. A refresh
+//! rotation locks one session row and nothing else (the audit log has no foreign keys).
+//! So a rotation never waits for a lock while holding one another statement waits for.
+
+use sea_orm::DbBackend;
+
+pub mod admin;
+pub mod audit;
+pub mod one_time_tokens;
+pub mod outbox;
+pub mod profiles;
+pub mod seed;
+pub mod sessions;
+pub mod users;
+
+/// Builds the `(session, user)` of a [`sessions::with_user`] row, reading column
+/// `at + i` with `$row.$get(at + i)?`; shared by the pool's decoder and the fast paths,
+/// and the struct literals stop compiling if a column is added to either model.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! session_and_user {
+    ($row:ident . $get:ident, $at:expr) => {
+        (
+            $crate::entity::session::Model {
+                id: $row.$get($at)?,
+                user_id: $row.$get($at + 1)?,
+                created_at: $row.$get($at + 2)?,
+                last_used_at: $row.$get($at + 3)?,
+                expires_at: $row.$get($at + 4)?,
+                revoked_at: $row.$get($at + 5)?,
+                ip: $row.$get($at + 6)?,
+                user_agent: $row.$get($at + 7)?,
+                aal: $row.$get($at + 8)?,
+                refresh_counter: $row.$get($at + 9)?,
+                refreshed_at: $row.$get($at + 10)?,
+            },
+            $crate::entity::user::Model {
+                id: $row.$get($at + 11)?,
+                email: $row.$get($at + 12)?,
+                password_hash: $row.$get($at + 13)?,
+                full_name: $row.$get($at + 14)?,
+                phone: $row.$get($at + 15)?,
+                email_verified_at: $row.$get($at + 16)?,
+                phone_verified_at: $row.$get($at + 17)?,
+                is_active: $row.$get($at + 18)?,
+                role: $row.$get($at + 19)?,
+                token_version: $row.$get($at + 20)?,
+                last_login_at: $row.$get($at + 21)?,
+                created_at: $row.$get($at + 22)?,
+                updated_at: $row.$get($at + 23)?,
+                deleted_at: $row.$get($at + 24)?,
+                new_email: $row.$get($at + 25)?,
+            },
+        )
+    };
+}
+
+/// The columns [`session_and_user!`] reads, from `sessions s` and `users u`.
+pub(crate) const SESSION_AND_USER: &str =
+    "s.id, s.user_id, s.created_at, s.last_used_at, s.expires_at, s.revoked_at, s.ip, \
+     s.user_agent, s.aal, s.refresh_counter, s.refreshed_at, u.id, u.email, u.password_hash, u.full_name, u.phone, \
+     u.email_verified_at, u.phone_verified_at, u.is_active, u.role, u.token_version, u.last_login_at, u.created_at, \
+     u.updated_at, u.deleted_at, u.new_email";
+
+/// A constant query with one parameter, written `{p}` in `template`: `?` on SQLite,
+/// `$1` on PostgreSQL. Built once per process (`cell`), so hot paths build nothing.
+pub(crate) fn one_parameter_sql(
+    cell: &'static std::sync::OnceLock<[String; 2]>,
+    backend: DbBackend,
+    template: fn(&str) -> String,
+) -> &'static str {
+    let [sqlite, postgres] = cell.get_or_init(|| [template("?"), template("$1")]);
+    if backend == DbBackend::Postgres {
+        postgres
+    } else {
+        sqlite
+    }
+}

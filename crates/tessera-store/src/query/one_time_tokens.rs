@@ -1,0 +1,101 @@
+//! One-time tokens: verification, email-change and recovery links and their codes.
+//! Every use is a conditional update, so of many concurrent uses of one token or code
+//! exactly one succeeds.
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::Expr;
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder};
+use tessera_domain::Error;
+use uuid::Uuid;
+
+use crate::entity::one_time_token;
+use crate::error::OrDb;
+
+/// Inserts a token.
+pub async fn insert(conn: &impl ConnectionTrait, row: one_time_token::Model) -> Result<(), Error> {
+    one_time_token::Entity::insert(row.into_active_model()).exec_without_returning(conn).await.or_db()?;
+    Ok(())
+}
+
+/// A live (unused, unexpired) token by the SHA-256 of its link secret.
+pub async fn live_by_hash(
+    conn: &impl ConnectionTrait,
+    hash: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<one_time_token::Model>, Error> {
+    one_time_token::Entity::find()
+        .filter(one_time_token::Column::TokenHash.eq(hash))
+        .filter(one_time_token::Column::UsedAt.is_null())
+        .filter(one_time_token::Column::ExpiresAt.gt(now))
+        .one(conn)
+        .await
+        .or_db()
+}
+
+/// The newest token of `kind` for a user whose code is still live (for an email change,
+/// the one to `new_email`).
+pub async fn newest_live_code(
+    conn: &impl ConnectionTrait,
+    user_id: Uuid,
+    kind: &str,
+    new_email: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<Option<one_time_token::Model>, Error> {
+    let mut q = one_time_token::Entity::find()
+        .filter(one_time_token::Column::UserId.eq(user_id))
+        .filter(one_time_token::Column::Kind.eq(kind))
+        .filter(one_time_token::Column::UsedAt.is_null())
+        .filter(one_time_token::Column::CodeHash.is_not_null())
+        .filter(one_time_token::Column::CodeExpiresAt.gt(now));
+    if let Some(e) = new_email {
+        q = q.filter(one_time_token::Column::NewEmail.eq(e));
+    }
+    q.order_by_desc(one_time_token::Column::CreatedAt).one(conn).await.or_db()
+}
+
+/// Spends one of a code's `max` attempts before it is compared; `false` when none is
+/// left (or the token was used meanwhile). Counting first, in one conditional update,
+/// means `max` guesses at most are ever compared, however many arrive at once.
+pub async fn spend_code_attempt(conn: &impl ConnectionTrait, id: Uuid, max: i32) -> Result<bool, Error> {
+    let res = one_time_token::Entity::update_many()
+        .col_expr(one_time_token::Column::CodeAttempts, Expr::col(one_time_token::Column::CodeAttempts).add(1))
+        .filter(one_time_token::Column::Id.eq(id))
+        .filter(one_time_token::Column::UsedAt.is_null())
+        .filter(one_time_token::Column::CodeAttempts.lt(max))
+        .exec(conn)
+        .await
+        .or_db()?;
+    Ok(res.rows_affected == 1)
+}
+
+/// Marks a token used, if nobody did first: the guard that makes every token and code
+/// single-use under concurrency.
+pub async fn use_once(conn: &impl ConnectionTrait, id: Uuid, at: DateTime<Utc>) -> Result<bool, Error> {
+    let res = one_time_token::Entity::update_many()
+        .col_expr(one_time_token::Column::UsedAt, Expr::value(at))
+        .filter(one_time_token::Column::Id.eq(id))
+        .filter(one_time_token::Column::UsedAt.is_null())
+        .exec(conn)
+        .await
+        .or_db()?;
+    Ok(res.rows_affected == 1)
+}
+
+/// Retires every unused token of a user of the given kinds (every kind for an empty
+/// list).
+pub async fn retire(
+    conn: &impl ConnectionTrait,
+    user_id: Uuid,
+    kinds: &[&str],
+    at: DateTime<Utc>,
+) -> Result<(), Error> {
+    let mut q = one_time_token::Entity::update_many()
+        .col_expr(one_time_token::Column::UsedAt, Expr::value(at))
+        .filter(one_time_token::Column::UserId.eq(user_id))
+        .filter(one_time_token::Column::UsedAt.is_null());
+    if !kinds.is_empty() {
+        q = q.filter(one_time_token::Column::Kind.is_in(kinds.iter().copied()));
+    }
+    q.exec(conn).await.or_db()?;
+    Ok(())
+}

@@ -1,0 +1,66 @@
+//! The mail outbox: messages written in the transaction of the change that caused them,
+//! claimed by senders with a lease.
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Condition, Expr};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect,
+};
+use tessera_domain::Error;
+use uuid::Uuid;
+
+use crate::entity::mail_outbox;
+use crate::error::OrDb;
+
+/// Queues a message.
+pub async fn insert(conn: &impl ConnectionTrait, row: mail_outbox::Model) -> Result<(), Error> {
+    mail_outbox::Entity::insert(row.into_active_model()).exec_without_returning(conn).await.or_db()?;
+    Ok(())
+}
+
+fn unleased(now: DateTime<Utc>) -> Condition {
+    Condition::any().add(mail_outbox::Column::LockedUntil.is_null()).add(mail_outbox::Column::LockedUntil.lt(now))
+}
+
+/// Up to `limit` messages due now and not leased by a sender, oldest first.
+pub async fn due(
+    conn: &impl ConnectionTrait,
+    now: DateTime<Utc>,
+    limit: u64,
+) -> Result<Vec<mail_outbox::Model>, Error> {
+    mail_outbox::Entity::find()
+        .filter(mail_outbox::Column::SentAt.is_null())
+        .filter(mail_outbox::Column::FailedAt.is_null())
+        .filter(mail_outbox::Column::NextAttemptAt.lte(now))
+        .filter(unleased(now))
+        .order_by_asc(mail_outbox::Column::CreatedAt)
+        .limit(limit)
+        .all(conn)
+        .await
+        .or_db()
+}
+
+/// Leases a message until `until` unless another sender holds it or it was sent; tells
+/// whether this caller got it.
+pub async fn claim(
+    conn: &impl ConnectionTrait,
+    id: Uuid,
+    now: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Result<bool, Error> {
+    let res = mail_outbox::Entity::update_many()
+        .col_expr(mail_outbox::Column::LockedUntil, Expr::value(until))
+        .filter(mail_outbox::Column::Id.eq(id))
+        .filter(mail_outbox::Column::SentAt.is_null())
+        .filter(unleased(now))
+        .exec(conn)
+        .await
+        .or_db()?;
+    Ok(res.rows_affected == 1)
+}
+
+/// Records the outcome of a delivery attempt (the set columns of `row`).
+pub async fn record_attempt(conn: &impl ConnectionTrait, row: mail_outbox::ActiveModel) -> Result<(), Error> {
+    row.update(conn).await.or_db()?;
+    Ok(())
+}

@@ -1,0 +1,205 @@
+//! Sessions: one per sign-in, each carrying its refresh token's rotation counter.
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
+    Statement,
+};
+use tessera_domain::Error;
+use uuid::Uuid;
+
+use super::{one_parameter_sql, SESSION_AND_USER};
+use crate::entity::{audit_log, session, user};
+use crate::error::OrDb;
+
+/// The query of [`with_user`]; its parameter is the session id. Its columns are read by
+/// position by [`session_and_user!`](crate::session_and_user).
+pub(crate) fn with_user_sql(backend: DbBackend) -> &'static str {
+    static SQL: std::sync::OnceLock<[String; 2]> = std::sync::OnceLock::new();
+    one_parameter_sql(&SQL, backend, |p| {
+        format!("SELECT {SESSION_AND_USER} FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = {p}")
+    })
+}
+
+/// The query of [`by_legacy_token`]; its parameter is the SHA-256 of a refresh token
+/// issued before tokens were derived from the session's counter.
+pub(crate) fn by_legacy_token_sql(backend: DbBackend) -> &'static str {
+    static SQL: std::sync::OnceLock<[String; 2]> = std::sync::OnceLock::new();
+    one_parameter_sql(&SQL, backend, |p| {
+        format!(
+            "SELECT {SESSION_AND_USER} FROM sessions s JOIN users u ON u.id = s.user_id \
+             WHERE s.legacy_token_hash = {p}"
+        )
+    })
+}
+
+/// A session together with its user, in one query. Every authenticated request and
+/// every refresh runs it, so the SQL is a constant (no query building, and the prepared
+/// statement is reused from each connection's cache) and columns are read by position.
+pub async fn with_user(conn: &impl ConnectionTrait, id: Uuid) -> Result<Option<(session::Model, user::Model)>, Error> {
+    one_session(conn, with_user_sql(conn.get_database_backend()), id.into()).await
+}
+
+/// The session a refresh token issued before the upgrade belongs to (by the token's
+/// SHA-256); that token stands for counter 0 of the session.
+pub async fn by_legacy_token(
+    conn: &impl ConnectionTrait,
+    hash: &str,
+) -> Result<Option<(session::Model, user::Model)>, Error> {
+    one_session(conn, by_legacy_token_sql(conn.get_database_backend()), hash.into()).await
+}
+
+async fn one_session(
+    conn: &impl ConnectionTrait,
+    sql: &str,
+    param: sea_orm::Value,
+) -> Result<Option<(session::Model, user::Model)>, Error> {
+    let statement = Statement::from_sql_and_values(conn.get_database_backend(), sql, [param]);
+    let Some(r) = conn.query_one(statement).await.or_db()? else {
+        return Ok(None);
+    };
+    let decoded: Result<_, sea_orm::DbErr> = (|| Ok(crate::session_and_user!(r.try_get_by_index, 0)))();
+    decoded.or_db().map(Some)
+}
+
+/// A session by id.
+pub async fn by_id(conn: &impl ConnectionTrait, id: Uuid) -> Result<Option<session::Model>, Error> {
+    session::Entity::find_by_id(id).one(conn).await.or_db()
+}
+
+/// The user's sessions that are neither revoked nor expired, oldest first.
+pub async fn active_for_user(
+    conn: &impl ConnectionTrait,
+    user_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<Vec<session::Model>, Error> {
+    session::Entity::find()
+        .filter(session::Column::UserId.eq(user_id))
+        .filter(session::Column::RevokedAt.is_null())
+        .filter(session::Column::ExpiresAt.gt(now))
+        .order_by_asc(session::Column::CreatedAt)
+        .order_by_asc(session::Column::Id)
+        .all(conn)
+        .await
+        .or_db()
+}
+
+/// A session to open for a user who has just proven who they are.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    /// The user's `token_version` as the sign-in read it.
+    pub token_version: i32,
+    pub now: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub aal: String,
+    /// A re-hash of the password to store with the sign-in (old parameters).
+    pub new_password_hash: Option<String>,
+}
+
+/// Records the sign-in on the user and inserts the session, only if the user is still
+/// usable and its `token_version` is still the one the sign-in read: a password change,
+/// logout-all or deactivation that committed while the sign-in was under way (hashing,
+/// say) leaves it no session (SPEC §4.4). `false` then, and nothing written. The user
+/// row is written first (the lock order of [`crate::query`]).
+pub async fn open(conn: &impl ConnectionTrait, s: &NewSession) -> Result<bool, Error> {
+    let mut touch = user::Entity::update_many().col_expr(user::Column::LastLoginAt, Expr::value(s.now));
+    if let Some(hash) = &s.new_password_hash {
+        touch = touch
+            .col_expr(user::Column::PasswordHash, Expr::value(hash.as_str()))
+            .col_expr(user::Column::UpdatedAt, Expr::value(s.now));
+    }
+    let touched = touch
+        .filter(user::Column::Id.eq(s.user_id))
+        .filter(user::Column::TokenVersion.eq(s.token_version))
+        .filter(user::Column::IsActive.eq(true))
+        .filter(user::Column::DeletedAt.is_null())
+        .exec(conn)
+        .await
+        .or_db()?;
+    if touched.rows_affected != 1 {
+        return Ok(false);
+    }
+    session::Model {
+        id: s.id,
+        user_id: s.user_id,
+        created_at: s.now,
+        last_used_at: s.now,
+        expires_at: s.expires_at,
+        revoked_at: None,
+        ip: s.ip.clone(),
+        user_agent: s.user_agent.clone(),
+        aal: s.aal.clone(),
+        refresh_counter: 0,
+        refreshed_at: None,
+    }
+    .into_active_model()
+    .insert(conn)
+    .await
+    .or_db()?;
+    Ok(true)
+}
+
+/// Revokes one session if it is still live; tells whether it was.
+pub async fn revoke(conn: &impl ConnectionTrait, id: Uuid, now: DateTime<Utc>) -> Result<bool, Error> {
+    let res = session::Entity::update_many()
+        .col_expr(session::Column::RevokedAt, Expr::value(now))
+        .filter(session::Column::Id.eq(id))
+        .filter(session::Column::RevokedAt.is_null())
+        .exec(conn)
+        .await
+        .or_db()?;
+    Ok(res.rows_affected == 1)
+}
+
+/// Revokes every live session of a user (whose row the caller's transaction has written
+/// first); returns how many.
+pub async fn revoke_all_for_user(conn: &impl ConnectionTrait, user_id: Uuid, now: DateTime<Utc>) -> Result<u64, Error> {
+    let res = session::Entity::update_many()
+        .col_expr(session::Column::RevokedAt, Expr::value(now))
+        .filter(session::Column::UserId.eq(user_id))
+        .filter(session::Column::RevokedAt.is_null())
+        .exec(conn)
+        .await
+        .or_db()?;
+    Ok(res.rows_affected)
+}
+
+/// The rotation of a session's refresh token (SPEC §4.3), the one statement every path
+/// runs (the pool here, the SQLite rotation writer, PostgreSQL's kept connections): it
+/// advances the counter from the value the refresh presented, and only from that value,
+/// of a session neither revoked nor expired. Of any number of concurrent rotations of one
+/// token, on one node or many, exactly one changes a row. Parameters: `$1` now, `$2` the
+/// new expiry, `$3` the session id, `$4` the counter presented.
+pub(crate) const ROTATE: &str = "UPDATE sessions SET refresh_counter = refresh_counter + 1, refreshed_at = $1, \
+     last_used_at = $1, expires_at = $2 WHERE id = $3 AND refresh_counter = $4 AND revoked_at IS NULL \
+     AND expires_at > $1";
+
+/// What one refresh rotation writes: the session row and its audit event.
+#[derive(Debug, Clone)]
+pub struct Rotation {
+    pub session_id: Uuid,
+    /// The counter the presented token carries: the session's current one.
+    pub counter: i64,
+    pub now: DateTime<Utc>,
+    /// The session's new expiry.
+    pub expires_at: DateTime<Utc>,
+    pub audit: audit_log::Model,
+}
+
+/// [`ROTATE`] and the audit row through `conn`, a transaction. `false` when the counter
+/// had moved on (or the session was revoked or had expired): nothing is written then.
+pub async fn rotate(conn: &impl ConnectionTrait, r: &Rotation) -> Result<bool, Error> {
+    let backend = conn.get_database_backend();
+    let values = [r.now.into(), r.expires_at.into(), r.session_id.into(), r.counter.into()];
+    let res = conn.execute(Statement::from_sql_and_values(backend, ROTATE, values)).await.or_db()?;
+    if res.rows_affected() != 1 {
+        return Ok(false);
+    }
+    super::audit::insert(conn, r.audit.clone()).await?;
+    Ok(true)
+}

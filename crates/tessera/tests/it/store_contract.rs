@@ -1,0 +1,385 @@
+//! The store's contract: every path the hot operations can take (the pool on both
+//! backends; on a SQLite file the direct reads, the session cache and the batched
+//! rotation writer; on PostgreSQL the kept connections) answers exactly what the pool
+//! answers and keeps the rotation guard. One set of scenarios, run on each path.
+
+use std::time::Duration;
+
+use chrono::Duration as ChronoDuration;
+use futures::future::join_all;
+use serde_json::json;
+use tessera_core::entity::{audit_log, session, user};
+use tessera_store::query::sessions::{self, NewSession, Rotation};
+use tessera_store::query::users;
+use tessera_store::sea_orm::prelude::DateTimeUtc;
+use tessera_store::sea_orm::sea_query::Expr;
+use tessera_store::sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, Statement};
+use tessera_store::{Store, StoreConfig};
+use uuid::Uuid;
+
+use crate::harness::*;
+
+/// A store on a fresh, migrated database, taking its backend's fast paths or not.
+async fn store(fast_paths: bool, session_cache: Duration) -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_database(dir.path()).await;
+    let config = StoreConfig {
+        pool_size: 4,
+        max_overflow: 4,
+        session_cache_ttl: session_cache,
+        fast_paths,
+        migrate: true,
+        ..StoreConfig::tool(&url)
+    };
+    (dir, Store::open(&config).await.unwrap())
+}
+
+/// Every scenario, in turn.
+async fn contract(store: &Store) {
+    reads_match_the_pool(store).await;
+    the_rotation_guard_holds(store).await;
+    concurrent_rotations_of_one_token_let_one_through(store).await;
+    a_failed_rotation_leaves_no_trace(store).await;
+    rotations_racing_revocations_all_answer(store).await;
+    a_session_opens_only_on_the_token_version_read(store).await;
+    a_closed_store_answers_errors(store).await;
+}
+
+#[tokio::test]
+async fn pooled() {
+    let (_dir, store) = store(false, Duration::ZERO).await;
+    contract(&store).await;
+}
+
+mod sqlite_only {
+    use super::*;
+
+    /// Session reads in place on the file, rotations through the batch writer.
+    #[tokio::test]
+    #[ignore = "SQLite only: scripts/test runs it on SQLite"]
+    async fn direct_and_batched() {
+        expect_backend(Backend::Sqlite);
+        let (_dir, store) = store(true, Duration::ZERO).await;
+        contract(&store).await;
+    }
+
+    /// The same, with session checks answered from the cache when they can be.
+    #[tokio::test]
+    #[ignore = "SQLite only: scripts/test runs it on SQLite"]
+    async fn direct_batched_and_cached() {
+        expect_backend(Backend::Sqlite);
+        let (_dir, store) = store(true, Duration::from_secs(60)).await;
+        contract(&store).await;
+    }
+}
+
+mod postgres_only {
+    use super::*;
+
+    /// Session reads and rotations on connections kept between statements.
+    #[tokio::test]
+    #[ignore = "PostgreSQL only: scripts/test runs it on PostgreSQL"]
+    async fn kept() {
+        expect_backend(Backend::Postgres);
+        let (_dir, store) = store(true, Duration::ZERO).await;
+        contract(&store).await;
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------
+
+fn now() -> DateTimeUtc {
+    tessera_core::now()
+}
+
+/// A user with one live session, written through the store's own operations.
+async fn user_with_session(store: &Store) -> (user::Model, Uuid) {
+    let now = now();
+    let row = user::Model {
+        id: Uuid::now_v7(),
+        email: format!("contract-{}@example.com", Uuid::now_v7().simple()),
+        password_hash: "not a hash".to_owned(),
+        full_name: None,
+        phone: None,
+        email_verified_at: None,
+        phone_verified_at: None,
+        is_active: true,
+        role: "user".to_owned(),
+        token_version: 0,
+        last_login_at: None,
+        created_at: now,
+        updated_at: now,
+        deleted_at: None,
+        new_email: None,
+    };
+    let tx = store.begin().await.unwrap();
+    let user = users::insert(&tx, row).await.unwrap();
+    let sid = open(&tx, &user).await.expect("a session opens");
+    tx.commit().await.unwrap();
+    (user, sid)
+}
+
+/// Opens a session for `user` as read (its `token_version`); the session id, if opened.
+async fn open(conn: &impl ConnectionTrait, user: &user::Model) -> Option<Uuid> {
+    let now = now();
+    let new = NewSession {
+        id: Uuid::now_v7(),
+        user_id: user.id,
+        token_version: user.token_version,
+        now,
+        expires_at: now + ChronoDuration::days(7),
+        ip: Some("127.0.0.1".to_owned()),
+        user_agent: None,
+        aal: "aal1".to_owned(),
+        new_password_hash: None,
+    };
+    sessions::open(conn, &new).await.unwrap().then_some(new.id)
+}
+
+fn audit(user_id: Uuid, event: &str, session_id: Uuid) -> audit_log::Model {
+    audit_log::Model {
+        id: Uuid::now_v7(),
+        created_at: now(),
+        event: event.to_owned(),
+        user_id: Some(user_id),
+        actor_id: Some(user_id),
+        ip: Some("127.0.0.1".to_owned()),
+        user_agent: None,
+        request_id: None,
+        detail: json!({ "session_id": session_id }),
+    }
+}
+
+fn rotation(user_id: Uuid, session_id: Uuid, counter: i64) -> Rotation {
+    let now = now();
+    Rotation {
+        session_id,
+        counter,
+        now,
+        expires_at: now + ChronoDuration::days(7),
+        audit: audit(user_id, "token.refresh", session_id),
+    }
+}
+
+/// The session and its user as the pool reads them: the reference.
+async fn reference(store: &Store, sid: Uuid) -> Option<(session::Model, user::Model)> {
+    sessions::with_user(store.reader(), sid).await.unwrap()
+}
+
+async fn refreshes_audited(store: &Store, user_id: Uuid) -> u64 {
+    audit_log::Entity::find()
+        .filter(audit_log::Column::UserId.eq(user_id))
+        .filter(audit_log::Column::Event.eq("token.refresh"))
+        .count(store.reader())
+        .await
+        .unwrap()
+}
+
+// ---------------------------------------------------------------------------------
+// Scenarios
+// ---------------------------------------------------------------------------------
+
+/// The session check and the refresh read answer what the pool answers, for every
+/// column, set or null, whatever form the pool wrote it in.
+async fn reads_match_the_pool(store: &Store) {
+    let (user, sid) = user_with_session(store).await;
+    let same = |what: &str, got, want| assert_eq!(got, want, "{what}: differs from the pool");
+    let want = reference(store, sid).await;
+    assert!(want.is_some());
+    same("fresh session", store.session_with_user(sid).await.unwrap(), want.clone());
+    same("fresh session, refresh read", store.session_for_refresh(sid).await.unwrap(), want);
+
+    // A rotation sets the counter and its time.
+    assert!(store.rotate(rotation(user.id, sid, 0)).await.unwrap());
+    let want = reference(store, sid).await;
+    assert_eq!(want.as_ref().map(|(s, _)| s.refresh_counter), Some(1));
+    same("after a rotation", store.session_with_user(sid).await.unwrap(), want.clone());
+    same("after a rotation, refresh read", store.session_for_refresh(sid).await.unwrap(), want);
+
+    // Every nullable column set, through sqlx's own encoding.
+    let at: DateTimeUtc = "2026-03-04T05:06:07.891234Z".parse().unwrap();
+    user::Entity::update_many()
+        .col_expr(user::Column::FullName, Expr::value("Ada Ünïcode 😀"))
+        .col_expr(user::Column::Phone, Expr::value("+15550001111"))
+        .col_expr(user::Column::EmailVerifiedAt, Expr::value(at))
+        .col_expr(user::Column::PhoneVerifiedAt, Expr::value(at))
+        .col_expr(user::Column::LastLoginAt, Expr::value(at))
+        .col_expr(user::Column::DeletedAt, Expr::value(at))
+        .col_expr(user::Column::NewEmail, Expr::value("next@example.com"))
+        .col_expr(user::Column::IsActive, Expr::value(false))
+        .col_expr(user::Column::TokenVersion, Expr::value(7))
+        .filter(user::Column::Id.eq(user.id))
+        .exec(store.reader())
+        .await
+        .unwrap();
+    session::Entity::update_many()
+        .col_expr(session::Column::RevokedAt, Expr::value(at))
+        .col_expr(session::Column::UserAgent, Expr::value("agent/1.0"))
+        .filter(session::Column::Id.eq(sid))
+        .exec(store.reader())
+        .await
+        .unwrap();
+    let want = reference(store, sid).await;
+    assert_eq!(want.as_ref().map(|(s, u)| (s.revoked_at, u.token_version, u.is_active)), Some((Some(at), 7, false)));
+    same("every column set", store.session_with_user(sid).await.unwrap(), want.clone());
+    same("every column set, refresh read", store.session_for_refresh(sid).await.unwrap(), want);
+
+    // A timestamp in the database's own text form (as SQLite's `datetime('now')`
+    // writes it; PostgreSQL reads it as UTC).
+    store.reader().execute_unprepared("UPDATE users SET last_login_at = '2026-01-02 03:04:05.678'").await.unwrap();
+    let want = reference(store, sid).await;
+    same("naive timestamp", store.session_with_user(sid).await.unwrap(), want);
+
+    same("unknown session", store.session_with_user(Uuid::now_v7()).await.unwrap(), None);
+
+    // A token from before the upgrade finds its session by hash.
+    let hash = "ab".repeat(32);
+    let backend = store.reader().get_database_backend();
+    let sql = "UPDATE sessions SET legacy_token_hash = $1 WHERE id = $2";
+    let set = Statement::from_sql_and_values(backend, sql, [hash.clone().into(), sid.into()]);
+    assert_eq!(store.reader().execute(set).await.unwrap().rows_affected(), 1);
+    same("legacy token", store.session_by_legacy_token(&hash).await.unwrap(), reference(store, sid).await);
+    same("unknown legacy token", store.session_by_legacy_token(&"cd".repeat(32)).await.unwrap(), None);
+
+    if store.backend() == Backend::Sqlite {
+        // A value no path can parse is an error, never a guess (or a panic).
+        store.reader().execute_unprepared("UPDATE users SET last_login_at = 'yesterday'").await.unwrap();
+        assert!(store.session_with_user(sid).await.is_err());
+        store.reader().execute_unprepared("UPDATE users SET last_login_at = NULL").await.unwrap();
+    }
+}
+
+/// A rotation advances the counter only from the value presented, only on a live
+/// session, and writes its audit row only when it rotates.
+async fn the_rotation_guard_holds(store: &Store) {
+    let (user, sid) = user_with_session(store).await;
+    let r = rotation(user.id, sid, 0);
+    let (at, expires) = (r.now, r.expires_at);
+    assert!(store.rotate(r).await.unwrap(), "the current counter rotates");
+    let (s, _) = reference(store, sid).await.unwrap();
+    assert_eq!((s.refresh_counter, s.refreshed_at, s.last_used_at, s.expires_at), (1, Some(at), at, expires));
+    assert_eq!(store.session_with_user(sid).await.unwrap().map(|(s, _)| s.refresh_counter), Some(1));
+
+    assert!(!store.rotate(rotation(user.id, sid, 0)).await.unwrap(), "a retired counter does not rotate");
+    assert!(!store.rotate(rotation(user.id, sid, 2)).await.unwrap(), "a counter never reached does not rotate");
+    assert_eq!(reference(store, sid).await.unwrap().0.refresh_counter, 1);
+    assert_eq!(refreshes_audited(store, user.id).await, 1, "no audit row for a rotation that did not happen");
+    assert!(store.rotate(rotation(user.id, sid, 1)).await.unwrap());
+
+    assert!(store.revoke_session(sid, audit(user.id, "logout", sid)).await.unwrap());
+    assert!(!store.revoke_session(sid, audit(user.id, "logout", sid)).await.unwrap(), "revoked once");
+    assert!(!store.rotate(rotation(user.id, sid, 2)).await.unwrap(), "a revoked session does not rotate");
+    assert!(store.session_with_user(sid).await.unwrap().unwrap().0.revoked_at.is_some());
+
+    let (user, sid) = user_with_session(store).await;
+    session::Entity::update_many()
+        .col_expr(session::Column::ExpiresAt, Expr::value(now() - ChronoDuration::seconds(1)))
+        .filter(session::Column::Id.eq(sid))
+        .exec(store.writer())
+        .await
+        .unwrap();
+    assert!(!store.rotate(rotation(user.id, sid, 0)).await.unwrap(), "an expired session does not rotate");
+    assert_eq!(refreshes_audited(store, user.id).await, 0);
+}
+
+/// Of many rotations of one counter at once, exactly one rotates.
+async fn concurrent_rotations_of_one_token_let_one_through(store: &Store) {
+    let (user, sid) = user_with_session(store).await;
+    let outcomes = join_all((0..16).map(|_| store.rotate(rotation(user.id, sid, 0)))).await;
+    let rotated = outcomes.iter().filter(|o| matches!(o, Ok(true))).count();
+    assert_eq!(rotated, 1, "{outcomes:?}");
+    assert!(outcomes.iter().all(|o| o.is_ok()), "{outcomes:?}");
+    assert_eq!(reference(store, sid).await.unwrap().0.refresh_counter, 1);
+    assert_eq!(refreshes_audited(store, user.id).await, 1);
+}
+
+/// A rotation that fails (here its audit row's id is taken) changes nothing, and the
+/// rotations written beside it (in the same batch, where there are batches) stand.
+async fn a_failed_rotation_leaves_no_trace(store: &Store) {
+    let (user, sid) = user_with_session(store).await;
+    let others: Vec<_> = join_all((0..4).map(|_| user_with_session(store))).await;
+    let taken = audit(user.id, "login.success", sid);
+    tessera_store::query::audit::insert(store.writer(), taken.clone()).await.unwrap();
+    let mut failing = rotation(user.id, sid, 0);
+    failing.audit.id = taken.id;
+
+    let fine = others.iter().map(|(u, s)| store.rotate(rotation(u.id, *s, 0)));
+    let (failed, fine) = tokio::join!(store.rotate(failing), join_all(fine));
+
+    assert!(failed.is_err(), "{failed:?}");
+    assert!(fine.iter().all(|o| matches!(o, Ok(true))), "{fine:?}");
+    assert_eq!(reference(store, sid).await.unwrap().0.refresh_counter, 0, "the failed rotation wrote nothing");
+    for (_, s) in &others {
+        assert_eq!(reference(store, *s).await.unwrap().0.refresh_counter, 1);
+    }
+    assert!(store.rotate(rotation(user.id, sid, 0)).await.unwrap(), "and the session rotates afterwards");
+}
+
+/// Sessions rotating while their user signs out everywhere over and over (the user row,
+/// then every session): every operation answers, none fails (no deadlock on
+/// PostgreSQL), and the sessions end revoked.
+async fn rotations_racing_revocations_all_answer(store: &Store) {
+    let (user, first) = user_with_session(store).await;
+    let mut sids = vec![first];
+    for _ in 0..5 {
+        let tx = store.begin().await.unwrap();
+        sids.push(open(&tx, &user).await.unwrap());
+        tx.commit().await.unwrap();
+    }
+    let rotations = sids.iter().map(|sid| async move {
+        let mut counter = 0;
+        for _ in 0..20 {
+            if store.rotate(rotation(user.id, *sid, counter)).await.expect("a rotation answers") {
+                counter += 1;
+            }
+        }
+    });
+    let revocations = async {
+        for _ in 0..5 {
+            let tx = store.begin().await.unwrap();
+            users::bump_token_version(&tx, user.id, now()).await.expect("the user row locks");
+            sessions::revoke_all_for_user(&tx, user.id, now()).await.expect("the sessions lock");
+            tx.commit().await.expect("the revocation commits");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    };
+    tokio::join!(join_all(rotations), revocations);
+    for sid in sids {
+        assert!(reference(store, sid).await.unwrap().0.revoked_at.is_some());
+    }
+}
+
+/// A session opens only while the user's `token_version` is the one the sign-in read,
+/// and the user is usable.
+async fn a_session_opens_only_on_the_token_version_read(store: &Store) {
+    let (user, _) = user_with_session(store).await;
+    let tx = store.begin().await.unwrap();
+    users::bump_token_version(&tx, user.id, now()).await.unwrap();
+    tx.commit().await.unwrap();
+    let sessions_of = || session::Entity::find().filter(session::Column::UserId.eq(user.id)).count(store.reader());
+    let before = sessions_of().await.unwrap();
+
+    assert_eq!(open(store.writer(), &user).await, None, "a sign-in overtaken by a revocation opens nothing");
+    assert_eq!(sessions_of().await.unwrap(), before);
+    let current = users::by_id(store.reader(), user.id).await.unwrap().unwrap();
+    assert!(open(store.writer(), &current).await.is_some(), "on the current version it opens");
+
+    let deactivated = "UPDATE users SET is_active = false WHERE email = ";
+    store.reader().execute_unprepared(&format!("{deactivated}'{}'", user.email)).await.unwrap();
+    assert_eq!(open(store.writer(), &current).await, None, "an inactive user gets no session");
+}
+
+/// Once closed, every path answers an error, promptly.
+async fn a_closed_store_answers_errors(store: &Store) {
+    let (user, sid) = user_with_session(store).await;
+    assert!(store.session_with_user(sid).await.unwrap().is_some());
+    tokio::time::timeout(Duration::from_secs(10), store.close()).await.expect("closing hung on a kept connection");
+    let answered = tokio::time::timeout(Duration::from_secs(10), async {
+        assert!(store.session_with_user(sid).await.is_err());
+        assert!(store.session_for_refresh(sid).await.is_err());
+        assert!(store.rotate(rotation(user.id, sid, 0)).await.is_err());
+    });
+    answered.await.expect("a closed store answers at once");
+}
