@@ -234,6 +234,7 @@ def wrk(port, path, script, conns, seconds, threads=None, env=None, timeout_s=10
            "-s", os.path.join(LUA, script), f"http://127.0.0.1:{port}{path}"]
     e = dict(os.environ)
     e["BENCH_LUA_DIR"] = LUA
+    e["BENCH_THREADS"] = str(threads)
     e.update(env or {})
     if "BENCH_RUN_ID" in e:
         e["BENCH_RUN_ID"] += "-" + secrets.token_hex(3)
@@ -259,10 +260,12 @@ def wrk_result(proc):
     raise RuntimeError(f"wrk gave no result:\n{out}\n{err}")
 
 
-def run_wrk(port, path, script, conns, args, env=None, threads=None, warmup=True):
-    """A warm-up run that is thrown away, then the measured run."""
+def run_wrk(port, path, script, conns, args, env=None, threads=None, warmup=True, warmup_env=None):
+    """A warm-up run that is thrown away, then the measured run. `warmup_env` replaces
+    `env` for the warm-up (the refresh scenario warms up on chains of its own: a token
+    rotated twice during the warm-up would be a reuse when the measured run presents it)."""
     if warmup and args.warmup > 0:
-        wrk_result(wrk(port, path, script, conns, args.warmup, threads=threads, env=env))
+        wrk_result(wrk(port, path, script, conns, args.warmup, threads=threads, env=warmup_env or env))
     return wrk_result(wrk(port, path, script, conns, args.duration, threads=threads, env=env))
 
 
@@ -289,9 +292,11 @@ def sign_in(port, email):
 
 
 def create_users(port, count, run_id, workdir):
-    """Signs up `count` users and signs each in once: its access token is used by the /me
-    scenario, its refresh token starts one chain of the refresh scenario (rotating it
-    leaves the access token valid). Writes users, access and refresh tokens to files."""
+    """Signs up `count` users and signs each in twice: the first session's access token is
+    used by the /me scenario and its refresh token starts one chain of the refresh
+    scenario (rotating it leaves the access token valid); the second session's refresh
+    token starts a chain of the refresh warm-up. Writes users, access and refresh tokens
+    to files."""
     emails = [f"user-{run_id}-{i}@bench.example" for i in range(count)]
 
     def make(email):
@@ -299,17 +304,19 @@ def create_users(port, count, run_id, workdir):
                                  {"email": email, "password": PASSWORD, "full_name": "Bench User"})
         if status != 201:
             raise RuntimeError(f"sign-up answered {status}: {body}")
-        return sign_in(port, email)
+        return sign_in(port, email) + sign_in(port, email)[1:]
 
     with ThreadPoolExecutor(max_workers=2 * CORES) as pool:
         tokens = list(pool.map(make, emails))
-    files = {name: os.path.join(workdir, f"{name}.txt") for name in ("users", "tokens", "refresh")}
+    files = {name: os.path.join(workdir, f"{name}.txt") for name in ("users", "tokens", "refresh", "refresh_warmup")}
     with open(files["users"], "w") as f:
         f.writelines(f"{e} {PASSWORD}\n" for e in emails)
     with open(files["tokens"], "w") as f:
-        f.writelines(f"{access}\n" for access, _ in tokens)
+        f.writelines(f"{access}\n" for access, _, _ in tokens)
     with open(files["refresh"], "w") as f:
-        f.writelines(f"{refresh}\n" for _, refresh in tokens)
+        f.writelines(f"{refresh}\n" for _, refresh, _ in tokens)
+    with open(files["refresh_warmup"], "w") as f:
+        f.writelines(f"{refresh}\n" for _, _, refresh in tokens)
     return files
 
 
@@ -393,7 +400,8 @@ def bench_backend(backend, url, args, workdir, hash_ms, run_id):
         if want("refresh"):
             log(f"{label}: refresh")
             refresh = run_wrk(server.port, "/v1/auth/refresh", "refresh.lua", args.refresh_conns, args,
-                              env={"BENCH_REFRESH": files["refresh"]})
+                              env={"BENCH_REFRESH": files["refresh"]},
+                              warmup_env={"BENCH_REFRESH": files["refresh_warmup"]})
             rows.append(row("refresh: POST /v1/auth/refresh (rotation)", label, args.refresh_conns, refresh))
 
         if want("register"):

@@ -1,18 +1,16 @@
 -- Shared by every scenario: thread numbering and one machine-readable summary line.
 -- bench/harness.py reads the line that starts with BENCH_RESULT.
 
-local threads = {}
 local counter = 0
 
--- Numbers each wrk thread (0, 1, ...) so a thread can take its share of a data file.
+-- Numbers each wrk thread (0, 1, ...) so a thread can take its share of a data file. The
+-- thread count comes from the harness (BENCH_THREADS): wrk may start a thread's init
+-- before it has called setup for the next one, so counting here would give the first
+-- thread a share of every line, the next thread's too.
 function setup(thread)
    thread:set("thread_id", counter)
-   thread:set("thread_count", 0) -- set properly once every thread is known
+   thread:set("thread_count", tonumber(os.getenv("BENCH_THREADS")) or 1)
    counter = counter + 1
-   table.insert(threads, thread)
-   for _, t in ipairs(threads) do
-      t:set("thread_count", counter)
-   end
 end
 
 -- Lines of a file named by an environment variable; the first thread's share is

@@ -327,6 +327,8 @@ impl Core {
                 Ok(email) if email.as_str() != current.email => {
                     row.email = Set(email.as_str().to_owned());
                     row.email_verified_at = Set(None);
+                    // A pending change by the user is void: the admin decided the address.
+                    row.new_email = Set(None);
                     changed.push("email");
                     email_for_policy = Some(email);
                 }
@@ -396,9 +398,13 @@ impl Core {
         }
         let mut updated = users::save(&tx, row).await?;
         if sign_out {
-            users::bump_token_version(&tx, id, now).await?;
+            users::revoke_credentials(&tx, id, now).await?;
             sessions::revoke_all_for_user(&tx, id, now).await?;
             updated.token_version += 1;
+        } else if changed.contains(&"email") {
+            // Links and codes sent to the old address (sign-up verification, a pending
+            // change) must not confirm, or sign anyone in, for the new one.
+            users::cancel_pending(&tx, id, now).await?;
         }
         record(&tx, client, actor.event("admin.user.update", Some(id), json!({ "fields": changed }))).await?;
         if removes_admin && admin_users::active_admin_count(&tx).await? == 0 {
@@ -408,7 +414,7 @@ impl Core {
         Ok(updated)
     }
 
-    /// Hard-deletes a user; the profile, sessions and refresh tokens go with it. The
+    /// Hard-deletes a user; the profile, sessions and one-time tokens go with it. The
     /// last active admin cannot be deleted.
     #[tracing::instrument(skip_all, err(level = "info"), fields(user_id = %id))]
     pub async fn admin_delete_user(&self, actor: &Actor, id: Uuid, client: &ClientInfo) -> Result<(), Error> {

@@ -4,9 +4,10 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
-use tessera_domain::{Error, FieldError, Permission, Permissions};
+use tessera_domain::{Error, FieldError, Permission, Permissions, Role};
 use tessera_store::entity::api_key;
 use tessera_store::query::admin::api_keys;
+use tessera_store::query::users;
 use uuid::Uuid;
 
 use crate::admin::Actor;
@@ -128,9 +129,11 @@ impl Core {
         tx.commit().await
     }
 
-    /// Checks a presented key and whether its scopes allow `needed`, recording the use
-    /// (granted or denied) and `last_used_at`. The key is looked up by its SHA-256, so
-    /// no comparison ever touches the secret itself.
+    /// Checks a presented key and whether it allows `needed`, recording the use (granted
+    /// or denied) and `last_used_at`. The key is looked up by its SHA-256, so no
+    /// comparison ever touches the secret itself. A key does what its scopes say and its
+    /// creator may do now, never more: its creator's current role bounds it, and a key
+    /// whose creator is gone or deactivated is no key at all (SPEC §5.7).
     pub async fn authenticate_api_key(
         &self,
         raw: &str,
@@ -147,8 +150,14 @@ impl Core {
         let Some(row) = row.filter(|k| k.revoked_at.is_none() && k.expires_at.is_none_or(|e| e > now)) else {
             return Err(Error::InvalidApiKey);
         };
-        let scopes = scopes_of(&row);
-        let granted = scopes.contains(needed);
+        let creator = match row.created_by {
+            Some(id) => users::by_id(self.store.reader(), id).await?.filter(crate::auth::is_usable),
+            None => None,
+        };
+        let Some(creator) = creator else { return Err(Error::InvalidApiKey) };
+        let role = Role::parse(&creator.role).unwrap_or(Role::User);
+        let permissions = scopes_of(&row).intersect(Permissions::of_role(role));
+        let granted = permissions.contains(needed);
         let tx = self.store.begin().await?;
         api_keys::touch(&tx, row.id, now).await?;
         let detail = json!({ "api_key_id": row.id, "route": route, "permission": needed.as_str(), "granted": granted });
@@ -158,6 +167,6 @@ impl Core {
         if !granted {
             return Err(Error::PermissionDenied);
         }
-        Ok(Actor { user_id: row.created_by, api_key_id: Some(row.id), permissions: scopes })
+        Ok(Actor { user_id: row.created_by, api_key_id: Some(row.id), permissions })
     }
 }

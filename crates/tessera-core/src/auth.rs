@@ -113,7 +113,14 @@ impl Core {
             Some(e) => users::by_email(self.store.reader(), e.as_str()).await?,
             None => None,
         };
-        let verdict = self.hasher.verify(password, user.as_ref().map(|u| u.password_hash.as_str())).await?;
+        let verdict = match self.hasher.verify(password, user.as_ref().map(|u| u.password_hash.as_str())).await {
+            Ok(v) => v,
+            Err(e) => {
+                // Refused before any work (the hashing pool is full): it counts for nothing.
+                self.lockout_release(raw_email).await;
+                return Err(e);
+            }
+        };
         // The audit row names the account when there is one (admins filter by it); the
         // answer below is the same either way.
         let known = user.as_ref().map(|u| u.id);
@@ -233,18 +240,36 @@ impl Core {
     #[tracing::instrument(name = "refresh", skip_all, err(level = "info"))]
     async fn refresh_to_the_end(&self, raw: &str, client: &ClientInfo) -> Result<Issued, Error> {
         let presented = self.refresh_keys.open(raw).ok_or(Error::InvalidToken)?;
-        let (counter, found) = match &presented {
-            PresentedRefresh::Sealed { session_id, counter } => {
-                (*counter, self.store.session_for_refresh(*session_id).await?)
+        let (session_id, counter) = match &presented {
+            PresentedRefresh::Sealed { session_id, counter } => (*session_id, *counter),
+            PresentedRefresh::Legacy { hash } => {
+                let (session, _) = self.store.session_by_legacy_token(hash).await?.ok_or(Error::InvalidToken)?;
+                (session.id, 0)
             }
-            PresentedRefresh::Legacy { hash } => (0, self.store.session_by_legacy_token(hash).await?),
         };
-        let (mut session, mut user) = found.ok_or(Error::InvalidToken)?;
         let interval = chrono_dur(self.settings.refresh_reuse_interval);
-        // Each pass either answers or saw the counter move under it; a counter moves a
-        // few times a second at most, so a handful of passes always settles.
+        // Each pass rotates, or reads the session and answers, or saw the counter move
+        // under it; a counter moves a few times a second at most, so a few passes settle.
         for _ in 0..8 {
             let now = now();
+            // Optimistically: the token presented is the session's current one.
+            let expires_at = now + chrono_dur(self.settings.refresh_token_ttl);
+            let ev = AuditEvent {
+                event: "token.refresh",
+                user_id: None,
+                actor_id: None,
+                detail: json!({ "session_id": session_id }),
+            };
+            let rotation = Rotation { session_id, counter, now, expires_at, audit: audit_row(client, ev) };
+            let mut audit = rotation.audit.clone();
+            if let Some((session, user)) = self.store.rotate(rotation).await? {
+                audit.user_id = Some(user.id);
+                audit.actor_id = Some(user.id);
+                append_to_file(&audit);
+                return self.issue(user, session.id, &session.aal, counter + 1, session.expires_at, now);
+            }
+            // It did not rotate: learn why, from the database itself.
+            let (session, user) = self.store.session_for_refresh(session_id).await?.ok_or(Error::InvalidToken)?;
             if session.revoked_at.is_some() || session.expires_at <= now {
                 return Err(Error::TokenRevoked);
             }
@@ -252,26 +277,18 @@ impl Core {
                 return Err(Error::AccountInactive);
             }
             let current = session.refresh_counter;
-            if counter == current {
-                let expires_at = now + chrono_dur(self.settings.refresh_token_ttl);
-                let ev = AuditEvent::by_user("token.refresh", user.id).detail(json!({ "session_id": session.id }));
-                let rotation =
-                    Rotation { session_id: session.id, counter, now, expires_at, audit: audit_row(client, ev) };
-                let audit = rotation.audit.clone();
-                if self.store.rotate(rotation).await? {
-                    append_to_file(&audit);
-                    return self.issue(user, session.id, &session.aal, current + 1, expires_at, now);
-                }
-            } else if counter + 1 == current && session.refreshed_at.is_some_and(|at| now - at < interval) {
+            if counter + 1 == current && session.refreshed_at.is_some_and(|at| now - at < interval) {
                 return self.issue(user, session.id, &session.aal, current, session.expires_at, now);
-            } else if counter > current {
+            }
+            if counter > current {
                 // Sealed by us for a counter the session never reached: a restored backup.
                 return Err(Error::InvalidToken);
-            } else {
+            }
+            if counter < current {
                 return self.reuse_detected(&session, &user, client).await;
             }
-            // The counter moved: look again, at the database itself.
-            (session, user) = self.store.session_for_refresh(session.id).await?.ok_or(Error::TokenRevoked)?;
+            // The counter is still the one presented (a rotation raced a change and lost):
+            // try again.
         }
         Err(Error::Unavailable("refresh contention".to_owned()))
     }
@@ -300,8 +317,8 @@ impl Core {
         tx.commit().await
     }
 
-    /// Bumps `token_version` and revokes every session of a user, so every outstanding
-    /// token fails at once.
+    /// Bumps `token_version`, revokes every session of a user and retires their one-time
+    /// tokens, so every outstanding token fails at once.
     pub async fn logout_everywhere(
         &self,
         user_id: Uuid,
@@ -311,7 +328,7 @@ impl Core {
     ) -> Result<u64, Error> {
         let now = now();
         let tx = self.store.begin().await?;
-        users::bump_token_version(&tx, user_id, now).await?;
+        users::revoke_credentials(&tx, user_id, now).await?;
         let revoked = sessions::revoke_all_for_user(&tx, user_id, now).await?;
         let ev = AuditEvent {
             event,

@@ -313,13 +313,19 @@ fn hash_with(params: &Params, password: &str, memory: &mut Memory<'_>) -> Result
     Ok(phc.to_string())
 }
 
+/// The most bytes of a password bcrypt reads.
+const BCRYPT_MAX_BYTES: usize = 72;
+
 fn verify_with(current: &Params, password: &str, stored: &str, memory: &mut Memory<'_>) -> Verdict {
     if stored.starts_with("$2a$")
         || stored.starts_with("$2b$")
         || stored.starts_with("$2y$")
         || stored.starts_with("$2x$")
     {
-        let matches = bcrypt::verify(password, stored).unwrap_or(false);
+        // bcrypt reads 72 bytes at most. A longer password must not sign in by its first
+        // 72 bytes alone: such a hash can only have been made from a truncated password,
+        // so a password over 72 bytes never matches one (its owner resets it).
+        let matches = password.len() <= BCRYPT_MAX_BYTES && bcrypt::verify(password, stored).unwrap_or(false);
         return Verdict { matches, needs_rehash: true };
     }
     let Ok(parsed) = PasswordHash::new(stored) else {

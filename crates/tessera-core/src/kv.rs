@@ -4,11 +4,12 @@
 //! is configured but unreachable, operations fall back to memory with one warning, and
 //! Redis is used again as soon as it answers.
 
-use std::collections::HashMap;
+use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use lru::LruCache;
 use redis::aio::ConnectionManager;
 use redis::Script;
 use tokio::sync::Mutex as AsyncMutex;
@@ -117,33 +118,79 @@ struct Entry {
     expires: Instant,
 }
 
-/// The in-memory implementation: one mutex, every operation done under it.
-#[derive(Default)]
+/// The in-memory implementation: a bounded map of keys, the least recently used dropped
+/// first when it is full, in shards so that requests rarely wait for one another. An
+/// operation locks the one shard of its subject (every key it touches shares the
+/// subject's prefix), so it stays atomic; nothing ever sweeps the whole map: an expired
+/// entry goes when it is next touched, or when the shard needs its room.
 pub struct MemoryKv {
-    map: Mutex<HashMap<String, Entry>>,
-    ops: std::sync::atomic::AtomicU64,
+    shards: Vec<Mutex<LruCache<String, Entry>>>,
+}
+
+/// Shards of the in-memory store: enough that two cores rarely meet on one.
+const SHARDS: usize = 16;
+
+impl Default for MemoryKv {
+    fn default() -> Self {
+        MemoryKv::with_capacity(100_000)
+    }
 }
 
 impl MemoryKv {
-    fn with<T>(&self, f: impl FnOnce(&mut HashMap<String, Entry>, Instant) -> T) -> T {
-        let now = Instant::now();
-        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        // Drop expired entries now and then, so memory follows the live keys.
-        if self.ops.fetch_add(1, Ordering::Relaxed).is_multiple_of(4096) {
-            map.retain(|_, e| e.expires > now);
-        }
-        f(&mut map, now)
+    /// A store holding at most `keys` keys (at least one a shard).
+    pub fn with_capacity(keys: usize) -> MemoryKv {
+        let shard = |i: usize| {
+            let room = keys / SHARDS + usize::from(i < keys % SHARDS);
+            Mutex::new(LruCache::new(NonZeroUsize::new(room).unwrap_or(NonZeroUsize::MIN)))
+        };
+        MemoryKv { shards: (0..SHARDS).map(shard).collect() }
     }
 
-    fn live(map: &HashMap<String, Entry>, key: &str, now: Instant) -> Option<(u64, u64)> {
-        map.get(key).filter(|e| e.expires > now).map(|e| (e.value, ceil_secs(e.expires, now)))
+    /// How many keys are held (expired ones included until they go).
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.lock().map(|m| m.len()).unwrap_or(0)).sum()
     }
 
-    fn incr(map: &mut HashMap<String, Entry>, key: &str, ttl: u64, now: Instant, refresh_ttl: bool) -> (u64, u64) {
-        let e = map.entry(key.to_owned()).or_insert(Entry { value: 0, expires: now });
-        if e.expires <= now {
-            *e = Entry { value: 0, expires: now + Duration::from_secs(ttl) };
+    /// Whether no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn with<T>(&self, subject: &str, f: impl FnOnce(&mut LruCache<String, Entry>, Instant) -> T) -> T {
+        use std::hash::BuildHasher;
+        static SEED: std::sync::OnceLock<std::collections::hash_map::RandomState> = std::sync::OnceLock::new();
+        let shard = &self.shards[(SEED.get_or_init(Default::default).hash_one(subject) % SHARDS as u64) as usize];
+        let mut map = shard.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut map, Instant::now())
+    }
+
+    fn live(map: &mut LruCache<String, Entry>, key: &str, now: Instant) -> Option<(u64, u64)> {
+        match map.get(key) {
+            Some(e) if e.expires > now => Some((e.value, ceil_secs(e.expires, now))),
+            Some(_) => {
+                map.pop(key);
+                None
+            }
+            None => None,
         }
+    }
+
+    fn incr(map: &mut LruCache<String, Entry>, key: &str, ttl: u64, now: Instant, refresh_ttl: bool) -> (u64, u64) {
+        let fresh = || Entry { value: 0, expires: now + Duration::from_secs(ttl) };
+        let e = match map.get_mut(key) {
+            Some(e) if e.expires > now => e,
+            Some(e) => {
+                *e = fresh();
+                e
+            }
+            None => {
+                map.put(key.to_owned(), fresh());
+                match map.get_mut(key) {
+                    Some(e) => e,
+                    None => return (1, ttl.max(1)),
+                }
+            }
+        };
         e.value += 1;
         if refresh_ttl {
             e.expires = now + Duration::from_secs(ttl);
@@ -152,7 +199,7 @@ impl MemoryKv {
     }
 
     fn rate_hit(&self, key: &str, windows: &[Window]) -> RateDecision {
-        self.with(|map, now| {
+        self.with(key, |map, now| {
             let counts: Vec<(u64, u64)> =
                 windows.iter().map(|w| Self::incr(map, &format!("{key}:{}", w.secs), w.secs, now, false)).collect();
             decide(windows, &counts)
@@ -160,7 +207,7 @@ impl MemoryKv {
     }
 
     fn lock_reserve(&self, key: &str, p: &LockoutPolicy) -> Option<u64> {
-        self.with(|map, now| {
+        self.with(key, |map, now| {
             if let Some((_, ttl)) = Self::live(map, &format!("{key}:lock"), now) {
                 return Some(ttl);
             }
@@ -169,8 +216,25 @@ impl MemoryKv {
         })
     }
 
+    fn lock_release(&self, key: &str) {
+        self.with(key, |map, now| {
+            let fails = format!("{key}:fails");
+            match Self::live(map, &fails, now) {
+                Some((n, _)) if n > 1 => {
+                    if let Some(e) = map.get_mut(&fails) {
+                        e.value -= 1;
+                    }
+                }
+                Some(_) => {
+                    map.pop(&fails);
+                }
+                None => {}
+            }
+        })
+    }
+
     fn lock_fail(&self, key: &str, p: &LockoutPolicy) -> Option<u64> {
-        self.with(|map, now| {
+        self.with(key, |map, now| {
             if Self::live(map, &format!("{key}:lock"), now).is_some() {
                 return None;
             }
@@ -180,14 +244,14 @@ impl MemoryKv {
             }
             let (offence, _) = Self::incr(map, &format!("{key}:offences"), p.memory_secs(), now, true);
             let secs = p.duration(offence);
-            map.insert(format!("{key}:lock"), Entry { value: 1, expires: now + Duration::from_secs(secs) });
-            map.remove(&format!("{key}:fails"));
+            map.put(format!("{key}:lock"), Entry { value: 1, expires: now + Duration::from_secs(secs) });
+            map.pop(&format!("{key}:fails"));
             Some(secs)
         })
     }
 
     fn lock_clear(&self, key: &str) {
-        self.with(|map, _| map.remove(&format!("{key}:fails")));
+        self.with(key, |map, _| map.pop(&format!("{key}:fails")));
     }
 }
 
@@ -232,6 +296,13 @@ redis.call('DEL', KEYS[2])
 return d
 ";
 
+// KEYS: fails. Gives back a reservation made by LOCK_RESERVE_SCRIPT.
+const LOCK_RELEASE_SCRIPT: &str = r"
+local n = redis.call('DECR', KEYS[1])
+if n <= 0 then redis.call('DEL', KEYS[1]) end
+return n
+";
+
 const OP_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// The Redis implementation, connected lazily and reconnected after an outage.
@@ -242,6 +313,7 @@ struct RedisKv {
     rate: Script,
     reserve: Script,
     fail: Script,
+    release: Script,
 }
 
 impl RedisKv {
@@ -304,16 +376,17 @@ pub struct Kv {
 }
 
 impl Kv {
-    /// A Kv in memory only.
-    pub fn memory() -> Kv {
-        Kv { memory: MemoryKv::default(), redis: None, degraded: AtomicBool::new(false) }
+    /// A Kv in memory only, holding at most about `keys` keys.
+    pub fn memory(keys: usize) -> Kv {
+        Kv { memory: MemoryKv::with_capacity(keys), redis: None, degraded: AtomicBool::new(false) }
     }
 
-    /// A Kv backed by Redis at `url` (connected on first use).
-    pub fn redis(url: &str) -> Result<Kv, String> {
+    /// A Kv backed by Redis at `url` (connected on first use), and by memory (at most
+    /// about `keys` keys) while Redis is down.
+    pub fn redis(url: &str, keys: usize) -> Result<Kv, String> {
         let client = redis::Client::open(url).map_err(|e| format!("REDIS_URL: {e}"))?;
         Ok(Kv {
-            memory: MemoryKv::default(),
+            memory: MemoryKv::with_capacity(keys),
             redis: Some(RedisKv {
                 client,
                 conn: AsyncMutex::new(None),
@@ -321,9 +394,15 @@ impl Kv {
                 rate: Script::new(RATE_SCRIPT),
                 reserve: Script::new(LOCK_RESERVE_SCRIPT),
                 fail: Script::new(LOCK_FAIL_SCRIPT),
+                release: Script::new(LOCK_RELEASE_SCRIPT),
             }),
             degraded: AtomicBool::new(false),
         })
+    }
+
+    /// How many keys the in-memory store holds now.
+    pub fn memory_keys(&self) -> usize {
+        self.memory.len()
     }
 
     /// Whether Redis is configured.
@@ -410,6 +489,23 @@ impl Kv {
         self.memory.lock_fail(key, p)
     }
 
+    /// Gives back a reservation of [`Kv::lock_reserve`] for an attempt that was refused
+    /// before any work (the hashing pool was full): it counts for nothing.
+    pub async fn lock_release(&self, key: &str) {
+        if let Some(r) = &self.redis {
+            let mut inv = r.release.prepare_invoke();
+            inv.key(format!("tessera:fails:{key}"));
+            match r.run::<i64>(inv).await {
+                Ok(_) => {
+                    self.redis_ok();
+                    return;
+                }
+                Err(e) => self.redis_failed(&e),
+            }
+        }
+        self.memory.lock_release(key);
+    }
+
     /// Forgets the failures of `key` (a successful sign-in).
     pub async fn lock_clear(&self, key: &str) {
         if let Some(r) = &self.redis {
@@ -488,7 +584,7 @@ mod tests {
             assert_eq!(kv.lock_fail("e", &p), Some(expected));
             assert!(kv.lock_reserve("e", &p).is_some(), "locked");
             // Unlock by hand to reach the next offence.
-            kv.with(|m, _| m.remove("e:lock"));
+            kv.with("e", |m, _| m.pop("e:lock"));
         }
     }
 
@@ -500,5 +596,21 @@ mod tests {
         assert_eq!(admitted, 5);
         kv.lock_clear("e");
         assert_eq!(kv.lock_reserve("e", &p), None, "success resets the count");
+    }
+
+    #[test]
+    fn memory_holds_at_most_its_capacity_dropping_the_least_recently_used() {
+        let kv = MemoryKv::with_capacity(64);
+        let w = [Window { limit: 3, secs: 3600 }];
+        kv.rate_hit("kept", &w);
+        for i in 0..10_000 {
+            kv.rate_hit(&format!("k{i}"), &w);
+            kv.rate_hit("kept", &w); // recently used, so it stays
+        }
+        assert!(kv.len() <= 64, "{} keys", kv.len());
+        assert!(!kv.rate_hit("kept", &w).allowed, "the key in use kept its count");
+        kv.lock_reserve("e", &LockoutPolicy { threshold: 5, base_secs: 60, max_secs: 600 });
+        kv.lock_release("e");
+        assert!(kv.with("e", |map, _| map.peek("e:fails").is_none()), "a released reservation leaves no key");
     }
 }

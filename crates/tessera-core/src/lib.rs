@@ -94,8 +94,8 @@ impl Core {
         let jwt = JwtKeys::from_settings(&settings)?;
         let refresh_keys = RefreshKeys::from_settings(&settings)?;
         let kv = match &settings.redis_url {
-            Some(url) => Kv::redis(url.expose_secret())?,
-            None => Kv::memory(),
+            Some(url) => Kv::redis(url.expose_secret(), settings.rate_limit_memory_keys)?,
+            None => Kv::memory(settings.rate_limit_memory_keys),
         };
         let mailer = Mailer::new(&settings.mail, settings.is_development())?;
         let code_key = match &settings.jwt_secret {

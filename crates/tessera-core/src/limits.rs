@@ -19,6 +19,9 @@ pub enum RateAction {
     Recover,
     /// Verification and one-time-code sends, per address.
     Otp,
+    /// Checks of a secret link token or code, and the requests that send one, per
+    /// client IP.
+    Verify,
 }
 
 impl RateAction {
@@ -28,6 +31,7 @@ impl RateAction {
             RateAction::Register => "register",
             RateAction::Recover => "recover",
             RateAction::Otp => "otp",
+            RateAction::Verify => "verify",
         }
     }
 }
@@ -52,10 +56,11 @@ impl Core {
             RateAction::Register => &limits.register,
             RateAction::Recover => &limits.recover,
             RateAction::Otp => &limits.otp,
+            RateAction::Verify => &limits.verify,
         };
         let subject = match action {
             RateAction::Recover | RateAction::Otp => email_key(subject),
-            RateAction::Login | RateAction::Register => subject.to_owned(),
+            RateAction::Login | RateAction::Register | RateAction::Verify => subject.to_owned(),
         };
         Some(self.kv.rate_hit(&format!("{}:{subject}", action.name()), windows).await)
     }
@@ -77,6 +82,13 @@ impl Core {
         match self.kv.lock_reserve(&email_key(email), &self.settings.lockout).await {
             Some(secs) => Err(Error::AccountLocked { retry_after_secs: secs }),
             None => Ok(()),
+        }
+    }
+
+    /// Gives back a reservation for an attempt refused before any work.
+    pub(crate) async fn lockout_release(&self, email: &str) {
+        if self.settings.rate_limit_enabled {
+            self.kv.lock_release(&email_key(email)).await;
         }
     }
 

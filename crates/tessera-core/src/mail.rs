@@ -23,7 +23,7 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::settings::{MailSettings, MailTransport, SmtpTls};
-use crate::{now, Core};
+use crate::{now, ClientInfo, Core};
 
 /// The mails tessera sends; each has a subject, a text and an HTML template.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -31,16 +31,18 @@ pub enum Template {
     VerifyEmail,
     VerifyEmailResend,
     EmailChange,
+    EmailChangeCurrent,
     EmailChangeNotice,
     PasswordReset,
     PasswordChanged,
 }
 
 impl Template {
-    const ALL: [Template; 6] = [
+    const ALL: [Template; 7] = [
         Template::VerifyEmail,
         Template::VerifyEmailResend,
         Template::EmailChange,
+        Template::EmailChangeCurrent,
         Template::EmailChangeNotice,
         Template::PasswordReset,
         Template::PasswordChanged,
@@ -52,6 +54,7 @@ impl Template {
             Template::VerifyEmail => "verify_email",
             Template::VerifyEmailResend => "verify_email_resend",
             Template::EmailChange => "email_change",
+            Template::EmailChangeCurrent => "email_change_current",
             Template::EmailChangeNotice => "email_change_notice",
             Template::PasswordReset => "password_reset",
             Template::PasswordChanged => "password_changed",
@@ -72,6 +75,7 @@ impl Template {
             Template::VerifyEmail => t!("verify_email"),
             Template::VerifyEmailResend => t!("verify_email_resend"),
             Template::EmailChange => t!("email_change"),
+            Template::EmailChangeCurrent => t!("email_change_current"),
             Template::EmailChangeNotice => t!("email_change_notice"),
             Template::PasswordReset => t!("password_reset"),
             Template::PasswordChanged => t!("password_changed"),
@@ -141,6 +145,33 @@ impl Templates {
         };
         (fill(subject.trim(), &all, false), fill(text, &all, false), fill(html, &all, true))
     }
+}
+
+/// A request resolved into mail in the background (see [`Core::queue_request`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailRequest {
+    PasswordReset,
+    VerificationResend,
+}
+
+impl MailRequest {
+    fn kind(self) -> &'static str {
+        match self {
+            MailRequest::PasswordReset => "request.password_reset",
+            MailRequest::VerificationResend => "request.verify_email_resend",
+        }
+    }
+
+    fn of_kind(kind: &str) -> Option<MailRequest> {
+        [MailRequest::PasswordReset, MailRequest::VerificationResend].into_iter().find(|r| r.kind() == kind)
+    }
+}
+
+/// Who asked for a request queued by [`Core::queue_request`].
+pub(crate) fn requester(row: &mail_outbox::Model) -> ClientInfo {
+    let v: serde_json::Value = serde_json::from_str(&row.text_body).unwrap_or_default();
+    let field = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_owned);
+    ClientInfo { ip: field("ip"), user_agent: field("user_agent"), request_id: field("request_id") }
 }
 
 /// A message to queue.
@@ -304,13 +335,90 @@ impl Core {
         outbox::insert(conn, row).await
     }
 
-    /// Delivers the messages that are due; returns how many were sent.
+    /// Queues a request to resolve in the background (through `conn`, in one statement
+    /// when it is the writer): the same write whoever asked, so that the answer takes the
+    /// same time whether `email` belongs to an account or not.
+    pub(crate) async fn queue_request(
+        &self,
+        conn: &impl ConnectionTrait,
+        request: MailRequest,
+        email: &str,
+        client: &ClientInfo,
+    ) -> Result<(), Error> {
+        let now = now();
+        // Who asked, for the audit row the request becomes.
+        let requester = serde_json::json!({
+            "ip": client.ip, "user_agent": client.user_agent, "request_id": client.request_id,
+        });
+        let row = mail_outbox::Model {
+            id: Uuid::now_v7(),
+            kind: request.kind().to_owned(),
+            to_addr: email.to_owned(),
+            subject: String::new(),
+            text_body: requester.to_string(),
+            html_body: String::new(),
+            attempts: 0,
+            next_attempt_at: now,
+            locked_until: None,
+            sent_at: None,
+            failed_at: None,
+            last_error: None,
+            created_at: now,
+        };
+        outbox::insert(conn, row).await
+    }
+
+    /// Resolves the requests that are due into mail (or into nothing, for an address
+    /// that has no account); returns how many.
+    async fn resolve_due_requests(&self) -> Result<usize, Error> {
+        let now = now();
+        let due = outbox::due(self.store.reader(), now, 64, true).await?;
+        let mut resolved = 0;
+        for row in due {
+            if !outbox::claim(self.store.writer(), row.id, now, now + ChronoDuration::seconds(LEASE)).await? {
+                continue;
+            }
+            let result = match MailRequest::of_kind(&row.kind) {
+                Some(MailRequest::PasswordReset) => self.resolve_password_reset(&row).await,
+                Some(MailRequest::VerificationResend) => self.resolve_verification_resend(&row).await,
+                None => Err(Error::Internal(format!("unknown request kind {}", row.kind))),
+            };
+            match result {
+                Ok(()) => resolved += 1,
+                Err(e) => self.record_failure(&row, &e.to_string()).await?,
+            }
+        }
+        if resolved > 0 {
+            self.mailer.wake.notify_one();
+        }
+        Ok(resolved)
+    }
+
+    async fn record_failure(&self, row: &mail_outbox::Model, error: &str) -> Result<(), Error> {
+        let attempts = row.attempts + 1;
+        tracing::warn!(kind = %row.kind, attempts, error = %error, "outbox row failed; will retry");
+        let done = crate::now();
+        let update = mail_outbox::ActiveModel {
+            id: Set(row.id),
+            attempts: Set(attempts),
+            locked_until: Set(None),
+            next_attempt_at: Set(done + backoff(attempts - 1, self.mailer.max_delay)),
+            failed_at: Set((attempts >= MAX_ATTEMPTS).then_some(done)),
+            last_error: Set(Some(crate::audit::truncate(error, 1000))),
+            ..Default::default()
+        };
+        outbox::record_attempt(self.store.writer(), update).await
+    }
+
+    /// Resolves due requests, then delivers the messages that are due; returns how many
+    /// messages were sent.
     pub async fn deliver_due_mail(&self) -> Result<usize, Error> {
+        self.resolve_due_requests().await?;
         if self.mailer.breaker_open() {
             return Ok(0);
         }
         let now = now();
-        let due = outbox::due(self.store.reader(), now, 16).await?;
+        let due = outbox::due(self.store.reader(), now, 16, false).await?;
         let mut sent = 0;
         for row in due {
             // Claim it with a lease; another node that got here first wins.
@@ -319,38 +427,24 @@ impl Core {
             }
             let result = self.mailer.deliver(&row).await;
             self.mailer.record_result(result.is_ok());
-            let attempts = row.attempts + 1;
-            let done = crate::now();
-            let update = match &result {
+            match &result {
                 Ok(()) => {
                     sent += 1;
-                    mail_outbox::ActiveModel {
+                    let update = mail_outbox::ActiveModel {
                         id: Set(row.id),
-                        attempts: Set(attempts),
-                        sent_at: Set(Some(done)),
+                        attempts: Set(row.attempts + 1),
+                        sent_at: Set(Some(crate::now())),
                         locked_until: Set(None),
                         last_error: Set(None),
                         // The bodies may hold a link or code: gone once delivered.
                         text_body: Set(String::new()),
                         html_body: Set(String::new()),
                         ..Default::default()
-                    }
+                    };
+                    outbox::record_attempt(self.store.writer(), update).await?;
                 }
-                Err(e) => {
-                    tracing::warn!(kind = %row.kind, attempts, error = %e, "mail delivery failed; will retry");
-                    let failed = attempts >= MAX_ATTEMPTS;
-                    mail_outbox::ActiveModel {
-                        id: Set(row.id),
-                        attempts: Set(attempts),
-                        locked_until: Set(None),
-                        next_attempt_at: Set(done + backoff(attempts - 1, self.mailer.max_delay)),
-                        failed_at: Set(failed.then_some(done)),
-                        last_error: Set(Some(crate::audit::truncate(e, 1000))),
-                        ..Default::default()
-                    }
-                }
-            };
-            outbox::record_attempt(self.store.writer(), update).await?;
+                Err(e) => self.record_failure(&row, e).await?,
+            }
             if result.is_err() && self.mailer.breaker_open() {
                 break;
             }
@@ -407,6 +501,17 @@ mod tests {
         let d = std::env::temp_dir().join(format!("tessera-tpl-{}", Uuid::now_v7()));
         std::fs::create_dir_all(&d).unwrap();
         d
+    }
+
+    #[test]
+    fn requests_are_kinds_the_outbox_tells_apart() {
+        for r in [MailRequest::PasswordReset, MailRequest::VerificationResend] {
+            assert!(r.kind().starts_with(tessera_store::query::outbox::REQUEST_PREFIX));
+            assert_eq!(MailRequest::of_kind(r.kind()), Some(r));
+        }
+        for t in Template::ALL {
+            assert!(!t.name().starts_with(tessera_store::query::outbox::REQUEST_PREFIX));
+        }
     }
 
     #[test]

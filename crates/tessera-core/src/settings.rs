@@ -19,6 +19,7 @@ pub struct RateLimits {
     pub register: Vec<Window>,
     pub recover: Vec<Window>,
     pub otp: Vec<Window>,
+    pub verify: Vec<Window>,
 }
 
 /// The deployment environment.
@@ -139,10 +140,13 @@ pub const SETTINGS: &[SettingDoc] = &[
     setting(&["RATE_LIMIT_REGISTER"], "3/1h", "sign-ups per client IP"),
     setting(&["RATE_LIMIT_RECOVER"], "3/1h", "password-recovery requests per email address"),
     setting(&["RATE_LIMIT_OTP"], "3/1h", "verification and one-time-code sends per address"),
+    setting(&["RATE_LIMIT_VERIFY"], "30/1h", "per client IP: checks of a link token or code (email verification, password-reset confirmation, MFA codes), and recovery and resend requests"),
+    setting(&["RATE_LIMIT_MEMORY_KEYS"], "100000", "without Redis: the most rate-limit and lockout keys kept in memory; the least recently used go first"),
     setting(&["LOCKOUT_THRESHOLD"], "5", "consecutive failed sign-ins for one email before it is locked"),
     setting(&["LOCKOUT_DURATION"], "15m", "first lockout; doubles on each repeat offence"),
     setting(&["LOCKOUT_MAX"], "24h", "longest lockout"),
     setting(&["REQUIRE_EMAIL_VERIFICATION"], "false", "unverified accounts answer 403 email_not_verified at sign-in"),
+    setting(&["SECURE_EMAIL_CHANGE"], "true", "an email change is confirmed from both the new and the current address; false: from the new one alone"),
     setting(&["MAIL_TRANSPORT"], "log", "smtp, file or log; log is refused in production"),
     setting(&["MAIL_FROM"], "tessera <no-reply@localhost>", "sender of every mail"),
     setting(&["MAIL_DIR"], "mail", "where the file transport writes one .eml per message"),
@@ -229,8 +233,12 @@ pub struct Settings {
     pub redis_url: Option<SecretString>,
     pub rate_limit_enabled: bool,
     pub rate_limits: RateLimits,
+    /// Without Redis, the most rate-limit and lockout keys kept in memory.
+    pub rate_limit_memory_keys: usize,
     pub lockout: LockoutPolicy,
     pub require_email_verification: bool,
+    /// Whether an email change needs the current address's confirmation too.
+    pub secure_email_change: bool,
     pub mail_transport: MailTransport,
     pub mail: MailSettings,
     pub password_policy: PasswordPolicy,
@@ -480,13 +488,16 @@ impl Settings {
                 register: r.windows("RATE_LIMIT_REGISTER"),
                 recover: r.windows("RATE_LIMIT_RECOVER"),
                 otp: r.windows("RATE_LIMIT_OTP"),
+                verify: r.windows("RATE_LIMIT_VERIFY"),
             },
+            rate_limit_memory_keys: r.parse::<usize>("RATE_LIMIT_MEMORY_KEYS", "a whole number").max(1),
             lockout: LockoutPolicy {
                 threshold: r.parse::<u64>("LOCKOUT_THRESHOLD", "a whole number").max(1),
                 base_secs: r.duration("LOCKOUT_DURATION"),
                 max_secs: r.duration("LOCKOUT_MAX"),
             },
             require_email_verification: r.boolean("REQUIRE_EMAIL_VERIFICATION"),
+            secure_email_change: r.boolean("SECURE_EMAIL_CHANGE"),
             mail_transport,
             mail: {
                 let smtp_tls = match r.string("SMTP_TLS").to_ascii_lowercase().as_str() {

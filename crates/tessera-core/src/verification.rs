@@ -13,13 +13,13 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use subtle::ConstantTimeEq;
 use tessera_domain::{Email, Error};
-use tessera_store::entity::{one_time_token, user};
-use tessera_store::query::{one_time_tokens, sessions, users};
+use tessera_store::entity::{mail_outbox, one_time_token, user};
+use tessera_store::query::{one_time_tokens, outbox, sessions, users};
 use uuid::Uuid;
 
 use crate::audit::{record, AuditEvent};
 use crate::limits::RateAction;
-use crate::mail::{OutgoingMail, Template};
+use crate::mail::{MailRequest, OutgoingMail, Template};
 use crate::tokens::{derive_key, mac, random_token, sha256_hex};
 use crate::{now, ClientInfo, Core};
 
@@ -31,8 +31,12 @@ const CODE_MAX_ATTEMPTS: i32 = 5;
 /// What a one-time token is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenKind {
+    /// Confirms the address an account signed up with.
     VerifyEmail,
+    /// Sent to the new address of an email change.
     EmailChange,
+    /// Sent to the current address of a secure email change.
+    EmailChangeCurrent,
     Recovery,
 }
 
@@ -41,9 +45,56 @@ impl TokenKind {
         match self {
             TokenKind::VerifyEmail => "verify_email",
             TokenKind::EmailChange => "email_change",
+            TokenKind::EmailChangeCurrent => "email_change_current",
             TokenKind::Recovery => "recovery",
         }
     }
+
+    fn parse(s: &str) -> Option<TokenKind> {
+        [TokenKind::VerifyEmail, TokenKind::EmailChange, TokenKind::EmailChangeCurrent, TokenKind::Recovery]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+    }
+
+    /// The other token of an email change's pair.
+    fn other_side(self) -> Option<TokenKind> {
+        match self {
+            TokenKind::EmailChange => Some(TokenKind::EmailChangeCurrent),
+            TokenKind::EmailChangeCurrent => Some(TokenKind::EmailChange),
+            _ => None,
+        }
+    }
+}
+
+/// The email confirmations a caller may present.
+pub const EMAIL_CONFIRMATIONS: &[TokenKind] =
+    &[TokenKind::VerifyEmail, TokenKind::EmailChange, TokenKind::EmailChangeCurrent];
+/// The confirmations of an email change, either side.
+pub const EMAIL_CHANGE: &[TokenKind] = &[TokenKind::EmailChange, TokenKind::EmailChangeCurrent];
+
+/// Which address of an email change a confirmation came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeSide {
+    NewAddress,
+    CurrentAddress,
+}
+
+/// What a confirmation did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Confirmation {
+    /// The sign-up address is verified.
+    EmailVerified,
+    /// The address switched to the new one.
+    EmailChanged,
+    /// One side of a secure email change is confirmed; the other is still needed.
+    EmailChangePending { waiting_for: ChangeSide },
+}
+
+/// A confirmation and the user as it left them.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub user: user::Model,
+    pub confirmation: Confirmation,
 }
 
 /// A 6-character code, uniform over the alphabet (32 divides 256).
@@ -93,7 +144,7 @@ impl Core {
     /// Marks a token used, if nobody did first: the guard that makes every token and
     /// code single-use under concurrency.
     async fn use_token(&self, conn: &impl ConnectionTrait, id: Uuid, at: DateTime<Utc>) -> Result<(), Error> {
-        if one_time_tokens::use_once(conn, id, at).await? {
+        if one_time_tokens::use_once(conn, id, at, true).await? {
             Ok(())
         } else {
             Err(Error::InvalidVerification)
@@ -123,7 +174,9 @@ impl Core {
         one_time_tokens::retire(conn, user_id, &kinds, at).await
     }
 
-    /// Creates a token (and, with `code`, a 10-minute code) and returns the raw values.
+    /// Creates a token (and, with `code`, a 10-minute code) at `now` and returns the raw
+    /// values.
+    #[allow(clippy::too_many_arguments)]
     async fn issue_token(
         &self,
         conn: &impl ConnectionTrait,
@@ -132,8 +185,8 @@ impl Core {
         ttl: ChronoDuration,
         with_code: bool,
         new_email: Option<&str>,
+        now: DateTime<Utc>,
     ) -> Result<(String, Option<String>), Error> {
-        let now = now();
         let id = Uuid::now_v7();
         let token = random_token(32);
         let code = with_code.then(new_code);
@@ -147,6 +200,7 @@ impl Core {
             code_attempts: 0,
             new_email: new_email.map(str::to_owned),
             expires_at: now + ttl,
+            confirmed_at: None,
             used_at: None,
             created_at: now,
         };
@@ -161,9 +215,10 @@ impl Core {
         user: &user::Model,
         template: Template,
     ) -> Result<(), Error> {
-        self.retire_tokens(conn, user.id, &[TokenKind::VerifyEmail], now()).await?;
+        let now = now();
+        self.retire_tokens(conn, user.id, &[TokenKind::VerifyEmail], now).await?;
         let (token, code) =
-            self.issue_token(conn, user.id, TokenKind::VerifyEmail, ChronoDuration::hours(24), true, None).await?;
+            self.issue_token(conn, user.id, TokenKind::VerifyEmail, ChronoDuration::hours(24), true, None, now).await?;
         let vars = vec![
             ("email", user.email.clone()),
             ("link", link(&self.settings.mail.verify_email_url, &token)),
@@ -172,34 +227,42 @@ impl Core {
         self.queue_mail(conn, OutgoingMail { template, to: user.email.clone(), vars }).await
     }
 
-    /// Confirms an email with a link token: the sign-up address, or a pending new one.
+    /// Confirms an email with a link token of one of `kinds`: the sign-up address, or one
+    /// side of an email change.
     #[tracing::instrument(skip_all, err(level = "info"))]
-    pub async fn verify_email_token(&self, token: &str, client: &ClientInfo) -> Result<user::Model, Error> {
+    pub async fn verify_email_token(
+        &self,
+        token: &str,
+        kinds: &[TokenKind],
+        client: &ClientInfo,
+    ) -> Result<Verified, Error> {
         let row = self.live_token(token).await?;
-        if row.kind == TokenKind::Recovery.as_str() {
+        if !TokenKind::parse(&row.kind).is_some_and(|k| kinds.contains(&k)) {
             return Err(Error::InvalidVerification);
         }
         self.consume_verification(row, client).await
     }
 
-    /// Confirms an email with `{email, code}`. Each try spends one of the code's five
-    /// attempts before the comparison, so five wrong guesses kill it however many arrive
-    /// at once.
+    /// Confirms an email with `{email, code}`: the code of the sign-up address, of the
+    /// current address of an email change, or of the new one. Each try spends one of the
+    /// code's five attempts before the comparison, so five wrong guesses kill it however
+    /// many arrive at once.
     #[tracing::instrument(skip_all, err(level = "info"))]
-    pub async fn verify_email_code(&self, email: &str, code: &str, client: &ClientInfo) -> Result<user::Model, Error> {
+    pub async fn verify_email_code(&self, email: &str, code: &str, client: &ClientInfo) -> Result<Verified, Error> {
         let email = Email::parse(email).map_err(|_| Error::InvalidVerification)?;
         let now = now();
         let reader = self.store.reader();
         let mut candidates = Vec::new();
         if let Some(u) = users::by_email(reader, email.as_str()).await? {
-            candidates.push((u.id, TokenKind::VerifyEmail, None));
+            candidates.push((u.id, [TokenKind::VerifyEmail, TokenKind::EmailChangeCurrent], None));
         }
         for u in users::by_new_email(reader, email.as_str()).await? {
-            candidates.push((u.id, TokenKind::EmailChange, Some(email.as_str())));
+            candidates.push((u.id, [TokenKind::EmailChange, TokenKind::EmailChange], Some(email.as_str())));
         }
         let mut newest: Option<one_time_token::Model> = None;
-        for (user_id, kind, new_email) in candidates {
-            if let Some(t) = one_time_tokens::newest_live_code(reader, user_id, kind.as_str(), new_email, now).await? {
+        for (user_id, kinds, new_email) in candidates {
+            let kinds = kinds.map(TokenKind::as_str);
+            if let Some(t) = one_time_tokens::newest_live_code(reader, user_id, &kinds, new_email, now).await? {
                 if newest.as_ref().is_none_or(|n| t.created_at > n.created_at) {
                     newest = Some(t);
                 }
@@ -217,57 +280,103 @@ impl Core {
         self.consume_verification(row, client).await
     }
 
-    async fn consume_verification(
-        &self,
-        row: one_time_token::Model,
-        client: &ClientInfo,
-    ) -> Result<user::Model, Error> {
+    /// Uses a confirmation token, under the lock of its user's row (so that the two sides
+    /// of an email change confirmed at once see each other). An email change switches the
+    /// address once every token of its pair is confirmed, and never signs anyone in.
+    async fn consume_verification(&self, row: one_time_token::Model, client: &ClientInfo) -> Result<Verified, Error> {
+        let kind = TokenKind::parse(&row.kind).ok_or(Error::InvalidVerification)?;
         let now = now();
         let tx = self.store.begin().await?;
-        // Of concurrent uses, exactly one gets past this.
-        self.use_token(&tx, row.id, now).await?;
-        let current = users::by_id(&tx, row.user_id).await?.ok_or(Error::InvalidVerification)?;
+        let current = users::by_id_for_update(&tx, row.user_id).await?.ok_or(Error::InvalidVerification)?;
         if !crate::auth::is_usable(&current) {
             return Err(Error::InvalidVerification);
         }
+        // Of concurrent uses, exactly one gets past this.
+        self.use_token(&tx, row.id, now).await?;
         let mut changed = current.clone().into_active_model();
-        changed.email_verified_at = Set(Some(now));
         changed.updated_at = Set(now);
-        let event = if row.kind == TokenKind::EmailChange.as_str() {
-            let new_email = row.new_email.clone().ok_or(Error::InvalidVerification)?;
-            if current.new_email.as_deref() != Some(new_email.as_str()) {
-                // A newer change request replaced this one.
-                return Err(Error::InvalidVerification);
+        let confirmation = match kind.other_side() {
+            None => {
+                changed.email_verified_at = Set(Some(now));
+                Confirmation::EmailVerified
             }
-            changed.email = Set(new_email);
-            changed.new_email = Set(None);
-            "user.email_change"
-        } else {
-            "email.verify"
+            Some(other) => {
+                let new_email = row.new_email.clone().ok_or(Error::InvalidVerification)?;
+                if current.new_email.as_deref() != Some(new_email.as_str()) {
+                    // A newer change request replaced this one.
+                    return Err(Error::InvalidVerification);
+                }
+                match one_time_tokens::sibling(&tx, &row, other.as_str()).await? {
+                    Some(s) if s.confirmed_at.is_none() => Confirmation::EmailChangePending {
+                        waiting_for: match other {
+                            TokenKind::EmailChangeCurrent => ChangeSide::CurrentAddress,
+                            _ => ChangeSide::NewAddress,
+                        },
+                    },
+                    _ => {
+                        changed.email = Set(new_email);
+                        changed.new_email = Set(None);
+                        changed.email_verified_at = Set(Some(now));
+                        Confirmation::EmailChanged
+                    }
+                }
+            }
         };
         let updated = users::save(&tx, changed).await?;
-        record(&tx, client, AuditEvent::by_user(event, updated.id)).await?;
+        let event = match confirmation {
+            Confirmation::EmailVerified => AuditEvent::by_user("email.verify", updated.id),
+            Confirmation::EmailChanged => {
+                // The old address's links and codes (sign-up verification included) are
+                // no good for the new one.
+                one_time_tokens::retire(&tx, updated.id, &[], now).await?;
+                AuditEvent::by_user("user.email_change", updated.id)
+            }
+            Confirmation::EmailChangePending { waiting_for } => {
+                let confirmed = if waiting_for == ChangeSide::NewAddress { "current" } else { "new" };
+                AuditEvent::by_user("user.email_change_confirmed", updated.id).detail(json!({ "address": confirmed }))
+            }
+        };
+        record(&tx, client, event).await?;
         tx.commit().await?;
-        Ok(updated)
+        Ok(Verified { user: updated, confirmation })
     }
 
     /// Sends a new verification mail if the address belongs to an unverified account.
-    /// Answers the same whatever the address; at most `RATE_LIMIT_OTP` sends per address.
-    pub async fn resend_verification(&self, email: &str, _client: &ClientInfo) -> Result<(), Error> {
+    /// Answers the same, in the same time, whatever the address: the request is queued
+    /// and resolved in the background. At most `RATE_LIMIT_OTP` per address.
+    pub async fn resend_verification(&self, email: &str, client: &ClientInfo) -> Result<(), Error> {
+        self.queue_address_request(MailRequest::VerificationResend, RateAction::Otp, email, client).await
+    }
+
+    /// Queues a request about an address (a resend, a password reset) unless the address
+    /// is over its limit; the same work whether it belongs to an account or not.
+    async fn queue_address_request(
+        &self,
+        request: MailRequest,
+        limit: RateAction,
+        email: &str,
+        client: &ClientInfo,
+    ) -> Result<(), Error> {
         let Ok(email) = Email::parse(email) else { return Ok(()) };
-        if self.rate_limit(RateAction::Otp, email.as_str()).await.is_some_and(|d| !d.allowed) {
-            tracing::info!("verification resend over the per-address limit: not sent");
+        if self.rate_limit(limit, email.as_str()).await.is_some_and(|d| !d.allowed) {
+            tracing::info!(request = ?request, "request over the per-address limit: not queued");
             return Ok(());
         }
-        let Some(user) = users::by_email(self.store.reader(), email.as_str()).await? else { return Ok(()) };
-        if user.email_verified_at.is_some() || !crate::auth::is_usable(&user) {
-            return Ok(());
-        }
-        let tx = self.store.begin().await?;
-        self.queue_verification(&tx, &user, Template::VerifyEmailResend).await?;
-        tx.commit().await?;
+        self.queue_request(self.store.writer(), request, email.as_str(), client).await?;
         self.mailer.wake.notify_one();
         Ok(())
+    }
+
+    /// The background half of [`Core::resend_verification`].
+    pub(crate) async fn resolve_verification_resend(&self, request: &mail_outbox::Model) -> Result<(), Error> {
+        let now = now();
+        let user = users::by_email(self.store.reader(), &request.to_addr).await?;
+        let tx = self.store.begin().await?;
+        if let Some(user) = user.filter(|u| u.email_verified_at.is_none() && crate::auth::is_usable(u)) {
+            self.queue_verification(&tx, &user, Template::VerifyEmailResend).await?;
+        }
+        outbox::complete_request(&tx, request.id, now).await?;
+        tx.commit().await
     }
 
     /// Starts an email change: the new address stays pending (shown as `new_email`)
@@ -290,34 +399,36 @@ impl Core {
         row.new_email = Set(Some(new_email.as_str().to_owned()));
         row.updated_at = Set(now);
         let updated = users::save(&tx, row).await?;
-        self.retire_tokens(&tx, current.id, &[TokenKind::EmailChange], now).await?;
-        let (token, code) = self
-            .issue_token(
-                &tx,
-                current.id,
-                TokenKind::EmailChange,
-                ChronoDuration::hours(24),
-                true,
-                Some(new_email.as_str()),
-            )
-            .await?;
-        let vars = vec![
-            ("email", current.email.clone()),
-            ("new_email", new_email.as_str().to_owned()),
-            ("link", link(&self.settings.mail.verify_email_url, &token)),
-            ("code", code.unwrap_or_default()),
-        ];
-        self.queue_mail(
-            &tx,
-            OutgoingMail { template: Template::EmailChange, to: new_email.as_str().to_owned(), vars: vars.clone() },
-        )
-        .await?;
-        let notice: Vec<_> = vars.into_iter().filter(|(k, _)| *k == "email" || *k == "new_email").collect();
-        self.queue_mail(
-            &tx,
-            OutgoingMail { template: Template::EmailChangeNotice, to: current.email.clone(), vars: notice },
-        )
-        .await?;
+        self.retire_tokens(&tx, current.id, EMAIL_CHANGE, now).await?;
+        let day = ChronoDuration::hours(24);
+        let to_new = Some(new_email.as_str());
+        let (token, code) = self.issue_token(&tx, current.id, TokenKind::EmailChange, day, true, to_new, now).await?;
+        let verify_url = &self.settings.mail.verify_email_url;
+        let vars = |token: &str, code: Option<String>| {
+            vec![
+                ("email", current.email.clone()),
+                ("new_email", new_email.as_str().to_owned()),
+                ("link", link(verify_url, token)),
+                ("code", code.unwrap_or_default()),
+            ]
+        };
+        let mail = OutgoingMail {
+            template: Template::EmailChange,
+            to: new_email.as_str().to_owned(),
+            vars: vars(&token, code),
+        };
+        self.queue_mail(&tx, mail).await?;
+        // The current address confirms too (SECURE_EMAIL_CHANGE), with a token of its own
+        // issued at the same moment (that is how the pair is found); otherwise it is told.
+        let mail = if self.settings.secure_email_change {
+            let side = TokenKind::EmailChangeCurrent;
+            let (token, code) = self.issue_token(&tx, current.id, side, day, true, to_new, now).await?;
+            OutgoingMail { template: Template::EmailChangeCurrent, to: current.email.clone(), vars: vars(&token, code) }
+        } else {
+            let notice = vars("", None).into_iter().filter(|(k, _)| *k == "email" || *k == "new_email").collect();
+            OutgoingMail { template: Template::EmailChangeNotice, to: current.email.clone(), vars: notice }
+        };
+        self.queue_mail(&tx, mail).await?;
         record(
             &tx,
             client,
@@ -330,28 +441,31 @@ impl Core {
     }
 
     /// Sends a single-use recovery link (1 h) if the address belongs to an active
-    /// account; a newer link retires the older ones. Reveals nothing either way; at
-    /// most `RATE_LIMIT_RECOVER` requests per address.
+    /// account; a newer link retires the older ones. Reveals nothing either way, not even
+    /// by its time: the request is queued whatever the address and resolved in the
+    /// background. At most `RATE_LIMIT_RECOVER` requests per address.
     pub async fn request_password_reset(&self, email: &str, client: &ClientInfo) -> Result<(), Error> {
-        let Ok(email) = Email::parse(email) else { return Ok(()) };
-        if self.rate_limit(RateAction::Recover, email.as_str()).await.is_some_and(|d| !d.allowed) {
-            tracing::info!("password reset over the per-address limit: not sent");
-            return Ok(());
-        }
-        let Some(user) = users::by_email(self.store.reader(), email.as_str()).await? else { return Ok(()) };
-        if !crate::auth::is_usable(&user) {
-            return Ok(());
-        }
+        self.queue_address_request(MailRequest::PasswordReset, RateAction::Recover, email, client).await
+    }
+
+    /// The background half of [`Core::request_password_reset`].
+    pub(crate) async fn resolve_password_reset(&self, request: &mail_outbox::Model) -> Result<(), Error> {
+        let now = now();
+        let user = users::by_email(self.store.reader(), &request.to_addr).await?;
         let tx = self.store.begin().await?;
-        self.retire_tokens(&tx, user.id, &[TokenKind::Recovery], now()).await?;
-        let (token, _) =
-            self.issue_token(&tx, user.id, TokenKind::Recovery, ChronoDuration::hours(1), false, None).await?;
-        let vars = vec![("email", user.email.clone()), ("link", link(&self.settings.mail.reset_password_url, &token))];
-        self.queue_mail(&tx, OutgoingMail { template: Template::PasswordReset, to: user.email.clone(), vars }).await?;
-        record(&tx, client, AuditEvent::by_user("password.reset_requested", user.id)).await?;
-        tx.commit().await?;
-        self.mailer.wake.notify_one();
-        Ok(())
+        if let Some(user) = user.filter(crate::auth::is_usable) {
+            self.retire_tokens(&tx, user.id, &[TokenKind::Recovery], now).await?;
+            let hour = ChronoDuration::hours(1);
+            let (token, _) = self.issue_token(&tx, user.id, TokenKind::Recovery, hour, false, None, now).await?;
+            let vars =
+                vec![("email", user.email.clone()), ("link", link(&self.settings.mail.reset_password_url, &token))];
+            let mail = OutgoingMail { template: Template::PasswordReset, to: user.email.clone(), vars };
+            self.queue_mail(&tx, mail).await?;
+            let client = crate::mail::requester(request);
+            record(&tx, &client, AuditEvent::by_user("password.reset_requested", user.id)).await?;
+        }
+        outbox::complete_request(&tx, request.id, now).await?;
+        tx.commit().await
     }
 
     /// Sets a new password with a recovery token: single use; bumps `token_version`,
@@ -411,7 +525,7 @@ impl Core {
     }
 
     /// Stores a new password hash in `conn`: bumps `token_version`, revokes the user's
-    /// sessions (all, or all but `keep`), retires outstanding reset tokens, audits
+    /// sessions (all, or all but `keep`), retires every outstanding one-time token, audits
     /// `event` and queues the "password changed" notice.
     pub(crate) async fn apply_new_password(
         &self,
@@ -426,7 +540,7 @@ impl Core {
         users::set_password_hash(conn, user.id, hash, now).await?;
         match keep {
             None => {
-                users::bump_token_version(conn, user.id, now).await?;
+                users::revoke_credentials(conn, user.id, now).await?;
                 sessions::revoke_all_for_user(conn, user.id, now).await?;
             }
             Some(session_id) => {
@@ -437,7 +551,9 @@ impl Core {
                 }
             }
         }
-        self.retire_tokens(conn, user.id, &[TokenKind::Recovery], now).await?;
+        // Whoever held a link or code of this account (an email change started with a
+        // stolen session, say) holds nothing once the password changes.
+        users::cancel_pending(conn, user.id, now).await?;
         record(conn, client, AuditEvent::by_user(event, user.id)).await?;
         let vars = vec![("email", user.email.clone())];
         self.queue_mail(conn, OutgoingMail { template: Template::PasswordChanged, to: user.email.clone(), vars }).await

@@ -98,6 +98,11 @@ impl Permissions {
         self.0 & other.0 == other.0
     }
 
+    /// The permissions both sets hold.
+    pub fn intersect(self, other: Permissions) -> Permissions {
+        Permissions(self.0 & other.0)
+    }
+
     /// The permissions, in the order of [`Permission::ALL`].
     pub fn list(self) -> Vec<Permission> {
         Permission::ALL.into_iter().filter(|p| self.contains(*p)).collect()

@@ -10,6 +10,24 @@ use tessera_core::domain::Cidr;
 #[derive(Debug, Clone, Copy)]
 pub struct ClientIp(pub IpAddr);
 
+impl ClientIp {
+    /// The key rate limits count this client under: the address, or for IPv6 its /64
+    /// (one subscriber's network: a client holding one has 2^64 addresses to rotate
+    /// through). An IPv4 address mapped into IPv6 counts as itself.
+    pub fn limit_key(&self) -> String {
+        match self.0 {
+            IpAddr::V4(v4) => v4.to_string(),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => v4.to_string(),
+                None => {
+                    let s = v6.segments();
+                    format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+                }
+            },
+        }
+    }
+}
+
 fn parse_hop(s: &str) -> Option<IpAddr> {
     let s = s.trim().trim_matches('"');
     s.parse::<IpAddr>().ok().or_else(|| s.parse::<SocketAddr>().ok().map(|a| a.ip()))
@@ -49,6 +67,16 @@ pub fn resolve(peer: IpAddr, headers: &HeaderMap, proxies: &[Cidr]) -> IpAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ipv6_clients_are_limited_per_64() {
+        let key = |s: &str| ClientIp(s.parse().unwrap()).limit_key();
+        assert_eq!(key("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
+        assert_eq!(key("2001:db8:1:2:ffff:1:2:3"), key("2001:db8:1:2::9"));
+        assert_ne!(key("2001:db8:1:3::1"), key("2001:db8:1:2::1"));
+        assert_eq!(key("::ffff:192.0.2.7"), "192.0.2.7");
+        assert_eq!(key("192.0.2.7"), "192.0.2.7");
+    }
 
     fn h(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         let mut m = HeaderMap::new();

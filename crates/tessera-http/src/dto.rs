@@ -33,6 +33,48 @@ pub struct UserOut {
     pub updated_at: DateTime<Utc>,
 }
 
+/// The answer to an email confirmation: the user as it is now, and, after the first side
+/// of a secure email change, which address must still confirm.
+#[derive(Serialize, ToSchema)]
+pub struct VerifiedOut {
+    #[serde(flatten)]
+    pub user: UserOut,
+    /// `current_email` or `new_email`: the address whose link or code is still needed
+    /// before the email changes. Absent once nothing more is needed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub pending_confirmation: Option<String>,
+    /// What is still needed, in a sentence.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub detail: Option<String>,
+}
+
+impl VerifiedOut {
+    /// The user and what the confirmation left to do.
+    pub fn new(v: &tessera_core::verification::Verified) -> Self {
+        let (pending_confirmation, detail) = pending(v.confirmation).unzip();
+        Self { user: UserOut::from(&v.user), pending_confirmation, detail }
+    }
+}
+
+/// The address still to confirm, and a sentence saying so.
+pub fn pending(c: tessera_core::verification::Confirmation) -> Option<(String, String)> {
+    use tessera_core::verification::{ChangeSide, Confirmation};
+    match c {
+        Confirmation::EmailChangePending { waiting_for: ChangeSide::CurrentAddress } => Some((
+            "current_email".to_owned(),
+            "Confirmed. The email changes once the link or code sent to the current address is confirmed too."
+                .to_owned(),
+        )),
+        Confirmation::EmailChangePending { waiting_for: ChangeSide::NewAddress } => Some((
+            "new_email".to_owned(),
+            "Confirmed. The email changes once the link or code sent to the new address is confirmed too.".to_owned(),
+        )),
+        _ => None,
+    }
+}
+
 impl From<&user::Model> for UserOut {
     fn from(u: &user::Model) -> Self {
         Self {

@@ -13,6 +13,7 @@ use tessera_core::auth::Issued;
 use tessera_core::domain::{Error, FieldError};
 use tessera_core::limits::RateAction;
 use tessera_core::users::{Registration, UserPatch};
+use tessera_core::verification::{TokenKind, EMAIL_CHANGE};
 use utoipa::ToSchema;
 
 use crate::dto::{AuthUserOut, MessageOut, ProfileOut, ProfilePatchIn, SessionBody};
@@ -61,12 +62,21 @@ fn renamed(e: Error, names: &[(&str, &str)]) -> ApiError {
 #[derive(Serialize, ToSchema)]
 pub struct UserSession {
     pub user: AuthUserOut,
-    /// `null` when the account must confirm its email before signing in.
+    /// `null` when the account must confirm its email before signing in, and after an
+    /// email-change confirmation (which never signs anyone in).
     pub session: Option<SessionBody>,
+    /// After the first side of a secure email change: what is still needed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub message: Option<String>,
 }
 
 fn user_session(s: &AppState, issued: &Issued) -> UserSession {
-    UserSession { user: AuthUserOut::new(&issued.user, &s.core.jwt.audience), session: Some(SessionBody::from(issued)) }
+    UserSession {
+        user: AuthUserOut::new(&issued.user, &s.core.jwt.audience),
+        session: Some(SessionBody::from(issued)),
+        message: None,
+    }
 }
 
 /// A Kreeda sign-up.
@@ -144,7 +154,7 @@ pub async fn register(
         .await
         .map_err(|e| renamed(e, &[("phone", "phone_number"), ("full_name", "name")]))?;
     let out = if s.core.settings.require_email_verification {
-        UserSession { user: AuthUserOut::new(&user, &s.core.jwt.audience), session: None }
+        UserSession { user: AuthUserOut::new(&user, &s.core.jwt.audience), session: None, message: None }
     } else {
         let issued = s.core.open_session(user, None, "aal1", &client).await?;
         user_session(&s, &issued)
@@ -224,28 +234,39 @@ pub async fn recover(
     Ok(Json(MessageOut { message: "Password recovery email sent".to_owned() }))
 }
 
-/// Use a mailed token: confirm the email (`signup`, `email_change`) or sign in to reset
-/// the password (`recovery`); either way a session.
+/// Use a mailed token: confirm the sign-up address (`signup`, which signs in), confirm an
+/// email change (`email_change`, which never signs in: `session` is `null`), or sign in to
+/// reset the password (`recovery`).
 #[utoipa::path(post, path = "/auth/verify", tag = "kreeda", request_body = KreedaVerifyIn,
     responses(
         (status = 200, body = UserSession),
-        (status = 400, body = ErrorBody, description = "Invalid, expired or used token"),
+        (status = 400, body = ErrorBody, description = "Invalid, expired or used token, or one of another type"),
         (status = 422, body = ErrorBody, description = "Unknown type"),
+        (status = 429, body = ErrorBody, description = "Too many checks from this address (RATE_LIMIT_VERIFY)"),
     ))]
 pub async fn verify(
     State(s): State<AppState>,
     Client(client): Client,
     KreedaJson(body): KreedaJson<KreedaVerifyIn>,
 ) -> Result<Json<UserSession>, ApiError> {
-    let issued = match body.kind.as_str() {
-        "signup" | "email_change" => {
-            let user = s.core.verify_email_token(&body.token, &client).await?;
-            s.core.open_session(user, None, "aal1", &client).await?
+    let out = match body.kind.as_str() {
+        "signup" => {
+            let verified = s.core.verify_email_token(&body.token, &[TokenKind::VerifyEmail], &client).await?;
+            let issued = s.core.open_session(verified.user, None, "aal1", &client).await?;
+            user_session(&s, &issued)
         }
-        "recovery" => s.core.sign_in_with_recovery_token(&body.token, &client).await?,
+        "email_change" => {
+            let verified = s.core.verify_email_token(&body.token, EMAIL_CHANGE, &client).await?;
+            UserSession {
+                user: AuthUserOut::new(&verified.user, &s.core.jwt.audience),
+                session: None,
+                message: crate::dto::pending(verified.confirmation).map(|(_, detail)| detail),
+            }
+        }
+        "recovery" => user_session(&s, &s.core.sign_in_with_recovery_token(&body.token, &client).await?),
         _ => return Err(ApiError::field("type", "invalid_type", "type must be signup, recovery or email_change.")),
     };
-    Ok(Json(user_session(&s, &issued)))
+    Ok(Json(out))
 }
 
 /// Sign out of this session.
@@ -289,8 +310,8 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/auth/signin/password", post(sign_in).route_layer(limit(RateAction::Login)))
         .route("/auth/user", get(user).put(update_user))
         .route("/auth/token", post(token))
-        .route("/auth/recover", post(recover))
-        .route("/auth/verify", post(verify))
+        .route("/auth/recover", post(recover).route_layer(limit(RateAction::Verify)))
+        .route("/auth/verify", post(verify).route_layer(limit(RateAction::Verify)))
         .route("/auth/signout", post(sign_out))
         .route("/user/profile/", get(profile).put(update_profile))
         .route("/user/profile", get(profile).put(update_profile))

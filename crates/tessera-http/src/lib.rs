@@ -20,8 +20,9 @@ use std::time::Duration;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderName, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
+use tessera_core::limits::RateAction;
 use tessera_core::Core;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -89,11 +90,18 @@ pub fn router(core: Arc<Core>) -> Router {
     let audit_file = core.audit_file.clone();
     let proxies = Arc::new(settings.trusted_proxies.clone());
     let state = AppState { core };
+    let verify_limit = || axum::middleware::from_fn_with_state((state.clone(), RateAction::Verify), rate_limit::per_ip);
     let mut app = Router::new()
         .route("/health", get(ops::health))
         .route("/health/detailed", get(ops::health_detailed))
-        .route("/verify-email", get(pages::verify_email_form).post(pages::verify_email_submit))
-        .route("/reset-password", get(pages::reset_password_form).post(pages::reset_password_submit))
+        .route(
+            "/verify-email",
+            post(pages::verify_email_submit).route_layer(verify_limit()).get(pages::verify_email_form),
+        )
+        .route(
+            "/reset-password",
+            post(pages::reset_password_submit).route_layer(verify_limit()).get(pages::reset_password_form),
+        )
         .route("/assets/tessera.css", get(pages::stylesheet))
         .merge(v1::routes(&state))
         .merge(kreeda::routes(&state))

@@ -10,6 +10,7 @@ use axum::Form;
 use secrecy::SecretString;
 use serde::Deserialize;
 use tessera_core::domain::Error;
+use tessera_core::verification::EMAIL_CONFIRMATIONS;
 
 use crate::extract::Client;
 use crate::AppState;
@@ -117,13 +118,24 @@ pub async fn verify_email_submit(
     if form.token.trim().is_empty() {
         return incomplete(&s);
     }
-    match s.core.verify_email_token(&form.token, &client).await {
-        Ok(user) => page(
-            &s,
-            StatusCode::OK,
-            "Email confirmed",
-            &format!("<h1 class=\"ok\">Email confirmed</h1><p>{} is confirmed. You can close this page.</p>", escape(&user.email)),
-        ),
+    match s.core.verify_email_token(&form.token, EMAIL_CONFIRMATIONS, &client).await {
+        Ok(verified) => match crate::dto::pending(verified.confirmation) {
+            Some((_, detail)) => page(
+                &s,
+                StatusCode::OK,
+                "One more confirmation",
+                &format!("<h1 class=\"ok\">Confirmed</h1><p>{}</p>", escape(&detail)),
+            ),
+            None => page(
+                &s,
+                StatusCode::OK,
+                "Email confirmed",
+                &format!(
+                    "<h1 class=\"ok\">Email confirmed</h1><p>{} is confirmed. You can close this page.</p>",
+                    escape(&verified.user.email)
+                ),
+            ),
+        },
         Err(Error::InvalidVerification) => invalid(&s),
         Err(Error::EmailTaken) => page(
             &s,

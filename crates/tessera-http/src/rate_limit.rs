@@ -23,7 +23,7 @@ pub fn add_headers(headers: &mut HeaderMap, d: &RateDecision) {
 
 /// The middleware: counts the request against `action` for its client IP.
 pub async fn per_ip(State((state, action)): State<(AppState, RateAction)>, req: Request, next: Next) -> Response {
-    let ip = req.extensions().get::<ClientIp>().map(|c| c.0.to_string()).unwrap_or_else(|| "unknown".to_owned());
+    let ip = req.extensions().get::<ClientIp>().map(ClientIp::limit_key).unwrap_or_else(|| "unknown".to_owned());
     match state.core.rate_limit(action, &ip).await {
         None => next.run(req).await,
         Some(d) if !d.allowed => {

@@ -289,21 +289,37 @@ impl Store {
         query::sessions::by_legacy_token(&self.db, hash).await
     }
 
-    /// Rotates a session's refresh token ([`query::sessions::ROTATE`] and its audit row,
-    /// atomically): on a SQLite file in the rotation writer's next batch, on PostgreSQL
-    /// as one statement on a kept connection, else in a transaction of the pool. `false`
-    /// when the counter had moved on: nothing was written.
-    pub async fn rotate(&self, rotation: Rotation) -> Result<bool, Error> {
+    /// Rotates a session's refresh token from `rotation.counter` ([`query::sessions::ROTATE`]
+    /// and its audit row, atomically) and answers the rotated session with its user; `None`
+    /// when it did not rotate (the counter had moved on, the session is no longer live):
+    /// nothing was written then, and the caller reads the session to learn why. On a
+    /// SQLite file the session is read first, in place, and only a rotation that can
+    /// happen waits for the rotation writer's next batch; on PostgreSQL it is one
+    /// statement on a kept connection, one round trip; elsewhere a transaction of the pool.
+    pub async fn rotate(&self, rotation: Rotation) -> Result<Option<(session::Model, user::Model)>, Error> {
         match &self.hot {
-            Hot::SqliteFile { rotations, .. } => rotations.rotate(rotation).await,
+            Hot::SqliteFile { rotations, .. } => {
+                let Some((session, user)) = self.session_for_refresh(rotation.session_id).await? else {
+                    return Ok(None);
+                };
+                if !query::sessions::rotatable(&session, &user, &rotation) {
+                    return Ok(None);
+                }
+                let audit = rotation.audit_by(user.id);
+                let applied = rotation.apply(session);
+                if !rotations.rotate(Rotation { audit, ..rotation }).await? {
+                    return Ok(None);
+                }
+                Ok(Some((applied, user)))
+            }
             Hot::Postgres { kept } => kept.rotate(&rotation).await.map_err(|e| sqlx_error(&e)),
             Hot::Pooled => {
                 let tx = self.begin().await?;
-                if !query::sessions::rotate(&tx, &rotation).await? {
-                    return Ok(false);
+                let rotated = query::sessions::rotate(&tx, &rotation).await?;
+                if rotated.is_some() {
+                    tx.commit().await?;
                 }
-                tx.commit().await?;
-                Ok(true)
+                Ok(rotated)
             }
         }
     }

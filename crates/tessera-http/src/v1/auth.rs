@@ -9,11 +9,12 @@ use axum::{Form, Json};
 use secrecy::SecretString;
 use tessera_core::auth::Issued;
 use tessera_core::domain::Error;
+use tessera_core::verification::EMAIL_CONFIRMATIONS;
 use uuid::Uuid;
 
 use crate::dto::{
     ChangePasswordIn, EmailIn, LoginForm, LoginIn, LoginOut, MessageOut, RefreshIn, ResetConfirmIn, SessionOut,
-    TokenOut, UserOut, VerifyEmailIn,
+    TokenOut, UserOut, VerifiedOut, VerifyEmailIn,
 };
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiPath, Auth, Client};
@@ -206,22 +207,23 @@ pub async fn revoke_session(
 /// Confirm an email address with the link token, or with the email and its code.
 #[utoipa::path(post, path = "/v1/auth/verify-email", tag = "auth", request_body = VerifyEmailIn,
     responses(
-        (status = 200, body = UserOut, description = "Confirmed"),
+        (status = 200, body = VerifiedOut, description = "Confirmed (for the first side of a secure email change, `pending_confirmation` names the other)"),
         (status = 400, body = ErrorBody, description = "Invalid, expired or used link or code"),
         (status = 409, body = ErrorBody, description = "A confirmed email change collides with an address taken since"),
         (status = 422, body = ErrorBody, description = "Neither a token nor an email and a code"),
+        (status = 429, body = ErrorBody, description = "Too many checks from this address (RATE_LIMIT_VERIFY)"),
     ))]
 pub async fn verify_email(
     State(s): State<AppState>,
     Client(client): Client,
     ApiJson(body): ApiJson<VerifyEmailIn>,
-) -> Result<Json<UserOut>, ApiError> {
-    let user = match (body.token, body.email, body.code) {
-        (Some(token), _, _) => s.core.verify_email_token(&token, &client).await?,
+) -> Result<Json<VerifiedOut>, ApiError> {
+    let verified = match (body.token, body.email, body.code) {
+        (Some(token), _, _) => s.core.verify_email_token(&token, EMAIL_CONFIRMATIONS, &client).await?,
         (None, Some(email), Some(code)) => s.core.verify_email_code(&email, &code, &client).await?,
         _ => return Err(ApiError::field("token", "required", "Send {token}, or {email, code}.")),
     };
-    Ok(Json(UserOut::from(&user)))
+    Ok(Json(VerifiedOut::new(&verified)))
 }
 
 /// Send the verification mail again. Always 202, whatever the address.

@@ -21,10 +21,13 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/v1/auth/me", get(auth::me))
         .route("/v1/auth/change-password", post(auth::change_password))
         .route("/v1/auth/sessions", get(auth::sessions))
-        .route("/v1/auth/verify-email", post(auth::verify_email))
-        .route("/v1/auth/verify-email/resend", post(auth::resend_verification))
-        .route("/v1/auth/password-reset", post(auth::password_reset))
-        .route("/v1/auth/password-reset/confirm", post(auth::password_reset_confirm))
+        .route("/v1/auth/verify-email", post(auth::verify_email).route_layer(limit(RateAction::Verify)))
+        .route("/v1/auth/verify-email/resend", post(auth::resend_verification).route_layer(limit(RateAction::Verify)))
+        .route("/v1/auth/password-reset", post(auth::password_reset).route_layer(limit(RateAction::Verify)))
+        .route(
+            "/v1/auth/password-reset/confirm",
+            post(auth::password_reset_confirm).route_layer(limit(RateAction::Verify)),
+        )
         .route("/v1/auth/sessions/{id}", axum::routing::delete(auth::revoke_session))
         .route("/v1/users", post(users::register).route_layer(limit(RateAction::Register)))
         .route("/v1/users/me", patch(users::update_me))

@@ -16,6 +16,9 @@ pub struct Model {
     pub code_attempts: i32,
     pub new_email: Option<String>,
     pub expires_at: DateTimeUtc,
+    /// Set with `used_at` when the token confirmed what it was for (not when it was
+    /// retired unused).
+    pub confirmed_at: Option<DateTimeUtc>,
     pub used_at: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
 }

@@ -61,18 +61,19 @@ impl PgKept {
         .transpose()
     }
 
-    /// Rotates in one statement: [`ROTATE`] and the audit row as data-modifying CTEs,
-    /// atomic as any single statement is, in one round trip instead of a transaction's
-    /// four. A concurrent rotation of the same token waits for the session row's lock,
-    /// then finds the counter moved and changes nothing, so its audit row is not written
-    /// either. `false` when the counter had moved on.
-    pub(crate) async fn rotate(&self, r: &Rotation) -> Result<bool, sqlx::Error> {
+    /// Rotates in one statement, one round trip: [`ROTATE`], the audit row and the read of
+    /// the rotated session with its user, as data-modifying CTEs (atomic as any single
+    /// statement is). A concurrent rotation of the same token waits for the session row's
+    /// lock, then finds the counter moved and changes nothing, so its audit row is not
+    /// written either. `None` when it did not rotate.
+    pub(crate) async fn rotate(&self, r: &Rotation) -> Result<Option<(session::Model, user::Model)>, sqlx::Error> {
         static SQL: OnceLock<String> = OnceLock::new();
         let sql = SQL.get_or_init(|| {
             format!(
-                "WITH rotated AS ({ROTATE} RETURNING 1) INSERT INTO audit_log (id, created_at, event, user_id, \
-                 actor_id, ip, user_agent, request_id, detail) SELECT $5, $6, $7, $8, $9, $10, $11, $12, $13 \
-                 FROM rotated RETURNING 1"
+                "WITH s AS ({ROTATE} RETURNING *), audited AS (INSERT INTO audit_log (id, created_at, event, \
+                 user_id, actor_id, ip, user_agent, request_id, detail) SELECT $5, $6, $7, s.user_id, s.user_id, \
+                 $8, $9, $10, $11 FROM s) SELECT {} FROM s JOIN users u ON u.id = s.user_id",
+                crate::query::SESSION_AND_USER
             )
         });
         let a = &r.audit;
@@ -84,13 +85,16 @@ impl PgKept {
             .bind(a.id)
             .bind(a.created_at)
             .bind(a.event.as_str())
-            .bind(a.user_id)
-            .bind(a.actor_id)
             .bind(a.ip.as_deref())
             .bind(a.user_agent.as_deref())
             .bind(a.request_id.as_deref())
             .bind(&a.detail);
-        Ok(self.fetch_optional(query).await?.is_some())
+        let row = self.fetch_optional(query).await?;
+        row.map(|row| {
+            let row = Columns(&row);
+            Ok(crate::session_and_user!(row.get, 0))
+        })
+        .transpose()
     }
 
     /// Runs one statement on a kept connection (or one from the pool) and keeps the

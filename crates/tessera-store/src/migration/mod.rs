@@ -7,6 +7,7 @@ mod m20261122_000002_mail;
 mod m20261122_000003_admin;
 mod m20261122_000004_user_counts;
 mod m20261202_000005_session_counter;
+mod m20261202_000006_token_confirmations;
 
 pub use m20261122_000003_admin::INACTIVE;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000003_admin::Migration),
             Box::new(m20261122_000004_user_counts::Migration),
             Box::new(m20261202_000005_session_counter::Migration),
+            Box::new(m20261202_000006_token_confirmations::Migration),
         ]
     }
 }

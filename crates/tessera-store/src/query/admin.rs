@@ -185,7 +185,8 @@ pub mod users {
         count(conn, active_admins()).await
     }
 
-    /// Activates or deactivates users; deactivation also voids their access tokens.
+    /// Activates or deactivates users; deactivation also voids their access tokens,
+    /// retires their one-time tokens and forgets a pending email change.
     pub async fn set_active(
         conn: &impl ConnectionTrait,
         ids: &[Uuid],
@@ -196,9 +197,15 @@ pub mod users {
             .col_expr(user::Column::IsActive, Expr::value(active))
             .col_expr(user::Column::UpdatedAt, Expr::value(now));
         if !active {
-            update = update.col_expr(user::Column::TokenVersion, Expr::col(user::Column::TokenVersion).add(1));
+            update = update
+                .col_expr(user::Column::TokenVersion, Expr::col(user::Column::TokenVersion).add(1))
+                .col_expr(user::Column::NewEmail, Expr::value(Option::<String>::None));
         }
-        Ok(update.filter(user::Column::Id.is_in(ids.iter().copied())).exec(conn).await.or_db()?.rows_affected)
+        let n = update.filter(user::Column::Id.is_in(ids.iter().copied())).exec(conn).await.or_db()?.rows_affected;
+        if !active {
+            crate::query::one_time_tokens::retire_for_users(conn, ids, now).await?;
+        }
+        Ok(n)
     }
 
     /// Gives users a role.

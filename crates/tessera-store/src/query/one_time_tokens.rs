@@ -32,18 +32,18 @@ pub async fn live_by_hash(
         .or_db()
 }
 
-/// The newest token of `kind` for a user whose code is still live (for an email change,
-/// the one to `new_email`).
+/// The newest token of one of `kinds` for a user whose code is still live (for an email
+/// change, the one to `new_email`).
 pub async fn newest_live_code(
     conn: &impl ConnectionTrait,
     user_id: Uuid,
-    kind: &str,
+    kinds: &[&str],
     new_email: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<Option<one_time_token::Model>, Error> {
     let mut q = one_time_token::Entity::find()
         .filter(one_time_token::Column::UserId.eq(user_id))
-        .filter(one_time_token::Column::Kind.eq(kind))
+        .filter(one_time_token::Column::Kind.is_in(kinds.iter().copied()))
         .filter(one_time_token::Column::UsedAt.is_null())
         .filter(one_time_token::Column::CodeHash.is_not_null())
         .filter(one_time_token::Column::CodeExpiresAt.gt(now));
@@ -51,6 +51,23 @@ pub async fn newest_live_code(
         q = q.filter(one_time_token::Column::NewEmail.eq(e));
     }
     q.order_by_desc(one_time_token::Column::CreatedAt).one(conn).await.or_db()
+}
+
+/// The other token of a pair issued together (same user, same moment, same new address)
+/// of `kind`, if there is one.
+pub async fn sibling(
+    conn: &impl ConnectionTrait,
+    token: &one_time_token::Model,
+    kind: &str,
+) -> Result<Option<one_time_token::Model>, Error> {
+    one_time_token::Entity::find()
+        .filter(one_time_token::Column::UserId.eq(token.user_id))
+        .filter(one_time_token::Column::Kind.eq(kind))
+        .filter(one_time_token::Column::CreatedAt.eq(token.created_at))
+        .filter(one_time_token::Column::NewEmail.eq(token.new_email.clone()))
+        .one(conn)
+        .await
+        .or_db()
 }
 
 /// Spends one of a code's `max` attempts before it is compared; `false` when none is
@@ -69,10 +86,18 @@ pub async fn spend_code_attempt(conn: &impl ConnectionTrait, id: Uuid, max: i32)
 }
 
 /// Marks a token used, if nobody did first: the guard that makes every token and code
-/// single-use under concurrency.
-pub async fn use_once(conn: &impl ConnectionTrait, id: Uuid, at: DateTime<Utc>) -> Result<bool, Error> {
-    let res = one_time_token::Entity::update_many()
-        .col_expr(one_time_token::Column::UsedAt, Expr::value(at))
+/// single-use under concurrency. `confirmed` records that it confirmed what it was for.
+pub async fn use_once(
+    conn: &impl ConnectionTrait,
+    id: Uuid,
+    at: DateTime<Utc>,
+    confirmed: bool,
+) -> Result<bool, Error> {
+    let mut q = one_time_token::Entity::update_many().col_expr(one_time_token::Column::UsedAt, Expr::value(at));
+    if confirmed {
+        q = q.col_expr(one_time_token::Column::ConfirmedAt, Expr::value(at));
+    }
+    let res = q
         .filter(one_time_token::Column::Id.eq(id))
         .filter(one_time_token::Column::UsedAt.is_null())
         .exec(conn)
@@ -97,5 +122,17 @@ pub async fn retire(
         q = q.filter(one_time_token::Column::Kind.is_in(kinds.iter().copied()));
     }
     q.exec(conn).await.or_db()?;
+    Ok(())
+}
+
+/// Retires every unused token of these users.
+pub async fn retire_for_users(conn: &impl ConnectionTrait, user_ids: &[Uuid], at: DateTime<Utc>) -> Result<(), Error> {
+    one_time_token::Entity::update_many()
+        .col_expr(one_time_token::Column::UsedAt, Expr::value(at))
+        .filter(one_time_token::Column::UserId.is_in(user_ids.iter().copied()))
+        .filter(one_time_token::Column::UsedAt.is_null())
+        .exec(conn)
+        .await
+        .or_db()?;
     Ok(())
 }

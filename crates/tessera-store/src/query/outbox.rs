@@ -22,22 +22,51 @@ fn unleased(now: DateTime<Utc>) -> Condition {
     Condition::any().add(mail_outbox::Column::LockedUntil.is_null()).add(mail_outbox::Column::LockedUntil.lt(now))
 }
 
-/// Up to `limit` messages due now and not leased by a sender, oldest first.
+/// The kind prefix of requests waiting in the outbox to be resolved into mail (a
+/// password-reset request, say): they are queued whoever asked, so that answering the
+/// request costs the same whether the address belongs to an account or not.
+pub const REQUEST_PREFIX: &str = "request.";
+
+/// Up to `limit` rows due now and not leased by a sender, oldest first: messages, or
+/// (with `requests`) requests to resolve.
 pub async fn due(
     conn: &impl ConnectionTrait,
     now: DateTime<Utc>,
     limit: u64,
+    requests: bool,
 ) -> Result<Vec<mail_outbox::Model>, Error> {
+    let kind = if requests {
+        mail_outbox::Column::Kind.starts_with(REQUEST_PREFIX)
+    } else {
+        mail_outbox::Column::Kind.not_like(format!("{REQUEST_PREFIX}%"))
+    };
     mail_outbox::Entity::find()
         .filter(mail_outbox::Column::SentAt.is_null())
         .filter(mail_outbox::Column::FailedAt.is_null())
         .filter(mail_outbox::Column::NextAttemptAt.lte(now))
         .filter(unleased(now))
+        .filter(kind)
         .order_by_asc(mail_outbox::Column::CreatedAt)
         .limit(limit)
         .all(conn)
         .await
         .or_db()
+}
+
+/// Marks a request resolved (in the transaction that acted on it), and forgets the
+/// address it named and who asked.
+pub async fn complete_request(conn: &impl ConnectionTrait, id: Uuid, now: DateTime<Utc>) -> Result<(), Error> {
+    mail_outbox::Entity::update_many()
+        .col_expr(mail_outbox::Column::SentAt, Expr::value(now))
+        .col_expr(mail_outbox::Column::LockedUntil, Expr::value(Option::<DateTime<Utc>>::None))
+        .col_expr(mail_outbox::Column::ToAddr, Expr::value(""))
+        .col_expr(mail_outbox::Column::TextBody, Expr::value(""))
+        .col_expr(mail_outbox::Column::Attempts, Expr::col(mail_outbox::Column::Attempts).add(1))
+        .filter(mail_outbox::Column::Id.eq(id))
+        .exec(conn)
+        .await
+        .or_db()?;
+    Ok(())
 }
 
 /// Leases a message until `until` unless another sender holds it or it was sent; tells

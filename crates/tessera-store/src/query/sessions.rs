@@ -172,34 +172,67 @@ pub async fn revoke_all_for_user(conn: &impl ConnectionTrait, user_id: Uuid, now
 /// The rotation of a session's refresh token (SPEC §4.3), the one statement every path
 /// runs (the pool here, the SQLite rotation writer, PostgreSQL's kept connections): it
 /// advances the counter from the value the refresh presented, and only from that value,
-/// of a session neither revoked nor expired. Of any number of concurrent rotations of one
-/// token, on one node or many, exactly one changes a row. Parameters: `$1` now, `$2` the
-/// new expiry, `$3` the session id, `$4` the counter presented.
+/// of a session neither revoked nor expired whose user may still hold one. Of any number
+/// of concurrent rotations of one token, on one node or many, exactly one changes a row.
+/// Parameters: `$1` now, `$2` the new expiry, `$3` the session id, `$4` the counter
+/// presented.
 pub(crate) const ROTATE: &str = "UPDATE sessions SET refresh_counter = refresh_counter + 1, refreshed_at = $1, \
      last_used_at = $1, expires_at = $2 WHERE id = $3 AND refresh_counter = $4 AND revoked_at IS NULL \
-     AND expires_at > $1";
+     AND expires_at > $1 AND EXISTS (SELECT 1 FROM users u WHERE u.id = sessions.user_id AND u.is_active \
+     AND u.deleted_at IS NULL)";
+
+/// Whether a session and its user as read meet the conditions [`ROTATE`] checks: a path
+/// that has just read them skips the write when they do not.
+pub(crate) fn rotatable(session: &session::Model, user: &user::Model, r: &Rotation) -> bool {
+    session.refresh_counter == r.counter
+        && session.revoked_at.is_none()
+        && session.expires_at > r.now
+        && user.is_active
+        && user.deleted_at.is_none()
+}
 
 /// What one refresh rotation writes: the session row and its audit event.
 #[derive(Debug, Clone)]
 pub struct Rotation {
     pub session_id: Uuid,
-    /// The counter the presented token carries: the session's current one.
+    /// The counter the presented token carries: the session's current one, if the
+    /// rotation is to happen.
     pub counter: i64,
     pub now: DateTime<Utc>,
     /// The session's new expiry.
     pub expires_at: DateTime<Utc>,
+    /// The audit row; its user and actor become the session's user.
     pub audit: audit_log::Model,
 }
 
-/// [`ROTATE`] and the audit row through `conn`, a transaction. `false` when the counter
-/// had moved on (or the session was revoked or had expired): nothing is written then.
-pub async fn rotate(conn: &impl ConnectionTrait, r: &Rotation) -> Result<bool, Error> {
+impl Rotation {
+    /// The session as the rotation leaves it.
+    pub(crate) fn apply(&self, mut session: session::Model) -> session::Model {
+        session.refresh_counter += 1;
+        session.refreshed_at = Some(self.now);
+        session.last_used_at = self.now;
+        session.expires_at = self.expires_at;
+        session
+    }
+
+    /// The audit row, by the session's user.
+    pub(crate) fn audit_by(&self, user_id: Uuid) -> audit_log::Model {
+        audit_log::Model { user_id: Some(user_id), actor_id: Some(user_id), ..self.audit.clone() }
+    }
+}
+
+/// [`ROTATE`], its audit row, and the rotated session with its user, through `conn`, a
+/// transaction. `None` when it did not rotate (the counter had moved on, the session is
+/// revoked or expired, the user may no longer hold it): nothing is written then.
+pub async fn rotate(conn: &impl ConnectionTrait, r: &Rotation) -> Result<Option<(session::Model, user::Model)>, Error> {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let sql = SQL.get_or_init(|| format!("{ROTATE} RETURNING user_id"));
     let backend = conn.get_database_backend();
     let values = [r.now.into(), r.expires_at.into(), r.session_id.into(), r.counter.into()];
-    let res = conn.execute(Statement::from_sql_and_values(backend, ROTATE, values)).await.or_db()?;
-    if res.rows_affected() != 1 {
-        return Ok(false);
-    }
-    super::audit::insert(conn, r.audit.clone()).await?;
-    Ok(true)
+    let Some(row) = conn.query_one(Statement::from_sql_and_values(backend, sql, values)).await.or_db()? else {
+        return Ok(None);
+    };
+    let user_id: Uuid = row.try_get_by_index(0).or_db()?;
+    super::audit::insert(conn, r.audit_by(user_id)).await?;
+    with_user(conn, r.session_id).await
 }

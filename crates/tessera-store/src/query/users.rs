@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter, QuerySelect};
 use tessera_domain::Error;
 use uuid::Uuid;
 
@@ -36,8 +36,10 @@ pub async fn by_new_email(conn: &impl ConnectionTrait, email: &str) -> Result<Ve
     user::Entity::find().filter(user::Column::NewEmail.eq(email)).all(conn).await.or_db()
 }
 
-/// Increments `token_version`, so every access token issued before fails at once.
-pub async fn bump_token_version(conn: &impl ConnectionTrait, id: Uuid, now: DateTime<Utc>) -> Result<(), Error> {
+/// Increments `token_version`, so every access token issued before fails at once, and
+/// [`cancel_pending`]: whatever voids a user's sessions voids their one-time tokens too
+/// (SPEC §4.4).
+pub async fn revoke_credentials(conn: &impl ConnectionTrait, id: Uuid, now: DateTime<Utc>) -> Result<(), Error> {
     user::Entity::update_many()
         .col_expr(user::Column::TokenVersion, Expr::col(user::Column::TokenVersion).add(1))
         .col_expr(user::Column::UpdatedAt, Expr::value(now))
@@ -45,7 +47,28 @@ pub async fn bump_token_version(conn: &impl ConnectionTrait, id: Uuid, now: Date
         .exec(conn)
         .await
         .or_db()?;
-    Ok(())
+    cancel_pending(conn, id, now).await
+}
+
+/// Retires every outstanding one-time token of the user (links and codes of every kind)
+/// and forgets a pending email change, which those tokens were the only way to confirm.
+pub async fn cancel_pending(conn: &impl ConnectionTrait, id: Uuid, now: DateTime<Utc>) -> Result<(), Error> {
+    user::Entity::update_many()
+        .col_expr(user::Column::NewEmail, Expr::value(Option::<String>::None))
+        .filter(user::Column::Id.eq(id))
+        .filter(user::Column::NewEmail.is_not_null())
+        .exec(conn)
+        .await
+        .or_db()?;
+    super::one_time_tokens::retire(conn, id, &[], now).await
+}
+
+/// A user by id, its row locked until the transaction ends (on PostgreSQL; SQLite's one
+/// writer serialises the caller's transaction already).
+pub async fn by_id_for_update(conn: &impl ConnectionTrait, id: Uuid) -> Result<Option<user::Model>, Error> {
+    let q = user::Entity::find_by_id(id);
+    let q = if conn.get_database_backend() == sea_orm::DbBackend::Postgres { q.lock_exclusive() } else { q };
+    q.one(conn).await.or_db()
 }
 
 /// Replaces the password hash (a password change or reset).

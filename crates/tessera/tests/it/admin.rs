@@ -520,7 +520,11 @@ async fn concurrent_demotions_of_two_admins_leave_one() {
     let (a, b) = tokio::join!(demote(root), demote(second));
     let mut statuses = [a, b];
     statuses.sort();
-    assert_eq!(statuses, [StatusCode::OK, StatusCode::CONFLICT]);
+    // The loser is refused by the last-admin guard (409), or, when the demotion of the
+    // key's own creator committed first, by the key itself, which can do no more than
+    // its creator may now (403).
+    assert_eq!(statuses[0], StatusCode::OK, "{statuses:?}");
+    assert!([StatusCode::FORBIDDEN, StatusCode::CONFLICT].contains(&statuses[1]), "{statuses:?}");
     assert_eq!(count_rows(&app, "SELECT COUNT(*) FROM users WHERE role = 'admin'").await, 1);
 }
 
@@ -978,4 +982,38 @@ async fn seed_users_command_fills_the_table_for_benchmarks() {
             .await;
     assert_eq!(found["total"], 11, "seed12 and seed120..129");
     app.login("seed1@seed.example", tessera_core::seed::SEED_PASSWORD).await;
+}
+
+/// A key never does more than its creator may do now (issue 15, hole 4): demote the
+/// creator and the key loses the admin permissions (403); deactivate or delete the
+/// creator and the key is dead (401 `invalid_api_key`). Each change is seen at once.
+#[tokio::test]
+async fn an_api_key_is_bounded_by_what_its_creator_may_do_now() {
+    let (app, root) = admin_app(&[]).await;
+    let mut keys = Vec::new();
+    for (i, change) in ["demote", "deactivate", "delete"].into_iter().enumerate() {
+        let email = format!("maker{i}@example.com");
+        let maker = create_user(&app, &root, json!({ "email": email, "password": PASSWORD, "role": "admin" })).await;
+        let token = app.login(&email, PASSWORD).await.access;
+        let (key, _) = api_key(&app, &token, &["users:read"]).await;
+        assert_eq!(call(&app, Method::GET, "/v1/admin/users", Cred::ApiKey(&key), None).await.status(), StatusCode::OK);
+        keys.push((change, id_of(&maker), key));
+    }
+    for (change, maker, key) in keys {
+        let path = format!("/v1/admin/users/{maker}");
+        let res = match change {
+            "demote" => call(&app, Method::PATCH, &path, Cred::Bearer(&root), Some(json!({ "role": "user" }))).await,
+            "deactivate" => {
+                call(&app, Method::PATCH, &path, Cred::Bearer(&root), Some(json!({ "is_active": false }))).await
+            }
+            _ => call(&app, Method::DELETE, &path, Cred::Bearer(&root), None).await,
+        };
+        assert!(res.status().is_success(), "{change}: {}", res.status());
+
+        let res = call(&app, Method::GET, "/v1/admin/users", Cred::ApiKey(&key), None).await;
+        match change {
+            "demote" => assert_error(res, StatusCode::FORBIDDEN, "permission_denied").await,
+            _ => assert_error(res, StatusCode::UNAUTHORIZED, "invalid_api_key").await,
+        };
+    }
 }

@@ -830,3 +830,45 @@ async fn security_events_are_audited_without_secrets() {
         assert!(!raw.contains(secret.as_str()));
     }
 }
+
+/// Sign-ins with the old password that were under way (waiting for the hash) while the
+/// password changed open no session that outlives the change (issue 15, hole 2): a
+/// session opens only if the user's `token_version` is still the one the sign-in read.
+#[tokio::test]
+async fn sign_ins_under_way_during_a_password_change_keep_no_session() {
+    use futures::future::join_all;
+
+    // One hashing thread and a slower hash widen the window between a sign-in's read of
+    // the user and its session.
+    let app = TestApp::with(&[("HASH_WORKERS", "1"), ("ARGON2_MEMORY_KIB", "8192"), ("ARGON2_ITERATIONS", "2")]).await;
+    let (email, login) = app.user().await;
+    let new_password = "Changed!Passphrase-9";
+
+    let change = async {
+        let body = json!({ "current_password": PASSWORD, "new_password": new_password });
+        app.post("/v1/auth/change-password", Some(&login.access), body).await.status()
+    };
+    let sign_ins = join_all((0..24).map(|i| {
+        let (app, email) = (&app, &email);
+        async move {
+            tokio::time::sleep(std::time::Duration::from_millis(2 * i)).await;
+            let res = app.post("/v1/auth/login", None, json!({ "email": email, "password": PASSWORD })).await;
+            match res.status() {
+                StatusCode::OK => Some(login_from(res).await.refresh),
+                _ => None,
+            }
+        }
+    }));
+    let (changed, refresh_tokens) = tokio::join!(change, sign_ins);
+
+    assert_eq!(changed, StatusCode::NO_CONTENT);
+    for refresh in refresh_tokens.into_iter().flatten() {
+        let res = app.post("/v1/auth/refresh", None, json!({ "refresh_token": refresh })).await;
+        assert_eq!(
+            res.status(),
+            StatusCode::UNAUTHORIZED,
+            "a session signed in with the old password outlived the change"
+        );
+    }
+    app.login(&email, new_password).await;
+}

@@ -301,3 +301,91 @@ async fn disabled_limits_mean_no_headers_no_429_and_no_lockout() {
     }
     assert_eq!(login_as(&app, "free@example.com", PASSWORD, None).await.status(), StatusCode::OK);
 }
+
+/// Every check of a secret link or code is limited per client IP (`RATE_LIMIT_VERIFY`),
+/// on every surface, and the requests that send one count too (issue 15, hole 3).
+#[tokio::test]
+async fn checks_of_links_and_codes_are_limited_per_ip() {
+    let app = TestApp::with(&[ON, ("RATE_LIMIT_VERIFY", "4/1h"), ("TRUSTED_PROXIES", "127.0.0.1")]).await;
+    let app = &app;
+    let from = |ip: &'static str| {
+        move |path: &'static str, body: Value| {
+            let req = app.client.post(app.url(path)).header("x-forwarded-for", ip).json(&body);
+            async move { req.send().await.unwrap() }
+        }
+    };
+    let a = from("203.0.113.10");
+    let guesses = [
+        ("/v1/auth/verify-email", json!({ "token": "guess" })),
+        ("/auth/verify", json!({ "type": "signup", "token": "guess" })),
+        ("/v1/auth/password-reset/confirm", json!({ "token": "guess", "new_password": PASSWORD })),
+        ("/v1/auth/password-reset", json!({ "email": "someone@example.com" })),
+    ];
+    for (path, body) in guesses.clone() {
+        assert_ne!(a(path, body).await.status(), StatusCode::TOO_MANY_REQUESTS, "{path}");
+    }
+    for (path, body) in guesses.into_iter().chain([
+        ("/v1/auth/verify-email/resend", json!({ "email": "someone@example.com" })),
+        ("/auth/recover", json!({ "email": "someone@example.com" })),
+    ]) {
+        assert_error(a(path, body).await, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    }
+    let form =
+        app.client.post(app.url("/verify-email")).header("x-forwarded-for", "203.0.113.10").form(&[("token", "x")]);
+    assert_eq!(form.send().await.unwrap().status(), StatusCode::TOO_MANY_REQUESTS, "the link page too");
+    let b = from("203.0.113.11");
+    assert_ne!(b("/v1/auth/verify-email", json!({ "token": "guess" })).await.status(), StatusCode::TOO_MANY_REQUESTS);
+}
+
+/// IPv6 clients are limited per /64: a client holding one cannot rotate through it.
+#[tokio::test]
+async fn ipv6_clients_share_a_limit_per_64() {
+    let app = TestApp::with(&[ON, ("RATE_LIMIT_REGISTER", "2/1h"), ("TRUSTED_PROXIES", "127.0.0.1")]).await;
+    assert_eq!(register_as(&app, "v1@example.com", Some("2001:db8:1:2::1")).await.status(), StatusCode::CREATED);
+    assert_eq!(register_as(&app, "v2@example.com", Some("2001:db8:1:2:ffff::9")).await.status(), StatusCode::CREATED);
+    let res = register_as(&app, "v3@example.com", Some("2001:db8:1:2:abcd:1:2:3")).await;
+    assert_error(res, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    assert_eq!(register_as(&app, "v4@example.com", Some("2001:db8:1:3::1")).await.status(), StatusCode::CREATED);
+}
+
+/// The in-memory store holds at most `RATE_LIMIT_MEMORY_KEYS` keys, however many
+/// addresses are asked about (issue 15, hole 5); the limits keep working meanwhile.
+#[tokio::test]
+async fn the_memory_store_holds_at_most_its_keys() {
+    let app = TestApp::with(&[ON, ("RATE_LIMIT_MEMORY_KEYS", "200"), ("RATE_LIMIT_VERIFY", "100000/1h")]).await;
+    let posts =
+        (0..1500).map(|i| app.post("/v1/auth/password-reset", None, json!({ "email": format!("m{i}@example.com") })));
+    for res in join_all(posts).await {
+        assert_eq!(res.status(), StatusCode::ACCEPTED);
+    }
+    assert!(app.core.kv.memory_keys() <= 200, "{} keys held", app.core.kv.memory_keys());
+    for i in 0..3 {
+        assert_eq!(register_as(&app, &format!("after{i}@example.com"), None).await.status(), StatusCode::CREATED);
+    }
+    assert_eq!(register_as(&app, "after3@example.com", None).await.status(), StatusCode::TOO_MANY_REQUESTS);
+}
+
+/// A sign-in refused before any work (the hashing queue is full: 503) leaves no lockout
+/// key behind (issue 15, hole 5).
+#[tokio::test]
+async fn a_sign_in_refused_for_a_full_hash_queue_leaves_no_key() {
+    let app = TestApp::with(&[
+        ON,
+        ("RATE_LIMIT_LOGIN", "1000/1m"),
+        ("HASH_WORKERS", "1"),
+        ("HASH_QUEUE", "0"),
+        ("ARGON2_MEMORY_KIB", "16384"),
+        ("ARGON2_ITERATIONS", "4"),
+    ])
+    .await;
+    let before = app.core.kv.memory_keys();
+    let emails: Vec<String> = (0..12).map(|i| format!("q{i}@example.com")).collect();
+    let attempts = emails.iter().map(|e| login_as(&app, e, "Wrong-Passw0rd!", None));
+    let statuses: Vec<StatusCode> = join_all(attempts).await.iter().map(Response::status).collect();
+    let refused = statuses.iter().filter(|s| **s == StatusCode::SERVICE_UNAVAILABLE).count();
+    let failed = statuses.iter().filter(|s| **s == StatusCode::UNAUTHORIZED).count();
+    assert!(refused > 0 && failed > 0, "{statuses:?}");
+    // Each failed attempt keeps its email's failure count; the refused ones keep nothing
+    // (the login window of the one client IP is the same key for all of them).
+    assert_eq!(app.core.kv.memory_keys(), before + failed + 1, "{statuses:?}");
+}

@@ -160,7 +160,7 @@ async fn unverified_accounts_cannot_sign_in_when_verification_is_required() {
 #[tokio::test]
 async fn email_change_stays_pending_until_confirmed_and_notifies_the_old_address() {
     let smtp = SmtpServer::start().await;
-    let app = mail_app(&smtp, &[]).await;
+    let app = mail_app(&smtp, &[("SECURE_EMAIL_CHANGE", "false")]).await;
     app.register("old@example.com", PASSWORD).await;
     let login = app.login("old@example.com", PASSWORD).await;
 
@@ -188,7 +188,7 @@ async fn email_change_stays_pending_until_confirmed_and_notifies_the_old_address
 #[tokio::test]
 async fn email_change_by_code_and_conflicts() {
     let smtp = SmtpServer::start().await;
-    let app = mail_app(&smtp, &[]).await;
+    let app = mail_app(&smtp, &[("SECURE_EMAIL_CHANGE", "false")]).await;
     app.register("first@example.com", PASSWORD).await;
     app.register("taken@example.com", PASSWORD).await;
     let login = app.login("first@example.com", PASSWORD).await;
@@ -216,7 +216,7 @@ async fn email_change_by_code_and_conflicts() {
 #[tokio::test]
 async fn confirming_a_change_to_an_address_taken_since_is_409() {
     let smtp = SmtpServer::start().await;
-    let app = mail_app(&smtp, &[]).await;
+    let app = mail_app(&smtp, &[("SECURE_EMAIL_CHANGE", "false")]).await;
     app.register("mover@example.com", PASSWORD).await;
     let login = app.login("mover@example.com", PASSWORD).await;
     let res = app
@@ -522,4 +522,227 @@ async fn recovery_is_limited_per_address_across_surfaces_without_telling() {
 
     let resets = smtp.mails_to("limited@example.com").into_iter().filter(|m| m.subject().contains("Reset")).count();
     assert_eq!(resets, 3, "three recovery mails an hour per address");
+}
+
+// ---------------------------------------------------------------------------------
+// Email change after the security review (issue 15, hole 1): a change link is no login,
+// it dies with every revocation, and by default both addresses confirm.
+// ---------------------------------------------------------------------------------
+
+/// Starts an email change to `to` with the bearer token `access`.
+async fn change_email(app: &TestApp, access: &str, to: &str) {
+    let res = app.send(reqwest::Method::PATCH, "/v1/users/me", Some(access), Some(json!({ "email": to }))).await;
+    assert_eq!(res.status(), StatusCode::OK);
+}
+
+/// With a stolen bearer token, an attacker starts a change to an address of theirs; the
+/// victim then resets the password, changes it, signs out everywhere, or an admin signs
+/// them out. The attacker's link confirms nothing afterwards, on either surface.
+#[tokio::test]
+async fn an_email_change_link_dies_with_every_revocation() {
+    let smtp = SmtpServer::start().await;
+    let app = mail_app(
+        &smtp,
+        &[
+            ("SECURE_EMAIL_CHANGE", "false"),
+            ("FIRST_ADMIN_EMAIL", "root@example.com"),
+            ("FIRST_ADMIN_PASSWORD", PASSWORD),
+        ],
+    )
+    .await;
+    let admin = app.login("root@example.com", PASSWORD).await.access;
+    for (i, revocation) in ["password-reset", "change-password", "logout-all", "admin-logout"].into_iter().enumerate() {
+        let victim = format!("victim{i}@example.com");
+        let attacker = format!("att{i}@evil.example");
+        app.register(&victim, PASSWORD).await;
+        let stolen = app.login(&victim, PASSWORD).await;
+        change_email(&app, &stolen.access, &attacker).await;
+        let link = smtp.latest(&attacker, "Confirm your new email").await.token();
+
+        let victims = app.login(&victim, PASSWORD).await;
+        let new_password = "An0ther!Passphrase-x";
+        match revocation {
+            "password-reset" => {
+                app.post("/v1/auth/password-reset", None, json!({ "email": victim })).await;
+                let reset = smtp.latest(&victim, "Reset your").await.token();
+                let body = json!({ "token": reset, "new_password": new_password });
+                let res = app.post("/v1/auth/password-reset/confirm", None, body).await;
+                assert_eq!(res.status(), StatusCode::NO_CONTENT);
+            }
+            "change-password" => {
+                let body = json!({ "current_password": PASSWORD, "new_password": new_password });
+                let res = app.post("/v1/auth/change-password", Some(&victims.access), body).await;
+                assert_eq!(res.status(), StatusCode::NO_CONTENT);
+            }
+            "logout-all" => {
+                let res = app.post("/v1/auth/logout-all", Some(&victims.access), json!({})).await;
+                assert_eq!(res.status(), StatusCode::NO_CONTENT);
+            }
+            _ => {
+                let (_, me) = json_of(app.get("/v1/auth/me", Some(&victims.access)).await).await;
+                let path = format!("/v1/admin/users/{}/logout", me["id"].as_str().unwrap());
+                assert_eq!(app.post(&path, Some(&admin), json!({})).await.status(), StatusCode::NO_CONTENT);
+            }
+        }
+
+        let kreeda = app.post("/auth/verify", None, json!({ "type": "email_change", "token": link })).await;
+        assert_error(kreeda, StatusCode::BAD_REQUEST, "invalid_or_expired_token").await;
+        let (status, _) = verify(&app, json!({ "token": link })).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{revocation}: the change link still confirms");
+        let row = app.dump("users").await;
+        assert!(!row.contains(&format!("\"{attacker}\"")), "{revocation}: the account moved to {attacker}");
+    }
+}
+
+/// A confirmation of an email change changes the address and signs no one in; a change
+/// token presented as a sign-up verification is refused.
+#[tokio::test]
+async fn an_email_change_confirmation_signs_no_one_in() {
+    let smtp = SmtpServer::start().await;
+    let app = mail_app(&smtp, &[("SECURE_EMAIL_CHANGE", "false")]).await;
+    app.register("mover@example.com", PASSWORD).await;
+    let login = app.login("mover@example.com", PASSWORD).await;
+    change_email(&app, &login.access, "moved@example.com").await;
+    let token = smtp.latest("moved@example.com", "Confirm your new email").await.token();
+
+    let as_signup = app.post("/auth/verify", None, json!({ "type": "signup", "token": token })).await;
+    assert_error(as_signup, StatusCode::BAD_REQUEST, "invalid_or_expired_token").await;
+    let (status, body) =
+        json_of(app.post("/auth/verify", None, json!({ "type": "email_change", "token": token })).await).await;
+
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["user"]["email"], "moved@example.com");
+    assert!(body["session"].is_null(), "{body}");
+}
+
+/// By default (SECURE_EMAIL_CHANGE) both addresses confirm, by link or code, in either
+/// order; the first confirmation says which one is still needed.
+#[tokio::test]
+async fn a_secure_email_change_waits_for_both_addresses() {
+    let smtp = SmtpServer::start().await;
+    let app = mail_app(&smtp, &[]).await;
+    for (i, new_first) in [true, false].into_iter().enumerate() {
+        let (old, new) = (format!("both{i}@example.com"), format!("both{i}-new@example.com"));
+        app.register(&old, PASSWORD).await;
+        let login = app.login(&old, PASSWORD).await;
+        change_email(&app, &login.access, &new).await;
+        let to_new = smtp.latest(&new, "Confirm your new email").await;
+        let to_old = smtp.latest(&old, "Confirm the change of your").await;
+        assert!(to_old.decoded().contains(&new), "the current address is told where to");
+
+        let (first, second, waiting) = if new_first {
+            (json!({ "token": to_new.token() }), json!({ "email": old, "code": to_old.code() }), "current_email")
+        } else {
+            (json!({ "email": old, "code": to_old.code() }), json!({ "token": to_new.token() }), "new_email")
+        };
+        let (status, user) = verify(&app, first.clone()).await;
+        assert_eq!(status, StatusCode::OK, "{user}");
+        assert_eq!(user["email"], old, "one confirmation changes nothing yet");
+        assert_eq!(user["pending_confirmation"], waiting);
+        assert!(user["detail"].is_string());
+        assert_eq!(verify(&app, first).await.0, StatusCode::BAD_REQUEST, "each confirmation works once");
+
+        let (status, user) = verify(&app, second).await;
+        assert_eq!(status, StatusCode::OK, "{user}");
+        assert_eq!(user["email"], new);
+        assert!(user.get("pending_confirmation").is_none(), "{user}");
+        app.login(&new, PASSWORD).await;
+    }
+}
+
+/// Both sides confirmed at the same moment: the address switches, once.
+#[tokio::test]
+async fn both_sides_of_an_email_change_confirmed_at_once_switch_it() {
+    let smtp = SmtpServer::start().await;
+    let app = mail_app(&smtp, &[]).await;
+    app.register("race@example.com", PASSWORD).await;
+    let login = app.login("race@example.com", PASSWORD).await;
+    change_email(&app, &login.access, "race-new@example.com").await;
+    let to_new = smtp.latest("race-new@example.com", "Confirm your new email").await.token();
+    let to_old = smtp.latest("race@example.com", "Confirm the change of your").await.token();
+
+    let ((s1, _), (s2, _)) =
+        tokio::join!(verify(&app, json!({ "token": to_new })), verify(&app, json!({ "token": to_old })));
+
+    assert_eq!((s1, s2), (StatusCode::OK, StatusCode::OK));
+    let (_, me) =
+        json_of(app.get("/v1/auth/me", Some(&app.login("race-new@example.com", PASSWORD).await.access)).await).await;
+    assert_eq!(me["email"], "race-new@example.com");
+}
+
+/// An admin who changes a user's address retires the links and codes sent to the old
+/// one: the sign-up verification no longer confirms, nor signs in on Kreeda.
+#[tokio::test]
+async fn an_admin_email_change_retires_the_links_of_the_old_address() {
+    let smtp = SmtpServer::start().await;
+    let app = mail_app(&smtp, &[("FIRST_ADMIN_EMAIL", "root@example.com"), ("FIRST_ADMIN_PASSWORD", PASSWORD)]).await;
+    let admin = app.login("root@example.com", PASSWORD).await.access;
+    let user = app.register("signup@example.com", PASSWORD).await;
+    let mail = smtp.latest("signup@example.com", "Confirm your email").await;
+    let path = format!("/v1/admin/users/{}", user["id"].as_str().unwrap());
+    let res = app.send(reqwest::Method::PATCH, &path, Some(&admin), Some(json!({ "email": "set@example.com" }))).await;
+    assert_eq!(res.status(), StatusCode::OK);
+
+    let kreeda = app.post("/auth/verify", None, json!({ "type": "signup", "token": mail.token() })).await;
+    assert_error(kreeda, StatusCode::BAD_REQUEST, "invalid_or_expired_token").await;
+    assert_eq!(verify(&app, json!({ "token": mail.token() })).await.0, StatusCode::BAD_REQUEST);
+    let code = json!({ "email": "signup@example.com", "code": mail.code() });
+    assert_eq!(verify(&app, code).await.0, StatusCode::BAD_REQUEST);
+}
+
+/// Wrong codes are counted before the comparison, in one conditional update: however
+/// many guesses arrive at once, five are compared at most, and the code is dead after.
+#[tokio::test]
+async fn concurrent_wrong_codes_are_counted_before_they_are_compared() {
+    let smtp = SmtpServer::start().await;
+    let app = mail_app(&smtp, &[]).await;
+    app.register("guess@example.com", PASSWORD).await;
+    let code = smtp.latest("guess@example.com", "Confirm your email").await.code();
+    let wrong: Vec<String> = ["22222", "33333", "44444", "55555", "66666", "77777", "88888", "99999"]
+        .iter()
+        .flat_map(|p| ["A", "B", "C"].map(|s| format!("{p}{s}")))
+        .filter(|c| *c != code)
+        .collect();
+
+    let guesses =
+        join_all(wrong.iter().map(|c| verify(&app, json!({ "email": "guess@example.com", "code": c })))).await;
+
+    assert!(guesses.iter().all(|(s, _)| *s == StatusCode::BAD_REQUEST));
+    let dump = app.dump("one_time_tokens").await;
+    assert!(dump.contains("\"code_attempts\":5"), "more than five guesses were compared: {dump}");
+    let (status, _) = verify(&app, json!({ "email": "guess@example.com", "code": code })).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "the code is dead after five tries");
+}
+
+/// Password reset and verification resend answer in the same time whether the address
+/// has an account or not (issue 15, hole 6), and the mail for a real one still goes out.
+#[tokio::test]
+async fn reset_and_resend_take_the_same_time_for_unknown_addresses() {
+    let smtp = SmtpServer::start().await;
+    let app = mail_app(&smtp, &[]).await;
+    app.register("timed@example.com", PASSWORD).await;
+    for path in ["/v1/auth/password-reset", "/v1/auth/verify-email/resend"] {
+        let mut known = Vec::new();
+        let mut unknown = Vec::new();
+        for i in 0..60 {
+            // Interleaved, so that drift of the machine hits both alike.
+            for (email, times) in
+                [("timed@example.com".to_owned(), &mut known), (format!("ghost{i}@example.com"), &mut unknown)]
+            {
+                let started = std::time::Instant::now();
+                let res = app.post(path, None, json!({ "email": email })).await;
+                times.push(started.elapsed().as_secs_f64() * 1000.0);
+                assert_eq!(res.status(), StatusCode::ACCEPTED);
+            }
+        }
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let (k, u) = (median(&mut known), median(&mut unknown));
+        assert!((k - u).abs() < 1.0 || (k - u).abs() < 0.3 * k.max(u), "{path}: known {k:.3} ms, unknown {u:.3} ms");
+    }
+    assert!(smtp.latest("timed@example.com", "Reset your").await.link().contains("/reset-password?token="));
+    smtp.latest("timed@example.com", "verification code").await;
+    assert!(smtp.mails_to("ghost0@example.com").is_empty());
 }

@@ -134,3 +134,25 @@ async fn an_unknown_email_costs_one_verification_like_a_known_one() {
     // time tells nothing about whether the account exists.
     assert_eq!((known, unknown, malformed), (1, 1, 1));
 }
+
+/// bcrypt reads 72 bytes of a password at most. A password longer than that never signs
+/// in against a bcrypt hash imported from the seeds, whatever its first 72 bytes (issue
+/// 15, hole 7); a password of exactly 72 bytes still does, and is re-hashed.
+#[tokio::test]
+async fn a_password_over_72_bytes_never_matches_a_bcrypt_hash_by_its_prefix() {
+    let app = TestApp::spawn().await;
+    let email = "long@example.com";
+    app.register(email, PASSWORD).await;
+    let first_72 = format!("Aa1!{}", "x".repeat(68));
+    assert_eq!(first_72.len(), 72);
+    set_hash(&app, email, &bcrypt::hash(&first_72, 4).unwrap()).await;
+
+    for longer in [format!("{first_72}y"), format!("{first_72}-and-then-some")] {
+        let res = app.post("/v1/auth/login", None, json!({ "email": email, "password": longer })).await;
+        assert_error(res, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+    }
+    app.login(email, &first_72).await;
+    assert!(stored_hash(&app, email).await.starts_with("$argon2id$"));
+    let res = app.post("/v1/auth/login", None, json!({ "email": email, "password": format!("{first_72}y") })).await;
+    assert_error(res, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+}

@@ -152,15 +152,13 @@ fn audit(user_id: Uuid, event: &str, session_id: Uuid) -> audit_log::Model {
     }
 }
 
-fn rotation(user_id: Uuid, session_id: Uuid, counter: i64) -> Rotation {
+/// A rotation of `session_id` from `counter`; its audit row names no user: the store
+/// sets the session's.
+fn rotation(session_id: Uuid, counter: i64) -> Rotation {
     let now = now();
-    Rotation {
-        session_id,
-        counter,
-        now,
-        expires_at: now + ChronoDuration::days(7),
-        audit: audit(user_id, "token.refresh", session_id),
-    }
+    let mut audit = audit(Uuid::nil(), "token.refresh", session_id);
+    (audit.user_id, audit.actor_id) = (None, None);
+    Rotation { session_id, counter, now, expires_at: now + ChronoDuration::days(7), audit }
 }
 
 /// The session and its user as the pool reads them: the reference.
@@ -192,7 +190,7 @@ async fn reads_match_the_pool(store: &Store) {
     same("fresh session, refresh read", store.session_for_refresh(sid).await.unwrap(), want);
 
     // A rotation sets the counter and its time.
-    assert!(store.rotate(rotation(user.id, sid, 0)).await.unwrap());
+    assert!(store.rotate(rotation(sid, 0)).await.unwrap().is_some());
     let want = reference(store, sid).await;
     assert_eq!(want.as_ref().map(|(s, _)| s.refresh_counter), Some(1));
     same("after a rotation", store.session_with_user(sid).await.unwrap(), want.clone());
@@ -255,22 +253,31 @@ async fn reads_match_the_pool(store: &Store) {
 /// session, and writes its audit row only when it rotates.
 async fn the_rotation_guard_holds(store: &Store) {
     let (user, sid) = user_with_session(store).await;
-    let r = rotation(user.id, sid, 0);
+    let r = rotation(sid, 0);
     let (at, expires) = (r.now, r.expires_at);
-    assert!(store.rotate(r).await.unwrap(), "the current counter rotates");
+    let rotated = store.rotate(r).await.unwrap();
     let (s, _) = reference(store, sid).await.unwrap();
     assert_eq!((s.refresh_counter, s.refreshed_at, s.last_used_at, s.expires_at), (1, Some(at), at, expires));
+    assert_eq!(rotated, reference(store, sid).await, "the rotation answers the session as it left it");
+    let audited = audit_log::Entity::find()
+        .filter(audit_log::Column::Event.eq("token.refresh"))
+        .filter(audit_log::Column::UserId.eq(user.id))
+        .one(store.reader())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((audited.actor_id, audited.detail), (Some(user.id), json!({ "session_id": sid })));
     assert_eq!(store.session_with_user(sid).await.unwrap().map(|(s, _)| s.refresh_counter), Some(1));
 
-    assert!(!store.rotate(rotation(user.id, sid, 0)).await.unwrap(), "a retired counter does not rotate");
-    assert!(!store.rotate(rotation(user.id, sid, 2)).await.unwrap(), "a counter never reached does not rotate");
+    assert!(store.rotate(rotation(sid, 0)).await.unwrap().is_none(), "a retired counter does not rotate");
+    assert!(store.rotate(rotation(sid, 2)).await.unwrap().is_none(), "a counter never reached does not rotate");
     assert_eq!(reference(store, sid).await.unwrap().0.refresh_counter, 1);
     assert_eq!(refreshes_audited(store, user.id).await, 1, "no audit row for a rotation that did not happen");
-    assert!(store.rotate(rotation(user.id, sid, 1)).await.unwrap());
+    assert!(store.rotate(rotation(sid, 1)).await.unwrap().is_some());
 
     assert!(store.revoke_session(sid, audit(user.id, "logout", sid)).await.unwrap());
     assert!(!store.revoke_session(sid, audit(user.id, "logout", sid)).await.unwrap(), "revoked once");
-    assert!(!store.rotate(rotation(user.id, sid, 2)).await.unwrap(), "a revoked session does not rotate");
+    assert!(store.rotate(rotation(sid, 2)).await.unwrap().is_none(), "a revoked session does not rotate");
     assert!(store.session_with_user(sid).await.unwrap().unwrap().0.revoked_at.is_some());
 
     let (user, sid) = user_with_session(store).await;
@@ -280,15 +287,27 @@ async fn the_rotation_guard_holds(store: &Store) {
         .exec(store.writer())
         .await
         .unwrap();
-    assert!(!store.rotate(rotation(user.id, sid, 0)).await.unwrap(), "an expired session does not rotate");
+    assert!(store.rotate(rotation(sid, 0)).await.unwrap().is_none(), "an expired session does not rotate");
     assert_eq!(refreshes_audited(store, user.id).await, 0);
+
+    // A user who may no longer hold a session (deactivated here without the revocation
+    // that goes with it through the API) gets no rotation either.
+    let (user, sid) = user_with_session(store).await;
+    user::Entity::update_many()
+        .col_expr(user::Column::IsActive, Expr::value(false))
+        .filter(user::Column::Id.eq(user.id))
+        .exec(store.writer())
+        .await
+        .unwrap();
+    assert!(store.rotate(rotation(sid, 0)).await.unwrap().is_none(), "an inactive user's session does not rotate");
+    assert_eq!(reference(store, sid).await.unwrap().0.refresh_counter, 0);
 }
 
 /// Of many rotations of one counter at once, exactly one rotates.
 async fn concurrent_rotations_of_one_token_let_one_through(store: &Store) {
     let (user, sid) = user_with_session(store).await;
-    let outcomes = join_all((0..16).map(|_| store.rotate(rotation(user.id, sid, 0)))).await;
-    let rotated = outcomes.iter().filter(|o| matches!(o, Ok(true))).count();
+    let outcomes = join_all((0..16).map(|_| store.rotate(rotation(sid, 0)))).await;
+    let rotated = outcomes.iter().filter(|o| matches!(o, Ok(Some(_)))).count();
     assert_eq!(rotated, 1, "{outcomes:?}");
     assert!(outcomes.iter().all(|o| o.is_ok()), "{outcomes:?}");
     assert_eq!(reference(store, sid).await.unwrap().0.refresh_counter, 1);
@@ -302,19 +321,19 @@ async fn a_failed_rotation_leaves_no_trace(store: &Store) {
     let others: Vec<_> = join_all((0..4).map(|_| user_with_session(store))).await;
     let taken = audit(user.id, "login.success", sid);
     tessera_store::query::audit::insert(store.writer(), taken.clone()).await.unwrap();
-    let mut failing = rotation(user.id, sid, 0);
+    let mut failing = rotation(sid, 0);
     failing.audit.id = taken.id;
 
-    let fine = others.iter().map(|(u, s)| store.rotate(rotation(u.id, *s, 0)));
+    let fine = others.iter().map(|(_, s)| store.rotate(rotation(*s, 0)));
     let (failed, fine) = tokio::join!(store.rotate(failing), join_all(fine));
 
     assert!(failed.is_err(), "{failed:?}");
-    assert!(fine.iter().all(|o| matches!(o, Ok(true))), "{fine:?}");
+    assert!(fine.iter().all(|o| matches!(o, Ok(Some(_)))), "{fine:?}");
     assert_eq!(reference(store, sid).await.unwrap().0.refresh_counter, 0, "the failed rotation wrote nothing");
     for (_, s) in &others {
         assert_eq!(reference(store, *s).await.unwrap().0.refresh_counter, 1);
     }
-    assert!(store.rotate(rotation(user.id, sid, 0)).await.unwrap(), "and the session rotates afterwards");
+    assert!(store.rotate(rotation(sid, 0)).await.unwrap().is_some(), "and the session rotates afterwards");
 }
 
 /// Sessions rotating while their user signs out everywhere over and over (the user row,
@@ -331,7 +350,7 @@ async fn rotations_racing_revocations_all_answer(store: &Store) {
     let rotations = sids.iter().map(|sid| async move {
         let mut counter = 0;
         for _ in 0..20 {
-            if store.rotate(rotation(user.id, *sid, counter)).await.expect("a rotation answers") {
+            if store.rotate(rotation(*sid, counter)).await.expect("a rotation answers").is_some() {
                 counter += 1;
             }
         }
@@ -339,7 +358,7 @@ async fn rotations_racing_revocations_all_answer(store: &Store) {
     let revocations = async {
         for _ in 0..5 {
             let tx = store.begin().await.unwrap();
-            users::bump_token_version(&tx, user.id, now()).await.expect("the user row locks");
+            users::revoke_credentials(&tx, user.id, now()).await.expect("the user row locks");
             sessions::revoke_all_for_user(&tx, user.id, now()).await.expect("the sessions lock");
             tx.commit().await.expect("the revocation commits");
             tokio::time::sleep(Duration::from_millis(2)).await;
@@ -356,7 +375,7 @@ async fn rotations_racing_revocations_all_answer(store: &Store) {
 async fn a_session_opens_only_on_the_token_version_read(store: &Store) {
     let (user, _) = user_with_session(store).await;
     let tx = store.begin().await.unwrap();
-    users::bump_token_version(&tx, user.id, now()).await.unwrap();
+    users::revoke_credentials(&tx, user.id, now()).await.unwrap();
     tx.commit().await.unwrap();
     let sessions_of = || session::Entity::find().filter(session::Column::UserId.eq(user.id)).count(store.reader());
     let before = sessions_of().await.unwrap();
@@ -373,13 +392,13 @@ async fn a_session_opens_only_on_the_token_version_read(store: &Store) {
 
 /// Once closed, every path answers an error, promptly.
 async fn a_closed_store_answers_errors(store: &Store) {
-    let (user, sid) = user_with_session(store).await;
+    let (_, sid) = user_with_session(store).await;
     assert!(store.session_with_user(sid).await.unwrap().is_some());
     tokio::time::timeout(Duration::from_secs(10), store.close()).await.expect("closing hung on a kept connection");
     let answered = tokio::time::timeout(Duration::from_secs(10), async {
         assert!(store.session_with_user(sid).await.is_err());
         assert!(store.session_for_refresh(sid).await.is_err());
-        assert!(store.rotate(rotation(user.id, sid, 0)).await.is_err());
+        assert!(store.rotate(rotation(sid, 0)).await.is_err());
     });
     answered.await.expect("a closed store answers at once");
 }
