@@ -172,18 +172,23 @@ def find_pg_bin():
 
 # --- the server -----------------------------------------------------------------------
 class Server:
-    def __init__(self, binary, database_url, workdir, extra_env=None):
+    def __init__(self, binary, database_url, workdir, extra_env=None, flood_limits=False):
         self.binary, self.database_url, self.workdir = binary, database_url, workdir
         self.port = free_port()
         self.env = dict(os.environ)
         self.env.update({
             "DATABASE_URL": database_url,
+            # Limits on (the flood scenario measures their memory) but out of the way of
+            # a load from one address.
+            "RATE_LIMIT_LOGIN": "100000000/1s",
+            "RATE_LIMIT_VERIFY": "100000000/1s",
+            "RATE_LIMIT_RECOVER": "3/1h",
             "HOST": "127.0.0.1",
             "PORT": str(self.port),
             "LOG_LEVEL": "warn",
             # The default limits allow 5 sign-ins per 15 minutes per IP: a load test
             # from one address needs them off.
-            "RATE_LIMIT_ENABLED": "false",
+            "RATE_LIMIT_ENABLED": "true" if flood_limits else "false",
             "JWT_SECRET_KEY": secrets.token_urlsafe(48),
             "SECURE_COOKIES": "false",
             "OPENAPI_ENABLED": "false",
@@ -308,6 +313,7 @@ def create_users(port, count, run_id, workdir):
 
     with ThreadPoolExecutor(max_workers=2 * CORES) as pool:
         tokens = list(pool.map(make, emails))
+    os.makedirs(workdir, exist_ok=True)
     files = {name: os.path.join(workdir, f"{name}.txt") for name in ("users", "tokens", "refresh", "refresh_warmup")}
     with open(files["users"], "w") as f:
         f.writelines(f"{e} {PASSWORD}\n" for e in emails)
@@ -325,11 +331,71 @@ def row(scenario, backend, conns, r, derived=""):
     return {"scenario": scenario, "backend": backend, "conns": conns, **r, "derived": derived}
 
 
+def me_rounds(server, tokens, args, label):
+    """ROUNDS alternating floor and /me runs; (floors, mes, ratios)."""
+    floors, mes, ratios = [], [], []
+    for i in range(ROUNDS):
+        log(f"{label}: floor, round {i + 1}")
+        floors.append(run_wrk(server.port, "/health", "plain.lua", 64, args, warmup=i == 0))
+        log(f"{label}: me, round {i + 1}")
+        mes.append(run_wrk(server.port, "/v1/auth/me", "me.lua", 64, args, warmup=i == 0,
+                           env={"BENCH_TOKENS": tokens}))
+        ratios.append(mes[-1]["rps"] / floors[-1]["rps"] if floors[-1]["rps"] else 0)
+    return floors, mes, ratios
+
+
+def metrics_cost(args, workdir, run_id, label):
+    """/me against the floor on a server that counts nothing (METRICS_ENABLED=false)."""
+    url = f"sqlite://{workdir}/bench-no-metrics.db"
+    log(f"{label}: starting tessera with METRICS_ENABLED=false")
+    server = Server(args.binary, url, workdir, {"METRICS_ENABLED": "false"}).start()
+    try:
+        time.sleep(1)
+        files = create_users(server.port, args.users, run_id + "-nm", workdir + "/nm")
+        floors, mes, ratios = me_rounds(server, files["tokens"], args, f"{label} (no metrics)")
+        ratio = statistics.median(ratios)
+        r = row(f"me, METRICS_ENABLED=false ({args.users} users)", label, 64, median_run(mes),
+                f"{ratio:.0%} of its floor {fmt_int(median_run(floors)['rps'])} (rounds: "
+                + ", ".join(f"{x:.0%}" for x in ratios) + ")")
+        r["me_over_floor"] = ratio
+        r["me_over_floor_rounds"] = ratios
+        return [r]
+    finally:
+        server.stop()
+
+
+def flood(server, files, args, run_id, label, total=1_000_000):
+    """A million distinct addresses posted to password-reset (each a key of the
+    per-address limit, RATE_LIMIT_MEMORY_KEYS bounding them), with sign-ins measured
+    meanwhile; the server's RSS throughout."""
+    log(f"{label}: flood of {total:,} password-reset addresses")
+    sent, chunks, logins = 0, 0, []
+    with RssSampler(server.proc.pid) as rss:
+        while sent < total:
+            chunks += 1
+            env = {"BENCH_RUN_ID": f"{run_id}-{chunks}"}
+            flood_proc = wrk(server.port, "/v1/auth/password-reset", "flood.lua", 2 * CORES, 20, env=env)
+            login_proc = wrk(server.port, "/v1/auth/login", "login.lua", 1, 19, threads=1,
+                             env={"BENCH_USERS": files["users"]})
+            logins.append(wrk_result(login_proc))
+            r = wrk_result(flood_proc)
+            sent += r["requests"]
+            log(f"{label}: flood {sent:,} / {total:,} ({r['rps']:.0f}/s), RSS {rss.peak / 1024:.1f} MiB peak")
+    p99 = statistics.median(l["p99_ms"] for l in logins)
+    r = row(f"flood: POST /v1/auth/password-reset, {sent:,} addresses", label, 2 * CORES,
+            {**r, "requests": sent},
+            f"RSS peak {rss.peak / 1024:.1f} MiB, {server.rss_mib():.1f} MiB after; login p99 meanwhile "
+            f"{p99:.1f} ms (median of {len(logins)} 19 s runs)")
+    r["flood_rss_peak_mib"] = rss.peak / 1024
+    r["flood_login_p99_ms"] = p99
+    return [r]
+
+
 def bench_backend(backend, url, args, workdir, hash_ms, run_id):
     """Every scenario on one server; returns table rows and resource figures."""
     label = {"sqlite": "SQLite", "postgres": "PostgreSQL"}[backend]
     log(f"{label}: starting tessera")
-    server = Server(args.binary, url, workdir).start()
+    server = Server(args.binary, url, workdir, flood_limits="flood" in args.only).start()
     try:
         time.sleep(1)
         res = {"startup_ms": server.startup_ms, "rss_idle_mib": server.rss_mib()}
@@ -365,6 +431,11 @@ def bench_backend(backend, url, args, workdir, hash_ms, run_id):
                                 f"{ratio:.0%} of floor (rounds: " + ", ".join(f"{r:.0%}" for r in ratios) + ")"))
                 rows[-1]["me_over_floor"] = ratio
                 rows[-1]["me_over_floor_rounds"] = ratios
+
+        if backend == "sqlite" and want("me") and want("metrics"):
+            # The cost of counting: the same floor-and-me rounds on a server of its own
+            # (its own database file) with METRICS_ENABLED=false, right after.
+            rows += metrics_cost(args, workdir, run_id, label)
 
         conns = 2 * CORES
         if (backend == "sqlite" or args.full_postgres) and want("login"):
@@ -409,6 +480,9 @@ def bench_backend(backend, url, args, workdir, hash_ms, run_id):
             register = run_wrk(server.port, "/v1/users", "register.lua", conns, args,
                                env={"BENCH_RUN_ID": run_id, "BENCH_PASSWORD": PASSWORD})
             rows.append(row("register: POST /v1/users", label, conns, register))
+
+        if backend == "sqlite" and args.only and "flood" in args.only:
+            rows += flood(server, files, args, run_id, label)
 
         res["rss_peak_mib"] = server.rss_mib("VmHWM")
         time.sleep(2)
@@ -472,8 +546,10 @@ def main():
     p.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "latest.json"))
     p.add_argument("--command", default="bench/run")
     p.add_argument("--only", default="",
-                   help="comma-separated scenarios to run (floor, me, login, storm, refresh, register); "
-                        "all when empty. For iterating on one figure; docs/performance.md's table is a whole run.")
+                   help="comma-separated scenarios to run (floor, me, metrics, login, storm, refresh, register, "
+                        "and flood, which only runs when named: a million password-reset addresses against the "
+                        "in-memory limits); all but flood when empty. For iterating on one figure; "
+                        "docs/performance.md's table is a whole run.")
     args = p.parse_args()
     args.only = {s.strip() for s in args.only.split(",") if s.strip()}
     if args.quick:

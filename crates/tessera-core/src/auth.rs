@@ -32,6 +32,14 @@ pub struct Issued {
     pub refresh_expires_in: i64,
 }
 
+/// How a refresh answered.
+enum Refreshed {
+    /// The presented token was the current one: the counter advanced.
+    Rotated,
+    /// The presented token had just been replaced: the session's current token again.
+    Converged,
+}
+
 /// An authenticated caller, from a checked access token.
 #[derive(Debug, Clone)]
 pub struct Principal {
@@ -103,8 +111,23 @@ impl Core {
 
     /// Signs in with email and password. Unknown emails cost one dummy hash, like known
     /// ones; old-format hashes are re-hashed to the current parameters on success.
-    #[tracing::instrument(skip_all, err(level = "info"))]
     pub async fn login(&self, email: &str, password: &SecretString, client: &ClientInfo) -> Result<Issued, Error> {
+        let result = self.sign_in(email, password, client).await;
+        let outcome = match &result {
+            Ok(_) => "success",
+            Err(Error::InvalidCredentials) => "invalid_credentials",
+            Err(Error::AccountLocked { .. }) => "locked",
+            Err(Error::AccountInactive) => "account_inactive",
+            Err(Error::EmailNotVerified) => "email_not_verified",
+            Err(Error::Overloaded { .. }) => "overloaded",
+            Err(_) => "error",
+        };
+        metrics::counter!("tessera_sign_ins_total", "outcome" => outcome).increment(1);
+        result
+    }
+
+    #[tracing::instrument(name = "login", skip_all, err(level = "info"))]
+    async fn sign_in(&self, email: &str, password: &SecretString, client: &ClientInfo) -> Result<Issued, Error> {
         // A locked email costs no hash.
         self.lockout_reserve(email).await?;
         let raw_email = email;
@@ -232,13 +255,25 @@ impl Core {
         let (core, raw, client) = (self.clone(), raw.to_owned(), client.clone());
         let file = self.audit_file.clone();
         let work = async move { crate::audit::with_audit_file(file, core.refresh_to_the_end(&raw, &client)).await };
-        tokio::spawn(work.instrument(tracing::Span::current()))
+        let result = tokio::spawn(work.instrument(tracing::Span::current()))
             .await
-            .map_err(|e| Error::Internal(format!("refresh task: {e}")))?
+            .map_err(|e| Error::Internal(format!("refresh task: {e}")))
+            .and_then(|r| r);
+        let outcome = match &result {
+            Ok((_, Refreshed::Rotated)) => "rotated",
+            Ok((_, Refreshed::Converged)) => "converged",
+            Err(Error::TokenReused) => "reuse_detected",
+            Err(Error::TokenRevoked) => "revoked",
+            Err(Error::InvalidToken) => "invalid",
+            Err(Error::AccountInactive) => "account_inactive",
+            Err(_) => "error",
+        };
+        metrics::counter!("tessera_refreshes_total", "outcome" => outcome).increment(1);
+        result.map(|(issued, _)| issued)
     }
 
     #[tracing::instrument(name = "refresh", skip_all, err(level = "info"))]
-    async fn refresh_to_the_end(&self, raw: &str, client: &ClientInfo) -> Result<Issued, Error> {
+    async fn refresh_to_the_end(&self, raw: &str, client: &ClientInfo) -> Result<(Issued, Refreshed), Error> {
         let presented = self.refresh_keys.open(raw).ok_or(Error::InvalidToken)?;
         let (session_id, counter) = match &presented {
             PresentedRefresh::Sealed { session_id, counter } => (*session_id, *counter),
@@ -266,7 +301,8 @@ impl Core {
                 audit.user_id = Some(user.id);
                 audit.actor_id = Some(user.id);
                 append_to_file(&audit);
-                return self.issue(user, session.id, &session.aal, counter + 1, session.expires_at, now);
+                let issued = self.issue(user, session.id, &session.aal, counter + 1, session.expires_at, now)?;
+                return Ok((issued, Refreshed::Rotated));
             }
             // It did not rotate: learn why, from the database itself.
             let (session, user) = self.store.session_for_refresh(session_id).await?.ok_or(Error::InvalidToken)?;
@@ -278,7 +314,8 @@ impl Core {
             }
             let current = session.refresh_counter;
             if counter + 1 == current && session.refreshed_at.is_some_and(|at| now - at < interval) {
-                return self.issue(user, session.id, &session.aal, current, session.expires_at, now);
+                let issued = self.issue(user, session.id, &session.aal, current, session.expires_at, now)?;
+                return Ok((issued, Refreshed::Converged));
             }
             if counter > current {
                 // Sealed by us for a counter the session never reached: a restored backup.
@@ -299,7 +336,7 @@ impl Core {
         session: &session::Model,
         user: &user::Model,
         client: &ClientInfo,
-    ) -> Result<Issued, Error> {
+    ) -> Result<(Issued, Refreshed), Error> {
         let ev = AuditEvent::by_user("token.reuse_detected", user.id).detail(json!({ "session_id": session.id }));
         let row = audit_row(client, ev);
         self.store.revoke_session(session.id, row.clone()).await?;

@@ -106,7 +106,9 @@ impl PasswordHasher {
             self.admission.clone().try_acquire_owned().map_err(|_| Error::Overloaded { retry_after_secs: 1 })?;
         let (reply, answer) = oneshot::channel();
         let span = tracing::Span::current();
+        let queued = std::time::Instant::now();
         let job: Job = Box::new(move |memory| {
+            metrics::histogram!("tessera_hash_wait_seconds").record(queued.elapsed().as_secs_f64());
             let _ = reply.send(span.in_scope(|| job(memory)));
         });
         {
@@ -115,6 +117,11 @@ impl PasswordHasher {
         }
         self.queue.ready.notify_one();
         answer.await.map_err(|_| Error::Internal("hash job lost".to_owned()))
+    }
+
+    /// Hash jobs waiting for a worker now.
+    pub fn queue_depth(&self) -> usize {
+        self.queue.state.lock().map(|s| s.jobs.len()).unwrap_or(0)
     }
 
     /// Hashes a password with Argon2id and the current parameters (PHC string).

@@ -59,6 +59,17 @@ pub struct Core {
     pub audit_file: Option<Arc<AuditFile>>,
 }
 
+/// Gauges of the server's state (see [`Core::vitals`]).
+#[derive(Debug, Clone)]
+pub struct Vitals {
+    /// Password hashes waiting for a worker.
+    pub hash_queue: usize,
+    /// Mail waiting to be sent; `None` when the database did not answer.
+    pub outbox_pending: Option<u64>,
+    /// What each database pool is doing.
+    pub pools: Vec<tessera_store::PoolStats>,
+}
+
 /// Now, truncated to microseconds (what PostgreSQL stores), in UTC.
 pub fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
@@ -119,6 +130,15 @@ impl Core {
         });
         crate::audit::with_audit_file(core.audit_file.clone(), core.bootstrap_first_admin()).await?;
         Ok(core)
+    }
+
+    /// What the server is doing right now, for the gauges of `/metrics`.
+    pub async fn vitals(&self) -> Vitals {
+        Vitals {
+            hash_queue: self.hasher.queue_depth(),
+            outbox_pending: tessera_store::query::outbox::pending_count(self.store.reader()).await.ok(),
+            pools: self.store.pool_stats(),
+        }
     }
 
     /// Pings the database; returns the round-trip time.

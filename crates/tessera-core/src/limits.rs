@@ -62,7 +62,11 @@ impl Core {
             RateAction::Recover | RateAction::Otp => email_key(subject),
             RateAction::Login | RateAction::Register | RateAction::Verify => subject.to_owned(),
         };
-        Some(self.kv.rate_hit(&format!("{}:{subject}", action.name()), windows).await)
+        let decision = self.kv.rate_hit(&format!("{}:{subject}", action.name()), windows).await;
+        if !decision.allowed {
+            metrics::counter!("tessera_rate_limited_total", "limit" => action.name()).increment(1);
+        }
+        Some(decision)
     }
 
     /// Like [`Core::rate_limit`], but an over-limit answer is an error.
@@ -100,6 +104,7 @@ impl Core {
         if let Some(secs) = self.kv.lock_fail(&email_key(email), &self.settings.lockout).await {
             let email = Email::parse(email).map(|e| e.as_str().to_owned()).unwrap_or_default();
             tracing::warn!(duration_secs = secs, "sign-in locked after repeated failures");
+            metrics::counter!("tessera_lockouts_total").increment(1);
             let ev = AuditEvent {
                 event: "lockout",
                 user_id: None,

@@ -396,6 +396,10 @@ impl Core {
 
     async fn record_failure(&self, row: &mail_outbox::Model, error: &str) -> Result<(), Error> {
         let attempts = row.attempts + 1;
+        let outcome = if attempts >= MAX_ATTEMPTS { "given_up" } else { "failed" };
+        if !row.kind.starts_with(tessera_store::query::outbox::REQUEST_PREFIX) {
+            metrics::counter!("tessera_mail_deliveries_total", "outcome" => outcome).increment(1);
+        }
         tracing::warn!(kind = %row.kind, attempts, error = %error, "outbox row failed; will retry");
         let done = crate::now();
         let update = mail_outbox::ActiveModel {
@@ -430,6 +434,7 @@ impl Core {
             match &result {
                 Ok(()) => {
                     sent += 1;
+                    metrics::counter!("tessera_mail_deliveries_total", "outcome" => "sent").increment(1);
                     let update = mail_outbox::ActiveModel {
                         id: Set(row.id),
                         attempts: Set(row.attempts + 1),

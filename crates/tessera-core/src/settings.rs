@@ -177,6 +177,8 @@ pub const SETTINGS: &[SettingDoc] = &[
     unset(&["LOG_FORMAT"], "`pretty` (`json` in production)", "json or pretty"),
     unset(&["LOG_FILE"], "(stdout)", "append logs to this file instead of stdout"),
     unset(&["OPENAPI_ENABLED"], "`true` (`false` in production)", "serve /docs and /openapi.json"),
+    unset(&["METRICS_ENABLED"], "`true` (`false` in production, unless METRICS_ADDR is set)", "count requests, sign-ins, refreshes, limits, hashing, mail and the database, and serve them as Prometheus text at GET /metrics"),
+    unset(&["METRICS_ADDR"], "(the main listener)", "HOST:PORT of a listener of its own for GET /metrics (which the main listener then does not serve); setting it turns metrics on"),
     unset(&["FIRST_ADMIN_EMAIL"], "(none)", "with FIRST_ADMIN_PASSWORD: the admin created at start-up when no admin exists"),
     unset(&["FIRST_ADMIN_PASSWORD"], "(none)", "the first admin's password; must satisfy the password policy"),
     unset(&["AUDIT_LOG_DIR"], "(none)", "also append every audit event as a JSON line to audit-YYYY-MM-DD.jsonl (UTC) in this directory"),
@@ -251,6 +253,10 @@ pub struct Settings {
     pub log_format: LogFormat,
     pub log_file: Option<PathBuf>,
     pub openapi_enabled: bool,
+    /// Whether metrics are counted and served.
+    pub metrics_enabled: bool,
+    /// Where `/metrics` is served when not on the main listener.
+    pub metrics_addr: Option<String>,
     /// The admin to create at start-up when none exists (email, password).
     pub first_admin: Option<(String, SecretString)>,
     pub audit_log_dir: Option<PathBuf>,
@@ -544,6 +550,8 @@ impl Settings {
             log_format,
             log_file: r.opt("LOG_FILE").map(PathBuf::from),
             openapi_enabled: r.boolean_opt("OPENAPI_ENABLED").unwrap_or(!production),
+            metrics_addr: r.opt("METRICS_ADDR"),
+            metrics_enabled: r.boolean_opt("METRICS_ENABLED").unwrap_or(!production || r.opt("METRICS_ADDR").is_some()),
             first_admin: match (r.opt("FIRST_ADMIN_EMAIL"), r.opt("FIRST_ADMIN_PASSWORD")) {
                 (Some(email), Some(password)) => Some((email, SecretString::from(password))),
                 (None, None) => None,

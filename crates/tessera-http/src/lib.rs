@@ -7,6 +7,7 @@ pub mod dto;
 pub mod error;
 pub mod extract;
 pub mod kreeda;
+pub mod metrics;
 pub mod middleware;
 pub mod openapi;
 pub mod ops;
@@ -84,12 +85,18 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
+/// `GET /metrics` alone: merged into the main router, or served on `METRICS_ADDR`.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new().route("/metrics", get(metrics::render)).with_state(state)
+}
+
 /// The whole application.
 pub fn router(core: Arc<Core>) -> Router {
     let settings = core.settings.clone();
     let audit_file = core.audit_file.clone();
     let proxies = Arc::new(settings.trusted_proxies.clone());
     let state = AppState { core };
+    let metrics_state = state.clone();
     let verify_limit = || axum::middleware::from_fn_with_state((state.clone(), RateAction::Verify), rate_limit::per_ip);
     let mut app = Router::new()
         .route("/health", get(ops::health))
@@ -111,6 +118,13 @@ pub fn router(core: Arc<Core>) -> Router {
         .with_state(state);
     if settings.openapi_enabled {
         app = app.merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", openapi::document()));
+    }
+    if settings.metrics_enabled {
+        metrics::handle();
+        if settings.metrics_addr.is_none() {
+            app = app.merge(metrics_router(metrics_state.clone()));
+        }
+        app = app.layer(axum::middleware::from_fn(metrics::track));
     }
     app.layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(CatchPanicLayer::custom(panic_response))

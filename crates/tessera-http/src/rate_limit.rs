@@ -28,6 +28,9 @@ pub async fn per_ip(State((state, action)): State<(AppState, RateAction)>, req: 
         None => next.run(req).await,
         Some(d) if !d.allowed => {
             tracing::info!(action = ?action, "rate limited");
+            if action == RateAction::Login {
+                metrics::counter!("tessera_sign_ins_total", "outcome" => "rate_limited").increment(1);
+            }
             let mut res = ApiError::from(Error::RateLimited { retry_after_secs: d.retry_after_secs }).into_response();
             add_headers(res.headers_mut(), &d);
             res

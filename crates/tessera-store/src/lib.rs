@@ -93,6 +93,14 @@ impl StoreConfig {
     }
 }
 
+/// What one pool is doing.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolStats {
+    pub pool: &'static str,
+    pub in_use: u32,
+    pub idle: u32,
+}
+
 /// The kind of database a URL names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -224,6 +232,28 @@ impl Store {
     /// Begins a transaction on the writer.
     pub async fn begin(&self) -> Result<Tx, Error> {
         self.writer.begin().await.or_db().map(Tx)
+    }
+
+    /// Connections of each pool (`reader`, `writer`: one pool on PostgreSQL) that are in
+    /// use and idle right now.
+    pub fn pool_stats(&self) -> Vec<PoolStats> {
+        let stats = |name: &'static str, db: &DatabaseConnection| {
+            let (size, idle) = match db.get_database_backend() {
+                DbBackend::Postgres => {
+                    let p = db.get_postgres_connection_pool();
+                    (p.size(), p.num_idle() as u32)
+                }
+                _ => {
+                    let p = db.get_sqlite_connection_pool();
+                    (p.size(), p.num_idle() as u32)
+                }
+            };
+            PoolStats { pool: name, in_use: size.saturating_sub(idle), idle }
+        };
+        match self.backend() {
+            Backend::Sqlite => vec![stats("reader", &self.db), stats("writer", &self.writer)],
+            Backend::Postgres => vec![stats("pool", &self.db)],
+        }
     }
 
     /// Pings the database.

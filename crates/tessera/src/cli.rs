@@ -195,6 +195,9 @@ async fn serve() -> ExitCode {
     if docs {
         println!("API docs: {base}/docs (OpenAPI document: {base}/openapi.json)");
     }
+    if let Some(metrics) = server.metrics_addr {
+        println!("metrics: http://{metrics}/metrics");
+    }
     crate::shutdown_signal().await;
     tracing::info!("shutting down: draining in-flight requests");
     match server.stop().await {

@@ -48,8 +48,11 @@ pub fn init_logging(settings: &Settings) -> Result<(), String> {
 pub struct Server {
     pub addr: SocketAddr,
     pub core: Arc<Core>,
+    /// Where `/metrics` is served, when on a listener of its own (`METRICS_ADDR`).
+    pub metrics_addr: Option<SocketAddr>,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
+    metrics_task: Option<JoinHandle<std::io::Result<()>>>,
 }
 
 impl Server {
@@ -65,6 +68,16 @@ impl Server {
         let core = Core::start(settings).await?;
         let listener = TcpListener::bind(&addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let metrics = match (&core.settings.metrics_addr, core.settings.metrics_enabled) {
+            (Some(at), true) => {
+                let listener =
+                    TcpListener::bind(at).await.map_err(|e| format!("cannot listen on METRICS_ADDR {at}: {e}"))?;
+                let app = tessera_http::metrics_router(tessera_http::AppState { core: core.clone() });
+                let addr = listener.local_addr().map_err(|e| e.to_string())?;
+                Some((addr, tokio::spawn(async move { axum::serve(listener, app).await })))
+            }
+            _ => None,
+        };
         let app = tessera_http::router(core.clone()).into_make_service_with_connect_info::<SocketAddr>();
         // Every node runs a sender; leases keep them from sending a message twice.
         let (stop_sender, stop_rx) = tokio::sync::watch::channel(false);
@@ -84,13 +97,17 @@ impl Server {
             }
             served
         });
-        Ok(Server { addr, core, shutdown: Some(tx), task })
+        let (metrics_addr, metrics_task) = metrics.unzip();
+        Ok(Server { addr, core, metrics_addr, shutdown: Some(tx), task, metrics_task })
     }
 
     /// Stops accepting, lets in-flight requests finish, and waits.
     pub async fn stop(mut self) -> std::io::Result<()> {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
+        }
+        if let Some(metrics) = self.metrics_task.take() {
+            metrics.abort();
         }
         match (&mut self.task).await {
             Ok(r) => r,

@@ -93,3 +93,15 @@ pub async fn record_attempt(conn: &impl ConnectionTrait, row: mail_outbox::Activ
     row.update(conn).await.or_db()?;
     Ok(())
 }
+
+/// Messages waiting to be sent (requests not counted).
+pub async fn pending_count(conn: &impl ConnectionTrait) -> Result<u64, Error> {
+    use sea_orm::PaginatorTrait;
+    mail_outbox::Entity::find()
+        .filter(mail_outbox::Column::SentAt.is_null())
+        .filter(mail_outbox::Column::FailedAt.is_null())
+        .filter(mail_outbox::Column::Kind.not_like(format!("{REQUEST_PREFIX}%")))
+        .count(conn)
+        .await
+        .or_db()
+}

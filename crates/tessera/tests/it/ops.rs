@@ -836,3 +836,85 @@ async fn form_login_with_wrong_password_is_401() {
     assert_error(res, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
     app.stop().await;
 }
+
+// ---------------------------------------------------------------------------------
+// GET /metrics (SPEC §2.4, issue 15)
+// ---------------------------------------------------------------------------------
+
+async fn metrics_text(app: &TestApp, base: &str) -> String {
+    let res = app.client.get(format!("{base}/metrics")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(header(&res, "content-type").is_some_and(|c| c.starts_with("text/plain")));
+    res.text().await.unwrap()
+}
+
+/// The value of a sample line `name{labels} value` (0 when absent). The recorder is the
+/// process's, shared by every server of the test run, so tests compare before and after.
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+        .map_or(0.0, |v| v.trim().parse().unwrap())
+}
+
+#[tokio::test]
+async fn metrics_count_what_happens_and_hold_no_secret_or_address() {
+    let app = TestApp::with(&[("RATE_LIMIT_ENABLED", "true"), ("RATE_LIMIT_LOGIN", "1000/1m")]).await;
+    let (email, login) = app.user().await;
+    let before = metrics_text(&app, &app.base).await;
+    let failures = r#"tessera_sign_ins_total{outcome="invalid_credentials"}"#;
+
+    for _ in 0..3 {
+        let res = app.post("/v1/auth/login", None, json!({ "email": email, "password": "Wrong-Passw0rd!" })).await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    }
+    let (status, body) =
+        json_of(app.post("/v1/auth/refresh", None, json!({ "refresh_token": login.refresh })).await).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(app.get("/v1/auth/me", Some(&login.access)).await.status(), StatusCode::OK);
+    let after = metrics_text(&app, &app.base).await;
+
+    assert!(sample(&after, failures) >= sample(&before, failures) + 3.0, "{after}");
+    let rotated = r#"tessera_refreshes_total{outcome="rotated"}"#;
+    assert!(sample(&after, rotated) >= sample(&before, rotated) + 1.0);
+    let me = r#"tessera_http_requests_total{route="/v1/auth/me",method="GET",status="200"}"#;
+    assert!(sample(&after, me) >= 1.0, "requests are counted by route template");
+    assert!(after.contains("tessera_http_request_duration_seconds_bucket{"), "the latency histogram has buckets");
+    assert!(after.contains(r#"le="0.005""#));
+    for gauge in [
+        "tessera_hash_queue_depth",
+        "tessera_mail_outbox_depth",
+        "tessera_db_connections{",
+        "process_resident_memory_bytes",
+    ] {
+        assert!(after.contains(gauge), "{gauge} missing");
+    }
+    assert!(after.contains("tessera_hash_wait_seconds_bucket{"));
+    for secret in [email.as_str(), &login.access, &login.refresh, "127.0.0.1", PASSWORD, "Wrong-Passw0rd!"] {
+        assert!(!after.contains(secret), "/metrics holds {secret}");
+    }
+    let id = json_of(app.get("/v1/auth/me", Some(&login.access)).await).await.1["id"].as_str().unwrap().to_owned();
+    assert!(!after.contains(&id), "/metrics holds a user id");
+    let unmatched = app.get("/no/such/path/ada@example.com", None).await;
+    assert_eq!(unmatched.status(), StatusCode::NOT_FOUND);
+    assert!(!metrics_text(&app, &app.base).await.contains("ada@example.com"), "an unmatched path is no label");
+}
+
+#[tokio::test]
+async fn metrics_are_off_in_production_unless_enabled_or_given_a_listener() {
+    let production = [("ENVIRONMENT", "production"), ("SECURE_COOKIES", "true"), ("MAIL_TRANSPORT", "file")];
+    let off = TestApp::with(&production).await;
+    assert_error(off.get("/metrics", None).await, StatusCode::NOT_FOUND, "not_found").await;
+
+    let mut enabled = production.to_vec();
+    enabled.push(("METRICS_ENABLED", "true"));
+    let on = TestApp::with(&enabled).await;
+    assert!(metrics_text(&on, &on.base).await.contains("tessera_"));
+
+    let port = free_port().to_string();
+    let at = format!("127.0.0.1:{port}");
+    let mut own = production.to_vec();
+    own.push(("METRICS_ADDR", at.as_str()));
+    let app = TestApp::with(&own).await;
+    assert_error(app.get("/metrics", None).await, StatusCode::NOT_FOUND, "not_found").await;
+    assert!(metrics_text(&app, &format!("http://{at}")).await.contains("tessera_"));
+}
