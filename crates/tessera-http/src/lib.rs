@@ -120,7 +120,7 @@ pub fn router(core: Arc<Core>) -> Router {
         app = app.merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", openapi::document()));
     }
     if settings.metrics_enabled {
-        metrics::handle();
+        metrics::start_upkeep();
         if settings.metrics_addr.is_none() {
             app = app.merge(metrics_router(metrics_state.clone()));
         }

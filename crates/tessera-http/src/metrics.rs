@@ -31,6 +31,24 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
         .as_ref()
 }
 
+/// Keeps the recorder's histograms drained: they hold each sample until upkeep folds it
+/// into its buckets, so without this a busy server that is scraped rarely would hold
+/// every latency it ever measured. Runs on the current runtime until the process ends.
+pub fn start_upkeep() {
+    static STARTED: OnceLock<()> = OnceLock::new();
+    if let Some(handle) = handle() {
+        STARTED.get_or_init(|| {
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+                loop {
+                    tick.tick().await;
+                    handle.run_upkeep();
+                }
+            });
+        });
+    }
+}
+
 /// The middleware counting every request and its latency, by route template (a path
 /// that matched no route counts as `unmatched`), method and status.
 pub async fn track(req: Request, next: Next) -> Response {
