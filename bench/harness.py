@@ -7,7 +7,10 @@ prints one markdown table and writes bench/results/latest.json. Standard library
 """
 
 import argparse
+import base64
 import datetime
+import hashlib
+import hmac
 import http.client
 import json
 import os
@@ -18,6 +21,7 @@ import shutil
 import signal
 import socket
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -43,10 +47,12 @@ def free_port():
         return s.getsockname()[1]
 
 
-def http_json(port, method, path, body=None, timeout=30):
+def http_json(port, method, path, body=None, timeout=30, token=None):
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         headers = {"content-type": "application/json"} if body is not None else {}
+        if token:
+            headers["authorization"] = f"Bearer {token}"
         conn.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers)
         res = conn.getresponse()
         data = res.read()
@@ -181,6 +187,7 @@ class Server:
             # Limits on (the flood scenario measures their memory) but out of the way of
             # a load from one address.
             "RATE_LIMIT_LOGIN": "100000000/1s",
+            "RATE_LIMIT_REGISTER": "100000000/1s",
             "RATE_LIMIT_VERIFY": "100000000/1s",
             "RATE_LIMIT_RECOVER": "3/1h",
             "HOST": "127.0.0.1",
@@ -331,6 +338,45 @@ def row(scenario, backend, conns, r, derived=""):
     return {"scenario": scenario, "backend": backend, "conns": conns, **r, "derived": derived}
 
 
+def totp_code(secret_b32, step):
+    """The RFC 6238 code (SHA-1, 6 digits) of a base32 secret at a 30-second step."""
+    key = base64.b32decode(secret_b32 + "=" * (-len(secret_b32) % 8))
+    mac = hmac.new(key, struct.pack(">Q", step), hashlib.sha1).digest()
+    offset = mac[-1] & 15
+    return f"{(struct.unpack('>I', mac[offset:offset + 4])[0] & 0x7fffffff) % 1_000_000:06d}"
+
+
+def create_mfa_users(port, count, run_id, workdir):
+    """Signs up `count` users, enrols and activates a TOTP factor for each (playing the
+    authenticator), and writes each with its codes for the three steps around now."""
+    def make(i):
+        email = f"mfa-{run_id}-{i}@bench.example"
+        status, body = http_json(port, "POST", "/v1/users", {"email": email, "password": PASSWORD})
+        if status != 201:
+            raise RuntimeError(f"sign-up answered {status}: {body}")
+        access, _ = sign_in(port, email)
+        status, body = http_json(port, "POST", "/v1/auth/mfa/totp", {}, token=access)
+        if status != 201:
+            raise RuntimeError(f"enrolment answered {status}: {body}")
+        secret, fid = body["secret"], body["id"]
+        step = int(time.time()) // 30 - 1
+        status, body = http_json(port, "POST", f"/v1/auth/mfa/totp/{fid}/activate",
+                                 {"code": totp_code(secret, step)}, token=access)
+        if status != 200:
+            raise RuntimeError(f"activation answered {status}: {body}")
+        return email, secret
+
+    with ThreadPoolExecutor(max_workers=2 * CORES) as pool:
+        users = list(pool.map(make, range(count)))
+    now = int(time.time()) // 30
+    path = os.path.join(workdir, "mfa_users.txt")
+    with open(path, "w") as f:
+        for email, secret in users:
+            codes = " ".join(totp_code(secret, s) for s in (now, now + 1, now + 2))
+            f.write(f"{email} {PASSWORD} {codes}\n")
+    return path
+
+
 def me_rounds(server, tokens, args, label):
     """ROUNDS alternating floor and /me runs; (floors, mes, ratios)."""
     floors, mes, ratios = [], [], []
@@ -455,6 +501,24 @@ def bench_backend(backend, url, args, workdir, hash_ms, run_id):
             rows[-1]["hash_ms"] = hash_now
             rows[-1]["efficiency"] = eff
 
+        if (backend == "sqlite" or args.full_postgres) and want("mfa"):
+            # Each user signs in at most three times (one code per step, three steps
+            # usable now), so there are users enough for the whole run.
+            n = max(64, int(args.duration * 2 * 60))
+            log(f"{label}: mfa login: enrolling {n} users")
+            mfa_users = create_mfa_users(server.port, n, run_id, workdir)
+            now = hash_time(args)["median_ms"]
+            hash_now = (hash_ms + now) / 2
+            log(f"{label}: mfa login")
+            r = wrk_result(wrk(server.port, "/v1/auth/login", "mfa_login.lua", conns, args.duration, threads=conns,
+                               env={"BENCH_MFA_USERS": mfa_users}))
+            sign_ins = r["rps"] / 2
+            ideal = CORES / (hash_now / 1000)
+            eff = sign_ins / ideal
+            rows.append(row("mfa login: password + TOTP (two requests)", label, conns, r,
+                            f"{sign_ins:.1f} sign-ins/s, efficiency {eff:.2f} (ideal {ideal:.1f}/s)"))
+            rows[-1]["efficiency"] = eff
+
         if (backend == "sqlite" or args.full_postgres) and want("storm"):
             log(f"{label}: storm")
             # Sign-in saturated for the whole window; /health measured inside it.
@@ -546,7 +610,7 @@ def main():
     p.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "latest.json"))
     p.add_argument("--command", default="bench/run")
     p.add_argument("--only", default="",
-                   help="comma-separated scenarios to run (floor, me, metrics, login, storm, refresh, register, "
+                   help="comma-separated scenarios to run (floor, me, metrics, login, mfa, storm, refresh, register, "
                         "and flood, which only runs when named: a million password-reset addresses against the "
                         "in-memory limits); all but flood when empty. For iterating on one figure; "
                         "docs/performance.md's table is a whole run.")

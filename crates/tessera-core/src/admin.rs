@@ -32,12 +32,15 @@ pub struct Actor {
     /// The API key acting, if any.
     pub api_key_id: Option<Uuid>,
     pub permissions: Permissions,
+    /// Whether what needs a second factor (creating API keys) may be done: a user with
+    /// MFA on acts from an aal2 session; keys and the console operator always may.
+    pub mfa_satisfied: bool,
 }
 
 impl Actor {
     /// The operator at the console (`tessera admin create`) or start-up: every permission.
     pub fn system() -> Actor {
-        Actor { user_id: None, api_key_id: None, permissions: Permissions::of_role(Role::Admin) }
+        Actor { user_id: None, api_key_id: None, permissions: Permissions::of_role(Role::Admin), mfa_satisfied: true }
     }
 
     /// `PermissionDenied` unless the actor holds `p`.
@@ -60,7 +63,7 @@ impl Actor {
         }
     }
 
-    fn event(&self, event: &'static str, user_id: Option<Uuid>, mut detail: Value) -> AuditEvent {
+    pub(crate) fn event(&self, event: &'static str, user_id: Option<Uuid>, mut detail: Value) -> AuditEvent {
         if let (Some(key), Some(obj)) = (self.api_key_id, detail.as_object_mut()) {
             obj.insert("api_key_id".to_owned(), json!(key));
         }
@@ -175,10 +178,20 @@ fn page_limit(field: &str, limit: u64) -> Result<u64, Error> {
 }
 
 impl Core {
-    /// The actor behind an access token: its user, with the permissions of its role.
+    /// The actor behind an access token: its user, with the permissions of its role. With
+    /// `ADMIN_MFA_REQUIRED`, only from a session that proved a second factor.
     pub async fn admin_actor(&self, token: &str) -> Result<Actor, Error> {
         let who = self.authenticate(token).await?;
-        Ok(Actor { user_id: Some(who.user.id), api_key_id: None, permissions: Permissions::of_role(who.role()) })
+        let aal2 = who.aal == "aal2";
+        if self.settings.admin_mfa_required && !aal2 {
+            return Err(Error::MfaRequired);
+        }
+        Ok(Actor {
+            user_id: Some(who.user.id),
+            api_key_id: None,
+            permissions: Permissions::of_role(who.role()),
+            mfa_satisfied: aal2 || !who.user.mfa_enabled,
+        })
     }
 
     /// Creates the `FIRST_ADMIN_EMAIL` admin if no active admin exists. Idempotent, and

@@ -74,6 +74,9 @@ impl Core {
         if !errors.is_empty() {
             return Err(Error::Validation(errors));
         }
+        if !actor.mfa_satisfied {
+            return Err(Error::MfaRequired);
+        }
         // A key can never mint a key stronger than itself.
         if !actor.permissions.covers(scopes) {
             return Err(Error::PermissionDenied);
@@ -167,6 +170,6 @@ impl Core {
         if !granted {
             return Err(Error::PermissionDenied);
         }
-        Ok(Actor { user_id: row.created_by, api_key_id: Some(row.id), permissions })
+        Ok(Actor { user_id: row.created_by, api_key_id: Some(row.id), permissions, mfa_satisfied: true })
     }
 }

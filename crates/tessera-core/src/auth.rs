@@ -14,6 +14,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::audit::{append_to_file, audit_row, record, truncate, AuditEvent};
+use crate::mfa::SignIn;
 use crate::tokens::{AccessClaims, PresentedRefresh};
 use crate::{now, ClientInfo, Core};
 
@@ -45,6 +46,8 @@ enum Refreshed {
 pub struct Principal {
     pub user: user::Model,
     pub session_id: Uuid,
+    /// The session's assurance level: `aal2` once it proved a second factor.
+    pub aal: String,
     pub claims: AccessClaims,
 }
 
@@ -65,7 +68,7 @@ pub fn is_usable(u: &user::Model) -> bool {
 }
 
 impl Core {
-    fn access_token(
+    pub(crate) fn access_token(
         &self,
         user: &user::Model,
         session_id: Uuid,
@@ -106,15 +109,16 @@ impl Core {
         {
             return Err(Error::TokenRevoked);
         }
-        Ok(Principal { session_id: session.id, user, claims })
+        Ok(Principal { session_id: session.id, aal: session.aal, user, claims })
     }
 
     /// Signs in with email and password. Unknown emails cost one dummy hash, like known
     /// ones; old-format hashes are re-hashed to the current parameters on success.
-    pub async fn login(&self, email: &str, password: &SecretString, client: &ClientInfo) -> Result<Issued, Error> {
+    pub async fn login(&self, email: &str, password: &SecretString, client: &ClientInfo) -> Result<SignIn, Error> {
         let result = self.sign_in(email, password, client).await;
         let outcome = match &result {
-            Ok(_) => "success",
+            Ok(SignIn::Session(_)) => "success",
+            Ok(SignIn::MfaRequired(_)) => "mfa_required",
             Err(Error::InvalidCredentials) => "invalid_credentials",
             Err(Error::AccountLocked { .. }) => "locked",
             Err(Error::AccountInactive) => "account_inactive",
@@ -127,7 +131,7 @@ impl Core {
     }
 
     #[tracing::instrument(name = "login", skip_all, err(level = "info"))]
-    async fn sign_in(&self, email: &str, password: &SecretString, client: &ClientInfo) -> Result<Issued, Error> {
+    async fn sign_in(&self, email: &str, password: &SecretString, client: &ClientInfo) -> Result<SignIn, Error> {
         // A locked email costs no hash.
         self.lockout_reserve(email).await?;
         let raw_email = email;
@@ -154,7 +158,12 @@ impl Core {
             self.lockout_failure(raw_email, client).await?;
             return Err(Error::InvalidCredentials);
         };
-        self.lockout_success(raw_email).await;
+        if user.mfa_enabled {
+            // Not signed in yet: the second step decides; this attempt counts for nothing.
+            self.lockout_release(raw_email).await;
+        } else {
+            self.lockout_success(raw_email).await;
+        }
         if !is_usable(&user) {
             let ev = AuditEvent::by_user("login.failure", user.id).detail(json!({ "reason": "account_inactive" }));
             record(self.store.writer(), client, ev).await?;
@@ -166,7 +175,7 @@ impl Core {
             return Err(Error::EmailNotVerified);
         }
         let new_hash = if verdict.needs_rehash { Some(self.hasher.hash(password).await?) } else { None };
-        self.open_session(user, new_hash, "aal1", client).await
+        self.begin_session(user, new_hash, client).await
     }
 
     /// Creates a session for a user who has proven who they are (as `user`, read before
@@ -387,6 +396,7 @@ impl Core {
         new: &SecretString,
         client: &ClientInfo,
     ) -> Result<(), Error> {
+        self.require_aal2_if_mfa(who)?;
         self.check_new_password("new_password", new, &who.user)?;
         let verdict = self.hasher.verify(current, Some(&who.user.password_hash)).await?;
         if !verdict.matches {

@@ -9,6 +9,7 @@ pub mod hasher;
 pub mod kv;
 pub mod limits;
 pub mod mail;
+pub mod mfa;
 pub mod seed;
 pub mod settings;
 pub mod tokens;
@@ -49,6 +50,8 @@ pub struct Core {
     pub jwt: JwtKeys,
     /// Seals and opens refresh tokens.
     pub refresh_keys: RefreshKeys,
+    /// Encrypts and decrypts TOTP secrets.
+    mfa_keys: crate::mfa::MfaKeys,
     /// Rate-limit counters and lockout state: Redis when configured, else memory.
     pub kv: Kv,
     /// Templates, transport and the outbox sender's state.
@@ -104,6 +107,7 @@ impl Core {
         )?;
         let jwt = JwtKeys::from_settings(&settings)?;
         let refresh_keys = RefreshKeys::from_settings(&settings)?;
+        let mfa_keys = crate::mfa::keys_from(settings.mfa_encryption_key.as_ref())?;
         let kv = match &settings.redis_url {
             Some(url) => Kv::redis(url.expose_secret(), settings.rate_limit_memory_keys)?,
             None => Kv::memory(settings.rate_limit_memory_keys),
@@ -123,6 +127,7 @@ impl Core {
             hasher,
             jwt,
             refresh_keys,
+            mfa_keys,
             kv,
             mailer,
             code_key,

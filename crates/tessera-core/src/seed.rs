@@ -113,6 +113,7 @@ impl Core {
                     updated_at: created,
                     deleted_at: (i % 100 == 7).then(|| created + ChronoDuration::days(1)).filter(|d| *d < now),
                     new_email: None,
+                    mfa_enabled: false,
                 });
                 profiles.push(profile::Model {
                     id: Uuid::now_v7(),

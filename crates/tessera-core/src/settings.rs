@@ -129,6 +129,8 @@ pub const SETTINGS: &[SettingDoc] = &[
     setting(&["ACCESS_TOKEN_EXPIRE_MINUTES"], "15", "access token lifetime"),
     setting(&["REFRESH_TOKEN_EXPIRE_DAYS"], "7", "refresh token (session) lifetime"),
     unset(&["REFRESH_TOKEN_SECRET"], "(generated in development; derived from JWT_SECRET_KEY elsewhere)", "key that seals refresh tokens, at least 32 bytes; a comma-separated list rotates keys: the first seals new tokens, every one listed still opens the tokens it sealed"),
+    unset(&["MFA_ENCRYPTION_KEY"], "(generated in development; required in production)", "the key TOTP secrets are encrypted under (AES-256-GCM): the base64 of 32 bytes, or a key ring KID:BASE64KEY,... whose first key encrypts and every one decrypts"),
+    setting(&["ADMIN_MFA_REQUIRED"], "false", "admin routes called with a user's token answer 403 mfa_required unless its session signed in with a second factor (API keys are unaffected)"),
     setting(&["REFRESH_TOKEN_REUSE_INTERVAL"], "10", "seconds during which the token a refresh just replaced still answers the session's current token (two tabs, a retry); after that, presenting it revokes the session"),
     setting(&["MAX_SESSIONS_PER_USER"], "0", "0 = unlimited; otherwise the oldest session is revoked when a new one would exceed it"),
     setting(&["SECURE_COOKIES"], "true", "mark the refresh cookie Secure (and send HSTS); must be true in production"),
@@ -221,6 +223,11 @@ pub struct Settings {
     /// (filled from the file beside the database by [`Settings::ensure_secrets`] in
     /// development).
     pub refresh_token_secret: Vec<SecretString>,
+    /// The key ring TOTP secrets are encrypted under; `None` until
+    /// [`Settings::ensure_secrets`] has run in development.
+    pub mfa_encryption_key: Option<SecretString>,
+    /// Whether admin routes need an aal2 session from a user's token.
+    pub admin_mfa_required: bool,
     pub jwt_algorithm: String,
     pub jwt_issuer: String,
     pub jwt_audience: String,
@@ -463,6 +470,8 @@ impl Settings {
             auto_migrate: r.boolean("AUTO_MIGRATE"),
             jwt_secret: r.opt("JWT_SECRET_KEY").map(SecretString::from),
             refresh_token_secret: r.list("REFRESH_TOKEN_SECRET").into_iter().map(SecretString::from).collect(),
+            mfa_encryption_key: r.opt("MFA_ENCRYPTION_KEY").map(SecretString::from),
+            admin_mfa_required: r.boolean("ADMIN_MFA_REQUIRED"),
             jwt_algorithm,
             jwt_issuer: r.string("JWT_ISSUER"),
             jwt_audience: r.string("JWT_AUDIENCE"),
@@ -621,6 +630,9 @@ impl Settings {
         if self.jwt_secret.is_none() {
             p.push("JWT_SECRET_KEY must be set in production".to_owned());
         }
+        if self.mfa_encryption_key.is_none() {
+            p.push("MFA_ENCRYPTION_KEY must be set in production (the base64 of 32 random bytes)".to_owned());
+        }
         p.extend(self.secret_problems());
         if self.cors_origins.iter().any(|o| o == "*") {
             p.push("CORS_ORIGINS must not allow * in production".to_owned());
@@ -654,6 +666,10 @@ impl Settings {
             let secret = load_or_create_secret(&self.dev_secret_path("refresh-secret"))?;
             self.refresh_token_secret = vec![SecretString::from(secret)];
         }
+        if self.mfa_encryption_key.is_none() && self.is_development() {
+            let key = load_or_create(&self.dev_secret_path("mfa-key"), crate::mfa::new_key)?;
+            self.mfa_encryption_key = Some(SecretString::from(key));
+        }
         if !self.is_development() {
             let short = self.secret_problems();
             if let Some(first) = short.into_iter().next() {
@@ -671,6 +687,9 @@ impl Settings {
         }
         if self.refresh_token_secret.iter().any(|s| s.expose_secret().len() < 32) {
             p.push("every REFRESH_TOKEN_SECRET key must be at least 32 bytes long".to_owned());
+        }
+        if let Some(Err(e)) = self.mfa_encryption_key.as_ref().map(|k| crate::mfa::MfaKeys::parse(k.expose_secret())) {
+            p.push(format!("MFA_ENCRYPTION_KEY: {e}"));
         }
         p
     }
@@ -718,6 +737,11 @@ fn redis_url(r: &mut Reader) -> Option<String> {
 /// Reads a development secret kept at `path`, or creates it. Created with `create_new`,
 /// so that two servers starting at once on one database end up with the same secret.
 fn load_or_create_secret(path: &Path) -> Result<String, String> {
+    load_or_create(path, || crate::tokens::random_token(48))
+}
+
+/// Reads the development secret kept at `path`, or creates it with `make`.
+fn load_or_create(path: &Path, make: fn() -> String) -> Result<String, String> {
     let cannot = |e: std::io::Error| format!("cannot keep a development secret in {}: {e}", path.display());
     for _ in 0..50 {
         if let Ok(existing) = std::fs::read_to_string(path) {
@@ -733,7 +757,7 @@ fn load_or_create_secret(path: &Path) -> Result<String, String> {
             // Too short to be ours: replace it.
             std::fs::remove_file(path).map_err(cannot)?;
         }
-        let secret = crate::tokens::random_token(48);
+        let secret = make();
         match write_private(path, &secret) {
             Ok(()) => return Ok(secret),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
@@ -800,7 +824,7 @@ mod tests {
             ("SECURE_COOKIES", "false"),
         ]))
         .unwrap();
-        assert_eq!(s.production_problems().len(), 5, "{:?}", s.production_problems());
+        assert_eq!(s.production_problems().len(), 6, "{:?}", s.production_problems());
         assert!(!s.openapi_enabled);
     }
 

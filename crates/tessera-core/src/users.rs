@@ -103,6 +103,7 @@ pub(crate) async fn insert_account(conn: &impl ConnectionTrait, a: NewAccount) -
         updated_at: now,
         deleted_at: None,
         new_email: None,
+        mfa_enabled: false,
     };
     let created = users::insert(conn, row).await?;
     let profile = profile::Model {
@@ -160,6 +161,22 @@ impl Core {
     /// A live (not deleted) user by id.
     pub async fn user(&self, id: Uuid) -> Result<user::Model, Error> {
         users::by_id(self.store.reader(), id).await?.filter(|u| u.deleted_at.is_none()).ok_or(Error::UserNotFound)
+    }
+
+    /// Applies the caller's changes to their own account (read afresh). A new email
+    /// needs an aal2 session when MFA is on.
+    pub async fn update_own_account(
+        &self,
+        who: &crate::auth::Principal,
+        patch: UserPatch,
+        client: &ClientInfo,
+    ) -> Result<user::Model, Error> {
+        let current = self.user(who.user.id).await?;
+        let new_email = patch.email.as_deref().and_then(|raw| Email::parse(raw).ok());
+        if new_email.is_some_and(|e| e.as_str() != current.email) {
+            self.require_aal2_if_mfa(who)?;
+        }
+        self.update_user(&current, patch, client).await
     }
 
     /// Applies a user's changes to their own account.

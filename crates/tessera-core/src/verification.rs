@@ -493,17 +493,18 @@ impl Core {
     }
 
     /// Uses a recovery link to sign in (Kreeda's `POST /auth/verify {type: "recovery"}`):
-    /// single use, like a reset confirmation; the client then sets a new password.
+    /// single use, like a reset confirmation; the client then sets a new password. A user
+    /// with MFA on still proves the second factor.
     #[tracing::instrument(skip_all, err(level = "info"))]
     pub async fn sign_in_with_recovery_token(
         &self,
         token: &str,
         client: &ClientInfo,
-    ) -> Result<crate::auth::Issued, Error> {
+    ) -> Result<crate::mfa::SignIn, Error> {
         let (row, user) = self.live_recovery_token(token).await?;
         self.use_token(self.store.writer(), row.id, now()).await?;
         record(self.store.writer(), client, AuditEvent::by_user("password.recovery_sign_in", user.id)).await?;
-        self.open_session(user, None, "aal1", client).await
+        self.begin_session(user, None, client).await
     }
 
     /// Sets the caller's password without asking for the current one (Kreeda's and
@@ -515,6 +516,7 @@ impl Core {
         new: &SecretString,
         client: &ClientInfo,
     ) -> Result<(), Error> {
+        self.require_aal2_if_mfa(who)?;
         self.check_new_password("password", new, &who.user)?;
         let hash = self.hasher.hash(new).await?;
         let tx = self.store.begin().await?;

@@ -70,6 +70,16 @@ pub enum Error {
     InvalidApiKey,
     #[error("API key not found.")]
     ApiKeyNotFound,
+    #[error("This needs a session signed in with a second factor.")]
+    MfaRequired,
+    #[error("The code is wrong, or was already used.")]
+    InvalidMfaCode,
+    #[error("The sign-in token is invalid, expired or already used; sign in again.")]
+    InvalidMfaToken,
+    #[error("Factor not found.")]
+    FactorNotFound,
+    #[error("This factor is active already.")]
+    FactorAlreadyActive,
     #[error("Too many requests; try again later.")]
     RateLimited { retry_after_secs: u64 },
     #[error("Too many failed sign-in attempts; try again later.")]
@@ -90,10 +100,10 @@ impl Error {
             BadRequest(_) | WrongPassword | InvalidVerification => ErrorKind::BadRequest,
             Validation(_) => ErrorKind::Validation,
             InvalidCredentials | NotAuthenticated | InvalidToken | TokenExpired | TokenRevoked | TokenReused
-            | InvalidApiKey => ErrorKind::Unauthorized,
-            AccountInactive | EmailNotVerified | PermissionDenied => ErrorKind::Forbidden,
-            UserNotFound | SessionNotFound | ApiKeyNotFound => ErrorKind::NotFound,
-            EmailTaken | LastAdmin => ErrorKind::Conflict,
+            | InvalidApiKey | InvalidMfaCode | InvalidMfaToken => ErrorKind::Unauthorized,
+            AccountInactive | EmailNotVerified | PermissionDenied | MfaRequired => ErrorKind::Forbidden,
+            UserNotFound | SessionNotFound | ApiKeyNotFound | FactorNotFound => ErrorKind::NotFound,
+            EmailTaken | LastAdmin | FactorAlreadyActive => ErrorKind::Conflict,
             RateLimited { .. } | AccountLocked { .. } => ErrorKind::RateLimited,
             Overloaded { .. } | Unavailable(_) => ErrorKind::Unavailable,
             Internal(_) => ErrorKind::Internal,
@@ -123,6 +133,11 @@ impl Error {
             LastAdmin => "LastAdmin",
             InvalidApiKey => "InvalidApiKey",
             ApiKeyNotFound => "ApiKeyNotFound",
+            MfaRequired => "MfaRequired",
+            InvalidMfaCode => "InvalidMfaCode",
+            InvalidMfaToken => "InvalidMfaToken",
+            FactorNotFound => "FactorNotFound",
+            FactorAlreadyActive => "FactorAlreadyActive",
             RateLimited { .. } => "RateLimitExceeded",
             AccountLocked { .. } => "AccountLocked",
             Overloaded { .. } => "ServiceOverloaded",
@@ -154,6 +169,11 @@ impl Error {
             LastAdmin => "last_admin",
             InvalidApiKey => "invalid_api_key",
             ApiKeyNotFound => "api_key_not_found",
+            MfaRequired => "mfa_required",
+            InvalidMfaCode => "invalid_mfa_code",
+            InvalidMfaToken => "invalid_mfa_token",
+            FactorNotFound => "factor_not_found",
+            FactorAlreadyActive => "factor_already_active",
             RateLimited { .. } => "rate_limited",
             AccountLocked { .. } => "account_locked",
             Overloaded { .. } => "service_overloaded",

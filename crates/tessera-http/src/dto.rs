@@ -86,7 +86,7 @@ impl From<&user::Model> for UserOut {
             is_active: u.is_active,
             is_verified: u.email_verified_at.is_some(),
             is_phone_verified: u.phone_verified_at.is_some(),
-            mfa_enabled: false,
+            mfa_enabled: u.mfa_enabled,
             last_login_at: u.last_login_at,
             created_at: u.created_at,
             updated_at: u.updated_at,
@@ -137,6 +137,118 @@ pub struct LoginOut {
     /// Seconds the access token lives.
     pub expires_in: i64,
     pub user: UserOut,
+}
+
+/// The first step of a sign-in for a user with MFA on: no tokens yet.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MfaRequiredOut {
+    /// Always `true`.
+    pub mfa_required: bool,
+    /// Opaque, single use, valid 5 minutes: send it with a code to the second step.
+    pub mfa_token: String,
+    /// `totp`, `recovery_code`.
+    pub methods: Vec<&'static str>,
+}
+
+impl From<tessera_core::mfa::MfaChallenge> for MfaRequiredOut {
+    fn from(c: tessera_core::mfa::MfaChallenge) -> Self {
+        Self { mfa_required: true, mfa_token: c.mfa_token, methods: c.methods.to_vec() }
+    }
+}
+
+/// What a sign-in answers: the session, or the second step it needs.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub enum LoginAnswer {
+    Session(LoginOut),
+    MfaRequired(MfaRequiredOut),
+}
+
+/// The second step of a sign-in: the first step's token and a TOTP code or a recovery
+/// code.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct MfaVerifyIn {
+    pub mfa_token: String,
+    /// Six digits from the authenticator.
+    #[serde(default)]
+    #[schema(pattern = "^[0-9 ]{6,}$")]
+    pub code: Option<String>,
+    /// One of the recovery codes (`ABCDE-FGHJK`, with or without the dash, any case).
+    #[serde(default)]
+    pub recovery_code: Option<String>,
+}
+
+/// A TOTP enrolment.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct TotpEnrollIn {
+    /// A name to tell factors apart (1–100 characters); `Authenticator` when absent.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// A new factor: shown once.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TotpEnrollOut {
+    pub id: Uuid,
+    /// The shared secret, base32.
+    pub secret: String,
+    pub otpauth_uri: String,
+    /// A QR code of `otpauth_uri`: a PNG, base64.
+    pub qr_png: String,
+}
+
+/// A code.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CodeIn {
+    pub code: String,
+}
+
+/// An activated factor: the recovery codes (shown once) and an aal2 access token.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ActivationOut {
+    pub recovery_codes: Vec<String>,
+    pub access_token: String,
+    /// Always `bearer`.
+    pub token_type: &'static str,
+    pub expires_in: i64,
+}
+
+/// What proves the removal of a factor: one of a code, a recovery code, the password.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct FactorRemovalIn {
+    #[serde(default)]
+    pub code: Option<String>,
+    #[serde(default)]
+    pub recovery_code: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+/// A factor.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FactorOut {
+    pub id: Uuid,
+    /// Always `totp`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub name: String,
+    /// `unverified` or `verified`.
+    pub status: String,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+/// The caller's factors.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FactorsOut {
+    pub factors: Vec<FactorOut>,
+    pub recovery_codes_left: u64,
+}
+
+/// New recovery codes, shown once.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RecoveryCodesOut {
+    pub recovery_codes: Vec<String>,
 }
 
 /// A refresh request; the `refresh_token` cookie is used when the body has none.

@@ -12,11 +12,12 @@ use serde::{Deserialize, Serialize};
 use tessera_core::auth::Issued;
 use tessera_core::domain::{Error, FieldError};
 use tessera_core::limits::RateAction;
+use tessera_core::mfa::SignIn;
 use tessera_core::users::{Registration, UserPatch};
 use tessera_core::verification::{TokenKind, EMAIL_CHANGE};
 use utoipa::ToSchema;
 
-use crate::dto::{AuthUserOut, MessageOut, ProfileOut, ProfilePatchIn, SessionBody};
+use crate::dto::{AuthUserOut, MessageOut, MfaVerifyIn, ProfileOut, ProfilePatchIn, SessionBody};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, Auth, Client};
 use crate::{rate_limit, AppState};
@@ -61,7 +62,8 @@ fn renamed(e: Error, names: &[(&str, &str)]) -> ApiError {
 /// `{user, session}`.
 #[derive(Serialize, ToSchema)]
 pub struct UserSession {
-    pub user: AuthUserOut,
+    /// `null` while a sign-in waits for its second factor.
+    pub user: Option<AuthUserOut>,
     /// `null` when the account must confirm its email before signing in, and after an
     /// email-change confirmation (which never signs anyone in).
     pub session: Option<SessionBody>,
@@ -69,13 +71,50 @@ pub struct UserSession {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     pub message: Option<String>,
+    /// `true` when the sign-in needs its second factor, at `/auth/mfa/verify`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub mfa_required: Option<bool>,
+    /// The token of the second step (single use, 5 minutes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub mfa_token: Option<String>,
+    /// `totp`, `recovery_code`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub methods: Option<Vec<&'static str>>,
+}
+
+impl UserSession {
+    fn of(s: &AppState, user: &tessera_core::entity::user::Model, session: Option<SessionBody>) -> Self {
+        UserSession {
+            user: Some(AuthUserOut::new(user, &s.core.jwt.audience)),
+            session,
+            message: None,
+            mfa_required: None,
+            mfa_token: None,
+            methods: None,
+        }
+    }
 }
 
 fn user_session(s: &AppState, issued: &Issued) -> UserSession {
-    UserSession {
-        user: AuthUserOut::new(&issued.user, &s.core.jwt.audience),
-        session: Some(SessionBody::from(issued)),
-        message: None,
+    UserSession::of(s, &issued.user, Some(SessionBody::from(issued)))
+}
+
+/// A sign-in's answer: the session, or `{user: null, session: null, mfa_required,
+/// mfa_token, methods}` when it needs its second factor.
+fn signed_in(s: &AppState, sign_in: SignIn) -> UserSession {
+    match sign_in {
+        SignIn::Session(issued) => user_session(s, &issued),
+        SignIn::MfaRequired(c) => UserSession {
+            user: None,
+            session: None,
+            message: None,
+            mfa_required: Some(true),
+            mfa_token: Some(c.mfa_token),
+            methods: Some(c.methods.to_vec()),
+        },
     }
 }
 
@@ -154,7 +193,7 @@ pub async fn register(
         .await
         .map_err(|e| renamed(e, &[("phone", "phone_number"), ("full_name", "name")]))?;
     let out = if s.core.settings.require_email_verification {
-        UserSession { user: AuthUserOut::new(&user, &s.core.jwt.audience), session: None, message: None }
+        UserSession::of(&s, &user, None)
     } else {
         let issued = s.core.open_session(user, None, "aal1", &client).await?;
         user_session(&s, &issued)
@@ -175,8 +214,8 @@ pub async fn sign_in(
     Client(client): Client,
     KreedaJson(body): KreedaJson<KreedaSignInIn>,
 ) -> Result<Json<UserSession>, ApiError> {
-    let issued = s.core.login(&body.email, &SecretString::from(body.password), &client).await?;
-    Ok(Json(user_session(&s, &issued)))
+    let sign_in = s.core.login(&body.email, &SecretString::from(body.password), &client).await?;
+    Ok(Json(signed_in(&s, sign_in)))
 }
 
 /// The caller.
@@ -204,9 +243,8 @@ pub async fn update_user(
     if let Some(password) = body.password {
         s.core.set_password_keeping_session(&who, &SecretString::from(password), &client).await?;
     }
-    let current = s.core.user(who.user.id).await?;
     let patch = UserPatch { full_name: None, email: body.email, phone: body.phone.map(Some) };
-    let updated = s.core.update_user(&current, patch, &client).await?;
+    let updated = s.core.update_own_account(&who, patch, &client).await?;
     Ok(Json(AuthUserOut::new(&updated, &s.core.jwt.audience)))
 }
 
@@ -252,21 +290,38 @@ pub async fn verify(
     let out = match body.kind.as_str() {
         "signup" => {
             let verified = s.core.verify_email_token(&body.token, &[TokenKind::VerifyEmail], &client).await?;
-            let issued = s.core.open_session(verified.user, None, "aal1", &client).await?;
-            user_session(&s, &issued)
+            signed_in(&s, s.core.begin_session(verified.user, None, &client).await?)
         }
         "email_change" => {
             let verified = s.core.verify_email_token(&body.token, EMAIL_CHANGE, &client).await?;
             UserSession {
-                user: AuthUserOut::new(&verified.user, &s.core.jwt.audience),
-                session: None,
                 message: crate::dto::pending(verified.confirmation).map(|(_, detail)| detail),
+                ..UserSession::of(&s, &verified.user, None)
             }
         }
-        "recovery" => user_session(&s, &s.core.sign_in_with_recovery_token(&body.token, &client).await?),
+        "recovery" => signed_in(&s, s.core.sign_in_with_recovery_token(&body.token, &client).await?),
         _ => return Err(ApiError::field("type", "invalid_type", "type must be signup, recovery or email_change.")),
     };
     Ok(Json(out))
+}
+
+/// The second step of a sign-in: the first step's `mfa_token` with a TOTP `code` or a
+/// `recovery_code`.
+#[utoipa::path(post, path = "/auth/mfa/verify", tag = "kreeda", request_body = MfaVerifyIn,
+    responses(
+        (status = 200, body = UserSession),
+        (status = 401, body = ErrorBody, description = "`invalid_mfa_code` or `invalid_mfa_token`"),
+        (status = 422, body = ErrorBody),
+        (status = 429, body = ErrorBody),
+    ))]
+pub async fn mfa_verify(
+    State(s): State<AppState>,
+    Client(client): Client,
+    KreedaJson(body): KreedaJson<MfaVerifyIn>,
+) -> Result<Json<UserSession>, ApiError> {
+    let proof = crate::v1::mfa::second_factor(body.code, body.recovery_code)?;
+    let issued = s.core.verify_mfa(&body.mfa_token, proof, &client).await?;
+    Ok(Json(user_session(&s, &issued)))
 }
 
 /// Sign out of this session.
@@ -313,6 +368,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/auth/recover", post(recover).route_layer(limit(RateAction::Verify)))
         .route("/auth/verify", post(verify).route_layer(limit(RateAction::Verify)))
         .route("/auth/signout", post(sign_out))
+        .route("/auth/mfa/verify", post(mfa_verify).route_layer(limit(RateAction::Verify)))
         .route("/user/profile/", get(profile).put(update_profile))
         .route("/user/profile", get(profile).put(update_profile))
 }

@@ -241,6 +241,25 @@ pub async fn logout(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Reset a user's MFA (every device lost): every factor and recovery code removed, every
+/// session and token void.
+#[utoipa::path(delete, path = "/v1/admin/users/{id}/mfa", tag = "admin", params(("id" = Uuid, Path)),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 204),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody, description = "Needs users:write"),
+        (status = 404, body = ErrorBody),
+    ))]
+pub async fn reset_mfa(
+    State(s): State<AppState>,
+    Client(client): Client,
+    RequirePermission(actor, _): RequirePermission<perm::UsersWrite>,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<StatusCode, ApiError> {
+    s.core.admin_reset_mfa(&actor, id, &client).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// One action on many users, in one transaction.
 #[utoipa::path(post, path = "/v1/admin/users/bulk", tag = "admin", request_body = BulkIn,
     security(("bearer" = []), ("api_key" = [])),

@@ -9,12 +9,13 @@ use axum::{Form, Json};
 use secrecy::SecretString;
 use tessera_core::auth::Issued;
 use tessera_core::domain::Error;
+use tessera_core::mfa::SignIn;
 use tessera_core::verification::EMAIL_CONFIRMATIONS;
 use uuid::Uuid;
 
 use crate::dto::{
-    ChangePasswordIn, EmailIn, LoginForm, LoginIn, LoginOut, MessageOut, RefreshIn, ResetConfirmIn, SessionOut,
-    TokenOut, UserOut, VerifiedOut, VerifyEmailIn,
+    ChangePasswordIn, EmailIn, LoginAnswer, LoginForm, LoginIn, LoginOut, MessageOut, MfaRequiredOut, RefreshIn,
+    ResetConfirmIn, SessionOut, TokenOut, UserOut, VerifiedOut, VerifyEmailIn,
 };
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiPath, Auth, Client};
@@ -76,7 +77,7 @@ impl<S: Send + Sync> FromRequest<S> for Credentials {
         (LoginIn = "application/x-www-form-urlencoded"),
     ), description = "JSON `{email, password}`, or the OAuth2 form `username`, `password`"),
     responses(
-        (status = 200, body = LoginOut, description = "Signed in; the refresh token is in the `refresh_token` cookie"),
+        (status = 200, body = LoginAnswer, description = "Signed in (the refresh token is in the `refresh_token` cookie), or, for a user with MFA on, `{mfa_required, mfa_token, methods}`: the second step, at /v1/auth/mfa/verify"),
         (status = 401, body = ErrorBody, description = "Incorrect email or password"),
         (status = 403, body = ErrorBody, description = "Account inactive, or email not verified"),
         (status = 422, body = ErrorBody),
@@ -87,7 +88,14 @@ pub async fn login(
     Client(client): Client,
     creds: Credentials,
 ) -> Result<Response, ApiError> {
-    let issued = s.core.login(&creds.email, &creds.password, &client).await?;
+    match s.core.login(&creds.email, &creds.password, &client).await? {
+        SignIn::Session(issued) => Ok(signed_in(&s, *issued)),
+        SignIn::MfaRequired(c) => Ok(Json(MfaRequiredOut::from(c)).into_response()),
+    }
+}
+
+/// The answer to a completed sign-in: the tokens, the user and the refresh cookie.
+pub(crate) fn signed_in(s: &AppState, issued: Issued) -> Response {
     let cookie = refresh_cookie(&issued.refresh_token, issued.refresh_expires_in, s.core.settings.secure_cookies);
     let body = LoginOut {
         access_token: issued.access_token,
@@ -95,7 +103,7 @@ pub async fn login(
         expires_in: issued.expires_in,
         user: UserOut::from(&issued.user),
     };
-    Ok(with_cookie(Json(body).into_response(), &cookie))
+    with_cookie(Json(body).into_response(), &cookie)
 }
 
 /// Rotate the refresh token (cookie, or JSON `{refresh_token}`) for a new access token.

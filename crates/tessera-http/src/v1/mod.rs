@@ -1,6 +1,7 @@
 //! The native API, `/v1` (SPEC §2.1).
 
 pub mod auth;
+pub mod mfa;
 pub mod users;
 
 use axum::routing::{get, patch, post};
@@ -29,6 +30,12 @@ pub fn routes(state: &AppState) -> Router<AppState> {
             post(auth::password_reset_confirm).route_layer(limit(RateAction::Verify)),
         )
         .route("/v1/auth/sessions/{id}", axum::routing::delete(auth::revoke_session))
+        .route("/v1/auth/mfa", get(mfa::list))
+        .route("/v1/auth/mfa/totp", post(mfa::enroll))
+        .route("/v1/auth/mfa/totp/{id}", axum::routing::delete(mfa::remove).route_layer(limit(RateAction::Verify)))
+        .route("/v1/auth/mfa/totp/{id}/activate", post(mfa::activate).route_layer(limit(RateAction::Verify)))
+        .route("/v1/auth/mfa/recovery-codes", post(mfa::recovery_codes))
+        .route("/v1/auth/mfa/verify", post(mfa::verify).route_layer(limit(RateAction::Verify)))
         .route("/v1/users", post(users::register).route_layer(limit(RateAction::Register)))
         .route("/v1/users/me", patch(users::update_me))
         .route("/v1/users/me/profile", get(users::profile).patch(users::update_profile))

@@ -75,7 +75,7 @@ pub async fn update_me(
     ApiJson(body): ApiJson<UserPatchIn>,
 ) -> Result<Json<UserOut>, ApiError> {
     let patch = UserPatch { full_name: body.full_name, email: body.email, phone: body.phone };
-    let user = s.core.update_user(&who.user, patch, &client).await?;
+    let user = s.core.update_own_account(&who, patch, &client).await?;
     Ok(Json(UserOut::from(&user)))
 }
 

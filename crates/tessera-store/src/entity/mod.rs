@@ -3,7 +3,10 @@
 pub mod api_key;
 pub mod audit_log;
 pub mod mail_outbox;
+pub mod mfa_factor;
+pub mod mfa_token;
 pub mod one_time_token;
 pub mod profile;
+pub mod recovery_code;
 pub mod session;
 pub mod user;

@@ -22,6 +22,8 @@ pub struct Model {
     pub deleted_at: Option<DateTimeUtc>,
     /// The address a pending email change will switch to.
     pub new_email: Option<String>,
+    /// Whether the user has a verified second factor.
+    pub mfa_enabled: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -8,6 +8,7 @@ mod m20261122_000003_admin;
 mod m20261122_000004_user_counts;
 mod m20261202_000005_session_counter;
 mod m20261202_000006_token_confirmations;
+mod m20261202_000007_mfa;
 
 pub use m20261122_000003_admin::INACTIVE;
 
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000004_user_counts::Migration),
             Box::new(m20261202_000005_session_counter::Migration),
             Box::new(m20261202_000006_token_confirmations::Migration),
+            Box::new(m20261202_000007_mfa::Migration),
         ]
     }
 }

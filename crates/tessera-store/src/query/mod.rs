@@ -14,6 +14,7 @@ use sea_orm::DbBackend;
 
 pub mod admin;
 pub mod audit;
+pub mod mfa;
 pub mod one_time_tokens;
 pub mod outbox;
 pub mod profiles;
@@ -58,6 +59,7 @@ macro_rules! session_and_user {
                 updated_at: $row.$get($at + 23)?,
                 deleted_at: $row.$get($at + 24)?,
                 new_email: $row.$get($at + 25)?,
+                mfa_enabled: $row.$get($at + 26)?,
             },
         )
     };
@@ -68,7 +70,7 @@ pub(crate) const SESSION_AND_USER: &str =
     "s.id, s.user_id, s.created_at, s.last_used_at, s.expires_at, s.revoked_at, s.ip, \
      s.user_agent, s.aal, s.refresh_counter, s.refreshed_at, u.id, u.email, u.password_hash, u.full_name, u.phone, \
      u.email_verified_at, u.phone_verified_at, u.is_active, u.role, u.token_version, u.last_login_at, u.created_at, \
-     u.updated_at, u.deleted_at, u.new_email";
+     u.updated_at, u.deleted_at, u.new_email, u.mfa_enabled";
 
 /// A constant query with one parameter, written `{p}` in `template`: `?` on SQLite,
 /// `$1` on PostgreSQL. Built once per process (`cell`), so hot paths build nothing.

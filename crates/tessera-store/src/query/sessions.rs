@@ -144,6 +144,18 @@ pub async fn open(conn: &impl ConnectionTrait, s: &NewSession) -> Result<bool, E
     Ok(true)
 }
 
+/// Sets the assurance level of a live session (`aal2` once a second factor is proven).
+pub async fn set_aal(conn: &impl ConnectionTrait, id: Uuid, aal: &str) -> Result<(), Error> {
+    session::Entity::update_many()
+        .col_expr(session::Column::Aal, Expr::value(aal))
+        .filter(session::Column::Id.eq(id))
+        .filter(session::Column::RevokedAt.is_null())
+        .exec(conn)
+        .await
+        .or_db()?;
+    Ok(())
+}
+
 /// Revokes one session if it is still live; tells whether it was.
 pub async fn revoke(conn: &impl ConnectionTrait, id: Uuid, now: DateTime<Utc>) -> Result<bool, Error> {
     let res = session::Entity::update_many()

@@ -165,8 +165,9 @@ async fn config_check_reports_every_production_problem_on_its_own_line() {
     let (code, _, err) = run(&["config", "check"], BAD_PRODUCTION).await;
     assert_ne!(code, 0);
     let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("configuration error:")).collect();
-    assert_eq!(lines.len(), 5, "{err}");
-    for needle in ["DEBUG", "JWT_SECRET_KEY", "CORS_ORIGINS", "SECURE_COOKIES", "MAIL_TRANSPORT"] {
+    assert_eq!(lines.len(), 6, "{err}");
+    for needle in ["DEBUG", "JWT_SECRET_KEY", "CORS_ORIGINS", "SECURE_COOKIES", "MAIL_TRANSPORT", "MFA_ENCRYPTION_KEY"]
+    {
         assert!(lines.iter().any(|l| l.contains(needle)), "{needle}: {err}");
     }
 
@@ -175,6 +176,7 @@ async fn config_check_reports_every_production_problem_on_its_own_line() {
         ("JWT_SECRET_KEY", JWT_SECRET),
         ("MAIL_TRANSPORT", "file"),
         ("CORS_ORIGINS", "https://app.example.com"),
+        ("MFA_ENCRYPTION_KEY", MFA_KEY),
     ];
     let (code, out, err) = run(&["config", "check"], &good).await;
     assert_eq!(code, 0, "{out}{err}");
@@ -195,7 +197,7 @@ async fn serve_refuses_to_start_in_production_with_unsafe_settings() {
         tessera().current_dir(dir.path()).envs(BAD_PRODUCTION.iter().copied()).env("PORT", "0").output().await.unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_ne!(out.status.code(), Some(0));
-    assert_eq!(err.lines().filter(|l| l.starts_with("configuration error:")).count(), 5, "{err}");
+    assert_eq!(err.lines().filter(|l| l.starts_with("configuration error:")).count(), 6, "{err}");
 }
 
 #[tokio::test]

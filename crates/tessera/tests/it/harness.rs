@@ -15,6 +15,8 @@ use tessera_store::sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 pub const JWT_SECRET: &str = "test-secret-key-that-is-long-enough-0123456789";
 /// The refresh-token key every test server uses.
 pub const REFRESH_SECRET: &str = "test-refresh-token-secret-long-enough-0123456789";
+/// The key TOTP secrets are encrypted under in tests (base64 of 32 bytes).
+pub const MFA_KEY: &str = "dGVzdC1tZmEta2V5LWZvci10aGUtdGVzdHMtMDEyMzQ=";
 /// A password that satisfies the default policy.
 pub const PASSWORD: &str = "Str0ng!Passphrase";
 
@@ -75,6 +77,7 @@ pub fn test_vars(db_url: &str, extra: &[(&str, &str)]) -> HashMap<String, String
         ("DB_POOL_TIMEOUT", "10"),
         ("JWT_SECRET_KEY", JWT_SECRET),
         ("REFRESH_TOKEN_SECRET", REFRESH_SECRET),
+        ("MFA_ENCRYPTION_KEY", MFA_KEY),
         // Cheap hashing keeps the suite fast; the parameters are still Argon2id.
         ("ARGON2_MEMORY_KIB", "1024"),
         ("ARGON2_ITERATIONS", "1"),

@@ -12,6 +12,7 @@ mod browser;
 mod cli;
 mod limits;
 mod mail;
+mod mfa;
 mod ops;
 mod passwords;
 mod refresh;

@@ -113,6 +113,7 @@ async fn user_with_session(store: &Store) -> (user::Model, Uuid) {
         updated_at: now,
         deleted_at: None,
         new_email: None,
+        mfa_enabled: false,
     };
     let tx = store.begin().await.unwrap();
     let user = users::insert(&tx, row).await.unwrap();

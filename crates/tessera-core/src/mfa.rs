@@ -1,0 +1,623 @@
+//! Multi-factor authentication (SPEC §5.6): TOTP factors (RFC 6238: SHA-1, 30 s, 6
+//! digits, ±1 step) whose secrets are stored encrypted, recovery codes stored hashed, and
+//! the two-step sign-in between them.
+//!
+//! A code is accepted at most once per factor, on any number of nodes: a factor records
+//! the newest step a code was accepted for, advanced by a conditional update that only
+//! moves forward. Every token and code check spends its attempt before the comparison.
+
+use aes_gcm::aead::{Aead, KeyInit};
+use aes_gcm::{Aes256Gcm, Nonce};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use chrono::Duration as ChronoDuration;
+use hmac::Mac;
+use rand::{Rng, RngCore};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tessera_domain::{Error, Role};
+use tessera_store::entity::{mfa_factor, mfa_token, user};
+use tessera_store::query::{mfa, sessions, users};
+use totp_rs::{Algorithm, TOTP};
+use uuid::Uuid;
+
+use crate::audit::{record, AuditEvent};
+use crate::auth::{Issued, Principal};
+use crate::tokens::{mac, random_token, sha256_hex};
+use crate::{now, ClientInfo, Core};
+
+/// Seconds a TOTP code stands for.
+const STEP_SECS: i64 = 30;
+/// Wrong codes after which a sign-in's second step is dead.
+const MAX_ATTEMPTS: i32 = 5;
+/// How long the second step of a sign-in may wait.
+const MFA_TOKEN_TTL_SECS: i64 = 300;
+/// Recovery codes handed out at once.
+const RECOVERY_CODES: usize = 10;
+/// The alphabet of recovery codes: the one of email codes (no 0, O, 1, I).
+const ALPHABET: &[u8; 32] = b"23456789ABCDEFGHJKLMNPQRSTUVWXYZ";
+/// The ways a second step can be proven, as sign-in answers name them.
+pub const METHODS: [&str; 2] = ["totp", "recovery_code"];
+
+/// A new 32-byte key, base64: what `MFA_ENCRYPTION_KEY` holds (generated in development).
+pub fn new_key() -> String {
+    let mut key = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut key);
+    STANDARD.encode(key)
+}
+
+/// The keys TOTP secrets are encrypted under: the first encrypts, each decrypts what was
+/// encrypted under it (found by the key id stored with the ciphertext).
+pub struct MfaKeys {
+    keys: Vec<(String, Aes256Gcm)>,
+}
+
+impl MfaKeys {
+    /// Parses `BASE64KEY` or `KID:BASE64KEY,KID:BASE64KEY,…`; a key without an id is named
+    /// by its fingerprint.
+    pub fn parse(ring: &str) -> Result<MfaKeys, String> {
+        let mut keys = Vec::new();
+        for entry in ring.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            let (kid, b64) = match entry.split_once(':') {
+                Some((kid, b64)) => (kid.trim().to_owned(), b64.trim()),
+                None => (hex::encode(&Sha256::digest(entry.as_bytes())[..4]), entry),
+            };
+            if kid.is_empty() || !kid.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+                return Err(format!("the key id {kid:?} must be letters, digits, - or _"));
+            }
+            let bytes = STANDARD.decode(b64).map_err(|_| format!("key {kid} is not base64"))?;
+            let cipher = Aes256Gcm::new_from_slice(&bytes).map_err(|_| format!("key {kid} is not 32 bytes"))?;
+            keys.push((kid, cipher));
+        }
+        if keys.is_empty() {
+            return Err("no key".to_owned());
+        }
+        Ok(MfaKeys { keys })
+    }
+
+    /// Encrypts with the first key and a fresh nonce: `KID:NONCE:CIPHERTEXT` (base64).
+    fn encrypt(&self, plain: &[u8]) -> Result<String, Error> {
+        let (kid, cipher) = self.keys.first().ok_or_else(|| Error::Internal("no MFA key".to_owned()))?;
+        let mut nonce = [0u8; 12];
+        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        let sealed = cipher
+            .encrypt(Nonce::from_slice(&nonce), plain)
+            .map_err(|_| Error::Internal("cannot encrypt a TOTP secret".to_owned()))?;
+        Ok(format!("{kid}:{}:{}", STANDARD.encode(nonce), STANDARD.encode(sealed)))
+    }
+
+    /// Decrypts what [`MfaKeys::encrypt`] made, under the key it names.
+    fn decrypt(&self, stored: &str) -> Result<Vec<u8>, Error> {
+        let broken =
+            || Error::Internal("a TOTP secret cannot be decrypted (is its key in MFA_ENCRYPTION_KEY?)".to_owned());
+        let mut parts = stored.splitn(3, ':');
+        let (Some(kid), Some(nonce), Some(sealed)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(broken());
+        };
+        let (_, cipher) = self.keys.iter().find(|(k, _)| k == kid).ok_or_else(broken)?;
+        let nonce = STANDARD.decode(nonce).map_err(|_| broken())?;
+        let sealed = STANDARD.decode(sealed).map_err(|_| broken())?;
+        if nonce.len() != 12 {
+            return Err(broken());
+        }
+        cipher.decrypt(Nonce::from_slice(&nonce), sealed.as_ref()).map_err(|_| broken())
+    }
+}
+
+/// The RFC 6238 code generator of a secret.
+fn totp(secret: Vec<u8>) -> Result<TOTP, Error> {
+    TOTP::new(Algorithm::SHA1, 6, 1, STEP_SECS as u64, secret).map_err(|e| Error::Internal(format!("totp: {e}")))
+}
+
+/// The step of `code` within one step of `at` (Unix seconds), compared in constant time;
+/// `None` when it matches none of them.
+fn matching_step(totp: &TOTP, code: &str, at: i64) -> Option<i64> {
+    let now = at.div_euclid(STEP_SECS);
+    let mut found = None;
+    for step in [now - 1, now, now + 1] {
+        let expected = totp.generate((step * STEP_SECS).max(0) as u64);
+        if bool::from(expected.as_bytes().ct_eq(code.as_bytes())) {
+            found = Some(step);
+        }
+    }
+    found
+}
+
+/// A code as typed: six digits, spaces allowed. `None` for anything else.
+fn parse_code(raw: &str) -> Option<String> {
+    let code: String = raw.chars().filter(|c| !c.is_whitespace()).collect();
+    (code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit())).then_some(code)
+}
+
+/// A recovery code as typed, in the canonical form: ten characters of the alphabet,
+/// upper-case, separators and spaces dropped. `None` for anything else.
+fn parse_recovery_code(raw: &str) -> Option<String> {
+    let code: String =
+        raw.chars().filter(|c| !c.is_whitespace() && *c != '-').map(|c| c.to_ascii_uppercase()).collect();
+    (code.len() == 10 && code.bytes().all(|b| ALPHABET.contains(&b))).then_some(code)
+}
+
+/// A new recovery code, grouped for reading: `ABCDE-FGHJK`.
+fn new_recovery_code() -> String {
+    let mut rng = rand::rngs::OsRng;
+    let chars: String = (0..10).map(|_| ALPHABET[(rng.gen::<u8>() & 31) as usize] as char).collect();
+    format!("{}-{}", &chars[..5], &chars[5..])
+}
+
+/// `otpauth://totp/ISSUER:ACCOUNT?secret=…&issuer=…` (Google Authenticator's key URI).
+fn otpauth_uri(issuer: &str, account: &str, secret_b32: &str) -> String {
+    let enc = |s: &str| -> String {
+        s.bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-._~@".contains(&b) {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect()
+    };
+    format!(
+        "otpauth://totp/{}:{}?secret={secret_b32}&issuer={}&algorithm=SHA1&digits=6&period={STEP_SECS}",
+        enc(issuer),
+        enc(account),
+        enc(issuer)
+    )
+}
+
+/// A QR code of `text` as a PNG (black on white, 4 pixels a module, a 4-module quiet
+/// zone), drawn here: nothing is fetched.
+fn qr_png(text: &str) -> Result<Vec<u8>, Error> {
+    use qrcodegen::{QrCode, QrCodeEcc};
+    let qr = QrCode::encode_text(text, QrCodeEcc::Medium).map_err(|e| Error::Internal(format!("qr: {e:?}")))?;
+    const SCALE: i32 = 4;
+    const QUIET: i32 = 4;
+    let side = (qr.size() + 2 * QUIET) * SCALE;
+    let mut pixels = Vec::with_capacity((side * side) as usize);
+    for y in 0..side {
+        for x in 0..side {
+            let dark = qr.get_module(x / SCALE - QUIET, y / SCALE - QUIET);
+            pixels.push(if dark { 0u8 } else { 255u8 });
+        }
+    }
+    let mut out = Vec::new();
+    {
+        let mut encoder = png::Encoder::new(&mut out, side as u32, side as u32);
+        encoder.set_color(png::ColorType::Grayscale);
+        encoder.set_depth(png::BitDepth::Eight);
+        let mut writer = encoder.write_header().map_err(|e| Error::Internal(format!("png: {e}")))?;
+        writer.write_image_data(&pixels).map_err(|e| Error::Internal(format!("png: {e}")))?;
+    }
+    Ok(out)
+}
+
+/// A factor as listed.
+#[derive(Debug, Clone)]
+pub struct FactorView {
+    pub factor: mfa_factor::Model,
+}
+
+/// The answer to an enrolment: shown once.
+#[derive(Debug, Clone)]
+pub struct Enrolment {
+    pub id: Uuid,
+    /// The shared secret, base32, for typing into an authenticator.
+    pub secret: String,
+    pub otpauth_uri: String,
+    /// A QR code of the URI: a PNG, base64.
+    pub qr_png: String,
+}
+
+/// The answer to an activation.
+#[derive(Debug, Clone)]
+pub struct Activation {
+    /// Shown once.
+    pub recovery_codes: Vec<String>,
+    /// A fresh access token of the same session, now aal2.
+    pub access_token: String,
+    pub expires_in: i64,
+}
+
+/// What proves a second factor.
+#[derive(Debug, Clone)]
+pub enum SecondFactor {
+    Code(String),
+    RecoveryCode(String),
+}
+
+/// What a password sign-in answers: a session, or the second step it still needs.
+#[derive(Debug, Clone)]
+pub enum SignIn {
+    Session(Box<Issued>),
+    MfaRequired(MfaChallenge),
+}
+
+/// The second step a sign-in needs.
+#[derive(Debug, Clone)]
+pub struct MfaChallenge {
+    /// Opaque, single use, valid 5 minutes.
+    pub mfa_token: String,
+    pub methods: [&'static str; 2],
+    /// The user who signed in with the password (for surfaces that show nothing of it).
+    pub user_id: Uuid,
+}
+
+impl Core {
+    fn recovery_hash(&self, user_id: Uuid, code: &str) -> String {
+        let mut mac = mac(&self.code_key, b"tessera recovery code v1");
+        mac.update(user_id.as_bytes());
+        mac.update(code.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    /// Opens a session for a user who proved the password, or, when the user has a
+    /// verified factor, the second step it still needs (SPEC §5.6). Every way of signing
+    /// in goes through here.
+    pub async fn begin_session(
+        &self,
+        user: user::Model,
+        new_hash: Option<String>,
+        client: &ClientInfo,
+    ) -> Result<SignIn, Error> {
+        if !user.mfa_enabled {
+            return Ok(SignIn::Session(Box::new(self.open_session(user, new_hash, "aal1", client).await?)));
+        }
+        let now = now();
+        let token = random_token(32);
+        let tx = self.store.begin().await?;
+        if let Some(hash) = &new_hash {
+            users::set_password_hash(&tx, user.id, hash, now).await?;
+        }
+        let row = mfa_token::Model {
+            id: Uuid::now_v7(),
+            token_hash: sha256_hex(&token),
+            user_id: user.id,
+            token_version: user.token_version,
+            attempts: 0,
+            expires_at: now + ChronoDuration::seconds(MFA_TOKEN_TTL_SECS),
+            used_at: None,
+            created_at: now,
+        };
+        mfa::insert_token(&tx, row).await?;
+        tx.commit().await?;
+        Ok(SignIn::MfaRequired(MfaChallenge { mfa_token: token, methods: METHODS, user_id: user.id }))
+    }
+
+    /// The second step of a sign-in: a TOTP code or a recovery code for the sign-in's
+    /// token. Opens an aal2 session. The token works once, dies after five wrong codes
+    /// and after five minutes; wrong codes count toward the email's lockout (§5.5).
+    #[tracing::instrument(skip_all, err(level = "info"))]
+    pub async fn verify_mfa(&self, mfa_token: &str, proof: SecondFactor, client: &ClientInfo) -> Result<Issued, Error> {
+        let now = now();
+        let token = mfa::live_token(self.store.reader(), &sha256_hex(mfa_token.trim()), now)
+            .await?
+            .ok_or(Error::InvalidMfaToken)?;
+        let user = users::by_id(self.store.reader(), token.user_id)
+            .await?
+            .filter(crate::auth::is_usable)
+            .ok_or(Error::InvalidMfaToken)?;
+        self.lockout_reserve(&user.email).await?;
+        if !mfa::spend_token_attempt(self.store.writer(), token.id, MAX_ATTEMPTS).await? {
+            self.lockout_release(&user.email).await;
+            return Err(Error::InvalidMfaToken);
+        }
+        let event = match self.check_second_factor(&user, &proof, now).await? {
+            Some(event) => event,
+            None => {
+                let ev = AuditEvent::by_user("mfa.failure", user.id).detail(json!({ "method": method_of(&proof) }));
+                record(self.store.writer(), client, ev).await?;
+                self.lockout_failure(&user.email, client).await?;
+                metrics::counter!("tessera_sign_ins_total", "outcome" => "invalid_mfa_code").increment(1);
+                return Err(Error::InvalidMfaCode);
+            }
+        };
+        self.lockout_success(&user.email).await;
+        if !mfa::use_token(self.store.writer(), token.id, now).await? {
+            return Err(Error::InvalidMfaToken);
+        }
+        record(
+            self.store.writer(),
+            client,
+            AuditEvent::by_user(event, user.id).detail(json!({ "method": method_of(&proof) })),
+        )
+        .await?;
+        // The session opens only on the token_version the password step read.
+        let user = user::Model { token_version: token.token_version, ..user };
+        let issued = self.open_session(user, None, "aal2", client).await?;
+        metrics::counter!("tessera_sign_ins_total", "outcome" => "success_mfa").increment(1);
+        Ok(issued)
+    }
+
+    /// Checks a second factor of `user`, using it up: the audit event it stands for, or
+    /// `None` when it is wrong (or a replay, or a recovery code used already).
+    async fn check_second_factor(
+        &self,
+        user: &user::Model,
+        proof: &SecondFactor,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<&'static str>, Error> {
+        match proof {
+            SecondFactor::Code(raw) => {
+                let Some(code) = parse_code(raw) else { return Ok(None) };
+                for factor in mfa::factors(self.store.reader(), user.id).await? {
+                    if factor.status != mfa::VERIFIED {
+                        continue;
+                    }
+                    let secret = self.mfa_keys.decrypt(&factor.secret)?;
+                    if let Some(step) = matching_step(&totp(secret)?, &code, now.timestamp()) {
+                        if mfa::use_step(self.store.writer(), factor.id, step, false, now).await? {
+                            return Ok(Some("mfa.verify"));
+                        }
+                    }
+                }
+                Ok(None)
+            }
+            SecondFactor::RecoveryCode(raw) => {
+                let Some(code) = parse_recovery_code(raw) else { return Ok(None) };
+                let hash = self.recovery_hash(user.id, &code);
+                let used = mfa::use_recovery_code(self.store.writer(), user.id, &hash, now).await?;
+                Ok(used.then_some("mfa.recovery_code_used"))
+            }
+        }
+    }
+
+    /// The caller's factors and how many recovery codes are left.
+    pub async fn list_factors(&self, user_id: Uuid) -> Result<(Vec<mfa_factor::Model>, u64), Error> {
+        let reader = self.store.reader();
+        let (factors, left) =
+            tokio::try_join!(mfa::factors(reader, user_id), mfa::recovery_codes_left(reader, user_id))?;
+        Ok((factors, left))
+    }
+
+    /// Enrols a TOTP factor, unverified until a first code activates it. With MFA on
+    /// already, only an aal2 session may add one.
+    pub async fn enroll_totp(
+        &self,
+        who: &Principal,
+        name: Option<String>,
+        client: &ClientInfo,
+    ) -> Result<Enrolment, Error> {
+        self.require_aal2_if_mfa(who)?;
+        let name =
+            name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty()).unwrap_or_else(|| "Authenticator".to_owned());
+        if name.chars().count() > 100 || name.chars().any(char::is_control) {
+            return Err(Error::field("name", "invalid_name", "At most 100 printable characters."));
+        }
+        let mut secret = [0u8; 20];
+        rand::rngs::OsRng.fill_bytes(&mut secret);
+        let generator = totp(secret.to_vec())?;
+        let secret_b32 = generator.get_secret_base32();
+        let uri = otpauth_uri(&self.settings.mail.product_name, &who.user.email, &secret_b32);
+        let now = now();
+        let factor = mfa_factor::Model {
+            id: Uuid::now_v7(),
+            user_id: who.user.id,
+            name: name.clone(),
+            secret: self.mfa_keys.encrypt(&secret)?,
+            status: mfa::UNVERIFIED.to_owned(),
+            last_used_step: None,
+            created_at: now,
+            last_used_at: None,
+        };
+        let tx = self.store.begin().await?;
+        mfa::insert_factor(&tx, factor.clone()).await?;
+        let ev = AuditEvent::by_user("mfa.enroll", who.user.id).detail(json!({ "factor_id": factor.id, "name": name }));
+        record(&tx, client, ev).await?;
+        tx.commit().await?;
+        Ok(Enrolment { id: factor.id, secret: secret_b32, qr_png: STANDARD.encode(qr_png(&uri)?), otpauth_uri: uri })
+    }
+
+    /// Activates an enrolled factor with its first code: MFA is on, ten new recovery
+    /// codes are handed out (the old ones die), and the caller's session becomes aal2.
+    pub async fn activate_totp(
+        &self,
+        who: &Principal,
+        factor_id: Uuid,
+        code: &str,
+        client: &ClientInfo,
+    ) -> Result<Activation, Error> {
+        let code = parse_code(code).ok_or_else(|| Error::field("code", "invalid_code", "Six digits."))?;
+        let factor = mfa::factor(self.store.reader(), who.user.id, factor_id).await?.ok_or(Error::FactorNotFound)?;
+        if factor.status == mfa::VERIFIED {
+            return Err(Error::FactorAlreadyActive);
+        }
+        let now = now();
+        let Some(step) = matching_step(&totp(self.mfa_keys.decrypt(&factor.secret)?)?, &code, now.timestamp()) else {
+            return Err(Error::InvalidMfaCode);
+        };
+        let codes: Vec<String> = (0..RECOVERY_CODES).map(|_| new_recovery_code()).collect();
+        let hashes: Vec<String> = codes
+            .iter()
+            .map(|c| self.recovery_hash(who.user.id, &parse_recovery_code(c).unwrap_or_default()))
+            .collect();
+        let tx = self.store.begin().await?;
+        mfa::set_enabled(&tx, who.user.id, true, now).await?;
+        if !mfa::use_step(&tx, factor.id, step, true, now).await? {
+            // Activated by a concurrent request meanwhile.
+            return Err(Error::FactorAlreadyActive);
+        }
+        mfa::replace_recovery_codes(&tx, who.user.id, &hashes, now).await?;
+        sessions::set_aal(&tx, who.session_id, "aal2").await?;
+        let ev = AuditEvent::by_user("mfa.activate", who.user.id).detail(json!({ "factor_id": factor.id }));
+        record(&tx, client, ev).await?;
+        tx.commit().await?;
+        let user = user::Model { mfa_enabled: true, ..who.user.clone() };
+        let (access_token, expires_in, _) = self.access_token(&user, who.session_id, "aal2", now)?;
+        Ok(Activation { recovery_codes: codes, access_token, expires_in })
+    }
+
+    /// Removes a factor, proven by a code, a recovery code or the password. With MFA on,
+    /// only from an aal2 session. The last verified factor removed turns MFA off and
+    /// deletes the recovery codes.
+    pub async fn remove_factor(
+        &self,
+        who: &Principal,
+        factor_id: Uuid,
+        proof: RemovalProof,
+        client: &ClientInfo,
+    ) -> Result<(), Error> {
+        self.require_aal2_if_mfa(who)?;
+        let factor = mfa::factor(self.store.reader(), who.user.id, factor_id).await?.ok_or(Error::FactorNotFound)?;
+        let now = now();
+        let proven = match proof {
+            RemovalProof::Password(p) => self.hasher.verify(&p, Some(&who.user.password_hash)).await?.matches,
+            RemovalProof::Factor(f) => self.check_second_factor(&who.user, &f, now).await?.is_some(),
+        };
+        if !proven {
+            let ev = AuditEvent::by_user("mfa.failure", who.user.id).detail(json!({ "factor_id": factor.id }));
+            record(self.store.writer(), client, ev).await?;
+            return Err(Error::InvalidMfaCode);
+        }
+        let tx = self.store.begin().await?;
+        users::by_id_for_update(&tx, who.user.id).await?;
+        if !mfa::delete_factor(&tx, who.user.id, factor.id).await? {
+            return Err(Error::FactorNotFound);
+        }
+        if mfa::verified_count(&tx, who.user.id).await? == 0 {
+            mfa::delete_all(&tx, who.user.id).await?;
+            mfa::set_enabled(&tx, who.user.id, false, now).await?;
+        }
+        let ev = AuditEvent::by_user("mfa.remove", who.user.id).detail(json!({ "factor_id": factor.id }));
+        record(&tx, client, ev).await?;
+        tx.commit().await
+    }
+
+    /// Ten new recovery codes (the old ones die); aal2 only.
+    pub async fn regenerate_recovery_codes(&self, who: &Principal, client: &ClientInfo) -> Result<Vec<String>, Error> {
+        if !who.user.mfa_enabled {
+            return Err(Error::BadRequest("MFA is not on: activate a factor first.".to_owned()));
+        }
+        self.require_aal2_if_mfa(who)?;
+        let codes: Vec<String> = (0..RECOVERY_CODES).map(|_| new_recovery_code()).collect();
+        let hashes: Vec<String> = codes
+            .iter()
+            .map(|c| self.recovery_hash(who.user.id, &parse_recovery_code(c).unwrap_or_default()))
+            .collect();
+        let tx = self.store.begin().await?;
+        mfa::replace_recovery_codes(&tx, who.user.id, &hashes, now()).await?;
+        record(&tx, client, AuditEvent::by_user("mfa.recovery_codes", who.user.id)).await?;
+        tx.commit().await?;
+        Ok(codes)
+    }
+
+    /// An admin's reset for a user who lost every device: every factor and recovery code
+    /// removed, MFA off, and every session and token of the user void.
+    pub async fn admin_reset_mfa(
+        &self,
+        actor: &crate::admin::Actor,
+        id: Uuid,
+        client: &ClientInfo,
+    ) -> Result<(), Error> {
+        let target = self.admin_user(id).await?;
+        actor.may_manage(Role::parse(&target.role).unwrap_or(Role::User))?;
+        let now = now();
+        let tx = self.store.begin().await?;
+        users::revoke_credentials(&tx, id, now).await?;
+        mfa::delete_all(&tx, id).await?;
+        mfa::set_enabled(&tx, id, false, now).await?;
+        sessions::revoke_all_for_user(&tx, id, now).await?;
+        record(&tx, client, actor.event("admin.user.mfa_reset", Some(id), json!({}))).await?;
+        tx.commit().await
+    }
+
+    /// 403 `mfa_required` when the caller has MFA on and its session is not aal2: what
+    /// changing the email or password, removing a factor, regenerating recovery codes and
+    /// creating API keys need (SPEC §5.6).
+    pub fn require_aal2_if_mfa(&self, who: &Principal) -> Result<(), Error> {
+        if who.user.mfa_enabled && who.aal != "aal2" {
+            return Err(Error::MfaRequired);
+        }
+        Ok(())
+    }
+}
+
+/// What proves the removal of a factor.
+#[derive(Debug, Clone)]
+pub enum RemovalProof {
+    Password(SecretString),
+    Factor(SecondFactor),
+}
+
+fn method_of(proof: &SecondFactor) -> &'static str {
+    match proof {
+        SecondFactor::Code(_) => "totp",
+        SecondFactor::RecoveryCode(_) => "recovery_code",
+    }
+}
+
+/// The code an authenticator shows for `secret` (base32) at `at` (Unix seconds): for
+/// tests and benchmarks, which play the authenticator.
+pub fn code_for(secret_b32: &str, at: i64) -> Option<String> {
+    let bytes = totp_rs::Secret::Encoded(secret_b32.to_owned()).to_bytes().ok()?;
+    Some(totp(bytes).ok()?.generate(at.max(0) as u64))
+}
+
+impl std::fmt::Debug for MfaKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MfaKeys").field("kids", &self.keys.iter().map(|(k, _)| k).collect::<Vec<_>>()).finish()
+    }
+}
+
+/// Parses `MFA_ENCRYPTION_KEY` from settings.
+pub fn keys_from(secret: Option<&SecretString>) -> Result<MfaKeys, String> {
+    let ring = secret.ok_or("MFA_ENCRYPTION_KEY must be set")?;
+    MfaKeys::parse(ring.expose_secret()).map_err(|e| format!("MFA_ENCRYPTION_KEY: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_round_trip_under_the_ring_and_fail_without_their_key() {
+        let (a, b) = (new_key(), new_key());
+        let ring = MfaKeys::parse(&format!("new:{a},old:{b}")).unwrap();
+        let old = MfaKeys::parse(&format!("old:{b}")).unwrap();
+        let sealed = old.encrypt(b"secret").unwrap();
+        assert!(sealed.starts_with("old:"));
+        assert_eq!(ring.decrypt(&sealed).unwrap(), b"secret", "an old key still decrypts");
+        assert!(ring.encrypt(b"secret").unwrap().starts_with("new:"), "the first key encrypts");
+        assert_ne!(ring.encrypt(b"x").unwrap(), ring.encrypt(b"x").unwrap(), "a fresh nonce each time");
+        assert!(MfaKeys::parse(&a).unwrap().decrypt(&sealed).is_err());
+        assert!(MfaKeys::parse("not base64!").is_err());
+        assert!(MfaKeys::parse(&STANDARD.encode([0u8; 16])).is_err(), "16 bytes is no AES-256 key");
+    }
+
+    #[test]
+    fn codes_match_within_one_step_and_no_further() {
+        let t = totp(vec![7u8; 20]).unwrap();
+        let at = 1_700_000_015;
+        let step = at / STEP_SECS;
+        for (offset, expected) in [(-1, Some(step - 1)), (0, Some(step)), (1, Some(step + 1))] {
+            let code = t.generate(((step + offset) * STEP_SECS) as u64);
+            assert_eq!(matching_step(&t, &code, at), expected);
+        }
+        for offset in [-2, 2] {
+            let code = t.generate(((step + offset) * STEP_SECS) as u64);
+            assert_eq!(matching_step(&t, &code, at), None, "a clock off by {offset} steps");
+        }
+        assert_eq!(parse_code(" 123 456 "), Some("123456".to_owned()));
+        assert_eq!(parse_code("12345a"), None);
+    }
+
+    #[test]
+    fn recovery_codes_are_read_with_or_without_separators_in_any_case() {
+        let code = new_recovery_code();
+        assert_eq!(code.len(), 11);
+        let canonical = parse_recovery_code(&code).unwrap();
+        assert_eq!(parse_recovery_code(&code.to_lowercase()), Some(canonical.clone()));
+        assert_eq!(parse_recovery_code(&code.replace('-', " ")), Some(canonical));
+        assert_eq!(parse_recovery_code("ABCDE-FGHI1"), None, "1 and I are not in the alphabet");
+    }
+
+    #[test]
+    fn the_qr_code_is_a_png() {
+        let png = qr_png("otpauth://totp/tessera:a@example.com?secret=ABC").unwrap();
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+        assert!(
+            otpauth_uri("My App", "a+b@example.com", "ABC").starts_with("otpauth://totp/My%20App:a%2Bb@example.com?")
+        );
+    }
+}
