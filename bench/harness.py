@@ -369,12 +369,49 @@ def create_mfa_users(port, count, run_id, workdir):
     with ThreadPoolExecutor(max_workers=2 * CORES) as pool:
         users = list(pool.map(make, range(count)))
     now = int(time.time()) // 30
+    os.makedirs(workdir, exist_ok=True)
     path = os.path.join(workdir, "mfa_users.txt")
     with open(path, "w") as f:
         for email, secret in users:
             codes = " ".join(totp_code(secret, s) for s in (now, now + 1, now + 2))
             f.write(f"{email} {PASSWORD} {codes}\n")
-    return path
+    return path, users
+
+
+def cpu_ns(pid):
+    """CPU time a process has used so far, in ns, summed over its threads (schedstat)."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except (OSError, ValueError):
+            pass
+    return total
+
+
+def mfa_step_cost(server, users):
+    """Each step of a sign-in alone, one after another on an idle server: the server's
+    CPU time for all the password steps and all the TOTP steps, (password ms, TOTP ms)
+    per sign-in."""
+    port, pid = server.port, server.proc.pid
+    first = second = 0
+    for email, secret in users:
+        before = cpu_ns(pid)
+        status, body = http_json(port, "POST", "/v1/auth/login", {"email": email, "password": PASSWORD})
+        time.sleep(0.005)  # let the hashing thread's accounting settle
+        middle = cpu_ns(pid)
+        if status != 200 or not body.get("mfa_token"):
+            raise RuntimeError(f"step one answered {status}: {body}")
+        code = totp_code(secret, int(time.time()) // 30 + 1)
+        status, body = http_json(port, "POST", "/v1/auth/mfa/verify", {"mfa_token": body["mfa_token"], "code": code})
+        time.sleep(0.005)
+        after = cpu_ns(pid)
+        if status != 200:
+            raise RuntimeError(f"step two answered {status}: {body}")
+        first += middle - before
+        second += after - middle
+    return first / len(users) / 1e6, second / len(users) / 1e6
 
 
 def me_rounds(server, tokens, args, label):
@@ -505,8 +542,9 @@ def bench_backend(backend, url, args, workdir, hash_ms, run_id):
             # Each user signs in at most three times (one code per step, three steps
             # usable now), so there are users enough for the whole run.
             n = max(64, int(args.duration * 2 * 60))
-            log(f"{label}: mfa login: enrolling {n} users")
-            mfa_users = create_mfa_users(server.port, n, run_id, workdir)
+            log(f"{label}: mfa login: enrolling {n} + 20 users")
+            mfa_users, _ = create_mfa_users(server.port, n, run_id, workdir)
+            _, probe_users = create_mfa_users(server.port, 20, run_id + "-probe", os.path.join(workdir, "probe"))
             now = hash_time(args)["median_ms"]
             hash_now = (hash_ms + now) / 2
             log(f"{label}: mfa login")
@@ -515,9 +553,13 @@ def bench_backend(backend, url, args, workdir, hash_ms, run_id):
             sign_ins = r["rps"] / 2
             ideal = CORES / (hash_now / 1000)
             eff = sign_ins / ideal
+            password_ms, totp_ms = mfa_step_cost(server, probe_users)
             rows.append(row("mfa login: password + TOTP (two requests)", label, conns, r,
-                            f"{sign_ins:.1f} sign-ins/s, efficiency {eff:.2f} (ideal {ideal:.1f}/s)"))
+                            f"{sign_ins:.1f} sign-ins/s, efficiency {eff:.2f} (ideal {ideal:.1f}/s); server CPU per "
+                            f"sign-in alone: TOTP step {totp_ms:.2f} ms = {totp_ms / (password_ms + totp_ms):.1%}, "
+                            f"password step {password_ms:.1f} ms"))
             rows[-1]["efficiency"] = eff
+            rows[-1]["totp_step_share"] = totp_ms / (password_ms + totp_ms)
 
         if (backend == "sqlite" or args.full_postgres) and want("storm"):
             log(f"{label}: storm")

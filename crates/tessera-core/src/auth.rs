@@ -62,6 +62,21 @@ fn chrono_dur(d: std::time::Duration) -> ChronoDuration {
     ChronoDuration::from_std(d).unwrap_or(ChronoDuration::MAX)
 }
 
+/// Commits a transaction that opened a session, or was refused one (the refusal is
+/// audited in it); anything else that failed rolls it back.
+pub(crate) async fn commit_unless_failed(
+    tx: tessera_store::Tx,
+    opened: Result<Issued, Error>,
+) -> Result<Issued, Error> {
+    match opened {
+        Ok(_) | Err(Error::InvalidCredentials) => {
+            tx.commit().await?;
+            opened
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Whether an account may hold a session.
 pub fn is_usable(u: &user::Model) -> bool {
     u.is_active && u.deleted_at.is_none()
@@ -184,6 +199,21 @@ impl Core {
     /// the sign-in answers as a wrong password would.
     pub async fn open_session(
         &self,
+        user: user::Model,
+        new_hash: Option<String>,
+        aal: &str,
+        client: &ClientInfo,
+    ) -> Result<Issued, Error> {
+        let tx = self.store.begin().await?;
+        let opened = self.open_session_in(&tx, user, new_hash, aal, client).await;
+        commit_unless_failed(tx, opened).await
+    }
+
+    /// [`Core::open_session`] within the caller's transaction: commit it with
+    /// [`commit_unless_failed`] (a refusal, audited in it, is committed too).
+    pub(crate) async fn open_session_in(
+        &self,
+        tx: &tessera_store::Tx,
         mut user: user::Model,
         new_hash: Option<String>,
         aal: &str,
@@ -202,24 +232,21 @@ impl Core {
             aal: aal.to_owned(),
             new_password_hash: new_hash,
         };
-        let tx = self.store.begin().await?;
-        if !sessions::open(&tx, &new).await? {
+        if !sessions::open(tx, &new).await? {
             let ev =
                 AuditEvent::by_user("login.failure", user.id).detail(json!({ "reason": "revoked_during_sign_in" }));
-            record(&tx, client, ev).await?;
-            tx.commit().await?;
+            record(tx, client, ev).await?;
             return Err(Error::InvalidCredentials);
         }
         let max = self.settings.max_sessions_per_user as usize;
         if max > 0 {
-            let live = sessions::active_for_user(&tx, user.id, now).await?;
+            let live = sessions::active_for_user(tx, user.id, now).await?;
             for old in live.iter().filter(|s| s.id != new.id).take(live.len().saturating_sub(max)) {
-                sessions::revoke(&tx, old.id, now).await?;
+                sessions::revoke(tx, old.id, now).await?;
             }
         }
         let detail = json!({ "session_id": new.id, "rehashed": new.new_password_hash.is_some() });
-        record(&tx, client, AuditEvent::by_user("login.success", user.id).detail(detail)).await?;
-        tx.commit().await?;
+        record(tx, client, AuditEvent::by_user("login.success", user.id).detail(detail)).await?;
         user.last_login_at = Some(now);
         if let Some(hash) = new.new_password_hash {
             user.password_hash = hash;

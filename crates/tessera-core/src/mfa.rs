@@ -287,7 +287,9 @@ impl Core {
 
     /// The second step of a sign-in: a TOTP code or a recovery code for the sign-in's
     /// token. Opens an aal2 session. The token works once, dies after five wrong codes
-    /// and after five minutes; wrong codes count toward the email's lockout (§5.5).
+    /// and after five minutes; wrong codes count toward the email's lockout (§5.5). Every
+    /// write of the step (the attempt, the code, the token, the session, the audit) is one
+    /// transaction.
     #[tracing::instrument(skip_all, err(level = "info"))]
     pub async fn verify_mfa(&self, mfa_token: &str, proof: SecondFactor, client: &ClientInfo) -> Result<Issued, Error> {
         let now = now();
@@ -299,68 +301,100 @@ impl Core {
             .filter(crate::auth::is_usable)
             .ok_or(Error::InvalidMfaToken)?;
         self.lockout_reserve(&user.email).await?;
-        if !mfa::spend_token_attempt(self.store.writer(), token.id, MAX_ATTEMPTS).await? {
+        let candidates = self.second_factor_candidates(&user, &proof, now).await?;
+        let tx = self.store.begin().await?;
+        if !mfa::spend_token_attempt(&tx, token.id, MAX_ATTEMPTS).await? {
+            drop(tx);
             self.lockout_release(&user.email).await;
             return Err(Error::InvalidMfaToken);
         }
-        let event = match self.check_second_factor(&user, &proof, now).await? {
-            Some(event) => event,
-            None => {
-                let ev = AuditEvent::by_user("mfa.failure", user.id).detail(json!({ "method": method_of(&proof) }));
-                record(self.store.writer(), client, ev).await?;
-                self.lockout_failure(&user.email, client).await?;
-                metrics::counter!("tessera_sign_ins_total", "outcome" => "invalid_mfa_code").increment(1);
-                return Err(Error::InvalidMfaCode);
-            }
+        let Some(event) = self.use_second_factor(&tx, user.id, &candidates, now).await? else {
+            let ev = AuditEvent::by_user("mfa.failure", user.id).detail(json!({ "method": method_of(&proof) }));
+            record(&tx, client, ev).await?;
+            tx.commit().await?;
+            self.lockout_failure(&user.email, client).await?;
+            metrics::counter!("tessera_sign_ins_total", "outcome" => "invalid_mfa_code").increment(1);
+            return Err(Error::InvalidMfaCode);
         };
-        self.lockout_success(&user.email).await;
-        if !mfa::use_token(self.store.writer(), token.id, now).await? {
+        if !mfa::use_token(&tx, token.id, now).await? {
             return Err(Error::InvalidMfaToken);
         }
-        record(
-            self.store.writer(),
-            client,
-            AuditEvent::by_user(event, user.id).detail(json!({ "method": method_of(&proof) })),
-        )
-        .await?;
+        record(&tx, client, AuditEvent::by_user(event, user.id).detail(json!({ "method": method_of(&proof) }))).await?;
         // The session opens only on the token_version the password step read.
         let user = user::Model { token_version: token.token_version, ..user };
-        let issued = self.open_session(user, None, "aal2", client).await?;
+        let email = user.email.clone();
+        let opened = self.open_session_in(&tx, user, None, "aal2", client).await;
+        let opened = crate::auth::commit_unless_failed(tx, opened).await;
+        self.lockout_success(&email).await;
         metrics::counter!("tessera_sign_ins_total", "outcome" => "success_mfa").increment(1);
-        Ok(issued)
+        opened
     }
 
-    /// Checks a second factor of `user`, using it up: the audit event it stands for, or
-    /// `None` when it is wrong (or a replay, or a recovery code used already).
-    async fn check_second_factor(
+    /// What a second factor could match, read before the transaction that uses it: the
+    /// factors and steps a code matches (none for a malformed one), or a recovery code's
+    /// hash.
+    async fn second_factor_candidates(
         &self,
         user: &user::Model,
         proof: &SecondFactor,
         now: chrono::DateTime<chrono::Utc>,
-    ) -> Result<Option<&'static str>, Error> {
+    ) -> Result<Candidates, Error> {
         match proof {
             SecondFactor::Code(raw) => {
-                let Some(code) = parse_code(raw) else { return Ok(None) };
+                let Some(code) = parse_code(raw) else { return Ok(Candidates::Steps(Vec::new())) };
+                let mut steps = Vec::new();
                 for factor in mfa::factors(self.store.reader(), user.id).await? {
                     if factor.status != mfa::VERIFIED {
                         continue;
                     }
                     let secret = self.mfa_keys.decrypt(&factor.secret)?;
                     if let Some(step) = matching_step(&totp(secret)?, &code, now.timestamp()) {
-                        if mfa::use_step(self.store.writer(), factor.id, step, false, now).await? {
-                            return Ok(Some("mfa.verify"));
-                        }
+                        steps.push((factor.id, step));
+                    }
+                }
+                Ok(Candidates::Steps(steps))
+            }
+            SecondFactor::RecoveryCode(raw) => {
+                Ok(Candidates::Recovery(parse_recovery_code(raw).map(|code| self.recovery_hash(user.id, &code))))
+            }
+        }
+    }
+
+    /// Uses up the first candidate that is still good, through `conn`: the audit event it
+    /// stands for, or `None` when none is (a wrong code, a replay, a used recovery code).
+    async fn use_second_factor(
+        &self,
+        conn: &impl sea_orm::ConnectionTrait,
+        user_id: Uuid,
+        candidates: &Candidates,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<&'static str>, Error> {
+        match candidates {
+            Candidates::Steps(steps) => {
+                for (factor, step) in steps {
+                    if mfa::use_step(conn, *factor, *step, false, now).await? {
+                        return Ok(Some("mfa.verify"));
                     }
                 }
                 Ok(None)
             }
-            SecondFactor::RecoveryCode(raw) => {
-                let Some(code) = parse_recovery_code(raw) else { return Ok(None) };
-                let hash = self.recovery_hash(user.id, &code);
-                let used = mfa::use_recovery_code(self.store.writer(), user.id, &hash, now).await?;
-                Ok(used.then_some("mfa.recovery_code_used"))
+            Candidates::Recovery(Some(hash)) => {
+                Ok(mfa::use_recovery_code(conn, user_id, hash, now).await?.then_some("mfa.recovery_code_used"))
             }
+            Candidates::Recovery(None) => Ok(None),
         }
+    }
+
+    /// Checks a second factor of `user`, using it up (outside a sign-in: removing a
+    /// factor): the audit event it stands for, or `None` when it is wrong.
+    async fn check_second_factor(
+        &self,
+        user: &user::Model,
+        proof: &SecondFactor,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<&'static str>, Error> {
+        let candidates = self.second_factor_candidates(user, proof, now).await?;
+        self.use_second_factor(self.store.writer(), user.id, &candidates, now).await
     }
 
     /// The caller's factors and how many recovery codes are left.
@@ -531,6 +565,14 @@ impl Core {
         }
         Ok(())
     }
+}
+
+/// What a second factor could match (see [`Core::verify_mfa`]).
+enum Candidates {
+    /// The factors a code matches, with the step it matches in each.
+    Steps(Vec<(Uuid, i64)>),
+    /// The hash of a well-formed recovery code.
+    Recovery(Option<String>),
 }
 
 /// What proves the removal of a factor.
