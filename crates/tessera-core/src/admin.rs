@@ -22,6 +22,8 @@ use crate::{now, ClientInfo, Core};
 pub const BULK_MAX_IDS: usize = 1000;
 /// The largest page of the user list and the audit log.
 pub const PAGE_MAX: u64 = 100;
+/// The most users a list may skip.
+pub const SKIP_MAX: u64 = 1_000_000_000;
 
 /// Who acts on the administration surface: a signed-in user (permissions from the role)
 /// or an API key (permissions from its scopes, never more).
@@ -305,6 +307,9 @@ impl Core {
         let prefix = q.q.map(|s| s.trim().to_lowercase()).filter(|s| !s.is_empty());
         if prefix.as_ref().is_some_and(|p| p.chars().count() > 320) {
             errors.push(FieldError::new("q", "too_long", "At most 320 characters."));
+        }
+        if q.skip > SKIP_MAX {
+            errors.push(FieldError::new("skip", "out_of_range", format!("Between 0 and {SKIP_MAX}.")));
         }
         if !errors.is_empty() {
             return Err(Error::Validation(errors));

@@ -349,7 +349,11 @@ impl Core {
                 return Err(Error::AccountInactive);
             }
             let current = session.refresh_counter;
-            if counter + 1 == current && session.refreshed_at.is_some_and(|at| now - at < interval) {
+            // A refresh that raced the rotation may have read its clock before the winner
+            // did (`now` < `refreshed_at`): it is inside any interval, but none at all
+            // means none.
+            let within = |at| interval > ChronoDuration::zero() && now - at < interval;
+            if counter + 1 == current && session.refreshed_at.is_some_and(within) {
                 let issued = self.issue(user, session.id, &session.aal, current, session.expires_at, now)?;
                 return Ok((issued, Refreshed::Converged));
             }

@@ -19,7 +19,7 @@ use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
-use tessera_domain::Error;
+use tessera_domain::{normalize_password, Error};
 use tokio::sync::{oneshot, Semaphore};
 
 /// How long an idle worker keeps its Argon2 memory.
@@ -124,17 +124,23 @@ impl PasswordHasher {
         self.queue.state.lock().map(|s| s.jobs.len()).unwrap_or(0)
     }
 
-    /// Hashes a password with Argon2id and the current parameters (PHC string).
+    /// Hashes a password, normalised (NFKC), with Argon2id and the current parameters
+    /// (PHC string).
     pub async fn hash(&self, password: &SecretString) -> Result<String, Error> {
         let params = self.params.clone();
         let password = password.clone();
-        self.run(move |memory| hash_with(&params, password.expose_secret(), memory))
+        self.run(move |memory| hash_with(&params, &normalize_password(password.expose_secret()), memory))
             .await?
             .map_err(|e| Error::Internal(format!("argon2: {e}")))
     }
 
     /// Checks a password against a stored hash, or against the dummy hash when there
     /// is none, so an unknown account costs what a known one does.
+    ///
+    /// The normalised (NFKC) password is checked first. A hash made before passwords
+    /// were normalised holds the raw form: when the normalised form differs and fails,
+    /// the raw form is tried once, and a match asks for a re-hash (of the normalised
+    /// form). Unknown accounts take the same second step.
     pub async fn verify(&self, password: &SecretString, stored: Option<&str>) -> Result<Verdict, Error> {
         let known = stored.is_some();
         let stored = stored.unwrap_or(&self.dummy_hash).to_owned();
@@ -142,7 +148,16 @@ impl PasswordHasher {
         let params = self.params.clone();
         let verifications = &self.verifications;
         let verdict = self
-            .run(move |memory| verify_with(&params, password.expose_secret(), &stored, memory))
+            .run(move |memory| {
+                let raw = password.expose_secret();
+                let normal = normalize_password(raw);
+                let verdict = verify_with(&params, &normal, &stored, memory);
+                if verdict.matches || normal == raw {
+                    return verdict;
+                }
+                let verdict = verify_with(&params, raw, &stored, memory);
+                Verdict { matches: verdict.matches, needs_rehash: verdict.needs_rehash || verdict.matches }
+            })
             .await
             .inspect(|_| {
                 verifications.fetch_add(1, Ordering::Relaxed);
@@ -420,6 +435,24 @@ mod tests {
             assert_eq!(h.verify(&pw, Some(&old)).await.unwrap(), Verdict { matches: true, needs_rehash: true });
             assert!(!h.verify(&wrong, Some(&old)).await.unwrap().matches);
         }
+    }
+
+    #[tokio::test]
+    async fn passwords_are_normalised_and_old_raw_hashes_still_verify() {
+        let h = PasswordHasher::new(1024, 1, 1, 1, 4).unwrap();
+        let composed = SecretString::from("Caf\u{e9}-Str0ng!");
+        let decomposed = SecretString::from("Cafe\u{301}-Str0ng!");
+        let hash = h.hash(&decomposed).await.unwrap();
+        assert_eq!(h.verify(&composed, Some(&hash)).await.unwrap(), Verdict { matches: true, needs_rehash: false });
+        // A hash of the raw, unnormalised form (made before this change) verifies once
+        // and asks for a re-hash.
+        let scratch_held = AtomicUsize::new(0);
+        let raw = hash_with(&h.params, "\u{ff21}bc-Str0ng!", &mut Memory::new(&scratch_held)).unwrap();
+        let fullwidth = SecretString::from("\u{ff21}bc-Str0ng!");
+        assert_eq!(h.verify(&fullwidth, Some(&raw)).await.unwrap(), Verdict { matches: true, needs_rehash: true });
+        assert!(!h.verify(&SecretString::from("Abc-Str0ng!"), Some(&raw)).await.unwrap().matches);
+        let rehashed = h.hash(&fullwidth).await.unwrap();
+        assert!(h.verify(&SecretString::from("Abc-Str0ng!"), Some(&rehashed)).await.unwrap().matches);
     }
 
     #[tokio::test]

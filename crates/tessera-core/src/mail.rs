@@ -196,7 +196,13 @@ struct Breaker {
 }
 
 const BREAKER_THRESHOLD: u32 = 3;
-const LEASE: i64 = 60;
+/// How long a claim on an outbox row lasts: a sender that dies holds its messages this
+/// long at most (see [`LEASE_RENEW_EVERY`]).
+const LEASE: i64 = 15;
+/// How long one SMTP delivery may take before it counts as failed (and is retried).
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a sender renews the lease of the message it is sending.
+const LEASE_RENEW_EVERY: Duration = Duration::from_secs(5);
 const MAX_ATTEMPTS: i32 = 30;
 
 /// Sends mail through the configured transport.
@@ -429,7 +435,7 @@ impl Core {
             if !outbox::claim(self.store.writer(), row.id, now, now + ChronoDuration::seconds(LEASE)).await? {
                 continue;
             }
-            let result = self.mailer.deliver(&row).await;
+            let result = self.deliver_renewing_the_lease(&row).await;
             self.mailer.record_result(result.is_ok());
             match &result {
                 Ok(()) => {
@@ -455,6 +461,29 @@ impl Core {
             }
         }
         Ok(sent)
+    }
+
+    /// Delivers one claimed message, renewing its lease every [`LEASE_RENEW_EVERY`] while
+    /// the SMTP server takes its time, so that a live sender keeps it and a dead one lets
+    /// it go [`LEASE`] seconds after its last renewal.
+    async fn deliver_renewing_the_lease(&self, row: &mail_outbox::Model) -> Result<(), String> {
+        // lettre bounds the connect, not the conversation: a server that stops answering
+        // would hold the sender (and every message behind this one) for ever.
+        let delivery = tokio::time::timeout(SEND_TIMEOUT, self.mailer.deliver(row));
+        tokio::pin!(delivery);
+        loop {
+            tokio::select! {
+                result = &mut delivery => {
+                    return result.unwrap_or_else(|_| Err(format!("SMTP did not answer within {} s", SEND_TIMEOUT.as_secs())));
+                }
+                () = tokio::time::sleep(LEASE_RENEW_EVERY) => {
+                    let until = now() + ChronoDuration::seconds(LEASE);
+                    if let Err(e) = outbox::renew(self.store.writer(), row.id, until).await {
+                        tracing::warn!(error = %e, "could not renew an outbox lease");
+                    }
+                }
+            }
+        }
     }
 
     /// The background sender: delivers due mail whenever woken, and at least twice a

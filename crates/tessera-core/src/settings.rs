@@ -110,6 +110,10 @@ pub const SETTINGS: &[SettingDoc] = &[
     setting(&["DEBUG"], "false", "debug mode; refused in production"),
     setting(&["HOST"], "127.0.0.1", "address to listen on"),
     setting(&["PORT"], "8000", "TCP port to listen on"),
+    setting(&["HTTP_HEADER_TIMEOUT"], "10", "seconds a request head may take to arrive, from the connection's start or the first byte after an idle keep-alive; a connection that misses it is closed"),
+    setting(&["HTTP_BODY_TIMEOUT"], "30", "seconds a request may take, its body included, once its head has arrived; beyond it the answer is 408 and the connection is closed"),
+    setting(&["HTTP_IDLE_TIMEOUT"], "60", "seconds a keep-alive connection may stay idle between requests before it is closed"),
+    unset(&["HTTP_MAX_CONNECTIONS"], "(from the file-descriptor limit)", "connections served at once; beyond it new ones wait in the kernel's backlog. The default is the open-file limit (raised to its hard limit at start) less a tenth of it, at least 128, kept for the database, Redis, SMTP and files"),
     unset(&["PUBLIC_URL"], "`http://HOST:PORT`", "the public base URL of this server, used to build links"),
     setting(&["DATABASE_URL"], "sqlite://tessera.db", "sqlite://FILE or postgres://USER:PASS@HOST/DB (postgresql+asyncpg:// accepted)"),
     setting(&["DB_POOL_SIZE"], "10", "database connections kept in the pool; on PostgreSQL up to this many of them stay checked out between the statements every request runs (the session check, refresh)"),
@@ -208,6 +212,11 @@ pub struct Settings {
     pub debug: bool,
     pub host: String,
     pub port: u16,
+    pub http_header_timeout: Duration,
+    pub http_body_timeout: Duration,
+    pub http_idle_timeout: Duration,
+    /// `None`: derived from the file-descriptor limit when the server starts.
+    pub http_max_connections: Option<usize>,
     pub public_url: String,
     pub database_url: SecretString,
     pub db_pool_size: u32,
@@ -460,6 +469,10 @@ impl Settings {
             debug: r.boolean("DEBUG"),
             host,
             port,
+            http_header_timeout: r.secs("HTTP_HEADER_TIMEOUT"),
+            http_body_timeout: r.secs("HTTP_BODY_TIMEOUT"),
+            http_idle_timeout: r.secs("HTTP_IDLE_TIMEOUT"),
+            http_max_connections: r.parse_opt("HTTP_MAX_CONNECTIONS", "a whole number"),
             public_url,
             database_url: SecretString::from(r.string("DATABASE_URL")),
             db_pool_size: r.parse("DB_POOL_SIZE", "a whole number"),
@@ -588,6 +601,12 @@ impl Settings {
                     }
                 }
             }
+        }
+        if s.http_header_timeout.is_zero() || s.http_body_timeout.is_zero() || s.http_idle_timeout.is_zero() {
+            r.problems.push("HTTP_HEADER_TIMEOUT, HTTP_BODY_TIMEOUT and HTTP_IDLE_TIMEOUT must be positive".to_owned());
+        }
+        if s.http_max_connections == Some(0) {
+            r.problems.push("HTTP_MAX_CONNECTIONS must be positive".to_owned());
         }
         if s.access_token_ttl.is_zero() || s.refresh_token_ttl.is_zero() {
             r.problems.push("ACCESS_TOKEN_EXPIRE_MINUTES and REFRESH_TOKEN_EXPIRE_DAYS must be positive".to_owned());

@@ -1,5 +1,8 @@
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::sync::LazyLock;
+
+use unicode_normalization::{is_nfkc_quick, IsNormalized, UnicodeNormalization};
 
 use crate::{Email, FieldError};
 
@@ -11,6 +14,17 @@ static COMMON_PASSWORDS: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
 /// How many entries the shipped common-password list holds.
 pub fn common_password_count() -> usize {
     COMMON_PASSWORDS.len()
+}
+
+/// A password as it is hashed and compared: Unicode NFKC (NIST SP 800-63B-4 §3.1.1.2),
+/// so the same passphrase typed on two keyboards (a precomposed "é" or "e" + U+0301, a
+/// full-width "Ａ") is the same password. ASCII passwords are returned as they are.
+pub fn normalize_password(password: &str) -> Cow<'_, str> {
+    if password.is_ascii() || is_nfkc_quick(password.chars()) == IsNormalized::Yes {
+        Cow::Borrowed(password)
+    } else {
+        Cow::Owned(password.nfkc().collect())
+    }
 }
 
 /// The rules a new password must satisfy (SPEC §5.1). Every rule can be configured.
@@ -46,9 +60,20 @@ impl Default for PasswordPolicy {
 
 impl PasswordPolicy {
     /// Checks `password` against every rule and returns all the rules it breaks, each as
-    /// a field error on `field`.
+    /// a field error on `field`. The rules apply to the normalised password (the one that
+    /// is hashed); control characters are refused whatever the rest.
     pub fn check(&self, field: &str, password: &str, email: Option<&Email>) -> Result<(), Vec<FieldError>> {
+        let password = normalize_password(password);
+        let password = password.as_ref();
         let mut broken = Vec::new();
+        // Cc: C0 (U+0000–U+001F), DEL (U+007F) and C1 (U+0080–U+009F).
+        if password.chars().any(char::is_control) {
+            broken.push(FieldError::new(
+                field,
+                "password_control_character",
+                "The password must not contain control characters (such as NUL, tab or newline).",
+            ));
+        }
         let len = password.chars().count();
         if len < self.min_length {
             broken.push(FieldError::new(
@@ -144,6 +169,27 @@ mod tests {
             codes(PasswordPolicy::default().check("password", "JohnSmith#2024x", Some(&email))),
             ["password_contains_email"]
         );
+    }
+
+    #[test]
+    fn refuses_control_characters_and_measures_the_normalised_form() {
+        let p = PasswordPolicy::default();
+        for bad in ["Str0ng!\0Passphrase", "Str0ng!\tPassphrase", "Str0ng!\u{7f}Pass", "Str0ng!\u{85}Pass"] {
+            assert_eq!(codes(p.check("password", bad, None)), ["password_control_character"], "{bad:?}");
+        }
+        // "ﬃ" (one character) is "ffi" (three) once normalised.
+        let relaxed = PasswordPolicy {
+            min_length: 3,
+            require_uppercase: false,
+            require_digit: false,
+            require_special: false,
+            reject_common: false,
+            ..Default::default()
+        };
+        assert!(relaxed.check("password", "ﬃ", None).is_ok());
+        assert_eq!(normalize_password("Caf\u{e9}"), normalize_password("Cafe\u{301}"));
+        assert_eq!(normalize_password("\u{ff21}bc"), "Abc");
+        assert!(matches!(normalize_password("plain ascii"), Cow::Borrowed(_)));
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod openapi;
 pub mod ops;
 pub mod pages;
 pub mod rate_limit;
+pub mod serve;
 pub mod v1;
 
 use std::sync::Arc;
@@ -72,6 +73,20 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     ApiError::from(tessera_core::domain::Error::Internal("panic".to_owned())).into_response()
 }
 
+/// The answer when a request, its body included, is not complete within
+/// `HTTP_BODY_TIMEOUT`: 408, and the connection is closed.
+async fn request_timed_out(_: tower::BoxError) -> Response {
+    let mut res = ApiError::http(
+        axum::http::StatusCode::REQUEST_TIMEOUT,
+        "RequestTimeout",
+        "request_timeout",
+        "The request was not complete in time.",
+    )
+    .into_response();
+    res.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    res
+}
+
 async fn not_found() -> ApiError {
     ApiError::not_found()
 }
@@ -127,6 +142,12 @@ pub fn router(core: Arc<Core>) -> Router {
         app = app.layer(axum::middleware::from_fn(metrics::track));
     }
     app.layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(axum::error_handling::HandleErrorLayer::new(request_timed_out))
+                .layer(tower::timeout::TimeoutLayer::new(settings.http_body_timeout)),
+        )
+        .layer(axum::middleware::from_fn(middleware::announced_body_limit))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(cors(&settings.cors_origins))
         .layer(axum::middleware::from_fn_with_state(

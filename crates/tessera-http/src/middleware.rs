@@ -120,3 +120,25 @@ pub async fn audit_file(
 ) -> Response {
     tessera_core::audit::with_audit_file(file, next.run(req)).await
 }
+
+/// A body announced (`Content-Length`) larger than [`crate::BODY_LIMIT`] is refused with
+/// 413 at once, before any of it is read, and the connection is closed.
+pub async fn announced_body_limit(req: Request, next: Next) -> Response {
+    let announced = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if announced.is_some_and(|n| n > crate::BODY_LIMIT as u64) {
+        let mut res = ApiError::http(
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            "PayloadTooLarge",
+            "payload_too_large",
+            "The request body is too large.",
+        )
+        .into_response();
+        res.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return res;
+    }
+    next.run(req).await
+}

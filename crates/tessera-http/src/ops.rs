@@ -57,6 +57,9 @@ pub async fn health_detailed(State(s): State<AppState>) -> Response {
         "version": env!("CARGO_PKG_VERSION"),
         "checks": { "database": db_check, "redis": redis_check },
     });
-    let status = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, Json(body)).into_response()
+    if healthy {
+        (StatusCode::OK, Json(body)).into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, [(axum::http::header::RETRY_AFTER, "5")], Json(body)).into_response()
+    }
 }

@@ -2,6 +2,10 @@
 //! driver says happened (error variant, SQLSTATE, SQLite result code, constraint name),
 //! never by the wording of a message.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
 use sea_orm::{DbErr, RuntimeErr};
 use sqlx::error::{DatabaseError, ErrorKind as SqlxKind};
 use tessera_domain::Error;
@@ -16,6 +20,52 @@ struct UniqueConstraint {
     name: &'static str,
     sqlite_columns: &'static str,
     error: fn() -> Error,
+}
+
+/// Whether a driver error means the connection it ran on died: the server shut down or
+/// restarted (SQLSTATE 57P01–57P03), the connection failed (class 08), or the socket
+/// broke (reset, broken pipe, EOF) mid-conversation. Nothing was committed by a statement
+/// that failed so inside an open transaction; a read may be run again on another
+/// connection.
+pub(crate) fn connection_died(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::Tls(_) | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(d) => d.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P0")),
+        _ => false,
+    }
+}
+
+/// [`connection_died`] for a SeaORM error.
+pub(crate) fn db_connection_died(e: &DbErr) -> bool {
+    match e {
+        DbErr::Conn(RuntimeErr::SqlxError(s))
+        | DbErr::Exec(RuntimeErr::SqlxError(s))
+        | DbErr::Query(RuntimeErr::SqlxError(s)) => connection_died(s),
+        _ => false,
+    }
+}
+
+/// For this long after a connection died, every pooled connection is pinged before it is
+/// handed out: its siblings most likely died with it (a database restart kills them all).
+const SUSPECT_FOR: Duration = Duration::from_secs(10);
+
+/// Milliseconds since [`epoch`] until which pooled connections are suspect.
+static SUSPECT_UNTIL_MS: AtomicU64 = AtomicU64::new(0);
+
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// Records that a connection died: pooled connections are checked before use for a while.
+pub(crate) fn note_dead_connection() {
+    let until = (epoch().elapsed() + SUSPECT_FOR).as_millis() as u64;
+    SUSPECT_UNTIL_MS.fetch_max(until, Ordering::Relaxed);
+}
+
+/// Whether a connection died recently (see [`note_dead_connection`]).
+pub(crate) fn connections_suspect() -> bool {
+    (epoch().elapsed().as_millis() as u64) < SUSPECT_UNTIL_MS.load(Ordering::Relaxed)
 }
 
 /// A database error as a service outcome: a constraint that fired is its own error; a
@@ -35,6 +85,10 @@ pub(crate) fn db_error(e: DbErr) -> Error {
 
 /// [`db_error`] for an error straight from sqlx (kept PostgreSQL connections, the pools).
 pub(crate) fn sqlx_error(e: &sqlx::Error) -> Error {
+    if connection_died(e) {
+        note_dead_connection();
+        return Error::Unavailable(e.to_string());
+    }
     match e {
         sqlx::Error::Database(d) => database_error(d.as_ref()),
         sqlx::Error::PoolTimedOut

@@ -20,9 +20,10 @@ mod hot;
 pub mod migration;
 pub mod query;
 
+use std::future::Future;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sea_orm::prelude::async_trait::async_trait;
 use sea_orm::{
@@ -36,8 +37,8 @@ use tessera_domain::Error;
 use uuid::Uuid;
 
 use crate::entity::{audit_log, session, user};
-use crate::error::{rusqlite_error, sqlx_error, OrDb};
-use crate::hot::pg_kept::PgKept;
+use crate::error::{connections_suspect, db_connection_died, note_dead_connection, rusqlite_error, OrDb};
+use crate::hot::pg_kept::{KeptError, PgKept};
 use crate::hot::rotation_writer::RotationWriter;
 use crate::hot::session_cache::{Neighbours, SessionCache};
 use crate::hot::sqlite_direct::SqliteDirect;
@@ -119,6 +120,10 @@ enum Hot {
 pub struct Store {
     /// Reads, and every write on PostgreSQL.
     db: DatabaseConnection,
+    /// `db` for reads outside a transaction, retried once when their connection died.
+    reader: Reader,
+    /// How long a request may wait for a connection in all, retries included.
+    acquire_timeout: Duration,
     /// Transactions and other writes: on SQLite one connection of its own, so that writers
     /// queue in order instead of racing for the file lock (and sleeping in SQLite's busy
     /// handler); on PostgreSQL the pool.
@@ -126,6 +131,60 @@ pub struct Store {
     hot: Hot,
     /// On a SQLite file, this store's announcement to every other server and command on it.
     _neighbours: Option<Arc<Neighbours>>,
+}
+
+/// The connection for reads outside a transaction ([`Store::reader`]). A read whose
+/// connection died (the database restarted, the network dropped it) runs once more, on
+/// another connection, within what is left of the pool timeout: a read is safe to repeat.
+pub struct Reader {
+    db: DatabaseConnection,
+    budget: Duration,
+}
+
+impl Reader {
+    async fn again<T, F, Fut>(&self, run: F) -> Result<T, DbErr>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, DbErr>>,
+    {
+        let started = Instant::now();
+        match run().await {
+            Err(e) if db_connection_died(&e) => {
+                note_dead_connection();
+                tracing::info!(error = %e, "a read's connection died; reading again on another connection");
+                let left = self.budget.saturating_sub(started.elapsed());
+                tokio::time::timeout(left, run()).await.unwrap_or(Err(e))
+            }
+            other => other,
+        }
+    }
+}
+
+#[async_trait]
+impl ConnectionTrait for Reader {
+    fn get_database_backend(&self) -> DbBackend {
+        self.db.get_database_backend()
+    }
+
+    async fn execute(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
+        self.again(|| self.db.execute(stmt.clone())).await
+    }
+
+    async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
+        self.again(|| self.db.execute_unprepared(sql)).await
+    }
+
+    async fn query_one(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
+        self.again(|| self.db.query_one(stmt.clone())).await
+    }
+
+    async fn query_all(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+        self.again(|| self.db.query_all(stmt.clone())).await
+    }
+
+    fn support_returning(&self) -> bool {
+        self.db.support_returning()
+    }
 }
 
 /// A transaction from [`Store::begin`]: pass `&tx` to any [`query`] operation, then
@@ -208,7 +267,8 @@ impl Store {
                 None => Hot::Pooled,
             },
         };
-        Ok(Store { db, writer, hot, _neighbours: neighbours })
+        let reader = Reader { db: db.clone(), budget: cfg.acquire_timeout };
+        Ok(Store { db, reader, acquire_timeout: cfg.acquire_timeout, writer, hot, _neighbours: neighbours })
     }
 
     /// The kind of database.
@@ -220,8 +280,8 @@ impl Store {
     }
 
     /// Where reads outside a transaction go.
-    pub fn reader(&self) -> &DatabaseConnection {
-        &self.db
+    pub fn reader(&self) -> &Reader {
+        &self.reader
     }
 
     /// Where a single write outside a transaction goes.
@@ -229,9 +289,18 @@ impl Store {
         &self.writer
     }
 
-    /// Begins a transaction on the writer.
+    /// Begins a transaction on the writer. A `BEGIN` whose connection died is sent once
+    /// more on another connection (nothing has happened yet), within the pool timeout.
     pub async fn begin(&self) -> Result<Tx, Error> {
-        self.writer.begin().await.or_db().map(Tx)
+        let started = Instant::now();
+        match self.writer.begin().await {
+            Err(e) if db_connection_died(&e) => {
+                note_dead_connection();
+                let left = self.acquire_timeout.saturating_sub(started.elapsed());
+                tokio::time::timeout(left, self.writer.begin()).await.unwrap_or(Err(e)).or_db().map(Tx)
+            }
+            begun => begun.or_db().map(Tx),
+        }
     }
 
     /// Connections of each pool (`reader`, `writer`: one pool on PostgreSQL) that are in
@@ -297,8 +366,10 @@ impl Store {
 
     async fn read_session(&self, id: Uuid, cached: bool) -> Result<Option<(session::Model, user::Model)>, Error> {
         // A fast path that cannot answer outright (a busy file, a value stored in a form
-        // it does not parse, a kept connection that broke) leaves the read to the pool,
-        // whose answer is final.
+        // it does not parse, a kept connection that died) leaves the read to the pool,
+        // whose answer is final, within what is left of the pool timeout. One that could
+        // not even get a connection answers at once: the pool would only wait again.
+        let started = Instant::now();
         match &self.hot {
             Hot::SqliteFile { direct, .. } => match direct.session_with_user(id, cached) {
                 Ok(found) => return Ok(found),
@@ -306,11 +377,15 @@ impl Store {
             },
             Hot::Postgres { kept } => match kept.session_with_user(id).await {
                 Ok(found) => return Ok(found),
-                Err(e) => tracing::debug!(error = %sqlx_error(&e), "read on a kept connection failed; asking the pool"),
+                Err(e @ KeptError::Acquire(_)) => return Err(e.into_error()),
+                Err(e) => tracing::debug!(error = %e.into_error(), "read on a kept connection failed; asking the pool"),
             },
             Hot::Pooled => {}
         }
-        query::sessions::with_user(&self.db, id).await
+        let left = self.acquire_timeout.saturating_sub(started.elapsed());
+        tokio::time::timeout(left, query::sessions::with_user(&self.db, id))
+            .await
+            .unwrap_or_else(|_| Err(Error::Unavailable("no database connection within DB_POOL_TIMEOUT".to_owned())))
     }
 
     /// The session a refresh token issued before the upgrade to counter-derived tokens
@@ -342,7 +417,7 @@ impl Store {
                 }
                 Ok(Some((applied, user)))
             }
-            Hot::Postgres { kept } => kept.rotate(&rotation).await.map_err(|e| sqlx_error(&e)),
+            Hot::Postgres { kept } => kept.rotate(&rotation).await.map_err(KeptError::into_error),
             Hot::Pooled => {
                 let tx = self.begin().await?;
                 let rotated = query::sessions::rotate(&tx, &rotation).await?;
@@ -404,7 +479,9 @@ async fn postgres_pool(url: &str, cfg: &StoreConfig) -> Result<DatabaseConnectio
         .test_before_acquire(false)
         .before_acquire(|conn, meta| {
             Box::pin(async move {
-                if meta.idle_for >= RECHECK_IDLE_AFTER {
+                // Also every one while connections are suspect: one just died, so the
+                // database may have restarted under all of them.
+                if meta.idle_for >= RECHECK_IDLE_AFTER || connections_suspect() {
                     sqlx::Connection::ping(conn).await?;
                 }
                 Ok(true)

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use tessera_core::settings::{LogFormat, Settings};
 use tessera_core::Core;
+use tessera_http::serve::{default_max_connections, serve, ConnectionLimits};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -68,27 +69,33 @@ impl Server {
         let core = Core::start(settings).await?;
         let listener = TcpListener::bind(&addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let open_files = raise_open_file_limit();
+        let limits = ConnectionLimits {
+            header_timeout: core.settings.http_header_timeout,
+            idle_timeout: core.settings.http_idle_timeout,
+            max_connections: core.settings.http_max_connections.unwrap_or_else(|| default_max_connections(open_files)),
+        };
+        tracing::debug!(open_files, max_connections = limits.max_connections, "connection limits");
         let metrics = match (&core.settings.metrics_addr, core.settings.metrics_enabled) {
             (Some(at), true) => {
                 let listener =
                     TcpListener::bind(at).await.map_err(|e| format!("cannot listen on METRICS_ADDR {at}: {e}"))?;
                 let app = tessera_http::metrics_router(tessera_http::AppState { core: core.clone() });
                 let addr = listener.local_addr().map_err(|e| e.to_string())?;
-                Some((addr, tokio::spawn(async move { axum::serve(listener, app).await })))
+                Some((addr, tokio::spawn(serve(listener, app, limits, std::future::pending()))))
             }
             _ => None,
         };
-        let app = tessera_http::router(core.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let app = tessera_http::router(core.clone());
         // Every node runs a sender; leases keep them from sending a message twice.
         let (stop_sender, stop_rx) = tokio::sync::watch::channel(false);
         let sender = tokio::spawn(core.clone().run_mail_sender(stop_rx));
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = rx.await;
-                })
-                .await;
+            let served = serve(listener, app, limits, async move {
+                let _ = rx.await;
+            })
+            .await;
             // Let the mail sender finish the message it is sending, then stop it.
             let _ = stop_sender.send(true);
             let abort = sender.abort_handle();
@@ -114,6 +121,25 @@ impl Server {
             Err(e) => Err(std::io::Error::other(e)),
         }
     }
+}
+
+/// Raises the soft open-file limit to the hard one (each connection is a descriptor) and
+/// returns the limit in force.
+fn raise_open_file_limit() -> u64 {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return 1024;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit = raised;
+            }
+        }
+    }
+    limit.rlim_cur
 }
 
 /// Waits for SIGTERM or SIGINT.

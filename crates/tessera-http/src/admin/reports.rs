@@ -20,6 +20,7 @@ use crate::AppState;
 #[into_params(parameter_in = Query)]
 pub struct AnalyticsQuery {
     /// UTC days to report, today included: 1 to 366 (default 30).
+    #[param(minimum = 1, maximum = 366)]
     pub days: Option<u32>,
 }
 
@@ -91,6 +92,7 @@ pub struct AuditQueryIn {
     /// Until this moment (RFC 3339), exclusive.
     pub to: Option<DateTime<Utc>>,
     /// Page size, 1 to 100 (default 50).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u64>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,

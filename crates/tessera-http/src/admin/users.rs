@@ -20,9 +20,11 @@ use crate::AppState;
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
-    /// Users to skip (default 0).
+    /// Users to skip, 0 to 1,000,000,000 (default 0).
+    #[param(minimum = 0, maximum = 1_000_000_000)]
     pub skip: Option<u64>,
     /// Page size, 1 to 100 (default 50).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u64>,
     /// Case-insensitive prefix of the email address or of the full name.
     pub q: Option<String>,

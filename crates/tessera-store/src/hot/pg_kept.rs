@@ -21,6 +21,30 @@ use uuid::Uuid;
 use crate::entity::{session, user};
 use crate::query::sessions::{Rotation, ROTATE};
 
+/// Why a statement on a kept connection failed.
+#[derive(Debug)]
+pub(crate) enum KeptError {
+    /// No connection could be had from the pool (it timed out, is closed, or the
+    /// database refused a new connection): asking the pool again would wait again.
+    Acquire(sqlx::Error),
+    /// The statement failed on its connection (see [`crate::error::connection_died`]).
+    Statement(sqlx::Error),
+}
+
+impl KeptError {
+    /// The domain error: a connection that could not be had is `Unavailable` whatever the
+    /// cause.
+    pub(crate) fn into_error(self) -> tessera_domain::Error {
+        match self {
+            KeptError::Acquire(e) => match crate::error::sqlx_error(&e) {
+                tessera_domain::Error::Internal(cause) => tessera_domain::Error::Unavailable(cause),
+                other => other,
+            },
+            KeptError::Statement(e) => crate::error::sqlx_error(&e),
+        }
+    }
+}
+
 /// A kept connection unused this long goes back to the pool.
 pub(crate) const KEEP_IDLE: Duration = Duration::from_secs(5);
 
@@ -48,10 +72,7 @@ impl PgKept {
 
     /// The session with this id and its user, as [`crate::query::sessions::with_user`]
     /// reads them.
-    pub(crate) async fn session_with_user(
-        &self,
-        id: Uuid,
-    ) -> Result<Option<(session::Model, user::Model)>, sqlx::Error> {
+    pub(crate) async fn session_with_user(&self, id: Uuid) -> Result<Option<(session::Model, user::Model)>, KeptError> {
         let sql = crate::query::sessions::with_user_sql(DbBackend::Postgres);
         let row = self.fetch_optional(sqlx::query(sql).bind(id)).await?;
         row.map(|row| {
@@ -59,6 +80,7 @@ impl PgKept {
             Ok(crate::session_and_user!(row.get, 0))
         })
         .transpose()
+        .map_err(KeptError::Statement)
     }
 
     /// Rotates in one statement, one round trip: [`ROTATE`], the audit row and the read of
@@ -66,7 +88,7 @@ impl PgKept {
     /// statement is). A concurrent rotation of the same token waits for the session row's
     /// lock, then finds the counter moved and changes nothing, so its audit row is not
     /// written either. `None` when it did not rotate.
-    pub(crate) async fn rotate(&self, r: &Rotation) -> Result<Option<(session::Model, user::Model)>, sqlx::Error> {
+    pub(crate) async fn rotate(&self, r: &Rotation) -> Result<Option<(session::Model, user::Model)>, KeptError> {
         static SQL: OnceLock<String> = OnceLock::new();
         let sql = SQL.get_or_init(|| {
             format!(
@@ -95,6 +117,7 @@ impl PgKept {
             Ok(crate::session_and_user!(row.get, 0))
         })
         .transpose()
+        .map_err(KeptError::Statement)
     }
 
     /// Runs one statement on a kept connection (or one from the pool) and keeps the
@@ -102,23 +125,34 @@ impl PgKept {
     async fn fetch_optional<'q>(
         &self,
         query: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
-    ) -> Result<Option<PgRow>, sqlx::Error> {
+    ) -> Result<Option<PgRow>, KeptError> {
         if self.pool.is_closed() {
             self.hand_back(Duration::ZERO);
-            return Err(sqlx::Error::PoolClosed);
+            return Err(KeptError::Acquire(sqlx::Error::PoolClosed));
         }
         let kept = self.kept.lock().ok().and_then(|mut kept| kept.pop());
         let mut conn = match kept {
             Some((conn, _)) => conn,
-            None => self.pool.acquire().await?,
+            None => self.pool.acquire().await.map_err(KeptError::Acquire)?,
         };
         let row = query.fetch_optional(&mut *conn).await;
-        // The database's own answer (an error included) leaves the connection ready for
-        // the next statement; anything else (I/O, protocol) goes to the pool's checks.
-        if matches!(row, Ok(_) | Err(sqlx::Error::Database(_))) {
-            self.keep(conn);
+        match &row {
+            Err(e) if crate::error::connection_died(e) => {
+                // The database restarted or the network dropped it: this connection is
+                // closed, and the kept ones, most likely dead with it, go back to the pool,
+                // which checks each before handing it out again.
+                crate::error::note_dead_connection();
+                conn.close_on_drop();
+                drop(conn);
+                self.hand_back(Duration::ZERO);
+            }
+            // The database's own answer (an error included) leaves the connection ready
+            // for the next statement.
+            Ok(_) | Err(sqlx::Error::Database(_)) => self.keep(conn),
+            // Anything else (a decoding error...) goes back through the pool's checks.
+            Err(_) => drop(conn),
         }
-        row
+        row.map_err(KeptError::Statement)
     }
 
     fn keep(&self, conn: PoolConnection<Postgres>) {

@@ -88,6 +88,18 @@ pub async fn claim(
     Ok(res.rows_affected == 1)
 }
 
+/// Extends the lease of a message being sent until `until`.
+pub async fn renew(conn: &impl ConnectionTrait, id: Uuid, until: DateTime<Utc>) -> Result<(), Error> {
+    mail_outbox::Entity::update_many()
+        .col_expr(mail_outbox::Column::LockedUntil, Expr::value(until))
+        .filter(mail_outbox::Column::Id.eq(id))
+        .filter(mail_outbox::Column::SentAt.is_null())
+        .exec(conn)
+        .await
+        .or_db()?;
+    Ok(())
+}
+
 /// Records the outcome of a delivery attempt (the set columns of `row`).
 pub async fn record_attempt(conn: &impl ConnectionTrait, row: mail_outbox::ActiveModel) -> Result<(), Error> {
     row.update(conn).await.or_db()?;

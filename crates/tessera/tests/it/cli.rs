@@ -5,6 +5,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::future::join_all;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -36,7 +37,20 @@ struct Proc {
 
 impl Proc {
     async fn start(dir: &std::path::Path, envs: &[(&str, &str)]) -> Proc {
-        let mut child = tessera()
+        Self::launch(tessera(), dir, envs).await
+    }
+
+    /// `tessera serve` with at most `open_files` file descriptors (soft and hard limit).
+    async fn start_with_open_files(dir: &std::path::Path, open_files: u32, envs: &[(&str, &str)]) -> Proc {
+        let mut sh = Command::new("/bin/sh");
+        sh.args(["-c", &format!("ulimit -n {open_files} && exec \"$0\""), env!("CARGO_BIN_EXE_tessera")])
+            .env_clear()
+            .kill_on_drop(true);
+        Self::launch(sh, dir, envs).await
+    }
+
+    async fn launch(mut command: Command, dir: &std::path::Path, envs: &[(&str, &str)]) -> Proc {
+        let mut child = command
             .current_dir(dir)
             .env("HOST", "127.0.0.1")
             .env("PORT", "0")
@@ -413,4 +427,103 @@ async fn the_log_transport_shows_the_link_in_development() {
 
     assert!(out.contains("mail sent (MAIL_TRANSPORT=log"), "{out}");
     assert!(out.contains("/verify-email?token="), "a newcomer can click the link: {out}");
+}
+
+/// CPU time (user + system, in clock ticks) a process has used.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_name = stat.rsplit_once(')').unwrap().1;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of stat(5); fields[0] here is field 3.
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// Out of file descriptors, the accept loop logs, backs off without spinning and
+/// without exiting, and serves again once descriptors are free (issue 20, item 1).
+#[tokio::test]
+async fn the_accept_loop_survives_running_out_of_file_descriptors() {
+    let dir = tempfile::tempdir().unwrap();
+    let server =
+        Proc::start_with_open_files(dir.path(), 128, &[("HTTP_MAX_CONNECTIONS", "100000"), ("DB_POOL_SIZE", "2")])
+            .await;
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let mut held = Vec::new();
+    for _ in 0..300 {
+        held.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let pid = server.child.id().unwrap();
+    let before = cpu_ticks(pid);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let spent = cpu_ticks(pid) - before;
+    assert!(spent < 40, "the server spun on EMFILE: {spent} ticks of CPU in 2 s");
+    assert!(server.output.lock().unwrap().contains("accept failed"), "{}", server.output.lock().unwrap());
+
+    drop(held);
+    let client = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match client.get(server.url("/health")).send().await {
+            Ok(res) if res.status() == StatusCode::OK => break,
+            other => assert!(std::time::Instant::now() < deadline, "no /health after EMFILE: {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (code, _) = server.terminate().await;
+    assert_eq!(code, 0);
+}
+
+/// A sign-up storm killed with SIGKILL: every sign-up answered 201 is there after a
+/// restart on the same database, and signs in (issue 20, guarantees).
+#[tokio::test]
+async fn a_kill_9_during_a_sign_up_storm_loses_no_acknowledged_sign_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = fresh_database(dir.path()).await;
+    let envs = [
+        ("DATABASE_URL", db.as_str()),
+        ("ARGON2_MEMORY_KIB", "1024"),
+        ("ARGON2_ITERATIONS", "1"),
+        ("HASH_QUEUE", "256"),
+        ("RATE_LIMIT_ENABLED", "false"),
+    ];
+    let mut server = Proc::start(dir.path(), &envs).await;
+    let acknowledged = Arc::new(Mutex::new(Vec::new()));
+    let mut storm = Vec::new();
+    for t in 0..16 {
+        let (url, acknowledged) = (server.url("/v1/users"), acknowledged.clone());
+        storm.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            for i in 0.. {
+                let email = format!("storm-{t}-{i}@example.com");
+                match client.post(&url).json(&json!({ "email": email, "password": PASSWORD })).send().await {
+                    Ok(res) if res.status() == StatusCode::CREATED => acknowledged.lock().unwrap().push(email),
+                    Ok(res) => panic!("sign-up answered {}", res.status()),
+                    Err(_) => return, // the server is gone
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    server.signal("-KILL");
+    server.child.wait().await.unwrap();
+    for t in storm {
+        t.await.unwrap();
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert!(acknowledged.len() >= 16, "the storm had begun: {}", acknowledged.len());
+
+    let again = Proc::start(dir.path(), &envs).await;
+    let client = reqwest::Client::new();
+    let signed_in = join_all(acknowledged.iter().map(|email| {
+        client.post(again.url("/v1/auth/login")).json(&json!({ "email": email, "password": PASSWORD })).send()
+    }))
+    .await;
+    let lost: Vec<_> = acknowledged
+        .iter()
+        .zip(signed_in)
+        .filter(|(_, res)| !res.as_ref().is_ok_and(|r| r.status() == StatusCode::OK))
+        .map(|(email, _)| email)
+        .collect();
+    eprintln!("kill -9 during a sign-up storm: {} acknowledged, {} lost", acknowledged.len(), lost.len());
+    assert!(lost.is_empty(), "acknowledged sign-ups lost after kill -9: {lost:?}");
 }

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use tessera::Server;
 use tessera_core::settings::Settings;
 use tessera_core::Core;
-use tessera_store::sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
+use tessera_store::sea_orm::{ConnectionTrait, Statement};
 
 /// The JWT secret every test server uses, so tests can forge tokens.
 pub const JWT_SECRET: &str = "test-secret-key-that-is-long-enough-0123456789";
@@ -162,7 +162,7 @@ impl TestApp {
     }
 
     /// The database the server uses.
-    pub fn db(&self) -> &DatabaseConnection {
+    pub fn db(&self) -> &tessera_store::Reader {
         self.core.store.reader()
     }
 
@@ -424,13 +424,16 @@ impl Mail {
 pub struct SmtpServer {
     pub port: u16,
     mails: Arc<std::sync::Mutex<Vec<Mail>>>,
+    /// While set, a message's data is read but its acceptance (the `250` after the `.`)
+    /// waits: a slow server.
+    stall: Arc<std::sync::atomic::AtomicBool>,
     tasks: Option<tokio::task::JoinSet<()>>,
 }
 
 impl SmtpServer {
     /// Starts one on a free port.
     pub async fn start() -> SmtpServer {
-        let mut s = SmtpServer { port: free_port(), mails: Arc::default(), tasks: None };
+        let mut s = SmtpServer { port: free_port(), mails: Arc::default(), stall: Arc::default(), tasks: None };
         s.listen().await;
         s
     }
@@ -438,14 +441,15 @@ impl SmtpServer {
     async fn listen(&mut self) {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port)).await.unwrap();
         let mails = self.mails.clone();
+        let stall = self.stall.clone();
         let mut tasks = tokio::task::JoinSet::new();
         let conns = Arc::new(tokio::sync::Mutex::new(tokio::task::JoinSet::new()));
         let conns2 = conns.clone();
         tasks.spawn(async move {
             let _keep = conns2.clone();
             while let Ok((stream, _)) = listener.accept().await {
-                let mails = mails.clone();
-                conns2.lock().await.spawn(smtp_session(stream, mails));
+                let (mails, stall) = (mails.clone(), stall.clone());
+                conns2.lock().await.spawn(smtp_session(stream, mails, stall));
             }
         });
         // Dropping the JoinSet aborts the listener; the connections' set goes with it.
@@ -462,6 +466,11 @@ impl SmtpServer {
             t.shutdown().await;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    /// Makes the server slow to accept messages (or quick again).
+    pub fn stall(&self, on: bool) {
+        self.stall.store(on, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Listens again on the same port.
@@ -516,7 +525,11 @@ impl SmtpServer {
     }
 }
 
-async fn smtp_session(stream: tokio::net::TcpStream, mails: Arc<std::sync::Mutex<Vec<Mail>>>) {
+async fn smtp_session(
+    stream: tokio::net::TcpStream,
+    mails: Arc<std::sync::Mutex<Vec<Mail>>>,
+    stall: Arc<std::sync::atomic::AtomicBool>,
+) {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read).lines();
@@ -545,6 +558,10 @@ async fn smtp_session(stream: tokio::net::TcpStream, mails: Arc<std::sync::Mutex
                 data.push_str(l.strip_prefix('.').unwrap_or(&l));
                 data.push_str("\r\n");
             }
+            while stall.load(std::sync::atomic::Ordering::SeqCst) {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            // Accepted (whether or not the client is still there to hear it).
             mails.lock().unwrap().push(Mail { from: from.clone(), to: to.clone(), data });
             b"250 OK queued\r\n"
         } else if upper == "QUIT" {

@@ -746,3 +746,59 @@ async fn reset_and_resend_take_the_same_time_for_unknown_addresses() {
     smtp.latest("timed@example.com", "verification code").await;
     assert!(smtp.mails_to("ghost0@example.com").is_empty());
 }
+
+/// The lease on the mail being sent, read from the outbox.
+async fn mail_lease(app: &TestApp, to: &str) -> Option<(uuid::Uuid, chrono::DateTime<chrono::Utc>)> {
+    use tessera_core::entity::mail_outbox;
+    use tessera_store::sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    let row = mail_outbox::Entity::find()
+        .filter(mail_outbox::Column::ToAddr.eq(to))
+        .filter(mail_outbox::Column::SentAt.is_null())
+        .one(app.db())
+        .await
+        .unwrap()?;
+    Some((row.id, row.locked_until?))
+}
+
+/// Mail is delivered at least once, with one Message-ID across every attempt (issue 20,
+/// item 6). A message being sent is leased for 15 s and the lease is renewed while the
+/// SMTP server takes its time; a server that accepts a message after the sender gave up
+/// on it gets it twice, under the same Message-ID, so the receiving side can drop the
+/// duplicate.
+#[tokio::test]
+async fn the_lease_is_15_s_renewed_while_sending_and_a_retry_keeps_the_message_id() {
+    let smtp = SmtpServer::start().await;
+    smtp.stall(true);
+    let app = mail_app(&smtp, &[]).await;
+    let to = "slow@example.com";
+    app.register(to, PASSWORD).await;
+
+    let mut lease = None;
+    for _ in 0..100 {
+        lease = mail_lease(&app, to).await;
+        if lease.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (id, first) = lease.expect("the sender claims the message");
+    let held_for = first - chrono::Utc::now();
+    assert!(
+        held_for > chrono::Duration::seconds(13) && held_for <= chrono::Duration::seconds(15),
+        "a 15 s lease: {held_for}"
+    );
+    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+    let (_, renewed) = mail_lease(&app, to).await.expect("still being sent");
+    assert!(renewed > first + chrono::Duration::seconds(4), "renewed while sending: {first} → {renewed}");
+
+    // The sender gives up after its 10 s SMTP timeout and tries again; the server then
+    // accepts both attempts.
+    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+    smtp.stall(false);
+    let mails = smtp.wait_for(to, 2).await;
+    let message_id = |m: &Mail| {
+        m.data.lines().find_map(|l| l.strip_prefix("Message-ID: ")).map(|v| v.trim().to_owned()).unwrap_or_default()
+    };
+    assert_eq!(message_id(&mails[0]), format!("<{id}@tessera>"));
+    assert_eq!(message_id(&mails[1]), message_id(&mails[0]), "one Message-ID across attempts");
+}

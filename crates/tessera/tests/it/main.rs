@@ -10,6 +10,7 @@ mod admin;
 mod auth;
 mod browser;
 mod cli;
+mod hardening;
 mod limits;
 mod mail;
 mod mfa;

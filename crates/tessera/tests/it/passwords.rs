@@ -156,3 +156,71 @@ async fn a_password_over_72_bytes_never_matches_a_bcrypt_hash_by_its_prefix() {
     let res = app.post("/v1/auth/login", None, json!({ "email": email, "password": format!("{first_72}y") })).await;
     assert_error(res, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
 }
+
+/// Passwords are NFKC-normalised before hashing and comparison; control characters are
+/// refused with a rule of their own (issue 20, item 7).
+#[tokio::test]
+async fn control_characters_are_refused_with_their_own_rule() {
+    let app = TestApp::spawn().await;
+    for (i, bad) in ["Str0ng!\0Passw0rd", "Str0ng!\tPassw0rd", "Str0ng!\u{7f}Passw0rd", "Str0ng!\u{9b}Passw0rd"]
+        .into_iter()
+        .enumerate()
+    {
+        let email = format!("control{i}@example.com");
+        let res = app.post("/v1/users", None, json!({ "email": email, "password": bad })).await;
+        let body = assert_error(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_error").await;
+        let codes: Vec<&str> = body["errors"].as_array().unwrap().iter().filter_map(|e| e["code"].as_str()).collect();
+        assert_eq!(codes, ["password_control_character"], "{bad:?}: {body}");
+    }
+    // ...on every path that sets a password.
+    let (email, login) = app.user().await;
+    let res = app
+        .post(
+            "/v1/auth/change-password",
+            Some(&login.access),
+            json!({ "current_password": PASSWORD, "new_password": "Str0ng!\0Passw0rd" }),
+        )
+        .await;
+    let body = assert_error(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_error").await;
+    assert!(body.to_string().contains("password_control_character"), "{body}");
+    app.login(&email, PASSWORD).await;
+}
+
+#[tokio::test]
+async fn a_password_signs_in_however_its_characters_are_composed() {
+    let app = TestApp::spawn().await;
+    let email = "nfkc@example.com";
+    // "é" as e + U+0301 at sign-up; precomposed U+00E9, then full-width letters, at sign-in.
+    app.register(email, "Cafe\u{301}-Str0ng!").await;
+    app.login(email, "Caf\u{e9}-Str0ng!").await;
+    let hash = stored_hash(&app, email).await;
+    app.login(email, "\u{ff23}af\u{e9}-Str0ng!").await;
+    assert_eq!(stored_hash(&app, email).await, hash, "a normalised hash is not re-hashed");
+    let wrong = app.post("/v1/auth/login", None, json!({ "email": email, "password": "Cafe-Str0ng!" })).await;
+    assert_error(wrong, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+}
+
+/// A hash made before normalisation holds the raw form of the password: it still signs
+/// in (once through the raw fallback) and is re-hashed to the normalised form.
+#[tokio::test]
+async fn a_hash_of_the_raw_form_signs_in_once_and_is_rehashed_normalised() {
+    let app = TestApp::spawn().await;
+    let email = "raw@example.com";
+    app.register(email, PASSWORD).await;
+    let raw = "\u{ff21}bc-Str0ng!\u{2126}"; // full-width A, Ohm sign: NFKC makes "Abc-Str0ng!Ω"
+    let argon = argon2::Argon2::new(
+        argon2::Algorithm::Argon2id,
+        argon2::Version::V0x13,
+        argon2::Params::new(1024, 1, 1, None).unwrap(),
+    );
+    let salt = argon2::password_hash::SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
+    let old = argon2::PasswordHasher::hash_password(&argon, raw.as_bytes(), &salt).unwrap().to_string();
+    set_hash(&app, email, &old).await;
+
+    app.login(email, raw).await;
+    let rehashed = stored_hash(&app, email).await;
+    assert_ne!(rehashed, old, "the raw-form hash is replaced");
+    // The new hash is of the normalised form: the normalised spelling signs in now.
+    app.login(email, "Abc-Str0ng!\u{3a9}").await;
+    assert_eq!(stored_hash(&app, email).await, rehashed);
+}
