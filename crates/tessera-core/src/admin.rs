@@ -155,7 +155,7 @@ pub struct AuditQuery {
 }
 
 fn parse_role(field: &str, raw: &str, errors: &mut Vec<FieldError>) -> Option<Role> {
-    let role = Role::parse(raw.trim());
+    let role = Role::parse(raw);
     if role.is_none() {
         errors.push(FieldError::new(field, "invalid_role", "The role must be user or admin."));
     }
@@ -304,8 +304,10 @@ impl Core {
         let limit = page_limit("limit", q.limit)?;
         let mut errors = Vec::new();
         let role = q.role.as_deref().filter(|r| !r.trim().is_empty()).and_then(|r| parse_role("role", r, &mut errors));
+        // The limit counts the characters sent, before lower-casing (which may add some).
+        let too_long = q.q.as_deref().is_some_and(|p| p.trim().chars().count() > 320);
         let prefix = q.q.map(|s| s.trim().to_lowercase()).filter(|s| !s.is_empty());
-        if prefix.as_ref().is_some_and(|p| p.chars().count() > 320) {
+        if too_long {
             errors.push(FieldError::new("q", "too_long", "At most 320 characters."));
         }
         if q.skip > SKIP_MAX {
@@ -507,7 +509,8 @@ impl Core {
         if (found as usize) < ids.len() || roles.len() < ids.len() {
             let known: BTreeSet<Uuid> = roles.iter().map(|(id, _)| *id).collect();
             let unknown: Vec<String> = ids.iter().filter(|id| !known.contains(id)).map(Uuid::to_string).collect();
-            return Err(Error::field("ids", "unknown_ids", format!("Unknown user ids: {}.", unknown.join(", "))));
+            tracing::info!(unknown = %unknown.join(", "), "bulk action names unknown users; nothing changed");
+            return Err(Error::UserNotFound);
         }
         for role in
             roles.iter().map(|(_, r)| Role::parse(r).unwrap_or(Role::User)).collect::<std::collections::HashSet<_>>()
@@ -582,26 +585,27 @@ impl Core {
     pub async fn audit_log(&self, q: AuditQuery) -> Result<(Vec<audit_log::Model>, Option<String>), Error> {
         let limit = page_limit("limit", q.limit.unwrap_or(50))?;
         let mut errors = Vec::new();
+        // A cursor is the id of an event, as this API writes it (hyphenated); empty is
+        // the first page.
         let before = match q.cursor.as_deref().filter(|c| !c.is_empty()) {
-            Some(c) => Uuid::parse_str(c)
-                .map_err(|_| errors.push(FieldError::new("cursor", "invalid_cursor", "Not a cursor from this API.")))
+            Some(c) => (c.len() == 36)
+                .then(|| Uuid::try_parse(c).ok())
+                .flatten()
+                .ok_or_else(|| errors.push(FieldError::new("cursor", "invalid_cursor", "Not a cursor from this API.")))
                 .ok(),
             None => None,
         };
+        // An event name, or a prefix ending in `.*`; at most 64 characters.
         let event = q.event.map(|e| e.trim().to_owned()).filter(|e| !e.is_empty());
         let event = match event {
-            Some(e) if e.ends_with(".*") => Some(e.trim_end_matches('*').to_owned()),
-            Some(e) if e.contains('*') || e.len() > 64 => {
+            Some(e) if e.chars().count() > 64 || e.strip_suffix(".*").unwrap_or(&e).contains('*') => {
                 errors.push(FieldError::new("event", "invalid_event", "An event name, or a prefix such as admin.*."));
                 None
             }
-            other => other,
+            Some(e) => Some(e.strip_suffix('*').unwrap_or(&e).to_owned()),
+            None => None,
         };
-        if let (Some(from), Some(to)) = (q.from, q.to) {
-            if from > to {
-                errors.push(FieldError::new("from", "after_to", "from must not be after to."));
-            }
-        }
+        // `from` after `to` is an empty range: an empty page, like any range without events.
         if !errors.is_empty() {
             return Err(Error::Validation(errors));
         }

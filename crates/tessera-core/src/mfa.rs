@@ -521,7 +521,7 @@ impl Core {
     /// Ten new recovery codes (the old ones die); aal2 only.
     pub async fn regenerate_recovery_codes(&self, who: &Principal, client: &ClientInfo) -> Result<Vec<String>, Error> {
         if !who.user.mfa_enabled {
-            return Err(Error::BadRequest("MFA is not on: activate a factor first.".to_owned()));
+            return Err(Error::MfaNotEnabled);
         }
         self.require_aal2_if_mfa(who)?;
         let codes: Vec<String> = (0..RECOVERY_CODES).map(|_| new_recovery_code()).collect();

@@ -49,6 +49,18 @@ pub struct UserProfile {
     pub profile: profile::Model,
 }
 
+/// A date written exactly `YYYY-MM-DD` (ASCII digits), and a real one.
+pub(crate) fn iso_date(s: &str) -> Option<NaiveDate> {
+    let b = s.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let number = |r: std::ops::Range<usize>| -> Option<u32> {
+        b[r.clone()].iter().all(u8::is_ascii_digit).then(|| s[r].parse().ok()).flatten()
+    };
+    NaiveDate::from_ymd_opt(i32::try_from(number(0..4)?).ok()?, number(5..7)?, number(8..10)?)
+}
+
 /// An optional phone number: blank means none; an invalid one is recorded in `errors`.
 pub(crate) fn optional_phone(raw: Option<String>, errors: &mut Vec<FieldError>) -> Option<Phone> {
     let raw = raw.filter(|p| !p.trim().is_empty())?;
@@ -271,7 +283,7 @@ impl Core {
         if let Some(dob) = patch.date_of_birth {
             let parsed = match dob.map(|d| d.trim().to_owned()).filter(|d| !d.is_empty()) {
                 None => None,
-                Some(d) => match NaiveDate::parse_from_str(&d, "%Y-%m-%d") {
+                Some(d) => match iso_date(&d).ok_or(()) {
                     Ok(date) if date > now().date_naive() => {
                         errors.push(FieldError::new(
                             "date_of_birth",

@@ -80,6 +80,8 @@ pub enum Error {
     FactorNotFound,
     #[error("This factor is active already.")]
     FactorAlreadyActive,
+    #[error("MFA is not on: activate a factor first.")]
+    MfaNotEnabled,
     #[error("Too many requests; try again later.")]
     RateLimited { retry_after_secs: u64 },
     #[error("Too many failed sign-in attempts; try again later.")]
@@ -103,7 +105,7 @@ impl Error {
             | InvalidApiKey | InvalidMfaCode | InvalidMfaToken => ErrorKind::Unauthorized,
             AccountInactive | EmailNotVerified | PermissionDenied | MfaRequired => ErrorKind::Forbidden,
             UserNotFound | SessionNotFound | ApiKeyNotFound | FactorNotFound => ErrorKind::NotFound,
-            EmailTaken | LastAdmin | FactorAlreadyActive => ErrorKind::Conflict,
+            EmailTaken | LastAdmin | FactorAlreadyActive | MfaNotEnabled => ErrorKind::Conflict,
             RateLimited { .. } | AccountLocked { .. } => ErrorKind::RateLimited,
             Overloaded { .. } | Unavailable(_) => ErrorKind::Unavailable,
             Internal(_) => ErrorKind::Internal,
@@ -138,6 +140,7 @@ impl Error {
             InvalidMfaToken => "InvalidMfaToken",
             FactorNotFound => "FactorNotFound",
             FactorAlreadyActive => "FactorAlreadyActive",
+            MfaNotEnabled => "MfaNotEnabled",
             RateLimited { .. } => "RateLimitExceeded",
             AccountLocked { .. } => "AccountLocked",
             Overloaded { .. } => "ServiceOverloaded",
@@ -174,6 +177,7 @@ impl Error {
             InvalidMfaToken => "invalid_mfa_token",
             FactorNotFound => "factor_not_found",
             FactorAlreadyActive => "factor_already_active",
+            MfaNotEnabled => "mfa_not_enabled",
             RateLimited { .. } => "rate_limited",
             AccountLocked { .. } => "account_locked",
             Overloaded { .. } => "service_overloaded",

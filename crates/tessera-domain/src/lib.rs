@@ -14,7 +14,7 @@ mod role;
 pub use cidr::Cidr;
 pub use email::Email;
 pub use error::{Error, ErrorKind, FieldError};
-pub use password::{common_password_count, normalize_password, PasswordPolicy};
+pub use password::{common_password_count, normalize_password, PasswordPolicy, CONTROL_CLASS, WHITESPACE_CLASS};
 pub use permission::{Permission, Permissions};
 pub use phone::Phone;
 pub use role::Role;

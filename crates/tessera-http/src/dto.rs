@@ -121,9 +121,10 @@ pub struct LoginIn {
     pub password: String,
 }
 
-/// The OAuth2 password-flow form.
-#[derive(Debug, Deserialize)]
+/// The OAuth2 password-flow form (other fields, such as `grant_type`, are ignored).
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct LoginForm {
+    /// The email address.
     pub username: String,
     pub password: String,
 }

@@ -46,6 +46,25 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     }
 }
 
+/// An optional JSON object body (for routes whose body may be left out): empty, blank or
+/// `null` is `None`; otherwise it is read as [`ApiJson`] reads it (400 for what is not
+/// JSON, 422 for what is not an object or has mistyped fields).
+pub fn optional_json<T: DeserializeOwned>(body: &[u8]) -> Result<Option<T>, ApiError> {
+    let text = body.trim_ascii();
+    if text.is_empty() || text == b"null" {
+        return Ok(None);
+    }
+    if text.first() != Some(&b'{') {
+        return Err(if serde_json::from_slice::<serde::de::IgnoredAny>(text).is_ok() {
+            Error::field("body", "not_an_object", "The body must be a JSON object.").into()
+        } else {
+            ApiError::bad_request("The body is not valid JSON.")
+        });
+    }
+    let axum::Json(value) = axum::Json::<T>::from_bytes(text)?;
+    Ok(Some(value))
+}
+
 /// `axum::extract::Query` whose rejections answer in the SPEC §6 shape.
 #[derive(FromRequestParts)]
 #[from_request(via(axum::extract::Query), rejection(ApiError))]

@@ -132,7 +132,10 @@ pub fn router(core: Arc<Core>) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state);
     if settings.openapi_enabled {
-        app = app.merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", openapi::document()));
+        let policy = settings.password_policy.clone();
+        app = app
+            .route("/openapi.json", get(move || openapi::served(policy.clone())))
+            .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::from("/openapi.json")));
     }
     if settings.metrics_enabled {
         metrics::start_upkeep();

@@ -54,3 +54,354 @@ pub struct ApiDoc;
 pub fn document() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }
+
+// ---------------------------------------------------------------------------------
+// The document as served: every status each operation can answer, and request
+// schemas that carry the rules the API enforces (issue 20). Written against the
+// JSON, after utoipa, because some rules come from the settings (the password
+// policy) or the date (a birth date is not in the future).
+
+use chrono::{Datelike, NaiveDate};
+use serde_json::{json, Map, Value};
+use tessera_domain::{PasswordPolicy, Permission, CONTROL_CLASS, WHITESPACE_CLASS};
+
+/// Control characters but tab, line feed and carriage return (allowed inside free text).
+const CONTROL_BUT_TNR: &str = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f";
+/// What the phone parser drops as separators.
+const PHONE_SEPARATORS: &str = r"[ \-.()]";
+
+/// Optional free text as `bounded_text` accepts it: trimmed, blank for none, at most
+/// `max` characters, no control characters but tab and line breaks.
+fn text(max: usize) -> Value {
+    let w = WHITESPACE_CLASS;
+    json!({ "pattern": format!("^[{w}]*[^{CONTROL_BUT_TNR}]{{0,{max}}}[{w}]*$"),
+            "description": format!("At most {max} characters once trimmed; no control characters but tab and line breaks. Blank clears it.") })
+}
+
+/// A phone number in E.164 form (separators `space - . ( )` dropped), or blank for none.
+fn phone() -> Value {
+    let (w, s) = (WHITESPACE_CLASS, PHONE_SEPARATORS);
+    json!({ "pattern": format!("^(?:[{w}]*|[{w}]*{s}*\\+{s}*[1-9](?:{s}*[0-9]){{7,14}}{s}*[{w}]*)$"),
+            "description": "E.164, e.g. `+14155550123` (spaces, dashes, dots and parentheses are dropped); blank for none." })
+}
+
+fn email() -> Value {
+    json!({ "format": "email", "maxLength": 254 })
+}
+
+fn new_password(policy: &PasswordPolicy) -> Value {
+    json!({ "pattern": policy.pattern(), "minLength": policy.min_length, "maxLength": policy.max_length,
+            "description": "The password policy: the pattern spells out its length and character rules; it must also not be a common password nor contain the email's local part." })
+}
+
+/// `YYYY-MM-DD` from 1900-01-01 to `today`, real dates only, or blank for none.
+fn birth_date(today: NaiveDate) -> Value {
+    let is_leap = |y: i32| NaiveDate::from_ymd_opt(y, 2, 29).is_some();
+    // The days of a month, as a regular expression.
+    let days = |month: u32, leap: bool| match month {
+        2 if leap => "(?:0[1-9]|1[0-9]|2[0-9])",
+        2 => "(?:0[1-9]|1[0-9]|2[0-8])",
+        4 | 6 | 9 | 11 => "(?:0[1-9]|[12][0-9]|30)",
+        _ => "(?:0[1-9]|[12][0-9]|3[01])",
+    };
+    let y = today.year();
+    // Whole years 1900 to last year, by decade; 29 February in their leap years.
+    let decades: Vec<String> = (190..=(y - 1) / 10)
+        .map(|d| match (y - 1).min(d * 10 + 9) % 10 {
+            9 => format!("{d}[0-9]"),
+            last => format!("{d}[0-{last}]"),
+        })
+        .collect();
+    let leap_years: Vec<String> = (1900..y).filter(|y| is_leap(*y)).map(|y| y.to_string()).collect();
+    let any_month = (1..=12).map(|m| format!("{m:02}-{}", days(m, false))).collect::<Vec<_>>().join("|");
+    // This year: the months before this one, then this month up to today.
+    let mut this_year: Vec<String> = (1..today.month()).map(|m| format!("{m:02}-{}", days(m, is_leap(y)))).collect();
+    let up_to_today = (1..=today.day()).map(|d| format!("{d:02}")).collect::<Vec<_>>().join("|");
+    this_year.push(format!("{:02}-(?:{up_to_today})", today.month()));
+    let date = format!(
+        "(?:(?:{})-(?:{any_month})|(?:{})-02-29|{y}-(?:{}))",
+        decades.join("|"),
+        leap_years.join("|"),
+        this_year.join("|")
+    );
+    let w = WHITESPACE_CLASS;
+    json!({ "pattern": format!("^[{w}]*(?:{date})?[{w}]*$"),
+            "description": "ISO date, YYYY-MM-DD, from 1900-01-01 to today; blank clears it." })
+}
+
+fn avatar_url() -> Value {
+    let (w, c) = (WHITESPACE_CLASS, CONTROL_CLASS);
+    json!({ "pattern": format!("^[{w}]*(?:(?=[^{w}{c}]{{1,2048}}[{w}]*$)[hH][tT][tT][pP][sS]?://[^/{w}{c}][^{w}{c}]*)?[{w}]*$"),
+            "description": "An http(s) URL of at most 2048 characters, without whitespace; blank clears it." })
+}
+
+/// The request rules, by component schema and property.
+fn property_rules(policy: &PasswordPolicy, today: NaiveDate) -> Vec<(&'static str, &'static str, Value)> {
+    let (w, c) = (WHITESPACE_CLASS, CONTROL_CLASS);
+    let role = || json!({ "enum": ["user", "admin", null] });
+    let scopes: Vec<&str> = Permission::ALL.iter().map(|p| p.as_str()).collect();
+    vec![
+        ("RegisterIn", "email", email()),
+        ("RegisterIn", "password", new_password(policy)),
+        ("RegisterIn", "full_name", text(200)),
+        ("RegisterIn", "phone", phone()),
+        ("UserPatchIn", "email", email()),
+        ("UserPatchIn", "full_name", text(200)),
+        ("UserPatchIn", "phone", phone()),
+        ("ChangePasswordIn", "new_password", new_password(policy)),
+        ("ResetConfirmIn", "new_password", new_password(policy)),
+        ("ProfilePatchIn", "name", text(200)),
+        ("ProfilePatchIn", "location", text(200)),
+        ("ProfilePatchIn", "bio", text(5000)),
+        ("ProfilePatchIn", "avatar_url", avatar_url()),
+        ("ProfilePatchIn", "date_of_birth", birth_date(today)),
+        ("TotpEnrollIn", "name", json!({ "pattern": format!("^[{w}]*[^{c}]{{0,100}}[{w}]*$") })),
+        ("CodeIn", "code", json!({ "pattern": format!("^(?:[{w}]*[0-9]){{6}}[{w}]*$") })),
+        (
+            "CreateApiKeyIn",
+            "name",
+            json!({ "pattern": format!("^[{w}]*[^{w}{c}](?:[^{c}]{{0,98}}[^{w}{c}])?[{w}]*$") }),
+        ),
+        ("CreateApiKeyIn", "scopes", json!({ "minItems": 1, "items": { "type": "string", "enum": scopes } })),
+        (
+            "CreateApiKeyIn",
+            "expires_at",
+            json!({ "type": null, "format": null, "anyOf": [{ "type": "string", "format": "date-time" }, { "type": "null" }],
+                    "description": "Optional expiry (RFC 3339), in the future: one already past is 422 `in_past`." }),
+        ),
+        ("CreateUserIn", "email", email()),
+        ("CreateUserIn", "password", new_password(policy)),
+        ("CreateUserIn", "full_name", text(200)),
+        ("CreateUserIn", "phone", phone()),
+        ("CreateUserIn", "role", role()),
+        ("UpdateUserIn", "email", email()),
+        ("UpdateUserIn", "password", new_password(policy)),
+        ("UpdateUserIn", "full_name", text(200)),
+        ("UpdateUserIn", "phone", phone()),
+        ("UpdateUserIn", "role", role()),
+        ("KreedaRegisterIn", "email", email()),
+        ("KreedaRegisterIn", "password", new_password(policy)),
+        ("KreedaRegisterIn", "name", text(200)),
+        ("KreedaRegisterIn", "phone_number", phone()),
+        ("KreedaUserUpdateIn", "email", email()),
+        ("KreedaUserUpdateIn", "password", new_password(policy)),
+        ("KreedaUserUpdateIn", "phone", phone()),
+        ("KreedaVerifyIn", "type", json!({ "enum": ["signup", "recovery", "email_change"] })),
+    ]
+}
+
+/// Exactly one of `fields` as a string, the others absent or null.
+fn exactly_one(fields: &[&str], common_required: &[&str], common: Value) -> Value {
+    let branches: Vec<Value> = fields
+        .iter()
+        .map(|f| {
+            let mut props = common.as_object().cloned().unwrap_or_default();
+            for other in fields {
+                props.insert(
+                    (*other).to_owned(),
+                    if other == f { json!({ "type": "string" }) } else { json!({ "type": "null" }) },
+                );
+            }
+            let mut required: Vec<&str> = common_required.to_vec();
+            required.push(f);
+            json!({ "type": "object", "required": required, "properties": props })
+        })
+        .collect();
+    json!({ "oneOf": branches })
+}
+
+/// Request bodies whose rules tie fields together.
+fn schema_rules() -> Vec<(&'static str, Value)> {
+    vec![
+        (
+            "VerifyEmailIn",
+            json!({ "description": "The link token, or the email address with the code from the mail.", "anyOf": [
+                { "type": "object", "required": ["token"], "properties": { "token": { "type": "string" } } },
+                { "type": "object", "required": ["email", "code"], "properties": {
+                    "token": { "type": "null" }, "email": { "type": "string" }, "code": { "type": "string" } } },
+            ] }),
+        ),
+        (
+            "MfaVerifyIn",
+            exactly_one(&["code", "recovery_code"], &["mfa_token"], json!({ "mfa_token": { "type": "string" } })),
+        ),
+        ("FactorRemovalIn", exactly_one(&["code", "recovery_code", "password"], &[], json!({}))),
+        (
+            "BulkIn",
+            json!({ "description": "One action on 1 to 1000 users, all or nothing; an unknown id fails the whole request (404).", "oneOf": [
+                { "type": "object", "required": ["action", "ids"], "properties": {
+                    "action": { "type": "string", "enum": ["activate", "deactivate", "delete"] },
+                    "ids": { "type": "array", "items": { "type": "string", "format": "uuid" }, "minItems": 1, "maxItems": 1000 },
+                    "role": { "type": ["string", "null"], "description": "Ignored." } } },
+                { "type": "object", "required": ["action", "ids", "role"], "properties": {
+                    "action": { "type": "string", "enum": ["set_role"] },
+                    "ids": { "type": "array", "items": { "type": "string", "format": "uuid" }, "minItems": 1, "maxItems": 1000 },
+                    "role": { "type": "string", "enum": ["user", "admin"] } } },
+            ] }),
+        ),
+    ]
+}
+
+/// Query parameters' rules, by path, method and name.
+fn parameter_rules() -> Vec<(&'static str, &'static str, &'static str, Value)> {
+    let w = WHITESPACE_CLASS;
+    vec![
+        (
+            "/v1/admin/users",
+            "get",
+            "q",
+            json!({ "pattern": format!(r"^[{w}]*[\s\S]{{0,320}}[{w}]*$"), "maxLength": 4096 }),
+        ),
+        ("/v1/admin/users", "get", "role", json!({ "pattern": format!("^(?:[{w}]*|user|admin)$") })),
+        (
+            "/v1/admin/audit",
+            "get",
+            "event",
+            json!({ "pattern": format!(r"^[{w}]*(?:[^*]{{0,62}}\.\*|[^*]{{1,64}})?[{w}]*$") }),
+        ),
+        (
+            "/v1/admin/audit",
+            "get",
+            "cursor",
+            json!({ "format": null, "pattern": "^(?:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})?$" }),
+        ),
+    ]
+}
+
+/// Merges `fragment`'s keys into `target` (an object); a `null` in the fragment removes
+/// the key.
+fn merge(target: &mut Value, fragment: &Value) {
+    if let (Some(t), Some(f)) = (target.as_object_mut(), fragment.as_object()) {
+        for (k, v) in f {
+            if v.is_null() {
+                t.remove(k);
+            } else {
+                t.insert(k.clone(), v.clone());
+            }
+        }
+    }
+}
+
+/// The error responses every operation may give, beyond those it documents itself.
+fn document_responses(doc: &mut Value) {
+    let error = |description: &str| {
+        json!({ "description": description,
+                "content": { "application/json": { "schema": { "$ref": "#/components/schemas/ErrorBody" } } } })
+    };
+    let limited = [
+        "/v1/auth/login",
+        "/v1/auth/verify-email",
+        "/v1/auth/verify-email/resend",
+        "/v1/auth/password-reset",
+        "/v1/auth/password-reset/confirm",
+        "/v1/auth/mfa/totp/{id}",
+        "/v1/auth/mfa/totp/{id}/activate",
+        "/v1/auth/mfa/verify",
+        "/v1/users",
+        "/auth/register",
+        "/auth/signin/password",
+        "/auth/recover",
+        "/auth/verify",
+        "/auth/mfa/verify",
+    ];
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else { return };
+    for (path, ops) in paths.iter_mut() {
+        let Some(ops) = ops.as_object_mut() else { continue };
+        for (method, op) in ops.iter_mut() {
+            let has_body = op.get("requestBody").is_some();
+            let has_query =
+                op.get("parameters").and_then(Value::as_array).is_some_and(|ps| ps.iter().any(|p| p["in"] == "query"));
+            let has_path = path.contains('{');
+            let secured = op.get("security").is_some();
+            let admin = path.starts_with("/v1/admin");
+            let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) else { continue };
+            let mut add = |status: &str, description: &str| {
+                responses.entry(status.to_owned()).or_insert_with(|| error(description));
+            };
+            if path == "/health" {
+                continue;
+            }
+            if has_body {
+                add("400", "The body is not JSON, is missing, or has the wrong content type");
+                add("408", "The request was not complete within HTTP_BODY_TIMEOUT");
+                add("413", "The body is larger than 64 KiB");
+                add("422", "A field is missing, of the wrong type, or breaks a rule");
+            }
+            if has_query {
+                add("422", "A query parameter is of the wrong type or out of range");
+            }
+            if has_path {
+                add("404", "No such resource (or a malformed id)");
+            }
+            if secured {
+                add("401", "No valid credentials");
+            }
+            if admin {
+                add("403", "Lacks the permission, or `mfa_required` with ADMIN_MFA_REQUIRED");
+            }
+            if limited.contains(&path.as_str()) && matches!(method.as_str(), "post" | "delete") {
+                add("429", "Rate limited or locked out (see `Retry-After`)");
+            }
+            add("500", "An internal error (logged with the request id; the body says nothing more)");
+            add("503", "The database is unavailable or the server is overloaded (see `Retry-After`)");
+        }
+    }
+}
+
+/// The document as served at `/openapi.json` and printed by `tessera openapi`.
+pub fn document_json(policy: &PasswordPolicy, today: NaiveDate) -> Value {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+    if let Some(schemas) = doc.pointer_mut("/components/schemas").and_then(Value::as_object_mut) {
+        for (schema, property, rule) in property_rules(policy, today) {
+            if let Some(p) = schemas.get_mut(schema).and_then(|s| s.pointer_mut(&format!("/properties/{property}"))) {
+                merge(p, &rule);
+            }
+        }
+        for (schema, replacement) in schema_rules() {
+            if let Some(s) = schemas.get_mut(schema) {
+                let mut replaced = Map::new();
+                if let Some(d) = s.get("description") {
+                    replaced.insert("description".to_owned(), d.clone());
+                }
+                *s = Value::Object(replaced);
+                merge(s, &replacement);
+            }
+        }
+        // Someone else's user: these fields and no others (so that the two answers of
+        // `GET /v1/users/{id}` are told apart).
+        if let Some(public) = schemas.get_mut("PublicUserOut") {
+            merge(public, &json!({ "additionalProperties": false }));
+        }
+    }
+    if let Some(paths) = doc.get_mut("paths") {
+        for (path, method, name, rule) in parameter_rules() {
+            let params =
+                paths.pointer_mut(&format!("/{}/{method}/parameters", path.replace('~', "~0").replace('/', "~1")));
+            if let Some(p) =
+                params.and_then(Value::as_array_mut).and_then(|ps| ps.iter_mut().find(|p| p["name"] == name))
+            {
+                if let Some(schema) = p.get_mut("schema") {
+                    merge(schema, &rule);
+                }
+            }
+        }
+        if let Some(ok) = paths.pointer_mut("/~1v1~1users~1{id}/get/responses/200/content/application~1json/schema") {
+            *ok = json!({ "oneOf": [
+                { "$ref": "#/components/schemas/UserOut" },
+                { "$ref": "#/components/schemas/PublicUserOut" },
+            ] });
+        }
+    }
+    document_responses(&mut doc);
+    doc
+}
+
+/// The document for today (a birth date's latest day is today).
+pub fn document_today(policy: &PasswordPolicy) -> Value {
+    document_json(policy, chrono::Utc::now().date_naive())
+}
+
+/// `GET /openapi.json`.
+pub async fn served(policy: PasswordPolicy) -> axum::Json<Value> {
+    axum::Json(document_today(&policy))
+}

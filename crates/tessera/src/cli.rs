@@ -104,6 +104,12 @@ fn load_settings() -> Result<Settings, ExitCode> {
     })
 }
 
+/// The OpenAPI document for the password policy of this environment's settings.
+fn openapi_document() -> Result<serde_json::Value, String> {
+    let settings = Settings::from_process_env().map_err(|problems| problems.join("\n"))?;
+    Ok(tessera_http::openapi::document_today(&settings.password_policy))
+}
+
 /// Runs the command line.
 pub async fn run(cli: Cli) -> ExitCode {
     match cli.command.unwrap_or(Command::Serve) {
@@ -115,16 +121,18 @@ pub async fn run(cli: Cli) -> ExitCode {
         }
         Command::Config { action: ConfigAction::Check } => config_check(),
         Command::Admin { action } => admin(action).await,
-        Command::Openapi => match serde_json::to_string_pretty(&tessera_http::openapi::document()) {
-            Ok(doc) => {
-                println!("{doc}");
-                ExitCode::SUCCESS
+        Command::Openapi => {
+            match openapi_document().and_then(|d| serde_json::to_string_pretty(&d).map_err(|e| e.to_string())) {
+                Ok(doc) => {
+                    println!("{doc}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("cannot render the OpenAPI document: {e}");
+                    ExitCode::FAILURE
+                }
             }
-            Err(e) => {
-                eprintln!("cannot render the OpenAPI document: {e}");
-                ExitCode::FAILURE
-            }
-        },
+        }
     }
 }
 

@@ -268,8 +268,9 @@ pub async fn reset_mfa(
     responses(
         (status = 200, body = BulkOut),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody, description = "Needs users:write"),
+        (status = 404, body = ErrorBody, description = "An unknown user id; nothing changed"),
         (status = 409, body = ErrorBody, description = "It would remove the last active admin; nothing changed"),
-        (status = 422, body = ErrorBody, description = "An unknown id or role; nothing changed"),
+        (status = 422, body = ErrorBody, description = "No ids, more than 1000, or an unknown role; nothing changed"),
     ))]
 pub async fn bulk(
     State(s): State<AppState>,

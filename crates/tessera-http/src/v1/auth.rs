@@ -74,7 +74,7 @@ impl<S: Send + Sync> FromRequest<S> for Credentials {
 #[utoipa::path(post, path = "/v1/auth/login", tag = "auth",
     request_body(content(
         (LoginIn = "application/json"),
-        (LoginIn = "application/x-www-form-urlencoded"),
+        (LoginForm = "application/x-www-form-urlencoded"),
     ), description = "JSON `{email, password}`, or the OAuth2 form `username`, `password`"),
     responses(
         (status = 200, body = LoginAnswer, description = "Signed in (the refresh token is in the `refresh_token` cookie), or, for a user with MFA on, `{mfa_required, mfa_token, methods}`: the second step, at /v1/auth/mfa/verify"),
@@ -120,13 +120,7 @@ pub async fn refresh(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body = body?;
-    let from_body = if body.iter().all(u8::is_ascii_whitespace) {
-        None
-    } else {
-        serde_json::from_slice::<RefreshIn>(&body)
-            .map_err(|_| ApiError::bad_request("The body must be JSON: {\"refresh_token\": \"…\"}."))?
-            .refresh_token
-    };
+    let from_body = crate::extract::optional_json::<RefreshIn>(&body)?.and_then(|b| b.refresh_token);
     let in_body = from_body.is_some();
     let raw = from_body.or_else(|| cookie_token(&headers)).ok_or(Error::NotAuthenticated)?;
     let issued: Issued = s.core.refresh(&raw, &client).await?;

@@ -15,7 +15,7 @@ use crate::dto::{
     TotpEnrollIn, TotpEnrollOut,
 };
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{ApiJson, ApiPath, Auth, Client};
+use crate::extract::{optional_json, ApiJson, ApiPath, Auth, Client};
 use crate::AppState;
 
 /// Exactly one of a code and a recovery code.
@@ -82,13 +82,7 @@ pub async fn enroll(
     Auth(who): Auth,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let name = if body.iter().all(u8::is_ascii_whitespace) {
-        None
-    } else {
-        serde_json::from_slice::<TotpEnrollIn>(&body)
-            .map_err(|_| ApiError::bad_request("The body must be JSON: {\"name\": \"…\"}, or empty."))?
-            .name
-    };
+    let name = optional_json::<TotpEnrollIn>(&body)?.and_then(|b| b.name);
     let e = s.core.enroll_totp(&who, name, &client).await?;
     let out = TotpEnrollOut { id: e.id, secret: e.secret, otpauth_uri: e.otpauth_uri, qr_png: e.qr_png };
     Ok((StatusCode::CREATED, Json(out)).into_response())
@@ -155,7 +149,7 @@ pub async fn remove(
 #[utoipa::path(post, path = "/v1/auth/mfa/recovery-codes", tag = "mfa", security(("bearer" = [])),
     responses(
         (status = 200, body = RecoveryCodesOut),
-        (status = 400, body = ErrorBody, description = "MFA is not on"),
+        (status = 409, body = ErrorBody, description = "`mfa_not_enabled`: no active factor yet"),
         (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody, description = "`mfa_required`"),
     ))]

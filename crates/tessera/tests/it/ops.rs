@@ -2,6 +2,8 @@
 //! the OpenAPI document and Swagger UI, request ids, security headers, CORS, allowed
 //! hosts, and the SPEC §6 shape of the framework's own rejections.
 
+use std::collections::BTreeSet;
+
 use reqwest::header::{
     ACCESS_CONTROL_ALLOW_CREDENTIALS, ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_REQUEST_HEADERS,
     ACCESS_CONTROL_REQUEST_METHOD, CONTENT_SECURITY_POLICY, CONTENT_TYPE, HOST, LOCATION, ORIGIN, REFERRER_POLICY,
@@ -917,4 +919,77 @@ async fn metrics_are_off_in_production_unless_enabled_or_given_a_listener() {
     let app = TestApp::with(&own).await;
     assert_error(app.get("/metrics", None).await, StatusCode::NOT_FOUND, "not_found").await;
     assert!(metrics_text(&app, &format!("http://{at}")).await.contains("tessera_"));
+}
+
+/// The document carries the rules the API enforces and every status it can answer
+/// (issue 20, item 5); Schemathesis (scripts/fuzz-api) checks the rest from outside.
+#[tokio::test]
+async fn the_openapi_document_tells_the_truth() {
+    let app = TestApp::with(&[("PASSWORD_MIN_LENGTH", "12"), ("PASSWORD_REQUIRE_SPECIAL", "false")]).await;
+    let (_, doc) = json_of(app.get("/openapi.json", None).await).await;
+    let schemas = &doc["components"]["schemas"];
+
+    // The password policy of this server's settings.
+    let password = &schemas["RegisterIn"]["properties"]["password"];
+    assert_eq!(password["minLength"], 12, "{password}");
+    assert_eq!(password["maxLength"], 128, "{password}");
+    let pattern = password["pattern"].as_str().unwrap();
+    assert!(pattern.contains("{12,128}") && pattern.contains("[A-Z]") && !pattern.contains("A-Za-z0-9"), "{pattern}");
+    // Enforced rules: formats, enums, ranges, exactly-one bodies.
+    assert_eq!(schemas["RegisterIn"]["properties"]["email"]["format"], "email");
+    assert_eq!(schemas["CreateUserIn"]["properties"]["role"]["enum"], json!(["user", "admin", null]));
+    assert_eq!(schemas["KreedaVerifyIn"]["properties"]["type"]["enum"], json!(["signup", "recovery", "email_change"]));
+    assert_eq!(schemas["MfaVerifyIn"]["oneOf"].as_array().map(Vec::len), Some(2));
+    assert_eq!(schemas["BulkIn"]["oneOf"][1]["properties"]["ids"]["maxItems"], 1000);
+    let list = doc["paths"]["/v1/admin/users"]["get"]["parameters"].as_array().unwrap();
+    let skip = list.iter().find(|p| p["name"] == "skip").unwrap();
+    assert_eq!(
+        (skip["schema"]["minimum"].clone(), skip["schema"]["maximum"].clone()),
+        (json!(0), json!(1_000_000_000))
+    );
+    // Answers that vary by caller.
+    let user = &doc["paths"]["/v1/users/{id}"]["get"]["responses"]["200"]["content"]["application/json"]["schema"];
+    assert_eq!(user["oneOf"].as_array().map(Vec::len), Some(2), "{user}");
+    assert_eq!(schemas["PublicUserOut"]["additionalProperties"], false);
+
+    // Every operation documents what any request can answer, with the error body.
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            let responses = op["responses"].as_object().unwrap();
+            let mut needed = vec![];
+            if path != "/health" {
+                needed.extend(["500", "503"]);
+            }
+            if op.get("requestBody").is_some() {
+                needed.extend(["400", "408", "413", "422"]);
+            }
+            if op.get("security").is_some() {
+                needed.push("401");
+            }
+            for status in needed {
+                let r = responses.get(status).unwrap_or_else(|| panic!("{method} {path} does not document {status}"));
+                if status != "503" || path != "/health/detailed" {
+                    assert_eq!(
+                        r["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/ErrorBody",
+                        "{method} {path} {status}"
+                    );
+                }
+            }
+        }
+    }
+
+    // What another user sees is exactly the public shape the document names.
+    let (_, me) = app.user().await;
+    let (_, other) = app.user().await;
+    let other_id = other.body["user"]["id"].as_str().map(str::to_owned);
+    let other_id = match other_id {
+        Some(id) => id,
+        None => json_of(app.get("/v1/auth/me", Some(&other.access)).await).await.1["id"].as_str().unwrap().to_owned(),
+    };
+    let (status, seen) = json_of(app.get(&format!("/v1/users/{other_id}"), Some(&me.access)).await).await;
+    assert_eq!(status, StatusCode::OK, "{seen}");
+    let keys: BTreeSet<&str> = seen.as_object().unwrap().keys().map(String::as_str).collect();
+    let documented: BTreeSet<&str> =
+        schemas["PublicUserOut"]["properties"].as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(keys, documented);
 }
