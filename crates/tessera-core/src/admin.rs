@@ -162,12 +162,12 @@ fn parse_role(field: &str, raw: &str, errors: &mut Vec<FieldError>) -> Option<Ro
     role
 }
 
-fn stored_role(u: &user::Model) -> Role {
+pub(crate) fn stored_role(u: &user::Model) -> Role {
     Role::parse(&u.role).unwrap_or(Role::User)
 }
 
 /// Whether a user counts towards "an active admin remains".
-fn is_active_admin(u: &user::Model) -> bool {
+pub(crate) fn is_active_admin(u: &user::Model) -> bool {
     stored_role(u) == Role::Admin && u.is_active && u.deleted_at.is_none()
 }
 

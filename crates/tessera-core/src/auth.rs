@@ -151,10 +151,13 @@ impl Core {
         self.lockout_reserve(email).await?;
         let raw_email = email;
         let email = Email::parse(email).ok();
-        let user = match &email {
+        let account = match &email {
             Some(e) => users::by_email(self.store.reader(), e.as_str()).await?,
             None => None,
         };
+        // An account its owner deleted signs in as no account would: a wrong password.
+        let known = account.as_ref().map(|u| u.id);
+        let user = account.filter(|u| u.deleted_at.is_none());
         let verdict = match self.hasher.verify(password, user.as_ref().map(|u| u.password_hash.as_str())).await {
             Ok(v) => v,
             Err(e) => {
@@ -165,7 +168,6 @@ impl Core {
         };
         // The audit row names the account when there is one (admins filter by it); the
         // answer below is the same either way.
-        let known = user.as_ref().map(|u| u.id);
         let Some(user) = user.filter(|_| verdict.matches) else {
             let detail = json!({ "email": email.as_ref().map(Email::as_str), "reason": "invalid_credentials" });
             let ev = AuditEvent { event: "login.failure", user_id: known, actor_id: None, detail };

@@ -10,6 +10,7 @@ pub mod kv;
 pub mod limits;
 pub mod mail;
 pub mod mfa;
+pub mod privacy;
 pub mod seed;
 pub mod settings;
 pub mod tokens;

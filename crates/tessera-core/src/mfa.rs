@@ -387,7 +387,7 @@ impl Core {
 
     /// Checks a second factor of `user`, using it up (outside a sign-in: removing a
     /// factor): the audit event it stands for, or `None` when it is wrong.
-    async fn check_second_factor(
+    pub(crate) async fn check_second_factor(
         &self,
         user: &user::Model,
         proof: &SecondFactor,

@@ -188,6 +188,8 @@ pub const SETTINGS: &[SettingDoc] = &[
     unset(&["FIRST_ADMIN_EMAIL"], "(none)", "with FIRST_ADMIN_PASSWORD: the admin created at start-up when no admin exists"),
     unset(&["FIRST_ADMIN_PASSWORD"], "(none)", "the first admin's password; must satisfy the password policy"),
     unset(&["AUDIT_LOG_DIR"], "(none)", "also append every audit event as a JSON line to audit-YYYY-MM-DD.jsonl (UTC) in this directory"),
+    setting(&["DELETED_RETENTION_DAYS"], "30", "days an account deleted by its owner can still be restored by an admin; after them the purge removes it for good (0: at the next purge)"),
+    setting(&["PURGE_INTERVAL"], "1h", "how often the purge runs (accounts past their retention, expired sessions and tokens, mail sent over a day ago); a lease in the database lets one node at a time run it"),
 ];
 
 /// The entry of `SETTINGS` whose canonical name is `key`.
@@ -276,6 +278,10 @@ pub struct Settings {
     /// The admin to create at start-up when none exists (email, password).
     pub first_admin: Option<(String, SecretString)>,
     pub audit_log_dir: Option<PathBuf>,
+    /// How long a self-deleted account can be restored before the purge removes it.
+    pub deleted_retention: Duration,
+    /// How often the purge runs.
+    pub purge_interval: Duration,
 }
 
 impl fmt::Debug for Settings {
@@ -583,6 +589,10 @@ impl Settings {
                 }
             },
             audit_log_dir: r.opt("AUDIT_LOG_DIR").map(PathBuf::from),
+            deleted_retention: Duration::from_secs(
+                r.parse::<u64>("DELETED_RETENTION_DAYS", "a whole number of days").min(36_500) * 86_400,
+            ),
+            purge_interval: Duration::from_secs(r.duration("PURGE_INTERVAL")),
         };
         if lettre::message::Mailbox::from_str(&s.mail.from).is_err() {
             r.problems.push(format!(

@@ -82,6 +82,8 @@ pub enum Error {
     FactorAlreadyActive,
     #[error("MFA is not on: activate a factor first.")]
     MfaNotEnabled,
+    #[error("Only an account deleted by its owner within the retention period can be restored.")]
+    NotRestorable,
     #[error("Too many requests; try again later.")]
     RateLimited { retry_after_secs: u64 },
     #[error("Too many failed sign-in attempts; try again later.")]
@@ -105,7 +107,7 @@ impl Error {
             | InvalidApiKey | InvalidMfaCode | InvalidMfaToken => ErrorKind::Unauthorized,
             AccountInactive | EmailNotVerified | PermissionDenied | MfaRequired => ErrorKind::Forbidden,
             UserNotFound | SessionNotFound | ApiKeyNotFound | FactorNotFound => ErrorKind::NotFound,
-            EmailTaken | LastAdmin | FactorAlreadyActive | MfaNotEnabled => ErrorKind::Conflict,
+            EmailTaken | LastAdmin | FactorAlreadyActive | MfaNotEnabled | NotRestorable => ErrorKind::Conflict,
             RateLimited { .. } | AccountLocked { .. } => ErrorKind::RateLimited,
             Overloaded { .. } | Unavailable(_) => ErrorKind::Unavailable,
             Internal(_) => ErrorKind::Internal,
@@ -141,6 +143,7 @@ impl Error {
             FactorNotFound => "FactorNotFound",
             FactorAlreadyActive => "FactorAlreadyActive",
             MfaNotEnabled => "MfaNotEnabled",
+            NotRestorable => "NotRestorable",
             RateLimited { .. } => "RateLimitExceeded",
             AccountLocked { .. } => "AccountLocked",
             Overloaded { .. } => "ServiceOverloaded",
@@ -178,6 +181,7 @@ impl Error {
             FactorNotFound => "factor_not_found",
             FactorAlreadyActive => "factor_already_active",
             MfaNotEnabled => "mfa_not_enabled",
+            NotRestorable => "not_restorable",
             RateLimited { .. } => "rate_limited",
             AccountLocked { .. } => "account_locked",
             Overloaded { .. } => "service_overloaded",

@@ -31,6 +31,9 @@ pub struct UserOut {
     pub last_login_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// When the owner deleted the account: only on accounts an admin can still restore.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deleted_at: Option<DateTime<Utc>>,
 }
 
 /// The answer to an email confirmation: the user as it is now, and, after the first side
@@ -90,6 +93,7 @@ impl From<&user::Model> for UserOut {
             last_login_at: u.last_login_at,
             created_at: u.created_at,
             updated_at: u.updated_at,
+            deleted_at: u.deleted_at,
         }
     }
 }
@@ -497,4 +501,99 @@ impl From<&tessera_core::auth::Issued> for SessionBody {
             token_type: "Bearer",
         }
     }
+}
+
+/// Deleting one's own account: the password, and with MFA on a code or a recovery code.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct DeleteAccountIn {
+    pub password: String,
+    /// With MFA on: the code the authenticator shows (or send `recovery_code`).
+    #[serde(default)]
+    pub code: Option<String>,
+    /// With MFA on: a recovery code instead of `code`.
+    #[serde(default)]
+    pub recovery_code: Option<String>,
+}
+
+/// A session in an export: revoked and expired ones too.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExportSessionOut {
+    pub id: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    /// `aal1` or `aal2`.
+    pub aal: String,
+}
+
+impl From<&session::Model> for ExportSessionOut {
+    fn from(s: &session::Model) -> Self {
+        Self {
+            id: s.id,
+            created_at: s.created_at,
+            last_used_at: s.last_used_at,
+            expires_at: s.expires_at,
+            revoked_at: s.revoked_at,
+            ip: s.ip.clone(),
+            user_agent: s.user_agent.clone(),
+            aal: s.aal.clone(),
+        }
+    }
+}
+
+/// An audit event about the user, in an export.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExportAuditOut {
+    pub id: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub event: String,
+    /// Who did it: `user` (the account's owner), `admin` (an administrator, not named)
+    /// or `system` (a sign-in attempt with the user's email, a purge). The ip and user
+    /// agent are shown only for what the user did.
+    pub by: &'static str,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub request_id: Option<String>,
+    #[schema(value_type = Object)]
+    pub detail: Value,
+}
+
+impl ExportAuditOut {
+    /// An event about `owner`.
+    pub fn new(e: tessera_core::entity::audit_log::Model, owner: Uuid) -> Self {
+        let by = match e.actor_id {
+            Some(a) if a == owner => "user",
+            Some(_) => "admin",
+            None => "system",
+        };
+        // The address and agent of whoever else acted (an admin, or anyone who typed the
+        // user's email at a sign-in) are theirs, not the user's.
+        let own = by == "user";
+        Self {
+            id: e.id,
+            created_at: e.created_at,
+            event: e.event,
+            by,
+            ip: e.ip.filter(|_| own),
+            user_agent: e.user_agent.filter(|_| own),
+            request_id: e.request_id,
+            detail: e.detail,
+        }
+    }
+}
+
+/// A user's data export (SPEC §5.8): everything stored about them, nothing about anyone
+/// else, no hash or secret. Sent as an attachment.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExportOut {
+    pub exported_at: DateTime<Utc>,
+    pub user: UserOut,
+    pub profile: Option<ProfileOut>,
+    pub sessions: Vec<ExportSessionOut>,
+    pub mfa_factors: Vec<FactorOut>,
+    /// Every audit event about the user, oldest first.
+    pub audit_events: Vec<ExportAuditOut>,
 }

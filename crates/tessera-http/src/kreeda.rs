@@ -225,6 +225,27 @@ pub async fn user(State(s): State<AppState>, Auth(who): Auth) -> Json<AuthUserOu
     Json(AuthUserOut::new(&who.user, &s.core.jwt.audience))
 }
 
+/// Delete one's own account: the same as `DELETE /v1/users/me` (the password, and with
+/// MFA on a code or a recovery code).
+#[utoipa::path(delete, path = "/auth/user", tag = "kreeda", security(("bearer" = [])),
+    request_body = crate::dto::DeleteAccountIn,
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, body = ErrorBody, description = "`wrong_password`"),
+        (status = 401, body = ErrorBody, description = "Not signed in, or `invalid_mfa_code`"),
+        (status = 409, body = ErrorBody, description = "`last_admin`"),
+        (status = 422, body = ErrorBody, description = "`code` missing while MFA is on"),
+    ))]
+pub async fn delete_user(
+    State(s): State<AppState>,
+    Client(client): Client,
+    Auth(who): Auth,
+    KreedaJson(body): KreedaJson<crate::dto::DeleteAccountIn>,
+) -> Result<axum::http::StatusCode, ApiError> {
+    crate::v1::users::delete_account(&s, &who, body, &client).await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
 /// Update email (pending until confirmed), password (other sessions signed out) or phone
 /// (verification reset).
 #[utoipa::path(put, path = "/auth/user", tag = "kreeda", security(("bearer" = [])), request_body = KreedaUserUpdateIn,
@@ -363,7 +384,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/auth/register", post(register).route_layer(limit(RateAction::Register)))
         .route("/auth/signin/password", post(sign_in).route_layer(limit(RateAction::Login)))
-        .route("/auth/user", get(user).put(update_user))
+        .route("/auth/user", get(user).put(update_user).delete(delete_user))
         .route("/auth/token", post(token))
         .route("/auth/recover", post(recover).route_layer(limit(RateAction::Verify)))
         .route("/auth/verify", post(verify).route_layer(limit(RateAction::Verify)))

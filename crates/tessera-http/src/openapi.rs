@@ -30,11 +30,12 @@ impl Modify for BearerAuth {
         v1::auth::verify_email, v1::auth::resend_verification, v1::auth::password_reset, v1::auth::password_reset_confirm,
         v1::mfa::verify, v1::mfa::list, v1::mfa::enroll, v1::mfa::activate, v1::mfa::remove, v1::mfa::recovery_codes,
         v1::users::register, v1::users::get_user, v1::users::update_me, v1::users::profile, v1::users::update_profile,
-        kreeda::register, kreeda::sign_in, kreeda::user, kreeda::update_user, kreeda::token, kreeda::recover,
+        v1::users::delete_me, v1::users::export,
+        kreeda::register, kreeda::sign_in, kreeda::user, kreeda::update_user, kreeda::delete_user, kreeda::token, kreeda::recover,
         kreeda::verify, kreeda::mfa_verify, kreeda::sign_out, kreeda::profile, kreeda::update_profile,
         ops::health, ops::health_detailed,
         admin::users::list, admin::users::create, admin::users::get, admin::users::update, admin::users::remove,
-        admin::users::logout, admin::users::reset_mfa, admin::users::bulk, admin::reports::analytics, admin::reports::audit,
+        admin::users::logout, admin::users::restore, admin::users::reset_mfa, admin::users::bulk, admin::reports::analytics, admin::reports::audit,
         admin::api_keys::create, admin::api_keys::list, admin::api_keys::revoke,
     ),
     components(schemas(crate::error::ErrorBody, crate::dto::PublicUserOut)),
@@ -226,6 +227,17 @@ fn schema_rules() -> Vec<(&'static str, Value)> {
             exactly_one(&["code", "recovery_code"], &["mfa_token"], json!({ "mfa_token": { "type": "string" } })),
         ),
         ("FactorRemovalIn", exactly_one(&["code", "recovery_code", "password"], &[], json!({}))),
+        (
+            "DeleteAccountIn",
+            json!({ "description": "The password; with MFA on, also a code or a recovery code (not both).", "oneOf": [
+                { "type": "object", "required": ["password"], "properties": {
+                    "password": { "type": "string" }, "code": { "type": "null" }, "recovery_code": { "type": "null" } } },
+                { "type": "object", "required": ["password", "code"], "properties": {
+                    "password": { "type": "string" }, "code": { "type": "string" }, "recovery_code": { "type": "null" } } },
+                { "type": "object", "required": ["password", "recovery_code"], "properties": {
+                    "password": { "type": "string" }, "code": { "type": "null" }, "recovery_code": { "type": "string" } } },
+            ] }),
+        ),
         (
             "BulkIn",
             json!({ "description": "One action on 1 to 1000 users, all or nothing; an unknown id fails the whole request (404).", "oneOf": [

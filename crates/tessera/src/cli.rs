@@ -31,6 +31,9 @@ pub enum Command {
     },
     /// Print the OpenAPI document.
     Openapi,
+    /// Run the purge once, now: accounts past DELETED_RETENTION_DAYS, expired sessions
+    /// and tokens, mail sent over a day ago. Prints what it removed.
+    Purge,
     /// Administration chores: create an admin, seed benchmark users.
     Admin {
         #[command(subcommand)]
@@ -121,6 +124,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         }
         Command::Config { action: ConfigAction::Check } => config_check(),
         Command::Admin { action } => admin(action).await,
+        Command::Purge => purge().await,
         Command::Openapi => {
             match openapi_document().and_then(|d| serde_json::to_string_pretty(&d).map_err(|e| e.to_string())) {
                 Ok(doc) => {
@@ -228,6 +232,28 @@ async fn start_core() -> Result<std::sync::Arc<tessera_core::Core>, ExitCode> {
         eprintln!("error: {e}");
         ExitCode::FAILURE
     })
+}
+
+async fn purge() -> ExitCode {
+    let core = match start_core().await {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let started = std::time::Instant::now();
+    match tessera_core::audit::with_audit_file(core.audit_file.clone(), core.purge(false)).await {
+        Ok(Some(report)) => {
+            println!("purged {report} in {:.1} s", started.elapsed().as_secs_f64());
+            ExitCode::SUCCESS
+        }
+        Ok(None) => {
+            eprintln!("error: another node is running the purge now; try again when it is done");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 async fn admin(action: AdminAction) -> ExitCode {

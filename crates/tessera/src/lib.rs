@@ -89,15 +89,18 @@ impl Server {
         let app = tessera_http::router(core.clone());
         // Every node runs a sender; leases keep them from sending a message twice.
         let (stop_sender, stop_rx) = tokio::sync::watch::channel(false);
-        let sender = tokio::spawn(core.clone().run_mail_sender(stop_rx));
+        let sender = tokio::spawn(core.clone().run_mail_sender(stop_rx.clone()));
+        let purger = tokio::spawn(core.clone().run_purger(stop_rx));
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let served = serve(listener, app, limits, async move {
                 let _ = rx.await;
             })
             .await;
-            // Let the mail sender finish the message it is sending, then stop it.
+            // Let the mail sender finish the message it is sending, then stop it. A purge
+            // in progress stops between two batches (each is its own transaction).
             let _ = stop_sender.send(true);
+            purger.abort();
             let abort = sender.abort_handle();
             if tokio::time::timeout(std::time::Duration::from_secs(15), sender).await.is_err() {
                 abort.abort();

@@ -87,6 +87,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/admin/users/bulk", post(users::bulk))
         .route("/v1/admin/users/{id}", get(users::get).patch(users::update).delete(users::remove))
         .route("/v1/admin/users/{id}/logout", post(users::logout))
+        .route("/v1/admin/users/{id}/restore", post(users::restore))
         .route("/v1/admin/users/{id}/mfa", delete(users::reset_mfa))
         .route("/v1/admin/analytics", get(reports::analytics))
         .route("/v1/admin/audit", get(reports::audit))

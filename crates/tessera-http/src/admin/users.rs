@@ -225,6 +225,26 @@ pub async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Undo a deletion by the account's owner, within `DELETED_RETENTION_DAYS`. The user
+/// signs in again; earlier sessions stay revoked.
+#[utoipa::path(post, path = "/v1/admin/users/{id}/restore", tag = "admin", params(("id" = Uuid, Path)),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, body = UserOut),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody, description = "Needs users:write"),
+        (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "`not_restorable`: not deleted, or deleted before the retention period"),
+    ))]
+pub async fn restore(
+    State(s): State<AppState>,
+    Client(client): Client,
+    RequirePermission(actor, _): RequirePermission<perm::UsersWrite>,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<UserOut>, ApiError> {
+    let user = s.core.admin_restore_user(&actor, id, &client).await?;
+    Ok(Json(UserOut::from(&user)))
+}
+
 /// Sign a user out everywhere.
 #[utoipa::path(post, path = "/v1/admin/users/{id}/logout", tag = "admin", params(("id" = Uuid, Path)),
     security(("bearer" = []), ("api_key" = [])),

@@ -37,7 +37,8 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/v1/auth/mfa/recovery-codes", post(mfa::recovery_codes))
         .route("/v1/auth/mfa/verify", post(mfa::verify).route_layer(limit(RateAction::Verify)))
         .route("/v1/users", post(users::register).route_layer(limit(RateAction::Register)))
-        .route("/v1/users/me", patch(users::update_me))
+        .route("/v1/users/me", patch(users::update_me).delete(users::delete_me))
+        .route("/v1/users/me/export", get(users::export))
         .route("/v1/users/me/profile", get(users::profile).patch(users::update_profile))
         .route("/v1/users/{id}", get(users::get_user))
 }

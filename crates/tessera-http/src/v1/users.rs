@@ -9,7 +9,10 @@ use tessera_core::domain::Role;
 use tessera_core::users::{Registration, UserPatch};
 use uuid::Uuid;
 
-use crate::dto::{ProfileOut, ProfilePatchIn, PublicUserOut, RegisterIn, UserOut, UserPatchIn};
+use crate::dto::{
+    DeleteAccountIn, ExportAuditOut, ExportOut, ExportSessionOut, FactorOut, ProfileOut, ProfilePatchIn, PublicUserOut,
+    RegisterIn, UserOut, UserPatchIn,
+};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiPath, Auth, Client};
 use crate::AppState;
@@ -98,4 +101,117 @@ pub async fn update_profile(
 ) -> Result<Json<ProfileOut>, ApiError> {
     let up = s.core.update_profile(&who.user, body.into(), &client).await?;
     Ok(Json(ProfileOut::new(&up.user, &up.profile)))
+}
+
+/// Delete one's own account (GDPR erasure): with the password, and with MFA on a code or
+/// a recovery code. At once every session is revoked, every token dies, and sign-in
+/// answers as for a wrong password; an admin can restore the account within
+/// `DELETED_RETENTION_DAYS`, after which the purge removes it for good.
+#[utoipa::path(delete, path = "/v1/users/me", tag = "users", security(("bearer" = [])), request_body = DeleteAccountIn,
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, body = ErrorBody, description = "`wrong_password`"),
+        (status = 401, body = ErrorBody, description = "Not signed in, or `invalid_mfa_code`"),
+        (status = 409, body = ErrorBody, description = "`last_admin`: the last active admin cannot leave"),
+        (status = 422, body = ErrorBody, description = "`code` missing while MFA is on"),
+    ))]
+pub async fn delete_me(
+    State(s): State<AppState>,
+    Client(client): Client,
+    Auth(who): Auth,
+    ApiJson(body): ApiJson<DeleteAccountIn>,
+) -> Result<StatusCode, ApiError> {
+    delete_account(&s, &who, body, &client).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// What `DELETE /v1/users/me` and Kreeda's `DELETE /auth/user` do.
+pub(crate) async fn delete_account(
+    s: &AppState,
+    who: &tessera_core::auth::Principal,
+    body: DeleteAccountIn,
+    client: &tessera_core::ClientInfo,
+) -> Result<(), ApiError> {
+    let second = match (body.code, body.recovery_code) {
+        (None, None) => None,
+        (code, recovery) => Some(super::mfa::second_factor(code, recovery)?),
+    };
+    s.core.delete_own_account(who, &SecretString::from(body.password), second, client).await?;
+    Ok(())
+}
+
+/// Everything stored about the caller, as one JSON document to download: the user, the
+/// profile, every session (with ip and user agent), the MFA factors (never their
+/// secrets) and every audit event about them, oldest first. The events are read and
+/// sent page by page, so a long history costs no more memory than a short one.
+#[utoipa::path(get, path = "/v1/users/me/export", tag = "users", security(("bearer" = [])),
+    responses(
+        (status = 200, body = ExportOut, description = "An attachment, `tessera-export-{id}.json`"),
+        (status = 401, body = ErrorBody),
+    ))]
+pub async fn export(State(s): State<AppState>, Auth(who): Auth) -> Result<Response, ApiError> {
+    let head = s.core.export_head(who.user.id).await?;
+    let owner = head.user.id;
+    let doc = ExportOut {
+        exported_at: chrono::Utc::now(),
+        user: UserOut::from(&head.user),
+        profile: head.profile.as_ref().map(|p| ProfileOut::new(&head.user, p)),
+        sessions: head.sessions.iter().map(ExportSessionOut::from).collect(),
+        mfa_factors: head
+            .factors
+            .into_iter()
+            .map(|f| FactorOut {
+                id: f.id,
+                kind: "totp",
+                name: f.name,
+                status: f.status,
+                created_at: f.created_at,
+                last_used_at: f.last_used_at,
+            })
+            .collect(),
+        audit_events: Vec::new(),
+    };
+    // The document up to the events' array, which is written last (`…"audit_events":[]}`):
+    // it is left open and the events are streamed into it.
+    let mut opening = serde_json::to_vec(&doc).map_err(|e| tessera_core::domain::Error::Internal(e.to_string()))?;
+    opening.truncate(opening.len().saturating_sub(2));
+    let first = s.core.export_audit_page(owner, None).await?;
+    let core = s.core.clone();
+    let pages = futures_util::stream::unfold((Some(opening), Some(first), false), move |(opening, page, written)| {
+        let core = core.clone();
+        async move {
+            if let Some(opening) = opening {
+                return Some((Ok(opening), (None, page, written)));
+            }
+            let page = page?;
+            if page.is_empty() {
+                return Some((Ok(b"]}".to_vec()), (None, None, written)));
+            }
+            let last = page.last().map(|e| e.id);
+            let mut chunk = Vec::with_capacity(page.len() * 256);
+            let mut written = written;
+            for event in page {
+                if written {
+                    chunk.push(b',');
+                }
+                written = true;
+                if let Err(e) = serde_json::to_writer(&mut chunk, &ExportAuditOut::new(event, owner)) {
+                    return Some((Err(std::io::Error::other(e)), (None, None, written)));
+                }
+            }
+            match core.export_audit_page(owner, last).await {
+                Ok(next) => Some((Ok(chunk), (None, Some(next), written))),
+                // The body stops short: the client sees a truncated document, never a
+                // complete-looking one that lacks events.
+                Err(e) => Some((Err(std::io::Error::other(e.to_string())), (None, None, written))),
+            }
+        }
+    });
+    let filename = format!("attachment; filename=\"tessera-export-{owner}.json\"");
+    let headers = [
+        (axum::http::header::CONTENT_TYPE, "application/json".to_owned()),
+        (axum::http::header::CONTENT_DISPOSITION, filename),
+        (axum::http::header::CACHE_CONTROL, "no-store".to_owned()),
+    ];
+    Ok((headers, axum::body::Body::from_stream(pages)).into_response())
 }

@@ -9,6 +9,7 @@ mod m20261122_000004_user_counts;
 mod m20261202_000005_session_counter;
 mod m20261202_000006_token_confirmations;
 mod m20261202_000007_mfa;
+mod m20261202_000008_jobs;
 
 pub use m20261122_000003_admin::INACTIVE;
 
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000005_session_counter::Migration),
             Box::new(m20261202_000006_token_confirmations::Migration),
             Box::new(m20261202_000007_mfa::Migration),
+            Box::new(m20261202_000008_jobs::Migration),
         ]
     }
 }

@@ -17,6 +17,7 @@ pub mod audit;
 pub mod mfa;
 pub mod one_time_tokens;
 pub mod outbox;
+pub mod privacy;
 pub mod profiles;
 pub mod seed;
 pub mod sessions;

@@ -280,7 +280,8 @@ async fn soft_deleted_user_cannot_sign_in() {
 
     let res = login_json(&app, &email, PASSWORD).await;
 
-    assert_error(res, StatusCode::FORBIDDEN, "account_inactive").await;
+    // As for a wrong password (SPEC §5.8): nothing tells a deleted account apart.
+    assert_error(res, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
     assert_access_refused(&app, &login.access).await;
 }
 

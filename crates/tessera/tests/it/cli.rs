@@ -527,3 +527,80 @@ async fn a_kill_9_during_a_sign_up_storm_loses_no_acknowledged_sign_up() {
     eprintln!("kill -9 during a sign-up storm: {} acknowledged, {} lost", acknowledged.len(), lost.len());
     assert!(lost.is_empty(), "acknowledged sign-ups lost after kill -9: {lost:?}");
 }
+
+/// The peak resident memory of a process, in bytes (`VmHWM`).
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+}
+
+/// A user with 100,000 audit events gets them all in the export, and the server sends
+/// them page by page: its peak memory grows by a fraction of the document's size.
+#[tokio::test]
+async fn an_export_of_100000_events_streams_in_bounded_memory() {
+    use tessera_core::entity::audit_log;
+    use tessera_store::sea_orm::EntityTrait;
+
+    const EVENTS: usize = 100_000;
+    let dir = tempfile::tempdir().unwrap();
+    let db = fresh_database(dir.path()).await;
+    let envs = [("DATABASE_URL", db.as_str()), ("ARGON2_MEMORY_KIB", "1024"), ("ARGON2_ITERATIONS", "1")];
+    let server = Proc::start(dir.path(), &envs).await;
+    let client = reqwest::Client::new();
+    let email = "long-history@example.com";
+    let res = client.post(server.url("/v1/users")).json(&json!({ "email": email, "password": PASSWORD })).send().await;
+    assert_eq!(res.unwrap().status(), StatusCode::CREATED);
+    let res = client.post(server.url("/v1/auth/login")).json(&json!({ "email": email, "password": PASSWORD })).send();
+    let login: Value = res.await.unwrap().json().await.unwrap();
+    let token = login["access_token"].as_str().unwrap().to_owned();
+    let id: uuid::Uuid = serde_json::from_value(login["user"]["id"].clone()).unwrap();
+
+    // The history, written straight into the database, 1,000 rows per statement.
+    let conn = tessera_store::sea_orm::Database::connect(&db).await.unwrap();
+    let now = chrono::Utc::now();
+    for chunk in 0..EVENTS / 1000 {
+        let rows = (0..1000).map(|i| {
+            let row = audit_log::Model {
+                id: uuid::Uuid::now_v7(),
+                created_at: now,
+                event: "bulk.test".to_owned(),
+                user_id: Some(id),
+                actor_id: Some(id),
+                ip: Some("192.0.2.1".to_owned()),
+                user_agent: Some("HistoryMaker/1.0".to_owned()),
+                request_id: None,
+                detail: json!({ "n": chunk * 1000 + i, "note": "x".repeat(200) }),
+            };
+            tessera_store::sea_orm::IntoActiveModel::into_active_model(row)
+        });
+        audit_log::Entity::insert_many(rows).exec_without_returning(&conn).await.unwrap();
+    }
+    conn.close().await.unwrap();
+
+    let pid = server.child.id().unwrap();
+    let before = peak_rss(pid);
+    let started = std::time::Instant::now();
+    let mut res = client.get(server.url("/v1/users/me/export")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let mut body = Vec::new();
+    while let Some(chunk) = res.chunk().await.unwrap() {
+        body.extend_from_slice(&chunk);
+    }
+    let elapsed = started.elapsed();
+    let after = peak_rss(pid);
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    eprintln!(
+        "export of {EVENTS} events: {:.1} MiB in {:.2} s; server peak RSS {:.1} -> {:.1} MiB",
+        mib(body.len() as u64),
+        elapsed.as_secs_f64(),
+        mib(before),
+        mib(after)
+    );
+    let doc: Value = serde_json::from_slice(&body).unwrap();
+    let events = doc["audit_events"].as_array().unwrap();
+    assert_eq!(events.iter().filter(|e| e["event"] == "bulk.test").count(), EVENTS);
+    assert_eq!(events.last().unwrap()["detail"]["n"], EVENTS - 1);
+    assert!(body.len() > 30 << 20, "the document is large: {} bytes", body.len());
+    assert!(after - before < 16 << 20, "the server's peak grew by {:.1} MiB", mib(after - before));
+}

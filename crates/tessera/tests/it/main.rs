@@ -16,6 +16,7 @@ mod mail;
 mod mfa;
 mod ops;
 mod passwords;
+mod privacy;
 mod refresh;
 mod smoke;
 mod store_contract;

@@ -1,0 +1,232 @@
+//! Privacy (SPEC §5.8): a user's export, deletion by the owner (soft, at once) and its
+//! undoing by an admin within the retention period, and the purge, which removes the
+//! accounts past their retention and the rows nobody needs any more.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Duration as ChronoDuration, Utc};
+use secrecy::SecretString;
+use serde_json::json;
+use tessera_domain::{Error, FieldError};
+use tessera_store::entity::{audit_log, mfa_factor, profile, session, user};
+use tessera_store::query::privacy::{self, Swept};
+use tessera_store::query::{admin::users as admin_users, mfa, profiles, sessions, users};
+use uuid::Uuid;
+
+use crate::admin::{is_active_admin, stored_role, Actor};
+use crate::audit::{record, AuditEvent};
+use crate::auth::Principal;
+use crate::mfa::SecondFactor;
+use crate::{now, ClientInfo, Core};
+
+/// The name of the purge in the job table (its lease).
+const PURGE_JOB: &str = "purge";
+/// How long a node holds the purge's lease without renewing it (each batch renews it).
+const PURGE_LEASE: ChronoDuration = ChronoDuration::minutes(5);
+/// Accounts hard-deleted per transaction.
+const PURGE_USERS_BATCH: u64 = 500;
+/// The most audit events an export holds in memory at once.
+pub const EXPORT_PAGE: u64 = 500;
+
+/// What an export starts with; the audit events follow page by page
+/// ([`Core::export_audit_page`]).
+pub struct ExportHead {
+    pub user: user::Model,
+    pub profile: Option<profile::Model>,
+    pub sessions: Vec<session::Model>,
+    pub factors: Vec<mfa_factor::Model>,
+}
+
+/// What a purge removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PurgeReport {
+    pub users: u64,
+    pub swept: Swept,
+}
+
+impl std::fmt::Display for PurgeReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = &self.swept;
+        write!(
+            f,
+            "{} deleted accounts, {} sessions, {} one-time tokens, {} MFA tokens, {} sent mails",
+            self.users, s.sessions, s.one_time_tokens, s.mfa_tokens, s.mail
+        )
+    }
+}
+
+impl Core {
+    /// The user, profile, every session and the factors (their secrets stay behind) of
+    /// the caller, read afresh.
+    pub async fn export_head(&self, user_id: Uuid) -> Result<ExportHead, Error> {
+        let reader = self.store.reader();
+        let user = self.user(user_id).await?;
+        let profile = profiles::by_user(reader, user_id).await?;
+        let sessions = privacy::sessions_of(reader, user_id).await?;
+        let factors = mfa::factors(reader, user_id).await?;
+        Ok(ExportHead { user, profile, sessions, factors })
+    }
+
+    /// The next page of the audit events about a user, oldest first, after `after`.
+    pub async fn export_audit_page(&self, user_id: Uuid, after: Option<Uuid>) -> Result<Vec<audit_log::Model>, Error> {
+        privacy::audit_page(self.store.reader(), user_id, after, EXPORT_PAGE).await
+    }
+
+    /// Deletes the caller's own account after checking the password, and with MFA on a
+    /// code (or a recovery code): soft at once (every session revoked, every token
+    /// dead, one-time tokens retired, mail waiting for the user cancelled), for good at
+    /// the first purge after the retention period. The last active admin cannot leave.
+    #[tracing::instrument(skip_all, err(level = "info"), fields(user_id = %who.user.id))]
+    pub async fn delete_own_account(
+        &self,
+        who: &Principal,
+        password: &SecretString,
+        second: Option<SecondFactor>,
+        client: &ClientInfo,
+    ) -> Result<(), Error> {
+        let current = self.user(who.user.id).await?;
+        if current.mfa_enabled && second.is_none() {
+            return Err(Error::Validation(vec![FieldError::new(
+                "code",
+                "required",
+                "MFA is on: send the code from your authenticator app, or a recovery code.",
+            )]));
+        }
+        if !self.hasher.verify(password, Some(&current.password_hash)).await?.matches {
+            return Err(Error::WrongPassword);
+        }
+        let now = now();
+        if let (true, Some(proof)) = (current.mfa_enabled, &second) {
+            if self.check_second_factor(&current, proof, now).await?.is_none() {
+                let ev = AuditEvent::by_user("mfa.failure", current.id).detail(json!({ "reason": "account_deletion" }));
+                record(self.store.writer(), client, ev).await?;
+                return Err(Error::InvalidMfaCode);
+            }
+        }
+        let removes_admin = is_active_admin(&current);
+        let tx = self.store.begin().await?;
+        if removes_admin {
+            admin_users::lock_admins(&tx).await?;
+        }
+        let Some(locked) = users::by_id_for_update(&tx, current.id).await? else {
+            return Err(Error::TokenRevoked);
+        };
+        if !privacy::mark_deleted(&tx, current.id, now).await? {
+            // Deleted meanwhile by a request racing this one.
+            return Err(Error::TokenRevoked);
+        }
+        let addresses: Vec<&str> = std::iter::once(locked.email.as_str()).chain(locked.new_email.as_deref()).collect();
+        let cancelled = privacy::cancel_mail_to(&tx, &addresses, now).await?;
+        users::revoke_credentials(&tx, current.id, now).await?;
+        let revoked = sessions::revoke_all_for_user(&tx, current.id, now).await?;
+        let detail = json!({ "sessions_revoked": revoked, "mail_cancelled": cancelled });
+        record(&tx, client, AuditEvent::by_user("user.delete", current.id).detail(detail)).await?;
+        if removes_admin && admin_users::active_admin_count(&tx).await? == 0 {
+            return Err(Error::LastAdmin);
+        }
+        tx.commit().await
+    }
+
+    /// Undoes a deletion by the account's owner, within the retention period. The user
+    /// signs in again (every earlier session stays revoked).
+    #[tracing::instrument(skip_all, err(level = "info"), fields(user_id = %id))]
+    pub async fn admin_restore_user(&self, actor: &Actor, id: Uuid, client: &ClientInfo) -> Result<user::Model, Error> {
+        let current = self.admin_user(id).await?;
+        actor.may_manage(stored_role(&current))?;
+        let now = now();
+        let tx = self.store.begin().await?;
+        if !privacy::restore(&tx, id, self.retention_cutoff(now), now).await? {
+            return Err(Error::NotRestorable);
+        }
+        let deleted_at = current.deleted_at.map(|d| d.to_rfc3339());
+        record(&tx, client, actor.event("admin.user.restore", Some(id), json!({ "deleted_at": deleted_at }))).await?;
+        tx.commit().await?;
+        self.admin_user(id).await
+    }
+
+    fn retention_cutoff(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        now - ChronoDuration::from_std(self.settings.deleted_retention).unwrap_or(ChronoDuration::MAX)
+    }
+
+    /// Runs the purge once, unless another node is running it (then `None`); with
+    /// `due_only`, only if `PURGE_INTERVAL` has passed since the last run on any node.
+    /// Accounts deleted longer ago than `DELETED_RETENTION_DAYS` are hard-deleted (with
+    /// their profile, sessions, factors, tokens and mail; their audit rows stay, without
+    /// ip, user agent or detail, and one `user.purge` event each is written), then
+    /// expired sessions and tokens and old sent mail are removed. Batches of their own
+    /// transactions; running it again removes nothing more.
+    pub async fn purge(&self, due_only: bool) -> Result<Option<PurgeReport>, Error> {
+        let writer = self.store.writer();
+        let started = now();
+        if !privacy::claim_job(writer, PURGE_JOB, started, started + PURGE_LEASE, due_only).await? {
+            return Ok(None);
+        }
+        let result = self.purge_batches().await;
+        let interval = ChronoDuration::from_std(self.settings.purge_interval).unwrap_or(ChronoDuration::hours(1));
+        // A failed run is tried again at the next check rather than after a whole interval.
+        let next = if result.is_ok() { started + interval } else { now() };
+        privacy::finish_job(writer, PURGE_JOB, next).await?;
+        result.map(Some)
+    }
+
+    async fn purge_batches(&self) -> Result<PurgeReport, Error> {
+        let mut report = PurgeReport::default();
+        // The purge's own events carry no address or agent either.
+        let system = ClientInfo::default();
+        let cutoff = self.retention_cutoff(now());
+        loop {
+            let batch = privacy::deleted_before(self.store.reader(), cutoff, PURGE_USERS_BATCH).await?;
+            if batch.is_empty() {
+                break;
+            }
+            let tx = self.store.begin().await?;
+            let removed = privacy::purge_users(&tx, &batch, cutoff).await?;
+            for id in &removed {
+                let ev = AuditEvent { event: "user.purge", user_id: Some(*id), actor_id: None, detail: json!({}) };
+                record(&tx, &system, ev).await?;
+            }
+            tx.commit().await?;
+            report.users += removed.len() as u64;
+            privacy::renew_job(self.store.writer(), PURGE_JOB, now() + PURGE_LEASE).await?;
+            if removed.is_empty() || (batch.len() as u64) < PURGE_USERS_BATCH {
+                break;
+            }
+        }
+        loop {
+            let swept = privacy::sweep_batch(self.store.writer(), now()).await?;
+            report.swept.sessions += swept.sessions;
+            report.swept.one_time_tokens += swept.one_time_tokens;
+            report.swept.mfa_tokens += swept.mfa_tokens;
+            report.swept.mail += swept.mail;
+            privacy::renew_job(self.store.writer(), PURGE_JOB, now() + PURGE_LEASE).await?;
+            let full = privacy::BATCH;
+            if swept.sessions < full && swept.one_time_tokens < full && swept.mfa_tokens < full && swept.mail < full {
+                break;
+            }
+        }
+        Ok(report)
+    }
+
+    /// Checks every minute (or every `PURGE_INTERVAL`, if shorter) whether the purge is
+    /// due, and runs it when it is and no other node is; until `stop` turns true.
+    pub async fn run_purger(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let check = self.settings.purge_interval.min(Duration::from_secs(60));
+        while !*stop.borrow() {
+            tokio::select! {
+                _ = tokio::time::sleep(check) => {}
+                changed = stop.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+            }
+            match self.purge(true).await {
+                Ok(Some(report)) => tracing::info!(%report, "purge"),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "purge failed"),
+            }
+        }
+    }
+}

@@ -1,0 +1,274 @@
+//! Privacy (SPEC §5.8): what a user's export reads, soft deletion and its undoing, and
+//! the purge: hard deletion after the retention period, and the housekeeping of rows
+//! nobody needs any more, in batches, under a lease shared by every node.
+
+use chrono::{DateTime, Duration, Utc};
+use sea_orm::sea_query::{Expr, Query};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement};
+use serde_json::json;
+use tessera_domain::Error;
+use uuid::Uuid;
+
+use crate::entity::{audit_log, mail_outbox, mfa_token, one_time_token, session, user};
+use crate::error::OrDb;
+
+/// Every session of a user, revoked and expired ones included (until the purge removes
+/// them), oldest first.
+pub async fn sessions_of(conn: &impl ConnectionTrait, user_id: Uuid) -> Result<Vec<session::Model>, Error> {
+    session::Entity::find()
+        .filter(session::Column::UserId.eq(user_id))
+        .order_by_asc(session::Column::CreatedAt)
+        .order_by_asc(session::Column::Id)
+        .all(conn)
+        .await
+        .or_db()
+}
+
+/// Up to `limit` audit events about a user, oldest first, after the event `after`: an
+/// export reads them page by page, so its memory does not grow with the log.
+pub async fn audit_page(
+    conn: &impl ConnectionTrait,
+    user_id: Uuid,
+    after: Option<Uuid>,
+    limit: u64,
+) -> Result<Vec<audit_log::Model>, Error> {
+    let mut q = audit_log::Entity::find().filter(audit_log::Column::UserId.eq(user_id));
+    if let Some(after) = after {
+        q = q.filter(audit_log::Column::Id.gt(after));
+    }
+    q.order_by_asc(audit_log::Column::Id).limit(limit).all(conn).await.or_db()
+}
+
+/// Marks a live user deleted; false when it was already (a concurrent deletion).
+pub async fn mark_deleted(conn: &impl ConnectionTrait, id: Uuid, now: DateTime<Utc>) -> Result<bool, Error> {
+    let res = user::Entity::update_many()
+        .col_expr(user::Column::DeletedAt, Expr::value(now))
+        .col_expr(user::Column::UpdatedAt, Expr::value(now))
+        .filter(user::Column::Id.eq(id))
+        .filter(user::Column::DeletedAt.is_null())
+        .exec(conn)
+        .await
+        .or_db()?;
+    Ok(res.rows_affected == 1)
+}
+
+/// Undoes a soft deletion made after `deleted_after`; false when the user is not
+/// deleted, or was deleted before (its retention is over).
+pub async fn restore(
+    conn: &impl ConnectionTrait,
+    id: Uuid,
+    deleted_after: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<bool, Error> {
+    let res = user::Entity::update_many()
+        .col_expr(user::Column::DeletedAt, Expr::value(Option::<DateTime<Utc>>::None))
+        .col_expr(user::Column::UpdatedAt, Expr::value(now))
+        .filter(user::Column::Id.eq(id))
+        .filter(user::Column::DeletedAt.gt(deleted_after))
+        .exec(conn)
+        .await
+        .or_db()?;
+    Ok(res.rows_affected == 1)
+}
+
+/// Cancels the mail waiting to be sent to these addresses (and the requests naming
+/// them): marked failed, bodies wiped. Returns how many.
+pub async fn cancel_mail_to(conn: &impl ConnectionTrait, addrs: &[&str], now: DateTime<Utc>) -> Result<u64, Error> {
+    let res = mail_outbox::Entity::update_many()
+        .col_expr(mail_outbox::Column::FailedAt, Expr::value(now))
+        .col_expr(mail_outbox::Column::LastError, Expr::value("cancelled: the account was deleted"))
+        .col_expr(mail_outbox::Column::TextBody, Expr::value(""))
+        .col_expr(mail_outbox::Column::HtmlBody, Expr::value(""))
+        .filter(mail_outbox::Column::ToAddr.is_in(addrs.iter().copied()))
+        .filter(mail_outbox::Column::SentAt.is_null())
+        .filter(mail_outbox::Column::FailedAt.is_null())
+        .exec(conn)
+        .await
+        .or_db()?;
+    Ok(res.rows_affected)
+}
+
+/// Up to `limit` users soft-deleted before `cutoff`.
+pub async fn deleted_before(
+    conn: &impl ConnectionTrait,
+    cutoff: DateTime<Utc>,
+    limit: u64,
+) -> Result<Vec<Uuid>, Error> {
+    user::Entity::find()
+        .select_only()
+        .column(user::Column::Id)
+        .filter(user::Column::DeletedAt.lt(cutoff))
+        .order_by_asc(user::Column::DeletedAt)
+        .limit(limit)
+        .into_tuple()
+        .all(conn)
+        .await
+        .or_db()
+}
+
+/// Hard-deletes those of `ids` still deleted before `cutoff` (a restore that won the
+/// race keeps its user: the delete re-checks, and on PostgreSQL holds the rows until
+/// the transaction ends), through `conn`, one transaction per batch. Their profile,
+/// sessions, factors and tokens go by cascade, the mail to their addresses is deleted,
+/// and their audit rows stay but lose the ip, the user agent and the detail (rows where
+/// they acted on someone else lose the ip and user agent). Returns the ids removed.
+pub async fn purge_users(conn: &impl ConnectionTrait, ids: &[Uuid], cutoff: DateTime<Utc>) -> Result<Vec<Uuid>, Error> {
+    let removed = user::Entity::delete_many()
+        .filter(user::Column::Id.is_in(ids.iter().copied()))
+        .filter(user::Column::DeletedAt.lt(cutoff))
+        .exec_with_returning(conn)
+        .await
+        .or_db()?;
+    let gone: Vec<Uuid> = removed.iter().map(|u| u.id).collect();
+    if gone.is_empty() {
+        return Ok(gone);
+    }
+    audit_log::Entity::update_many()
+        .col_expr(audit_log::Column::Ip, Expr::value(Option::<String>::None))
+        .col_expr(audit_log::Column::UserAgent, Expr::value(Option::<String>::None))
+        .col_expr(audit_log::Column::Detail, Expr::value(json!({})))
+        .filter(audit_log::Column::UserId.is_in(gone.iter().copied()))
+        .exec(conn)
+        .await
+        .or_db()?;
+    audit_log::Entity::update_many()
+        .col_expr(audit_log::Column::Ip, Expr::value(Option::<String>::None))
+        .col_expr(audit_log::Column::UserAgent, Expr::value(Option::<String>::None))
+        .filter(audit_log::Column::ActorId.is_in(gone.iter().copied()))
+        .exec(conn)
+        .await
+        .or_db()?;
+    let addresses = removed.into_iter().flat_map(|u| std::iter::once(u.email).chain(u.new_email));
+    mail_outbox::Entity::delete_many().filter(mail_outbox::Column::ToAddr.is_in(addresses)).exec(conn).await.or_db()?;
+    Ok(gone)
+}
+
+/// What one housekeeping batch may remove at most.
+pub const BATCH: u64 = 1000;
+
+/// What housekeeping removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Swept {
+    pub sessions: u64,
+    pub one_time_tokens: u64,
+    pub mfa_tokens: u64,
+    pub mail: u64,
+}
+
+/// Removes one batch (at most [`BATCH`] rows of each kind) of what nobody needs any
+/// more: sessions expired, or revoked more than a day ago; one-time tokens expired, or
+/// used more than a day ago (a secure email change keeps its confirmed half until its
+/// pair expires); MFA tokens expired or used; mail sent more than a day ago.
+pub async fn sweep_batch(conn: &impl ConnectionTrait, now: DateTime<Utc>) -> Result<Swept, Error> {
+    let day_ago = now - Duration::days(1);
+    let sessions = session::Entity::delete_many()
+        .filter(
+            session::Column::Id.in_subquery(
+                Query::select()
+                    .column(session::Column::Id)
+                    .from(session::Entity)
+                    .cond_where(
+                        sea_orm::Condition::any()
+                            .add(session::Column::ExpiresAt.lt(now))
+                            .add(session::Column::RevokedAt.lt(day_ago)),
+                    )
+                    .limit(BATCH)
+                    .to_owned(),
+            ),
+        )
+        .exec(conn)
+        .await
+        .or_db()?
+        .rows_affected;
+    let one_time_tokens = one_time_token::Entity::delete_many()
+        .filter(
+            one_time_token::Column::Id.in_subquery(
+                Query::select()
+                    .column(one_time_token::Column::Id)
+                    .from(one_time_token::Entity)
+                    .cond_where(
+                        sea_orm::Condition::any()
+                            .add(one_time_token::Column::ExpiresAt.lt(now))
+                            .add(one_time_token::Column::UsedAt.lt(day_ago)),
+                    )
+                    .limit(BATCH)
+                    .to_owned(),
+            ),
+        )
+        .exec(conn)
+        .await
+        .or_db()?
+        .rows_affected;
+    let mfa_tokens = mfa_token::Entity::delete_many()
+        .filter(
+            mfa_token::Column::Id.in_subquery(
+                Query::select()
+                    .column(mfa_token::Column::Id)
+                    .from(mfa_token::Entity)
+                    .cond_where(
+                        sea_orm::Condition::any()
+                            .add(mfa_token::Column::ExpiresAt.lt(now))
+                            .add(mfa_token::Column::UsedAt.is_not_null()),
+                    )
+                    .limit(BATCH)
+                    .to_owned(),
+            ),
+        )
+        .exec(conn)
+        .await
+        .or_db()?
+        .rows_affected;
+    let mail = mail_outbox::Entity::delete_many()
+        .filter(
+            mail_outbox::Column::Id.in_subquery(
+                Query::select()
+                    .column(mail_outbox::Column::Id)
+                    .from(mail_outbox::Entity)
+                    .and_where(mail_outbox::Column::SentAt.lt(day_ago))
+                    .limit(BATCH)
+                    .to_owned(),
+            ),
+        )
+        .exec(conn)
+        .await
+        .or_db()?
+        .rows_affected;
+    Ok(Swept { sessions, one_time_tokens, mfa_tokens, mail })
+}
+
+/// Takes the lease of job `name` until `until`, unless another node holds it; with
+/// `due_only`, only when the job is due (its `next_run_at` has passed). Whether this
+/// caller got it.
+pub async fn claim_job(
+    conn: &impl ConnectionTrait,
+    name: &str,
+    now: DateTime<Utc>,
+    until: DateTime<Utc>,
+    due_only: bool,
+) -> Result<bool, Error> {
+    let due = if due_only { " AND job_runs.next_run_at <= $2" } else { "" };
+    let sql = format!(
+        "INSERT INTO job_runs (name, running_until, next_run_at) VALUES ($1, $3, $2) \
+         ON CONFLICT (name) DO UPDATE SET running_until = $3 \
+         WHERE (job_runs.running_until IS NULL OR job_runs.running_until < $2){due}"
+    );
+    let values = [name.into(), now.into(), until.into()];
+    let res = conn.execute(Statement::from_sql_and_values(conn.get_database_backend(), sql, values)).await.or_db()?;
+    Ok(res.rows_affected() == 1)
+}
+
+/// Extends the lease of job `name` until `until`.
+pub async fn renew_job(conn: &impl ConnectionTrait, name: &str, until: DateTime<Utc>) -> Result<(), Error> {
+    let sql = "UPDATE job_runs SET running_until = $2 WHERE name = $1";
+    let values = [name.into(), until.into()];
+    conn.execute(Statement::from_sql_and_values(conn.get_database_backend(), sql, values)).await.or_db()?;
+    Ok(())
+}
+
+/// Lets go of job `name` and says when it is next due.
+pub async fn finish_job(conn: &impl ConnectionTrait, name: &str, next_run_at: DateTime<Utc>) -> Result<(), Error> {
+    let sql = "UPDATE job_runs SET running_until = NULL, next_run_at = $2 WHERE name = $1";
+    let values = [name.into(), next_run_at.into()];
+    conn.execute(Statement::from_sql_and_values(conn.get_database_backend(), sql, values)).await.or_db()?;
+    Ok(())
+}
