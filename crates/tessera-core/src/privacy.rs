@@ -85,7 +85,11 @@ impl Core {
         second: Option<SecondFactor>,
         client: &ClientInfo,
     ) -> Result<(), Error> {
-        let current = self.user(who.user.id).await?;
+        // Deleted since the token was checked (a racing deletion): the token is dead.
+        let current = match self.user(who.user.id).await {
+            Err(Error::UserNotFound) => return Err(Error::TokenRevoked),
+            other => other?,
+        };
         if current.mfa_enabled && second.is_none() {
             return Err(Error::Validation(vec![FieldError::new(
                 "code",

@@ -3,7 +3,7 @@
 //! nobody needs any more, in batches, under a lease shared by every node.
 
 use chrono::{DateTime, Duration, Utc};
-use sea_orm::sea_query::{Expr, Query};
+use sea_orm::sea_query::{Condition, Expr, Query};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement};
 use serde_json::json;
 use tessera_domain::Error;
@@ -161,79 +161,32 @@ pub struct Swept {
 /// pair expires); MFA tokens expired or used; mail sent more than a day ago.
 pub async fn sweep_batch(conn: &impl ConnectionTrait, now: DateTime<Utc>) -> Result<Swept, Error> {
     let day_ago = now - Duration::days(1);
-    let sessions = session::Entity::delete_many()
-        .filter(
-            session::Column::Id.in_subquery(
-                Query::select()
-                    .column(session::Column::Id)
-                    .from(session::Entity)
-                    .cond_where(
-                        sea_orm::Condition::any()
-                            .add(session::Column::ExpiresAt.lt(now))
-                            .add(session::Column::RevokedAt.lt(day_ago)),
-                    )
-                    .limit(BATCH)
-                    .to_owned(),
-            ),
-        )
-        .exec(conn)
-        .await
-        .or_db()?
-        .rows_affected;
-    let one_time_tokens = one_time_token::Entity::delete_many()
-        .filter(
-            one_time_token::Column::Id.in_subquery(
-                Query::select()
-                    .column(one_time_token::Column::Id)
-                    .from(one_time_token::Entity)
-                    .cond_where(
-                        sea_orm::Condition::any()
-                            .add(one_time_token::Column::ExpiresAt.lt(now))
-                            .add(one_time_token::Column::UsedAt.lt(day_ago)),
-                    )
-                    .limit(BATCH)
-                    .to_owned(),
-            ),
-        )
-        .exec(conn)
-        .await
-        .or_db()?
-        .rows_affected;
-    let mfa_tokens = mfa_token::Entity::delete_many()
-        .filter(
-            mfa_token::Column::Id.in_subquery(
-                Query::select()
-                    .column(mfa_token::Column::Id)
-                    .from(mfa_token::Entity)
-                    .cond_where(
-                        sea_orm::Condition::any()
-                            .add(mfa_token::Column::ExpiresAt.lt(now))
-                            .add(mfa_token::Column::UsedAt.is_not_null()),
-                    )
-                    .limit(BATCH)
-                    .to_owned(),
-            ),
-        )
-        .exec(conn)
-        .await
-        .or_db()?
-        .rows_affected;
-    let mail = mail_outbox::Entity::delete_many()
-        .filter(
-            mail_outbox::Column::Id.in_subquery(
-                Query::select()
-                    .column(mail_outbox::Column::Id)
-                    .from(mail_outbox::Entity)
-                    .and_where(mail_outbox::Column::SentAt.lt(day_ago))
-                    .limit(BATCH)
-                    .to_owned(),
-            ),
-        )
-        .exec(conn)
-        .await
-        .or_db()?
-        .rows_affected;
-    Ok(Swept { sessions, one_time_tokens, mfa_tokens, mail })
+    let sessions = Condition::any().add(session::Column::ExpiresAt.lt(now)).add(session::Column::RevokedAt.lt(day_ago));
+    let one_time_tokens =
+        Condition::any().add(one_time_token::Column::ExpiresAt.lt(now)).add(one_time_token::Column::UsedAt.lt(day_ago));
+    let mfa_tokens =
+        Condition::any().add(mfa_token::Column::ExpiresAt.lt(now)).add(mfa_token::Column::UsedAt.is_not_null());
+    let mail = Condition::all().add(mail_outbox::Column::SentAt.lt(day_ago));
+    Ok(Swept {
+        sessions: delete_batch(conn, session::Entity, session::Column::Id, sessions).await?,
+        one_time_tokens: delete_batch(conn, one_time_token::Entity, one_time_token::Column::Id, one_time_tokens)
+            .await?,
+        mfa_tokens: delete_batch(conn, mfa_token::Entity, mfa_token::Column::Id, mfa_tokens).await?,
+        mail: delete_batch(conn, mail_outbox::Entity, mail_outbox::Column::Id, mail).await?,
+    })
+}
+
+/// Deletes at most [`BATCH`] rows of `entity` meeting `which` (their ids chosen by a
+/// subquery, so no statement holds locks on more rows); returns how many.
+async fn delete_batch<E: EntityTrait>(
+    conn: &impl ConnectionTrait,
+    entity: E,
+    id: E::Column,
+    which: Condition,
+) -> Result<u64, Error> {
+    let ids = Query::select().column(id).from(entity).cond_where(which).limit(BATCH).to_owned();
+    let res = E::delete_many().filter(id.in_subquery(ids)).exec(conn).await.or_db()?;
+    Ok(res.rows_affected)
 }
 
 /// Takes the lease of job `name` until `until`, unless another node holds it; with
