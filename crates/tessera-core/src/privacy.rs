@@ -163,18 +163,21 @@ impl Core {
     pub async fn purge(&self, due_only: bool) -> Result<Option<PurgeReport>, Error> {
         let writer = self.store.writer();
         let started = now();
-        if !privacy::claim_job(writer, PURGE_JOB, started, started + PURGE_LEASE, due_only).await? {
+        let holder = Uuid::now_v7().to_string();
+        if !privacy::claim_job(writer, PURGE_JOB, &holder, started, started + PURGE_LEASE, due_only).await? {
             return Ok(None);
         }
-        let result = self.purge_batches().await;
+        let result = self.purge_batches(&holder).await;
         let interval = ChronoDuration::from_std(self.settings.purge_interval).unwrap_or(ChronoDuration::hours(1));
         // A failed run is tried again at the next check rather than after a whole interval.
         let next = if result.is_ok() { started + interval } else { now() };
-        privacy::finish_job(writer, PURGE_JOB, next).await?;
+        privacy::finish_job(writer, PURGE_JOB, &holder, next).await?;
         result.map(Some)
     }
 
-    async fn purge_batches(&self) -> Result<PurgeReport, Error> {
+    /// The purge's batches, while `holder` keeps the lease (each batch renews it; one
+    /// that finds it lost, after a stall longer than the lease, stops).
+    async fn purge_batches(&self, holder: &str) -> Result<PurgeReport, Error> {
         let mut report = PurgeReport::default();
         // The purge's own events carry no address or agent either.
         let system = ClientInfo::default();
@@ -192,7 +195,9 @@ impl Core {
             }
             tx.commit().await?;
             report.users += removed.len() as u64;
-            privacy::renew_job(self.store.writer(), PURGE_JOB, now() + PURGE_LEASE).await?;
+            if !privacy::renew_job(self.store.writer(), PURGE_JOB, holder, now() + PURGE_LEASE).await? {
+                return Ok(report);
+            }
             if removed.is_empty() || (batch.len() as u64) < PURGE_USERS_BATCH {
                 break;
             }
@@ -203,7 +208,9 @@ impl Core {
             report.swept.one_time_tokens += swept.one_time_tokens;
             report.swept.mfa_tokens += swept.mfa_tokens;
             report.swept.mail += swept.mail;
-            privacy::renew_job(self.store.writer(), PURGE_JOB, now() + PURGE_LEASE).await?;
+            if !privacy::renew_job(self.store.writer(), PURGE_JOB, holder, now() + PURGE_LEASE).await? {
+                return Ok(report);
+            }
             let full = privacy::BATCH;
             if swept.sessions < full && swept.one_time_tokens < full && swept.mfa_tokens < full && swept.mail < full {
                 break;

@@ -1,5 +1,5 @@
 //! Periodic jobs shared by every node (the purge): a row per job says until when a node
-//! holds it (`running_until`, a lease) and when it is next due (`next_run_at`), so that
+//! holds it (`holder`, `running_until`: a lease) and when it is next due (`next_run_at`), so that
 //! several nodes never run one job at once, nor more often than its interval. And the
 //! index the purge needs to find the audit rows a purged user acted in.
 
@@ -12,6 +12,7 @@ pub struct Migration;
 enum JobRuns {
     Table,
     Name,
+    Holder,
     RunningUntil,
     NextRunAt,
 }
@@ -32,6 +33,7 @@ impl MigrationTrait for Migration {
                 .table(JobRuns::Table)
                 .if_not_exists()
                 .col(ColumnDef::new(JobRuns::Name).string_len(64).not_null().primary_key())
+                .col(ColumnDef::new(JobRuns::Holder).string_len(64).null())
                 .col(ColumnDef::new(JobRuns::RunningUntil).timestamp_with_time_zone().null())
                 .col(ColumnDef::new(JobRuns::NextRunAt).timestamp_with_time_zone().not_null())
                 .to_owned(),

@@ -189,39 +189,53 @@ async fn delete_batch<E: EntityTrait>(
     Ok(res.rows_affected)
 }
 
-/// Takes the lease of job `name` until `until`, unless another node holds it; with
-/// `due_only`, only when the job is due (its `next_run_at` has passed). Whether this
-/// caller got it.
+/// Takes the lease of job `name` for `holder` until `until`, unless another holder has
+/// it; with `due_only`, only when the job is due (its `next_run_at` has passed). Whether
+/// this caller got it.
 pub async fn claim_job(
     conn: &impl ConnectionTrait,
     name: &str,
+    holder: &str,
     now: DateTime<Utc>,
     until: DateTime<Utc>,
     due_only: bool,
 ) -> Result<bool, Error> {
     let due = if due_only { " AND job_runs.next_run_at <= $2" } else { "" };
     let sql = format!(
-        "INSERT INTO job_runs (name, running_until, next_run_at) VALUES ($1, $3, $2) \
-         ON CONFLICT (name) DO UPDATE SET running_until = $3 \
+        "INSERT INTO job_runs (name, holder, running_until, next_run_at) VALUES ($1, $4, $3, $2) \
+         ON CONFLICT (name) DO UPDATE SET holder = $4, running_until = $3 \
          WHERE (job_runs.running_until IS NULL OR job_runs.running_until < $2){due}"
     );
-    let values = [name.into(), now.into(), until.into()];
+    let values = [name.into(), now.into(), until.into(), holder.into()];
     let res = conn.execute(Statement::from_sql_and_values(conn.get_database_backend(), sql, values)).await.or_db()?;
     Ok(res.rows_affected() == 1)
 }
 
-/// Extends the lease of job `name` until `until`.
-pub async fn renew_job(conn: &impl ConnectionTrait, name: &str, until: DateTime<Utc>) -> Result<(), Error> {
-    let sql = "UPDATE job_runs SET running_until = $2 WHERE name = $1";
-    let values = [name.into(), until.into()];
-    conn.execute(Statement::from_sql_and_values(conn.get_database_backend(), sql, values)).await.or_db()?;
-    Ok(())
+/// Extends `holder`'s lease of job `name` until `until`; false when it is no longer
+/// theirs (it expired and another node took it).
+pub async fn renew_job(
+    conn: &impl ConnectionTrait,
+    name: &str,
+    holder: &str,
+    until: DateTime<Utc>,
+) -> Result<bool, Error> {
+    let sql = "UPDATE job_runs SET running_until = $2 WHERE name = $1 AND holder = $3";
+    let values = [name.into(), until.into(), holder.into()];
+    let res = conn.execute(Statement::from_sql_and_values(conn.get_database_backend(), sql, values)).await.or_db()?;
+    Ok(res.rows_affected() == 1)
 }
 
-/// Lets go of job `name` and says when it is next due.
-pub async fn finish_job(conn: &impl ConnectionTrait, name: &str, next_run_at: DateTime<Utc>) -> Result<(), Error> {
-    let sql = "UPDATE job_runs SET running_until = NULL, next_run_at = $2 WHERE name = $1";
-    let values = [name.into(), next_run_at.into()];
+/// Lets go of `holder`'s lease of job `name` and says when the job is next due (nothing,
+/// if the lease is no longer theirs).
+pub async fn finish_job(
+    conn: &impl ConnectionTrait,
+    name: &str,
+    holder: &str,
+    next_run_at: DateTime<Utc>,
+) -> Result<(), Error> {
+    let sql =
+        "UPDATE job_runs SET holder = NULL, running_until = NULL, next_run_at = $2 WHERE name = $1 AND holder = $3";
+    let values = [name.into(), next_run_at.into(), holder.into()];
     conn.execute(Statement::from_sql_and_values(conn.get_database_backend(), sql, values)).await.or_db()?;
     Ok(())
 }
