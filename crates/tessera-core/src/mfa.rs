@@ -461,11 +461,7 @@ impl Core {
         let Some(step) = matching_step(&totp(self.mfa_keys.decrypt(&factor.secret)?)?, &code, now.timestamp()) else {
             return Err(Error::InvalidMfaCode);
         };
-        let codes: Vec<String> = (0..RECOVERY_CODES).map(|_| new_recovery_code()).collect();
-        let hashes: Vec<String> = codes
-            .iter()
-            .map(|c| self.recovery_hash(who.user.id, &parse_recovery_code(c).unwrap_or_default()))
-            .collect();
+        let (codes, hashes) = self.new_recovery_codes(who.user.id);
         let tx = self.store.begin().await?;
         mfa::set_enabled(&tx, who.user.id, true, now).await?;
         if !mfa::use_step(&tx, factor.id, step, true, now).await? {
@@ -518,17 +514,21 @@ impl Core {
         tx.commit().await
     }
 
+    /// A fresh set of recovery codes, as shown once, and their keyed hashes, as stored.
+    fn new_recovery_codes(&self, user_id: Uuid) -> (Vec<String>, Vec<String>) {
+        let codes: Vec<String> = (0..RECOVERY_CODES).map(|_| new_recovery_code()).collect();
+        let hashes =
+            codes.iter().map(|c| self.recovery_hash(user_id, &parse_recovery_code(c).unwrap_or_default())).collect();
+        (codes, hashes)
+    }
+
     /// Ten new recovery codes (the old ones die); aal2 only.
     pub async fn regenerate_recovery_codes(&self, who: &Principal, client: &ClientInfo) -> Result<Vec<String>, Error> {
         if !who.user.mfa_enabled {
             return Err(Error::MfaNotEnabled);
         }
         self.require_aal2_if_mfa(who)?;
-        let codes: Vec<String> = (0..RECOVERY_CODES).map(|_| new_recovery_code()).collect();
-        let hashes: Vec<String> = codes
-            .iter()
-            .map(|c| self.recovery_hash(who.user.id, &parse_recovery_code(c).unwrap_or_default()))
-            .collect();
+        let (codes, hashes) = self.new_recovery_codes(who.user.id);
         let tx = self.store.begin().await?;
         mfa::replace_recovery_codes(&tx, who.user.id, &hashes, now()).await?;
         record(&tx, client, AuditEvent::by_user("mfa.recovery_codes", who.user.id)).await?;

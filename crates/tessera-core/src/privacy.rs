@@ -11,7 +11,7 @@ use serde_json::json;
 use tessera_domain::{Error, FieldError};
 use tessera_store::entity::{audit_log, mfa_factor, profile, session, user};
 use tessera_store::query::privacy::{self, Swept};
-use tessera_store::query::{admin::users as admin_users, mfa, profiles, sessions, users};
+use tessera_store::query::{admin::users as admin_users, audit, mfa, profiles, sessions, users};
 use uuid::Uuid;
 
 use crate::admin::{is_active_admin, stored_role, Actor};
@@ -70,7 +70,7 @@ impl Core {
 
     /// The next page of the audit events about a user, oldest first, after `after`.
     pub async fn export_audit_page(&self, user_id: Uuid, after: Option<Uuid>) -> Result<Vec<audit_log::Model>, Error> {
-        privacy::audit_page(self.store.reader(), user_id, after, EXPORT_PAGE).await
+        audit::page_for_user(self.store.reader(), user_id, after, EXPORT_PAGE).await
     }
 
     /// Deletes the caller's own account after checking the password, and with MFA on a

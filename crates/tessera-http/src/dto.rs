@@ -3,7 +3,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
-use tessera_core::entity::{profile, session, user};
+use tessera_core::entity::{mfa_factor, profile, session, user};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -241,6 +241,19 @@ pub struct FactorOut {
     pub status: String,
     pub created_at: DateTime<Utc>,
     pub last_used_at: Option<DateTime<Utc>>,
+}
+
+impl From<mfa_factor::Model> for FactorOut {
+    fn from(f: mfa_factor::Model) -> Self {
+        Self {
+            id: f.id,
+            kind: "totp",
+            name: f.name,
+            status: f.status,
+            created_at: f.created_at,
+            last_used_at: f.last_used_at,
+        }
+    }
 }
 
 /// The caller's factors.

@@ -51,17 +51,7 @@ pub async fn verify(
     responses((status = 200, body = FactorsOut), (status = 401, body = ErrorBody)))]
 pub async fn list(State(s): State<AppState>, Auth(who): Auth) -> Result<Json<FactorsOut>, ApiError> {
     let (factors, recovery_codes_left) = s.core.list_factors(who.user.id).await?;
-    let factors = factors
-        .into_iter()
-        .map(|f| FactorOut {
-            id: f.id,
-            kind: "totp",
-            name: f.name,
-            status: f.status,
-            created_at: f.created_at,
-            last_used_at: f.last_used_at,
-        })
-        .collect();
+    let factors = factors.into_iter().map(FactorOut::from).collect();
     Ok(Json(FactorsOut { factors, recovery_codes_left }))
 }
 

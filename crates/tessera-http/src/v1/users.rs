@@ -157,18 +157,7 @@ pub async fn export(State(s): State<AppState>, Auth(who): Auth) -> Result<Respon
         user: UserOut::from(&head.user),
         profile: head.profile.as_ref().map(|p| ProfileOut::new(&head.user, p)),
         sessions: head.sessions.iter().map(ExportSessionOut::from).collect(),
-        mfa_factors: head
-            .factors
-            .into_iter()
-            .map(|f| FactorOut {
-                id: f.id,
-                kind: "totp",
-                name: f.name,
-                status: f.status,
-                created_at: f.created_at,
-                last_used_at: f.last_used_at,
-            })
-            .collect(),
+        mfa_factors: head.factors.into_iter().map(FactorOut::from).collect(),
         audit_events: Vec::new(),
     };
     // The document up to the events' array, which is written last (`…"audit_events":[]}`):
@@ -177,33 +166,30 @@ pub async fn export(State(s): State<AppState>, Auth(who): Auth) -> Result<Respon
     opening.truncate(opening.len().saturating_sub(2));
     let first = s.core.export_audit_page(owner, None).await?;
     let core = s.core.clone();
-    let pages = futures_util::stream::unfold((Some(opening), Some(first), false), move |(opening, page, written)| {
+    // Each step sends what is pending (the opening, at first) and one page of events,
+    // reading the next page meanwhile; an empty page closes the document.
+    let pages = futures_util::stream::unfold(Some((first, opening, true)), move |state| {
         let core = core.clone();
         async move {
-            if let Some(opening) = opening {
-                return Some((Ok(opening), (None, page, written)));
-            }
-            let page = page?;
-            if page.is_empty() {
-                return Some((Ok(b"]}".to_vec()), (None, None, written)));
-            }
-            let last = page.last().map(|e| e.id);
-            let mut chunk = Vec::with_capacity(page.len() * 256);
-            let mut written = written;
-            for event in page {
-                if written {
+            let (page, mut chunk, first) = state?;
+            let Some(last) = page.last().map(|e| e.id) else {
+                chunk.extend_from_slice(b"]}");
+                return Some((Ok(chunk), None));
+            };
+            chunk.reserve(page.len() * 256);
+            for (i, event) in page.into_iter().enumerate() {
+                if i > 0 || !first {
                     chunk.push(b',');
                 }
-                written = true;
                 if let Err(e) = serde_json::to_writer(&mut chunk, &ExportAuditOut::new(event, owner)) {
-                    return Some((Err(std::io::Error::other(e)), (None, None, written)));
+                    return Some((Err(std::io::Error::other(e)), None));
                 }
             }
-            match core.export_audit_page(owner, last).await {
-                Ok(next) => Some((Ok(chunk), (None, Some(next), written))),
+            match core.export_audit_page(owner, Some(last)).await {
+                Ok(next) => Some((Ok(chunk), Some((next, Vec::new(), false)))),
                 // The body stops short: the client sees a truncated document, never a
                 // complete-looking one that lacks events.
-                Err(e) => Some((Err(std::io::Error::other(e.to_string())), (None, None, written))),
+                Err(e) => Some((Err(std::io::Error::other(e.to_string())), None)),
             }
         }
     });

@@ -1,6 +1,6 @@
 //! The audit log.
 
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect};
 use tessera_domain::Error;
 use uuid::Uuid;
 
@@ -13,12 +13,17 @@ pub async fn insert(conn: &impl ConnectionTrait, row: audit_log::Model) -> Resul
     Ok(())
 }
 
-/// A user's events, newest first.
-pub async fn for_user(conn: &impl ConnectionTrait, user_id: Uuid) -> Result<Vec<audit_log::Model>, Error> {
-    audit_log::Entity::find()
-        .filter(audit_log::Column::UserId.eq(user_id))
-        .order_by_desc(audit_log::Column::Id)
-        .all(conn)
-        .await
-        .or_db()
+/// Up to `limit` events about a user, oldest first, after the event `after`: a reader
+/// (the export) goes page by page, so its memory does not grow with the log.
+pub async fn page_for_user(
+    conn: &impl ConnectionTrait,
+    user_id: Uuid,
+    after: Option<Uuid>,
+    limit: u64,
+) -> Result<Vec<audit_log::Model>, Error> {
+    let mut q = audit_log::Entity::find().filter(audit_log::Column::UserId.eq(user_id));
+    if let Some(after) = after {
+        q = q.filter(audit_log::Column::Id.gt(after));
+    }
+    q.order_by_asc(audit_log::Column::Id).limit(limit).all(conn).await.or_db()
 }

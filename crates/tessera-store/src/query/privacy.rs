@@ -24,21 +24,6 @@ pub async fn sessions_of(conn: &impl ConnectionTrait, user_id: Uuid) -> Result<V
         .or_db()
 }
 
-/// Up to `limit` audit events about a user, oldest first, after the event `after`: an
-/// export reads them page by page, so its memory does not grow with the log.
-pub async fn audit_page(
-    conn: &impl ConnectionTrait,
-    user_id: Uuid,
-    after: Option<Uuid>,
-    limit: u64,
-) -> Result<Vec<audit_log::Model>, Error> {
-    let mut q = audit_log::Entity::find().filter(audit_log::Column::UserId.eq(user_id));
-    if let Some(after) = after {
-        q = q.filter(audit_log::Column::Id.gt(after));
-    }
-    q.order_by_asc(audit_log::Column::Id).limit(limit).all(conn).await.or_db()
-}
-
 /// Marks a live user deleted; false when it was already (a concurrent deletion).
 pub async fn mark_deleted(conn: &impl ConnectionTrait, id: Uuid, now: DateTime<Utc>) -> Result<bool, Error> {
     let res = user::Entity::update_many()
