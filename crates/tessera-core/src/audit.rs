@@ -7,9 +7,9 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use sea_orm::ConnectionTrait;
 use serde_json::{json, Value};
 use tessera_domain::Error;
+use tessera_store::Db;
 use uuid::Uuid;
 
 use crate::entity::audit_log;
@@ -38,7 +38,7 @@ impl AuditEvent {
 
 /// Appends an event through `conn` (a transaction, when it records a change), and to
 /// the day's audit file when the caller runs inside [`with_audit_file`].
-pub async fn record(conn: &impl ConnectionTrait, client: &ClientInfo, ev: AuditEvent) -> Result<(), Error> {
+pub async fn record(conn: &impl Db, client: &ClientInfo, ev: AuditEvent) -> Result<(), Error> {
     let row = audit_row(client, ev);
     tessera_store::query::audit::insert(conn, row.clone()).await?;
     // Written once the row is in: a change that fails to commit after this (rare: the

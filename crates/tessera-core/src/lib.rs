@@ -10,6 +10,7 @@ pub mod kv;
 pub mod limits;
 pub mod mail;
 pub mod mfa;
+pub mod pii;
 pub mod privacy;
 pub mod seed;
 pub mod settings;
@@ -79,9 +80,16 @@ pub fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
 }
 
-/// How the store is opened for `settings`: migrations as `AUTO_MIGRATE` says.
-pub fn store_config(settings: &Settings) -> StoreConfig {
-    StoreConfig {
+/// How the store is opened for `settings`: migrations as `AUTO_MIGRATE` says, personal
+/// data encrypted under `PII_ENCRYPTION_KEY` when it is set.
+pub fn store_config(settings: &Settings) -> Result<StoreConfig, String> {
+    let pii = match &settings.pii_encryption_key {
+        Some(ring) => {
+            tessera_store::pii::Pii::parse(ring.expose_secret()).map_err(|e| format!("PII_ENCRYPTION_KEY: {e}"))?
+        }
+        None => tessera_store::pii::Pii::off(),
+    };
+    Ok(StoreConfig {
         url: settings.database_url.expose_secret().to_owned(),
         pool_size: settings.db_pool_size,
         max_overflow: settings.db_max_overflow,
@@ -90,7 +98,8 @@ pub fn store_config(settings: &Settings) -> StoreConfig {
         session_cache_ttl: Duration::from_millis(settings.session_cache_ms),
         fast_paths: true,
         migrate: settings.auto_migrate,
-    }
+        pii: Some(Arc::new(pii)),
+    })
 }
 
 impl Core {
@@ -98,7 +107,7 @@ impl Core {
     /// hasher and token keys. The secrets must be resolved already
     /// ([`Settings::ensure_secrets`]).
     pub async fn start(settings: Settings) -> Result<Arc<Core>, String> {
-        let store = Arc::new(Store::open(&store_config(&settings)).await?);
+        let store = Arc::new(Store::open(&store_config(&settings)?).await?);
         let hasher = PasswordHasher::new(
             settings.argon2_memory_kib,
             settings.argon2_iterations,

@@ -14,11 +14,12 @@ use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::PoolConfig;
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-use sea_orm::{ConnectionTrait, Set};
+use sea_orm::Set;
 use secrecy::ExposeSecret;
 use tessera_domain::Error;
 use tessera_store::entity::mail_outbox;
 use tessera_store::query::outbox;
+use tessera_store::Db;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
@@ -319,7 +320,7 @@ fn backoff(attempts: i32, max: Duration) -> ChronoDuration {
 impl Core {
     /// Queues a mail through `conn`: the caller's transaction, so the message exists if
     /// and only if the change that caused it does.
-    pub async fn queue_mail(&self, conn: &impl ConnectionTrait, mail: OutgoingMail) -> Result<(), Error> {
+    pub async fn queue_mail(&self, conn: &impl Db, mail: OutgoingMail) -> Result<(), Error> {
         let vars: Vec<(&str, &str)> = mail.vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let (subject, text, html) = self.mailer.templates.render(mail.template, &vars);
         let now = now();
@@ -337,6 +338,7 @@ impl Core {
             failed_at: None,
             last_error: None,
             created_at: now,
+            to_index: None,
         };
         outbox::insert(conn, row).await
     }
@@ -346,7 +348,7 @@ impl Core {
     /// same time whether `email` belongs to an account or not.
     pub(crate) async fn queue_request(
         &self,
-        conn: &impl ConnectionTrait,
+        conn: &impl Db,
         request: MailRequest,
         email: &str,
         client: &ClientInfo,
@@ -370,6 +372,7 @@ impl Core {
             failed_at: None,
             last_error: None,
             created_at: now,
+            to_index: None,
         };
         outbox::insert(conn, row).await
     }

@@ -15,7 +15,6 @@ use hmac::Mac;
 use rand::{Rng, RngCore};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tessera_domain::{Error, Role};
 use tessera_store::entity::{mfa_factor, mfa_token, user};
@@ -58,22 +57,10 @@ impl MfaKeys {
     /// Parses `BASE64KEY` or `KID:BASE64KEY,KID:BASE64KEY,…`; a key without an id is named
     /// by its fingerprint.
     pub fn parse(ring: &str) -> Result<MfaKeys, String> {
-        let mut keys = Vec::new();
-        for entry in ring.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-            let (kid, b64) = match entry.split_once(':') {
-                Some((kid, b64)) => (kid.trim().to_owned(), b64.trim()),
-                None => (hex::encode(&Sha256::digest(entry.as_bytes())[..4]), entry),
-            };
-            if kid.is_empty() || !kid.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-                return Err(format!("the key id {kid:?} must be letters, digits, - or _"));
-            }
-            let bytes = STANDARD.decode(b64).map_err(|_| format!("key {kid} is not base64"))?;
-            let cipher = Aes256Gcm::new_from_slice(&bytes).map_err(|_| format!("key {kid} is not 32 bytes"))?;
-            keys.push((kid, cipher));
-        }
-        if keys.is_empty() {
-            return Err("no key".to_owned());
-        }
+        let keys = tessera_store::pii::parse_key_ring(ring)?
+            .into_iter()
+            .map(|(kid, key)| (kid, Aes256Gcm::new(&key.into())))
+            .collect();
         Ok(MfaKeys { keys })
     }
 
@@ -364,7 +351,7 @@ impl Core {
     /// stands for, or `None` when none is (a wrong code, a replay, a used recovery code).
     async fn use_second_factor(
         &self,
-        conn: &impl sea_orm::ConnectionTrait,
+        conn: &impl tessera_store::Db,
         user_id: Uuid,
         candidates: &Candidates,
         now: chrono::DateTime<chrono::Utc>,

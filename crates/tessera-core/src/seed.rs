@@ -114,6 +114,8 @@ impl Core {
                     deleted_at: (i % 100 == 7).then(|| created + ChronoDuration::days(1)).filter(|d| *d < now),
                     new_email: None,
                     mfa_enabled: false,
+                    email_index: None,
+                    new_email_index: None,
                 });
                 profiles.push(profile::Model {
                     id: Uuid::now_v7(),

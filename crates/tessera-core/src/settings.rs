@@ -189,6 +189,7 @@ pub const SETTINGS: &[SettingDoc] = &[
     unset(&["FIRST_ADMIN_PASSWORD"], "(none)", "the first admin's password; must satisfy the password policy"),
     unset(&["AUDIT_LOG_DIR"], "(none)", "also append every audit event as a JSON line to audit-YYYY-MM-DD.jsonl (UTC) in this directory"),
     setting(&["DELETED_RETENTION_DAYS"], "30", "days an account deleted by its owner can still be restored by an admin; after them the purge removes it for good (0: at the next purge)"),
+    unset(&["PII_ENCRYPTION_KEY"], "(none: stored in plaintext)", "encrypts email addresses and phone numbers at rest (AES-256-GCM; users, pending addresses, audit details, the mail outbox) and finds addresses through a keyed HMAC-SHA-256 blind index: the base64 of 32 bytes, or a key ring KID:BASE64KEY,... whose first key encrypts and every one decrypts. `tessera pii encrypt` encrypts what was stored before, `tessera pii rotate` re-encrypts under the first key. A database holding data under a key the setting lacks refuses to start"),
     setting(&["PURGE_INTERVAL"], "1h", "how often the purge runs (accounts past their retention, expired sessions and tokens, mail sent over a day ago); a lease in the database lets one node at a time run it"),
 ];
 
@@ -237,6 +238,8 @@ pub struct Settings {
     /// The key ring TOTP secrets are encrypted under; `None` until
     /// [`Settings::ensure_secrets`] has run in development.
     pub mfa_encryption_key: Option<SecretString>,
+    /// `PII_ENCRYPTION_KEY`: the key ring personal data is encrypted under (none: plaintext).
+    pub pii_encryption_key: Option<SecretString>,
     /// Whether admin routes need an aal2 session from a user's token.
     pub admin_mfa_required: bool,
     pub jwt_algorithm: String,
@@ -490,6 +493,7 @@ impl Settings {
             jwt_secret: r.opt("JWT_SECRET_KEY").map(SecretString::from),
             refresh_token_secret: r.list("REFRESH_TOKEN_SECRET").into_iter().map(SecretString::from).collect(),
             mfa_encryption_key: r.opt("MFA_ENCRYPTION_KEY").map(SecretString::from),
+            pii_encryption_key: r.opt("PII_ENCRYPTION_KEY").map(SecretString::from),
             admin_mfa_required: r.boolean("ADMIN_MFA_REQUIRED"),
             jwt_algorithm,
             jwt_issuer: r.string("JWT_ISSUER"),
@@ -719,6 +723,11 @@ impl Settings {
         }
         if let Some(Err(e)) = self.mfa_encryption_key.as_ref().map(|k| crate::mfa::MfaKeys::parse(k.expose_secret())) {
             p.push(format!("MFA_ENCRYPTION_KEY: {e}"));
+        }
+        if let Some(Err(e)) =
+            self.pii_encryption_key.as_ref().map(|k| tessera_store::pii::Pii::parse(k.expose_secret()))
+        {
+            p.push(format!("PII_ENCRYPTION_KEY: {e}"));
         }
         p
     }

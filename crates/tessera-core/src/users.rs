@@ -1,12 +1,13 @@
 //! Registration, user reads and updates, and profiles (SPEC §2.1 Users, §3.2, §3.3).
 
 use chrono::NaiveDate;
-use sea_orm::{ActiveModelTrait, ConnectionTrait, IntoActiveModel, Set};
+use sea_orm::{ActiveModelTrait, IntoActiveModel, Set};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 use tessera_domain::{Email, Error, FieldError, Phone, Role};
 use tessera_store::entity::{profile, user};
 use tessera_store::query::{profiles, users};
+use tessera_store::Db;
 use uuid::Uuid;
 
 use crate::audit::{record, AuditEvent};
@@ -97,7 +98,7 @@ pub(crate) struct NewAccount {
 
 /// Inserts a user and their empty profile through `conn` (the caller's transaction).
 /// A taken email is caught by the unique index and answers `EmailTaken`.
-pub(crate) async fn insert_account(conn: &impl ConnectionTrait, a: NewAccount) -> Result<user::Model, Error> {
+pub(crate) async fn insert_account(conn: &impl Db, a: NewAccount) -> Result<user::Model, Error> {
     let now = now();
     let row = user::Model {
         id: Uuid::now_v7(),
@@ -116,6 +117,8 @@ pub(crate) async fn insert_account(conn: &impl ConnectionTrait, a: NewAccount) -
         deleted_at: None,
         new_email: None,
         mfa_enabled: false,
+        email_index: None,
+        new_email_index: None,
     };
     let created = users::insert(conn, row).await?;
     let profile = profile::Model {

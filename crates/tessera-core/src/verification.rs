@@ -8,13 +8,14 @@
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use hmac::Mac;
 use rand::Rng;
-use sea_orm::{ConnectionTrait, IntoActiveModel, Set};
+use sea_orm::{IntoActiveModel, Set};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use subtle::ConstantTimeEq;
 use tessera_domain::{Email, Error};
 use tessera_store::entity::{mail_outbox, one_time_token, user};
 use tessera_store::query::{one_time_tokens, outbox, sessions, users};
+use tessera_store::Db;
 use uuid::Uuid;
 
 use crate::audit::{record, AuditEvent};
@@ -143,7 +144,7 @@ impl Core {
 
     /// Marks a token used, if nobody did first: the guard that makes every token and
     /// code single-use under concurrency.
-    async fn use_token(&self, conn: &impl ConnectionTrait, id: Uuid, at: DateTime<Utc>) -> Result<(), Error> {
+    async fn use_token(&self, conn: &impl Db, id: Uuid, at: DateTime<Utc>) -> Result<(), Error> {
         if one_time_tokens::use_once(conn, id, at, true).await? {
             Ok(())
         } else {
@@ -165,7 +166,7 @@ impl Core {
     /// Retires every unused token of `kind` for a user (a newer one replaces them).
     async fn retire_tokens(
         &self,
-        conn: &impl ConnectionTrait,
+        conn: &impl Db,
         user_id: Uuid,
         kinds: &[TokenKind],
         at: DateTime<Utc>,
@@ -179,7 +180,7 @@ impl Core {
     #[allow(clippy::too_many_arguments)]
     async fn issue_token(
         &self,
-        conn: &impl ConnectionTrait,
+        conn: &impl Db,
         user_id: Uuid,
         kind: TokenKind,
         ttl: ChronoDuration,
@@ -199,6 +200,7 @@ impl Core {
             code_expires_at: code.as_ref().map(|_| now + ChronoDuration::minutes(10)),
             code_attempts: 0,
             new_email: new_email.map(str::to_owned),
+            new_email_index: None,
             expires_at: now + ttl,
             confirmed_at: None,
             used_at: None,
@@ -211,7 +213,7 @@ impl Core {
     /// Queues the sign-up verification mail (link 24 h + code 10 min) in `conn`.
     pub(crate) async fn queue_verification(
         &self,
-        conn: &impl ConnectionTrait,
+        conn: &impl Db,
         user: &user::Model,
         template: Template,
     ) -> Result<(), Error> {
@@ -531,7 +533,7 @@ impl Core {
     /// `event` and queues the "password changed" notice.
     pub(crate) async fn apply_new_password(
         &self,
-        conn: &impl ConnectionTrait,
+        conn: &impl Db,
         user: &user::Model,
         hash: &str,
         keep: Option<Uuid>,

@@ -18,6 +18,7 @@ pub mod entity;
 mod error;
 mod hot;
 pub mod migration;
+pub mod pii;
 pub mod query;
 
 use std::future::Future;
@@ -42,6 +43,7 @@ use crate::hot::pg_kept::{KeptError, PgKept};
 use crate::hot::rotation_writer::RotationWriter;
 use crate::hot::session_cache::{Neighbours, SessionCache};
 use crate::hot::sqlite_direct::SqliteDirect;
+use crate::pii::Pii;
 use crate::query::sessions::Rotation;
 
 pub use sea_orm;
@@ -69,6 +71,11 @@ pub struct StoreConfig {
     pub fast_paths: bool,
     /// Whether pending migrations are applied when the store opens.
     pub migrate: bool,
+    /// The PII cipher (`PII_ENCRYPTION_KEY`; [`Pii::off`] without one), checked against
+    /// the keys the database's data was encrypted under when the store opens. `None`
+    /// for a one-off command that touches no personal data (`tessera migrate`): no check,
+    /// and nothing is encrypted or decrypted.
+    pub pii: Option<Arc<Pii>>,
 }
 
 impl std::fmt::Debug for StoreConfig {
@@ -90,6 +97,7 @@ impl StoreConfig {
             session_cache_ttl: Duration::ZERO,
             fast_paths: false,
             migrate: false,
+            pii: None,
         }
     }
 }
@@ -127,8 +135,9 @@ pub struct Store {
     /// Transactions and other writes: on SQLite one connection of its own, so that writers
     /// queue in order instead of racing for the file lock (and sleeping in SQLite's busy
     /// handler); on PostgreSQL the pool.
-    writer: DatabaseConnection,
+    writer: Writer,
     hot: Hot,
+    pii: Arc<Pii>,
     /// On a SQLite file, this store's announcement to every other server and command on it.
     _neighbours: Option<Arc<Neighbours>>,
 }
@@ -139,6 +148,39 @@ pub struct Store {
 pub struct Reader {
     db: DatabaseConnection,
     budget: Duration,
+    pii: Arc<Pii>,
+}
+
+/// A connection of a [`Store`] ([`Store::reader`], [`Store::writer`], a [`Tx`]): what the
+/// operations that read or write personal data take, so that they can encrypt and
+/// decrypt it with the store's [`Pii`] cipher.
+pub trait Db: ConnectionTrait {
+    /// The store's PII cipher.
+    fn pii(&self) -> &Pii;
+}
+
+impl Db for Reader {
+    fn pii(&self) -> &Pii {
+        &self.pii
+    }
+}
+
+impl Db for Tx {
+    fn pii(&self) -> &Pii {
+        &self.1
+    }
+}
+
+impl Db for Writer {
+    fn pii(&self) -> &Pii {
+        &self.pii
+    }
+}
+
+/// The connection of single writes outside a transaction ([`Store::writer`]).
+pub struct Writer {
+    db: DatabaseConnection,
+    pii: Arc<Pii>,
 }
 
 impl Reader {
@@ -189,7 +231,7 @@ impl ConnectionTrait for Reader {
 
 /// A transaction from [`Store::begin`]: pass `&tx` to any [`query`] operation, then
 /// [`Tx::commit`]. Dropped without a commit, it rolls back.
-pub struct Tx(DatabaseTransaction);
+pub struct Tx(DatabaseTransaction, Arc<Pii>);
 
 impl Tx {
     /// Commits.
@@ -198,32 +240,40 @@ impl Tx {
     }
 }
 
-#[async_trait]
-impl ConnectionTrait for Tx {
-    fn get_database_backend(&self) -> DbBackend {
-        self.0.get_database_backend()
-    }
+/// `ConnectionTrait` for a wrapper, by its connection `$field`.
+macro_rules! delegate_connection {
+    ($ty:ty, $field:tt) => {
+        #[async_trait]
+        impl ConnectionTrait for $ty {
+            fn get_database_backend(&self) -> DbBackend {
+                self.$field.get_database_backend()
+            }
 
-    async fn execute(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
-        self.0.execute(stmt).await
-    }
+            async fn execute(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
+                self.$field.execute(stmt).await
+            }
 
-    async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
-        self.0.execute_unprepared(sql).await
-    }
+            async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
+                self.$field.execute_unprepared(sql).await
+            }
 
-    async fn query_one(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
-        self.0.query_one(stmt).await
-    }
+            async fn query_one(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
+                self.$field.query_one(stmt).await
+            }
 
-    async fn query_all(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
-        self.0.query_all(stmt).await
-    }
+            async fn query_all(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+                self.$field.query_all(stmt).await
+            }
 
-    fn support_returning(&self) -> bool {
-        self.0.support_returning()
-    }
+            fn support_returning(&self) -> bool {
+                self.$field.support_returning()
+            }
+        }
+    };
 }
+
+delegate_connection!(Tx, 0);
+delegate_connection!(Writer, db);
 
 impl Store {
     /// Opens the database: announces itself on a SQLite file (refusing to open when it
@@ -252,6 +302,10 @@ impl Store {
         if cfg.migrate {
             migration::Migrator::up(&db, None).await.map_err(|e| format!("migration failed: {e}"))?;
         }
+        if let Some(pii) = &cfg.pii {
+            query::pii::check_keys(&writer, pii).await?;
+        }
+        let pii = cfg.pii.clone().unwrap_or_default();
         let hot = match backend {
             _ if !cfg.fast_paths => Hot::Pooled,
             Backend::Sqlite => match SqliteDirect::beside(&db, &url, cache) {
@@ -267,8 +321,9 @@ impl Store {
                 None => Hot::Pooled,
             },
         };
-        let reader = Reader { db: db.clone(), budget: cfg.acquire_timeout };
-        Ok(Store { db, reader, acquire_timeout: cfg.acquire_timeout, writer, hot, _neighbours: neighbours })
+        let reader = Reader { db: db.clone(), budget: cfg.acquire_timeout, pii: pii.clone() };
+        let writer = Writer { db: writer, pii: pii.clone() };
+        Ok(Store { db, reader, acquire_timeout: cfg.acquire_timeout, writer, hot, pii, _neighbours: neighbours })
     }
 
     /// The kind of database.
@@ -285,21 +340,27 @@ impl Store {
     }
 
     /// Where a single write outside a transaction goes.
-    pub fn writer(&self) -> &DatabaseConnection {
+    pub fn writer(&self) -> &Writer {
         &self.writer
+    }
+
+    /// The PII cipher.
+    pub fn pii(&self) -> &Pii {
+        &self.pii
     }
 
     /// Begins a transaction on the writer. A `BEGIN` whose connection died is sent once
     /// more on another connection (nothing has happened yet), within the pool timeout.
     pub async fn begin(&self) -> Result<Tx, Error> {
         let started = Instant::now();
-        match self.writer.begin().await {
+        let tx = |t| Tx(t, self.pii.clone());
+        match self.writer.db.begin().await {
             Err(e) if db_connection_died(&e) => {
                 note_dead_connection();
                 let left = self.acquire_timeout.saturating_sub(started.elapsed());
-                tokio::time::timeout(left, self.writer.begin()).await.unwrap_or(Err(e)).or_db().map(Tx)
+                tokio::time::timeout(left, self.writer.db.begin()).await.unwrap_or(Err(e)).or_db().map(tx)
             }
-            begun => begun.or_db().map(Tx),
+            begun => begun.or_db().map(tx),
         }
     }
 
@@ -320,7 +381,7 @@ impl Store {
             PoolStats { pool: name, in_use: size.saturating_sub(idle), idle }
         };
         match self.backend() {
-            Backend::Sqlite => vec![stats("reader", &self.db), stats("writer", &self.writer)],
+            Backend::Sqlite => vec![stats("reader", &self.db), stats("writer", &self.writer.db)],
             Backend::Postgres => vec![stats("pool", &self.db)],
         }
     }
@@ -332,7 +393,7 @@ impl Store {
 
     /// Closes the pools; every later operation fails.
     pub async fn close(&self) {
-        let _ = self.writer.clone().close().await;
+        let _ = self.writer.db.clone().close().await;
         let _ = self.db.clone().close().await;
     }
 
@@ -365,6 +426,15 @@ impl Store {
     }
 
     async fn read_session(&self, id: Uuid, cached: bool) -> Result<Option<(session::Model, user::Model)>, Error> {
+        let found = self.read_session_as_stored(id, cached).await?;
+        self.opened(found)
+    }
+
+    async fn read_session_as_stored(
+        &self,
+        id: Uuid,
+        cached: bool,
+    ) -> Result<Option<(session::Model, user::Model)>, Error> {
         // A fast path that cannot answer outright (a busy file, a value stored in a form
         // it does not parse, a kept connection that died) leaves the read to the pool,
         // whose answer is final, within what is left of the pool timeout. One that could
@@ -383,7 +453,7 @@ impl Store {
             Hot::Pooled => {}
         }
         let left = self.acquire_timeout.saturating_sub(started.elapsed());
-        tokio::time::timeout(left, query::sessions::with_user(&self.db, id))
+        tokio::time::timeout(left, query::sessions::with_user_as_stored(&self.db, id))
             .await
             .unwrap_or_else(|_| Err(Error::Unavailable("no database connection within DB_POOL_TIMEOUT".to_owned())))
     }
@@ -391,7 +461,15 @@ impl Store {
     /// The session a refresh token issued before the upgrade to counter-derived tokens
     /// belongs to, by the token's SHA-256 (rare: through the pool).
     pub async fn session_by_legacy_token(&self, hash: &str) -> Result<Option<(session::Model, user::Model)>, Error> {
-        query::sessions::by_legacy_token(&self.db, hash).await
+        self.opened(query::sessions::by_legacy_token(&self.db, hash).await?)
+    }
+
+    /// A session's user as services see it: its personal fields decrypted.
+    fn opened(
+        &self,
+        found: Option<(session::Model, user::Model)>,
+    ) -> Result<Option<(session::Model, user::Model)>, Error> {
+        found.map(|(session, user)| Ok((session, self.pii.open_user(user)?))).transpose()
     }
 
     /// Rotates a session's refresh token from `rotation.counter` ([`query::sessions::ROTATE`]
@@ -417,14 +495,14 @@ impl Store {
                 }
                 Ok(Some((applied, user)))
             }
-            Hot::Postgres { kept } => kept.rotate(&rotation).await.map_err(KeptError::into_error),
+            Hot::Postgres { kept } => self.opened(kept.rotate(&rotation).await.map_err(KeptError::into_error)?),
             Hot::Pooled => {
                 let tx = self.begin().await?;
                 let rotated = query::sessions::rotate(&tx, &rotation).await?;
                 if rotated.is_some() {
                     tx.commit().await?;
                 }
-                Ok(rotated)
+                self.opened(rotated)
             }
         }
     }

@@ -34,6 +34,12 @@ pub enum Command {
     /// Run the purge once, now: accounts past DELETED_RETENTION_DAYS, expired sessions
     /// and tokens, mail sent over a day ago. Prints what it removed.
     Purge,
+    /// Encrypt or re-encrypt stored email addresses and phone numbers under the first key
+    /// of PII_ENCRYPTION_KEY, online, in batches; a stopped run resumes where it was.
+    Pii {
+        #[command(subcommand)]
+        action: PiiAction,
+    },
     /// Administration chores: create an admin, seed benchmark users.
     Admin {
         #[command(subcommand)]
@@ -76,6 +82,17 @@ pub enum AdminAction {
         #[arg(long, default_value_t = 1000)]
         batch: u64,
     },
+}
+
+/// PII encryption actions.
+#[derive(Subcommand, Debug)]
+pub enum PiiAction {
+    /// Encrypt every address and phone number still stored in plaintext (after turning
+    /// PII_ENCRYPTION_KEY on and restarting every node with it).
+    Encrypt,
+    /// Re-encrypt everything under the first key of the ring (after putting a new key
+    /// first and restarting every node); then the older keys may be dropped.
+    Rotate,
 }
 
 /// Migration actions.
@@ -125,6 +142,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Config { action: ConfigAction::Check } => config_check(),
         Command::Admin { action } => admin(action).await,
         Command::Purge => purge().await,
+        Command::Pii { action } => pii(action).await,
         Command::Openapi => {
             match openapi_document().and_then(|d| serde_json::to_string_pretty(&d).map_err(|e| e.to_string())) {
                 Ok(doc) => {
@@ -248,6 +266,62 @@ async fn purge() -> ExitCode {
         Ok(None) => {
             eprintln!("error: another node is running the purge now; try again when it is done");
             ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn pii(action: PiiAction) -> ExitCode {
+    use std::io::IsTerminal;
+    let core = match start_core().await {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let rotate = matches!(action, PiiAction::Rotate);
+    let started = std::time::Instant::now();
+    // A bar on a terminal; elsewhere (a log, a pipe) a line per table and every 5 s.
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new(0);
+        let style =
+            indicatif::ProgressStyle::with_template("{msg:>16} [{bar:40}] {pos}/{len} rows {per_sec} ETA {eta}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> ");
+        bar.set_style(style);
+        bar
+    });
+    let mut last_line = std::time::Instant::now();
+    let mut table = "";
+    let result = core
+        .pii_run(rotate, |p| match &bar {
+            Some(bar) => {
+                if p.table != table {
+                    table = p.table;
+                    bar.reset();
+                    bar.set_message(p.table);
+                }
+                bar.set_length(p.total);
+                bar.set_position(p.done);
+            }
+            None => {
+                if p.table != table || p.done >= p.total || last_line.elapsed().as_secs() >= 5 {
+                    table = p.table;
+                    last_line = std::time::Instant::now();
+                    eprintln!("{}: {}/{} rows read, {} rewritten so far", p.table, p.done, p.total, p.rewritten);
+                }
+            }
+        })
+        .await;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    match result {
+        Ok(report) => {
+            let resumed = if report.resumed { " (resumed)" } else { "" };
+            println!("{report} in {:.1} s{resumed}", started.elapsed().as_secs_f64());
+            ExitCode::SUCCESS
         }
         Err(e) => {
             eprintln!("error: {e}");

@@ -20,6 +20,8 @@ pub struct Model {
     pub failed_at: Option<DateTimeUtc>,
     pub last_error: Option<String>,
     pub created_at: DateTimeUtc,
+    /// With `PII_ENCRYPTION_KEY`, the blind index of `to_addr`; set by the store.
+    pub to_index: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

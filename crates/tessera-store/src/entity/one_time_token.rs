@@ -15,6 +15,8 @@ pub struct Model {
     pub code_expires_at: Option<DateTimeUtc>,
     pub code_attempts: i32,
     pub new_email: Option<String>,
+    /// With `PII_ENCRYPTION_KEY`, the blind index of `new_email`; set by the store.
+    pub new_email_index: Option<String>,
     pub expires_at: DateTimeUtc,
     /// Set with `used_at` when the token confirmed what it was for (not when it was
     /// retired unused).

@@ -24,6 +24,11 @@ pub struct Model {
     pub new_email: Option<String>,
     /// Whether the user has a verified second factor.
     pub mfa_enabled: bool,
+    /// With `PII_ENCRYPTION_KEY`, the blind index of `email` (a keyed HMAC of the
+    /// normalised address) that lookups and the unique rule use; set by the store.
+    pub email_index: Option<String>,
+    /// The blind index of `new_email`; set by the store.
+    pub new_email_index: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

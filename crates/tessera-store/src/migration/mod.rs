@@ -10,6 +10,7 @@ mod m20261202_000005_session_counter;
 mod m20261202_000006_token_confirmations;
 mod m20261202_000007_mfa;
 mod m20261202_000008_jobs;
+mod m20261202_000009_pii;
 
 pub use m20261122_000003_admin::INACTIVE;
 
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000006_token_confirmations::Migration),
             Box::new(m20261202_000007_mfa::Migration),
             Box::new(m20261202_000008_jobs::Migration),
+            Box::new(m20261202_000009_pii::Migration),
         ]
     }
 }

@@ -14,6 +14,8 @@ use uuid::Uuid;
 use crate::entity::{api_key, audit_log, session, user};
 use crate::error::OrDb;
 use crate::migration::INACTIVE;
+use crate::pii::Pii;
+use crate::Db;
 
 /// `is_active = true|false` as literal SQL, so that the inactive-users partial index
 /// applies (a bound parameter would hide the value from SQLite's planner).
@@ -55,22 +57,23 @@ impl UserFilter {
         self.prefix.is_none() && self.role.is_none() && self.is_active.is_none()
     }
 
-    fn condition(&self) -> Condition {
+    fn condition(&self, pii: &Pii) -> Condition {
         let mut cond = Condition::all().add(user::Column::DeletedAt.is_null());
         if let Some(p) = &self.prefix {
             // A range on the index is a prefix match: bytewise on SQLite, and on
             // PostgreSQL in the database's collation (exact with C/POSIX collation).
+            // Encrypted addresses have no order: with PII encryption an address matches
+            // only whole, through its blind index (and rows still in plaintext by prefix).
             let hi = format!("{p}\u{10FFFF}");
             let name = || Expr::expr(Func::lower(Expr::col(user::Column::FullName)));
-            cond = cond.add(
-                Condition::any()
-                    .add(
-                        Condition::all()
-                            .add(user::Column::Email.gte(p.as_str()))
-                            .add(user::Column::Email.lt(hi.as_str())),
-                    )
-                    .add(Condition::all().add(name().gte(p.as_str())).add(name().lt(hi.as_str()))),
-            );
+            let mut any = Condition::any()
+                .add(Condition::all().add(user::Column::Email.gte(p.as_str())).add(user::Column::Email.lt(hi.as_str())))
+                .add(Condition::all().add(name().gte(p.as_str())).add(name().lt(hi.as_str())));
+            let indexes = pii.indexes(p);
+            if !indexes.is_empty() {
+                any = any.add(user::Column::EmailIndex.is_in(indexes));
+            }
+            cond = cond.add(any);
         }
         if let Some(role) = &self.role {
             cond = cond.add(user::Column::Role.eq(role.as_str()));
@@ -87,32 +90,28 @@ pub mod users {
     use super::*;
 
     /// One page of live (not soft-deleted) users, newest first.
-    pub async fn page(
-        conn: &impl ConnectionTrait,
-        filter: &UserFilter,
-        skip: u64,
-        limit: u64,
-    ) -> Result<Vec<user::Model>, Error> {
-        user::Entity::find()
-            .filter(filter.condition())
+    pub async fn page(conn: &impl Db, filter: &UserFilter, skip: u64, limit: u64) -> Result<Vec<user::Model>, Error> {
+        let rows = user::Entity::find()
+            .filter(filter.condition(conn.pii()))
             .order_by_desc(user::Column::CreatedAt)
             .order_by_desc(user::Column::Id)
             .offset(skip)
             .limit(limit)
             .all(conn)
             .await
-            .or_db()
+            .or_db()?;
+        rows.into_iter().map(|u| conn.pii().open_user(u)).collect()
     }
 
     /// How many live users match. Unfiltered or "active" only, it comes from the
     /// trigger-kept totals; otherwise it is a count on an index.
-    pub async fn total(conn: &impl ConnectionTrait, filter: &UserFilter) -> Result<u64, Error> {
+    pub async fn total(conn: &impl Db, filter: &UserFilter) -> Result<u64, Error> {
         let only_active = filter.is_active == Some(true) && filter.prefix.is_none() && filter.role.is_none();
         if filter.is_empty() || only_active {
             let t = analytics::user_totals(conn).await?;
             return Ok(t.live().saturating_sub(if only_active { t.inactive } else { 0 }));
         }
-        count(conn, user::Entity::find().filter(filter.condition())).await
+        count(conn, user::Entity::find().filter(filter.condition(conn.pii()))).await
     }
 
     /// Sets `updated_at` of the users and tells how many exist. A bulk change runs it
@@ -199,7 +198,8 @@ pub mod users {
         if !active {
             update = update
                 .col_expr(user::Column::TokenVersion, Expr::col(user::Column::TokenVersion).add(1))
-                .col_expr(user::Column::NewEmail, Expr::value(Option::<String>::None));
+                .col_expr(user::Column::NewEmail, Expr::value(Option::<String>::None))
+                .col_expr(user::Column::NewEmailIndex, Expr::value(Option::<String>::None));
         }
         let n = update.filter(user::Column::Id.is_in(ids.iter().copied())).exec(conn).await.or_db()?.rows_affected;
         if !active {
@@ -359,11 +359,7 @@ pub struct AuditFilter {
 }
 
 /// The audit log, newest first.
-pub async fn audit_page(
-    conn: &impl ConnectionTrait,
-    f: &AuditFilter,
-    limit: u64,
-) -> Result<Vec<audit_log::Model>, Error> {
+pub async fn audit_page(conn: &impl Db, f: &AuditFilter, limit: u64) -> Result<Vec<audit_log::Model>, Error> {
     let mut q = audit_log::Entity::find();
     if let Some(id) = f.user_id {
         q = q.filter(audit_log::Column::UserId.eq(id));
@@ -387,7 +383,8 @@ pub async fn audit_page(
     if let Some(before) = f.before {
         q = q.filter(audit_log::Column::Id.lt(before));
     }
-    q.order_by_desc(audit_log::Column::Id).limit(limit).all(conn).await.or_db()
+    let rows = q.order_by_desc(audit_log::Column::Id).limit(limit).all(conn).await.or_db()?;
+    super::audit::opened(conn, rows)
 }
 
 /// API keys.

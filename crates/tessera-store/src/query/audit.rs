@@ -1,22 +1,32 @@
 //! The audit log.
 
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect};
 use tessera_domain::Error;
 use uuid::Uuid;
 
 use crate::entity::audit_log;
 use crate::error::OrDb;
+use crate::Db;
 
-/// Appends one event.
-pub async fn insert(conn: &impl ConnectionTrait, row: audit_log::Model) -> Result<(), Error> {
+/// Appends one event (its personal detail fields encrypted with PII encryption).
+pub async fn insert(conn: &impl Db, mut row: audit_log::Model) -> Result<(), Error> {
+    conn.pii().seal_detail(&mut row.detail)?;
     audit_log::Entity::insert(row.into_active_model()).exec_without_returning(conn).await.or_db()?;
     Ok(())
+}
+
+/// Events as services see them: their detail decrypted.
+pub(crate) fn opened(conn: &impl Db, mut rows: Vec<audit_log::Model>) -> Result<Vec<audit_log::Model>, Error> {
+    for row in &mut rows {
+        conn.pii().open_detail(&mut row.detail)?;
+    }
+    Ok(rows)
 }
 
 /// Up to `limit` events about a user, oldest first, after the event `after`: a reader
 /// (the export) goes page by page, so its memory does not grow with the log.
 pub async fn page_for_user(
-    conn: &impl ConnectionTrait,
+    conn: &impl Db,
     user_id: Uuid,
     after: Option<Uuid>,
     limit: u64,
@@ -25,5 +35,6 @@ pub async fn page_for_user(
     if let Some(after) = after {
         q = q.filter(audit_log::Column::Id.gt(after));
     }
-    q.order_by_asc(audit_log::Column::Id).limit(limit).all(conn).await.or_db()
+    let rows = q.order_by_asc(audit_log::Column::Id).limit(limit).all(conn).await.or_db()?;
+    opened(conn, rows)
 }

@@ -10,13 +10,16 @@
 //! rotation locks one session row and nothing else (the audit log has no foreign keys).
 //! So a rotation never waits for a lock while holding one another statement waits for.
 
-use sea_orm::DbBackend;
+use sea_orm::{ColumnTrait, Condition, DbBackend};
+
+use crate::pii::Pii;
 
 pub mod admin;
 pub mod audit;
 pub mod mfa;
 pub mod one_time_tokens;
 pub mod outbox;
+pub mod pii;
 pub mod privacy;
 pub mod profiles;
 pub mod seed;
@@ -61,6 +64,8 @@ macro_rules! session_and_user {
                 deleted_at: $row.$get($at + 24)?,
                 new_email: $row.$get($at + 25)?,
                 mfa_enabled: $row.$get($at + 26)?,
+                email_index: $row.$get($at + 27)?,
+                new_email_index: $row.$get($at + 28)?,
             },
         )
     };
@@ -71,7 +76,20 @@ pub(crate) const SESSION_AND_USER: &str =
     "s.id, s.user_id, s.created_at, s.last_used_at, s.expires_at, s.revoked_at, s.ip, \
      s.user_agent, s.aal, s.refresh_counter, s.refreshed_at, u.id, u.email, u.password_hash, u.full_name, u.phone, \
      u.email_verified_at, u.phone_verified_at, u.is_active, u.role, u.token_version, u.last_login_at, u.created_at, \
-     u.updated_at, u.deleted_at, u.new_email, u.mfa_enabled";
+     u.updated_at, u.deleted_at, u.new_email, u.mfa_enabled, u.email_index, u.new_email_index";
+
+/// Rows whose address `column` is `email`, or whose blind index `index` is the index of
+/// `email` under any key of the ring: rows still in plaintext and rows already encrypted
+/// both match.
+pub(crate) fn address_is<C: ColumnTrait>(pii: &Pii, column: C, index: C, email: &str) -> Condition {
+    let cond = Condition::any().add(column.eq(email));
+    let indexes = pii.indexes(email);
+    if indexes.is_empty() {
+        cond
+    } else {
+        cond.add(index.is_in(indexes))
+    }
+}
 
 /// A constant query with one parameter, written `{p}` in `template`: `?` on SQLite,
 /// `$1` on PostgreSQL. Built once per process (`cell`), so hot paths build nothing.

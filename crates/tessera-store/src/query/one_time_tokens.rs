@@ -8,34 +8,50 @@ use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryF
 use tessera_domain::Error;
 use uuid::Uuid;
 
+use super::address_is;
 use crate::entity::one_time_token;
 use crate::error::OrDb;
+use crate::Db;
 
-/// Inserts a token.
-pub async fn insert(conn: &impl ConnectionTrait, row: one_time_token::Model) -> Result<(), Error> {
+/// Inserts a token (its new address encrypted with PII encryption).
+pub async fn insert(conn: &impl Db, row: one_time_token::Model) -> Result<(), Error> {
+    let row = conn.pii().seal_token(row)?;
     one_time_token::Entity::insert(row.into_active_model()).exec_without_returning(conn).await.or_db()?;
     Ok(())
 }
 
+fn opened(conn: &impl Db, found: Option<one_time_token::Model>) -> Result<Option<one_time_token::Model>, Error> {
+    found.map(|t| conn.pii().open_token(t)).transpose()
+}
+
+/// Tokens whose new address is `new_email` (none: tokens without one).
+fn new_email_is(conn: &impl Db, new_email: Option<&str>) -> sea_orm::Condition {
+    match new_email {
+        Some(e) => address_is(conn.pii(), one_time_token::Column::NewEmail, one_time_token::Column::NewEmailIndex, e),
+        None => sea_orm::Condition::all().add(one_time_token::Column::NewEmail.is_null()),
+    }
+}
+
 /// A live (unused, unexpired) token by the SHA-256 of its link secret.
 pub async fn live_by_hash(
-    conn: &impl ConnectionTrait,
+    conn: &impl Db,
     hash: &str,
     now: DateTime<Utc>,
 ) -> Result<Option<one_time_token::Model>, Error> {
-    one_time_token::Entity::find()
+    let found = one_time_token::Entity::find()
         .filter(one_time_token::Column::TokenHash.eq(hash))
         .filter(one_time_token::Column::UsedAt.is_null())
         .filter(one_time_token::Column::ExpiresAt.gt(now))
         .one(conn)
         .await
-        .or_db()
+        .or_db()?;
+    opened(conn, found)
 }
 
 /// The newest token of one of `kinds` for a user whose code is still live (for an email
 /// change, the one to `new_email`).
 pub async fn newest_live_code(
-    conn: &impl ConnectionTrait,
+    conn: &impl Db,
     user_id: Uuid,
     kinds: &[&str],
     new_email: Option<&str>,
@@ -47,27 +63,29 @@ pub async fn newest_live_code(
         .filter(one_time_token::Column::UsedAt.is_null())
         .filter(one_time_token::Column::CodeHash.is_not_null())
         .filter(one_time_token::Column::CodeExpiresAt.gt(now));
-    if let Some(e) = new_email {
-        q = q.filter(one_time_token::Column::NewEmail.eq(e));
+    if new_email.is_some() {
+        q = q.filter(new_email_is(conn, new_email));
     }
-    q.order_by_desc(one_time_token::Column::CreatedAt).one(conn).await.or_db()
+    let found = q.order_by_desc(one_time_token::Column::CreatedAt).one(conn).await.or_db()?;
+    opened(conn, found)
 }
 
 /// The other token of a pair issued together (same user, same moment, same new address)
 /// of `kind`, if there is one.
 pub async fn sibling(
-    conn: &impl ConnectionTrait,
+    conn: &impl Db,
     token: &one_time_token::Model,
     kind: &str,
 ) -> Result<Option<one_time_token::Model>, Error> {
-    one_time_token::Entity::find()
+    let found = one_time_token::Entity::find()
         .filter(one_time_token::Column::UserId.eq(token.user_id))
         .filter(one_time_token::Column::Kind.eq(kind))
         .filter(one_time_token::Column::CreatedAt.eq(token.created_at))
-        .filter(one_time_token::Column::NewEmail.eq(token.new_email.clone()))
+        .filter(new_email_is(conn, token.new_email.as_deref()))
         .one(conn)
         .await
-        .or_db()
+        .or_db()?;
+    opened(conn, found)
 }
 
 /// Spends one of a code's `max` attempts before it is compared; `false` when none is

@@ -11,9 +11,11 @@ use uuid::Uuid;
 
 use crate::entity::mail_outbox;
 use crate::error::OrDb;
+use crate::Db;
 
-/// Queues a message.
-pub async fn insert(conn: &impl ConnectionTrait, row: mail_outbox::Model) -> Result<(), Error> {
+/// Queues a message (recipient and bodies encrypted with PII encryption).
+pub async fn insert(conn: &impl Db, row: mail_outbox::Model) -> Result<(), Error> {
+    let row = conn.pii().seal_mail(row)?;
     mail_outbox::Entity::insert(row.into_active_model()).exec_without_returning(conn).await.or_db()?;
     Ok(())
 }
@@ -30,7 +32,7 @@ pub const REQUEST_PREFIX: &str = "request.";
 /// Up to `limit` rows due now and not leased by a sender, oldest first: messages, or
 /// (with `requests`) requests to resolve.
 pub async fn due(
-    conn: &impl ConnectionTrait,
+    conn: &impl Db,
     now: DateTime<Utc>,
     limit: u64,
     requests: bool,
@@ -40,7 +42,7 @@ pub async fn due(
     } else {
         mail_outbox::Column::Kind.not_like(format!("{REQUEST_PREFIX}%"))
     };
-    mail_outbox::Entity::find()
+    let rows = mail_outbox::Entity::find()
         .filter(mail_outbox::Column::SentAt.is_null())
         .filter(mail_outbox::Column::FailedAt.is_null())
         .filter(mail_outbox::Column::NextAttemptAt.lte(now))
@@ -50,7 +52,8 @@ pub async fn due(
         .limit(limit)
         .all(conn)
         .await
-        .or_db()
+        .or_db()?;
+    rows.into_iter().map(|m| conn.pii().open_mail(m)).collect()
 }
 
 /// Marks a request resolved (in the transaction that acted on it), and forgets the
@@ -60,6 +63,7 @@ pub async fn complete_request(conn: &impl ConnectionTrait, id: Uuid, now: DateTi
         .col_expr(mail_outbox::Column::SentAt, Expr::value(now))
         .col_expr(mail_outbox::Column::LockedUntil, Expr::value(Option::<DateTime<Utc>>::None))
         .col_expr(mail_outbox::Column::ToAddr, Expr::value(""))
+        .col_expr(mail_outbox::Column::ToIndex, Expr::value(Option::<String>::None))
         .col_expr(mail_outbox::Column::TextBody, Expr::value(""))
         .col_expr(mail_outbox::Column::Attempts, Expr::col(mail_outbox::Column::Attempts).add(1))
         .filter(mail_outbox::Column::Id.eq(id))
@@ -100,8 +104,14 @@ pub async fn renew(conn: &impl ConnectionTrait, id: Uuid, until: DateTime<Utc>) 
     Ok(())
 }
 
-/// Records the outcome of a delivery attempt (the set columns of `row`).
-pub async fn record_attempt(conn: &impl ConnectionTrait, row: mail_outbox::ActiveModel) -> Result<(), Error> {
+/// Records the outcome of a delivery attempt (the set columns of `row`; an SMTP error,
+/// which may quote the address, is encrypted with PII encryption).
+pub async fn record_attempt(conn: &impl Db, mut row: mail_outbox::ActiveModel) -> Result<(), Error> {
+    if let sea_orm::ActiveValue::Set(Some(error)) = &row.last_error {
+        if conn.pii().is_on() {
+            row.last_error = sea_orm::ActiveValue::Set(Some(conn.pii().seal(error)?));
+        }
+    }
     row.update(conn).await.or_db()?;
     Ok(())
 }

@@ -11,6 +11,8 @@ use uuid::Uuid;
 
 use crate::entity::{audit_log, mail_outbox, mfa_token, one_time_token, session, user};
 use crate::error::OrDb;
+use crate::pii::Pii;
+use crate::Db;
 
 /// Every session of a user, revoked and expired ones included (until the purge removes
 /// them), oldest first.
@@ -58,19 +60,30 @@ pub async fn restore(
 
 /// Cancels the mail waiting to be sent to these addresses (and the requests naming
 /// them): marked failed, bodies wiped. Returns how many.
-pub async fn cancel_mail_to(conn: &impl ConnectionTrait, addrs: &[&str], now: DateTime<Utc>) -> Result<u64, Error> {
+pub async fn cancel_mail_to(conn: &impl Db, addrs: &[&str], now: DateTime<Utc>) -> Result<u64, Error> {
     let res = mail_outbox::Entity::update_many()
         .col_expr(mail_outbox::Column::FailedAt, Expr::value(now))
         .col_expr(mail_outbox::Column::LastError, Expr::value("cancelled: the account was deleted"))
         .col_expr(mail_outbox::Column::TextBody, Expr::value(""))
         .col_expr(mail_outbox::Column::HtmlBody, Expr::value(""))
-        .filter(mail_outbox::Column::ToAddr.is_in(addrs.iter().copied()))
+        .filter(mail_to(conn.pii(), addrs.iter().copied()))
         .filter(mail_outbox::Column::SentAt.is_null())
         .filter(mail_outbox::Column::FailedAt.is_null())
         .exec(conn)
         .await
         .or_db()?;
     Ok(res.rows_affected)
+}
+
+/// Mail to any of `addrs`, in plaintext or encrypted (by its blind index).
+fn mail_to<'a>(pii: &Pii, addrs: impl Iterator<Item = &'a str>) -> Condition {
+    let mut plain = Vec::new();
+    let mut indexes = Vec::new();
+    for a in addrs {
+        indexes.extend(pii.indexes(a));
+        plain.push(a.to_owned());
+    }
+    Condition::any().add(mail_outbox::Column::ToAddr.is_in(plain)).add(mail_outbox::Column::ToIndex.is_in(indexes))
 }
 
 /// Up to `limit` users soft-deleted before `cutoff`.
@@ -97,7 +110,7 @@ pub async fn deleted_before(
 /// sessions, factors and tokens go by cascade, the mail to their addresses is deleted,
 /// and their audit rows stay but lose the ip, the user agent and the detail (rows where
 /// they acted on someone else lose the ip and user agent). Returns the ids removed.
-pub async fn purge_users(conn: &impl ConnectionTrait, ids: &[Uuid], cutoff: DateTime<Utc>) -> Result<Vec<Uuid>, Error> {
+pub async fn purge_users(conn: &impl Db, ids: &[Uuid], cutoff: DateTime<Utc>) -> Result<Vec<Uuid>, Error> {
     let removed = user::Entity::delete_many()
         .filter(user::Column::Id.is_in(ids.iter().copied()))
         .filter(user::Column::DeletedAt.lt(cutoff))
@@ -123,8 +136,13 @@ pub async fn purge_users(conn: &impl ConnectionTrait, ids: &[Uuid], cutoff: Date
         .exec(conn)
         .await
         .or_db()?;
-    let addresses = removed.into_iter().flat_map(|u| std::iter::once(u.email).chain(u.new_email));
-    mail_outbox::Entity::delete_many().filter(mail_outbox::Column::ToAddr.is_in(addresses)).exec(conn).await.or_db()?;
+    let mut addresses = Vec::new();
+    for u in removed {
+        let u = conn.pii().open_user(u)?;
+        addresses.extend(std::iter::once(u.email).chain(u.new_email));
+    }
+    let to = mail_to(conn.pii(), addresses.iter().map(String::as_str));
+    mail_outbox::Entity::delete_many().filter(to).exec(conn).await.or_db()?;
     Ok(gone)
 }
 

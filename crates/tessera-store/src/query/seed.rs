@@ -5,13 +5,12 @@ use tessera_domain::Error;
 
 use crate::entity::{profile, user};
 use crate::error::OrDb;
+use crate::Db;
 
-/// Inserts users and their profiles in two multi-row statements.
-pub async fn insert_users(
-    conn: &impl ConnectionTrait,
-    users: Vec<user::Model>,
-    profiles: Vec<profile::Model>,
-) -> Result<(), Error> {
+/// Inserts users and their profiles in two multi-row statements (encrypted with PII
+/// encryption).
+pub async fn insert_users(conn: &impl Db, users: Vec<user::Model>, profiles: Vec<profile::Model>) -> Result<(), Error> {
+    let users = users.into_iter().map(|u| conn.pii().seal_user(u)).collect::<Result<Vec<_>, _>>()?;
     let users = users.into_iter().map(IntoActiveModel::into_active_model);
     user::Entity::insert_many(users).exec_without_returning(conn).await.or_db()?;
     let profiles = profiles.into_iter().map(IntoActiveModel::into_active_model);

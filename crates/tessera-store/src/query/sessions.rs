@@ -37,13 +37,23 @@ pub(crate) fn by_legacy_token_sql(backend: DbBackend) -> &'static str {
 /// A session together with its user, in one query. Every authenticated request and
 /// every refresh runs it, so the SQL is a constant (no query building, and the prepared
 /// statement is reused from each connection's cache) and columns are read by position.
-pub async fn with_user(conn: &impl ConnectionTrait, id: Uuid) -> Result<Option<(session::Model, user::Model)>, Error> {
+pub async fn with_user(conn: &impl crate::Db, id: Uuid) -> Result<Option<(session::Model, user::Model)>, Error> {
+    let found = with_user_as_stored(conn, id).await?;
+    found.map(|(s, u)| Ok((s, conn.pii().open_user(u)?))).transpose()
+}
+
+/// [`with_user`] as stored (personal fields not decrypted): what the store's own paths
+/// read before they decrypt.
+pub(crate) async fn with_user_as_stored(
+    conn: &impl ConnectionTrait,
+    id: Uuid,
+) -> Result<Option<(session::Model, user::Model)>, Error> {
     one_session(conn, with_user_sql(conn.get_database_backend()), id.into()).await
 }
 
 /// The session a refresh token issued before the upgrade belongs to (by the token's
 /// SHA-256); that token stands for counter 0 of the session.
-pub async fn by_legacy_token(
+pub(crate) async fn by_legacy_token(
     conn: &impl ConnectionTrait,
     hash: &str,
 ) -> Result<Option<(session::Model, user::Model)>, Error> {
@@ -236,7 +246,7 @@ impl Rotation {
 /// [`ROTATE`], its audit row, and the rotated session with its user, through `conn`, a
 /// transaction. `None` when it did not rotate (the counter had moved on, the session is
 /// revoked or expired, the user may no longer hold it): nothing is written then.
-pub async fn rotate(conn: &impl ConnectionTrait, r: &Rotation) -> Result<Option<(session::Model, user::Model)>, Error> {
+pub async fn rotate(conn: &impl crate::Db, r: &Rotation) -> Result<Option<(session::Model, user::Model)>, Error> {
     static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let sql = SQL.get_or_init(|| format!("{ROTATE} RETURNING user_id"));
     let backend = conn.get_database_backend();
@@ -246,5 +256,5 @@ pub async fn rotate(conn: &impl ConnectionTrait, r: &Rotation) -> Result<Option<
     };
     let user_id: Uuid = row.try_get_by_index(0).or_db()?;
     super::audit::insert(conn, r.audit_by(user_id)).await?;
-    with_user(conn, r.session_id).await
+    with_user_as_stored(conn, r.session_id).await
 }

@@ -2,38 +2,65 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter, QuerySelect};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter, QuerySelect,
+};
 use tessera_domain::Error;
 use uuid::Uuid;
 
+use super::address_is;
 use crate::entity::user;
 use crate::error::OrDb;
+use crate::Db;
 
-/// Inserts a user; a taken email answers `EmailTaken` (the unique index decides, never
-/// a pre-check).
-pub async fn insert(conn: &impl ConnectionTrait, row: user::Model) -> Result<user::Model, Error> {
-    row.into_active_model().insert(conn).await.or_db()
+/// Inserts a user; a taken email answers `EmailTaken` (the unique index decides). With
+/// PII encryption the row is stored encrypted; the address is first looked for among
+/// rows still in plaintext or indexed under an older key, which the index cannot see.
+pub async fn insert(conn: &impl Db, row: user::Model) -> Result<user::Model, Error> {
+    if conn.pii().is_on() && by_email(conn, &row.email).await?.is_some() {
+        return Err(Error::EmailTaken);
+    }
+    let sealed = conn.pii().seal_user(row)?;
+    let stored = sealed.into_active_model().insert(conn).await.or_db()?;
+    conn.pii().open_user(stored)
 }
 
-/// Writes the changed columns of a user and answers the row as stored; a taken email
-/// answers `EmailTaken`.
-pub async fn save(conn: &impl ConnectionTrait, row: user::ActiveModel) -> Result<user::Model, Error> {
-    row.update(conn).await.or_db()
+/// Writes the changed columns of a user and answers the row as stored (decrypted); a
+/// taken email answers `EmailTaken`.
+pub async fn save(conn: &impl Db, row: user::ActiveModel) -> Result<user::Model, Error> {
+    if let (true, ActiveValue::Set(email), ActiveValue::Unchanged(id) | ActiveValue::Set(id)) =
+        (conn.pii().is_on(), &row.email, &row.id)
+    {
+        if by_email(conn, email).await?.is_some_and(|other| other.id != *id) {
+            return Err(Error::EmailTaken);
+        }
+    }
+    let sealed = conn.pii().seal_user_changes(row)?;
+    let stored = sealed.update(conn).await.or_db()?;
+    conn.pii().open_user(stored)
 }
 
 /// A user by id, deleted or not.
-pub async fn by_id(conn: &impl ConnectionTrait, id: Uuid) -> Result<Option<user::Model>, Error> {
-    user::Entity::find_by_id(id).one(conn).await.or_db()
+pub async fn by_id(conn: &impl Db, id: Uuid) -> Result<Option<user::Model>, Error> {
+    opened(conn, user::Entity::find_by_id(id).one(conn).await.or_db()?)
+}
+
+/// Decrypts a user read as stored.
+pub(crate) fn opened(conn: &impl Db, found: Option<user::Model>) -> Result<Option<user::Model>, Error> {
+    found.map(|u| conn.pii().open_user(u)).transpose()
 }
 
 /// A user by normalised email, deleted or not.
-pub async fn by_email(conn: &impl ConnectionTrait, email: &str) -> Result<Option<user::Model>, Error> {
-    user::Entity::find().filter(user::Column::Email.eq(email)).one(conn).await.or_db()
+pub async fn by_email(conn: &impl Db, email: &str) -> Result<Option<user::Model>, Error> {
+    let cond = address_is(conn.pii(), user::Column::Email, user::Column::EmailIndex, email);
+    opened(conn, user::Entity::find().filter(cond).one(conn).await.or_db()?)
 }
 
 /// The users whose pending email change would switch to `email`.
-pub async fn by_new_email(conn: &impl ConnectionTrait, email: &str) -> Result<Vec<user::Model>, Error> {
-    user::Entity::find().filter(user::Column::NewEmail.eq(email)).all(conn).await.or_db()
+pub async fn by_new_email(conn: &impl Db, email: &str) -> Result<Vec<user::Model>, Error> {
+    let cond = address_is(conn.pii(), user::Column::NewEmail, user::Column::NewEmailIndex, email);
+    let rows = user::Entity::find().filter(cond).all(conn).await.or_db()?;
+    rows.into_iter().map(|u| conn.pii().open_user(u)).collect()
 }
 
 /// Increments `token_version`, so every access token issued before fails at once, and
@@ -55,6 +82,7 @@ pub async fn revoke_credentials(conn: &impl ConnectionTrait, id: Uuid, now: Date
 pub async fn cancel_pending(conn: &impl ConnectionTrait, id: Uuid, now: DateTime<Utc>) -> Result<(), Error> {
     user::Entity::update_many()
         .col_expr(user::Column::NewEmail, Expr::value(Option::<String>::None))
+        .col_expr(user::Column::NewEmailIndex, Expr::value(Option::<String>::None))
         .filter(user::Column::Id.eq(id))
         .filter(user::Column::NewEmail.is_not_null())
         .exec(conn)
@@ -65,10 +93,10 @@ pub async fn cancel_pending(conn: &impl ConnectionTrait, id: Uuid, now: DateTime
 
 /// A user by id, its row locked until the transaction ends (on PostgreSQL; SQLite's one
 /// writer serialises the caller's transaction already).
-pub async fn by_id_for_update(conn: &impl ConnectionTrait, id: Uuid) -> Result<Option<user::Model>, Error> {
+pub async fn by_id_for_update(conn: &impl Db, id: Uuid) -> Result<Option<user::Model>, Error> {
     let q = user::Entity::find_by_id(id);
     let q = if conn.get_database_backend() == sea_orm::DbBackend::Postgres { q.lock_exclusive() } else { q };
-    q.one(conn).await.or_db()
+    opened(conn, q.one(conn).await.or_db()?)
 }
 
 /// Replaces the password hash (a password change or reset).

@@ -16,6 +16,7 @@ mod mail;
 mod mfa;
 mod ops;
 mod passwords;
+mod pii;
 mod privacy;
 mod refresh;
 mod smoke;
