@@ -13,8 +13,15 @@ use tessera_domain::Error;
 /// The unique constraints whose violation is an outcome the caller can act on, each as
 /// PostgreSQL names it (the unique index) and as SQLite reports it (`table.column`).
 /// Any other violation is a fault of ours: 500, cause logged.
-const UNIQUE: &[UniqueConstraint] =
-    &[UniqueConstraint { name: "users_email_key", sqlite_columns: "users.email", error: || Error::EmailTaken }];
+const UNIQUE: &[UniqueConstraint] = &[
+    UniqueConstraint { name: "users_email_key", sqlite_columns: "users.email", error: || Error::EmailTaken },
+    // The blind index of an encrypted address (PII_ENCRYPTION_KEY).
+    UniqueConstraint {
+        name: "users_email_index_key",
+        sqlite_columns: "users.email_index",
+        error: || Error::EmailTaken,
+    },
+];
 
 struct UniqueConstraint {
     name: &'static str,
@@ -191,6 +198,8 @@ mod tests {
     fn unique_violations_map_by_constraint() {
         assert!(matches!(unique_violation(Some("users_email_key"), "duplicate key"), Error::EmailTaken));
         assert!(matches!(unique_violation(None, "UNIQUE constraint failed: users.email"), Error::EmailTaken));
+        assert!(matches!(unique_violation(Some("users_email_index_key"), "duplicate key"), Error::EmailTaken));
+        assert!(matches!(unique_violation(None, "UNIQUE constraint failed: users.email_index"), Error::EmailTaken));
         assert!(matches!(unique_violation(Some("api_keys_key_hash_key"), "duplicate key"), Error::Internal(_)));
         assert!(matches!(unique_violation(None, "UNIQUE constraint failed: profiles.user_id"), Error::Internal(_)));
     }

@@ -328,10 +328,12 @@ pub(crate) async fn check_keys(conn: &impl ConnectionTrait, pii: &Pii) -> Result
 fn check_known(pii: &Pii, known: &[(String, String)]) -> Result<(), String> {
     for (kid, check) in known {
         match pii.key_check(kid) {
-            None if !pii.is_on() => return Err(format!(
+            None if !pii.is_on() => {
+                return Err(format!(
                 "this database holds personal data encrypted under PII key {kid:?}: set PII_ENCRYPTION_KEY to a key \
                      ring that holds it"
-            )),
+            ))
+            }
             None => {
                 return Err(format!(
                     "this database holds personal data encrypted under PII key {kid:?}, which PII_ENCRYPTION_KEY lacks \

@@ -341,3 +341,17 @@ async fn a_killed_pii_rotate_resumes_where_it_stopped() {
     app.stop().await;
     drop(dir);
 }
+
+#[tokio::test]
+async fn concurrent_sign_ups_of_one_address_create_one_account_with_the_key() {
+    let app = TestApp::with(&[("PII_ENCRYPTION_KEY", K1)]).await;
+    let results = futures::future::join_all((0..8).map(|i| {
+        let email = if i % 2 == 0 { "race@example.com" } else { "RACE@example.com" };
+        app.post("/v1/users", None, json!({ "email": email, "password": PASSWORD }))
+    }))
+    .await;
+    let mut statuses: Vec<u16> = results.iter().map(|r| r.status().as_u16()).collect();
+    statuses.sort_unstable();
+    assert_eq!(statuses, [201, 409, 409, 409, 409, 409, 409, 409], "the blind index's unique rule decides");
+    assert_eq!(user::Entity::find().count(app.db()).await.unwrap(), 1);
+}
