@@ -26,7 +26,7 @@ use tessera_domain::Error;
 use crate::entity::{mail_outbox, one_time_token, user};
 
 /// The prefix of an encrypted value.
-const PREFIX: &str = "pii1:";
+pub(crate) const PREFIX: &str = "pii1:";
 /// The HKDF label of the data key.
 const DATA_LABEL: &[u8] = b"tessera pii data key v1";
 /// The HKDF label of the blind-index key.
@@ -46,8 +46,10 @@ pub fn parse_key_ring(ring: &str) -> Result<Vec<(String, [u8; 32])>, String> {
             Some((kid, b64)) => (kid.trim().to_owned(), b64.trim()),
             None => (hex::encode(&Sha256::digest(entry.as_bytes())[..4]), entry),
         };
-        if kid.is_empty() || kid.len() > 32 || !kid.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-            return Err(format!("the key id {kid:?} must be 1 to 32 letters, digits, - or _"));
+        let n = keys.len() + 1;
+        // The entry is not echoed: written the wrong way round, it would show the key.
+        if kid.is_empty() || !kid.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            return Err(format!("entry {n} of the ring: a key id must be letters, digits, - or _ (KID:BASE64KEY)"));
         }
         let bytes = STANDARD.decode(b64).map_err(|_| format!("key {kid} is not base64"))?;
         let key: [u8; 32] = bytes.try_into().map_err(|_| format!("key {kid} is not 32 bytes"))?;
@@ -96,6 +98,9 @@ impl Pii {
     pub fn parse(ring: &str) -> Result<Pii, String> {
         let mut keys = Vec::new();
         for (kid, secret) in parse_key_ring(ring)? {
+            if kid.len() > 32 {
+                return Err(format!("the key id {kid} is longer than 32 characters"));
+            }
             let hk = Hkdf::<Sha256>::new(Some(b"tessera pii"), &secret);
             let mut data = [0u8; 32];
             let mut index = [0u8; 32];
@@ -257,6 +262,7 @@ impl Pii {
         m.to_index = self.index(&m.to_addr);
         if self.is_on() {
             m.to_addr = self.seal(&m.to_addr)?;
+            m.subject = self.seal_nonempty(m.subject)?;
             m.text_body = self.seal_nonempty(m.text_body)?;
             m.html_body = self.seal_nonempty(m.html_body)?;
         }
@@ -274,6 +280,7 @@ impl Pii {
     /// A queued mail as stored, decrypted.
     pub(crate) fn open_mail(&self, mut m: mail_outbox::Model) -> Result<mail_outbox::Model, Error> {
         m.to_addr = self.open(m.to_addr)?;
+        m.subject = self.open(m.subject)?;
         m.text_body = self.open(m.text_body)?;
         m.html_body = self.open(m.html_body)?;
         Ok(m)

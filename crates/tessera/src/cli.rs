@@ -323,6 +323,11 @@ async fn pii(action: PiiAction) -> ExitCode {
             println!("{report} in {:.1} s{resumed}", started.elapsed().as_secs_f64());
             ExitCode::SUCCESS
         }
+        // The cause, not the generic words an API client would get.
+        Err(tessera_core::domain::Error::Internal(why) | tessera_core::domain::Error::Unavailable(why)) => {
+            eprintln!("error: {why}");
+            ExitCode::FAILURE
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE

@@ -64,7 +64,8 @@ impl MigrationTrait for Migration {
                     "ALTER TABLE users ALTER COLUMN email TYPE text, ALTER COLUMN phone TYPE text, \
                      ALTER COLUMN new_email TYPE text; \
                      ALTER TABLE one_time_tokens ALTER COLUMN new_email TYPE text; \
-                     ALTER TABLE mail_outbox ALTER COLUMN to_addr TYPE text",
+                     ALTER TABLE mail_outbox ALTER COLUMN to_addr TYPE text, ALTER COLUMN subject TYPE text, \
+                     ALTER COLUMN last_error TYPE text",
                 )
                 .await?;
         }

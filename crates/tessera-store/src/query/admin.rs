@@ -66,10 +66,15 @@ impl UserFilter {
             // only whole, through its blind index (and rows still in plaintext by prefix).
             let hi = format!("{p}\u{10FFFF}");
             let name = || Expr::expr(Func::lower(Expr::col(user::Column::FullName)));
-            let mut any = Condition::any()
-                .add(Condition::all().add(user::Column::Email.gte(p.as_str())).add(user::Column::Email.lt(hi.as_str())))
-                .add(Condition::all().add(name().gte(p.as_str())).add(name().lt(hi.as_str())));
+            let mut email =
+                Condition::all().add(user::Column::Email.gte(p.as_str())).add(user::Column::Email.lt(hi.as_str()));
             let indexes = pii.indexes(p);
+            if !indexes.is_empty() {
+                email = email.add(user::Column::Email.not_like(format!("{}%", crate::pii::PREFIX)));
+            }
+            let mut any = Condition::any()
+                .add(email)
+                .add(Condition::all().add(name().gte(p.as_str())).add(name().lt(hi.as_str())));
             if !indexes.is_empty() {
                 any = any.add(user::Column::EmailIndex.is_in(indexes));
             }

@@ -56,8 +56,8 @@ impl PiiTable {
             ),
             PiiTable::OneTimeTokens => (&["new_email"], &["new_email", "new_email_index"], "new_email IS NOT NULL"),
             PiiTable::MailOutbox => (
-                &["to_addr", "text_body", "html_body", "last_error"],
-                &["to_addr", "text_body", "html_body", "last_error", "to_index"],
+                &["to_addr", "subject", "text_body", "html_body", "last_error"],
+                &["to_addr", "subject", "text_body", "html_body", "last_error", "to_index"],
                 "",
             ),
             PiiTable::AuditLog => (&["detail"], &["detail"], ""),
@@ -198,7 +198,18 @@ pub async fn seal_batch(
         guard.join(" AND ")
     );
     let values: Vec<Value> = tuples.into_iter().flatten().collect();
-    let done = conn.execute(Statement::from_sql_and_values(backend, sql, values)).await.or_db()?.rows_affected();
+    let done = match conn.execute(Statement::from_sql_and_values(backend, sql, values)).await.or_db() {
+        Ok(res) => res.rows_affected(),
+        Err(Error::EmailTaken) => {
+            return Err(Error::Internal(format!(
+                "two accounts among the {wanted} users after {} hold the same email address (one was written by a node \
+                 without PII_ENCRYPTION_KEY or with an older ring while the key was being switched on or rotated): \
+                 find them with `tessera admin`'s search or the admin API, delete or rename one, and run again",
+                after.map(|a| a.to_string()).unwrap_or_else(|| "the first".to_owned())
+            )))
+        }
+        Err(e) => return Err(e),
+    };
     batch.rewritten = done;
     batch.skipped = wanted.saturating_sub(done);
     Ok(batch)
@@ -245,8 +256,8 @@ fn resealed(
             Ok(Some(vec![reseal(new_email)?, index(new_email)?]))
         }
         PiiTable::MailOutbox => {
-            let [to, text, html, error] = old else { return Ok(None) };
-            Ok(Some(vec![reseal(to)?, reseal(text)?, reseal(html)?, reseal(error)?, index(to)?]))
+            let [to, subject, text, html, error] = old else { return Ok(None) };
+            Ok(Some(vec![reseal(to)?, reseal(subject)?, reseal(text)?, reseal(html)?, reseal(error)?, index(to)?]))
         }
     }
 }

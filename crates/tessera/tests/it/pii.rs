@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use tessera_core::entity::user;
+use tessera_core::entity::{mail_outbox, user};
 use tessera_core::settings::Settings;
-use tessera_store::sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+use tessera_store::sea_orm::{ColumnTrait, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter};
 
 use crate::harness::*;
 
@@ -181,6 +181,7 @@ async fn with_the_key_nothing_personal_is_stored_in_plaintext_and_everything_sti
     assert_eq!(search(&app, &admin, "Mixed.Case%40example.com").await, ["mixed.case@example.com"]);
     assert_eq!(search(&app, &admin, "zed").await, ["mixed.case@example.com"]);
     assert!(search(&app, &admin, "mixed").await.is_empty(), "an encrypted address has no prefix");
+    assert!(search(&app, &admin, "pii1").await.is_empty(), "nor does its ciphertext");
     // The pending change still confirms (its token finds its address by the blind index).
     let code = smtp.latest("pending.move@example.com", "Confirm your new email").await.code();
     let res =
@@ -206,6 +207,26 @@ async fn pii_encrypt_encrypts_a_database_filled_without_the_key_while_a_server_w
     let traces = fill(&before, &smtp, &admin).await;
     outbox_drained(&before).await;
     assert!(dump_all(&before).await.contains("mixed.case@example.com"));
+    // A mail that failed with a long SMTP error quoting the address (PostgreSQL had
+    // bounded that column below an encrypted error's length).
+    let failed = mail_outbox::Model {
+        id: uuid::Uuid::now_v7(),
+        kind: "verify_email".to_owned(),
+        to_addr: "bounced.person@example.com".to_owned(),
+        subject: "Hello bounced.person@example.com".to_owned(),
+        text_body: String::new(),
+        html_body: String::new(),
+        attempts: 8,
+        next_attempt_at: chrono::Utc::now(),
+        locked_until: None,
+        sent_at: None,
+        failed_at: Some(chrono::Utc::now()),
+        last_error: Some(format!("550 <bounced.person@example.com> {}", "x".repeat(960))),
+        created_at: chrono::Utc::now(),
+        to_index: None,
+    };
+    mail_outbox::Entity::insert(failed.into_active_model()).exec_without_returning(before.db()).await.unwrap();
+    let traces = [traces, vec!["bounced.person@example.com"]].concat();
     let db_url = before.db_url.clone();
     let dir = before.shutdown().await;
 
@@ -354,4 +375,74 @@ async fn concurrent_sign_ups_of_one_address_create_one_account_with_the_key() {
     statuses.sort_unstable();
     assert_eq!(statuses, [201, 409, 409, 409, 409, 409, 409, 409], "the blind index's unique rule decides");
     assert_eq!(user::Entity::find().count(app.db()).await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn a_resumed_rotation_rewrites_what_its_first_run_never_reached_before_dropping_the_old_key() {
+    let app = TestApp::with(&[("PII_ENCRYPTION_KEY", K1)]).await;
+    let early = app.register("early.bird@example.com", PASSWORD).await;
+    app.register("late.comer@example.com", PASSWORD).await;
+    // A stopped rotation's position, past the early account (as if a serving node had
+    // changed it, with the old key, while its batch ran).
+    let at = format!("new|users|{}", early["id"].as_str().unwrap());
+    let job = tessera_store::query::pii::save_cursor(app.db(), "pii.rotate", Some(&at));
+    job.await.unwrap();
+    let db_url = app.db_url.clone();
+    let dir = app.shutdown().await;
+
+    let ring = format!("new:{K2},{K1}");
+    let (code, out, err) = tessera(&db_url, &["pii", "rotate"], &[("PII_ENCRYPTION_KEY", &ring)]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("(resumed)") && out.contains("1 old keys may now be dropped"), "{out}");
+    let app = TestApp::with_database(&db_url, &[("PII_ENCRYPTION_KEY", &format!("new:{K2}"))]).await;
+    assert_eq!(users_under(&app, "new").await, (2, 0), "the row before the position was rewritten too");
+    app.login("early.bird@example.com", PASSWORD).await;
+    app.login("late.comer@example.com", PASSWORD).await;
+    app.stop().await;
+    drop(dir);
+}
+
+#[tokio::test]
+async fn pii_encrypt_runs_online_beside_a_server_that_writes_all_the_time() {
+    const USERS: u64 = 20_000;
+    let before = TestApp::spawn().await;
+    let (code, out, err) = tessera(&before.db_url, &["admin", "seed-users", "--count", &USERS.to_string()], &[]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let db_url = before.db_url.clone();
+    let dir = before.shutdown().await;
+    let app = TestApp::with_database(&db_url, &[("PII_ENCRYPTION_KEY", K1)]).await;
+    // Failed sign-ins all along: each writes an audit row (with an address to encrypt).
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (stop, client, url) = (stop.clone(), app.client.clone(), app.url("/v1/auth/login"));
+        tokio::spawn(async move {
+            let (mut n, mut slowest) = (0u64, Duration::ZERO);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let body = json!({ "email": format!("Stranger{n}@Example.com"), "password": "wrong" });
+                let started = std::time::Instant::now();
+                let res = client.post(&url).json(&body).send().await.unwrap();
+                assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+                slowest = slowest.max(started.elapsed());
+                n += 1;
+            }
+            (n, slowest)
+        })
+    };
+    let started = std::time::Instant::now();
+    let (code, out, err) = tessera(&db_url, &["pii", "encrypt"], &[("PII_ENCRYPTION_KEY", K1)]).await;
+    let took = started.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (attempts, slowest) = writer.await.unwrap();
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(&format!("rewrote {USERS} users")), "{out}");
+    println!(
+        "pii encrypt of {USERS} users beside a writing server: {took:?}; {attempts} sign-ins, slowest {slowest:?}"
+    );
+    assert!(attempts >= took.as_secs(), "the server kept writing ({attempts} failed sign-ins in {took:?})");
+    assert!(slowest < Duration::from_secs(2), "no request waited long: {slowest:?}");
+    let old_kid = tessera_store::pii::Pii::parse(K1).unwrap().primary_kid().unwrap().to_owned();
+    assert_eq!(users_under(&app, &old_kid).await, (USERS, 0));
+    assert!(!dump_all(&app).await.contains("stranger1@example.com"));
+    app.stop().await;
+    drop(dir);
 }
