@@ -138,6 +138,12 @@ class Postgres:
                 return
         raise RuntimeError("could not start PostgreSQL")
 
+    def create_database(self, name):
+        """A second database on this server; its URL."""
+        self._as([f"{self.bindir}/createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", name],
+                 check=True)
+        return f"postgres://postgres@127.0.0.1:{self.port}/{name}"
+
     def version(self):
         out = subprocess.run([f"{self.bindir}/pg_ctl", "--version"], capture_output=True, text=True).stdout
         return out.strip()
@@ -447,6 +453,54 @@ def metrics_cost(args, workdir, run_id, label):
         server.stop()
 
 
+def pii_cost(plain, files, pii_url, args, workdir, run_id, label):
+    """PII encryption's cost: the running server (plaintext) and one with PII_ENCRYPTION_KEY
+    on a database of its own, side by side and alternating, so both see the same drift:
+    /me against each one's floor, sign-in and sign-up."""
+    key = base64.b64encode(secrets.token_bytes(32)).decode()
+    log(f"{label}: starting tessera with PII_ENCRYPTION_KEY")
+    enc = Server(args.binary, pii_url, workdir, {"PII_ENCRYPTION_KEY": f"bench:{key}"}).start()
+    try:
+        time.sleep(1)
+        enc_files = create_users(enc.port, args.users, run_id + "-pii", os.path.join(workdir, "pii"))
+        servers = {"plain": (plain, files), "encrypted": (enc, enc_files)}
+        ratios, mes = {k: [] for k in servers}, {k: [] for k in servers}
+        for i in range(ROUNDS):
+            for name, (srv, f) in servers.items():
+                log(f"{label}: pii, {name}, floor and me, round {i + 1}")
+                floor = run_wrk(srv.port, "/health", "plain.lua", 64, args, warmup=i == 0)
+                me = run_wrk(srv.port, "/v1/auth/me", "me.lua", 64, args, warmup=i == 0,
+                             env={"BENCH_TOKENS": f["tokens"]})
+                ratios[name].append(me["rps"] / floor["rps"] if floor["rps"] else 0)
+                mes[name].append(me)
+        conns = 2 * CORES
+        logins, signups = {k: [] for k in servers}, {k: [] for k in servers}
+        for i in range(2):
+            for name, (srv, f) in servers.items():
+                log(f"{label}: pii, {name}, login and register, round {i + 1}")
+                logins[name].append(run_wrk(srv.port, "/v1/auth/login", "login.lua", conns, args,
+                                            env={"BENCH_USERS": f["users"]})["rps"])
+                signups[name].append(run_wrk(srv.port, "/v1/users", "register.lua", conns, args,
+                                             env={"BENCH_RUN_ID": f"{run_id}-pii-{name}-{i}",
+                                                  "BENCH_PASSWORD": PASSWORD})["rps"])
+        med = statistics.median
+        me_change = med(ratios["encrypted"]) / med(ratios["plain"]) - 1
+        login_change = med(logins["encrypted"]) / med(logins["plain"]) - 1
+        signup_change = med(signups["encrypted"]) / med(signups["plain"]) - 1
+        r = row("pii: GET /v1/auth/me with PII_ENCRYPTION_KEY (then login, register)", label, f"64 / {conns}",
+                median_run(mes["encrypted"]),
+                (f"me/floor {med(ratios['encrypted']):.0%} vs {med(ratios['plain']):.0%} ({me_change:+.1%}; "
+                         f"rounds " + ", ".join(f"{a:.0%}/{b:.0%}" for a, b in zip(ratios["encrypted"], ratios["plain"]))
+                         + f"); login {med(logins['encrypted']):.1f} vs {med(logins['plain']):.1f}/s "
+                         f"({login_change:+.1%}); register {med(signups['encrypted']):.1f} vs "
+                         f"{med(signups['plain']):.1f}/s ({signup_change:+.1%}), encrypted vs plain"))
+        r.update({"pii_me_change": me_change, "pii_login_change": login_change, "pii_signup_change": signup_change,
+                  "pii_me_ratios": ratios, "pii_logins": logins, "pii_signups": signups})
+        return [r]
+    finally:
+        enc.stop()
+
+
 def flood(server, files, args, run_id, label, total=1_000_000):
     """A million distinct addresses posted to password-reset (each a key of the
     per-address limit, RATE_LIMIT_MEMORY_KEYS bounding them), with sign-ins measured
@@ -474,7 +528,7 @@ def flood(server, files, args, run_id, label, total=1_000_000):
     return [r]
 
 
-def bench_backend(backend, url, args, workdir, hash_ms, run_id):
+def bench_backend(backend, url, args, workdir, hash_ms, run_id, pii_url=None):
     """Every scenario on one server; returns table rows and resource figures."""
     label = {"sqlite": "SQLite", "postgres": "PostgreSQL"}[backend]
     log(f"{label}: starting tessera")
@@ -587,6 +641,9 @@ def bench_backend(backend, url, args, workdir, hash_ms, run_id):
                                env={"BENCH_RUN_ID": run_id, "BENCH_PASSWORD": PASSWORD})
             rows.append(row("register: POST /v1/users", label, conns, register))
 
+        if want("pii") and pii_url:
+            rows += pii_cost(server, files, pii_url, args, workdir, run_id, label)
+
         if backend == "sqlite" and args.only and "flood" in args.only:
             rows += flood(server, files, args, run_id, label)
 
@@ -652,7 +709,7 @@ def main():
     p.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "latest.json"))
     p.add_argument("--command", default="bench/run")
     p.add_argument("--only", default="",
-                   help="comma-separated scenarios to run (floor, me, metrics, login, mfa, storm, refresh, register, "
+                   help="comma-separated scenarios to run (floor, me, metrics, login, mfa, storm, refresh, register, pii, "
                         "and flood, which only runs when named: a million password-reset addresses against the "
                         "in-memory limits); all but flood when empty. For iterating on one figure; "
                         "docs/performance.md's table is a whole run.")
@@ -680,6 +737,7 @@ def main():
             for backend in backends:
                 if backend == "sqlite":
                     url = f"sqlite://{workdir}/bench.db"
+                    pii_url = f"sqlite://{workdir}/bench-pii.db"
                 elif backend == "postgres":
                     bindir = find_pg_bin()
                     if not bindir:
@@ -690,9 +748,10 @@ def main():
                     pg.start()
                     info["postgres"] = pg.version()
                     url = pg.url
+                    pii_url = pg.create_database("tessera_pii")
                 else:
                     raise SystemExit(f"unknown backend {backend}")
-                r, res = bench_backend(backend, url, args, workdir, hashing["median_ms"], run_id)
+                r, res = bench_backend(backend, url, args, workdir, hashing["median_ms"], run_id, pii_url)
                 rows += r
                 resources[r[0]["backend"]] = res
         finally:

@@ -236,6 +236,43 @@ impl TestApp {
     }
 }
 
+/// Every table that could hold personal data, as text, lower-cased.
+pub async fn dump_personal_tables(app: &TestApp) -> String {
+    let mut all = String::new();
+    for table in [
+        "users",
+        "profiles",
+        "sessions",
+        "audit_log",
+        "mail_outbox",
+        "one_time_tokens",
+        "mfa_factors",
+        "mfa_tokens",
+        "recovery_codes",
+        "api_keys",
+    ] {
+        all.push_str(&app.dump(table).await);
+    }
+    all.to_lowercase()
+}
+
+/// Runs `tessera ARGS` on `db_url` with the test settings plus `extra`: exit code,
+/// standard output and standard error.
+pub async fn tessera_command(db_url: &str, args: &[&str], extra: &[(&str, &str)]) -> (i32, String, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(args)
+        .env_clear()
+        .envs(test_vars(db_url, extra))
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// The value of the `refresh_token` cookie set by a response.
 pub fn refresh_cookie(headers: &HeaderMap) -> Option<(String, String)> {
     headers.get_all("set-cookie").iter().filter_map(|v| v.to_str().ok()).find_map(|c| {

@@ -21,40 +21,8 @@ const ADMIN_EMAIL: &str = "Root.Admin@Example.com";
 
 /// Every table, as text, lower-cased (what a stolen backup would show).
 async fn dump_all(app: &TestApp) -> String {
-    let mut all = String::new();
-    for table in [
-        "users",
-        "profiles",
-        "sessions",
-        "audit_log",
-        "mail_outbox",
-        "one_time_tokens",
-        "mfa_factors",
-        "mfa_tokens",
-        "recovery_codes",
-        "api_keys",
-        "job_runs",
-        "pii_keys",
-    ] {
-        all.push_str(&app.dump(table).await);
-    }
-    all.to_lowercase()
-}
-
-/// Runs `tessera ARGS` on `db_url` with the test settings plus `extra`.
-async fn tessera(db_url: &str, args: &[&str], extra: &[(&str, &str)]) -> (i32, String, String) {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .args(args)
-        .env_clear()
-        .envs(test_vars(db_url, extra))
-        .output()
-        .await
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let jobs = app.dump("job_runs").await + &app.dump("pii_keys").await;
+    dump_personal_tables(app).await + &jobs.to_lowercase()
 }
 
 /// Why a server on `db_url` with `extra` settings does not start (panics if it does).
@@ -237,7 +205,7 @@ async fn pii_encrypt_encrypts_a_database_filled_without_the_key_while_a_server_w
     assert_error(res, StatusCode::CONFLICT, "email_already_exists").await;
 
     // Encrypted online, beside the serving node.
-    let (code, out, err) = tessera(&db_url, &["pii", "encrypt"], &[("PII_ENCRYPTION_KEY", K1)]).await;
+    let (code, out, err) = tessera_command(&db_url, &["pii", "encrypt"], &[("PII_ENCRYPTION_KEY", K1)]).await;
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("rewrote 3 users") && out.contains("1 one_time_tokens"), "{out}");
     assert!(err.contains("users: 3/3 rows read"), "plain progress lines off a terminal: {err}");
@@ -256,7 +224,7 @@ async fn pii_encrypt_encrypts_a_database_filled_without_the_key_while_a_server_w
     assert_eq!(search(&app, &admin, "renamed.person%40example.com").await, ["renamed.person@example.com"]);
 
     // Again: nothing left to do.
-    let (code, out, err) = tessera(&db_url, &["pii", "encrypt"], &[("PII_ENCRYPTION_KEY", K1)]).await;
+    let (code, out, err) = tessera_command(&db_url, &["pii", "encrypt"], &[("PII_ENCRYPTION_KEY", K1)]).await;
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("rewrote 0 users, 0 one_time_tokens, 0 mail_outbox, 0 audit_log"), "{out}");
     app.stop().await;
@@ -277,7 +245,7 @@ async fn pii_rotate_moves_everything_to_the_new_key_and_the_old_one_can_be_dropp
 
     // The new key first, the old one (bare: named by its fingerprint) still in the ring.
     let ring = format!("new:{K2},{K1}");
-    let (code, out, err) = tessera(&db_url, &["pii", "rotate"], &[("PII_ENCRYPTION_KEY", &ring)]).await;
+    let (code, out, err) = tessera_command(&db_url, &["pii", "rotate"], &[("PII_ENCRYPTION_KEY", &ring)]).await;
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("rewrote 3 users") && out.contains("1 old keys may now be dropped"), "{out}");
 
@@ -309,7 +277,7 @@ async fn pii_rotate_moves_everything_to_the_new_key_and_the_old_one_can_be_dropp
     assert!(e.contains("is not the key"), "{e}");
     let e = start_error(&db_url, &[]).await;
     assert!(e.contains("set PII_ENCRYPTION_KEY"), "{e}");
-    let (code, _, err) = tessera(&db_url, &["pii", "rotate"], &[("PII_ENCRYPTION_KEY", K1)]).await;
+    let (code, _, err) = tessera_command(&db_url, &["pii", "rotate"], &[("PII_ENCRYPTION_KEY", K1)]).await;
     assert_ne!(code, 0);
     assert!(err.contains("PII key \"new\""), "{err}");
     drop(dir);
@@ -321,7 +289,7 @@ async fn a_killed_pii_rotate_resumes_where_it_stopped() {
     let app = TestApp::with(&[("PII_ENCRYPTION_KEY", K1)]).await;
     let count = USERS.to_string();
     let (code, out, err) =
-        tessera(&app.db_url, &["admin", "seed-users", "--count", &count], &[("PII_ENCRYPTION_KEY", K1)]).await;
+        tessera_command(&app.db_url, &["admin", "seed-users", "--count", &count], &[("PII_ENCRYPTION_KEY", K1)]).await;
     assert_eq!(code, 0, "{out}{err}");
     let old_kid = tessera_store::pii::Pii::parse(K1).unwrap().primary_kid().unwrap().to_owned();
     assert_eq!(users_under(&app, &old_kid).await, (USERS, 0));
@@ -348,7 +316,7 @@ async fn a_killed_pii_rotate_resumes_where_it_stopped() {
     assert!(moved > 0 && moved < USERS, "killed midway: {moved} of {USERS} rows moved");
     assert_eq!(moved % 1000, 0, "a batch commits whole or not at all");
 
-    let (code, out, err) = tessera(&app.db_url, &["pii", "rotate"], &[("PII_ENCRYPTION_KEY", &ring)]).await;
+    let (code, out, err) = tessera_command(&app.db_url, &["pii", "rotate"], &[("PII_ENCRYPTION_KEY", &ring)]).await;
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("(resumed)"), "{out}");
     let rest = USERS - moved;
@@ -391,7 +359,7 @@ async fn a_resumed_rotation_rewrites_what_its_first_run_never_reached_before_dro
     let dir = app.shutdown().await;
 
     let ring = format!("new:{K2},{K1}");
-    let (code, out, err) = tessera(&db_url, &["pii", "rotate"], &[("PII_ENCRYPTION_KEY", &ring)]).await;
+    let (code, out, err) = tessera_command(&db_url, &["pii", "rotate"], &[("PII_ENCRYPTION_KEY", &ring)]).await;
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("(resumed)") && out.contains("1 old keys may now be dropped"), "{out}");
     let app = TestApp::with_database(&db_url, &[("PII_ENCRYPTION_KEY", &format!("new:{K2}"))]).await;
@@ -406,7 +374,8 @@ async fn a_resumed_rotation_rewrites_what_its_first_run_never_reached_before_dro
 async fn pii_encrypt_runs_online_beside_a_server_that_writes_all_the_time() {
     const USERS: u64 = 20_000;
     let before = TestApp::spawn().await;
-    let (code, out, err) = tessera(&before.db_url, &["admin", "seed-users", "--count", &USERS.to_string()], &[]).await;
+    let (code, out, err) =
+        tessera_command(&before.db_url, &["admin", "seed-users", "--count", &USERS.to_string()], &[]).await;
     assert_eq!(code, 0, "{out}{err}");
     let db_url = before.db_url.clone();
     let dir = before.shutdown().await;
@@ -429,7 +398,7 @@ async fn pii_encrypt_runs_online_beside_a_server_that_writes_all_the_time() {
         })
     };
     let started = std::time::Instant::now();
-    let (code, out, err) = tessera(&db_url, &["pii", "encrypt"], &[("PII_ENCRYPTION_KEY", K1)]).await;
+    let (code, out, err) = tessera_command(&db_url, &["pii", "encrypt"], &[("PII_ENCRYPTION_KEY", K1)]).await;
     let took = started.elapsed();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (attempts, slowest) = writer.await.unwrap();

@@ -22,42 +22,6 @@ async fn user_row(app: &TestApp, email: &str) -> Option<user::Model> {
     user::Entity::find().filter(user::Column::Email.eq(email)).one(app.db()).await.unwrap()
 }
 
-/// Every table that could hold personal data, as text, lower-cased.
-async fn dump_all(app: &TestApp) -> String {
-    let mut all = String::new();
-    for table in [
-        "users",
-        "profiles",
-        "sessions",
-        "audit_log",
-        "mail_outbox",
-        "one_time_tokens",
-        "mfa_factors",
-        "mfa_tokens",
-        "recovery_codes",
-        "api_keys",
-    ] {
-        all.push_str(&app.dump(table).await);
-    }
-    all.to_lowercase()
-}
-
-/// Runs `tessera ARGS` on the app's database.
-async fn tessera(app: &TestApp, args: &[&str], extra: &[(&str, &str)]) -> (i32, String, String) {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .args(args)
-        .env_clear()
-        .envs(test_vars(&app.db_url, extra))
-        .output()
-        .await
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[tokio::test]
 async fn the_export_holds_everything_about_the_user_and_nothing_about_anyone_else() {
     let app = TestApp::spawn().await;
@@ -320,15 +284,15 @@ async fn the_purge_removes_the_account_and_every_trace_of_its_person_and_runs_tw
         .await
         .unwrap();
     assert_eq!(delete_me(&app, &login.access, json!({ "password": PASSWORD })).await.status(), StatusCode::NO_CONTENT);
-    let before = dump_all(&app).await;
+    let before = dump_personal_tables(&app).await;
     assert!(before.contains(&email) && before.contains("erasedagent/7.7"), "the arrangement holds the data");
 
-    let (code, out, err) = tessera(&app, &["purge"], &[("DELETED_RETENTION_DAYS", "0")]).await;
+    let (code, out, err) = tessera_command(&app.db_url, &["purge"], &[("DELETED_RETENTION_DAYS", "0")]).await;
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("purged 1 deleted accounts, 1 sessions"), "{out}");
 
     assert!(user_row(&app, &email).await.is_none());
-    let after = dump_all(&app).await;
+    let after = dump_personal_tables(&app).await;
     for trace in [email.as_str(), "erika", "rasmussen", "4155550123", "erasedagent", "erase.me"] {
         assert!(!after.contains(trace), "{trace} is still stored");
     }
@@ -346,13 +310,13 @@ async fn the_purge_removes_the_account_and_every_trace_of_its_person_and_runs_tw
     assert_eq!(app.get("/v1/auth/me", Some(&kept_login.access)).await.status(), StatusCode::OK);
 
     // Again: nothing more to remove.
-    let (code, out, err) = tessera(&app, &["purge"], &[]).await;
+    let (code, out, err) = tessera_command(&app.db_url, &["purge"], &[]).await;
     assert_eq!(code, 0, "{out}{err}");
     assert!(
         out.contains("purged 0 deleted accounts, 0 sessions, 0 one-time tokens, 0 MFA tokens, 0 sent mails"),
         "{out}"
     );
-    assert_eq!(dump_all(&app).await, after);
+    assert_eq!(dump_personal_tables(&app).await, after);
 }
 
 #[tokio::test]
@@ -380,14 +344,14 @@ async fn the_server_purges_on_its_interval_and_one_node_at_a_time() {
     );
     use tessera_store::sea_orm::ConnectionTrait;
     assert_eq!(app.db().execute(hold).await.unwrap().rows_affected(), 1);
-    let (code, out, err) = tessera(&app, &["purge"], &[]).await;
+    let (code, out, err) = tessera_command(&app.db_url, &["purge"], &[]).await;
     assert_eq!(code, 1, "{out}{err}");
     assert!(err.contains("another node is running the purge"), "{err}");
     app.sql("UPDATE job_runs SET holder = NULL, running_until = NULL").await;
     // Let go, it runs; the server's own purge (due every second here) may hold the lease
     // for a few milliseconds at the very moment, so a refusal is tried again.
     for attempt in 1.. {
-        let (code, out, err) = tessera(&app, &["purge"], &[]).await;
+        let (code, out, err) = tessera_command(&app.db_url, &["purge"], &[]).await;
         if code == 0 {
             assert!(out.starts_with("purged "), "{out}");
             break;
