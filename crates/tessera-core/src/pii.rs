@@ -15,7 +15,10 @@ pub const PII_BATCH: u64 = 1000;
 #[derive(Debug, Clone, Copy)]
 pub struct PiiProgress {
     pub table: &'static str,
-    /// Rows of `table` read so far by this run.
+    /// 1 for the pass from where the run starts, then 2, 3… for the passes that check
+    /// that nothing is left.
+    pub pass: u32,
+    /// Rows of `table` read so far by this pass.
     pub done: u64,
     /// Rows of `table` this run has to read (after where a stopped run left off).
     pub total: u64,
@@ -56,7 +59,7 @@ const MAX_CHECKS: u32 = 3;
 /// Attempts of one batch that found the database busy (another process writing).
 const BATCH_ATTEMPTS: u32 = 5;
 
-/// The pause between batches on SQLite.
+/// The longest pause between batches on SQLite.
 const SQLITE_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Where a pass starts: a table and the last id done in it.
@@ -87,13 +90,13 @@ impl Core {
             Some((PiiTable::named(t)?, uuid::Uuid::parse_str(id).ok()?)).filter(|_| k == kid)
         });
         let mut report = PiiReport { resumed: resume.is_some(), ..PiiReport::default() };
-        let (rewritten, skipped) = self.pii_pass(job, &kid, rotate, resume, &mut report, &mut progress).await?;
+        let (rewritten, skipped) = self.pii_pass(job, &kid, rotate, resume, 1, &mut report, &mut progress).await?;
         let mut settled = resume.is_none() && rewritten == 0 && skipped == 0;
-        for _ in 0..MAX_CHECKS {
+        for pass in 2..MAX_CHECKS + 2 {
             if settled {
                 break;
             }
-            let (rewritten, skipped) = self.pii_pass(job, &kid, rotate, None, &mut report, &mut progress).await?;
+            let (rewritten, skipped) = self.pii_pass(job, &kid, rotate, None, pass, &mut report, &mut progress).await?;
             settled = rewritten == 0 && skipped == 0;
         }
         store_pii::save_cursor(self.store.writer(), job, None).await?;
@@ -119,6 +122,7 @@ impl Core {
         kid: &str,
         rotate: bool,
         from: Position,
+        pass: u32,
         report: &mut PiiReport,
         progress: &mut impl FnMut(PiiProgress),
     ) -> Result<(u64, u64), Error> {
@@ -136,11 +140,13 @@ impl Core {
             let total = store_pii::count(self.store.reader(), table, after).await?;
             let mut done = 0;
             loop {
+                let started = std::time::Instant::now();
                 let batch = self.pii_batch(job, kid, table, after, rotate).await?;
                 if self.store.backend() == Backend::Sqlite {
-                    // SQLite has one writer: a pause lets the servers' writes waiting in
-                    // their busy handlers through between batches.
-                    tokio::time::sleep(SQLITE_PAUSE).await;
+                    // SQLite has one writer: a pause of a quarter of the batch's time (at
+                    // most SQLITE_PAUSE) lets the servers' writes waiting in their busy
+                    // handlers through between batches.
+                    tokio::time::sleep((started.elapsed() / 4).min(SQLITE_PAUSE)).await;
                 }
                 done += batch.scanned;
                 pass_rewritten += batch.rewritten;
@@ -151,7 +157,7 @@ impl Core {
                     None => report.rewritten.push((table.name(), batch.rewritten)),
                 }
                 let rewritten = report.rewritten.iter().map(|(_, n)| n).sum();
-                progress(PiiProgress { table: table.name(), done, total: total.max(done), rewritten });
+                progress(PiiProgress { table: table.name(), pass, done, total: total.max(done), rewritten });
                 match batch.last {
                     Some(last) if batch.scanned == PII_BATCH => after = Some(last),
                     _ => break,

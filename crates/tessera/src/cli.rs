@@ -293,23 +293,25 @@ async fn pii(action: PiiAction) -> ExitCode {
         bar
     });
     let mut last_line = std::time::Instant::now();
-    let mut table = "";
+    let mut at = ("", 0);
     let result = core
         .pii_run(rotate, |p| match &bar {
             Some(bar) => {
-                if p.table != table {
-                    table = p.table;
+                if (p.table, p.pass) != at {
+                    at = (p.table, p.pass);
                     bar.reset();
-                    bar.set_message(p.table);
+                    bar.set_message(if p.pass == 1 { p.table.to_owned() } else { format!("{} (check)", p.table) });
                 }
                 bar.set_length(p.total);
                 bar.set_position(p.done);
             }
             None => {
-                if p.table != table || p.done >= p.total || last_line.elapsed().as_secs() >= 5 {
-                    table = p.table;
+                let ended = p.done >= p.total;
+                if (p.table, p.pass) != at || ended || last_line.elapsed().as_secs() >= 5 {
+                    at = (p.table, p.pass);
                     last_line = std::time::Instant::now();
-                    eprintln!("{}: {}/{} rows read, {} rewritten so far", p.table, p.done, p.total, p.rewritten);
+                    let check = if p.pass == 1 { String::new() } else { format!(" (check, pass {})", p.pass) };
+                    eprintln!("{}{check}: {}/{} rows read, {} rewritten so far", p.table, p.done, p.total, p.rewritten);
                 }
             }
         })
