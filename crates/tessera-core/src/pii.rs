@@ -62,6 +62,15 @@ const BATCH_ATTEMPTS: u32 = 5;
 /// The longest pause between batches on SQLite.
 const SQLITE_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
 
+/// What a run is: its job name (where its position is kept), the encrypting key's id, and
+/// whether it rotates.
+#[derive(Clone, Copy)]
+struct Run<'a> {
+    job: &'a str,
+    kid: &'a str,
+    rotate: bool,
+}
+
 /// Where a pass starts: a table and the last id done in it.
 type Position = Option<(PiiTable, uuid::Uuid)>;
 
@@ -90,13 +99,14 @@ impl Core {
             Some((PiiTable::named(t)?, uuid::Uuid::parse_str(id).ok()?)).filter(|_| k == kid)
         });
         let mut report = PiiReport { resumed: resume.is_some(), ..PiiReport::default() };
-        let (rewritten, skipped) = self.pii_pass(job, &kid, rotate, resume, 1, &mut report, &mut progress).await?;
+        let run = Run { job, kid: &kid, rotate };
+        let (rewritten, skipped) = self.pii_pass(run, resume, 1, &mut report, &mut progress).await?;
         let mut settled = resume.is_none() && rewritten == 0 && skipped == 0;
         for pass in 2..MAX_CHECKS + 2 {
             if settled {
                 break;
             }
-            let (rewritten, skipped) = self.pii_pass(job, &kid, rotate, None, pass, &mut report, &mut progress).await?;
+            let (rewritten, skipped) = self.pii_pass(run, None, pass, &mut report, &mut progress).await?;
             settled = rewritten == 0 && skipped == 0;
         }
         store_pii::save_cursor(self.store.writer(), job, None).await?;
@@ -118,9 +128,7 @@ impl Core {
     /// One pass over every table from `from`; what it rewrote and skipped.
     async fn pii_pass(
         &self,
-        job: &str,
-        kid: &str,
-        rotate: bool,
+        run: Run<'_>,
         from: Position,
         pass: u32,
         report: &mut PiiReport,
@@ -141,7 +149,7 @@ impl Core {
             let mut done = 0;
             loop {
                 let started = std::time::Instant::now();
-                let batch = self.pii_batch(job, kid, table, after, rotate).await?;
+                let batch = self.pii_batch(run, table, after).await?;
                 if self.store.backend() == Backend::Sqlite {
                     // SQLite has one writer: a pause of a quarter of the batch's time (at
                     // most SQLITE_PAUSE) lets the servers' writes waiting in their busy
@@ -173,12 +181,11 @@ impl Core {
     /// a batch that finds the database busy anyway is tried again.
     async fn pii_batch(
         &self,
-        job: &str,
-        kid: &str,
+        run: Run<'_>,
         table: PiiTable,
         after: Option<uuid::Uuid>,
-        rotate: bool,
     ) -> Result<store_pii::Batch, Error> {
+        let Run { job, kid, rotate } = run;
         let position = |id: uuid::Uuid| format!("{kid}|{}|{id}", table.name());
         let mut attempt = 0;
         loop {
