@@ -127,7 +127,11 @@ pub const SETTINGS: &[SettingDoc] = &[
     setting(&["REDIS_PORT"], "6379", "Redis port, with REDIS_HOST"),
     unset(&["REDIS_PASSWORD"], "(none)", "Redis password, with REDIS_HOST"),
     unset(&["JWT_SECRET_KEY", "JWT_SECRET"], "(generated in development)", "HMAC key for access tokens, at least 32 bytes; in development a random one is kept in a file beside the SQLite database"),
-    setting(&["JWT_ALGORITHM"], "HS256", "HS256, HS384 or HS512"),
+    setting(&["JWT_ALGORITHM"], "HS256", "HS256, HS384 or HS512 (signed with JWT_SECRET_KEY), or RS256, ES256 or EdDSA (signed with JWT_PRIVATE_KEY, public half at /.well-known/jwks.json); a token whose header names another algorithm is refused"),
+    unset(&["JWT_PRIVATE_KEY"], "(none)", "the PEM private key of RS256 (RSA, PKCS#8 or PKCS#1), ES256 (P-256, PKCS#8) or EdDSA (Ed25519, PKCS#8); \\n in the value stands for a line break"),
+    unset(&["JWT_PRIVATE_KEY_FILE"], "(none)", "a file holding JWT_PRIVATE_KEY"),
+    unset(&["JWT_KEY_ID"], "(the key's RFC 7638 thumbprint)", "the kid of the asymmetric signing key, in every token's header and in the JWKS"),
+    unset(&["JWT_PREVIOUS_PUBLIC_KEYS"], "(none)", "public keys tokens signed earlier may carry (a JWK set {\"keys\":[…]} or a JSON array of JWKs, each with its kid): published in the JWKS and accepted until those tokens expire"),
     setting(&["JWT_ISSUER"], "tessera", "the iss claim of access tokens"),
     setting(&["JWT_AUDIENCE"], "authenticated", "the aud claim of access tokens"),
     setting(&["ACCESS_TOKEN_EXPIRE_MINUTES"], "15", "access token lifetime"),
@@ -243,6 +247,12 @@ pub struct Settings {
     /// Whether admin routes need an aal2 session from a user's token.
     pub admin_mfa_required: bool,
     pub jwt_algorithm: String,
+    /// `JWT_PRIVATE_KEY` (or the contents of `JWT_PRIVATE_KEY_FILE`): PEM.
+    pub jwt_private_key: Option<SecretString>,
+    /// `JWT_KEY_ID`.
+    pub jwt_key_id: Option<String>,
+    /// `JWT_PREVIOUS_PUBLIC_KEYS`: JSON.
+    pub jwt_previous_public_keys: Option<String>,
     pub jwt_issuer: String,
     pub jwt_audience: String,
     pub access_token_ttl: Duration,
@@ -434,10 +444,26 @@ impl Settings {
         let port: u16 = r.parse("PORT", "a port number");
         let public_url =
             r.opt("PUBLIC_URL").unwrap_or_else(|| format!("http://{host}:{port}")).trim_end_matches('/').to_owned();
-        let jwt_algorithm = r.string("JWT_ALGORITHM").to_ascii_uppercase();
-        if !matches!(jwt_algorithm.as_str(), "HS256" | "HS384" | "HS512") {
-            r.problems.push(format!("JWT_ALGORITHM={jwt_algorithm:?} is not supported (use HS256, HS384 or HS512)"));
+        let jwt_algorithm = match r.string("JWT_ALGORITHM").to_ascii_uppercase().as_str() {
+            "EDDSA" => "EdDSA".to_owned(),
+            other => other.to_owned(),
+        };
+        if !matches!(jwt_algorithm.as_str(), "HS256" | "HS384" | "HS512" | "RS256" | "ES256" | "EdDSA") {
+            r.problems.push(format!(
+                "JWT_ALGORITHM={jwt_algorithm:?} is not supported (use HS256, HS384, HS512, RS256, ES256 or EdDSA)"
+            ));
         }
+        let jwt_private_key = match (r.opt("JWT_PRIVATE_KEY"), r.opt("JWT_PRIVATE_KEY_FILE")) {
+            (Some(pem), _) => Some(SecretString::from(pem.replace("\\n", "\n"))),
+            (None, Some(path)) => match std::fs::read_to_string(&path) {
+                Ok(pem) => Some(SecretString::from(pem)),
+                Err(e) => {
+                    r.problems.push(format!("JWT_PRIVATE_KEY_FILE {path}: {e}"));
+                    None
+                }
+            },
+            (None, None) => None,
+        };
         let mail_transport = match r.string("MAIL_TRANSPORT").to_ascii_lowercase().as_str() {
             "smtp" => MailTransport::Smtp,
             "file" => MailTransport::File,
@@ -496,6 +522,9 @@ impl Settings {
             pii_encryption_key: r.opt("PII_ENCRYPTION_KEY").map(SecretString::from),
             admin_mfa_required: r.boolean("ADMIN_MFA_REQUIRED"),
             jwt_algorithm,
+            jwt_private_key,
+            jwt_key_id: r.opt("JWT_KEY_ID"),
+            jwt_previous_public_keys: r.opt("JWT_PREVIOUS_PUBLIC_KEYS"),
             jwt_issuer: r.string("JWT_ISSUER"),
             jwt_audience: r.string("JWT_AUDIENCE"),
             access_token_ttl: Duration::from_secs(
@@ -660,8 +689,8 @@ impl Settings {
         if self.debug {
             p.push("DEBUG must be false in production".to_owned());
         }
-        if self.jwt_secret.is_none() {
-            p.push("JWT_SECRET_KEY must be set in production".to_owned());
+        if self.jwt_secret.is_none() && self.needs_jwt_secret() {
+            p.push("JWT_SECRET_KEY must be set in production (with an asymmetric JWT_ALGORITHM, REFRESH_TOKEN_SECRET will do)".to_owned());
         }
         if self.mfa_encryption_key.is_none() {
             p.push("MFA_ENCRYPTION_KEY must be set in production (the base64 of 32 random bytes)".to_owned());
@@ -689,7 +718,7 @@ impl Settings {
     /// generated there, 0600, on the first start), so tokens survive restarts. Elsewhere
     /// the JWT secret must be set, and an unset refresh-token secret is derived from it.
     pub fn ensure_secrets(&mut self) -> Result<(), String> {
-        if self.jwt_secret.is_none() {
+        if self.jwt_secret.is_none() && self.needs_jwt_secret() {
             if !self.is_development() {
                 return Err("JWT_SECRET_KEY must be set outside development".to_owned());
             }
@@ -713,8 +742,24 @@ impl Settings {
     }
 
     /// Secrets set but too short to be keys.
+    /// Whether `JWT_SECRET_KEY` is needed: to sign with an HS algorithm, or to derive the
+    /// refresh-token key when `REFRESH_TOKEN_SECRET` is unset.
+    fn needs_jwt_secret(&self) -> bool {
+        !self.jwt_asymmetric() || self.refresh_token_secret.is_empty()
+    }
+
+    /// Whether access tokens are signed with a private key (RS256, ES256, EdDSA).
+    pub fn jwt_asymmetric(&self) -> bool {
+        !self.jwt_algorithm.starts_with("HS")
+    }
+
     fn secret_problems(&self) -> Vec<String> {
         let mut p = Vec::new();
+        if self.jwt_asymmetric() {
+            if let Err(e) = crate::tokens::JwtKeys::from_settings(self) {
+                p.push(e);
+            }
+        }
         if self.jwt_secret.as_ref().is_some_and(|s| s.expose_secret().len() < 32) {
             p.push("JWT_SECRET_KEY must be at least 32 bytes long".to_owned());
         }

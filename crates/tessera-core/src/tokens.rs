@@ -161,12 +161,19 @@ pub struct AccessClaims {
     pub jti: String,
 }
 
-/// Signs and checks access tokens with the configured algorithm only.
+/// Signs and checks access tokens with the configured algorithm only. With an
+/// asymmetric algorithm, tokens carry the signing key's `kid`, and [`JwtKeys::jwks`]
+/// publishes its public half with every previous public key still accepted.
 pub struct JwtKeys {
     encoding: EncodingKey,
+    /// The configured key (the secret, or the signing key's public half).
     decoding: DecodingKey,
+    /// Previous public keys by `kid`.
+    previous: Vec<(String, DecodingKey)>,
     header: Header,
     validation: Validation,
+    /// The public JWKs (empty with an HS algorithm: a secret is never published).
+    jwks: Vec<serde_json::Value>,
     pub issuer: String,
     pub audience: String,
 }
@@ -174,11 +181,13 @@ pub struct JwtKeys {
 impl JwtKeys {
     /// Keys from settings; the secret must already be resolved.
     pub fn from_settings(s: &Settings) -> Result<JwtKeys, String> {
-        let secret = s.jwt_secret.as_ref().ok_or("no JWT secret configured")?;
         let alg = match s.jwt_algorithm.as_str() {
             "HS256" => Algorithm::HS256,
             "HS384" => Algorithm::HS384,
             "HS512" => Algorithm::HS512,
+            "RS256" => Algorithm::RS256,
+            "ES256" => Algorithm::ES256,
+            "EdDSA" => Algorithm::EdDSA,
             other => return Err(format!("unsupported JWT_ALGORITHM {other}")),
         };
         let mut validation = Validation::new(alg);
@@ -186,11 +195,40 @@ impl JwtKeys {
         validation.set_issuer(&[&s.jwt_issuer]);
         validation.set_audience(&[&s.jwt_audience]);
         validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
+        let mut header = Header::new(alg);
+        let (encoding, decoding, previous, jwks) = if s.jwt_asymmetric() {
+            let pem = s.jwt_private_key.as_ref().ok_or_else(|| {
+                format!("JWT_ALGORITHM={} needs JWT_PRIVATE_KEY or JWT_PRIVATE_KEY_FILE (PEM)", s.jwt_algorithm)
+            })?;
+            let signing = SigningKey::from_pem(alg, pem.expose_secret())?;
+            let kid = s.jwt_key_id.clone().unwrap_or_else(|| signing.thumbprint());
+            header.kid = Some(kid.clone());
+            let mut jwks = vec![signing.jwk(&kid)];
+            let mut previous = Vec::new();
+            if let Some(json) = &s.jwt_previous_public_keys {
+                for jwk in previous_jwks(json)? {
+                    let parsed: jsonwebtoken::jwk::Jwk = serde_json::from_value(jwk.clone())
+                        .map_err(|e| format!("JWT_PREVIOUS_PUBLIC_KEYS: a key is not a JWK: {e}"))?;
+                    let key = DecodingKey::from_jwk(&parsed)
+                        .map_err(|e| format!("JWT_PREVIOUS_PUBLIC_KEYS: a key cannot verify: {e}"))?;
+                    let kid = parsed.common.key_id.clone().ok_or("JWT_PREVIOUS_PUBLIC_KEYS: every key needs a kid")?;
+                    previous.push((kid, key));
+                    jwks.push(jwk);
+                }
+            }
+            (signing.encoding, signing.decoding, previous, jwks)
+        } else {
+            let secret = s.jwt_secret.as_ref().ok_or("no JWT secret configured")?;
+            let bytes = secret.expose_secret().as_bytes();
+            (EncodingKey::from_secret(bytes), DecodingKey::from_secret(bytes), Vec::new(), Vec::new())
+        };
         Ok(JwtKeys {
-            encoding: EncodingKey::from_secret(secret.expose_secret().as_bytes()),
-            decoding: DecodingKey::from_secret(secret.expose_secret().as_bytes()),
-            header: Header::new(alg),
+            encoding,
+            decoding,
+            previous,
+            header,
             validation,
+            jwks,
             issuer: s.jwt_issuer.clone(),
             audience: s.jwt_audience.clone(),
         })
@@ -202,19 +240,141 @@ impl JwtKeys {
             .map_err(|e| Error::Internal(format!("jwt sign: {e}")))
     }
 
-    /// Checks signature, algorithm, `exp` (30 s leeway), `iss`, `aud` and `type`.
+    /// The JSON Web Key Set: the signing key's public half and every previous public key
+    /// (`{"keys":[]}` with an HS algorithm).
+    pub fn jwks(&self) -> serde_json::Value {
+        serde_json::json!({ "keys": self.jwks })
+    }
+
+    /// Checks signature, algorithm (exactly the configured one: an HS token made with a
+    /// published public key is refused), `exp` (30 s leeway), `iss`, `aud` and `type`. A
+    /// `kid` naming a previous key is checked with that key; any other with the current.
     pub fn verify(&self, token: &str) -> Result<AccessClaims, Error> {
-        let data =
-            jsonwebtoken::decode::<AccessClaims>(token, &self.decoding, &self.validation).map_err(|e| {
-                match e.kind() {
-                    JwtErrorKind::ExpiredSignature => Error::TokenExpired,
-                    _ => Error::InvalidToken,
-                }
-            })?;
+        let key = match jsonwebtoken::decode_header(token).map_err(|_| Error::InvalidToken)? {
+            h if h.alg != self.header.alg => return Err(Error::InvalidToken),
+            h => h
+                .kid
+                .and_then(|kid| self.previous.iter().find(|(k, _)| *k == kid).map(|(_, key)| key))
+                .unwrap_or(&self.decoding),
+        };
+        let data = jsonwebtoken::decode::<AccessClaims>(token, key, &self.validation).map_err(|e| match e.kind() {
+            JwtErrorKind::ExpiredSignature => Error::TokenExpired,
+            _ => Error::InvalidToken,
+        })?;
         if data.claims.typ != "access" || data.claims.sub != data.claims.user_id {
             return Err(Error::InvalidToken);
         }
         Ok(data.claims)
+    }
+}
+
+/// The JWKs of `JWT_PREVIOUS_PUBLIC_KEYS`: a set `{"keys":[…]}` or an array; public only.
+fn previous_jwks(json: &str) -> Result<Vec<serde_json::Value>, String> {
+    let value: serde_json::Value =
+        serde_json::from_str(json).map_err(|e| format!("JWT_PREVIOUS_PUBLIC_KEYS is not JSON: {e}"))?;
+    let keys = match value {
+        serde_json::Value::Array(keys) => keys,
+        serde_json::Value::Object(mut set) => match set.remove("keys") {
+            Some(serde_json::Value::Array(keys)) => keys,
+            _ => return Err("JWT_PREVIOUS_PUBLIC_KEYS: a JWK set needs a \"keys\" array".to_owned()),
+        },
+        _ => return Err("JWT_PREVIOUS_PUBLIC_KEYS must be a JWK set or an array of JWKs".to_owned()),
+    };
+    for key in &keys {
+        if ["d", "p", "q", "dp", "dq", "qi", "k"].iter().any(|m| key.get(m).is_some()) {
+            return Err("JWT_PREVIOUS_PUBLIC_KEYS must hold public keys only".to_owned());
+        }
+    }
+    Ok(keys)
+}
+
+/// The RFC 7638 thumbprint of a JWK's required members, given in lexicographic order:
+/// the base64url SHA-256 of them as JSON without whitespace (none of their values holds a
+/// character JSON would escape).
+fn thumbprint(members: &[(&str, String)]) -> String {
+    let members: Vec<String> = members.iter().map(|(k, v)| format!("\"{k}\":\"{v}\"")).collect();
+    let canonical = format!("{{{}}}", members.join(","));
+    URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()))
+}
+
+/// An asymmetric signing key: what signs, what verifies, and its public JWK members.
+struct SigningKey {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    /// The required members of its JWK (RFC 7638), base64url where binary.
+    public: Vec<(&'static str, String)>,
+    alg: &'static str,
+}
+
+impl SigningKey {
+    fn from_pem(alg: Algorithm, pem_text: &str) -> Result<SigningKey, String> {
+        let bad = |e: &dyn std::fmt::Display| format!("JWT_PRIVATE_KEY is not a {alg:?} private key: {e}");
+        let block = pem::parse(pem_text.trim()).map_err(|e| bad(&e))?;
+        let der = block.contents();
+        let b64 = |b: &[u8]| URL_SAFE_NO_PAD.encode(b);
+        let (encoding, public, name) = match alg {
+            Algorithm::RS256 => {
+                let pair = match block.tag() {
+                    "RSA PRIVATE KEY" => ring::rsa::KeyPair::from_der(der),
+                    _ => ring::rsa::KeyPair::from_pkcs8(der),
+                }
+                .map_err(|e| bad(&e))?;
+                let parts = ring::rsa::PublicKeyComponents::<Vec<u8>>::from(pair.public());
+                let public = vec![("e", b64(&parts.e)), ("kty", "RSA".to_owned()), ("n", b64(&parts.n))];
+                (EncodingKey::from_rsa_pem(pem_text.trim().as_bytes()).map_err(|e| bad(&e))?, public, "RS256")
+            }
+            Algorithm::ES256 => {
+                let rng = ring::rand::SystemRandom::new();
+                let pair = ring::signature::EcdsaKeyPair::from_pkcs8(
+                    &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+                    der,
+                    &rng,
+                )
+                .map_err(|e| bad(&e))?;
+                let point = ring::signature::KeyPair::public_key(&pair).as_ref();
+                if point.len() != 65 {
+                    return Err(bad(&"not an uncompressed P-256 point"));
+                }
+                let public = vec![
+                    ("crv", "P-256".to_owned()),
+                    ("kty", "EC".to_owned()),
+                    ("x", b64(&point[1..33])),
+                    ("y", b64(&point[33..65])),
+                ];
+                (EncodingKey::from_ec_pem(pem_text.trim().as_bytes()).map_err(|e| bad(&e))?, public, "ES256")
+            }
+            Algorithm::EdDSA => {
+                let pair = ring::signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(der).map_err(|e| bad(&e))?;
+                let x = b64(ring::signature::KeyPair::public_key(&pair).as_ref());
+                let public = vec![("crv", "Ed25519".to_owned()), ("kty", "OKP".to_owned()), ("x", x)];
+                (EncodingKey::from_ed_pem(pem_text.trim().as_bytes()).map_err(|e| bad(&e))?, public, "EdDSA")
+            }
+            other => return Err(format!("{other:?} is not an asymmetric algorithm")),
+        };
+        let member = |m: &str| public.iter().find(|(k, _)| *k == m).map(|(_, v)| v.as_str()).unwrap_or_default();
+        let decoding = match alg {
+            Algorithm::RS256 => DecodingKey::from_rsa_components(member("n"), member("e")),
+            Algorithm::ES256 => DecodingKey::from_ec_components(member("x"), member("y")),
+            _ => DecodingKey::from_ed_components(member("x")),
+        }
+        .map_err(|e| bad(&e))?;
+        Ok(SigningKey { encoding, decoding, public, alg: name })
+    }
+
+    /// Its RFC 7638 thumbprint.
+    fn thumbprint(&self) -> String {
+        thumbprint(&self.public)
+    }
+
+    /// Its public JWK, as WebCrypto accepts it for verification.
+    fn jwk(&self, kid: &str) -> serde_json::Value {
+        let mut jwk: serde_json::Map<String, serde_json::Value> =
+            self.public.iter().map(|(k, v)| ((*k).to_owned(), serde_json::Value::from(v.as_str()))).collect();
+        jwk.insert("kid".to_owned(), kid.into());
+        jwk.insert("alg".to_owned(), self.alg.into());
+        jwk.insert("use".to_owned(), "sig".into());
+        jwk.insert("key_ops".to_owned(), serde_json::json!(["verify"]));
+        serde_json::Value::Object(jwk)
     }
 }
 
@@ -253,6 +413,17 @@ mod tests {
         let sid = Uuid::now_v7();
         assert!(again.open(&a.seal(sid, 1)).is_some(), "every node derives the same key");
         assert!(other.open(&a.seal(sid, 1)).is_none());
+    }
+
+    #[test]
+    fn the_key_id_is_the_rfc_7638_thumbprint() {
+        // RFC 7638 §3.1's example key and thumbprint.
+        let n = "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n\
+                 3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgd\
+                 AZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur\
+                 -kEgU8awapJzKnqDKgw";
+        let members = [("e", "AQAB".to_owned()), ("kty", "RSA".to_owned()), ("n", n.to_owned())];
+        assert_eq!(thumbprint(&members), "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
     }
 
     #[test]

@@ -116,6 +116,8 @@ pub fn router(core: Arc<Core>) -> Router {
     let mut app = Router::new()
         .route("/health", get(ops::health))
         .route("/health/detailed", get(ops::health_detailed))
+        .route("/.well-known/jwks.json", get(ops::jwks))
+        .route("/auth/v1/.well-known/jwks.json", get(ops::supabase_jwks))
         .route(
             "/verify-email",
             post(pages::verify_email_submit).route_layer(verify_limit()).get(pages::verify_email_form),

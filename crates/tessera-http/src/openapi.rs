@@ -33,7 +33,7 @@ impl Modify for BearerAuth {
         v1::users::delete_me, v1::users::export,
         kreeda::register, kreeda::sign_in, kreeda::user, kreeda::update_user, kreeda::delete_user, kreeda::token, kreeda::recover,
         kreeda::verify, kreeda::mfa_verify, kreeda::sign_out, kreeda::profile, kreeda::update_profile,
-        ops::health, ops::health_detailed,
+        ops::health, ops::health_detailed, ops::jwks, ops::supabase_jwks,
         admin::users::list, admin::users::create, admin::users::get, admin::users::update, admin::users::remove,
         admin::users::logout, admin::users::restore, admin::users::reset_mfa, admin::users::bulk, admin::reports::analytics, admin::reports::audit,
         admin::api_keys::create, admin::api_keys::list, admin::api_keys::revoke,

@@ -16,6 +16,23 @@ pub async fn health() -> Response {
     ([(axum::http::header::CONTENT_TYPE, "application/json")], r#"{"status":"healthy"}"#).into_response()
 }
 
+/// The public keys access tokens are signed with (SPEC §2.4): with RS256, ES256 or
+/// EdDSA the signing key's public half and every key of `JWT_PREVIOUS_PUBLIC_KEYS`, each
+/// under its `kid`; with an HS algorithm none (a secret is never published).
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "operations",
+    responses((status = 200, description = "A JSON Web Key Set: `{\"keys\":[{kty, kid, alg, use, key_ops, …}]}`", body = Object)))]
+pub async fn jwks(State(s): State<AppState>) -> Response {
+    let headers = [(axum::http::header::CACHE_CONTROL, "public, max-age=300")];
+    (headers, Json(s.core.jwt.jwks())).into_response()
+}
+
+/// The same key set where the Supabase client looks for it.
+#[utoipa::path(get, path = "/auth/v1/.well-known/jwks.json", tag = "operations",
+    responses((status = 200, description = "The key set of `/.well-known/jwks.json`", body = Object)))]
+pub async fn supabase_jwks(state: State<AppState>) -> Response {
+    jwks(state).await
+}
+
 /// Readiness: each dependency's state and latency; 503 when a required one is down.
 #[utoipa::path(get, path = "/health/detailed", tag = "operations",
     responses(

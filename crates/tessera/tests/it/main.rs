@@ -11,6 +11,7 @@ mod auth;
 mod browser;
 mod cli;
 mod hardening;
+mod jwks;
 mod limits;
 mod mail;
 mod mfa;
