@@ -155,6 +155,7 @@ pub const SETTINGS: &[SettingDoc] = &[
     setting(&["LOCKOUT_THRESHOLD"], "5", "consecutive failed sign-ins for one email before it is locked"),
     setting(&["LOCKOUT_DURATION"], "15m", "first lockout; doubles on each repeat offence"),
     setting(&["LOCKOUT_MAX"], "24h", "longest lockout"),
+    setting(&["EMAIL_AUTOCONFIRM"], "false", "sign-ups on every surface are confirmed at once and no verification mail is sent (GoTrue's mailer autoconfirm)"),
     setting(&["REQUIRE_EMAIL_VERIFICATION"], "false", "unverified accounts answer 403 email_not_verified at sign-in"),
     setting(&["SECURE_EMAIL_CHANGE"], "true", "an email change is confirmed from both the new and the current address; false: from the new one alone"),
     setting(&["MAIL_TRANSPORT"], "log", "smtp, file or log; log is refused in production"),
@@ -270,6 +271,8 @@ pub struct Settings {
     pub rate_limit_memory_keys: usize,
     pub lockout: LockoutPolicy,
     pub require_email_verification: bool,
+    /// `EMAIL_AUTOCONFIRM`: sign-ups are confirmed at once, with no verification mail.
+    pub email_autoconfirm: bool,
     /// Whether an email change needs the current address's confirmation too.
     pub secure_email_change: bool,
     pub mail_transport: MailTransport,
@@ -564,6 +567,7 @@ impl Settings {
                 max_secs: r.duration("LOCKOUT_MAX"),
             },
             require_email_verification: r.boolean("REQUIRE_EMAIL_VERIFICATION"),
+            email_autoconfirm: r.boolean("EMAIL_AUTOCONFIRM"),
             secure_email_change: r.boolean("SECURE_EMAIL_CHANGE"),
             mail_transport,
             mail: {

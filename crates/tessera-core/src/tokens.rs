@@ -236,8 +236,27 @@ impl JwtKeys {
 
     /// Signs claims.
     pub fn sign(&self, claims: &AccessClaims) -> Result<String, Error> {
+        self.sign_any(claims)
+    }
+
+    /// Signs any claims with the configured key (the `anon` and `service_role` keys of
+    /// `tessera keys supabase`).
+    pub fn sign_any(&self, claims: &impl Serialize) -> Result<String, Error> {
         jsonwebtoken::encode(&self.header, claims, &self.encoding)
             .map_err(|e| Error::Internal(format!("jwt sign: {e}")))
+    }
+
+    /// The project keys a Supabase client is configured with: `anon` and `service_role`
+    /// JWTs (`iss:"supabase"`, the role, ten years' validity), signed with this key.
+    pub fn supabase_keys(&self, now: i64) -> Result<Vec<(&'static str, String)>, Error> {
+        let ten_years = 10 * 365 * 86_400;
+        ["anon", "service_role"]
+            .into_iter()
+            .map(|role| {
+                let claims = serde_json::json!({ "iss": "supabase", "role": role, "iat": now, "exp": now + ten_years });
+                Ok((role, self.sign_any(&claims)?))
+            })
+            .collect()
     }
 
     /// The JSON Web Key Set: the signing key's public half and every previous public key

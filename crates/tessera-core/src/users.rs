@@ -163,11 +163,13 @@ impl Core {
             phone,
             role: Role::User,
             is_active: true,
-            verified: false,
+            verified: self.settings.email_autoconfirm,
         };
         let created = insert_account(&tx, account).await?;
         record(&tx, client, AuditEvent::by_user("user.create", created.id)).await?;
-        self.queue_verification(&tx, &created, Template::VerifyEmail).await?;
+        if !self.settings.email_autoconfirm {
+            self.queue_verification(&tx, &created, Template::VerifyEmail).await?;
+        }
         tx.commit().await?;
         self.mailer.wake.notify_one();
         Ok(created)

@@ -40,6 +40,12 @@ pub enum Command {
         #[command(subcommand)]
         action: PiiAction,
     },
+    /// Project keys: `tessera keys supabase` prints the `anon` and `service_role` keys a
+    /// Supabase client is configured with, signed with the server's JWT key.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
     /// Administration chores: create an admin, seed benchmark users.
     Admin {
         #[command(subcommand)]
@@ -82,6 +88,14 @@ pub enum AdminAction {
         #[arg(long, default_value_t = 1000)]
         batch: u64,
     },
+}
+
+/// Key actions.
+#[derive(Subcommand, Debug)]
+pub enum KeysAction {
+    /// Print `anon=…` and `service_role=…`: JWTs with those roles, valid ten years, signed
+    /// with JWT_PRIVATE_KEY (or JWT_SECRET_KEY with an HS algorithm).
+    Supabase,
 }
 
 /// PII encryption actions.
@@ -142,6 +156,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Config { action: ConfigAction::Check } => config_check(),
         Command::Admin { action } => admin(action).await,
         Command::Purge => purge().await,
+        Command::Keys { action: KeysAction::Supabase } => supabase_keys(),
         Command::Pii { action } => pii(action).await,
         Command::Openapi => {
             match openapi_document().and_then(|d| serde_json::to_string_pretty(&d).map_err(|e| e.to_string())) {
@@ -272,6 +287,37 @@ async fn purge() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn supabase_keys() -> ExitCode {
+    let mut settings = match load_settings() {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    if let Err(e) = settings.ensure_secrets() {
+        eprintln!("configuration error: {e}");
+        return ExitCode::from(2);
+    }
+    let keys = tessera_core::tokens::JwtKeys::from_settings(&settings)
+        .map_err(|e| e.to_string())
+        .and_then(|k| k.supabase_keys(unix_now()).map_err(|e| format!("{e:?}")));
+    match keys {
+        Ok(keys) => {
+            for (role, key) in keys {
+                println!("{role}={key}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Now, in Unix seconds.
+fn unix_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
 async fn pii(action: PiiAction) -> ExitCode {

@@ -168,3 +168,27 @@ async fn a_missing_or_wrong_private_key_is_a_configuration_error() {
     ]);
     assert!(e.contains("public keys only"), "{e}");
 }
+
+#[tokio::test]
+async fn tessera_keys_supabase_prints_anon_and_service_role_keys_the_jwks_verifies() {
+    let app = app_with("RS256", "jwt-rsa-a.pem", &[("JWT_KEY_ID", "project-kid")]).await;
+    let file = fixture("jwt-rsa-a.pem");
+    let extra = [("JWT_ALGORITHM", "RS256"), ("JWT_PRIVATE_KEY_FILE", file.as_str()), ("JWT_KEY_ID", "project-kid")];
+    let (code, out, err) = tessera_command(&app.db_url, &["keys", "supabase"], &extra).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let jwk: jsonwebtoken::jwk::Jwk =
+        serde_json::from_value(jwks(&app, "/.well-known/jwks.json").await[0].clone()).unwrap();
+    let mut validation = Validation::new(Algorithm::RS256);
+    validation.validate_aud = false;
+    let mut roles = Vec::new();
+    for line in out.lines() {
+        let (role, key) = line.split_once('=').unwrap();
+        assert_eq!(header_of(key).kid.as_deref(), Some("project-kid"));
+        let claims =
+            jsonwebtoken::decode::<Value>(key, &DecodingKey::from_jwk(&jwk).unwrap(), &validation).unwrap().claims;
+        assert_eq!((claims["role"].as_str(), claims["iss"].as_str()), (Some(role), Some("supabase")));
+        assert!(claims["exp"].as_i64().unwrap() > claims["iat"].as_i64().unwrap() + 9 * 365 * 86_400);
+        roles.push(role.to_owned());
+    }
+    assert_eq!(roles, ["anon", "service_role"]);
+}

@@ -802,3 +802,22 @@ async fn the_lease_is_15_s_renewed_while_sending_and_a_retry_keeps_the_message_i
     assert_eq!(message_id(&mails[0]), format!("<{id}@tessera>"));
     assert_eq!(message_id(&mails[1]), message_id(&mails[0]), "one Message-ID across attempts");
 }
+
+#[tokio::test]
+async fn with_email_autoconfirm_sign_ups_are_confirmed_on_every_surface_and_no_mail_is_sent() {
+    let smtp = SmtpServer::start().await;
+    let app = mail_app(&smtp, &[("EMAIL_AUTOCONFIRM", "true"), ("REQUIRE_EMAIL_VERIFICATION", "true")]).await;
+    let user = app.register("auto@example.com", PASSWORD).await;
+    assert_eq!(user["is_verified"], true, "{user}");
+    app.login("auto@example.com", PASSWORD).await;
+    let res =
+        app.post("/auth/register", None, json!({ "email": "kreeda-auto@example.com", "password": PASSWORD })).await;
+    let (status, body) = json_of(res).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert!(body["user"]["email_confirmed_at"].is_string(), "{body}");
+    // A reset mail still goes out (and is the only mail): nothing was queued at sign-up.
+    let res = app.post("/v1/auth/password-reset", None, json!({ "email": "auto@example.com" })).await;
+    assert!(res.status().is_success());
+    smtp.latest("auto@example.com", "Reset your").await;
+    assert_eq!(smtp.mails().len(), 1, "{:?}", smtp.mails().iter().map(|m| m.subject()).collect::<Vec<_>>());
+}
