@@ -60,6 +60,8 @@ pub struct Core {
     pub mailer: Mailer,
     /// The key one-time codes are hashed with.
     code_key: Vec<u8>,
+    /// Keys the per-address counters (lockout, reset and code limits) in memory or Redis.
+    limit_key: Vec<u8>,
     /// Where audit events are also written as JSON lines (`AUDIT_LOG_DIR`).
     pub audit_file: Option<Arc<AuditFile>>,
 }
@@ -123,10 +125,16 @@ impl Core {
             None => Kv::memory(settings.rate_limit_memory_keys),
         };
         let mailer = Mailer::new(&settings.mail, settings.is_development())?;
-        let code_key = match &settings.jwt_secret {
-            Some(secret) => verification::derive_code_key(secret),
-            None => return Err("no JWT secret configured".to_owned()),
-        };
+        // The JWT secret, or with an asymmetric algorithm and no JWT secret the first
+        // refresh-token secret: every node of a deployment shares either.
+        let server_secret = settings
+            .jwt_secret
+            .as_ref()
+            .or(settings.refresh_token_secret.first())
+            .ok_or("no JWT secret or REFRESH_TOKEN_SECRET configured")?;
+        let code_key = verification::derive_code_key(server_secret);
+        let limit_key =
+            tokens::derive_key(server_secret.expose_secret().as_bytes(), b"tessera per-address limit key v1");
         let audit_file = match &settings.audit_log_dir {
             Some(dir) => Some(Arc::new(AuditFile::open(dir.clone())?)),
             None => None,
@@ -141,6 +149,7 @@ impl Core {
             kv,
             mailer,
             code_key,
+            limit_key,
             audit_file,
         });
         crate::audit::with_audit_file(core.audit_file.clone(), core.bootstrap_first_admin()).await?;

@@ -5,8 +5,8 @@ use tessera_domain::{Email, Error};
 
 use crate::audit::{record, AuditEvent};
 use crate::kv::RateDecision;
-use crate::tokens::sha256_hex;
 use crate::{ClientInfo, Core};
+use hmac::Mac;
 
 /// An action with a rate limit of its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,11 +36,12 @@ impl RateAction {
     }
 }
 
-/// The key under which an email's counters are kept: a hash, so the store holds no
-/// addresses.
-fn email_key(raw: &str) -> String {
+/// The key under which an email's counters are kept: a keyed MAC of the normalised
+/// address (128 bits, hex), so memory and Redis hold no address, and a guessed address
+/// cannot be checked against them without the server's secret.
+fn email_key(key: &[u8], raw: &str) -> String {
     let normalised = Email::parse(raw).map(|e| e.as_str().to_owned()).unwrap_or_else(|_| raw.trim().to_lowercase());
-    sha256_hex(&normalised)[..32].to_owned()
+    hex::encode(&crate::tokens::mac(key, normalised.as_bytes()).finalize().into_bytes()[..16])
 }
 
 impl Core {
@@ -59,7 +60,7 @@ impl Core {
             RateAction::Verify => &limits.verify,
         };
         let subject = match action {
-            RateAction::Recover | RateAction::Otp => email_key(subject),
+            RateAction::Recover | RateAction::Otp => email_key(&self.limit_key, subject),
             RateAction::Login | RateAction::Register | RateAction::Verify => subject.to_owned(),
         };
         let decision = self.kv.rate_hit(&format!("{}:{subject}", action.name()), windows).await;
@@ -83,7 +84,7 @@ impl Core {
         if !self.settings.rate_limit_enabled {
             return Ok(());
         }
-        match self.kv.lock_reserve(&email_key(email), &self.settings.lockout).await {
+        match self.kv.lock_reserve(&email_key(&self.limit_key, email), &self.settings.lockout).await {
             Some(secs) => Err(Error::AccountLocked { retry_after_secs: secs }),
             None => Ok(()),
         }
@@ -92,7 +93,7 @@ impl Core {
     /// Gives back a reservation for an attempt refused before any work.
     pub(crate) async fn lockout_release(&self, email: &str) {
         if self.settings.rate_limit_enabled {
-            self.kv.lock_release(&email_key(email)).await;
+            self.kv.lock_release(&email_key(&self.limit_key, email)).await;
         }
     }
 
@@ -101,7 +102,7 @@ impl Core {
         if !self.settings.rate_limit_enabled {
             return Ok(());
         }
-        if let Some(secs) = self.kv.lock_fail(&email_key(email), &self.settings.lockout).await {
+        if let Some(secs) = self.kv.lock_fail(&email_key(&self.limit_key, email), &self.settings.lockout).await {
             let email = Email::parse(email).map(|e| e.as_str().to_owned()).unwrap_or_default();
             tracing::warn!(duration_secs = secs, "sign-in locked after repeated failures");
             metrics::counter!("tessera_lockouts_total").increment(1);
@@ -119,7 +120,7 @@ impl Core {
     /// Forgets an email's failures after a successful sign-in.
     pub(crate) async fn lockout_success(&self, email: &str) {
         if self.settings.rate_limit_enabled {
-            self.kv.lock_clear(&email_key(email)).await;
+            self.kv.lock_clear(&email_key(&self.limit_key, email)).await;
         }
     }
 }

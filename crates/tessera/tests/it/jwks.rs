@@ -192,3 +192,25 @@ async fn tessera_keys_supabase_prints_anon_and_service_role_keys_the_jwks_verifi
     }
     assert_eq!(roles, ["anon", "service_role"]);
 }
+
+#[tokio::test]
+async fn an_asymmetric_server_needs_no_jwt_secret_when_refresh_tokens_have_theirs() {
+    let dir = tempfile::tempdir().unwrap();
+    let db_url = fresh_database(dir.path()).await;
+    let file = fixture("jwt-ed25519.pem");
+    let mut vars = test_vars(&db_url, &[("JWT_ALGORITHM", "EdDSA"), ("JWT_PRIVATE_KEY_FILE", &file)]);
+    vars.remove("JWT_SECRET_KEY");
+    let mut settings = tessera_core::settings::Settings::from_vars(&vars).unwrap();
+    settings.ensure_secrets().unwrap();
+    assert!(settings.jwt_secret.is_none(), "none generated either");
+    let server = tessera::Server::start(settings).await.expect("starts without JWT_SECRET_KEY");
+    let base = format!("http://{}", server.addr);
+    let client = reqwest::Client::new();
+    let body = serde_json::json!({ "email": "ed@example.com", "password": PASSWORD });
+    assert_eq!(client.post(format!("{base}/v1/users")).json(&body).send().await.unwrap().status(), StatusCode::CREATED);
+    let res = client.post(format!("{base}/v1/auth/login")).json(&body).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let token = res.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(header_of(&token).alg, Algorithm::EdDSA);
+    server.stop().await.unwrap();
+}
