@@ -255,12 +255,18 @@ async fn serve() -> ExitCode {
 }
 
 /// Starts the core the way `serve` does (migrations, first admin), without listening.
-async fn start_core() -> Result<std::sync::Arc<tessera_core::Core>, ExitCode> {
+/// The settings with their secrets resolved (exit 2 on a configuration error).
+fn resolved_settings() -> Result<Settings, ExitCode> {
     let mut settings = load_settings()?;
     if let Err(e) = settings.ensure_secrets() {
         eprintln!("configuration error: {e}");
         return Err(ExitCode::from(2));
     }
+    Ok(settings)
+}
+
+async fn start_core() -> Result<std::sync::Arc<tessera_core::Core>, ExitCode> {
+    let settings = resolved_settings()?;
     tessera_core::Core::start(settings).await.map_err(|e| {
         eprintln!("error: {e}");
         ExitCode::FAILURE
@@ -290,17 +296,12 @@ async fn purge() -> ExitCode {
 }
 
 fn supabase_keys() -> ExitCode {
-    let mut settings = match load_settings() {
+    let settings = match resolved_settings() {
         Ok(s) => s,
         Err(code) => return code,
     };
-    if let Err(e) = settings.ensure_secrets() {
-        eprintln!("configuration error: {e}");
-        return ExitCode::from(2);
-    }
     let keys = tessera_core::tokens::JwtKeys::from_settings(&settings)
-        .map_err(|e| e.to_string())
-        .and_then(|k| k.supabase_keys(unix_now()).map_err(|e| format!("{e:?}")));
+        .and_then(|k| k.supabase_keys(tessera_core::now().timestamp()).map_err(|e| format!("{e:?}")));
     match keys {
         Ok(keys) => {
             for (role, key) in keys {
@@ -313,11 +314,6 @@ fn supabase_keys() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Now, in Unix seconds.
-fn unix_now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
 async fn pii(action: PiiAction) -> ExitCode {
