@@ -137,7 +137,6 @@ pub struct Store {
     /// handler); on PostgreSQL the pool.
     writer: Writer,
     hot: Hot,
-    pii: Arc<Pii>,
     /// On a SQLite file, this store's announcement to every other server and command on it.
     _neighbours: Option<Arc<Neighbours>>,
 }
@@ -323,7 +322,7 @@ impl Store {
         };
         let reader = Reader { db: db.clone(), budget: cfg.acquire_timeout, pii: pii.clone() };
         let writer = Writer { db: writer, pii: pii.clone() };
-        Ok(Store { db, reader, acquire_timeout: cfg.acquire_timeout, writer, hot, pii, _neighbours: neighbours })
+        Ok(Store { db, reader, acquire_timeout: cfg.acquire_timeout, writer, hot, _neighbours: neighbours })
     }
 
     /// The kind of database.
@@ -346,14 +345,14 @@ impl Store {
 
     /// The PII cipher.
     pub fn pii(&self) -> &Pii {
-        &self.pii
+        &self.writer.pii
     }
 
     /// Begins a transaction on the writer. A `BEGIN` whose connection died is sent once
     /// more on another connection (nothing has happened yet), within the pool timeout.
     pub async fn begin(&self) -> Result<Tx, Error> {
         let started = Instant::now();
-        let tx = |t| Tx(t, self.pii.clone());
+        let tx = |t| Tx(t, self.writer.pii.clone());
         match self.writer.db.begin().await {
             Err(e) if db_connection_died(&e) => {
                 note_dead_connection();
@@ -469,7 +468,7 @@ impl Store {
         &self,
         found: Option<(session::Model, user::Model)>,
     ) -> Result<Option<(session::Model, user::Model)>, Error> {
-        found.map(|(session, user)| Ok((session, self.pii.open_user(user)?))).transpose()
+        query::sessions::opened(self.pii(), found)
     }
 
     /// Rotates a session's refresh token from `rotation.counter` ([`query::sessions::ROTATE`]

@@ -38,8 +38,15 @@ pub(crate) fn by_legacy_token_sql(backend: DbBackend) -> &'static str {
 /// every refresh runs it, so the SQL is a constant (no query building, and the prepared
 /// statement is reused from each connection's cache) and columns are read by position.
 pub async fn with_user(conn: &impl crate::Db, id: Uuid) -> Result<Option<(session::Model, user::Model)>, Error> {
-    let found = with_user_as_stored(conn, id).await?;
-    found.map(|(s, u)| Ok((s, conn.pii().open_user(u)?))).transpose()
+    opened(conn.pii(), with_user_as_stored(conn, id).await?)
+}
+
+/// A session read as stored, its user's personal fields decrypted.
+pub(crate) fn opened(
+    pii: &crate::pii::Pii,
+    found: Option<(session::Model, user::Model)>,
+) -> Result<Option<(session::Model, user::Model)>, Error> {
+    found.map(|(s, u)| Ok((s, pii.open_user(u)?))).transpose()
 }
 
 /// [`with_user`] as stored (personal fields not decrypted): what the store's own paths
