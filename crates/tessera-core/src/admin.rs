@@ -85,6 +85,10 @@ pub struct NewUser {
     pub is_active: Option<bool>,
     /// `false` when absent.
     pub is_verified: Option<bool>,
+    /// `user_metadata` and `app_metadata`.
+    pub metadata: crate::users::Metadata,
+    /// Whether this is an invitation (sets `invited_at`).
+    pub invited: bool,
 }
 
 /// An admin's changes to any user: `None` leaves a field alone.
@@ -211,6 +215,8 @@ impl Core {
             role: Some(Role::Admin.as_str().to_owned()),
             is_active: Some(true),
             is_verified: Some(true),
+            metadata: Default::default(),
+            invited: false,
         };
         match self.insert_user(&Actor::system(), new, "admin.bootstrap", &ClientInfo::default()).await {
             Ok(u) => {
@@ -262,6 +268,8 @@ impl Core {
         let email = Email::parse(&new.email).map_err(|e| errors.push(e)).ok();
         let full_name = bounded_text("full_name", new.full_name, 200, &mut errors);
         let phone = optional_phone(new.phone, &mut errors);
+        crate::users::check_metadata("user_metadata", &new.metadata.user, &mut errors);
+        crate::users::check_metadata("app_metadata", &new.metadata.app, &mut errors);
         let role = match &new.role {
             Some(raw) => parse_role("role", raw, &mut errors),
             None => Some(Role::User),
@@ -285,6 +293,8 @@ impl Core {
             role,
             is_active: new.is_active.unwrap_or(true),
             verified: new.is_verified.unwrap_or(false),
+            metadata: new.metadata,
+            invited: new.invited,
         };
         let tx = self.store.begin().await?;
         let created = insert_account(&tx, account).await?;

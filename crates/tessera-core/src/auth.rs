@@ -9,14 +9,14 @@ use serde_json::json;
 use tessera_domain::{Email, Error, Role};
 use tessera_store::entity::{session, user};
 use tessera_store::query::sessions::{self, NewSession, Rotation};
-use tessera_store::query::users;
+use tessera_store::query::{profiles, users};
 use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::audit::{append_to_file, audit_row, record, truncate, AuditEvent};
 use crate::mfa::SignIn;
-use crate::tokens::{AccessClaims, PresentedRefresh};
-use crate::{now, ClientInfo, Core};
+use crate::tokens::{AccessClaims, PresentedRefresh, SupabaseClaims, SUPABASE_AUDIENCE};
+use crate::{now, ClientInfo, Core, Surface};
 
 /// What a successful sign-in or refresh hands out.
 #[derive(Debug, Clone)]
@@ -83,12 +83,15 @@ pub fn is_usable(u: &user::Model) -> bool {
 }
 
 impl Core {
-    pub(crate) fn access_token(
+    /// A signed access token for a session, with the claims of the caller's surface:
+    /// `(token, expires_in, expires_at)`.
+    pub(crate) async fn access_token(
         &self,
         user: &user::Model,
         session_id: Uuid,
         aal: &str,
         now: DateTime<Utc>,
+        surface: Surface,
     ) -> Result<(String, i64, i64), Error> {
         let ttl = self.settings.access_token_ttl.as_secs() as i64;
         let claims = AccessClaims {
@@ -106,11 +109,50 @@ impl Core {
             exp: now.timestamp() + ttl,
             jti: Uuid::now_v7().to_string(),
         };
-        Ok((self.jwt.sign(&claims)?, ttl, claims.exp))
+        let token = match surface {
+            Surface::Native => self.jwt.sign(&claims)?,
+            Surface::Supabase => {
+                let claims = AccessClaims {
+                    iss: self.jwt.supabase_issuer.clone(),
+                    aud: SUPABASE_AUDIENCE.to_owned(),
+                    role: SUPABASE_AUDIENCE.to_owned(),
+                    ..claims
+                };
+                let profile = profiles::by_user(self.store.reader(), user.id).await?;
+                let (user_metadata, app_metadata) = crate::users::metadata_of(user, profile.as_ref());
+                let mut amr = vec![json!({ "method": "password", "timestamp": claims.iat })];
+                if aal == "aal2" {
+                    amr.insert(0, json!({ "method": "totp", "timestamp": claims.iat }));
+                }
+                self.jwt.sign_any(&SupabaseClaims {
+                    base: &claims,
+                    session_id: session_id.to_string(),
+                    phone: user.phone.clone().unwrap_or_default(),
+                    amr,
+                    is_anonymous: false,
+                    app_metadata,
+                    user_metadata,
+                })?
+            }
+        };
+        Ok((token, ttl, now.timestamp() + ttl))
     }
 
-    /// Checks an access token against every rule of SPEC §4.1 and loads its user.
+    /// Checks an access token against every rule of SPEC §4.1 and loads its user. A token
+    /// of the Supabase surface whose session has not proven the second factor of a user
+    /// with MFA on (GoTrue hands those out, to be stepped up at `/auth/v1/factors`) is
+    /// refused here: 403 `mfa_required`.
     pub async fn authenticate(&self, token: &str) -> Result<Principal, Error> {
+        let who = self.authenticate_supabase(token).await?;
+        if who.user.mfa_enabled && who.aal != "aal2" && who.claims.iss == self.jwt.supabase_issuer {
+            return Err(Error::MfaRequired);
+        }
+        Ok(who)
+    }
+
+    /// [`Core::authenticate`] for the Supabase surface, which also accepts an aal1 session
+    /// of a user with MFA on.
+    pub async fn authenticate_supabase(&self, token: &str) -> Result<Principal, Error> {
         let claims = self.jwt.verify(token)?;
         let user_id = Uuid::parse_str(&claims.sub).map_err(|_| Error::InvalidToken)?;
         let (session, user) = self.store.session_with_user(claims.sid).await?.ok_or(Error::TokenRevoked)?;
@@ -253,11 +295,12 @@ impl Core {
         if let Some(hash) = new.new_password_hash {
             user.password_hash = hash;
         }
-        self.issue(user, new.id, aal, 0, new.expires_at, now)
+        self.issue(user, new.id, aal, 0, new.expires_at, now, client.surface).await
     }
 
     /// The access token and the refresh token at `counter` of a session.
-    fn issue(
+    #[allow(clippy::too_many_arguments)]
+    async fn issue(
         &self,
         user: user::Model,
         session_id: Uuid,
@@ -265,8 +308,9 @@ impl Core {
         counter: i64,
         session_expires_at: DateTime<Utc>,
         now: DateTime<Utc>,
+        surface: Surface,
     ) -> Result<Issued, Error> {
-        let (access_token, expires_in, expires_at) = self.access_token(&user, session_id, aal, now)?;
+        let (access_token, expires_in, expires_at) = self.access_token(&user, session_id, aal, now, surface).await?;
         Ok(Issued {
             user,
             session_id,
@@ -276,6 +320,19 @@ impl Core {
             refresh_token: self.refresh_keys.seal(session_id, counter),
             refresh_expires_in: (session_expires_at - now).num_seconds().max(0),
         })
+    }
+
+    /// The tokens of a session as it stands (its current refresh token, a new access
+    /// token at `aal`): what a step-up to aal2 hands out again.
+    pub(crate) async fn session_tokens(
+        &self,
+        user: user::Model,
+        session: &session::Model,
+        aal: &str,
+        now: DateTime<Utc>,
+        surface: Surface,
+    ) -> Result<Issued, Error> {
+        self.issue(user, session.id, aal, session.refresh_counter, session.expires_at, now, surface).await
     }
 
     /// Refreshes (SPEC §4.3). The presented token carries its session and a counter:
@@ -339,7 +396,9 @@ impl Core {
                 audit.user_id = Some(user.id);
                 audit.actor_id = Some(user.id);
                 append_to_file(&audit);
-                let issued = self.issue(user, session.id, &session.aal, counter + 1, session.expires_at, now)?;
+                let issued = self
+                    .issue(user, session.id, &session.aal, counter + 1, session.expires_at, now, client.surface)
+                    .await?;
                 return Ok((issued, Refreshed::Rotated));
             }
             // It did not rotate: learn why, from the database itself.
@@ -356,7 +415,9 @@ impl Core {
             // means none.
             let within = |at| interval > ChronoDuration::zero() && now - at < interval;
             if counter + 1 == current && session.refreshed_at.is_some_and(within) {
-                let issued = self.issue(user, session.id, &session.aal, current, session.expires_at, now)?;
+                let issued = self
+                    .issue(user, session.id, &session.aal, current, session.expires_at, now, client.surface)
+                    .await?;
                 return Ok((issued, Refreshed::Converged));
             }
             if counter > current {
@@ -416,6 +477,23 @@ impl Core {
             detail: json!({ "sessions_revoked": revoked }),
         };
         record(&tx, client, ev).await?;
+        tx.commit().await?;
+        Ok(revoked)
+    }
+
+    /// Revokes every session of the caller but the current one (Supabase's `scope=others`).
+    pub async fn logout_others(&self, who: &Principal, client: &ClientInfo) -> Result<u64, Error> {
+        let now = now();
+        let tx = self.store.begin().await?;
+        users::by_id_for_update(&tx, who.user.id).await?;
+        let mut revoked = 0;
+        for s in sessions::active_for_user(&tx, who.user.id, now).await? {
+            if s.id != who.session_id && sessions::revoke(&tx, s.id, now).await? {
+                revoked += 1;
+            }
+        }
+        let detail = json!({ "kept_session_id": who.session_id, "sessions_revoked": revoked });
+        record(&tx, client, AuditEvent::by_user("logout.others", who.user.id).detail(detail)).await?;
         tx.commit().await?;
         Ok(revoked)
     }

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod hasher;
 pub mod kv;
 pub mod limits;
+pub mod links;
 pub mod mail;
 pub mod mfa;
 pub mod pii;
@@ -41,6 +42,19 @@ pub struct ClientInfo {
     pub ip: Option<String>,
     pub user_agent: Option<String>,
     pub request_id: Option<String>,
+    /// The surface the request came in on: it decides the claims of the access tokens
+    /// handed out.
+    pub surface: Surface,
+}
+
+/// An API surface whose access tokens carry claims of their own.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Surface {
+    /// `/v1` and Kreeda: SPEC §4.1's claims.
+    #[default]
+    Native,
+    /// `/auth/v1`: GoTrue's claims as well (SPEC §2.3).
+    Supabase,
 }
 
 /// The application: settings, database, hasher and token keys, shared by every surface.

@@ -36,10 +36,13 @@ pub enum Template {
     EmailChangeNotice,
     PasswordReset,
     PasswordChanged,
+    MagicLink,
+    Invite,
+    Reauthentication,
 }
 
 impl Template {
-    const ALL: [Template; 7] = [
+    const ALL: [Template; 10] = [
         Template::VerifyEmail,
         Template::VerifyEmailResend,
         Template::EmailChange,
@@ -47,6 +50,9 @@ impl Template {
         Template::EmailChangeNotice,
         Template::PasswordReset,
         Template::PasswordChanged,
+        Template::MagicLink,
+        Template::Invite,
+        Template::Reauthentication,
     ];
 
     /// The file stem in `MAIL_TEMPLATES_DIR` and the outbox's `kind`.
@@ -59,6 +65,9 @@ impl Template {
             Template::EmailChangeNotice => "email_change_notice",
             Template::PasswordReset => "password_reset",
             Template::PasswordChanged => "password_changed",
+            Template::MagicLink => "magic_link",
+            Template::Invite => "invite",
+            Template::Reauthentication => "reauthentication",
         }
     }
 
@@ -80,6 +89,9 @@ impl Template {
             Template::EmailChangeNotice => t!("email_change_notice"),
             Template::PasswordReset => t!("password_reset"),
             Template::PasswordChanged => t!("password_changed"),
+            Template::MagicLink => t!("magic_link"),
+            Template::Invite => t!("invite"),
+            Template::Reauthentication => t!("reauthentication"),
         }
     }
 }
@@ -172,7 +184,12 @@ impl MailRequest {
 pub(crate) fn requester(row: &mail_outbox::Model) -> ClientInfo {
     let v: serde_json::Value = serde_json::from_str(&row.text_body).unwrap_or_default();
     let field = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_owned);
-    ClientInfo { ip: field("ip"), user_agent: field("user_agent"), request_id: field("request_id") }
+    ClientInfo {
+        ip: field("ip"),
+        user_agent: field("user_agent"),
+        request_id: field("request_id"),
+        ..Default::default()
+    }
 }
 
 /// A message to queue.

@@ -248,7 +248,9 @@ impl Core {
         new_hash: Option<String>,
         client: &ClientInfo,
     ) -> Result<SignIn, Error> {
-        if !user.mfa_enabled {
+        // The Supabase surface opens an aal1 session that its client steps up at
+        // `/auth/v1/factors/{id}/verify`; only that surface accepts such a session.
+        if !user.mfa_enabled || client.surface == crate::Surface::Supabase {
             return Ok(SignIn::Session(Box::new(self.open_session(user, new_hash, "aal1", client).await?)));
         }
         let now = now();
@@ -461,7 +463,8 @@ impl Core {
         record(&tx, client, ev).await?;
         tx.commit().await?;
         let user = user::Model { mfa_enabled: true, ..who.user.clone() };
-        let (access_token, expires_in, _) = self.access_token(&user, who.session_id, "aal2", now)?;
+        let (access_token, expires_in, _) =
+            self.access_token(&user, who.session_id, "aal2", now, client.surface).await?;
         Ok(Activation { recovery_codes: codes, access_token, expires_in })
     }
 
@@ -481,6 +484,7 @@ impl Core {
         let proven = match proof {
             RemovalProof::Password(p) => self.hasher.verify(&p, Some(&who.user.password_hash)).await?.matches,
             RemovalProof::Factor(f) => self.check_second_factor(&who.user, &f, now).await?.is_some(),
+            RemovalProof::Session => true,
         };
         if !proven {
             let ev = AuditEvent::by_user("mfa.failure", who.user.id).detail(json!({ "factor_id": factor.id }));
@@ -543,6 +547,122 @@ impl Core {
         tx.commit().await
     }
 
+    /// Opens a challenge of one of the caller's factors (Supabase's `POST
+    /// /factors/{id}/challenge`): valid five minutes, five codes at most.
+    pub async fn challenge_factor(&self, who: &Principal, factor_id: Uuid) -> Result<Challenge, Error> {
+        mfa::factor(self.store.reader(), who.user.id, factor_id).await?.ok_or(Error::FactorNotFound)?;
+        let now = now();
+        let row = mfa_token::Model {
+            id: Uuid::now_v7(),
+            token_hash: String::new(),
+            user_id: who.user.id,
+            token_version: who.user.token_version,
+            attempts: 0,
+            expires_at: now + ChronoDuration::seconds(MFA_TOKEN_TTL_SECS),
+            used_at: None,
+            created_at: now,
+        };
+        let row = mfa_token::Model { token_hash: challenge_hash(row.id, factor_id), ..row };
+        let challenge = Challenge { id: row.id, expires_at: row.expires_at };
+        mfa::insert_token(self.store.writer(), row).await?;
+        Ok(challenge)
+    }
+
+    /// Verifies a challenge with a TOTP code (Supabase's `POST /factors/{id}/verify`): an
+    /// unverified factor becomes verified (MFA on; the user's other unverified factors
+    /// go), a verified one proves the second factor. Either way the caller's session
+    /// becomes aal2 and its tokens are handed out again. The challenge works once; wrong
+    /// codes count toward the lockout of SPEC §5.5.
+    #[tracing::instrument(skip_all, err(level = "info"))]
+    pub async fn verify_challenge(
+        &self,
+        who: &Principal,
+        factor_id: Uuid,
+        challenge_id: Uuid,
+        code: &str,
+        client: &ClientInfo,
+    ) -> Result<Issued, Error> {
+        let now = now();
+        let reader = self.store.reader();
+        let challenge = mfa::live_token(reader, &challenge_hash(challenge_id, factor_id), now)
+            .await?
+            .filter(|c| c.user_id == who.user.id && c.id == challenge_id)
+            .ok_or(Error::InvalidMfaToken)?;
+        let factor = mfa::factor(reader, who.user.id, factor_id).await?.ok_or(Error::FactorNotFound)?;
+        let activate = factor.status != mfa::VERIFIED;
+        self.lockout_reserve(&who.user.email).await?;
+        let step = match parse_code(code) {
+            Some(code) => matching_step(&totp(self.mfa_keys.decrypt(&factor.secret)?)?, &code, now.timestamp()),
+            None => None,
+        };
+        let tx = self.store.begin().await?;
+        if !mfa::spend_token_attempt(&tx, challenge.id, MAX_ATTEMPTS).await? {
+            drop(tx);
+            self.lockout_release(&who.user.email).await;
+            return Err(Error::InvalidMfaToken);
+        }
+        let used = match step {
+            Some(step) => mfa::use_step(&tx, factor.id, step, activate, now).await?,
+            None => false,
+        };
+        if !used {
+            let ev = AuditEvent::by_user("mfa.failure", who.user.id).detail(json!({ "factor_id": factor.id }));
+            record(&tx, client, ev).await?;
+            tx.commit().await?;
+            self.lockout_failure(&who.user.email, client).await?;
+            return Err(Error::InvalidMfaCode);
+        }
+        if !mfa::use_token(&tx, challenge.id, now).await? {
+            return Err(Error::InvalidMfaToken);
+        }
+        if activate {
+            users::by_id_for_update(&tx, who.user.id).await?;
+            mfa::set_enabled(&tx, who.user.id, true, now).await?;
+            for other in mfa::factors(&tx, who.user.id).await? {
+                if other.id != factor.id && other.status != mfa::VERIFIED {
+                    mfa::delete_factor(&tx, who.user.id, other.id).await?;
+                }
+            }
+        }
+        sessions::set_aal(&tx, who.session_id, "aal2").await?;
+        let event = if activate { "mfa.activate" } else { "mfa.verify" };
+        record(&tx, client, AuditEvent::by_user(event, who.user.id).detail(json!({ "factor_id": factor.id }))).await?;
+        let session = sessions::by_id(&tx, who.session_id).await?.ok_or(Error::TokenRevoked)?;
+        tx.commit().await?;
+        self.lockout_success(&who.user.email).await;
+        let user = user::Model { mfa_enabled: true, ..who.user.clone() };
+        self.session_tokens(user, &session, "aal2", now, client.surface).await
+    }
+
+    /// An admin removes one factor of a user (Supabase's `DELETE
+    /// /admin/users/{id}/factors/{fid}`): the last verified one turns MFA off and deletes
+    /// the recovery codes. Answers the factor as it was.
+    pub async fn admin_remove_factor(
+        &self,
+        actor: &crate::admin::Actor,
+        user_id: Uuid,
+        factor_id: Uuid,
+        client: &ClientInfo,
+    ) -> Result<mfa_factor::Model, Error> {
+        let target = self.admin_user(user_id).await?;
+        actor.may_manage(Role::parse(&target.role).unwrap_or(Role::User))?;
+        let factor = mfa::factor(self.store.reader(), user_id, factor_id).await?.ok_or(Error::FactorNotFound)?;
+        let now = now();
+        let tx = self.store.begin().await?;
+        users::by_id_for_update(&tx, user_id).await?;
+        if !mfa::delete_factor(&tx, user_id, factor.id).await? {
+            return Err(Error::FactorNotFound);
+        }
+        if mfa::verified_count(&tx, user_id).await? == 0 {
+            mfa::delete_all(&tx, user_id).await?;
+            mfa::set_enabled(&tx, user_id, false, now).await?;
+        }
+        let ev = actor.event("admin.user.mfa_factor_removed", Some(user_id), json!({ "factor_id": factor.id }));
+        record(&tx, client, ev).await?;
+        tx.commit().await?;
+        Ok(factor)
+    }
+
     /// 403 `mfa_required` when the caller has MFA on and its session is not aal2: what
     /// changing the email or password, removing a factor, regenerating recovery codes and
     /// creating API keys need (SPEC §5.6).
@@ -567,6 +687,42 @@ enum Candidates {
 pub enum RemovalProof {
     Password(SecretString),
     Factor(SecondFactor),
+    /// The session itself (Supabase's unenrol): aal2 when MFA is on, which
+    /// [`Core::remove_factor`] checks in any case.
+    Session,
+}
+
+/// A challenge of the Supabase surface's MFA: a factor to verify within five minutes.
+#[derive(Debug, Clone)]
+pub struct Challenge {
+    pub id: Uuid,
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// The stored hash of a challenge: bound to its factor, and never a value
+/// [`sha256_hex`] yields, so no sign-in token ever matches it.
+fn challenge_hash(challenge_id: Uuid, factor_id: Uuid) -> String {
+    format!("challenge:{}", sha256_hex(&format!("{challenge_id}:{factor_id}")))
+}
+
+/// A QR code of `text` as an SVG document.
+pub fn qr_svg(text: &str) -> Result<String, Error> {
+    use qrcodegen::{QrCode, QrCodeEcc};
+    let qr = QrCode::encode_text(text, QrCodeEcc::Medium).map_err(|e| Error::Internal(format!("qr: {e:?}")))?;
+    const QUIET: i32 = 4;
+    let side = qr.size() + 2 * QUIET;
+    let mut path = String::new();
+    for y in 0..qr.size() {
+        for x in 0..qr.size() {
+            if qr.get_module(x, y) {
+                path.push_str(&format!("M{},{}h1v1h-1z", x + QUIET, y + QUIET));
+            }
+        }
+    }
+    Ok(format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {side} {side}\" shape-rendering=\"crispEdges\">\
+         <rect width=\"100%\" height=\"100%\" fill=\"#ffffff\"/><path d=\"{path}\" fill=\"#000000\"/></svg>"
+    ))
 }
 
 fn method_of(proof: &SecondFactor) -> &'static str {

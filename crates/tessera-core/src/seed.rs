@@ -127,6 +127,9 @@ impl Core {
                     preferences: json!({}),
                     created_at: created,
                     updated_at: created,
+                    user_metadata: json!({}),
+                    app_metadata: json!({}),
+                    invited_at: None,
                 });
             }
             let tx = self.store.begin().await?;

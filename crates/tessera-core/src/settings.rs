@@ -157,6 +157,9 @@ pub const SETTINGS: &[SettingDoc] = &[
     setting(&["LOCKOUT_MAX"], "24h", "longest lockout"),
     setting(&["EMAIL_AUTOCONFIRM"], "false", "sign-ups on every surface are confirmed at once and no verification mail is sent (GoTrue's mailer autoconfirm)"),
     setting(&["REQUIRE_EMAIL_VERIFICATION"], "false", "unverified accounts answer 403 email_not_verified at sign-in"),
+    unset(&["SITE_URL"], "`PUBLIC_URL`", "the application's URL (GoTrue's SITE_URL): where the Supabase surface's links send the browser when the request names no allowed redirect"),
+    unset(&["REDIRECT_URLS"], "(none)", "comma-separated URLs (GoTrue's additional redirect URLs) a Supabase request's `redirect_to` may start with; any other is replaced by SITE_URL"),
+    setting(&["SUPABASE_REQUIRE_APIKEY"], "false", "`/auth/v1` refuses requests without an `apikey` header holding a JWT signed with the server's key (the `anon` or `service_role` key of `tessera keys supabase`), as Supabase's gateway does"),
     setting(&["SECURE_EMAIL_CHANGE"], "true", "an email change is confirmed from both the new and the current address; false: from the new one alone"),
     setting(&["MAIL_TRANSPORT"], "log", "smtp, file or log; log is refused in production"),
     setting(&["MAIL_FROM"], "tessera <no-reply@localhost>", "sender of every mail"),
@@ -275,6 +278,12 @@ pub struct Settings {
     pub email_autoconfirm: bool,
     /// Whether an email change needs the current address's confirmation too.
     pub secure_email_change: bool,
+    /// `SITE_URL`: where the Supabase surface's links land by default.
+    pub site_url: String,
+    /// `REDIRECT_URLS`: the prefixes a Supabase `redirect_to` may start with.
+    pub redirect_urls: Vec<String>,
+    /// `SUPABASE_REQUIRE_APIKEY`: `/auth/v1` refuses requests without a valid `apikey`.
+    pub supabase_require_apikey: bool,
     pub mail_transport: MailTransport,
     pub mail: MailSettings,
     pub password_policy: PasswordPolicy,
@@ -511,7 +520,7 @@ impl Settings {
             http_body_timeout: r.secs("HTTP_BODY_TIMEOUT"),
             http_idle_timeout: r.secs("HTTP_IDLE_TIMEOUT"),
             http_max_connections: r.parse_opt("HTTP_MAX_CONNECTIONS", "a whole number"),
-            public_url,
+            public_url: public_url.clone(),
             database_url: SecretString::from(r.string("DATABASE_URL")),
             db_pool_size: r.parse("DB_POOL_SIZE", "a whole number"),
             db_max_overflow: r.parse("DB_MAX_OVERFLOW", "a whole number"),
@@ -569,6 +578,9 @@ impl Settings {
             require_email_verification: r.boolean("REQUIRE_EMAIL_VERIFICATION"),
             email_autoconfirm: r.boolean("EMAIL_AUTOCONFIRM"),
             secure_email_change: r.boolean("SECURE_EMAIL_CHANGE"),
+            site_url: r.opt("SITE_URL").unwrap_or_else(|| public_url.clone()).trim_end_matches('/').to_owned(),
+            redirect_urls: r.list("REDIRECT_URLS"),
+            supabase_require_apikey: r.boolean("SUPABASE_REQUIRE_APIKEY"),
             mail_transport,
             mail: {
                 let smtp_tls = match r.string("SMTP_TLS").to_ascii_lowercase().as_str() {

@@ -161,6 +161,23 @@ pub struct AccessClaims {
     pub jti: String,
 }
 
+/// The audience, and the role claim, of access tokens on the Supabase surface.
+pub const SUPABASE_AUDIENCE: &str = "authenticated";
+
+/// An access token of the Supabase surface (SPEC §2.3): the claims every surface checks
+/// (with `aud` and `role` = `authenticated` and `iss` = `PUBLIC_URL/auth/v1`) and GoTrue's.
+#[derive(Debug, Clone, Serialize)]
+pub struct SupabaseClaims<'a> {
+    #[serde(flatten)]
+    pub base: &'a AccessClaims,
+    pub session_id: String,
+    pub phone: String,
+    pub amr: Vec<serde_json::Value>,
+    pub is_anonymous: bool,
+    pub app_metadata: serde_json::Value,
+    pub user_metadata: serde_json::Value,
+}
+
 /// Signs and checks access tokens with the configured algorithm only. With an
 /// asymmetric algorithm, tokens carry the signing key's `kid`, and [`JwtKeys::jwks`]
 /// publishes its public half with every previous public key still accepted.
@@ -174,8 +191,13 @@ pub struct JwtKeys {
     validation: Validation,
     /// The public JWKs (empty with an HS algorithm: a secret is never published).
     jwks: Vec<serde_json::Value>,
+    /// A validation for the project keys of the Supabase surface (`service_role`): the
+    /// algorithm and signature only, `exp` when present.
+    project_keys: Validation,
     pub issuer: String,
     pub audience: String,
+    /// The issuer of tokens on the Supabase surface: `PUBLIC_URL/auth/v1`.
+    pub supabase_issuer: String,
 }
 
 impl JwtKeys {
@@ -190,11 +212,16 @@ impl JwtKeys {
             "EdDSA" => Algorithm::EdDSA,
             other => return Err(format!("unsupported JWT_ALGORITHM {other}")),
         };
+        let supabase_issuer = format!("{}/auth/v1", s.public_url);
         let mut validation = Validation::new(alg);
         validation.leeway = 30;
-        validation.set_issuer(&[&s.jwt_issuer]);
-        validation.set_audience(&[&s.jwt_audience]);
+        validation.set_issuer(&[&s.jwt_issuer, &supabase_issuer]);
+        validation.set_audience(&[&s.jwt_audience, SUPABASE_AUDIENCE]);
         validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
+        let mut project_keys = Validation::new(alg);
+        project_keys.leeway = 30;
+        project_keys.validate_aud = false;
+        project_keys.set_required_spec_claims::<&str>(&[]);
         let mut header = Header::new(alg);
         let (encoding, decoding, previous, jwks) = if s.jwt_asymmetric() {
             let pem = s.jwt_private_key.as_ref().ok_or_else(|| {
@@ -229,8 +256,10 @@ impl JwtKeys {
             header,
             validation,
             jwks,
+            project_keys,
             issuer: s.jwt_issuer.clone(),
             audience: s.jwt_audience.clone(),
+            supabase_issuer,
         })
     }
 
@@ -265,17 +294,40 @@ impl JwtKeys {
         serde_json::json!({ "keys": self.jwks })
     }
 
-    /// Checks signature, algorithm (exactly the configured one: an HS token made with a
-    /// published public key is refused), `exp` (30 s leeway), `iss`, `aud` and `type`. A
-    /// `kid` naming a previous key is checked with that key; any other with the current.
-    pub fn verify(&self, token: &str) -> Result<AccessClaims, Error> {
-        let key = match jsonwebtoken::decode_header(token).map_err(|_| Error::InvalidToken)? {
+    /// The role of a Supabase project key (`service_role`, `anon`, or any JWT signed with
+    /// this server's key): the algorithm must be the configured one and the signature
+    /// good; `exp` is checked when present, nothing else is required (GoTrue's rule).
+    pub fn project_key_role(&self, token: &str) -> Result<String, Error> {
+        #[derive(Deserialize)]
+        struct RoleOnly {
+            #[serde(default)]
+            role: String,
+        }
+        let key = self.key_for(token)?;
+        let data = jsonwebtoken::decode::<RoleOnly>(token, key, &self.project_keys).map_err(|e| match e.kind() {
+            JwtErrorKind::ExpiredSignature => Error::TokenExpired,
+            _ => Error::InvalidToken,
+        })?;
+        Ok(data.claims.role)
+    }
+
+    /// The key a token's header asks for: the configured algorithm only; a `kid` naming a
+    /// previous key picks it, any other the current key.
+    fn key_for(&self, token: &str) -> Result<&DecodingKey, Error> {
+        Ok(match jsonwebtoken::decode_header(token).map_err(|_| Error::InvalidToken)? {
             h if h.alg != self.header.alg => return Err(Error::InvalidToken),
             h => h
                 .kid
                 .and_then(|kid| self.previous.iter().find(|(k, _)| *k == kid).map(|(_, key)| key))
                 .unwrap_or(&self.decoding),
-        };
+        })
+    }
+
+    /// Checks signature, algorithm (exactly the configured one: an HS token made with a
+    /// published public key is refused), `exp` (30 s leeway), `iss`, `aud` and `type`. A
+    /// `kid` naming a previous key is checked with that key; any other with the current.
+    pub fn verify(&self, token: &str) -> Result<AccessClaims, Error> {
+        let key = self.key_for(token)?;
         let data = jsonwebtoken::decode::<AccessClaims>(token, key, &self.validation).map_err(|e| match e.kind() {
             JwtErrorKind::ExpiredSignature => Error::TokenExpired,
             _ => Error::InvalidToken,

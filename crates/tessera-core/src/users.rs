@@ -20,6 +20,54 @@ pub struct Registration {
     pub password: SecretString,
     pub full_name: Option<String>,
     pub phone: Option<String>,
+    /// The profile's `user_metadata` (a JSON object; Supabase's sign-up `data`).
+    pub user_metadata: Option<Value>,
+}
+
+/// The most bytes a metadata object may take as JSON.
+pub const METADATA_MAX_BYTES: usize = 16 * 1024;
+
+/// Checks a metadata object: a JSON object of at most [`METADATA_MAX_BYTES`].
+pub(crate) fn check_metadata(field: &str, value: &Option<Value>, errors: &mut Vec<FieldError>) {
+    match value {
+        None => {}
+        Some(Value::Object(_)) if value.as_ref().map_or(0, |v| v.to_string().len()) <= METADATA_MAX_BYTES => {}
+        Some(Value::Object(_)) => {
+            errors.push(FieldError::new(field, "too_long", format!("At most {METADATA_MAX_BYTES} bytes of JSON.")))
+        }
+        Some(_) => errors.push(FieldError::new(field, "not_an_object", "Must be a JSON object.")),
+    }
+}
+
+/// `base` with `patch` merged in key by key: a `null` value deletes its key.
+pub fn merge_metadata(base: &Value, patch: &Value) -> Value {
+    let mut out = base.as_object().cloned().unwrap_or_default();
+    if let Some(p) = patch.as_object() {
+        for (k, v) in p {
+            if v.is_null() {
+                out.remove(k);
+            } else {
+                out.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    Value::Object(out)
+}
+
+/// The `user_metadata` and `app_metadata` a user shows on the Supabase surface (and in
+/// its tokens): the stored objects, with `provider`, `providers` and `roles` (the user's
+/// role) in `app_metadata` unless an admin stored a custom `roles`.
+pub fn metadata_of(user: &user::Model, profile: Option<&profile::Model>) -> (Value, Value) {
+    let user_metadata = profile.map_or_else(|| json!({}), |p| p.user_metadata.clone());
+    let mut app = json!({ "provider": "email", "providers": ["email"], "roles": [user.role] });
+    if let (Some(out), Some(custom)) = (app.as_object_mut(), profile.and_then(|p| p.app_metadata.as_object())) {
+        for (k, v) in custom {
+            if k != "provider" && k != "providers" {
+                out.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    (user_metadata, app)
 }
 
 /// A partial update: `None` leaves a field alone, `Some(None)` clears it.
@@ -94,6 +142,18 @@ pub(crate) struct NewAccount {
     pub is_active: bool,
     /// Whether the email counts as verified from the start.
     pub verified: bool,
+    /// The profile's `user_metadata` and `app_metadata` (JSON objects).
+    pub metadata: Metadata,
+    /// Whether an admin invited the user (sets `invited_at`).
+    pub invited: bool,
+}
+
+/// What the Supabase surface keeps beside a profile: `user_metadata`, written by the user
+/// or an admin, and `app_metadata`, written by an admin only. Both are JSON objects.
+#[derive(Debug, Clone, Default)]
+pub struct Metadata {
+    pub user: Option<Value>,
+    pub app: Option<Value>,
 }
 
 /// Inserts a user and their empty profile through `conn` (the caller's transaction).
@@ -131,6 +191,9 @@ pub(crate) async fn insert_account(conn: &impl Db, a: NewAccount) -> Result<user
         preferences: json!({}),
         created_at: now,
         updated_at: now,
+        user_metadata: a.metadata.user.unwrap_or_else(|| json!({})),
+        app_metadata: a.metadata.app.unwrap_or_else(|| json!({})),
+        invited_at: a.invited.then_some(now),
     };
     profiles::insert(conn, profile).await?;
     Ok(created)
@@ -146,6 +209,7 @@ impl Core {
         let email = Email::parse(&r.email).map_err(|e| errors.push(e)).ok();
         let full_name = bounded_text("full_name", r.full_name, 200, &mut errors);
         let phone = optional_phone(r.phone, &mut errors);
+        check_metadata("user_metadata", &r.user_metadata, &mut errors);
         if let Err(mut broken) =
             self.settings.password_policy.check("password", r.password.expose_secret(), email.as_ref())
         {
@@ -164,6 +228,8 @@ impl Core {
             role: Role::User,
             is_active: true,
             verified: self.settings.email_autoconfirm,
+            metadata: Metadata { user: r.user_metadata, app: None },
+            invited: false,
         };
         let created = insert_account(&tx, account).await?;
         record(&tx, client, AuditEvent::by_user("user.create", created.id)).await?;
@@ -251,6 +317,57 @@ impl Core {
         profiles::by_user(self.store.reader(), user.id)
             .await?
             .ok_or_else(|| Error::Internal(format!("user {} has no profile", user.id)))
+    }
+
+    /// Merges changes into a user's `user_metadata` and (an admin's) `app_metadata`, key
+    /// by key (`null` deletes a key), under the lock of the user's row so that concurrent
+    /// changes of different keys all stay. `actor` is the admin, `None` for the user.
+    pub async fn update_metadata(
+        &self,
+        user_id: Uuid,
+        user_patch: Option<Value>,
+        app_patch: Option<Value>,
+        actor: Option<&crate::admin::Actor>,
+        client: &ClientInfo,
+    ) -> Result<profile::Model, Error> {
+        let mut errors = Vec::new();
+        check_metadata("user_metadata", &user_patch, &mut errors);
+        check_metadata("app_metadata", &app_patch, &mut errors);
+        if !errors.is_empty() {
+            return Err(Error::Validation(errors));
+        }
+        let tx = self.store.begin().await?;
+        users::by_id_for_update(&tx, user_id).await?.ok_or(Error::UserNotFound)?;
+        let current = profiles::by_user(&tx, user_id)
+            .await?
+            .ok_or_else(|| Error::Internal(format!("user {user_id} has no profile")))?;
+        let mut row = current.clone().into_active_model();
+        let mut fields = Vec::new();
+        if let Some(patch) = &user_patch {
+            row.user_metadata = Set(merge_metadata(&current.user_metadata, patch));
+            fields.push("user_metadata");
+        }
+        if let Some(patch) = &app_patch {
+            row.app_metadata = Set(merge_metadata(&current.app_metadata, patch));
+            fields.push("app_metadata");
+        }
+        if fields.is_empty() {
+            return Ok(current);
+        }
+        let merged = [&row.user_metadata, &row.app_metadata];
+        if merged.iter().any(|v| matches!(v, sea_orm::ActiveValue::Set(v) if v.to_string().len() > METADATA_MAX_BYTES))
+        {
+            return Err(Error::field(fields[0], "too_long", format!("At most {METADATA_MAX_BYTES} bytes of JSON.")));
+        }
+        row.updated_at = Set(now());
+        let saved = profiles::save(&tx, row).await?;
+        let ev = match actor {
+            Some(a) => a.event("admin.user.update", Some(user_id), json!({ "fields": fields })),
+            None => AuditEvent::by_user("user.update", user_id).detail(json!({ "fields": fields })),
+        };
+        record(&tx, client, ev).await?;
+        tx.commit().await?;
+        Ok(saved)
     }
 
     /// Validates and applies profile changes; the name is the user's `full_name`.

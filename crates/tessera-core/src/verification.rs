@@ -39,22 +39,40 @@ pub enum TokenKind {
     /// Sent to the current address of a secure email change.
     EmailChangeCurrent,
     Recovery,
+    /// Signs in without a password (a magic link or an email code).
+    MagicLink,
+    /// Accepts an admin's invitation: confirms the address and signs in.
+    Invite,
+    /// Confirms a signed-in user before a password change (Supabase's reauthentication).
+    Reauthentication,
 }
 
+/// Every kind, for parsing.
+const ALL_KINDS: [TokenKind; 7] = [
+    TokenKind::VerifyEmail,
+    TokenKind::EmailChange,
+    TokenKind::EmailChangeCurrent,
+    TokenKind::Recovery,
+    TokenKind::MagicLink,
+    TokenKind::Invite,
+    TokenKind::Reauthentication,
+];
+
 impl TokenKind {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             TokenKind::VerifyEmail => "verify_email",
             TokenKind::EmailChange => "email_change",
             TokenKind::EmailChangeCurrent => "email_change_current",
             TokenKind::Recovery => "recovery",
+            TokenKind::MagicLink => "magic_link",
+            TokenKind::Invite => "invite",
+            TokenKind::Reauthentication => "reauthentication",
         }
     }
 
     fn parse(s: &str) -> Option<TokenKind> {
-        [TokenKind::VerifyEmail, TokenKind::EmailChange, TokenKind::EmailChangeCurrent, TokenKind::Recovery]
-            .into_iter()
-            .find(|k| k.as_str() == s)
+        ALL_KINDS.into_iter().find(|k| k.as_str() == s)
     }
 
     /// The other token of an email change's pair.
@@ -91,6 +109,14 @@ pub enum Confirmation {
     EmailChangePending { waiting_for: ChangeSide },
 }
 
+/// The tokens and codes of an email change: to the new address, and to the current one
+/// when both confirm.
+#[derive(Debug, Clone, Default)]
+pub struct EmailChangeTokens {
+    pub new: Option<(String, Option<String>)>,
+    pub current: Option<(String, Option<String>)>,
+}
+
 /// A confirmation and the user as it left them.
 #[derive(Debug, Clone)]
 pub struct Verified {
@@ -110,13 +136,13 @@ pub fn derive_code_key(secret: &SecretString) -> Vec<u8> {
 }
 
 /// Adds `token=…` to a link base that may already have a query.
-fn link(base: &str, token: &str) -> String {
+pub(crate) fn link(base: &str, token: &str) -> String {
     let sep = if base.contains('?') { '&' } else { '?' };
     format!("{base}{sep}token={token}")
 }
 
 impl Core {
-    fn code_hash(&self, token_id: Uuid, code: &str) -> String {
+    pub(crate) fn code_hash(&self, token_id: Uuid, code: &str) -> String {
         let mut mac = mac(&self.code_key, token_id.as_bytes());
         mac.update(code.trim().to_ascii_uppercase().as_bytes());
         hex::encode(mac.finalize().into_bytes())
@@ -164,7 +190,7 @@ impl Core {
     }
 
     /// Retires every unused token of `kind` for a user (a newer one replaces them).
-    async fn retire_tokens(
+    pub(crate) async fn retire_tokens(
         &self,
         conn: &impl Db,
         user_id: Uuid,
@@ -178,7 +204,7 @@ impl Core {
     /// Creates a token (and, with `code`, a 10-minute code) at `now` and returns the raw
     /// values.
     #[allow(clippy::too_many_arguments)]
-    async fn issue_token(
+    pub(crate) async fn issue_token(
         &self,
         conn: &impl Db,
         user_id: Uuid,
@@ -251,19 +277,34 @@ impl Core {
     /// many arrive at once.
     #[tracing::instrument(skip_all, err(level = "info"))]
     pub async fn verify_email_code(&self, email: &str, code: &str, client: &ClientInfo) -> Result<Verified, Error> {
+        self.verify_code(email, code, EMAIL_CONFIRMATIONS, client).await
+    }
+
+    /// Uses `{email, code}` for a code of one of `kinds` (see [`Core::verify_email_code`]):
+    /// the newest live code of those kinds sent to that address decides.
+    pub async fn verify_code(
+        &self,
+        email: &str,
+        code: &str,
+        kinds: &[TokenKind],
+        client: &ClientInfo,
+    ) -> Result<Verified, Error> {
         let email = Email::parse(email).map_err(|_| Error::InvalidVerification)?;
         let now = now();
         let reader = self.store.reader();
         let mut candidates = Vec::new();
-        if let Some(u) = users::by_email(reader, email.as_str()).await? {
-            candidates.push((u.id, [TokenKind::VerifyEmail, TokenKind::EmailChangeCurrent], None));
+        let to_current: Vec<&str> =
+            kinds.iter().filter(|k| **k != TokenKind::EmailChange).map(|k| k.as_str()).collect();
+        if let Some(u) = users::by_email(reader, email.as_str()).await?.filter(|_| !to_current.is_empty()) {
+            candidates.push((u.id, to_current.clone(), None));
         }
-        for u in users::by_new_email(reader, email.as_str()).await? {
-            candidates.push((u.id, [TokenKind::EmailChange, TokenKind::EmailChange], Some(email.as_str())));
+        if kinds.contains(&TokenKind::EmailChange) {
+            for u in users::by_new_email(reader, email.as_str()).await? {
+                candidates.push((u.id, vec![TokenKind::EmailChange.as_str()], Some(email.as_str())));
+            }
         }
         let mut newest: Option<one_time_token::Model> = None;
         for (user_id, kinds, new_email) in candidates {
-            let kinds = kinds.map(TokenKind::as_str);
             if let Some(t) = one_time_tokens::newest_live_code(reader, user_id, &kinds, new_email, now).await? {
                 if newest.as_ref().is_none_or(|n| t.created_at > n.created_at) {
                     newest = Some(t);
@@ -299,7 +340,9 @@ impl Core {
         changed.updated_at = Set(now);
         let confirmation = match kind.other_side() {
             None => {
-                changed.email_verified_at = Set(Some(now));
+                if current.email_verified_at.is_none() {
+                    changed.email_verified_at = Set(Some(now));
+                }
                 Confirmation::EmailVerified
             }
             Some(other) => {
@@ -389,8 +432,21 @@ impl Core {
         new_email: &Email,
         client: &ClientInfo,
     ) -> Result<user::Model, Error> {
+        Ok(self.start_email_change(current, new_email, true, client).await?.0)
+    }
+
+    /// [`Core::request_email_change`], mailing the links and codes (`deliver`) or not (an
+    /// admin's generated link): the user as changed and the tokens and codes issued, to
+    /// the new address and, with `SECURE_EMAIL_CHANGE`, to the current one.
+    pub(crate) async fn start_email_change(
+        &self,
+        current: &user::Model,
+        new_email: &Email,
+        deliver: bool,
+        client: &ClientInfo,
+    ) -> Result<(user::Model, EmailChangeTokens), Error> {
         if new_email.as_str() == current.email {
-            return Ok(current.clone());
+            return Ok((current.clone(), EmailChangeTokens::default()));
         }
         if users::by_email(self.store.reader(), new_email.as_str()).await?.is_some() {
             return Err(Error::EmailTaken);
@@ -405,6 +461,7 @@ impl Core {
         let day = ChronoDuration::hours(24);
         let to_new = Some(new_email.as_str());
         let (token, code) = self.issue_token(&tx, current.id, TokenKind::EmailChange, day, true, to_new, now).await?;
+        let mut issued = EmailChangeTokens { new: Some((token.clone(), code.clone())), current: None };
         let verify_url = &self.settings.mail.verify_email_url;
         let vars = |token: &str, code: Option<String>| {
             vec![
@@ -419,18 +476,23 @@ impl Core {
             to: new_email.as_str().to_owned(),
             vars: vars(&token, code),
         };
-        self.queue_mail(&tx, mail).await?;
+        if deliver {
+            self.queue_mail(&tx, mail).await?;
+        }
         // The current address confirms too (SECURE_EMAIL_CHANGE), with a token of its own
         // issued at the same moment (that is how the pair is found); otherwise it is told.
         let mail = if self.settings.secure_email_change {
             let side = TokenKind::EmailChangeCurrent;
             let (token, code) = self.issue_token(&tx, current.id, side, day, true, to_new, now).await?;
+            issued.current = Some((token.clone(), code.clone()));
             OutgoingMail { template: Template::EmailChangeCurrent, to: current.email.clone(), vars: vars(&token, code) }
         } else {
             let notice = vars("", None).into_iter().filter(|(k, _)| *k == "email" || *k == "new_email").collect();
             OutgoingMail { template: Template::EmailChangeNotice, to: current.email.clone(), vars: notice }
         };
-        self.queue_mail(&tx, mail).await?;
+        if deliver {
+            self.queue_mail(&tx, mail).await?;
+        }
         record(
             &tx,
             client,
@@ -439,7 +501,7 @@ impl Core {
         .await?;
         tx.commit().await?;
         self.mailer.wake.notify_one();
-        Ok(updated)
+        Ok((updated, issued))
     }
 
     /// Sends a single-use recovery link (1 h) if the address belongs to an active

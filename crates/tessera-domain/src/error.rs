@@ -82,6 +82,8 @@ pub enum Error {
     FactorAlreadyActive,
     #[error("MFA is not on: activate a factor first.")]
     MfaNotEnabled,
+    #[error("No account has this address, and this request does not create one.")]
+    SignupNotAllowed,
     #[error("Only an account deleted by its owner within the retention period can be restored.")]
     NotRestorable,
     #[error("Too many requests; try again later.")]
@@ -105,7 +107,9 @@ impl Error {
             Validation(_) => ErrorKind::Validation,
             InvalidCredentials | NotAuthenticated | InvalidToken | TokenExpired | TokenRevoked | TokenReused
             | InvalidApiKey | InvalidMfaCode | InvalidMfaToken => ErrorKind::Unauthorized,
-            AccountInactive | EmailNotVerified | PermissionDenied | MfaRequired => ErrorKind::Forbidden,
+            AccountInactive | EmailNotVerified | PermissionDenied | MfaRequired | SignupNotAllowed => {
+                ErrorKind::Forbidden
+            }
             UserNotFound | SessionNotFound | ApiKeyNotFound | FactorNotFound => ErrorKind::NotFound,
             EmailTaken | LastAdmin | FactorAlreadyActive | MfaNotEnabled | NotRestorable => ErrorKind::Conflict,
             RateLimited { .. } | AccountLocked { .. } => ErrorKind::RateLimited,
@@ -144,6 +148,7 @@ impl Error {
             FactorAlreadyActive => "FactorAlreadyActive",
             MfaNotEnabled => "MfaNotEnabled",
             NotRestorable => "NotRestorable",
+            SignupNotAllowed => "SignupNotAllowed",
             RateLimited { .. } => "RateLimitExceeded",
             AccountLocked { .. } => "AccountLocked",
             Overloaded { .. } => "ServiceOverloaded",
@@ -182,6 +187,7 @@ impl Error {
             FactorAlreadyActive => "factor_already_active",
             MfaNotEnabled => "mfa_not_enabled",
             NotRestorable => "not_restorable",
+            SignupNotAllowed => "signup_not_allowed",
             RateLimited { .. } => "rate_limited",
             AccountLocked { .. } => "account_locked",
             Overloaded { .. } => "service_overloaded",

@@ -9,7 +9,7 @@ use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 use tessera_core::auth::Principal;
 use tessera_core::domain::Error;
-use tessera_core::ClientInfo;
+use tessera_core::{ClientInfo, Surface};
 
 use crate::client_ip::ClientIp;
 use crate::error::ApiError;
@@ -115,6 +115,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Client {
         let ip = parts.extensions.get::<ClientIp>().map(|c| c.0.to_string());
         let user_agent = parts.headers.get(USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned);
         let request_id = parts.extensions.get::<RequestId>().map(|r| r.0.clone());
-        Ok(Client(ClientInfo { ip, user_agent, request_id }))
+        let surface =
+            if crate::supabase::is_supabase_path(parts.uri.path()) { Surface::Supabase } else { Surface::Native };
+        Ok(Client(ClientInfo { ip, user_agent, request_id, surface }))
     }
 }

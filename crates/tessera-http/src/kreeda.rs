@@ -186,6 +186,7 @@ pub async fn register(
         password: SecretString::from(body.password),
         full_name: body.name,
         phone: body.phone_number,
+        user_metadata: None,
     };
     let user = s
         .core

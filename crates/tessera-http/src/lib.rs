@@ -14,6 +14,7 @@ pub mod ops;
 pub mod pages;
 pub mod rate_limit;
 pub mod serve;
+pub mod supabase;
 pub mod v1;
 
 use std::sync::Arc;
@@ -49,6 +50,10 @@ fn cors(origins: &[String]) -> CorsLayer {
             header::ACCEPT,
             HeaderName::from_static("x-request-id"),
             HeaderName::from_static("x-api-key"),
+            // What the Supabase clients send.
+            HeaderName::from_static("apikey"),
+            HeaderName::from_static("x-client-info"),
+            HeaderName::from_static("x-supabase-api-version"),
         ])
         .expose_headers([
             HeaderName::from_static("x-request-id"),
@@ -56,6 +61,9 @@ fn cors(origins: &[String]) -> CorsLayer {
             HeaderName::from_static("x-ratelimit-remaining"),
             HeaderName::from_static("x-ratelimit-reset"),
             header::RETRY_AFTER,
+            HeaderName::from_static("x-supabase-api-version"),
+            HeaderName::from_static("x-total-count"),
+            header::LINK,
         ])
         .max_age(Duration::from_secs(600));
     if origins.iter().any(|o| o == "*") {
@@ -112,6 +120,7 @@ pub fn router(core: Arc<Core>) -> Router {
     let proxies = Arc::new(settings.trusted_proxies.clone());
     let state = AppState { core };
     let metrics_state = state.clone();
+    let surface_state = state.clone();
     let verify_limit = || axum::middleware::from_fn_with_state((state.clone(), RateAction::Verify), rate_limit::per_ip);
     let mut app = Router::new()
         .route("/health", get(ops::health))
@@ -129,6 +138,7 @@ pub fn router(core: Arc<Core>) -> Router {
         .route("/assets/tessera.css", get(pages::stylesheet))
         .merge(v1::routes(&state))
         .merge(kreeda::routes(&state))
+        .merge(supabase::routes(&state))
         .merge(admin::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -160,6 +170,7 @@ pub fn router(core: Arc<Core>) -> Router {
             middleware::allowed_hosts,
         ))
         .layer(axum::middleware::from_fn_with_state(settings.secure_cookies, middleware::security_headers))
+        .layer(axum::middleware::from_fn_with_state(surface_state, supabase::surface_layer))
         .layer(axum::middleware::from_fn_with_state(audit_file, middleware::audit_file))
         .layer(axum::middleware::from_fn_with_state(proxies, middleware::request_context))
 }

@@ -400,6 +400,8 @@ async fn admin(action: AdminAction) -> ExitCode {
                 role: Some(role),
                 is_active: Some(true),
                 is_verified: Some(true),
+                metadata: Default::default(),
+                invited: false,
             };
             let actor = tessera_core::admin::Actor::system();
             let client =

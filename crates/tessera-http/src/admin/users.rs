@@ -156,6 +156,8 @@ pub async fn create(
         role: body.role,
         is_active: body.is_active,
         is_verified: body.is_verified,
+        metadata: Default::default(),
+        invited: false,
     };
     let user = s.core.admin_create_user(&actor, new, &client).await?;
     Ok((StatusCode::CREATED, Json(UserOut::from(&user))).into_response())

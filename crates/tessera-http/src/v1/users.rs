@@ -34,6 +34,7 @@ pub async fn register(
         password: SecretString::from(body.password),
         full_name: body.full_name,
         phone: body.phone,
+        user_metadata: None,
     };
     let user = s.core.register(reg, &client).await?;
     Ok((StatusCode::CREATED, Json(UserOut::from(&user))).into_response())

@@ -16,6 +16,12 @@ pub struct Model {
     pub preferences: Json,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+    /// A JSON object the user (or an admin) writes: Supabase's `user_metadata`.
+    pub user_metadata: Json,
+    /// A JSON object of custom keys only an admin writes: Supabase's `app_metadata`.
+    pub app_metadata: Json,
+    /// When an admin invited the user (Supabase's `invited_at`).
+    pub invited_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -11,6 +11,7 @@ mod m20261202_000006_token_confirmations;
 mod m20261202_000007_mfa;
 mod m20261202_000008_jobs;
 mod m20261202_000009_pii;
+mod m20261202_000010_metadata;
 
 pub use m20261122_000003_admin::INACTIVE;
 
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000007_mfa::Migration),
             Box::new(m20261202_000008_jobs::Migration),
             Box::new(m20261202_000009_pii::Migration),
+            Box::new(m20261202_000010_metadata::Migration),
         ]
     }
 }

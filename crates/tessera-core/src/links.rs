@@ -1,0 +1,511 @@
+//! Passwordless sign-in by mail (a link or a code), invitations, the links an admin
+//! generates without mail, and reauthentication codes: the services behind the Supabase
+//! surface's `/otp`, `/verify`, `/invite`, `/admin/generate_link` and `/reauthenticate`
+//! (SPEC §2.3), under the same rules, limits, audit and outbox as every other surface.
+
+use chrono::Duration as ChronoDuration;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{json, Value};
+use subtle::ConstantTimeEq;
+use tessera_domain::{Email, Error, FieldError, Role};
+use tessera_store::entity::user;
+use tessera_store::query::{one_time_tokens, users};
+
+use crate::admin::{Actor, NewUser};
+use crate::audit::{record, AuditEvent};
+use crate::limits::RateAction;
+use crate::mail::{OutgoingMail, Template};
+use crate::mfa::SignIn;
+use crate::tokens::random_token;
+use crate::users::{check_metadata, insert_account, Metadata, NewAccount};
+use crate::verification::{TokenKind, Verified};
+use crate::{now, ClientInfo, Core};
+
+/// What a link an admin generates is for (GoTrue's `generate_link` types).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkKind {
+    /// Creates the account (with a password) and confirms its address.
+    Signup,
+    /// Creates an invited account; the link confirms it and signs in.
+    Invite,
+    /// Signs in without a password (creates the account if there is none).
+    MagicLink,
+    /// Signs in to choose a new password.
+    Recovery,
+    /// Confirms an email change from the current address.
+    EmailChangeCurrent,
+    /// Confirms an email change from the new address.
+    EmailChangeNew,
+}
+
+impl LinkKind {
+    /// The kind a GoTrue client names.
+    pub fn parse(s: &str) -> Option<LinkKind> {
+        Some(match s {
+            "signup" => LinkKind::Signup,
+            "invite" => LinkKind::Invite,
+            "magiclink" => LinkKind::MagicLink,
+            "recovery" => LinkKind::Recovery,
+            "email_change_current" => LinkKind::EmailChangeCurrent,
+            "email_change_new" => LinkKind::EmailChangeNew,
+            _ => return None,
+        })
+    }
+
+    /// The `type` of its verification link.
+    pub fn verify_type(self) -> &'static str {
+        match self {
+            LinkKind::Signup => "signup",
+            LinkKind::Invite => "invite",
+            LinkKind::MagicLink => "magiclink",
+            LinkKind::Recovery => "recovery",
+            LinkKind::EmailChangeCurrent | LinkKind::EmailChangeNew => "email_change",
+        }
+    }
+}
+
+/// What an admin asks a link for.
+pub struct LinkRequest {
+    pub kind: LinkKind,
+    pub email: String,
+    /// The password of a `signup` link's account.
+    pub password: Option<SecretString>,
+    /// The new address of an email change.
+    pub new_email: Option<String>,
+    /// The `user_metadata` of an account the link creates.
+    pub user_metadata: Option<Value>,
+}
+
+/// A generated link: the user as it now stands, the raw token (the link's `token`) and,
+/// where the kind has one, the code.
+pub struct GeneratedLink {
+    pub user: user::Model,
+    pub token: String,
+    pub code: Option<String>,
+}
+
+/// The kinds of token that sign in when used at `/verify`.
+pub const SIGN_IN_KINDS: &[TokenKind] =
+    &[TokenKind::MagicLink, TokenKind::Invite, TokenKind::VerifyEmail, TokenKind::Recovery];
+
+impl Core {
+    /// `redirect_to` if it starts with `SITE_URL` or one of `REDIRECT_URLS`, else `SITE_URL`
+    /// (GoTrue replaces a redirect it does not allow, never refuses it).
+    pub fn allowed_redirect(&self, asked: Option<&str>) -> String {
+        let s = &self.settings;
+        match asked.map(str::trim).filter(|a| !a.is_empty()) {
+            Some(a) if a.starts_with(&s.site_url) || s.redirect_urls.iter().any(|u| a.starts_with(u.as_str())) => {
+                a.to_owned()
+            }
+            _ => s.site_url.clone(),
+        }
+    }
+
+    /// The Supabase verification link of a token: `PUBLIC_URL/auth/v1/verify?token=…&type=…&redirect_to=…`.
+    pub fn supabase_link(&self, token: &str, kind: &str, redirect_to: &str) -> String {
+        let q = |v: &str| url_encode(v);
+        format!(
+            "{}/auth/v1/verify?token={}&type={}&redirect_to={}",
+            self.settings.public_url,
+            q(token),
+            q(kind),
+            q(redirect_to)
+        )
+    }
+
+    /// A new account without a usable password (signed in by link, or choosing a password
+    /// later): its hash is of 32 random bytes nobody knows.
+    async fn passwordless_hash(&self) -> Result<String, Error> {
+        self.hasher.hash(&SecretString::from(random_token(32))).await
+    }
+
+    /// Mails a sign-in link and code (`POST /otp`). An unknown address gets an account
+    /// (with `user_metadata`) unless `create_user` is false, which answers
+    /// `SignupNotAllowed`. An inactive account gets nothing, silently. At most
+    /// `RATE_LIMIT_OTP` per address.
+    pub async fn send_sign_in_link(
+        &self,
+        email: &str,
+        create_user: bool,
+        user_metadata: Option<Value>,
+        redirect_to: Option<&str>,
+        client: &ClientInfo,
+    ) -> Result<(), Error> {
+        let mut errors = Vec::new();
+        let email = Email::parse(email).map_err(|e| errors.push(e)).ok();
+        check_metadata("user_metadata", &user_metadata, &mut errors);
+        let Some(email) = email.filter(|_| errors.is_empty()) else { return Err(Error::Validation(errors)) };
+        if let Some(d) = self.rate_limit(RateAction::Otp, email.as_str()).await.filter(|d| !d.allowed) {
+            return Err(Error::RateLimited { retry_after_secs: d.retry_after_secs });
+        }
+        let user = match users::by_email(self.store.reader(), email.as_str()).await? {
+            Some(u) => u,
+            None if !create_user => return Err(Error::SignupNotAllowed),
+            None => {
+                let hash = self.passwordless_hash().await?;
+                let account = NewAccount {
+                    email: email.clone(),
+                    password_hash: hash,
+                    full_name: None,
+                    phone: None,
+                    role: Role::User,
+                    is_active: true,
+                    verified: false,
+                    metadata: Metadata { user: user_metadata, app: None },
+                    invited: false,
+                };
+                let tx = self.store.begin().await?;
+                let created = match insert_account(&tx, account).await {
+                    Ok(u) => u,
+                    // Created by a concurrent request meanwhile: that one mails it.
+                    Err(Error::EmailTaken) => return Ok(()),
+                    Err(e) => return Err(e),
+                };
+                record(&tx, client, AuditEvent::by_user("user.create", created.id)).await?;
+                tx.commit().await?;
+                created
+            }
+        };
+        if !crate::auth::is_usable(&user) {
+            return Ok(());
+        }
+        let redirect = self.allowed_redirect(redirect_to);
+        let now = now();
+        let tx = self.store.begin().await?;
+        self.retire_tokens(&tx, user.id, &[TokenKind::MagicLink], now).await?;
+        let (token, code) =
+            self.issue_token(&tx, user.id, TokenKind::MagicLink, ChronoDuration::hours(1), true, None, now).await?;
+        let vars = vec![
+            ("email", user.email.clone()),
+            ("link", self.supabase_link(&token, "magiclink", &redirect)),
+            ("code", code.unwrap_or_default()),
+        ];
+        self.queue_mail(&tx, OutgoingMail { template: Template::MagicLink, to: user.email.clone(), vars }).await?;
+        record(&tx, client, AuditEvent::by_user("login.link_requested", user.id)).await?;
+        tx.commit().await?;
+        self.mailer.wake.notify_one();
+        Ok(())
+    }
+
+    /// Signs in with a mailed token of one of `kinds` (a magic link, an invitation, a
+    /// sign-up confirmation, a recovery link): single use; the address counts as
+    /// confirmed; a user with MFA on still proves the second factor (except on the
+    /// Supabase surface, whose aal1 session is stepped up there).
+    pub async fn sign_in_with_token(
+        &self,
+        token: &str,
+        kinds: &[TokenKind],
+        client: &ClientInfo,
+    ) -> Result<SignIn, Error> {
+        let verified = self.verify_email_token(token, kinds, client).await?;
+        self.signed_in_by_mail(verified, client).await
+    }
+
+    /// [`Core::sign_in_with_token`] with `{email, code}`.
+    pub async fn sign_in_with_code(
+        &self,
+        email: &str,
+        code: &str,
+        kinds: &[TokenKind],
+        client: &ClientInfo,
+    ) -> Result<SignIn, Error> {
+        let verified = self.verify_code(email, code, kinds, client).await?;
+        self.signed_in_by_mail(verified, client).await
+    }
+
+    async fn signed_in_by_mail(&self, verified: Verified, client: &ClientInfo) -> Result<SignIn, Error> {
+        let ev = AuditEvent::by_user("login.link_used", verified.user.id);
+        record(self.store.writer(), client, ev).await?;
+        self.begin_session(verified.user, None, client).await
+    }
+
+    /// Invites a user (`POST /invite`): an account with no usable password, `invited_at`
+    /// set and `user_metadata` stored, and a mail whose link (24 h) or code confirms the
+    /// address and signs in. An address that already has a confirmed account is taken.
+    pub async fn invite_user(
+        &self,
+        actor: &Actor,
+        email: &str,
+        user_metadata: Option<Value>,
+        redirect_to: Option<&str>,
+        client: &ClientInfo,
+    ) -> Result<user::Model, Error> {
+        let (user, token, code) = self.invited_account(actor, email, user_metadata, client).await?;
+        let redirect = self.allowed_redirect(redirect_to);
+        let vars = vec![
+            ("email", user.email.clone()),
+            ("link", self.supabase_link(&token, "invite", &redirect)),
+            ("code", code.unwrap_or_default()),
+        ];
+        self.queue_mail(self.store.writer(), OutgoingMail { template: Template::Invite, to: user.email.clone(), vars })
+            .await?;
+        self.mailer.wake.notify_one();
+        Ok(user)
+    }
+
+    /// The account of an invitation (created, or an unconfirmed one invited again) and a
+    /// fresh invitation token and code.
+    async fn invited_account(
+        &self,
+        actor: &Actor,
+        email: &str,
+        user_metadata: Option<Value>,
+        client: &ClientInfo,
+    ) -> Result<(user::Model, String, Option<String>), Error> {
+        let parsed = Email::parse(email).map_err(|e| Error::Validation(vec![e]))?;
+        let user = match users::by_email(self.store.reader(), parsed.as_str()).await? {
+            Some(u) if u.email_verified_at.is_some() || u.deleted_at.is_some() => return Err(Error::EmailTaken),
+            Some(u) => u,
+            None => {
+                let password = SecretString::from(random_token(32));
+                let new = NewUser {
+                    email: parsed.as_str().to_owned(),
+                    password,
+                    full_name: None,
+                    phone: None,
+                    role: None,
+                    is_active: Some(true),
+                    is_verified: Some(false),
+                    metadata: Metadata { user: user_metadata, app: None },
+                    invited: true,
+                };
+                self.insert_user_unchecked(actor, new, "admin.user.invite", client).await?
+            }
+        };
+        let now = now();
+        let tx = self.store.begin().await?;
+        self.retire_tokens(&tx, user.id, &[TokenKind::Invite], now).await?;
+        let (token, code) =
+            self.issue_token(&tx, user.id, TokenKind::Invite, ChronoDuration::hours(24), true, None, now).await?;
+        tx.commit().await?;
+        Ok((user, token, code))
+    }
+
+    /// A link an admin generates (`POST /admin/generate_link`), not mailed: the caller
+    /// hands it over. `signup` creates the account with its password (the policy applies);
+    /// `invite` an invited one; `magiclink` one without a password when none exists;
+    /// `recovery` needs an existing account; `email_change_*` starts the change to
+    /// `new_email` and answers the token of that side.
+    pub async fn generate_link(
+        &self,
+        actor: &Actor,
+        req: LinkRequest,
+        client: &ClientInfo,
+    ) -> Result<GeneratedLink, Error> {
+        let mut errors = Vec::new();
+        let email = Email::parse(&req.email).map_err(|e| errors.push(e)).ok();
+        check_metadata("user_metadata", &req.user_metadata, &mut errors);
+        let Some(email) = email.filter(|_| errors.is_empty()) else { return Err(Error::Validation(errors)) };
+        let existing = users::by_email(self.store.reader(), email.as_str()).await?;
+        let now = now();
+        let hour = ChronoDuration::hours(1);
+        let day = ChronoDuration::hours(24);
+        match req.kind {
+            LinkKind::Invite => {
+                let (user, token, code) =
+                    self.invited_account(actor, email.as_str(), req.user_metadata, client).await?;
+                Ok(GeneratedLink { user, token, code })
+            }
+            LinkKind::Signup | LinkKind::MagicLink => {
+                let user = match existing {
+                    Some(u) if req.kind == LinkKind::Signup && u.email_verified_at.is_some() => {
+                        return Err(Error::EmailTaken)
+                    }
+                    Some(u) => u,
+                    None => {
+                        let password = match (&req.kind, &req.password) {
+                            (LinkKind::Signup, Some(p)) => p.clone(),
+                            (LinkKind::Signup, None) => {
+                                return Err(Error::field("password", "missing", "A sign-up link needs a password."))
+                            }
+                            _ => SecretString::from(random_token(32)),
+                        };
+                        let new = NewUser {
+                            email: email.as_str().to_owned(),
+                            password,
+                            full_name: None,
+                            phone: None,
+                            role: None,
+                            is_active: Some(true),
+                            is_verified: Some(false),
+                            metadata: Metadata { user: req.user_metadata, app: None },
+                            invited: false,
+                        };
+                        if req.kind == LinkKind::Signup {
+                            self.admin_create_user(actor, new, client).await?
+                        } else {
+                            self.insert_user_unchecked(actor, new, "admin.user.create", client).await?
+                        }
+                    }
+                };
+                let kind = if req.kind == LinkKind::Signup { TokenKind::VerifyEmail } else { TokenKind::MagicLink };
+                let ttl = if kind == TokenKind::VerifyEmail { day } else { hour };
+                let tx = self.store.begin().await?;
+                self.retire_tokens(&tx, user.id, &[kind], now).await?;
+                let (token, code) = self.issue_token(&tx, user.id, kind, ttl, true, None, now).await?;
+                record(
+                    &tx,
+                    client,
+                    actor.event("admin.link_generated", Some(user.id), json!({ "kind": kind.as_str() })),
+                )
+                .await?;
+                tx.commit().await?;
+                Ok(GeneratedLink { user, token, code })
+            }
+            LinkKind::Recovery => {
+                let user = existing.filter(crate::auth::is_usable).ok_or(Error::UserNotFound)?;
+                let tx = self.store.begin().await?;
+                self.retire_tokens(&tx, user.id, &[TokenKind::Recovery], now).await?;
+                let (token, code) = self.issue_token(&tx, user.id, TokenKind::Recovery, hour, true, None, now).await?;
+                record(&tx, client, actor.event("admin.link_generated", Some(user.id), json!({ "kind": "recovery" })))
+                    .await?;
+                tx.commit().await?;
+                Ok(GeneratedLink { user, token, code })
+            }
+            LinkKind::EmailChangeCurrent | LinkKind::EmailChangeNew => {
+                let user = existing.filter(crate::auth::is_usable).ok_or(Error::UserNotFound)?;
+                let raw = req.new_email.unwrap_or_default();
+                let new_email = Email::parse(&raw)
+                    .map_err(|e| Error::Validation(vec![FieldError::new("new_email", &e.code, e.message.clone())]))?;
+                if new_email.as_str() == user.email {
+                    return Err(Error::field("new_email", "unchanged", "The new address is the current one."));
+                }
+                let (user, tokens) = self.start_email_change(&user, &new_email, false, client).await?;
+                // Without SECURE_EMAIL_CHANGE the current address confirms nothing: the
+                // new address's token is the one that completes the change.
+                let side = match req.kind {
+                    LinkKind::EmailChangeCurrent => tokens.current.or(tokens.new),
+                    _ => tokens.new,
+                };
+                let (token, code) = side.ok_or_else(|| Error::Internal("no email change token".into()))?;
+                Ok(GeneratedLink { user, token, code })
+            }
+        }
+    }
+
+    /// Mails the links and codes of a pending email change again (Supabase's `POST
+    /// /resend {type: "email_change"}`), for the account whose current or pending address
+    /// is `email`. Answers the same whatever the address; at most `RATE_LIMIT_OTP` per
+    /// address.
+    pub async fn resend_email_change(&self, email: &str, client: &ClientInfo) -> Result<(), Error> {
+        let Ok(email) = Email::parse(email) else { return Ok(()) };
+        if self.rate_limit(RateAction::Otp, email.as_str()).await.is_some_and(|d| !d.allowed) {
+            return Ok(());
+        }
+        let reader = self.store.reader();
+        let mut users_found = users::by_new_email(reader, email.as_str()).await?;
+        if let Some(u) = users::by_email(reader, email.as_str()).await? {
+            users_found.push(u);
+        }
+        for user in users_found.into_iter().filter(crate::auth::is_usable) {
+            if let Some(pending) = user.new_email.as_deref().and_then(|e| Email::parse(e).ok()) {
+                // A fresh pair of links and codes; the old ones die.
+                let mut current = user.clone();
+                current.new_email = None;
+                self.start_email_change(&current, &pending, true, client).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Mails the caller a reauthentication code (`GET /reauthenticate`), which a password
+    /// change may then present as `nonce`.
+    pub async fn send_reauthentication(&self, who: &crate::auth::Principal, client: &ClientInfo) -> Result<(), Error> {
+        if let Some(d) = self.rate_limit(RateAction::Otp, &who.user.email).await.filter(|d| !d.allowed) {
+            return Err(Error::RateLimited { retry_after_secs: d.retry_after_secs });
+        }
+        let now = now();
+        let tx = self.store.begin().await?;
+        self.retire_tokens(&tx, who.user.id, &[TokenKind::Reauthentication], now).await?;
+        let ten = ChronoDuration::minutes(10);
+        let (_, code) = self.issue_token(&tx, who.user.id, TokenKind::Reauthentication, ten, true, None, now).await?;
+        let vars = vec![("email", who.user.email.clone()), ("code", code.unwrap_or_default())];
+        let mail = OutgoingMail { template: Template::Reauthentication, to: who.user.email.clone(), vars };
+        self.queue_mail(&tx, mail).await?;
+        record(&tx, client, AuditEvent::by_user("user.reauthentication_requested", who.user.id)).await?;
+        tx.commit().await?;
+        self.mailer.wake.notify_one();
+        Ok(())
+    }
+
+    /// Uses the caller's reauthentication code (`nonce`): single use, five attempts.
+    pub async fn use_reauthentication(&self, who: &crate::auth::Principal, nonce: &str) -> Result<(), Error> {
+        let now = now();
+        let kinds = [TokenKind::Reauthentication.as_str()];
+        let row = one_time_tokens::newest_live_code(self.store.reader(), who.user.id, &kinds, None, now)
+            .await?
+            .ok_or(Error::InvalidVerification)?;
+        if !one_time_tokens::spend_code_attempt(self.store.writer(), row.id, 5).await? {
+            return Err(Error::InvalidVerification);
+        }
+        let expected = row.code_hash.clone().unwrap_or_default();
+        let given = self.code_hash(row.id, nonce);
+        if !bool::from(expected.as_bytes().ct_eq(given.as_bytes())) {
+            return Err(Error::InvalidVerification);
+        }
+        if !one_time_tokens::use_once(self.store.writer(), row.id, now, true).await? {
+            return Err(Error::InvalidVerification);
+        }
+        Ok(())
+    }
+
+    /// Creates a user with no usable password (`POST /auth/v1/admin/users` without one):
+    /// its owner signs in by link, or an admin sets one later.
+    pub async fn admin_create_user_without_password(
+        &self,
+        actor: &Actor,
+        new: NewUser,
+        client: &ClientInfo,
+    ) -> Result<user::Model, Error> {
+        let new = NewUser { password: SecretString::from(random_token(32)), ..new };
+        self.insert_user_unchecked(actor, new, "admin.user.create", client).await
+    }
+
+    /// Creates an account whose password is random (an invitation, a link without one),
+    /// so the password policy does not apply; the rest is checked as for any new user.
+    async fn insert_user_unchecked(
+        &self,
+        actor: &Actor,
+        new: NewUser,
+        event: &'static str,
+        client: &ClientInfo,
+    ) -> Result<user::Model, Error> {
+        let mut errors = Vec::new();
+        let email = Email::parse(&new.email).map_err(|e| errors.push(e)).ok();
+        let phone = crate::users::optional_phone(new.phone, &mut errors);
+        check_metadata("user_metadata", &new.metadata.user, &mut errors);
+        check_metadata("app_metadata", &new.metadata.app, &mut errors);
+        let Some(email) = email.filter(|_| errors.is_empty()) else { return Err(Error::Validation(errors)) };
+        actor.may_manage(Role::User)?;
+        let hash = self.hasher.hash(&SecretString::from(new.password.expose_secret().to_owned())).await?;
+        let account = NewAccount {
+            email,
+            password_hash: hash,
+            full_name: None,
+            phone,
+            role: Role::User,
+            is_active: new.is_active.unwrap_or(true),
+            verified: new.is_verified.unwrap_or(false),
+            metadata: new.metadata,
+            invited: new.invited,
+        };
+        let tx = self.store.begin().await?;
+        let created = insert_account(&tx, account).await?;
+        record(&tx, client, actor.event(event, Some(created.id), json!({ "role": created.role }))).await?;
+        tx.commit().await?;
+        Ok(created)
+    }
+}
+
+/// Percent-encodes a query value (RFC 3986 unreserved characters pass).
+pub fn url_encode(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for b in v.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

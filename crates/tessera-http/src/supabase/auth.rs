@@ -1,0 +1,487 @@
+//! `/auth/v1`: sign-up, tokens, the user, sign-out, mail links and codes, settings.
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tessera_core::domain::{Email, Error};
+use tessera_core::links::{url_encode, SIGN_IN_KINDS};
+use tessera_core::mfa::SignIn;
+use tessera_core::users::{Registration, UserPatch};
+use tessera_core::verification::{Confirmation, TokenKind, EMAIL_CHANGE};
+
+use super::{load_user, session_json, weak_reasons, GoTrueError, SbAuth, SbJson, SbQuery};
+use crate::extract::Client;
+use crate::AppState;
+
+type Answer = Result<Response, GoTrueError>;
+
+fn ok(v: Value) -> Answer {
+    Ok(Json(v).into_response())
+}
+
+/// A string field that may be absent, `null` or blank.
+fn given(v: &Option<String>) -> Option<&str> {
+    v.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// `GET /auth/v1/health`.
+pub async fn health() -> Json<Value> {
+    Json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "name": "GoTrue",
+        "description": "tessera: a GoTrue-compatible API for managing users and tokens",
+    }))
+}
+
+/// `GET /auth/v1/settings`: what this server offers, as GoTrue lists it.
+pub async fn settings(State(s): State<AppState>) -> Json<Value> {
+    let external = json!({
+        "email": true, "phone": false, "anonymous_users": false, "apple": false, "azure": false,
+        "bitbucket": false, "discord": false, "facebook": false, "figma": false, "fly": false,
+        "github": false, "gitlab": false, "google": false, "keycloak": false, "kakao": false,
+        "linkedin_oidc": false, "notion": false, "slack_oidc": false, "spotify": false,
+        "twitch": false, "twitter": false, "workos": false, "zoom": false,
+    });
+    Json(json!({
+        "external": external,
+        "disable_signup": false,
+        "mailer_autoconfirm": s.core.settings.email_autoconfirm,
+        "phone_autoconfirm": false,
+        "sms_provider": "",
+        "saml_enabled": false,
+    }))
+}
+
+/// A sign-up.
+#[derive(Deserialize)]
+pub struct SignupIn {
+    email: Option<String>,
+    phone: Option<String>,
+    password: Option<String>,
+    data: Option<Value>,
+}
+
+/// `POST /auth/v1/signup`: the account, and its session when it may sign in at once
+/// (autoconfirm, or `REQUIRE_EMAIL_VERIFICATION=false`).
+pub async fn signup(State(s): State<AppState>, Client(client): Client, SbJson(body): SbJson<SignupIn>) -> Answer {
+    let Some(email) = given(&body.email) else {
+        if given(&body.phone).is_some() {
+            return Err(GoTrueError::new(
+                StatusCode::BAD_REQUEST,
+                "phone_provider_disabled",
+                "Phone signups are disabled",
+            ));
+        }
+        return Err(GoTrueError::validation("To signup, please provide your email"));
+    };
+    let password = body.password.unwrap_or_default();
+    if password.is_empty() {
+        return Err(GoTrueError::validation("Signup requires a valid password"));
+    }
+    let reg = Registration {
+        email: email.to_owned(),
+        password: SecretString::from(password),
+        full_name: None,
+        phone: None,
+        user_metadata: body.data.filter(|d| !d.is_null()),
+    };
+    let user = s.core.register(reg, &client).await?;
+    if user.email_verified_at.is_none() && s.core.settings.require_email_verification {
+        return ok(load_user(&s.core, &user).await?);
+    }
+    let issued = s.core.open_session(user, None, "aal1", &client).await?;
+    ok(session_json(&s.core, &issued).await?)
+}
+
+/// `POST /auth/v1/token?grant_type=…`.
+#[derive(Deserialize)]
+pub struct GrantQuery {
+    grant_type: Option<String>,
+}
+
+/// The body of a token request: a password grant's or a refresh's fields.
+#[derive(Deserialize)]
+pub struct TokenIn {
+    email: Option<String>,
+    phone: Option<String>,
+    password: Option<String>,
+    refresh_token: Option<String>,
+}
+
+/// `POST /auth/v1/token`: `grant_type=password` signs in (with `weak_password` when the
+/// password breaks today's policy), `grant_type=refresh_token` rotates (SPEC §4.3).
+pub async fn token(
+    State(s): State<AppState>,
+    Client(client): Client,
+    SbQuery(q): SbQuery<GrantQuery>,
+    SbJson(body): SbJson<TokenIn>,
+) -> Answer {
+    match q.grant_type.as_deref().unwrap_or_default() {
+        "password" => {
+            let Some(email) = given(&body.email) else {
+                if given(&body.phone).is_some() {
+                    return Err(GoTrueError::new(
+                        StatusCode::BAD_REQUEST,
+                        "phone_provider_disabled",
+                        "Phone logins are disabled",
+                    ));
+                }
+                return Err(GoTrueError::validation("missing email or phone"));
+            };
+            let password = SecretString::from(body.password.unwrap_or_default());
+            let issued = match s.core.login(email, &password, &client).await? {
+                SignIn::Session(issued) => issued,
+                // Not on this surface: an MFA user gets an aal1 session to step up.
+                SignIn::MfaRequired(_) => return Err(Error::MfaRequired.into()),
+            };
+            let mut out = session_json(&s.core, &issued).await?;
+            let email = Email::parse(&issued.user.email).ok();
+            if let Err(broken) =
+                s.core.settings.password_policy.check("password", password.expose_secret(), email.as_ref())
+            {
+                out["weak_password"] =
+                    json!({ "reasons": weak_reasons(&broken), "message": "The password breaks the password policy." });
+            }
+            ok(out)
+        }
+        "refresh_token" => {
+            let Some(raw) = given(&body.refresh_token) else {
+                return Err(GoTrueError::new(
+                    StatusCode::BAD_REQUEST,
+                    "refresh_token_not_found",
+                    "Invalid Refresh Token: Refresh Token Not Found",
+                ));
+            };
+            let issued = s.core.refresh(raw, &client).await.map_err(refresh_error)?;
+            ok(session_json(&s.core, &issued).await?)
+        }
+        "pkce" => Err(GoTrueError::new(
+            StatusCode::NOT_FOUND,
+            "flow_state_not_found",
+            "invalid flow state, no valid flow state found (PKCE is not supported by this server)",
+        )),
+        "id_token" => {
+            Err(GoTrueError::new(StatusCode::BAD_REQUEST, "provider_disabled", "ID token sign-in is not enabled"))
+        }
+        other => Err(GoTrueError::new(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            format!("unsupported_grant_type: {other:?}"),
+        )),
+    }
+}
+
+/// A refresh's failures as GoTrue answers them: always 4xx, so the client does not retry.
+fn refresh_error(e: Error) -> GoTrueError {
+    let not_found = |m: &str| GoTrueError::new(StatusCode::BAD_REQUEST, "refresh_token_not_found", m);
+    match e {
+        Error::InvalidToken => not_found("Invalid Refresh Token: Refresh Token Not Found"),
+        Error::TokenRevoked | Error::TokenExpired => GoTrueError::new(
+            StatusCode::BAD_REQUEST,
+            "session_expired",
+            "Invalid Refresh Token: Session Expired (Revoked)",
+        ),
+        other => other.into(),
+    }
+}
+
+/// `GET /auth/v1/user`.
+pub async fn get_user(State(s): State<AppState>, SbAuth(who): SbAuth) -> Answer {
+    ok(load_user(&s.core, &who.user).await?)
+}
+
+/// Changes to the caller's account.
+#[derive(Deserialize)]
+pub struct UpdateUserIn {
+    email: Option<String>,
+    phone: Option<String>,
+    password: Option<String>,
+    data: Option<Value>,
+    nonce: Option<String>,
+}
+
+/// `PUT /auth/v1/user`: `data` merged into `user_metadata` key by key (`null` deletes),
+/// a new password (the session is kept, every other revoked; `nonce` is a
+/// reauthentication code when given), a new email (pending until confirmed), a phone.
+pub async fn update_user(
+    State(s): State<AppState>,
+    Client(client): Client,
+    SbAuth(who): SbAuth,
+    SbJson(body): SbJson<UpdateUserIn>,
+) -> Answer {
+    if let Some(data) = body.data.filter(|d| !d.is_null()) {
+        s.core.update_metadata(who.user.id, Some(data), None, None, &client).await?;
+    }
+    if let Some(password) = body.password.filter(|p| !p.is_empty()) {
+        if let Some(nonce) = given(&body.nonce) {
+            s.core.use_reauthentication(&who, nonce).await?;
+        }
+        s.core.set_password_keeping_session(&who, &SecretString::from(password), &client).await?;
+    }
+    let email = given(&body.email).map(str::to_owned);
+    let phone = given(&body.phone).map(|p| Some(p.to_owned()));
+    if email.is_some() || phone.is_some() {
+        s.core.update_own_account(&who, UserPatch { full_name: None, email, phone }, &client).await?;
+    }
+    let user = s.core.user(who.user.id).await?;
+    ok(load_user(&s.core, &user).await?)
+}
+
+/// `POST /auth/v1/logout?scope=`.
+#[derive(Deserialize)]
+pub struct ScopeQuery {
+    scope: Option<String>,
+}
+
+/// `POST /auth/v1/logout?scope=global|local|others` → 204. `global` (the default)
+/// revokes every session and access token of the user, `local` this session, `others`
+/// every other.
+pub async fn logout(
+    State(s): State<AppState>,
+    Client(client): Client,
+    SbQuery(q): SbQuery<ScopeQuery>,
+    SbAuth(who): SbAuth,
+) -> Answer {
+    match q.scope.as_deref().unwrap_or("global") {
+        "global" => {
+            s.core.logout_everywhere(who.user.id, "logout.all", Some(who.user.id), &client).await?;
+        }
+        "local" => s.core.logout(&who, &client).await?,
+        "others" => {
+            s.core.logout_others(&who, &client).await?;
+        }
+        _ => return Err(GoTrueError::validation("Parameter scope must be one of global, local, others")),
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// A redirect the client asks for, in the query.
+#[derive(Deserialize)]
+pub struct RedirectQuery {
+    pub redirect_to: Option<String>,
+}
+
+/// A passwordless sign-in request.
+#[derive(Deserialize)]
+pub struct OtpIn {
+    email: Option<String>,
+    phone: Option<String>,
+    create_user: Option<bool>,
+    data: Option<Value>,
+}
+
+/// `POST /auth/v1/otp`: mails a sign-in link and code; an unknown address gets an
+/// account unless `create_user` is false (422 `otp_disabled`). Answers `{}`.
+pub async fn otp(
+    State(s): State<AppState>,
+    Client(client): Client,
+    SbQuery(q): SbQuery<RedirectQuery>,
+    SbJson(body): SbJson<OtpIn>,
+) -> Answer {
+    let Some(email) = given(&body.email) else {
+        if given(&body.phone).is_some() {
+            return Err(GoTrueError::new(StatusCode::BAD_REQUEST, "sms_send_failed", "Unsupported phone provider"));
+        }
+        return Err(GoTrueError::validation("You must provide either an email or phone number."));
+    };
+    let data = body.data.filter(|d| !d.is_null());
+    let create = body.create_user.unwrap_or(true);
+    s.core.send_sign_in_link(email, create, data, q.redirect_to.as_deref(), &client).await?;
+    ok(json!({}))
+}
+
+/// An address.
+#[derive(Deserialize)]
+pub struct EmailIn {
+    email: Option<String>,
+}
+
+/// `POST /auth/v1/recover`: a recovery mail if the address has an account. Answers `{}`
+/// whatever the address.
+pub async fn recover(State(s): State<AppState>, Client(client): Client, SbJson(body): SbJson<EmailIn>) -> Answer {
+    let email = given(&body.email).ok_or_else(|| GoTrueError::validation("Password recovery requires an email"))?;
+    Email::parse(email).map_err(|e| Error::Validation(vec![e]))?;
+    s.core.request_password_reset(email, &client).await?;
+    ok(json!({}))
+}
+
+/// A verification.
+#[derive(Deserialize)]
+pub struct VerifyIn {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    token: Option<String>,
+    token_hash: Option<String>,
+    email: Option<String>,
+    phone: Option<String>,
+}
+
+/// What a verification did: a session, or one side of an email change confirmed.
+enum Verdict {
+    Session(Box<tessera_core::auth::Issued>),
+    Pending,
+}
+
+/// The token kinds a GoTrue verification type stands for.
+fn kinds_of(kind: &str) -> Option<&'static [TokenKind]> {
+    Some(match kind {
+        "signup" => &[TokenKind::VerifyEmail],
+        "invite" => &[TokenKind::Invite],
+        "recovery" => &[TokenKind::Recovery],
+        "magiclink" | "email" => SIGN_IN_KINDS,
+        "email_change" => EMAIL_CHANGE,
+        _ => return None,
+    })
+}
+
+/// Uses a link token (`token_hash`, or the link's `token`) or `{email, code}` of `kind`.
+async fn verify_any(
+    s: &AppState,
+    client: &tessera_core::ClientInfo,
+    kind: &str,
+    token_hash: Option<&str>,
+    email: Option<&str>,
+    code: Option<&str>,
+) -> Result<Verdict, GoTrueError> {
+    let Some(kinds) = kinds_of(kind) else {
+        if matches!(kind, "sms" | "phone_change") {
+            return Err(Error::InvalidVerification.into());
+        }
+        return Err(GoTrueError::validation("Verify requires a verification type"));
+    };
+    let core = &s.core;
+    let user = if kinds == EMAIL_CHANGE {
+        let verified = match (token_hash, email, code) {
+            (Some(t), _, _) => core.verify_email_token(t, kinds, client).await?,
+            (None, Some(e), Some(c)) => core.verify_code(e, c, kinds, client).await?,
+            _ => return Err(GoTrueError::validation("Verify requires a token or a token hash")),
+        };
+        if matches!(verified.confirmation, Confirmation::EmailChangePending { .. }) {
+            return Ok(Verdict::Pending);
+        }
+        verified.user
+    } else {
+        let sign_in = match (token_hash, email, code) {
+            (Some(t), _, _) => core.sign_in_with_token(t, kinds, client).await?,
+            (None, Some(e), Some(c)) => core.sign_in_with_code(e, c, kinds, client).await?,
+            _ => return Err(GoTrueError::validation("Verify requires a token or a token hash")),
+        };
+        match sign_in {
+            SignIn::Session(issued) => return Ok(Verdict::Session(issued)),
+            SignIn::MfaRequired(_) => return Err(Error::MfaRequired.into()),
+        }
+    };
+    match core.begin_session(user, None, client).await? {
+        SignIn::Session(issued) => Ok(Verdict::Session(issued)),
+        SignIn::MfaRequired(_) => Err(Error::MfaRequired.into()),
+    }
+}
+
+const PENDING_MESSAGE: &str = "Confirmation link accepted. Please proceed to confirm link sent to the other email";
+
+/// `POST /auth/v1/verify`: `{type, token_hash}` or `{type, email, token}` for
+/// `signup`, `invite`, `magiclink`, `email`, `recovery` and `email_change`; answers the
+/// session (or, after the first side of a secure email change, `{msg, code: 200}`).
+pub async fn verify(State(s): State<AppState>, Client(client): Client, SbJson(body): SbJson<VerifyIn>) -> Answer {
+    let kind = given(&body.kind).unwrap_or_default().to_owned();
+    if given(&body.phone).is_some() && given(&body.email).is_none() {
+        return Err(Error::InvalidVerification.into());
+    }
+    // A link's `token` verifies like its hash when no address comes with it.
+    let token_hash = given(&body.token_hash).or_else(|| given(&body.token).filter(|_| given(&body.email).is_none()));
+    let verdict = verify_any(&s, &client, &kind, token_hash, given(&body.email), given(&body.token)).await?;
+    match verdict {
+        Verdict::Session(issued) => ok(session_json(&s.core, &issued).await?),
+        Verdict::Pending => ok(json!({ "msg": PENDING_MESSAGE, "code": 200 })),
+    }
+}
+
+/// A mailed link.
+#[derive(Deserialize)]
+pub struct VerifyLinkQuery {
+    token: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    redirect_to: Option<String>,
+}
+
+/// `GET /auth/v1/verify?token=…&type=…&redirect_to=…`: the link of a mail. Redirects
+/// (303) to the allowed `redirect_to` (else `SITE_URL`) with the session in the URL
+/// fragment, or the error there, as GoTrue does.
+pub async fn verify_link(
+    State(s): State<AppState>,
+    Client(client): Client,
+    SbQuery(q): SbQuery<VerifyLinkQuery>,
+) -> Response {
+    let target = s.core.allowed_redirect(q.redirect_to.as_deref());
+    let kind = given(&q.kind).unwrap_or_default().to_owned();
+    let fragment = match given(&q.token) {
+        None => error_fragment("validation_failed", "Verify requires a token"),
+        Some(token) => match verify_any(&s, &client, &kind, Some(token), None, None).await {
+            Ok(Verdict::Session(i)) => format!(
+                "access_token={}&expires_at={}&expires_in={}&refresh_token={}&token_type=bearer&type={}",
+                url_encode(&i.access_token),
+                i.expires_at,
+                i.expires_in,
+                url_encode(&i.refresh_token),
+                url_encode(&kind),
+            ),
+            Ok(Verdict::Pending) => format!("message={}", url_encode(PENDING_MESSAGE)),
+            Err(e) => error_fragment(e.code, &e.message),
+        },
+    };
+    let location = format!("{}#{fragment}", target.split('#').next().unwrap_or_default());
+    let mut res = StatusCode::SEE_OTHER.into_response();
+    if let Ok(v) = header::HeaderValue::from_str(&location) {
+        res.headers_mut().insert(header::LOCATION, v);
+    }
+    res.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    res
+}
+
+fn error_fragment(code: &str, message: &str) -> String {
+    format!("error=access_denied&error_code={}&error_description={}", url_encode(code), url_encode(message))
+}
+
+/// A resend.
+#[derive(Deserialize)]
+pub struct ResendIn {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    email: Option<String>,
+    phone: Option<String>,
+}
+
+/// `POST /auth/v1/resend`: the sign-up confirmation (`signup`) or a pending email
+/// change's links (`email_change`) again. Answers `{}` whatever the address.
+pub async fn resend(
+    State(s): State<AppState>,
+    Client(client): Client,
+    SbQuery(_): SbQuery<RedirectQuery>,
+    SbJson(body): SbJson<ResendIn>,
+) -> Answer {
+    let Some(email) = given(&body.email) else {
+        if given(&body.phone).is_some() {
+            return Err(GoTrueError::new(StatusCode::BAD_REQUEST, "sms_send_failed", "Unsupported phone provider"));
+        }
+        return Err(GoTrueError::validation("You must provide either an email or phone number."));
+    };
+    Email::parse(email).map_err(|e| Error::Validation(vec![e]))?;
+    match given(&body.kind).unwrap_or_default() {
+        "signup" => s.core.resend_verification(email, &client).await?,
+        "email_change" => s.core.resend_email_change(email, &client).await?,
+        _ => return Err(GoTrueError::validation("Missing one of these types: signup, email_change")),
+    }
+    ok(json!({}))
+}
+
+/// `GET /auth/v1/reauthenticate`: mails the caller a code that a password change may
+/// present as `nonce`. Answers `{}`.
+pub async fn reauthenticate(State(s): State<AppState>, Client(client): Client, SbAuth(who): SbAuth) -> Answer {
+    s.core.send_reauthentication(&who, &client).await?;
+    ok(json!({}))
+}

@@ -1,0 +1,112 @@
+//! `/auth/v1/factors`: TOTP enrolment, challenges, verification (the step-up to aal2)
+//! and unenrolment, over the MFA service of SPEC §5.6.
+
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tessera_core::mfa::RemovalProof;
+use uuid::Uuid;
+
+use super::{session_json, GoTrueError, SbAuth, SbJson};
+use crate::extract::Client;
+use crate::AppState;
+
+type Answer = Result<Response, GoTrueError>;
+
+/// A factor id in the path: anything else is an unknown factor.
+fn factor_id(raw: &str) -> Result<Uuid, GoTrueError> {
+    Uuid::parse_str(raw).map_err(|_| tessera_core::domain::Error::FactorNotFound.into())
+}
+
+/// An enrolment.
+#[derive(Deserialize)]
+pub struct EnrollIn {
+    factor_type: Option<String>,
+    friendly_name: Option<String>,
+}
+
+/// `POST /auth/v1/factors`: a TOTP factor, unverified until a challenge is verified;
+/// `totp.qr_code` is an SVG image as a data URI.
+pub async fn enroll(
+    State(s): State<AppState>,
+    Client(client): Client,
+    SbAuth(who): SbAuth,
+    SbJson(body): SbJson<EnrollIn>,
+) -> Answer {
+    if body.factor_type.as_deref().unwrap_or("totp") != "totp" {
+        return Err(GoTrueError::validation("factor_type needs to be totp (the only factor this server supports)"));
+    }
+    let name = body.friendly_name.filter(|n| !n.trim().is_empty());
+    let e = s.core.enroll_totp(&who, name, &client).await?;
+    let factor = s
+        .core
+        .list_factors(who.user.id)
+        .await?
+        .0
+        .into_iter()
+        .find(|f| f.id == e.id)
+        .ok_or(tessera_core::domain::Error::FactorNotFound)?;
+    let svg = tessera_core::mfa::qr_svg(&e.otpauth_uri)?;
+    Ok(Json(json!({
+        "id": e.id,
+        "type": "totp",
+        "friendly_name": factor.name,
+        "totp": {
+            "qr_code": format!("data:image/svg+xml;utf-8,{svg}"),
+            "secret": e.secret,
+            "uri": e.otpauth_uri,
+        },
+    }))
+    .into_response())
+}
+
+/// `POST /auth/v1/factors/{id}/challenge`: `{id, type, expires_at}` (five minutes).
+pub async fn challenge(State(s): State<AppState>, SbAuth(who): SbAuth, Path(id): Path<String>) -> Answer {
+    let c = s.core.challenge_factor(&who, factor_id(&id)?).await?;
+    Ok(Json(json!({ "id": c.id, "type": "totp", "expires_at": c.expires_at.timestamp() })).into_response())
+}
+
+/// A challenge's answer.
+#[derive(Deserialize)]
+pub struct VerifyIn {
+    challenge_id: Option<String>,
+    code: Option<Value>,
+}
+
+/// `POST /auth/v1/factors/{id}/verify`: the code of a challenge; answers the session,
+/// now aal2.
+pub async fn verify(
+    State(s): State<AppState>,
+    Client(client): Client,
+    SbAuth(who): SbAuth,
+    Path(id): Path<String>,
+    SbJson(body): SbJson<VerifyIn>,
+) -> Answer {
+    let factor = factor_id(&id)?;
+    let challenge = body
+        .challenge_id
+        .as_deref()
+        .and_then(|c| Uuid::parse_str(c.trim()).ok())
+        .ok_or_else(|| GoTrueError::validation("challenge_id is required"))?;
+    let code = match body.code {
+        Some(Value::String(c)) => c,
+        Some(Value::Number(n)) => n.to_string(),
+        _ => return Err(GoTrueError::validation("code is required")),
+    };
+    let issued = s.core.verify_challenge(&who, factor, challenge, &code, &client).await?;
+    Ok(Json(session_json(&s.core, &issued).await?).into_response())
+}
+
+/// `DELETE /auth/v1/factors/{id}`: `{id}`. A verified factor needs an aal2 session.
+pub async fn unenroll(
+    State(s): State<AppState>,
+    Client(client): Client,
+    SbAuth(who): SbAuth,
+    Path(id): Path<String>,
+) -> Answer {
+    let factor = factor_id(&id)?;
+    s.core.remove_factor(&who, factor, RemovalProof::Session, &client).await?;
+    Ok(Json(json!({ "id": factor })).into_response())
+}
