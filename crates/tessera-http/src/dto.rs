@@ -348,6 +348,10 @@ pub struct ProfileOut {
     #[schema(value_type = Object)]
     pub preferences: Value,
     pub roles: Vec<String>,
+    /// The JSON object the Supabase surface calls `user_metadata` (its sign-up `data`,
+    /// `PUT /auth/v1/user {data}`); read-only here.
+    #[schema(value_type = Object)]
+    pub user_metadata: Value,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -365,6 +369,7 @@ impl ProfileOut {
             bio: p.bio.clone(),
             preferences: p.preferences.clone(),
             roles: vec![u.role.clone()],
+            user_metadata: p.user_metadata.clone(),
             created_at: p.created_at,
             updated_at: p.updated_at.max(u.updated_at),
         }
