@@ -1,6 +1,7 @@
 """Schemathesis hooks for tessera's API fuzzing (run by scripts/fuzz-api).
 
-Every generated request is sent as a signed-in admin. The fuzzer calls logout,
+Every generated request is sent as a signed-in admin (on the Supabase admin API, with
+the server's service_role key). The fuzzer calls logout,
 logout-all, password and email changes, demotion, deactivation and deletion with
 that very account, so the token is fetched afresh for each request: a sign-in as the
 admin, checked against an admin route. When that fails, the admin is put back as it
@@ -22,6 +23,8 @@ BASE = os.environ["TESSERA_FUZZ_URL"]
 DATABASE = os.environ["TESSERA_FUZZ_DB"]
 EMAIL = os.environ["FIRST_ADMIN_EMAIL"]
 PASSWORD = os.environ["FIRST_ADMIN_PASSWORD"]
+# `tessera keys supabase`'s service_role key for this server (scripts/fuzz-api).
+SERVICE_KEY = os.environ["TESSERA_FUZZ_SERVICE_KEY"]
 SNAPSHOT = {}
 
 
@@ -95,4 +98,8 @@ class Admin:
         return token
 
     def set(self, case, data, ctx):
+        # The Supabase admin API takes the project's service_role key, not a user's token.
+        path = getattr(case, "path", "") or case.operation.path
+        if path.startswith("/auth/v1/admin") or path == "/auth/v1/invite":
+            data = SERVICE_KEY
         case.headers = {**(case.headers or {}), "Authorization": f"Bearer {data}"}

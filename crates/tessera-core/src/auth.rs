@@ -18,6 +18,20 @@ use crate::mfa::SignIn;
 use crate::tokens::{AccessClaims, PresentedRefresh, SupabaseClaims, SUPABASE_AUDIENCE};
 use crate::{now, ClientInfo, Core, Surface};
 
+/// The assurance level of a session the Supabase surface opened with the password alone
+/// for a user with MFA on: `aal1` in its tokens, accepted by the Supabase surface only
+/// until a verified challenge makes it `aal2` (SPEC §5.6 holds everywhere else).
+pub const AAL1_STEP_UP: &str = "aal1-up";
+
+/// The `aal` a session shows: [`AAL1_STEP_UP`] is `aal1`.
+pub fn shown_aal(aal: &str) -> &str {
+    if aal == AAL1_STEP_UP {
+        "aal1"
+    } else {
+        aal
+    }
+}
+
 /// What a successful sign-in or refresh hands out.
 #[derive(Debug, Clone)]
 pub struct Issued {
@@ -104,7 +118,7 @@ impl Core {
             typ: "access".to_owned(),
             ver: user.token_version,
             sid: session_id,
-            aal: aal.to_owned(),
+            aal: shown_aal(aal).to_owned(),
             iat: now.timestamp(),
             exp: now.timestamp() + ttl,
             jti: Uuid::now_v7().to_string(),
@@ -138,13 +152,15 @@ impl Core {
         Ok((token, ttl, now.timestamp() + ttl))
     }
 
-    /// Checks an access token against every rule of SPEC §4.1 and loads its user. A token
-    /// of the Supabase surface whose session has not proven the second factor of a user
-    /// with MFA on (GoTrue hands those out, to be stepped up at `/auth/v1/factors`) is
-    /// refused here: 403 `mfa_required`.
+    /// Checks an access token against every rule of SPEC §4.1 and loads its user. A
+    /// session the Supabase surface opened with the password alone for a user with MFA
+    /// on ([`AAL1_STEP_UP`]: GoTrue hands those out, to be stepped up at
+    /// `/auth/v1/factors`) is refused here, on every other surface: 403 `mfa_required`.
     pub async fn authenticate(&self, token: &str) -> Result<Principal, Error> {
         let who = self.authenticate_supabase(token).await?;
-        if who.user.mfa_enabled && who.aal != "aal2" && who.claims.iss == self.jwt.supabase_issuer {
+        // Decided by the session, not the token: its refresh token, presented on another
+        // surface, hands out tokens of that surface for the same session.
+        if who.aal == AAL1_STEP_UP {
             return Err(Error::MfaRequired);
         }
         Ok(who)

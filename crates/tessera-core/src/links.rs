@@ -94,9 +94,7 @@ impl Core {
     pub fn allowed_redirect(&self, asked: Option<&str>) -> String {
         let s = &self.settings;
         match asked.map(str::trim).filter(|a| !a.is_empty()) {
-            Some(a) if a.starts_with(&s.site_url) || s.redirect_urls.iter().any(|u| a.starts_with(u.as_str())) => {
-                a.to_owned()
-            }
+            Some(a) if under(a, &s.site_url) || s.redirect_urls.iter().any(|u| under(a, u)) => a.to_owned(),
             _ => s.site_url.clone(),
         }
     }
@@ -497,6 +495,20 @@ impl Core {
     }
 }
 
+/// Whether `url` is `base` or lies under it: the next character after `base` ends its
+/// authority or path segment, so `https://app.example.com.evil.test` is not under
+/// `https://app.example.com`. Control characters and spaces are never allowed.
+fn under(url: &str, base: &str) -> bool {
+    let base = base.trim();
+    if base.is_empty() || url.chars().any(|c| c.is_control() || c == ' ') {
+        return false;
+    }
+    match url.strip_prefix(base) {
+        Some(rest) => base.ends_with('/') || rest.is_empty() || rest.starts_with(['/', '?', '#']),
+        None => false,
+    }
+}
+
 /// Percent-encodes a query value (RFC 3986 unreserved characters pass).
 pub fn url_encode(v: &str) -> String {
     let mut out = String::with_capacity(v.len());
@@ -508,4 +520,30 @@ pub fn url_encode(v: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirects_must_lie_under_an_allowed_url() {
+        let site = "https://app.example.com";
+        assert!(under("https://app.example.com", site));
+        assert!(under("https://app.example.com/welcome?x=1", site));
+        assert!(under("https://app.example.com#done", site));
+        assert!(!under("https://app.example.com.evil.test/", site));
+        assert!(!under("https://app.example.comx", site));
+        assert!(!under("https://evil.test/?https://app.example.com", site));
+        assert!(!under("https://app.example.com/\nLocation: x", "https://app.example.com/"));
+        assert!(under("https://app.example.com/cb/x", "https://app.example.com/cb/"));
+        assert!(!under("https://app.example.com/a b", site));
+        assert!(!under("https://app.example.com/a", ""));
+    }
+
+    #[test]
+    fn query_values_are_percent_encoded() {
+        assert_eq!(url_encode("a b&c=d/é"), "a%20b%26c%3Dd%2F%C3%A9");
+        assert_eq!(url_encode("AZaz09-._~"), "AZaz09-._~");
+    }
 }

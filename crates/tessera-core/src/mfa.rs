@@ -248,10 +248,14 @@ impl Core {
         new_hash: Option<String>,
         client: &ClientInfo,
     ) -> Result<SignIn, Error> {
-        // The Supabase surface opens an aal1 session that its client steps up at
-        // `/auth/v1/factors/{id}/verify`; only that surface accepts such a session.
-        if !user.mfa_enabled || client.surface == crate::Surface::Supabase {
+        if !user.mfa_enabled {
             return Ok(SignIn::Session(Box::new(self.open_session(user, new_hash, "aal1", client).await?)));
+        }
+        // The Supabase surface opens a session its client steps up at
+        // `/auth/v1/factors/{id}/verify`; only that surface accepts it meanwhile.
+        if client.surface == crate::Surface::Supabase {
+            let aal = crate::auth::AAL1_STEP_UP;
+            return Ok(SignIn::Session(Box::new(self.open_session(user, new_hash, aal, client).await?)));
         }
         let now = now();
         let token = random_token(32);

@@ -557,7 +557,7 @@ impl From<&session::Model> for ExportSessionOut {
             revoked_at: s.revoked_at,
             ip: s.ip.clone(),
             user_agent: s.user_agent.clone(),
-            aal: s.aal.clone(),
+            aal: tessera_core::auth::shown_aal(&s.aal).to_owned(),
         }
     }
 }

@@ -3,6 +3,7 @@
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
+use crate::supabase::{admin as sb_admin, auth as sb_auth, factors as sb_factors};
 use crate::{admin, kreeda, ops, v1};
 
 struct BearerAuth;
@@ -37,8 +38,13 @@ impl Modify for BearerAuth {
         admin::users::list, admin::users::create, admin::users::get, admin::users::update, admin::users::remove,
         admin::users::logout, admin::users::restore, admin::users::reset_mfa, admin::users::bulk, admin::reports::analytics, admin::reports::audit,
         admin::api_keys::create, admin::api_keys::list, admin::api_keys::revoke,
+        sb_auth::health, sb_auth::settings, sb_auth::signup, sb_auth::token, sb_auth::get_user, sb_auth::update_user,
+        sb_auth::logout, sb_auth::otp, sb_auth::recover, sb_auth::verify, sb_auth::verify_link, sb_auth::resend,
+        sb_auth::reauthenticate, sb_factors::enroll, sb_factors::challenge, sb_factors::verify, sb_factors::unenroll,
+        sb_admin::list_users, sb_admin::create_user, sb_admin::get_user, sb_admin::update_user, sb_admin::delete_user,
+        sb_admin::list_factors, sb_admin::delete_factor, sb_admin::generate_link, sb_admin::invite,
     ),
-    components(schemas(crate::error::ErrorBody, crate::dto::PublicUserOut)),
+    components(schemas(crate::error::ErrorBody, crate::dto::PublicUserOut, crate::supabase::doc::SbPending)),
     modifiers(&BearerAuth),
     tags(
         (name = "auth", description = "Native API: sign-in, tokens, sessions"),
@@ -47,6 +53,7 @@ impl Modify for BearerAuth {
         (name = "kreeda", description = "The Kreeda API (seed 000): exact paths and shapes"),
         (name = "operations", description = "Health"),
         (name = "admin", description = "Administration: users, bulk changes, analytics, audit log, API keys (admin role or API key scopes)"),
+        (name = "supabase", description = "The Supabase Auth (GoTrue) API: its paths, shapes and errors (`{code, message}`, API version 2024-01-01); the admin routes take a `service_role` key as the bearer"),
     )
 )]
 pub struct ApiDoc;
@@ -296,9 +303,9 @@ fn merge(target: &mut Value, fragment: &Value) {
 
 /// The error responses every operation may give, beyond those it documents itself.
 fn document_responses(doc: &mut Value) {
-    let error = |description: &str| {
+    let error = |description: &str, schema: &str| {
         json!({ "description": description,
-                "content": { "application/json": { "schema": { "$ref": "#/components/schemas/ErrorBody" } } } })
+                "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{schema}") } } } })
     };
     let limited = [
         "/v1/auth/login",
@@ -326,11 +333,20 @@ fn document_responses(doc: &mut Value) {
             let has_path = path.contains('{');
             let secured = op.get("security").is_some();
             let admin = path.starts_with("/v1/admin");
+            // The Supabase surface answers its errors in GoTrue's shape.
+            let supabase = path.starts_with("/auth/v1/");
+            let schema = if supabase { "SbError" } else { "ErrorBody" };
+            if supabase {
+                // GoTrue reads a missing body as `{}`.
+                if let Some(body) = op.get_mut("requestBody").and_then(Value::as_object_mut) {
+                    body.insert("required".to_owned(), Value::Bool(false));
+                }
+            }
             let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) else { continue };
             let mut add = |status: &str, description: &str| {
-                responses.entry(status.to_owned()).or_insert_with(|| error(description));
+                responses.entry(status.to_owned()).or_insert_with(|| error(description, schema));
             };
-            if path == "/health" {
+            if path == "/health" || path == "/auth/v1/health" {
                 continue;
             }
             if has_body {

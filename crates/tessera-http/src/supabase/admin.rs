@@ -33,7 +33,8 @@ fn user_answer(v: Value) -> Answer {
 }
 
 /// `?page=&per_page=`, either empty (the SDK sends both, empty when not given).
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
     page: Option<String>,
     per_page: Option<String>,
@@ -52,6 +53,12 @@ fn page_param(raw: &Option<String>, default: u64) -> Result<u64, GoTrueError> {
 
 /// `GET /auth/v1/admin/users?page=&per_page=`: `{users, aud}`, newest first, with
 /// `X-Total-Count` and GoTrue's `Link` header (`next` and `last`).
+#[utoipa::path(get, path = "/auth/v1/admin/users", tag = "supabase", security(("bearer" = [])), params(PageQuery),
+    responses(
+        (status = 200, body = super::doc::SbUserPage, description = "Newest first; `X-Total-Count` and `Link` (`rel=\"next\"`, `rel=\"last\"`) headers"),
+        (status = 400, body = super::doc::SbError, description = "`validation_failed`: Bad Pagination Parameters"),
+        (status = 401, body = super::doc::SbError), (status = 403, body = super::doc::SbError, description = "`not_admin`, `bad_jwt`"),
+    ))]
 pub async fn list_users(State(s): State<AppState>, _: ServiceRole, SbQuery(q): SbQuery<PageQuery>) -> Answer {
     let page = page_param(&q.page, 1)?;
     let per_page = page_param(&q.per_page, 50)?.min(PER_PAGE_MAX);
@@ -80,13 +87,15 @@ pub async fn list_users(State(s): State<AppState>, _: ServiceRole, SbQuery(q): S
 }
 
 /// A user as an admin creates or changes it.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct AdminUserIn {
     email: Option<String>,
     phone: Option<String>,
     password: Option<String>,
     email_confirm: Option<bool>,
+    #[schema(value_type = Option<Object>)]
     user_metadata: Option<Value>,
+    #[schema(value_type = Option<Object>)]
     app_metadata: Option<Value>,
     ban_duration: Option<String>,
     role: Option<String>,
@@ -107,6 +116,9 @@ fn banned(ban: &Option<String>) -> Result<Option<bool>, GoTrueError> {
 
 /// `POST /auth/v1/admin/users`: the user (GoTrue's object). A missing password makes one
 /// nobody knows; `email_confirm` confirms the address.
+#[utoipa::path(post, path = "/auth/v1/admin/users", tag = "supabase", security(("bearer" = [])), request_body = AdminUserIn,
+    responses((status = 200, body = super::doc::SbUser), (status = 400, body = super::doc::SbError), (status = 401, body = super::doc::SbError), (status = 403, body = super::doc::SbError),
+        (status = 422, body = super::doc::SbError, description = "`weak_password`, `user_already_exists`")))]
 pub async fn create_user(
     State(s): State<AppState>,
     Client(client): Client,
@@ -140,6 +152,8 @@ pub async fn create_user(
 }
 
 /// `GET /auth/v1/admin/users/{id}`.
+#[utoipa::path(get, path = "/auth/v1/admin/users/{id}", tag = "supabase", security(("bearer" = [])), params(("id" = String, Path, description = "The user")),
+    responses((status = 200, body = super::doc::SbUser), (status = 401, body = super::doc::SbError), (status = 403, body = super::doc::SbError), (status = 404, body = super::doc::SbError)))]
 pub async fn get_user(State(s): State<AppState>, _: ServiceRole, Path(id): Path<String>) -> Answer {
     let user = s.core.user(user_id(&id)?).await?;
     user_answer(load_user(&s.core, &user).await?)
@@ -147,6 +161,9 @@ pub async fn get_user(State(s): State<AppState>, _: ServiceRole, Path(id): Path<
 
 /// `PUT /auth/v1/admin/users/{id}`: email, password, `email_confirm`, phone,
 /// `ban_duration`, and `user_metadata` / `app_metadata` merged key by key.
+#[utoipa::path(put, path = "/auth/v1/admin/users/{id}", tag = "supabase", security(("bearer" = [])), params(("id" = String, Path, description = "The user")), request_body = AdminUserIn,
+    responses((status = 200, body = super::doc::SbUser), (status = 400, body = super::doc::SbError), (status = 401, body = super::doc::SbError), (status = 403, body = super::doc::SbError), (status = 404, body = super::doc::SbError),
+        (status = 422, body = super::doc::SbError, description = "`weak_password`, `user_already_exists`, `conflict` (the last admin)")))]
 pub async fn update_user(
     State(s): State<AppState>,
     Client(client): Client,
@@ -179,6 +196,9 @@ pub async fn update_user(
 
 /// `DELETE /auth/v1/admin/users/{id}`: deletes the user (its sessions, factors and
 /// tokens with it); answers `{}`. A `should_soft_delete` body is read and ignored.
+#[utoipa::path(delete, path = "/auth/v1/admin/users/{id}", tag = "supabase", security(("bearer" = [])), params(("id" = String, Path, description = "The user")),
+    responses((status = 200, body = super::doc::SbEmpty), (status = 401, body = super::doc::SbError), (status = 403, body = super::doc::SbError), (status = 404, body = super::doc::SbError),
+        (status = 422, body = super::doc::SbError, description = "`conflict`: the last admin")))]
 pub async fn delete_user(
     State(s): State<AppState>,
     Client(client): Client,
@@ -190,23 +210,18 @@ pub async fn delete_user(
 }
 
 /// `GET /auth/v1/admin/users/{id}/factors`: every factor, verified or not, as an array.
+#[utoipa::path(get, path = "/auth/v1/admin/users/{id}/factors", tag = "supabase", security(("bearer" = [])), params(("id" = String, Path, description = "The user")),
+    responses((status = 200, body = Vec<super::doc::SbFactor>), (status = 401, body = super::doc::SbError), (status = 403, body = super::doc::SbError), (status = 404, body = super::doc::SbError)))]
 pub async fn list_factors(State(s): State<AppState>, _: ServiceRole, Path(id): Path<String>) -> Answer {
     let user = s.core.user(user_id(&id)?).await?;
     let (factors, _) = s.core.list_factors(user.id).await?;
     Ok(Json(Value::Array(factors.iter().map(factor_json).collect())).into_response())
 }
 
-/// `PUT /auth/v1/admin/users/{id}/factors/{factor_id}`: not supported (a factor's name
-/// is set at enrolment).
-pub async fn update_factor(_: ServiceRole) -> Answer {
-    Err(GoTrueError::new(
-        axum::http::StatusCode::NOT_IMPLEMENTED,
-        "not_implemented",
-        "Changing a factor is not supported; remove it and enrol again",
-    ))
-}
-
 /// `DELETE /auth/v1/admin/users/{id}/factors/{factor_id}`: the factor removed.
+#[utoipa::path(delete, path = "/auth/v1/admin/users/{id}/factors/{factor_id}", tag = "supabase", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The user"), ("factor_id" = String, Path, description = "The factor")),
+    responses((status = 200, body = super::doc::SbFactor), (status = 401, body = super::doc::SbError), (status = 403, body = super::doc::SbError), (status = 404, body = super::doc::SbError)))]
 pub async fn delete_factor(
     State(s): State<AppState>,
     Client(client): Client,
@@ -220,19 +235,24 @@ pub async fn delete_factor(
 }
 
 /// A link request.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct GenerateLinkIn {
     #[serde(rename = "type")]
     kind: Option<String>,
     email: Option<String>,
     password: Option<String>,
     new_email: Option<String>,
+    #[schema(value_type = Option<Object>)]
     data: Option<Value>,
     redirect_to: Option<String>,
 }
 
 /// `POST /auth/v1/admin/generate_link`: the user's fields with `action_link`,
 /// `email_otp`, `hashed_token`, `redirect_to` and `verification_type`. Nothing is mailed.
+#[utoipa::path(post, path = "/auth/v1/admin/generate_link", tag = "supabase", security(("bearer" = [])), params(super::auth::RedirectQuery), request_body = GenerateLinkIn,
+    responses((status = 200, body = super::doc::SbLink), (status = 400, body = super::doc::SbError), (status = 401, body = super::doc::SbError), (status = 403, body = super::doc::SbError),
+        (status = 404, body = super::doc::SbError, description = "`user_not_found` (recovery, email change)"),
+        (status = 422, body = super::doc::SbError, description = "`weak_password`, `user_already_exists`")))]
 pub async fn generate_link(
     State(s): State<AppState>,
     Client(client): Client,
@@ -272,13 +292,17 @@ pub async fn generate_link(
 }
 
 /// An invitation.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct InviteIn {
     email: Option<String>,
+    #[schema(value_type = Option<Object>)]
     data: Option<Value>,
 }
 
 /// `POST /auth/v1/invite`: an invited user (`invited_at` set) and the invitation mail.
+#[utoipa::path(post, path = "/auth/v1/invite", tag = "supabase", security(("bearer" = [])), params(super::auth::RedirectQuery), request_body = InviteIn,
+    responses((status = 200, body = super::doc::SbUser), (status = 400, body = super::doc::SbError), (status = 401, body = super::doc::SbError), (status = 403, body = super::doc::SbError),
+        (status = 422, body = super::doc::SbError, description = "`user_already_exists`")))]
 pub async fn invite(
     State(s): State<AppState>,
     Client(client): Client,

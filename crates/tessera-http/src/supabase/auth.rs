@@ -29,6 +29,7 @@ fn given(v: &Option<String>) -> Option<&str> {
 }
 
 /// `GET /auth/v1/health`.
+#[utoipa::path(get, path = "/auth/v1/health", tag = "supabase", responses((status = 200, body = super::doc::SbHealth)))]
 pub async fn health() -> Json<Value> {
     Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
@@ -38,6 +39,7 @@ pub async fn health() -> Json<Value> {
 }
 
 /// `GET /auth/v1/settings`: what this server offers, as GoTrue lists it.
+#[utoipa::path(get, path = "/auth/v1/settings", tag = "supabase", responses((status = 200, body = super::doc::SbSettings)))]
 pub async fn settings(State(s): State<AppState>) -> Json<Value> {
     let external = json!({
         "email": true, "phone": false, "anonymous_users": false, "apple": false, "azure": false,
@@ -57,16 +59,24 @@ pub async fn settings(State(s): State<AppState>) -> Json<Value> {
 }
 
 /// A sign-up.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct SignupIn {
     email: Option<String>,
     phone: Option<String>,
     password: Option<String>,
+    #[schema(value_type = Option<Object>)]
     data: Option<Value>,
 }
 
 /// `POST /auth/v1/signup`: the account, and its session when it may sign in at once
 /// (autoconfirm, or `REQUIRE_EMAIL_VERIFICATION=false`).
+#[utoipa::path(post, path = "/auth/v1/signup", tag = "supabase", request_body = SignupIn,
+    responses(
+        (status = 200, body = super::doc::SbSession, description = "The session, or the user alone (`SbUser`) when it must confirm its address first"),
+        (status = 400, body = super::doc::SbError, description = "`validation_failed`: no or an invalid email; `phone_provider_disabled`"),
+        (status = 422, body = super::doc::SbError, description = "`weak_password`, `user_already_exists`"),
+        (status = 429, body = super::doc::SbError),
+    ))]
 pub async fn signup(State(s): State<AppState>, Client(client): Client, SbJson(body): SbJson<SignupIn>) -> Answer {
     let Some(email) = given(&body.email) else {
         if given(&body.phone).is_some() {
@@ -98,13 +108,14 @@ pub async fn signup(State(s): State<AppState>, Client(client): Client, SbJson(bo
 }
 
 /// `POST /auth/v1/token?grant_type=…`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct GrantQuery {
     grant_type: Option<String>,
 }
 
 /// The body of a token request: a password grant's or a refresh's fields.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct TokenIn {
     email: Option<String>,
     phone: Option<String>,
@@ -114,6 +125,13 @@ pub struct TokenIn {
 
 /// `POST /auth/v1/token`: `grant_type=password` signs in (with `weak_password` when the
 /// password breaks today's policy), `grant_type=refresh_token` rotates (SPEC §4.3).
+#[utoipa::path(post, path = "/auth/v1/token", tag = "supabase", params(GrantQuery), request_body = TokenIn,
+    responses(
+        (status = 200, body = super::doc::SbSession),
+        (status = 400, body = super::doc::SbError, description = "`invalid_credentials`, `refresh_token_not_found`, `refresh_token_already_used`, `session_expired`, `unsupported_grant_type`, `validation_failed`"),
+        (status = 404, body = super::doc::SbError, description = "`flow_state_not_found` (PKCE is not supported)"),
+        (status = 429, body = super::doc::SbError),
+    ))]
 pub async fn token(
     State(s): State<AppState>,
     Client(client): Client,
@@ -190,16 +208,19 @@ fn refresh_error(e: Error) -> GoTrueError {
 }
 
 /// `GET /auth/v1/user`.
+#[utoipa::path(get, path = "/auth/v1/user", tag = "supabase", security(("bearer" = [])),
+    responses((status = 200, body = super::doc::SbUser), (status = 401, body = super::doc::SbError), (status = 403, body = super::doc::SbError, description = "`bad_jwt`, `session_not_found`")))]
 pub async fn get_user(State(s): State<AppState>, SbAuth(who): SbAuth) -> Answer {
     ok(load_user(&s.core, &who.user).await?)
 }
 
 /// Changes to the caller's account.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct UpdateUserIn {
     email: Option<String>,
     phone: Option<String>,
     password: Option<String>,
+    #[schema(value_type = Option<Object>)]
     data: Option<Value>,
     nonce: Option<String>,
 }
@@ -207,6 +228,14 @@ pub struct UpdateUserIn {
 /// `PUT /auth/v1/user`: `data` merged into `user_metadata` key by key (`null` deletes),
 /// a new password (the session is kept, every other revoked; `nonce` is a
 /// reauthentication code when given), a new email (pending until confirmed), a phone.
+#[utoipa::path(put, path = "/auth/v1/user", tag = "supabase", security(("bearer" = [])), request_body = UpdateUserIn,
+    responses(
+        (status = 200, body = super::doc::SbUser),
+        (status = 400, body = super::doc::SbError, description = "`validation_failed`"),
+        (status = 401, body = super::doc::SbError),
+        (status = 403, body = super::doc::SbError, description = "`bad_jwt`, `session_not_found`, `otp_expired` (a wrong `nonce`)"),
+        (status = 422, body = super::doc::SbError, description = "`weak_password`, `user_already_exists`, `insufficient_aal`"),
+    ))]
 pub async fn update_user(
     State(s): State<AppState>,
     Client(client): Client,
@@ -232,7 +261,8 @@ pub async fn update_user(
 }
 
 /// `POST /auth/v1/logout?scope=`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ScopeQuery {
     scope: Option<String>,
 }
@@ -240,6 +270,8 @@ pub struct ScopeQuery {
 /// `POST /auth/v1/logout?scope=global|local|others` → 204. `global` (the default)
 /// revokes every session and access token of the user, `local` this session, `others`
 /// every other.
+#[utoipa::path(post, path = "/auth/v1/logout", tag = "supabase", security(("bearer" = [])), params(ScopeQuery),
+    responses((status = 204, description = "Signed out"), (status = 400, body = super::doc::SbError), (status = 401, body = super::doc::SbError), (status = 403, body = super::doc::SbError)))]
 pub async fn logout(
     State(s): State<AppState>,
     Client(client): Client,
@@ -260,22 +292,31 @@ pub async fn logout(
 }
 
 /// A redirect the client asks for, in the query.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RedirectQuery {
     pub redirect_to: Option<String>,
 }
 
 /// A passwordless sign-in request.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct OtpIn {
     email: Option<String>,
     phone: Option<String>,
     create_user: Option<bool>,
+    #[schema(value_type = Option<Object>)]
     data: Option<Value>,
 }
 
 /// `POST /auth/v1/otp`: mails a sign-in link and code; an unknown address gets an
 /// account unless `create_user` is false (422 `otp_disabled`). Answers `{}`.
+#[utoipa::path(post, path = "/auth/v1/otp", tag = "supabase", params(RedirectQuery), request_body = OtpIn,
+    responses(
+        (status = 200, body = super::doc::SbEmpty),
+        (status = 400, body = super::doc::SbError, description = "`validation_failed`, `sms_send_failed`"),
+        (status = 422, body = super::doc::SbError, description = "`otp_disabled`: unknown address and `create_user: false`"),
+        (status = 429, body = super::doc::SbError),
+    ))]
 pub async fn otp(
     State(s): State<AppState>,
     Client(client): Client,
@@ -295,13 +336,15 @@ pub async fn otp(
 }
 
 /// An address.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct EmailIn {
     email: Option<String>,
 }
 
 /// `POST /auth/v1/recover`: a recovery mail if the address has an account. Answers `{}`
 /// whatever the address.
+#[utoipa::path(post, path = "/auth/v1/recover", tag = "supabase", request_body = EmailIn,
+    responses((status = 200, body = super::doc::SbEmpty), (status = 400, body = super::doc::SbError), (status = 429, body = super::doc::SbError)))]
 pub async fn recover(State(s): State<AppState>, Client(client): Client, SbJson(body): SbJson<EmailIn>) -> Answer {
     let email = given(&body.email).ok_or_else(|| GoTrueError::validation("Password recovery requires an email"))?;
     Email::parse(email).map_err(|e| Error::Validation(vec![e]))?;
@@ -310,7 +353,7 @@ pub async fn recover(State(s): State<AppState>, Client(client): Client, SbJson(b
 }
 
 /// A verification.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct VerifyIn {
     #[serde(rename = "type")]
     kind: Option<String>,
@@ -386,6 +429,14 @@ const PENDING_MESSAGE: &str = "Confirmation link accepted. Please proceed to con
 /// `POST /auth/v1/verify`: `{type, token_hash}` or `{type, email, token}` for
 /// `signup`, `invite`, `magiclink`, `email`, `recovery` and `email_change`; answers the
 /// session (or, after the first side of a secure email change, `{msg, code: 200}`).
+#[utoipa::path(post, path = "/auth/v1/verify", tag = "supabase", request_body = VerifyIn,
+    responses(
+        (status = 200, body = super::doc::SbSession, description = "The session, or `SbPending` after the first side of a secure email change"),
+        (status = 400, body = super::doc::SbError, description = "`validation_failed`"),
+        (status = 403, body = super::doc::SbError, description = "`otp_expired`"),
+        (status = 422, body = super::doc::SbError, description = "`insufficient_aal`"),
+        (status = 429, body = super::doc::SbError),
+    ))]
 pub async fn verify(State(s): State<AppState>, Client(client): Client, SbJson(body): SbJson<VerifyIn>) -> Answer {
     let kind = given(&body.kind).unwrap_or_default().to_owned();
     if given(&body.phone).is_some() && given(&body.email).is_none() {
@@ -401,7 +452,8 @@ pub async fn verify(State(s): State<AppState>, Client(client): Client, SbJson(bo
 }
 
 /// A mailed link.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct VerifyLinkQuery {
     token: Option<String>,
     #[serde(rename = "type")]
@@ -412,6 +464,8 @@ pub struct VerifyLinkQuery {
 /// `GET /auth/v1/verify?token=…&type=…&redirect_to=…`: the link of a mail. Redirects
 /// (303) to the allowed `redirect_to` (else `SITE_URL`) with the session in the URL
 /// fragment, or the error there, as GoTrue does.
+#[utoipa::path(get, path = "/auth/v1/verify", tag = "supabase", params(VerifyLinkQuery),
+    responses((status = 303, description = "To the allowed `redirect_to` (else SITE_URL) with the session, or the error, in the fragment"), (status = 429, body = super::doc::SbError)))]
 pub async fn verify_link(
     State(s): State<AppState>,
     Client(client): Client,
@@ -448,7 +502,7 @@ fn error_fragment(code: &str, message: &str) -> String {
 }
 
 /// A resend.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct ResendIn {
     #[serde(rename = "type")]
     kind: Option<String>,
@@ -458,10 +512,12 @@ pub struct ResendIn {
 
 /// `POST /auth/v1/resend`: the sign-up confirmation (`signup`) or a pending email
 /// change's links (`email_change`) again. Answers `{}` whatever the address.
+#[utoipa::path(post, path = "/auth/v1/resend", tag = "supabase", params(RedirectQuery), request_body = ResendIn,
+    responses((status = 200, body = super::doc::SbEmpty), (status = 400, body = super::doc::SbError), (status = 429, body = super::doc::SbError)))]
 pub async fn resend(
     State(s): State<AppState>,
     Client(client): Client,
-    SbQuery(_): SbQuery<RedirectQuery>,
+    SbQuery(_redirect): SbQuery<RedirectQuery>,
     SbJson(body): SbJson<ResendIn>,
 ) -> Answer {
     let Some(email) = given(&body.email) else {
@@ -481,6 +537,8 @@ pub async fn resend(
 
 /// `GET /auth/v1/reauthenticate`: mails the caller a code that a password change may
 /// present as `nonce`. Answers `{}`.
+#[utoipa::path(get, path = "/auth/v1/reauthenticate", tag = "supabase", security(("bearer" = [])),
+    responses((status = 200, body = super::doc::SbEmpty), (status = 401, body = super::doc::SbError), (status = 403, body = super::doc::SbError), (status = 429, body = super::doc::SbError)))]
 pub async fn reauthenticate(State(s): State<AppState>, Client(client): Client, SbAuth(who): SbAuth) -> Answer {
     s.core.send_reauthentication(&who, &client).await?;
     ok(json!({}))

@@ -21,7 +21,7 @@ fn factor_id(raw: &str) -> Result<Uuid, GoTrueError> {
 }
 
 /// An enrolment.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct EnrollIn {
     factor_type: Option<String>,
     friendly_name: Option<String>,
@@ -29,6 +29,13 @@ pub struct EnrollIn {
 
 /// `POST /auth/v1/factors`: a TOTP factor, unverified until a challenge is verified;
 /// `totp.qr_code` is an SVG image as a data URI.
+#[utoipa::path(post, path = "/auth/v1/factors", tag = "supabase", security(("bearer" = [])), request_body = EnrollIn,
+    responses(
+        (status = 200, body = super::doc::SbEnrolment),
+        (status = 400, body = super::doc::SbError, description = "`validation_failed`: not `totp`, or a bad name"),
+        (status = 401, body = super::doc::SbError), (status = 403, body = super::doc::SbError),
+        (status = 422, body = super::doc::SbError, description = "`insufficient_aal`: MFA is on and the session is not aal2"),
+    ))]
 pub async fn enroll(
     State(s): State<AppState>,
     Client(client): Client,
@@ -63,20 +70,35 @@ pub async fn enroll(
 }
 
 /// `POST /auth/v1/factors/{id}/challenge`: `{id, type, expires_at}` (five minutes).
+#[utoipa::path(post, path = "/auth/v1/factors/{id}/challenge", tag = "supabase", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The factor")),
+    responses((status = 200, body = super::doc::SbChallenge), (status = 401, body = super::doc::SbError), (status = 403, body = super::doc::SbError), (status = 404, body = super::doc::SbError, description = "`mfa_factor_not_found`")))]
 pub async fn challenge(State(s): State<AppState>, SbAuth(who): SbAuth, Path(id): Path<String>) -> Answer {
     let c = s.core.challenge_factor(&who, factor_id(&id)?).await?;
     Ok(Json(json!({ "id": c.id, "type": "totp", "expires_at": c.expires_at.timestamp() })).into_response())
 }
 
 /// A challenge's answer.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct VerifyIn {
     challenge_id: Option<String>,
+    /// Six digits, as a string or a number.
+    #[schema(value_type = Option<String>)]
     code: Option<Value>,
 }
 
 /// `POST /auth/v1/factors/{id}/verify`: the code of a challenge; answers the session,
 /// now aal2.
+#[utoipa::path(post, path = "/auth/v1/factors/{id}/verify", tag = "supabase", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The factor")), request_body = VerifyIn,
+    responses(
+        (status = 200, body = super::doc::SbSession, description = "The session, now aal2"),
+        (status = 400, body = super::doc::SbError, description = "`validation_failed`"),
+        (status = 401, body = super::doc::SbError), (status = 403, body = super::doc::SbError),
+        (status = 404, body = super::doc::SbError, description = "`mfa_factor_not_found`"),
+        (status = 422, body = super::doc::SbError, description = "`mfa_verification_failed`, `mfa_challenge_expired`"),
+        (status = 429, body = super::doc::SbError),
+    ))]
 pub async fn verify(
     State(s): State<AppState>,
     Client(client): Client,
@@ -100,6 +122,10 @@ pub async fn verify(
 }
 
 /// `DELETE /auth/v1/factors/{id}`: `{id}`. A verified factor needs an aal2 session.
+#[utoipa::path(delete, path = "/auth/v1/factors/{id}", tag = "supabase", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The factor")),
+    responses((status = 200, body = super::doc::SbId), (status = 401, body = super::doc::SbError), (status = 403, body = super::doc::SbError), (status = 404, body = super::doc::SbError),
+        (status = 422, body = super::doc::SbError, description = "`insufficient_aal`")))]
 pub async fn unenroll(
     State(s): State<AppState>,
     Client(client): Client,

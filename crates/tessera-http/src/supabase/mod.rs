@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod doc;
 pub mod factors;
 
 use axum::body::Bytes;
@@ -12,7 +13,7 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{get, post};
 use axum::Router;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Map, Value};
@@ -229,7 +230,7 @@ impl IntoResponse for GoTrueError {
 }
 
 /// A JSON body as GoTrue reads it: an empty body is `{}`, unknown fields are ignored,
-/// anything unreadable is 400 `bad_json`.
+/// anything unreadable, or not an object, is 400 `bad_json`.
 pub struct SbJson<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for SbJson<T> {
@@ -249,7 +250,6 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for SbJson<T> {
                 )
             })?
         };
-        let value = if value.is_null() { json!({}) } else { value };
         if !value.is_object() {
             return Err(GoTrueError::new(
                 StatusCode::BAD_REQUEST,
@@ -462,7 +462,7 @@ async fn reshape(res: Response) -> Response {
     };
     let mut out = GoTrueError::from(api).into_response();
     for (name, value) in parts.headers.iter() {
-        if name.as_str().starts_with("x-ratelimit") || name == header::CONNECTION {
+        if name != header::CONTENT_LENGTH && name != header::CONTENT_TYPE {
             out.headers_mut().insert(name.clone(), value.clone());
         }
     }
@@ -505,7 +505,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/auth/v1/admin/users", get(admin::list_users).post(admin::create_user))
         .route("/auth/v1/admin/users/{id}", get(admin::get_user).put(admin::update_user).delete(admin::delete_user))
         .route("/auth/v1/admin/users/{id}/factors", get(admin::list_factors))
-        .route("/auth/v1/admin/users/{id}/factors/{factor_id}", put(admin::update_factor).delete(admin::delete_factor))
+        .route("/auth/v1/admin/users/{id}/factors/{factor_id}", axum::routing::delete(admin::delete_factor))
         .route("/auth/v1/admin/generate_link", post(admin::generate_link))
         .route("/auth/v1/invite", post(admin::invite))
 }

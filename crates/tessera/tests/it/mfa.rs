@@ -392,3 +392,38 @@ async fn the_database_holds_no_totp_secret_and_no_recovery_code() {
         assert!(!dump.contains(&code.replace('-', "")) && !dump.contains(code), "a recovery code is stored in clear");
     }
 }
+
+/// A password sign-in on the Supabase surface of a user with MFA on answers an aal1
+/// session (GoTrue's flow: the client steps it up at `/auth/v1/factors`). Only that
+/// surface accepts it, and its refresh token, taken to the native or Kreeda refresh,
+/// must not open those surfaces either: the password alone never does (SPEC §5.6).
+#[tokio::test]
+async fn a_supabase_aal1_session_opens_no_other_surface_even_refreshed_there() {
+    let app = TestApp::spawn().await;
+    let (email, _auth, _codes, _id, _) = user_with_mfa(&app).await;
+    let body = json!({ "email": email, "password": PASSWORD });
+    let (status, s) = json_of(app.post("/auth/v1/token?grant_type=password", None, body).await).await;
+    assert_eq!(status, StatusCode::OK, "{s}");
+    let access = s["access_token"].as_str().unwrap();
+    assert_eq!(claims(access)["aal"], "aal1");
+    assert_eq!(app.get("/auth/v1/user", Some(access)).await.status(), StatusCode::OK);
+    assert_error(app.get("/v1/auth/me", Some(access)).await, StatusCode::FORBIDDEN, "mfa_required").await;
+
+    // The native refresh of that session: its tokens open nothing natively.
+    let refresh = s["refresh_token"].as_str().unwrap();
+    let (status, r) = json_of(app.post("/v1/auth/refresh", None, json!({ "refresh_token": refresh })).await).await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    let native = r["access_token"].as_str().unwrap();
+    assert_eq!(claims(native)["aal"], "aal1");
+    assert_error(app.get("/v1/auth/me", Some(native)).await, StatusCode::FORBIDDEN, "mfa_required").await;
+    assert_error(app.get("/v1/users/me/profile", Some(native)).await, StatusCode::FORBIDDEN, "mfa_required").await;
+
+    // Kreeda's refresh neither.
+    let refresh = r["refresh_token"].as_str().unwrap();
+    let (status, k) = json_of(app.post("/auth/token", None, json!({ "refresh_token": refresh })).await).await;
+    assert_eq!(status, StatusCode::OK, "{k}");
+    let kreeda = k["access_token"].as_str().unwrap();
+    assert_error(app.get("/auth/user", Some(kreeda)).await, StatusCode::FORBIDDEN, "mfa_required").await;
+    // The Supabase surface still takes it, to step it up.
+    assert_eq!(app.get("/auth/v1/user", Some(kreeda)).await.status(), StatusCode::OK);
+}
