@@ -344,6 +344,115 @@ def row(scenario, backend, conns, r, derived=""):
     return {"scenario": scenario, "backend": backend, "conns": conns, **r, "derived": derived}
 
 
+SUPABASE_SIGN_IN = "/auth/v1/token?grant_type=password"
+SUPABASE_REFRESH = "/auth/v1/token?grant_type=refresh_token"
+
+
+def supabase_call(port, path, body):
+    """POST a JSON body to the Supabase surface; (status, parsed JSON or None, raw text)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("POST", path, body=json.dumps(body), headers={"content-type": "application/json"})
+        res = conn.getresponse()
+        raw = res.read().decode("utf-8", "replace")
+        try:
+            parsed = json.loads(raw) if raw else None
+        except ValueError:
+            parsed = None
+        return res.status, parsed, raw
+    finally:
+        conn.close()
+
+
+def supabase_sessions(port, users_file, workdir):
+    """Two sessions per bench user, signed in on the Supabase surface (POST
+    /auth/v1/token?grant_type=password, GoTrue's answer {access_token, token_type,
+    expires_in, expires_at, refresh_token, user}): the first refresh token of each starts
+    a chain of the supabase scenario, the second a chain of its warm-up. A server without
+    that endpoint (404, 405) gets native sign-ins instead: their sessions are the same.
+    Writes both files; their paths."""
+    with open(users_file) as f:
+        emails = [line.split()[0] for line in f if line.strip()]
+    native = threading.Event()
+
+    def one(email):
+        if not native.is_set():
+            status, body, raw = supabase_call(port, SUPABASE_SIGN_IN, {"email": email, "password": PASSWORD})
+            if status == 200 and isinstance(body, dict) and body.get("refresh_token"):
+                return body["refresh_token"]
+            if status not in (404, 405):
+                raise RuntimeError(f"POST {SUPABASE_SIGN_IN} answered {status}: {raw[:300]}")
+            if not native.is_set():
+                native.set()
+                log(f"supabase: POST {SUPABASE_SIGN_IN} answered {status}; signing in on /v1/auth/login instead")
+        return sign_in(port, email)[1]
+
+    with ThreadPoolExecutor(max_workers=2 * CORES) as pool:
+        tokens = list(pool.map(lambda e: (one(e), one(e)), emails))
+    os.makedirs(workdir, exist_ok=True)
+    files = {name: os.path.join(workdir, f"{name}.txt") for name in ("supabase_refresh", "supabase_refresh_warmup")}
+    with open(files["supabase_refresh"], "w") as f:
+        f.writelines(f"{measured}\n" for measured, _ in tokens)
+    with open(files["supabase_refresh_warmup"], "w") as f:
+        f.writelines(f"{warmup}\n" for _, warmup in tokens)
+    return files, emails
+
+
+def supabase_check(port, email):
+    """One rotation on a session of its own, checked the way auth-js reads it: 200 with
+    access_token, refresh_token (a new one), expires_in and token_type "bearer"."""
+    status, body, raw = supabase_call(port, SUPABASE_SIGN_IN, {"email": email, "password": PASSWORD})
+    old = body.get("refresh_token") if status == 200 and isinstance(body, dict) else None
+    old = old or sign_in(port, email)[1]
+    status, body, raw = supabase_call(port, SUPABASE_REFRESH, {"refresh_token": old})
+    problems = []
+    if status != 200:
+        problems.append(f"status {status}")
+    elif not isinstance(body, dict):
+        problems.append("the answer is not a JSON object")
+    else:
+        problems += [f"no {k}" for k in ("access_token", "refresh_token", "expires_in") if not body.get(k)]
+        if body.get("token_type") != "bearer":
+            problems.append(f"token_type {body.get('token_type')!r}, not 'bearer'")
+        if body.get("refresh_token") == old:
+            problems.append("the refresh token was not rotated")
+    if problems:
+        raise RuntimeError(f"POST {SUPABASE_REFRESH} does not work: {', '.join(problems)}; answer: {raw[:300]}")
+
+
+def supabase_refresh(server, files, args, workdir, label, native):
+    """The supabase scenario: refresh on /auth/v1/token, each connection rotating its own
+    chains as refresh.lua does; derived: its ratio to the native refresh of this run
+    (`native`, the refresh scenario's result, or None when it did not run). A server that
+    cannot do it gives a row of zeros that says why, and the run goes on."""
+    scenario = f"supabase: POST {SUPABASE_REFRESH} (rotation)"
+    try:
+        log(f"{label}: supabase: signing in {args.users} users twice on {SUPABASE_SIGN_IN}")
+        sb, emails = supabase_sessions(server.port, files["users"], os.path.join(workdir, "supabase"))
+        supabase_check(server.port, emails[0])
+        log(f"{label}: supabase refresh")
+        r = run_wrk(server.port, SUPABASE_REFRESH, "supabase.lua", args.refresh_conns, args,
+                    env={"BENCH_SUPABASE_REFRESH": sb["supabase_refresh"]},
+                    warmup_env={"BENCH_SUPABASE_REFRESH": sb["supabase_refresh_warmup"]})
+    except Exception as e:  # noqa: BLE001 - reported in the table, the other scenarios go on
+        log(f"{label}: supabase: error: {e}")
+        empty = {"requests": 0, "rps": 0.0, "p50_ms": 0.0, "p90_ms": 0.0, "p99_ms": 0.0, "max_ms": 0.0,
+                 "errors": 1, "error_detail": {"setup": str(e)[:500]}}
+        return row(scenario, label, args.refresh_conns, empty, f"FAILED: {str(e)[:200]}")
+    if r["errors"]:
+        log(f"{label}: supabase: warning: {r['errors']} of {r['requests']} requests failed "
+            f"({r['error_detail']}); a failed rotation loses its chain")
+    if native and native["rps"]:
+        ratio = r["rps"] / native["rps"]
+        derived = f"{ratio:.0%} of native refresh ({fmt_int(native['rps'])}/s, this run)"
+    else:
+        ratio = None
+        derived = "native refresh not run (add refresh to --only for the ratio)"
+    out = row(scenario, label, args.refresh_conns, r, derived)
+    out["supabase_over_refresh"] = ratio
+    return out
+
+
 def totp_code(secret_b32, step):
     """The RFC 6238 code (SHA-1, 6 digits) of a base32 secret at a 30-second step."""
     key = base64.b32decode(secret_b32 + "=" * (-len(secret_b32) % 8))
@@ -628,12 +737,17 @@ def bench_backend(backend, url, args, workdir, hash_ms, run_id, pii_url=None):
                             f"{during['rps']:.1f} logins/s meanwhile, /health max {health['max_ms']:.1f} ms"))
             rows[-1]["storm_logins_rps"] = during["rps"]
 
+        refresh = None
         if want("refresh"):
             log(f"{label}: refresh")
             refresh = run_wrk(server.port, "/v1/auth/refresh", "refresh.lua", args.refresh_conns, args,
                               env={"BENCH_REFRESH": files["refresh"]},
                               warmup_env={"BENCH_REFRESH": files["refresh_warmup"]})
             rows.append(row("refresh: POST /v1/auth/refresh (rotation)", label, args.refresh_conns, refresh))
+
+        if want("supabase"):
+            # Right after the native refresh, so that both see the same machine.
+            rows.append(supabase_refresh(server, files, args, workdir, label, refresh))
 
         if want("register"):
             log(f"{label}: register")
@@ -709,7 +823,9 @@ def main():
     p.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "latest.json"))
     p.add_argument("--command", default="bench/run")
     p.add_argument("--only", default="",
-                   help="comma-separated scenarios to run (floor, me, metrics, login, mfa, storm, refresh, register, pii, "
+                   help="comma-separated scenarios to run (floor, me, metrics, login, mfa, storm, refresh, supabase "
+                        "(POST /auth/v1/token?grant_type=refresh_token, with its ratio to refresh when both run), "
+                        "register, pii, "
                         "and flood, which only runs when named: a million password-reset addresses against the "
                         "in-memory limits); all but flood when empty. For iterating on one figure; "
                         "docs/performance.md's table is a whole run.")

@@ -45,6 +45,9 @@ pub struct Issued {
     pub refresh_token: String,
     /// Seconds the refresh token (the session) lives.
     pub refresh_expires_in: i64,
+    /// On the Supabase surface, the profile its claims were read from (so the answer's
+    /// user object needs no second read).
+    pub profile: Option<tessera_store::entity::profile::Model>,
 }
 
 /// How a refresh answered.
@@ -98,7 +101,8 @@ pub fn is_usable(u: &user::Model) -> bool {
 
 impl Core {
     /// A signed access token for a session, with the claims of the caller's surface:
-    /// `(token, expires_in, expires_at)`.
+    /// `(token, expires_in, expires_at)`, and on the Supabase surface the profile its
+    /// metadata came from.
     pub(crate) async fn access_token(
         &self,
         user: &user::Model,
@@ -106,7 +110,7 @@ impl Core {
         aal: &str,
         now: DateTime<Utc>,
         surface: Surface,
-    ) -> Result<(String, i64, i64), Error> {
+    ) -> Result<(String, i64, i64, Option<tessera_store::entity::profile::Model>), Error> {
         let ttl = self.settings.access_token_ttl.as_secs() as i64;
         let claims = AccessClaims {
             iss: self.jwt.issuer.clone(),
@@ -123,8 +127,8 @@ impl Core {
             exp: now.timestamp() + ttl,
             jti: Uuid::now_v7().to_string(),
         };
-        let token = match surface {
-            Surface::Native => self.jwt.sign(&claims)?,
+        let (token, profile) = match surface {
+            Surface::Native => (self.jwt.sign(&claims)?, None),
             Surface::Supabase => {
                 let claims = AccessClaims {
                     iss: self.jwt.supabase_issuer.clone(),
@@ -138,7 +142,7 @@ impl Core {
                 if aal == "aal2" {
                     amr.insert(0, json!({ "method": "totp", "timestamp": claims.iat }));
                 }
-                self.jwt.sign_any(&SupabaseClaims {
+                let token = self.jwt.sign_any(&SupabaseClaims {
                     base: &claims,
                     session_id: session_id.to_string(),
                     phone: user.phone.clone().unwrap_or_default(),
@@ -146,10 +150,11 @@ impl Core {
                     is_anonymous: false,
                     app_metadata,
                     user_metadata,
-                })?
+                })?;
+                (token, profile)
             }
         };
-        Ok((token, ttl, now.timestamp() + ttl))
+        Ok((token, ttl, now.timestamp() + ttl, profile))
     }
 
     /// Checks an access token against every rule of SPEC §4.1 and loads its user. A
@@ -326,8 +331,10 @@ impl Core {
         now: DateTime<Utc>,
         surface: Surface,
     ) -> Result<Issued, Error> {
-        let (access_token, expires_in, expires_at) = self.access_token(&user, session_id, aal, now, surface).await?;
+        let (access_token, expires_in, expires_at, profile) =
+            self.access_token(&user, session_id, aal, now, surface).await?;
         Ok(Issued {
+            profile,
             user,
             session_id,
             access_token,

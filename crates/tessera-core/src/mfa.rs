@@ -390,6 +390,11 @@ impl Core {
         self.use_second_factor(self.store.writer(), user.id, &candidates, now).await
     }
 
+    /// A user's factors, verified or not.
+    pub async fn factors(&self, user_id: Uuid) -> Result<Vec<mfa_factor::Model>, Error> {
+        mfa::factors(self.store.reader(), user_id).await
+    }
+
     /// The caller's factors and how many recovery codes are left.
     pub async fn list_factors(&self, user_id: Uuid) -> Result<(Vec<mfa_factor::Model>, u64), Error> {
         let reader = self.store.reader();
@@ -467,7 +472,7 @@ impl Core {
         record(&tx, client, ev).await?;
         tx.commit().await?;
         let user = user::Model { mfa_enabled: true, ..who.user.clone() };
-        let (access_token, expires_in, _) =
+        let (access_token, expires_in, _, _) =
             self.access_token(&user, who.session_id, "aal2", now, client.surface).await?;
         Ok(Activation { recovery_codes: codes, access_token, expires_in })
     }

@@ -373,9 +373,8 @@ pub fn user_json(u: &user::Model, profile: Option<&profile::Model>, factors: &[m
 
 /// A user's GoTrue object, read with its profile and factors.
 pub async fn load_user(core: &Core, u: &user::Model) -> Result<Value, GoTrueError> {
-    let profile = core.profile(u).await.ok();
-    let (factors, _) = core.list_factors(u.id).await?;
-    Ok(user_json(u, profile.as_ref(), &factors))
+    let (profile, factors) = tokio::join!(core.profile(u), core.factors(u.id));
+    Ok(user_json(u, profile.ok().as_ref(), &factors?))
 }
 
 /// GoTrue's session: the tokens and the user, at the top level.
@@ -386,7 +385,17 @@ pub async fn session_json(core: &Core, issued: &Issued) -> Result<Value, GoTrueE
     out.insert("expires_in".to_owned(), json!(issued.expires_in));
     out.insert("expires_at".to_owned(), json!(issued.expires_at));
     out.insert("refresh_token".to_owned(), json!(issued.refresh_token));
-    out.insert("user".to_owned(), load_user(core, &issued.user).await?);
+    let user = match &issued.profile {
+        // The profile the token's claims were read from, a moment ago; the factors only
+        // when one is verified (what the client's assurance level reads: a factor still
+        // being enrolled shows in `GET /user`, not in a refresh's answer).
+        Some(profile) => {
+            let factors = if issued.user.mfa_enabled { core.factors(issued.user.id).await? } else { Vec::new() };
+            user_json(&issued.user, Some(profile), &factors)
+        }
+        None => load_user(core, &issued.user).await?,
+    };
+    out.insert("user".to_owned(), user);
     Ok(Value::Object(out))
 }
 

@@ -22,5 +22,6 @@ mod privacy;
 mod refresh;
 mod smoke;
 mod store_contract;
+mod supabase;
 mod tokens;
 mod users;
