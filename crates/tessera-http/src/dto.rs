@@ -349,15 +349,18 @@ pub struct ProfileOut {
     pub preferences: Value,
     pub roles: Vec<String>,
     /// The JSON object the Supabase surface calls `user_metadata` (its sign-up `data`,
-    /// `PUT /auth/v1/user {data}`); read-only here.
-    #[schema(value_type = Object)]
-    pub user_metadata: Value,
+    /// `PUT /auth/v1/user {data}`); read-only here. Not in Kreeda's profile (seed 000's
+    /// exact shape), whose auth user object shows its keys instead.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Object, nullable = false)]
+    pub user_metadata: Option<Value>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
 impl ProfileOut {
-    /// The profile of a user.
+    /// The profile of a user (native shape, with `user_metadata`; see
+    /// [`ProfileOut::kreeda`]).
     pub fn new(u: &user::Model, p: &profile::Model) -> Self {
         Self {
             id: p.id,
@@ -369,10 +372,15 @@ impl ProfileOut {
             bio: p.bio.clone(),
             preferences: p.preferences.clone(),
             roles: vec![u.role.clone()],
-            user_metadata: p.user_metadata.clone(),
+            user_metadata: Some(p.user_metadata.clone()),
             created_at: p.created_at,
             updated_at: p.updated_at.max(u.updated_at),
         }
+    }
+
+    /// The profile in seed 000's exact shape (Kreeda's `/user/profile/`).
+    pub fn kreeda(u: &user::Model, p: &profile::Model) -> Self {
+        Self { user_metadata: None, ..Self::new(u, p) }
     }
 }
 
@@ -494,6 +502,19 @@ impl AuthUserOut {
             created_at: u.created_at,
             updated_at: u.updated_at,
         }
+    }
+
+    /// With the keys of the stored `user_metadata` (what the Supabase surface writes)
+    /// beside `name`, which stays the user's name.
+    pub fn with_stored(mut self, stored: Option<&Value>) -> Self {
+        if let (Some(out), Some(stored)) = (self.user_metadata.as_object_mut(), stored.and_then(Value::as_object)) {
+            for (k, v) in stored {
+                if k != "name" {
+                    out.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        self
     }
 }
 

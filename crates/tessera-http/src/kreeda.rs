@@ -85,10 +85,16 @@ pub struct UserSession {
     pub methods: Option<Vec<&'static str>>,
 }
 
+/// The auth user object of `user`, with its stored `user_metadata` keys.
+async fn auth_user(s: &AppState, user: &tessera_core::entity::user::Model) -> AuthUserOut {
+    let profile = s.core.profile(user).await.ok();
+    AuthUserOut::new(user, &s.core.jwt.audience).with_stored(profile.as_ref().map(|p| &p.user_metadata))
+}
+
 impl UserSession {
-    fn of(s: &AppState, user: &tessera_core::entity::user::Model, session: Option<SessionBody>) -> Self {
+    async fn of(s: &AppState, user: &tessera_core::entity::user::Model, session: Option<SessionBody>) -> Self {
         UserSession {
-            user: Some(AuthUserOut::new(user, &s.core.jwt.audience)),
+            user: Some(auth_user(s, user).await),
             session,
             message: None,
             mfa_required: None,
@@ -98,15 +104,15 @@ impl UserSession {
     }
 }
 
-fn user_session(s: &AppState, issued: &Issued) -> UserSession {
-    UserSession::of(s, &issued.user, Some(SessionBody::from(issued)))
+async fn user_session(s: &AppState, issued: &Issued) -> UserSession {
+    UserSession::of(s, &issued.user, Some(SessionBody::from(issued))).await
 }
 
 /// A sign-in's answer: the session, or `{user: null, session: null, mfa_required,
 /// mfa_token, methods}` when it needs its second factor.
-fn signed_in(s: &AppState, sign_in: SignIn) -> UserSession {
+async fn signed_in(s: &AppState, sign_in: SignIn) -> UserSession {
     match sign_in {
-        SignIn::Session(issued) => user_session(s, &issued),
+        SignIn::Session(issued) => user_session(s, &issued).await,
         SignIn::MfaRequired(c) => UserSession {
             user: None,
             session: None,
@@ -194,10 +200,10 @@ pub async fn register(
         .await
         .map_err(|e| renamed(e, &[("phone", "phone_number"), ("full_name", "name")]))?;
     let out = if s.core.settings.require_email_verification {
-        UserSession::of(&s, &user, None)
+        UserSession::of(&s, &user, None).await
     } else {
         let issued = s.core.open_session(user, None, "aal1", &client).await?;
-        user_session(&s, &issued)
+        user_session(&s, &issued).await
     };
     Ok((StatusCode::CREATED, Json(out)).into_response())
 }
@@ -216,14 +222,14 @@ pub async fn sign_in(
     KreedaJson(body): KreedaJson<KreedaSignInIn>,
 ) -> Result<Json<UserSession>, ApiError> {
     let sign_in = s.core.login(&body.email, &SecretString::from(body.password), &client).await?;
-    Ok(Json(signed_in(&s, sign_in)))
+    Ok(Json(signed_in(&s, sign_in).await))
 }
 
 /// The caller.
 #[utoipa::path(get, path = "/auth/user", tag = "kreeda", security(("bearer" = [])),
     responses((status = 200, body = AuthUserOut), (status = 401, body = ErrorBody)))]
 pub async fn user(State(s): State<AppState>, Auth(who): Auth) -> Json<AuthUserOut> {
-    Json(AuthUserOut::new(&who.user, &s.core.jwt.audience))
+    Json(auth_user(&s, &who.user).await)
 }
 
 /// Delete one's own account: the same as `DELETE /v1/users/me` (the password, and with
@@ -267,7 +273,7 @@ pub async fn update_user(
     }
     let patch = UserPatch { full_name: None, email: body.email, phone: body.phone.map(Some) };
     let updated = s.core.update_own_account(&who, patch, &client).await?;
-    Ok(Json(AuthUserOut::new(&updated, &s.core.jwt.audience)))
+    Ok(Json(auth_user(&s, &updated).await))
 }
 
 /// Refresh: rotates the refresh token.
@@ -312,16 +318,16 @@ pub async fn verify(
     let out = match body.kind.as_str() {
         "signup" => {
             let verified = s.core.verify_email_token(&body.token, &[TokenKind::VerifyEmail], &client).await?;
-            signed_in(&s, s.core.begin_session(verified.user, None, &client).await?)
+            signed_in(&s, s.core.begin_session(verified.user, None, &client).await?).await
         }
         "email_change" => {
             let verified = s.core.verify_email_token(&body.token, EMAIL_CHANGE, &client).await?;
             UserSession {
                 message: crate::dto::pending(verified.confirmation).map(|(_, detail)| detail),
-                ..UserSession::of(&s, &verified.user, None)
+                ..UserSession::of(&s, &verified.user, None).await
             }
         }
-        "recovery" => signed_in(&s, s.core.sign_in_with_recovery_token(&body.token, &client).await?),
+        "recovery" => signed_in(&s, s.core.sign_in_with_recovery_token(&body.token, &client).await?).await,
         _ => return Err(ApiError::field("type", "invalid_type", "type must be signup, recovery or email_change.")),
     };
     Ok(Json(out))
@@ -343,7 +349,7 @@ pub async fn mfa_verify(
 ) -> Result<Json<UserSession>, ApiError> {
     let proof = crate::v1::mfa::second_factor(body.code, body.recovery_code)?;
     let issued = s.core.verify_mfa(&body.mfa_token, proof, &client).await?;
-    Ok(Json(user_session(&s, &issued)))
+    Ok(Json(user_session(&s, &issued).await))
 }
 
 /// Sign out of this session.
@@ -363,7 +369,7 @@ pub async fn sign_out(
     responses((status = 200, body = ProfileOut), (status = 401, body = ErrorBody)))]
 pub async fn profile(State(s): State<AppState>, Auth(who): Auth) -> Result<Json<ProfileOut>, ApiError> {
     let p = s.core.profile(&who.user).await?;
-    Ok(Json(ProfileOut::new(&who.user, &p)))
+    Ok(Json(ProfileOut::kreeda(&who.user, &p)))
 }
 
 /// Update the caller's profile: name, avatar_url, location, date_of_birth, bio, preferences.
@@ -376,7 +382,7 @@ pub async fn update_profile(
     KreedaJson(body): KreedaJson<ProfilePatchIn>,
 ) -> Result<Json<ProfileOut>, ApiError> {
     let up = s.core.update_profile(&who.user, body.into(), &client).await?;
-    Ok(Json(ProfileOut::new(&up.user, &up.profile)))
+    Ok(Json(ProfileOut::kreeda(&up.user, &up.profile)))
 }
 
 /// The Kreeda routes.

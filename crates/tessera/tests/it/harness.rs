@@ -619,3 +619,43 @@ async fn smtp_session(
 pub fn pairs<'a>(v: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
     v.iter().map(|(k, val)| (*k, val.as_str())).collect()
 }
+
+/// An authenticator app: a code is accepted once per factor, so each use takes a newer
+/// step, within one step of now.
+pub struct Authenticator {
+    pub secret: String,
+    last: i64,
+}
+
+impl Authenticator {
+    pub fn new(secret: &str) -> Self {
+        Authenticator { secret: secret.to_owned(), last: i64::MIN }
+    }
+
+    /// The code of the next usable step, waiting for the clock when every step within
+    /// one of now is used.
+    pub async fn next(&mut self) -> String {
+        loop {
+            let now = chrono::Utc::now().timestamp();
+            let step = (now / 30 - 1).max(self.last + 1);
+            if step <= now / 30 + 1 {
+                self.last = step;
+                return tessera_core::mfa::code_for(&self.secret, step * 30).unwrap();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+    }
+
+    /// A code of a step `offset` steps from now (not remembered as used).
+    pub fn at(&self, offset: i64) -> String {
+        tessera_core::mfa::code_for(&self.secret, chrono::Utc::now().timestamp() + offset * 30).unwrap()
+    }
+
+    /// A code no step near now shows.
+    pub fn wrong(&self) -> String {
+        let now = chrono::Utc::now().timestamp();
+        let near: Vec<String> =
+            (-3..=3).map(|k| tessera_core::mfa::code_for(&self.secret, now + k * 30).unwrap()).collect();
+        (0..10).map(|d| d.to_string().repeat(6)).find(|c| !near.contains(c)).unwrap()
+    }
+}

@@ -10,38 +10,6 @@ use crate::harness::*;
 
 /// An authenticator app: the secret, and the newest step it showed a code for (a code
 /// is accepted once, so each use takes a newer step, within one step of now).
-struct Authenticator {
-    secret: String,
-    last: i64,
-}
-
-impl Authenticator {
-    fn new(secret: &str) -> Self {
-        Authenticator { secret: secret.to_owned(), last: i64::MIN }
-    }
-
-    /// The code of the next usable step, waiting for the clock when every step within
-    /// one of now is used.
-    async fn next(&mut self) -> String {
-        loop {
-            let now = chrono::Utc::now().timestamp();
-            let step = (now / 30 - 1).max(self.last + 1);
-            if step <= now / 30 + 1 {
-                self.last = step;
-                return tessera_core::mfa::code_for(&self.secret, step * 30).unwrap();
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-        }
-    }
-
-    /// A code of a step `offset` steps from now (not remembered as used).
-    fn at(&self, offset: i64) -> String {
-        tessera_core::mfa::code_for(&self.secret, chrono::Utc::now().timestamp() + offset * 30).unwrap()
-    }
-}
-
-/// A user with an active TOTP factor: (email, authenticator, recovery codes, factor id,
-/// the aal2 access token of activation).
 async fn user_with_mfa(app: &TestApp) -> (String, Authenticator, Vec<String>, String, String) {
     let (email, login) = app.user().await;
     let (status, e) =

@@ -178,39 +178,6 @@ fn mail_code(mail: &Mail) -> String {
     code
 }
 
-/// An authenticator app (as in mfa.rs): a code is accepted once, so each use takes a
-/// newer step, within one step of now.
-struct Authenticator {
-    secret: String,
-    last: i64,
-}
-
-impl Authenticator {
-    fn new(secret: &str) -> Self {
-        Authenticator { secret: secret.to_owned(), last: i64::MIN }
-    }
-
-    async fn next(&mut self) -> String {
-        loop {
-            let now = chrono::Utc::now().timestamp();
-            let step = (now / 30 - 1).max(self.last + 1);
-            if step <= now / 30 + 1 {
-                self.last = step;
-                return tessera_core::mfa::code_for(&self.secret, step * 30).unwrap();
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-        }
-    }
-
-    /// A code no step near now shows.
-    fn wrong(&self) -> String {
-        let now = chrono::Utc::now().timestamp();
-        let near: Vec<String> =
-            (-3..=3).map(|k| tessera_core::mfa::code_for(&self.secret, now + k * 30).unwrap()).collect();
-        (0..10).map(|d| d.to_string().repeat(6)).find(|c| !near.contains(c)).unwrap()
-    }
-}
-
 // 1. Errors.
 
 #[tokio::test]
@@ -442,6 +409,15 @@ async fn put_user_merges_data_key_by_key() {
     // An empty update changes nothing.
     let u = ok(sb_put(&app, "/auth/v1/user", Some(&token), json!({})).await);
     assert_eq!(u["user_metadata"], json!({ "a": 1, "c": 3 }));
+    // Every surface shows it: the native profile, and Kreeda's auth user beside `name`.
+    let (status, profile) = json_of(app.get("/v1/users/me/profile", Some(&token)).await).await;
+    assert_eq!((status, &profile["user_metadata"]), (StatusCode::OK, &json!({ "a": 1, "c": 3 })), "{profile}");
+    let (status, kreeda) = json_of(app.get("/auth/user", Some(&token)).await).await;
+    assert_eq!(status, StatusCode::OK, "{kreeda}");
+    assert_eq!(kreeda["user_metadata"], json!({ "name": null, "a": 1, "c": 3 }), "{kreeda}");
+    // Kreeda's profile keeps seed 000's exact shape.
+    let (_, kreeda_profile) = json_of(app.get("/user/profile/", Some(&token)).await).await;
+    assert!(kreeda_profile.get("user_metadata").is_none(), "{kreeda_profile}");
 }
 
 #[tokio::test]

@@ -515,7 +515,7 @@ async fn patch_me_without_a_token_is_401() {
 
 // ---------------------------------------------------------------- profile
 
-const PROFILE_KEYS: [&str; 11] = [
+const PROFILE_KEYS: [&str; 12] = [
     "id",
     "user_id",
     "name",
@@ -525,6 +525,7 @@ const PROFILE_KEYS: [&str; 11] = [
     "bio",
     "preferences",
     "roles",
+    "user_metadata",
     "created_at",
     "updated_at",
 ];
