@@ -88,7 +88,7 @@ pub async fn list_users(State(s): State<AppState>, _: ServiceRole, SbQuery(q): S
 
 /// A user as an admin creates or changes it.
 #[derive(Deserialize, utoipa::ToSchema)]
-pub struct AdminUserIn {
+pub struct SbAdminUserIn {
     email: Option<String>,
     phone: Option<String>,
     password: Option<String>,
@@ -116,14 +116,14 @@ fn banned(ban: &Option<String>) -> Result<Option<bool>, GoTrueError> {
 
 /// `POST /auth/v1/admin/users`: the user (GoTrue's object). A missing password makes one
 /// nobody knows; `email_confirm` confirms the address.
-#[utoipa::path(post, path = "/auth/v1/admin/users", tag = "supabase", security(("bearer" = [])), request_body = AdminUserIn,
+#[utoipa::path(post, path = "/auth/v1/admin/users", tag = "supabase", security(("bearer" = [])), request_body = SbAdminUserIn,
     responses((status = 200, body = super::doc::SbUser), (status = 400, body = super::doc::SbError), (status = 401, body = super::doc::SbError), (status = 403, body = super::doc::SbError),
         (status = 422, body = super::doc::SbError, description = "`weak_password`, `user_already_exists`")))]
 pub async fn create_user(
     State(s): State<AppState>,
     Client(client): Client,
     ServiceRole(actor): ServiceRole,
-    SbJson(body): SbJson<AdminUserIn>,
+    SbJson(body): SbJson<SbAdminUserIn>,
 ) -> Answer {
     let email = body.email.clone().unwrap_or_default();
     if email.trim().is_empty() {
@@ -161,7 +161,7 @@ pub async fn get_user(State(s): State<AppState>, _: ServiceRole, Path(id): Path<
 
 /// `PUT /auth/v1/admin/users/{id}`: email, password, `email_confirm`, phone,
 /// `ban_duration`, and `user_metadata` / `app_metadata` merged key by key.
-#[utoipa::path(put, path = "/auth/v1/admin/users/{id}", tag = "supabase", security(("bearer" = [])), params(("id" = String, Path, description = "The user")), request_body = AdminUserIn,
+#[utoipa::path(put, path = "/auth/v1/admin/users/{id}", tag = "supabase", security(("bearer" = [])), params(("id" = String, Path, description = "The user")), request_body = SbAdminUserIn,
     responses((status = 200, body = super::doc::SbUser), (status = 400, body = super::doc::SbError), (status = 401, body = super::doc::SbError), (status = 403, body = super::doc::SbError), (status = 404, body = super::doc::SbError),
         (status = 422, body = super::doc::SbError, description = "`weak_password`, `user_already_exists`, `conflict` (the last admin)")))]
 pub async fn update_user(
@@ -169,7 +169,7 @@ pub async fn update_user(
     Client(client): Client,
     ServiceRole(actor): ServiceRole,
     Path(id): Path<String>,
-    SbJson(body): SbJson<AdminUserIn>,
+    SbJson(body): SbJson<SbAdminUserIn>,
 ) -> Answer {
     let id = user_id(&id)?;
     let current = s.core.user(id).await?;
@@ -236,7 +236,7 @@ pub async fn delete_factor(
 
 /// A link request.
 #[derive(Deserialize, utoipa::ToSchema)]
-pub struct GenerateLinkIn {
+pub struct SbGenerateLinkIn {
     #[serde(rename = "type")]
     kind: Option<String>,
     email: Option<String>,
@@ -249,7 +249,7 @@ pub struct GenerateLinkIn {
 
 /// `POST /auth/v1/admin/generate_link`: the user's fields with `action_link`,
 /// `email_otp`, `hashed_token`, `redirect_to` and `verification_type`. Nothing is mailed.
-#[utoipa::path(post, path = "/auth/v1/admin/generate_link", tag = "supabase", security(("bearer" = [])), params(super::auth::RedirectQuery), request_body = GenerateLinkIn,
+#[utoipa::path(post, path = "/auth/v1/admin/generate_link", tag = "supabase", security(("bearer" = [])), params(super::auth::RedirectQuery), request_body = SbGenerateLinkIn,
     responses((status = 200, body = super::doc::SbLink), (status = 400, body = super::doc::SbError), (status = 401, body = super::doc::SbError), (status = 403, body = super::doc::SbError),
         (status = 404, body = super::doc::SbError, description = "`user_not_found` (recovery, email change)"),
         (status = 422, body = super::doc::SbError, description = "`weak_password`, `user_already_exists`")))]
@@ -258,7 +258,7 @@ pub async fn generate_link(
     Client(client): Client,
     ServiceRole(actor): ServiceRole,
     SbQuery(q): SbQuery<super::auth::RedirectQuery>,
-    SbJson(body): SbJson<GenerateLinkIn>,
+    SbJson(body): SbJson<SbGenerateLinkIn>,
 ) -> Answer {
     let raw_kind = body.kind.clone().unwrap_or_default();
     let kind = LinkKind::parse(raw_kind.trim()).ok_or_else(|| {
@@ -293,14 +293,14 @@ pub async fn generate_link(
 
 /// An invitation.
 #[derive(Deserialize, utoipa::ToSchema)]
-pub struct InviteIn {
+pub struct SbInviteIn {
     email: Option<String>,
     #[schema(value_type = Option<Object>)]
     data: Option<Value>,
 }
 
 /// `POST /auth/v1/invite`: an invited user (`invited_at` set) and the invitation mail.
-#[utoipa::path(post, path = "/auth/v1/invite", tag = "supabase", security(("bearer" = [])), params(super::auth::RedirectQuery), request_body = InviteIn,
+#[utoipa::path(post, path = "/auth/v1/invite", tag = "supabase", security(("bearer" = [])), params(super::auth::RedirectQuery), request_body = SbInviteIn,
     responses((status = 200, body = super::doc::SbUser), (status = 400, body = super::doc::SbError), (status = 401, body = super::doc::SbError), (status = 403, body = super::doc::SbError),
         (status = 422, body = super::doc::SbError, description = "`user_already_exists`")))]
 pub async fn invite(
@@ -308,7 +308,7 @@ pub async fn invite(
     Client(client): Client,
     ServiceRole(actor): ServiceRole,
     SbQuery(q): SbQuery<super::auth::RedirectQuery>,
-    SbJson(body): SbJson<InviteIn>,
+    SbJson(body): SbJson<SbInviteIn>,
 ) -> Answer {
     let email = body.email.unwrap_or_default();
     let data = body.data.filter(|v| !v.is_null());

@@ -60,7 +60,7 @@ pub async fn settings(State(s): State<AppState>) -> Json<Value> {
 
 /// A sign-up.
 #[derive(Deserialize, utoipa::ToSchema)]
-pub struct SignupIn {
+pub struct SbSignupIn {
     email: Option<String>,
     phone: Option<String>,
     password: Option<String>,
@@ -70,14 +70,14 @@ pub struct SignupIn {
 
 /// `POST /auth/v1/signup`: the account, and its session when it may sign in at once
 /// (autoconfirm, or `REQUIRE_EMAIL_VERIFICATION=false`).
-#[utoipa::path(post, path = "/auth/v1/signup", tag = "supabase", request_body = SignupIn,
+#[utoipa::path(post, path = "/auth/v1/signup", tag = "supabase", request_body = SbSignupIn,
     responses(
         (status = 200, body = super::doc::SbSession, description = "The session, or the user alone (`SbUser`) when it must confirm its address first"),
         (status = 400, body = super::doc::SbError, description = "`validation_failed`: no or an invalid email; `phone_provider_disabled`"),
         (status = 422, body = super::doc::SbError, description = "`weak_password`, `user_already_exists`"),
         (status = 429, body = super::doc::SbError),
     ))]
-pub async fn signup(State(s): State<AppState>, Client(client): Client, SbJson(body): SbJson<SignupIn>) -> Answer {
+pub async fn signup(State(s): State<AppState>, Client(client): Client, SbJson(body): SbJson<SbSignupIn>) -> Answer {
     let Some(email) = given(&body.email) else {
         if given(&body.phone).is_some() {
             return Err(GoTrueError::new(
@@ -116,7 +116,7 @@ pub struct GrantQuery {
 
 /// The body of a token request: a password grant's or a refresh's fields.
 #[derive(Deserialize, utoipa::ToSchema)]
-pub struct TokenIn {
+pub struct SbTokenIn {
     email: Option<String>,
     phone: Option<String>,
     password: Option<String>,
@@ -125,7 +125,7 @@ pub struct TokenIn {
 
 /// `POST /auth/v1/token`: `grant_type=password` signs in (with `weak_password` when the
 /// password breaks today's policy), `grant_type=refresh_token` rotates (SPEC §4.3).
-#[utoipa::path(post, path = "/auth/v1/token", tag = "supabase", params(GrantQuery), request_body = TokenIn,
+#[utoipa::path(post, path = "/auth/v1/token", tag = "supabase", params(GrantQuery), request_body = SbTokenIn,
     responses(
         (status = 200, body = super::doc::SbSession),
         (status = 400, body = super::doc::SbError, description = "`invalid_credentials`, `refresh_token_not_found`, `refresh_token_already_used`, `session_expired`, `unsupported_grant_type`, `validation_failed`"),
@@ -136,7 +136,7 @@ pub async fn token(
     State(s): State<AppState>,
     Client(client): Client,
     SbQuery(q): SbQuery<GrantQuery>,
-    SbJson(body): SbJson<TokenIn>,
+    SbJson(body): SbJson<SbTokenIn>,
 ) -> Answer {
     match q.grant_type.as_deref().unwrap_or_default() {
         "password" => {
@@ -216,7 +216,7 @@ pub async fn get_user(State(s): State<AppState>, SbAuth(who): SbAuth) -> Answer 
 
 /// Changes to the caller's account.
 #[derive(Deserialize, utoipa::ToSchema)]
-pub struct UpdateUserIn {
+pub struct SbUpdateUserIn {
     email: Option<String>,
     phone: Option<String>,
     password: Option<String>,
@@ -228,7 +228,7 @@ pub struct UpdateUserIn {
 /// `PUT /auth/v1/user`: `data` merged into `user_metadata` key by key (`null` deletes),
 /// a new password (the session is kept, every other revoked; `nonce` is a
 /// reauthentication code when given), a new email (pending until confirmed), a phone.
-#[utoipa::path(put, path = "/auth/v1/user", tag = "supabase", security(("bearer" = [])), request_body = UpdateUserIn,
+#[utoipa::path(put, path = "/auth/v1/user", tag = "supabase", security(("bearer" = [])), request_body = SbUpdateUserIn,
     responses(
         (status = 200, body = super::doc::SbUser),
         (status = 400, body = super::doc::SbError, description = "`validation_failed`"),
@@ -240,7 +240,7 @@ pub async fn update_user(
     State(s): State<AppState>,
     Client(client): Client,
     SbAuth(who): SbAuth,
-    SbJson(body): SbJson<UpdateUserIn>,
+    SbJson(body): SbJson<SbUpdateUserIn>,
 ) -> Answer {
     if let Some(data) = body.data.filter(|d| !d.is_null()) {
         s.core.update_metadata(who.user.id, Some(data), None, None, &client).await?;
@@ -300,7 +300,7 @@ pub struct RedirectQuery {
 
 /// A passwordless sign-in request.
 #[derive(Deserialize, utoipa::ToSchema)]
-pub struct OtpIn {
+pub struct SbOtpIn {
     email: Option<String>,
     phone: Option<String>,
     create_user: Option<bool>,
@@ -310,7 +310,7 @@ pub struct OtpIn {
 
 /// `POST /auth/v1/otp`: mails a sign-in link and code; an unknown address gets an
 /// account unless `create_user` is false (422 `otp_disabled`). Answers `{}`.
-#[utoipa::path(post, path = "/auth/v1/otp", tag = "supabase", params(RedirectQuery), request_body = OtpIn,
+#[utoipa::path(post, path = "/auth/v1/otp", tag = "supabase", params(RedirectQuery), request_body = SbOtpIn,
     responses(
         (status = 200, body = super::doc::SbEmpty),
         (status = 400, body = super::doc::SbError, description = "`validation_failed`, `sms_send_failed`"),
@@ -321,7 +321,7 @@ pub async fn otp(
     State(s): State<AppState>,
     Client(client): Client,
     SbQuery(q): SbQuery<RedirectQuery>,
-    SbJson(body): SbJson<OtpIn>,
+    SbJson(body): SbJson<SbOtpIn>,
 ) -> Answer {
     let Some(email) = given(&body.email) else {
         if given(&body.phone).is_some() {
@@ -337,15 +337,15 @@ pub async fn otp(
 
 /// An address.
 #[derive(Deserialize, utoipa::ToSchema)]
-pub struct EmailIn {
+pub struct SbEmailIn {
     email: Option<String>,
 }
 
 /// `POST /auth/v1/recover`: a recovery mail if the address has an account. Answers `{}`
 /// whatever the address.
-#[utoipa::path(post, path = "/auth/v1/recover", tag = "supabase", request_body = EmailIn,
+#[utoipa::path(post, path = "/auth/v1/recover", tag = "supabase", request_body = SbEmailIn,
     responses((status = 200, body = super::doc::SbEmpty), (status = 400, body = super::doc::SbError), (status = 429, body = super::doc::SbError)))]
-pub async fn recover(State(s): State<AppState>, Client(client): Client, SbJson(body): SbJson<EmailIn>) -> Answer {
+pub async fn recover(State(s): State<AppState>, Client(client): Client, SbJson(body): SbJson<SbEmailIn>) -> Answer {
     let email = given(&body.email).ok_or_else(|| GoTrueError::validation("Password recovery requires an email"))?;
     Email::parse(email).map_err(|e| Error::Validation(vec![e]))?;
     s.core.request_password_reset(email, &client).await?;
@@ -354,7 +354,7 @@ pub async fn recover(State(s): State<AppState>, Client(client): Client, SbJson(b
 
 /// A verification.
 #[derive(Deserialize, utoipa::ToSchema)]
-pub struct VerifyIn {
+pub struct SbVerifyIn {
     #[serde(rename = "type")]
     kind: Option<String>,
     token: Option<String>,
@@ -429,7 +429,7 @@ const PENDING_MESSAGE: &str = "Confirmation link accepted. Please proceed to con
 /// `POST /auth/v1/verify`: `{type, token_hash}` or `{type, email, token}` for
 /// `signup`, `invite`, `magiclink`, `email`, `recovery` and `email_change`; answers the
 /// session (or, after the first side of a secure email change, `{msg, code: 200}`).
-#[utoipa::path(post, path = "/auth/v1/verify", tag = "supabase", request_body = VerifyIn,
+#[utoipa::path(post, path = "/auth/v1/verify", tag = "supabase", request_body = SbVerifyIn,
     responses(
         (status = 200, body = super::doc::SbSession, description = "The session, or `SbPending` after the first side of a secure email change"),
         (status = 400, body = super::doc::SbError, description = "`validation_failed`"),
@@ -437,7 +437,7 @@ const PENDING_MESSAGE: &str = "Confirmation link accepted. Please proceed to con
         (status = 422, body = super::doc::SbError, description = "`insufficient_aal`"),
         (status = 429, body = super::doc::SbError),
     ))]
-pub async fn verify(State(s): State<AppState>, Client(client): Client, SbJson(body): SbJson<VerifyIn>) -> Answer {
+pub async fn verify(State(s): State<AppState>, Client(client): Client, SbJson(body): SbJson<SbVerifyIn>) -> Answer {
     let kind = given(&body.kind).unwrap_or_default().to_owned();
     if given(&body.phone).is_some() && given(&body.email).is_none() {
         return Err(Error::InvalidVerification.into());
@@ -503,7 +503,7 @@ fn error_fragment(code: &str, message: &str) -> String {
 
 /// A resend.
 #[derive(Deserialize, utoipa::ToSchema)]
-pub struct ResendIn {
+pub struct SbResendIn {
     #[serde(rename = "type")]
     kind: Option<String>,
     email: Option<String>,
@@ -512,13 +512,13 @@ pub struct ResendIn {
 
 /// `POST /auth/v1/resend`: the sign-up confirmation (`signup`) or a pending email
 /// change's links (`email_change`) again. Answers `{}` whatever the address.
-#[utoipa::path(post, path = "/auth/v1/resend", tag = "supabase", params(RedirectQuery), request_body = ResendIn,
+#[utoipa::path(post, path = "/auth/v1/resend", tag = "supabase", params(RedirectQuery), request_body = SbResendIn,
     responses((status = 200, body = super::doc::SbEmpty), (status = 400, body = super::doc::SbError), (status = 429, body = super::doc::SbError)))]
 pub async fn resend(
     State(s): State<AppState>,
     Client(client): Client,
     SbQuery(_redirect): SbQuery<RedirectQuery>,
-    SbJson(body): SbJson<ResendIn>,
+    SbJson(body): SbJson<SbResendIn>,
 ) -> Answer {
     let Some(email) = given(&body.email) else {
         if given(&body.phone).is_some() {

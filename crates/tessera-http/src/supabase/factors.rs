@@ -22,14 +22,14 @@ fn factor_id(raw: &str) -> Result<Uuid, GoTrueError> {
 
 /// An enrolment.
 #[derive(Deserialize, utoipa::ToSchema)]
-pub struct EnrollIn {
+pub struct SbEnrollIn {
     factor_type: Option<String>,
     friendly_name: Option<String>,
 }
 
 /// `POST /auth/v1/factors`: a TOTP factor, unverified until a challenge is verified;
 /// `totp.qr_code` is an SVG image as a data URI.
-#[utoipa::path(post, path = "/auth/v1/factors", tag = "supabase", security(("bearer" = [])), request_body = EnrollIn,
+#[utoipa::path(post, path = "/auth/v1/factors", tag = "supabase", security(("bearer" = [])), request_body = SbEnrollIn,
     responses(
         (status = 200, body = super::doc::SbEnrolment),
         (status = 400, body = super::doc::SbError, description = "`validation_failed`: not `totp`, or a bad name"),
@@ -40,7 +40,7 @@ pub async fn enroll(
     State(s): State<AppState>,
     Client(client): Client,
     SbAuth(who): SbAuth,
-    SbJson(body): SbJson<EnrollIn>,
+    SbJson(body): SbJson<SbEnrollIn>,
 ) -> Answer {
     if body.factor_type.as_deref().unwrap_or("totp") != "totp" {
         return Err(GoTrueError::validation("factor_type needs to be totp (the only factor this server supports)"));
@@ -80,7 +80,7 @@ pub async fn challenge(State(s): State<AppState>, SbAuth(who): SbAuth, Path(id):
 
 /// A challenge's answer.
 #[derive(Deserialize, utoipa::ToSchema)]
-pub struct VerifyIn {
+pub struct SbFactorVerifyIn {
     challenge_id: Option<String>,
     /// Six digits, as a string or a number.
     #[schema(value_type = Option<String>)]
@@ -90,7 +90,7 @@ pub struct VerifyIn {
 /// `POST /auth/v1/factors/{id}/verify`: the code of a challenge; answers the session,
 /// now aal2.
 #[utoipa::path(post, path = "/auth/v1/factors/{id}/verify", tag = "supabase", security(("bearer" = [])),
-    params(("id" = String, Path, description = "The factor")), request_body = VerifyIn,
+    params(("id" = String, Path, description = "The factor")), request_body = SbFactorVerifyIn,
     responses(
         (status = 200, body = super::doc::SbSession, description = "The session, now aal2"),
         (status = 400, body = super::doc::SbError, description = "`validation_failed`"),
@@ -104,7 +104,7 @@ pub async fn verify(
     Client(client): Client,
     SbAuth(who): SbAuth,
     Path(id): Path<String>,
-    SbJson(body): SbJson<VerifyIn>,
+    SbJson(body): SbJson<SbFactorVerifyIn>,
 ) -> Answer {
     let factor = factor_id(&id)?;
     let challenge = body
