@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 use tessera_domain::{Email, Error, FieldError, Role};
 use tessera_store::entity::user;
-use tessera_store::query::{one_time_tokens, users};
+use tessera_store::query::{one_time_tokens, sessions, users};
 
 use crate::admin::{Actor, NewUser};
 use crate::audit::{record, AuditEvent};
@@ -211,10 +211,27 @@ impl Core {
         self.signed_in_by_mail(verified, client).await
     }
 
+    /// Opens the session of a mailed sign-in. A magic link or an invitation that confirms
+    /// an address for the first time also voids what was set on the account before
+    /// anyone proved they own that address: its password (whoever signed up with
+    /// somebody else's address and waited keeps nothing) and every session; the owner
+    /// sets a password of their own once signed in.
     async fn signed_in_by_mail(&self, verified: Verified, client: &ClientInfo) -> Result<SignIn, Error> {
-        let ev = AuditEvent::by_user("login.link_used", verified.user.id);
-        record(self.store.writer(), client, ev).await?;
-        self.begin_session(verified.user, None, client).await
+        let mut user = verified.user;
+        let tx = self.store.begin().await?;
+        if verified.first_confirmation && matches!(verified.kind, TokenKind::MagicLink | TokenKind::Invite) {
+            let hash = self.passwordless_hash().await?;
+            let now = now();
+            users::set_password_hash(&tx, user.id, &hash, now).await?;
+            users::revoke_credentials(&tx, user.id, now).await?;
+            sessions::revoke_all_for_user(&tx, user.id, now).await?;
+            record(&tx, client, AuditEvent::by_user("user.unconfirmed_credentials_voided", user.id)).await?;
+            user.password_hash = hash;
+            user.token_version += 1;
+        }
+        record(&tx, client, AuditEvent::by_user("login.link_used", user.id)).await?;
+        tx.commit().await?;
+        self.begin_session(user, None, client).await
     }
 
     /// Invites a user (`POST /invite`): an account with no usable password, `invited_at`

@@ -122,6 +122,10 @@ pub struct EmailChangeTokens {
 pub struct Verified {
     pub user: user::Model,
     pub confirmation: Confirmation,
+    /// The kind of the token used.
+    pub kind: TokenKind,
+    /// Whether this confirmed the account's address for the first time.
+    pub first_confirmation: bool,
 }
 
 /// A 6-character code, uniform over the alphabet (32 divides 256).
@@ -383,7 +387,8 @@ impl Core {
         };
         record(&tx, client, event).await?;
         tx.commit().await?;
-        Ok(Verified { user: updated, confirmation })
+        let first_confirmation = kind.other_side().is_none() && current.email_verified_at.is_none();
+        Ok(Verified { user: updated, confirmation, kind, first_confirmation })
     }
 
     /// Sends a new verification mail if the address belongs to an unverified account.

@@ -985,3 +985,53 @@ async fn require_apikey_refuses_requests_without_a_project_key() {
     assert_eq!(r.0, StatusCode::OK, "health stays open: {}", r.2);
     assert_eq!(app.get("/health", None).await.status(), StatusCode::OK, "the other surfaces need no key");
 }
+
+/// Pre-hijacking: somebody signs up with another person's address and a password of
+/// their own, and waits. When the owner later signs in by magic link (or accepts an
+/// invitation), that first proof of the address voids the password and sessions set
+/// before it: the squatter's password no longer signs in, their session is dead.
+#[tokio::test]
+async fn a_first_sign_in_by_link_voids_a_password_set_before_the_address_was_proven() {
+    let smtp = SmtpServer::start().await;
+    let app = suite_mail_app(&smtp, &[("EMAIL_AUTOCONFIRM", "false")]).await;
+    let victim = fresh_email();
+    // The squatter: signed up (unconfirmed), signed in (verification is not required).
+    let squat = ok(sb_post(&app, "/auth/v1/signup", None, json!({ "email": victim, "password": "squatter-pw" })).await);
+    let squat_token = access(&squat);
+    assert!(squat["user"]["email_confirmed_at"].is_null(), "{squat}");
+    assert_eq!(user_status(&app, &squat_token).await, StatusCode::OK);
+
+    // The owner signs in with a code mailed to the address.
+    ok(sb_post(&app, "/auth/v1/otp", None, json!({ "email": victim })).await);
+    let mail = smtp.latest(&victim, "sign-in link").await;
+    let first_code = mail_code(&mail);
+    let s =
+        ok(sb_post(&app, "/auth/v1/verify", None, json!({ "type": "email", "email": victim, "token": first_code }))
+            .await);
+    assert!(s["user"]["email_confirmed_at"].is_string(), "{s}");
+    assert_eq!(user_status(&app, &access(&s)).await, StatusCode::OK);
+
+    // The squatter holds nothing any more.
+    let r = password_grant(&app, &victim, "squatter-pw").await;
+    assert_gotrue(&r, StatusCode::BAD_REQUEST, "invalid_credentials");
+    assert_eq!(user_status(&app, &squat_token).await, StatusCode::FORBIDDEN);
+    let r = refresh_grant(&app, &refresh_of(&squat)).await;
+    assert_eq!(r.0, StatusCode::BAD_REQUEST, "{}", r.2);
+
+    // A second sign-in by link of a confirmed account changes nothing: the password
+    // the owner sets stays.
+    let owner = access(&s);
+    ok(sb_put(&app, "/auth/v1/user", Some(&owner), json!({ "password": "owner-pw-123" })).await);
+    ok(sb_post(&app, "/auth/v1/otp", None, json!({ "email": victim })).await);
+    let mut code = first_code.clone();
+    for _ in 0..200 {
+        code = mail_code(&smtp.latest(&victim, "sign-in link").await);
+        if code != first_code {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_ne!(code, first_code, "no second sign-in mail");
+    ok(sb_post(&app, "/auth/v1/verify", None, json!({ "type": "email", "email": victim, "token": code })).await);
+    ok(password_grant(&app, &victim, "owner-pw-123").await);
+}
