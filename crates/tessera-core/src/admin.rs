@@ -334,6 +334,21 @@ impl Core {
         Ok((items, total))
     }
 
+    /// The profiles and factors of a page of users, read in two statements (whatever the
+    /// page's size).
+    pub async fn profiles_and_factors(
+        &self,
+        users: &[user::Model],
+    ) -> Result<(Vec<tessera_store::entity::profile::Model>, Vec<tessera_store::entity::mfa_factor::Model>), Error>
+    {
+        let ids: Vec<Uuid> = users.iter().map(|u| u.id).collect();
+        let reader = self.store.reader();
+        Ok(tokio::try_join!(
+            tessera_store::query::profiles::of_users(reader, &ids),
+            tessera_store::query::mfa::factors_of_users(reader, &ids),
+        )?)
+    }
+
     /// Changes any field of any user. Email uniqueness, the password policy and role
     /// validity apply; a new password or a deactivation signs the user out everywhere;
     /// the last active admin can be neither demoted nor deactivated.

@@ -68,10 +68,15 @@ pub async fn list_users(State(s): State<AppState>, _: ServiceRole, SbQuery(q): S
     }
     let query = UserQuery { skip, limit: per_page, q: None, role: None, is_active: None };
     let (users, total) = s.core.admin_list_users(query).await?;
-    let mut out = Vec::with_capacity(users.len());
-    for u in &users {
-        out.push(load_user(&s.core, u).await?);
-    }
+    let (profiles, factors) = s.core.profiles_and_factors(&users).await?;
+    let out: Vec<Value> = users
+        .iter()
+        .map(|u| {
+            let profile = profiles.iter().find(|p| p.user_id == u.id);
+            let theirs: Vec<_> = factors.iter().filter(|f| f.user_id == u.id).cloned().collect();
+            super::user_json(u, profile, &theirs)
+        })
+        .collect();
     let mut res = Json(json!({ "users": out, "aud": tessera_core::tokens::SUPABASE_AUDIENCE })).into_response();
     res.headers_mut().insert("x-total-count", HeaderValue::from(total));
     let last = total.div_ceil(per_page).max(1);

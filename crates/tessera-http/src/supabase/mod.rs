@@ -229,8 +229,8 @@ impl IntoResponse for GoTrueError {
     }
 }
 
-/// A JSON body as GoTrue reads it: an empty body is `{}`, unknown fields are ignored,
-/// anything unreadable, or not an object, is 400 `bad_json`.
+/// A JSON body as GoTrue reads it: no body is `{}`, unknown fields are ignored,
+/// anything unreadable (whitespace alone included), or not an object, is 400 `bad_json`.
 pub struct SbJson<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for SbJson<T> {
@@ -238,8 +238,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for SbJson<T> {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, GoTrueError> {
         let bytes = Bytes::from_request(req, state).await.map_err(|e| GoTrueError::from(ApiError::from(e)))?;
+        // No body at all is `{}`; anything sent must be JSON (whitespace alone is not).
         let text = bytes.trim_ascii();
-        let value: Value = if text.is_empty() {
+        let value: Value = if bytes.is_empty() {
             json!({})
         } else {
             serde_json::from_slice(text).map_err(|e| {

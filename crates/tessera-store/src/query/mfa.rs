@@ -35,6 +35,20 @@ pub async fn factors(conn: &impl ConnectionTrait, user_id: Uuid) -> Result<Vec<m
         .or_db()
 }
 
+/// The factors of several users (a page of them), oldest first.
+pub async fn factors_of_users(conn: &impl ConnectionTrait, user_ids: &[Uuid]) -> Result<Vec<mfa_factor::Model>, Error> {
+    if user_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    mfa_factor::Entity::find()
+        .filter(mfa_factor::Column::UserId.is_in(user_ids.iter().copied()))
+        .order_by_asc(mfa_factor::Column::CreatedAt)
+        .order_by_asc(mfa_factor::Column::Id)
+        .all(conn)
+        .await
+        .or_db()
+}
+
 /// A factor of this user (another user's is none).
 pub async fn factor(conn: &impl ConnectionTrait, user_id: Uuid, id: Uuid) -> Result<Option<mfa_factor::Model>, Error> {
     mfa_factor::Entity::find_by_id(id).filter(mfa_factor::Column::UserId.eq(user_id)).one(conn).await.or_db()

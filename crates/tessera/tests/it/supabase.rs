@@ -1035,3 +1035,29 @@ async fn a_first_sign_in_by_link_voids_a_password_set_before_the_address_was_pro
     ok(sb_post(&app, "/auth/v1/verify", None, json!({ "type": "email", "email": victim, "token": code })).await);
     ok(password_grant(&app, &victim, "owner-pw-123").await);
 }
+
+/// Bodies are read leniently, as GoTrue reads them, but what is sent must be a JSON
+/// object: no body at all is `{}`; whitespace alone, `null`, an array or broken JSON is
+/// 400 `bad_json` (Schemathesis found `\r` and `null` taken for `{}`).
+#[tokio::test]
+async fn a_body_that_is_sent_must_be_a_json_object() {
+    let app = suite_app(&[]).await;
+    let s = sign_up(&app, &fresh_email(), PW, json!({})).await;
+    let token = access(&s);
+    for raw in ["\r", " \n", "null", "[]", "{\"a\":", "\"x\""] {
+        let res = app
+            .client
+            .post(app.url("/auth/v1/factors"))
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .body(raw)
+            .send()
+            .await
+            .unwrap();
+        let r = reply(res).await;
+        assert_gotrue(&r, StatusCode::BAD_REQUEST, "bad_json");
+    }
+    // No body: `{}`, a TOTP factor.
+    let res = app.client.post(app.url("/auth/v1/factors")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(ok(reply(res).await)["type"], "totp");
+}
