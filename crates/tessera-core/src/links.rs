@@ -272,18 +272,7 @@ impl Core {
             Some(u) if u.email_verified_at.is_some() || u.deleted_at.is_some() => return Err(Error::EmailTaken),
             Some(u) => u,
             None => {
-                let password = SecretString::from(random_token(32));
-                let new = NewUser {
-                    email: parsed.as_str().to_owned(),
-                    password,
-                    full_name: None,
-                    phone: None,
-                    role: None,
-                    is_active: Some(true),
-                    is_verified: Some(false),
-                    metadata: Metadata { user: user_metadata, app: None },
-                    invited: true,
-                };
+                let new = unconfirmed(&parsed, SecretString::from(random_token(32)), user_metadata, true);
                 self.insert_user_unchecked(actor, new, "admin.user.invite", client).await?
             }
         };
@@ -335,17 +324,7 @@ impl Core {
                             }
                             _ => SecretString::from(random_token(32)),
                         };
-                        let new = NewUser {
-                            email: email.as_str().to_owned(),
-                            password,
-                            full_name: None,
-                            phone: None,
-                            role: None,
-                            is_active: Some(true),
-                            is_verified: Some(false),
-                            metadata: Metadata { user: req.user_metadata, app: None },
-                            invited: false,
-                        };
+                        let new = unconfirmed(&email, password, req.user_metadata, false);
                         if req.kind == LinkKind::Signup {
                             self.admin_create_user(actor, new, client).await?
                         } else {
@@ -509,6 +488,21 @@ impl Core {
         record(&tx, client, actor.event(event, Some(created.id), json!({ "role": created.role }))).await?;
         tx.commit().await?;
         Ok(created)
+    }
+}
+
+/// A new active user account, its address not yet confirmed, with its `user_metadata`.
+fn unconfirmed(email: &Email, password: SecretString, user_metadata: Option<Value>, invited: bool) -> NewUser {
+    NewUser {
+        email: email.as_str().to_owned(),
+        password,
+        full_name: None,
+        phone: None,
+        role: None,
+        is_active: Some(true),
+        is_verified: Some(false),
+        metadata: Metadata { user: user_metadata, app: None },
+        invited,
     }
 }
 
