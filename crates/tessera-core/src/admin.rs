@@ -76,7 +76,9 @@ impl Actor {
 /// A user as an admin creates it.
 pub struct NewUser {
     pub email: String,
-    pub password: SecretString,
+    /// `None`: a password nobody knows (the owner signs in by link, or an admin sets one
+    /// later); the policy applies to a given one.
+    pub password: Option<SecretString>,
     pub full_name: Option<String>,
     pub phone: Option<String>,
     /// `user` when absent.
@@ -209,7 +211,7 @@ impl Core {
         }
         let new = NewUser {
             email: email.clone(),
-            password,
+            password: Some(password),
             full_name: None,
             phone: None,
             role: Some(Role::Admin.as_str().to_owned()),
@@ -257,7 +259,7 @@ impl Core {
         self.insert_user(actor, new, "admin.user.create", client).await
     }
 
-    async fn insert_user(
+    pub(crate) async fn insert_user(
         &self,
         actor: &Actor,
         new: NewUser,
@@ -274,17 +276,20 @@ impl Core {
             Some(raw) => parse_role("role", raw, &mut errors),
             None => Some(Role::User),
         };
-        if let Err(mut broken) =
-            self.settings.password_policy.check("password", new.password.expose_secret(), email.as_ref())
-        {
-            errors.append(&mut broken);
+        if let Some(password) = &new.password {
+            if let Err(mut broken) =
+                self.settings.password_policy.check("password", password.expose_secret(), email.as_ref())
+            {
+                errors.append(&mut broken);
+            }
         }
         let (Some(email), Some(role)) = (email, role) else { return Err(Error::Validation(errors)) };
         if !errors.is_empty() {
             return Err(Error::Validation(errors));
         }
         actor.may_manage(role)?;
-        let hash = self.hasher.hash(&new.password).await?;
+        let password = new.password.unwrap_or_else(|| SecretString::from(crate::tokens::random_token(32)));
+        let hash = self.hasher.hash(&password).await?;
         let account = NewAccount {
             email,
             password_hash: hash,

@@ -509,12 +509,7 @@ impl Core {
         let now = now();
         let tx = self.store.begin().await?;
         users::by_id_for_update(&tx, who.user.id).await?;
-        let mut revoked = 0;
-        for s in sessions::active_for_user(&tx, who.user.id, now).await? {
-            if s.id != who.session_id && sessions::revoke(&tx, s.id, now).await? {
-                revoked += 1;
-            }
-        }
+        let revoked = sessions::revoke_all_but(&tx, who.user.id, who.session_id, now).await?;
         let detail = json!({ "kept_session_id": who.session_id, "sessions_revoked": revoked });
         record(&tx, client, AuditEvent::by_user("logout.others", who.user.id).detail(detail)).await?;
         tx.commit().await?;

@@ -4,9 +4,8 @@
 //! (SPEC §2.3), under the same rules, limits, audit and outbox as every other surface.
 
 use chrono::Duration as ChronoDuration;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde_json::{json, Value};
-use subtle::ConstantTimeEq;
 use tessera_domain::{Email, Error, FieldError, Role};
 use tessera_store::entity::user;
 use tessera_store::query::{one_time_tokens, sessions, users};
@@ -272,8 +271,8 @@ impl Core {
             Some(u) if u.email_verified_at.is_some() || u.deleted_at.is_some() => return Err(Error::EmailTaken),
             Some(u) => u,
             None => {
-                let new = unconfirmed(&parsed, SecretString::from(random_token(32)), user_metadata, true);
-                self.insert_user_unchecked(actor, new, "admin.user.invite", client).await?
+                let new = unconfirmed(&parsed, None, user_metadata, true);
+                self.insert_user(actor, new, "admin.user.invite", client).await?
             }
         };
         let now = now();
@@ -317,19 +316,13 @@ impl Core {
                     }
                     Some(u) => u,
                     None => {
-                        let password = match (&req.kind, &req.password) {
-                            (LinkKind::Signup, Some(p)) => p.clone(),
-                            (LinkKind::Signup, None) => {
-                                return Err(Error::field("password", "missing", "A sign-up link needs a password."))
-                            }
-                            _ => SecretString::from(random_token(32)),
-                        };
-                        let new = unconfirmed(&email, password, req.user_metadata, false);
-                        if req.kind == LinkKind::Signup {
-                            self.admin_create_user(actor, new, client).await?
-                        } else {
-                            self.insert_user_unchecked(actor, new, "admin.user.create", client).await?
+                        if req.kind == LinkKind::Signup && req.password.is_none() {
+                            return Err(Error::field("password", "missing", "A sign-up link needs a password."));
                         }
+                        // A magic link's account gets a password nobody knows.
+                        let password = req.password.filter(|_| req.kind == LinkKind::Signup);
+                        let new = unconfirmed(&email, password, req.user_metadata, false);
+                        self.admin_create_user(actor, new, client).await?
                     }
                 };
                 let kind = if req.kind == LinkKind::Signup { TokenKind::VerifyEmail } else { TokenKind::MagicLink };
@@ -429,70 +422,16 @@ impl Core {
         let row = one_time_tokens::newest_live_code(self.store.reader(), who.user.id, &kinds, None, now)
             .await?
             .ok_or(Error::InvalidVerification)?;
-        if !one_time_tokens::spend_code_attempt(self.store.writer(), row.id, 5).await? {
-            return Err(Error::InvalidVerification);
-        }
-        let expected = row.code_hash.clone().unwrap_or_default();
-        let given = self.code_hash(row.id, nonce);
-        if !bool::from(expected.as_bytes().ct_eq(given.as_bytes())) {
-            return Err(Error::InvalidVerification);
-        }
+        self.check_code(&row, nonce).await?;
         if !one_time_tokens::use_once(self.store.writer(), row.id, now, true).await? {
             return Err(Error::InvalidVerification);
         }
         Ok(())
     }
-
-    /// Creates a user with no usable password (`POST /auth/v1/admin/users` without one):
-    /// its owner signs in by link, or an admin sets one later.
-    pub async fn admin_create_user_without_password(
-        &self,
-        actor: &Actor,
-        new: NewUser,
-        client: &ClientInfo,
-    ) -> Result<user::Model, Error> {
-        let new = NewUser { password: SecretString::from(random_token(32)), ..new };
-        self.insert_user_unchecked(actor, new, "admin.user.create", client).await
-    }
-
-    /// Creates an account whose password is random (an invitation, a link without one),
-    /// so the password policy does not apply; the rest is checked as for any new user.
-    async fn insert_user_unchecked(
-        &self,
-        actor: &Actor,
-        new: NewUser,
-        event: &'static str,
-        client: &ClientInfo,
-    ) -> Result<user::Model, Error> {
-        let mut errors = Vec::new();
-        let email = Email::parse(&new.email).map_err(|e| errors.push(e)).ok();
-        let phone = crate::users::optional_phone(new.phone, &mut errors);
-        check_metadata("user_metadata", &new.metadata.user, &mut errors);
-        check_metadata("app_metadata", &new.metadata.app, &mut errors);
-        let Some(email) = email.filter(|_| errors.is_empty()) else { return Err(Error::Validation(errors)) };
-        actor.may_manage(Role::User)?;
-        let hash = self.hasher.hash(&SecretString::from(new.password.expose_secret().to_owned())).await?;
-        let account = NewAccount {
-            email,
-            password_hash: hash,
-            full_name: None,
-            phone,
-            role: Role::User,
-            is_active: new.is_active.unwrap_or(true),
-            verified: new.is_verified.unwrap_or(false),
-            metadata: new.metadata,
-            invited: new.invited,
-        };
-        let tx = self.store.begin().await?;
-        let created = insert_account(&tx, account).await?;
-        record(&tx, client, actor.event(event, Some(created.id), json!({ "role": created.role }))).await?;
-        tx.commit().await?;
-        Ok(created)
-    }
 }
 
 /// A new active user account, its address not yet confirmed, with its `user_metadata`.
-fn unconfirmed(email: &Email, password: SecretString, user_metadata: Option<Value>, invited: bool) -> NewUser {
+fn unconfirmed(email: &Email, password: Option<SecretString>, user_metadata: Option<Value>, invited: bool) -> NewUser {
     NewUser {
         email: email.as_str().to_owned(),
         password,

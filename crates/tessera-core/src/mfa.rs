@@ -501,14 +501,7 @@ impl Core {
             return Err(Error::InvalidMfaCode);
         }
         let tx = self.store.begin().await?;
-        users::by_id_for_update(&tx, who.user.id).await?;
-        if !mfa::delete_factor(&tx, who.user.id, factor.id).await? {
-            return Err(Error::FactorNotFound);
-        }
-        if mfa::verified_count(&tx, who.user.id).await? == 0 {
-            mfa::delete_all(&tx, who.user.id).await?;
-            mfa::set_enabled(&tx, who.user.id, false, now).await?;
-        }
+        delete_factor_in(&tx, who.user.id, factor.id, now).await?;
         let ev = AuditEvent::by_user("mfa.remove", who.user.id).detail(json!({ "factor_id": factor.id }));
         record(&tx, client, ev).await?;
         tx.commit().await
@@ -658,14 +651,7 @@ impl Core {
         let factor = mfa::factor(self.store.reader(), user_id, factor_id).await?.ok_or(Error::FactorNotFound)?;
         let now = now();
         let tx = self.store.begin().await?;
-        users::by_id_for_update(&tx, user_id).await?;
-        if !mfa::delete_factor(&tx, user_id, factor.id).await? {
-            return Err(Error::FactorNotFound);
-        }
-        if mfa::verified_count(&tx, user_id).await? == 0 {
-            mfa::delete_all(&tx, user_id).await?;
-            mfa::set_enabled(&tx, user_id, false, now).await?;
-        }
+        delete_factor_in(&tx, user_id, factor.id, now).await?;
         let ev = actor.event("admin.user.mfa_factor_removed", Some(user_id), json!({ "factor_id": factor.id }));
         record(&tx, client, ev).await?;
         tx.commit().await?;
@@ -699,6 +685,25 @@ pub enum RemovalProof {
     /// The session itself (Supabase's unenrol): aal2 when MFA is on, which
     /// [`Core::remove_factor`] checks in any case.
     Session,
+}
+
+/// Deletes a factor of a user in `tx`, under the lock of the user's row; the last verified
+/// one gone turns MFA off and deletes the recovery codes.
+async fn delete_factor_in(
+    tx: &tessera_store::Tx,
+    user_id: Uuid,
+    factor_id: Uuid,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), Error> {
+    users::by_id_for_update(tx, user_id).await?;
+    if !mfa::delete_factor(tx, user_id, factor_id).await? {
+        return Err(Error::FactorNotFound);
+    }
+    if mfa::verified_count(tx, user_id).await? == 0 {
+        mfa::delete_all(tx, user_id).await?;
+        mfa::set_enabled(tx, user_id, false, now).await?;
+    }
+    Ok(())
 }
 
 /// A challenge of the Supabase surface's MFA: a factor to verify within five minutes.

@@ -316,15 +316,22 @@ impl Core {
             }
         }
         let row = newest.ok_or(Error::InvalidVerification)?;
+        self.check_code(&row, code).await?;
+        self.consume_verification(row, client).await
+    }
+
+    /// Checks a code against a token's: spends one of its five attempts first, then
+    /// compares in constant time. `InvalidVerification` when none is left or it is wrong.
+    pub(crate) async fn check_code(&self, row: &one_time_token::Model, code: &str) -> Result<(), Error> {
         if !one_time_tokens::spend_code_attempt(self.store.writer(), row.id, CODE_MAX_ATTEMPTS).await? {
             return Err(Error::InvalidVerification);
         }
-        let expected = row.code_hash.clone().unwrap_or_default();
+        let expected = row.code_hash.as_deref().unwrap_or_default();
         let given = self.code_hash(row.id, code);
         if !bool::from(expected.as_bytes().ct_eq(given.as_bytes())) {
             return Err(Error::InvalidVerification);
         }
-        self.consume_verification(row, client).await
+        Ok(())
     }
 
     /// Uses a confirmation token, under the lock of its user's row (so that the two sides
@@ -615,11 +622,7 @@ impl Core {
                 sessions::revoke_all_for_user(conn, user.id, now).await?;
             }
             Some(session_id) => {
-                for s in sessions::active_for_user(conn, user.id, now).await? {
-                    if s.id != session_id {
-                        sessions::revoke(conn, s.id, now).await?;
-                    }
-                }
+                sessions::revoke_all_but(conn, user.id, session_id, now).await?;
             }
         }
         // Whoever held a link or code of this account (an email change started with a

@@ -394,7 +394,7 @@ async fn admin(action: AdminAction) -> ExitCode {
             let password = line.trim_end_matches(['\n', '\r']).to_owned();
             let new = tessera_core::admin::NewUser {
                 email,
-                password: secrecy::SecretString::from(password),
+                password: Some(secrecy::SecretString::from(password)),
                 full_name: name,
                 phone: None,
                 role: Some(role),

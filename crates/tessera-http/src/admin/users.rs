@@ -150,7 +150,7 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let new = NewUser {
         email: body.email,
-        password: SecretString::from(body.password),
+        password: Some(SecretString::from(body.password)),
         full_name: body.full_name,
         phone: body.phone,
         role: body.role,

@@ -103,7 +103,6 @@ pub struct SbAdminUserIn {
     #[schema(value_type = Option<Object>)]
     app_metadata: Option<Value>,
     ban_duration: Option<String>,
-    role: Option<String>,
 }
 
 /// `ban_duration`: `none` lifts a ban; any other duration deactivates the account (a ban
@@ -139,7 +138,7 @@ pub async fn create_user(
         Metadata { user: body.user_metadata.filter(|v| !v.is_null()), app: body.app_metadata.filter(|v| !v.is_null()) };
     let new = NewUser {
         email,
-        password: SecretString::from(body.password.clone().unwrap_or_default()),
+        password: body.password.filter(|p| !p.is_empty()).map(SecretString::from),
         full_name: None,
         phone: body.phone.filter(|p| !p.trim().is_empty()),
         role: None,
@@ -148,11 +147,7 @@ pub async fn create_user(
         metadata,
         invited: false,
     };
-    let user = match body.password.as_deref() {
-        Some(p) if !p.is_empty() => s.core.admin_create_user(&actor, new, &client).await?,
-        _ => s.core.admin_create_user_without_password(&actor, new, &client).await?,
-    };
-    let _ = body.role;
+    let user = s.core.admin_create_user(&actor, new, &client).await?;
     user_answer(load_user(&s.core, &user).await?)
 }
 
@@ -194,7 +189,6 @@ pub async fn update_user(
     if user_meta.is_some() || app_meta.is_some() {
         s.core.update_metadata(id, user_meta, app_meta, Some(&actor), &client).await?;
     }
-    let _ = body.role;
     let user = s.core.user(id).await?;
     user_answer(load_user(&s.core, &user).await?)
 }

@@ -198,6 +198,27 @@ pub async fn revoke_all_for_user(conn: &impl ConnectionTrait, user_id: Uuid, now
     Ok(res.rows_affected)
 }
 
+/// Revokes every live (unrevoked, unexpired) session of a user but `keep`; how many it
+/// revoked. Reaches them through the user (whose row the caller's transaction holds, see
+/// the lock order above).
+pub async fn revoke_all_but(
+    conn: &impl ConnectionTrait,
+    user_id: Uuid,
+    keep: Uuid,
+    now: DateTime<Utc>,
+) -> Result<u64, Error> {
+    let res = session::Entity::update_many()
+        .col_expr(session::Column::RevokedAt, Expr::value(now))
+        .filter(session::Column::UserId.eq(user_id))
+        .filter(session::Column::Id.ne(keep))
+        .filter(session::Column::RevokedAt.is_null())
+        .filter(session::Column::ExpiresAt.gt(now))
+        .exec(conn)
+        .await
+        .or_db()?;
+    Ok(res.rows_affected)
+}
+
 /// The rotation of a session's refresh token (SPEC §4.3), the one statement every path
 /// runs (the pool here, the SQLite rotation writer, PostgreSQL's kept connections): it
 /// advances the counter from the value the refresh presented, and only from that value,
