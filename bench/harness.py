@@ -422,7 +422,7 @@ def supabase_check(port, email):
 
 def supabase_refresh(server, files, args, workdir, label, native):
     """The supabase scenario: refresh on /auth/v1/token, each connection rotating its own
-    chains as refresh.lua does; derived: its ratio to the native refresh of this run
+    chains with refresh.lua; derived: its ratio to the native refresh of this run
     (`native`, the refresh scenario's result, or None when it did not run). A server that
     cannot do it gives a row of zeros that says why, and the run goes on."""
     scenario = f"supabase: POST {SUPABASE_REFRESH} (rotation)"
@@ -431,9 +431,9 @@ def supabase_refresh(server, files, args, workdir, label, native):
         sb, emails = supabase_sessions(server.port, files["users"], os.path.join(workdir, "supabase"))
         supabase_check(server.port, emails[0])
         log(f"{label}: supabase refresh")
-        r = run_wrk(server.port, SUPABASE_REFRESH, "supabase.lua", args.refresh_conns, args,
-                    env={"BENCH_SUPABASE_REFRESH": sb["supabase_refresh"]},
-                    warmup_env={"BENCH_SUPABASE_REFRESH": sb["supabase_refresh_warmup"]})
+        r = run_wrk(server.port, SUPABASE_REFRESH, "refresh.lua", args.refresh_conns, args,
+                    env={"BENCH_REFRESH": sb["supabase_refresh"]},
+                    warmup_env={"BENCH_REFRESH": sb["supabase_refresh_warmup"]})
     except Exception as e:  # noqa: BLE001 - reported in the table, the other scenarios go on
         log(f"{label}: supabase: error: {e}")
         empty = {"requests": 0, "rps": 0.0, "p50_ms": 0.0, "p90_ms": 0.0, "p99_ms": 0.0, "max_ms": 0.0,

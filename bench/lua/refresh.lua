@@ -1,5 +1,6 @@
--- POST /v1/auth/refresh with JSON {refresh_token}. Each thread owns a share of the
--- sessions in $BENCH_REFRESH (one refresh token per line) and keeps a pool of their
+-- POST {refresh_token} to the URL's path: /v1/auth/refresh, or the Supabase surface's
+-- /auth/v1/token?grant_type=refresh_token (the `supabase` scenario). Each thread owns a
+-- share of the sessions in $BENCH_REFRESH (one refresh token per line) and keeps a pool of their
 -- current tokens: a request takes one out, its response puts the rotated one back.
 -- A connection has one request in flight, so each chain is used by one request at a
 -- time and no retired token is ever presented again. A failed rotation loses its chain.
@@ -15,12 +16,12 @@ end
 
 function request()
    local token = table.remove(pool) or "exhausted"
-   return wrk.format("POST", "/v1/auth/refresh", headers, '{"refresh_token":"' .. token .. '"}')
+   return wrk.format("POST", wrk.path, headers, '{"refresh_token":"' .. token .. '"}')
 end
 
 function response(status, headers, body)
    if status == 200 then
-      local token = body:match('"refresh_token":"([^"]+)"')
+      local token = body:match('"refresh_token"%s*:%s*"([^"]+)"')
       if token then
          table.insert(pool, token)
       end
