@@ -15,6 +15,7 @@ use tessera_store::query::{sessions, users};
 use uuid::Uuid;
 
 use crate::audit::{record, AuditEvent};
+use crate::auth::Principal;
 use crate::users::{bounded_text, insert_account, optional_phone, NewAccount, Patch};
 use crate::{now, ClientInfo, Core};
 
@@ -113,6 +114,9 @@ pub struct UserQuery {
     pub q: Option<String>,
     pub role: Option<String>,
     pub is_active: Option<bool>,
+    /// Keyset navigation: only the users listed after this one (its `created_at` and
+    /// id), whatever `skip` says.
+    pub after: Option<(DateTime<Utc>, Uuid)>,
 }
 
 /// A bulk action.
@@ -147,6 +151,14 @@ pub struct Analytics {
     pub failed_logins_24h: u64,
     pub signups_per_day: Vec<(String, u64)>,
     pub logins_per_day: Vec<(String, u64)>,
+    pub failed_logins_per_day: Vec<(String, u64)>,
+}
+
+/// The mail outbox at a glance: messages waiting, and messages given up on.
+#[derive(Debug, Clone, Copy)]
+pub struct OutboxStats {
+    pub pending: u64,
+    pub failed: u64,
 }
 
 /// The audit-log query, as the client sent it.
@@ -190,6 +202,13 @@ impl Core {
     /// `ADMIN_MFA_REQUIRED`, only from a session that proved a second factor.
     pub async fn admin_actor(&self, token: &str) -> Result<Actor, Error> {
         let who = self.authenticate(token).await?;
+        self.actor_of(&who)
+    }
+
+    /// The actor a signed-in user is on the administration surfaces (the API and the
+    /// console): the permissions of the role; with `ADMIN_MFA_REQUIRED`, only from a
+    /// session that proved a second factor.
+    pub fn actor_of(&self, who: &Principal) -> Result<Actor, Error> {
         let aal2 = who.aal == "aal2";
         if self.settings.admin_mfa_required && !aal2 {
             return Err(Error::MfaRequired);
@@ -314,6 +333,11 @@ impl Core {
         users::by_id(self.store.reader(), id).await?.ok_or(Error::UserNotFound)
     }
 
+    /// The users among `ids`, soft-deleted or not (unknown ids are left out).
+    pub async fn admin_users_by_ids(&self, ids: &[Uuid]) -> Result<Vec<user::Model>, Error> {
+        users::by_ids(self.store.reader(), ids).await
+    }
+
     /// A page of live users, newest first, and how many match in all.
     pub async fn admin_list_users(&self, q: UserQuery) -> Result<(Vec<user::Model>, u64), Error> {
         let limit = page_limit("limit", q.limit)?;
@@ -332,8 +356,9 @@ impl Core {
             return Err(Error::Validation(errors));
         }
         let filter = UserFilter { prefix, role: role.map(|r| r.as_str().to_owned()), is_active: q.is_active };
+        let skip = if q.after.is_some() { 0 } else { q.skip };
         let (items, total) = tokio::try_join!(
-            admin_users::page(self.store.reader(), &filter, q.skip, limit),
+            admin_users::page(self.store.reader(), &filter, q.after, skip, limit),
             admin_users::total(self.store.reader(), &filter),
         )?;
         Ok((items, total))
@@ -579,12 +604,13 @@ impl Core {
         let first_day = now.date_naive() - ChronoDuration::days(i64::from(days) - 1);
         let since = first_day.and_time(NaiveTime::MIN).and_utc();
         let db = self.store.reader();
-        let (totals, active_sessions, failed, signups, logins) = tokio::try_join!(
+        let (totals, active_sessions, failed, signups, logins, failures) = tokio::try_join!(
             analytics::user_totals(db),
             analytics::active_sessions(db, now),
             analytics::events_since(db, "login.failure", now - ChronoDuration::hours(24)),
             analytics::signups_per_day(db, since),
             analytics::events_per_day(db, "login.success", since),
+            analytics::events_per_day(db, "login.failure", since),
         )?;
         let total = totals.live();
         let fill = |counts: Vec<(String, u64)>| -> Vec<(String, u64)> {
@@ -607,7 +633,59 @@ impl Core {
             failed_logins_24h: failed,
             signups_per_day: fill(signups),
             logins_per_day: fill(logins),
+            failed_logins_per_day: fill(failures),
         })
+    }
+
+    /// The mail outbox's depth and the messages it gave up on.
+    pub async fn outbox_stats(&self) -> Result<OutboxStats, Error> {
+        let db = self.store.reader();
+        let (pending, failed) = tokio::try_join!(
+            tessera_store::query::outbox::pending_count(db),
+            tessera_store::query::outbox::failed_count(db)
+        )?;
+        Ok(OutboxStats { pending, failed })
+    }
+
+    /// Revokes one session of a user (the console's "revoke"); its access tokens die
+    /// with it. A session of another user, or one already ended, is not found.
+    #[tracing::instrument(skip_all, err(level = "info"), fields(user_id = %user_id))]
+    pub async fn admin_revoke_session(
+        &self,
+        actor: &Actor,
+        user_id: Uuid,
+        session_id: Uuid,
+        client: &ClientInfo,
+    ) -> Result<(), Error> {
+        actor.require(Permission::SessionsWrite)?;
+        let current = self.admin_user(user_id).await?;
+        actor.may_manage(stored_role(&current))?;
+        let tx = self.store.begin().await?;
+        match sessions::by_id(&tx, session_id).await? {
+            Some(s) if s.user_id == user_id && s.revoked_at.is_none() => {
+                if !sessions::revoke(&tx, s.id, now()).await? {
+                    return Err(Error::SessionNotFound);
+                }
+            }
+            _ => return Err(Error::SessionNotFound),
+        }
+        let detail = json!({ "session_id": session_id });
+        record(&tx, client, actor.event("admin.session.revoke", Some(user_id), detail)).await?;
+        tx.commit().await
+    }
+
+    /// The token a console form carries against cross-site requests: a MAC of the
+    /// console session's id under the server's code key, so every node agrees on it and
+    /// it dies with the session.
+    pub fn console_csrf(&self, session_id: Uuid) -> String {
+        let mut mac = crate::tokens::mac(&self.code_key, b"tessera console csrf v1");
+        hmac::Mac::update(&mut mac, session_id.as_bytes());
+        hex::encode(hmac::Mac::finalize(mac).into_bytes())
+    }
+
+    /// Whether `given` is the console session's CSRF token (compared in constant time).
+    pub fn console_csrf_matches(&self, session_id: Uuid, given: &str) -> bool {
+        crate::tokens::same_secret(&self.console_csrf(session_id), given)
     }
 
     /// A page of the audit log, newest first, and the cursor of the next page (the id of

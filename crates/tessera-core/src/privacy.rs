@@ -108,7 +108,38 @@ impl Core {
                 return Err(Error::InvalidMfaCode);
             }
         }
-        let removes_admin = is_active_admin(&current);
+        self.soft_delete(&current, now, AuditEvent::by_user("user.delete", current.id), client).await
+    }
+
+    /// Deletes an account the way its owner does, restorable within the retention period
+    /// (the console's delete; the API's `DELETE` is for good). The last active admin
+    /// cannot be deleted.
+    #[tracing::instrument(skip_all, err(level = "info"), fields(user_id = %id))]
+    pub async fn admin_soft_delete_user(&self, actor: &Actor, id: Uuid, client: &ClientInfo) -> Result<(), Error> {
+        let current = self.admin_user(id).await?;
+        actor.may_manage(stored_role(&current))?;
+        if current.deleted_at.is_some() {
+            return Err(Error::UserNotFound);
+        }
+        let ev = actor.event("admin.user.soft_delete", Some(id), json!({}));
+        match self.soft_delete(&current, now(), ev, client).await {
+            // Deleted meanwhile by a request racing this one.
+            Err(Error::TokenRevoked) => Err(Error::UserNotFound),
+            other => other,
+        }
+    }
+
+    /// Marks the account deleted, cancels its mail, revokes its credentials and sessions
+    /// and records `ev` (with what was revoked), in one transaction. `TokenRevoked` when
+    /// the account is gone or already deleted.
+    async fn soft_delete(
+        &self,
+        current: &user::Model,
+        now: DateTime<Utc>,
+        mut ev: AuditEvent,
+        client: &ClientInfo,
+    ) -> Result<(), Error> {
+        let removes_admin = is_active_admin(current);
         let tx = self.store.begin().await?;
         if removes_admin {
             admin_users::lock_admins(&tx).await?;
@@ -124,8 +155,11 @@ impl Core {
         let cancelled = privacy::cancel_mail_to(&tx, &addresses, now).await?;
         users::revoke_credentials(&tx, current.id, now).await?;
         let revoked = sessions::revoke_all_for_user(&tx, current.id, now).await?;
-        let detail = json!({ "sessions_revoked": revoked, "mail_cancelled": cancelled });
-        record(&tx, client, AuditEvent::by_user("user.delete", current.id).detail(detail)).await?;
+        if let Some(obj) = ev.detail.as_object_mut() {
+            obj.insert("sessions_revoked".to_owned(), json!(revoked));
+            obj.insert("mail_cancelled".to_owned(), json!(cancelled));
+        }
+        record(&tx, client, ev).await?;
         if removes_admin && admin_users::active_admin_count(&tx).await? == 0 {
             return Err(Error::LastAdmin);
         }

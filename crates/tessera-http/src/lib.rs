@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod client_ip;
+pub mod console;
 pub mod dto;
 pub mod error;
 pub mod extract;
@@ -140,6 +141,7 @@ pub fn router(core: Arc<Core>) -> Router {
         .merge(kreeda::routes(&state))
         .merge(supabase::routes(&state))
         .merge(admin::routes())
+        .merge(console::routes(&state))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state);

@@ -129,6 +129,7 @@ pub async fn list(
         q: q.q,
         role: q.role,
         is_active: q.is_active,
+        after: None,
     };
     let (items, total) = s.core.admin_list_users(query).await?;
     Ok(Json(UserPage { items: items.iter().map(UserOut::from).collect(), total }))

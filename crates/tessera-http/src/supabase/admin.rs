@@ -66,7 +66,7 @@ pub async fn list_users(State(s): State<AppState>, _: ServiceRole, SbQuery(q): S
     if skip > tessera_core::admin::SKIP_MAX {
         return Err(GoTrueError::validation("Bad Pagination Parameters"));
     }
-    let query = UserQuery { skip, limit: per_page, q: None, role: None, is_active: None };
+    let query = UserQuery { skip, limit: per_page, ..Default::default() };
     let (users, total) = s.core.admin_list_users(query).await?;
     let (profiles, factors) = s.core.profiles_and_factors(&users).await?;
     let out: Vec<Value> = users

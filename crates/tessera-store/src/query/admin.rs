@@ -94,10 +94,25 @@ impl UserFilter {
 pub mod users {
     use super::*;
 
-    /// One page of live (not soft-deleted) users, newest first.
-    pub async fn page(conn: &impl Db, filter: &UserFilter, skip: u64, limit: u64) -> Result<Vec<user::Model>, Error> {
+    /// One page of live (not soft-deleted) users, newest first: after `skip` others, or
+    /// (keyset) after the user with the given `created_at` and id.
+    pub async fn page(
+        conn: &impl Db,
+        filter: &UserFilter,
+        after: Option<(DateTime<Utc>, Uuid)>,
+        skip: u64,
+        limit: u64,
+    ) -> Result<Vec<user::Model>, Error> {
+        let mut cond = filter.condition(conn.pii());
+        if let Some((at, id)) = after {
+            cond = cond.add(
+                Condition::any()
+                    .add(user::Column::CreatedAt.lt(at))
+                    .add(Condition::all().add(user::Column::CreatedAt.eq(at)).add(user::Column::Id.lt(id))),
+            );
+        }
         let rows = user::Entity::find()
-            .filter(filter.condition(conn.pii()))
+            .filter(cond)
             .order_by_desc(user::Column::CreatedAt)
             .order_by_desc(user::Column::Id)
             .offset(skip)

@@ -127,3 +127,14 @@ pub async fn pending_count(conn: &impl ConnectionTrait) -> Result<u64, Error> {
         .await
         .or_db()
 }
+
+/// Messages given up on after their last attempt (requests not counted).
+pub async fn failed_count(conn: &impl ConnectionTrait) -> Result<u64, Error> {
+    use sea_orm::PaginatorTrait;
+    mail_outbox::Entity::find()
+        .filter(mail_outbox::Column::FailedAt.is_not_null())
+        .filter(mail_outbox::Column::Kind.not_like(format!("{REQUEST_PREFIX}%")))
+        .count(conn)
+        .await
+        .or_db()
+}

@@ -45,6 +45,15 @@ pub async fn by_id(conn: &impl Db, id: Uuid) -> Result<Option<user::Model>, Erro
     opened(conn, user::Entity::find_by_id(id).one(conn).await.or_db()?)
 }
 
+/// The users among `ids` (deleted or not), in no particular order.
+pub async fn by_ids(conn: &impl Db, ids: &[Uuid]) -> Result<Vec<user::Model>, Error> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = user::Entity::find().filter(user::Column::Id.is_in(ids.iter().copied())).all(conn).await.or_db()?;
+    rows.into_iter().map(|u| conn.pii().open_user(u)).collect()
+}
+
 /// Decrypts a user read as stored.
 pub(crate) fn opened(conn: &impl Db, found: Option<user::Model>) -> Result<Option<user::Model>, Error> {
     found.map(|u| conn.pii().open_user(u)).transpose()

@@ -11,7 +11,7 @@ use crate::harness::*;
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 /// A chromedriver process and one headless Chromium session.
-struct Browser {
+pub(crate) struct Browser {
     driver: std::process::Child,
     base: String,
     session: String,
@@ -20,7 +20,7 @@ struct Browser {
 }
 
 impl Browser {
-    async fn start() -> Browser {
+    pub(crate) async fn start() -> Browser {
         let bin = std::env::var("TESSERA_TEST_CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".to_owned());
         let port = free_port();
         let driver = std::process::Command::new(&bin)
@@ -61,29 +61,35 @@ impl Browser {
         Browser { driver, base, session, http, _profile: profile }
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+    /// One WebDriver command: its value, or the error WebDriver answered.
+    async fn try_call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value, Value> {
         let url = format!("{}/session/{}{}", self.base, self.session, path);
         let mut req = self.http.request(method, url);
         if let Some(b) = body {
             req = req.json(&b);
         }
         let v: Value = req.send().await.unwrap().json().await.unwrap();
-        assert!(v["value"].get("error").is_none(), "WebDriver {path}: {v}");
-        v["value"].clone()
+        match v["value"].get("error") {
+            Some(_) => Err(v),
+            None => Ok(v["value"].clone()),
+        }
     }
 
-    async fn open(&self, url: &str) {
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        self.try_call(method, path, body).await.unwrap_or_else(|v| panic!("WebDriver {path}: {v}"))
+    }
+
+    pub(crate) async fn open(&self, url: &str) {
         self.call(reqwest::Method::POST, "/url", Some(json!({ "url": url }))).await;
     }
 
     /// The page's HTML once it contains `needle` (a submitted form may still be
     /// loading when the click returns).
-    async fn wait_for(&self, needle: &str) -> String {
+    pub(crate) async fn wait_for(&self, needle: &str) -> String {
         let mut html = String::new();
         for _ in 0..100 {
-            let url = format!("{}/session/{}/source", self.base, self.session);
-            let v: Value = self.http.get(url).send().await.unwrap().json().await.unwrap();
-            html = v["value"].as_str().unwrap_or_default().to_owned();
+            let v = self.try_call(reqwest::Method::GET, "/source", None).await.unwrap_or_default();
+            html = v.as_str().unwrap_or_default().to_owned();
             if html.contains(needle) {
                 return html;
             }
@@ -92,28 +98,169 @@ impl Browser {
         panic!("the page never showed {needle:?}: {html}");
     }
 
-    async fn find(&self, css: &str) -> String {
+    /// The page's HTML as the browser holds it now.
+    pub(crate) async fn source(&self) -> String {
+        self.call(reqwest::Method::GET, "/source", None).await.as_str().unwrap_or_default().to_owned()
+    }
+
+    /// The address of the page shown.
+    pub(crate) async fn url(&self) -> String {
+        self.call(reqwest::Method::GET, "/url", None).await.as_str().unwrap().to_owned()
+    }
+
+    pub(crate) async fn find(&self, css: &str) -> String {
+        let all = self.find_all(css).await;
+        match all.into_iter().next() {
+            Some(el) => el,
+            None => panic!("no {css:?} on {}: {}", self.url().await, self.source().await),
+        }
+    }
+
+    /// Every element matching `css`, in document order.
+    pub(crate) async fn find_all(&self, css: &str) -> Vec<String> {
         let v =
-            self.call(reqwest::Method::POST, "/element", Some(json!({ "using": "css selector", "value": css }))).await;
+            self.call(reqwest::Method::POST, "/elements", Some(json!({ "using": "css selector", "value": css }))).await;
+        elements(&v)
+    }
+
+    /// Every element matching `css` inside the element `el`.
+    pub(crate) async fn find_all_in(&self, el: &str, css: &str) -> Vec<String> {
+        let path = format!("/element/{el}/elements");
+        elements(&self.call(reqwest::Method::POST, &path, Some(json!({ "using": "css selector", "value": css }))).await)
+    }
+
+    /// The first element matching `css` inside `el`.
+    pub(crate) async fn find_in(&self, el: &str, css: &str) -> String {
+        let all = self.find_all_in(el, css).await;
+        match all.into_iter().next() {
+            Some(found) => found,
+            None => panic!("no {css:?} inside an element of {}: {}", self.url().await, self.source().await),
+        }
+    }
+
+    /// The first element matching an XPath expression.
+    pub(crate) async fn find_xpath(&self, xpath: &str) -> String {
+        let v = self.call(reqwest::Method::POST, "/element", Some(json!({ "using": "xpath", "value": xpath }))).await;
         v[ELEMENT].as_str().unwrap().to_owned()
     }
 
-    async fn type_into(&self, css: &str, text: &str) {
+    /// How many elements match `css`.
+    pub(crate) async fn count(&self, css: &str) -> usize {
+        self.find_all(css).await.len()
+    }
+
+    /// The rendered text of the first element matching `css`.
+    pub(crate) async fn text(&self, css: &str) -> String {
+        let el = self.find(css).await;
+        self.text_of(&el).await
+    }
+
+    pub(crate) async fn text_of(&self, el: &str) -> String {
+        self.call(reqwest::Method::GET, &format!("/element/{el}/text"), None).await.as_str().unwrap().to_owned()
+    }
+
+    /// A DOM property of an element (`href` is absolute, `textContent` includes text
+    /// that is not rendered, such as an SVG `<title>`'s).
+    pub(crate) async fn property_of(&self, el: &str, name: &str) -> Value {
+        self.call(reqwest::Method::GET, &format!("/element/{el}/property/{name}"), None).await
+    }
+
+    /// A DOM property of the first element matching `css`, as text.
+    pub(crate) async fn property(&self, css: &str, name: &str) -> String {
+        let el = self.find(css).await;
+        let v = self.property_of(&el, name).await;
+        v.as_str().unwrap_or_else(|| panic!("{css} has no text property {name}: {v}")).to_owned()
+    }
+
+    pub(crate) async fn type_into(&self, css: &str, text: &str) {
         let el = self.find(css).await;
         self.call(reqwest::Method::POST, &format!("/element/{el}/value"), Some(json!({ "text": text }))).await;
     }
 
-    async fn click(&self, css: &str) {
+    /// Empties a text field, then types `text` into it.
+    pub(crate) async fn fill(&self, css: &str, text: &str) {
         let el = self.find(css).await;
+        self.call(reqwest::Method::POST, &format!("/element/{el}/clear"), Some(json!({}))).await;
+        self.call(reqwest::Method::POST, &format!("/element/{el}/value"), Some(json!({ "text": text }))).await;
+    }
+
+    pub(crate) async fn click(&self, css: &str) {
+        let el = self.find(css).await;
+        self.click_el(&el).await;
+    }
+
+    pub(crate) async fn click_el(&self, el: &str) {
         self.call(reqwest::Method::POST, &format!("/element/{el}/click"), Some(json!({}))).await;
     }
 
+    /// Picks the option of value `value` in the `<select>` matching `css`.
+    pub(crate) async fn choose(&self, css: &str, value: &str) {
+        self.click(&format!("{css} option[value=\"{value}\"]")).await;
+    }
+
+    /// Clicks `css` (a submit button or a link) and waits until the browser has left
+    /// the page: the next command then sees the page that answered.
+    pub(crate) async fn submit(&self, css: &str) {
+        let el = self.find(css).await;
+        self.submit_el(&el).await;
+    }
+
+    pub(crate) async fn submit_el(&self, el: &str) {
+        let old = self.find("html").await;
+        self.click_el(el).await;
+        for _ in 0..200 {
+            // An element of a page the browser has left is stale.
+            if self.try_call(reqwest::Method::GET, &format!("/element/{old}/name"), None).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the click did not lead to another page: {}", self.source().await);
+    }
+
+    /// The cookies of the page shown, with their attributes (HttpOnly ones included).
+    pub(crate) async fn cookies(&self) -> Vec<Value> {
+        self.call(reqwest::Method::GET, "/cookie", None).await.as_array().unwrap().clone()
+    }
+
+    /// Those cookies as a `Cookie` request header.
+    pub(crate) async fn cookie_header(&self) -> String {
+        let pairs: Vec<String> = self
+            .cookies()
+            .await
+            .iter()
+            .map(|c| format!("{}={}", c["name"].as_str().unwrap(), c["value"].as_str().unwrap()))
+            .collect();
+        pairs.join("; ")
+    }
+
+    /// Forgets every cookie of the page shown.
+    pub(crate) async fn delete_cookies(&self) {
+        self.call(reqwest::Method::DELETE, "/cookie", None).await;
+    }
+
+    pub(crate) async fn set_window_size(&self, width: u32, height: u32) {
+        self.call(reqwest::Method::POST, "/window/rect", Some(json!({ "width": width, "height": height }))).await;
+    }
+
+    /// A PNG of the viewport.
+    pub(crate) async fn screenshot(&self) -> Vec<u8> {
+        use base64::Engine;
+        let v = self.call(reqwest::Method::GET, "/screenshot", None).await;
+        base64::engine::general_purpose::STANDARD.decode(v.as_str().unwrap()).unwrap()
+    }
+
     /// Computed style of the first element matching `css`: proves the stylesheet loaded.
-    async fn style(&self, css: &str, property: &str) -> String {
+    pub(crate) async fn style(&self, css: &str, property: &str) -> String {
         let el = self.find(css).await;
         let v = self.call(reqwest::Method::GET, &format!("/element/{el}/css/{property}"), None).await;
         v.as_str().unwrap().to_owned()
     }
+}
+
+/// The element references of a WebDriver answer listing elements.
+fn elements(v: &Value) -> Vec<String> {
+    v.as_array().unwrap().iter().map(|e| e[ELEMENT].as_str().unwrap().to_owned()).collect()
 }
 
 impl Drop for Browser {

@@ -10,6 +10,7 @@ mod admin;
 mod auth;
 mod browser;
 mod cli;
+mod console;
 mod hardening;
 mod jwks;
 mod limits;

@@ -1,0 +1,190 @@
+//! Signing in to the console (password, then the second factor when the account has
+//! one) and out. The sign-in forms carry a random token, also set as a cookie, against
+//! cross-site form posts (there is no session yet to bind it to).
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::Response;
+use maud::{html, Markup};
+use secrecy::SecretString;
+use tessera_core::domain::Error;
+use tessera_core::mfa::{SecondFactor, SignIn};
+use tessera_core::tokens::{random_token, same_secret};
+
+use super::*;
+use crate::extract::Client;
+
+/// The form token of the sign-in forms: the cookie's, or a new one (and its cookie).
+fn form_token(s: &AppState, headers: &HeaderMap) -> (String, Option<HeaderValue>) {
+    match cookie_value(headers, FORM_COOKIE) {
+        Some(t) => (t.to_owned(), None),
+        None => {
+            let t = random_token(24);
+            let c = cookie(FORM_COOKIE, &t, 3600, s.core.settings.secure_cookies);
+            (t, c)
+        }
+    }
+}
+
+/// Whether a sign-in form carries the token of its cookie.
+fn form_token_matches(headers: &HeaderMap, fields: &[(String, String)]) -> bool {
+    let given = fields.iter().find(|(k, _)| k == "csrf").map(|(_, v)| v.as_str()).unwrap_or_default();
+    cookie_value(headers, FORM_COOKIE).is_some_and(|t| same_secret(t, given))
+}
+
+fn field<'a>(fields: &'a [(String, String)], name: &str) -> &'a str {
+    fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).unwrap_or_default()
+}
+
+fn sign_in_page(s: &AppState, token: &str, email: &str, error: Option<&str>) -> Markup {
+    let body = html! {
+        section.narrow {
+            h1 { "Sign in" }
+            p.muted { "The console is for accounts with an admin role." }
+            @if let Some(e) = error { p.flash.error role="alert" { (e) } }
+            form #sign-in method="post" action="/admin/sign-in" {
+                input type="hidden" name="csrf" value=(token);
+                label for="email" { "Email" }
+                input #email type="email" name="email" value=(email) autocomplete="username" required autofocus;
+                label for="password" { "Password" }
+                input #password type="password" name="password" autocomplete="current-password" required;
+                button #sign-in-submit type="submit" { "Sign in" }
+            }
+        }
+    };
+    layout(s, "Sign in", None, Section::None, body)
+}
+
+fn mfa_page(s: &AppState, token: &str, error: Option<&str>) -> Markup {
+    let body = html! {
+        section.narrow {
+            h1 { "Second factor" }
+            p { "Enter the 6-digit code from your authenticator app, or one of your recovery codes." }
+            @if let Some(e) = error { p.flash.error role="alert" { (e) } }
+            form #mfa method="post" action="/admin/sign-in/mfa" {
+                input type="hidden" name="csrf" value=(token);
+                label for="code" { "Code" }
+                input #code type="text" name="code" inputmode="numeric" autocomplete="one-time-code" required autofocus;
+                button #mfa-submit type="submit" { "Verify" }
+            }
+            p { a href="/admin/sign-in" { "Start again" } }
+        }
+    };
+    layout(s, "Second factor", None, Section::None, body)
+}
+
+fn signed_in(req_session: Option<&Session>) -> bool {
+    matches!(req_session, Some(Session::Signed(_)))
+}
+
+/// GET /admin/sign-in
+pub(crate) async fn form(State(s): State<AppState>, req: Request) -> Response {
+    if signed_in(req.extensions().get::<Session>()) {
+        return see_other("/admin");
+    }
+    let (token, set) = form_token(&s, req.headers());
+    with_cookies(render(StatusCode::OK, sign_in_page(&s, &token, "", None)), set.into_iter().collect())
+}
+
+/// POST /admin/sign-in
+pub(crate) async fn submit(State(s): State<AppState>, Client(client): Client, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let fields = match form_fields(&s, body).await {
+        Ok(f) => f,
+        Err(res) => return res,
+    };
+    if !form_token_matches(&parts.headers, &fields) {
+        return stale_form(&s, None);
+    }
+    let token = cookie_value(&parts.headers, FORM_COOKIE).unwrap_or_default().to_owned();
+    let email = field(&fields, "email").trim().to_owned();
+    let password = SecretString::from(field(&fields, "password").to_owned());
+    let secure = s.core.settings.secure_cookies;
+    match s.core.login(&email, &password, &client).await {
+        Ok(SignIn::Session(issued)) => with_cookies(see_other("/admin"), session_cookies(&issued, secure)),
+        Ok(SignIn::MfaRequired(ch)) => with_cookies(
+            see_other("/admin/sign-in/mfa"),
+            cookie(MFA_COOKIE, &ch.mfa_token, 300, secure).into_iter().collect(),
+        ),
+        Err(e) => {
+            let api = ApiError::from(e.clone());
+            if api.status.is_server_error() {
+                tracing::warn!(error = %e, "console sign-in failed");
+            }
+            render(api.status, sign_in_page(&s, &token, &email, Some(&api.detail)))
+        }
+    }
+}
+
+/// GET /admin/sign-in/mfa
+pub(crate) async fn mfa_form(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    if cookie_value(&headers, MFA_COOKIE).is_none() {
+        return see_other("/admin/sign-in");
+    }
+    let (token, set) = form_token(&s, &headers);
+    with_cookies(render(StatusCode::OK, mfa_page(&s, &token, None)), set.into_iter().collect())
+}
+
+/// POST /admin/sign-in/mfa: a TOTP code or a recovery code.
+pub(crate) async fn mfa_submit(State(s): State<AppState>, Client(client): Client, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let fields = match form_fields(&s, body).await {
+        Ok(f) => f,
+        Err(res) => return res,
+    };
+    if !form_token_matches(&parts.headers, &fields) {
+        return stale_form(&s, None);
+    }
+    let token = cookie_value(&parts.headers, FORM_COOKIE).unwrap_or_default().to_owned();
+    let secure = s.core.settings.secure_cookies;
+    let Some(mfa_token) = cookie_value(&parts.headers, MFA_COOKIE) else { return see_other("/admin/sign-in") };
+    let code: String = field(&fields, "code").chars().filter(|c| !c.is_whitespace()).collect();
+    if code.is_empty() {
+        return render(StatusCode::UNPROCESSABLE_ENTITY, mfa_page(&s, &token, Some("Enter a code.")));
+    }
+    let proof = if code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()) {
+        SecondFactor::Code(code)
+    } else {
+        SecondFactor::RecoveryCode(code)
+    };
+    match s.core.verify_mfa(mfa_token, proof, &client).await {
+        Ok(issued) => {
+            let mut set = session_cookies(&issued, secure);
+            set.extend(cookie(MFA_COOKIE, "", 0, secure));
+            with_cookies(see_other("/admin"), set)
+        }
+        Err(Error::InvalidMfaToken) => {
+            let page = sign_in_page(&s, &token, "", Some("The sign-in expired: sign in again."));
+            with_cookies(
+                render(StatusCode::UNAUTHORIZED, page),
+                cookie(MFA_COOKIE, "", 0, secure).into_iter().collect(),
+            )
+        }
+        Err(e) => {
+            let api = ApiError::from(e.clone());
+            if api.status.is_server_error() {
+                tracing::warn!(error = %e, "console second factor failed");
+            }
+            render(api.status, mfa_page(&s, &token, Some(&api.detail)))
+        }
+    }
+}
+
+/// POST /admin/sign-out: ends the session (when the form is this session's) and clears
+/// the cookies.
+pub(crate) async fn sign_out(State(s): State<AppState>, Client(client): Client, req: Request) -> Response {
+    let session = req.extensions().get::<Session>().cloned().unwrap_or(Session::None);
+    let fields = match form_fields(&s, req.into_body()).await {
+        Ok(f) => f,
+        Err(res) => return res,
+    };
+    if let Session::Signed(signed) = &session {
+        if !s.core.console_csrf_matches(signed.who.session_id, field(&fields, "csrf")) {
+            return stale_form(&s, Some(signed));
+        }
+        if let Err(e) = s.core.logout(&signed.who, &client).await {
+            return error_page(&s, Some(signed), &e);
+        }
+    }
+    with_cookies(see_other("/admin/sign-in"), cleared_cookies(s.core.settings.secure_cookies))
+}
