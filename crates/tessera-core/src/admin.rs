@@ -10,6 +10,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 use tessera_domain::{Email, Error, FieldError, Permission, Permissions, Role};
 use tessera_store::entity::{audit_log, user};
+use tessera_store::query::admin::analytics::DailySeries;
 use tessera_store::query::admin::{analytics, users as admin_users, AuditFilter, UserFilter};
 use tessera_store::query::{sessions, users};
 use uuid::Uuid;
@@ -603,14 +604,15 @@ impl Core {
         let now = now();
         let first_day = now.date_naive() - ChronoDuration::days(i64::from(days) - 1);
         let since = first_day.and_time(NaiveTime::MIN).and_utc();
+        let today = now.date_naive().and_time(NaiveTime::MIN).and_utc();
         let db = self.store.reader();
         let (totals, active_sessions, failed, signups, logins, failures) = tokio::try_join!(
             analytics::user_totals(db),
             analytics::active_sessions(db, now),
             analytics::events_since(db, "login.failure", now - ChronoDuration::hours(24)),
-            analytics::signups_per_day(db, since),
-            analytics::events_per_day(db, "login.success", since),
-            analytics::events_per_day(db, "login.failure", since),
+            self.store.per_day(DailySeries::Signups, since, today),
+            self.store.per_day(DailySeries::Events("login.success"), since, today),
+            self.store.per_day(DailySeries::Events("login.failure"), since, today),
         )?;
         let total = totals.live();
         let fill = |counts: Vec<(String, u64)>| -> Vec<(String, u64)> {

@@ -137,6 +137,8 @@ pub struct Store {
     /// handler); on PostgreSQL the pool.
     writer: Writer,
     hot: Hot,
+    /// The analytics' counts of past days.
+    days: query::admin::analytics::DayCache,
     /// On a SQLite file, this store's announcement to every other server and command on it.
     _neighbours: Option<Arc<Neighbours>>,
 }
@@ -322,7 +324,15 @@ impl Store {
         };
         let reader = Reader { db: db.clone(), budget: cfg.acquire_timeout, pii: pii.clone() };
         let writer = Writer { db: writer, pii: pii.clone() };
-        Ok(Store { db, reader, acquire_timeout: cfg.acquire_timeout, writer, hot, _neighbours: neighbours })
+        Ok(Store {
+            db,
+            reader,
+            acquire_timeout: cfg.acquire_timeout,
+            writer,
+            hot,
+            days: Default::default(),
+            _neighbours: neighbours,
+        })
     }
 
     /// The kind of database.
@@ -341,6 +351,18 @@ impl Store {
     /// Where a single write outside a transaction goes.
     pub fn writer(&self) -> &Writer {
         &self.writer
+    }
+
+    /// Counts per UTC day from `since` (a UTC midnight) through today (`today`, its UTC
+    /// midnight): the days before today are read once per window and kept five minutes
+    /// (they change only when an account is hard-deleted); today is counted live.
+    pub async fn per_day(
+        &self,
+        series: query::admin::analytics::DailySeries,
+        since: chrono::DateTime<chrono::Utc>,
+        today: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<(String, u64)>, Error> {
+        self.days.series(&self.reader, series, since, today).await
     }
 
     /// The PII cipher.

@@ -163,3 +163,18 @@ pub(crate) async fn page(
     };
     render(StatusCode::OK, layout(&s, "Audit log", Some(&who), Section::Audit, body))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_rfc3339_or_a_datetime_local_value_in_utc() {
+        let t = |s: &str| parse_time(s).map(|t| t.to_rfc3339());
+        assert_eq!(t("2026-12-02T10:30").as_deref(), Some("2026-12-02T10:30:00+00:00"));
+        assert_eq!(t("2026-12-02T10:30:15").as_deref(), Some("2026-12-02T10:30:15+00:00"));
+        assert_eq!(t("2026-12-02T10:30:00+02:00").as_deref(), Some("2026-12-02T08:30:00+00:00"));
+        assert_eq!(t("yesterday"), None);
+        assert_eq!(t("2026-12-02"), None);
+    }
+}

@@ -541,3 +541,48 @@ pub(crate) async fn revoke_session(
         Err(e) => error_page(&s, Some(&who), &e),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cursor_reads_back_what_it_wrote_to_the_microsecond() {
+        let at = DateTime::parse_from_rfc3339("2026-12-02T21:50:06.123456Z").unwrap().with_timezone(&Utc);
+        let id = Uuid::now_v7();
+        let mut u = user::Model {
+            id,
+            email: "a@example.com".to_owned(),
+            password_hash: String::new(),
+            full_name: None,
+            phone: None,
+            email_verified_at: None,
+            phone_verified_at: None,
+            is_active: true,
+            role: "user".to_owned(),
+            token_version: 0,
+            last_login_at: None,
+            created_at: at,
+            updated_at: at,
+            deleted_at: None,
+            new_email: None,
+            mfa_enabled: false,
+            email_index: None,
+            new_email_index: None,
+        };
+        assert_eq!(parse_cursor(&cursor_of(&u)), Some((at, id)));
+        u.created_at = DateTime::parse_from_rfc3339("2026-12-02T21:50:06Z").unwrap().with_timezone(&Utc);
+        assert_eq!(parse_cursor(&cursor_of(&u)), Some((u.created_at, id)));
+        for bad in ["", "_", "2026-12-02_x", "nonsense", &format!("2026-13-02T00:00:00Z_{id}")] {
+            assert_eq!(parse_cursor(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn flash_messages_come_from_a_fixed_list() {
+        assert!(flash(Some("deactivate"), None).is_some());
+        assert_eq!(flash(Some("bulk"), Some(3)).as_deref(), Some("Done: 3 users changed."));
+        assert_eq!(flash(Some("<script>"), None), None);
+        assert_eq!(flash(None, None), None);
+    }
+}

@@ -1044,3 +1044,187 @@ async fn numbers_out_of_range_are_422_never_a_panic() {
     .await;
     assert_eq!(page["items"], json!([]));
 }
+
+/// The console (`/admin`) spoken to over plain HTTP, with a cookie jar: what a browser
+/// does, without one (the browser tests are in console.rs).
+struct ConsoleHttp<'a> {
+    app: &'a TestApp,
+    jar: std::collections::BTreeMap<String, String>,
+}
+
+impl<'a> ConsoleHttp<'a> {
+    fn new(app: &'a TestApp) -> Self {
+        ConsoleHttp { app, jar: Default::default() }
+    }
+
+    fn keep(&mut self, res: &Response) {
+        for v in res.headers().get_all(reqwest::header::SET_COOKIE) {
+            let (pair, _) = v.to_str().unwrap().split_once(';').unwrap();
+            let (name, value) = pair.split_once('=').unwrap();
+            if value.is_empty() {
+                self.jar.remove(name);
+            } else {
+                self.jar.insert(name.to_owned(), value.to_owned());
+            }
+        }
+    }
+
+    fn cookie(&self) -> String {
+        self.jar.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
+    }
+
+    async fn get(&mut self, path: &str) -> (StatusCode, String) {
+        let res = self.app.client.get(self.app.url(path)).header("cookie", self.cookie()).send().await.unwrap();
+        self.keep(&res);
+        (res.status(), res.text().await.unwrap())
+    }
+
+    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Response {
+        let res =
+            self.app.client.post(self.app.url(path)).header("cookie", self.cookie()).form(form).send().await.unwrap();
+        self.keep(&res);
+        res
+    }
+
+    async fn sign_in(&mut self, email: &str, password: &str) -> Response {
+        let (_, page) = self.get("/admin/sign-in").await;
+        let csrf = csrf_of(&page);
+        self.post("/admin/sign-in", &[("csrf", &csrf), ("email", email), ("password", password)]).await
+    }
+}
+
+/// The first CSRF field of a page.
+fn csrf_of(page: &str) -> String {
+    let at = page.find("name=\"csrf\" value=\"").expect("a form with a csrf field") + 19;
+    page[at..].split('"').next().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn console_cookies_headers_and_assets_are_locked_down() {
+    let (app, _) = admin_app(&[]).await;
+    let mut c = ConsoleHttp::new(&app);
+    let res = app.client.get(app.url("/admin")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(res.headers()["location"], "/admin/sign-in");
+
+    let res = app.client.get(app.url("/admin/sign-in")).send().await.unwrap();
+    let csp = res.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(csp.contains("script-src 'self'") && csp.contains("style-src 'self'"), "{csp}");
+    assert!(!csp.contains("unsafe-inline") && csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    let page = res.text().await.unwrap();
+    assert!(!page.contains("<script>") && !page.contains("style="), "no inline script or style: {page}");
+
+    // The session cookies: HttpOnly, SameSite=Strict, Path=/admin, Secure (the default).
+    let res = c.sign_in(ADMIN_EMAIL, PASSWORD).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let cookies: Vec<String> =
+        res.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_owned()).collect();
+    assert_eq!(cookies.len(), 2, "{cookies:?}");
+    for cookie in &cookies {
+        for flag in ["HttpOnly", "SameSite=Strict", "Path=/admin", "Secure"] {
+            assert!(cookie.contains(flag), "{flag} missing: {cookie}");
+        }
+    }
+
+    // The assets: named by their hash, cached for good; any other name is 404.
+    let (status, page) = c.get("/admin").await;
+    assert_eq!(status, StatusCode::OK);
+    for ext in ["css", "js"] {
+        let at = page.find("/admin/assets/console.").unwrap();
+        let path = page[at..].split('"').find(|p| p.ends_with(ext)).map(str::to_owned);
+        let path = path.unwrap_or_else(|| {
+            let start = page.find(&format!(".{ext}\"")).unwrap();
+            let from = page[..start].rfind('"').unwrap() + 1;
+            page[from..start + ext.len() + 1].to_owned()
+        });
+        let res = app.client.get(app.url(&path)).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "{path}");
+        assert_eq!(res.headers()["cache-control"], "public, max-age=31536000, immutable");
+        let res = app.client.get(app.url(&format!("/admin/assets/console.000000000000.{ext}"))).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    }
+}
+
+#[tokio::test]
+async fn console_session_refreshes_an_expired_access_token_and_dies_with_its_session() {
+    let (app, root) = admin_app(&[("SECURE_COOKIES", "false")]).await;
+    let mut c = ConsoleHttp::new(&app);
+    c.sign_in(ADMIN_EMAIL, PASSWORD).await;
+    // The access cookie, expired: the same claims, signed with the server's key.
+    let access = c.jar["tessera_console"].clone();
+    let key = jsonwebtoken::DecodingKey::from_secret(JWT_SECRET.as_bytes());
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    validation.validate_aud = false;
+    let mut claims = jsonwebtoken::decode::<Value>(&access, &key, &validation).unwrap().claims;
+    let now = chrono::Utc::now().timestamp();
+    claims["iat"] = json!(now - 3600);
+    claims["exp"] = json!(now - 60);
+    let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    let expired =
+        jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes())).unwrap();
+    c.jar.insert("tessera_console".to_owned(), expired.clone());
+    let (status, _) = c.get("/admin/users").await;
+    assert_eq!(status, StatusCode::OK, "refreshed through the refresh cookie");
+    assert_ne!(c.jar["tessera_console"], expired, "a new access cookie was set");
+
+    // Without the refresh cookie, the expired token is a sign-in.
+    let mut lone = ConsoleHttp::new(&app);
+    lone.jar.insert("tessera_console".to_owned(), expired);
+    let (status, _) = lone.get("/admin/users").await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+
+    // The console session is a session: revoked through the API, the console is signed out.
+    let res = call(&app, Method::POST, "/v1/auth/logout-all", Cred::Bearer(&root), None).await;
+    assert!(res.status().is_success(), "{}", res.status());
+    let (status, _) = c.get("/admin/users").await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert!(!c.jar.contains_key("tessera_console"), "the dead cookies are cleared");
+}
+
+#[tokio::test]
+async fn console_user_pages_follow_the_keyset_cursor_through_every_user_once() {
+    let (app, _) = admin_app(&[("SECURE_COOKIES", "false")]).await;
+    for i in 0..120 {
+        app.core
+            .admin_create_user(
+                &tessera_core::admin::Actor::system(),
+                tessera_core::admin::NewUser {
+                    email: format!("page{i}@example.com"),
+                    password: None,
+                    full_name: None,
+                    phone: None,
+                    role: None,
+                    is_active: None,
+                    is_verified: None,
+                    metadata: Default::default(),
+                    invited: false,
+                },
+                &Default::default(),
+            )
+            .await
+            .unwrap();
+    }
+    // 31 users created in the same instant, across the boundary of pages 2 and 3: the
+    // id breaks the tie.
+    app.sql("UPDATE users SET created_at = '2026-01-01T00:00:00+00:00' WHERE email LIKE 'page1%'").await;
+    let mut c = ConsoleHttp::new(&app);
+    c.sign_in(ADMIN_EMAIL, PASSWORD).await;
+    let mut seen = HashSet::new();
+    let mut path = "/admin/users".to_owned();
+    let mut pages = 0;
+    loop {
+        let (status, page) = c.get(&path).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        pages += 1;
+        for part in page.split("class=\"user-link\" href=\"/admin/users/").skip(1) {
+            assert!(seen.insert(part[..36].to_owned()), "a user shown twice");
+        }
+        match page.find("id=\"next-page\" href=\"") {
+            Some(at) => path = page[at + 21..].split('"').next().unwrap().replace("&amp;", "&"),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 121, "every user once, the admin too");
+    assert_eq!(pages, 3);
+}

@@ -258,6 +258,18 @@ impl Browser {
     }
 }
 
+/// Whether `bytes` hold a whole HTTP answer: its head, and as much body as its
+/// Content-Length says (or the last chunk of a chunked one).
+fn http_answer_complete(bytes: &[u8]) -> bool {
+    let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") else { return false };
+    let head = String::from_utf8_lossy(&bytes[..end]).to_ascii_lowercase();
+    let body = &bytes[end + 4..];
+    match head.lines().find_map(|l| l.strip_prefix("content-length:")) {
+        Some(len) => len.trim().parse::<usize>().map_or(true, |len| body.len() >= len),
+        None => !head.contains("transfer-encoding: chunked") || body.ends_with(b"0\r\n\r\n"),
+    }
+}
+
 /// The element references of a WebDriver answer listing elements.
 fn elements(v: &Value) -> Vec<String> {
     v.as_array().unwrap().iter().map(|e| e[ELEMENT].as_str().unwrap().to_owned()).collect()
@@ -266,6 +278,9 @@ fn elements(v: &Value) -> Vec<String> {
 impl Drop for Browser {
     /// Ends the WebDriver session first, so chromedriver quits its Chromium: killing the
     /// driver alone left every test's browser running. Blocking std I/O, as Drop must be.
+    /// chromedriver answers once its Chromium has quit, but keeps the connection open
+    /// whatever `Connection: close` says: the answer ends where its Content-Length says
+    /// (reading to the end of the stream waited out the 10 s timeout in every test).
     fn drop(&mut self) {
         use std::io::{Read, Write};
         let addr = self.base.trim_start_matches("http://").to_owned();
@@ -276,7 +291,13 @@ impl Drop for Browser {
                 self.session
             );
             if conn.write_all(request.as_bytes()).is_ok() {
-                let _ = conn.read_to_end(&mut Vec::new());
+                let (mut answer, mut chunk) = (Vec::new(), [0u8; 4096]);
+                while !http_answer_complete(&answer) {
+                    match conn.read(&mut chunk) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => answer.extend_from_slice(&chunk[..n]),
+                    }
+                }
             }
         }
         let _ = self.driver.kill();

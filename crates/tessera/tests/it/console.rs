@@ -222,8 +222,9 @@ async fn number(browser: &Browser, css: &str) -> u64 {
 /// The bars of a chart, oldest first: each `<title>`'s date and count.
 async fn bars(browser: &Browser, chart: &str) -> Vec<(String, u64)> {
     let mut out = Vec::new();
-    for bar in browser.find_all(&format!("svg#{chart} rect.bar")).await {
-        let title = browser.find_in(&bar, "title").await;
+    let titles = browser.find_all(&format!("svg#{chart} rect.bar > title")).await;
+    assert_eq!(titles.len(), browser.count(&format!("svg#{chart} rect.bar")).await, "{chart}: a title for each bar");
+    for title in titles {
         let text = browser.property_of(&title, "textContent").await;
         let text = text.as_str().unwrap().trim();
         let (date, count) = text.split_once(": ").unwrap_or_else(|| panic!("{chart}: a bar titled {text:?}"));
@@ -369,6 +370,10 @@ async fn save_screenshot(browser: &Browser, name: &str) {
 #[tokio::test]
 async fn the_console_dashboard_counts_and_charts_what_happened_and_refuses_plain_users() {
     let app = console_app(&[]).await;
+    // Sign-ups over the last four weeks, so that the charts (and the screenshot) have a
+    // history: some of them deactivated or soft-deleted, as `seed-users` makes them.
+    let plan = tessera_core::seed::SeedPlan { count: 600, prefix: "hist".to_owned(), days: 28, batch: 200 };
+    app.core.seed_users(&plan, |_| {}).await.unwrap();
     let admin = app.login(ADMIN_EMAIL, PASSWORD).await.access;
     let mut ids = Vec::new();
     for i in 0..4 {
@@ -384,7 +389,7 @@ async fn the_console_dashboard_counts_and_charts_what_happened_and_refuses_plain
     app.login("dash-0@example.com", PASSWORD).await;
 
     let browser = Browser::start().await;
-    browser.set_window_size(1280, 900).await;
+    browser.set_window_size(1280, 1500).await;
     sign_in_admin(&browser, &app).await;
 
     // The numbers are the analytics API's (read right after the page: nothing happened between).
@@ -412,7 +417,9 @@ async fn the_console_dashboard_counts_and_charts_what_happened_and_refuses_plain
     for ((css, field), got) in numbers.iter().zip(&shown) {
         assert_eq!(Some(*got), api[field].as_u64(), "{css} against the API's {field}: {api}");
     }
-    assert_eq!((shown[3], shown[4], shown[6]), (1, 1, 2), "one admin, one soft-deleted user, two failures");
+    assert_eq!((shown[3], shown[6]), (1, 2), "one admin, two failures");
+    assert!(shown[4] >= 1, "dash-3 and some seeded users are soft-deleted");
+    assert!(signups.iter().filter(|(_, n)| *n > 0).count() > 20, "four weeks of sign-ups: {signups:?}");
 
     // The charts of the default window: 30 days, oldest first, ending today.
     assert_eq!(signups, days_of(&api["signups_per_day"]), "chart-signups against the API");
@@ -555,7 +562,7 @@ async fn an_admin_finds_a_user_and_manages_them_in_the_console_and_the_audit_log
     app.register("zed-beta@example.com", PASSWORD).await;
     app.register("other@example.com", PASSWORD).await;
     let noisy = id_of(&app.register("noisy@example.com", PASSWORD).await);
-    for _ in 0..11 {
+    for _ in 0..6 {
         futures::future::join_all((0..10).map(|_| app.login("noisy@example.com", PASSWORD))).await;
     }
     let browser = Browser::start().await;
@@ -698,7 +705,7 @@ async fn an_admin_finds_a_user_and_manages_them_in_the_console_and_the_audit_log
     assert_eq!(rows.len(), updates.len());
     assert!(!rows.is_empty() && rows.iter().all(|r| r.event == "admin.user.update"), "{rows:?}");
 
-    // Pages: the noisy user's 111 events, by keyset.
+    // Pages: the noisy user's 61 events, by keyset.
     filter_audit(&browser, &app, &noisy, "").await;
     let (mut shown, mut pages) = (Vec::new(), 1);
     loop {
@@ -717,7 +724,7 @@ async fn an_admin_finds_a_user_and_manages_them_in_the_console_and_the_audit_log
         .map(|e| e["event"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(shown, listed, "table#audit for user_id={noisy}, page after page");
-    assert!(listed.len() >= 111 && pages >= 2, "{} events on {pages} pages", listed.len());
+    assert!(listed.len() >= 61 && pages >= 2, "{} events on {pages} pages", listed.len());
 
     // From and to.
     let kind = browser.property("input#from", "type").await;
