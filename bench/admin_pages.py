@@ -100,10 +100,16 @@ def main():
     page = {"Cookie": cookie_header(jar)}
     api = {"Authorization": f"Bearer {api_token(a.base, a.email, a.password)}"}
 
-    # A keyset page deep in the list, a user page, from the first page's links.
+    # The second page (the first page's link), a page deep in the list (its cursor made
+    # from the user the API lists 99 % of the way down), a user page.
     _, _, first = request(a.base, "GET", "/admin/users", page)
     nxt = re.search(rb'id="next-page" href="([^"]+)"', first).group(1).decode().replace("&amp;", "&")
     user = re.search(rb'href="(/admin/users/[0-9a-f-]{36})"', first).group(1).decode()
+    _, _, body = request(a.base, "GET", "/v1/admin/users?limit=1", api)
+    total = json.loads(body)["total"]
+    _, _, body = request(a.base, "GET", f"/v1/admin/users?limit=1&skip={total * 99 // 100}", api)
+    deep_user = json.loads(body)["items"][0]
+    deep = "/admin/users?" + urllib.parse.urlencode({"after": f"{deep_user['created_at']}_{deep_user['id']}"})
 
     rows = [
         ("console", "/admin (dashboard, 30 days)", "/admin", page),
@@ -112,7 +118,9 @@ def main():
         ("api", "/v1/admin/analytics (30 days)", "/v1/admin/analytics", api),
         ("console", "/admin/users (page 1 + total)", "/admin/users", page),
         ("api", "/v1/admin/users (page 1 + total)", "/v1/admin/users?limit=50", api),
-        ("console", "/admin/users, next page (keyset)", nxt, page),
+        ("console", "/admin/users, page 2 (keyset)", nxt, page),
+        ("console", "/admin/users, a page 99 % down (keyset)", deep, page),
+        ("api", "/v1/admin/users?skip=99 % (for comparison)", f"/v1/admin/users?limit=50&skip={total * 99 // 100}", api),
         ("console", "/admin/users?q=seed12345 (email prefix)", "/admin/users?q=seed12345", page),
         ("api", "/v1/admin/users?q=seed12345", "/v1/admin/users?q=seed12345", api),
         ("console", "/admin/users?q=grace+kay (name prefix)", "/admin/users?q=grace+kay", page),

@@ -346,10 +346,16 @@ impl Core {
         let role = q.role.as_deref().filter(|r| !r.trim().is_empty()).and_then(|r| parse_role("role", r, &mut errors));
         // The limit counts the characters sent, before lower-casing (which may add some).
         let too_long = q.q.as_deref().is_some_and(|p| p.trim().chars().count() > 320);
+        // PostgreSQL refuses a NUL in text: a control character is no search.
+        let control = q.q.as_deref().is_some_and(|p| p.chars().any(char::is_control));
         let prefix = q.q.map(|s| s.trim().to_lowercase()).filter(|s| !s.is_empty());
         if too_long {
             errors.push(FieldError::new("q", "too_long", "At most 320 characters."));
         }
+        if control {
+            errors.push(FieldError::new("q", "invalid", "No control characters."));
+        }
+
         if q.skip > SKIP_MAX {
             errors.push(FieldError::new("skip", "out_of_range", format!("Between 0 and {SKIP_MAX}.")));
         }
@@ -708,7 +714,11 @@ impl Core {
         // An event name, or a prefix ending in `.*`; at most 64 characters.
         let event = q.event.map(|e| e.trim().to_owned()).filter(|e| !e.is_empty());
         let event = match event {
-            Some(e) if e.chars().count() > 64 || e.strip_suffix(".*").unwrap_or(&e).contains('*') => {
+            Some(e)
+                if e.chars().count() > 64
+                    || e.chars().any(char::is_control)
+                    || e.strip_suffix(".*").unwrap_or(&e).contains('*') =>
+            {
                 errors.push(FieldError::new("event", "invalid_event", "An event name, or a prefix such as admin.*."));
                 None
             }

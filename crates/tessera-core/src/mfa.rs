@@ -15,7 +15,6 @@ use hmac::Mac;
 use rand::{Rng, RngCore};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
-use subtle::ConstantTimeEq;
 use tessera_domain::{Error, Role};
 use tessera_store::entity::{mfa_factor, mfa_token, user};
 use tessera_store::query::{mfa, sessions, users};
@@ -105,7 +104,7 @@ fn matching_step(totp: &TOTP, code: &str, at: i64) -> Option<i64> {
     let mut found = None;
     for step in [now - 1, now, now + 1] {
         let expected = totp.generate((step * STEP_SECS).max(0) as u64);
-        if bool::from(expected.as_bytes().ct_eq(code.as_bytes())) {
+        if crate::tokens::same_secret(&expected, code) {
             found = Some(step);
         }
     }

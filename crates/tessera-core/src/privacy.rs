@@ -139,14 +139,14 @@ impl Core {
         mut ev: AuditEvent,
         client: &ClientInfo,
     ) -> Result<(), Error> {
-        let removes_admin = is_active_admin(current);
         let tx = self.store.begin().await?;
-        if removes_admin {
-            admin_users::lock_admins(&tx).await?;
-        }
+        // Whether the last active admin goes is decided on the locked row: the admins are
+        // locked first, whatever the role read before (a promotion may have raced it).
+        admin_users::lock_admins(&tx).await?;
         let Some(locked) = users::by_id_for_update(&tx, current.id).await? else {
             return Err(Error::TokenRevoked);
         };
+        let removes_admin = is_active_admin(&locked);
         if !privacy::mark_deleted(&tx, current.id, now).await? {
             // Deleted meanwhile by a request racing this one.
             return Err(Error::TokenRevoked);

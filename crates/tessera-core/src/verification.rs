@@ -11,7 +11,6 @@ use rand::Rng;
 use sea_orm::{IntoActiveModel, Set};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
-use subtle::ConstantTimeEq;
 use tessera_domain::{Email, Error};
 use tessera_store::entity::{mail_outbox, one_time_token, user};
 use tessera_store::query::{one_time_tokens, outbox, sessions, users};
@@ -328,7 +327,7 @@ impl Core {
         }
         let expected = row.code_hash.as_deref().unwrap_or_default();
         let given = self.code_hash(row.id, code);
-        if !bool::from(expected.as_bytes().ct_eq(given.as_bytes())) {
+        if !crate::tokens::same_secret(expected, &given) {
             return Err(Error::InvalidVerification);
         }
         Ok(())

@@ -73,7 +73,12 @@ fn cors(origins: &[String]) -> CorsLayer {
     } else {
         let list: Vec<HeaderValue> =
             origins.iter().filter_map(|o| HeaderValue::from_str(o.trim_end_matches('/')).ok()).collect();
-        base.allow_origin(AllowOrigin::list(list)).allow_credentials(true)
+        // The console's cookies must never serve another origin's scripts, however
+        // trusted: its pages answer no cross-origin request.
+        base.allow_origin(AllowOrigin::predicate(move |origin, parts| {
+            !console::is_console_path(parts.uri.path()) && list.contains(origin)
+        }))
+        .allow_credentials(true)
     }
 }
 

@@ -65,7 +65,7 @@ pub async fn security_headers(State(secure): State<bool>, req: Request, next: Ne
     let path = req.uri().path();
     let csp = if path.starts_with("/docs") {
         "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
-    } else if path == "/admin" || path.starts_with("/admin/") {
+    } else if crate::console::is_console_path(path) {
         // The console: its own stylesheet and script only; charts are inline SVG.
         "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
     } else if path == "/verify-email" || path == "/reset-password" {

@@ -135,16 +135,15 @@ pub(crate) async fn page(
         Ok(n) => n,
         Err(e) => return error_page(&s, Some(&who), &e),
     };
-    let filters = [("user_id", user_raw.as_str()), ("event", &event), ("from", &from_raw), ("to", &to_raw)];
     let link = |cursor: Option<&str>| {
-        let mut qs = form_urlencoded::Serializer::new(String::new());
-        for (k, v) in filters.iter().filter(|(_, v)| !v.is_empty()) {
-            qs.append_pair(k, v);
-        }
-        if let Some(c) = cursor {
-            qs.append_pair("cursor", c);
-        }
-        format!("/admin/audit?{}", qs.finish())
+        let pairs = [
+            ("user_id", user_raw.as_str()),
+            ("event", &event),
+            ("from", &from_raw),
+            ("to", &to_raw),
+            ("cursor", cursor.unwrap_or_default()),
+        ];
+        format!("/admin/audit?{}", query_string(&pairs))
     };
     let body = html! {
         h1 { "Audit log" }

@@ -51,6 +51,19 @@ const MFA_COOKIE: &str = "tessera_console_mfa";
 /// The CSRF token of the sign-in forms, before any session.
 const FORM_COOKIE: &str = "tessera_console_form";
 
+/// Whether a path is the console's.
+pub fn is_console_path(path: &str) -> bool {
+    path == "/admin" || path.starts_with("/admin/")
+}
+
+/// Whether a browser says the request comes from the console's own pages
+/// (`Sec-Fetch-Site: same-origin`); a request without the header is not a browser's
+/// (nor carries a browser's cookies). A page of another origin, even of the same site
+/// (`same-site`: an app on a sibling subdomain), posts nothing here.
+fn from_own_pages(headers: &HeaderMap) -> bool {
+    headers.get("sec-fetch-site").is_none_or(|v| v == "same-origin" || v == "none")
+}
+
 /// A `Set-Cookie` value scoped to the console; `max_age` 0 deletes it.
 fn cookie(name: &str, value: &str, max_age: i64, secure: bool) -> Option<HeaderValue> {
     let secure = if secure { "; Secure" } else { "" };
@@ -112,10 +125,22 @@ pub(crate) struct Signed {
 #[derive(Clone)]
 enum Session {
     None,
-    /// Signed in, but refused (e.g. `ADMIN_MFA_REQUIRED` without a second factor), or
-    /// the session could not be read (the database is down).
-    Refused(Arc<Error>),
+    /// Signed in, but refused (e.g. `ADMIN_MFA_REQUIRED` without a second factor; the
+    /// session and its CSRF token are kept, so that signing out revokes it), or the
+    /// session could not be read (the database is down).
+    Refused(Arc<Error>, Option<Arc<(Principal, String)>>),
     Signed(Arc<Signed>),
+}
+
+impl Session {
+    /// The session of the cookies, signed in or refused, and its CSRF token.
+    fn principal(&self) -> Option<(&Principal, &str)> {
+        match self {
+            Session::Signed(s) => Some((&s.who, s.csrf.as_str())),
+            Session::Refused(_, Some(p)) => Some((&p.0, p.1.as_str())),
+            _ => None,
+        }
+    }
 }
 
 /// Reads the console session from the cookies, refreshing an expired access token
@@ -125,7 +150,16 @@ async fn session_layer(State(s): State<AppState>, req: Request, next: Next) -> R
     let mut set = Vec::new();
     let session = resolve(&s, &mut parts, &mut set).await;
     parts.extensions.insert(session);
-    with_cookies(next.run(Request::from_parts(parts, body)).await, set)
+    let res = next.run(Request::from_parts(parts, body)).await;
+    // A sign-in or sign-out sets the session's cookies itself: they win.
+    let own = |v: &HeaderValue| {
+        let v = v.as_bytes();
+        [ACCESS_COOKIE, REFRESH_COOKIE].iter().any(|c| v.starts_with(c.as_bytes()) && v.get(c.len()) == Some(&b'='))
+    };
+    if res.headers().get_all(header::SET_COOKIE).iter().any(own) {
+        return res;
+    }
+    with_cookies(res, set)
 }
 
 async fn resolve(s: &AppState, parts: &mut Parts, set: &mut Vec<HeaderValue>) -> Session {
@@ -153,11 +187,16 @@ async fn resolve(s: &AppState, parts: &mut Parts, set: &mut Vec<HeaderValue>) ->
         };
     }
     match who {
-        Ok(p) => match s.core.actor_of(&p) {
-            Ok(actor) => Session::Signed(Arc::new(Signed { csrf: s.core.console_csrf(p.session_id), actor, who: p })),
-            Err(e) => Session::Refused(Arc::new(e)),
-        },
-        Err(e) if matches!(e.kind(), ErrorKind::Unavailable | ErrorKind::Internal) => Session::Refused(Arc::new(e)),
+        Ok(p) => {
+            let csrf = s.core.console_csrf(p.session_id);
+            match s.core.actor_of(&p) {
+                Ok(actor) => Session::Signed(Arc::new(Signed { csrf, actor, who: p })),
+                Err(e) => Session::Refused(Arc::new(e), Some(Arc::new((p, csrf)))),
+            }
+        }
+        Err(e) if matches!(e.kind(), ErrorKind::Unavailable | ErrorKind::Internal) => {
+            Session::Refused(Arc::new(e), None)
+        }
         Err(_) => {
             // Expired, revoked, or the account is gone: the cookies are dead.
             set.extend(cleared_cookies(secure));
@@ -176,7 +215,7 @@ impl<P: RequiredPermission> FromRequestParts<AppState> for Console<P> {
     async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, Response> {
         match parts.extensions.get::<Session>().cloned().unwrap_or(Session::None) {
             Session::None => Err(Redirect::to("/admin/sign-in").into_response()),
-            Session::Refused(e) => Err(error_page(s, None, &e)),
+            Session::Refused(e, who) => Err(error_page_with(s, None, who.as_ref().map(|w| w.1.as_str()), &e)),
             Session::Signed(who) => match who.actor.require(P::PERMISSION) {
                 Ok(()) => Ok(Console(who, PhantomData)),
                 Err(e) => Err(error_page(s, Some(&who), &e)),
@@ -191,6 +230,11 @@ pub(crate) struct ConsoleForm<P> {
     pub who: Arc<Signed>,
     fields: Vec<(String, String)>,
     _p: PhantomData<P>,
+}
+
+/// The first value of a form field, as sent; empty when absent.
+fn field<'a>(fields: &'a [(String, String)], name: &str) -> &'a str {
+    fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).unwrap_or_default()
 }
 
 /// A form body's fields, in order.
@@ -217,9 +261,11 @@ impl<P: RequiredPermission> FromRequest<AppState> for ConsoleForm<P> {
     async fn from_request(req: Request, s: &AppState) -> Result<Self, Response> {
         let (mut parts, body) = req.into_parts();
         let Console(who, _) = Console::<P>::from_request_parts(&mut parts, s).await?;
+        if !from_own_pages(&parts.headers) {
+            return Err(stale_form(s, Some(&who)));
+        }
         let fields = form_fields(s, body).await?;
-        let given = fields.iter().find(|(k, _)| k == "csrf").map(|(_, v)| v.as_str()).unwrap_or_default();
-        if !s.core.console_csrf_matches(who.who.session_id, given) {
+        if !s.core.console_csrf_matches(who.who.session_id, field(&fields, "csrf")) {
             return Err(stale_form(s, Some(&who)));
         }
         Ok(ConsoleForm { who, fields, _p: PhantomData })
@@ -229,7 +275,7 @@ impl<P: RequiredPermission> FromRequest<AppState> for ConsoleForm<P> {
 impl<P> ConsoleForm<P> {
     /// The first value of a field, trimmed; `None` when absent or empty.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.trim()).filter(|v| !v.is_empty())
+        Some(field(&self.fields, name).trim()).filter(|v| !v.is_empty())
     }
 
     /// Every value of a field.
@@ -354,10 +400,22 @@ pub(crate) fn message_page(
 /// The page of an error a service answered, with its status and the API's sentence
 /// (and every broken rule of a 422).
 pub(crate) fn error_page(s: &AppState, who: Option<&Signed>, e: &Error) -> Response {
+    error_page_with(s, who, None, e)
+}
+
+/// The API's answer to an error (a server error is logged).
+fn api_error(e: &Error) -> ApiError {
     let api = ApiError::from(e.clone());
     if api.status.is_server_error() {
-        tracing::warn!(error = %e, "console page failed");
+        tracing::warn!(error = %e, "console request failed");
     }
+    api
+}
+
+/// [`error_page`]; signed out, its "another account" button carries `csrf`, the token
+/// of a session that is refused but alive (so that signing out revokes it).
+fn error_page_with(s: &AppState, who: Option<&Signed>, csrf: Option<&str>, e: &Error) -> Response {
+    let api = api_error(e);
     let heading = match api.status {
         StatusCode::FORBIDDEN => "403 · Not allowed".to_owned(),
         StatusCode::NOT_FOUND => "404 · Not found".to_owned(),
@@ -378,7 +436,12 @@ pub(crate) fn error_page(s: &AppState, who: Option<&Signed>, e: &Error) -> Respo
             ul.errors { @for fe in errors { li { strong { (fe.field) } ": " (fe.message) } } }
         }
         @if who.is_some() { p { a href="/admin" { "Back to the dashboard" } } }
-        @else { form method="post" action="/admin/sign-out" { button.link type="submit" { "Sign in with another account" } } }
+        @else {
+            form method="post" action="/admin/sign-out" {
+                @if let Some(t) = csrf { input type="hidden" name="csrf" value=(t); }
+                button.link type="submit" { "Sign in with another account" }
+            }
+        }
     };
     render(api.status, layout(s, &heading, who, Section::None, body))
 }
@@ -391,6 +454,15 @@ pub(crate) fn csrf_field(who: &Signed) -> Markup {
 /// A short date and time, UTC.
 pub(crate) fn when(t: &chrono::DateTime<chrono::Utc>) -> String {
     t.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// A query string from pairs, empty values left out.
+pub(crate) fn query_string(pairs: &[(&str, &str)]) -> String {
+    let mut q = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs.iter().filter(|(_, v)| !v.is_empty()) {
+        q.append_pair(k, v);
+    }
+    q.finish()
 }
 
 /// 303 to `to`.

@@ -2,7 +2,7 @@
 //! one) and out. The sign-in forms carry a random token, also set as a cookie, against
 //! cross-site form posts (there is no session yet to bind it to).
 
-use axum::extract::{Request, State};
+use axum::extract::{FromRequest, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use maud::{html, Markup};
@@ -26,14 +26,39 @@ fn form_token(s: &AppState, headers: &HeaderMap) -> (String, Option<HeaderValue>
     }
 }
 
-/// Whether a sign-in form carries the token of its cookie.
-fn form_token_matches(headers: &HeaderMap, fields: &[(String, String)]) -> bool {
-    let given = fields.iter().find(|(k, _)| k == "csrf").map(|(_, v)| v.as_str()).unwrap_or_default();
-    cookie_value(headers, FORM_COOKIE).is_some_and(|t| same_secret(t, given))
+/// A sign-in form, once it is known to come from the console's own pages and to
+/// carry the token of its cookie (403 otherwise).
+pub(crate) struct SignInForm {
+    headers: HeaderMap,
+    fields: Vec<(String, String)>,
+    /// The form token, for the page that answers.
+    token: String,
+    /// The console session the request already had, if any.
+    session: Session,
 }
 
-fn field<'a>(fields: &'a [(String, String)], name: &str) -> &'a str {
-    fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).unwrap_or_default()
+impl FromRequest<AppState> for SignInForm {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, s: &AppState) -> Result<Self, Response> {
+        let (parts, body) = req.into_parts();
+        let session = parts.extensions.get::<Session>().cloned().unwrap_or(Session::None);
+        let fields = form_fields(s, body).await?;
+        let token = cookie_value(&parts.headers, FORM_COOKIE).unwrap_or_default().to_owned();
+        if !from_own_pages(&parts.headers) || token.is_empty() || !same_secret(&token, field(&fields, "csrf")) {
+            return Err(stale_form(s, None));
+        }
+        Ok(SignInForm { headers: parts.headers, fields, token, session })
+    }
+}
+
+/// Ends the session a new sign-in replaces.
+async fn end_previous(s: &AppState, session: &Session, client: &tessera_core::ClientInfo) {
+    if let Some((who, _)) = session.principal() {
+        if let Err(e) = s.core.logout(who, client).await {
+            tracing::info!(error = %e, "the console session a sign-in replaced was not revoked");
+        }
+    }
 }
 
 fn sign_in_page(s: &AppState, token: &str, email: &str, error: Option<&str>) -> Markup {
@@ -87,31 +112,22 @@ pub(crate) async fn form(State(s): State<AppState>, req: Request) -> Response {
 }
 
 /// POST /admin/sign-in
-pub(crate) async fn submit(State(s): State<AppState>, Client(client): Client, req: Request) -> Response {
-    let (parts, body) = req.into_parts();
-    let fields = match form_fields(&s, body).await {
-        Ok(f) => f,
-        Err(res) => return res,
-    };
-    if !form_token_matches(&parts.headers, &fields) {
-        return stale_form(&s, None);
-    }
-    let token = cookie_value(&parts.headers, FORM_COOKIE).unwrap_or_default().to_owned();
-    let email = field(&fields, "email").trim().to_owned();
-    let password = SecretString::from(field(&fields, "password").to_owned());
-    let secure = s.core.settings.secure_cookies;
+pub(crate) async fn submit(State(s): State<AppState>, Client(client): Client, form: SignInForm) -> Response {
+    let email = field(&form.fields, "email").trim().to_owned();
+    let password = SecretString::from(field(&form.fields, "password").to_owned());
+    let (token, secure) = (&form.token, s.core.settings.secure_cookies);
     match s.core.login(&email, &password, &client).await {
-        Ok(SignIn::Session(issued)) => with_cookies(see_other("/admin"), session_cookies(&issued, secure)),
+        Ok(SignIn::Session(issued)) => {
+            end_previous(&s, &form.session, &client).await;
+            with_cookies(see_other("/admin"), session_cookies(&issued, secure))
+        }
         Ok(SignIn::MfaRequired(ch)) => with_cookies(
             see_other("/admin/sign-in/mfa"),
             cookie(MFA_COOKIE, &ch.mfa_token, 300, secure).into_iter().collect(),
         ),
         Err(e) => {
-            let api = ApiError::from(e.clone());
-            if api.status.is_server_error() {
-                tracing::warn!(error = %e, "console sign-in failed");
-            }
-            render(api.status, sign_in_page(&s, &token, &email, Some(&api.detail)))
+            let api = api_error(&e);
+            render(api.status, sign_in_page(&s, token, &email, Some(&api.detail)))
         }
     }
 }
@@ -126,21 +142,12 @@ pub(crate) async fn mfa_form(State(s): State<AppState>, headers: HeaderMap) -> R
 }
 
 /// POST /admin/sign-in/mfa: a TOTP code or a recovery code.
-pub(crate) async fn mfa_submit(State(s): State<AppState>, Client(client): Client, req: Request) -> Response {
-    let (parts, body) = req.into_parts();
-    let fields = match form_fields(&s, body).await {
-        Ok(f) => f,
-        Err(res) => return res,
-    };
-    if !form_token_matches(&parts.headers, &fields) {
-        return stale_form(&s, None);
-    }
-    let token = cookie_value(&parts.headers, FORM_COOKIE).unwrap_or_default().to_owned();
-    let secure = s.core.settings.secure_cookies;
-    let Some(mfa_token) = cookie_value(&parts.headers, MFA_COOKIE) else { return see_other("/admin/sign-in") };
-    let code: String = field(&fields, "code").chars().filter(|c| !c.is_whitespace()).collect();
+pub(crate) async fn mfa_submit(State(s): State<AppState>, Client(client): Client, form: SignInForm) -> Response {
+    let (token, secure) = (&form.token, s.core.settings.secure_cookies);
+    let Some(mfa_token) = cookie_value(&form.headers, MFA_COOKIE) else { return see_other("/admin/sign-in") };
+    let code: String = field(&form.fields, "code").chars().filter(|c| !c.is_whitespace()).collect();
     if code.is_empty() {
-        return render(StatusCode::UNPROCESSABLE_ENTITY, mfa_page(&s, &token, Some("Enter a code.")));
+        return render(StatusCode::UNPROCESSABLE_ENTITY, mfa_page(&s, token, Some("Enter a code.")));
     }
     let proof = if code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()) {
         SecondFactor::Code(code)
@@ -149,41 +156,44 @@ pub(crate) async fn mfa_submit(State(s): State<AppState>, Client(client): Client
     };
     match s.core.verify_mfa(mfa_token, proof, &client).await {
         Ok(issued) => {
+            end_previous(&s, &form.session, &client).await;
             let mut set = session_cookies(&issued, secure);
             set.extend(cookie(MFA_COOKIE, "", 0, secure));
             with_cookies(see_other("/admin"), set)
         }
         Err(Error::InvalidMfaToken) => {
-            let page = sign_in_page(&s, &token, "", Some("The sign-in expired: sign in again."));
+            let page = sign_in_page(&s, token, "", Some("The sign-in expired: sign in again."));
             with_cookies(
                 render(StatusCode::UNAUTHORIZED, page),
                 cookie(MFA_COOKIE, "", 0, secure).into_iter().collect(),
             )
         }
         Err(e) => {
-            let api = ApiError::from(e.clone());
-            if api.status.is_server_error() {
-                tracing::warn!(error = %e, "console second factor failed");
-            }
-            render(api.status, mfa_page(&s, &token, Some(&api.detail)))
+            let api = api_error(&e);
+            render(api.status, mfa_page(&s, token, Some(&api.detail)))
         }
     }
 }
 
-/// POST /admin/sign-out: ends the session (when the form is this session's) and clears
-/// the cookies.
+/// POST /admin/sign-out: revokes the session (signed in, or refused but alive) when the
+/// form is this session's, and clears the cookies.
 pub(crate) async fn sign_out(State(s): State<AppState>, Client(client): Client, req: Request) -> Response {
     let session = req.extensions().get::<Session>().cloned().unwrap_or(Session::None);
+    let from_own = from_own_pages(req.headers());
     let fields = match form_fields(&s, req.into_body()).await {
         Ok(f) => f,
         Err(res) => return res,
     };
-    if let Session::Signed(signed) = &session {
-        if !s.core.console_csrf_matches(signed.who.session_id, field(&fields, "csrf")) {
-            return stale_form(&s, Some(signed));
+    let signed = match &session {
+        Session::Signed(signed) => Some(signed.as_ref()),
+        _ => None,
+    };
+    if let Some((who, _)) = session.principal() {
+        if !from_own || !s.core.console_csrf_matches(who.session_id, field(&fields, "csrf")) {
+            return stale_form(&s, signed);
         }
-        if let Err(e) = s.core.logout(&signed.who, &client).await {
-            return error_page(&s, Some(signed), &e);
+        if let Err(e) = s.core.logout(who, &client).await {
+            return error_page(&s, signed, &e);
         }
     }
     with_cookies(see_other("/admin/sign-in"), cleared_cookies(s.core.settings.secure_cookies))

@@ -3,7 +3,10 @@
 //! a core service of the admin API, audited as the admin who clicked.
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use std::collections::HashMap;
+
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -47,15 +50,6 @@ fn cursor_of(u: &user::Model) -> String {
 fn parse_cursor(raw: &str) -> Option<(DateTime<Utc>, Uuid)> {
     let (at, id) = raw.rsplit_once('_')?;
     Some((DateTime::parse_from_rfc3339(at).ok()?.with_timezone(&Utc), Uuid::try_parse(id).ok()?))
-}
-
-/// A query string from pairs, empty values left out.
-fn query_string(pairs: &[(&str, &str)]) -> String {
-    let mut q = form_urlencoded::Serializer::new(String::new());
-    for (k, v) in pairs.iter().filter(|(_, v)| !v.is_empty()) {
-        q.append_pair(k, v);
-    }
-    q.finish()
 }
 
 /// The flash message of a finished action (`?done=`), from a fixed list.
@@ -152,7 +146,7 @@ pub(crate) async fn list(
             }
             button #search-submit type="submit" { "Search" }
         }
-        p.muted #user-count { (total) " matching users" @if after.is_some() { ", this page and after" } "." }
+        p.muted #user-count { (total) " matching users." }
         form #bulk method="post" action="/admin/users/bulk" {
             (csrf_field(&who))
             div.table-wrap {
@@ -275,9 +269,26 @@ pub(crate) async fn bulk_apply(
     }
 }
 
-/// A user id from the path; one that cannot be an id names no user.
-fn user_id(raw: &str) -> Result<Uuid, Error> {
-    Uuid::try_parse(raw).map_err(|_| Error::UserNotFound)
+/// The user of a `/admin/users/{id}/…` path; an id that cannot be one names no user (a
+/// 404 page).
+pub(crate) struct UserId(Uuid);
+
+impl FromRequestParts<AppState> for UserId {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, Response> {
+        let params = Path::<HashMap<String, String>>::from_request_parts(parts, s).await.ok();
+        match params.as_ref().and_then(|Path(p)| p.get("id")).and_then(|raw| Uuid::try_parse(raw).ok()) {
+            Some(id) => Ok(UserId(id)),
+            None => {
+                let who = match parts.extensions.get::<Session>() {
+                    Some(Session::Signed(who)) => Some(who.clone()),
+                    _ => None,
+                };
+                Err(error_page(s, who.as_deref(), &Error::UserNotFound))
+            }
+        }
+    }
 }
 
 /// A form of one button posting to `action`.
@@ -294,13 +305,9 @@ fn button_form(who: &Signed, action: &str, id: &str, label: &str, danger: bool) 
 pub(crate) async fn page(
     State(s): State<AppState>,
     Console(who, _): Console<perm::UsersRead>,
-    Path(raw): Path<String>,
+    UserId(id): UserId,
     q: Result<Query<UserPageQuery>, QueryRejection>,
 ) -> Response {
-    let id = match user_id(&raw) {
-        Ok(id) => id,
-        Err(e) => return error_page(&s, Some(&who), &e),
-    };
     let done = q.ok().and_then(|Query(q)| q.done);
     let can_audit = who.actor.require(Permission::AuditRead).is_ok();
     let events = async {
@@ -440,14 +447,11 @@ pub(crate) async fn page(
 pub(crate) async fn act(
     State(s): State<AppState>,
     Client(client): Client,
-    Path((raw, action)): Path<(String, String)>,
+    UserId(id): UserId,
+    Path((_, action)): Path<(String, String)>,
     form: ConsoleForm<perm::UsersWrite>,
 ) -> Response {
     let who = form.who.clone();
-    let id = match user_id(&raw) {
-        Ok(id) => id,
-        Err(e) => return error_page(&s, Some(&who), &e),
-    };
     let actor = &who.actor;
     let update = |p: AdminUserPatch| Some(p);
     let patch = match action.as_str() {
@@ -479,12 +483,8 @@ pub(crate) async fn act(
 pub(crate) async fn delete_confirm(
     State(s): State<AppState>,
     Console(who, _): Console<perm::UsersWrite>,
-    Path(raw): Path<String>,
+    UserId(id): UserId,
 ) -> Response {
-    let id = match user_id(&raw) {
-        Ok(id) => id,
-        Err(e) => return error_page(&s, Some(&who), &e),
-    };
     let u = match s.core.admin_user(id).await {
         Ok(u) => u,
         Err(e) => return error_page(&s, Some(&who), &e),
@@ -509,14 +509,10 @@ pub(crate) async fn delete_confirm(
 pub(crate) async fn delete(
     State(s): State<AppState>,
     Client(client): Client,
-    Path(raw): Path<String>,
+    UserId(id): UserId,
     form: ConsoleForm<perm::UsersWrite>,
 ) -> Response {
     let who = form.who.clone();
-    let id = match user_id(&raw) {
-        Ok(id) => id,
-        Err(e) => return error_page(&s, Some(&who), &e),
-    };
     match s.core.admin_soft_delete_user(&who.actor, id, &client).await {
         Ok(()) => see_other(&format!("/admin/users/{id}?done=delete")),
         Err(e) => error_page(&s, Some(&who), &e),
@@ -527,14 +523,11 @@ pub(crate) async fn delete(
 pub(crate) async fn revoke_session(
     State(s): State<AppState>,
     Client(client): Client,
-    Path((raw, sid)): Path<(String, String)>,
+    UserId(id): UserId,
+    Path((_, sid)): Path<(String, String)>,
     form: ConsoleForm<perm::SessionsWrite>,
 ) -> Response {
     let who = form.who.clone();
-    let id = match user_id(&raw) {
-        Ok(id) => id,
-        Err(e) => return error_page(&s, Some(&who), &e),
-    };
     let Ok(sid) = Uuid::try_parse(&sid) else { return error_page(&s, Some(&who), &Error::SessionNotFound) };
     match s.core.admin_revoke_session(&who.actor, id, sid, &client).await {
         Ok(()) => see_other(&format!("/admin/users/{id}?done=session")),

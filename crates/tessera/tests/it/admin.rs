@@ -1168,6 +1168,27 @@ async fn console_session_refreshes_an_expired_access_token_and_dies_with_its_ses
     assert_eq!(status, StatusCode::OK, "refreshed through the refresh cookie");
     assert_ne!(c.jar["tessera_console"], expired, "a new access cookie was set");
 
+    // Signing out with an expired access token: the refresh in passing must not set the
+    // session's cookies again after the sign-out cleared them.
+    let mut out = ConsoleHttp::new(&app);
+    out.sign_in(ADMIN_EMAIL, PASSWORD).await;
+    let (_, page) = out.get("/admin/users").await;
+    let csrf = csrf_of(&page);
+    let session_access = out.jar["tessera_console"].clone();
+    let mut stale = jsonwebtoken::decode::<Value>(&session_access, &key, &validation).unwrap().claims;
+    stale["iat"] = json!(now - 3600);
+    stale["exp"] = json!(now - 60);
+    let stale =
+        jsonwebtoken::encode(&header, &stale, &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes())).unwrap();
+    out.jar.insert("tessera_console".to_owned(), stale);
+    let res = out.post("/admin/sign-out", &[("csrf", &csrf)]).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert!(
+        !out.jar.contains_key("tessera_console") && !out.jar.contains_key("tessera_console_refresh"),
+        "{:?}",
+        out.jar
+    );
+
     // Without the refresh cookie, the expired token is a sign-in.
     let mut lone = ConsoleHttp::new(&app);
     lone.jar.insert("tessera_console".to_owned(), expired);
@@ -1227,4 +1248,118 @@ async fn console_user_pages_follow_the_keyset_cursor_through_every_user_once() {
     }
     assert_eq!(seen.len(), 121, "every user once, the admin too");
     assert_eq!(pages, 3);
+}
+
+/// The console's cookies serve no other origin (found in review): with `CORS_ORIGINS`
+/// naming the app's origin (a sibling subdomain is the same *site*, so SameSite=Strict
+/// cookies go along), a script there could read a console page, its CSRF token with
+/// it, and post the console's forms as the signed-in admin.
+#[tokio::test]
+async fn console_pages_answer_no_cross_origin_request_even_from_an_allowed_origin() {
+    let app_origin = "http://app.example.test";
+    let (app, root) = admin_app(&[("SECURE_COOKIES", "false"), ("CORS_ORIGINS", app_origin)]).await;
+    let user = app.register("victim@example.com", PASSWORD).await;
+    let id = user["id"].as_str().unwrap().to_owned();
+    let mut c = ConsoleHttp::new(&app);
+    c.sign_in(ADMIN_EMAIL, PASSWORD).await;
+
+    // The API still serves the app's origin, credentials included.
+    let res = app.client.get(app.url("/v1/auth/me")).bearer_auth(&root).header("origin", app_origin).send().await;
+    let res = res.unwrap();
+    assert_eq!(res.headers().get("access-control-allow-origin").map(|v| v.to_str().unwrap()), Some(app_origin));
+
+    // A credentialed read of a console page from that origin gets no CORS grant.
+    let res = app
+        .client
+        .get(app.url(&format!("/admin/users/{id}")))
+        .header("cookie", c.cookie())
+        .header("origin", app_origin)
+        .header("sec-fetch-site", "same-site")
+        .send()
+        .await
+        .unwrap();
+    assert!(res.headers().get("access-control-allow-origin").is_none(), "{:?}", res.headers());
+    let csrf = csrf_of(&res.text().await.unwrap());
+    let preflight = app
+        .client
+        .request(Method::OPTIONS, app.url(&format!("/admin/users/{id}/role")))
+        .header("origin", app_origin)
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert!(preflight.headers().get("access-control-allow-origin").is_none(), "{:?}", preflight.headers());
+
+    // Even with the right token, a form posted from another origin of the site changes
+    // nothing; from the console's own pages it works.
+    for site in ["same-site", "cross-site"] {
+        let res = app
+            .client
+            .post(app.url(&format!("/admin/users/{id}/role")))
+            .header("cookie", c.cookie())
+            .header("origin", app_origin)
+            .header("sec-fetch-site", site)
+            .form(&[("csrf", csrf.as_str()), ("role", "admin")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::FORBIDDEN, "{site}");
+    }
+    let res = call(&app, Method::GET, &format!("/v1/admin/users/{id}"), Cred::Bearer(&root), None).await;
+    assert_eq!(ok_json(res, StatusCode::OK).await["role"], "user");
+    let res = app
+        .client
+        .post(app.url(&format!("/admin/users/{id}/role")))
+        .header("cookie", c.cookie())
+        .header("sec-fetch-site", "same-origin")
+        .form(&[("csrf", csrf.as_str()), ("role", "admin")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let res = call(&app, Method::GET, &format!("/v1/admin/users/{id}"), Cred::Bearer(&root), None).await;
+    assert_eq!(ok_json(res, StatusCode::OK).await["role"], "admin");
+}
+
+#[tokio::test]
+async fn a_control_character_in_a_search_is_a_422_not_a_database_error() {
+    let (app, root) = admin_app(&[("SECURE_COOKIES", "false")]).await;
+    for path in ["/v1/admin/users?q=%00", "/v1/admin/users?q=a%01b", "/v1/admin/audit?event=login%00"] {
+        let res = call(&app, Method::GET, path, Cred::Bearer(&root), None).await;
+        assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "{path}");
+    }
+    let mut c = ConsoleHttp::new(&app);
+    c.sign_in(ADMIN_EMAIL, PASSWORD).await;
+    for path in ["/admin/users?q=%00", "/admin/audit?event=%00"] {
+        let (status, page) = c.get(path).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{path}: {page}");
+    }
+}
+
+#[tokio::test]
+async fn console_sign_out_and_a_new_sign_in_revoke_the_session_they_replace() {
+    let (app, _) = admin_app(&[("SECURE_COOKIES", "false")]).await;
+    let mut c = ConsoleHttp::new(&app);
+    c.sign_in(ADMIN_EMAIL, PASSWORD).await;
+    let first = c.jar["tessera_console"].clone();
+    assert_eq!(app.get("/v1/auth/me", Some(&first)).await.status(), StatusCode::OK);
+    // Signing in again over a live console session (a sign-in page left open: the page
+    // itself sends a signed-in browser to the dashboard) ends it.
+    let form = c.jar["tessera_console_form"].clone();
+    let res = c.post("/admin/sign-in", &[("csrf", &form), ("email", ADMIN_EMAIL), ("password", PASSWORD)]).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_ne!(c.jar["tessera_console"], first);
+    assert_eq!(app.get("/v1/auth/me", Some(&first)).await.status(), StatusCode::UNAUTHORIZED);
+
+    // Refused by ADMIN_MFA_REQUIRED, the session is alive: its 403 page signs it out.
+    let strict = app.another_node(&[("SECURE_COOKIES", "false"), ("ADMIN_MFA_REQUIRED", "true")]).await;
+    let mut c = ConsoleHttp::new(&strict);
+    c.sign_in(ADMIN_EMAIL, PASSWORD).await;
+    let access = c.jar["tessera_console"].clone();
+    let (status, page) = c.get("/admin").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let res = c.post("/admin/sign-out", &[("csrf", &csrf_of(&page))]).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(strict.get("/v1/auth/me", Some(&access)).await.status(), StatusCode::UNAUTHORIZED);
+    assert!(!c.jar.contains_key("tessera_console") && !c.jar.contains_key("tessera_console_refresh"), "{:?}", c.jar);
 }
