@@ -520,7 +520,8 @@ impl Core {
 
     /// Signs a user out everywhere: every session revoked, every access token void.
     pub async fn admin_logout_user(&self, actor: &Actor, id: Uuid, client: &ClientInfo) -> Result<(), Error> {
-        self.admin_user(id).await?;
+        let current = self.admin_user(id).await?;
+        actor.may_manage(stored_role(&current))?;
         self.logout_everywhere(id, "admin.user.logout", actor.user_id, client).await?;
         Ok(())
     }

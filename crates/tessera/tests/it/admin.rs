@@ -737,6 +737,28 @@ async fn audit_log_filters_and_pages_by_keyset() {
     assert_eq!(count_rows(&app, "SELECT COUNT(*) FROM audit_log").await as usize, lines.len());
 }
 
+/// Security: signing a user out everywhere changes them, so it follows the rule of every
+/// other change: a key scoped `sessions:write` signs users out, never an admin (it did).
+#[tokio::test]
+async fn a_sessions_key_signs_users_out_but_not_an_admin() {
+    let (app, admin) = admin_app(&[]).await;
+    let (key, _) = api_key(&app, &admin, &["sessions:write"]).await;
+    let root = user_row(&app, ADMIN_EMAIL).await.unwrap().id;
+    let res = call(&app, Method::POST, &format!("/v1/admin/users/{root}/logout"), Cred::ApiKey(&key), None).await;
+    assert_error(res, StatusCode::FORBIDDEN, "permission_denied").await;
+    ok_json(call(&app, Method::GET, "/v1/auth/me", Cred::Bearer(&admin), None).await, StatusCode::OK).await;
+    let refused = "SELECT COUNT(*) FROM audit_log WHERE event = 'admin.user.logout'";
+    assert_eq!(count_rows(&app, refused).await, 0);
+
+    let user = create_user(&app, &admin, json!({ "email": "plain@example.com", "password": PASSWORD })).await;
+    let token = crate::auth::login_as_agent(&app, "plain@example.com", PASSWORD, "test").await.access;
+    let path = format!("/v1/admin/users/{}/logout", id_of(&user));
+    let res = call(&app, Method::POST, &path, Cred::ApiKey(&key), None).await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let res = call(&app, Method::GET, "/v1/auth/me", Cred::Bearer(&token), None).await;
+    assert_error(res, StatusCode::UNAUTHORIZED, "token_revoked").await;
+}
+
 #[tokio::test]
 async fn api_keys_are_shown_once_scoped_audited_and_revocable() {
     let (app, admin) = admin_app(&[]).await;
