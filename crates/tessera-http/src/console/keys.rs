@@ -15,8 +15,10 @@ use crate::extract::Client;
 
 /// The key list, with the creation form and, right after a creation, the new key.
 async fn keys_page(s: &AppState, who: &Signed, created: Option<(&str, &str)>, status: StatusCode) -> Response {
-    let keys = match s.core.list_api_keys().await {
-        Ok(k) => k,
+    // A key just created is shown even if the list cannot be read: it is shown only once.
+    let (keys, unlisted) = match s.core.list_api_keys().await {
+        Ok(k) => (k, false),
+        Err(_) if created.is_some() => (Vec::new(), true),
         Err(e) => return error_page(s, Some(who), &e),
     };
     let can_write = who.actor.require(Permission::ApiKeysWrite).is_ok();
@@ -27,6 +29,12 @@ async fn keys_page(s: &AppState, who: &Signed, created: Option<(&str, &str)>, st
             div.flash.created role="status" {
                 p { "The key " strong { (name) } " is created. Copy it now: it is shown only once." }
                 code #new-key { (key) }
+            }
+        }
+        @if unlisted {
+            p.flash.error role="alert" {
+                "The list of keys could not be read just now; once the key is copied, open "
+                a href="/admin/api-keys" { "API keys" } " again."
             }
         }
         div.table-wrap {
