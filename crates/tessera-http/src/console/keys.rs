@@ -18,7 +18,10 @@ async fn keys_page(s: &AppState, who: &Signed, created: Option<(&str, &str)>, st
     // A key just created is shown even if the list cannot be read: it is shown only once.
     let (keys, unlisted) = match s.core.list_api_keys().await {
         Ok(k) => (k, false),
-        Err(_) if created.is_some() => (Vec::new(), true),
+        Err(e) if created.is_some() => {
+            tracing::warn!(error = %e, "the API keys could not be listed after a creation");
+            (Vec::new(), true)
+        }
         Err(e) => return error_page(s, Some(who), &e),
     };
     let can_write = who.actor.require(Permission::ApiKeysWrite).is_ok();
