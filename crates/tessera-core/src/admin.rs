@@ -350,7 +350,6 @@ impl Core {
         if too_long {
             errors.push(FieldError::new("q", "too_long", "At most 320 characters."));
         }
-
         if q.skip > SKIP_MAX {
             errors.push(FieldError::new("skip", "out_of_range", format!("Between 0 and {SKIP_MAX}.")));
         }
