@@ -222,6 +222,19 @@ impl Core {
         })
     }
 
+    /// Another user as the caller may see them (`GET /v1/users/{id}`): `(user, true)` in
+    /// full to themselves and to whoever may read users on the administration surface
+    /// (the admin routes' rule: `users:read`, from an aal2 session under
+    /// `ADMIN_MFA_REQUIRED`); `(user, false)`, the public view, to anyone else.
+    pub async fn user_as_seen_by(&self, who: &Principal, id: Uuid) -> Result<(user::Model, bool), Error> {
+        if id == who.user.id {
+            return Ok((who.user.clone(), true));
+        }
+        let user = self.user(id).await?;
+        let admin = self.actor_of(who).is_ok_and(|a| a.require(Permission::UsersRead).is_ok());
+        Ok((user, admin))
+    }
+
     /// Creates the `FIRST_ADMIN_EMAIL` admin if no active admin exists. Idempotent, and
     /// safe when several nodes start at once: the unique email index lets one win.
     pub async fn bootstrap_first_admin(&self) -> Result<(), String> {
@@ -509,7 +522,8 @@ impl Core {
         if admin_users::delete(&tx, &[id]).await? == 0 {
             return Err(Error::UserNotFound);
         }
-        let detail = json!({ "email": current.email, "role": current.role });
+        // The user's id says whom; their address stays nowhere once they are gone.
+        let detail = json!({ "role": current.role });
         record(&tx, client, actor.event("admin.user.delete", Some(id), detail)).await?;
         if removes_admin && admin_users::active_admin_count(&tx).await? == 0 {
             return Err(Error::LastAdmin);

@@ -37,10 +37,10 @@ impl AuditEvent {
 }
 
 /// Appends an event through `conn` (a transaction, when it records a change), and to
-/// the day's audit file when the caller runs inside [`with_audit_file`].
+/// the day's audit file when the caller runs inside [`with_audit_file`]. The file gets
+/// the row as stored: with `PII_ENCRYPTION_KEY`, its addresses sealed as in the database.
 pub async fn record(conn: &impl Db, client: &ClientInfo, ev: AuditEvent) -> Result<(), Error> {
-    let row = audit_row(client, ev);
-    tessera_store::query::audit::insert(conn, row.clone()).await?;
+    let row = tessera_store::query::audit::insert(conn, audit_row(client, ev)).await?;
     // Written once the row is in: a change that fails to commit after this (rare: the
     // audit row is the last statement before commit) leaves a line without a row.
     append_to_file(&row);
@@ -59,6 +59,7 @@ pub fn audit_row(client: &ClientInfo, ev: AuditEvent) -> audit_log::Model {
         user_agent: client.user_agent.as_ref().map(|ua| truncate(ua, 512)),
         request_id: client.request_id.clone(),
         detail: ev.detail,
+        email_index: None,
     }
 }
 

@@ -527,8 +527,8 @@ impl Core {
     ) -> Result<(), Error> {
         self.require_aal2_if_mfa(who)?;
         self.check_new_password("new_password", new, &who.user)?;
-        let verdict = self.hasher.verify(current, Some(&who.user.password_hash)).await?;
-        if !verdict.matches {
+        let check = async { Ok(self.hasher.verify(current, Some(&who.user.password_hash)).await?.matches) };
+        if !self.check_again(&who.user.email, client, check).await? {
             return Err(Error::WrongPassword);
         }
         let hash = self.hasher.hash(new).await?;

@@ -13,6 +13,7 @@ pub mod mail;
 pub mod mfa;
 pub mod pii;
 pub mod privacy;
+pub mod secrets;
 pub mod seed;
 pub mod settings;
 pub mod tokens;
@@ -42,6 +43,9 @@ pub struct ClientInfo {
     pub ip: Option<String>,
     pub user_agent: Option<String>,
     pub request_id: Option<String>,
+    /// The key the client's per-IP limits count under (its address, or its IPv6 /64);
+    /// `None` for the server's own work, which no per-IP limit applies to.
+    pub limit_key: Option<String>,
     /// The surface the request came in on: it decides the claims of the access tokens
     /// handed out.
     pub surface: Surface,
@@ -122,8 +126,9 @@ impl Core {
     /// Opens the store (running pending migrations unless disabled), and builds the
     /// hasher and token keys. The secrets must be resolved already
     /// ([`Settings::ensure_secrets`]).
-    pub async fn start(settings: Settings) -> Result<Arc<Core>, String> {
+    pub async fn start(mut settings: Settings) -> Result<Arc<Core>, String> {
         let store = Arc::new(Store::open(&store_config(&settings)?).await?);
+        let resolved = crate::secrets::resolve(&mut settings, &store).await?;
         let hasher = PasswordHasher::new(
             settings.argon2_memory_kib,
             settings.argon2_iterations,
@@ -132,7 +137,10 @@ impl Core {
             settings.hash_queue,
         )?;
         let jwt = JwtKeys::from_settings(&settings)?;
-        let refresh_keys = RefreshKeys::from_settings(&settings)?;
+        let mut refresh_keys = RefreshKeys::from_settings(&settings)?;
+        if let Some(old) = &resolved.legacy_refresh_key {
+            refresh_keys.also_open(old.expose_secret().as_bytes());
+        }
         let mfa_keys = crate::mfa::keys_from(settings.mfa_encryption_key.as_ref())?;
         let kv = match &settings.redis_url {
             Some(url) => Kv::redis(url.expose_secret(), settings.rate_limit_memory_keys)?,

@@ -117,6 +117,39 @@ impl Core {
         Ok(())
     }
 
+    /// Checks a secret that a signed-in caller gives again: the password before a
+    /// deletion or a password change, a code before a factor goes, a reauthentication
+    /// nonce. Like every check of a secret it counts toward `RATE_LIMIT_VERIFY` for the
+    /// client's IP, and like a sign-in it is refused while the account's address is
+    /// locked, and a wrong one counts toward that lockout (SPEC §5.4, §5.5): a stolen
+    /// access token is no oracle for the password or the codes. `check` answers whether
+    /// the secret was right.
+    pub(crate) async fn check_again(
+        &self,
+        email: &str,
+        client: &ClientInfo,
+        check: impl std::future::Future<Output = Result<bool, Error>>,
+    ) -> Result<bool, Error> {
+        if let Some(key) = &client.limit_key {
+            self.enforce_rate_limit(RateAction::Verify, key).await?;
+        }
+        self.lockout_reserve(email).await?;
+        match check.await {
+            Ok(true) => {
+                self.lockout_success(email).await;
+                Ok(true)
+            }
+            Ok(false) => {
+                self.lockout_failure(email, client).await?;
+                Ok(false)
+            }
+            Err(e) => {
+                self.lockout_release(email).await;
+                Err(e)
+            }
+        }
+    }
+
     /// Forgets an email's failures after a successful sign-in.
     pub(crate) async fn lockout_success(&self, email: &str) {
         if self.settings.rate_limit_enabled {

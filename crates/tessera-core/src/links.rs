@@ -8,7 +8,7 @@ use secrecy::SecretString;
 use serde_json::{json, Value};
 use tessera_domain::{Email, Error, FieldError, Role};
 use tessera_store::entity::user;
-use tessera_store::query::{one_time_tokens, sessions, users};
+use tessera_store::query::{one_time_tokens, users};
 
 use crate::admin::{Actor, NewUser};
 use crate::audit::{record, AuditEvent};
@@ -17,7 +17,7 @@ use crate::mail::{OutgoingMail, Template};
 use crate::mfa::SignIn;
 use crate::tokens::random_token;
 use crate::users::{check_metadata, insert_account, Metadata, NewAccount};
-use crate::verification::{TokenKind, Verified};
+use crate::verification::{Holder, TokenKind, Verified};
 use crate::{now, ClientInfo, Core};
 
 /// What a link an admin generates is for (GoTrue's `generate_link` types).
@@ -112,7 +112,7 @@ impl Core {
 
     /// A new account without a usable password (signed in by link, or choosing a password
     /// later): its hash is of 32 random bytes nobody knows.
-    async fn passwordless_hash(&self) -> Result<String, Error> {
+    pub(crate) async fn passwordless_hash(&self) -> Result<String, Error> {
         self.hasher.hash(&SecretString::from(random_token(32))).await
     }
 
@@ -170,8 +170,9 @@ impl Core {
         let now = now();
         let tx = self.store.begin().await?;
         self.retire_tokens(&tx, user.id, &[TokenKind::MagicLink], now).await?;
-        let (token, code) =
-            self.issue_token(&tx, user.id, TokenKind::MagicLink, ChronoDuration::hours(1), true, None, now).await?;
+        let (token, code) = self
+            .issue_token(&tx, user.id, TokenKind::MagicLink, ChronoDuration::hours(1), true, None, Holder::Anyone, now)
+            .await?;
         let vars = vec![
             ("email", user.email.clone()),
             ("link", self.supabase_link(&token, "magiclink", &redirect)),
@@ -210,26 +211,11 @@ impl Core {
         self.signed_in_by_mail(verified, client).await
     }
 
-    /// Opens the session of a mailed sign-in. A magic link or an invitation that confirms
-    /// an address for the first time also voids what was set on the account before
-    /// anyone proved they own that address: its password (whoever signed up with
-    /// somebody else's address and waited keeps nothing) and every session; the owner
-    /// sets a password of their own once signed in.
+    /// Opens the session of a mailed sign-in (the confirmation has applied the rule of a
+    /// first proof of the address: see [`Core::void_unproven_credentials`]).
     async fn signed_in_by_mail(&self, verified: Verified, client: &ClientInfo) -> Result<SignIn, Error> {
-        let mut user = verified.user;
-        let tx = self.store.begin().await?;
-        if verified.first_confirmation && matches!(verified.kind, TokenKind::MagicLink | TokenKind::Invite) {
-            let hash = self.passwordless_hash().await?;
-            let now = now();
-            users::set_password_hash(&tx, user.id, &hash, now).await?;
-            users::revoke_credentials(&tx, user.id, now).await?;
-            sessions::revoke_all_for_user(&tx, user.id, now).await?;
-            record(&tx, client, AuditEvent::by_user("user.unconfirmed_credentials_voided", user.id)).await?;
-            user.password_hash = hash;
-            user.token_version += 1;
-        }
-        record(&tx, client, AuditEvent::by_user("login.link_used", user.id)).await?;
-        tx.commit().await?;
+        let user = verified.user;
+        record(self.store.writer(), client, AuditEvent::by_user("login.link_used", user.id)).await?;
         self.begin_session(user, None, client).await
     }
 
@@ -278,8 +264,9 @@ impl Core {
         let now = now();
         let tx = self.store.begin().await?;
         self.retire_tokens(&tx, user.id, &[TokenKind::Invite], now).await?;
-        let (token, code) =
-            self.issue_token(&tx, user.id, TokenKind::Invite, ChronoDuration::hours(24), true, None, now).await?;
+        let (token, code) = self
+            .issue_token(&tx, user.id, TokenKind::Invite, ChronoDuration::hours(24), true, None, Holder::Anyone, now)
+            .await?;
         tx.commit().await?;
         Ok((user, token, code))
     }
@@ -310,12 +297,16 @@ impl Core {
                 Ok(GeneratedLink { user, token, code })
             }
             LinkKind::Signup | LinkKind::MagicLink => {
+                // A sign-up link for the account it creates answers the request that set
+                // its password; any other proves the address alone.
+                let mut holder = Holder::Anyone;
                 let user = match existing {
                     Some(u) if req.kind == LinkKind::Signup && u.email_verified_at.is_some() => {
                         return Err(Error::EmailTaken)
                     }
                     Some(u) => u,
                     None => {
+                        holder = if req.kind == LinkKind::Signup { Holder::Same } else { Holder::Anyone };
                         if req.kind == LinkKind::Signup && req.password.is_none() {
                             return Err(Error::field("password", "missing", "A sign-up link needs a password."));
                         }
@@ -329,7 +320,7 @@ impl Core {
                 let ttl = if kind == TokenKind::VerifyEmail { day } else { hour };
                 let tx = self.store.begin().await?;
                 self.retire_tokens(&tx, user.id, &[kind], now).await?;
-                let (token, code) = self.issue_token(&tx, user.id, kind, ttl, true, None, now).await?;
+                let (token, code) = self.issue_token(&tx, user.id, kind, ttl, true, None, holder, now).await?;
                 record(
                     &tx,
                     client,
@@ -343,7 +334,8 @@ impl Core {
                 let user = existing.filter(crate::auth::is_usable).ok_or(Error::UserNotFound)?;
                 let tx = self.store.begin().await?;
                 self.retire_tokens(&tx, user.id, &[TokenKind::Recovery], now).await?;
-                let (token, code) = self.issue_token(&tx, user.id, TokenKind::Recovery, hour, true, None, now).await?;
+                let (token, code) =
+                    self.issue_token(&tx, user.id, TokenKind::Recovery, hour, true, None, Holder::Anyone, now).await?;
                 record(&tx, client, actor.event("admin.link_generated", Some(user.id), json!({ "kind": "recovery" })))
                     .await?;
                 tx.commit().await?;
@@ -405,7 +397,8 @@ impl Core {
         let tx = self.store.begin().await?;
         self.retire_tokens(&tx, who.user.id, &[TokenKind::Reauthentication], now).await?;
         let ten = ChronoDuration::minutes(10);
-        let (_, code) = self.issue_token(&tx, who.user.id, TokenKind::Reauthentication, ten, true, None, now).await?;
+        let kind = TokenKind::Reauthentication;
+        let (_, code) = self.issue_token(&tx, who.user.id, kind, ten, true, None, Holder::Same, now).await?;
         let vars = vec![("email", who.user.email.clone()), ("code", code.unwrap_or_default())];
         let mail = OutgoingMail { template: Template::Reauthentication, to: who.user.email.clone(), vars };
         self.queue_mail(&tx, mail).await?;
@@ -415,15 +408,29 @@ impl Core {
         Ok(())
     }
 
-    /// Uses the caller's reauthentication code (`nonce`): single use, five attempts.
-    pub async fn use_reauthentication(&self, who: &crate::auth::Principal, nonce: &str) -> Result<(), Error> {
+    /// Uses the caller's reauthentication code (`nonce`): single use, five attempts; a
+    /// check of a secret like a password's (see [`Core::check_again`]).
+    pub async fn use_reauthentication(
+        &self,
+        who: &crate::auth::Principal,
+        nonce: &str,
+        client: &ClientInfo,
+    ) -> Result<(), Error> {
         let now = now();
-        let kinds = [TokenKind::Reauthentication.as_str()];
-        let row = one_time_tokens::newest_live_code(self.store.reader(), who.user.id, &kinds, None, now)
-            .await?
-            .ok_or(Error::InvalidVerification)?;
-        self.check_code(&row, nonce).await?;
-        if !one_time_tokens::use_once(self.store.writer(), row.id, now, true).await? {
+        let check = async {
+            let kinds = [TokenKind::Reauthentication.as_str()];
+            let Some(row) =
+                one_time_tokens::newest_live_code(self.store.reader(), who.user.id, &kinds, None, now).await?
+            else {
+                return Ok(false);
+            };
+            match self.check_code(&row, nonce).await {
+                Ok(()) => one_time_tokens::use_once(self.store.writer(), row.id, now, true).await,
+                Err(Error::InvalidVerification) => Ok(false),
+                Err(e) => Err(e),
+            }
+        };
+        if !self.check_again(&who.user.email, client, check).await? {
             return Err(Error::InvalidVerification);
         }
         Ok(())

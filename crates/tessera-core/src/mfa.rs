@@ -490,8 +490,14 @@ impl Core {
         let factor = mfa::factor(self.store.reader(), who.user.id, factor_id).await?.ok_or(Error::FactorNotFound)?;
         let now = now();
         let proven = match proof {
-            RemovalProof::Password(p) => self.hasher.verify(&p, Some(&who.user.password_hash)).await?.matches,
-            RemovalProof::Factor(f) => self.check_second_factor(&who.user, &f, now).await?.is_some(),
+            RemovalProof::Password(p) => {
+                let check = async { Ok(self.hasher.verify(&p, Some(&who.user.password_hash)).await?.matches) };
+                self.check_again(&who.user.email, client, check).await?
+            }
+            RemovalProof::Factor(f) => {
+                let check = async { Ok(self.check_second_factor(&who.user, &f, now).await?.is_some()) };
+                self.check_again(&who.user.email, client, check).await?
+            }
             RemovalProof::Session => true,
         };
         if !proven {

@@ -97,12 +97,14 @@ impl Core {
                 "MFA is on: send the code from your authenticator app, or a recovery code.",
             )]));
         }
-        if !self.hasher.verify(password, Some(&current.password_hash)).await?.matches {
+        let check = async { Ok(self.hasher.verify(password, Some(&current.password_hash)).await?.matches) };
+        if !self.check_again(&current.email, client, check).await? {
             return Err(Error::WrongPassword);
         }
         let now = now();
         if let (true, Some(proof)) = (current.mfa_enabled, &second) {
-            if self.check_second_factor(&current, proof, now).await?.is_none() {
+            let check = async { Ok(self.check_second_factor(&current, proof, now).await?.is_some()) };
+            if !self.check_again(&current.email, client, check).await? {
                 let ev = AuditEvent::by_user("mfa.failure", current.id).detail(json!({ "reason": "account_deletion" }));
                 record(self.store.writer(), client, ev).await?;
                 return Err(Error::InvalidMfaCode);

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -126,7 +126,7 @@ pub const SETTINGS: &[SettingDoc] = &[
     unset(&["REDIS_HOST"], "(none)", "Redis host, when REDIS_URL is not set"),
     setting(&["REDIS_PORT"], "6379", "Redis port, with REDIS_HOST"),
     unset(&["REDIS_PASSWORD"], "(none)", "Redis password, with REDIS_HOST"),
-    unset(&["JWT_SECRET_KEY", "JWT_SECRET"], "(generated in development)", "HMAC key for access tokens, at least 32 bytes; in development a random one is kept in a file beside the SQLite database"),
+    unset(&["JWT_SECRET_KEY", "JWT_SECRET"], "(generated in development)", "HMAC key for access tokens, at least 32 bytes; in development, when unset, a random one is generated once and kept in the database, so every node sharing the database uses it"),
     setting(&["JWT_ALGORITHM"], "HS256", "HS256, HS384 or HS512 (signed with JWT_SECRET_KEY), or RS256, ES256 or EdDSA (signed with JWT_PRIVATE_KEY, public half at /.well-known/jwks.json); a token whose header names another algorithm is refused"),
     unset(&["JWT_PRIVATE_KEY"], "(none)", "the PEM private key of RS256 (RSA, PKCS#8 or PKCS#1), ES256 (P-256, PKCS#8) or EdDSA (Ed25519, PKCS#8); \\n in the value stands for a line break"),
     unset(&["JWT_PRIVATE_KEY_FILE"], "(none)", "a file holding JWT_PRIVATE_KEY"),
@@ -136,8 +136,8 @@ pub const SETTINGS: &[SettingDoc] = &[
     setting(&["JWT_AUDIENCE"], "authenticated", "the aud claim of access tokens"),
     setting(&["ACCESS_TOKEN_EXPIRE_MINUTES"], "15", "access token lifetime"),
     setting(&["REFRESH_TOKEN_EXPIRE_DAYS"], "7", "refresh token (session) lifetime"),
-    unset(&["REFRESH_TOKEN_SECRET"], "(generated in development; derived from JWT_SECRET_KEY elsewhere)", "key that seals refresh tokens, at least 32 bytes; a comma-separated list rotates keys: the first seals new tokens, every one listed still opens the tokens it sealed"),
-    unset(&["MFA_ENCRYPTION_KEY"], "(generated in development; required in production)", "the key TOTP secrets are encrypted under (AES-256-GCM): the base64 of 32 bytes, or a key ring KID:BASE64KEY,... whose first key encrypts and every one decrypts"),
+    unset(&["REFRESH_TOKEN_SECRET"], "(derived from the JWT secret)", "key that seals refresh tokens, at least 32 bytes; a comma-separated list rotates keys: the first seals new tokens, every one listed still opens the tokens it sealed. Unset, a key derived from the JWT secret (set or generated), in every environment; must be set when only an asymmetric JWT key is configured outside development"),
+    unset(&["MFA_ENCRYPTION_KEY"], "(generated in development; required in production)", "the key TOTP secrets are encrypted under (AES-256-GCM): the base64 of 32 bytes, or a key ring KID:BASE64KEY,... whose first key encrypts and every one decrypts; in development, when unset, generated once and kept in the database"),
     setting(&["ADMIN_MFA_REQUIRED"], "false", "admin routes called with a user's token answer 403 mfa_required unless its session signed in with a second factor (API keys are unaffected)"),
     setting(&["REFRESH_TOKEN_REUSE_INTERVAL"], "10", "seconds during which the token a refresh just replaced still answers the session's current token (two tabs, a retry); after that, presenting it revokes the session"),
     setting(&["MAX_SESSIONS_PER_USER"], "0", "0 = unlimited; otherwise the oldest session is revoked when a new one would exceed it"),
@@ -729,24 +729,13 @@ impl Settings {
         self.environment == Environment::Development
     }
 
-    /// Resolves the secrets the server signs with. In development, a JWT secret or a
-    /// refresh-token secret that is not set is read from a file beside the database (or
-    /// generated there, 0600, on the first start), so tokens survive restarts. Elsewhere
-    /// the JWT secret must be set, and an unset refresh-token secret is derived from it.
+    /// Checks the secrets the server signs with before anything starts. Outside
+    /// development the JWT secret must be set (an unset refresh-token key is derived from
+    /// it); in development a key nothing configures is generated once and kept in the
+    /// database when the core starts ([`crate::secrets::resolve`]).
     pub fn ensure_secrets(&mut self) -> Result<(), String> {
-        if self.jwt_secret.is_none() && self.needs_jwt_secret() {
-            if !self.is_development() {
-                return Err("JWT_SECRET_KEY must be set outside development".to_owned());
-            }
-            self.jwt_secret = Some(SecretString::from(load_or_create_secret(&self.dev_secret_path("jwt-secret"))?));
-        }
-        if self.refresh_token_secret.is_empty() && self.is_development() {
-            let secret = load_or_create_secret(&self.dev_secret_path("refresh-secret"))?;
-            self.refresh_token_secret = vec![SecretString::from(secret)];
-        }
-        if self.mfa_encryption_key.is_none() && self.is_development() {
-            let key = load_or_create(&self.dev_secret_path("mfa-key"), crate::mfa::new_key)?;
-            self.mfa_encryption_key = Some(SecretString::from(key));
+        if self.jwt_secret.is_none() && self.needs_jwt_secret() && !self.is_development() {
+            return Err("JWT_SECRET_KEY must be set outside development".to_owned());
         }
         if !self.is_development() {
             let short = self.secret_problems();
@@ -760,7 +749,7 @@ impl Settings {
     /// Secrets set but too short to be keys.
     /// Whether `JWT_SECRET_KEY` is needed: to sign with an HS algorithm, or to derive the
     /// refresh-token key when `REFRESH_TOKEN_SECRET` is unset.
-    fn needs_jwt_secret(&self) -> bool {
+    pub(crate) fn needs_jwt_secret(&self) -> bool {
         !self.jwt_asymmetric() || self.refresh_token_secret.is_empty()
     }
 
@@ -793,8 +782,9 @@ impl Settings {
         p
     }
 
-    /// Where a development secret (`jwt-secret`, `refresh-secret`) is kept: beside the
-    /// SQLite file, or in the working directory for other databases.
+    /// Where a development server before keys were kept in the database kept one
+    /// (`jwt-secret`, `refresh-secret`, `mfa-key`): beside the SQLite file, or in the
+    /// working directory for other databases. Read once, to take it into the database.
     pub fn dev_secret_path(&self, what: &str) -> PathBuf {
         match tessera_store::sqlite_path(self.database_url.expose_secret()) {
             Some(db) => {
@@ -831,56 +821,6 @@ fn redis_url(r: &mut Reader) -> Option<String> {
         None => String::new(),
     };
     Some(format!("redis://{auth}{host}:{port}/0"))
-}
-
-/// Reads a development secret kept at `path`, or creates it. Created with `create_new`,
-/// so that two servers starting at once on one database end up with the same secret.
-fn load_or_create_secret(path: &Path) -> Result<String, String> {
-    load_or_create(path, || crate::tokens::random_token(48))
-}
-
-/// Reads the development secret kept at `path`, or creates it with `make`.
-fn load_or_create(path: &Path, make: fn() -> String) -> Result<String, String> {
-    let cannot = |e: std::io::Error| format!("cannot keep a development secret in {}: {e}", path.display());
-    for _ in 0..50 {
-        if let Ok(existing) = std::fs::read_to_string(path) {
-            let existing = existing.trim().to_owned();
-            if existing.len() >= 32 {
-                return Ok(existing);
-            }
-            if existing.is_empty() {
-                // Another process is writing it right now.
-                std::thread::sleep(Duration::from_millis(20));
-                continue;
-            }
-            // Too short to be ours: replace it.
-            std::fs::remove_file(path).map_err(cannot)?;
-        }
-        let secret = make();
-        match write_private(path, &secret) {
-            Ok(()) => return Ok(secret),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(cannot(e)),
-        }
-    }
-    Err(format!("cannot read the development secret in {}", path.display()))
-}
-
-#[cfg(unix)]
-fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
-    f.write_all(contents.as_bytes())
-}
-
-#[cfg(not(unix))]
-fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    std::fs::OpenOptions::new().write(true).create_new(true).open(path)?.write_all(contents.as_bytes())
 }
 
 #[cfg(test)]

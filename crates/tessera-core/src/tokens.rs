@@ -54,6 +54,14 @@ struct RefreshKey {
     mac: Vec<u8>,
 }
 
+impl RefreshKey {
+    fn from_secret(secret: &[u8]) -> RefreshKey {
+        let mac = derive_key(secret, b"tessera refresh-token key v1");
+        let digest = Sha256::digest([b"tessera refresh-token key id".as_slice(), &mac].concat());
+        RefreshKey { id: [digest[0], digest[1], digest[2], digest[3]], mac }
+    }
+}
+
 /// Seals refresh tokens (SPEC §4.2): `base64url(format ‖ key id ‖ session id ‖ counter ‖
 /// HMAC-SHA-256 of those under the key)`. Anyone holding the key can derive a session's
 /// current token from its row, so the server can hand it out again; nobody without the
@@ -78,15 +86,15 @@ impl RefreshKeys {
 
     /// Keys from secrets, the first sealing.
     pub fn new(secrets: &[&[u8]]) -> RefreshKeys {
-        let keys = secrets
-            .iter()
-            .map(|secret| {
-                let mac = derive_key(secret, b"tessera refresh-token key v1");
-                let digest = Sha256::digest([b"tessera refresh-token key id".as_slice(), &mac].concat());
-                RefreshKey { id: [digest[0], digest[1], digest[2], digest[3]], mac }
-            })
-            .collect();
-        RefreshKeys { keys }
+        RefreshKeys { keys: secrets.iter().map(|secret| RefreshKey::from_secret(secret)).collect() }
+    }
+
+    /// Also opens the tokens sealed under `secret` (a retired key), sealing none.
+    pub fn also_open(&mut self, secret: &[u8]) {
+        let key = RefreshKey::from_secret(secret);
+        if !self.keys.iter().any(|k| k.id == key.id) {
+            self.keys.push(key);
+        }
     }
 
     /// The token of a session at a counter value.

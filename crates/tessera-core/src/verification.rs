@@ -13,7 +13,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use tessera_domain::{Email, Error};
 use tessera_store::entity::{mail_outbox, one_time_token, user};
-use tessera_store::query::{one_time_tokens, outbox, sessions, users};
+use tessera_store::query::{mfa, one_time_tokens, outbox, sessions, users};
 use tessera_store::Db;
 use uuid::Uuid;
 
@@ -82,6 +82,19 @@ impl TokenKind {
             _ => None,
         }
     }
+}
+
+/// Who may have asked for a token, as far as the account's credentials go (SPEC §5.3:
+/// a first proof of an address with a token anybody could ask for voids them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Holder {
+    /// The token answers the request that set the account's credentials (the sign-up
+    /// mail, an admin's sign-up link for the account it creates) or a request of its
+    /// signed-in holder (an email change): whoever uses it is taken to be whoever set them.
+    Same,
+    /// Anybody may have asked for it (a resend, a sign-in link, a recovery, an
+    /// invitation): using it proves the address and nothing more.
+    Anyone,
 }
 
 /// The email confirmations a caller may present.
@@ -204,8 +217,8 @@ impl Core {
         one_time_tokens::retire(conn, user_id, &kinds, at).await
     }
 
-    /// Creates a token (and, with `code`, a 10-minute code) at `now` and returns the raw
-    /// values.
+    /// Creates a token (and, with `code`, a 10-minute code) at `now` for `holder` and
+    /// returns the raw values.
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn issue_token(
         &self,
@@ -215,6 +228,7 @@ impl Core {
         ttl: ChronoDuration,
         with_code: bool,
         new_email: Option<&str>,
+        holder: Holder,
         now: DateTime<Utc>,
     ) -> Result<(String, Option<String>), Error> {
         let id = Uuid::now_v7();
@@ -234,12 +248,15 @@ impl Core {
             confirmed_at: None,
             used_at: None,
             created_at: now,
+            proves_holder: holder == Holder::Same,
         };
         one_time_tokens::insert(conn, row).await?;
         Ok((token, code))
     }
 
-    /// Queues the sign-up verification mail (link 24 h + code 10 min) in `conn`.
+    /// Queues the sign-up verification mail (link 24 h + code 10 min) in `conn`: the
+    /// sign-up's own (`VerifyEmail`, for the holder of what the sign-up set) or a resend
+    /// (anybody may ask for one).
     pub(crate) async fn queue_verification(
         &self,
         conn: &impl Db,
@@ -247,9 +264,11 @@ impl Core {
         template: Template,
     ) -> Result<(), Error> {
         let now = now();
+        let holder = if template == Template::VerifyEmail { Holder::Same } else { Holder::Anyone };
         self.retire_tokens(conn, user.id, &[TokenKind::VerifyEmail], now).await?;
+        let day = ChronoDuration::hours(24);
         let (token, code) =
-            self.issue_token(conn, user.id, TokenKind::VerifyEmail, ChronoDuration::hours(24), true, None, now).await?;
+            self.issue_token(conn, user.id, TokenKind::VerifyEmail, day, true, None, holder, now).await?;
         let vars = vec![
             ("email", user.email.clone()),
             ("link", link(&self.settings.mail.verify_email_url, &token)),
@@ -338,6 +357,7 @@ impl Core {
     /// address once every token of its pair is confirmed, and never signs anyone in.
     async fn consume_verification(&self, row: one_time_token::Model, client: &ClientInfo) -> Result<Verified, Error> {
         let kind = TokenKind::parse(&row.kind).ok_or(Error::InvalidVerification)?;
+        let passwordless = self.passwordless_hash_if_voiding(&row).await?;
         let now = now();
         let tx = self.store.begin().await?;
         let current = users::by_id_for_update(&tx, row.user_id).await?.ok_or(Error::InvalidVerification)?;
@@ -377,7 +397,11 @@ impl Core {
                 }
             }
         };
-        let updated = users::save(&tx, changed).await?;
+        let mut updated = users::save(&tx, changed).await?;
+        let first_confirmation = kind.other_side().is_none() && current.email_verified_at.is_none();
+        if first_confirmation && !row.proves_holder {
+            updated = self.void_unproven_credentials(&tx, updated, passwordless, client).await?;
+        }
         let event = match confirmation {
             Confirmation::EmailVerified => AuditEvent::by_user("email.verify", updated.id),
             Confirmation::EmailChanged => {
@@ -393,8 +417,87 @@ impl Core {
         };
         record(&tx, client, event).await?;
         tx.commit().await?;
-        let first_confirmation = kind.other_side().is_none() && current.email_verified_at.is_none();
         Ok(Verified { user: updated, confirmation, kind, first_confirmation })
+    }
+
+    /// The rule of a first proof of an address (SPEC §5.3), in `conn`, with the user's
+    /// row locked: the credentials set on the account before anyone proved it owns the
+    /// address die, unless the proof came with a token mailed in answer to the request
+    /// that set them ([`Holder::Same`]). The password becomes one nobody knows, every
+    /// session and access token is revoked, every other link and code retired, every
+    /// second factor removed: whoever signed up with somebody else's address, or
+    /// enrolled a factor on it, keeps nothing, and the owner, signed in by the proof or
+    /// by a password reset, sets their own. `passwordless` is a hash made beforehand
+    /// (Argon2 has no place under a row lock); `None` makes one now. Answers the user
+    /// as it leaves them.
+    pub(crate) async fn void_unproven_credentials(
+        &self,
+        conn: &impl Db,
+        mut user: user::Model,
+        passwordless: Option<String>,
+        client: &ClientInfo,
+    ) -> Result<user::Model, Error> {
+        let hash = match passwordless {
+            Some(hash) => hash,
+            None => self.passwordless_hash().await?,
+        };
+        let now = now();
+        users::set_password_hash(conn, user.id, &hash, now).await?;
+        users::revoke_credentials(conn, user.id, now).await?;
+        sessions::revoke_all_for_user(conn, user.id, now).await?;
+        mfa::delete_all(conn, user.id).await?;
+        mfa::set_enabled(conn, user.id, false, now).await?;
+        record(conn, client, AuditEvent::by_user("user.unconfirmed_credentials_voided", user.id)).await?;
+        user.password_hash = hash;
+        user.token_version += 1;
+        user.mfa_enabled = false;
+        Ok(user)
+    }
+
+    /// The password hash [`Core::void_unproven_credentials`] will need for a token whose
+    /// use would void the account's credentials (it does not prove the holder and the
+    /// address is unconfirmed), made before the transaction that uses it.
+    async fn passwordless_hash_if_voiding(&self, row: &one_time_token::Model) -> Result<Option<String>, Error> {
+        let proves_address_alone = !row.proves_holder
+            && TokenKind::parse(&row.kind)
+                .is_some_and(|k| k.other_side().is_none() && k != TokenKind::Reauthentication);
+        if !proves_address_alone {
+            return Ok(None);
+        }
+        match users::by_id(self.store.reader(), row.user_id).await? {
+            Some(u) if u.email_verified_at.is_none() => Ok(Some(self.passwordless_hash().await?)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Uses a recovery token in `conn` (its user's row locked): single use. A recovery
+    /// link proves the address like any link does, so an unconfirmed one becomes
+    /// confirmed, under the rule of a first proof. Answers the user as it leaves them.
+    async fn consume_recovery(
+        &self,
+        conn: &impl Db,
+        row: &one_time_token::Model,
+        passwordless: Option<String>,
+        client: &ClientInfo,
+    ) -> Result<user::Model, Error> {
+        let now = now();
+        let user = users::by_id_for_update(conn, row.user_id)
+            .await?
+            .filter(crate::auth::is_usable)
+            .ok_or(Error::InvalidVerification)?;
+        self.use_token(conn, row.id, now).await?;
+        if user.email_verified_at.is_some() {
+            return Ok(user);
+        }
+        let mut changed = user.clone().into_active_model();
+        changed.email_verified_at = Set(Some(now));
+        changed.updated_at = Set(now);
+        let mut user = users::save(conn, changed).await?;
+        record(conn, client, AuditEvent::by_user("email.verify", user.id).detail(json!({ "by": "recovery" }))).await?;
+        if !row.proves_holder {
+            user = self.void_unproven_credentials(conn, user, passwordless, client).await?;
+        }
+        Ok(user)
     }
 
     /// Sends a new verification mail if the address belongs to an unverified account.
@@ -471,7 +574,8 @@ impl Core {
         self.retire_tokens(&tx, current.id, EMAIL_CHANGE, now).await?;
         let day = ChronoDuration::hours(24);
         let to_new = Some(new_email.as_str());
-        let (token, code) = self.issue_token(&tx, current.id, TokenKind::EmailChange, day, true, to_new, now).await?;
+        let (token, code) =
+            self.issue_token(&tx, current.id, TokenKind::EmailChange, day, true, to_new, Holder::Same, now).await?;
         let mut issued = EmailChangeTokens { new: Some((token.clone(), code.clone())), current: None };
         let verify_url = &self.settings.mail.verify_email_url;
         let vars = |token: &str, code: Option<String>| {
@@ -494,7 +598,7 @@ impl Core {
         // issued at the same moment (that is how the pair is found); otherwise it is told.
         let mail = if self.settings.secure_email_change {
             let side = TokenKind::EmailChangeCurrent;
-            let (token, code) = self.issue_token(&tx, current.id, side, day, true, to_new, now).await?;
+            let (token, code) = self.issue_token(&tx, current.id, side, day, true, to_new, Holder::Same, now).await?;
             issued.current = Some((token.clone(), code.clone()));
             OutgoingMail { template: Template::EmailChangeCurrent, to: current.email.clone(), vars: vars(&token, code) }
         } else {
@@ -531,7 +635,8 @@ impl Core {
         if let Some(user) = user.filter(crate::auth::is_usable) {
             self.retire_tokens(&tx, user.id, &[TokenKind::Recovery], now).await?;
             let hour = ChronoDuration::hours(1);
-            let (token, _) = self.issue_token(&tx, user.id, TokenKind::Recovery, hour, false, None, now).await?;
+            let (token, _) =
+                self.issue_token(&tx, user.id, TokenKind::Recovery, hour, false, None, Holder::Anyone, now).await?;
             let vars =
                 vec![("email", user.email.clone()), ("link", link(&self.settings.mail.reset_password_url, &token))];
             let mail = OutgoingMail { template: Template::PasswordReset, to: user.email.clone(), vars };
@@ -555,9 +660,9 @@ impl Core {
         let (row, user) = self.live_recovery_token(token).await?;
         self.check_new_password("new_password", new_password, &user)?;
         let hash = self.hasher.hash(new_password).await?;
-        let now = now();
         let tx = self.store.begin().await?;
-        self.use_token(&tx, row.id, now).await?;
+        // The new password replaces any other: no hash nobody knows is needed first.
+        let user = self.consume_recovery(&tx, &row, Some(hash.clone()), client).await?;
         self.apply_new_password(&tx, &user, &hash, None, "password.reset", client).await?;
         tx.commit().await?;
         self.mailer.wake.notify_one();
@@ -576,9 +681,12 @@ impl Core {
         token: &str,
         client: &ClientInfo,
     ) -> Result<crate::mfa::SignIn, Error> {
-        let (row, user) = self.live_recovery_token(token).await?;
-        self.use_token(self.store.writer(), row.id, now()).await?;
-        record(self.store.writer(), client, AuditEvent::by_user("password.recovery_sign_in", user.id)).await?;
+        let (row, _) = self.live_recovery_token(token).await?;
+        let passwordless = self.passwordless_hash_if_voiding(&row).await?;
+        let tx = self.store.begin().await?;
+        let user = self.consume_recovery(&tx, &row, passwordless, client).await?;
+        record(&tx, client, AuditEvent::by_user("password.recovery_sign_in", user.id)).await?;
+        tx.commit().await?;
         self.begin_session(user, None, client).await
     }
 

@@ -112,11 +112,13 @@ impl<S: Send + Sync> FromRequestParts<S> for Client {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let ip = parts.extensions.get::<ClientIp>().map(|c| c.0.to_string());
+        let client_ip = parts.extensions.get::<ClientIp>();
+        let ip = client_ip.map(|c| c.0.to_string());
+        let limit_key = client_ip.map(ClientIp::limit_key);
         let user_agent = parts.headers.get(USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned);
         let request_id = parts.extensions.get::<RequestId>().map(|r| r.0.clone());
         let surface =
             if crate::supabase::is_supabase_path(parts.uri.path()) { Surface::Supabase } else { Surface::Native };
-        Ok(Client(ClientInfo { ip, user_agent, request_id, surface }))
+        Ok(Client(ClientInfo { ip, user_agent, request_id, limit_key, surface }))
     }
 }

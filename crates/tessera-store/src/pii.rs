@@ -295,6 +295,14 @@ impl Pii {
         Ok(())
     }
 
+    /// The blind index of the address an audit detail names (its `email`, plaintext or
+    /// sealed), under the encrypting key; `None` when off or when it names none.
+    pub(crate) fn detail_index(&self, detail: &Value) -> Option<String> {
+        let email = detail.get("email")?.as_str()?;
+        let plain = if Self::kid_of(email).is_some() { self.open(email.to_owned()).ok()? } else { email.to_owned() };
+        self.index(&plain)
+    }
+
     /// Decrypts what [`Pii::seal_detail`] encrypted.
     pub(crate) fn open_detail(&self, detail: &mut Value) -> Result<(), Error> {
         walk_detail(detail, &mut |s| {

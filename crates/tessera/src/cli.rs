@@ -153,10 +153,10 @@ pub async fn run(cli: Cli) -> ExitCode {
             print!("{}", config_docs());
             ExitCode::SUCCESS
         }
-        Command::Config { action: ConfigAction::Check } => config_check(),
+        Command::Config { action: ConfigAction::Check } => config_check().await,
         Command::Admin { action } => admin(action).await,
         Command::Purge => purge().await,
-        Command::Keys { action: KeysAction::Supabase } => supabase_keys(),
+        Command::Keys { action: KeysAction::Supabase } => supabase_keys().await,
         Command::Pii { action } => pii(action).await,
         Command::Openapi => {
             match openapi_document().and_then(|d| serde_json::to_string_pretty(&d).map_err(|e| e.to_string())) {
@@ -191,7 +191,7 @@ Secure, or the mail transport is `log`.
     format!("{INTRO}{}", tessera_core::settings::docs_markdown())
 }
 
-fn config_check() -> ExitCode {
+async fn config_check() -> ExitCode {
     let settings = match load_settings() {
         Ok(s) => s,
         Err(code) => return code,
@@ -199,6 +199,14 @@ fn config_check() -> ExitCode {
     let problems = settings.production_problems();
     if problems.is_empty() {
         println!("configuration OK ({:?})", settings.environment);
+        let store = existing_store(&settings).await;
+        let keys = tessera_core::secrets::sources(&settings, store.as_ref()).await;
+        println!("JWT secret: {}", keys.jwt_secret);
+        println!("refresh-token key: {}", keys.refresh_token_key);
+        println!("MFA key: {}", keys.mfa_key);
+        if let Some(store) = store {
+            store.close().await;
+        }
         ExitCode::SUCCESS
     } else {
         for p in problems {
@@ -295,11 +303,43 @@ async fn purge() -> ExitCode {
     }
 }
 
-fn supabase_keys() -> ExitCode {
-    let settings = match resolved_settings() {
+/// The store of the configured database, opened without changing anything (no
+/// migration, no file created), or `None` when it does not exist yet or cannot be read.
+async fn existing_store(settings: &Settings) -> Option<tessera_store::Store> {
+    use secrecy::ExposeSecret;
+    let url = settings.database_url.expose_secret();
+    if tessera_store::sqlite_path(url).is_some_and(|p| !p.exists()) {
+        return None;
+    }
+    let mut cfg = tessera_core::store_config(settings).ok()?;
+    cfg.migrate = false;
+    cfg.fast_paths = false;
+    tessera_store::Store::open(&cfg).await.ok()
+}
+
+/// Prints the `anon` and `service_role` keys, signed with the key the server signs with:
+/// its setting, or the one a development server generated and keeps in the database.
+/// Never writes a key: without one, it says what to set.
+async fn supabase_keys() -> ExitCode {
+    let mut settings = match resolved_settings() {
         Ok(s) => s,
         Err(code) => return code,
     };
+    let store = existing_store(&settings).await;
+    let found = match &store {
+        Some(store) => tessera_core::secrets::jwt_secret_for_tools(&mut settings, store).await,
+        None if settings.jwt_secret.is_some() || settings.jwt_asymmetric() => Ok(()),
+        None => Err("no JWT secret: set JWT_SECRET_KEY (or JWT_ALGORITHM with JWT_PRIVATE_KEY), or point \
+                     DATABASE_URL at the server's database, where a development server keeps the one it generated"
+            .to_owned()),
+    };
+    if let Some(store) = store {
+        store.close().await;
+    }
+    if let Err(e) = found {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
     let keys = tessera_core::tokens::JwtKeys::from_settings(&settings)
         .and_then(|k| k.supabase_keys(tessera_core::now().timestamp()).map_err(|e| format!("{e:?}")));
     match keys {

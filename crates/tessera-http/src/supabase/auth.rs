@@ -114,6 +114,13 @@ pub struct GrantQuery {
     grant_type: Option<String>,
 }
 
+impl GrantQuery {
+    /// Whether this is `grant_type=refresh_token`, the one grant without a sign-in limit.
+    pub fn is_refresh(&self) -> bool {
+        self.grant_type.as_deref() == Some("refresh_token")
+    }
+}
+
 /// The body of a token request: a password grant's or a refresh's fields.
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct SbTokenIn {
@@ -247,7 +254,7 @@ pub async fn update_user(
     }
     if let Some(password) = body.password.filter(|p| !p.is_empty()) {
         if let Some(nonce) = given(&body.nonce) {
-            s.core.use_reauthentication(&who, nonce).await?;
+            s.core.use_reauthentication(&who, nonce, &client).await?;
         }
         s.core.set_password_keeping_session(&who, &SecretString::from(password), &client).await?;
     }

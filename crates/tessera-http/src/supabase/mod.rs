@@ -479,10 +479,13 @@ async fn reshape(res: Response) -> Response {
     out
 }
 
-/// The sign-in limit per IP, for the password grant of `/token` only (refreshes are not
-/// limited, as on the other surfaces).
+/// The sign-in limit per IP on `/token`, for every grant but a refresh (refreshes are
+/// not limited, as on the other surfaces). The grant is read from the query as the
+/// handler reads it, decoded (`grant_type=passwor%64` is a password grant), and a query
+/// the handler could not read either is counted too.
 async fn password_grant_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    if req.uri().query().is_some_and(|q| q.split('&').any(|p| p == "grant_type=password")) {
+    let grant = axum::extract::Query::<auth::GrantQuery>::try_from_uri(req.uri()).ok().map(|q| q.0);
+    if !grant.is_some_and(|g| g.is_refresh()) {
         rate_limit::per_ip(State((state, RateAction::Login)), req, next).await
     } else {
         next.run(req).await

@@ -32,9 +32,10 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/v1/auth/sessions/{id}", axum::routing::delete(auth::revoke_session))
         .route("/v1/auth/mfa", get(mfa::list))
         .route("/v1/auth/mfa/totp", post(mfa::enroll))
-        .route("/v1/auth/mfa/totp/{id}", axum::routing::delete(mfa::remove).route_layer(limit(RateAction::Verify)))
+        // Its password or code is limited and counted where it is checked (Core::check_again).
+        .route("/v1/auth/mfa/totp/{id}", axum::routing::delete(mfa::remove))
         .route("/v1/auth/mfa/totp/{id}/activate", post(mfa::activate).route_layer(limit(RateAction::Verify)))
-        .route("/v1/auth/mfa/recovery-codes", post(mfa::recovery_codes))
+        .route("/v1/auth/mfa/recovery-codes", post(mfa::recovery_codes).route_layer(limit(RateAction::Verify)))
         .route("/v1/auth/mfa/verify", post(mfa::verify).route_layer(limit(RateAction::Verify)))
         .route("/v1/users", post(users::register).route_layer(limit(RateAction::Register)))
         .route("/v1/users/me", patch(users::update_me).delete(users::delete_me))

@@ -5,7 +5,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use secrecy::SecretString;
-use tessera_core::domain::Role;
 use tessera_core::users::{Registration, UserPatch};
 use uuid::Uuid;
 
@@ -53,11 +52,8 @@ pub async fn get_user(
     Auth(who): Auth,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Response, ApiError> {
-    if id == who.user.id {
-        return Ok(Json(UserOut::from(&who.user)).into_response());
-    }
-    let user = s.core.user(id).await?;
-    if who.role() == Role::Admin {
+    let (user, full) = s.core.user_as_seen_by(&who, id).await?;
+    if full {
         Ok(Json(UserOut::from(&user)).into_response())
     } else {
         Ok(Json(PublicUserOut { id: user.id, full_name: user.full_name, created_at: user.created_at }).into_response())

@@ -14,6 +14,9 @@ pub struct Model {
     pub user_agent: Option<String>,
     pub request_id: Option<String>,
     pub detail: Json,
+    /// With `PII_ENCRYPTION_KEY`, the blind index of the address the detail names (its
+    /// `email`); set by the store, cleared when the person is purged.
+    pub email_index: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -8,5 +8,6 @@ pub mod mfa_token;
 pub mod one_time_token;
 pub mod profile;
 pub mod recovery_code;
+pub mod server_key;
 pub mod session;
 pub mod user;

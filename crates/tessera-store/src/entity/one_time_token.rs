@@ -23,6 +23,11 @@ pub struct Model {
     pub confirmed_at: Option<DateTimeUtc>,
     pub used_at: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
+    /// Whether the token was mailed in answer to the request that set the account's
+    /// credentials (the sign-up mail) or to its signed-in holder: whoever uses it is
+    /// taken to be whoever set them. A token anybody could ask for (a resend, a sign-in
+    /// link, a recovery, an invitation) proves the address and nothing more.
+    pub proves_holder: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -12,6 +12,7 @@ mod m20261202_000007_mfa;
 mod m20261202_000008_jobs;
 mod m20261202_000009_pii;
 mod m20261202_000010_metadata;
+mod m20261206_000011_proofs_and_keys;
 
 pub use m20261122_000003_admin::INACTIVE;
 
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000008_jobs::Migration),
             Box::new(m20261202_000009_pii::Migration),
             Box::new(m20261202_000010_metadata::Migration),
+            Box::new(m20261206_000011_proofs_and_keys::Migration),
         ]
     }
 }

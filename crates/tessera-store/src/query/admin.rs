@@ -245,11 +245,17 @@ pub mod users {
         Ok(res.rows_affected)
     }
 
-    /// Hard-deletes users; their profile and sessions go by cascade.
-    pub async fn delete(conn: &impl ConnectionTrait, ids: &[Uuid]) -> Result<u64, Error> {
-        let res =
-            user::Entity::delete_many().filter(user::Column::Id.is_in(ids.iter().copied())).exec(conn).await.or_db()?;
-        Ok(res.rows_affected)
+    /// Hard-deletes users; their profile and sessions go by cascade, and nothing else
+    /// keeps their address, phone, ip or user agent (see [`crate::query::privacy::forget`]).
+    pub async fn delete(conn: &impl crate::Db, ids: &[Uuid]) -> Result<u64, Error> {
+        let removed = user::Entity::delete_many()
+            .filter(user::Column::Id.is_in(ids.iter().copied()))
+            .exec_with_returning(conn)
+            .await
+            .or_db()?;
+        let n = removed.len() as u64;
+        crate::query::privacy::forget(conn, removed).await?;
+        Ok(n)
     }
 
     /// Revokes every live session of the users.

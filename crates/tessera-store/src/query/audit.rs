@@ -8,11 +8,14 @@ use crate::entity::audit_log;
 use crate::error::OrDb;
 use crate::Db;
 
-/// Appends one event (its personal detail fields encrypted with PII encryption).
-pub async fn insert(conn: &impl Db, mut row: audit_log::Model) -> Result<(), Error> {
+/// Appends one event (its personal detail fields encrypted with PII encryption) and
+/// answers the row as stored, for whatever keeps a copy of it (the audit file), so that
+/// no copy holds in clear what the database does not.
+pub async fn insert(conn: &impl Db, mut row: audit_log::Model) -> Result<audit_log::Model, Error> {
+    row.email_index = conn.pii().detail_index(&row.detail);
     conn.pii().seal_detail(&mut row.detail)?;
-    audit_log::Entity::insert(row.into_active_model()).exec_without_returning(conn).await.or_db()?;
-    Ok(())
+    audit_log::Entity::insert(row.clone().into_active_model()).exec_without_returning(conn).await.or_db()?;
+    Ok(row)
 }
 
 /// Events as services see them: their detail decrypted.

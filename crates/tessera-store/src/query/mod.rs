@@ -23,6 +23,7 @@ pub mod pii;
 pub mod privacy;
 pub mod profiles;
 pub mod seed;
+pub mod server_keys;
 pub mod sessions;
 pub mod users;
 

@@ -60,7 +60,8 @@ impl PiiTable {
                 &["to_addr", "subject", "text_body", "html_body", "last_error", "to_index"],
                 "",
             ),
-            PiiTable::AuditLog => (&["detail"], &["detail"], ""),
+            // An event sealed before its address had a blind index gets one too.
+            PiiTable::AuditLog => (&["detail", "email_index"], &["detail", "email_index"], ""),
         }
     }
 }
@@ -117,11 +118,10 @@ pub async fn seal_batch(
     }
     let backend = conn.get_database_backend();
     let (read, write, only) = table.shape();
-    let detail = table == PiiTable::AuditLog;
     // The audit detail is compared and rewritten as text (PostgreSQL's jsonb has no
     // equality with a parameter of another type).
     let columns: Vec<String> =
-        read.iter().map(|c| if detail { format!("CAST({c} AS TEXT)") } else { (*c).to_owned() }).collect();
+        read.iter().map(|c| if *c == "detail" { format!("CAST({c} AS TEXT)") } else { (*c).to_owned() }).collect();
     let mut filters: Vec<String> = Vec::new();
     let mut values: Vec<Value> = Vec::new();
     if let Some(after) = after {
@@ -173,7 +173,7 @@ pub async fn seal_batch(
         .enumerate()
         .map(|(i, c)| {
             let v = format!("v.column{}", 2 + read.len() + i);
-            match (detail, backend) {
+            match (*c == "detail", backend) {
                 (true, DbBackend::Postgres) => format!("{c} = CAST({v} AS jsonb)"),
                 _ => format!("{c} = {v}"),
             }
@@ -184,7 +184,7 @@ pub async fn seal_batch(
         .enumerate()
         .map(|(i, c)| {
             let v = format!("v.column{}", 2 + i);
-            if detail {
+            if *c == "detail" {
                 format!("CAST({t}.{c} AS TEXT) = {v}")
             } else {
                 format!("{t}.{c} IS NOT DISTINCT FROM {v}")
@@ -237,14 +237,16 @@ fn resealed(
     };
     match table {
         PiiTable::AuditLog => {
-            let Some(text) = old.first().cloned().flatten() else { return Ok(None) };
-            let Ok(mut detail) = serde_json::from_str::<Json>(&text) else { return Ok(None) };
-            if !pii.detail_needs_sealing(&detail, rotate) {
+            let [Some(text), email_index] = old else { return Ok(None) };
+            let Ok(mut detail) = serde_json::from_str::<Json>(text) else { return Ok(None) };
+            let unindexed = email_index.is_none() && detail.get("email").is_some_and(Json::is_string);
+            if !pii.detail_needs_sealing(&detail, rotate) && !unindexed {
                 return Ok(None);
             }
             pii.open_detail(&mut detail)?;
+            let email_index = pii.detail_index(&detail);
             pii.seal_detail(&mut detail)?;
-            Ok(Some(vec![Some(detail.to_string())]))
+            Ok(Some(vec![Some(detail.to_string()), email_index]))
         }
         _ if !old.iter().any(needs) => Ok(None),
         PiiTable::Users => {

@@ -118,14 +118,40 @@ pub async fn purge_users(conn: &impl Db, ids: &[Uuid], cutoff: DateTime<Utc>) ->
         .await
         .or_db()?;
     let gone: Vec<Uuid> = removed.iter().map(|u| u.id).collect();
-    if gone.is_empty() {
-        return Ok(gone);
+    forget(conn, removed).await?;
+    Ok(gone)
+}
+
+/// What stays of users just hard-deleted (`removed`, as they were stored): their audit
+/// rows, and the rows that name their address without their id (a lockout, a failed
+/// sign-in before the account existed), lose the ip, the user agent, the detail and the
+/// address's blind index; rows where they acted on someone else lose the ip and user
+/// agent; the mail to their addresses is deleted. No row keeps their address, phone, ip
+/// or user agent.
+pub async fn forget(conn: &impl Db, removed: Vec<user::Model>) -> Result<(), Error> {
+    if removed.is_empty() {
+        return Ok(());
     }
+    let gone: Vec<Uuid> = removed.iter().map(|u| u.id).collect();
+    let mut addresses = Vec::new();
+    for u in removed {
+        let u = conn.pii().open_user(u)?;
+        addresses.extend(std::iter::once(u.email).chain(u.new_email));
+    }
+    let indexes: Vec<String> = addresses.iter().flat_map(|a| conn.pii().indexes(a)).collect();
+    // Unsealed details name the address in clear (SQLite 3.38+ and PostgreSQL read `->>`
+    // alike); sealed ones are found by its blind index.
+    let named_in_clear = Expr::expr(Expr::cust("detail ->> 'email'")).is_in(addresses.iter().map(|a| a.to_lowercase()));
+    let about_them = Condition::any()
+        .add(audit_log::Column::UserId.is_in(gone.iter().copied()))
+        .add(audit_log::Column::EmailIndex.is_in(indexes))
+        .add(named_in_clear);
     audit_log::Entity::update_many()
         .col_expr(audit_log::Column::Ip, Expr::value(Option::<String>::None))
         .col_expr(audit_log::Column::UserAgent, Expr::value(Option::<String>::None))
         .col_expr(audit_log::Column::Detail, Expr::value(json!({})))
-        .filter(audit_log::Column::UserId.is_in(gone.iter().copied()))
+        .col_expr(audit_log::Column::EmailIndex, Expr::value(Option::<String>::None))
+        .filter(about_them)
         .exec(conn)
         .await
         .or_db()?;
@@ -136,14 +162,9 @@ pub async fn purge_users(conn: &impl Db, ids: &[Uuid], cutoff: DateTime<Utc>) ->
         .exec(conn)
         .await
         .or_db()?;
-    let mut addresses = Vec::new();
-    for u in removed {
-        let u = conn.pii().open_user(u)?;
-        addresses.extend(std::iter::once(u.email).chain(u.new_email));
-    }
     let to = mail_to(conn.pii(), addresses.iter().map(String::as_str));
     mail_outbox::Entity::delete_many().filter(to).exec(conn).await.or_db()?;
-    Ok(gone)
+    Ok(())
 }
 
 /// What one housekeeping batch may remove at most.

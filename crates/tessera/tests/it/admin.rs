@@ -1436,3 +1436,36 @@ async fn analytics_keep_past_days_per_node_and_count_today_live() {
     assert_eq!(fresh[5].1, before[5].1 + 1, "{fresh:?}");
     assert_eq!(fresh[6], after[6]);
 }
+
+/// Hole 6 of the third review: with `ADMIN_MFA_REQUIRED=true`, an aal1 admin token read
+/// another user's full record (email, phone) at `GET /v1/users/{id}` while every admin
+/// route answered 403. The full view needs what the admin routes need; without it an
+/// admin sees what any user sees. From an aal2 session, the full record.
+#[tokio::test]
+async fn with_admin_mfa_required_an_aal1_admin_sees_only_the_public_view_of_a_user() {
+    let (app, aal1) = admin_app(&[("ADMIN_MFA_REQUIRED", "true")]).await;
+    let (email, other) = app.user().await;
+    let (_, me) = json_of(app.get("/v1/auth/me", Some(&other.access)).await).await;
+    let path = format!("/v1/users/{}", me["id"].as_str().unwrap());
+    assert_error(app.get("/v1/admin/users", Some(&aal1)).await, StatusCode::FORBIDDEN, "mfa_required").await;
+    let (status, seen) = json_of(app.get(&path, Some(&aal1)).await).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(seen.get("email").is_none() && seen.get("phone").is_none(), "the public view only: {seen}");
+    assert_eq!(seen.as_object().unwrap().len(), 3, "{{id, full_name, created_at}}: {seen}");
+
+    // The admin proves a second factor: the full record, as on the admin routes.
+    let (_, enrolled) = json_of(app.post("/v1/auth/mfa/totp", Some(&aal1), json!({})).await).await;
+    let mut totp = Authenticator::new(enrolled["secret"].as_str().unwrap());
+    let activate = format!("/v1/auth/mfa/totp/{}/activate", enrolled["id"].as_str().unwrap());
+    let (status, activated) =
+        json_of(app.post(&activate, Some(&aal1), json!({ "code": totp.next().await })).await).await;
+    assert_eq!(status, StatusCode::OK, "{activated}");
+    let aal2 = activated["access_token"].as_str().unwrap();
+    let (status, seen) = json_of(app.get(&path, Some(aal2)).await).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(seen["email"], email.as_str(), "{seen}");
+    // Without ADMIN_MFA_REQUIRED an aal1 admin reads it in full, as before.
+    let relaxed = app.another_node(&FIRST_ADMIN).await;
+    let (_, seen) = json_of(relaxed.get(&path, Some(&aal1)).await).await;
+    assert_eq!(seen["email"], email.as_str(), "{seen}");
+}

@@ -389,3 +389,185 @@ async fn a_sign_in_refused_for_a_full_hash_queue_leaves_no_key() {
     // (the login window of the one client IP is the same key for all of them).
     assert_eq!(app.core.kv.memory_keys(), before + failed + 1, "{statuses:?}");
 }
+
+/// Hole 1 of the third review: the sign-in limit of `/auth/v1/token` read the raw query,
+/// so `grant_type=passwor%64` (a password grant once decoded) ran unthrottled. Every
+/// spelling the handler takes for a password grant is limited, refreshes are not.
+#[tokio::test]
+async fn an_encoded_grant_type_is_limited_like_a_password_grant() {
+    let app = TestApp::with(&[ON, ("RATE_LIMIT_LOGIN", "4/15m")]).await;
+    // One sign-in (the first of four), and a refresh, which no sign-in limit counts.
+    let (email, login) = app.user().await;
+    let res = app
+        .client
+        .post(app.url("/auth/v1/token?grant_type=refresh_token"))
+        .json(&json!({ "refresh_token": login.refresh }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "a refresh is not a sign-in");
+    assert!(!res.headers().contains_key("x-ratelimit-limit"));
+    let grants = ["passwor%64", "%70assword", "pass%77ord", "password"];
+    let mut statuses = Vec::new();
+    for (i, grant) in grants.iter().enumerate() {
+        let res = app
+            .client
+            .post(app.url(&format!("/auth/v1/token?grant_type={grant}")))
+            .json(&json!({ "email": email, "password": format!("Wrong-Passw0rd!{i}") }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(header(&res, "x-ratelimit-limit"), 4, "{grant} carries the sign-in limit");
+        statuses.push(res.status());
+    }
+    assert_eq!(statuses[..3], [StatusCode::BAD_REQUEST; 3], "{statuses:?}");
+    assert_eq!(statuses[3], StatusCode::TOO_MANY_REQUESTS, "the fifth sign-in is over the limit: {statuses:?}");
+    // A path spelled with an escape is no route of its own (no unlimited door).
+    let res = app.client.post(app.url("/v1/auth/logi%6e")).json(&json!({})).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+}
+
+/// Hole 4 of the third review: a password or code given again behind a bearer token was
+/// an unthrottled oracle (40 wrong passwords on `DELETE /v1/users/me`, all 400). Each
+/// such check counts toward `RATE_LIMIT_VERIFY` for the IP and toward the address's
+/// lockout, on every surface: account deletion (`/v1`, Kreeda), password change, factor
+/// removal, the Supabase reauthentication nonce, and recovery-code regeneration.
+#[tokio::test]
+async fn password_checks_behind_a_token_are_limited_and_lock_the_account() {
+    // The lockout: five wrong passwords on the account deletion, then 429 even with the
+    // right one, and a sign-in is locked too.
+    let app = TestApp::with(&[
+        ON,
+        ("RATE_LIMIT_LOGIN", "1000/1m"),
+        ("RATE_LIMIT_VERIFY", "1000/1h"),
+        ("RATE_LIMIT_REGISTER", "100/1h"),
+    ])
+    .await;
+    let (email, login) = app.user().await;
+    for _ in 0..5 {
+        let res = app
+            .send(
+                reqwest::Method::DELETE,
+                "/v1/users/me",
+                Some(&login.access),
+                Some(json!({ "password": "Wrong-1!aA" })),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "a wrong password");
+    }
+    let res = app
+        .send(reqwest::Method::DELETE, "/v1/users/me", Some(&login.access), Some(json!({ "password": PASSWORD })))
+        .await;
+    assert_error(res, StatusCode::TOO_MANY_REQUESTS, "account_locked").await;
+    let res = login_as(&app, &email, PASSWORD, None).await;
+    assert_error(res, StatusCode::TOO_MANY_REQUESTS, "account_locked").await;
+    assert!(app.dump("audit_log").await.contains("lockout"), "the lockout is audited");
+
+    // The same for the password change, on /v1, and for Kreeda's deletion.
+    let (email, login) = app.user().await;
+    for _ in 0..5 {
+        let body = json!({ "current_password": "Wrong-1!aA", "new_password": "An0ther!Passphrase" });
+        let res = app.post("/v1/auth/change-password", Some(&login.access), body).await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    }
+    let body = json!({ "current_password": PASSWORD, "new_password": "An0ther!Passphrase" });
+    let res = app.post("/v1/auth/change-password", Some(&login.access), body).await;
+    assert_error(res, StatusCode::TOO_MANY_REQUESTS, "account_locked").await;
+    let res = login_as(&app, &email, PASSWORD, None).await;
+    assert_error(res, StatusCode::TOO_MANY_REQUESTS, "account_locked").await;
+
+    let (_, login) = app.user().await;
+    for _ in 0..5 {
+        let body = Some(json!({ "password": "Wrong-1!aA" }));
+        let res = app.send(reqwest::Method::DELETE, "/auth/user", Some(&login.access), body).await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    }
+    let res = app
+        .send(reqwest::Method::DELETE, "/auth/user", Some(&login.access), Some(json!({ "password": PASSWORD })))
+        .await;
+    assert_error(res, StatusCode::TOO_MANY_REQUESTS, "account_locked").await;
+
+    // The per-IP limit: RATE_LIMIT_VERIFY counts every such check, whoever's account.
+    let app = TestApp::with(&[
+        ON,
+        ("RATE_LIMIT_VERIFY", "3/1h"),
+        ("RATE_LIMIT_LOGIN", "1000/1m"),
+        ("RATE_LIMIT_REGISTER", "100/1h"),
+    ])
+    .await;
+    let mut statuses = Vec::new();
+    for _ in 0..2 {
+        let (_, login) = app.user().await;
+        let body = json!({ "current_password": "Wrong-1!aA", "new_password": "An0ther!Passphrase" });
+        statuses.push(app.post("/v1/auth/change-password", Some(&login.access), body).await.status());
+        let body = Some(json!({ "password": "Wrong-1!aA" }));
+        statuses.push(app.send(reqwest::Method::DELETE, "/v1/users/me", Some(&login.access), body).await.status());
+    }
+    assert_eq!(
+        statuses,
+        [StatusCode::BAD_REQUEST, StatusCode::BAD_REQUEST, StatusCode::BAD_REQUEST, StatusCode::TOO_MANY_REQUESTS]
+    );
+    let (_, login) = app.user().await;
+    let res = app.post("/v1/auth/mfa/recovery-codes", Some(&login.access), json!({})).await;
+    assert_error(res, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+}
+
+/// Hole 4, the second factor: wrong codes given to remove a factor count toward the
+/// lockout like wrong codes at sign-in, and so do wrong Supabase reauthentication nonces.
+#[tokio::test]
+async fn codes_given_again_behind_a_token_lock_the_account() {
+    let smtp = SmtpServer::start().await;
+    let settings = smtp.settings();
+    let mut vars = pairs(&settings);
+    vars.extend([
+        ON,
+        ("RATE_LIMIT_LOGIN", "1000/1m"),
+        ("RATE_LIMIT_VERIFY", "1000/1h"),
+        ("RATE_LIMIT_OTP", "100/1h"),
+        ("RATE_LIMIT_REGISTER", "100/1h"),
+    ]);
+    let app = TestApp::with(&vars).await;
+    let (email, login) = app.user().await;
+    let enrolled: Value = app.post("/v1/auth/mfa/totp", Some(&login.access), json!({})).await.json().await.unwrap();
+    let mut totp = Authenticator::new(enrolled["secret"].as_str().unwrap());
+    let factor = enrolled["id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/auth/mfa/totp/{factor}/activate");
+    let activated: Value =
+        app.post(&path, Some(&login.access), json!({ "code": totp.next().await })).await.json().await.unwrap();
+    let aal2 = activated["access_token"].as_str().unwrap().to_owned();
+    for _ in 0..5 {
+        let body = Some(json!({ "code": totp.wrong() }));
+        let res = app.send(reqwest::Method::DELETE, &format!("/v1/auth/mfa/totp/{factor}"), Some(&aal2), body).await;
+        assert_error(res, StatusCode::UNAUTHORIZED, "invalid_mfa_code").await;
+    }
+    let body = Some(json!({ "code": totp.next().await }));
+    let res = app.send(reqwest::Method::DELETE, &format!("/v1/auth/mfa/totp/{factor}"), Some(&aal2), body).await;
+    assert_error(res, StatusCode::TOO_MANY_REQUESTS, "account_locked").await;
+    let res = login_as(&app, &email, PASSWORD, None).await;
+    assert_error(res, StatusCode::TOO_MANY_REQUESTS, "account_locked").await;
+
+    // The Supabase nonce: five wrong ones, then the right one is refused too.
+    let (email, _) = app.user().await;
+    let session: Value = app
+        .client
+        .post(app.url("/auth/v1/token?grant_type=password"))
+        .json(&json!({ "email": email, "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = session["access_token"].as_str().unwrap().to_owned();
+    let res = app.client.get(app.url("/auth/v1/reauthenticate")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let nonce = smtp.latest(&email, "Confirm it is you").await.code();
+    for _ in 0..5 {
+        let body = json!({ "password": "An0ther!Passphrase", "nonce": "ZZZZZZ" });
+        let res = app.client.put(app.url("/auth/v1/user")).bearer_auth(&token).json(&body).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::FORBIDDEN, "a wrong nonce");
+    }
+    let body = json!({ "password": "An0ther!Passphrase", "nonce": nonce });
+    let res = app.client.put(app.url("/auth/v1/user")).bearer_auth(&token).json(&body).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS, "locked: the right nonce is refused too");
+}

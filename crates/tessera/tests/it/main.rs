@@ -20,6 +20,7 @@ mod ops;
 mod passwords;
 mod pii;
 mod privacy;
+mod proofs;
 mod refresh;
 mod smoke;
 mod store_contract;

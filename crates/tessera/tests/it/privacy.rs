@@ -359,3 +359,143 @@ async fn the_server_purges_on_its_interval_and_one_node_at_a_time() {
         assert!(attempt < 5 && err.contains("another node is running the purge"), "{code} {out}{err}");
     }
 }
+
+/// A key for PII encryption (base64 of 32 bytes).
+const PII_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+/// Where the person signs in from: an address and an agent no other row holds.
+const THEIR_IP: &str = "198.51.100.77";
+const THEIR_AGENT: &str = "TheirAgent/9.9";
+
+/// A sign-in attempt of the person's, from their address and agent.
+async fn sign_in_from_their_device(app: &TestApp, email: &str, password: &str) -> reqwest::Response {
+    app.client
+        .post(app.url("/v1/auth/login"))
+        .header("x-forwarded-for", THEIR_IP)
+        .header(reqwest::header::USER_AGENT, THEIR_AGENT)
+        .json(&json!({ "email": email, "password": password }))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Hole 3 of the third review: after the purge or an admin's hard delete, no row anywhere
+/// holds the person's address, phone, IP or user agent, with or without PII encryption.
+/// Before the fix a `lockout` row (no `user_id`, `detail.email`) and a failed sign-in
+/// before the account existed kept the address and IP, and `admin.user.delete` kept
+/// `{email}`, for ever.
+#[tokio::test]
+async fn the_purge_and_the_hard_delete_leave_no_address_ip_or_agent_anywhere() {
+    for (pii, hard) in [(false, false), (true, false), (false, true), (true, true)] {
+        let what = format!("pii {pii}, hard delete {hard}");
+        let mut vars = vec![
+            ("DELETED_RETENTION_DAYS", "0"),
+            ("RATE_LIMIT_ENABLED", "true"),
+            ("RATE_LIMIT_LOGIN", "1000/1m"),
+            ("LOCKOUT_THRESHOLD", "3"),
+            ("LOCKOUT_DURATION", "1s"),
+            ("TRUSTED_PROXIES", "127.0.0.1"),
+            FIRST_ADMIN[0],
+            FIRST_ADMIN[1],
+        ];
+        if pii {
+            vars.push(("PII_ENCRYPTION_KEY", PII_KEY));
+        }
+        let app = TestApp::with(&vars).await;
+        let email = "gone.for.good@example.com";
+        // Before the account exists: a failed sign-in, and a lockout.
+        for _ in 0..3 {
+            assert_eq!(
+                sign_in_from_their_device(&app, email, "Wrong-Passw0rd!").await.status(),
+                StatusCode::UNAUTHORIZED
+            );
+        }
+        app.register(email, PASSWORD).await;
+        app.sql("UPDATE users SET phone = '+14155550199' WHERE role <> 'admin'").await;
+        let audit = app.dump("audit_log").await;
+        assert!(audit.contains("lockout") && audit.contains(THEIR_IP), "{what}: the arrangement: {audit}");
+
+        if hard {
+            let admin = app.login(ADMIN_EMAIL, PASSWORD).await;
+            let id = user_row(&app, email).await.map(|u| u.id);
+            let id = match id {
+                Some(id) => id,
+                // With PII encryption the stored address is sealed: find the row by the API.
+                None => {
+                    let (_, page) =
+                        json_of(app.get(&format!("/v1/admin/users?q={email}"), Some(&admin.access)).await).await;
+                    serde_json::from_value(page["items"][0]["id"].clone()).unwrap()
+                }
+            };
+            let res = app.send(Method::DELETE, &format!("/v1/admin/users/{id}"), Some(&admin.access), None).await;
+            assert_eq!(res.status(), StatusCode::NO_CONTENT, "{what}");
+        } else {
+            // The lockout has passed: the person signs in from their device and leaves.
+            tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+            let res = sign_in_from_their_device(&app, email, PASSWORD).await;
+            assert_eq!(res.status(), StatusCode::OK, "{what}");
+            let login = login_from(res).await;
+            assert_eq!(
+                delete_me(&app, &login.access, json!({ "password": PASSWORD })).await.status(),
+                StatusCode::NO_CONTENT
+            );
+            let (code, out, err) = tessera_command(
+                &app.db_url,
+                &["purge"],
+                &[("DELETED_RETENTION_DAYS", "0"), ("PII_ENCRYPTION_KEY", if pii { PII_KEY } else { "" })],
+            )
+            .await;
+            assert_eq!(code, 0, "{what}: {out}{err}");
+            assert!(out.contains("purged 1 deleted accounts"), "{what}: {out}");
+        }
+
+        let after = dump_personal_tables(&app).await;
+        for trace in [email, "gone.for.good", "4155550199", THEIR_IP, &THEIR_AGENT.to_lowercase()] {
+            assert!(!after.contains(trace), "{what}: {trace} is still stored");
+        }
+        let indexed = audit_log::Entity::find()
+            .filter(audit_log::Column::EmailIndex.is_not_null())
+            .count(app.db())
+            .await
+            .unwrap();
+        assert_eq!(indexed, 0, "{what}: no blind index of the address is left");
+        let lockouts =
+            audit_log::Entity::find().filter(audit_log::Column::Event.eq("lockout")).all(app.db()).await.unwrap();
+        assert_eq!(lockouts.len(), 1, "{what}: the event stays");
+        assert_eq!(lockouts[0].detail, json!({}), "{what}");
+        assert!(lockouts[0].ip.is_none(), "{what}");
+    }
+}
+
+/// Hole 5 of the third review: with `PII_ENCRYPTION_KEY`, the `AUDIT_LOG_DIR` file held
+/// addresses in clear (`login.failure {"email": …}`) while the database held none. The
+/// file gets the row as stored: the address sealed.
+#[tokio::test]
+async fn with_pii_encryption_the_audit_file_holds_no_address_in_clear() {
+    let files = tempfile::tempdir().unwrap();
+    let dir = files.path().to_str().unwrap().to_owned();
+    let app = TestApp::with(&[("PII_ENCRYPTION_KEY", PII_KEY), ("AUDIT_LOG_DIR", dir.as_str())]).await;
+    let email = "in.the.file@example.com";
+    app.register(email, PASSWORD).await;
+    for _ in 0..3 {
+        let res = app.post("/v1/auth/login", None, json!({ "email": email, "password": "Wrong-Passw0rd!" })).await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    }
+    let res =
+        app.post("/v1/auth/login", None, json!({ "email": "nobody.here@example.com", "password": "Wrong-1!aA" })).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let mut text = String::new();
+    for entry in std::fs::read_dir(files.path()).unwrap() {
+        text.push_str(&std::fs::read_to_string(entry.unwrap().path()).unwrap());
+    }
+    let failures: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["event"] == "login.failure")
+        .collect();
+    assert_eq!(failures.len(), 4, "{text}");
+    for e in &failures {
+        let sealed = e["detail"]["email"].as_str().unwrap_or_default();
+        assert!(sealed.starts_with("pii1:"), "the address is sealed in the file: {e}");
+    }
+    assert!(!text.contains("in.the.file") && !text.contains("nobody.here"), "{text}");
+}

@@ -154,6 +154,7 @@ fn audit(user_id: Uuid, event: &str, session_id: Uuid) -> audit_log::Model {
         user_agent: None,
         request_id: None,
         detail: json!({ "session_id": session_id }),
+        email_index: None,
     }
 }
 

@@ -844,6 +844,13 @@ async fn totp_step_up_and_the_aal1_session_no_other_surface_accepts() {
     assert_gotrue(&r, StatusCode::UNPROCESSABLE_ENTITY, "insufficient_aal");
     let r = sb_put(&app, "/auth/v1/user", Some(&t2), json!({ "password": "another-pw" })).await;
     assert_gotrue(&r, StatusCode::UNPROCESSABLE_ENTITY, "insufficient_aal");
+    // Nor the phone (hole 7 of the third review: 200 before), like the email: either is a
+    // way back into the account. Nothing changed.
+    let r = sb_put(&app, "/auth/v1/user", Some(&t2), json!({ "phone": "+14155550142" })).await;
+    assert_gotrue(&r, StatusCode::UNPROCESSABLE_ENTITY, "insufficient_aal");
+    let r = sb_put(&app, "/auth/v1/user", Some(&t2), json!({ "email": fresh_email() })).await;
+    assert_gotrue(&r, StatusCode::UNPROCESSABLE_ENTITY, "insufficient_aal");
+    assert_eq!(ok(sb_get(&app, "/auth/v1/user", Some(&t2)).await)["phone"], "", "the phone is unchanged");
     // Its refresh stays aal1, and its refresh token presented on another surface hands
     // out nothing that surface accepts: the session decides, not the token's issuer.
     let s2r = ok(refresh_grant(&app, &refresh_of(&s2)).await);
@@ -866,6 +873,8 @@ async fn totp_step_up_and_the_aal1_session_no_other_surface_accepts() {
     let s3 = ok(verify(t2.clone(), c, auth.next().await).await);
     assert_eq!(claims(&access(&s3))["aal"], "aal2");
     assert_eq!(native_me(&app, &access(&s3)).await, StatusCode::OK, "stepped up, /v1 accepts it");
+    let u = ok(sb_put(&app, "/auth/v1/user", Some(&access(&s3)), json!({ "phone": "+14155550142" })).await);
+    assert!(u["phone"].as_str().unwrap().ends_with("14155550142"), "stepped up, the phone changes: {u}");
 
     // Admin: the factors as a bare array; removing one answers it.
     let path = format!("/auth/v1/admin/users/{uid}/factors");
