@@ -26,4 +26,5 @@ mod smoke;
 mod store_contract;
 mod supabase;
 mod tokens;
+mod upgrade;
 mod users;
