@@ -143,7 +143,7 @@ pub const SETTINGS: &[SettingDoc] = &[
     setting(&["MAX_SESSIONS_PER_USER"], "0", "0 = unlimited; otherwise the oldest session is revoked when a new one would exceed it"),
     setting(&["SECURE_COOKIES"], "true", "mark the refresh cookie Secure (and send HSTS); must be true in production"),
     unset(&["CORS_ORIGINS"], "(none)", "comma-separated origins allowed by CORS; * is refused in production"),
-    unset(&["ALLOWED_HOSTS"], "(any)", "comma-separated Host header values accepted; others answer 400"),
+    unset(&["ALLOWED_HOSTS"], "(any)", "comma-separated Host header values accepted, each a host (any port) or a host:port; others answer 400"),
     unset(&["TRUSTED_PROXIES"], "(none)", "comma-separated IPs or CIDRs of proxies whose X-Forwarded-For / X-Real-IP is believed"),
     setting(&["RATE_LIMIT_ENABLED"], "true", "false turns every rate limit and the lockout off"),
     setting(&["RATE_LIMIT_LOGIN"], "5/15m,1/1s", "sign-ins per client IP: LIMIT/PERIOD windows (units s, m, h, d)"),

@@ -93,7 +93,8 @@ pub async fn security_headers(State(secure): State<bool>, req: Request, next: Ne
     res
 }
 
-/// With `ALLOWED_HOSTS` set, answers 400 to any other Host header.
+/// With `ALLOWED_HOSTS` set, answers 400 to any other Host header. An entry is a host
+/// (any port) or a `host:port`, as the header carries them.
 pub async fn allowed_hosts(State(hosts): State<Arc<Vec<String>>>, req: Request, next: Next) -> Response {
     if !hosts.is_empty() {
         let host = req
@@ -101,13 +102,13 @@ pub async fn allowed_hosts(State(hosts): State<Arc<Vec<String>>>, req: Request, 
             .get(header::HOST)
             .and_then(|h| h.to_str().ok())
             .or_else(|| req.uri().host())
-            .unwrap_or_default();
+            .unwrap_or_default()
+            .trim();
         let name = match host.rsplit_once(':') {
             Some((n, port)) if port.bytes().all(|b| b.is_ascii_digit()) => n,
             _ => host,
-        }
-        .to_ascii_lowercase();
-        if !hosts.iter().any(|h| h == "*" || h.eq_ignore_ascii_case(&name)) {
+        };
+        if !hosts.iter().any(|h| h == "*" || h.eq_ignore_ascii_case(name) || h.eq_ignore_ascii_case(host)) {
             return ApiError::bad_request("Invalid Host header.").into_response();
         }
     }

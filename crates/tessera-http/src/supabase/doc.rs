@@ -114,7 +114,7 @@ pub struct SbEnrolment {
 /// The secret of a TOTP enrolment, shown once.
 #[derive(Serialize, ToSchema)]
 pub struct SbTotp {
-    /// An SVG image as a data URI.
+    /// The SVG image (`<svg …>`), bare: the client makes it a data URI.
     pub qr_code: String,
     pub secret: String,
     pub uri: String,

@@ -28,7 +28,8 @@ pub struct SbEnrollIn {
 }
 
 /// `POST /auth/v1/factors`: a TOTP factor, unverified until a challenge is verified;
-/// `totp.qr_code` is an SVG image as a data URI.
+/// `totp.qr_code` is the bare SVG image, as GoTrue sends it (the client makes it a data
+/// URI itself: a prefixed answer came out twice prefixed).
 #[utoipa::path(post, path = "/auth/v1/factors", tag = "supabase", security(("bearer" = [])), request_body = SbEnrollIn,
     responses(
         (status = 200, body = super::doc::SbEnrolment),
@@ -61,7 +62,7 @@ pub async fn enroll(
         "type": "totp",
         "friendly_name": factor.name,
         "totp": {
-            "qr_code": format!("data:image/svg+xml;utf-8,{svg}"),
+            "qr_code": svg,
             "secret": e.secret,
             "uri": e.otpauth_uri,
         },

@@ -626,6 +626,24 @@ async fn allowed_host_with_port_is_served() {
     app.stop().await;
 }
 
+/// Issue 34, item 2: `ALLOWED_HOSTS=localhost:19301` refused everything (the port was
+/// stripped from the header before the comparison) while `config check` said OK. An
+/// entry with a port accepts that host and port, case-insensitively; another port is
+/// refused.
+#[tokio::test]
+async fn an_allowed_host_entry_may_carry_its_port() {
+    let app = TestApp::with(&[("ALLOWED_HOSTS", "localhost:19301,api.test")]).await;
+    for host in ["localhost:19301", "LOCALHOST:19301", "api.test:8000", "api.test"] {
+        let res = get_with(&app, "/health", &[(HOST.as_str(), host)]).await;
+        assert_eq!(res.status(), StatusCode::OK, "{host}");
+    }
+    for host in ["localhost:8000", "localhost", "evil.test:19301"] {
+        let res = get_with(&app, "/health", &[(HOST.as_str(), host)]).await;
+        assert_error(res, StatusCode::BAD_REQUEST, "bad_request").await;
+    }
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn other_host_is_rejected() {
     let app = TestApp::with(&[("ALLOWED_HOSTS", "api.test")]).await;

@@ -792,7 +792,10 @@ async fn totp_step_up_and_the_aal1_session_no_other_surface_accepts() {
     let fid = e["id"].as_str().unwrap().to_owned();
     assert_eq!(e["type"], "totp");
     assert_eq!(e["friendly_name"], "Phone");
-    assert!(e["totp"]["qr_code"].as_str().unwrap().starts_with("data:image/svg+xml"), "{e}");
+    // The bare SVG, as GoTrue sends it: auth-js adds the data-URI prefix itself (issue 34:
+    // a prefixed answer reached the app twice prefixed; scripts/client-check checks it
+    // through the client).
+    assert!(e["totp"]["qr_code"].as_str().unwrap().starts_with("<svg"), "{e}");
     assert!(e["totp"]["uri"].as_str().unwrap().starts_with("otpauth://totp/"));
     let mut auth = Authenticator::new(e["totp"]["secret"].as_str().unwrap());
     let u = ok(sb_get(&app, "/auth/v1/user", Some(&t0)).await);
