@@ -118,6 +118,15 @@ impl AuditFile {
         Ok(file)
     }
 
+    /// Whether [`AuditFile::open`] could use `dir`, creating nothing: an existing
+    /// directory, or a path whose nearest existing ancestor is one.
+    pub fn check(dir: &std::path::Path) -> Result<(), String> {
+        match dir.ancestors().find(|d| d.as_os_str().is_empty() || d.exists()) {
+            Some(d) if d.as_os_str().is_empty() || d.is_dir() => Ok(()),
+            _ => Err(format!("AUDIT_LOG_DIR {}: not a directory", dir.display())),
+        }
+    }
+
     /// The file of a day.
     pub fn path_for(&self, day: &str) -> PathBuf {
         self.dir.join(format!("audit-{day}.jsonl"))

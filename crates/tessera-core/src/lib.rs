@@ -122,12 +122,74 @@ pub fn store_config(settings: &Settings) -> Result<StoreConfig, String> {
     })
 }
 
+/// What would stop the server from starting with `settings`, checked as start-up checks
+/// it but changing nothing: the production rules, the secrets and keys, the PII ring
+/// against the data (with `store`, the configured database opened without migrating),
+/// pending migrations when `AUTO_MIGRATE=false`, Redis's URL, the mail transport and the
+/// audit directory. One line per problem; `tessera config check` prints them.
+pub async fn start_problems(settings: &Settings, store: Option<&Store>) -> Vec<String> {
+    let mut problems = settings.production_problems();
+    let listed_already = !problems.is_empty();
+    let mut push = |p: String| {
+        if !problems.contains(&p) {
+            problems.push(p);
+        }
+    };
+    if !listed_already {
+        // Outside production the same rules about secrets, which production lists above.
+        if let Err(e) = settings.clone().ensure_secrets() {
+            push(e);
+        }
+    }
+    if settings.jwt_secret.is_some() || settings.jwt_asymmetric() {
+        if let Err(e) = JwtKeys::from_settings(settings) {
+            push(e);
+        }
+    }
+    if let Some(url) = &settings.redis_url {
+        if let Err(e) = Kv::redis(url.expose_secret(), 1) {
+            push(e);
+        }
+    }
+    if let Err(e) = Mailer::check(&settings.mail, settings.is_development()) {
+        push(e);
+    }
+    if let Some(dir) = &settings.audit_log_dir {
+        if let Err(e) = AuditFile::check(dir) {
+            push(e);
+        }
+    }
+    match store_config(settings) {
+        Err(e) => push(e),
+        Ok(cfg) => {
+            if let (Some(store), Some(pii)) = (store, &cfg.pii) {
+                if let Err(e) = store.check_pii(pii).await {
+                    push(e);
+                }
+                if !settings.auto_migrate {
+                    match store.schema_problem().await {
+                        Ok(Some(p)) => push(format!("AUTO_MIGRATE=false, and {p}")),
+                        Ok(None) => {}
+                        Err(e) => push(format!("cannot read the database's migrations: {e}")),
+                    }
+                }
+            }
+        }
+    }
+    problems
+}
+
 impl Core {
     /// Opens the store (running pending migrations unless disabled), and builds the
     /// hasher and token keys. The secrets must be resolved already
     /// ([`Settings::ensure_secrets`]).
     pub async fn start(mut settings: Settings) -> Result<Arc<Core>, String> {
         let store = Arc::new(Store::open(&store_config(&settings)?).await?);
+        if !settings.auto_migrate {
+            if let Some(problem) = store.schema_problem().await? {
+                return Err(problem);
+            }
+        }
         let resolved = crate::secrets::resolve(&mut settings, &store).await?;
         let hasher = PasswordHasher::new(
             settings.argon2_memory_kib,

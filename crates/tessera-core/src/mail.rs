@@ -236,6 +236,19 @@ pub struct Mailer {
 
 impl Mailer {
     /// Builds the transport from settings.
+    /// Whether [`Mailer::new`] would succeed with `s`, creating nothing (a missing
+    /// `MAIL_DIR` is fine where it could be created).
+    pub fn check(s: &MailSettings, development: bool) -> Result<(), String> {
+        if s.transport == MailTransport::File {
+            let existing = s.dir.ancestors().find(|d| d.exists());
+            if existing.is_some_and(|d| !d.is_dir()) {
+                return Err(format!("MAIL_DIR {}: not a directory", s.dir.display()));
+            }
+            return Templates::load(s.templates_dir.as_deref(), &s.product_name).map(|_| ());
+        }
+        Mailer::new(s, development).map(|_| ())
+    }
+
     pub fn new(s: &MailSettings, development: bool) -> Result<Mailer, String> {
         let from: Mailbox = s.from.parse().map_err(|e| format!("MAIL_FROM: {e}"))?;
         let transport = match s.transport {
@@ -411,7 +424,7 @@ impl Core {
             };
             match result {
                 Ok(()) => resolved += 1,
-                Err(e) => self.record_failure(&row, &e.to_string()).await?,
+                Err(e) => self.record_failure(&row, &e.cause()).await?,
             }
         }
         if resolved > 0 {
@@ -499,7 +512,7 @@ impl Core {
                 () = tokio::time::sleep(LEASE_RENEW_EVERY) => {
                     let until = now() + ChronoDuration::seconds(LEASE);
                     if let Err(e) = outbox::renew(self.store.writer(), row.id, until).await {
-                        tracing::warn!(error = %e, "could not renew an outbox lease");
+                        tracing::warn!(error = %e.cause(), "could not renew an outbox lease");
                     }
                 }
             }
@@ -512,7 +525,7 @@ impl Core {
     pub async fn run_mail_sender(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
         while !*stop.borrow() {
             if let Err(e) = self.deliver_due_mail().await {
-                tracing::warn!(error = %e, "mail outbox pass failed");
+                tracing::warn!(error = %e.cause(), "mail outbox pass failed");
             }
             tokio::select! {
                 _ = self.mailer.wake.notified() => {}

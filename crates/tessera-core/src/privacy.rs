@@ -272,7 +272,7 @@ impl Core {
             match self.purge(true).await {
                 Ok(Some(report)) => tracing::info!(%report, "purge"),
                 Ok(None) => {}
-                Err(e) => tracing::warn!(error = %e, "purge failed"),
+                Err(e) => tracing::warn!(error = %e.cause(), "purge failed"),
             }
         }
     }

@@ -187,7 +187,7 @@ pub const SETTINGS: &[SettingDoc] = &[
     setting(&["ARGON2_PARALLELISM"], "1", "Argon2id lanes"),
     unset(&["HASH_WORKERS"], "(CPU count)", "threads computing password hashes, each keeping its Argon2 memory while busy (let go after 1 s idle)"),
     setting(&["HASH_QUEUE"], "64", "password hashes allowed to wait; beyond it sign-in answers 503 with Retry-After"),
-    setting(&["LOG_LEVEL"], "info", "trace, debug, info, warn or error (or a tracing filter)"),
+    setting(&["LOG_LEVEL"], "info", "trace, debug, info, warn, error or off, or a filter of target=level directives (e.g. info,tessera_core=debug); anything else is refused"),
     unset(&["LOG_FORMAT"], "`pretty` (`json` in production)", "json or pretty"),
     unset(&["LOG_FILE"], "(stdout)", "append logs to this file instead of stdout"),
     unset(&["OPENAPI_ENABLED"], "`true` (`false` in production)", "serve /docs and /openapi.json"),
@@ -683,6 +683,26 @@ impl Settings {
         if let Err(e) = tessera_store::normalise_url(s.database_url.expose_secret()) {
             r.problems.push(e);
         }
+        let urls = [
+            ("PUBLIC_URL", &s.public_url),
+            ("SITE_URL", &s.site_url),
+            ("VERIFY_EMAIL_URL", &s.mail.verify_email_url),
+            ("RESET_PASSWORD_URL", &s.mail.reset_password_url),
+        ];
+        let public_url_broken = check_url(&s.public_url).is_err();
+        for (name, url) in urls.into_iter().chain(s.redirect_urls.iter().map(|u| ("REDIRECT_URLS", u))) {
+            // What defaults to PUBLIC_URL is broken with it: said once, of PUBLIC_URL.
+            let derived = name != "PUBLIC_URL" && public_url_broken && url.starts_with(&s.public_url);
+            if derived {
+                continue;
+            }
+            if let Err(e) = check_url(url) {
+                r.problems.push(format!("{name}={url:?} is not a URL: {e}"));
+            }
+        }
+        if let Err(e) = check_log_filter(&s.log_level) {
+            r.problems.push(format!("LOG_LEVEL={:?}: {e}", s.log_level));
+        }
         if argon2::Params::new(s.argon2_memory_kib, s.argon2_iterations, s.argon2_parallelism, None).is_err() {
             r.problems.push(
                 "ARGON2_MEMORY_KIB, ARGON2_ITERATIONS and ARGON2_PARALLELISM do not form valid Argon2 parameters"
@@ -795,6 +815,47 @@ impl Settings {
             None => PathBuf::from(format!("tessera.{what}")),
         }
     }
+}
+
+/// Whether `url` is an absolute `http://` or `https://` URL with a host, as links and
+/// token issuers are built from (a typo there makes every link, and `iss`, wrong).
+fn check_url(url: &str) -> Result<(), &'static str> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or("it must start with http:// or https://")?;
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let name = host.rsplit_once('@').map_or(host, |(_, h)| h);
+    if name.is_empty() || name.starts_with(':') {
+        return Err("it names no host");
+    }
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("it holds a space");
+    }
+    Ok(())
+}
+
+/// The levels a log filter names.
+const LOG_LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+
+/// Whether `filter` is a log filter that means what it says: a level, or directives
+/// `target=level` separated by commas. A bare word that is no level (`verbose`) would be
+/// read as a target and silently turn every other log off.
+pub fn check_log_filter(filter: &str) -> Result<(), String> {
+    let level = |l: &str| LOG_LEVELS.contains(&l.trim().to_ascii_lowercase().as_str());
+    for directive in filter.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let ok = match directive.rsplit_once('=') {
+            Some((target, l)) => !target.trim().is_empty() && level(l),
+            None => level(directive),
+        };
+        if !ok {
+            return Err(format!(
+                "{directive:?} is not a level ({}) nor a target=level directive",
+                LOG_LEVELS.join(", ")
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `REDIS_URL`, or one built from `REDIS_HOST`, `REDIS_PORT` and `REDIS_PASSWORD`.

@@ -99,6 +99,15 @@ pub enum Error {
 }
 
 impl Error {
+    /// What a log line says of this outcome: the sentence, and for a failure of the
+    /// server its cause, which no client sees.
+    pub fn cause(&self) -> String {
+        match self {
+            Error::Internal(cause) | Error::Unavailable(cause) => format!("{self} {cause}"),
+            other => other.to_string(),
+        }
+    }
+
     /// The class of this outcome.
     pub fn kind(&self) -> ErrorKind {
         use Error::*;

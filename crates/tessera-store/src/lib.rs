@@ -434,6 +434,31 @@ impl Store {
         Ok(list.into_iter().map(|m| (m.name().to_owned(), m.status().to_string())).collect())
     }
 
+    /// Why this binary cannot serve the database as it is: `Some` when migrations are
+    /// pending (a server that does not migrate at start-up would answer 500s), saying
+    /// where the database is and what to run.
+    pub async fn schema_problem(&self) -> Result<Option<String>, String> {
+        let list = self.migration_status().await?;
+        let applied: Vec<&String> = list.iter().filter(|(_, status)| status == "Applied").map(|(n, _)| n).collect();
+        if applied.len() == list.len() {
+            return Ok(None);
+        }
+        let at = applied.last().map_or_else(|| "none".to_owned(), |n| n.to_string());
+        Ok(Some(format!(
+            "the database is at migration {} of {} ({at}); this binary needs all {}: run `tessera migrate`",
+            applied.len(),
+            list.len(),
+            list.len()
+        )))
+    }
+
+    /// Whether `pii` can read what the database holds (the check a store makes when it
+    /// opens, without recording anything): every key id data was encrypted under must be
+    /// in the ring, with the same key.
+    pub async fn check_pii(&self, pii: &Pii) -> Result<(), String> {
+        query::pii::check_keys_read_only(&self.db, pii).await
+    }
+
     /// The session with this id and its user: what every authenticated request checks.
     /// On a SQLite file it may be answered from the session cache.
     pub async fn session_with_user(&self, id: Uuid) -> Result<Option<(session::Model, user::Model)>, Error> {

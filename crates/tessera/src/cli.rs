@@ -196,17 +196,24 @@ async fn config_check() -> ExitCode {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let problems = settings.production_problems();
+    let store = existing_store(&settings).await;
+    let mut problems = tessera_core::start_problems(&settings, store.as_ref().and_then(|s| s.as_ref().ok())).await;
+    if let Err(e) = crate::check_logging(&settings) {
+        problems.push(e);
+    }
+    if let Some(Err(e)) = &store {
+        problems.push(format!("the database: {e}"));
+    }
+    let store = store.and_then(Result::ok);
+    let keys = tessera_core::secrets::sources(&settings, store.as_ref()).await;
+    if let Some(store) = store {
+        store.close().await;
+    }
     if problems.is_empty() {
         println!("configuration OK ({:?})", settings.environment);
-        let store = existing_store(&settings).await;
-        let keys = tessera_core::secrets::sources(&settings, store.as_ref()).await;
         println!("JWT secret: {}", keys.jwt_secret);
         println!("refresh-token key: {}", keys.refresh_token_key);
         println!("MFA key: {}", keys.mfa_key);
-        if let Some(store) = store {
-            store.close().await;
-        }
         ExitCode::SUCCESS
     } else {
         for p in problems {
@@ -304,8 +311,9 @@ async fn purge() -> ExitCode {
 }
 
 /// The store of the configured database, opened without changing anything (no
-/// migration, no file created), or `None` when it does not exist yet or cannot be read.
-async fn existing_store(settings: &Settings) -> Option<tessera_store::Store> {
+/// migration, no file created, no key recorded): `None` when it does not exist yet,
+/// the reason when it cannot be opened.
+async fn existing_store(settings: &Settings) -> Option<Result<tessera_store::Store, String>> {
     use secrecy::ExposeSecret;
     let url = settings.database_url.expose_secret();
     if tessera_store::sqlite_path(url).is_some_and(|p| !p.exists()) {
@@ -314,7 +322,8 @@ async fn existing_store(settings: &Settings) -> Option<tessera_store::Store> {
     let mut cfg = tessera_core::store_config(settings).ok()?;
     cfg.migrate = false;
     cfg.fast_paths = false;
-    tessera_store::Store::open(&cfg).await.ok()
+    cfg.pii = None;
+    Some(tessera_store::Store::open(&cfg).await)
 }
 
 /// Prints the `anon` and `service_role` keys, signed with the key the server signs with:
@@ -325,7 +334,7 @@ async fn supabase_keys() -> ExitCode {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let store = existing_store(&settings).await;
+    let store = existing_store(&settings).await.and_then(Result::ok);
     let found = match &store {
         Some(store) => tessera_core::secrets::jwt_secret_for_tools(&mut settings, store).await,
         None if settings.jwt_secret.is_some() || settings.jwt_asymmetric() => Ok(()),

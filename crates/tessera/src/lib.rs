@@ -13,10 +13,26 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+/// Whether [`init_logging`] can do what `settings` ask, creating nothing: `LOG_LEVEL` is
+/// a filter (checked with the settings) and `LOG_FILE` can be opened for appending (its
+/// folder exists; the file, when it exists, is writable).
+pub fn check_logging(settings: &Settings) -> Result<(), String> {
+    let Some(path) = &settings.log_file else { return Ok(()) };
+    let folder = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    if !folder.is_dir() {
+        return Err(format!("LOG_FILE {}: the folder {} does not exist", path.display(), folder.display()));
+    }
+    if path.exists() {
+        std::fs::OpenOptions::new().append(true).open(path).map_err(|e| format!("LOG_FILE {}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
 /// Installs the global tracing subscriber: JSON or pretty, to stdout or `LOG_FILE`.
 /// Does nothing if one is installed already.
 pub fn init_logging(settings: &Settings) -> Result<(), String> {
     use tracing_subscriber::EnvFilter;
+    check_logging(settings)?;
     let filter = EnvFilter::try_new(&settings.log_level)
         .or_else(|_| EnvFilter::try_new(format!("{},sqlx=warn,sea_orm=warn", settings.log_level.to_lowercase())))
         .map_err(|e| format!("LOG_LEVEL: {e}"))?;

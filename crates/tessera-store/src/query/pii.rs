@@ -337,6 +337,22 @@ pub(crate) async fn check_keys(conn: &impl ConnectionTrait, pii: &Pii) -> Result
     check_known(pii, &read().await.map_err(|e| format!("cannot read the PII keys: {e}"))?)
 }
 
+/// [`check_keys`] without recording the encrypting key (`tessera config check`).
+pub(crate) async fn check_keys_read_only(conn: &impl ConnectionTrait, pii: &Pii) -> Result<(), String> {
+    let backend = conn.get_database_backend();
+    let rows = match conn.query_all(Statement::from_string(backend, "SELECT kid, key_check FROM pii_keys")).await {
+        Ok(rows) => rows,
+        // Not migrated yet: nothing is encrypted.
+        Err(_) => return Ok(()),
+    };
+    let known = rows
+        .into_iter()
+        .map(|r| Ok((r.try_get_by_index::<String>(0)?, r.try_get_by_index::<String>(1)?)))
+        .collect::<Result<Vec<(String, String)>, sea_orm::DbErr>>()
+        .map_err(|e| format!("cannot read the PII keys: {e}"))?;
+    check_known(pii, &known)
+}
+
 /// Whether `pii` holds, unchanged, every key of `known` (`pii_keys`' rows).
 fn check_known(pii: &Pii, known: &[(String, String)]) -> Result<(), String> {
     for (kid, check) in known {

@@ -204,6 +204,75 @@ async fn config_check_rejects_unparsable_values() {
     assert!(err.contains("PORT") && err.contains("ACCESS_TOKEN_EXPIRE_MINUTES"), "{err}");
 }
 
+/// Issue 34, item 3: `config check` passed what `serve` then refused: a `LOG_FILE` in a
+/// missing folder, a database encrypted under a PII key the setting lacks; it accepted
+/// `PUBLIC_URL='not a url'` (tokens then carried `iss: "not a url/auth/v1"`) and
+/// `LOG_LEVEL=verbose` (which turns every log off). Now each is refused by both, with a
+/// line that names it.
+#[tokio::test]
+async fn config_check_refuses_what_serve_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = fresh_database(dir.path()).await;
+    let missing_folder = dir.path().join("no-such-folder").join("tessera.log");
+    let log_file = missing_folder.to_str().unwrap();
+    let cases: [(&[(&str, &str)], &str); 4] = [
+        (&[("LOG_FILE", log_file)], "LOG_FILE"),
+        (&[("PUBLIC_URL", "not a url")], "PUBLIC_URL"),
+        (&[("LOG_LEVEL", "verbose")], "LOG_LEVEL"),
+        (&[("REDIRECT_URLS", "https://app.example.com,app.example.com/cb")], "REDIRECT_URLS"),
+    ];
+    for (extra, name) in cases {
+        let mut env = vec![("DATABASE_URL", db.as_str())];
+        env.extend_from_slice(extra);
+        let (code, out, err) = run(&["config", "check"], &env).await;
+        assert_eq!(code, 2, "{name}: {out}{err}");
+        assert!(err.contains(name), "{name}: {err}");
+        let (code, out, err) = run(&["serve"], &[&env[..], &[("PORT", "0")]].concat()).await;
+        assert_eq!(code, 2, "serve refuses it too: {name}: {out}{err}");
+    }
+    for good in ["info", "warn,tessera_core=debug", "OFF"] {
+        let (code, out, err) = run(&["config", "check"], &[("DATABASE_URL", db.as_str()), ("LOG_LEVEL", good)]).await;
+        assert_eq!(code, 0, "{good}: {out}{err}");
+    }
+
+    // A database whose addresses are sealed under a PII key, checked without the key.
+    let key = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+    let sealed = [("DATABASE_URL", db.as_str()), ("PII_ENCRYPTION_KEY", key)];
+    let server = Proc::start(dir.path(), &sealed).await;
+    sign_up_and_in(&server, "sealed@example.com").await;
+    server.terminate().await;
+    let (code, out, err) = run(&["config", "check"], &sealed).await;
+    assert_eq!(code, 0, "with its key: {out}{err}");
+    let (code, out, err) = run(&["config", "check"], &[("DATABASE_URL", db.as_str())]).await;
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("encrypted under PII key"), "{err}");
+}
+
+/// Issue 34, item 9: with `AUTO_MIGRATE=false` on a new database the server started,
+/// `/health/detailed` said healthy and every call answered 500 while the log repeated a
+/// bare "Internal server error.". It refuses to start, saying where the database is and
+/// what to run; `config check` says the same; after `tessera migrate` it starts.
+#[tokio::test]
+async fn a_server_that_does_not_migrate_refuses_a_database_that_needs_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = fresh_database(dir.path()).await;
+    let env = [("DATABASE_URL", db.as_str()), ("AUTO_MIGRATE", "false")];
+    let (code, out, err) = run(&["serve"], &[&env[..], &[("PORT", "0")]].concat()).await;
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(err.contains("the database is at migration 0 of") && err.contains("run `tessera migrate`"), "{err}");
+    let (code, out, err) = run(&["config", "check"], &env).await;
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("AUTO_MIGRATE=false") && err.contains("run `tessera migrate`"), "{err}");
+
+    let (code, _, err) = run(&["migrate"], &env).await;
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = run(&["config", "check"], &env).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let server = Proc::start(dir.path(), &env).await;
+    sign_up_and_in(&server, "migrated@example.com").await;
+    server.terminate().await;
+}
+
 #[tokio::test]
 async fn serve_refuses_to_start_in_production_with_unsafe_settings() {
     let dir = tempfile::tempdir().unwrap();
