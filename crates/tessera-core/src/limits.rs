@@ -36,6 +36,16 @@ impl RateAction {
     }
 }
 
+/// Whether a client address is on this machine (127.0.0.0/8, `::1`, or such an IPv4
+/// address mapped into IPv6): what `RATE_LIMIT_EXEMPT_LOOPBACK` exempts from the per-IP
+/// limits.
+pub fn is_loopback(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.is_loopback(),
+        std::net::IpAddr::V6(v6) => v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
+    }
+}
+
 /// The key under which an email's counters are kept: a keyed MAC of the normalised
 /// address (128 bits, hex), so memory and Redis hold no address, and a guessed address
 /// cannot be checked against them without the server's secret.
@@ -130,8 +140,12 @@ impl Core {
         client: &ClientInfo,
         check: impl std::future::Future<Output = Result<bool, Error>>,
     ) -> Result<bool, Error> {
-        if let Some(key) = &client.limit_key {
-            self.enforce_rate_limit(RateAction::Verify, key).await?;
+        let loopback = client.ip.as_deref().and_then(|ip| ip.parse().ok()).is_some_and(is_loopback);
+        match &client.limit_key {
+            Some(key) if !(loopback && self.settings.rate_limit_exempt_loopback) => {
+                self.enforce_rate_limit(RateAction::Verify, key).await?;
+            }
+            _ => {}
         }
         self.lockout_reserve(email).await?;
         match check.await {

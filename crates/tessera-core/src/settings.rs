@@ -146,6 +146,7 @@ pub const SETTINGS: &[SettingDoc] = &[
     unset(&["ALLOWED_HOSTS"], "(any)", "comma-separated Host header values accepted, each a host (any port) or a host:port; others answer 400"),
     unset(&["TRUSTED_PROXIES"], "(none)", "comma-separated IPs or CIDRs of proxies whose X-Forwarded-For / X-Real-IP is believed"),
     setting(&["RATE_LIMIT_ENABLED"], "true", "false turns every rate limit and the lockout off"),
+    unset(&["RATE_LIMIT_EXEMPT_LOOPBACK"], "`true` in development (`false` elsewhere)", "clients on a loopback address (127.0.0.0/8, ::1) are not counted by the per-IP limits, so a developer's scripts can run again and again; the per-address limits and the lockout still apply"),
     setting(&["RATE_LIMIT_LOGIN"], "5/15m,1/1s", "sign-ins per client IP: LIMIT/PERIOD windows (units s, m, h, d)"),
     setting(&["RATE_LIMIT_REGISTER"], "3/1h", "sign-ups per client IP"),
     setting(&["RATE_LIMIT_RECOVER"], "3/1h", "password-recovery requests per email address"),
@@ -269,6 +270,8 @@ pub struct Settings {
     pub trusted_proxies: Vec<Cidr>,
     pub redis_url: Option<SecretString>,
     pub rate_limit_enabled: bool,
+    /// Whether loopback clients skip the per-IP limits (development's default).
+    pub rate_limit_exempt_loopback: bool,
     pub rate_limits: RateLimits,
     /// Without Redis, the most rate-limit and lockout keys kept in memory.
     pub rate_limit_memory_keys: usize,
@@ -562,6 +565,9 @@ impl Settings {
             },
             redis_url: redis_url(&mut r).map(SecretString::from),
             rate_limit_enabled: r.boolean("RATE_LIMIT_ENABLED"),
+            rate_limit_exempt_loopback: r
+                .boolean_opt("RATE_LIMIT_EXEMPT_LOOPBACK")
+                .unwrap_or(environment == Environment::Development),
             rate_limits: RateLimits {
                 login: r.windows("RATE_LIMIT_LOGIN"),
                 register: r.windows("RATE_LIMIT_REGISTER"),

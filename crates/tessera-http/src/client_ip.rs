@@ -11,6 +11,11 @@ use tessera_core::domain::Cidr;
 pub struct ClientIp(pub IpAddr);
 
 impl ClientIp {
+    /// Whether the client is on this machine (see [`tessera_core::limits::is_loopback`]).
+    pub fn is_loopback(&self) -> bool {
+        tessera_core::limits::is_loopback(self.0)
+    }
+
     /// The key rate limits count this client under: the address, or for IPv6 its /64
     /// (one subscriber's network: a client holding one has 2^64 addresses to rotate
     /// through). An IPv4 address mapped into IPv6 counts as itself.

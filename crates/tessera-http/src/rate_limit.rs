@@ -21,9 +21,14 @@ pub fn add_headers(headers: &mut HeaderMap, d: &RateDecision) {
     headers.insert("x-ratelimit-reset", HeaderValue::from(reset));
 }
 
-/// The middleware: counts the request against `action` for its client IP.
+/// The middleware: counts the request against `action` for its client IP (not a loopback
+/// client's with `RATE_LIMIT_EXEMPT_LOOPBACK`, development's default).
 pub async fn per_ip(State((state, action)): State<(AppState, RateAction)>, req: Request, next: Next) -> Response {
-    let ip = req.extensions().get::<ClientIp>().map(ClientIp::limit_key).unwrap_or_else(|| "unknown".to_owned());
+    let client = req.extensions().get::<ClientIp>();
+    if state.core.settings.rate_limit_exempt_loopback && client.is_some_and(ClientIp::is_loopback) {
+        return next.run(req).await;
+    }
+    let ip = client.map(ClientIp::limit_key).unwrap_or_else(|| "unknown".to_owned());
     match state.core.rate_limit(action, &ip).await {
         None => next.run(req).await,
         Some(d) if !d.allowed => {

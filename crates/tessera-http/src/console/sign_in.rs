@@ -45,11 +45,28 @@ impl FromRequest<AppState> for SignInForm {
         let session = parts.extensions.get::<Session>().cloned().unwrap_or(Session::None);
         let fields = form_fields(s, body).await?;
         let token = cookie_value(&parts.headers, FORM_COOKIE).unwrap_or_default().to_owned();
+        if token.is_empty() && s.core.settings.secure_cookies && from_own_pages(&parts.headers) {
+            return Err(cookie_dropped(s));
+        }
         if !from_own_pages(&parts.headers) || token.is_empty() || !same_secret(&token, field(&fields, "csrf")) {
             return Err(stale_form(s, None));
         }
         Ok(SignInForm { headers: parts.headers, fields, token, session })
     }
+}
+
+/// The sign-in form came back without the cookie its page set: with Secure cookies, what
+/// a browser does over plain http on any host but localhost. The page says what to do.
+fn cookie_dropped(s: &AppState) -> Response {
+    message_page(
+        s,
+        None,
+        StatusCode::FORBIDDEN,
+        "403 · Form refused: the browser dropped the console's cookie",
+        "This server marks its cookies Secure (SECURE_COOKIES=true), and a browser keeps a Secure cookie only over \
+         https or on localhost. Open the console over https; for local development over plain http on another \
+         host, start the server with SECURE_COOKIES=false. Then reload the page.",
+    )
 }
 
 /// Ends the session a new sign-in replaces.

@@ -1469,3 +1469,27 @@ async fn with_admin_mfa_required_an_aal1_admin_sees_only_the_public_view_of_a_us
     let (_, seen) = json_of(relaxed.get(&path, Some(&aal1)).await).await;
     assert_eq!(seen["email"], email.as_str(), "{seen}");
 }
+
+/// Issue 34, item 8: over plain http on a host other than localhost the browser drops
+/// the console's Secure cookies, and the sign-in answered "Form refused … Reload the
+/// page", which reloading never fixes. The page says why and what to set.
+#[tokio::test]
+async fn a_sign_in_form_without_its_secure_cookie_says_what_to_change() {
+    for (secure, hint) in [("true", true), ("false", false)] {
+        let app = TestApp::with(&[FIRST_ADMIN[0], FIRST_ADMIN[1], ("SECURE_COOKIES", secure)]).await;
+        let form = app.client.get(app.url("/admin/sign-in")).send().await.unwrap().text().await.unwrap();
+        let csrf = form.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+        // What a browser sends back over http when it kept no Secure cookie: the form, no cookie.
+        let res = app
+            .client
+            .post(app.url("/admin/sign-in"))
+            .header("sec-fetch-site", "same-origin")
+            .form(&[("csrf", csrf.as_str()), ("email", ADMIN_EMAIL), ("password", PASSWORD)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::FORBIDDEN);
+        let page = res.text().await.unwrap();
+        assert_eq!(page.contains("SECURE_COOKIES=false"), hint, "SECURE_COOKIES={secure}: {page}");
+    }
+}

@@ -496,6 +496,39 @@ async fn nodes_sharing_a_database_agree_on_every_key_with_no_setting() {
     }
 }
 
+/// Issue 34, item 6: `tessera keys supabase` run from another folder silently wrote new
+/// secrets there and printed keys the server refused (`bad_jwt`). It signs with the key
+/// the server signs with (a development server's, read from its database), or fails
+/// saying what it needs; it never writes a key.
+#[tokio::test]
+async fn keys_supabase_signs_with_the_servers_key_or_says_what_it_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = fresh_database(dir.path()).await;
+    let env = [("DATABASE_URL", db.as_str()), ("ARGON2_MEMORY_KIB", "1024"), ("ARGON2_ITERATIONS", "1")];
+    let server = Proc::start(dir.path(), &env).await;
+
+    // From another folder, pointed at the server's database: keys the server accepts.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = tessera().current_dir(elsewhere.path()).envs(env).args(["keys", "supabase"]).output().await.unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{printed}{}", String::from_utf8_lossy(&out.stderr));
+    let service = printed.lines().find_map(|l| l.strip_prefix("service_role=")).unwrap().to_owned();
+    let res =
+        reqwest::Client::new().get(server.url("/auth/v1/admin/users")).bearer_auth(&service).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "the server accepts the printed service_role key");
+    server.terminate().await;
+
+    // From a folder with no database and nothing configured: an error that says what to
+    // set, and nothing written.
+    let empty = tempfile::tempdir().unwrap();
+    let out = tessera().current_dir(empty.path()).env_remove("DATABASE_URL").args(["keys", "supabase"]).output();
+    let out = out.await.unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("JWT_SECRET_KEY") && err.contains("DATABASE_URL"), "{err}");
+    assert_eq!(std::fs::read_dir(empty.path()).unwrap().count(), 0, "nothing is written");
+}
+
 #[tokio::test]
 async fn sigterm_drains_in_flight_requests_then_exits_zero() {
     let dir = tempfile::tempdir().unwrap();

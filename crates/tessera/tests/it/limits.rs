@@ -571,3 +571,41 @@ async fn codes_given_again_behind_a_token_lock_the_account() {
     let res = app.client.put(app.url("/auth/v1/user")).bearer_auth(&token).json(&body).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS, "locked: the right nonce is refused too");
 }
+
+/// Issue 34, item 4: the default limits stopped a developer's second run of an ordinary
+/// script from localhost (sign-up 3 an hour, sign-in one a second). In development a
+/// loopback client is not counted by the per-IP limits; a client elsewhere is, and
+/// outside development (or with `RATE_LIMIT_EXEMPT_LOOPBACK=false`) so is loopback.
+#[tokio::test]
+async fn in_development_loopback_clients_are_not_held_by_the_per_ip_limits() {
+    let dev = TestApp::with(&[ON, ("RATE_LIMIT_EXEMPT_LOOPBACK", ""), ("TRUSTED_PROXIES", "127.0.0.1")]).await;
+    for i in 0..5 {
+        let res = register_as(&dev, &format!("dev{i}@example.com"), None).await;
+        assert_eq!(res.status(), StatusCode::CREATED, "sign-up {i} from loopback");
+        assert!(!res.headers().contains_key("x-ratelimit-limit"));
+    }
+    for _ in 0..3 {
+        assert_eq!(login_as(&dev, "dev0@example.com", PASSWORD, None).await.status(), StatusCode::OK);
+    }
+    // A client elsewhere, behind the trusted proxy, is counted as ever.
+    for i in 0..3 {
+        let res = register_as(&dev, &format!("far{i}@example.com"), Some("203.0.113.5")).await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+    }
+    let res = register_as(&dev, "far3@example.com", Some("203.0.113.5")).await;
+    assert_error(res, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    // The lockout is per address, and still holds.
+    for _ in 0..5 {
+        login_as(&dev, "dev1@example.com", "Wrong-Passw0rd!", None).await;
+    }
+    let res = login_as(&dev, "dev1@example.com", PASSWORD, None).await;
+    assert_error(res, StatusCode::TOO_MANY_REQUESTS, "account_locked").await;
+
+    // Outside development, loopback is a client like any other.
+    let staging = TestApp::with(&[ON, ("RATE_LIMIT_EXEMPT_LOOPBACK", ""), ("ENVIRONMENT", "staging")]).await;
+    for i in 0..3 {
+        assert_eq!(register_as(&staging, &format!("st{i}@example.com"), None).await.status(), StatusCode::CREATED);
+    }
+    let res = register_as(&staging, "st3@example.com", None).await;
+    assert_error(res, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+}
