@@ -2,10 +2,12 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use jsonwebtoken::errors::ErrorKind as JwtErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use rand::RngCore;
+use rand::rand_core::UnwrapErr;
+use rand::rngs::SysRng;
+use rand::Rng;
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -14,10 +16,16 @@ use uuid::Uuid;
 
 use crate::settings::Settings;
 
+/// The OS generator, whose failure panics (as `OsRng` always did): no token, key or code
+/// can be issued without it.
+pub(crate) fn os_rng() -> UnwrapErr<SysRng> {
+    UnwrapErr(SysRng)
+}
+
 /// `bytes` random bytes from the OS generator, base64url without padding.
 pub fn random_token(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
-    rand::rngs::OsRng.fill_bytes(&mut buf);
+    os_rng().fill_bytes(&mut buf);
     URL_SAFE_NO_PAD.encode(buf)
 }
 
@@ -135,8 +143,8 @@ pub fn derive_key(secret: &[u8], label: &[u8]) -> Vec<u8> {
 pub(crate) fn mac(key: &[u8], data: &[u8]) -> Hmac<Sha256> {
     // HMAC takes keys of any length, so this cannot fail; an empty key is the fallback
     // that keeps the signature total.
-    let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key)
-        .or_else(|_| <Hmac<Sha256> as Mac>::new_from_slice(&[]))
+    let mut m = <Hmac<Sha256> as KeyInit>::new_from_slice(key)
+        .or_else(|_| <Hmac<Sha256> as KeyInit>::new_from_slice(&[]))
         .unwrap_or_else(|_| unreachable_mac());
     m.update(data);
     m
