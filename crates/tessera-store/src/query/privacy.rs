@@ -210,7 +210,8 @@ pub async fn claim_job(
          WHERE (job_runs.running_until IS NULL OR job_runs.running_until < $2){due}"
     );
     let values = [name.into(), now.into(), until.into(), holder.into()];
-    let res = conn.execute(Statement::from_sql_and_values(conn.get_database_backend(), sql, values)).await.or_db()?;
+    let res =
+        conn.execute_raw(Statement::from_sql_and_values(conn.get_database_backend(), sql, values)).await.or_db()?;
     Ok(res.rows_affected() == 1)
 }
 
@@ -224,7 +225,8 @@ pub async fn renew_job(
 ) -> Result<bool, Error> {
     let sql = "UPDATE job_runs SET running_until = $2 WHERE name = $1 AND holder = $3";
     let values = [name.into(), until.into(), holder.into()];
-    let res = conn.execute(Statement::from_sql_and_values(conn.get_database_backend(), sql, values)).await.or_db()?;
+    let res =
+        conn.execute_raw(Statement::from_sql_and_values(conn.get_database_backend(), sql, values)).await.or_db()?;
     Ok(res.rows_affected() == 1)
 }
 
@@ -239,6 +241,6 @@ pub async fn finish_job(
     let sql =
         "UPDATE job_runs SET holder = NULL, running_until = NULL, next_run_at = $2 WHERE name = $1 AND holder = $3";
     let values = [name.into(), next_run_at.into(), holder.into()];
-    conn.execute(Statement::from_sql_and_values(conn.get_database_backend(), sql, values)).await.or_db()?;
+    conn.execute_raw(Statement::from_sql_and_values(conn.get_database_backend(), sql, values)).await.or_db()?;
     Ok(())
 }

@@ -87,7 +87,7 @@ async fn user_row(app: &TestApp, email: &str) -> Option<user::Model> {
 async fn count_rows(app: &TestApp, sql: &str) -> i64 {
     use tessera_store::sea_orm::{ConnectionTrait, Statement};
     let backend = app.db().get_database_backend();
-    let row = app.db().query_one(Statement::from_string(backend, sql.to_owned())).await.unwrap().unwrap();
+    let row = app.db().query_one_raw(Statement::from_string(backend, sql.to_owned())).await.unwrap().unwrap();
     row.try_get_by_index::<i64>(0).unwrap()
 }
 

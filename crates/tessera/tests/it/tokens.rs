@@ -851,7 +851,7 @@ mod sqlite_only {
         let returning = format!("UPDATE users SET full_name = 'Returning' WHERE email = '{email}' RETURNING id");
         let row = app
             .db()
-            .query_one(tessera_store::sea_orm::Statement::from_string(
+            .query_one_raw(tessera_store::sea_orm::Statement::from_string(
                 tessera_store::sea_orm::DbBackend::Sqlite,
                 returning,
             ))
