@@ -14,9 +14,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
-use argon2::{Algorithm, Argon2, Block, Params, Version};
+use argon2::password_hash::phc::{Output, ParamsString, Salt};
+use argon2::{Algorithm, Argon2, Block, Params, PasswordHash, Version};
 use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
 use tessera_domain::{normalize_password, Error};
@@ -316,21 +315,20 @@ fn work(queue: &Queue) {
 
 /// Argon2id with `params` into the worker's memory, as a PHC string.
 fn hash_with(params: &Params, password: &str, memory: &mut Memory<'_>) -> Result<String, argon2::password_hash::Error> {
-    let salt = SaltString::generate(&mut OsRng);
-    let mut salt_bytes = [0u8; 64];
-    let salt_bytes = salt.decode_b64(&mut salt_bytes)?;
+    // 16 bytes from the OS generator: the salt length these hashes have always had.
+    let salt = Salt::generate();
     let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
     let len = params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN);
+    let mut output = [0u8; Output::MAX_LENGTH];
+    let output = output.get_mut(..len).ok_or(argon2::password_hash::Error::OutputSize)?;
     let blocks = memory.blocks(params.block_count());
-    let output = Output::init_with(len, |out| {
-        argon.hash_password_into_with_memory(password.as_bytes(), salt_bytes, out, &mut *blocks).map_err(Into::into)
-    })?;
+    argon.hash_password_into_with_memory(password.as_bytes(), &salt, &mut *output, blocks)?;
     let phc = PasswordHash {
         algorithm: Algorithm::Argon2id.ident(),
         version: Some(Version::V0x13.into()),
         params: ParamsString::try_from(params)?,
-        salt: Some(salt.as_salt()),
-        hash: Some(output),
+        salt: Some(salt),
+        hash: Some(Output::new(output)?),
     };
     Ok(phc.to_string())
 }
@@ -370,22 +368,19 @@ fn verify_with(current: &Params, password: &str, stored: &str, memory: &mut Memo
 
 /// Recomputes a stored Argon2 hash with its own algorithm, version, parameters and salt,
 /// and compares the outputs in constant time.
-fn argon2_matches(stored: &PasswordHash<'_>, params: Params, password: &str, memory: &mut Memory<'_>) -> bool {
-    let (Ok(algorithm), Some(salt), Some(expected)) = (Algorithm::try_from(stored.algorithm), stored.salt, stored.hash)
+fn argon2_matches(stored: &PasswordHash, params: Params, password: &str, memory: &mut Memory<'_>) -> bool {
+    let (Ok(algorithm), Some(salt), Some(expected)) =
+        (Algorithm::new(stored.algorithm.as_str()), stored.salt.as_ref(), stored.hash.as_ref())
     else {
         return false;
     };
     let Ok(version) = stored.version.map_or(Ok(Version::default()), Version::try_from) else {
         return false;
     };
-    let mut salt_bytes = [0u8; 64];
-    let Ok(salt_bytes) = salt.decode_b64(&mut salt_bytes) else {
-        return false;
-    };
     let blocks = memory.blocks(params.block_count());
     let argon = Argon2::new(algorithm, version, params);
     let mut computed = vec![0u8; expected.len()];
-    argon.hash_password_into_with_memory(password.as_bytes(), salt_bytes, &mut computed, blocks).is_ok()
+    argon.hash_password_into_with_memory(password.as_bytes(), salt, &mut computed, blocks).is_ok()
         && bool::from(computed.as_slice().ct_eq(expected.as_bytes()))
 }
 
@@ -418,9 +413,9 @@ mod tests {
         assert!(Argon2::default().verify_password(b"Corr3ct-Horse!", &parsed).is_ok());
         assert!(Argon2::default().verify_password(b"Corr3ct-Horse?", &parsed).is_err());
         let params = Params::new(1024, 2, 1, None).unwrap();
-        let salt = SaltString::generate(&mut OsRng);
+        let salt = Salt::generate();
         let theirs = Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
-            .hash_password(b"Corr3ct-Horse!", &salt)
+            .hash_password_with_salt(b"Corr3ct-Horse!", &salt)
             .unwrap()
             .to_string();
         assert_eq!(h.verify(&pw, Some(&theirs)).await.unwrap(), Verdict { matches: true, needs_rehash: false });
@@ -429,7 +424,7 @@ mod tests {
         // Argon2i and Argon2d of other sizes verify too, on a block of their own.
         for alg in [Algorithm::Argon2i, Algorithm::Argon2d] {
             let old = Argon2::new(alg, Version::V0x10, Params::new(2048, 1, 2, None).unwrap())
-                .hash_password(b"Corr3ct-Horse!", &salt)
+                .hash_password_with_salt(b"Corr3ct-Horse!", &salt)
                 .unwrap()
                 .to_string();
             assert_eq!(h.verify(&pw, Some(&old)).await.unwrap(), Verdict { matches: true, needs_rehash: true });

@@ -331,8 +331,8 @@ impl RedisKv {
             *last = Some(Instant::now());
         }
         let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(OP_TIMEOUT)
-            .set_response_timeout(OP_TIMEOUT)
+            .set_connection_timeout(Some(OP_TIMEOUT))
+            .set_response_timeout(Some(OP_TIMEOUT))
             .set_number_of_retries(1);
         let manager = tokio::time::timeout(
             Duration::from_secs(2),

@@ -6,6 +6,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod auth;
 pub mod hasher;
+mod jwt_crypto;
 pub mod kv;
 pub mod limits;
 pub mod links;

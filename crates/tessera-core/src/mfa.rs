@@ -12,18 +12,18 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use chrono::Duration as ChronoDuration;
 use hmac::Mac;
-use rand::{Rng, RngCore};
+use rand::{Rng, RngExt};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use tessera_domain::{Error, Role};
 use tessera_store::entity::{mfa_factor, mfa_token, user};
 use tessera_store::query::{mfa, sessions, users};
-use totp_rs::{Algorithm, TOTP};
+use totp_rs::{Algorithm, Builder, Secret, Totp};
 use uuid::Uuid;
 
 use crate::audit::{record, AuditEvent};
 use crate::auth::{Issued, Principal};
-use crate::tokens::{mac, random_token, sha256_hex};
+use crate::tokens::{mac, os_rng, random_token, sha256_hex};
 use crate::{now, ClientInfo, Core};
 
 /// Seconds a TOTP code stands for.
@@ -42,7 +42,7 @@ pub const METHODS: [&str; 2] = ["totp", "recovery_code"];
 /// A new 32-byte key, base64: what `MFA_ENCRYPTION_KEY` holds (generated in development).
 pub fn new_key() -> String {
     let mut key = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut key);
+    os_rng().fill_bytes(&mut key);
     STANDARD.encode(key)
 }
 
@@ -67,9 +67,9 @@ impl MfaKeys {
     fn encrypt(&self, plain: &[u8]) -> Result<String, Error> {
         let (kid, cipher) = self.keys.first().ok_or_else(|| Error::Internal("no MFA key".to_owned()))?;
         let mut nonce = [0u8; 12];
-        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        os_rng().fill_bytes(&mut nonce);
         let sealed = cipher
-            .encrypt(Nonce::from_slice(&nonce), plain)
+            .encrypt(&Nonce::from(nonce), plain)
             .map_err(|_| Error::Internal("cannot encrypt a TOTP secret".to_owned()))?;
         Ok(format!("{kid}:{}:{}", STANDARD.encode(nonce), STANDARD.encode(sealed)))
     }
@@ -85,21 +85,43 @@ impl MfaKeys {
         let (_, cipher) = self.keys.iter().find(|(k, _)| k == kid).ok_or_else(broken)?;
         let nonce = STANDARD.decode(nonce).map_err(|_| broken())?;
         let sealed = STANDARD.decode(sealed).map_err(|_| broken())?;
-        if nonce.len() != 12 {
-            return Err(broken());
-        }
-        cipher.decrypt(Nonce::from_slice(&nonce), sealed.as_ref()).map_err(|_| broken())
+        let nonce = Nonce::try_from(nonce.as_slice()).map_err(|_| broken())?;
+        cipher.decrypt(&nonce, sealed.as_ref()).map_err(|_| broken())
     }
 }
 
 /// The RFC 6238 code generator of a secret.
-fn totp(secret: Vec<u8>) -> Result<TOTP, Error> {
-    TOTP::new(Algorithm::SHA1, 6, 1, STEP_SECS as u64, secret).map_err(|e| Error::Internal(format!("totp: {e}")))
+struct CodeGenerator(Totp);
+
+impl CodeGenerator {
+    /// The code of the step `time` (Unix seconds) falls in.
+    fn generate(&self, time: u64) -> String {
+        self.0.generate(time).to_string()
+    }
+
+    /// The secret, base32 without padding (as authenticators take it).
+    fn secret_base32(&self) -> String {
+        self.0.secret().to_base32()
+    }
+}
+
+/// The code generator of a secret: SHA-1, 6 digits, 30 s steps (RFC 6238's defaults,
+/// what authenticators assume).
+fn totp(secret: Vec<u8>) -> Result<CodeGenerator, Error> {
+    Builder::new()
+        .with_algorithm(Algorithm::SHA1)
+        .with_digits(6)
+        .with_skew(1)
+        .with_step_duration(STEP_SECS as u64)
+        .with_secret(secret)
+        .build()
+        .map(CodeGenerator)
+        .map_err(|e| Error::Internal(format!("totp: {e}")))
 }
 
 /// The step of `code` within one step of `at` (Unix seconds), compared in constant time;
 /// `None` when it matches none of them.
-fn matching_step(totp: &TOTP, code: &str, at: i64) -> Option<i64> {
+fn matching_step(totp: &CodeGenerator, code: &str, at: i64) -> Option<i64> {
     let now = at.div_euclid(STEP_SECS);
     let mut found = None;
     for step in [now - 1, now, now + 1] {
@@ -127,8 +149,8 @@ fn parse_recovery_code(raw: &str) -> Option<String> {
 
 /// A new recovery code, grouped for reading: `ABCDE-FGHJK`.
 fn new_recovery_code() -> String {
-    let mut rng = rand::rngs::OsRng;
-    let chars: String = (0..10).map(|_| ALPHABET[(rng.gen::<u8>() & 31) as usize] as char).collect();
+    let mut rng = os_rng();
+    let chars: String = (0..10).map(|_| ALPHABET[(rng.random::<u8>() & 31) as usize] as char).collect();
     format!("{}-{}", &chars[..5], &chars[5..])
 }
 
@@ -417,9 +439,9 @@ impl Core {
             return Err(Error::field("name", "invalid_name", "At most 100 printable characters."));
         }
         let mut secret = [0u8; 20];
-        rand::rngs::OsRng.fill_bytes(&mut secret);
+        os_rng().fill_bytes(&mut secret);
         let generator = totp(secret.to_vec())?;
-        let secret_b32 = generator.get_secret_base32();
+        let secret_b32 = generator.secret_base32();
         let uri = otpauth_uri(&self.settings.mail.product_name, &who.user.email, &secret_b32);
         let now = now();
         let factor = mfa_factor::Model {
@@ -757,7 +779,7 @@ fn method_of(proof: &SecondFactor) -> &'static str {
 /// The code an authenticator shows for `secret` (base32) at `at` (Unix seconds): for
 /// tests and benchmarks, which play the authenticator.
 pub fn code_for(secret_b32: &str, at: i64) -> Option<String> {
-    let bytes = totp_rs::Secret::Encoded(secret_b32.to_owned()).to_bytes().ok()?;
+    let bytes = Secret::try_from_base32(secret_b32).ok()?.as_bytes().to_vec();
     Some(totp(bytes).ok()?.generate(at.max(0) as u64))
 }
 

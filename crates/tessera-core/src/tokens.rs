@@ -2,10 +2,12 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use jsonwebtoken::errors::ErrorKind as JwtErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use rand::RngCore;
+use rand::rand_core::UnwrapErr;
+use rand::rngs::SysRng;
+use rand::Rng;
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -14,10 +16,16 @@ use uuid::Uuid;
 
 use crate::settings::Settings;
 
+/// The OS generator, whose failure panics (as `OsRng` always did): no token, key or code
+/// can be issued without it.
+pub(crate) fn os_rng() -> UnwrapErr<SysRng> {
+    UnwrapErr(SysRng)
+}
+
 /// `bytes` random bytes from the OS generator, base64url without padding.
 pub fn random_token(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
-    rand::rngs::OsRng.fill_bytes(&mut buf);
+    os_rng().fill_bytes(&mut buf);
     URL_SAFE_NO_PAD.encode(buf)
 }
 
@@ -143,8 +151,8 @@ pub fn derive_key(secret: &[u8], label: &[u8]) -> Vec<u8> {
 pub(crate) fn mac(key: &[u8], data: &[u8]) -> Hmac<Sha256> {
     // HMAC takes keys of any length, so this cannot fail; an empty key is the fallback
     // that keeps the signature total.
-    let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key)
-        .or_else(|_| <Hmac<Sha256> as Mac>::new_from_slice(&[]))
+    let mut m = <Hmac<Sha256> as KeyInit>::new_from_slice(key)
+        .or_else(|_| <Hmac<Sha256> as KeyInit>::new_from_slice(&[]))
         .unwrap_or_else(|_| unreachable_mac());
     m.update(data);
     m
@@ -206,7 +214,7 @@ pub struct JwtKeys {
     /// The public JWKs (empty with an HS algorithm: a secret is never published).
     jwks: Vec<serde_json::Value>,
     /// A validation for the project keys of the Supabase surface (`service_role`): the
-    /// algorithm and signature only, `exp` when present.
+    /// algorithm and signature only, `exp` when present (a malformed one is refused).
     project_keys: Validation,
     pub issuer: String,
     pub audience: String,
@@ -217,6 +225,7 @@ pub struct JwtKeys {
 impl JwtKeys {
     /// Keys from settings; the secret must already be resolved.
     pub fn from_settings(s: &Settings) -> Result<JwtKeys, String> {
+        crate::jwt_crypto::install();
         let alg = match s.jwt_algorithm.as_str() {
             "HS256" => Algorithm::HS256,
             "HS384" => Algorithm::HS384,
@@ -235,6 +244,9 @@ impl JwtKeys {
         let mut project_keys = Validation::new(alg);
         project_keys.leeway = 30;
         project_keys.validate_aud = false;
+        // GoTrue's rule: a project key need not expire. One that says when it expires is
+        // held to it; an `exp` that is not a number is refused, not skipped
+        // (jsonwebtoken ≥ 10.3, CVE-2026-25537), whether required or not.
         project_keys.set_required_spec_claims::<&str>(&[]);
         let mut header = Header::new(alg);
         let (encoding, decoding, previous, jwks) = if s.jwt_asymmetric() {
@@ -261,7 +273,13 @@ impl JwtKeys {
         } else {
             let secret = s.jwt_secret.as_ref().ok_or("no JWT secret configured")?;
             let bytes = secret.expose_secret().as_bytes();
-            (EncodingKey::from_secret(bytes), DecodingKey::from_secret(bytes), Vec::new(), Vec::new())
+            let bad = |e: jsonwebtoken::errors::Error| format!("the JWT secret cannot sign: {e}");
+            (
+                EncodingKey::from_secret(bytes).map_err(bad)?,
+                DecodingKey::from_secret(bytes).map_err(bad)?,
+                Vec::new(),
+                Vec::new(),
+            )
         };
         Ok(JwtKeys {
             encoding,
@@ -509,6 +527,57 @@ mod tests {
                  -kEgU8awapJzKnqDKgw";
         let members = [("e", "AQAB".to_owned()), ("kty", "RSA".to_owned()), ("n", n.to_owned())];
         assert_eq!(thumbprint(&members), "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
+    }
+
+    /// The keys of a server with an HS256 secret.
+    fn hs256_keys() -> JwtKeys {
+        let secret = "k".repeat(40);
+        let vars = [("ENVIRONMENT", "production"), ("JWT_SECRET_KEY", secret.as_str())];
+        let settings =
+            Settings::from_vars(&vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()).unwrap();
+        JwtKeys::from_settings(&settings).unwrap()
+    }
+
+    #[test]
+    fn a_project_key_whose_exp_is_not_a_number_is_refused_and_one_without_exp_is_not() {
+        use serde_json::json;
+        let keys = hs256_keys();
+        let sign = |claims: serde_json::Value| keys.sign_any(&claims).unwrap();
+        let now = chrono::Utc::now().timestamp();
+        // CVE-2026-25537: `exp` checked but not required, and of another type, was skipped.
+        for exp in [json!("1"), json!((now + 3600).to_string()), json!(-1), json!(true), json!({ "at": now })] {
+            let token = sign(json!({ "role": "service_role", "exp": exp }));
+            assert!(matches!(keys.project_key_role(&token), Err(Error::InvalidToken)), "exp {exp}");
+        }
+        let expired = sign(json!({ "role": "service_role", "exp": now - 3600 }));
+        assert!(matches!(keys.project_key_role(&expired), Err(Error::TokenExpired)));
+        let live = sign(json!({ "role": "service_role", "exp": now + 3600 }));
+        assert_eq!(keys.project_key_role(&live).unwrap(), "service_role");
+        // GoTrue's rule: a project key need not expire.
+        assert_eq!(keys.project_key_role(&sign(json!({ "role": "anon" }))).unwrap(), "anon");
+    }
+
+    #[test]
+    fn an_access_token_whose_exp_is_missing_or_not_a_number_is_refused() {
+        use serde_json::json;
+        let keys = hs256_keys();
+        let sign = |claims: serde_json::Value| keys.sign_any(&claims).unwrap();
+        let now = chrono::Utc::now().timestamp();
+        let claims = |exp: Option<serde_json::Value>| {
+            let sid = Uuid::now_v7();
+            let mut c = json!({
+                "iss": keys.issuer, "aud": keys.audience, "sub": sid, "user_id": sid, "email": "a@example.com",
+                "role": "user", "type": "access", "ver": 1, "sid": sid, "aal": "aal1", "iat": now, "jti": "j",
+            });
+            if let Some(exp) = exp {
+                c["exp"] = exp;
+            }
+            c
+        };
+        assert!(keys.verify(&sign(claims(Some(json!(now + 600))))).is_ok(), "the control");
+        for exp in [None, Some(json!("1")), Some(json!((now + 600).to_string()))] {
+            assert!(matches!(keys.verify(&sign(claims(exp.clone()))), Err(Error::InvalidToken)), "exp {exp:?}");
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@
 
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use hmac::Mac;
-use rand::Rng;
+use rand::RngExt;
 use sea_orm::{IntoActiveModel, Set};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
@@ -20,7 +20,7 @@ use uuid::Uuid;
 use crate::audit::{record, AuditEvent};
 use crate::limits::RateAction;
 use crate::mail::{MailRequest, OutgoingMail, Template};
-use crate::tokens::{derive_key, mac, random_token, sha256_hex};
+use crate::tokens::{derive_key, mac, os_rng, random_token, sha256_hex};
 use crate::{now, ClientInfo, Core};
 
 /// The alphabet of codes: digits and upper-case letters without 0, O, 1 and I.
@@ -142,8 +142,8 @@ pub struct Verified {
 
 /// A 6-character code, uniform over the alphabet (32 divides 256).
 fn new_code() -> String {
-    let mut rng = rand::rngs::OsRng;
-    (0..6).map(|_| CODE_ALPHABET[(rng.gen::<u8>() & 31) as usize] as char).collect()
+    let mut rng = os_rng();
+    (0..6).map(|_| CODE_ALPHABET[(rng.random::<u8>() & 31) as usize] as char).collect()
 }
 
 /// The server key codes are hashed with, derived from the JWT secret.

@@ -376,6 +376,18 @@ fn document_responses(doc: &mut Value) {
     }
 }
 
+/// OpenAPI 3.1 requires a response's description; utoipa 6 leaves an empty one out (3.2
+/// made it optional), so the responses documented without one get their empty one back.
+fn describe_responses(doc: &mut Value) {
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else { return };
+    for op in paths.values_mut().filter_map(Value::as_object_mut).flat_map(|ops| ops.values_mut()) {
+        let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) else { continue };
+        for response in responses.values_mut().filter_map(Value::as_object_mut) {
+            response.entry("description").or_insert_with(|| Value::String(String::new()));
+        }
+    }
+}
+
 /// The document as served at `/openapi.json` and printed by `tessera openapi`.
 pub fn document_json(policy: &PasswordPolicy, today: NaiveDate) -> Value {
     let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
@@ -420,6 +432,7 @@ pub fn document_json(policy: &PasswordPolicy, today: NaiveDate) -> Value {
             ] });
         }
     }
+    describe_responses(&mut doc);
     document_responses(&mut doc);
     doc
 }
@@ -432,4 +445,36 @@ pub fn document_today(policy: &PasswordPolicy) -> Value {
 /// `GET /openapi.json`.
 pub async fn served(policy: PasswordPolicy) -> axum::Json<Value> {
     axum::Json(document_today(&policy))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_response_has_the_description_openapi_3_1_requires() {
+        let today = NaiveDate::from_ymd_opt(2026, 6, 1).unwrap();
+        let policy = PasswordPolicy {
+            min_length: 8,
+            max_length: 128,
+            require_uppercase: true,
+            require_lowercase: true,
+            require_digit: true,
+            require_special: true,
+            reject_common: true,
+            reject_email: true,
+        };
+        let doc = document_json(&policy, today);
+        assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.1")));
+        let mut responses = 0;
+        for (path, ops) in doc["paths"].as_object().unwrap() {
+            for (method, op) in ops.as_object().unwrap() {
+                for (status, response) in op["responses"].as_object().unwrap() {
+                    assert!(response["description"].is_string(), "{method} {path} {status}: {response}");
+                    responses += 1;
+                }
+            }
+        }
+        assert!(responses > 100, "{responses}");
+    }
 }

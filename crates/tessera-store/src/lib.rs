@@ -209,20 +209,20 @@ impl ConnectionTrait for Reader {
         self.db.get_database_backend()
     }
 
-    async fn execute(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
-        self.again(|| self.db.execute(stmt.clone())).await
+    async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
+        self.again(|| self.db.execute_raw(stmt.clone())).await
     }
 
     async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
         self.again(|| self.db.execute_unprepared(sql)).await
     }
 
-    async fn query_one(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
-        self.again(|| self.db.query_one(stmt.clone())).await
+    async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
+        self.again(|| self.db.query_one_raw(stmt.clone())).await
     }
 
-    async fn query_all(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
-        self.again(|| self.db.query_all(stmt.clone())).await
+    async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+        self.again(|| self.db.query_all_raw(stmt.clone())).await
     }
 
     fn support_returning(&self) -> bool {
@@ -250,20 +250,20 @@ macro_rules! delegate_connection {
                 self.$field.get_database_backend()
             }
 
-            async fn execute(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
-                self.$field.execute(stmt).await
+            async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
+                self.$field.execute_raw(stmt).await
             }
 
             async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
                 self.$field.execute_unprepared(sql).await
             }
 
-            async fn query_one(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
-                self.$field.query_one(stmt).await
+            async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
+                self.$field.query_one_raw(stmt).await
             }
 
-            async fn query_all(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
-                self.$field.query_all(stmt).await
+            async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+                self.$field.query_all_raw(stmt).await
             }
 
             fn support_returning(&self) -> bool {

@@ -13,7 +13,7 @@
 //! the job). A plaintext email cannot begin with `pii1:` (a colon is only allowed in a
 //! quoted local part, which begins with a quote).
 
-use aes_gcm::aead::{Aead, AeadCore, KeyInit, OsRng};
+use aes_gcm::aead::{Aead, Generate, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
@@ -108,7 +108,7 @@ impl Pii {
             hk.expand(INDEX_LABEL, &mut index).map_err(|_| "key derivation failed".to_owned())?;
             let data = Aes256Gcm::new_from_slice(&data).map_err(|_| "key derivation failed".to_owned())?;
             let index =
-                <Hmac<Sha256> as Mac>::new_from_slice(&index).map_err(|_| "key derivation failed".to_owned())?;
+                <Hmac<Sha256> as KeyInit>::new_from_slice(&index).map_err(|_| "key derivation failed".to_owned())?;
             keys.push(PiiKey { kid, data, index });
         }
         Ok(Pii { keys })
@@ -159,7 +159,7 @@ impl Pii {
     /// Encrypts a value under the first key with a fresh nonce; off, the value as it is.
     pub(crate) fn seal(&self, plain: &str) -> Result<String, Error> {
         let Some(key) = self.keys.first() else { return Ok(plain.to_owned()) };
-        let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
+        let nonce = Nonce::generate();
         let sealed = key
             .data
             .encrypt(&nonce, plain.as_bytes())
@@ -198,7 +198,8 @@ impl Pii {
             return Err(broken(Some(kid)));
         }
         let (nonce, sealed) = blob.split_at(12);
-        let plain = key.data.decrypt(Nonce::from_slice(nonce), sealed).map_err(|_| broken(Some(kid)))?;
+        let nonce = Nonce::try_from(nonce).map_err(|_| broken(Some(kid)))?;
+        let plain = key.data.decrypt(&nonce, sealed).map_err(|_| broken(Some(kid)))?;
         String::from_utf8(plain).map_err(|_| broken(Some(kid)))
     }
 

@@ -12,7 +12,7 @@
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend};
+use sea_orm::{DatabaseConnection, DbBackend};
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Postgres, Row};
@@ -99,7 +99,8 @@ impl PgKept {
             )
         });
         let a = &r.audit;
-        let query = sqlx::query(sql)
+        // Built once from constants: a `&'static str`, the only SQL sqlx takes unasserted.
+        let query = sqlx::query(sql.as_str())
             .bind(r.now)
             .bind(r.expires_at)
             .bind(r.session_id)

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
 use rusqlite::types::{FromSqlError, ValueRef};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend};
+use sea_orm::{DatabaseConnection, DbBackend};
 use uuid::Uuid;
 
 use super::session_cache::{RowIds, SessionCache};

@@ -96,7 +96,7 @@ pub async fn count(conn: &impl ConnectionTrait, table: PiiTable, after: Option<U
         None => (String::new(), Vec::new()),
     };
     let sql = format!("SELECT COUNT(*) FROM {}{filter}", table.name());
-    let row = conn.query_one(Statement::from_sql_and_values(backend, sql, values)).await.or_db()?;
+    let row = conn.query_one_raw(Statement::from_sql_and_values(backend, sql, values)).await.or_db()?;
     let n: i64 = row.map(|r| r.try_get_by_index(0)).transpose().or_db()?.unwrap_or(0);
     Ok(n.max(0) as u64)
 }
@@ -133,7 +133,7 @@ pub async fn seal_batch(
     }
     let filter = if filters.is_empty() { String::new() } else { format!("WHERE {}", filters.join(" AND ")) };
     let sql = format!("SELECT id, {} FROM {} {filter} ORDER BY id LIMIT {limit}", columns.join(", "), table.name());
-    let rows = conn.query_all(Statement::from_sql_and_values(backend, sql, values)).await.or_db()?;
+    let rows = conn.query_all_raw(Statement::from_sql_and_values(backend, sql, values)).await.or_db()?;
 
     let mut batch = Batch { scanned: rows.len() as u64, ..Batch::default() };
     let mut tuples: Vec<Vec<Value>> = Vec::new();
@@ -198,7 +198,7 @@ pub async fn seal_batch(
         guard.join(" AND ")
     );
     let values: Vec<Value> = tuples.into_iter().flatten().collect();
-    let done = match conn.execute(Statement::from_sql_and_values(backend, sql, values)).await.or_db() {
+    let done = match conn.execute_raw(Statement::from_sql_and_values(backend, sql, values)).await.or_db() {
         Ok(res) => res.rows_affected(),
         Err(Error::EmailTaken) => {
             return Err(Error::Internal(format!(
@@ -268,7 +268,7 @@ fn resealed(
 pub async fn load_cursor(conn: &impl ConnectionTrait, job: &str) -> Result<Option<String>, Error> {
     let backend = conn.get_database_backend();
     let sql = format!("SELECT cursor FROM job_runs WHERE name = {}", placeholder(backend, 1));
-    let row = conn.query_one(Statement::from_sql_and_values(backend, sql, [job.into()])).await.or_db()?;
+    let row = conn.query_one_raw(Statement::from_sql_and_values(backend, sql, [job.into()])).await.or_db()?;
     Ok(row.map(|r| r.try_get_by_index::<Option<String>>(0)).transpose().or_db()?.flatten())
 }
 
@@ -284,7 +284,7 @@ pub async fn save_cursor(conn: &impl ConnectionTrait, job: &str, cursor: Option<
         p(3)
     );
     let values = [job.into(), Utc::now().into(), cursor.map(str::to_owned).into()];
-    conn.execute(Statement::from_sql_and_values(backend, sql, values)).await.or_db()?;
+    conn.execute_raw(Statement::from_sql_and_values(backend, sql, values)).await.or_db()?;
     Ok(())
 }
 
@@ -293,7 +293,7 @@ pub async fn save_cursor(conn: &impl ConnectionTrait, job: &str, cursor: Option<
 pub async fn forget_keys_except(conn: &impl ConnectionTrait, kid: &str) -> Result<u64, Error> {
     let backend = conn.get_database_backend();
     let sql = format!("DELETE FROM pii_keys WHERE kid <> {}", placeholder(backend, 1));
-    let res = conn.execute(Statement::from_sql_and_values(backend, sql, [kid.into()])).await.or_db()?;
+    let res = conn.execute_raw(Statement::from_sql_and_values(backend, sql, [kid.into()])).await.or_db()?;
     Ok(res.rows_affected())
 }
 
@@ -304,7 +304,7 @@ pub async fn forget_keys_except(conn: &impl ConnectionTrait, kid: &str) -> Resul
 pub(crate) async fn check_keys(conn: &impl ConnectionTrait, pii: &Pii) -> Result<(), String> {
     let backend = conn.get_database_backend();
     let read = || async {
-        let rows = conn.query_all(Statement::from_string(backend, "SELECT kid, key_check FROM pii_keys")).await?;
+        let rows = conn.query_all_raw(Statement::from_string(backend, "SELECT kid, key_check FROM pii_keys")).await?;
         rows.into_iter()
             .map(|r| Ok((r.try_get_by_index::<String>(0)?, r.try_get_by_index::<String>(1)?)))
             .collect::<Result<Vec<(String, String)>, sea_orm::DbErr>>()
@@ -331,7 +331,7 @@ pub(crate) async fn check_keys(conn: &impl ConnectionTrait, pii: &Pii) -> Result
         p(2),
         p(3)
     );
-    conn.execute(Statement::from_sql_and_values(backend, sql, [kid.into(), check.into(), Utc::now().into()]))
+    conn.execute_raw(Statement::from_sql_and_values(backend, sql, [kid.into(), check.into(), Utc::now().into()]))
         .await
         .map_err(|e| format!("cannot record the PII key: {e}"))?;
     check_known(pii, &read().await.map_err(|e| format!("cannot read the PII keys: {e}"))?)
@@ -340,7 +340,7 @@ pub(crate) async fn check_keys(conn: &impl ConnectionTrait, pii: &Pii) -> Result
 /// [`check_keys`] without recording the encrypting key (`tessera config check`).
 pub(crate) async fn check_keys_read_only(conn: &impl ConnectionTrait, pii: &Pii) -> Result<(), String> {
     let backend = conn.get_database_backend();
-    let rows = match conn.query_all(Statement::from_string(backend, "SELECT kid, key_check FROM pii_keys")).await {
+    let rows = match conn.query_all_raw(Statement::from_string(backend, "SELECT kid, key_check FROM pii_keys")).await {
         Ok(rows) => rows,
         // Not migrated yet: nothing is encrypted.
         Err(_) => return Ok(()),

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::sea_query::{Condition, Expr, Query};
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, ExprTrait, QueryFilter, QueryOrder, QuerySelect, Statement};
 use serde_json::json;
 use tessera_domain::Error;
 use uuid::Uuid;
@@ -141,7 +141,7 @@ pub async fn forget(conn: &impl Db, removed: Vec<user::Model>) -> Result<(), Err
     let indexes: Vec<String> = addresses.iter().flat_map(|a| conn.pii().indexes(a)).collect();
     // Unsealed details name the address in clear (SQLite 3.38+ and PostgreSQL read `->>`
     // alike); sealed ones are found by its blind index.
-    let named_in_clear = Expr::expr(Expr::cust("detail ->> 'email'")).is_in(addresses.iter().map(|a| a.to_lowercase()));
+    let named_in_clear = Expr::cust("detail ->> 'email'").is_in(addresses.iter().map(|a| a.to_lowercase()));
     let about_them = Condition::any()
         .add(audit_log::Column::UserId.is_in(gone.iter().copied()))
         .add(audit_log::Column::EmailIndex.is_in(indexes))
@@ -231,7 +231,8 @@ pub async fn claim_job(
          WHERE (job_runs.running_until IS NULL OR job_runs.running_until < $2){due}"
     );
     let values = [name.into(), now.into(), until.into(), holder.into()];
-    let res = conn.execute(Statement::from_sql_and_values(conn.get_database_backend(), sql, values)).await.or_db()?;
+    let res =
+        conn.execute_raw(Statement::from_sql_and_values(conn.get_database_backend(), sql, values)).await.or_db()?;
     Ok(res.rows_affected() == 1)
 }
 
@@ -245,7 +246,8 @@ pub async fn renew_job(
 ) -> Result<bool, Error> {
     let sql = "UPDATE job_runs SET running_until = $2 WHERE name = $1 AND holder = $3";
     let values = [name.into(), until.into(), holder.into()];
-    let res = conn.execute(Statement::from_sql_and_values(conn.get_database_backend(), sql, values)).await.or_db()?;
+    let res =
+        conn.execute_raw(Statement::from_sql_and_values(conn.get_database_backend(), sql, values)).await.or_db()?;
     Ok(res.rows_affected() == 1)
 }
 
@@ -260,6 +262,6 @@ pub async fn finish_job(
     let sql =
         "UPDATE job_runs SET holder = NULL, running_until = NULL, next_run_at = $2 WHERE name = $1 AND holder = $3";
     let values = [name.into(), next_run_at.into(), holder.into()];
-    conn.execute(Statement::from_sql_and_values(conn.get_database_backend(), sql, values)).await.or_db()?;
+    conn.execute_raw(Statement::from_sql_and_values(conn.get_database_backend(), sql, values)).await.or_db()?;
     Ok(())
 }

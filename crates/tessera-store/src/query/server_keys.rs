@@ -33,6 +33,6 @@ pub async fn get_or_insert(
         .map_err(|e| Error::Internal(e.to_string()))?
         .on_conflict(OnConflict::column(server_key::Column::Name).do_nothing().to_owned())
         .to_owned();
-    conn.execute(conn.get_database_backend().build(&insert)).await.or_db()?;
+    conn.execute_raw(conn.get_database_backend().build(&insert)).await.or_db()?;
     get(conn, name).await?.map(|k| k.value).ok_or_else(|| Error::Internal(format!("server key {name} vanished")))
 }

@@ -73,7 +73,7 @@ async fn one_session(
     param: sea_orm::Value,
 ) -> Result<Option<(session::Model, user::Model)>, Error> {
     let statement = Statement::from_sql_and_values(conn.get_database_backend(), sql, [param]);
-    let Some(r) = conn.query_one(statement).await.or_db()? else {
+    let Some(r) = conn.query_one_raw(statement).await.or_db()? else {
         return Ok(None);
     };
     let decoded: Result<_, sea_orm::DbErr> = (|| Ok(crate::session_and_user!(r.try_get_by_index, 0)))();
@@ -279,7 +279,7 @@ pub async fn rotate(conn: &impl crate::Db, r: &Rotation) -> Result<Option<(sessi
     let sql = SQL.get_or_init(|| format!("{ROTATE} RETURNING user_id"));
     let backend = conn.get_database_backend();
     let values = [r.now.into(), r.expires_at.into(), r.session_id.into(), r.counter.into()];
-    let Some(row) = conn.query_one(Statement::from_sql_and_values(backend, sql, values)).await.or_db()? else {
+    let Some(row) = conn.query_one_raw(Statement::from_sql_and_values(backend, sql, values)).await.or_db()? else {
         return Ok(None);
     };
     let user_id: Uuid = row.try_get_by_index(0).or_db()?;

@@ -87,7 +87,7 @@ async fn user_row(app: &TestApp, email: &str) -> Option<user::Model> {
 async fn count_rows(app: &TestApp, sql: &str) -> i64 {
     use tessera_store::sea_orm::{ConnectionTrait, Statement};
     let backend = app.db().get_database_backend();
-    let row = app.db().query_one(Statement::from_string(backend, sql.to_owned())).await.unwrap().unwrap();
+    let row = app.db().query_one_raw(Statement::from_string(backend, sql.to_owned())).await.unwrap().unwrap();
     row.try_get_by_index::<i64>(0).unwrap()
 }
 
@@ -1175,7 +1175,7 @@ async fn console_session_refreshes_an_expired_access_token_and_dies_with_its_ses
     c.sign_in(ADMIN_EMAIL, PASSWORD).await;
     // The access cookie, expired: the same claims, signed with the server's key.
     let access = c.jar["tessera_console"].clone();
-    let key = jsonwebtoken::DecodingKey::from_secret(JWT_SECRET.as_bytes());
+    let key = jsonwebtoken::DecodingKey::from_secret(JWT_SECRET.as_bytes()).unwrap();
     let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
     validation.validate_aud = false;
     let mut claims = jsonwebtoken::decode::<Value>(&access, &key, &validation).unwrap().claims;
@@ -1184,7 +1184,8 @@ async fn console_session_refreshes_an_expired_access_token_and_dies_with_its_ses
     claims["exp"] = json!(now - 60);
     let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
     let expired =
-        jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes())).unwrap();
+        jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()).unwrap())
+            .unwrap();
     c.jar.insert("tessera_console".to_owned(), expired.clone());
     let (status, _) = c.get("/admin/users").await;
     assert_eq!(status, StatusCode::OK, "refreshed through the refresh cookie");
@@ -1201,7 +1202,8 @@ async fn console_session_refreshes_an_expired_access_token_and_dies_with_its_ses
     stale["iat"] = json!(now - 3600);
     stale["exp"] = json!(now - 60);
     let stale =
-        jsonwebtoken::encode(&header, &stale, &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes())).unwrap();
+        jsonwebtoken::encode(&header, &stale, &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()).unwrap())
+            .unwrap();
     out.jar.insert("tessera_console".to_owned(), stale);
     let res = out.post("/admin/sign-out", &[("csrf", &csrf)]).await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);

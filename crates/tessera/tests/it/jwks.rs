@@ -100,7 +100,7 @@ async fn an_hs_secret_is_never_published_and_no_other_algorithm_is_accepted() {
     for secret in [public_pem.as_slice(), modulus.as_slice()] {
         let mut header = Header::new(Algorithm::HS256);
         header.kid = header_of(&login.access).kid;
-        let forged = jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(secret)).unwrap();
+        let forged = jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(secret).unwrap()).unwrap();
         assert_eq!(me_status(&app, &forged).await, StatusCode::UNAUTHORIZED);
     }
     // `alg: none`, and the genuine token as a control.

@@ -343,7 +343,7 @@ async fn the_server_purges_on_its_interval_and_one_node_at_a_time() {
         [until.into()],
     );
     use tessera_store::sea_orm::ConnectionTrait;
-    assert_eq!(app.db().execute(hold).await.unwrap().rows_affected(), 1);
+    assert_eq!(app.db().execute_raw(hold).await.unwrap().rows_affected(), 1);
     let (code, out, err) = tessera_command(&app.db_url, &["purge"], &[]).await;
     assert_eq!(code, 1, "{out}{err}");
     assert!(err.contains("another node is running the purge"), "{err}");

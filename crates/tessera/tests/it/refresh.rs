@@ -361,7 +361,7 @@ async fn refreshes_racing_sign_ins_and_logout_all_never_fail() {
     if backend() == Backend::Postgres {
         use tessera_store::sea_orm::ConnectionTrait;
         let sql = "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()";
-        let row = app.db().query_one(Statement::from_string(app.db().get_database_backend(), sql)).await.unwrap();
+        let row = app.db().query_one_raw(Statement::from_string(app.db().get_database_backend(), sql)).await.unwrap();
         let deadlocks: i64 = row.unwrap().try_get_by_index(0).unwrap();
         assert_eq!(deadlocks, 0, "PostgreSQL detected deadlocks");
     }

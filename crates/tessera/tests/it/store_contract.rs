@@ -243,7 +243,7 @@ async fn reads_match_the_pool(store: &Store) {
     let backend = store.reader().get_database_backend();
     let sql = "UPDATE sessions SET legacy_token_hash = $1 WHERE id = $2";
     let set = Statement::from_sql_and_values(backend, sql, [hash.clone().into(), sid.into()]);
-    assert_eq!(store.reader().execute(set).await.unwrap().rows_affected(), 1);
+    assert_eq!(store.reader().execute_raw(set).await.unwrap().rows_affected(), 1);
     same("legacy token", store.session_by_legacy_token(&hash).await.unwrap(), reference(store, sid).await);
     same("unknown legacy token", store.session_by_legacy_token(&"cd".repeat(32)).await.unwrap(), None);
 

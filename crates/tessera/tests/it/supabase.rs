@@ -158,8 +158,12 @@ async fn native_me(app: &TestApp, token: &str) -> StatusCode {
 /// without `sub` or `exp`, as GoTrue accepts them.
 fn hs_project_key(role: &str) -> String {
     let claims = json!({ "role": role, "iss": "supabase", "iat": chrono::Utc::now().timestamp() });
-    jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(JWT_SECRET.as_bytes()))
-        .unwrap()
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(JWT_SECRET.as_bytes()).unwrap(),
+    )
+    .unwrap()
 }
 
 /// A project key signed RS256 with a fixture private key, without `sub` or `exp`.
@@ -914,12 +918,12 @@ async fn rs256_jwks_rotation_and_no_algorithm_confusion() {
     let public_pem = std::fs::read(fixture("jwt-rsa-a.pub.pem")).unwrap();
     let mut hs = Header::new(Algorithm::HS256);
     hs.kid = header.kid.clone();
-    let forged = jsonwebtoken::encode(&hs, &claims(&old), &EncodingKey::from_secret(&public_pem)).unwrap();
+    let forged = jsonwebtoken::encode(&hs, &claims(&old), &EncodingKey::from_secret(&public_pem).unwrap()).unwrap();
     assert_gotrue(&sb_get(&before, "/auth/v1/user", Some(&forged)).await, StatusCode::FORBIDDEN, "bad_jwt");
     let forged_admin = jsonwebtoken::encode(
         &hs,
         &json!({ "role": "service_role", "iss": "supabase" }),
-        &EncodingKey::from_secret(&public_pem),
+        &EncodingKey::from_secret(&public_pem).unwrap(),
     )
     .unwrap();
     let r = sb_get(&before, "/auth/v1/admin/users", Some(&forged_admin)).await;
@@ -948,7 +952,7 @@ async fn rs256_jwks_rotation_and_no_algorithm_confusion() {
     let me = ok(sb_get(&app, "/auth/v1/user", Some(&old)).await);
     assert_eq!(me["email"], email, "a token of the previous key is accepted");
     let fresh = ok(refresh_grant(&app, &refresh_of(&s)).await);
-    assert_eq!(jsonwebtoken::decode_header(&access(&fresh)).unwrap().kid.as_deref(), Some(kids[0]));
+    assert_eq!(jsonwebtoken::decode_header(access(&fresh)).unwrap().kid.as_deref(), Some(kids[0]));
     // A key-A project key naming its kid still works; a forged HS256 one still does not.
     let mut old_header = Header::new(Algorithm::RS256);
     old_header.kid = header.kid.clone();

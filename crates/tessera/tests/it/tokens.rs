@@ -6,7 +6,7 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use reqwest::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use reqwest::{Response, StatusCode};
 use serde_json::{json, Value};
@@ -851,7 +851,7 @@ mod sqlite_only {
         let returning = format!("UPDATE users SET full_name = 'Returning' WHERE email = '{email}' RETURNING id");
         let row = app
             .db()
-            .query_one(tessera_store::sea_orm::Statement::from_string(
+            .query_one_raw(tessera_store::sea_orm::Statement::from_string(
                 tessera_store::sea_orm::DbBackend::Sqlite,
                 returning,
             ))
