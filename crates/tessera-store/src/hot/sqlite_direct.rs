@@ -176,6 +176,12 @@ impl SqliteDirect {
             &self.path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
+        // These connections run a few fixed statements, each prepared once and kept. Since
+        // SQLite 3.5x a statement whose bound value the planner compared with a partial
+        // index's condition (`users`' are `is_active = false`, …) is prepared again each
+        // time that value changes: every session read was parsed and planned anew.
+        // The planner's stability guarantee keeps each plan, as one lookup by key wants.
+        conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
         if read_only {
             conn.busy_timeout(std::time::Duration::ZERO)?;
             conn.pragma_update(None, "query_only", true)?;
