@@ -249,7 +249,7 @@ impl Core {
             record(self.store.writer(), client, ev).await?;
             return Err(Error::AccountInactive);
         }
-        if self.settings.require_email_verification && user.email_verified_at.is_none() {
+        if !self.may_sign_in(&user) {
             let ev = AuditEvent::by_user("login.failure", user.id).detail(json!({ "reason": "email_not_verified" }));
             record(self.store.writer(), client, ev).await?;
             return Err(Error::EmailNotVerified);

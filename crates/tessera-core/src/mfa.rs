@@ -715,7 +715,8 @@ pub enum RemovalProof {
 }
 
 /// Deletes a factor of a user in `tx`, under the lock of the user's row; the last verified
-/// one gone turns MFA off and deletes the recovery codes.
+/// one gone turns MFA off and deletes the recovery codes. Other factors stay, enrolments
+/// not yet verified included.
 async fn delete_factor_in(
     tx: &tessera_store::Tx,
     user_id: Uuid,
@@ -727,7 +728,7 @@ async fn delete_factor_in(
         return Err(Error::FactorNotFound);
     }
     if mfa::verified_count(tx, user_id).await? == 0 {
-        mfa::delete_all(tx, user_id).await?;
+        mfa::delete_recovery_codes(tx, user_id).await?;
         mfa::set_enabled(tx, user_id, false, now).await?;
     }
     Ok(())

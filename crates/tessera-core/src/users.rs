@@ -81,6 +81,61 @@ pub struct UserPatch {
     pub phone: Patch<String>,
 }
 
+/// Everything one `PUT /user` changes in the caller's own account (see
+/// [`Core::change_own_account`]).
+#[derive(Default)]
+pub struct OwnChanges {
+    /// Merged into `user_metadata` key by key (`null` deletes a key).
+    pub user_metadata: Option<Value>,
+    /// A new password: the caller's session is kept, every other revoked.
+    pub password: Option<SecretString>,
+    /// The reauthentication code sent with the new password, when there is one.
+    pub nonce: Option<String>,
+    /// The name, the address (pending until confirmed) and the phone.
+    pub patch: UserPatch,
+}
+
+/// A [`UserPatch`] checked against the user it changes: the row to save (only the fields
+/// that change are set), their names, and the address asked for, if it is new.
+struct PlannedPatch {
+    row: user::ActiveModel,
+    changed: Vec<&'static str>,
+    new_email: Option<Email>,
+}
+
+/// Checks a patch against `current` (every broken rule reported at once) without
+/// writing anything.
+fn plan_patch(current: &user::Model, patch: UserPatch) -> Result<PlannedPatch, Error> {
+    let mut errors = Vec::new();
+    let mut row = current.clone().into_active_model();
+    let mut changed = Vec::new();
+    if let Some(name) = patch.full_name {
+        row.full_name = Set(bounded_text("full_name", name, 200, &mut errors));
+        changed.push("full_name");
+    }
+    // A new email is not applied here: it stays pending until confirmed (SPEC §5.3).
+    let mut new_email = None;
+    if let Some(raw) = patch.email {
+        match Email::parse(&raw) {
+            Ok(email) if email.as_str() != current.email => new_email = Some(email),
+            Ok(_) => {}
+            Err(e) => errors.push(e),
+        }
+    }
+    if let Some(phone) = patch.phone {
+        let phone = optional_phone(phone, &mut errors).map(|p| p.as_str().to_owned());
+        if phone != current.phone {
+            row.phone = Set(phone);
+            row.phone_verified_at = Set(None);
+            changed.push("phone");
+        }
+    }
+    if !errors.is_empty() {
+        return Err(Error::Validation(errors));
+    }
+    Ok(PlannedPatch { row, changed, new_email })
+}
+
 /// Changes to a profile.
 #[derive(Default)]
 pub struct ProfilePatch {
@@ -241,6 +296,31 @@ impl Core {
         Ok(created)
     }
 
+    /// A sign-up on a surface that signs the new account in at once when it may
+    /// (Kreeda's `/auth/register`, Supabase's `/signup`): the account, and its first
+    /// session when [`Core::may_sign_in`] lets it sign in now. The one rule for every
+    /// surface; the native `POST /v1/users` answers the account alone, and its sign-in
+    /// follows the same rule.
+    pub async fn sign_up(
+        &self,
+        r: Registration,
+        client: &ClientInfo,
+    ) -> Result<(user::Model, Option<crate::auth::Issued>), Error> {
+        let user = self.register(r, client).await?;
+        if !self.may_sign_in(&user) {
+            return Ok((user, None));
+        }
+        let issued = self.open_session(user.clone(), None, "aal1", client).await?;
+        Ok((user, Some(issued)))
+    }
+
+    /// Whether an account's address lets it sign in: confirmed, or confirmation not
+    /// required (`REQUIRE_EMAIL_VERIFICATION=false`). `EMAIL_AUTOCONFIRM` confirms the
+    /// address at sign-up, so such an account may sign in at once.
+    pub fn may_sign_in(&self, user: &user::Model) -> bool {
+        !self.settings.require_email_verification || user.email_verified_at.is_some()
+    }
+
     /// A live (not deleted) user by id.
     pub async fn user(&self, id: Uuid) -> Result<user::Model, Error> {
         users::by_id(self.store.reader(), id).await?.filter(|u| u.deleted_at.is_none()).ok_or(Error::UserNotFound)
@@ -266,7 +346,7 @@ impl Core {
         self.update_user(&current, patch, client).await
     }
 
-    /// Applies a user's changes to their own account.
+    /// Applies a user's changes to their own account, in one transaction.
     #[tracing::instrument(skip_all, err(level = "info"), fields(user_id = %current.id))]
     pub async fn update_user(
         &self,
@@ -274,46 +354,97 @@ impl Core {
         patch: UserPatch,
         client: &ClientInfo,
     ) -> Result<user::Model, Error> {
-        let mut errors = Vec::new();
-        let mut row = current.clone().into_active_model();
-        let mut changed = Vec::new();
-        if let Some(name) = patch.full_name {
-            row.full_name = Set(bounded_text("full_name", name, 200, &mut errors));
-            changed.push("full_name");
+        let plan = plan_patch(current, patch)?;
+        if let Some(email) = &plan.new_email {
+            self.check_address_free(email).await?;
         }
-        // A new email is not applied here: it stays pending until confirmed (SPEC §5.3).
-        let mut new_email = None;
-        if let Some(raw) = patch.email {
-            match Email::parse(&raw) {
-                Ok(email) if email.as_str() != current.email => new_email = Some(email),
-                Ok(_) => {}
-                Err(e) => errors.push(e),
-            }
+        let tx = self.store.begin().await?;
+        let updated = self.apply_patch_in(&tx, current, plan, client).await?;
+        tx.commit().await?;
+        self.mailer.wake.notify_one();
+        Ok(updated)
+    }
+
+    /// Refuses an address another account has (the unique index is the last word; this
+    /// answers before anything is written).
+    async fn check_address_free(&self, email: &Email) -> Result<(), Error> {
+        match users::by_email(self.store.reader(), email.as_str()).await? {
+            Some(_) => Err(Error::EmailTaken),
+            None => Ok(()),
         }
-        if let Some(phone) = patch.phone {
-            let phone = optional_phone(phone, &mut errors).map(|p| p.as_str().to_owned());
-            if phone != current.phone {
-                row.phone = Set(phone);
-                row.phone_verified_at = Set(None);
-                changed.push("phone");
-            }
-        }
-        if !errors.is_empty() {
-            return Err(Error::Validation(errors));
-        }
+    }
+
+    /// Writes a checked patch in `conn`: the changed fields and their audit row, then the
+    /// email change it asks for (pending until confirmed, its mails queued).
+    async fn apply_patch_in(
+        &self,
+        conn: &impl Db,
+        current: &user::Model,
+        plan: PlannedPatch,
+        client: &ClientInfo,
+    ) -> Result<user::Model, Error> {
+        let PlannedPatch { mut row, changed, new_email } = plan;
         let mut updated = current.clone();
         if !changed.is_empty() {
             row.updated_at = Set(now());
-            let tx = self.store.begin().await?;
-            updated = users::save(&tx, row).await?;
+            updated = users::save(conn, row).await?;
             let ev = AuditEvent::by_user("user.update", current.id).detail(json!({ "fields": changed }));
-            record(&tx, client, ev).await?;
-            tx.commit().await?;
+            record(conn, client, ev).await?;
         }
         if let Some(email) = new_email {
-            updated = self.request_email_change(&updated, &email, client).await?;
+            updated = self.start_email_change_in(conn, &updated, &email, true, client).await?.0;
         }
         Ok(updated)
+    }
+
+    /// Everything one request changes in the caller's own account (Supabase's and
+    /// Kreeda's `PUT /user`): every rule checked first (metadata, the new password and
+    /// the aal it needs, the name, address and phone, an address already taken), then the
+    /// reauthentication code if one came with the password, then all of it written in one
+    /// transaction. A request changes everything it asks for or nothing.
+    #[tracing::instrument(skip_all, err(level = "info"), fields(user_id = %who.user.id))]
+    pub async fn change_own_account(
+        &self,
+        who: &crate::auth::Principal,
+        changes: OwnChanges,
+        client: &ClientInfo,
+    ) -> Result<user::Model, Error> {
+        let current = self.user(who.user.id).await?;
+        let mut errors = Vec::new();
+        check_metadata("user_metadata", &changes.user_metadata, &mut errors);
+        if !errors.is_empty() {
+            return Err(Error::Validation(errors));
+        }
+        if let Some(password) = &changes.password {
+            self.require_aal2_if_mfa(who)?;
+            self.check_new_password("password", password, &current)?;
+        }
+        let plan = plan_patch(&current, changes.patch)?;
+        if plan.new_email.is_some() || plan.changed.contains(&"phone") {
+            // Either is a way back into the account.
+            self.require_aal2_if_mfa(who)?;
+        }
+        if let Some(email) = &plan.new_email {
+            self.check_address_free(email).await?;
+        }
+        if let (Some(_), Some(nonce)) = (&changes.password, &changes.nonce) {
+            self.use_reauthentication(who, nonce, client).await?;
+        }
+        let hash = match &changes.password {
+            Some(password) => Some(self.hasher.hash(password).await?),
+            None => None,
+        };
+        let tx = self.store.begin().await?;
+        if changes.user_metadata.is_some() {
+            self.merge_metadata_in(&tx, current.id, changes.user_metadata, None, None, client).await?;
+        }
+        if let Some(hash) = &hash {
+            self.apply_new_password(&tx, &current, hash, Some(who.session_id), "password.change", client).await?;
+        }
+        self.apply_patch_in(&tx, &current, plan, client).await?;
+        tx.commit().await?;
+        self.mailer.wake.notify_one();
+        self.user(current.id).await
     }
 
     /// A user's profile (created with the user).
@@ -341,8 +472,24 @@ impl Core {
             return Err(Error::Validation(errors));
         }
         let tx = self.store.begin().await?;
-        users::by_id_for_update(&tx, user_id).await?.ok_or(Error::UserNotFound)?;
-        let current = profiles::by_user(&tx, user_id)
+        let saved = self.merge_metadata_in(&tx, user_id, user_patch, app_patch, actor, client).await?;
+        tx.commit().await?;
+        Ok(saved)
+    }
+
+    /// [`Core::update_metadata`] in `tx`, the patches already checked: the profile as
+    /// saved (unchanged when neither patch is given).
+    async fn merge_metadata_in(
+        &self,
+        tx: &impl Db,
+        user_id: Uuid,
+        user_patch: Option<Value>,
+        app_patch: Option<Value>,
+        actor: Option<&crate::admin::Actor>,
+        client: &ClientInfo,
+    ) -> Result<profile::Model, Error> {
+        users::by_id_for_update(tx, user_id).await?.ok_or(Error::UserNotFound)?;
+        let current = profiles::by_user(tx, user_id)
             .await?
             .ok_or_else(|| Error::Internal(format!("user {user_id} has no profile")))?;
         let mut row = current.clone().into_active_model();
@@ -364,13 +511,12 @@ impl Core {
             return Err(Error::field(fields[0], "too_long", format!("At most {METADATA_MAX_BYTES} bytes of JSON.")));
         }
         row.updated_at = Set(now());
-        let saved = profiles::save(&tx, row).await?;
+        let saved = profiles::save(tx, row).await?;
         let ev = match actor {
             Some(a) => a.event("admin.user.update", Some(user_id), json!({ "fields": fields })),
             None => AuditEvent::by_user("user.update", user_id).detail(json!({ "fields": fields })),
         };
-        record(&tx, client, ev).await?;
-        tx.commit().await?;
+        record(tx, client, ev).await?;
         Ok(saved)
     }
 

@@ -565,17 +565,33 @@ impl Core {
         if users::by_email(self.store.reader(), new_email.as_str()).await?.is_some() {
             return Err(Error::EmailTaken);
         }
-        let now = now();
         let tx = self.store.begin().await?;
+        let started = self.start_email_change_in(&tx, current, new_email, deliver, client).await?;
+        tx.commit().await?;
+        self.mailer.wake.notify_one();
+        Ok(started)
+    }
+
+    /// [`Core::start_email_change`] in `tx`, the address already known to be free and
+    /// different from the current one.
+    pub(crate) async fn start_email_change_in(
+        &self,
+        tx: &impl Db,
+        current: &user::Model,
+        new_email: &Email,
+        deliver: bool,
+        client: &ClientInfo,
+    ) -> Result<(user::Model, EmailChangeTokens), Error> {
+        let now = now();
         let mut row = current.clone().into_active_model();
         row.new_email = Set(Some(new_email.as_str().to_owned()));
         row.updated_at = Set(now);
-        let updated = users::save(&tx, row).await?;
-        self.retire_tokens(&tx, current.id, EMAIL_CHANGE, now).await?;
+        let updated = users::save(tx, row).await?;
+        self.retire_tokens(tx, current.id, EMAIL_CHANGE, now).await?;
         let day = ChronoDuration::hours(24);
         let to_new = Some(new_email.as_str());
         let (token, code) =
-            self.issue_token(&tx, current.id, TokenKind::EmailChange, day, true, to_new, Holder::Same, now).await?;
+            self.issue_token(tx, current.id, TokenKind::EmailChange, day, true, to_new, Holder::Same, now).await?;
         let mut issued = EmailChangeTokens { new: Some((token.clone(), code.clone())), current: None };
         let verify_url = &self.settings.mail.verify_email_url;
         let vars = |token: &str, code: Option<String>| {
@@ -592,13 +608,13 @@ impl Core {
             vars: vars(&token, code),
         };
         if deliver {
-            self.queue_mail(&tx, mail).await?;
+            self.queue_mail(tx, mail).await?;
         }
         // The current address confirms too (SECURE_EMAIL_CHANGE), with a token of its own
         // issued at the same moment (that is how the pair is found); otherwise it is told.
         let mail = if self.settings.secure_email_change {
             let side = TokenKind::EmailChangeCurrent;
-            let (token, code) = self.issue_token(&tx, current.id, side, day, true, to_new, Holder::Same, now).await?;
+            let (token, code) = self.issue_token(tx, current.id, side, day, true, to_new, Holder::Same, now).await?;
             issued.current = Some((token.clone(), code.clone()));
             OutgoingMail { template: Template::EmailChangeCurrent, to: current.email.clone(), vars: vars(&token, code) }
         } else {
@@ -606,16 +622,14 @@ impl Core {
             OutgoingMail { template: Template::EmailChangeNotice, to: current.email.clone(), vars: notice }
         };
         if deliver {
-            self.queue_mail(&tx, mail).await?;
+            self.queue_mail(tx, mail).await?;
         }
         record(
-            &tx,
+            tx,
             client,
             AuditEvent::by_user("user.update", current.id).detail(json!({ "fields": ["email_pending"] })),
         )
         .await?;
-        tx.commit().await?;
-        self.mailer.wake.notify_one();
         Ok((updated, issued))
     }
 
@@ -688,25 +702,6 @@ impl Core {
         record(&tx, client, AuditEvent::by_user("password.recovery_sign_in", user.id)).await?;
         tx.commit().await?;
         self.begin_session(user, None, client).await
-    }
-
-    /// Sets the caller's password without asking for the current one (Kreeda's and
-    /// Supabase's `PUT /user`): the policy applies, the caller's session is kept and
-    /// every other session is revoked.
-    pub async fn set_password_keeping_session(
-        &self,
-        who: &crate::auth::Principal,
-        new: &SecretString,
-        client: &ClientInfo,
-    ) -> Result<(), Error> {
-        self.require_aal2_if_mfa(who)?;
-        self.check_new_password("password", new, &who.user)?;
-        let hash = self.hasher.hash(new).await?;
-        let tx = self.store.begin().await?;
-        self.apply_new_password(&tx, &who.user, &hash, Some(who.session_id), "password.change", client).await?;
-        tx.commit().await?;
-        self.mailer.wake.notify_one();
-        Ok(())
     }
 
     /// Stores a new password hash in `conn`: bumps `token_version`, revokes the user's

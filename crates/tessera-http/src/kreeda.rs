@@ -13,7 +13,7 @@ use tessera_core::auth::Issued;
 use tessera_core::domain::{Error, FieldError};
 use tessera_core::limits::RateAction;
 use tessera_core::mfa::SignIn;
-use tessera_core::users::{Registration, UserPatch};
+use tessera_core::users::{OwnChanges, Registration, UserPatch};
 use tessera_core::verification::{TokenKind, EMAIL_CHANGE};
 use utoipa::ToSchema;
 
@@ -194,16 +194,14 @@ pub async fn register(
         phone: body.phone_number,
         user_metadata: None,
     };
-    let user = s
+    let signed_up = s
         .core
-        .register(reg, &client)
+        .sign_up(reg, &client)
         .await
         .map_err(|e| renamed(e, &[("phone", "phone_number"), ("full_name", "name")]))?;
-    let out = if s.core.settings.require_email_verification {
-        UserSession::of(&s, &user, None).await
-    } else {
-        let issued = s.core.open_session(user, None, "aal1", &client).await?;
-        user_session(&s, &issued).await
+    let out = match signed_up {
+        (_, Some(issued)) => user_session(&s, &issued).await,
+        (user, None) => UserSession::of(&s, &user, None).await,
     };
     Ok((StatusCode::CREATED, Json(out)).into_response())
 }
@@ -268,11 +266,12 @@ pub async fn update_user(
     Auth(who): Auth,
     KreedaJson(body): KreedaJson<KreedaUserUpdateIn>,
 ) -> Result<Json<AuthUserOut>, ApiError> {
-    if let Some(password) = body.password {
-        s.core.set_password_keeping_session(&who, &SecretString::from(password), &client).await?;
-    }
-    let patch = UserPatch { full_name: None, email: body.email, phone: body.phone.map(Some) };
-    let updated = s.core.update_own_account(&who, patch, &client).await?;
+    let changes = OwnChanges {
+        password: body.password.map(SecretString::from),
+        patch: UserPatch { full_name: None, email: body.email, phone: body.phone.map(Some) },
+        ..OwnChanges::default()
+    };
+    let updated = s.core.change_own_account(&who, changes, &client).await?;
     Ok(Json(auth_user(&s, &updated).await))
 }
 

@@ -10,7 +10,8 @@
 //!   `hot::rotation_writer`); every server and command on the file announces itself
 //!   beside it, so that no cache trusts rows another may have written;
 //! - on PostgreSQL, session checks and rotations run on pool connections kept between
-//!   statements (`hot::pg_kept`);
+//!   statements, and the session checks that arrive together are read in one statement
+//!   (`hot::pg_kept`);
 //! - otherwise (an in-memory SQLite database, or [`StoreConfig::fast_paths`] off),
 //!   everything goes through the pool, the reference every fast path is tested against.
 

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use tessera_core::domain::{Email, Error};
 use tessera_core::links::{url_encode, SIGN_IN_KINDS};
 use tessera_core::mfa::SignIn;
-use tessera_core::users::{Registration, UserPatch};
+use tessera_core::users::{OwnChanges, Registration, UserPatch};
 use tessera_core::verification::{Confirmation, TokenKind, EMAIL_CHANGE};
 
 use super::{load_user, session_json, weak_reasons, GoTrueError, SbAuth, SbJson, SbQuery};
@@ -99,12 +99,10 @@ pub async fn signup(State(s): State<AppState>, Client(client): Client, SbJson(bo
         phone: None,
         user_metadata: body.data.filter(|d| !d.is_null()),
     };
-    let user = s.core.register(reg, &client).await?;
-    if user.email_verified_at.is_none() && s.core.settings.require_email_verification {
-        return ok(load_user(&s.core, &user).await?);
+    match s.core.sign_up(reg, &client).await? {
+        (_, Some(issued)) => ok(session_json(&s.core, &issued).await?),
+        (user, None) => ok(load_user(&s.core, &user).await?),
     }
-    let issued = s.core.open_session(user, None, "aal1", &client).await?;
-    ok(session_json(&s.core, &issued).await?)
 }
 
 /// `POST /auth/v1/token?grant_type=…`.
@@ -249,21 +247,17 @@ pub async fn update_user(
     SbAuth(who): SbAuth,
     SbJson(body): SbJson<SbUpdateUserIn>,
 ) -> Answer {
-    if let Some(data) = body.data.filter(|d| !d.is_null()) {
-        s.core.update_metadata(who.user.id, Some(data), None, None, &client).await?;
-    }
-    if let Some(password) = body.password.filter(|p| !p.is_empty()) {
-        if let Some(nonce) = given(&body.nonce) {
-            s.core.use_reauthentication(&who, nonce, &client).await?;
-        }
-        s.core.set_password_keeping_session(&who, &SecretString::from(password), &client).await?;
-    }
-    let email = given(&body.email).map(str::to_owned);
-    let phone = given(&body.phone).map(|p| Some(p.to_owned()));
-    if email.is_some() || phone.is_some() {
-        s.core.update_own_account(&who, UserPatch { full_name: None, email, phone }, &client).await?;
-    }
-    let user = s.core.user(who.user.id).await?;
+    let changes = OwnChanges {
+        user_metadata: body.data.filter(|d| !d.is_null()),
+        password: body.password.filter(|p| !p.is_empty()).map(SecretString::from),
+        nonce: given(&body.nonce).map(str::to_owned),
+        patch: UserPatch {
+            full_name: None,
+            email: given(&body.email).map(str::to_owned),
+            phone: given(&body.phone).map(|p| Some(p.to_owned())),
+        },
+    };
+    let user = s.core.change_own_account(&who, changes, &client).await?;
     ok(load_user(&s.core, &user).await?)
 }
 

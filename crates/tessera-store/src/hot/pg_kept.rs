@@ -8,7 +8,15 @@
 //! close if broken) when its statement failed other than by the database's answer, when
 //! this already keeps as many as it may, after [`KEEP_IDLE`] unused, and when the pool
 //! is closed. A request dropped mid-statement drops its connection the pool's way too.
+//!
+//! Session checks that arrive together are read together: one statement per round trip
+//! (`WHERE s.id = ANY($1)`) answers every check queued while the last one was out, as
+//! the SQLite rotation writer does for writes. Each check still reads the database after
+//! it arrived (the statement that answers it starts after it was queued), so a session
+//! revoked on any node before a request came is refused (SPEC §4.4), while PostgreSQL and
+//! this process wake once per batch instead of once per request.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -16,19 +24,20 @@ use sea_orm::{DatabaseConnection, DbBackend};
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Postgres, Row};
+use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::entity::{session, user};
 use crate::query::sessions::{Rotation, ROTATE};
 
-/// Why a statement on a kept connection failed.
-#[derive(Debug)]
+/// Why a statement on a kept connection failed (shared by every check a batch answers).
+#[derive(Debug, Clone)]
 pub(crate) enum KeptError {
     /// No connection could be had from the pool (it timed out, is closed, or the
     /// database refused a new connection): asking the pool again would wait again.
-    Acquire(sqlx::Error),
+    Acquire(Arc<sqlx::Error>),
     /// The statement failed on its connection (see [`crate::error::connection_died`]).
-    Statement(sqlx::Error),
+    Statement(Arc<sqlx::Error>),
 }
 
 impl KeptError {
@@ -48,11 +57,23 @@ impl KeptError {
 /// A kept connection unused this long goes back to the pool.
 pub(crate) const KEEP_IDLE: Duration = Duration::from_secs(5);
 
-/// Pool connections kept for the hot statements on PostgreSQL.
+/// The most session checks one statement answers.
+const MAX_READS: usize = 256;
+/// How many batches of session checks may be out at once (each on its own connection).
+const READERS: usize = 2;
+/// Session checks waiting beyond the batches being read; callers wait for room.
+const READ_QUEUE: usize = 4096;
+
+type Found = Option<(session::Model, user::Model)>;
+type Read = (Uuid, oneshot::Sender<Result<Found, KeptError>>);
+
+/// Pool connections kept for the hot statements on PostgreSQL, and the queue of session
+/// checks read in batches on them.
 pub(crate) struct PgKept {
     pool: PgPool,
     kept: Mutex<Vec<(PoolConnection<Postgres>, Instant)>>,
     max: usize,
+    reads: mpsc::Sender<Read>,
 }
 
 impl PgKept {
@@ -65,22 +86,71 @@ impl PgKept {
             return None;
         }
         let pool = db.get_postgres_connection_pool().clone();
-        let kept = Arc::new(PgKept { pool: pool.clone(), kept: Mutex::new(Vec::new()), max });
+        let (reads, queue) = mpsc::channel(READ_QUEUE);
+        let kept = Arc::new(PgKept { pool: pool.clone(), kept: Mutex::new(Vec::new()), max, reads });
         tokio::spawn(hand_back_idle(pool, Arc::downgrade(&kept)));
+        let queue = Arc::new(tokio::sync::Mutex::new(queue));
+        for _ in 0..READERS {
+            tokio::spawn(read_batches(Arc::downgrade(&kept), queue.clone()));
+        }
         Some(kept)
     }
 
     /// The session with this id and its user, as [`crate::query::sessions::with_user`]
-    /// reads them.
-    pub(crate) async fn session_with_user(&self, id: Uuid) -> Result<Option<(session::Model, user::Model)>, KeptError> {
-        let sql = crate::query::sessions::with_user_sql(DbBackend::Postgres);
-        let row = self.fetch_optional(sqlx::query(sql).bind(id)).await?;
-        row.map(|row| {
-            let row = Columns(&row);
-            Ok(crate::session_and_user!(row.get, 0))
-        })
-        .transpose()
-        .map_err(KeptError::Statement)
+    /// reads them: in the next batch of checks.
+    pub(crate) async fn session_with_user(&self, id: Uuid) -> Result<Found, KeptError> {
+        let (reply, answer) = oneshot::channel();
+        let stopped = || KeptError::Statement(Arc::new(sqlx::Error::WorkerCrashed));
+        self.reads.send((id, reply)).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    /// Answers a batch of session checks (emptying `batch`) with one statement. A row
+    /// that does not decode fails its own checks only; a failed statement fails them all.
+    async fn answer_reads(&self, batch: &mut Vec<Read>) {
+        static SQL: OnceLock<String> = OnceLock::new();
+        let sql = SQL.get_or_init(|| {
+            format!(
+                "SELECT {} FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ANY($1)",
+                crate::query::SESSION_AND_USER
+            )
+        });
+        let mut ids: Vec<Uuid> = batch.iter().map(|(id, _)| *id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let rows = match self.fetch_all(sqlx::query(sql.as_str()).bind(ids)).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                for (_, reply) in batch.drain(..) {
+                    let _ = reply.send(Err(e.clone()));
+                }
+                return;
+            }
+        };
+        let mut found: HashMap<Uuid, Result<(session::Model, user::Model), KeptError>> = HashMap::new();
+        for row in &rows {
+            let row = Columns(row);
+            let decoded = (|| Ok::<_, sqlx::Error>(crate::session_and_user!(row.get, 0)))();
+            match decoded {
+                Ok(pair) => {
+                    found.insert(pair.0.id, Ok(pair));
+                }
+                // Its id decodes even where another column does not.
+                Err(e) => {
+                    if let Ok(id) = row.get::<Uuid>(0) {
+                        found.insert(id, Err(KeptError::Statement(Arc::new(e))));
+                    }
+                }
+            }
+        }
+        for (id, reply) in batch.drain(..) {
+            let answer = match found.get(&id) {
+                Some(Ok(pair)) => Ok(Some(pair.clone())),
+                Some(Err(e)) => Err(e.clone()),
+                None => Ok(None),
+            };
+            let _ = reply.send(answer);
+        }
     }
 
     /// Rotates in one statement, one round trip: [`ROTATE`], the audit row and the read of
@@ -118,7 +188,7 @@ impl PgKept {
             Ok(crate::session_and_user!(row.get, 0))
         })
         .transpose()
-        .map_err(KeptError::Statement)
+        .map_err(|e| KeptError::Statement(Arc::new(e)))
     }
 
     /// Runs one statement on a kept connection (or one from the pool) and keeps the
@@ -127,18 +197,41 @@ impl PgKept {
         &self,
         query: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
     ) -> Result<Option<PgRow>, KeptError> {
+        let mut conn = self.take().await?;
+        let row = query.fetch_optional(&mut *conn).await;
+        self.settle(conn, row.as_ref().err());
+        row.map_err(|e| KeptError::Statement(Arc::new(e)))
+    }
+
+    /// [`PgKept::fetch_optional`] for a statement of many rows.
+    async fn fetch_all<'q>(
+        &self,
+        query: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
+    ) -> Result<Vec<PgRow>, KeptError> {
+        let mut conn = self.take().await?;
+        let rows = query.fetch_all(&mut *conn).await;
+        self.settle(conn, rows.as_ref().err());
+        rows.map_err(|e| KeptError::Statement(Arc::new(e)))
+    }
+
+    /// A kept connection, or one from the pool.
+    async fn take(&self) -> Result<PoolConnection<Postgres>, KeptError> {
         if self.pool.is_closed() {
             self.hand_back(Duration::ZERO);
-            return Err(KeptError::Acquire(sqlx::Error::PoolClosed));
+            return Err(KeptError::Acquire(Arc::new(sqlx::Error::PoolClosed)));
         }
         let kept = self.kept.lock().ok().and_then(|mut kept| kept.pop());
-        let mut conn = match kept {
-            Some((conn, _)) => conn,
-            None => self.pool.acquire().await.map_err(KeptError::Acquire)?,
-        };
-        let row = query.fetch_optional(&mut *conn).await;
-        match &row {
-            Err(e) if crate::error::connection_died(e) => {
+        match kept {
+            Some((conn, _)) => Ok(conn),
+            None => self.pool.acquire().await.map_err(|e| KeptError::Acquire(Arc::new(e))),
+        }
+    }
+
+    /// Keeps `conn` after its statement, or lets it go the pool's way, by how the
+    /// statement ended (`failed`, its error if it failed).
+    fn settle(&self, mut conn: PoolConnection<Postgres>, failed: Option<&sqlx::Error>) {
+        match failed {
+            Some(e) if crate::error::connection_died(e) => {
                 // The database restarted or the network dropped it: this connection is
                 // closed, and the kept ones, most likely dead with it, go back to the pool,
                 // which checks each before handing it out again.
@@ -149,11 +242,10 @@ impl PgKept {
             }
             // The database's own answer (an error included) leaves the connection ready
             // for the next statement.
-            Ok(_) | Err(sqlx::Error::Database(_)) => self.keep(conn),
+            None | Some(sqlx::Error::Database(_)) => self.keep(conn),
             // Anything else (a decoding error...) goes back through the pool's checks.
-            Err(_) => drop(conn),
+            Some(_) => drop(conn),
         }
-        row.map_err(KeptError::Statement)
     }
 
     fn keep(&self, conn: PoolConnection<Postgres>) {
@@ -180,6 +272,22 @@ impl PgKept {
             Err(_) => Vec::new(),
         };
         drop(idle_ones);
+    }
+}
+
+/// Takes the session checks queued while the last batch was out (up to [`MAX_READS`])
+/// and answers them with one statement; [`READERS`] of these share the queue, so a batch
+/// is read while the one before is still out. Ends when the [`PgKept`] is dropped.
+async fn read_batches(kept: Weak<PgKept>, queue: Arc<tokio::sync::Mutex<mpsc::Receiver<Read>>>) {
+    let mut batch = Vec::with_capacity(MAX_READS);
+    loop {
+        if queue.lock().await.recv_many(&mut batch, MAX_READS).await == 0 {
+            return;
+        }
+        match kept.upgrade() {
+            Some(kept) => kept.answer_reads(&mut batch).await,
+            None => return,
+        }
     }
 }
 

@@ -129,6 +129,12 @@ pub async fn delete_all(conn: &impl ConnectionTrait, user_id: Uuid) -> Result<()
     Ok(())
 }
 
+/// Removes a user's recovery codes (their last verified factor is gone).
+pub async fn delete_recovery_codes(conn: &impl ConnectionTrait, user_id: Uuid) -> Result<(), Error> {
+    recovery_code::Entity::delete_many().filter(recovery_code::Column::UserId.eq(user_id)).exec(conn).await.or_db()?;
+    Ok(())
+}
+
 /// Replaces a user's recovery codes with these (hashed) ones.
 pub async fn replace_recovery_codes(
     conn: &impl ConnectionTrait,

@@ -803,6 +803,41 @@ async fn the_lease_is_15_s_renewed_while_sending_and_a_retry_keeps_the_message_i
     assert_eq!(message_id(&mails[1]), message_id(&mails[0]), "one Message-ID across attempts");
 }
 
+/// One rule decides whether a new account signs in at once, on every surface: when its
+/// address lets it sign in (confirmed at sign-up by `EMAIL_AUTOCONFIRM`, or confirmation
+/// not required). Kreeda's and Supabase's sign-ups then answer a session, and the native
+/// sign-up's account signs in; otherwise none of the three does.
+#[tokio::test]
+async fn the_sign_up_rule_is_one_on_every_surface() {
+    let smtp = SmtpServer::start().await;
+    for (autoconfirm, required) in [("true", "true"), ("false", "true"), ("false", "false"), ("true", "false")] {
+        let app =
+            mail_app(&smtp, &[("EMAIL_AUTOCONFIRM", autoconfirm), ("REQUIRE_EMAIL_VERIFICATION", required)]).await;
+        let at_once = autoconfirm == "true" || required == "false";
+        let case = format!("EMAIL_AUTOCONFIRM={autoconfirm} REQUIRE_EMAIL_VERIFICATION={required}");
+        let email = |surface: &str| format!("{surface}-{autoconfirm}-{required}@example.com");
+
+        app.register(&email("native"), PASSWORD).await;
+        let res = app.post("/v1/auth/login", None, json!({ "email": email("native"), "password": PASSWORD })).await;
+        if at_once {
+            assert_eq!(res.status(), StatusCode::OK, "{case}: native sign-in");
+        } else {
+            assert_error(res, StatusCode::FORBIDDEN, "email_not_verified").await;
+        }
+
+        let res = app.post("/auth/register", None, json!({ "email": email("kreeda"), "password": PASSWORD })).await;
+        let (status, body) = json_of(res).await;
+        assert_eq!(status, StatusCode::CREATED, "{case}: {body}");
+        assert_eq!(body["session"]["access_token"].is_string(), at_once, "{case}: Kreeda sign-up {body}");
+
+        let res = app.post("/auth/v1/signup", None, json!({ "email": email("supabase"), "password": PASSWORD })).await;
+        let (status, body) = json_of(res).await;
+        assert_eq!(status, StatusCode::OK, "{case}: {body}");
+        assert_eq!(body["access_token"].is_string(), at_once, "{case}: Supabase sign-up {body}");
+        app.stop().await;
+    }
+}
+
 #[tokio::test]
 async fn with_email_autoconfirm_sign_ups_are_confirmed_on_every_surface_and_no_mail_is_sent() {
     let smtp = SmtpServer::start().await;

@@ -733,6 +733,57 @@ async fn no_session_check_after_a_revocation_gets_through() {
     Arc::try_unwrap(app).ok().expect("the checkers are done").stop().await;
 }
 
+/// Checks that arrive together (on PostgreSQL, read in one statement) each get their own
+/// answer: their own user, and the refusal of their own revoked session, in every wave,
+/// with the same token several times in one wave and an unknown session among them.
+#[tokio::test]
+async fn session_checks_arriving_together_each_get_their_own_answer() {
+    use futures::future::join_all;
+
+    let app = TestApp::spawn().await;
+    let mut users = Vec::new();
+    for _ in 0..12 {
+        users.push(app.user().await);
+    }
+    let revoked: Vec<bool> = (0..users.len()).map(|i| i % 3 == 1).collect();
+    for ((_, login), gone) in users.iter().zip(&revoked) {
+        if *gone {
+            let res = app.post("/v1/auth/logout", Some(&login.access), json!({})).await;
+            assert_eq!(res.status(), StatusCode::NO_CONTENT);
+        }
+    }
+    // A well-signed token of a session that never existed.
+    let unknown = forge(&with_claim(&users[0].1.access, "sid", json!(uuid::Uuid::now_v7().to_string())));
+
+    for wave in 0..3 {
+        let mut checks: Vec<(Option<usize>, &str)> =
+            users.iter().enumerate().map(|(i, (_, l))| (Some(i), l.access.as_str())).collect();
+        checks.extend([
+            (Some(0), users[0].1.access.as_str()),
+            (Some(1), users[1].1.access.as_str()),
+            (None, unknown.as_str()),
+        ]);
+        checks.rotate_left(wave * 5);
+        let answers = join_all(checks.iter().map(|(_, token)| app.get("/v1/auth/me", Some(token)))).await;
+        for ((who, _), res) in checks.iter().zip(answers) {
+            match who {
+                Some(i) if !revoked[*i] => {
+                    let (status, body) = json_of(res).await;
+                    assert_eq!(
+                        (status, &body["email"]),
+                        (StatusCode::OK, &json!(users[*i].0)),
+                        "wave {wave}, user {i}: {body}"
+                    );
+                }
+                Some(_) | None => {
+                    assert_unauthorized(res, "token_revoked").await;
+                }
+            }
+        }
+    }
+    app.stop().await;
+}
+
 /// Two servers on one database (a SQLite file or PostgreSQL): a logout made through one
 /// is refused at once by the other, whether that one checked the session just before,
 /// and whether the server that logged out is still running or came and went between
