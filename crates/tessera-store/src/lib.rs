@@ -492,7 +492,9 @@ impl Store {
                 Ok(found) => return Ok(found),
                 Err(e) => tracing::debug!(error = %rusqlite_error(&e), "direct SQLite read failed; asking the pool"),
             },
-            Hot::Postgres { kept } => match kept.session_with_user(id).await {
+            // A session check joins the next batch; a refresh, which rotates next and
+            // holds its caller meanwhile, reads at once.
+            Hot::Postgres { kept } => match kept.session_with_user(id, cached).await {
                 Ok(found) => return Ok(found),
                 Err(e @ KeptError::Acquire(_)) => return Err(e.into_error()),
                 Err(e) => tracing::debug!(error = %e.into_error(), "read on a kept connection failed; asking the pool"),

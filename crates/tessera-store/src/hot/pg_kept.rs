@@ -97,8 +97,20 @@ impl PgKept {
     }
 
     /// The session with this id and its user, as [`crate::query::sessions::with_user`]
-    /// reads them: in the next batch of checks.
-    pub(crate) async fn session_with_user(&self, id: Uuid) -> Result<Found, KeptError> {
+    /// reads them: in the next batch of checks when `batched`, else in a statement of its
+    /// own.
+    pub(crate) async fn session_with_user(&self, id: Uuid, batched: bool) -> Result<Found, KeptError> {
+        if !batched {
+            let sql = crate::query::sessions::with_user_sql(DbBackend::Postgres);
+            let row = self.fetch_optional(sqlx::query(sql).bind(id)).await?;
+            return row
+                .map(|row| {
+                    let row = Columns(&row);
+                    Ok(crate::session_and_user!(row.get, 0))
+                })
+                .transpose()
+                .map_err(|e| KeptError::Statement(Arc::new(e)));
+        }
         let (reply, answer) = oneshot::channel();
         let stopped = || KeptError::Statement(Arc::new(sqlx::Error::WorkerCrashed));
         self.reads.send((id, reply)).await.map_err(|_| stopped())?;
