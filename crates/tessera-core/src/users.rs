@@ -326,24 +326,16 @@ impl Core {
         users::by_id(self.store.reader(), id).await?.filter(|u| u.deleted_at.is_none()).ok_or(Error::UserNotFound)
     }
 
-    /// Applies the caller's changes to their own account (read afresh). A new email or
-    /// phone needs an aal2 session when MFA is on: either is a way back into the account.
+    /// Applies the caller's changes to their own account (read afresh): a
+    /// [`Core::change_own_account`] with a patch alone. A new email or phone needs an
+    /// aal2 session when MFA is on: either is a way back into the account.
     pub async fn update_own_account(
         &self,
         who: &crate::auth::Principal,
         patch: UserPatch,
         client: &ClientInfo,
     ) -> Result<user::Model, Error> {
-        let current = self.user(who.user.id).await?;
-        let new_email = patch.email.as_deref().and_then(|raw| Email::parse(raw).ok());
-        let new_phone = patch.phone.as_ref().is_some_and(|p| {
-            let normalised = p.as_deref().and_then(|raw| Phone::parse(raw).ok()).map(|p| p.as_str().to_owned());
-            normalised != current.phone
-        });
-        if new_phone || new_email.is_some_and(|e| e.as_str() != current.email) {
-            self.require_aal2_if_mfa(who)?;
-        }
-        self.update_user(&current, patch, client).await
+        self.change_own_account(who, OwnChanges { patch, ..OwnChanges::default() }, client).await
     }
 
     /// Applies a user's changes to their own account, in one transaction.
