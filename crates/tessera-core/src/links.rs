@@ -252,7 +252,12 @@ impl Core {
         user_metadata: Option<Value>,
         client: &ClientInfo,
     ) -> Result<(user::Model, String, Option<String>), Error> {
-        let parsed = Email::parse(email).map_err(|e| Error::Validation(vec![e]))?;
+        let mut errors = Vec::new();
+        let parsed = Email::parse(email).map_err(|e| errors.push(e)).ok();
+        // An invitation's `data` becomes the account's user_metadata: an object, as
+        // everywhere else (Schemathesis: an array was stored).
+        check_metadata("user_metadata", &user_metadata, &mut errors);
+        let Some(parsed) = parsed.filter(|_| errors.is_empty()) else { return Err(Error::Validation(errors)) };
         let user = match users::by_email(self.store.reader(), parsed.as_str()).await? {
             Some(u) if u.email_verified_at.is_some() || u.deleted_at.is_some() => return Err(Error::EmailTaken),
             Some(u) => u,

@@ -218,9 +218,127 @@ fn exactly_one(fields: &[&str], common_required: &[&str], common: Value) -> Valu
     json!({ "oneOf": branches })
 }
 
-/// Request bodies whose rules tie fields together.
-fn schema_rules() -> Vec<(&'static str, Value)> {
+/// A string that is not blank (the Supabase surface trims what it reads and takes a
+/// blank value for none).
+fn given() -> Value {
+    json!({ "type": "string", "pattern": "\\S" })
+}
+
+/// What the Supabase surface reads as "none": absent, `null` or blank.
+fn blank() -> Value {
+    json!({ "type": ["string", "null"], "pattern": format!("^[{}]*$", WHITESPACE_CLASS) })
+}
+
+/// The request bodies of the Supabase surface (GoTrue's protocol), as the server reads
+/// them: leniently (a blank value is none, a field another one makes moot is ignored),
+/// and with every rule it enforces.
+fn supabase_schema_rules(policy: &PasswordPolicy) -> Vec<(&'static str, Value)> {
+    let (w, c) = (WHITESPACE_CLASS, CONTROL_CLASS);
+    let any = || json!({ "type": ["string", "null"] });
+    let object = || json!({ "type": ["object", "null"] });
+    let typed = |rule: Value, ty: Value| {
+        let mut r = rule;
+        merge(&mut r, &json!({ "type": ty }));
+        r
+    };
+    let email = || typed(email(), json!("string"));
+    let password = || typed(new_password(policy), json!("string"));
+    // Blank for none, or the thing itself.
+    let or_blank = |rule: Value| json!({ "anyOf": [blank(), rule] });
+    let phone = || typed(phone(), json!(["string", "null"]));
+    let object_of = |required: &[&str], properties: Value| json!({ "type": "object", "required": required, "properties": properties });
+    let ban = json!({ "type": ["string", "null"], "pattern": format!("^[{w}]*(?:none|[0-9.]+[hms.]*)?[{w}]*$"),
+                      "description": "`none` lifts a ban; a duration (`24h`, `30m`) deactivates the account until it is lifted." });
+    let verify_types =
+        json!({ "type": "string", "enum": ["signup", "invite", "magiclink", "email", "recovery", "email_change"] });
+    let admin_user = |required: &[&str], email_rule: Value| {
+        object_of(
+            required,
+            json!({ "email": email_rule, "phone": phone(), "password": or_blank(password()),
+                                    "email_confirm": { "type": ["boolean", "null"] }, "user_metadata": object(),
+                                    "app_metadata": object(), "ban_duration": ban.clone() }),
+        )
+    };
+    let link = |types: &[&str], required: &[&str], password_rule: Value, new_email: Value| {
+        let mut req = vec!["type", "email"];
+        req.extend_from_slice(required);
+        object_of(
+            &req,
+            json!({ "type": { "type": "string", "enum": types }, "email": email(), "password": password_rule,
+                                "new_email": new_email, "data": object(), "redirect_to": any() }),
+        )
+    };
     vec![
+        (
+            "SbSignupIn",
+            object_of(
+                &["email", "password"],
+                json!({ "email": email(), "password": password(), "data": object(), "phone": any() }),
+            ),
+        ),
+        (
+            "SbTokenIn",
+            json!({ "description": "`grant_type=password`: `email` and `password`; `grant_type=refresh_token`: `refresh_token`.",
+                    "type": "object", "properties": { "email": any(), "password": any(), "refresh_token": any(), "phone": any() } }),
+        ),
+        (
+            "SbUpdateUserIn",
+            object_of(
+                &[],
+                json!({ "email": or_blank(email()), "phone": phone(), "password": { "anyOf": [{ "type": ["string", "null"], "maxLength": 0 }, password()] },
+                                   "data": object(), "nonce": any() }),
+            ),
+        ),
+        (
+            "SbOtpIn",
+            object_of(
+                &["email"],
+                json!({ "email": email(), "phone": any(), "create_user": { "type": ["boolean", "null"] }, "data": object() }),
+            ),
+        ),
+        ("SbEmailIn", object_of(&["email"], json!({ "email": email() }))),
+        (
+            "SbVerifyIn",
+            json!({ "description": "`type` with the link's `token_hash` (or its `token`), or with the `email` and the mailed code as `token`.",
+                    "anyOf": [
+                        object_of(&["type", "token_hash"], json!({ "type": verify_types, "token_hash": given(), "token": any(), "email": any(), "phone": any() })),
+                        object_of(&["type", "token"], json!({ "type": verify_types, "token": given(), "token_hash": any(), "email": any(), "phone": any() })),
+                    ] }),
+        ),
+        (
+            "SbResendIn",
+            object_of(
+                &["type", "email"],
+                json!({ "type": { "type": "string", "enum": ["signup", "email_change"] }, "email": email(), "phone": any() }),
+            ),
+        ),
+        (
+            "SbEnrollIn",
+            object_of(
+                &[],
+                json!({ "factor_type": { "type": ["string", "null"], "enum": ["totp", null] },
+                                   "friendly_name": { "type": ["string", "null"], "pattern": format!("^[{w}]*[^{c}]{{0,100}}[{w}]*$") } }),
+            ),
+        ),
+        ("SbFactorVerifyIn", object_of(&["challenge_id", "code"], json!({ "challenge_id": given(), "code": given() }))),
+        ("SbAdminUserIn", admin_user(&["email"], email())),
+        ("SbAdminUserChangeIn", admin_user(&[], or_blank(email()))),
+        (
+            "SbGenerateLinkIn",
+            json!({ "description": "`signup` needs a `password`; `email_change_current` and `email_change_new` a `new_email`.", "oneOf": [
+                link(&["signup"], &["password"], password(), any()),
+                link(&["invite", "magiclink", "recovery"], &[], any(), any()),
+                link(&["email_change_current", "email_change_new"], &["new_email"], any(), email()),
+            ] }),
+        ),
+        ("SbInviteIn", object_of(&["email"], json!({ "email": email(), "data": object() }))),
+    ]
+}
+
+/// Request bodies whose rules tie fields together.
+fn schema_rules(policy: &PasswordPolicy) -> Vec<(&'static str, Value)> {
+    let mut rules = supabase_schema_rules(policy);
+    rules.extend([
         (
             "VerifyEmailIn",
             json!({ "description": "The link token, or the email address with the code from the mail.", "anyOf": [
@@ -258,7 +376,8 @@ fn schema_rules() -> Vec<(&'static str, Value)> {
                     "role": { "type": "string", "enum": ["user", "admin"] } } },
             ] }),
         ),
-    ]
+    ]);
+    rules
 }
 
 /// Query parameters' rules, by path, method and name.
@@ -272,6 +391,25 @@ fn parameter_rules() -> Vec<(&'static str, &'static str, &'static str, Value)> {
             json!({ "pattern": format!(r"^[{w}]*[\s\S]{{0,320}}[{w}]*$"), "maxLength": 4096 }),
         ),
         ("/v1/admin/users", "get", "role", json!({ "pattern": format!("^(?:[{w}]*|user|admin)$") })),
+        ("/auth/v1/token", "post", "grant_type", json!({ "type": "string", "enum": ["password", "refresh_token"] })),
+        (
+            "/auth/v1/logout",
+            "post",
+            "scope",
+            json!({ "type": ["string", "null"], "enum": ["global", "local", "others", null] }),
+        ),
+        (
+            "/auth/v1/admin/users",
+            "get",
+            "page",
+            json!({ "pattern": format!("^[{w}]*(?:0*[1-9][0-9]{{0,18}})?[{w}]*$") }),
+        ),
+        (
+            "/auth/v1/admin/users",
+            "get",
+            "per_page",
+            json!({ "pattern": format!("^[{w}]*(?:0*[1-9][0-9]{{0,18}})?[{w}]*$") }),
+        ),
         (
             "/v1/admin/audit",
             "get",
@@ -397,7 +535,10 @@ pub fn document_json(policy: &PasswordPolicy, today: NaiveDate) -> Value {
                 merge(p, &rule);
             }
         }
-        for (schema, replacement) in schema_rules() {
+        // The Supabase admin API's change of a user takes the fields of its creation,
+        // none of them required: a component of its own (see `supabase_schema_rules`).
+        schemas.insert("SbAdminUserChangeIn".to_owned(), json!({}));
+        for (schema, replacement) in schema_rules(policy) {
             if let Some(s) = schemas.get_mut(schema) {
                 let mut replaced = Map::new();
                 if let Some(d) = s.get("description") {
@@ -423,7 +564,16 @@ pub fn document_json(policy: &PasswordPolicy, today: NaiveDate) -> Value {
                 if let Some(schema) = p.get_mut("schema") {
                     merge(schema, &rule);
                 }
+                // A grant is chosen by its type: the one query parameter a request needs.
+                if name == "grant_type" {
+                    p["required"] = Value::Bool(true);
+                }
             }
+        }
+        if let Some(body) =
+            paths.pointer_mut("/~1auth~1v1~1admin~1users~1{id}/put/requestBody/content/application~1json/schema")
+        {
+            *body = json!({ "$ref": "#/components/schemas/SbAdminUserChangeIn" });
         }
         if let Some(ok) = paths.pointer_mut("/~1v1~1users~1{id}/get/responses/200/content/application~1json/schema") {
             *ok = json!({ "oneOf": [
@@ -434,7 +584,34 @@ pub fn document_json(policy: &PasswordPolicy, today: NaiveDate) -> Value {
     }
     describe_responses(&mut doc);
     document_responses(&mut doc);
+    require_needed_bodies(&mut doc);
     doc
+}
+
+/// GoTrue reads a missing body as `{}` (see [`document_responses`]), which is only a
+/// valid request where the body needs nothing: a body with a required field, or one of
+/// several forms, is required.
+fn require_needed_bodies(doc: &mut Value) {
+    let schemas = doc.pointer("/components/schemas").cloned().unwrap_or_default();
+    let needs_something = |name: &str| {
+        schemas.get(name).is_some_and(|s| {
+            s.get("required").and_then(Value::as_array).is_some_and(|r| !r.is_empty())
+                || s.get("oneOf").is_some()
+                || s.get("anyOf").is_some()
+        })
+    };
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else { return };
+    for op in paths.values_mut().filter_map(Value::as_object_mut).flat_map(|ops| ops.values_mut()) {
+        let Some(body) = op.get_mut("requestBody") else { continue };
+        let name = body
+            .pointer("/content/application~1json/schema/$ref")
+            .and_then(Value::as_str)
+            .and_then(|r| r.strip_prefix("#/components/schemas/"))
+            .map(str::to_owned);
+        if name.is_some_and(|n| needs_something(&n)) {
+            body["required"] = Value::Bool(true);
+        }
+    }
 }
 
 /// The document for today (a birth date's latest day is today).

@@ -63,11 +63,13 @@ pub async fn list_users(State(s): State<AppState>, _: ServiceRole, SbQuery(q): S
     let page = page_param(&q.page, 1)?;
     let per_page = page_param(&q.per_page, 50)?.min(PER_PAGE_MAX);
     let skip = (page - 1).saturating_mul(per_page);
-    if skip > tessera_core::admin::SKIP_MAX {
-        return Err(GoTrueError::validation("Bad Pagination Parameters"));
-    }
-    let query = UserQuery { skip, limit: per_page, ..Default::default() };
-    let (users, total) = s.core.admin_list_users(query).await?;
+    // A page past the last is empty, as GoTrue answers it (the count still comes along).
+    let (users, total) = if skip > tessera_core::admin::SKIP_MAX {
+        let (_, total) = s.core.admin_list_users(UserQuery { skip: 0, limit: 1, ..Default::default() }).await?;
+        (Vec::new(), total)
+    } else {
+        s.core.admin_list_users(UserQuery { skip, limit: per_page, ..Default::default() }).await?
+    };
     let (profiles, factors) = s.core.profiles_and_factors(&users).await?;
     let out: Vec<Value> = users
         .iter()
@@ -163,7 +165,8 @@ pub async fn get_user(State(s): State<AppState>, _: ServiceRole, Path(id): Path<
 /// `ban_duration`, and `user_metadata` / `app_metadata` merged key by key.
 #[utoipa::path(put, path = "/auth/v1/admin/users/{id}", tag = "supabase", security(("bearer" = [])), params(("id" = String, Path, description = "The user")), request_body = SbAdminUserIn,
     responses((status = 200, body = super::doc::SbUser), (status = 400, body = super::doc::SbError), (status = 401, body = super::doc::SbError), (status = 403, body = super::doc::SbError), (status = 404, body = super::doc::SbError),
-        (status = 422, body = super::doc::SbError, description = "`weak_password`, `user_already_exists`, `conflict` (the last admin)")))]
+        (status = 409, body = super::doc::SbError, description = "`conflict`: the last admin"),
+        (status = 422, body = super::doc::SbError, description = "`weak_password`, `user_already_exists`")))]
 pub async fn update_user(
     State(s): State<AppState>,
     Client(client): Client,
@@ -197,7 +200,7 @@ pub async fn update_user(
 /// tokens with it); answers `{}`. A `should_soft_delete` body is read and ignored.
 #[utoipa::path(delete, path = "/auth/v1/admin/users/{id}", tag = "supabase", security(("bearer" = [])), params(("id" = String, Path, description = "The user")),
     responses((status = 200, body = super::doc::SbEmpty), (status = 401, body = super::doc::SbError), (status = 403, body = super::doc::SbError), (status = 404, body = super::doc::SbError),
-        (status = 422, body = super::doc::SbError, description = "`conflict`: the last admin")))]
+        (status = 409, body = super::doc::SbError, description = "`conflict`: the last admin (GoTrue's conflict status)")))]
 pub async fn delete_user(
     State(s): State<AppState>,
     Client(client): Client,

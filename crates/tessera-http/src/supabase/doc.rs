@@ -89,6 +89,7 @@ pub struct SbSession {
     pub user: SbUser,
     /// After a password sign-in whose password breaks today's policy.
     #[schema(value_type = Object, nullable = false)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub weak_password: Option<serde_json::Value>,
 }
 

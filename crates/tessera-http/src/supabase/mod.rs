@@ -141,7 +141,7 @@ impl From<Error> for GoTrueError {
             Error::UserNotFound => new(S::NOT_FOUND, "user_not_found", "User not found"),
             Error::SessionNotFound => new(S::NOT_FOUND, "session_not_found", "Session not found"),
             Error::EmailTaken => new(S::UNPROCESSABLE_ENTITY, "user_already_exists", "User already registered"),
-            Error::LastAdmin => new(S::UNPROCESSABLE_ENTITY, "conflict", Error::LastAdmin.to_string()),
+            Error::LastAdmin => new(S::CONFLICT, "conflict", Error::LastAdmin.to_string()),
             Error::InvalidApiKey | Error::ApiKeyNotFound => new(S::UNAUTHORIZED, "bad_jwt", "Invalid API key"),
             Error::MfaRequired => new(
                 S::UNPROCESSABLE_ENTITY,
