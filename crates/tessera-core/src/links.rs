@@ -352,7 +352,9 @@ impl Core {
                 let new_email = Email::parse(&raw)
                     .map_err(|e| Error::Validation(vec![FieldError::new("new_email", &e.code, e.message.clone())]))?;
                 if new_email.as_str() == user.email {
-                    return Err(Error::field("new_email", "unchanged", "The new address is the current one."));
+                    // The account has that address already: a taken address, as GoTrue
+                    // answers one (422 `user_already_exists`), not a malformed one.
+                    return Err(Error::EmailTaken);
                 }
                 let (user, tokens) = self.start_email_change(&user, &new_email, false, client).await?;
                 // Without SECURE_EMAIL_CHANGE the current address confirms nothing: the

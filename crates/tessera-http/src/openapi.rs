@@ -247,7 +247,7 @@ fn supabase_schema_rules(policy: &PasswordPolicy) -> Vec<(&'static str, Value)> 
     let or_blank = |rule: Value| json!({ "anyOf": [blank(), rule] });
     let phone = || typed(phone(), json!(["string", "null"]));
     let object_of = |required: &[&str], properties: Value| json!({ "type": "object", "required": required, "properties": properties });
-    let ban = json!({ "type": ["string", "null"], "pattern": format!("^[{w}]*(?:none|[0-9.]+[hms.]*)?[{w}]*$"),
+    let ban = json!({ "type": ["string", "null"], "pattern": format!("^[{w}]*(?:none|[0-9.]*[hms.]*)[{w}]*$"),
                       "description": "`none` lifts a ban; a duration (`24h`, `30m`) deactivates the account until it is lifted." });
     let verify_types =
         json!({ "type": "string", "enum": ["signup", "invite", "magiclink", "email", "recovery", "email_change"] });
@@ -398,17 +398,18 @@ fn parameter_rules() -> Vec<(&'static str, &'static str, &'static str, Value)> {
             "scope",
             json!({ "type": ["string", "null"], "enum": ["global", "local", "others", null] }),
         ),
+        // A positive whole number as Rust parses one (a `+` may lead), or blank.
         (
             "/auth/v1/admin/users",
             "get",
             "page",
-            json!({ "pattern": format!("^[{w}]*(?:0*[1-9][0-9]{{0,18}})?[{w}]*$") }),
+            json!({ "pattern": format!("^[{w}]*(?:\\+?0*[1-9][0-9]{{0,18}})?[{w}]*$") }),
         ),
         (
             "/auth/v1/admin/users",
             "get",
             "per_page",
-            json!({ "pattern": format!("^[{w}]*(?:0*[1-9][0-9]{{0,18}})?[{w}]*$") }),
+            json!({ "pattern": format!("^[{w}]*(?:\\+?0*[1-9][0-9]{{0,18}})?[{w}]*$") }),
         ),
         (
             "/v1/admin/audit",

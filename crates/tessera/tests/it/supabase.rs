@@ -790,6 +790,13 @@ async fn invite_mails_a_code_that_signs_the_invited_user_in() {
     assert_gotrue(&r, StatusCode::UNPROCESSABLE_ENTITY, "user_already_exists");
     let r = sb_post(&app, "/auth/v1/invite", Some(&access(&s)), json!({ "email": fresh_email() })).await;
     assert_gotrue(&r, StatusCode::FORBIDDEN, "not_admin");
+
+    // `data` becomes user_metadata: an object or nothing (Schemathesis: an array was stored).
+    let other = fresh_email();
+    let r = sb_post(&app, "/auth/v1/invite", Some(&service), json!({ "email": other, "data": [1, 2] })).await;
+    assert!(r.0.is_client_error(), "{}: {}", r.0, r.2);
+    let r = sb_get(&app, "/auth/v1/admin/users", Some(&service)).await;
+    assert!(!r.2.to_string().contains(&other), "no account was made: {}", r.2);
 }
 
 // 9. One-time codes.
