@@ -413,7 +413,7 @@ impl Core {
         actor.may_manage(stored_role(&current))?;
         let mut errors = Vec::new();
         let mut row = current.clone().into_active_model();
-        let mut changed: Vec<&str> = Vec::new();
+        let mut changed: Vec<&'static str> = Vec::new();
         let now = now();
         let mut email_for_policy = Email::parse(&current.email).ok();
         if let Some(raw) = &patch.email {
@@ -430,18 +430,8 @@ impl Core {
                 Err(e) => errors.push(e),
             }
         }
-        if let Some(name) = patch.full_name {
-            row.full_name = Set(bounded_text("full_name", name, 200, &mut errors));
-            changed.push("full_name");
-        }
-        if let Some(phone) = patch.phone {
-            let phone = optional_phone(phone, &mut errors).map(|p| p.as_str().to_owned());
-            if phone != current.phone {
-                row.phone = Set(phone);
-                row.phone_verified_at = Set(None);
-                changed.push("phone");
-            }
-        }
+        crate::users::set_name(&mut row, patch.full_name, &mut changed, &mut errors);
+        crate::users::set_phone(&mut row, &current, patch.phone, &mut changed, &mut errors);
         let mut new_role = stored_role(&current);
         if let Some(raw) = &patch.role {
             if let Some(role) = parse_role("role", raw, &mut errors) {

@@ -109,10 +109,7 @@ fn plan_patch(current: &user::Model, patch: UserPatch) -> Result<PlannedPatch, E
     let mut errors = Vec::new();
     let mut row = current.clone().into_active_model();
     let mut changed = Vec::new();
-    if let Some(name) = patch.full_name {
-        row.full_name = Set(bounded_text("full_name", name, 200, &mut errors));
-        changed.push("full_name");
-    }
+    set_name(&mut row, patch.full_name, &mut changed, &mut errors);
     // A new email is not applied here: it stays pending until confirmed (SPEC §5.3).
     let mut new_email = None;
     if let Some(raw) = patch.email {
@@ -122,18 +119,43 @@ fn plan_patch(current: &user::Model, patch: UserPatch) -> Result<PlannedPatch, E
             Err(e) => errors.push(e),
         }
     }
-    if let Some(phone) = patch.phone {
-        let phone = optional_phone(phone, &mut errors).map(|p| p.as_str().to_owned());
+    set_phone(&mut row, current, patch.phone, &mut changed, &mut errors);
+    if !errors.is_empty() {
+        return Err(Error::Validation(errors));
+    }
+    Ok(PlannedPatch { row, changed, new_email })
+}
+
+/// Sets a patch's `full_name` on `row`, noting the field and any broken rule.
+pub(crate) fn set_name(
+    row: &mut user::ActiveModel,
+    name: Patch<String>,
+    changed: &mut Vec<&'static str>,
+    errors: &mut Vec<FieldError>,
+) {
+    if let Some(name) = name {
+        row.full_name = Set(bounded_text("full_name", name, 200, errors));
+        changed.push("full_name");
+    }
+}
+
+/// Sets a patch's phone on `row` when it differs from `current`'s (its verification
+/// reset), noting the field and any broken rule.
+pub(crate) fn set_phone(
+    row: &mut user::ActiveModel,
+    current: &user::Model,
+    phone: Patch<String>,
+    changed: &mut Vec<&'static str>,
+    errors: &mut Vec<FieldError>,
+) {
+    if let Some(phone) = phone {
+        let phone = optional_phone(phone, errors).map(|p| p.as_str().to_owned());
         if phone != current.phone {
             row.phone = Set(phone);
             row.phone_verified_at = Set(None);
             changed.push("phone");
         }
     }
-    if !errors.is_empty() {
-        return Err(Error::Validation(errors));
-    }
-    Ok(PlannedPatch { row, changed, new_email })
 }
 
 /// Changes to a profile.
@@ -338,28 +360,9 @@ impl Core {
         self.change_own_account(who, OwnChanges { patch, ..OwnChanges::default() }, client).await
     }
 
-    /// Applies a user's changes to their own account, in one transaction.
-    #[tracing::instrument(skip_all, err(level = "info"), fields(user_id = %current.id))]
-    pub async fn update_user(
-        &self,
-        current: &user::Model,
-        patch: UserPatch,
-        client: &ClientInfo,
-    ) -> Result<user::Model, Error> {
-        let plan = plan_patch(current, patch)?;
-        if let Some(email) = &plan.new_email {
-            self.check_address_free(email).await?;
-        }
-        let tx = self.store.begin().await?;
-        let updated = self.apply_patch_in(&tx, current, plan, client).await?;
-        tx.commit().await?;
-        self.mailer.wake.notify_one();
-        Ok(updated)
-    }
-
     /// Refuses an address another account has (the unique index is the last word; this
     /// answers before anything is written).
-    async fn check_address_free(&self, email: &Email) -> Result<(), Error> {
+    pub(crate) async fn check_address_free(&self, email: &Email) -> Result<(), Error> {
         match users::by_email(self.store.reader(), email.as_str()).await? {
             Some(_) => Err(Error::EmailTaken),
             None => Ok(()),

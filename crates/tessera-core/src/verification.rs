@@ -562,9 +562,7 @@ impl Core {
         if new_email.as_str() == current.email {
             return Ok((current.clone(), EmailChangeTokens::default()));
         }
-        if users::by_email(self.store.reader(), new_email.as_str()).await?.is_some() {
-            return Err(Error::EmailTaken);
-        }
+        self.check_address_free(new_email).await?;
         let tx = self.store.begin().await?;
         let started = self.start_email_change_in(&tx, current, new_email, deliver, client).await?;
         tx.commit().await?;
