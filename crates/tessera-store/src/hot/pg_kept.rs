@@ -103,13 +103,7 @@ impl PgKept {
         if !batched {
             let sql = crate::query::sessions::with_user_sql(DbBackend::Postgres);
             let row = self.fetch_optional(sqlx::query(sql).bind(id)).await?;
-            return row
-                .map(|row| {
-                    let row = Columns(&row);
-                    Ok(crate::session_and_user!(row.get, 0))
-                })
-                .transpose()
-                .map_err(|e| KeptError::Statement(Arc::new(e)));
+            return row.as_ref().map(session_and_user).transpose().map_err(|e| KeptError::Statement(Arc::new(e)));
         }
         let (reply, answer) = oneshot::channel();
         let stopped = || KeptError::Statement(Arc::new(sqlx::Error::WorkerCrashed));
@@ -141,15 +135,13 @@ impl PgKept {
         };
         let mut found: HashMap<Uuid, Result<(session::Model, user::Model), KeptError>> = HashMap::new();
         for row in &rows {
-            let row = Columns(row);
-            let decoded = (|| Ok::<_, sqlx::Error>(crate::session_and_user!(row.get, 0)))();
-            match decoded {
+            match session_and_user(row) {
                 Ok(pair) => {
                     found.insert(pair.0.id, Ok(pair));
                 }
                 // Its id decodes even where another column does not.
                 Err(e) => {
-                    if let Ok(id) = row.get::<Uuid>(0) {
+                    if let Ok(id) = Columns(row).get::<Uuid>(0) {
                         found.insert(id, Err(KeptError::Statement(Arc::new(e))));
                     }
                 }
@@ -195,12 +187,7 @@ impl PgKept {
             .bind(a.request_id.as_deref())
             .bind(&a.detail);
         let row = self.fetch_optional(query).await?;
-        row.map(|row| {
-            let row = Columns(&row);
-            Ok(crate::session_and_user!(row.get, 0))
-        })
-        .transpose()
-        .map_err(|e| KeptError::Statement(Arc::new(e)))
+        row.as_ref().map(session_and_user).transpose().map_err(|e| KeptError::Statement(Arc::new(e)))
     }
 
     /// Runs one statement on a kept connection (or one from the pool) and keeps the
@@ -322,6 +309,12 @@ async fn hand_back_idle(pool: PgPool, kept: Weak<PgKept>) {
             },
         }
     }
+}
+
+/// A session and its user from a row of [`crate::query::SESSION_AND_USER`] columns.
+fn session_and_user(row: &PgRow) -> Result<(session::Model, user::Model), sqlx::Error> {
+    let row = Columns(row);
+    Ok(crate::session_and_user!(row.get, 0))
 }
 
 /// A row read by position, as the models' columns.
