@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use criterion::{criterion_group, criterion_main, Criterion};
 use secrecy::SecretString;
 use tessera_core::hasher::PasswordHasher;
+use tessera_core::session::tokens::{AccessClaims, JwtKeys, RefreshKeys};
 use tessera_core::settings::Settings;
-use tessera_core::tokens::{AccessClaims, JwtKeys, RefreshKeys};
 use uuid::Uuid;
 
 fn settings() -> Settings {

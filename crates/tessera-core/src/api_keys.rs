@@ -10,10 +10,11 @@ use tessera_store::query::admin::api_keys;
 use tessera_store::query::users;
 use uuid::Uuid;
 
-use crate::admin::Actor;
+use crate::app::Core;
 use crate::audit::{record, AuditEvent};
-use crate::tokens::{random_token, sha256_hex};
-use crate::{now, ClientInfo, Core};
+use crate::caller::Actor;
+use crate::caller::{now, ClientInfo};
+use crate::crypto::{random_token, sha256_hex};
 
 /// What every key starts with, so that it is recognisable (and scannable) as a secret.
 pub const KEY_PREFIX: &str = "tsk_";
@@ -154,7 +155,7 @@ impl Core {
             return Err(Error::InvalidApiKey);
         };
         let creator = match row.created_by {
-            Some(id) => users::by_id(self.store.reader(), id).await?.filter(crate::auth::is_usable),
+            Some(id) => users::by_id(self.store.reader(), id).await?.filter(crate::session::issued::is_usable),
             None => None,
         };
         let Some(creator) = creator else { return Err(Error::InvalidApiKey) };

@@ -12,8 +12,8 @@ use tessera_domain::Error;
 use tessera_store::Db;
 use uuid::Uuid;
 
-use crate::entity::audit_log;
-use crate::ClientInfo;
+use crate::caller::ClientInfo;
+use tessera_store::entity::audit_log;
 
 /// One event to record.
 pub struct AuditEvent {
@@ -51,7 +51,7 @@ pub async fn record(conn: &impl Db, client: &ClientInfo, ev: AuditEvent) -> Resu
 pub fn audit_row(client: &ClientInfo, ev: AuditEvent) -> audit_log::Model {
     audit_log::Model {
         id: Uuid::now_v7(),
-        created_at: crate::now(),
+        created_at: crate::caller::now(),
         event: ev.event.to_owned(),
         user_id: ev.user_id,
         actor_id: ev.actor_id,
@@ -113,7 +113,7 @@ impl AuditFile {
     pub fn open(dir: PathBuf) -> Result<AuditFile, String> {
         std::fs::create_dir_all(&dir).map_err(|e| format!("AUDIT_LOG_DIR {}: {e}", dir.display()))?;
         let file = AuditFile { dir, current: Mutex::new(None) };
-        let today = crate::now().format("%Y-%m-%d").to_string();
+        let today = crate::caller::now().format("%Y-%m-%d").to_string();
         file.open_day(&today).map_err(|e| format!("AUDIT_LOG_DIR {}: {e}", file.dir.display()))?;
         Ok(file)
     }

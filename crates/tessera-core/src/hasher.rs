@@ -71,7 +71,7 @@ impl PasswordHasher {
     ) -> Result<Self, String> {
         let params =
             Params::new(memory_kib, iterations, parallelism, None).map_err(|e| format!("argon2 parameters: {e}"))?;
-        let dummy = crate::tokens::random_token(24);
+        let dummy = crate::crypto::random_token(24);
         let scratch = AtomicUsize::new(0);
         let dummy_hash = hash_with(&params, &dummy, &mut Memory::new(&scratch)).map_err(|e| format!("argon2: {e}"))?;
         let jobs = Arc::new(Queue {

@@ -3,9 +3,10 @@
 use serde_json::json;
 use tessera_domain::{Email, Error};
 
+use crate::app::Core;
 use crate::audit::{record, AuditEvent};
+use crate::caller::ClientInfo;
 use crate::kv::RateDecision;
-use crate::{ClientInfo, Core};
 use hmac::Mac;
 
 /// An action with a rate limit of its own.
@@ -51,7 +52,7 @@ pub fn is_loopback(ip: std::net::IpAddr) -> bool {
 /// cannot be checked against them without the server's secret.
 fn email_key(key: &[u8], raw: &str) -> String {
     let normalised = Email::parse(raw).map(|e| e.as_str().to_owned()).unwrap_or_else(|_| raw.trim().to_lowercase());
-    hex::encode(&crate::tokens::mac(key, normalised.as_bytes()).finalize().into_bytes()[..16])
+    hex::encode(&crate::crypto::mac(key, normalised.as_bytes()).finalize().into_bytes()[..16])
 }
 
 impl Core {

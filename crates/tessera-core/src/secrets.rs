@@ -17,7 +17,38 @@ use secrecy::{ExposeSecret, SecretString};
 use tessera_store::query::server_keys;
 use tessera_store::Store;
 
+use crate::crypto::derive_key;
+use crate::session::tokens::{JwtConfig, JwtKeys, RefreshKeys};
 use crate::settings::Settings;
+
+impl JwtKeys {
+    /// The access-token keys the settings name; the secret must already be resolved.
+    pub fn from_settings(s: &Settings) -> Result<JwtKeys, String> {
+        JwtKeys::new(&JwtConfig {
+            algorithm: &s.jwt_algorithm,
+            secret: s.jwt_secret.as_ref(),
+            private_key: s.jwt_private_key.as_ref(),
+            key_id: s.jwt_key_id.as_deref(),
+            previous_public_keys: s.jwt_previous_public_keys.as_deref(),
+            issuer: &s.jwt_issuer,
+            audience: &s.jwt_audience,
+            public_url: &s.public_url,
+        })
+    }
+}
+
+impl RefreshKeys {
+    /// Keys from `REFRESH_TOKEN_SECRET` (first seals), or, when it is unset, one key
+    /// derived from the JWT secret.
+    pub fn from_settings(s: &Settings) -> Result<RefreshKeys, String> {
+        if !s.refresh_token_secret.is_empty() {
+            let secrets: Vec<&[u8]> = s.refresh_token_secret.iter().map(|k| k.expose_secret().as_bytes()).collect();
+            return Ok(RefreshKeys::new(&secrets));
+        }
+        let jwt = s.jwt_secret.as_ref().ok_or("REFRESH_TOKEN_SECRET must be set when no JWT secret is")?;
+        Ok(RefreshKeys::new(&[&derive_key(jwt.expose_secret().as_bytes(), b"tessera refresh-token secret v1")]))
+    }
+}
 
 /// Where one key comes from, as `tessera config check` says it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,7 +114,7 @@ pub async fn resolve(settings: &mut Settings, store: &Store) -> Result<Resolved,
         return Ok(resolved);
     }
     if settings.jwt_secret.is_none() && settings.needs_jwt_secret() {
-        let key = kept(settings, store, JWT_SECRET, || crate::tokens::random_token(48)).await?;
+        let key = kept(settings, store, JWT_SECRET, || crate::crypto::random_token(48)).await?;
         settings.jwt_secret = Some(SecretString::from(key));
     }
     if settings.refresh_token_secret.is_empty() {
@@ -91,7 +122,7 @@ pub async fn resolve(settings: &mut Settings, store: &Store) -> Result<Resolved,
             legacy_file(&settings.dev_secret_path(LEGACY_REFRESH_FILE)).map(SecretString::from);
     }
     if settings.mfa_encryption_key.is_none() {
-        let key = kept(settings, store, MFA_KEY, crate::mfa::new_key).await?;
+        let key = kept(settings, store, MFA_KEY, crate::mfa::keys::new_key).await?;
         settings.mfa_encryption_key = Some(SecretString::from(key));
     }
     Ok(resolved)
@@ -176,7 +207,7 @@ async fn kept(
         }
         None => make(),
     };
-    server_keys::get_or_insert(store.writer(), name, &candidate, crate::now()).await.map_err(cannot)
+    server_keys::get_or_insert(store.writer(), name, &candidate, crate::caller::now()).await.map_err(cannot)
 }
 
 /// The key in an old development secret file, if there is one that looks like ours.

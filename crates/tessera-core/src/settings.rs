@@ -787,7 +787,7 @@ impl Settings {
     fn secret_problems(&self) -> Vec<String> {
         let mut p = Vec::new();
         if self.jwt_asymmetric() {
-            if let Err(e) = crate::tokens::JwtKeys::from_settings(self) {
+            if let Err(e) = crate::session::tokens::JwtKeys::from_settings(self) {
                 p.push(e);
             }
         }
@@ -797,7 +797,9 @@ impl Settings {
         if self.refresh_token_secret.iter().any(|s| s.expose_secret().len() < 32) {
             p.push("every REFRESH_TOKEN_SECRET key must be at least 32 bytes long".to_owned());
         }
-        if let Some(Err(e)) = self.mfa_encryption_key.as_ref().map(|k| crate::mfa::MfaKeys::parse(k.expose_secret())) {
+        if let Some(Err(e)) =
+            self.mfa_encryption_key.as_ref().map(|k| crate::mfa::keys::MfaKeys::parse(k.expose_secret()))
+        {
             p.push(format!("MFA_ENCRYPTION_KEY: {e}"));
         }
         if let Some(Err(e)) =

@@ -10,6 +10,7 @@ mod password;
 mod permission;
 mod phone;
 mod role;
+mod text;
 
 pub use cidr::Cidr;
 pub use email::Email;
@@ -18,3 +19,4 @@ pub use password::{common_password_count, normalize_password, PasswordPolicy, CO
 pub use permission::{Permission, Permissions};
 pub use phone::Phone;
 pub use role::Role;
+pub use text::{bounded_text, FullName};

@@ -55,15 +55,15 @@ pub struct VerifiedOut {
 
 impl VerifiedOut {
     /// The user and what the confirmation left to do.
-    pub fn new(v: &tessera_core::verification::Verified) -> Self {
+    pub fn new(v: &tessera_core::mail::verification::Verified) -> Self {
         let (pending_confirmation, detail) = pending(v.confirmation).unzip();
         Self { user: UserOut::from(&v.user), pending_confirmation, detail }
     }
 }
 
 /// The address still to confirm, and a sentence saying so.
-pub fn pending(c: tessera_core::verification::Confirmation) -> Option<(String, String)> {
-    use tessera_core::verification::{ChangeSide, Confirmation};
+pub fn pending(c: tessera_core::mail::verification::Confirmation) -> Option<(String, String)> {
+    use tessera_core::mail::verification::{ChangeSide, Confirmation};
     match c {
         Confirmation::EmailChangePending { waiting_for: ChangeSide::CurrentAddress } => Some((
             "current_email".to_owned(),
@@ -155,8 +155,8 @@ pub struct MfaRequiredOut {
     pub methods: Vec<&'static str>,
 }
 
-impl From<tessera_core::mfa::MfaChallenge> for MfaRequiredOut {
-    fn from(c: tessera_core::mfa::MfaChallenge) -> Self {
+impl From<tessera_core::session::issued::MfaChallenge> for MfaRequiredOut {
+    fn from(c: tessera_core::session::issued::MfaChallenge) -> Self {
         Self { mfa_required: true, mfa_token: c.mfa_token, methods: c.methods.to_vec() }
     }
 }
@@ -409,7 +409,7 @@ pub struct ProfilePatchIn {
     pub preferences: Option<Option<Value>>,
 }
 
-impl From<ProfilePatchIn> for tessera_core::users::ProfilePatch {
+impl From<ProfilePatchIn> for tessera_core::account::users::ProfilePatch {
     fn from(p: ProfilePatchIn) -> Self {
         Self {
             name: p.name,
@@ -530,8 +530,8 @@ pub struct SessionBody {
     pub token_type: &'static str,
 }
 
-impl From<&tessera_core::auth::Issued> for SessionBody {
-    fn from(i: &tessera_core::auth::Issued) -> Self {
+impl From<&tessera_core::session::issued::Issued> for SessionBody {
+    fn from(i: &tessera_core::session::issued::Issued) -> Self {
         Self {
             access_token: i.access_token.clone(),
             refresh_token: i.refresh_token.clone(),
@@ -578,7 +578,7 @@ impl From<&session::Model> for ExportSessionOut {
             revoked_at: s.revoked_at,
             ip: s.ip.clone(),
             user_agent: s.user_agent.clone(),
-            aal: tessera_core::auth::shown_aal(&s.aal).to_owned(),
+            aal: tessera_core::session::issued::shown_aal(&s.aal).to_owned(),
         }
     }
 }

@@ -7,9 +7,10 @@ use axum::http::header::CONTENT_TYPE;
 use axum::http::header::{AUTHORIZATION, USER_AGENT};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
-use tessera_core::auth::Principal;
+use tessera_core::caller::Principal;
 use tessera_core::domain::Error;
-use tessera_core::{ClientInfo, Surface};
+use tessera_core::ClientInfo;
+use tessera_core::Surface;
 
 use crate::client_ip::ClientIp;
 use crate::error::ApiError;

@@ -9,12 +9,12 @@ use axum::{Json, Router};
 use secrecy::SecretString;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use tessera_core::auth::Issued;
+use tessera_core::account::users::{OwnChanges, Registration, UserPatch};
 use tessera_core::domain::{Error, FieldError};
 use tessera_core::limits::RateAction;
-use tessera_core::mfa::SignIn;
-use tessera_core::users::{OwnChanges, Registration, UserPatch};
-use tessera_core::verification::{TokenKind, EMAIL_CHANGE};
+use tessera_core::mail::verification::{TokenKind, EMAIL_CHANGE};
+use tessera_core::session::issued::Issued;
+use tessera_core::session::issued::SignIn;
 use utoipa::ToSchema;
 
 use crate::dto::{AuthUserOut, MessageOut, MfaVerifyIn, ProfileOut, ProfilePatchIn, SessionBody};

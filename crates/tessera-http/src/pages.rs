@@ -10,7 +10,7 @@ use axum::Form;
 use secrecy::SecretString;
 use serde::Deserialize;
 use tessera_core::domain::Error;
-use tessera_core::verification::EMAIL_CONFIRMATIONS;
+use tessera_core::mail::verification::EMAIL_CONFIRMATIONS;
 
 use crate::extract::Client;
 use crate::AppState;

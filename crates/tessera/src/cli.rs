@@ -349,7 +349,7 @@ async fn supabase_keys() -> ExitCode {
         eprintln!("error: {e}");
         return ExitCode::FAILURE;
     }
-    let keys = tessera_core::tokens::JwtKeys::from_settings(&settings)
+    let keys = tessera_core::session::tokens::JwtKeys::from_settings(&settings)
         .and_then(|k| k.supabase_keys(tessera_core::now().timestamp()).map_err(|e| format!("{e:?}")));
     match keys {
         Ok(keys) => {
@@ -441,7 +441,7 @@ async fn admin(action: AdminAction) -> ExitCode {
                 return ExitCode::FAILURE;
             }
             let password = line.trim_end_matches(['\n', '\r']).to_owned();
-            let new = tessera_core::admin::NewUser {
+            let new = tessera_core::account::admin::NewUser {
                 email,
                 password: Some(secrecy::SecretString::from(password)),
                 full_name: name,
@@ -452,7 +452,7 @@ async fn admin(action: AdminAction) -> ExitCode {
                 metadata: Default::default(),
                 invited: false,
             };
-            let actor = tessera_core::admin::Actor::system();
+            let actor = tessera_core::caller::Actor::system();
             let client =
                 tessera_core::ClientInfo { user_agent: Some("tessera admin create".to_owned()), ..Default::default() };
             let created = tessera_core::audit::with_audit_file(
@@ -478,7 +478,7 @@ async fn admin(action: AdminAction) -> ExitCode {
             }
         }
         AdminAction::SeedUsers { count, prefix, days, batch } => {
-            let plan = tessera_core::seed::SeedPlan { count, prefix, days, batch };
+            let plan = tessera_core::account::seed::SeedPlan { count, prefix, days, batch };
             let started = std::time::Instant::now();
             let mut next_report = 0;
             let result = core
@@ -494,7 +494,7 @@ async fn admin(action: AdminAction) -> ExitCode {
                     println!(
                         "seeded {n} users in {:.1} s (password {})",
                         started.elapsed().as_secs_f64(),
-                        tessera_core::seed::SEED_PASSWORD
+                        tessera_core::account::seed::SEED_PASSWORD
                     );
                     ExitCode::SUCCESS
                 }

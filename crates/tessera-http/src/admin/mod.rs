@@ -14,8 +14,8 @@ use axum::extract::{FromRequestParts, MatchedPath};
 use axum::http::request::Parts;
 use axum::routing::{delete, get, post};
 use axum::Router;
-use tessera_core::admin::Actor;
 use tessera_core::api_keys::KEY_PREFIX;
+use tessera_core::caller::Actor;
 use tessera_core::domain::{Error, Permission};
 
 use crate::error::ApiError;

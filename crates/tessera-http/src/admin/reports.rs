@@ -5,7 +5,7 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tessera_core::admin::AuditQuery;
+use tessera_core::account::admin::AuditQuery;
 use tessera_core::entity::audit_log;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;

@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
-use tessera_core::admin::{AdminUserPatch, BulkAction, NewUser, UserQuery};
+use tessera_core::account::admin::{AdminUserPatch, BulkAction, NewUser, UserQuery};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 

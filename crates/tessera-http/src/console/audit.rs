@@ -10,7 +10,7 @@ use axum::response::Response;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use maud::{html, Markup};
 use serde::Deserialize;
-use tessera_core::admin::AuditQuery;
+use tessera_core::account::admin::AuditQuery;
 use tessera_core::entity::audit_log;
 use uuid::Uuid;
 

@@ -32,10 +32,11 @@ use axum::routing::{get, post};
 use axum::Router;
 use maud::{html, Markup, DOCTYPE};
 use sha2::{Digest, Sha256};
-use tessera_core::admin::Actor;
-use tessera_core::auth::{Issued, Principal};
+use tessera_core::caller::Actor;
+use tessera_core::caller::Principal;
 use tessera_core::domain::{Error, ErrorKind};
 use tessera_core::limits::RateAction;
+use tessera_core::session::issued::Issued;
 
 use crate::admin::RequiredPermission;
 use crate::error::ApiError;

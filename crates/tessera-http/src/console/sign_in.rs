@@ -7,9 +7,10 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use maud::{html, Markup};
 use secrecy::SecretString;
+use tessera_core::crypto::{random_token, same_secret};
 use tessera_core::domain::Error;
-use tessera_core::mfa::{SecondFactor, SignIn};
-use tessera_core::tokens::{random_token, same_secret};
+use tessera_core::mfa::SecondFactor;
+use tessera_core::session::issued::SignIn;
 
 use super::*;
 use crate::extract::Client;

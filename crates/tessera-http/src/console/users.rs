@@ -12,7 +12,7 @@ use axum::response::Response;
 use chrono::{DateTime, SecondsFormat, Utc};
 use maud::{html, Markup};
 use serde::Deserialize;
-use tessera_core::admin::{AdminUserPatch, AuditQuery, BulkAction, UserQuery};
+use tessera_core::account::admin::{AdminUserPatch, AuditQuery, BulkAction, UserQuery};
 use tessera_core::domain::{Permission, Role};
 use tessera_core::entity::user;
 use uuid::Uuid;
@@ -225,7 +225,7 @@ pub(crate) async fn bulk_confirm(State(s): State<AppState>, form: ConsoleForm<pe
         Some(_) => return error_page(&s, Some(&who), &Error::field("ids", "required", "Select at least one user.")),
         None => return error_page(&s, Some(&who), &Error::field("ids", "invalid", "Not a user id.")),
     };
-    if ids.len() > tessera_core::admin::BULK_MAX_IDS {
+    if ids.len() > tessera_core::account::admin::BULK_MAX_IDS {
         return error_page(&s, Some(&who), &Error::field("ids", "out_of_range", "Too many users at once."));
     }
     let shown = match s.core.admin_users_by_ids(&ids[..ids.len().min(PAGE as usize)]).await {
@@ -413,7 +413,7 @@ pub(crate) async fn page(
                                 td { (when(&ss.last_used_at)) }
                                 td { (ss.ip.as_deref().unwrap_or("—")) }
                                 td.ua { (ss.user_agent.as_deref().unwrap_or("—")) }
-                                td { (tessera_core::auth::shown_aal(&ss.aal)) }
+                                td { (tessera_core::session::issued::shown_aal(&ss.aal)) }
                                 td {
                                     @if can_sessions {
                                         form.inline method="post" action=(format!("{base}/sessions/{}/revoke", ss.id)) {

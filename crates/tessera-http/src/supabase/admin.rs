@@ -8,10 +8,10 @@ use axum::Json;
 use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tessera_core::admin::{AdminUserPatch, NewUser, UserQuery};
+use tessera_core::account::admin::{AdminUserPatch, NewUser, UserQuery};
+use tessera_core::account::users::Metadata;
 use tessera_core::domain::Error;
-use tessera_core::links::{LinkKind, LinkRequest};
-use tessera_core::users::Metadata;
+use tessera_core::mail::links::{LinkKind, LinkRequest};
 use uuid::Uuid;
 
 use super::{factor_json, load_user, GoTrueError, SbJson, SbQuery, ServiceRole};
@@ -64,7 +64,7 @@ pub async fn list_users(State(s): State<AppState>, _: ServiceRole, SbQuery(q): S
     let per_page = page_param(&q.per_page, 50)?.min(PER_PAGE_MAX);
     let skip = (page - 1).saturating_mul(per_page);
     // A page past the last is empty, as GoTrue answers it (the count still comes along).
-    let (users, total) = if skip > tessera_core::admin::SKIP_MAX {
+    let (users, total) = if skip > tessera_core::account::admin::SKIP_MAX {
         let (_, total) = s.core.admin_list_users(UserQuery { skip: 0, limit: 1, ..Default::default() }).await?;
         (Vec::new(), total)
     } else {
@@ -79,7 +79,8 @@ pub async fn list_users(State(s): State<AppState>, _: ServiceRole, SbQuery(q): S
             super::user_json(u, profile, &theirs)
         })
         .collect();
-    let mut res = Json(json!({ "users": out, "aud": tessera_core::tokens::SUPABASE_AUDIENCE })).into_response();
+    let mut res =
+        Json(json!({ "users": out, "aud": tessera_core::session::tokens::SUPABASE_AUDIENCE })).into_response();
     res.headers_mut().insert("x-total-count", HeaderValue::from(total));
     let last = total.div_ceil(per_page).max(1);
     let mut links = Vec::new();

@@ -7,11 +7,11 @@ use axum::Json;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use tessera_core::account::users::{OwnChanges, Registration, UserPatch};
 use tessera_core::domain::{Email, Error};
-use tessera_core::links::{url_encode, SIGN_IN_KINDS};
-use tessera_core::mfa::SignIn;
-use tessera_core::users::{OwnChanges, Registration, UserPatch};
-use tessera_core::verification::{Confirmation, TokenKind, EMAIL_CHANGE};
+use tessera_core::mail::links::{url_encode, SIGN_IN_KINDS};
+use tessera_core::mail::verification::{Confirmation, TokenKind, EMAIL_CHANGE};
+use tessera_core::session::issued::SignIn;
 
 use super::{load_user, session_json, weak_reasons, GoTrueError, SbAuth, SbJson, SbQuery};
 use crate::extract::Client;
@@ -366,7 +366,7 @@ pub struct SbVerifyIn {
 
 /// What a verification did: a session, or one side of an email change confirmed.
 enum Verdict {
-    Session(Box<tessera_core::auth::Issued>),
+    Session(Box<tessera_core::session::issued::Issued>),
     Pending,
 }
 

@@ -17,10 +17,11 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Map, Value};
-use tessera_core::auth::{Issued, Principal};
+use tessera_core::caller::Principal;
 use tessera_core::domain::{Error, FieldError};
 use tessera_core::entity::{mfa_factor, profile, user};
 use tessera_core::limits::RateAction;
+use tessera_core::session::issued::Issued;
 use tessera_core::Core;
 
 use crate::error::ApiError;
@@ -293,7 +294,7 @@ impl FromRequestParts<AppState> for SbAuth {
 
 /// The caller of the admin API: a JWT signed with the server's key whose `role` is
 /// `service_role` or `supabase_admin` (GoTrue's rule: no `sub`, `exp` or `aud` needed).
-pub struct ServiceRole(pub tessera_core::admin::Actor);
+pub struct ServiceRole(pub tessera_core::caller::Actor);
 
 impl FromRequestParts<AppState> for ServiceRole {
     type Rejection = GoTrueError;
@@ -301,7 +302,7 @@ impl FromRequestParts<AppState> for ServiceRole {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, GoTrueError> {
         let token = bearer_token(parts).ok_or(Error::NotAuthenticated)?;
         match state.core.jwt.project_key_role(token)?.as_str() {
-            "service_role" | "supabase_admin" => Ok(ServiceRole(tessera_core::admin::Actor::system())),
+            "service_role" | "supabase_admin" => Ok(ServiceRole(tessera_core::caller::Actor::system())),
             _ => Err(Error::PermissionDenied.into()),
         }
     }
@@ -322,7 +323,7 @@ pub fn factor_json(f: &mfa_factor::Model) -> Value {
 /// GoTrue's user object (SPEC §3.4): `phone` always a string, one `email` identity,
 /// `app_metadata` with `provider` and `providers`, the stored `user_metadata`, the factors.
 pub fn user_json(u: &user::Model, profile: Option<&profile::Model>, factors: &[mfa_factor::Model]) -> Value {
-    let (user_metadata, app_metadata) = tessera_core::users::metadata_of(u, profile);
+    let (user_metadata, app_metadata) = tessera_core::account::users::metadata_of(u, profile);
     let identity = json!({
         "identity_id": u.id,
         "id": u.id,
@@ -341,8 +342,8 @@ pub fn user_json(u: &user::Model, profile: Option<&profile::Model>, factors: &[m
     });
     let mut out = json!({
         "id": u.id,
-        "aud": tessera_core::tokens::SUPABASE_AUDIENCE,
-        "role": tessera_core::tokens::SUPABASE_AUDIENCE,
+        "aud": tessera_core::session::tokens::SUPABASE_AUDIENCE,
+        "role": tessera_core::session::tokens::SUPABASE_AUDIENCE,
         "email": u.email,
         "email_confirmed_at": u.email_verified_at,
         "phone": u.phone.clone().unwrap_or_default(),

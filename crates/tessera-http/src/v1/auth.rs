@@ -7,10 +7,10 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Form, Json};
 use secrecy::SecretString;
-use tessera_core::auth::Issued;
 use tessera_core::domain::Error;
-use tessera_core::mfa::SignIn;
-use tessera_core::verification::EMAIL_CONFIRMATIONS;
+use tessera_core::mail::verification::EMAIL_CONFIRMATIONS;
+use tessera_core::session::issued::Issued;
+use tessera_core::session::issued::SignIn;
 use uuid::Uuid;
 
 use crate::dto::{

@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use secrecy::SecretString;
-use tessera_core::users::{Registration, UserPatch};
+use tessera_core::account::users::{Registration, UserPatch};
 use uuid::Uuid;
 
 use crate::dto::{
@@ -125,7 +125,7 @@ pub async fn delete_me(
 /// What `DELETE /v1/users/me` and Kreeda's `DELETE /auth/user` do.
 pub(crate) async fn delete_account(
     s: &AppState,
-    who: &tessera_core::auth::Principal,
+    who: &tessera_core::caller::Principal,
     body: DeleteAccountIn,
     client: &tessera_core::ClientInfo,
 ) -> Result<(), ApiError> {

@@ -4,8 +4,8 @@
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Condition, Expr};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, ExprTrait, IntoActiveModel, QueryFilter, QueryOrder,
-    QuerySelect,
+    ActiveModelTrait, ActiveValue, ColumnTrait, ConnectionTrait, EntityTrait, ExprTrait, IntoActiveModel, QueryFilter,
+    QueryOrder, QuerySelect,
 };
 use tessera_domain::Error;
 use uuid::Uuid;
@@ -14,8 +14,45 @@ use crate::entity::mail_outbox;
 use crate::error::OrDb;
 use crate::Db;
 
+/// A message, or a request to resolve into one, to queue.
+#[derive(Debug, Clone)]
+pub struct NewMail {
+    /// The template's name, or a request's kind (`request.…`).
+    pub kind: String,
+    pub to: String,
+    pub subject: String,
+    pub text_body: String,
+    pub html_body: String,
+    /// When it was queued, and is first due.
+    pub at: DateTime<Utc>,
+}
+
+/// Queues a message through `conn` (the caller's transaction).
+pub async fn queue(conn: &impl Db, mail: NewMail) -> Result<(), Error> {
+    insert(
+        conn,
+        mail_outbox::Model {
+            id: Uuid::now_v7(),
+            kind: mail.kind,
+            to_addr: mail.to,
+            subject: mail.subject,
+            text_body: mail.text_body,
+            html_body: mail.html_body,
+            attempts: 0,
+            next_attempt_at: mail.at,
+            locked_until: None,
+            sent_at: None,
+            failed_at: None,
+            last_error: None,
+            created_at: mail.at,
+            to_index: None,
+        },
+    )
+    .await
+}
+
 /// Queues a message (recipient and bodies encrypted with PII encryption).
-pub async fn insert(conn: &impl Db, row: mail_outbox::Model) -> Result<(), Error> {
+async fn insert(conn: &impl Db, row: mail_outbox::Model) -> Result<(), Error> {
     let row = conn.pii().seal_mail(row)?;
     mail_outbox::Entity::insert(row.into_active_model()).exec_without_returning(conn).await.or_db()?;
     Ok(())
@@ -105,9 +142,53 @@ pub async fn renew(conn: &impl ConnectionTrait, id: Uuid, until: DateTime<Utc>) 
     Ok(())
 }
 
-/// Records the outcome of a delivery attempt (the set columns of `row`; an SMTP error,
-/// which may quote the address, is encrypted with PII encryption).
-pub async fn record_attempt(conn: &impl Db, mut row: mail_outbox::ActiveModel) -> Result<(), Error> {
+/// Records a delivery: the attempt counted, the lease released, and the bodies (which
+/// may hold a link or code) wiped.
+pub async fn record_sent(conn: &impl Db, id: Uuid, attempts: i32, at: DateTime<Utc>) -> Result<(), Error> {
+    record_attempt(
+        conn,
+        mail_outbox::ActiveModel {
+            id: ActiveValue::Set(id),
+            attempts: ActiveValue::Set(attempts),
+            sent_at: ActiveValue::Set(Some(at)),
+            locked_until: ActiveValue::Set(None),
+            last_error: ActiveValue::Set(None),
+            text_body: ActiveValue::Set(String::new()),
+            html_body: ActiveValue::Set(String::new()),
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+/// Records a failed delivery: the attempt counted, the lease released, the next try at
+/// `next_attempt_at`, given up at `failed_at` when set, and the error kept.
+pub async fn record_failure(
+    conn: &impl Db,
+    id: Uuid,
+    attempts: i32,
+    next_attempt_at: DateTime<Utc>,
+    failed_at: Option<DateTime<Utc>>,
+    error: String,
+) -> Result<(), Error> {
+    record_attempt(
+        conn,
+        mail_outbox::ActiveModel {
+            id: ActiveValue::Set(id),
+            attempts: ActiveValue::Set(attempts),
+            locked_until: ActiveValue::Set(None),
+            next_attempt_at: ActiveValue::Set(next_attempt_at),
+            failed_at: ActiveValue::Set(failed_at),
+            last_error: ActiveValue::Set(Some(error)),
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+/// Writes the set columns of `row` (an SMTP error, which may quote the address, is
+/// encrypted with PII encryption).
+async fn record_attempt(conn: &impl Db, mut row: mail_outbox::ActiveModel) -> Result<(), Error> {
     if let sea_orm::ActiveValue::Set(Some(error)) = &row.last_error {
         if conn.pii().is_on() {
             row.last_error = sea_orm::ActiveValue::Set(Some(conn.pii().seal(error)?));

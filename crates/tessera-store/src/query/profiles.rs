@@ -1,6 +1,8 @@
 //! Profiles.
 
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter};
+use chrono::{DateTime, NaiveDate, Utc};
+use sea_orm::{ActiveModelTrait, ActiveValue, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter};
+use serde_json::Value;
 use tessera_domain::Error;
 use uuid::Uuid;
 
@@ -20,13 +22,55 @@ pub async fn of_users(conn: &impl ConnectionTrait, user_ids: &[Uuid]) -> Result<
     profile::Entity::find().filter(profile::Column::UserId.is_in(user_ids.iter().copied())).all(conn).await.or_db()
 }
 
-/// Inserts a profile.
-pub async fn insert(conn: &impl ConnectionTrait, row: profile::Model) -> Result<(), Error> {
-    profile::Entity::insert(row.into_active_model()).exec_without_returning(conn).await.or_db()?;
-    Ok(())
+/// The columns of a profile a change sets; `None` leaves a column as it is (for a
+/// nullable column, `Some(None)` clears it).
+#[derive(Debug, Clone, Default)]
+pub struct ProfileChanges {
+    pub avatar_url: Option<Option<String>>,
+    pub location: Option<Option<String>>,
+    pub date_of_birth: Option<Option<NaiveDate>>,
+    pub bio: Option<Option<String>>,
+    pub preferences: Option<Value>,
+    pub user_metadata: Option<Value>,
+    pub app_metadata: Option<Value>,
+    pub updated_at: Option<DateTime<Utc>>,
 }
 
-/// Writes the changed columns of a profile and answers the row as stored.
-pub async fn save(conn: &impl ConnectionTrait, row: profile::ActiveModel) -> Result<profile::Model, Error> {
+/// Applies `changes` to the profile `current` and answers the row as stored.
+pub async fn update(
+    conn: &impl ConnectionTrait,
+    current: &profile::Model,
+    changes: ProfileChanges,
+) -> Result<profile::Model, Error> {
+    let ProfileChanges {
+        avatar_url,
+        location,
+        date_of_birth,
+        bio,
+        preferences,
+        user_metadata,
+        app_metadata,
+        updated_at,
+    } = changes;
+    let mut row = current.clone().into_active_model();
+    fn put<T: Into<sea_orm::Value>>(column: &mut ActiveValue<T>, value: Option<T>) {
+        if let Some(v) = value {
+            *column = ActiveValue::Set(v);
+        }
+    }
+    put(&mut row.avatar_url, avatar_url);
+    put(&mut row.location, location);
+    put(&mut row.date_of_birth, date_of_birth);
+    put(&mut row.bio, bio);
+    put(&mut row.preferences, preferences);
+    put(&mut row.user_metadata, user_metadata);
+    put(&mut row.app_metadata, app_metadata);
+    put(&mut row.updated_at, updated_at);
     row.update(conn).await.or_db()
+}
+
+/// Inserts a profile.
+pub(crate) async fn insert(conn: &impl ConnectionTrait, row: profile::Model) -> Result<(), Error> {
+    profile::Entity::insert(row.into_active_model()).exec_without_returning(conn).await.or_db()?;
+    Ok(())
 }

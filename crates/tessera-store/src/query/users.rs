@@ -6,18 +6,163 @@ use sea_orm::{
     ActiveModelTrait, ActiveValue, ColumnTrait, ConnectionTrait, EntityTrait, ExprTrait, IntoActiveModel, QueryFilter,
     QuerySelect,
 };
+use serde_json::{json, Value};
 use tessera_domain::Error;
 use uuid::Uuid;
 
 use super::address_is;
-use crate::entity::user;
+use crate::entity::{profile, user};
 use crate::error::OrDb;
 use crate::Db;
+
+/// A user to create, with the empty profile every user has.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    /// The address, already normalised.
+    pub email: String,
+    pub password_hash: String,
+    pub full_name: Option<String>,
+    /// E.164.
+    pub phone: Option<String>,
+    /// Whether the address counts as verified from the start.
+    pub verified: bool,
+    pub is_active: bool,
+    pub role: String,
+    /// The profile's `user_metadata` and `app_metadata` (JSON objects).
+    pub user_metadata: Value,
+    pub app_metadata: Value,
+    /// Whether an admin invited the user (sets the profile's `invited_at`).
+    pub invited: bool,
+    /// When: the rows' creation time.
+    pub at: DateTime<Utc>,
+}
+
+/// Creates a user and their profile through `conn` (the caller's transaction); a taken
+/// email answers `EmailTaken` (the unique index decides).
+pub async fn create(conn: &impl Db, new: NewUser) -> Result<user::Model, Error> {
+    let now = new.at;
+    let row = user::Model {
+        id: Uuid::now_v7(),
+        email: new.email,
+        password_hash: new.password_hash,
+        full_name: new.full_name,
+        phone: new.phone,
+        email_verified_at: new.verified.then_some(now),
+        phone_verified_at: None,
+        is_active: new.is_active,
+        role: new.role,
+        token_version: 0,
+        last_login_at: None,
+        created_at: now,
+        updated_at: now,
+        deleted_at: None,
+        new_email: None,
+        mfa_enabled: false,
+        email_index: None,
+        new_email_index: None,
+    };
+    let created = insert(conn, row).await?;
+    let profile = profile::Model {
+        id: Uuid::now_v7(),
+        user_id: created.id,
+        avatar_url: None,
+        location: None,
+        date_of_birth: None,
+        bio: None,
+        preferences: json!({}),
+        created_at: now,
+        updated_at: now,
+        user_metadata: new.user_metadata,
+        app_metadata: new.app_metadata,
+        invited_at: new.invited.then_some(now),
+    };
+    super::profiles::insert(conn, profile).await?;
+    Ok(created)
+}
+
+/// The columns of a user a change sets; `None` leaves a column as it is (for a
+/// nullable column, `Some(None)` clears it).
+#[derive(Debug, Clone, Default)]
+pub struct UserChanges {
+    pub email: Option<String>,
+    pub email_verified_at: Option<Option<DateTime<Utc>>>,
+    /// The address waiting for confirmation.
+    pub new_email: Option<Option<String>>,
+    pub full_name: Option<Option<String>>,
+    pub phone: Option<Option<String>>,
+    pub phone_verified_at: Option<Option<DateTime<Utc>>>,
+    pub role: Option<String>,
+    pub is_active: Option<bool>,
+    pub password_hash: Option<String>,
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+impl UserChanges {
+    /// Whether the change sets nothing.
+    pub fn is_empty(&self) -> bool {
+        let UserChanges {
+            email,
+            email_verified_at,
+            new_email,
+            full_name,
+            phone,
+            phone_verified_at,
+            role,
+            is_active,
+            password_hash,
+            updated_at,
+        } = self;
+        email.is_none()
+            && email_verified_at.is_none()
+            && new_email.is_none()
+            && full_name.is_none()
+            && phone.is_none()
+            && phone_verified_at.is_none()
+            && role.is_none()
+            && is_active.is_none()
+            && password_hash.is_none()
+            && updated_at.is_none()
+    }
+}
+
+/// Applies `changes` to the user `current` (read in the caller's transaction) and
+/// answers the row as stored; a taken email answers `EmailTaken`.
+pub async fn update(conn: &impl Db, current: &user::Model, changes: UserChanges) -> Result<user::Model, Error> {
+    let UserChanges {
+        email,
+        email_verified_at,
+        new_email,
+        full_name,
+        phone,
+        phone_verified_at,
+        role,
+        is_active,
+        password_hash,
+        updated_at,
+    } = changes;
+    let mut row = current.clone().into_active_model();
+    fn put<T: Into<sea_orm::Value>>(column: &mut ActiveValue<T>, value: Option<T>) {
+        if let Some(v) = value {
+            *column = ActiveValue::Set(v);
+        }
+    }
+    put(&mut row.email, email);
+    put(&mut row.email_verified_at, email_verified_at);
+    put(&mut row.new_email, new_email);
+    put(&mut row.full_name, full_name);
+    put(&mut row.phone, phone);
+    put(&mut row.phone_verified_at, phone_verified_at);
+    put(&mut row.role, role);
+    put(&mut row.is_active, is_active);
+    put(&mut row.password_hash, password_hash);
+    put(&mut row.updated_at, updated_at);
+    save(conn, row).await
+}
 
 /// Inserts a user; a taken email answers `EmailTaken` (the unique index decides). With
 /// PII encryption the row is stored encrypted; the address is first looked for among
 /// rows still in plaintext or indexed under an older key, which the index cannot see.
-pub async fn insert(conn: &impl Db, row: user::Model) -> Result<user::Model, Error> {
+pub(crate) async fn insert(conn: &impl Db, row: user::Model) -> Result<user::Model, Error> {
     if conn.pii().is_on() && by_email(conn, &row.email).await?.is_some() {
         return Err(Error::EmailTaken);
     }
@@ -28,7 +173,7 @@ pub async fn insert(conn: &impl Db, row: user::Model) -> Result<user::Model, Err
 
 /// Writes the changed columns of a user and answers the row as stored (decrypted); a
 /// taken email answers `EmailTaken`.
-pub async fn save(conn: &impl Db, row: user::ActiveModel) -> Result<user::Model, Error> {
+async fn save(conn: &impl Db, row: user::ActiveModel) -> Result<user::Model, Error> {
     if let (true, ActiveValue::Set(email), ActiveValue::Unchanged(id) | ActiveValue::Set(id)) =
         (conn.pii().is_on(), &row.email, &row.id)
     {

@@ -1002,7 +1002,7 @@ async fn seed_users_command_fills_the_table_for_benchmarks() {
         ok_json(call(&app, Method::GET, "/v1/admin/users?q=seed12", Cred::Bearer(&admin), None).await, StatusCode::OK)
             .await;
     assert_eq!(found["total"], 11, "seed12 and seed120..129");
-    app.login("seed1@seed.example", tessera_core::seed::SEED_PASSWORD).await;
+    app.login("seed1@seed.example", tessera_core::account::seed::SEED_PASSWORD).await;
 }
 
 /// A key never does more than its creator may do now (issue 15, hole 4): demote the
@@ -1233,8 +1233,8 @@ async fn console_user_pages_follow_the_keyset_cursor_through_every_user_once() {
     for i in 0..120 {
         app.core
             .admin_create_user(
-                &tessera_core::admin::Actor::system(),
-                tessera_core::admin::NewUser {
+                &tessera_core::caller::Actor::system(),
+                tessera_core::account::admin::NewUser {
                     email: format!("page{i}@example.com"),
                     password: None,
                     full_name: None,
@@ -1399,7 +1399,7 @@ async fn console_sign_out_and_a_new_sign_in_revoke_the_session_they_replace() {
 #[tokio::test]
 async fn analytics_keep_past_days_per_node_and_count_today_live() {
     let (app, root) = admin_app(&[]).await;
-    let plan = tessera_core::seed::SeedPlan { count: 70, prefix: "days".to_owned(), days: 6, batch: 50 };
+    let plan = tessera_core::account::seed::SeedPlan { count: 70, prefix: "days".to_owned(), days: 6, batch: 50 };
     app.core.seed_users(&plan, |_| {}).await.unwrap();
     let series = |a: &Value, key: &str| -> Vec<(String, u64)> {
         a[key]

@@ -372,7 +372,7 @@ async fn the_console_dashboard_counts_and_charts_what_happened_and_refuses_plain
     let app = console_app(&[]).await;
     // Sign-ups over the last four weeks, so that the charts (and the screenshot) have a
     // history: some of them deactivated or soft-deleted, as `seed-users` makes them.
-    let plan = tessera_core::seed::SeedPlan { count: 600, prefix: "hist".to_owned(), days: 28, batch: 200 };
+    let plan = tessera_core::account::seed::SeedPlan { count: 600, prefix: "hist".to_owned(), days: 28, batch: 200 };
     app.core.seed_users(&plan, |_| {}).await.unwrap();
     let admin = app.login(ADMIN_EMAIL, PASSWORD).await.access;
     let mut ids = Vec::new();

@@ -153,7 +153,7 @@ async fn a_missing_or_wrong_private_key_is_a_configuration_error() {
     let problems = |extra: &[(&str, &str)]| {
         let mut s = tessera_core::settings::Settings::from_vars(&vars(extra)).expect("settings parse");
         s.ensure_secrets().unwrap();
-        tessera_core::tokens::JwtKeys::from_settings(&s).err().unwrap_or_default()
+        tessera_core::session::tokens::JwtKeys::from_settings(&s).err().unwrap_or_default()
     };
     assert!(problems(&[("JWT_ALGORITHM", "RS256")]).contains("needs JWT_PRIVATE_KEY"));
     let ec = fixture("jwt-ec.pem");

@@ -272,7 +272,7 @@ async fn a_token_from_before_the_upgrade_refreshes_once_into_the_new_form() {
     let app = TestApp::with(&[("REFRESH_TOKEN_REUSE_INTERVAL", "1")]).await;
     let (_, login) = app.user().await;
     let sid = session_of(&login.access);
-    let legacy = tessera_core::tokens::random_token(32); // as the old tokens were made
+    let legacy = tessera_core::crypto::random_token(32); // as the old tokens were made
     app.sql(&format!("UPDATE sessions SET legacy_token_hash = '{}' WHERE id = {}", hex_sha256(&legacy), sql_uuid(sid)))
         .await;
 

@@ -10,7 +10,7 @@ use futures::future::join_all;
 use serde_json::json;
 use tessera_core::entity::{audit_log, session, user};
 use tessera_store::query::sessions::{self, NewSession, Rotation};
-use tessera_store::query::users;
+use tessera_store::query::users::{self, NewUser};
 use tessera_store::sea_orm::prelude::DateTimeUtc;
 use tessera_store::sea_orm::sea_query::Expr;
 use tessera_store::sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, Statement};
@@ -99,28 +99,21 @@ fn now() -> DateTimeUtc {
 /// A user with one live session, written through the store's own operations.
 async fn user_with_session(store: &Store) -> (user::Model, Uuid) {
     let now = now();
-    let row = user::Model {
-        id: Uuid::now_v7(),
+    let new = NewUser {
         email: format!("contract-{}@example.com", Uuid::now_v7().simple()),
         password_hash: "not a hash".to_owned(),
         full_name: None,
         phone: None,
-        email_verified_at: None,
-        phone_verified_at: None,
+        verified: false,
         is_active: true,
         role: "user".to_owned(),
-        token_version: 0,
-        last_login_at: None,
-        created_at: now,
-        updated_at: now,
-        deleted_at: None,
-        new_email: None,
-        mfa_enabled: false,
-        email_index: None,
-        new_email_index: None,
+        user_metadata: json!({}),
+        app_metadata: json!({}),
+        invited: false,
+        at: now,
     };
     let tx = store.begin().await.unwrap();
-    let user = users::insert(&tx, row).await.unwrap();
+    let user = users::create(&tx, new).await.unwrap();
     let sid = open(&tx, &user).await.expect("a session opens");
     tx.commit().await.unwrap();
     (user, sid)

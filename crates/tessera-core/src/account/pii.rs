@@ -6,7 +6,7 @@ use tessera_domain::Error;
 use tessera_store::query::pii::{self as store_pii, PiiTable};
 use tessera_store::Backend;
 
-use crate::Core;
+use crate::app::Core;
 
 /// Rows read per batch (and rewritten, at most, in one statement).
 pub const PII_BATCH: u64 = 1000;

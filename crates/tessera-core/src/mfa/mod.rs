@@ -6,14 +6,12 @@
 //! the newest step a code was accepted for, advanced by a conditional update that only
 //! moves forward. Every token and code check spends its attempt before the comparison.
 
-use aes_gcm::aead::{Aead, KeyInit};
-use aes_gcm::{Aes256Gcm, Nonce};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use chrono::Duration as ChronoDuration;
 use hmac::Mac;
 use rand::{Rng, RngExt};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde_json::json;
 use tessera_domain::{Error, Role};
 use tessera_store::entity::{mfa_factor, mfa_token, user};
@@ -21,10 +19,13 @@ use tessera_store::query::{mfa, sessions, users};
 use totp_rs::{Algorithm, Builder, Secret, Totp};
 use uuid::Uuid;
 
+pub mod keys;
+
+use crate::app::Core;
 use crate::audit::{record, AuditEvent};
-use crate::auth::{Issued, Principal};
-use crate::tokens::{mac, os_rng, random_token, sha256_hex};
-use crate::{now, ClientInfo, Core};
+use crate::caller::{now, ClientInfo, Principal};
+use crate::crypto::{mac, os_rng, random_token, same_secret, sha256_hex};
+use crate::session::issued::{Issued, MfaChallenge, SignIn};
 
 /// Seconds a TOTP code stands for.
 const STEP_SECS: i64 = 30;
@@ -38,57 +39,6 @@ const RECOVERY_CODES: usize = 10;
 const ALPHABET: &[u8; 32] = b"23456789ABCDEFGHJKLMNPQRSTUVWXYZ";
 /// The ways a second step can be proven, as sign-in answers name them.
 pub const METHODS: [&str; 2] = ["totp", "recovery_code"];
-
-/// A new 32-byte key, base64: what `MFA_ENCRYPTION_KEY` holds (generated in development).
-pub fn new_key() -> String {
-    let mut key = [0u8; 32];
-    os_rng().fill_bytes(&mut key);
-    STANDARD.encode(key)
-}
-
-/// The keys TOTP secrets are encrypted under: the first encrypts, each decrypts what was
-/// encrypted under it (found by the key id stored with the ciphertext).
-pub struct MfaKeys {
-    keys: Vec<(String, Aes256Gcm)>,
-}
-
-impl MfaKeys {
-    /// Parses `BASE64KEY` or `KID:BASE64KEY,KID:BASE64KEY,…`; a key without an id is named
-    /// by its fingerprint.
-    pub fn parse(ring: &str) -> Result<MfaKeys, String> {
-        let keys = tessera_store::pii::parse_key_ring(ring)?
-            .into_iter()
-            .map(|(kid, key)| (kid, Aes256Gcm::new(&key.into())))
-            .collect();
-        Ok(MfaKeys { keys })
-    }
-
-    /// Encrypts with the first key and a fresh nonce: `KID:NONCE:CIPHERTEXT` (base64).
-    fn encrypt(&self, plain: &[u8]) -> Result<String, Error> {
-        let (kid, cipher) = self.keys.first().ok_or_else(|| Error::Internal("no MFA key".to_owned()))?;
-        let mut nonce = [0u8; 12];
-        os_rng().fill_bytes(&mut nonce);
-        let sealed = cipher
-            .encrypt(&Nonce::from(nonce), plain)
-            .map_err(|_| Error::Internal("cannot encrypt a TOTP secret".to_owned()))?;
-        Ok(format!("{kid}:{}:{}", STANDARD.encode(nonce), STANDARD.encode(sealed)))
-    }
-
-    /// Decrypts what [`MfaKeys::encrypt`] made, under the key it names.
-    fn decrypt(&self, stored: &str) -> Result<Vec<u8>, Error> {
-        let broken =
-            || Error::Internal("a TOTP secret cannot be decrypted (is its key in MFA_ENCRYPTION_KEY?)".to_owned());
-        let mut parts = stored.splitn(3, ':');
-        let (Some(kid), Some(nonce), Some(sealed)) = (parts.next(), parts.next(), parts.next()) else {
-            return Err(broken());
-        };
-        let (_, cipher) = self.keys.iter().find(|(k, _)| k == kid).ok_or_else(broken)?;
-        let nonce = STANDARD.decode(nonce).map_err(|_| broken())?;
-        let sealed = STANDARD.decode(sealed).map_err(|_| broken())?;
-        let nonce = Nonce::try_from(nonce.as_slice()).map_err(|_| broken())?;
-        cipher.decrypt(&nonce, sealed.as_ref()).map_err(|_| broken())
-    }
-}
 
 /// The RFC 6238 code generator of a secret.
 struct CodeGenerator(Totp);
@@ -126,7 +76,7 @@ fn matching_step(totp: &CodeGenerator, code: &str, at: i64) -> Option<i64> {
     let mut found = None;
     for step in [now - 1, now, now + 1] {
         let expected = totp.generate((step * STEP_SECS).max(0) as u64);
-        if crate::tokens::same_secret(&expected, code) {
+        if same_secret(&expected, code) {
             found = Some(step);
         }
     }
@@ -235,23 +185,6 @@ pub enum SecondFactor {
     RecoveryCode(String),
 }
 
-/// What a password sign-in answers: a session, or the second step it still needs.
-#[derive(Debug, Clone)]
-pub enum SignIn {
-    Session(Box<Issued>),
-    MfaRequired(MfaChallenge),
-}
-
-/// The second step a sign-in needs.
-#[derive(Debug, Clone)]
-pub struct MfaChallenge {
-    /// Opaque, single use, valid 5 minutes.
-    pub mfa_token: String,
-    pub methods: [&'static str; 2],
-    /// The user who signed in with the password (for surfaces that show nothing of it).
-    pub user_id: Uuid,
-}
-
 impl Core {
     fn recovery_hash(&self, user_id: Uuid, code: &str) -> String {
         let mut mac = mac(&self.code_key, b"tessera recovery code v1");
@@ -275,7 +208,7 @@ impl Core {
         // The Supabase surface opens a session its client steps up at
         // `/auth/v1/factors/{id}/verify`; only that surface accepts it meanwhile.
         if client.surface == crate::Surface::Supabase {
-            let aal = crate::auth::AAL1_STEP_UP;
+            let aal = crate::session::issued::AAL1_STEP_UP;
             return Ok(SignIn::Session(Box::new(self.open_session(user, new_hash, aal, client).await?)));
         }
         let now = now();
@@ -312,7 +245,7 @@ impl Core {
             .ok_or(Error::InvalidMfaToken)?;
         let user = users::by_id(self.store.reader(), token.user_id)
             .await?
-            .filter(crate::auth::is_usable)
+            .filter(crate::session::issued::is_usable)
             .ok_or(Error::InvalidMfaToken)?;
         self.lockout_reserve(&user.email).await?;
         let candidates = self.second_factor_candidates(&user, &proof, now).await?;
@@ -338,7 +271,7 @@ impl Core {
         let user = user::Model { token_version: token.token_version, ..user };
         let email = user.email.clone();
         let opened = self.open_session_in(&tx, user, None, "aal2", client).await;
-        let opened = crate::auth::commit_unless_failed(tx, opened).await;
+        let opened = crate::session::issued::commit_unless_failed(tx, opened).await;
         self.lockout_success(&email).await;
         metrics::counter!("tessera_sign_ins_total", "outcome" => "success_mfa").increment(1);
         opened
@@ -560,7 +493,7 @@ impl Core {
     /// removed, MFA off, and every session and token of the user void.
     pub async fn admin_reset_mfa(
         &self,
-        actor: &crate::admin::Actor,
+        actor: &crate::caller::Actor,
         id: Uuid,
         client: &ClientInfo,
     ) -> Result<(), Error> {
@@ -668,7 +601,7 @@ impl Core {
     /// the recovery codes. Answers the factor as it was.
     pub async fn admin_remove_factor(
         &self,
-        actor: &crate::admin::Actor,
+        actor: &crate::caller::Actor,
         user_id: Uuid,
         factor_id: Uuid,
         client: &ClientInfo,
@@ -784,36 +717,9 @@ pub fn code_for(secret_b32: &str, at: i64) -> Option<String> {
     Some(totp(bytes).ok()?.generate(at.max(0) as u64))
 }
 
-impl std::fmt::Debug for MfaKeys {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MfaKeys").field("kids", &self.keys.iter().map(|(k, _)| k).collect::<Vec<_>>()).finish()
-    }
-}
-
-/// Parses `MFA_ENCRYPTION_KEY` from settings.
-pub fn keys_from(secret: Option<&SecretString>) -> Result<MfaKeys, String> {
-    let ring = secret.ok_or("MFA_ENCRYPTION_KEY must be set")?;
-    MfaKeys::parse(ring.expose_secret()).map_err(|e| format!("MFA_ENCRYPTION_KEY: {e}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn secrets_round_trip_under_the_ring_and_fail_without_their_key() {
-        let (a, b) = (new_key(), new_key());
-        let ring = MfaKeys::parse(&format!("new:{a},old:{b}")).unwrap();
-        let old = MfaKeys::parse(&format!("old:{b}")).unwrap();
-        let sealed = old.encrypt(b"secret").unwrap();
-        assert!(sealed.starts_with("old:"));
-        assert_eq!(ring.decrypt(&sealed).unwrap(), b"secret", "an old key still decrypts");
-        assert!(ring.encrypt(b"secret").unwrap().starts_with("new:"), "the first key encrypts");
-        assert_ne!(ring.encrypt(b"x").unwrap(), ring.encrypt(b"x").unwrap(), "a fresh nonce each time");
-        assert!(MfaKeys::parse(&a).unwrap().decrypt(&sealed).is_err());
-        assert!(MfaKeys::parse("not base64!").is_err());
-        assert!(MfaKeys::parse(&STANDARD.encode([0u8; 16])).is_err(), "16 bytes is no AES-256 key");
-    }
 
     #[test]
     fn codes_match_within_one_step_and_no_further() {

@@ -10,15 +10,17 @@ use tessera_domain::{Email, Error, FieldError, Role};
 use tessera_store::entity::user;
 use tessera_store::query::{one_time_tokens, users};
 
-use crate::admin::{Actor, NewUser};
+use crate::account::admin::NewUser;
+use crate::account::users::{check_metadata, insert_account, Metadata, NewAccount};
+use crate::app::Core;
 use crate::audit::{record, AuditEvent};
+use crate::caller::Actor;
+use crate::caller::{now, ClientInfo};
+use crate::crypto::random_token;
 use crate::limits::RateAction;
-use crate::mail::{OutgoingMail, Template};
-use crate::mfa::SignIn;
-use crate::tokens::random_token;
-use crate::users::{check_metadata, insert_account, Metadata, NewAccount};
-use crate::verification::{Holder, TokenKind, Verified};
-use crate::{now, ClientInfo, Core};
+use crate::mail::transport::{OutgoingMail, Template};
+use crate::mail::verification::{Holder, TokenKind, Verified};
+use crate::session::issued::SignIn;
 
 /// What a link an admin generates is for (GoTrue's `generate_link` types).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,7 +165,7 @@ impl Core {
                 created
             }
         };
-        if !crate::auth::is_usable(&user) {
+        if !crate::session::issued::is_usable(&user) {
             return Ok(());
         }
         let redirect = self.allowed_redirect(redirect_to);
@@ -336,7 +338,7 @@ impl Core {
                 Ok(GeneratedLink { user, token, code })
             }
             LinkKind::Recovery => {
-                let user = existing.filter(crate::auth::is_usable).ok_or(Error::UserNotFound)?;
+                let user = existing.filter(crate::session::issued::is_usable).ok_or(Error::UserNotFound)?;
                 let tx = self.store.begin().await?;
                 self.retire_tokens(&tx, user.id, &[TokenKind::Recovery], now).await?;
                 let (token, code) =
@@ -347,7 +349,7 @@ impl Core {
                 Ok(GeneratedLink { user, token, code })
             }
             LinkKind::EmailChangeCurrent | LinkKind::EmailChangeNew => {
-                let user = existing.filter(crate::auth::is_usable).ok_or(Error::UserNotFound)?;
+                let user = existing.filter(crate::session::issued::is_usable).ok_or(Error::UserNotFound)?;
                 let raw = req.new_email.unwrap_or_default();
                 let new_email = Email::parse(&raw)
                     .map_err(|e| Error::Validation(vec![FieldError::new("new_email", &e.code, e.message.clone())]))?;
@@ -383,7 +385,7 @@ impl Core {
         if let Some(u) = users::by_email(reader, email.as_str()).await? {
             users_found.push(u);
         }
-        for user in users_found.into_iter().filter(crate::auth::is_usable) {
+        for user in users_found.into_iter().filter(crate::session::issued::is_usable) {
             if let Some(pending) = user.new_email.as_deref().and_then(|e| Email::parse(e).ok()) {
                 // A fresh pair of links and codes; the old ones die.
                 let mut current = user.clone();
@@ -396,7 +398,11 @@ impl Core {
 
     /// Mails the caller a reauthentication code (`GET /reauthenticate`), which a password
     /// change may then present as `nonce`.
-    pub async fn send_reauthentication(&self, who: &crate::auth::Principal, client: &ClientInfo) -> Result<(), Error> {
+    pub async fn send_reauthentication(
+        &self,
+        who: &crate::caller::Principal,
+        client: &ClientInfo,
+    ) -> Result<(), Error> {
         if let Some(d) = self.rate_limit(RateAction::Otp, &who.user.email).await.filter(|d| !d.allowed) {
             return Err(Error::RateLimited { retry_after_secs: d.retry_after_secs });
         }
@@ -419,7 +425,7 @@ impl Core {
     /// check of a secret like a password's (see [`Core::check_again`]).
     pub async fn use_reauthentication(
         &self,
-        who: &crate::auth::Principal,
+        who: &crate::caller::Principal,
         nonce: &str,
         client: &ClientInfo,
     ) -> Result<(), Error> {

@@ -8,20 +8,22 @@
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use hmac::Mac;
 use rand::RngExt;
-use sea_orm::{IntoActiveModel, Set};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use tessera_domain::{Email, Error};
 use tessera_store::entity::{mail_outbox, one_time_token, user};
-use tessera_store::query::{mfa, one_time_tokens, outbox, sessions, users};
+use tessera_store::query::users::{self, UserChanges};
+use tessera_store::query::{mfa, one_time_tokens, outbox, sessions};
 use tessera_store::Db;
 use uuid::Uuid;
 
+use crate::app::Core;
 use crate::audit::{record, AuditEvent};
+use crate::caller::{now, ClientInfo};
+use crate::crypto::{mac, os_rng, random_token, sha256_hex};
 use crate::limits::RateAction;
-use crate::mail::{MailRequest, OutgoingMail, Template};
-use crate::tokens::{derive_key, mac, os_rng, random_token, sha256_hex};
-use crate::{now, ClientInfo, Core};
+use crate::mail::outbox::MailRequest;
+use crate::mail::transport::{OutgoingMail, Template};
 
 /// The alphabet of codes: digits and upper-case letters without 0, O, 1 and I.
 const CODE_ALPHABET: &[u8; 32] = b"23456789ABCDEFGHJKLMNPQRSTUVWXYZ";
@@ -146,11 +148,6 @@ fn new_code() -> String {
     (0..6).map(|_| CODE_ALPHABET[(rng.random::<u8>() & 31) as usize] as char).collect()
 }
 
-/// The server key codes are hashed with, derived from the JWT secret.
-pub fn derive_code_key(secret: &SecretString) -> Vec<u8> {
-    derive_key(secret.expose_secret().as_bytes(), b"tessera one-time code key v1")
-}
-
 /// Adds `token=…` to a link base that may already have a query.
 pub(crate) fn link(base: &str, token: &str) -> String {
     let sep = if base.contains('?') { '&' } else { '?' };
@@ -179,7 +176,7 @@ impl Core {
         }
         let user = users::by_id(self.store.reader(), row.user_id)
             .await?
-            .filter(crate::auth::is_usable)
+            .filter(crate::session::issued::is_usable)
             .ok_or(Error::InvalidVerification)?;
         Ok((row, user))
     }
@@ -346,7 +343,7 @@ impl Core {
         }
         let expected = row.code_hash.as_deref().unwrap_or_default();
         let given = self.code_hash(row.id, code);
-        if !crate::tokens::same_secret(expected, &given) {
+        if !crate::crypto::same_secret(expected, &given) {
             return Err(Error::InvalidVerification);
         }
         Ok(())
@@ -361,17 +358,16 @@ impl Core {
         let now = now();
         let tx = self.store.begin().await?;
         let current = users::by_id_for_update(&tx, row.user_id).await?.ok_or(Error::InvalidVerification)?;
-        if !crate::auth::is_usable(&current) {
+        if !crate::session::issued::is_usable(&current) {
             return Err(Error::InvalidVerification);
         }
         // Of concurrent uses, exactly one gets past this.
         self.use_token(&tx, row.id, now).await?;
-        let mut changed = current.clone().into_active_model();
-        changed.updated_at = Set(now);
+        let mut changed = UserChanges { updated_at: Some(now), ..UserChanges::default() };
         let confirmation = match kind.other_side() {
             None => {
                 if current.email_verified_at.is_none() {
-                    changed.email_verified_at = Set(Some(now));
+                    changed.email_verified_at = Some(Some(now));
                 }
                 Confirmation::EmailVerified
             }
@@ -389,15 +385,15 @@ impl Core {
                         },
                     },
                     _ => {
-                        changed.email = Set(new_email);
-                        changed.new_email = Set(None);
-                        changed.email_verified_at = Set(Some(now));
+                        changed.email = Some(new_email);
+                        changed.new_email = Some(None);
+                        changed.email_verified_at = Some(Some(now));
                         Confirmation::EmailChanged
                     }
                 }
             }
         };
-        let mut updated = users::save(&tx, changed).await?;
+        let mut updated = users::update(&tx, &current, changed).await?;
         let first_confirmation = kind.other_side().is_none() && current.email_verified_at.is_none();
         if first_confirmation && !row.proves_holder {
             updated = self.void_unproven_credentials(&tx, updated, passwordless, client).await?;
@@ -483,16 +479,15 @@ impl Core {
         let now = now();
         let user = users::by_id_for_update(conn, row.user_id)
             .await?
-            .filter(crate::auth::is_usable)
+            .filter(crate::session::issued::is_usable)
             .ok_or(Error::InvalidVerification)?;
         self.use_token(conn, row.id, now).await?;
         if user.email_verified_at.is_some() {
             return Ok(user);
         }
-        let mut changed = user.clone().into_active_model();
-        changed.email_verified_at = Set(Some(now));
-        changed.updated_at = Set(now);
-        let mut user = users::save(conn, changed).await?;
+        let changed =
+            UserChanges { email_verified_at: Some(Some(now)), updated_at: Some(now), ..UserChanges::default() };
+        let mut user = users::update(conn, &user, changed).await?;
         record(conn, client, AuditEvent::by_user("email.verify", user.id).detail(json!({ "by": "recovery" }))).await?;
         if !row.proves_holder {
             user = self.void_unproven_credentials(conn, user, passwordless, client).await?;
@@ -531,7 +526,7 @@ impl Core {
         let now = now();
         let user = users::by_email(self.store.reader(), &request.to_addr).await?;
         let tx = self.store.begin().await?;
-        if let Some(user) = user.filter(|u| u.email_verified_at.is_none() && crate::auth::is_usable(u)) {
+        if let Some(user) = user.filter(|u| u.email_verified_at.is_none() && crate::session::issued::is_usable(u)) {
             self.queue_verification(&tx, &user, Template::VerifyEmailResend).await?;
         }
         outbox::complete_request(&tx, request.id, now).await?;
@@ -581,10 +576,12 @@ impl Core {
         client: &ClientInfo,
     ) -> Result<(user::Model, EmailChangeTokens), Error> {
         let now = now();
-        let mut row = current.clone().into_active_model();
-        row.new_email = Set(Some(new_email.as_str().to_owned()));
-        row.updated_at = Set(now);
-        let updated = users::save(tx, row).await?;
+        let changes = UserChanges {
+            new_email: Some(Some(new_email.as_str().to_owned())),
+            updated_at: Some(now),
+            ..UserChanges::default()
+        };
+        let updated = users::update(tx, current, changes).await?;
         self.retire_tokens(tx, current.id, EMAIL_CHANGE, now).await?;
         let day = ChronoDuration::hours(24);
         let to_new = Some(new_email.as_str());
@@ -644,7 +641,7 @@ impl Core {
         let now = now();
         let user = users::by_email(self.store.reader(), &request.to_addr).await?;
         let tx = self.store.begin().await?;
-        if let Some(user) = user.filter(crate::auth::is_usable) {
+        if let Some(user) = user.filter(crate::session::issued::is_usable) {
             self.retire_tokens(&tx, user.id, &[TokenKind::Recovery], now).await?;
             let hour = ChronoDuration::hours(1);
             let (token, _) =
@@ -653,7 +650,7 @@ impl Core {
                 vec![("email", user.email.clone()), ("link", link(&self.settings.mail.reset_password_url, &token))];
             let mail = OutgoingMail { template: Template::PasswordReset, to: user.email.clone(), vars };
             self.queue_mail(&tx, mail).await?;
-            let client = crate::mail::requester(request);
+            let client = crate::mail::outbox::requester(request);
             record(&tx, &client, AuditEvent::by_user("password.reset_requested", user.id)).await?;
         }
         outbox::complete_request(&tx, request.id, now).await?;
@@ -692,7 +689,7 @@ impl Core {
         &self,
         token: &str,
         client: &ClientInfo,
-    ) -> Result<crate::mfa::SignIn, Error> {
+    ) -> Result<crate::session::issued::SignIn, Error> {
         let (row, _) = self.live_recovery_token(token).await?;
         let passwordless = self.passwordless_hash_if_voiding(&row).await?;
         let tx = self.store.begin().await?;

@@ -2,43 +2,16 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use hmac::{Hmac, KeyInit, Mac};
+use hmac::Mac;
 use jsonwebtoken::errors::ErrorKind as JwtErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use rand::rand_core::UnwrapErr;
-use rand::rngs::SysRng;
-use rand::Rng;
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tessera_domain::Error;
 use uuid::Uuid;
 
-use crate::settings::Settings;
-
-/// The OS generator, whose failure panics (as `OsRng` always did): no token, key or code
-/// can be issued without it.
-pub(crate) fn os_rng() -> UnwrapErr<SysRng> {
-    UnwrapErr(SysRng)
-}
-
-/// `bytes` random bytes from the OS generator, base64url without padding.
-pub fn random_token(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    os_rng().fill_bytes(&mut buf);
-    URL_SAFE_NO_PAD.encode(buf)
-}
-
-/// Whether two secrets are equal, compared in constant time (their length aside).
-pub fn same_secret(a: &str, b: &str) -> bool {
-    use subtle::ConstantTimeEq;
-    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
-}
-
-/// Lower-case hex SHA-256 of a secret: how refresh tokens are stored.
-pub fn sha256_hex(secret: &str) -> String {
-    hex::encode(Sha256::digest(secret.as_bytes()))
-}
+use crate::crypto::{derive_key, mac, sha256_hex};
 
 /// The refresh token a client presented, opened.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,17 +54,6 @@ pub struct RefreshKeys {
 }
 
 impl RefreshKeys {
-    /// Keys from `REFRESH_TOKEN_SECRET` (first seals), or, when it is unset, one key
-    /// derived from the JWT secret.
-    pub fn from_settings(s: &Settings) -> Result<RefreshKeys, String> {
-        if !s.refresh_token_secret.is_empty() {
-            let secrets: Vec<&[u8]> = s.refresh_token_secret.iter().map(|k| k.expose_secret().as_bytes()).collect();
-            return Ok(RefreshKeys::new(&secrets));
-        }
-        let jwt = s.jwt_secret.as_ref().ok_or("REFRESH_TOKEN_SECRET must be set when no JWT secret is")?;
-        Ok(RefreshKeys::new(&[&derive_key(jwt.expose_secret().as_bytes(), b"tessera refresh-token secret v1")]))
-    }
-
     /// Keys from secrets, the first sealing.
     pub fn new(secrets: &[&[u8]]) -> RefreshKeys {
         RefreshKeys { keys: secrets.iter().map(|secret| RefreshKey::from_secret(secret)).collect() }
@@ -140,27 +102,6 @@ impl RefreshKeys {
         let counter = i64::from_be_bytes(body[21..29].try_into().ok()?);
         Some(PresentedRefresh::Sealed { session_id, counter })
     }
-}
-
-/// HMAC-SHA-256 of `label` under `secret`: a key for one purpose, derived from a secret
-/// that may serve others.
-pub fn derive_key(secret: &[u8], label: &[u8]) -> Vec<u8> {
-    mac(secret, label).finalize().into_bytes().to_vec()
-}
-
-pub(crate) fn mac(key: &[u8], data: &[u8]) -> Hmac<Sha256> {
-    // HMAC takes keys of any length, so this cannot fail; an empty key is the fallback
-    // that keeps the signature total.
-    let mut m = <Hmac<Sha256> as KeyInit>::new_from_slice(key)
-        .or_else(|_| <Hmac<Sha256> as KeyInit>::new_from_slice(&[]))
-        .unwrap_or_else(|_| unreachable_mac());
-    m.update(data);
-    m
-}
-
-#[allow(clippy::panic)]
-fn unreachable_mac() -> Hmac<Sha256> {
-    panic!("HMAC-SHA256 rejected a key")
 }
 
 /// The claims of an access token.
@@ -222,11 +163,28 @@ pub struct JwtKeys {
     pub supabase_issuer: String,
 }
 
+/// What access-token keys are made of (`JWT_*` settings).
+pub struct JwtConfig<'a> {
+    /// `JWT_ALGORITHM`.
+    pub algorithm: &'a str,
+    /// The HMAC secret (HS algorithms).
+    pub secret: Option<&'a SecretString>,
+    /// The PEM private key (asymmetric algorithms).
+    pub private_key: Option<&'a SecretString>,
+    pub key_id: Option<&'a str>,
+    /// Public JWKs of retired keys, as JSON.
+    pub previous_public_keys: Option<&'a str>,
+    pub issuer: &'a str,
+    pub audience: &'a str,
+    /// `PUBLIC_URL`, under which the Supabase surface's issuer lives.
+    pub public_url: &'a str,
+}
+
 impl JwtKeys {
-    /// Keys from settings; the secret must already be resolved.
-    pub fn from_settings(s: &Settings) -> Result<JwtKeys, String> {
-        crate::jwt_crypto::install();
-        let alg = match s.jwt_algorithm.as_str() {
+    /// Keys for `c`; the secret must already be resolved.
+    pub fn new(c: &JwtConfig) -> Result<JwtKeys, String> {
+        crate::session::jwt_crypto::install();
+        let alg = match c.algorithm {
             "HS256" => Algorithm::HS256,
             "HS384" => Algorithm::HS384,
             "HS512" => Algorithm::HS512,
@@ -235,11 +193,11 @@ impl JwtKeys {
             "EdDSA" => Algorithm::EdDSA,
             other => return Err(format!("unsupported JWT_ALGORITHM {other}")),
         };
-        let supabase_issuer = format!("{}/auth/v1", s.public_url);
+        let supabase_issuer = format!("{}/auth/v1", c.public_url);
         let mut validation = Validation::new(alg);
         validation.leeway = 30;
-        validation.set_issuer(&[&s.jwt_issuer, &supabase_issuer]);
-        validation.set_audience(&[&s.jwt_audience, SUPABASE_AUDIENCE]);
+        validation.set_issuer(&[c.issuer, &supabase_issuer]);
+        validation.set_audience(&[c.audience, SUPABASE_AUDIENCE]);
         validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
         let mut project_keys = Validation::new(alg);
         project_keys.leeway = 30;
@@ -249,16 +207,16 @@ impl JwtKeys {
         // (jsonwebtoken ≥ 10.3, CVE-2026-25537), whether required or not.
         project_keys.set_required_spec_claims::<&str>(&[]);
         let mut header = Header::new(alg);
-        let (encoding, decoding, previous, jwks) = if s.jwt_asymmetric() {
-            let pem = s.jwt_private_key.as_ref().ok_or_else(|| {
-                format!("JWT_ALGORITHM={} needs JWT_PRIVATE_KEY or JWT_PRIVATE_KEY_FILE (PEM)", s.jwt_algorithm)
+        let (encoding, decoding, previous, jwks) = if !c.algorithm.starts_with("HS") {
+            let pem = c.private_key.ok_or_else(|| {
+                format!("JWT_ALGORITHM={} needs JWT_PRIVATE_KEY or JWT_PRIVATE_KEY_FILE (PEM)", c.algorithm)
             })?;
             let signing = SigningKey::from_pem(alg, pem.expose_secret())?;
-            let kid = s.jwt_key_id.clone().unwrap_or_else(|| signing.thumbprint());
+            let kid = c.key_id.map(str::to_owned).unwrap_or_else(|| signing.thumbprint());
             header.kid = Some(kid.clone());
             let mut jwks = vec![signing.jwk(&kid)];
             let mut previous = Vec::new();
-            if let Some(json) = &s.jwt_previous_public_keys {
+            if let Some(json) = c.previous_public_keys {
                 for jwk in previous_jwks(json)? {
                     let parsed: jsonwebtoken::jwk::Jwk = serde_json::from_value(jwk.clone())
                         .map_err(|e| format!("JWT_PREVIOUS_PUBLIC_KEYS: a key is not a JWK: {e}"))?;
@@ -271,7 +229,7 @@ impl JwtKeys {
             }
             (signing.encoding, signing.decoding, previous, jwks)
         } else {
-            let secret = s.jwt_secret.as_ref().ok_or("no JWT secret configured")?;
+            let secret = c.secret.ok_or("no JWT secret configured")?;
             let bytes = secret.expose_secret().as_bytes();
             let bad = |e: jsonwebtoken::errors::Error| format!("the JWT secret cannot sign: {e}");
             (
@@ -289,8 +247,8 @@ impl JwtKeys {
             validation,
             jwks,
             project_keys,
-            issuer: s.jwt_issuer.clone(),
-            audience: s.jwt_audience.clone(),
+            issuer: c.issuer.to_owned(),
+            audience: c.audience.to_owned(),
             supabase_issuer,
         })
     }
@@ -484,6 +442,8 @@ impl SigningKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crypto::random_token;
+    use crate::settings::Settings;
 
     #[test]
     fn refresh_tokens_open_under_any_listed_key_and_no_other() {

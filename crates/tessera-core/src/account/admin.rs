@@ -5,20 +5,22 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Duration as ChronoDuration, NaiveTime, Utc};
-use sea_orm::{IntoActiveModel, Set};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 use tessera_domain::{Email, Error, FieldError, Permission, Permissions, Role};
 use tessera_store::entity::{audit_log, user};
 use tessera_store::query::admin::analytics::DailySeries;
 use tessera_store::query::admin::{analytics, users as admin_users, AuditFilter, UserFilter};
-use tessera_store::query::{sessions, users};
+use tessera_store::query::sessions;
+use tessera_store::query::users::{self, UserChanges};
 use uuid::Uuid;
 
+use crate::account::users::{full_name, insert_account, optional_phone, NewAccount, Patch};
+use crate::app::Core;
 use crate::audit::{record, AuditEvent};
-use crate::auth::Principal;
-use crate::users::{bounded_text, insert_account, optional_phone, NewAccount, Patch};
-use crate::{now, ClientInfo, Core};
+use crate::caller::Actor;
+use crate::caller::Principal;
+use crate::caller::{now, ClientInfo};
 
 /// The most users one bulk request may name.
 pub const BULK_MAX_IDS: usize = 1000;
@@ -27,46 +29,8 @@ pub const PAGE_MAX: u64 = 100;
 /// The most users a list may skip.
 pub const SKIP_MAX: u64 = 1_000_000_000;
 
-/// Who acts on the administration surface: a signed-in user (permissions from the role)
-/// or an API key (permissions from its scopes, never more).
-#[derive(Debug, Clone)]
-pub struct Actor {
-    /// The user acting, or the user who created the API key.
-    pub user_id: Option<Uuid>,
-    /// The API key acting, if any.
-    pub api_key_id: Option<Uuid>,
-    pub permissions: Permissions,
-    /// Whether what needs a second factor (creating API keys) may be done: a user with
-    /// MFA on acts from an aal2 session; keys and the console operator always may.
-    pub mfa_satisfied: bool,
-}
-
 impl Actor {
-    /// The operator at the console (`tessera admin create`) or start-up: every permission.
-    pub fn system() -> Actor {
-        Actor { user_id: None, api_key_id: None, permissions: Permissions::of_role(Role::Admin), mfa_satisfied: true }
-    }
-
-    /// `PermissionDenied` unless the actor holds `p`.
-    pub fn require(&self, p: Permission) -> Result<(), Error> {
-        if self.permissions.contains(p) {
-            Ok(())
-        } else {
-            Err(Error::PermissionDenied)
-        }
-    }
-
-    /// An actor may give a role, or manage a user holding it, only if it holds every
-    /// permission of that role: a key scoped `users:write` cannot make or take over an
-    /// admin.
-    pub fn may_manage(&self, role: Role) -> Result<(), Error> {
-        if self.permissions.covers(Permissions::of_role(role)) {
-            Ok(())
-        } else {
-            Err(Error::PermissionDenied)
-        }
-    }
-
+    /// An audit event of this actor's, naming the API key it acted with.
     pub(crate) fn event(&self, event: &'static str, user_id: Option<Uuid>, mut detail: Value) -> AuditEvent {
         if let (Some(key), Some(obj)) = (self.api_key_id, detail.as_object_mut()) {
             obj.insert("api_key_id".to_owned(), json!(key));
@@ -90,7 +54,7 @@ pub struct NewUser {
     /// `false` when absent.
     pub is_verified: Option<bool>,
     /// `user_metadata` and `app_metadata`.
-    pub metadata: crate::users::Metadata,
+    pub metadata: crate::account::users::Metadata,
     /// Whether this is an invitation (sets `invited_at`).
     pub invited: bool,
 }
@@ -301,10 +265,10 @@ impl Core {
     ) -> Result<user::Model, Error> {
         let mut errors = Vec::new();
         let email = Email::parse(&new.email).map_err(|e| errors.push(e)).ok();
-        let full_name = bounded_text("full_name", new.full_name, 200, &mut errors);
+        let full_name = full_name("full_name", new.full_name, &mut errors);
         let phone = optional_phone(new.phone, &mut errors);
-        crate::users::check_metadata("user_metadata", &new.metadata.user, &mut errors);
-        crate::users::check_metadata("app_metadata", &new.metadata.app, &mut errors);
+        crate::account::users::check_metadata("user_metadata", &new.metadata.user, &mut errors);
+        crate::account::users::check_metadata("app_metadata", &new.metadata.app, &mut errors);
         let role = match &new.role {
             Some(raw) => parse_role("role", raw, &mut errors),
             None => Some(Role::User),
@@ -321,7 +285,7 @@ impl Core {
             return Err(Error::Validation(errors));
         }
         actor.may_manage(role)?;
-        let password = new.password.unwrap_or_else(|| SecretString::from(crate::tokens::random_token(32)));
+        let password = new.password.unwrap_or_else(|| SecretString::from(crate::crypto::random_token(32)));
         let hash = self.hasher.hash(&password).await?;
         let account = NewAccount {
             email,
@@ -412,17 +376,17 @@ impl Core {
         let current = self.admin_user(id).await?;
         actor.may_manage(stored_role(&current))?;
         let mut errors = Vec::new();
-        let mut row = current.clone().into_active_model();
+        let mut row = UserChanges::default();
         let mut changed: Vec<&'static str> = Vec::new();
         let now = now();
         let mut email_for_policy = Email::parse(&current.email).ok();
         if let Some(raw) = &patch.email {
             match Email::parse(raw) {
                 Ok(email) if email.as_str() != current.email => {
-                    row.email = Set(email.as_str().to_owned());
-                    row.email_verified_at = Set(None);
+                    row.email = Some(email.as_str().to_owned());
+                    row.email_verified_at = Some(None);
                     // A pending change by the user is void: the admin decided the address.
-                    row.new_email = Set(None);
+                    row.new_email = Some(None);
                     changed.push("email");
                     email_for_policy = Some(email);
                 }
@@ -430,13 +394,13 @@ impl Core {
                 Err(e) => errors.push(e),
             }
         }
-        crate::users::set_name(&mut row, patch.full_name, &mut changed, &mut errors);
-        crate::users::set_phone(&mut row, &current, patch.phone, &mut changed, &mut errors);
+        crate::account::users::set_name(&mut row, patch.full_name, &mut changed, &mut errors);
+        crate::account::users::set_phone(&mut row, &current, patch.phone, &mut changed, &mut errors);
         let mut new_role = stored_role(&current);
         if let Some(raw) = &patch.role {
             if let Some(role) = parse_role("role", raw, &mut errors) {
                 if role.as_str() != current.role {
-                    row.role = Set(role.as_str().to_owned());
+                    row.role = Some(role.as_str().to_owned());
                     changed.push("role");
                 }
                 new_role = role;
@@ -444,14 +408,14 @@ impl Core {
         }
         let mut sign_out = false;
         if let Some(active) = patch.is_active.filter(|a| *a != current.is_active) {
-            row.is_active = Set(active);
+            row.is_active = Some(active);
             changed.push("is_active");
             sign_out |= !active;
         }
         if let Some(verified) = patch.is_verified {
             let was = current.email_verified_at.is_some() && !changed.contains(&"email");
             if verified != was {
-                row.email_verified_at = Set(verified.then_some(now));
+                row.email_verified_at = Some(verified.then_some(now));
                 changed.push("is_verified");
             }
         }
@@ -467,7 +431,7 @@ impl Core {
         }
         actor.may_manage(new_role)?;
         if let Some(password) = &patch.password {
-            row.password_hash = Set(self.hasher.hash(password).await?);
+            row.password_hash = Some(self.hasher.hash(password).await?);
             changed.push("password");
             sign_out = true;
         }
@@ -475,12 +439,12 @@ impl Core {
             return Ok(current);
         }
         let removes_admin = is_active_admin(&current) && (new_role != Role::Admin || patch.is_active == Some(false));
-        row.updated_at = Set(now);
+        row.updated_at = Some(now);
         let tx = self.store.begin().await?;
         if removes_admin {
             admin_users::lock_admins(&tx).await?;
         }
-        let mut updated = users::save(&tx, row).await?;
+        let mut updated = users::update(&tx, &current, row).await?;
         if sign_out {
             users::revoke_credentials(&tx, id, now).await?;
             sessions::revoke_all_for_user(&tx, id, now).await?;
@@ -690,14 +654,14 @@ impl Core {
     /// console session's id under the server's code key, so every node agrees on it and
     /// it dies with the session.
     pub fn console_csrf(&self, session_id: Uuid) -> String {
-        let mut mac = crate::tokens::mac(&self.code_key, b"tessera console csrf v1");
+        let mut mac = crate::crypto::mac(&self.code_key, b"tessera console csrf v1");
         hmac::Mac::update(&mut mac, session_id.as_bytes());
         hex::encode(hmac::Mac::finalize(mac).into_bytes())
     }
 
     /// Whether `given` is the console session's CSRF token (compared in constant time).
     pub fn console_csrf_matches(&self, session_id: Uuid, given: &str) -> bool {
-        crate::tokens::same_secret(&self.console_csrf(session_id), given)
+        crate::crypto::same_secret(&self.console_csrf(session_id), given)
     }
 
     /// A page of the audit log, newest first, and the cursor of the next page (the id of

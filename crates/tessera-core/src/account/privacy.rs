@@ -14,11 +14,13 @@ use tessera_store::query::privacy::{self, Swept};
 use tessera_store::query::{admin::users as admin_users, audit, mfa, profiles, sessions, users};
 use uuid::Uuid;
 
-use crate::admin::{is_active_admin, stored_role, Actor};
+use crate::account::admin::{is_active_admin, stored_role};
+use crate::app::Core;
 use crate::audit::{record, AuditEvent};
-use crate::auth::Principal;
+use crate::caller::Actor;
+use crate::caller::Principal;
+use crate::caller::{now, ClientInfo};
 use crate::mfa::SecondFactor;
-use crate::{now, ClientInfo, Core};
 
 /// The name of the purge in the job table (its lease).
 const PURGE_JOB: &str = "purge";

@@ -10,7 +10,8 @@ use tessera_store::entity::{profile, user};
 use tessera_store::query::seed;
 use uuid::Uuid;
 
-use crate::{now, Core};
+use crate::app::Core;
+use crate::caller::now;
 
 /// The password of every seeded user.
 pub const SEED_PASSWORD: &str = "Seed!Passw0rd-bench";

@@ -6,49 +6,20 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use secrecy::SecretString;
 use serde_json::json;
-use tessera_domain::{Email, Error, Role};
+use tessera_domain::{Email, Error};
 use tessera_store::entity::{session, user};
 use tessera_store::query::sessions::{self, NewSession, Rotation};
 use tessera_store::query::{profiles, users};
 use tracing::Instrument;
 use uuid::Uuid;
 
+use crate::app::Core;
 use crate::audit::{append_to_file, audit_row, record, truncate, AuditEvent};
-use crate::mfa::SignIn;
-use crate::tokens::{AccessClaims, PresentedRefresh, SupabaseClaims, SUPABASE_AUDIENCE};
-use crate::{now, ClientInfo, Core, Surface};
-
-/// The assurance level of a session the Supabase surface opened with the password alone
-/// for a user with MFA on: `aal1` in its tokens, accepted by the Supabase surface only
-/// until a verified challenge makes it `aal2` (SPEC §5.6 holds everywhere else).
-pub const AAL1_STEP_UP: &str = "aal1-up";
-
-/// The `aal` a session shows: [`AAL1_STEP_UP`] is `aal1`.
-pub fn shown_aal(aal: &str) -> &str {
-    if aal == AAL1_STEP_UP {
-        "aal1"
-    } else {
-        aal
-    }
-}
-
-/// What a successful sign-in or refresh hands out.
-#[derive(Debug, Clone)]
-pub struct Issued {
-    pub user: user::Model,
-    pub session_id: Uuid,
-    pub access_token: String,
-    /// Seconds the access token lives.
-    pub expires_in: i64,
-    /// When the access token expires (Unix seconds).
-    pub expires_at: i64,
-    pub refresh_token: String,
-    /// Seconds the refresh token (the session) lives.
-    pub refresh_expires_in: i64,
-    /// On the Supabase surface, the profile its claims were read from (so the answer's
-    /// user object needs no second read).
-    pub profile: Option<tessera_store::entity::profile::Model>,
-}
+use crate::caller::Principal;
+use crate::caller::{now, ClientInfo, Surface};
+use crate::session::issued::SignIn;
+use crate::session::issued::{commit_unless_failed, is_usable, shown_aal, Issued, AAL1_STEP_UP};
+use crate::session::tokens::{AccessClaims, PresentedRefresh, SupabaseClaims, SUPABASE_AUDIENCE};
 
 /// How a refresh answered.
 enum Refreshed {
@@ -58,45 +29,8 @@ enum Refreshed {
     Converged,
 }
 
-/// An authenticated caller, from a checked access token.
-#[derive(Debug, Clone)]
-pub struct Principal {
-    pub user: user::Model,
-    pub session_id: Uuid,
-    /// The session's assurance level: `aal2` once it proved a second factor.
-    pub aal: String,
-    pub claims: AccessClaims,
-}
-
-impl Principal {
-    /// The caller's role.
-    pub fn role(&self) -> Role {
-        Role::parse(&self.user.role).unwrap_or(Role::User)
-    }
-}
-
 fn chrono_dur(d: std::time::Duration) -> ChronoDuration {
     ChronoDuration::from_std(d).unwrap_or(ChronoDuration::MAX)
-}
-
-/// Commits a transaction that opened a session, or was refused one (the refusal is
-/// audited in it); anything else that failed rolls it back.
-pub(crate) async fn commit_unless_failed(
-    tx: tessera_store::Tx,
-    opened: Result<Issued, Error>,
-) -> Result<Issued, Error> {
-    match opened {
-        Ok(_) | Err(Error::InvalidCredentials) => {
-            tx.commit().await?;
-            opened
-        }
-        Err(e) => Err(e),
-    }
-}
-
-/// Whether an account may hold a session.
-pub fn is_usable(u: &user::Model) -> bool {
-    u.is_active && u.deleted_at.is_none()
 }
 
 impl Core {
@@ -137,7 +71,7 @@ impl Core {
                     ..claims
                 };
                 let profile = profiles::by_user(self.store.reader(), user.id).await?;
-                let (user_metadata, app_metadata) = crate::users::metadata_of(user, profile.as_ref());
+                let (user_metadata, app_metadata) = crate::account::users::metadata_of(user, profile.as_ref());
                 let mut amr = vec![json!({ "method": "password", "timestamp": claims.iat })];
                 if aal == "aal2" {
                     amr.insert(0, json!({ "method": "totp", "timestamp": claims.iat }));

@@ -1,18 +1,19 @@
 //! Registration, user reads and updates, and profiles (SPEC §2.1 Users, §3.2, §3.3).
 
 use chrono::NaiveDate;
-use sea_orm::{ActiveModelTrait, IntoActiveModel, Set};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
-use tessera_domain::{Email, Error, FieldError, Phone, Role};
+use tessera_domain::{bounded_text, Email, Error, FieldError, FullName, Phone, Role};
 use tessera_store::entity::{profile, user};
-use tessera_store::query::{profiles, users};
+use tessera_store::query::profiles::{self, ProfileChanges};
+use tessera_store::query::users::{self, NewUser, UserChanges};
 use tessera_store::Db;
 use uuid::Uuid;
 
+use crate::app::Core;
 use crate::audit::{record, AuditEvent};
-use crate::mail::Template;
-use crate::{now, ClientInfo, Core};
+use crate::caller::{now, ClientInfo};
+use crate::mail::transport::Template;
 
 /// What a sign-up asks for, as the client sent it.
 pub struct Registration {
@@ -98,7 +99,7 @@ pub struct OwnChanges {
 /// A [`UserPatch`] checked against the user it changes: the row to save (only the fields
 /// that change are set), their names, and the address asked for, if it is new.
 struct PlannedPatch {
-    row: user::ActiveModel,
+    changes: UserChanges,
     changed: Vec<&'static str>,
     new_email: Option<Email>,
 }
@@ -107,9 +108,9 @@ struct PlannedPatch {
 /// writing anything.
 fn plan_patch(current: &user::Model, patch: UserPatch) -> Result<PlannedPatch, Error> {
     let mut errors = Vec::new();
-    let mut row = current.clone().into_active_model();
+    let mut changes = UserChanges::default();
     let mut changed = Vec::new();
-    set_name(&mut row, patch.full_name, &mut changed, &mut errors);
+    set_name(&mut changes, patch.full_name, &mut changed, &mut errors);
     // A new email is not applied here: it stays pending until confirmed (SPEC §5.3).
     let mut new_email = None;
     if let Some(raw) = patch.email {
@@ -119,22 +120,22 @@ fn plan_patch(current: &user::Model, patch: UserPatch) -> Result<PlannedPatch, E
             Err(e) => errors.push(e),
         }
     }
-    set_phone(&mut row, current, patch.phone, &mut changed, &mut errors);
+    set_phone(&mut changes, current, patch.phone, &mut changed, &mut errors);
     if !errors.is_empty() {
         return Err(Error::Validation(errors));
     }
-    Ok(PlannedPatch { row, changed, new_email })
+    Ok(PlannedPatch { changes, changed, new_email })
 }
 
-/// Sets a patch's `full_name` on `row`, noting the field and any broken rule.
+/// Sets a patch's `full_name` in `changes`, noting the field and any broken rule.
 pub(crate) fn set_name(
-    row: &mut user::ActiveModel,
+    changes: &mut UserChanges,
     name: Patch<String>,
     changed: &mut Vec<&'static str>,
     errors: &mut Vec<FieldError>,
 ) {
     if let Some(name) = name {
-        row.full_name = Set(bounded_text("full_name", name, 200, errors));
+        changes.full_name = Some(full_name("full_name", name, errors));
         changed.push("full_name");
     }
 }
@@ -142,7 +143,7 @@ pub(crate) fn set_name(
 /// Sets a patch's phone on `row` when it differs from `current`'s (its verification
 /// reset), noting the field and any broken rule.
 pub(crate) fn set_phone(
-    row: &mut user::ActiveModel,
+    changes: &mut UserChanges,
     current: &user::Model,
     phone: Patch<String>,
     changed: &mut Vec<&'static str>,
@@ -151,8 +152,8 @@ pub(crate) fn set_phone(
     if let Some(phone) = phone {
         let phone = optional_phone(phone, errors).map(|p| p.as_str().to_owned());
         if phone != current.phone {
-            row.phone = Set(phone);
-            row.phone_verified_at = Set(None);
+            changes.phone = Some(phone);
+            changes.phone_verified_at = Some(None);
             changed.push("phone");
         }
     }
@@ -193,20 +194,23 @@ pub(crate) fn optional_phone(raw: Option<String>, errors: &mut Vec<FieldError>) 
     Phone::parse(&raw).map_err(|e| errors.push(e)).ok()
 }
 
-pub(crate) fn bounded_text(
+/// An optional [`bounded_text`]; its broken rules are added to `errors`.
+pub(crate) fn text_field(
     field: &str,
     value: Option<String>,
     max: usize,
     errors: &mut Vec<FieldError>,
 ) -> Option<String> {
-    let value = value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())?;
-    if value.chars().count() > max {
-        errors.push(FieldError::new(field, "too_long", format!("At most {max} characters.")));
-    }
-    if value.chars().any(|c| c.is_control() && c != '\n' && c != '\r' && c != '\t') {
-        errors.push(FieldError::new(field, "invalid_characters", "Control characters are not allowed."));
-    }
-    Some(value)
+    bounded_text(field, &value?, max).map_err(|mut broken| errors.append(&mut broken)).ok().flatten()
+}
+
+/// An optional [`FullName`] given under `field`; its broken rules are added to `errors`.
+pub(crate) fn full_name(field: &str, value: Option<String>, errors: &mut Vec<FieldError>) -> Option<String> {
+    FullName::parse(field, &value?)
+        .map_err(|mut broken| errors.append(&mut broken))
+        .ok()
+        .flatten()
+        .map(FullName::into_string)
 }
 
 /// What a new account starts with.
@@ -236,44 +240,20 @@ pub struct Metadata {
 /// Inserts a user and their empty profile through `conn` (the caller's transaction).
 /// A taken email is caught by the unique index and answers `EmailTaken`.
 pub(crate) async fn insert_account(conn: &impl Db, a: NewAccount) -> Result<user::Model, Error> {
-    let now = now();
-    let row = user::Model {
-        id: Uuid::now_v7(),
+    let new = NewUser {
         email: a.email.as_str().to_owned(),
         password_hash: a.password_hash,
         full_name: a.full_name,
         phone: a.phone.map(|p| p.as_str().to_owned()),
-        email_verified_at: a.verified.then_some(now),
-        phone_verified_at: None,
+        verified: a.verified,
         is_active: a.is_active,
         role: a.role.as_str().to_owned(),
-        token_version: 0,
-        last_login_at: None,
-        created_at: now,
-        updated_at: now,
-        deleted_at: None,
-        new_email: None,
-        mfa_enabled: false,
-        email_index: None,
-        new_email_index: None,
-    };
-    let created = users::insert(conn, row).await?;
-    let profile = profile::Model {
-        id: Uuid::now_v7(),
-        user_id: created.id,
-        avatar_url: None,
-        location: None,
-        date_of_birth: None,
-        bio: None,
-        preferences: json!({}),
-        created_at: now,
-        updated_at: now,
         user_metadata: a.metadata.user.unwrap_or_else(|| json!({})),
         app_metadata: a.metadata.app.unwrap_or_else(|| json!({})),
-        invited_at: a.invited.then_some(now),
+        invited: a.invited,
+        at: now(),
     };
-    profiles::insert(conn, profile).await?;
-    Ok(created)
+    users::create(conn, new).await
 }
 
 impl Core {
@@ -284,7 +264,7 @@ impl Core {
     pub async fn register(&self, r: Registration, client: &ClientInfo) -> Result<user::Model, Error> {
         let mut errors = Vec::new();
         let email = Email::parse(&r.email).map_err(|e| errors.push(e)).ok();
-        let full_name = bounded_text("full_name", r.full_name, 200, &mut errors);
+        let full_name = full_name("full_name", r.full_name, &mut errors);
         let phone = optional_phone(r.phone, &mut errors);
         check_metadata("user_metadata", &r.user_metadata, &mut errors);
         if let Err(mut broken) =
@@ -327,7 +307,7 @@ impl Core {
         &self,
         r: Registration,
         client: &ClientInfo,
-    ) -> Result<(user::Model, Option<crate::auth::Issued>), Error> {
+    ) -> Result<(user::Model, Option<crate::session::issued::Issued>), Error> {
         let user = self.register(r, client).await?;
         if !self.may_sign_in(&user) {
             return Ok((user, None));
@@ -353,7 +333,7 @@ impl Core {
     /// aal2 session when MFA is on: either is a way back into the account.
     pub async fn update_own_account(
         &self,
-        who: &crate::auth::Principal,
+        who: &crate::caller::Principal,
         patch: UserPatch,
         client: &ClientInfo,
     ) -> Result<user::Model, Error> {
@@ -378,11 +358,11 @@ impl Core {
         plan: PlannedPatch,
         client: &ClientInfo,
     ) -> Result<user::Model, Error> {
-        let PlannedPatch { mut row, changed, new_email } = plan;
+        let PlannedPatch { mut changes, changed, new_email } = plan;
         let mut updated = current.clone();
         if !changed.is_empty() {
-            row.updated_at = Set(now());
-            updated = users::save(conn, row).await?;
+            changes.updated_at = Some(now());
+            updated = users::update(conn, current, changes).await?;
             let ev = AuditEvent::by_user("user.update", current.id).detail(json!({ "fields": changed }));
             record(conn, client, ev).await?;
         }
@@ -400,7 +380,7 @@ impl Core {
     #[tracing::instrument(skip_all, err(level = "info"), fields(user_id = %who.user.id))]
     pub async fn change_own_account(
         &self,
-        who: &crate::auth::Principal,
+        who: &crate::caller::Principal,
         changes: OwnChanges,
         client: &ClientInfo,
     ) -> Result<user::Model, Error> {
@@ -457,7 +437,7 @@ impl Core {
         user_id: Uuid,
         user_patch: Option<Value>,
         app_patch: Option<Value>,
-        actor: Option<&crate::admin::Actor>,
+        actor: Option<&crate::caller::Actor>,
         client: &ClientInfo,
     ) -> Result<profile::Model, Error> {
         let mut errors = Vec::new();
@@ -480,33 +460,32 @@ impl Core {
         user_id: Uuid,
         user_patch: Option<Value>,
         app_patch: Option<Value>,
-        actor: Option<&crate::admin::Actor>,
+        actor: Option<&crate::caller::Actor>,
         client: &ClientInfo,
     ) -> Result<profile::Model, Error> {
         users::by_id_for_update(tx, user_id).await?.ok_or(Error::UserNotFound)?;
         let current = profiles::by_user(tx, user_id)
             .await?
             .ok_or_else(|| Error::Internal(format!("user {user_id} has no profile")))?;
-        let mut row = current.clone().into_active_model();
+        let mut changes = ProfileChanges::default();
         let mut fields = Vec::new();
         if let Some(patch) = &user_patch {
-            row.user_metadata = Set(merge_metadata(&current.user_metadata, patch));
+            changes.user_metadata = Some(merge_metadata(&current.user_metadata, patch));
             fields.push("user_metadata");
         }
         if let Some(patch) = &app_patch {
-            row.app_metadata = Set(merge_metadata(&current.app_metadata, patch));
+            changes.app_metadata = Some(merge_metadata(&current.app_metadata, patch));
             fields.push("app_metadata");
         }
         if fields.is_empty() {
             return Ok(current);
         }
-        let merged = [&row.user_metadata, &row.app_metadata];
-        if merged.iter().any(|v| matches!(v, sea_orm::ActiveValue::Set(v) if v.to_string().len() > METADATA_MAX_BYTES))
-        {
+        let merged = [&changes.user_metadata, &changes.app_metadata];
+        if merged.iter().any(|v| v.as_ref().is_some_and(|v| v.to_string().len() > METADATA_MAX_BYTES)) {
             return Err(Error::field(fields[0], "too_long", format!("At most {METADATA_MAX_BYTES} bytes of JSON.")));
         }
-        row.updated_at = Set(now());
-        let saved = profiles::save(tx, row).await?;
+        changes.updated_at = Some(now());
+        let saved = profiles::update(tx, &current, changes).await?;
         let ev = match actor {
             Some(a) => a.event("admin.user.update", Some(user_id), json!({ "fields": fields })),
             None => AuditEvent::by_user("user.update", user_id).detail(json!({ "fields": fields })),
@@ -525,13 +504,13 @@ impl Core {
     ) -> Result<UserProfile, Error> {
         let existing = self.profile(current).await?;
         let mut errors = Vec::new();
-        let mut row = existing.clone().into_active_model();
-        let mut user_row = current.clone().into_active_model();
+        let mut row = ProfileChanges::default();
+        let mut user_row = UserChanges::default();
         if let Some(name) = patch.name {
-            user_row.full_name = Set(bounded_text("name", name, 200, &mut errors));
+            user_row.full_name = Some(full_name("name", name, &mut errors));
         }
         if let Some(url) = patch.avatar_url {
-            let url = bounded_text("avatar_url", url, 2048, &mut errors);
+            let url = text_field("avatar_url", url, 2048, &mut errors);
             if let Some(u) = &url {
                 let lower = u.to_ascii_lowercase();
                 let host = lower.strip_prefix("https://").or_else(|| lower.strip_prefix("http://")).unwrap_or_default();
@@ -539,13 +518,13 @@ impl Core {
                     errors.push(FieldError::new("avatar_url", "invalid_url", "Enter an http(s) URL."));
                 }
             }
-            row.avatar_url = Set(url);
+            row.avatar_url = Some(url);
         }
         if let Some(location) = patch.location {
-            row.location = Set(bounded_text("location", location, 200, &mut errors));
+            row.location = Some(text_field("location", location, 200, &mut errors));
         }
         if let Some(bio) = patch.bio {
-            row.bio = Set(bounded_text("bio", bio, 5000, &mut errors));
+            row.bio = Some(text_field("bio", bio, 5000, &mut errors));
         }
         if let Some(dob) = patch.date_of_birth {
             let parsed = match dob.map(|d| d.trim().to_owned()).filter(|d| !d.is_empty()) {
@@ -574,7 +553,7 @@ impl Core {
                     }
                 },
             };
-            row.date_of_birth = Set(parsed);
+            row.date_of_birth = Some(parsed);
         }
         if let Some(prefs) = patch.preferences {
             let prefs = prefs.unwrap_or_else(|| json!({}));
@@ -583,18 +562,18 @@ impl Core {
             } else if prefs.to_string().len() > 16 * 1024 {
                 errors.push(FieldError::new("preferences", "too_large", "Preferences must be at most 16 KiB."));
             }
-            row.preferences = Set(prefs);
+            row.preferences = Some(prefs);
         }
         if !errors.is_empty() {
             return Err(Error::Validation(errors));
         }
         let now = now();
-        row.updated_at = Set(now);
+        row.updated_at = Some(now);
         let tx = self.store.begin().await?;
-        let profile = profiles::save(&tx, row).await?;
-        let user = if user_row.is_changed() {
-            user_row.updated_at = Set(now);
-            users::save(&tx, user_row).await?
+        let profile = profiles::update(&tx, &existing, row).await?;
+        let user = if !user_row.is_empty() {
+            user_row.updated_at = Some(now);
+            users::update(&tx, current, user_row).await?
         } else {
             current.clone()
         };
