@@ -13,9 +13,12 @@ use tessera_core::mfa::SignIn;
 use tessera_core::users::{OwnChanges, Registration, UserPatch};
 use tessera_core::verification::{Confirmation, TokenKind, EMAIL_CHANGE};
 
-use super::{load_user, session_json, weak_reasons, GoTrueError, SbAuth, SbJson, SbQuery};
+use super::error::{weak_reasons, GoTrueError};
+use super::extract::{SbAuth, SbJson, SbQuery};
+use super::session::session_json;
+use super::user::load_user;
 use crate::extract::Client;
-use crate::AppState;
+use crate::state::AppState;
 
 type Answer = Result<Response, GoTrueError>;
 
