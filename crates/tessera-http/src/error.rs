@@ -47,8 +47,10 @@ impl From<FieldError> for FieldErrorBody {
     }
 }
 
-/// An error answer.
-#[derive(Debug)]
+/// An error answer. Its response carries a copy of it in its extensions, so that a
+/// surface with an error shape of its own (GoTrue's) answers what a shared extractor or
+/// layer refused in that shape, from the error itself rather than from the body.
+#[derive(Clone, Debug)]
 pub struct ApiError {
     pub status: StatusCode,
     pub type_name: &'static str,
@@ -120,11 +122,11 @@ impl From<Error> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody {
-            detail: self.detail,
+            detail: self.detail.clone(),
             type_name: self.type_name.to_owned(),
             error_code: self.code.to_owned(),
             request_id: current_request_id(),
-            errors: self.errors.map(|v| v.into_iter().map(Into::into).collect()),
+            errors: self.errors.clone().map(|v| v.into_iter().map(Into::into).collect()),
         };
         let mut res = (self.status, axum::Json(body)).into_response();
         if let Some(secs) = self.retry_after {
@@ -133,6 +135,7 @@ impl IntoResponse for ApiError {
         if self.status == StatusCode::UNAUTHORIZED {
             res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
+        res.extensions_mut().insert(self);
         res
     }
 }

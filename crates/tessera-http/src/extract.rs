@@ -10,12 +10,12 @@ use serde::de::DeserializeOwned;
 use tessera_core::caller::Principal;
 use tessera_core::domain::Error;
 use tessera_core::ClientInfo;
-use tessera_core::Surface;
 
 use crate::client_ip::ClientIp;
 use crate::error::ApiError;
 use crate::middleware::RequestId;
-use crate::AppState;
+use crate::state::AppState;
+use crate::surface::Surface;
 
 /// A JSON object body, with every rejection in the SPEC §6 shape: a missing or wrong
 /// content type or malformed JSON is 400, a body that is not an object or has missing
@@ -118,8 +118,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Client {
         let limit_key = client_ip.map(ClientIp::limit_key);
         let user_agent = parts.headers.get(USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned);
         let request_id = parts.extensions.get::<RequestId>().map(|r| r.0.clone());
-        let surface =
-            if crate::supabase::is_supabase_path(parts.uri.path()) { Surface::Supabase } else { Surface::Native };
+        let surface = Surface::of(parts).client_surface();
         Ok(Client(ClientInfo { ip, user_agent, request_id, limit_key, surface }))
     }
 }

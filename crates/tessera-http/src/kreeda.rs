@@ -20,7 +20,11 @@ use utoipa::ToSchema;
 use crate::dto::{AuthUserOut, MessageOut, MfaVerifyIn, ProfileOut, ProfilePatchIn, SessionBody};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, Auth, Client};
-use crate::{rate_limit, AppState};
+use crate::layers::SharedLayers;
+use crate::middleware::Csp;
+use crate::rate_limit;
+use crate::state::AppState;
+use crate::surface::Surface;
 
 /// A JSON body as Kreeda reads it: a missing or mistyped field is 400 (seed 000),
 /// still in the SPEC §6 shape and naming the field.
@@ -384,8 +388,13 @@ pub async fn update_profile(
     Ok(Json(ProfileOut::kreeda(&up.user, &up.profile)))
 }
 
+/// The Kreeda surface.
+pub fn router(state: &AppState, shared: &SharedLayers) -> Router<AppState> {
+    shared.api(routes(state), Surface::Kreeda, Csp::Strict)
+}
+
 /// The Kreeda routes.
-pub fn routes(state: &AppState) -> Router<AppState> {
+fn routes(state: &AppState) -> Router<AppState> {
     let limit = |action| axum::middleware::from_fn_with_state((state.clone(), action), rate_limit::per_ip);
     Router::new()
         .route("/auth/register", post(register).route_layer(limit(RateAction::Register)))

@@ -9,9 +9,11 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-use crate::AppState;
+use crate::state::AppState;
 
 /// Latency buckets, in seconds: from a cached session check to a queued sign-in.
 const BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
@@ -61,6 +63,16 @@ pub async fn track(req: Request, next: Next) -> Response {
     metrics::counter!("tessera_http_requests_total", &labels).increment(1);
     metrics::histogram!("tessera_http_request_duration_seconds", &labels).record(started.elapsed().as_secs_f64());
     res
+}
+
+/// `GET /metrics` alone, for the main router.
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/metrics", get(render))
+}
+
+/// `GET /metrics` alone, served on `METRICS_ADDR`.
+pub fn router(state: AppState) -> Router {
+    routes().with_state(state)
 }
 
 /// GET /metrics: the gauges read now, then everything counted, as Prometheus text.

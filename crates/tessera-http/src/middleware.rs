@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
 use crate::error::{ApiError, REQUEST_ID};
+use crate::state::BODY_LIMIT;
 
 /// The id of a request, in its extensions.
 #[derive(Clone, Debug)]
@@ -60,19 +61,45 @@ pub async fn request_context(State(proxies): State<Arc<Vec<Cidr>>>, mut req: Req
     res
 }
 
-/// Security headers on every response; a stricter CSP everywhere but the Swagger UI.
-pub async fn security_headers(State(secure): State<bool>, req: Request, next: Next) -> Response {
-    let path = req.uri().path();
-    let csp = if path.starts_with("/docs") {
-        "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
-    } else if crate::console::is_console_path(path) {
-        // The console: its own stylesheet and script only; charts are inline SVG.
-        "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-    } else if path == "/verify-email" || path == "/reset-password" {
-        "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-    } else {
-        "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
-    };
+/// The Content-Security-Policy of a router's answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Csp {
+    /// Nothing may load: the APIs, and every page without a policy of its own.
+    Strict,
+    /// The console: its own stylesheet and script only; charts are inline SVG.
+    Console,
+    /// The link pages' forms: their stylesheet only.
+    LinkPages,
+    /// The Swagger UI.
+    SwaggerUi,
+    /// A path no router claims: the Swagger UI's policy under `/docs` (as when it is
+    /// served there), else `Strict`.
+    Unclaimed,
+}
+
+impl Csp {
+    fn value(self, path: &str) -> &'static str {
+        match self {
+            Csp::SwaggerUi => {
+                "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+            }
+            Csp::Unclaimed if path.starts_with("/docs") => Csp::SwaggerUi.value(path),
+            Csp::Console => {
+                "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+            }
+            Csp::LinkPages => {
+                "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+            }
+            Csp::Strict | Csp::Unclaimed => {
+                "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+            }
+        }
+    }
+}
+
+/// Security headers on every response, with the CSP of the router that answers.
+pub async fn security_headers(State((secure, csp)): State<(bool, Csp)>, req: Request, next: Next) -> Response {
+    let csp = csp.value(req.uri().path());
     let mut res = next.run(req).await;
     let h = res.headers_mut();
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
@@ -125,7 +152,7 @@ pub async fn audit_file(
     tessera_core::audit::with_audit_file(file, next.run(req)).await
 }
 
-/// A body announced (`Content-Length`) larger than [`crate::BODY_LIMIT`] is refused with
+/// A body announced (`Content-Length`) larger than [`BODY_LIMIT`] is refused with
 /// 413 at once, before any of it is read, and the connection is closed.
 pub async fn announced_body_limit(req: Request, next: Next) -> Response {
     let announced = req
@@ -133,7 +160,7 @@ pub async fn announced_body_limit(req: Request, next: Next) -> Response {
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    if announced.is_some_and(|n| n > crate::BODY_LIMIT as u64) {
+    if announced.is_some_and(|n| n > BODY_LIMIT as u64) {
         let mut res = ApiError::http(
             axum::http::StatusCode::PAYLOAD_TOO_LARGE,
             "PayloadTooLarge",

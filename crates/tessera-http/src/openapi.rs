@@ -1,9 +1,15 @@
 //! The OpenAPI 3.1 document of every surface, generated from the handlers.
 
+use axum::routing::get;
+use axum::Router;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
+use crate::layers::SharedLayers;
+use crate::middleware::Csp;
+use crate::state::AppState;
 use crate::supabase::{admin as sb_admin, auth as sb_auth, factors as sb_factors};
+use crate::surface::Surface;
 use crate::{admin, kreeda, ops, v1};
 
 struct BearerAuth;
@@ -618,6 +624,15 @@ fn require_needed_bodies(doc: &mut Value) {
 /// The document for today (a birth date's latest day is today).
 pub fn document_today(policy: &PasswordPolicy) -> Value {
     document_json(policy, chrono::Utc::now().date_naive())
+}
+
+/// `GET /openapi.json` and the Swagger UI at `/docs`.
+pub fn router(policy: PasswordPolicy, shared: &SharedLayers) -> Router<AppState> {
+    let document = Router::new().route("/openapi.json", get(move || served(policy.clone())));
+    let ui = Router::from(
+        utoipa_swagger_ui::SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::from("/openapi.json")),
+    );
+    shared.around(document, Surface::Ops, Csp::Strict).merge(shared.around(ui, Surface::Ops, Csp::SwaggerUi))
 }
 
 /// `GET /openapi.json`.

@@ -3,10 +3,14 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::routing::get;
+use axum::{Json, Router};
 use serde_json::json;
 
-use crate::AppState;
+use crate::layers::SharedLayers;
+use crate::middleware::Csp;
+use crate::state::AppState;
+use crate::surface::Surface;
 
 /// Liveness: touches nothing.
 #[utoipa::path(get, path = "/health", tag = "operations",
@@ -79,4 +83,13 @@ pub async fn health_detailed(State(s): State<AppState>) -> Response {
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, [(axum::http::header::RETRY_AFTER, "5")], Json(body)).into_response()
     }
+}
+
+/// The operations routes (the key set under `/auth/v1` is the Supabase surface's).
+pub fn router(shared: &SharedLayers) -> Router<AppState> {
+    let routes = Router::new()
+        .route("/health", get(health))
+        .route("/health/detailed", get(health_detailed))
+        .route("/.well-known/jwks.json", get(jwks));
+    shared.api(routes, Surface::Ops, Csp::Strict)
 }

@@ -6,14 +6,20 @@ use axum::extract::rejection::{FormRejection, QueryRejection};
 use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
-use axum::Form;
+use axum::routing::{get, post};
+use axum::{Form, Router};
 use secrecy::SecretString;
 use serde::Deserialize;
 use tessera_core::domain::Error;
+use tessera_core::limits::RateAction;
 use tessera_core::mail::verification::EMAIL_CONFIRMATIONS;
 
 use crate::extract::Client;
-use crate::AppState;
+use crate::layers::SharedLayers;
+use crate::middleware::Csp;
+use crate::rate_limit;
+use crate::state::AppState;
+use crate::surface::Surface;
 
 /// The stylesheet of the pages, served from the binary.
 pub async fn stylesheet() -> Response {
@@ -215,4 +221,14 @@ pub async fn reset_password_submit(
             unavailable(&s)
         }
     }
+}
+
+/// The link pages' routes: the forms, and their stylesheet.
+pub fn router(state: &AppState, shared: &SharedLayers) -> Router<AppState> {
+    let verify_limit = || axum::middleware::from_fn_with_state((state.clone(), RateAction::Verify), rate_limit::per_ip);
+    let forms = Router::new()
+        .route("/verify-email", post(verify_email_submit).route_layer(verify_limit()).get(verify_email_form))
+        .route("/reset-password", post(reset_password_submit).route_layer(verify_limit()).get(reset_password_form));
+    let stylesheet = Router::new().route("/assets/tessera.css", get(stylesheet));
+    shared.api(forms, Surface::Pages, Csp::LinkPages).merge(shared.api(stylesheet, Surface::Pages, Csp::Strict))
 }

@@ -11,7 +11,7 @@ use tessera_core::limits::RateAction;
 
 use crate::client_ip::ClientIp;
 use crate::error::ApiError;
-use crate::AppState;
+use crate::state::AppState;
 
 /// Adds the `X-RateLimit-*` headers; `X-RateLimit-Reset` is a Unix time in seconds.
 pub fn add_headers(headers: &mut HeaderMap, d: &RateDecision) {

@@ -12,10 +12,10 @@ use tessera_core::entity::api_key;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{perm, RequirePermission};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiPath, Client};
-use crate::AppState;
+use crate::permission::{perm, RequirePermission};
+use crate::state::AppState;
 
 /// A new key.
 #[derive(Debug, Deserialize, ToSchema)]

@@ -10,10 +10,10 @@ use tessera_core::entity::audit_log;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::{perm, RequirePermission};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::ApiQuery;
-use crate::AppState;
+use crate::permission::{perm, RequirePermission};
+use crate::state::AppState;
 
 /// The analytics query.
 #[derive(Debug, Deserialize, IntoParams)]

@@ -10,11 +10,11 @@ use tessera_core::account::admin::{AdminUserPatch, BulkAction, NewUser, UserQuer
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::{perm, RequirePermission};
 use crate::dto::{double_option, UserOut};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, Client};
-use crate::AppState;
+use crate::permission::{perm, RequirePermission};
+use crate::state::AppState;
 
 /// The user-list query.
 #[derive(Debug, Deserialize, IntoParams)]

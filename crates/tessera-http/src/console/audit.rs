@@ -14,8 +14,12 @@ use tessera_core::account::admin::AuditQuery;
 use tessera_core::entity::audit_log;
 use uuid::Uuid;
 
-use super::*;
-use crate::admin::perm;
+use tessera_core::domain::Error;
+
+use super::extract::Console;
+use super::page::{error_page, layout, query_string, render, when, Section};
+use crate::permission::perm;
+use crate::state::AppState;
 
 /// Events per page.
 const PAGE: u64 = 50;

@@ -9,8 +9,12 @@ use axum::response::Response;
 use maud::{html, Markup};
 use serde::Deserialize;
 
-use super::*;
-use crate::admin::perm;
+use tessera_core::domain::Error;
+
+use super::extract::Console;
+use super::page::{error_page, layout, render, Section};
+use crate::permission::perm;
+use crate::state::AppState;
 
 /// The windows the dashboard offers, in days.
 const WINDOWS: [u32; 4] = [7, 30, 90, 365];

@@ -9,9 +9,14 @@ use tessera_core::api_keys::{scopes_of, NewApiKey};
 use tessera_core::domain::Permission;
 use uuid::Uuid;
 
-use super::*;
-use crate::admin::perm;
+use tessera_core::domain::Error;
+
+use super::extract::{Console, ConsoleForm};
+use super::page::{csrf_field, error_page, layout, render, see_other, when, Section};
+use super::session::Signed;
 use crate::extract::Client;
+use crate::permission::perm;
+use crate::state::AppState;
 
 /// The key list, with the creation form and, right after a creation, the new key.
 async fn keys_page(s: &AppState, who: &Signed, created: Option<(&str, &str)>, status: StatusCode) -> Response {

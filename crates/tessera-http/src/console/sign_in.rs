@@ -12,8 +12,14 @@ use tessera_core::domain::Error;
 use tessera_core::mfa::SecondFactor;
 use tessera_core::session::issued::SignIn;
 
-use super::*;
+use super::extract::{field, form_fields, stale_form};
+use super::page::{api_error, error_page, layout, message_page, render, see_other, Section};
+use super::session::{
+    cleared_cookies, cookie, cookie_value, from_own_pages, session_cookies, with_cookies, Session, FORM_COOKIE,
+    MFA_COOKIE,
+};
 use crate::extract::Client;
+use crate::state::AppState;
 
 /// The form token of the sign-in forms: the cookie's, or a new one (and its cookie).
 fn form_token(s: &AppState, headers: &HeaderMap) -> (String, Option<HeaderValue>) {

@@ -17,9 +17,14 @@ use tessera_core::domain::{Permission, Role};
 use tessera_core::entity::user;
 use uuid::Uuid;
 
-use super::*;
-use crate::admin::perm;
+use tessera_core::domain::Error;
+
+use super::extract::{Console, ConsoleForm};
+use super::page::{csrf_field, error_page, layout, query_string, render, see_other, when, Section};
+use super::session::{Session, Signed};
 use crate::extract::Client;
+use crate::permission::perm;
+use crate::state::AppState;
 
 /// Users per page of the search.
 const PAGE: u64 = 50;

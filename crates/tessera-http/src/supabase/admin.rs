@@ -14,9 +14,11 @@ use tessera_core::domain::Error;
 use tessera_core::mail::links::{LinkKind, LinkRequest};
 use uuid::Uuid;
 
-use super::{factor_json, load_user, GoTrueError, SbJson, SbQuery, ServiceRole};
+use super::error::GoTrueError;
+use super::extract::{SbJson, SbQuery, ServiceRole};
+use super::user::{factor_json, load_user, user_json};
 use crate::extract::Client;
-use crate::AppState;
+use crate::state::AppState;
 
 type Answer = Result<Response, GoTrueError>;
 
@@ -76,7 +78,7 @@ pub async fn list_users(State(s): State<AppState>, _: ServiceRole, SbQuery(q): S
         .map(|u| {
             let profile = profiles.iter().find(|p| p.user_id == u.id);
             let theirs: Vec<_> = factors.iter().filter(|f| f.user_id == u.id).cloned().collect();
-            super::user_json(u, profile, &theirs)
+            user_json(u, profile, &theirs)
         })
         .collect();
     let mut res =

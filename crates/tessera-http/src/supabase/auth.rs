@@ -13,9 +13,12 @@ use tessera_core::mail::links::{url_encode, SIGN_IN_KINDS};
 use tessera_core::mail::verification::{Confirmation, TokenKind, EMAIL_CHANGE};
 use tessera_core::session::issued::SignIn;
 
-use super::{load_user, session_json, weak_reasons, GoTrueError, SbAuth, SbJson, SbQuery};
+use super::error::{weak_reasons, GoTrueError};
+use super::extract::{SbAuth, SbJson, SbQuery};
+use super::session::session_json;
+use super::user::load_user;
 use crate::extract::Client;
-use crate::AppState;
+use crate::state::AppState;
 
 type Answer = Result<Response, GoTrueError>;
 

@@ -9,9 +9,11 @@ use serde_json::{json, Value};
 use tessera_core::mfa::RemovalProof;
 use uuid::Uuid;
 
-use super::{session_json, GoTrueError, SbAuth, SbJson};
+use super::error::GoTrueError;
+use super::extract::{SbAuth, SbJson};
+use super::session::session_json;
 use crate::extract::Client;
-use crate::AppState;
+use crate::state::AppState;
 
 type Answer = Result<Response, GoTrueError>;
 

@@ -19,7 +19,7 @@ use crate::dto::{
 };
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiPath, Auth, Client};
-use crate::AppState;
+use crate::state::AppState;
 
 const COOKIE: &str = "refresh_token";
 const COOKIE_PATH: &str = "/v1/auth";

@@ -16,7 +16,7 @@ use crate::dto::{
 };
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{optional_json, ApiJson, ApiPath, Auth, Client};
-use crate::AppState;
+use crate::state::AppState;
 
 /// Exactly one of a code and a recovery code.
 pub(crate) fn second_factor(code: Option<String>, recovery_code: Option<String>) -> Result<SecondFactor, ApiError> {

@@ -9,10 +9,19 @@ use axum::Router;
 
 use tessera_core::limits::RateAction;
 
-use crate::{rate_limit, AppState};
+use crate::layers::SharedLayers;
+use crate::middleware::Csp;
+use crate::rate_limit;
+use crate::state::AppState;
+use crate::surface::Surface;
+
+/// The `/v1` surface.
+pub fn router(state: &AppState, shared: &SharedLayers) -> Router<AppState> {
+    shared.api(routes(state), Surface::V1, Csp::Strict)
+}
 
 /// The `/v1` routes.
-pub fn routes(state: &AppState) -> Router<AppState> {
+fn routes(state: &AppState) -> Router<AppState> {
     let limit = |action| axum::middleware::from_fn_with_state((state.clone(), action), rate_limit::per_ip);
     Router::new()
         .route("/v1/auth/login", post(auth::login).route_layer(limit(RateAction::Login)))

@@ -14,7 +14,7 @@ use crate::dto::{
 };
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiPath, Auth, Client};
-use crate::AppState;
+use crate::state::AppState;
 
 /// Sign up.
 #[utoipa::path(post, path = "/v1/users", tag = "users", request_body = RegisterIn,
