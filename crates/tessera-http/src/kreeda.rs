@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 use tessera_core::account::users::{OwnChanges, Registration, UserPatch};
 use tessera_core::domain::{Error, FieldError};
 use tessera_core::limits::RateAction;
-use tessera_core::mail::verification::{TokenKind, EMAIL_CHANGE};
+use tessera_core::mail::links::{MailProof, Verdict, Verification};
+use tessera_core::mail::verification::EMAIL_CHANGE;
 use tessera_core::session::issued::Issued;
 use tessera_core::session::issued::SignIn;
 use utoipa::ToSchema;
@@ -320,8 +321,12 @@ pub async fn verify(
 ) -> Result<Json<UserSession>, ApiError> {
     let out = match body.kind.as_str() {
         "signup" => {
-            let verified = s.core.verify_email_token(&body.token, &[TokenKind::VerifyEmail], &client).await?;
-            signed_in(&s, s.core.begin_session(verified.user, None, &client).await?).await
+            let proof = MailProof::Token(&body.token);
+            match s.core.use_mail_proof(Verification::Signup, proof, &client).await? {
+                Verdict::SignedIn(sign_in) => signed_in(&s, sign_in).await,
+                // Only an email change waits for another side.
+                Verdict::Pending(_) => return Err(Error::InvalidVerification.into()),
+            }
         }
         "email_change" => {
             let verified = s.core.verify_email_token(&body.token, EMAIL_CHANGE, &client).await?;

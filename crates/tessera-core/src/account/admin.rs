@@ -15,7 +15,7 @@ use tessera_store::query::sessions;
 use tessera_store::query::users::{self, UserChanges};
 use uuid::Uuid;
 
-use crate::account::users::{full_name, insert_account, optional_phone, NewAccount, Patch};
+use crate::account::users::{check_metadata, full_name, insert_account, optional_phone, Metadata, NewAccount, Patch};
 use crate::app::Core;
 use crate::audit::{record, AuditEvent};
 use crate::caller::Actor;
@@ -69,6 +69,11 @@ pub struct AdminUserPatch {
     pub role: Option<String>,
     pub is_active: Option<bool>,
     pub is_verified: Option<bool>,
+    /// `user_metadata` and `app_metadata` merged into the profile's (JSON objects).
+    pub metadata: Metadata,
+    /// Whether a user their owner deleted answers `UserNotFound`, as on the Supabase
+    /// surface, whose admin API knows no soft-deleted users.
+    pub deleted_is_gone: bool,
 }
 
 /// The user-list query, as the client sent it.
@@ -362,7 +367,8 @@ impl Core {
         )?)
     }
 
-    /// Changes any field of any user. Email uniqueness, the password policy and role
+    /// Changes any field of any user, and merges metadata into the profile, all or
+    /// nothing in one transaction. Email uniqueness, the password policy and role
     /// validity apply; a new password or a deactivation signs the user out everywhere;
     /// the last active admin can be neither demoted nor deactivated.
     #[tracing::instrument(skip_all, err(level = "info"), fields(user_id = %id))]
@@ -374,8 +380,13 @@ impl Core {
         client: &ClientInfo,
     ) -> Result<user::Model, Error> {
         let current = self.admin_user(id).await?;
+        if patch.deleted_is_gone && current.deleted_at.is_some() {
+            return Err(Error::UserNotFound);
+        }
         actor.may_manage(stored_role(&current))?;
         let mut errors = Vec::new();
+        check_metadata("user_metadata", &patch.metadata.user, &mut errors);
+        check_metadata("app_metadata", &patch.metadata.app, &mut errors);
         let mut row = UserChanges::default();
         let mut changed: Vec<&'static str> = Vec::new();
         let now = now();
@@ -435,7 +446,9 @@ impl Core {
             changed.push("password");
             sign_out = true;
         }
-        if changed.is_empty() {
+        let Metadata { user: user_metadata, app: app_metadata } = patch.metadata;
+        let metadata = user_metadata.is_some() || app_metadata.is_some();
+        if changed.is_empty() && !metadata {
             return Ok(current);
         }
         let removes_admin = is_active_admin(&current) && (new_role != Role::Admin || patch.is_active == Some(false));
@@ -444,19 +457,25 @@ impl Core {
         if removes_admin {
             admin_users::lock_admins(&tx).await?;
         }
-        let mut updated = users::update(&tx, &current, row).await?;
-        if sign_out {
-            users::revoke_credentials(&tx, id, now).await?;
-            sessions::revoke_all_for_user(&tx, id, now).await?;
-            updated.token_version += 1;
-        } else if changed.contains(&"email") {
-            // Links and codes sent to the old address (sign-up verification, a pending
-            // change) must not confirm, or sign anyone in, for the new one.
-            users::cancel_pending(&tx, id, now).await?;
+        let mut updated = current;
+        if !changed.is_empty() {
+            updated = users::update(&tx, &updated, row).await?;
+            if sign_out {
+                users::revoke_credentials(&tx, id, now).await?;
+                sessions::revoke_all_for_user(&tx, id, now).await?;
+                updated.token_version += 1;
+            } else if changed.contains(&"email") {
+                // Links and codes sent to the old address (sign-up verification, a pending
+                // change) must not confirm, or sign anyone in, for the new one.
+                users::cancel_pending(&tx, id, now).await?;
+            }
+            record(&tx, client, actor.event("admin.user.update", Some(id), json!({ "fields": changed }))).await?;
+            if removes_admin && admin_users::active_admin_count(&tx).await? == 0 {
+                return Err(Error::LastAdmin);
+            }
         }
-        record(&tx, client, actor.event("admin.user.update", Some(id), json!({ "fields": changed }))).await?;
-        if removes_admin && admin_users::active_admin_count(&tx).await? == 0 {
-            return Err(Error::LastAdmin);
+        if metadata {
+            self.merge_metadata_in(&tx, id, user_metadata, app_metadata, Some(actor), client).await?;
         }
         tx.commit().await?;
         Ok(updated)

@@ -14,6 +14,8 @@ use crate::app::Core;
 use crate::audit::{record, AuditEvent};
 use crate::caller::{now, ClientInfo};
 use crate::mail::transport::Template;
+use crate::session::issued::SignIn;
+use crate::session::sign_in::{Proof, Proven};
 
 /// What a sign-up asks for, as the client sent it.
 pub struct Registration {
@@ -312,8 +314,11 @@ impl Core {
         if !self.may_sign_in(&user) {
             return Ok((user, None));
         }
-        let issued = self.open_session(user.clone(), None, "aal1", client).await?;
-        Ok((user, Some(issued)))
+        match self.finish_sign_in(Proven::new(user.clone(), Proof::SignUp), client).await? {
+            SignIn::Session(issued) => Ok((user, Some(*issued))),
+            // A new account has no factor yet.
+            SignIn::MfaRequired(_) => Ok((user, None)),
+        }
     }
 
     /// Whether an account's address lets it sign in: confirmed, or confirmation not
@@ -454,7 +459,7 @@ impl Core {
 
     /// [`Core::update_metadata`] in `tx`, the patches already checked: the profile as
     /// saved (unchanged when neither patch is given).
-    async fn merge_metadata_in(
+    pub(crate) async fn merge_metadata_in(
         &self,
         tx: &impl Db,
         user_id: Uuid,

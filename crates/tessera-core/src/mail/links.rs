@@ -19,8 +19,9 @@ use crate::caller::{now, ClientInfo};
 use crate::crypto::random_token;
 use crate::limits::RateAction;
 use crate::mail::transport::{OutgoingMail, Template};
-use crate::mail::verification::{Holder, TokenKind, Verified};
+use crate::mail::verification::{Confirmation, Holder, TokenKind, Verified, EMAIL_CHANGE};
 use crate::session::issued::SignIn;
+use crate::session::sign_in::{Proof, Proven};
 
 /// What a link an admin generates is for (GoTrue's `generate_link` types).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +84,63 @@ pub struct GeneratedLink {
     pub user: user::Model,
     pub token: String,
     pub code: Option<String>,
+}
+
+/// A mailed proof as the client gives it back: the link's token (or its hash), or the
+/// address and the code.
+#[derive(Debug, Clone, Copy)]
+pub enum MailProof<'a> {
+    Token(&'a str),
+    Code { email: &'a str, code: &'a str },
+}
+
+/// What a mailed proof is for (GoTrue's verification `type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verification {
+    /// `signup`: the sign-up's confirmation.
+    Signup,
+    /// `invite`.
+    Invite,
+    /// `recovery`.
+    Recovery,
+    /// `magiclink` or `email`: a passwordless sign-in (or a sign-up confirmation).
+    SignIn,
+    /// `email_change`: either side of an email change.
+    EmailChange,
+}
+
+impl Verification {
+    /// GoTrue's name of a verification type.
+    pub fn parse(s: &str) -> Option<Verification> {
+        Some(match s {
+            "signup" => Verification::Signup,
+            "invite" => Verification::Invite,
+            "recovery" => Verification::Recovery,
+            "magiclink" | "email" => Verification::SignIn,
+            "email_change" => Verification::EmailChange,
+            _ => return None,
+        })
+    }
+
+    /// The kinds of token that prove it.
+    pub fn kinds(self) -> &'static [TokenKind] {
+        match self {
+            Verification::Signup => &[TokenKind::VerifyEmail],
+            Verification::Invite => &[TokenKind::Invite],
+            Verification::Recovery => &[TokenKind::Recovery],
+            Verification::SignIn => SIGN_IN_KINDS,
+            Verification::EmailChange => EMAIL_CHANGE,
+        }
+    }
+}
+
+/// What using a mailed proof did.
+#[derive(Debug)]
+pub enum Verdict {
+    /// A session, or the second step it still needs.
+    SignedIn(SignIn),
+    /// One side of an email change confirmed; the other still waits.
+    Pending(Box<Verified>),
 }
 
 /// The kinds of token that sign in when used at `/verify`.
@@ -213,12 +271,39 @@ impl Core {
         self.signed_in_by_mail(verified, client).await
     }
 
+    /// Uses a mailed proof of `verification`'s kind: a session (or the second step it
+    /// needs), or, for an email change still waiting for its other side, that side
+    /// confirmed. What GoTrue's `/verify` and Kreeda's `/auth/verify` do, in one call.
+    pub async fn use_mail_proof(
+        &self,
+        verification: Verification,
+        proof: MailProof<'_>,
+        client: &ClientInfo,
+    ) -> Result<Verdict, Error> {
+        let kinds = verification.kinds();
+        if verification != Verification::EmailChange {
+            let signed_in = match proof {
+                MailProof::Token(token) => self.sign_in_with_token(token, kinds, client).await?,
+                MailProof::Code { email, code } => self.sign_in_with_code(email, code, kinds, client).await?,
+            };
+            return Ok(Verdict::SignedIn(signed_in));
+        }
+        let verified = match proof {
+            MailProof::Token(token) => self.verify_email_token(token, kinds, client).await?,
+            MailProof::Code { email, code } => self.verify_code(email, code, kinds, client).await?,
+        };
+        if matches!(verified.confirmation, Confirmation::EmailChangePending { .. }) {
+            return Ok(Verdict::Pending(Box::new(verified)));
+        }
+        Ok(Verdict::SignedIn(self.finish_sign_in(Proven::new(verified.user, Proof::Mail), client).await?))
+    }
+
     /// Opens the session of a mailed sign-in (the confirmation has applied the rule of a
     /// first proof of the address: see [`Core::void_unproven_credentials`]).
     async fn signed_in_by_mail(&self, verified: Verified, client: &ClientInfo) -> Result<SignIn, Error> {
         let user = verified.user;
         record(self.store.writer(), client, AuditEvent::by_user("login.link_used", user.id)).await?;
-        self.begin_session(user, None, client).await
+        self.finish_sign_in(Proven::new(user, Proof::Mail), client).await
     }
 
     /// Invites a user (`POST /invite`): an account with no usable password, `invited_at`

@@ -24,6 +24,7 @@ use crate::crypto::{mac, os_rng, random_token, sha256_hex};
 use crate::limits::RateAction;
 use crate::mail::outbox::MailRequest;
 use crate::mail::transport::{OutgoingMail, Template};
+use crate::session::sign_in::{Proof, Proven};
 
 /// The alphabet of codes: digits and upper-case letters without 0, O, 1 and I.
 const CODE_ALPHABET: &[u8; 32] = b"23456789ABCDEFGHJKLMNPQRSTUVWXYZ";
@@ -696,7 +697,7 @@ impl Core {
         let user = self.consume_recovery(&tx, &row, passwordless, client).await?;
         record(&tx, client, AuditEvent::by_user("password.recovery_sign_in", user.id)).await?;
         tx.commit().await?;
-        self.begin_session(user, None, client).await
+        self.finish_sign_in(Proven::new(user, Proof::Mail), client).await
     }
 
     /// Stores a new password hash in `conn`: bumps `token_version`, revokes the user's

@@ -26,6 +26,7 @@ use crate::audit::{record, AuditEvent};
 use crate::caller::{now, ClientInfo, Principal};
 use crate::crypto::{mac, os_rng, random_token, same_secret, sha256_hex};
 use crate::session::issued::{Issued, MfaChallenge, SignIn};
+use crate::session::sign_in::{count_refusal, Proof, Proven};
 
 /// Seconds a TOTP code stands for.
 const STEP_SECS: i64 = 30;
@@ -193,29 +194,19 @@ impl Core {
         hex::encode(mac.finalize().into_bytes())
     }
 
-    /// Opens a session for a user who proved the password, or, when the user has a
-    /// verified factor, the second step it still needs (SPEC §5.6). Every way of signing
-    /// in goes through here.
-    pub async fn begin_session(
+    /// Starts the second step of a sign-in in `tx` (the pipeline's, for a user with a
+    /// verified factor who proved one factor): a single-use token valid five minutes,
+    /// and the password's new hash, if one was due.
+    pub(crate) async fn start_second_step(
         &self,
-        user: user::Model,
-        new_hash: Option<String>,
-        client: &ClientInfo,
-    ) -> Result<SignIn, Error> {
-        if !user.mfa_enabled {
-            return Ok(SignIn::Session(Box::new(self.open_session(user, new_hash, "aal1", client).await?)));
-        }
-        // The Supabase surface opens a session its client steps up at
-        // `/auth/v1/factors/{id}/verify`; only that surface accepts it meanwhile.
-        if client.surface == crate::Surface::Supabase {
-            let aal = crate::session::issued::AAL1_STEP_UP;
-            return Ok(SignIn::Session(Box::new(self.open_session(user, new_hash, aal, client).await?)));
-        }
+        tx: &tessera_store::Tx,
+        user: &user::Model,
+        new_hash: Option<&str>,
+    ) -> Result<MfaChallenge, Error> {
         let now = now();
         let token = random_token(32);
-        let tx = self.store.begin().await?;
-        if let Some(hash) = &new_hash {
-            users::set_password_hash(&tx, user.id, hash, now).await?;
+        if let Some(hash) = new_hash {
+            users::set_password_hash(tx, user.id, hash, now).await?;
         }
         let row = mfa_token::Model {
             id: Uuid::now_v7(),
@@ -227,9 +218,8 @@ impl Core {
             used_at: None,
             created_at: now,
         };
-        mfa::insert_token(&tx, row).await?;
-        tx.commit().await?;
-        Ok(SignIn::MfaRequired(MfaChallenge { mfa_token: token, methods: METHODS, user_id: user.id }))
+        mfa::insert_token(tx, row).await?;
+        Ok(MfaChallenge { mfa_token: token, methods: METHODS, user_id: user.id })
     }
 
     /// The second step of a sign-in: a TOTP code or a recovery code for the sign-in's
@@ -260,7 +250,7 @@ impl Core {
             record(&tx, client, ev).await?;
             tx.commit().await?;
             self.lockout_failure(&user.email, client).await?;
-            metrics::counter!("tessera_sign_ins_total", "outcome" => "invalid_mfa_code").increment(1);
+            count_refusal(&Error::InvalidMfaCode);
             return Err(Error::InvalidMfaCode);
         };
         if !mfa::use_token(&tx, token.id, now).await? {
@@ -270,11 +260,12 @@ impl Core {
         // The session opens only on the token_version the password step read.
         let user = user::Model { token_version: token.token_version, ..user };
         let email = user.email.clone();
-        let opened = self.open_session_in(&tx, user, None, "aal2", client).await;
-        let opened = crate::session::issued::commit_unless_failed(tx, opened).await;
+        let signed_in = self.finish_sign_in_in(tx, Proven::new(user, Proof::SecondFactor), client).await;
         self.lockout_success(&email).await;
-        metrics::counter!("tessera_sign_ins_total", "outcome" => "success_mfa").increment(1);
-        opened
+        match signed_in? {
+            SignIn::Session(issued) => Ok(*issued),
+            SignIn::MfaRequired(_) => Err(Error::Internal("a second factor asked for another".to_owned())),
+        }
     }
 
     /// What a second factor could match, read before the transaction that uses it: the

@@ -8,17 +8,18 @@ use secrecy::SecretString;
 use serde_json::json;
 use tessera_domain::{Email, Error};
 use tessera_store::entity::{session, user};
-use tessera_store::query::sessions::{self, NewSession, Rotation};
+use tessera_store::query::sessions::{self, Rotation};
 use tessera_store::query::{profiles, users};
 use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::app::Core;
-use crate::audit::{append_to_file, audit_row, record, truncate, AuditEvent};
+use crate::audit::{append_to_file, audit_row, record, AuditEvent};
 use crate::caller::Principal;
 use crate::caller::{now, ClientInfo, Surface};
 use crate::session::issued::SignIn;
-use crate::session::issued::{commit_unless_failed, is_usable, shown_aal, Issued, AAL1_STEP_UP};
+use crate::session::issued::{is_usable, shown_aal, Issued, AAL1_STEP_UP};
+use crate::session::sign_in::{count_refusal, Proof, Proven};
 use crate::session::tokens::{AccessClaims, PresentedRefresh, SupabaseClaims, SUPABASE_AUDIENCE};
 
 /// How a refresh answered.
@@ -127,23 +128,19 @@ impl Core {
     /// Signs in with email and password. Unknown emails cost one dummy hash, like known
     /// ones; old-format hashes are re-hashed to the current parameters on success.
     pub async fn login(&self, email: &str, password: &SecretString, client: &ClientInfo) -> Result<SignIn, Error> {
-        let result = self.sign_in(email, password, client).await;
-        let outcome = match &result {
-            Ok(SignIn::Session(_)) => "success",
-            Ok(SignIn::MfaRequired(_)) => "mfa_required",
-            Err(Error::InvalidCredentials) => "invalid_credentials",
-            Err(Error::AccountLocked { .. }) => "locked",
-            Err(Error::AccountInactive) => "account_inactive",
-            Err(Error::EmailNotVerified) => "email_not_verified",
-            Err(Error::Overloaded { .. }) => "overloaded",
-            Err(_) => "error",
+        let proven = match self.check_password(email, password, client).await {
+            Ok(proven) => proven,
+            Err(e) => {
+                count_refusal(&e);
+                return Err(e);
+            }
         };
-        metrics::counter!("tessera_sign_ins_total", "outcome" => outcome).increment(1);
-        result
+        self.finish_sign_in(proven, client).await
     }
 
+    /// The password verifier: the account whose password `password` is, or why not.
     #[tracing::instrument(name = "login", skip_all, err(level = "info"))]
-    async fn sign_in(&self, email: &str, password: &SecretString, client: &ClientInfo) -> Result<SignIn, Error> {
+    async fn check_password(&self, email: &str, password: &SecretString, client: &ClientInfo) -> Result<Proven, Error> {
         // A locked email costs no hash.
         self.lockout_reserve(email).await?;
         let raw_email = email;
@@ -178,105 +175,8 @@ impl Core {
         } else {
             self.lockout_success(raw_email).await;
         }
-        if !is_usable(&user) {
-            let ev = AuditEvent::by_user("login.failure", user.id).detail(json!({ "reason": "account_inactive" }));
-            record(self.store.writer(), client, ev).await?;
-            return Err(Error::AccountInactive);
-        }
-        if !self.may_sign_in(&user) {
-            let ev = AuditEvent::by_user("login.failure", user.id).detail(json!({ "reason": "email_not_verified" }));
-            record(self.store.writer(), client, ev).await?;
-            return Err(Error::EmailNotVerified);
-        }
-        let new_hash = if verdict.needs_rehash { Some(self.hasher.hash(password).await?) } else { None };
-        self.begin_session(user, new_hash, client).await
-    }
-
-    /// Creates a session for a user who has proven who they are (as `user`, read before
-    /// the proof), enforcing `MAX_SESSIONS_PER_USER`. If the user's `token_version` moved
-    /// meanwhile (a password change, logout-all, deactivation), no session is opened and
-    /// the sign-in answers as a wrong password would.
-    pub async fn open_session(
-        &self,
-        user: user::Model,
-        new_hash: Option<String>,
-        aal: &str,
-        client: &ClientInfo,
-    ) -> Result<Issued, Error> {
-        let tx = self.store.begin().await?;
-        let opened = self.open_session_in(&tx, user, new_hash, aal, client).await;
-        commit_unless_failed(tx, opened).await
-    }
-
-    /// [`Core::open_session`] within the caller's transaction: commit it with
-    /// [`commit_unless_failed`] (a refusal, audited in it, is committed too).
-    pub(crate) async fn open_session_in(
-        &self,
-        tx: &tessera_store::Tx,
-        mut user: user::Model,
-        new_hash: Option<String>,
-        aal: &str,
-        client: &ClientInfo,
-    ) -> Result<Issued, Error> {
-        let now = now();
-        let ttl = chrono_dur(self.settings.refresh_token_ttl);
-        let new = NewSession {
-            id: Uuid::now_v7(),
-            user_id: user.id,
-            token_version: user.token_version,
-            now,
-            expires_at: now + ttl,
-            ip: client.ip.clone(),
-            user_agent: client.user_agent.as_ref().map(|ua| truncate(ua, 512)),
-            aal: aal.to_owned(),
-            new_password_hash: new_hash,
-        };
-        if !sessions::open(tx, &new).await? {
-            let ev =
-                AuditEvent::by_user("login.failure", user.id).detail(json!({ "reason": "revoked_during_sign_in" }));
-            record(tx, client, ev).await?;
-            return Err(Error::InvalidCredentials);
-        }
-        let max = self.settings.max_sessions_per_user as usize;
-        if max > 0 {
-            let live = sessions::active_for_user(tx, user.id, now).await?;
-            for old in live.iter().filter(|s| s.id != new.id).take(live.len().saturating_sub(max)) {
-                sessions::revoke(tx, old.id, now).await?;
-            }
-        }
-        let detail = json!({ "session_id": new.id, "rehashed": new.new_password_hash.is_some() });
-        record(tx, client, AuditEvent::by_user("login.success", user.id).detail(detail)).await?;
-        user.last_login_at = Some(now);
-        if let Some(hash) = new.new_password_hash {
-            user.password_hash = hash;
-        }
-        self.issue(user, new.id, aal, 0, new.expires_at, now, client.surface).await
-    }
-
-    /// The access token and the refresh token at `counter` of a session.
-    #[allow(clippy::too_many_arguments)]
-    async fn issue(
-        &self,
-        user: user::Model,
-        session_id: Uuid,
-        aal: &str,
-        counter: i64,
-        session_expires_at: DateTime<Utc>,
-        now: DateTime<Utc>,
-        surface: Surface,
-    ) -> Result<Issued, Error> {
-        let (access_token, expires_in, expires_at, profile) =
-            self.access_token(&user, session_id, aal, now, surface).await?;
-        Ok(Issued {
-            profile,
-            user,
-            session_id,
-            access_token,
-            expires_in,
-            expires_at,
-            refresh_token: self.refresh_keys.seal(session_id, counter),
-            refresh_expires_in: (session_expires_at - now).num_seconds().max(0),
-        })
+        let rehash = verdict.needs_rehash.then(|| password.clone());
+        Ok(Proven { user, proof: Proof::Password, rehash })
     }
 
     /// The tokens of a session as it stands (its current refresh token, a new access

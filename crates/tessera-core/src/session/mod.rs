@@ -5,4 +5,5 @@
 pub mod auth;
 pub mod issued;
 pub(crate) mod jwt_crypto;
+pub mod sign_in;
 pub mod tokens;

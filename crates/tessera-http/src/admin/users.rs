@@ -205,6 +205,7 @@ pub async fn update(
         role: body.role,
         is_active: body.is_active,
         is_verified: body.is_verified,
+        ..AdminUserPatch::default()
     };
     let user = s.core.admin_update_user(&actor, id, patch, &client).await?;
     Ok(Json(UserOut::from(&user)))

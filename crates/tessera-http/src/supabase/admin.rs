@@ -178,7 +178,6 @@ pub async fn update_user(
     SbJson(body): SbJson<SbAdminUserIn>,
 ) -> Answer {
     let id = user_id(&id)?;
-    let current = s.core.user(id).await?;
     let ban = banned(&body.ban_duration)?;
     let patch = AdminUserPatch {
         email: body.email.filter(|e| !e.trim().is_empty()),
@@ -188,14 +187,13 @@ pub async fn update_user(
         role: None,
         is_active: ban.map(|b| !b),
         is_verified: body.email_confirm,
+        metadata: Metadata {
+            user: body.user_metadata.filter(|v| !v.is_null()),
+            app: body.app_metadata.filter(|v| !v.is_null()),
+        },
+        deleted_is_gone: true,
     };
-    s.core.admin_update_user(&actor, current.id, patch, &client).await?;
-    let user_meta = body.user_metadata.filter(|v| !v.is_null());
-    let app_meta = body.app_metadata.filter(|v| !v.is_null());
-    if user_meta.is_some() || app_meta.is_some() {
-        s.core.update_metadata(id, user_meta, app_meta, Some(&actor), &client).await?;
-    }
-    let user = s.core.user(id).await?;
+    let user = s.core.admin_update_user(&actor, id, patch, &client).await?;
     user_answer(load_user(&s.core, &user).await?)
 }
 

@@ -9,8 +9,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tessera_core::account::users::{OwnChanges, Registration, UserPatch};
 use tessera_core::domain::{Email, Error};
-use tessera_core::mail::links::{url_encode, SIGN_IN_KINDS};
-use tessera_core::mail::verification::{Confirmation, TokenKind, EMAIL_CHANGE};
+use tessera_core::mail::links::{url_encode, MailProof, Verdict, Verification};
 use tessera_core::session::issued::SignIn;
 
 use super::error::{weak_reasons, GoTrueError};
@@ -367,24 +366,6 @@ pub struct SbVerifyIn {
     phone: Option<String>,
 }
 
-/// What a verification did: a session, or one side of an email change confirmed.
-enum Verdict {
-    Session(Box<tessera_core::session::issued::Issued>),
-    Pending,
-}
-
-/// The token kinds a GoTrue verification type stands for.
-fn kinds_of(kind: &str) -> Option<&'static [TokenKind]> {
-    Some(match kind {
-        "signup" => &[TokenKind::VerifyEmail],
-        "invite" => &[TokenKind::Invite],
-        "recovery" => &[TokenKind::Recovery],
-        "magiclink" | "email" => SIGN_IN_KINDS,
-        "email_change" => EMAIL_CHANGE,
-        _ => return None,
-    })
-}
-
 /// Uses a link token (`token_hash`, or the link's `token`) or `{email, code}` of `kind`.
 async fn verify_any(
     s: &AppState,
@@ -394,37 +375,20 @@ async fn verify_any(
     email: Option<&str>,
     code: Option<&str>,
 ) -> Result<Verdict, GoTrueError> {
-    let Some(kinds) = kinds_of(kind) else {
+    let Some(verification) = Verification::parse(kind) else {
         if matches!(kind, "sms" | "phone_change") {
             return Err(Error::InvalidVerification.into());
         }
         return Err(GoTrueError::validation("Verify requires a verification type"));
     };
-    let core = &s.core;
-    let user = if kinds == EMAIL_CHANGE {
-        let verified = match (token_hash, email, code) {
-            (Some(t), _, _) => core.verify_email_token(t, kinds, client).await?,
-            (None, Some(e), Some(c)) => core.verify_code(e, c, kinds, client).await?,
-            _ => return Err(GoTrueError::validation("Verify requires a token or a token hash")),
-        };
-        if matches!(verified.confirmation, Confirmation::EmailChangePending { .. }) {
-            return Ok(Verdict::Pending);
-        }
-        verified.user
-    } else {
-        let sign_in = match (token_hash, email, code) {
-            (Some(t), _, _) => core.sign_in_with_token(t, kinds, client).await?,
-            (None, Some(e), Some(c)) => core.sign_in_with_code(e, c, kinds, client).await?,
-            _ => return Err(GoTrueError::validation("Verify requires a token or a token hash")),
-        };
-        match sign_in {
-            SignIn::Session(issued) => return Ok(Verdict::Session(issued)),
-            SignIn::MfaRequired(_) => return Err(Error::MfaRequired.into()),
-        }
+    let proof = match (token_hash, email, code) {
+        (Some(t), _, _) => MailProof::Token(t),
+        (None, Some(email), Some(code)) => MailProof::Code { email, code },
+        _ => return Err(GoTrueError::validation("Verify requires a token or a token hash")),
     };
-    match core.begin_session(user, None, client).await? {
-        SignIn::Session(issued) => Ok(Verdict::Session(issued)),
-        SignIn::MfaRequired(_) => Err(Error::MfaRequired.into()),
+    match s.core.use_mail_proof(verification, proof, client).await? {
+        Verdict::SignedIn(SignIn::MfaRequired(_)) => Err(Error::MfaRequired.into()),
+        verdict => Ok(verdict),
     }
 }
 
@@ -450,8 +414,9 @@ pub async fn verify(State(s): State<AppState>, Client(client): Client, SbJson(bo
     let token_hash = given(&body.token_hash).or_else(|| given(&body.token).filter(|_| given(&body.email).is_none()));
     let verdict = verify_any(&s, &client, &kind, token_hash, given(&body.email), given(&body.token)).await?;
     match verdict {
-        Verdict::Session(issued) => ok(session_json(&s.core, &issued).await?),
-        Verdict::Pending => ok(json!({ "msg": PENDING_MESSAGE, "code": 200 })),
+        Verdict::SignedIn(SignIn::Session(issued)) => ok(session_json(&s.core, &issued).await?),
+        Verdict::SignedIn(SignIn::MfaRequired(_)) => Err(Error::MfaRequired.into()),
+        Verdict::Pending(_) => ok(json!({ "msg": PENDING_MESSAGE, "code": 200 })),
     }
 }
 
@@ -480,7 +445,7 @@ pub async fn verify_link(
     let fragment = match given(&q.token) {
         None => error_fragment("validation_failed", "Verify requires a token"),
         Some(token) => match verify_any(&s, &client, &kind, Some(token), None, None).await {
-            Ok(Verdict::Session(i)) => format!(
+            Ok(Verdict::SignedIn(SignIn::Session(i))) => format!(
                 "access_token={}&expires_at={}&expires_in={}&refresh_token={}&token_type=bearer&type={}",
                 url_encode(&i.access_token),
                 i.expires_at,
@@ -488,7 +453,11 @@ pub async fn verify_link(
                 url_encode(&i.refresh_token),
                 url_encode(&kind),
             ),
-            Ok(Verdict::Pending) => format!("message={}", url_encode(PENDING_MESSAGE)),
+            Ok(Verdict::SignedIn(SignIn::MfaRequired(_))) => {
+                let e = GoTrueError::from(Error::MfaRequired);
+                error_fragment(e.code, &e.message)
+            }
+            Ok(Verdict::Pending(_)) => format!("message={}", url_encode(PENDING_MESSAGE)),
             Err(e) => error_fragment(e.code, &e.message),
         },
     };

@@ -461,6 +461,42 @@ async fn put_user_changes_everything_it_asks_or_nothing() {
 }
 
 #[tokio::test]
+async fn admin_put_user_changes_everything_it_asks_or_nothing() {
+    let app = suite_app(&[]).await;
+    let service = hs_project_key("service_role");
+    let (email, taken) = (fresh_email(), fresh_email());
+    sign_up(&app, &taken, PW, json!({})).await;
+    let s = sign_up(&app, &email, PW, json!({ "keep": 1 })).await;
+    let id = s["user"]["id"].as_str().unwrap().to_owned();
+    let path = format!("/auth/v1/admin/users/{id}");
+    let meta = json!({ "x": 1 });
+
+    let refused = [
+        (json!({ "user_metadata": meta, "app_metadata": meta, "password": "12" }), "a weak password"),
+        (json!({ "user_metadata": meta, "app_metadata": meta, "email": taken }), "a taken address"),
+        (json!({ "user_metadata": meta, "app_metadata": meta, "phone": "not a phone" }), "a malformed phone"),
+        (json!({ "user_metadata": meta, "password": "another-pw", "app_metadata": [1] }), "app_metadata not an object"),
+    ];
+    for (body, why) in refused {
+        let r = sb_put(&app, &path, Some(&service), body).await;
+        assert!(r.0.is_client_error(), "{why}: {} {}", r.0, r.2);
+        let u = ok(sb_get(&app, &path, Some(&service)).await);
+        assert_eq!(u["user_metadata"], json!({ "keep": 1 }), "{why}: the user metadata was saved");
+        assert!(u["app_metadata"].get("x").is_none(), "{why}: the app metadata was saved: {u}");
+        assert_eq!((u["email"].as_str(), u["phone"].as_str()), (Some(email.as_str()), Some("")), "{why}");
+        assert_eq!(user_status(&app, &access(&s)).await, StatusCode::OK, "{why}: the session was revoked");
+        assert_eq!(password_grant(&app, &email, PW).await.0, StatusCode::OK, "{why}: the password changed");
+    }
+
+    let body = json!({ "user_metadata": meta, "app_metadata": meta, "password": "another-pw" });
+    let u = ok(sb_put(&app, &path, Some(&service), body).await);
+    assert_eq!(u["user_metadata"], json!({ "keep": 1, "x": 1 }));
+    assert_eq!(u["app_metadata"]["x"], 1);
+    assert_eq!(password_grant(&app, &email, "another-pw").await.0, StatusCode::OK);
+    assert_eq!(user_status(&app, &access(&s)).await, StatusCode::FORBIDDEN, "a new password signs the user out");
+}
+
+#[tokio::test]
 async fn put_user_password_keeps_this_session_and_revokes_the_others() {
     let app = suite_app(&[]).await;
     let email = fresh_email();
