@@ -15,6 +15,7 @@
 //! - otherwise (an in-memory SQLite database, or [`StoreConfig::fast_paths`] off),
 //!   everything goes through the pool, the reference every fast path is tested against.
 
+mod db;
 pub mod entity;
 mod error;
 mod hot;
@@ -22,16 +23,11 @@ pub mod migration;
 pub mod pii;
 pub mod query;
 
-use std::future::Future;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sea_orm::prelude::async_trait::async_trait;
-use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, ExecResult, QueryResult,
-    SqlxPostgresConnector, SqlxSqliteConnector, Statement, TransactionTrait,
-};
+use sea_orm::{DatabaseConnection, DbBackend, SqlxPostgresConnector, SqlxSqliteConnector};
 use sea_orm_migration::MigratorTrait;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -39,7 +35,7 @@ use tessera_domain::Error;
 use uuid::Uuid;
 
 use crate::entity::{audit_log, session, user};
-use crate::error::{connections_suspect, db_connection_died, note_dead_connection, rusqlite_error, OrDb};
+use crate::error::{connections_suspect, rusqlite_error, OrDb};
 use crate::hot::pg_kept::{KeptError, PgKept};
 use crate::hot::rotation_writer::RotationWriter;
 use crate::hot::session_cache::{Neighbours, SessionCache};
@@ -47,6 +43,7 @@ use crate::hot::sqlite_direct::SqliteDirect;
 use crate::pii::Pii;
 use crate::query::sessions::Rotation;
 
+pub use crate::db::{Db, Reader, Tx, Writer};
 pub use sea_orm;
 
 /// How to open a [`Store`].
@@ -144,139 +141,6 @@ pub struct Store {
     _neighbours: Option<Arc<Neighbours>>,
 }
 
-/// The connection for reads outside a transaction ([`Store::reader`]). A read whose
-/// connection died (the database restarted, the network dropped it) runs once more, on
-/// another connection, within what is left of the pool timeout: a read is safe to repeat.
-pub struct Reader {
-    db: DatabaseConnection,
-    budget: Duration,
-    pii: Arc<Pii>,
-}
-
-/// A connection of a [`Store`] ([`Store::reader`], [`Store::writer`], a [`Tx`]): what the
-/// operations that read or write personal data take, so that they can encrypt and
-/// decrypt it with the store's [`Pii`] cipher.
-pub trait Db: ConnectionTrait {
-    /// The store's PII cipher.
-    fn pii(&self) -> &Pii;
-}
-
-impl Db for Reader {
-    fn pii(&self) -> &Pii {
-        &self.pii
-    }
-}
-
-impl Db for Tx {
-    fn pii(&self) -> &Pii {
-        &self.1
-    }
-}
-
-impl Db for Writer {
-    fn pii(&self) -> &Pii {
-        &self.pii
-    }
-}
-
-/// The connection of single writes outside a transaction ([`Store::writer`]).
-pub struct Writer {
-    db: DatabaseConnection,
-    pii: Arc<Pii>,
-}
-
-impl Reader {
-    async fn again<T, F, Fut>(&self, run: F) -> Result<T, DbErr>
-    where
-        F: Fn() -> Fut,
-        Fut: Future<Output = Result<T, DbErr>>,
-    {
-        let started = Instant::now();
-        match run().await {
-            Err(e) if db_connection_died(&e) => {
-                note_dead_connection();
-                tracing::info!(error = %e, "a read's connection died; reading again on another connection");
-                let left = self.budget.saturating_sub(started.elapsed());
-                tokio::time::timeout(left, run()).await.unwrap_or(Err(e))
-            }
-            other => other,
-        }
-    }
-}
-
-#[async_trait]
-impl ConnectionTrait for Reader {
-    fn get_database_backend(&self) -> DbBackend {
-        self.db.get_database_backend()
-    }
-
-    async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
-        self.again(|| self.db.execute_raw(stmt.clone())).await
-    }
-
-    async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
-        self.again(|| self.db.execute_unprepared(sql)).await
-    }
-
-    async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
-        self.again(|| self.db.query_one_raw(stmt.clone())).await
-    }
-
-    async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
-        self.again(|| self.db.query_all_raw(stmt.clone())).await
-    }
-
-    fn support_returning(&self) -> bool {
-        self.db.support_returning()
-    }
-}
-
-/// A transaction from [`Store::begin`]: pass `&tx` to any [`query`] operation, then
-/// [`Tx::commit`]. Dropped without a commit, it rolls back.
-pub struct Tx(DatabaseTransaction, Arc<Pii>);
-
-impl Tx {
-    /// Commits.
-    pub async fn commit(self) -> Result<(), Error> {
-        self.0.commit().await.or_db()
-    }
-}
-
-/// `ConnectionTrait` for a wrapper, by its connection `$field`.
-macro_rules! delegate_connection {
-    ($ty:ty, $field:tt) => {
-        #[async_trait]
-        impl ConnectionTrait for $ty {
-            fn get_database_backend(&self) -> DbBackend {
-                self.$field.get_database_backend()
-            }
-
-            async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
-                self.$field.execute_raw(stmt).await
-            }
-
-            async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
-                self.$field.execute_unprepared(sql).await
-            }
-
-            async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
-                self.$field.query_one_raw(stmt).await
-            }
-
-            async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
-                self.$field.query_all_raw(stmt).await
-            }
-
-            fn support_returning(&self) -> bool {
-                self.$field.support_returning()
-            }
-        }
-    };
-}
-
-delegate_connection!(Tx, 0);
-delegate_connection!(Writer, db);
-
 impl Store {
     /// Opens the database: announces itself on a SQLite file (refusing to open when it
     /// cannot), opens the pools, applies pending migrations when asked, and starts the
@@ -324,7 +188,7 @@ impl Store {
             },
         };
         let reader = Reader { db: db.clone(), budget: cfg.acquire_timeout, pii: pii.clone() };
-        let writer = Writer { db: writer, pii: pii.clone() };
+        let writer = Writer { db: writer, budget: cfg.acquire_timeout, pii: pii.clone() };
         Ok(Store {
             db,
             reader,
@@ -374,16 +238,7 @@ impl Store {
     /// Begins a transaction on the writer. A `BEGIN` whose connection died is sent once
     /// more on another connection (nothing has happened yet), within the pool timeout.
     pub async fn begin(&self) -> Result<Tx, Error> {
-        let started = Instant::now();
-        let tx = |t| Tx(t, self.writer.pii.clone());
-        match self.writer.db.begin().await {
-            Err(e) if db_connection_died(&e) => {
-                note_dead_connection();
-                let left = self.acquire_timeout.saturating_sub(started.elapsed());
-                tokio::time::timeout(left, self.writer.db.begin()).await.unwrap_or(Err(e)).or_db().map(tx)
-            }
-            begun => begun.or_db().map(tx),
-        }
+        self.writer.begin().await
     }
 
     /// Connections of each pool (`reader`, `writer`: one pool on PostgreSQL) that are in

@@ -10,9 +10,9 @@ use sea_orm::{
 use tessera_domain::Error;
 use uuid::Uuid;
 
+use crate::db::Db;
 use crate::entity::mail_outbox;
 use crate::error::OrDb;
-use crate::Db;
 
 /// Queues a message (recipient and bodies encrypted with PII encryption).
 pub async fn insert(conn: &impl Db, row: mail_outbox::Model) -> Result<(), Error> {

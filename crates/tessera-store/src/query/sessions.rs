@@ -37,7 +37,7 @@ pub(crate) fn by_legacy_token_sql(backend: DbBackend) -> &'static str {
 /// A session together with its user, in one query. Every authenticated request and
 /// every refresh runs it, so the SQL is a constant (no query building, and the prepared
 /// statement is reused from each connection's cache) and columns are read by position.
-pub async fn with_user(conn: &impl crate::Db, id: Uuid) -> Result<Option<(session::Model, user::Model)>, Error> {
+pub async fn with_user(conn: &impl crate::db::Db, id: Uuid) -> Result<Option<(session::Model, user::Model)>, Error> {
     opened(conn.pii(), with_user_as_stored(conn, id).await?)
 }
 
@@ -274,7 +274,7 @@ impl Rotation {
 /// [`ROTATE`], its audit row, and the rotated session with its user, through `conn`, a
 /// transaction. `None` when it did not rotate (the counter had moved on, the session is
 /// revoked or expired, the user may no longer hold it): nothing is written then.
-pub async fn rotate(conn: &impl crate::Db, r: &Rotation) -> Result<Option<(session::Model, user::Model)>, Error> {
+pub async fn rotate(conn: &impl crate::db::Db, r: &Rotation) -> Result<Option<(session::Model, user::Model)>, Error> {
     static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let sql = SQL.get_or_init(|| format!("{ROTATE} RETURNING user_id"));
     let backend = conn.get_database_backend();

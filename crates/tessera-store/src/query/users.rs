@@ -10,9 +10,9 @@ use tessera_domain::Error;
 use uuid::Uuid;
 
 use super::address_is;
+use crate::db::Db;
 use crate::entity::user;
 use crate::error::OrDb;
-use crate::Db;
 
 /// Inserts a user; a taken email answers `EmailTaken` (the unique index decides). With
 /// PII encryption the row is stored encrypted; the address is first looked for among
