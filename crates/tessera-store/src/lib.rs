@@ -15,6 +15,7 @@
 //! - otherwise (an in-memory SQLite database, or [`StoreConfig::fast_paths`] off),
 //!   everything goes through the pool, the reference every fast path is tested against.
 
+mod backend;
 mod db;
 pub mod entity;
 mod error;
@@ -34,6 +35,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use tessera_domain::Error;
 use uuid::Uuid;
 
+use crate::backend::WAL_AUTOCHECKPOINT_PAGES;
 use crate::entity::{audit_log, session, user};
 use crate::error::{connections_suspect, rusqlite_error, OrDb};
 use crate::hot::pg_kept::{KeptError, PgKept};
@@ -43,6 +45,7 @@ use crate::hot::sqlite_direct::SqliteDirect;
 use crate::pii::Pii;
 use crate::query::sessions::Rotation;
 
+pub use crate::backend::{normalise_url, sqlite_path, Backend};
 pub use crate::db::{Db, Reader, Tx, Writer};
 pub use sea_orm;
 
@@ -106,13 +109,6 @@ pub struct PoolStats {
     pub pool: &'static str,
     pub in_use: u32,
     pub idle: u32,
-}
-
-/// The kind of database a URL names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
 }
 
 /// The way the hot statements (session check, refresh read, rotation) run.
@@ -421,32 +417,6 @@ impl Store {
     }
 }
 
-/// Normalises the URL forms the seeds use (`postgresql+asyncpg://`, `postgresql://`)
-/// and tells which backend it names.
-pub fn normalise_url(url: &str) -> Result<(Backend, String), String> {
-    let url = url.trim();
-    for prefix in ["postgresql+asyncpg://", "postgresql+psycopg://", "postgresql://", "postgres://"] {
-        if let Some(rest) = url.strip_prefix(prefix) {
-            return Ok((Backend::Postgres, format!("postgres://{rest}")));
-        }
-    }
-    if url.starts_with("sqlite:") {
-        return Ok((Backend::Sqlite, url.to_owned()));
-    }
-    Err("DATABASE_URL must start with sqlite:// or postgres://".to_owned())
-}
-
-/// The file a `sqlite://` URL points at, if it names a file.
-pub fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
-    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
-    let path = rest.split('?').next().unwrap_or_default();
-    if path.is_empty() || path.starts_with(":memory:") {
-        None
-    } else {
-        Some(std::path::PathBuf::from(path))
-    }
-}
-
 /// A PostgreSQL pool honouring the size, overflow, timeout and recycle settings.
 async fn postgres_pool(url: &str, cfg: &StoreConfig) -> Result<DatabaseConnection, String> {
     let opts = PgConnectOptions::from_str(url).map_err(|e| format!("invalid PostgreSQL URL: {e}"))?;
@@ -521,13 +491,6 @@ async fn sqlite_pool(
         .map_err(|e| format!("cannot open the SQLite database: {e}"))?;
     Ok(SqlxSqliteConnector::from_sqlx_sqlite_pool(pool))
 }
-
-/// How many pages the SQLite WAL holds before the commit that crosses the mark copies them
-/// into the database file (SQLite's default is 1,000). A checkpoint costs two `fsync`s
-/// and one write of every page changed since the last, however often that page changed:
-/// under a steady stream of rotations, 4,000 pages (16 MiB of WAL) made each one cheaper
-/// for the writer than 1,000 did.
-pub(crate) const WAL_AUTOCHECKPOINT_PAGES: u32 = 4000;
 
 /// A PostgreSQL connection idle this long is pinged before it is handed out again.
 const RECHECK_IDLE_AFTER: Duration = Duration::from_secs(30);

@@ -55,7 +55,7 @@ impl SqliteDirect {
         if db.get_database_backend() != DbBackend::Sqlite {
             return None;
         }
-        let path = crate::sqlite_path(url.trim())?;
+        let path = crate::backend::sqlite_path(url.trim())?;
         let pool = db.get_sqlite_connection_pool().clone();
         let direct = SqliteDirect { path, idle: Mutex::new(Vec::new()), writer: Mutex::new(None), pool, cache };
         // A URL naming something this cannot open as a plain file (a `file:` URI, a
@@ -189,7 +189,7 @@ impl SqliteDirect {
             conn.busy_timeout(std::time::Duration::from_secs(10))?;
             conn.pragma_update(None, "synchronous", "NORMAL")?;
             conn.pragma_update(None, "foreign_keys", true)?;
-            conn.pragma_update(None, "wal_autocheckpoint", crate::WAL_AUTOCHECKPOINT_PAGES)?;
+            conn.pragma_update(None, "wal_autocheckpoint", crate::backend::WAL_AUTOCHECKPOINT_PAGES)?;
             conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
         }
         Ok(conn)
