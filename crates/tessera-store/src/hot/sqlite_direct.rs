@@ -86,12 +86,12 @@ impl SqliteDirect {
         let sql = SQL.get_or_init(|| {
             format!(
                 "SELECT s.rowid, u.rowid, {} FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ?",
-                crate::query::SESSION_AND_USER
+                crate::query::sessions::row::SESSION_AND_USER
             )
         });
         let found = self.read_row(sql, &id.as_bytes()[..], |row| {
             let rows = RowIds { session: row.get(0)?, user: row.get(1)? };
-            let (session, user) = crate::session_and_user!(row.get, 2);
+            let (session, user) = crate::query::sessions::row::session_and_user!(row.get, 2);
             Ok((session, user, rows))
         })?;
         Ok(found.map(|(session, user, rows)| {

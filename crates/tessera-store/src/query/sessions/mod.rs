@@ -9,12 +9,15 @@ use sea_orm::{
 use tessera_domain::Error;
 use uuid::Uuid;
 
-use super::{one_parameter_sql, SESSION_AND_USER};
+use self::row::{session_and_user, SESSION_AND_USER};
+use super::one_parameter_sql;
 use crate::entity::{audit_log, session, user};
 use crate::error::OrDb;
 
+pub(crate) mod row;
+
 /// The query of [`with_user`]; its parameter is the session id. Its columns are read by
-/// position by [`session_and_user!`](crate::session_and_user).
+/// position by [`session_and_user!`](row::session_and_user).
 pub(crate) fn with_user_sql(backend: DbBackend) -> &'static str {
     static SQL: std::sync::OnceLock<[String; 2]> = std::sync::OnceLock::new();
     one_parameter_sql(&SQL, backend, |p| {
@@ -76,7 +79,7 @@ async fn one_session(
     let Some(r) = conn.query_one_raw(statement).await.or_db()? else {
         return Ok(None);
     };
-    let decoded: Result<_, sea_orm::DbErr> = (|| Ok(crate::session_and_user!(r.try_get_by_index, 0)))();
+    let decoded: Result<_, sea_orm::DbErr> = (|| Ok(session_and_user!(r.try_get_by_index, 0)))();
     decoded.or_db().map(Some)
 }
 
