@@ -1,4 +1,8 @@
 //! Sessions: one per sign-in, each carrying its refresh token's rotation counter.
+//!
+//! The statements live here, [`ROTATE`] the one rotation every path runs; `paths` runs
+//! the store's session operations on each backend's fast path or the pool, and `row`
+//! is the one shape of a session read with its user.
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
@@ -14,6 +18,7 @@ use super::one_parameter_sql;
 use crate::entity::{audit_log, session, user};
 use crate::error::OrDb;
 
+pub(crate) mod paths;
 pub(crate) mod row;
 
 /// The query of [`with_user`]; its parameter is the session id. Its columns are read by
