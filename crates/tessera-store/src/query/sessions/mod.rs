@@ -1,6 +1,6 @@
 //! Sessions: one per sign-in, each carrying its refresh token's rotation counter.
 //!
-//! The statements live here, [`ROTATE`] the one rotation every path runs; `paths` runs
+//! The statements live here, `ROTATE` the one rotation every path runs; `paths` runs
 //! the store's session operations on each backend's fast path or the pool, and `row`
 //! is the one shape of a session read with its user.
 
