@@ -2,7 +2,8 @@
 //!
 //! [`Store`] owns the connection pools and everything that makes the hot statements fast
 //! on each backend; services see domain operations ([`query`] and the methods of
-//! [`Store`]) that answer in [`tessera_domain::Error`]. The fast paths are private:
+//! [`Store`]) that answer in [`tessera_domain::Error`]. The session operations choose
+//! their path in `query::sessions::paths`; the fast paths are private:
 //!
 //! - on a SQLite file, session checks read in place through connections of their own,
 //!   answered from a session cache when they can be, and refresh rotations are written
@@ -15,6 +16,8 @@
 //! - otherwise (an in-memory SQLite database, or [`StoreConfig::fast_paths`] off),
 //!   everything goes through the pool, the reference every fast path is tested against.
 
+mod backend;
+mod db;
 pub mod entity;
 mod error;
 mod hot;
@@ -22,31 +25,27 @@ pub mod migration;
 pub mod pii;
 pub mod query;
 
-use std::future::Future;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use sea_orm::prelude::async_trait::async_trait;
-use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, ExecResult, QueryResult,
-    SqlxPostgresConnector, SqlxSqliteConnector, Statement, TransactionTrait,
-};
+use sea_orm::{DatabaseConnection, DbBackend, SqlxPostgresConnector, SqlxSqliteConnector};
 use sea_orm_migration::MigratorTrait;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use tessera_domain::Error;
 use uuid::Uuid;
 
+use crate::backend::WAL_AUTOCHECKPOINT_PAGES;
 use crate::entity::{audit_log, session, user};
-use crate::error::{connections_suspect, db_connection_died, note_dead_connection, rusqlite_error, OrDb};
-use crate::hot::pg_kept::{KeptError, PgKept};
-use crate::hot::rotation_writer::RotationWriter;
+use crate::error::{connections_suspect, OrDb};
 use crate::hot::session_cache::{Neighbours, SessionCache};
-use crate::hot::sqlite_direct::SqliteDirect;
 use crate::pii::Pii;
+use crate::query::sessions::paths::SessionPaths;
 use crate::query::sessions::Rotation;
 
+pub use crate::backend::{normalise_url, sqlite_path, Backend};
+pub use crate::db::{Db, Reader, Tx, Writer};
 pub use sea_orm;
 
 /// How to open a [`Store`].
@@ -111,171 +110,23 @@ pub struct PoolStats {
     pub idle: u32,
 }
 
-/// The kind of database a URL names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-/// The way the hot statements (session check, refresh read, rotation) run.
-enum Hot {
-    Pooled,
-    SqliteFile { direct: Arc<SqliteDirect>, rotations: RotationWriter },
-    Postgres { kept: Arc<PgKept> },
-}
-
 /// The database: pools, fast paths and the domain operations that use them.
 pub struct Store {
     /// Reads, and every write on PostgreSQL.
     db: DatabaseConnection,
     /// `db` for reads outside a transaction, retried once when their connection died.
     reader: Reader,
-    /// How long a request may wait for a connection in all, retries included.
-    acquire_timeout: Duration,
     /// Transactions and other writes: on SQLite one connection of its own, so that writers
     /// queue in order instead of racing for the file lock (and sleeping in SQLite's busy
     /// handler); on PostgreSQL the pool.
     writer: Writer,
-    hot: Hot,
+    /// The session operations and their fast paths.
+    sessions: SessionPaths,
     /// The analytics' counts of past days.
     days: query::admin::analytics::DayCache,
     /// On a SQLite file, this store's announcement to every other server and command on it.
     _neighbours: Option<Arc<Neighbours>>,
 }
-
-/// The connection for reads outside a transaction ([`Store::reader`]). A read whose
-/// connection died (the database restarted, the network dropped it) runs once more, on
-/// another connection, within what is left of the pool timeout: a read is safe to repeat.
-pub struct Reader {
-    db: DatabaseConnection,
-    budget: Duration,
-    pii: Arc<Pii>,
-}
-
-/// A connection of a [`Store`] ([`Store::reader`], [`Store::writer`], a [`Tx`]): what the
-/// operations that read or write personal data take, so that they can encrypt and
-/// decrypt it with the store's [`Pii`] cipher.
-pub trait Db: ConnectionTrait {
-    /// The store's PII cipher.
-    fn pii(&self) -> &Pii;
-}
-
-impl Db for Reader {
-    fn pii(&self) -> &Pii {
-        &self.pii
-    }
-}
-
-impl Db for Tx {
-    fn pii(&self) -> &Pii {
-        &self.1
-    }
-}
-
-impl Db for Writer {
-    fn pii(&self) -> &Pii {
-        &self.pii
-    }
-}
-
-/// The connection of single writes outside a transaction ([`Store::writer`]).
-pub struct Writer {
-    db: DatabaseConnection,
-    pii: Arc<Pii>,
-}
-
-impl Reader {
-    async fn again<T, F, Fut>(&self, run: F) -> Result<T, DbErr>
-    where
-        F: Fn() -> Fut,
-        Fut: Future<Output = Result<T, DbErr>>,
-    {
-        let started = Instant::now();
-        match run().await {
-            Err(e) if db_connection_died(&e) => {
-                note_dead_connection();
-                tracing::info!(error = %e, "a read's connection died; reading again on another connection");
-                let left = self.budget.saturating_sub(started.elapsed());
-                tokio::time::timeout(left, run()).await.unwrap_or(Err(e))
-            }
-            other => other,
-        }
-    }
-}
-
-#[async_trait]
-impl ConnectionTrait for Reader {
-    fn get_database_backend(&self) -> DbBackend {
-        self.db.get_database_backend()
-    }
-
-    async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
-        self.again(|| self.db.execute_raw(stmt.clone())).await
-    }
-
-    async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
-        self.again(|| self.db.execute_unprepared(sql)).await
-    }
-
-    async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
-        self.again(|| self.db.query_one_raw(stmt.clone())).await
-    }
-
-    async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
-        self.again(|| self.db.query_all_raw(stmt.clone())).await
-    }
-
-    fn support_returning(&self) -> bool {
-        self.db.support_returning()
-    }
-}
-
-/// A transaction from [`Store::begin`]: pass `&tx` to any [`query`] operation, then
-/// [`Tx::commit`]. Dropped without a commit, it rolls back.
-pub struct Tx(DatabaseTransaction, Arc<Pii>);
-
-impl Tx {
-    /// Commits.
-    pub async fn commit(self) -> Result<(), Error> {
-        self.0.commit().await.or_db()
-    }
-}
-
-/// `ConnectionTrait` for a wrapper, by its connection `$field`.
-macro_rules! delegate_connection {
-    ($ty:ty, $field:tt) => {
-        #[async_trait]
-        impl ConnectionTrait for $ty {
-            fn get_database_backend(&self) -> DbBackend {
-                self.$field.get_database_backend()
-            }
-
-            async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
-                self.$field.execute_raw(stmt).await
-            }
-
-            async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
-                self.$field.execute_unprepared(sql).await
-            }
-
-            async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
-                self.$field.query_one_raw(stmt).await
-            }
-
-            async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
-                self.$field.query_all_raw(stmt).await
-            }
-
-            fn support_returning(&self) -> bool {
-                self.$field.support_returning()
-            }
-        }
-    };
-}
-
-delegate_connection!(Tx, 0);
-delegate_connection!(Writer, db);
 
 impl Store {
     /// Opens the database: announces itself on a SQLite file (refusing to open when it
@@ -286,11 +137,7 @@ impl Store {
         // Every server and command on a SQLite file announces itself, cache or no cache:
         // another server's cache must not trust what this one writes.
         let neighbours = Neighbours::announce(&url)?.map(Arc::new);
-        let cache = neighbours
-            .clone()
-            .filter(|_| !cfg.session_cache_ttl.is_zero() && cfg.fast_paths)
-            .and_then(|n| SessionCache::new(n, cfg.session_cache_ttl))
-            .map(Arc::new);
+        let cache = SessionPaths::session_cache(neighbours.as_ref(), cfg.session_cache_ttl, cfg.fast_paths);
         let (db, writer) = match backend {
             Backend::Sqlite => (
                 sqlite_pool(&url, cfg.pool_size, cfg, cache.clone()).await?,
@@ -308,32 +155,19 @@ impl Store {
             query::pii::check_keys(&writer, pii).await?;
         }
         let pii = cfg.pii.clone().unwrap_or_default();
-        let hot = match backend {
-            _ if !cfg.fast_paths => Hot::Pooled,
-            Backend::Sqlite => match SqliteDirect::beside(&db, &url, cache) {
-                Some(direct) => {
-                    let direct = Arc::new(direct);
-                    let rotations = RotationWriter::start(direct.clone(), writer.get_sqlite_connection_pool().clone());
-                    Hot::SqliteFile { direct, rotations }
-                }
-                None => Hot::Pooled,
-            },
-            Backend::Postgres => match PgKept::beside(&db, cfg.pool_size as usize) {
-                Some(kept) => Hot::Postgres { kept },
-                None => Hot::Pooled,
-            },
-        };
+        let writer_on = |db| Writer { db, budget: cfg.acquire_timeout, pii: pii.clone() };
+        let sessions = SessionPaths::start(
+            backend,
+            &db,
+            &url,
+            cache,
+            cfg.fast_paths,
+            cfg.pool_size as usize,
+            writer_on(writer.clone()),
+        );
         let reader = Reader { db: db.clone(), budget: cfg.acquire_timeout, pii: pii.clone() };
-        let writer = Writer { db: writer, pii: pii.clone() };
-        Ok(Store {
-            db,
-            reader,
-            acquire_timeout: cfg.acquire_timeout,
-            writer,
-            hot,
-            days: Default::default(),
-            _neighbours: neighbours,
-        })
+        let writer = writer_on(writer);
+        Ok(Store { db, reader, writer, sessions, days: Default::default(), _neighbours: neighbours })
     }
 
     /// The kind of database.
@@ -374,16 +208,7 @@ impl Store {
     /// Begins a transaction on the writer. A `BEGIN` whose connection died is sent once
     /// more on another connection (nothing has happened yet), within the pool timeout.
     pub async fn begin(&self) -> Result<Tx, Error> {
-        let started = Instant::now();
-        let tx = |t| Tx(t, self.writer.pii.clone());
-        match self.writer.db.begin().await {
-            Err(e) if db_connection_died(&e) => {
-                note_dead_connection();
-                let left = self.acquire_timeout.saturating_sub(started.elapsed());
-                tokio::time::timeout(left, self.writer.db.begin()).await.unwrap_or(Err(e)).or_db().map(tx)
-            }
-            begun => begun.or_db().map(tx),
-        }
+        self.writer.begin().await
     }
 
     /// Connections of each pool (`reader`, `writer`: one pool on PostgreSQL) that are in
@@ -463,132 +288,32 @@ impl Store {
     /// The session with this id and its user: what every authenticated request checks.
     /// On a SQLite file it may be answered from the session cache.
     pub async fn session_with_user(&self, id: Uuid) -> Result<Option<(session::Model, user::Model)>, Error> {
-        self.read_session(id, true).await
+        self.sessions.with_user(id, true).await
     }
 
     /// The session with this id and its user, read from the database itself (never a
     /// cache): what a refresh decides on.
     pub async fn session_for_refresh(&self, id: Uuid) -> Result<Option<(session::Model, user::Model)>, Error> {
-        self.read_session(id, false).await
-    }
-
-    async fn read_session(&self, id: Uuid, cached: bool) -> Result<Option<(session::Model, user::Model)>, Error> {
-        let found = self.read_session_as_stored(id, cached).await?;
-        self.opened(found)
-    }
-
-    async fn read_session_as_stored(
-        &self,
-        id: Uuid,
-        cached: bool,
-    ) -> Result<Option<(session::Model, user::Model)>, Error> {
-        // A fast path that cannot answer outright (a busy file, a value stored in a form
-        // it does not parse, a kept connection that died) leaves the read to the pool,
-        // whose answer is final, within what is left of the pool timeout. One that could
-        // not even get a connection answers at once: the pool would only wait again.
-        let started = Instant::now();
-        match &self.hot {
-            Hot::SqliteFile { direct, .. } => match direct.session_with_user(id, cached) {
-                Ok(found) => return Ok(found),
-                Err(e) => tracing::debug!(error = %rusqlite_error(&e), "direct SQLite read failed; asking the pool"),
-            },
-            // A session check joins the next batch; a refresh, which rotates next and
-            // holds its caller meanwhile, reads at once.
-            Hot::Postgres { kept } => match kept.session_with_user(id, cached).await {
-                Ok(found) => return Ok(found),
-                Err(e @ KeptError::Acquire(_)) => return Err(e.into_error()),
-                Err(e) => tracing::debug!(error = %e.into_error(), "read on a kept connection failed; asking the pool"),
-            },
-            Hot::Pooled => {}
-        }
-        let left = self.acquire_timeout.saturating_sub(started.elapsed());
-        tokio::time::timeout(left, query::sessions::with_user_as_stored(&self.db, id))
-            .await
-            .unwrap_or_else(|_| Err(Error::Unavailable("no database connection within DB_POOL_TIMEOUT".to_owned())))
+        self.sessions.with_user(id, false).await
     }
 
     /// The session a refresh token issued before the upgrade to counter-derived tokens
-    /// belongs to, by the token's SHA-256 (rare: through the pool).
+    /// belongs to, by the token's SHA-256.
     pub async fn session_by_legacy_token(&self, hash: &str) -> Result<Option<(session::Model, user::Model)>, Error> {
-        self.opened(query::sessions::by_legacy_token(&self.db, hash).await?)
-    }
-
-    /// A session's user as services see it: its personal fields decrypted.
-    fn opened(
-        &self,
-        found: Option<(session::Model, user::Model)>,
-    ) -> Result<Option<(session::Model, user::Model)>, Error> {
-        query::sessions::opened(self.pii(), found)
+        self.sessions.by_legacy_token(hash).await
     }
 
     /// Rotates a session's refresh token from `rotation.counter` ([`query::sessions::ROTATE`]
     /// and its audit row, atomically) and answers the rotated session with its user; `None`
     /// when it did not rotate (the counter had moved on, the session is no longer live):
-    /// nothing was written then, and the caller reads the session to learn why. On a
-    /// SQLite file the session is read first, in place, and only a rotation that can
-    /// happen waits for the rotation writer's next batch; on PostgreSQL it is one
-    /// statement on a kept connection, one round trip; elsewhere a transaction of the pool.
+    /// nothing was written then, and the caller reads the session to learn why.
     pub async fn rotate(&self, rotation: Rotation) -> Result<Option<(session::Model, user::Model)>, Error> {
-        match &self.hot {
-            Hot::SqliteFile { rotations, .. } => {
-                let Some((session, user)) = self.session_for_refresh(rotation.session_id).await? else {
-                    return Ok(None);
-                };
-                if !query::sessions::rotatable(&session, &user, &rotation) {
-                    return Ok(None);
-                }
-                let audit = rotation.audit_by(user.id);
-                let applied = rotation.apply(session);
-                if !rotations.rotate(Rotation { audit, ..rotation }).await? {
-                    return Ok(None);
-                }
-                Ok(Some((applied, user)))
-            }
-            Hot::Postgres { kept } => self.opened(kept.rotate(&rotation).await.map_err(KeptError::into_error)?),
-            Hot::Pooled => {
-                let tx = self.begin().await?;
-                let rotated = query::sessions::rotate(&tx, &rotation).await?;
-                if rotated.is_some() {
-                    tx.commit().await?;
-                }
-                self.opened(rotated)
-            }
-        }
+        self.sessions.rotate(rotation).await
     }
 
     /// Revokes a session and records why, in one transaction of its own.
     pub async fn revoke_session(&self, id: Uuid, audit: audit_log::Model) -> Result<bool, Error> {
-        let tx = self.begin().await?;
-        let revoked = query::sessions::revoke(&tx, id, audit.created_at).await?;
-        query::audit::insert(&tx, audit).await?;
-        tx.commit().await?;
-        Ok(revoked)
-    }
-}
-
-/// Normalises the URL forms the seeds use (`postgresql+asyncpg://`, `postgresql://`)
-/// and tells which backend it names.
-pub fn normalise_url(url: &str) -> Result<(Backend, String), String> {
-    let url = url.trim();
-    for prefix in ["postgresql+asyncpg://", "postgresql+psycopg://", "postgresql://", "postgres://"] {
-        if let Some(rest) = url.strip_prefix(prefix) {
-            return Ok((Backend::Postgres, format!("postgres://{rest}")));
-        }
-    }
-    if url.starts_with("sqlite:") {
-        return Ok((Backend::Sqlite, url.to_owned()));
-    }
-    Err("DATABASE_URL must start with sqlite:// or postgres://".to_owned())
-}
-
-/// The file a `sqlite://` URL points at, if it names a file.
-pub fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
-    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
-    let path = rest.split('?').next().unwrap_or_default();
-    if path.is_empty() || path.starts_with(":memory:") {
-        None
-    } else {
-        Some(std::path::PathBuf::from(path))
+        self.sessions.revoke(id, audit).await
     }
 }
 
@@ -666,13 +391,6 @@ async fn sqlite_pool(
         .map_err(|e| format!("cannot open the SQLite database: {e}"))?;
     Ok(SqlxSqliteConnector::from_sqlx_sqlite_pool(pool))
 }
-
-/// How many pages the SQLite WAL holds before the commit that crosses the mark copies them
-/// into the database file (SQLite's default is 1,000). A checkpoint costs two `fsync`s
-/// and one write of every page changed since the last, however often that page changed:
-/// under a steady stream of rotations, 4,000 pages (16 MiB of WAL) made each one cheaper
-/// for the writer than 1,000 did.
-pub(crate) const WAL_AUTOCHECKPOINT_PAGES: u32 = 4000;
 
 /// A PostgreSQL connection idle this long is pinged before it is handed out again.
 const RECHECK_IDLE_AFTER: Duration = Duration::from_secs(30);

@@ -118,7 +118,7 @@ impl PgKept {
         let sql = SQL.get_or_init(|| {
             format!(
                 "SELECT {} FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ANY($1)",
-                crate::query::SESSION_AND_USER
+                crate::query::sessions::row::SESSION_AND_USER
             )
         });
         let mut ids: Vec<Uuid> = batch.iter().map(|(id, _)| *id).collect();
@@ -169,7 +169,7 @@ impl PgKept {
                 "WITH s AS ({ROTATE} RETURNING *), audited AS (INSERT INTO audit_log (id, created_at, event, \
                  user_id, actor_id, ip, user_agent, request_id, detail) SELECT $5, $6, $7, s.user_id, s.user_id, \
                  $8, $9, $10, $11 FROM s) SELECT {} FROM s JOIN users u ON u.id = s.user_id",
-                crate::query::SESSION_AND_USER
+                crate::query::sessions::row::SESSION_AND_USER
             )
         });
         let a = &r.audit;
@@ -311,10 +311,10 @@ async fn hand_back_idle(pool: PgPool, kept: Weak<PgKept>) {
     }
 }
 
-/// A session and its user from a row of [`crate::query::SESSION_AND_USER`] columns.
+/// A session and its user from a row of [`crate::query::sessions::row::SESSION_AND_USER`] columns.
 fn session_and_user(row: &PgRow) -> Result<(session::Model, user::Model), sqlx::Error> {
     let row = Columns(row);
-    Ok(crate::session_and_user!(row.get, 0))
+    Ok(crate::query::sessions::row::session_and_user!(row.get, 0))
 }
 
 /// A row read by position, as the models' columns.

@@ -340,7 +340,7 @@ extern "C" fn after_commit(arg: *mut c_void, db: *mut ffi::sqlite3, name: *const
     // unregisters the hook before letting it go.
     let watch = unsafe { &*(arg as *const Watch) };
     watch.committed();
-    if frames >= crate::WAL_AUTOCHECKPOINT_PAGES as c_int {
+    if frames >= crate::backend::WAL_AUTOCHECKPOINT_PAGES as c_int {
         // SAFETY: SQLite allows a WAL hook to checkpoint the database it was called for.
         unsafe {
             ffi::sqlite3_wal_checkpoint(db, name);
@@ -419,7 +419,7 @@ impl Neighbours {
     /// Linux), and any other failure as the message to stop on (a holder that cannot
     /// announce itself would write unseen by the others' caches).
     pub(crate) fn announce(database_url: &str) -> Result<Option<Neighbours>, String> {
-        let Some(db) = crate::sqlite_path(database_url.trim()) else { return Ok(None) };
+        let Some(db) = crate::backend::sqlite_path(database_url.trim()) else { return Ok(None) };
         match Neighbours::join(&db) {
             Ok(n) => Ok(Some(n)),
             Err(e) if e.kind() == std::io::ErrorKind::Unsupported => Ok(None),

@@ -55,7 +55,7 @@ impl SqliteDirect {
         if db.get_database_backend() != DbBackend::Sqlite {
             return None;
         }
-        let path = crate::sqlite_path(url.trim())?;
+        let path = crate::backend::sqlite_path(url.trim())?;
         let pool = db.get_sqlite_connection_pool().clone();
         let direct = SqliteDirect { path, idle: Mutex::new(Vec::new()), writer: Mutex::new(None), pool, cache };
         // A URL naming something this cannot open as a plain file (a `file:` URI, a
@@ -86,12 +86,12 @@ impl SqliteDirect {
         let sql = SQL.get_or_init(|| {
             format!(
                 "SELECT s.rowid, u.rowid, {} FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ?",
-                crate::query::SESSION_AND_USER
+                crate::query::sessions::row::SESSION_AND_USER
             )
         });
         let found = self.read_row(sql, &id.as_bytes()[..], |row| {
             let rows = RowIds { session: row.get(0)?, user: row.get(1)? };
-            let (session, user) = crate::session_and_user!(row.get, 2);
+            let (session, user) = crate::query::sessions::row::session_and_user!(row.get, 2);
             Ok((session, user, rows))
         })?;
         Ok(found.map(|(session, user, rows)| {
@@ -189,7 +189,7 @@ impl SqliteDirect {
             conn.busy_timeout(std::time::Duration::from_secs(10))?;
             conn.pragma_update(None, "synchronous", "NORMAL")?;
             conn.pragma_update(None, "foreign_keys", true)?;
-            conn.pragma_update(None, "wal_autocheckpoint", crate::WAL_AUTOCHECKPOINT_PAGES)?;
+            conn.pragma_update(None, "wal_autocheckpoint", crate::backend::WAL_AUTOCHECKPOINT_PAGES)?;
             conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
         }
         Ok(conn)

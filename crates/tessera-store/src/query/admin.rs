@@ -11,11 +11,11 @@ use sea_orm::{
 use tessera_domain::Error;
 use uuid::Uuid;
 
+use crate::db::Db;
 use crate::entity::{api_key, audit_log, session, user};
 use crate::error::OrDb;
 use crate::migration::INACTIVE;
 use crate::pii::Pii;
-use crate::Db;
 
 /// `is_active = true|false` as literal SQL, so that the inactive-users partial index
 /// applies (a bound parameter would hide the value from SQLite's planner).
@@ -247,7 +247,7 @@ pub mod users {
 
     /// Hard-deletes users; their profile and sessions go by cascade, and nothing else
     /// keeps their address, phone, ip or user agent (see [`crate::query::privacy::forget`]).
-    pub async fn delete(conn: &impl crate::Db, ids: &[Uuid]) -> Result<u64, Error> {
+    pub async fn delete(conn: &impl crate::db::Db, ids: &[Uuid]) -> Result<u64, Error> {
         let removed = user::Entity::delete_many()
             .filter(user::Column::Id.is_in(ids.iter().copied()))
             .exec_with_returning(conn)

@@ -4,9 +4,9 @@ use sea_orm::{ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder
 use tessera_domain::Error;
 use uuid::Uuid;
 
+use crate::db::Db;
 use crate::entity::audit_log;
 use crate::error::OrDb;
-use crate::Db;
 
 /// Appends one event (its personal detail fields encrypted with PII encryption) and
 /// answers the row as stored, for whatever keeps a copy of it (the audit file), so that

@@ -9,9 +9,9 @@ use tessera_domain::Error;
 use uuid::Uuid;
 
 use super::address_is;
+use crate::db::Db;
 use crate::entity::one_time_token;
 use crate::error::OrDb;
-use crate::Db;
 
 /// Inserts a token (its new address encrypted with PII encryption).
 pub async fn insert(conn: &impl Db, row: one_time_token::Model) -> Result<(), Error> {

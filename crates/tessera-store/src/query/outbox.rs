@@ -10,9 +10,9 @@ use sea_orm::{
 use tessera_domain::Error;
 use uuid::Uuid;
 
+use crate::db::Db;
 use crate::entity::mail_outbox;
 use crate::error::OrDb;
-use crate::Db;
 
 /// A message, or a request to resolve into one, to queue.
 #[derive(Debug, Clone)]

@@ -13,9 +13,9 @@ use serde_json::Value as Json;
 use tessera_domain::Error;
 use uuid::Uuid;
 
+use crate::db::Db;
 use crate::error::OrDb;
 use crate::pii::Pii;
-use crate::Db;
 
 /// A table whose rows may hold personal data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

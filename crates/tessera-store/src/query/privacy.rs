@@ -9,10 +9,10 @@ use serde_json::json;
 use tessera_domain::Error;
 use uuid::Uuid;
 
+use crate::db::Db;
 use crate::entity::{audit_log, mail_outbox, mfa_token, one_time_token, session, user};
 use crate::error::OrDb;
 use crate::pii::Pii;
-use crate::Db;
 
 /// Every session of a user, revoked and expired ones included (until the purge removes
 /// them), oldest first.

@@ -3,9 +3,9 @@
 use sea_orm::{ConnectionTrait, EntityTrait, IntoActiveModel};
 use tessera_domain::Error;
 
+use crate::db::Db;
 use crate::entity::{profile, user};
 use crate::error::OrDb;
-use crate::Db;
 
 /// Inserts users and their profiles in two multi-row statements (encrypted with PII
 /// encryption).

@@ -11,9 +11,9 @@ use tessera_domain::Error;
 use uuid::Uuid;
 
 use super::address_is;
+use crate::db::Db;
 use crate::entity::{profile, user};
 use crate::error::OrDb;
-use crate::Db;
 
 /// A user to create, with the empty profile every user has.
 #[derive(Debug, Clone)]

@@ -1,4 +1,8 @@
 //! Sessions: one per sign-in, each carrying its refresh token's rotation counter.
+//!
+//! The statements live here, `ROTATE` the one rotation every path runs; `paths` runs
+//! the store's session operations on each backend's fast path or the pool, and `row`
+//! is the one shape of a session read with its user.
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
@@ -9,12 +13,16 @@ use sea_orm::{
 use tessera_domain::Error;
 use uuid::Uuid;
 
-use super::{one_parameter_sql, SESSION_AND_USER};
+use self::row::{session_and_user, SESSION_AND_USER};
+use super::one_parameter_sql;
 use crate::entity::{audit_log, session, user};
 use crate::error::OrDb;
 
+pub(crate) mod paths;
+pub(crate) mod row;
+
 /// The query of [`with_user`]; its parameter is the session id. Its columns are read by
-/// position by [`session_and_user!`](crate::session_and_user).
+/// position by [`session_and_user!`](row::session_and_user).
 pub(crate) fn with_user_sql(backend: DbBackend) -> &'static str {
     static SQL: std::sync::OnceLock<[String; 2]> = std::sync::OnceLock::new();
     one_parameter_sql(&SQL, backend, |p| {
@@ -37,7 +45,7 @@ pub(crate) fn by_legacy_token_sql(backend: DbBackend) -> &'static str {
 /// A session together with its user, in one query. Every authenticated request and
 /// every refresh runs it, so the SQL is a constant (no query building, and the prepared
 /// statement is reused from each connection's cache) and columns are read by position.
-pub async fn with_user(conn: &impl crate::Db, id: Uuid) -> Result<Option<(session::Model, user::Model)>, Error> {
+pub async fn with_user(conn: &impl crate::db::Db, id: Uuid) -> Result<Option<(session::Model, user::Model)>, Error> {
     opened(conn.pii(), with_user_as_stored(conn, id).await?)
 }
 
@@ -76,7 +84,7 @@ async fn one_session(
     let Some(r) = conn.query_one_raw(statement).await.or_db()? else {
         return Ok(None);
     };
-    let decoded: Result<_, sea_orm::DbErr> = (|| Ok(crate::session_and_user!(r.try_get_by_index, 0)))();
+    let decoded: Result<_, sea_orm::DbErr> = (|| Ok(session_and_user!(r.try_get_by_index, 0)))();
     decoded.or_db().map(Some)
 }
 
@@ -274,7 +282,7 @@ impl Rotation {
 /// [`ROTATE`], its audit row, and the rotated session with its user, through `conn`, a
 /// transaction. `None` when it did not rotate (the counter had moved on, the session is
 /// revoked or expired, the user may no longer hold it): nothing is written then.
-pub async fn rotate(conn: &impl crate::Db, r: &Rotation) -> Result<Option<(session::Model, user::Model)>, Error> {
+pub async fn rotate(conn: &impl crate::db::Db, r: &Rotation) -> Result<Option<(session::Model, user::Model)>, Error> {
     static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let sql = SQL.get_or_init(|| format!("{ROTATE} RETURNING user_id"));
     let backend = conn.get_database_backend();
