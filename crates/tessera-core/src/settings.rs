@@ -126,8 +126,8 @@ const LOG_FORMATS: Choices<LogFormat> = Choices {
 /// where UNSET says what an unset setting is: `default "V"`, read as if set to V;
 /// `unset "SHOWN"`, absent (the field is an `Option`), the docs showing SHOWN; or
 /// `computed "SHOWN" => EXPR`, EXPR, worked out once every setting is read, from the
-/// others by their field names. The parser turns a set value into the field's type, or
-/// into the problems it has (see [`Parsed`]). Entries under `fields` are fields of
+/// others by their field names. The parser turns a set value into the field's type (its
+/// inner type for `unset`), or into the problems it has (see [`Parsed`]). Entries under `fields` are fields of
 /// [`Settings`]; entries under `inputs` are read and documented alike but only feed the
 /// `derived` fields, each built from them once in `derived`. The name after `reader`
 /// is the [`Reader`] that computed and derived expressions may report problems to.
@@ -172,6 +172,9 @@ macro_rules! settings {
         )*];
 
         /// tessera's whole configuration.
+        // A field's doc is its setting's meaning, written for the configuration page:
+        // `[:PASSWORD@]` there is a URL's optional part, not a link.
+        #[allow(rustdoc::broken_intra_doc_links)]
         #[derive(Clone)]
         pub struct Settings {
             $(
@@ -623,6 +626,7 @@ impl<'a> Reader<'a> {
         self.keep(parse(name, value))
     }
 
+    /// The parsed value, or `None` with its problems reported.
     fn keep<T>(&mut self, parsed: Parsed<T>) -> Option<T> {
         parsed.map_err(|problems| self.problems.extend(problems)).ok()
     }
@@ -652,6 +656,7 @@ fn some<T>(parse: impl Fn(&str, &str) -> Parsed<T>) -> impl Fn(&str, &str) -> Pa
     move |name, value| parse(name, value).map(Some)
 }
 
+/// true or false, also written 1/0, yes/no or on/off, in any case.
 fn flag(name: &str, value: &str) -> Parsed<bool> {
     match value.to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Ok(true),
