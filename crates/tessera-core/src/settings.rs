@@ -1137,6 +1137,26 @@ mod tests {
     }
 
     #[test]
+    fn computed_defaults_follow_the_settings_they_come_from() {
+        let s = Settings::from_vars(&vars(&[("PUBLIC_URL", "https://id.example.com/"), ("SMTP_TLS", "TLS")])).unwrap();
+        assert_eq!(s.site_url, "https://id.example.com");
+        assert_eq!(s.mail.verify_email_url, "https://id.example.com/verify-email");
+        assert_eq!((s.mail.smtp_tls, s.mail.smtp_port), (SmtpTls::Tls, 465));
+        assert!(s.rate_limit_exempt_loopback && s.metrics_enabled);
+        let production = [("ENVIRONMENT", "prod")];
+        let s = Settings::from_vars(&vars(&production)).unwrap();
+        assert_eq!(s.log_format, LogFormat::Json);
+        assert!(!s.rate_limit_exempt_loopback && !s.metrics_enabled && !s.openapi_enabled);
+        let s = Settings::from_vars(&vars(&[production[0], ("METRICS_ADDR", "127.0.0.1:9100")])).unwrap();
+        assert!(s.metrics_enabled);
+        let errs = Settings::from_vars(&vars(&[("APP_ENV", "Live"), ("SMTP_PORT", "x")])).err().unwrap();
+        assert_eq!(
+            errs,
+            ["APP_ENV=\"live\" is not development, staging or production", "SMTP_PORT=\"x\" is not a port number"]
+        );
+    }
+
+    #[test]
     fn refresh_token_keys_are_a_list_each_long_enough_outside_development() {
         let long = "k".repeat(32);
         let ring = format!("{long}1,{long}2");
