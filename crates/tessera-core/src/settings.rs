@@ -23,8 +23,9 @@ pub struct RateLimits {
 }
 
 /// The deployment environment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Environment {
+    #[default]
     Development,
     Staging,
     Production,
@@ -38,16 +39,18 @@ pub enum LogFormat {
 }
 
 /// Where mail goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum MailTransport {
     Smtp,
     File,
+    #[default]
     Log,
 }
 
 /// How the SMTP connection is secured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SmtpTls {
+    #[default]
     StartTls,
     Tls,
     None,
@@ -71,9 +74,469 @@ pub struct MailSettings {
     pub reset_password_url: String,
 }
 
-/// One setting: every name it is read from (the first is canonical), the value it takes
-/// when unset (read exactly as a set value would be), and what it means. This table is
-/// the only place a default is written; `tessera config docs` prints it.
+/// The words an enumerated setting takes (in any case), and how a refusal lists them.
+struct Choices<T: 'static> {
+    listed: &'static str,
+    words: &'static [(&'static str, T)],
+}
+
+const ENVIRONMENTS: Choices<Environment> = Choices {
+    listed: "development, staging or production",
+    words: &[
+        ("development", Environment::Development),
+        ("dev", Environment::Development),
+        ("local", Environment::Development),
+        ("staging", Environment::Staging),
+        ("production", Environment::Production),
+        ("prod", Environment::Production),
+    ],
+};
+
+const MAIL_TRANSPORTS: Choices<MailTransport> = Choices {
+    listed: "smtp, file or log",
+    words: &[("smtp", MailTransport::Smtp), ("file", MailTransport::File), ("log", MailTransport::Log)],
+};
+
+const SMTP_TLS_MODES: Choices<SmtpTls> = Choices {
+    listed: "starttls, tls or none",
+    words: &[
+        ("starttls", SmtpTls::StartTls),
+        ("tls", SmtpTls::Tls),
+        ("ssl", SmtpTls::Tls),
+        ("true", SmtpTls::Tls),
+        ("none", SmtpTls::None),
+        ("false", SmtpTls::None),
+        ("off", SmtpTls::None),
+    ],
+};
+
+const LOG_FORMATS: Choices<LogFormat> = Choices {
+    listed: "json or pretty",
+    words: &[("json", LogFormat::Json), ("pretty", LogFormat::Pretty), ("text", LogFormat::Pretty)],
+};
+
+/// Declares every setting once, and from that one entry makes its line in [`SETTINGS`],
+/// its field, and its reading in `Settings::read`. An entry is
+///
+/// ```text
+/// /// MEANING (the line `tessera config docs` prints)
+/// field: Type = ["NAME", "OTHER_NAME"] UNSET, parser;
+/// ```
+///
+/// where UNSET says what an unset setting is: `default "V"`, read as if set to V;
+/// `unset "SHOWN"`, absent (the field is an `Option`), the docs showing SHOWN; or
+/// `computed "SHOWN" => EXPR`, EXPR, worked out once every setting is read, from the
+/// others by their field names. The parser turns a set value into the field's type (its
+/// inner type for `unset`), or into the problems it has (see [`Parsed`]). Entries under `fields` are fields of
+/// [`Settings`]; entries under `inputs` are read and documented alike but only feed the
+/// `derived` fields, each built from them once in `derived`. The name after `reader`
+/// is the [`Reader`] that computed and derived expressions may report problems to.
+macro_rules! settings {
+    (reader $r:ident; $($blocks:tt)*) => {
+        settings!(@gather $r [] [] $($blocks)*);
+    };
+    // Every entry is documented and read in the order written; `fields` ones are also kept.
+    (@gather $r:ident [$($fields:tt)*] [$($all:tt)*] fields { $($entry:tt)* } $($rest:tt)*) => {
+        settings!(@gather $r [$($fields)* $($entry)*] [$($all)* $($entry)*] $($rest)*);
+    };
+    (@gather $r:ident [$($fields:tt)*] [$($all:tt)*] inputs { $($entry:tt)* } $($rest:tt)*) => {
+        settings!(@gather $r [$($fields)*] [$($all)* $($entry)*] $($rest)*);
+    };
+    (@gather $r:ident [$($fields:tt)*] [$($all:tt)*] derived { $($derived:tt)* }) => {
+        settings!(@emit $r [$($fields)*] [$($all)*] [$($derived)*]);
+    };
+    (@emit $r:ident
+        [$(
+            $(#[doc = $f_doc:literal])*
+            $f_field:ident : $f_ty:ty = [$f_name:literal $(, $f_alias:literal)*]
+                $f_unset:ident $f_shown:literal $(=> $f_computed:expr)?, $f_parse:expr;
+        )*]
+        [$(
+            $(#[doc = $doc:literal])*
+            $field:ident : $ty:ty = [$name:literal $(, $alias:literal)*]
+                $unset:ident $shown:literal $(=> $computed:expr)?, $parse:expr;
+        )*]
+        [$(
+            $(#[doc = $d_doc:literal])*
+            $d_field:ident : $d_ty:ty = $d_value:expr;
+        )*]
+    ) => {
+        /// Every setting tessera reads, in the order `tessera config docs` prints them.
+        pub const SETTINGS: &[SettingDoc] = &[$(
+            SettingDoc {
+                names: &[$name $(, $alias)*],
+                default: settings!(@default $unset $shown),
+                shown: settings!(@shown $unset $shown),
+                meaning: concat!($($doc),*).trim_ascii_start(),
+            },
+        )*];
+
+        /// tessera's whole configuration.
+        // A field's doc is its setting's meaning, written for the configuration page:
+        // `[:PASSWORD@]` there is a URL's optional part, not a link.
+        #[allow(rustdoc::broken_intra_doc_links)]
+        #[derive(Clone)]
+        pub struct Settings {
+            $(
+                #[doc = concat!("`", $f_name, "`:")]
+                $(#[doc = $f_doc])*
+                pub $f_field: $f_ty,
+            )*
+            $(
+                $(#[doc = $d_doc])*
+                pub $d_field: $d_ty,
+            )*
+        }
+
+        impl Settings {
+            /// Reads every setting, then works out the computed defaults, then the derived fields.
+            fn read($r: &mut Reader<'_>) -> Settings {
+                $(
+                    let $field: settings!(@read_type $unset $ty) =
+                        settings!(@read $r $unset [$name $(, $alias)*] $shown, $parse);
+                )*
+                $( settings!(@compute $field $unset $(=> $computed)?); )*
+                $( let $d_field: $d_ty = $d_value; )*
+                Settings { $($f_field,)* $($d_field,)* }
+            }
+        }
+    };
+    (@default default $value:literal) => { Some($value) };
+    (@default unset $shown:literal) => { None };
+    (@default computed $shown:literal) => { None };
+    (@shown default $value:literal) => { None };
+    (@shown unset $shown:literal) => { Some($shown) };
+    (@shown computed $shown:literal) => { Some($shown) };
+    (@read_type computed $ty:ty) => { Option<$ty> };
+    (@read_type $unset:ident $ty:ty) => { $ty };
+    (@read $r:ident default $names:tt $value:literal, $parse:expr) => { $r.with_default(&$names, $value, $parse) };
+    (@read $r:ident unset $names:tt $shown:literal, $parse:expr) => { $r.if_set(&$names, $parse) };
+    (@read $r:ident computed $names:tt $shown:literal, $parse:expr) => { $r.if_set(&$names, $parse) };
+    (@compute $field:ident computed => $computed:expr) => {
+        let $field = match $field {
+            Some(set) => set,
+            None => $computed,
+        };
+    };
+    (@compute $field:ident default) => {};
+    (@compute $field:ident unset) => {};
+}
+
+settings! {
+    reader r;
+    fields {
+        /// development, staging or production; production refuses unsafe settings
+        environment: Environment = ["ENVIRONMENT", "APP_ENV"] default "development", one_of(&ENVIRONMENTS);
+        /// debug mode; refused in production
+        debug: bool = ["DEBUG"] default "false", flag;
+        /// address to listen on
+        host: String = ["HOST"] default "127.0.0.1", text;
+        /// TCP port to listen on
+        port: u16 = ["PORT"] default "8000", number("a port number");
+        /// seconds a request head may take to arrive, from the connection's start or the first byte after an idle
+        /// keep-alive; a connection that misses it is closed
+        http_header_timeout: Duration = ["HTTP_HEADER_TIMEOUT"] default "10", seconds;
+        /// seconds a request may take, its body included, once its head has arrived; beyond it the answer is 408 and
+        /// the connection is closed
+        http_body_timeout: Duration = ["HTTP_BODY_TIMEOUT"] default "30", seconds;
+        /// seconds a keep-alive connection may stay idle between requests before it is closed
+        http_idle_timeout: Duration = ["HTTP_IDLE_TIMEOUT"] default "60", seconds;
+        /// connections served at once; beyond it new ones wait in the kernel's backlog. The default is the open-file
+        /// limit (raised to its hard limit at start) less a tenth of it, at least 128, kept for the database, Redis,
+        /// SMTP and files
+        http_max_connections: Option<usize> = ["HTTP_MAX_CONNECTIONS"] unset "(from the file-descriptor limit)",
+            number("a whole number");
+        /// the public base URL of this server, used to build links
+        public_url: String = ["PUBLIC_URL"] computed "`http://HOST:PORT`" => format!("http://{host}:{port}"), base_url;
+        /// sqlite://FILE or postgres://USER:PASS@HOST/DB (postgresql+asyncpg:// accepted)
+        database_url: SecretString = ["DATABASE_URL"] default "sqlite://tessera.db", text;
+        /// database connections kept in the pool; on PostgreSQL up to this many of them stay checked out between the
+        /// statements every request runs (the session check, refresh)
+        db_pool_size: u32 = ["DB_POOL_SIZE"] default "10", number("a whole number");
+        /// extra PostgreSQL connections allowed above the pool size
+        db_max_overflow: u32 = ["DB_MAX_OVERFLOW"] default "20", number("a whole number");
+        /// seconds to wait for a free connection before answering 503
+        db_pool_timeout: Duration = ["DB_POOL_TIMEOUT"] default "30", seconds;
+        /// seconds after which a PostgreSQL connection is replaced
+        db_pool_recycle: Duration = ["DB_POOL_RECYCLE"] default "3600", seconds;
+        /// on a SQLite file, how long the session check may answer a session and its user from memory; writes through
+        /// any tessera server or command on the file are seen at once, so this only bounds how long a write by another
+        /// program (the sqlite3 shell) goes unseen; 0 turns the cache off
+        session_cache_ms: u64 = ["SESSION_CACHE_MS"] default "1000", number("a whole number of milliseconds");
+        /// run pending migrations at start-up
+        auto_migrate: bool = ["AUTO_MIGRATE"] default "true", flag;
+        /// redis://[:PASSWORD@]HOST:PORT/DB; shares rate limits and lockout across nodes
+        redis_url: Option<SecretString> = ["REDIS_URL"] computed "(none: in memory)"
+            => redis_url_from_parts(redis_host, &redis_port, redis_password), some(text);
+    }
+    inputs {
+        /// Redis host, when REDIS_URL is not set
+        redis_host: Option<String> = ["REDIS_HOST"] unset "(none)", text;
+        /// Redis port, with REDIS_HOST
+        redis_port: String = ["REDIS_PORT"] default "6379", text;
+        /// Redis password, with REDIS_HOST
+        redis_password: Option<String> = ["REDIS_PASSWORD"] unset "(none)", text;
+    }
+    fields {
+        /// HMAC key for access tokens, at least 32 bytes; in development, when unset, a random one is generated once
+        /// and kept in the database, so every node sharing the database uses it
+        jwt_secret: Option<SecretString> = ["JWT_SECRET_KEY", "JWT_SECRET"] unset "(generated in development)", text;
+        /// HS256, HS384 or HS512 (signed with JWT_SECRET_KEY), or RS256, ES256 or EdDSA (signed with JWT_PRIVATE_KEY,
+        /// public half at /.well-known/jwks.json); a token whose header names another algorithm is refused
+        jwt_algorithm: String = ["JWT_ALGORITHM"] default "HS256", signing_algorithm;
+        /// the PEM private key of RS256 (RSA, PKCS#8 or PKCS#1), ES256 (P-256, PKCS#8) or EdDSA (Ed25519, PKCS#8); \n
+        /// in the value stands for a line break
+        jwt_private_key: Option<SecretString> = ["JWT_PRIVATE_KEY"] computed "(none)"
+            => pem_from_file(r, jwt_private_key_file), some(pem);
+    }
+    inputs {
+        /// a file holding JWT_PRIVATE_KEY
+        jwt_private_key_file: Option<String> = ["JWT_PRIVATE_KEY_FILE"] unset "(none)", text;
+    }
+    fields {
+        /// the kid of the asymmetric signing key, in every token's header and in the JWKS
+        jwt_key_id: Option<String> = ["JWT_KEY_ID"] unset "(the key's RFC 7638 thumbprint)", text;
+        /// public keys tokens signed earlier may carry (a JWK set {"keys":[…]} or a JSON array of JWKs, each with its
+        /// kid): published in the JWKS and accepted until those tokens expire
+        jwt_previous_public_keys: Option<String> = ["JWT_PREVIOUS_PUBLIC_KEYS"] unset "(none)", text;
+        /// the iss claim of access tokens
+        jwt_issuer: String = ["JWT_ISSUER"] default "tessera", text;
+        /// the aud claim of access tokens
+        jwt_audience: String = ["JWT_AUDIENCE"] default "authenticated", text;
+        /// access token lifetime
+        access_token_ttl: Duration = ["ACCESS_TOKEN_EXPIRE_MINUTES"] default "15", minutes;
+        /// refresh token (session) lifetime
+        refresh_token_ttl: Duration = ["REFRESH_TOKEN_EXPIRE_DAYS"] default "7", days;
+        /// key that seals refresh tokens, at least 32 bytes; a comma-separated list rotates keys: the first seals new
+        /// tokens, every one listed still opens the tokens it sealed. Unset, a key derived from the JWT secret (set or
+        /// generated), in every environment; must be set when only an asymmetric JWT key is configured outside
+        /// development
+        refresh_token_secret: Vec<SecretString> = ["REFRESH_TOKEN_SECRET"] computed "(derived from the JWT secret)"
+            => Vec::new(), secrets;
+        /// the key TOTP secrets are encrypted under (AES-256-GCM): the base64 of 32 bytes, or a key ring
+        /// KID:BASE64KEY,... whose first key encrypts and every one decrypts; in development, when unset, generated
+        /// once and kept in the database
+        mfa_encryption_key: Option<SecretString> = ["MFA_ENCRYPTION_KEY"]
+            unset "(generated in development; required in production)", text;
+        /// admin routes called with a user's token answer 403 mfa_required unless its session signed in with a second
+        /// factor (API keys are unaffected)
+        admin_mfa_required: bool = ["ADMIN_MFA_REQUIRED"] default "false", flag;
+        /// seconds during which the token a refresh just replaced still answers the session's current token (two tabs,
+        /// a retry); after that, presenting it revokes the session
+        refresh_reuse_interval: Duration = ["REFRESH_TOKEN_REUSE_INTERVAL"] default "10", seconds;
+        /// 0 = unlimited; otherwise the oldest session is revoked when a new one would exceed it
+        max_sessions_per_user: u32 = ["MAX_SESSIONS_PER_USER"] default "0", number("a whole number");
+        /// mark the refresh cookie Secure (and send HSTS); must be true in production
+        secure_cookies: bool = ["SECURE_COOKIES"] default "true", flag;
+        /// comma-separated origins allowed by CORS; * is refused in production
+        cors_origins: Vec<String> = ["CORS_ORIGINS"] computed "(none)" => Vec::new(), list;
+        /// comma-separated Host header values accepted, each a host (any port) or a host:port; others answer 400
+        allowed_hosts: Vec<String> = ["ALLOWED_HOSTS"] computed "(any)" => Vec::new(), list;
+        /// comma-separated IPs or CIDRs of proxies whose X-Forwarded-For / X-Real-IP is believed
+        trusted_proxies: Vec<Cidr> = ["TRUSTED_PROXIES"] computed "(none)" => Vec::new(), cidrs;
+        /// false turns every rate limit and the lockout off
+        rate_limit_enabled: bool = ["RATE_LIMIT_ENABLED"] default "true", flag;
+        /// clients on a loopback address (127.0.0.0/8, ::1) are not counted by the per-IP limits, so a developer's
+        /// scripts can run again and again; the per-address limits and the lockout still apply
+        rate_limit_exempt_loopback: bool = ["RATE_LIMIT_EXEMPT_LOOPBACK"]
+            computed "`true` in development (`false` elsewhere)" => environment == Environment::Development, flag;
+    }
+    inputs {
+        /// sign-ins per client IP: LIMIT/PERIOD windows (units s, m, h, d)
+        rate_limit_login: Vec<Window> = ["RATE_LIMIT_LOGIN"] default "5/15m,1/1s", windows;
+        /// sign-ups per client IP
+        rate_limit_register: Vec<Window> = ["RATE_LIMIT_REGISTER"] default "3/1h", windows;
+        /// password-recovery requests per email address
+        rate_limit_recover: Vec<Window> = ["RATE_LIMIT_RECOVER"] default "3/1h", windows;
+        /// verification and one-time-code sends per address
+        rate_limit_otp: Vec<Window> = ["RATE_LIMIT_OTP"] default "3/1h", windows;
+        /// per client IP: checks of a link token or code (email verification, password-reset confirmation, MFA codes),
+        /// and recovery and resend requests
+        rate_limit_verify: Vec<Window> = ["RATE_LIMIT_VERIFY"] default "30/1h", windows;
+    }
+    fields {
+        /// without Redis: the most rate-limit and lockout keys kept in memory; the least recently used go first
+        rate_limit_memory_keys: usize = ["RATE_LIMIT_MEMORY_KEYS"] default "100000", at_least(1);
+    }
+    inputs {
+        /// consecutive failed sign-ins for one email before it is locked
+        lockout_threshold: u64 = ["LOCKOUT_THRESHOLD"] default "5", at_least(1);
+        /// first lockout; doubles on each repeat offence
+        lockout_duration: Duration = ["LOCKOUT_DURATION"] default "15m", duration;
+        /// longest lockout
+        lockout_max: Duration = ["LOCKOUT_MAX"] default "24h", duration;
+    }
+    fields {
+        /// sign-ups on every surface are confirmed at once and no verification mail is sent (GoTrue's mailer
+        /// autoconfirm)
+        email_autoconfirm: bool = ["EMAIL_AUTOCONFIRM"] default "false", flag;
+        /// unverified accounts answer 403 email_not_verified at sign-in
+        require_email_verification: bool = ["REQUIRE_EMAIL_VERIFICATION"] default "false", flag;
+        /// the application's URL (GoTrue's SITE_URL): where the Supabase surface's links send the browser when the
+        /// request names no allowed redirect
+        site_url: String = ["SITE_URL"] computed "`PUBLIC_URL`" => public_url.clone(), base_url;
+        /// comma-separated URLs (GoTrue's additional redirect URLs) a Supabase request's `redirect_to` may start with;
+        /// any other is replaced by SITE_URL
+        redirect_urls: Vec<String> = ["REDIRECT_URLS"] computed "(none)" => Vec::new(), list;
+        /// `/auth/v1` refuses requests without an `apikey` header holding a JWT signed with the server's key (the
+        /// `anon` or `service_role` key of `tessera keys supabase`), as Supabase's gateway does
+        supabase_require_apikey: bool = ["SUPABASE_REQUIRE_APIKEY"] default "false", flag;
+        /// an email change is confirmed from both the new and the current address; false: from the new one alone
+        secure_email_change: bool = ["SECURE_EMAIL_CHANGE"] default "true", flag;
+        /// smtp, file or log; log is refused in production
+        mail_transport: MailTransport = ["MAIL_TRANSPORT"] default "log", one_of(&MAIL_TRANSPORTS);
+    }
+    inputs {
+        /// sender of every mail
+        mail_from: String = ["MAIL_FROM"] default "tessera <no-reply@localhost>", text;
+        /// where the file transport writes one .eml per message
+        mail_dir: PathBuf = ["MAIL_DIR"] default "mail", text;
+        /// directory of NAME.subject / NAME.txt / NAME.html files overriding the built-in templates
+        mail_templates_dir: Option<PathBuf> = ["MAIL_TEMPLATES_DIR"] unset "(built in)", text;
+        /// longest wait between delivery attempts, and longest circuit-breaker pause
+        mail_retry_max_delay: Duration = ["MAIL_RETRY_MAX_DELAY"] default "5m", duration;
+        /// SMTP server
+        smtp_host: String = ["SMTP_HOST"] default "localhost", text;
+        /// SMTP port
+        smtp_port: u16 = ["SMTP_PORT"] computed "`587` (`465` with SMTP_TLS=tls, `25` with none)"
+            => default_smtp_port(smtp_tls), number("a port number");
+        /// SMTP user name; authentication is used when set
+        smtp_user: Option<String> = ["SMTP_USER"] unset "(none)", text;
+        /// SMTP password
+        smtp_password: Option<SecretString> = ["SMTP_PASSWORD"] unset "(none)", text;
+        /// starttls, tls (implicit) or none
+        smtp_tls: SmtpTls = ["SMTP_TLS"] default "starttls", one_of(&SMTP_TLS_MODES);
+        /// the product name in mails and pages
+        product_name: String = ["PRODUCT_NAME"] default "tessera", text;
+        /// page that email-verification links open (gets ?token=…)
+        verify_email_url: String = ["VERIFY_EMAIL_URL"] computed "`PUBLIC_URL/verify-email`"
+            => format!("{public_url}/verify-email"), text;
+        /// page that password-reset links open (gets ?token=…)
+        reset_password_url: String = ["RESET_PASSWORD_URL"] computed "`PUBLIC_URL/reset-password`"
+            => format!("{public_url}/reset-password"), text;
+        /// minimum password length
+        password_min_length: usize = ["PASSWORD_MIN_LENGTH"] default "8", number("a whole number");
+        /// maximum password length (at most 1024)
+        password_max_length: usize = ["PASSWORD_MAX_LENGTH"] default "128", number("a whole number");
+        /// a password needs an upper-case letter
+        password_require_uppercase: bool = ["PASSWORD_REQUIRE_UPPERCASE"] default "true", flag;
+        /// a password needs a lower-case letter
+        password_require_lowercase: bool = ["PASSWORD_REQUIRE_LOWERCASE"] default "true", flag;
+        /// a password needs a digit
+        password_require_digit: bool = ["PASSWORD_REQUIRE_DIGIT"] default "true", flag;
+        /// a password needs a special character
+        password_require_special: bool = ["PASSWORD_REQUIRE_SPECIAL"] default "true", flag;
+        /// refuse passwords from the shipped list of common passwords
+        password_reject_common: bool = ["PASSWORD_REJECT_COMMON"] default "true", flag;
+        /// refuse passwords containing the email's local part
+        password_reject_email: bool = ["PASSWORD_REJECT_EMAIL"] default "true", flag;
+    }
+    fields {
+        /// Argon2id memory cost in KiB
+        argon2_memory_kib: u32 = ["ARGON2_MEMORY_KIB"] default "19456", number("a whole number of KiB");
+        /// Argon2id time cost
+        argon2_iterations: u32 = ["ARGON2_ITERATIONS"] default "2", number("a whole number");
+        /// Argon2id lanes
+        argon2_parallelism: u32 = ["ARGON2_PARALLELISM"] default "1", number("a whole number");
+        /// threads computing password hashes, each keeping its Argon2 memory while busy (let go after 1 s idle)
+        hash_workers: usize = ["HASH_WORKERS"] computed "(CPU count)"
+            => std::thread::available_parallelism().map_or(2, |n| n.get()), at_least(1);
+        /// password hashes allowed to wait; beyond it sign-in answers 503 with Retry-After
+        hash_queue: usize = ["HASH_QUEUE"] default "64", number("a whole number");
+        /// trace, debug, info, warn, error or off, or a filter of target=level directives (e.g.
+        /// info,tessera_core=debug); anything else is refused
+        log_level: String = ["LOG_LEVEL"] default "info", text;
+        /// json or pretty
+        log_format: LogFormat = ["LOG_FORMAT"] computed "`pretty` (`json` in production)"
+            => if environment == Environment::Production { LogFormat::Json } else { LogFormat::Pretty },
+            one_of(&LOG_FORMATS);
+        /// append logs to this file instead of stdout
+        log_file: Option<PathBuf> = ["LOG_FILE"] unset "(stdout)", text;
+        /// serve /docs and /openapi.json
+        openapi_enabled: bool = ["OPENAPI_ENABLED"] computed "`true` (`false` in production)"
+            => environment != Environment::Production, flag;
+        /// count requests, sign-ins, refreshes, limits, hashing, mail and the database, and serve them as Prometheus
+        /// text at GET /metrics
+        metrics_enabled: bool = ["METRICS_ENABLED"]
+            computed "`true` (`false` in production, unless METRICS_ADDR is set)"
+            => environment != Environment::Production || metrics_addr.is_some(), flag;
+        /// HOST:PORT of a listener of its own for GET /metrics (which the main listener then does not serve); setting
+        /// it turns metrics on
+        metrics_addr: Option<String> = ["METRICS_ADDR"] unset "(the main listener)", text;
+    }
+    inputs {
+        /// with FIRST_ADMIN_PASSWORD: the admin created at start-up when no admin exists
+        first_admin_email: Option<String> = ["FIRST_ADMIN_EMAIL"] unset "(none)", text;
+        /// the first admin's password; must satisfy the password policy
+        first_admin_password: Option<SecretString> = ["FIRST_ADMIN_PASSWORD"] unset "(none)", text;
+    }
+    fields {
+        /// also append every audit event as a JSON line to audit-YYYY-MM-DD.jsonl (UTC) in this directory
+        audit_log_dir: Option<PathBuf> = ["AUDIT_LOG_DIR"] unset "(none)", text;
+        /// days an account deleted by its owner can still be restored by an admin; after them the purge removes it for
+        /// good (0: at the next purge)
+        deleted_retention: Duration = ["DELETED_RETENTION_DAYS"] default "30", days_at_most(36_500);
+        /// encrypts email addresses and phone numbers at rest (AES-256-GCM; users, pending addresses, audit details,
+        /// the mail outbox) and finds addresses through a keyed HMAC-SHA-256 blind index: the base64 of 32 bytes, or a
+        /// key ring KID:BASE64KEY,... whose first key encrypts and every one decrypts. `tessera pii encrypt` encrypts
+        /// what was stored before, `tessera pii rotate` re-encrypts under the first key. A database holding data under
+        /// a key the setting lacks refuses to start
+        pii_encryption_key: Option<SecretString> = ["PII_ENCRYPTION_KEY"] unset "(none: stored in plaintext)", text;
+        /// how often the purge runs (accounts past their retention, expired sessions and tokens, mail sent over a day
+        /// ago); a lease in the database lets one node at a time run it
+        purge_interval: Duration = ["PURGE_INTERVAL"] default "1h", duration;
+    }
+
+    derived {
+        /// The rate-limit windows of each limited action (SPEC §5.4).
+        rate_limits: RateLimits = RateLimits {
+            login: rate_limit_login,
+            register: rate_limit_register,
+            recover: rate_limit_recover,
+            otp: rate_limit_otp,
+            verify: rate_limit_verify,
+        };
+        /// When failed sign-ins lock an address, and for how long.
+        lockout: LockoutPolicy = LockoutPolicy {
+            threshold: lockout_threshold,
+            base_secs: lockout_duration.as_secs(),
+            max_secs: lockout_max.as_secs(),
+        };
+        /// Where and how mail goes.
+        mail: MailSettings = MailSettings {
+            transport: mail_transport,
+            from: mail_from,
+            dir: mail_dir,
+            templates_dir: mail_templates_dir,
+            retry_max_delay: mail_retry_max_delay,
+            smtp_host,
+            smtp_port,
+            smtp_user,
+            smtp_password,
+            smtp_tls,
+            product_name,
+            verify_email_url,
+            reset_password_url,
+        };
+        /// What a password must be.
+        password_policy: PasswordPolicy = PasswordPolicy {
+            min_length: password_min_length,
+            max_length: password_max_length,
+            require_uppercase: password_require_uppercase,
+            require_lowercase: password_require_lowercase,
+            require_digit: password_require_digit,
+            require_special: password_require_special,
+            reject_common: password_reject_common,
+            reject_email: password_reject_email,
+        };
+        /// The admin to create at start-up when none exists (email, password).
+        first_admin: Option<(String, SecretString)> = first_admin_pair(r, first_admin_email, first_admin_password);
+    }
+}
+
+/// A setting's line in the documentation: every name it is read from (the first is
+/// canonical), the value it takes when unset (read exactly as a set value would be), and
+/// what it means. [`SETTINGS`] holds one per setting; `tessera config docs` prints them.
 pub struct SettingDoc {
     pub names: &'static [&'static str],
     /// The value used when the setting is unset; `None`: unset means absent, or a value
@@ -95,118 +558,6 @@ impl SettingDoc {
     }
 }
 
-const fn setting(names: &'static [&'static str], default: &'static str, meaning: &'static str) -> SettingDoc {
-    SettingDoc { names, default: Some(default), shown: None, meaning }
-}
-
-const fn unset(names: &'static [&'static str], shown: &'static str, meaning: &'static str) -> SettingDoc {
-    SettingDoc { names, default: None, shown: Some(shown), meaning }
-}
-
-/// Every setting tessera reads, in the order `tessera config docs` prints them.
-#[rustfmt::skip]
-pub const SETTINGS: &[SettingDoc] = &[
-    setting(&["ENVIRONMENT", "APP_ENV"], "development", "development, staging or production; production refuses unsafe settings"),
-    setting(&["DEBUG"], "false", "debug mode; refused in production"),
-    setting(&["HOST"], "127.0.0.1", "address to listen on"),
-    setting(&["PORT"], "8000", "TCP port to listen on"),
-    setting(&["HTTP_HEADER_TIMEOUT"], "10", "seconds a request head may take to arrive, from the connection's start or the first byte after an idle keep-alive; a connection that misses it is closed"),
-    setting(&["HTTP_BODY_TIMEOUT"], "30", "seconds a request may take, its body included, once its head has arrived; beyond it the answer is 408 and the connection is closed"),
-    setting(&["HTTP_IDLE_TIMEOUT"], "60", "seconds a keep-alive connection may stay idle between requests before it is closed"),
-    unset(&["HTTP_MAX_CONNECTIONS"], "(from the file-descriptor limit)", "connections served at once; beyond it new ones wait in the kernel's backlog. The default is the open-file limit (raised to its hard limit at start) less a tenth of it, at least 128, kept for the database, Redis, SMTP and files"),
-    unset(&["PUBLIC_URL"], "`http://HOST:PORT`", "the public base URL of this server, used to build links"),
-    setting(&["DATABASE_URL"], "sqlite://tessera.db", "sqlite://FILE or postgres://USER:PASS@HOST/DB (postgresql+asyncpg:// accepted)"),
-    setting(&["DB_POOL_SIZE"], "10", "database connections kept in the pool; on PostgreSQL up to this many of them stay checked out between the statements every request runs (the session check, refresh)"),
-    setting(&["DB_MAX_OVERFLOW"], "20", "extra PostgreSQL connections allowed above the pool size"),
-    setting(&["DB_POOL_TIMEOUT"], "30", "seconds to wait for a free connection before answering 503"),
-    setting(&["DB_POOL_RECYCLE"], "3600", "seconds after which a PostgreSQL connection is replaced"),
-    setting(&["SESSION_CACHE_MS"], "1000", "on a SQLite file, how long the session check may answer a session and its user from memory; writes through any tessera server or command on the file are seen at once, so this only bounds how long a write by another program (the sqlite3 shell) goes unseen; 0 turns the cache off"),
-    setting(&["AUTO_MIGRATE"], "true", "run pending migrations at start-up"),
-    unset(&["REDIS_URL"], "(none: in memory)", "redis://[:PASSWORD@]HOST:PORT/DB; shares rate limits and lockout across nodes"),
-    unset(&["REDIS_HOST"], "(none)", "Redis host, when REDIS_URL is not set"),
-    setting(&["REDIS_PORT"], "6379", "Redis port, with REDIS_HOST"),
-    unset(&["REDIS_PASSWORD"], "(none)", "Redis password, with REDIS_HOST"),
-    unset(&["JWT_SECRET_KEY", "JWT_SECRET"], "(generated in development)", "HMAC key for access tokens, at least 32 bytes; in development, when unset, a random one is generated once and kept in the database, so every node sharing the database uses it"),
-    setting(&["JWT_ALGORITHM"], "HS256", "HS256, HS384 or HS512 (signed with JWT_SECRET_KEY), or RS256, ES256 or EdDSA (signed with JWT_PRIVATE_KEY, public half at /.well-known/jwks.json); a token whose header names another algorithm is refused"),
-    unset(&["JWT_PRIVATE_KEY"], "(none)", "the PEM private key of RS256 (RSA, PKCS#8 or PKCS#1), ES256 (P-256, PKCS#8) or EdDSA (Ed25519, PKCS#8); \\n in the value stands for a line break"),
-    unset(&["JWT_PRIVATE_KEY_FILE"], "(none)", "a file holding JWT_PRIVATE_KEY"),
-    unset(&["JWT_KEY_ID"], "(the key's RFC 7638 thumbprint)", "the kid of the asymmetric signing key, in every token's header and in the JWKS"),
-    unset(&["JWT_PREVIOUS_PUBLIC_KEYS"], "(none)", "public keys tokens signed earlier may carry (a JWK set {\"keys\":[…]} or a JSON array of JWKs, each with its kid): published in the JWKS and accepted until those tokens expire"),
-    setting(&["JWT_ISSUER"], "tessera", "the iss claim of access tokens"),
-    setting(&["JWT_AUDIENCE"], "authenticated", "the aud claim of access tokens"),
-    setting(&["ACCESS_TOKEN_EXPIRE_MINUTES"], "15", "access token lifetime"),
-    setting(&["REFRESH_TOKEN_EXPIRE_DAYS"], "7", "refresh token (session) lifetime"),
-    unset(&["REFRESH_TOKEN_SECRET"], "(derived from the JWT secret)", "key that seals refresh tokens, at least 32 bytes; a comma-separated list rotates keys: the first seals new tokens, every one listed still opens the tokens it sealed. Unset, a key derived from the JWT secret (set or generated), in every environment; must be set when only an asymmetric JWT key is configured outside development"),
-    unset(&["MFA_ENCRYPTION_KEY"], "(generated in development; required in production)", "the key TOTP secrets are encrypted under (AES-256-GCM): the base64 of 32 bytes, or a key ring KID:BASE64KEY,... whose first key encrypts and every one decrypts; in development, when unset, generated once and kept in the database"),
-    setting(&["ADMIN_MFA_REQUIRED"], "false", "admin routes called with a user's token answer 403 mfa_required unless its session signed in with a second factor (API keys are unaffected)"),
-    setting(&["REFRESH_TOKEN_REUSE_INTERVAL"], "10", "seconds during which the token a refresh just replaced still answers the session's current token (two tabs, a retry); after that, presenting it revokes the session"),
-    setting(&["MAX_SESSIONS_PER_USER"], "0", "0 = unlimited; otherwise the oldest session is revoked when a new one would exceed it"),
-    setting(&["SECURE_COOKIES"], "true", "mark the refresh cookie Secure (and send HSTS); must be true in production"),
-    unset(&["CORS_ORIGINS"], "(none)", "comma-separated origins allowed by CORS; * is refused in production"),
-    unset(&["ALLOWED_HOSTS"], "(any)", "comma-separated Host header values accepted, each a host (any port) or a host:port; others answer 400"),
-    unset(&["TRUSTED_PROXIES"], "(none)", "comma-separated IPs or CIDRs of proxies whose X-Forwarded-For / X-Real-IP is believed"),
-    setting(&["RATE_LIMIT_ENABLED"], "true", "false turns every rate limit and the lockout off"),
-    unset(&["RATE_LIMIT_EXEMPT_LOOPBACK"], "`true` in development (`false` elsewhere)", "clients on a loopback address (127.0.0.0/8, ::1) are not counted by the per-IP limits, so a developer's scripts can run again and again; the per-address limits and the lockout still apply"),
-    setting(&["RATE_LIMIT_LOGIN"], "5/15m,1/1s", "sign-ins per client IP: LIMIT/PERIOD windows (units s, m, h, d)"),
-    setting(&["RATE_LIMIT_REGISTER"], "3/1h", "sign-ups per client IP"),
-    setting(&["RATE_LIMIT_RECOVER"], "3/1h", "password-recovery requests per email address"),
-    setting(&["RATE_LIMIT_OTP"], "3/1h", "verification and one-time-code sends per address"),
-    setting(&["RATE_LIMIT_VERIFY"], "30/1h", "per client IP: checks of a link token or code (email verification, password-reset confirmation, MFA codes), and recovery and resend requests"),
-    setting(&["RATE_LIMIT_MEMORY_KEYS"], "100000", "without Redis: the most rate-limit and lockout keys kept in memory; the least recently used go first"),
-    setting(&["LOCKOUT_THRESHOLD"], "5", "consecutive failed sign-ins for one email before it is locked"),
-    setting(&["LOCKOUT_DURATION"], "15m", "first lockout; doubles on each repeat offence"),
-    setting(&["LOCKOUT_MAX"], "24h", "longest lockout"),
-    setting(&["EMAIL_AUTOCONFIRM"], "false", "sign-ups on every surface are confirmed at once and no verification mail is sent (GoTrue's mailer autoconfirm)"),
-    setting(&["REQUIRE_EMAIL_VERIFICATION"], "false", "unverified accounts answer 403 email_not_verified at sign-in"),
-    unset(&["SITE_URL"], "`PUBLIC_URL`", "the application's URL (GoTrue's SITE_URL): where the Supabase surface's links send the browser when the request names no allowed redirect"),
-    unset(&["REDIRECT_URLS"], "(none)", "comma-separated URLs (GoTrue's additional redirect URLs) a Supabase request's `redirect_to` may start with; any other is replaced by SITE_URL"),
-    setting(&["SUPABASE_REQUIRE_APIKEY"], "false", "`/auth/v1` refuses requests without an `apikey` header holding a JWT signed with the server's key (the `anon` or `service_role` key of `tessera keys supabase`), as Supabase's gateway does"),
-    setting(&["SECURE_EMAIL_CHANGE"], "true", "an email change is confirmed from both the new and the current address; false: from the new one alone"),
-    setting(&["MAIL_TRANSPORT"], "log", "smtp, file or log; log is refused in production"),
-    setting(&["MAIL_FROM"], "tessera <no-reply@localhost>", "sender of every mail"),
-    setting(&["MAIL_DIR"], "mail", "where the file transport writes one .eml per message"),
-    unset(&["MAIL_TEMPLATES_DIR"], "(built in)", "directory of NAME.subject / NAME.txt / NAME.html files overriding the built-in templates"),
-    setting(&["MAIL_RETRY_MAX_DELAY"], "5m", "longest wait between delivery attempts, and longest circuit-breaker pause"),
-    setting(&["SMTP_HOST"], "localhost", "SMTP server"),
-    unset(&["SMTP_PORT"], "`587` (`465` with SMTP_TLS=tls, `25` with none)", "SMTP port"),
-    unset(&["SMTP_USER"], "(none)", "SMTP user name; authentication is used when set"),
-    unset(&["SMTP_PASSWORD"], "(none)", "SMTP password"),
-    setting(&["SMTP_TLS"], "starttls", "starttls, tls (implicit) or none"),
-    setting(&["PRODUCT_NAME"], "tessera", "the product name in mails and pages"),
-    unset(&["VERIFY_EMAIL_URL"], "`PUBLIC_URL/verify-email`", "page that email-verification links open (gets ?token=…)"),
-    unset(&["RESET_PASSWORD_URL"], "`PUBLIC_URL/reset-password`", "page that password-reset links open (gets ?token=…)"),
-    setting(&["PASSWORD_MIN_LENGTH"], "8", "minimum password length"),
-    setting(&["PASSWORD_MAX_LENGTH"], "128", "maximum password length (at most 1024)"),
-    setting(&["PASSWORD_REQUIRE_UPPERCASE"], "true", "a password needs an upper-case letter"),
-    setting(&["PASSWORD_REQUIRE_LOWERCASE"], "true", "a password needs a lower-case letter"),
-    setting(&["PASSWORD_REQUIRE_DIGIT"], "true", "a password needs a digit"),
-    setting(&["PASSWORD_REQUIRE_SPECIAL"], "true", "a password needs a special character"),
-    setting(&["PASSWORD_REJECT_COMMON"], "true", "refuse passwords from the shipped list of common passwords"),
-    setting(&["PASSWORD_REJECT_EMAIL"], "true", "refuse passwords containing the email's local part"),
-    setting(&["ARGON2_MEMORY_KIB"], "19456", "Argon2id memory cost in KiB"),
-    setting(&["ARGON2_ITERATIONS"], "2", "Argon2id time cost"),
-    setting(&["ARGON2_PARALLELISM"], "1", "Argon2id lanes"),
-    unset(&["HASH_WORKERS"], "(CPU count)", "threads computing password hashes, each keeping its Argon2 memory while busy (let go after 1 s idle)"),
-    setting(&["HASH_QUEUE"], "64", "password hashes allowed to wait; beyond it sign-in answers 503 with Retry-After"),
-    setting(&["LOG_LEVEL"], "info", "trace, debug, info, warn, error or off, or a filter of target=level directives (e.g. info,tessera_core=debug); anything else is refused"),
-    unset(&["LOG_FORMAT"], "`pretty` (`json` in production)", "json or pretty"),
-    unset(&["LOG_FILE"], "(stdout)", "append logs to this file instead of stdout"),
-    unset(&["OPENAPI_ENABLED"], "`true` (`false` in production)", "serve /docs and /openapi.json"),
-    unset(&["METRICS_ENABLED"], "`true` (`false` in production, unless METRICS_ADDR is set)", "count requests, sign-ins, refreshes, limits, hashing, mail and the database, and serve them as Prometheus text at GET /metrics"),
-    unset(&["METRICS_ADDR"], "(the main listener)", "HOST:PORT of a listener of its own for GET /metrics (which the main listener then does not serve); setting it turns metrics on"),
-    unset(&["FIRST_ADMIN_EMAIL"], "(none)", "with FIRST_ADMIN_PASSWORD: the admin created at start-up when no admin exists"),
-    unset(&["FIRST_ADMIN_PASSWORD"], "(none)", "the first admin's password; must satisfy the password policy"),
-    unset(&["AUDIT_LOG_DIR"], "(none)", "also append every audit event as a JSON line to audit-YYYY-MM-DD.jsonl (UTC) in this directory"),
-    setting(&["DELETED_RETENTION_DAYS"], "30", "days an account deleted by its owner can still be restored by an admin; after them the purge removes it for good (0: at the next purge)"),
-    unset(&["PII_ENCRYPTION_KEY"], "(none: stored in plaintext)", "encrypts email addresses and phone numbers at rest (AES-256-GCM; users, pending addresses, audit details, the mail outbox) and finds addresses through a keyed HMAC-SHA-256 blind index: the base64 of 32 bytes, or a key ring KID:BASE64KEY,... whose first key encrypts and every one decrypts. `tessera pii encrypt` encrypts what was stored before, `tessera pii rotate` re-encrypts under the first key. A database holding data under a key the setting lacks refuses to start"),
-    setting(&["PURGE_INTERVAL"], "1h", "how often the purge runs (accounts past their retention, expired sessions and tokens, mail sent over a day ago); a lease in the database lets one node at a time run it"),
-];
-
-/// The entry of `SETTINGS` whose canonical name is `key`.
-fn doc(key: &str) -> Option<&'static SettingDoc> {
-    SETTINGS.iter().find(|d| d.names.first() == Some(&key))
-}
-
 /// The settings table as markdown, what `tessera config docs` prints.
 pub fn docs_markdown() -> String {
     let mut out = String::from("| setting | default | meaning |\n|---|---|---|\n");
@@ -215,101 +566,6 @@ pub fn docs_markdown() -> String {
         out.push_str(&format!("| {names} | {} | {} |\n", s.shown_default(), s.meaning));
     }
     out
-}
-
-/// tessera's whole configuration.
-#[derive(Clone)]
-pub struct Settings {
-    pub environment: Environment,
-    pub debug: bool,
-    pub host: String,
-    pub port: u16,
-    pub http_header_timeout: Duration,
-    pub http_body_timeout: Duration,
-    pub http_idle_timeout: Duration,
-    /// `None`: derived from the file-descriptor limit when the server starts.
-    pub http_max_connections: Option<usize>,
-    pub public_url: String,
-    pub database_url: SecretString,
-    pub db_pool_size: u32,
-    pub db_max_overflow: u32,
-    pub db_pool_timeout: Duration,
-    pub db_pool_recycle: Duration,
-    /// On a SQLite file, how long a session check's rows are answered from memory; 0: off.
-    pub session_cache_ms: u64,
-    pub auto_migrate: bool,
-    /// `None` until [`Settings::ensure_secrets`] has run in development.
-    pub jwt_secret: Option<SecretString>,
-    /// The refresh-token keys, the first sealing; empty: derived from the JWT secret
-    /// (filled from the file beside the database by [`Settings::ensure_secrets`] in
-    /// development).
-    pub refresh_token_secret: Vec<SecretString>,
-    /// The key ring TOTP secrets are encrypted under; `None` until
-    /// [`Settings::ensure_secrets`] has run in development.
-    pub mfa_encryption_key: Option<SecretString>,
-    /// `PII_ENCRYPTION_KEY`: the key ring personal data is encrypted under (none: plaintext).
-    pub pii_encryption_key: Option<SecretString>,
-    /// Whether admin routes need an aal2 session from a user's token.
-    pub admin_mfa_required: bool,
-    pub jwt_algorithm: String,
-    /// `JWT_PRIVATE_KEY` (or the contents of `JWT_PRIVATE_KEY_FILE`): PEM.
-    pub jwt_private_key: Option<SecretString>,
-    /// `JWT_KEY_ID`.
-    pub jwt_key_id: Option<String>,
-    /// `JWT_PREVIOUS_PUBLIC_KEYS`: JSON.
-    pub jwt_previous_public_keys: Option<String>,
-    pub jwt_issuer: String,
-    pub jwt_audience: String,
-    pub access_token_ttl: Duration,
-    pub refresh_token_ttl: Duration,
-    pub refresh_reuse_interval: Duration,
-    pub max_sessions_per_user: u32,
-    pub secure_cookies: bool,
-    pub cors_origins: Vec<String>,
-    pub allowed_hosts: Vec<String>,
-    pub trusted_proxies: Vec<Cidr>,
-    pub redis_url: Option<SecretString>,
-    pub rate_limit_enabled: bool,
-    /// Whether loopback clients skip the per-IP limits (development's default).
-    pub rate_limit_exempt_loopback: bool,
-    pub rate_limits: RateLimits,
-    /// Without Redis, the most rate-limit and lockout keys kept in memory.
-    pub rate_limit_memory_keys: usize,
-    pub lockout: LockoutPolicy,
-    pub require_email_verification: bool,
-    /// `EMAIL_AUTOCONFIRM`: sign-ups are confirmed at once, with no verification mail.
-    pub email_autoconfirm: bool,
-    /// Whether an email change needs the current address's confirmation too.
-    pub secure_email_change: bool,
-    /// `SITE_URL`: where the Supabase surface's links land by default.
-    pub site_url: String,
-    /// `REDIRECT_URLS`: the prefixes a Supabase `redirect_to` may start with.
-    pub redirect_urls: Vec<String>,
-    /// `SUPABASE_REQUIRE_APIKEY`: `/auth/v1` refuses requests without a valid `apikey`.
-    pub supabase_require_apikey: bool,
-    pub mail_transport: MailTransport,
-    pub mail: MailSettings,
-    pub password_policy: PasswordPolicy,
-    pub argon2_memory_kib: u32,
-    pub argon2_iterations: u32,
-    pub argon2_parallelism: u32,
-    pub hash_workers: usize,
-    pub hash_queue: usize,
-    pub log_level: String,
-    pub log_format: LogFormat,
-    pub log_file: Option<PathBuf>,
-    pub openapi_enabled: bool,
-    /// Whether metrics are counted and served.
-    pub metrics_enabled: bool,
-    /// Where `/metrics` is served when not on the main listener.
-    pub metrics_addr: Option<String>,
-    /// The admin to create at start-up when none exists (email, password).
-    pub first_admin: Option<(String, SecretString)>,
-    pub audit_log_dir: Option<PathBuf>,
-    /// How long a self-deleted account can be restored before the purge removes it.
-    pub deleted_retention: Duration,
-    /// How often the purge runs.
-    pub purge_interval: Duration,
 }
 
 impl fmt::Debug for Settings {
@@ -337,94 +593,231 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-/// Reads variables from a map by their entry in [`SETTINGS`] (every name, then the
-/// default), collecting every problem instead of stopping at the first.
+/// Reads settings from a map of variables, collecting every problem instead of stopping
+/// at the first.
 struct Reader<'a> {
     vars: &'a HashMap<String, String>,
     problems: Vec<String>,
 }
 
-impl Reader<'_> {
-    /// The set value (and the name it was set under), else the default.
-    fn lookup(&mut self, key: &str) -> Option<(String, String)> {
-        let Some(doc) = doc(key) else {
-            self.problems.push(format!("{key} is read but not documented in SETTINGS"));
-            return None;
-        };
-        let set = doc.names.iter().find_map(|n| {
-            self.vars.get(*n).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()).map(|v| ((*n).to_owned(), v))
-        });
-        set.or_else(|| doc.default.map(|d| (key.to_owned(), d.to_owned())))
+impl<'a> Reader<'a> {
+    /// The value of the first of `names` set to more than blanks, and that name.
+    fn set(&self, names: &[&'static str]) -> Option<(&'static str, &'a str)> {
+        let vars = self.vars;
+        names.iter().find_map(|n| vars.get(*n).map(|v| v.trim()).filter(|v| !v.is_empty()).map(|v| (*n, v)))
     }
 
-    /// The value, or `None` when unset with no default.
-    fn opt(&mut self, key: &str) -> Option<String> {
-        self.lookup(key).map(|(_, v)| v)
+    /// The value set, else `default`, parsed alike. A value that does not parse is
+    /// reported, and `T::default()` stands in for it.
+    fn with_default<T: Default>(
+        &mut self,
+        names: &[&'static str],
+        default: &'static str,
+        parse: impl Fn(&str, &str) -> Parsed<T>,
+    ) -> T {
+        let canonical = names.first().copied().unwrap_or_default();
+        let (name, value) = self.set(names).unwrap_or((canonical, default));
+        self.keep(parse(name, value)).unwrap_or_default()
     }
 
-    fn string(&mut self, key: &str) -> String {
-        self.opt(key).unwrap_or_default()
+    /// The value set, parsed; `None` when unset or when it does not parse (reported).
+    fn if_set<T>(&mut self, names: &[&'static str], parse: impl Fn(&str, &str) -> Parsed<T>) -> Option<T> {
+        let (name, value) = self.set(names)?;
+        self.keep(parse(name, value))
     }
 
-    fn parse<T: std::str::FromStr + Default>(&mut self, key: &str, what: &str) -> T {
-        self.parse_opt(key, what).unwrap_or_default()
+    /// The parsed value, or `None` with its problems reported.
+    fn keep<T>(&mut self, parsed: Parsed<T>) -> Option<T> {
+        parsed.map_err(|problems| self.problems.extend(problems)).ok()
     }
+}
 
-    fn parse_opt<T: std::str::FromStr>(&mut self, key: &str, what: &str) -> Option<T> {
-        let (name, v) = self.lookup(key)?;
-        match v.parse() {
-            Ok(x) => Some(x),
-            Err(_) => {
-                self.problems.push(format!("{name}={v:?} is not {what}"));
-                None
-            }
+/// What a parser makes of a setting's value (given with the name it was set under): the
+/// value, or one line per problem, each naming the setting.
+type Parsed<T> = Result<T, Vec<String>>;
+
+/// The value as written: a string, a path or a secret.
+fn text<T: From<String>>(_: &str, value: &str) -> Parsed<T> {
+    Ok(T::from(value.to_owned()))
+}
+
+/// A PEM key, where `\n` stands for a line break (an environment variable holds one line).
+fn pem(_: &str, value: &str) -> Parsed<SecretString> {
+    Ok(SecretString::from(value.replace("\\n", "\n")))
+}
+
+/// A URL links are built on, without its trailing slashes.
+fn base_url(_: &str, value: &str) -> Parsed<String> {
+    Ok(value.trim_end_matches('/').to_owned())
+}
+
+/// A setting whose field is an `Option` even when set (its unset value is computed).
+fn some<T>(parse: impl Fn(&str, &str) -> Parsed<T>) -> impl Fn(&str, &str) -> Parsed<Option<T>> {
+    move |name, value| parse(name, value).map(Some)
+}
+
+/// true or false, also written 1/0, yes/no or on/off, in any case.
+fn flag(name: &str, value: &str) -> Parsed<bool> {
+    match value.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(vec![format!("{name}={value:?} is not true or false")]),
+    }
+}
+
+/// A number; `what` says which, in a refusal.
+fn number<T: FromStr>(what: &'static str) -> impl Fn(&str, &str) -> Parsed<T> {
+    move |name, value| value.parse().map_err(|_| vec![format!("{name}={value:?} is not {what}")])
+}
+
+/// A whole number, raised to `least` when below it.
+fn at_least<T: FromStr + Ord + Copy>(least: T) -> impl Fn(&str, &str) -> Parsed<T> {
+    move |name, value| number("a whole number")(name, value).map(|n: T| n.max(least))
+}
+
+fn seconds(name: &str, value: &str) -> Parsed<Duration> {
+    number("a whole number of seconds")(name, value).map(Duration::from_secs)
+}
+
+fn minutes(name: &str, value: &str) -> Parsed<Duration> {
+    number("a whole number of minutes")(name, value).map(|m: u64| Duration::from_secs(60 * m))
+}
+
+fn days(name: &str, value: &str) -> Parsed<Duration> {
+    number("a whole number of days")(name, value).map(|d: u64| Duration::from_secs(86_400 * d))
+}
+
+/// A whole number of days, lowered to `most` when above it.
+fn days_at_most(most: u64) -> impl Fn(&str, &str) -> Parsed<Duration> {
+    move |name, value| {
+        number("a whole number of days")(name, value).map(|d: u64| Duration::from_secs(86_400 * d.min(most)))
+    }
+}
+
+/// A positive duration such as 15m, 24h or 30s.
+fn duration(name: &str, value: &str) -> Parsed<Duration> {
+    match parse_duration(value).filter(|secs| *secs > 0) {
+        Some(secs) => Ok(Duration::from_secs(secs)),
+        None => Err(vec![format!("{name}={value:?} is not a duration such as 15m, 24h or 30s")]),
+    }
+}
+
+/// Rate-limit windows, LIMIT/PERIOD,...
+fn windows(name: &str, value: &str) -> Parsed<Vec<Window>> {
+    parse_windows(value).map_err(|e| vec![format!("{name}: {e}")])
+}
+
+/// A list, comma-separated or a JSON array of strings (the seeds write both).
+fn list(_: &str, value: &str) -> Parsed<Vec<String>> {
+    let value = value.trim().trim_start_matches('[').trim_end_matches(']');
+    Ok(value
+        .split(',')
+        .map(|s| s.trim().trim_matches('"').trim_matches('\'').to_owned())
+        .filter(|s| !s.is_empty())
+        .collect())
+}
+
+fn secrets(name: &str, value: &str) -> Parsed<Vec<SecretString>> {
+    Ok(list(name, value)?.into_iter().map(SecretString::from).collect())
+}
+
+/// A list of IPs or CIDRs, one problem per entry that is neither.
+fn cidrs(name: &str, value: &str) -> Parsed<Vec<Cidr>> {
+    let mut nets = Vec::new();
+    let mut problems = Vec::new();
+    for raw in list(name, value)? {
+        match Cidr::parse(&raw) {
+            Ok(net) => nets.push(net),
+            Err(e) => problems.push(format!("{name}: {e}")),
         }
     }
-
-    fn boolean(&mut self, key: &str) -> bool {
-        self.boolean_opt(key).unwrap_or(false)
+    if problems.is_empty() {
+        Ok(nets)
+    } else {
+        Err(problems)
     }
+}
 
-    fn boolean_opt(&mut self, key: &str) -> Option<bool> {
-        let (name, v) = self.lookup(key)?;
-        match v.to_ascii_lowercase().as_str() {
-            "1" | "true" | "yes" | "on" => Some(true),
-            "0" | "false" | "no" | "off" => Some(false),
-            _ => {
-                self.problems.push(format!("{name}={v:?} is not true or false"));
-                None
-            }
+/// One of `choices`' words, in any case.
+fn one_of<T: Copy>(choices: &'static Choices<T>) -> impl Fn(&str, &str) -> Parsed<T> {
+    move |name, value| {
+        let word = value.to_ascii_lowercase();
+        match choices.words.iter().find(|(w, _)| *w == word) {
+            Some((_, choice)) => Ok(*choice),
+            None => Err(vec![format!("{name}={word:?} is not {}", choices.listed)]),
         }
     }
+}
 
-    fn secs(&mut self, key: &str) -> Duration {
-        Duration::from_secs(self.parse(key, "a whole number of seconds"))
+/// A JWT signing algorithm tessera implements, spelled as the JOSE header spells it.
+fn signing_algorithm(name: &str, value: &str) -> Parsed<String> {
+    let algorithm = match value.to_ascii_uppercase().as_str() {
+        "EDDSA" => "EdDSA".to_owned(),
+        other => other.to_owned(),
+    };
+    if matches!(algorithm.as_str(), "HS256" | "HS384" | "HS512" | "RS256" | "ES256" | "EdDSA") {
+        Ok(algorithm)
+    } else {
+        Err(vec![format!("{name}={algorithm:?} is not supported (use HS256, HS384, HS512, RS256, ES256 or EdDSA)")])
     }
+}
 
-    fn windows(&mut self, key: &str) -> Vec<Window> {
-        let (name, raw) = self.lookup(key).unwrap_or_default();
-        parse_windows(&raw).unwrap_or_else(|e| {
-            self.problems.push(format!("{name}: {e}"));
-            Vec::new()
-        })
+/// `JWT_PRIVATE_KEY` read from `JWT_PRIVATE_KEY_FILE`, when that is set.
+fn pem_from_file(r: &mut Reader<'_>, path: Option<String>) -> Option<SecretString> {
+    let path = path?;
+    match std::fs::read_to_string(&path) {
+        Ok(pem) => Some(SecretString::from(pem)),
+        Err(e) => {
+            r.problems.push(format!("JWT_PRIVATE_KEY_FILE {path}: {e}"));
+            None
+        }
     }
+}
 
-    fn duration(&mut self, key: &str) -> u64 {
-        let (name, raw) = self.lookup(key).unwrap_or_default();
-        parse_duration(&raw).filter(|d| *d > 0).unwrap_or_else(|| {
-            self.problems.push(format!("{name}={raw:?} is not a duration such as 15m, 24h or 30s"));
-            1
-        })
+/// `REDIS_URL` built from `REDIS_HOST`, `REDIS_PORT` and `REDIS_PASSWORD`, when the host is set.
+fn redis_url_from_parts(host: Option<String>, port: &str, password: Option<String>) -> Option<SecretString> {
+    let host = host?;
+    let auth = match password {
+        Some(pw) => {
+            let encoded: String = pw
+                .bytes()
+                .map(|b| {
+                    if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                        (b as char).to_string()
+                    } else {
+                        format!("%{b:02X}")
+                    }
+                })
+                .collect();
+            format!(":{encoded}@")
+        }
+        None => String::new(),
+    };
+    Some(SecretString::from(format!("redis://{auth}{host}:{port}/0")))
+}
+
+/// The SMTP port of each way of securing the connection.
+fn default_smtp_port(tls: SmtpTls) -> u16 {
+    match tls {
+        SmtpTls::StartTls => 587,
+        SmtpTls::Tls => 465,
+        SmtpTls::None => 25,
     }
+}
 
-    fn list(&mut self, key: &str) -> Vec<String> {
-        let raw = self.opt(key).unwrap_or_default();
-        // The seeds write lists either comma-separated or as a JSON array.
-        let raw = raw.trim().trim_start_matches('[').trim_end_matches(']');
-        raw.split(',')
-            .map(|s| s.trim().trim_matches('"').trim_matches('\'').to_owned())
-            .filter(|s| !s.is_empty())
-            .collect()
+/// The first admin, when both its email and password are set; one without the other is a problem.
+fn first_admin_pair(
+    r: &mut Reader<'_>,
+    email: Option<String>,
+    password: Option<SecretString>,
+) -> Option<(String, SecretString)> {
+    match (email, password) {
+        (Some(email), Some(password)) => Some((email, password)),
+        (None, None) => None,
+        _ => {
+            r.problems.push("FIRST_ADMIN_EMAIL and FIRST_ADMIN_PASSWORD must be set together".to_owned());
+            None
+        }
     }
 }
 
@@ -442,239 +835,41 @@ impl Settings {
         Settings::from_vars(&vars)
     }
 
-    /// Builds settings from a map of variables. Returns every unparsable value at once.
+    /// Builds settings from a map of variables. Returns every unparsable value, and every
+    /// value that does not fit with the others, at once.
     pub fn from_vars(vars: &HashMap<String, String>) -> Result<Settings, Vec<String>> {
         let mut r = Reader { vars, problems: Vec::new() };
-        let environment = match r.string("ENVIRONMENT").to_ascii_lowercase().as_str() {
-            "development" | "dev" | "local" => Environment::Development,
-            "staging" => Environment::Staging,
-            "production" | "prod" => Environment::Production,
-            other => {
-                r.problems.push(format!("ENVIRONMENT={other:?} is not development, staging or production"));
-                Environment::Development
-            }
-        };
-        let production = environment == Environment::Production;
-        let host = r.string("HOST");
-        let port: u16 = r.parse("PORT", "a port number");
-        let public_url =
-            r.opt("PUBLIC_URL").unwrap_or_else(|| format!("http://{host}:{port}")).trim_end_matches('/').to_owned();
-        let jwt_algorithm = match r.string("JWT_ALGORITHM").to_ascii_uppercase().as_str() {
-            "EDDSA" => "EdDSA".to_owned(),
-            other => other.to_owned(),
-        };
-        if !matches!(jwt_algorithm.as_str(), "HS256" | "HS384" | "HS512" | "RS256" | "ES256" | "EdDSA") {
-            r.problems.push(format!(
-                "JWT_ALGORITHM={jwt_algorithm:?} is not supported (use HS256, HS384, HS512, RS256, ES256 or EdDSA)"
-            ));
-        }
-        let jwt_private_key = match (r.opt("JWT_PRIVATE_KEY"), r.opt("JWT_PRIVATE_KEY_FILE")) {
-            (Some(pem), _) => Some(SecretString::from(pem.replace("\\n", "\n"))),
-            (None, Some(path)) => match std::fs::read_to_string(&path) {
-                Ok(pem) => Some(SecretString::from(pem)),
-                Err(e) => {
-                    r.problems.push(format!("JWT_PRIVATE_KEY_FILE {path}: {e}"));
-                    None
-                }
-            },
-            (None, None) => None,
-        };
-        let mail_transport = match r.string("MAIL_TRANSPORT").to_ascii_lowercase().as_str() {
-            "smtp" => MailTransport::Smtp,
-            "file" => MailTransport::File,
-            "log" => MailTransport::Log,
-            other => {
-                r.problems.push(format!("MAIL_TRANSPORT={other:?} is not smtp, file or log"));
-                MailTransport::Log
-            }
-        };
-        let log_format = match r.opt("LOG_FORMAT").map(|s| s.to_ascii_lowercase()).as_deref() {
-            None if production => LogFormat::Json,
-            None => LogFormat::Pretty,
-            Some("json") => LogFormat::Json,
-            Some("pretty") | Some("text") => LogFormat::Pretty,
-            Some(other) => {
-                r.problems.push(format!("LOG_FORMAT={other:?} is not json or pretty"));
-                LogFormat::Pretty
-            }
-        };
-        let password_policy = PasswordPolicy {
-            min_length: r.parse("PASSWORD_MIN_LENGTH", "a whole number"),
-            max_length: r.parse("PASSWORD_MAX_LENGTH", "a whole number"),
-            require_uppercase: r.boolean("PASSWORD_REQUIRE_UPPERCASE"),
-            require_lowercase: r.boolean("PASSWORD_REQUIRE_LOWERCASE"),
-            require_digit: r.boolean("PASSWORD_REQUIRE_DIGIT"),
-            require_special: r.boolean("PASSWORD_REQUIRE_SPECIAL"),
-            reject_common: r.boolean("PASSWORD_REJECT_COMMON"),
-            reject_email: r.boolean("PASSWORD_REJECT_EMAIL"),
-        };
-        if password_policy.min_length > password_policy.max_length || password_policy.max_length > 1024 {
-            r.problems
+        let s = Settings::read(&mut r);
+        let mut problems = r.problems;
+        if s.password_policy.min_length > s.password_policy.max_length || s.password_policy.max_length > 1024 {
+            problems
                 .push("PASSWORD_MIN_LENGTH must not exceed PASSWORD_MAX_LENGTH, which must be at most 1024".to_owned());
         }
-        let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-        let public_url_for_links = public_url.clone();
-        let s = Settings {
-            environment,
-            debug: r.boolean("DEBUG"),
-            host,
-            port,
-            http_header_timeout: r.secs("HTTP_HEADER_TIMEOUT"),
-            http_body_timeout: r.secs("HTTP_BODY_TIMEOUT"),
-            http_idle_timeout: r.secs("HTTP_IDLE_TIMEOUT"),
-            http_max_connections: r.parse_opt("HTTP_MAX_CONNECTIONS", "a whole number"),
-            public_url: public_url.clone(),
-            database_url: SecretString::from(r.string("DATABASE_URL")),
-            db_pool_size: r.parse("DB_POOL_SIZE", "a whole number"),
-            db_max_overflow: r.parse("DB_MAX_OVERFLOW", "a whole number"),
-            db_pool_timeout: r.secs("DB_POOL_TIMEOUT"),
-            db_pool_recycle: r.secs("DB_POOL_RECYCLE"),
-            session_cache_ms: r.parse("SESSION_CACHE_MS", "a whole number of milliseconds"),
-            auto_migrate: r.boolean("AUTO_MIGRATE"),
-            jwt_secret: r.opt("JWT_SECRET_KEY").map(SecretString::from),
-            refresh_token_secret: r.list("REFRESH_TOKEN_SECRET").into_iter().map(SecretString::from).collect(),
-            mfa_encryption_key: r.opt("MFA_ENCRYPTION_KEY").map(SecretString::from),
-            pii_encryption_key: r.opt("PII_ENCRYPTION_KEY").map(SecretString::from),
-            admin_mfa_required: r.boolean("ADMIN_MFA_REQUIRED"),
-            jwt_algorithm,
-            jwt_private_key,
-            jwt_key_id: r.opt("JWT_KEY_ID"),
-            jwt_previous_public_keys: r.opt("JWT_PREVIOUS_PUBLIC_KEYS"),
-            jwt_issuer: r.string("JWT_ISSUER"),
-            jwt_audience: r.string("JWT_AUDIENCE"),
-            access_token_ttl: Duration::from_secs(
-                60 * r.parse::<u64>("ACCESS_TOKEN_EXPIRE_MINUTES", "a whole number of minutes"),
-            ),
-            refresh_token_ttl: Duration::from_secs(
-                86_400 * r.parse::<u64>("REFRESH_TOKEN_EXPIRE_DAYS", "a whole number of days"),
-            ),
-            refresh_reuse_interval: r.secs("REFRESH_TOKEN_REUSE_INTERVAL"),
-            max_sessions_per_user: r.parse("MAX_SESSIONS_PER_USER", "a whole number"),
-            secure_cookies: r.boolean("SECURE_COOKIES"),
-            cors_origins: r.list("CORS_ORIGINS"),
-            allowed_hosts: r.list("ALLOWED_HOSTS"),
-            trusted_proxies: {
-                let mut nets = Vec::new();
-                for raw in r.list("TRUSTED_PROXIES") {
-                    match Cidr::parse(&raw) {
-                        Ok(c) => nets.push(c),
-                        Err(e) => r.problems.push(format!("TRUSTED_PROXIES: {e}")),
-                    }
-                }
-                nets
-            },
-            redis_url: redis_url(&mut r).map(SecretString::from),
-            rate_limit_enabled: r.boolean("RATE_LIMIT_ENABLED"),
-            rate_limit_exempt_loopback: r
-                .boolean_opt("RATE_LIMIT_EXEMPT_LOOPBACK")
-                .unwrap_or(environment == Environment::Development),
-            rate_limits: RateLimits {
-                login: r.windows("RATE_LIMIT_LOGIN"),
-                register: r.windows("RATE_LIMIT_REGISTER"),
-                recover: r.windows("RATE_LIMIT_RECOVER"),
-                otp: r.windows("RATE_LIMIT_OTP"),
-                verify: r.windows("RATE_LIMIT_VERIFY"),
-            },
-            rate_limit_memory_keys: r.parse::<usize>("RATE_LIMIT_MEMORY_KEYS", "a whole number").max(1),
-            lockout: LockoutPolicy {
-                threshold: r.parse::<u64>("LOCKOUT_THRESHOLD", "a whole number").max(1),
-                base_secs: r.duration("LOCKOUT_DURATION"),
-                max_secs: r.duration("LOCKOUT_MAX"),
-            },
-            require_email_verification: r.boolean("REQUIRE_EMAIL_VERIFICATION"),
-            email_autoconfirm: r.boolean("EMAIL_AUTOCONFIRM"),
-            secure_email_change: r.boolean("SECURE_EMAIL_CHANGE"),
-            site_url: r.opt("SITE_URL").unwrap_or_else(|| public_url.clone()).trim_end_matches('/').to_owned(),
-            redirect_urls: r.list("REDIRECT_URLS"),
-            supabase_require_apikey: r.boolean("SUPABASE_REQUIRE_APIKEY"),
-            mail_transport,
-            mail: {
-                let smtp_tls = match r.string("SMTP_TLS").to_ascii_lowercase().as_str() {
-                    "starttls" => SmtpTls::StartTls,
-                    "tls" | "ssl" | "true" => SmtpTls::Tls,
-                    "none" | "false" | "off" => SmtpTls::None,
-                    other => {
-                        r.problems.push(format!("SMTP_TLS={other:?} is not starttls, tls or none"));
-                        SmtpTls::StartTls
-                    }
-                };
-                let default_port = match smtp_tls {
-                    SmtpTls::StartTls => 587,
-                    SmtpTls::Tls => 465,
-                    SmtpTls::None => 25,
-                };
-                let mut link =
-                    |name: &str, path: &str| r.opt(name).unwrap_or_else(|| format!("{public_url_for_links}{path}"));
-                let verify_email_url = link("VERIFY_EMAIL_URL", "/verify-email");
-                let reset_password_url = link("RESET_PASSWORD_URL", "/reset-password");
-                MailSettings {
-                    transport: mail_transport,
-                    from: r.string("MAIL_FROM"),
-                    dir: PathBuf::from(r.string("MAIL_DIR")),
-                    templates_dir: r.opt("MAIL_TEMPLATES_DIR").map(PathBuf::from),
-                    retry_max_delay: Duration::from_secs(r.duration("MAIL_RETRY_MAX_DELAY")),
-                    smtp_host: r.string("SMTP_HOST"),
-                    smtp_port: r.parse_opt("SMTP_PORT", "a port number").unwrap_or(default_port),
-                    smtp_user: r.opt("SMTP_USER"),
-                    smtp_password: r.opt("SMTP_PASSWORD").map(SecretString::from),
-                    smtp_tls,
-                    product_name: r.string("PRODUCT_NAME"),
-                    verify_email_url,
-                    reset_password_url,
-                }
-            },
-            password_policy,
-            argon2_memory_kib: r.parse("ARGON2_MEMORY_KIB", "a whole number of KiB"),
-            argon2_iterations: r.parse("ARGON2_ITERATIONS", "a whole number"),
-            argon2_parallelism: r.parse("ARGON2_PARALLELISM", "a whole number"),
-            hash_workers: r.parse_opt("HASH_WORKERS", "a whole number").unwrap_or(cpus).max(1),
-            hash_queue: r.parse("HASH_QUEUE", "a whole number"),
-            log_level: r.string("LOG_LEVEL"),
-            log_format,
-            log_file: r.opt("LOG_FILE").map(PathBuf::from),
-            openapi_enabled: r.boolean_opt("OPENAPI_ENABLED").unwrap_or(!production),
-            metrics_addr: r.opt("METRICS_ADDR"),
-            metrics_enabled: r.boolean_opt("METRICS_ENABLED").unwrap_or(!production || r.opt("METRICS_ADDR").is_some()),
-            first_admin: match (r.opt("FIRST_ADMIN_EMAIL"), r.opt("FIRST_ADMIN_PASSWORD")) {
-                (Some(email), Some(password)) => Some((email, SecretString::from(password))),
-                (None, None) => None,
-                _ => {
-                    r.problems.push("FIRST_ADMIN_EMAIL and FIRST_ADMIN_PASSWORD must be set together".to_owned());
-                    None
-                }
-            },
-            audit_log_dir: r.opt("AUDIT_LOG_DIR").map(PathBuf::from),
-            deleted_retention: Duration::from_secs(
-                r.parse::<u64>("DELETED_RETENTION_DAYS", "a whole number of days").min(36_500) * 86_400,
-            ),
-            purge_interval: Duration::from_secs(r.duration("PURGE_INTERVAL")),
-        };
         if lettre::message::Mailbox::from_str(&s.mail.from).is_err() {
-            r.problems.push(format!(
+            problems.push(format!(
                 "MAIL_FROM={:?} is not a mailbox such as \"tessera <no-reply@example.com>\"",
                 s.mail.from
             ));
         }
         if let Some((email, password)) = &s.first_admin {
             match tessera_domain::Email::parse(email) {
-                Err(_) => r.problems.push(format!("FIRST_ADMIN_EMAIL={email:?} is not a valid email address")),
+                Err(_) => problems.push(format!("FIRST_ADMIN_EMAIL={email:?} is not a valid email address")),
                 Ok(e) => {
                     if let Err(broken) = s.password_policy.check("password", password.expose_secret(), Some(&e)) {
                         let rules: Vec<String> = broken.into_iter().map(|b| b.message).collect();
-                        r.problems
-                            .push(format!("FIRST_ADMIN_PASSWORD breaks the password policy: {}", rules.join(" ")));
+                        problems.push(format!("FIRST_ADMIN_PASSWORD breaks the password policy: {}", rules.join(" ")));
                     }
                 }
             }
         }
         if s.http_header_timeout.is_zero() || s.http_body_timeout.is_zero() || s.http_idle_timeout.is_zero() {
-            r.problems.push("HTTP_HEADER_TIMEOUT, HTTP_BODY_TIMEOUT and HTTP_IDLE_TIMEOUT must be positive".to_owned());
+            problems.push("HTTP_HEADER_TIMEOUT, HTTP_BODY_TIMEOUT and HTTP_IDLE_TIMEOUT must be positive".to_owned());
         }
         if s.http_max_connections == Some(0) {
-            r.problems.push("HTTP_MAX_CONNECTIONS must be positive".to_owned());
+            problems.push("HTTP_MAX_CONNECTIONS must be positive".to_owned());
         }
         if s.access_token_ttl.is_zero() || s.refresh_token_ttl.is_zero() {
-            r.problems.push("ACCESS_TOKEN_EXPIRE_MINUTES and REFRESH_TOKEN_EXPIRE_DAYS must be positive".to_owned());
+            problems.push("ACCESS_TOKEN_EXPIRE_MINUTES and REFRESH_TOKEN_EXPIRE_DAYS must be positive".to_owned());
         }
         if let Some(url) = &s.redis_url {
             let u = url.expose_secret();
@@ -683,11 +878,11 @@ impl Settings {
                 || u.starts_with("redis+unix://")
                 || u.starts_with("unix://"))
             {
-                r.problems.push("REDIS_URL must start with redis://".to_owned());
+                problems.push("REDIS_URL must start with redis://".to_owned());
             }
         }
         if let Err(e) = tessera_store::normalise_url(s.database_url.expose_secret()) {
-            r.problems.push(e);
+            problems.push(e);
         }
         let urls = [
             ("PUBLIC_URL", &s.public_url),
@@ -703,22 +898,22 @@ impl Settings {
                 continue;
             }
             if let Err(e) = check_url(url) {
-                r.problems.push(format!("{name}={url:?} is not a URL: {e}"));
+                problems.push(format!("{name}={url:?} is not a URL: {e}"));
             }
         }
         if let Err(e) = check_log_filter(&s.log_level) {
-            r.problems.push(format!("LOG_LEVEL={:?}: {e}", s.log_level));
+            problems.push(format!("LOG_LEVEL={:?}: {e}", s.log_level));
         }
         if argon2::Params::new(s.argon2_memory_kib, s.argon2_iterations, s.argon2_parallelism, None).is_err() {
-            r.problems.push(
+            problems.push(
                 "ARGON2_MEMORY_KIB, ARGON2_ITERATIONS and ARGON2_PARALLELISM do not form valid Argon2 parameters"
                     .to_owned(),
             );
         }
-        if r.problems.is_empty() {
+        if problems.is_empty() {
             Ok(s)
         } else {
-            Err(r.problems)
+            Err(problems)
         }
     }
 
@@ -866,32 +1061,6 @@ pub fn check_log_filter(filter: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// `REDIS_URL`, or one built from `REDIS_HOST`, `REDIS_PORT` and `REDIS_PASSWORD`.
-fn redis_url(r: &mut Reader) -> Option<String> {
-    if let Some(url) = r.opt("REDIS_URL") {
-        return Some(url);
-    }
-    let host = r.opt("REDIS_HOST")?;
-    let port = r.string("REDIS_PORT");
-    let auth = match r.opt("REDIS_PASSWORD") {
-        Some(pw) => {
-            let encoded: String = pw
-                .bytes()
-                .map(|b| {
-                    if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                        (b as char).to_string()
-                    } else {
-                        format!("%{b:02X}")
-                    }
-                })
-                .collect();
-            format!(":{encoded}@")
-        }
-        None => String::new(),
-    };
-    Some(format!("redis://{auth}{host}:{port}/0"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -970,6 +1139,26 @@ mod tests {
     }
 
     #[test]
+    fn computed_defaults_follow_the_settings_they_come_from() {
+        let s = Settings::from_vars(&vars(&[("PUBLIC_URL", "https://id.example.com/"), ("SMTP_TLS", "TLS")])).unwrap();
+        assert_eq!(s.site_url, "https://id.example.com");
+        assert_eq!(s.mail.verify_email_url, "https://id.example.com/verify-email");
+        assert_eq!((s.mail.smtp_tls, s.mail.smtp_port), (SmtpTls::Tls, 465));
+        assert!(s.rate_limit_exempt_loopback && s.metrics_enabled);
+        let production = [("ENVIRONMENT", "prod")];
+        let s = Settings::from_vars(&vars(&production)).unwrap();
+        assert_eq!(s.log_format, LogFormat::Json);
+        assert!(!s.rate_limit_exempt_loopback && !s.metrics_enabled && !s.openapi_enabled);
+        let s = Settings::from_vars(&vars(&[production[0], ("METRICS_ADDR", "127.0.0.1:9100")])).unwrap();
+        assert!(s.metrics_enabled);
+        let errs = Settings::from_vars(&vars(&[("APP_ENV", "Live"), ("SMTP_PORT", "x")])).err().unwrap();
+        assert_eq!(
+            errs,
+            ["APP_ENV=\"live\" is not development, staging or production", "SMTP_PORT=\"x\" is not a port number"]
+        );
+    }
+
+    #[test]
     fn refresh_token_keys_are_a_list_each_long_enough_outside_development() {
         let long = "k".repeat(32);
         let ring = format!("{long}1,{long}2");
@@ -993,11 +1182,15 @@ mod tests {
     }
 
     #[test]
-    fn every_read_name_is_documented() {
-        let src = include_str!("settings.rs");
+    fn every_name_belongs_to_one_setting_and_every_setting_has_a_meaning() {
+        let mut seen = std::collections::HashSet::new();
         for doc in SETTINGS {
+            for name in doc.names {
+                assert!(seen.insert(*name), "{name} is declared twice");
+            }
             let name = doc.names[0];
-            assert!(src.matches(&format!("\"{name}\"")).count() >= 2, "{name} documented but never read");
+            assert!(!doc.meaning.is_empty(), "{name} has no meaning");
+            assert!(!doc.meaning.contains("  ") && doc.meaning.trim() == doc.meaning, "{name}: {:?}", doc.meaning);
         }
     }
 }
