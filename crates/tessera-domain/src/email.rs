@@ -1,7 +1,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::FieldError;
+use crate::error::FieldError;
 
 /// A syntactically valid email address, trimmed and lower-cased, so that two spellings
 /// of one address compare equal.

@@ -4,7 +4,8 @@ use std::sync::LazyLock;
 
 use unicode_normalization::{is_nfkc_quick, IsNormalized, UnicodeNormalization};
 
-use crate::{Email, FieldError};
+use crate::email::Email;
+use crate::error::FieldError;
 
 /// The common-password list shipped with the binary (see `data/README.md`).
 static COMMON_PASSWORDS: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {

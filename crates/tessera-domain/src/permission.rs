@@ -2,7 +2,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::Role;
+use crate::role::Role;
 
 /// One thing an admin route may require (SPEC §5.7). Roles grant sets of them; API keys
 /// carry a subset as their scopes.

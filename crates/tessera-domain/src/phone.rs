@@ -1,6 +1,6 @@
 use std::fmt;
 
-use crate::FieldError;
+use crate::error::FieldError;
 
 /// A phone number in E.164 form: `+`, a non-zero digit, then 7 to 14 more digits.
 /// Spaces, dashes, dots and parentheses are accepted as separators and dropped.

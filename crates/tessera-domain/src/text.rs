@@ -1,6 +1,6 @@
 use std::fmt;
 
-use crate::FieldError;
+use crate::error::FieldError;
 
 /// Free text a person typed (a name, a location, a bio): trimmed, blank meaning none, at
 /// most `max` characters, no control characters but line breaks and tabs. Every broken
