@@ -15,7 +15,9 @@ use tessera_store::query::sessions;
 use tessera_store::query::users::{self, UserChanges};
 use uuid::Uuid;
 
-use crate::account::users::{check_metadata, full_name, insert_account, optional_phone, Metadata, NewAccount, Patch};
+use crate::account::users::{
+    check_metadata, full_name, insert_account, optional_phone, Account, Metadata, NewAccount, Patch,
+};
 use crate::app::Core;
 use crate::audit::{record, AuditEvent};
 use crate::caller::Actor;
@@ -352,19 +354,32 @@ impl Core {
         Ok((items, total))
     }
 
-    /// The profiles and factors of a page of users, read in two statements (whatever the
-    /// page's size).
-    pub async fn profiles_and_factors(
-        &self,
-        users: &[user::Model],
-    ) -> Result<(Vec<tessera_store::entity::profile::Model>, Vec<tessera_store::entity::mfa_factor::Model>), Error>
-    {
+    /// Page `page` (from 1) of `per_page` users, newest first, each with its profile and
+    /// factors (read in two statements, whatever the page's size), and how many users
+    /// there are. A page past the last is empty, however far.
+    pub async fn admin_accounts_page(&self, page: u64, per_page: u64) -> Result<(Vec<Account>, u64), Error> {
+        let skip = page.saturating_sub(1).saturating_mul(per_page);
+        let (users, total) = if skip > SKIP_MAX {
+            let (_, total) = self.admin_list_users(UserQuery { skip: 0, limit: 1, ..Default::default() }).await?;
+            (Vec::new(), total)
+        } else {
+            self.admin_list_users(UserQuery { skip, limit: per_page, ..Default::default() }).await?
+        };
         let ids: Vec<Uuid> = users.iter().map(|u| u.id).collect();
         let reader = self.store.reader();
-        Ok(tokio::try_join!(
+        let (profiles, factors) = tokio::try_join!(
             tessera_store::query::profiles::of_users(reader, &ids),
             tessera_store::query::mfa::factors_of_users(reader, &ids),
-        )?)
+        )?;
+        let accounts = users
+            .into_iter()
+            .map(|user| Account {
+                profile: profiles.iter().find(|p| p.user_id == user.id).cloned(),
+                factors: factors.iter().filter(|f| f.user_id == user.id).cloned().collect(),
+                user,
+            })
+            .collect();
+        Ok((accounts, total))
     }
 
     /// Changes any field of any user, and merges metadata into the profile, all or

@@ -4,7 +4,7 @@ use chrono::NaiveDate;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 use tessera_domain::{bounded_text, Email, Error, FieldError, FullName, Phone, Role};
-use tessera_store::entity::{profile, user};
+use tessera_store::entity::{mfa_factor, profile, user};
 use tessera_store::query::profiles::{self, ProfileChanges};
 use tessera_store::query::users::{self, NewUser, UserChanges};
 use tessera_store::Db;
@@ -16,6 +16,15 @@ use crate::caller::{now, ClientInfo};
 use crate::mail::transport::Template;
 use crate::session::issued::SignIn;
 use crate::session::sign_in::{Proof, Proven};
+
+/// A user with what is shown beside it: the profile and the MFA factors.
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub user: user::Model,
+    /// `None` if it could not be read (the user is shown without it).
+    pub profile: Option<profile::Model>,
+    pub factors: Vec<mfa_factor::Model>,
+}
 
 /// What a sign-up asks for, as the client sent it.
 pub struct Registration {
@@ -428,6 +437,14 @@ impl Core {
     }
 
     /// A user's profile (created with the user).
+    /// A user with their profile and factors, read at once.
+    pub async fn account(&self, user: user::Model) -> Result<Account, Error> {
+        let reader = self.store.reader();
+        let (profile, factors) =
+            tokio::join!(profiles::by_user(reader, user.id), tessera_store::query::mfa::factors(reader, user.id));
+        Ok(Account { profile: profile.ok().flatten(), factors: factors?, user })
+    }
+
     pub async fn profile(&self, user: &user::Model) -> Result<profile::Model, Error> {
         profiles::by_user(self.store.reader(), user.id)
             .await?

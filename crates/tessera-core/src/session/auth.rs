@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use tessera_domain::{Email, Error};
 use tessera_store::entity::{session, user};
@@ -176,7 +176,10 @@ impl Core {
             self.lockout_success(raw_email).await;
         }
         let rehash = verdict.needs_rehash.then(|| password.clone());
-        Ok(Proven { user, proof: Proof::Password, rehash })
+        let address = Email::parse(&user.email).ok();
+        let weak_password =
+            self.settings.password_policy.check("password", password.expose_secret(), address.as_ref()).err();
+        Ok(Proven { user, proof: Proof::Password, rehash, weak_password })
     }
 
     /// The tokens of a session as it stands (its current refresh token, a new access

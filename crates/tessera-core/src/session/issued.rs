@@ -1,7 +1,7 @@
 //! What opening a session hands out, shared by every way in: the tokens issued, the
 //! second step a sign-in may still need, and the account rule every session checks.
 
-use tessera_domain::Error;
+use tessera_domain::{Error, FieldError};
 use tessera_store::entity::{profile, user};
 use uuid::Uuid;
 
@@ -35,6 +35,9 @@ pub struct Issued {
     /// On the Supabase surface, the profile its claims were read from (so the answer's
     /// user object needs no second read).
     pub profile: Option<profile::Model>,
+    /// For a password sign-in, how the password breaks today's policy, if it does (the
+    /// Supabase surface warns with `weak_password`).
+    pub weak_password: Option<Vec<FieldError>>,
 }
 
 /// What a password sign-in answers: a session, or the second step it still needs.

@@ -13,7 +13,7 @@
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use secrecy::SecretString;
 use serde_json::json;
-use tessera_domain::Error;
+use tessera_domain::{Error, FieldError};
 use tessera_store::entity::user;
 use tessera_store::query::sessions::{self, NewSession};
 use tessera_store::Tx;
@@ -48,11 +48,13 @@ pub struct Proven {
     /// The password, when the verifier found its stored hash due for re-hashing to the
     /// current parameters (hashed once the account is known to sign in).
     pub rehash: Option<SecretString>,
+    /// How a proven password breaks today's policy, if it does.
+    pub weak_password: Option<Vec<FieldError>>,
 }
 
 impl Proven {
     pub fn new(user: user::Model, proof: Proof) -> Proven {
-        Proven { user, proof, rehash: None }
+        Proven { user, proof, rehash: None, weak_password: None }
     }
 }
 
@@ -120,7 +122,7 @@ impl Core {
     }
 
     async fn finish(&self, tx: Option<Tx>, proven: Proven, client: &ClientInfo) -> Result<SignIn, Error> {
-        let Proven { user, proof, rehash } = proven;
+        let Proven { user, proof, rehash, weak_password } = proven;
         let refusal = self.refusal(&user);
         // The hash costs what it costs outside any transaction.
         let new_hash = match rehash {
@@ -150,7 +152,8 @@ impl Core {
             }
         };
         let opened = self.open_session_in(&tx, user, new_hash, aal, client).await;
-        commit_unless_failed(tx, opened).await.map(|issued| SignIn::Session(Box::new(issued)))
+        let issued = commit_unless_failed(tx, opened).await?;
+        Ok(SignIn::Session(Box::new(Issued { weak_password, ..issued })))
     }
 
     /// Opens the session in `tx`, enforcing `MAX_SESSIONS_PER_USER`. If the user's
@@ -224,6 +227,7 @@ impl Core {
             expires_at,
             refresh_token: self.refresh_keys.seal(session_id, counter),
             refresh_expires_in: (session_expires_at - now).num_seconds().max(0),
+            weak_password: None,
         })
     }
 }

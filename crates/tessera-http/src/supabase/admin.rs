@@ -8,7 +8,7 @@ use axum::Json;
 use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tessera_core::account::admin::{AdminUserPatch, NewUser, UserQuery};
+use tessera_core::account::admin::{AdminUserPatch, NewUser};
 use tessera_core::account::users::Metadata;
 use tessera_core::domain::Error;
 use tessera_core::mail::links::{LinkKind, LinkRequest};
@@ -64,23 +64,8 @@ fn page_param(raw: &Option<String>, default: u64) -> Result<u64, GoTrueError> {
 pub async fn list_users(State(s): State<AppState>, _: ServiceRole, SbQuery(q): SbQuery<PageQuery>) -> Answer {
     let page = page_param(&q.page, 1)?;
     let per_page = page_param(&q.per_page, 50)?.min(PER_PAGE_MAX);
-    let skip = (page - 1).saturating_mul(per_page);
-    // A page past the last is empty, as GoTrue answers it (the count still comes along).
-    let (users, total) = if skip > tessera_core::account::admin::SKIP_MAX {
-        let (_, total) = s.core.admin_list_users(UserQuery { skip: 0, limit: 1, ..Default::default() }).await?;
-        (Vec::new(), total)
-    } else {
-        s.core.admin_list_users(UserQuery { skip, limit: per_page, ..Default::default() }).await?
-    };
-    let (profiles, factors) = s.core.profiles_and_factors(&users).await?;
-    let out: Vec<Value> = users
-        .iter()
-        .map(|u| {
-            let profile = profiles.iter().find(|p| p.user_id == u.id);
-            let theirs: Vec<_> = factors.iter().filter(|f| f.user_id == u.id).cloned().collect();
-            user_json(u, profile, &theirs)
-        })
-        .collect();
+    let (accounts, total) = s.core.admin_accounts_page(page, per_page).await?;
+    let out: Vec<Value> = accounts.iter().map(|a| user_json(&a.user, a.profile.as_ref(), &a.factors)).collect();
     let mut res =
         Json(json!({ "users": out, "aud": tessera_core::session::tokens::SUPABASE_AUDIENCE })).into_response();
     res.headers_mut().insert("x-total-count", HeaderValue::from(total));

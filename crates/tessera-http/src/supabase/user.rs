@@ -73,6 +73,6 @@ pub fn user_json(u: &user::Model, profile: Option<&profile::Model>, factors: &[m
 
 /// A user's GoTrue object, read with its profile and factors.
 pub async fn load_user(core: &Core, u: &user::Model) -> Result<Value, GoTrueError> {
-    let (profile, factors) = tokio::join!(core.profile(u), core.factors(u.id));
-    Ok(user_json(u, profile.ok().as_ref(), &factors?))
+    let account = core.account(u.clone()).await?;
+    Ok(user_json(&account.user, account.profile.as_ref(), &account.factors))
 }

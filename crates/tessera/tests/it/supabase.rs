@@ -461,6 +461,32 @@ async fn put_user_changes_everything_it_asks_or_nothing() {
 }
 
 #[tokio::test]
+async fn a_password_sign_in_warns_of_a_password_todays_policy_refuses() {
+    use tessera_core::entity::user;
+    use tessera_store::sea_orm::sea_query::Expr;
+    use tessera_store::sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    let app = suite_app(&[("PASSWORD_MIN_LENGTH", "24")]).await;
+    let email = fresh_email();
+    let strong = "a-long-enough-passphrase-for-24";
+    sign_up(&app, &email, strong, json!({})).await;
+    let ok_grant = ok(password_grant(&app, &email, strong).await);
+    assert!(ok_grant.get("weak_password").is_none(), "{ok_grant}");
+
+    // A hash brought from before the policy: its password (20 characters) is too short now.
+    let legacy: Value = serde_json::from_str(include_str!("../fixtures/legacy_hashes.json")).unwrap();
+    let (hash, weak) = (legacy[0]["hash"].as_str().unwrap(), legacy[0]["password"].as_str().unwrap());
+    user::Entity::update_many()
+        .col_expr(user::Column::PasswordHash, Expr::value(hash))
+        .filter(user::Column::Email.eq(email.as_str()))
+        .exec(app.db())
+        .await
+        .unwrap();
+    let warned = ok(password_grant(&app, &email, weak).await);
+    assert!(warned["access_token"].is_string(), "the sign-in succeeds: {warned}");
+    assert_eq!(warned["weak_password"]["reasons"], json!(["length"]), "{warned}");
+}
+
+#[tokio::test]
 async fn admin_put_user_changes_everything_it_asks_or_nothing() {
     let app = suite_app(&[]).await;
     let service = hs_project_key("service_role");
