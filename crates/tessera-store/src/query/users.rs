@@ -82,7 +82,7 @@ pub async fn create(conn: &impl Db, new: NewUser) -> Result<user::Model, Error> 
 
 /// The columns of a user a change sets; `None` leaves a column as it is (for a
 /// nullable column, `Some(None)` clears it).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct UserChanges {
     pub email: Option<String>,
     pub email_verified_at: Option<Option<DateTime<Utc>>>,
@@ -100,28 +100,7 @@ pub struct UserChanges {
 impl UserChanges {
     /// Whether the change sets nothing.
     pub fn is_empty(&self) -> bool {
-        let UserChanges {
-            email,
-            email_verified_at,
-            new_email,
-            full_name,
-            phone,
-            phone_verified_at,
-            role,
-            is_active,
-            password_hash,
-            updated_at,
-        } = self;
-        email.is_none()
-            && email_verified_at.is_none()
-            && new_email.is_none()
-            && full_name.is_none()
-            && phone.is_none()
-            && phone_verified_at.is_none()
-            && role.is_none()
-            && is_active.is_none()
-            && password_hash.is_none()
-            && updated_at.is_none()
+        *self == UserChanges::default()
     }
 }
 
