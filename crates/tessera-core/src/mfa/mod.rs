@@ -162,6 +162,8 @@ pub struct FactorView {
 #[derive(Debug, Clone)]
 pub struct Enrolment {
     pub id: Uuid,
+    /// The factor's name, as stored.
+    pub name: String,
     /// The shared secret, base32, for typing into an authenticator.
     pub secret: String,
     pub otpauth_uri: String,
@@ -340,6 +342,12 @@ impl Core {
         mfa::factors(self.store.reader(), user_id).await
     }
 
+    /// The factors of a live user, verified or not: `UserNotFound` for no such user.
+    pub async fn factors_of_user(&self, user_id: Uuid) -> Result<Vec<mfa_factor::Model>, Error> {
+        let user = self.user(user_id).await?;
+        self.factors(user.id).await
+    }
+
     /// The caller's factors and how many recovery codes are left.
     pub async fn list_factors(&self, user_id: Uuid) -> Result<(Vec<mfa_factor::Model>, u64), Error> {
         let reader = self.store.reader();
@@ -383,7 +391,8 @@ impl Core {
         let ev = AuditEvent::by_user("mfa.enroll", who.user.id).detail(json!({ "factor_id": factor.id, "name": name }));
         record(&tx, client, ev).await?;
         tx.commit().await?;
-        Ok(Enrolment { id: factor.id, secret: secret_b32, qr_png: STANDARD.encode(qr_png(&uri)?), otpauth_uri: uri })
+        let qr_png = STANDARD.encode(qr_png(&uri)?);
+        Ok(Enrolment { id: factor.id, name: factor.name, secret: secret_b32, qr_png, otpauth_uri: uri })
     }
 
     /// Activates an enrolled factor with its first code: MFA is on, ten new recovery

@@ -201,8 +201,7 @@ pub async fn delete_user(
 #[utoipa::path(get, path = "/auth/v1/admin/users/{id}/factors", tag = "supabase", security(("bearer" = [])), params(("id" = String, Path, description = "The user")),
     responses((status = 200, body = Vec<super::doc::SbFactor>), (status = 401, body = super::doc::SbError), (status = 403, body = super::doc::SbError), (status = 404, body = super::doc::SbError)))]
 pub async fn list_factors(State(s): State<AppState>, _: ServiceRole, Path(id): Path<String>) -> Answer {
-    let user = s.core.user(user_id(&id)?).await?;
-    let (factors, _) = s.core.list_factors(user.id).await?;
+    let factors = s.core.factors_of_user(user_id(&id)?).await?;
     Ok(Json(Value::Array(factors.iter().map(factor_json).collect())).into_response())
 }
 

@@ -50,19 +50,11 @@ pub async fn enroll(
     }
     let name = body.friendly_name.filter(|n| !n.trim().is_empty());
     let e = s.core.enroll_totp(&who, name, &client).await?;
-    let factor = s
-        .core
-        .list_factors(who.user.id)
-        .await?
-        .0
-        .into_iter()
-        .find(|f| f.id == e.id)
-        .ok_or(tessera_core::domain::Error::FactorNotFound)?;
     let svg = tessera_core::mfa::qr_svg(&e.otpauth_uri)?;
     Ok(Json(json!({
         "id": e.id,
         "type": "totp",
-        "friendly_name": factor.name,
+        "friendly_name": e.name,
         "totp": {
             "qr_code": svg,
             "secret": e.secret,
