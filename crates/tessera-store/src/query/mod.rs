@@ -30,6 +30,13 @@ pub mod users;
 /// Rows whose address `column` is `email`, or whose blind index `index` is the index of
 /// `email` under any key of the ring: rows still in plaintext and rows already encrypted
 /// both match.
+/// Sets a column of a row being changed when a change gives it a value.
+pub(crate) fn set_if<T: Into<sea_orm::Value>>(column: &mut sea_orm::ActiveValue<T>, value: Option<T>) {
+    if let Some(v) = value {
+        *column = sea_orm::ActiveValue::Set(v);
+    }
+}
+
 pub(crate) fn address_is<C: ColumnTrait>(pii: &Pii, column: C, index: C, email: &str) -> Condition {
     let cond = Condition::any().add(column.eq(email));
     let indexes = pii.indexes(email);

@@ -1,11 +1,12 @@
 //! Profiles.
 
 use chrono::{DateTime, NaiveDate, Utc};
-use sea_orm::{ActiveModelTrait, ActiveValue, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter};
 use serde_json::Value;
 use tessera_domain::Error;
 use uuid::Uuid;
 
+use super::set_if;
 use crate::entity::profile;
 use crate::error::OrDb;
 
@@ -53,19 +54,14 @@ pub async fn update(
         updated_at,
     } = changes;
     let mut row = current.clone().into_active_model();
-    fn put<T: Into<sea_orm::Value>>(column: &mut ActiveValue<T>, value: Option<T>) {
-        if let Some(v) = value {
-            *column = ActiveValue::Set(v);
-        }
-    }
-    put(&mut row.avatar_url, avatar_url);
-    put(&mut row.location, location);
-    put(&mut row.date_of_birth, date_of_birth);
-    put(&mut row.bio, bio);
-    put(&mut row.preferences, preferences);
-    put(&mut row.user_metadata, user_metadata);
-    put(&mut row.app_metadata, app_metadata);
-    put(&mut row.updated_at, updated_at);
+    set_if(&mut row.avatar_url, avatar_url);
+    set_if(&mut row.location, location);
+    set_if(&mut row.date_of_birth, date_of_birth);
+    set_if(&mut row.bio, bio);
+    set_if(&mut row.preferences, preferences);
+    set_if(&mut row.user_metadata, user_metadata);
+    set_if(&mut row.app_metadata, app_metadata);
+    set_if(&mut row.updated_at, updated_at);
     row.update(conn).await.or_db()
 }
 

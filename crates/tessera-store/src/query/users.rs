@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use tessera_domain::Error;
 use uuid::Uuid;
 
-use super::address_is;
+use super::{address_is, set_if};
 use crate::db::Db;
 use crate::entity::{profile, user};
 use crate::error::OrDb;
@@ -120,21 +120,16 @@ pub async fn update(conn: &impl Db, current: &user::Model, changes: UserChanges)
         updated_at,
     } = changes;
     let mut row = current.clone().into_active_model();
-    fn put<T: Into<sea_orm::Value>>(column: &mut ActiveValue<T>, value: Option<T>) {
-        if let Some(v) = value {
-            *column = ActiveValue::Set(v);
-        }
-    }
-    put(&mut row.email, email);
-    put(&mut row.email_verified_at, email_verified_at);
-    put(&mut row.new_email, new_email);
-    put(&mut row.full_name, full_name);
-    put(&mut row.phone, phone);
-    put(&mut row.phone_verified_at, phone_verified_at);
-    put(&mut row.role, role);
-    put(&mut row.is_active, is_active);
-    put(&mut row.password_hash, password_hash);
-    put(&mut row.updated_at, updated_at);
+    set_if(&mut row.email, email);
+    set_if(&mut row.email_verified_at, email_verified_at);
+    set_if(&mut row.new_email, new_email);
+    set_if(&mut row.full_name, full_name);
+    set_if(&mut row.phone, phone);
+    set_if(&mut row.phone_verified_at, phone_verified_at);
+    set_if(&mut row.role, role);
+    set_if(&mut row.is_active, is_active);
+    set_if(&mut row.password_hash, password_hash);
+    set_if(&mut row.updated_at, updated_at);
     save(conn, row).await
 }
 
