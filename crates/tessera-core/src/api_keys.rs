@@ -12,9 +12,9 @@ use uuid::Uuid;
 
 use crate::app::Core;
 use crate::audit::{record, AuditEvent};
-use crate::caller::Actor;
-use crate::caller::{now, ClientInfo};
+use crate::caller::{now, Actor, ClientInfo};
 use crate::crypto::{random_token, sha256_hex};
+use crate::session::issued::is_usable;
 
 /// What every key starts with, so that it is recognisable (and scannable) as a secret.
 pub const KEY_PREFIX: &str = "tsk_";
@@ -155,7 +155,7 @@ impl Core {
             return Err(Error::InvalidApiKey);
         };
         let creator = match row.created_by {
-            Some(id) => users::by_id(self.store.reader(), id).await?.filter(crate::session::issued::is_usable),
+            Some(id) => users::by_id(self.store.reader(), id).await?.filter(is_usable),
             None => None,
         };
         let Some(creator) = creator else { return Err(Error::InvalidApiKey) };

@@ -14,8 +14,7 @@ use tessera_core::domain::{Error, FieldError};
 use tessera_core::limits::RateAction;
 use tessera_core::mail::links::{MailProof, Verdict, Verification};
 use tessera_core::mail::verification::EMAIL_CHANGE;
-use tessera_core::session::issued::Issued;
-use tessera_core::session::issued::SignIn;
+use tessera_core::session::issued::{Issued, SignIn};
 use utoipa::ToSchema;
 
 use crate::dto::{AuthUserOut, MessageOut, MfaVerifyIn, ProfileOut, ProfilePatchIn, SessionBody};

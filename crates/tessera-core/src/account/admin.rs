@@ -16,13 +16,12 @@ use tessera_store::query::users::{self, UserChanges};
 use uuid::Uuid;
 
 use crate::account::users::{
-    check_metadata, full_name, insert_account, optional_phone, Account, Metadata, NewAccount, Patch,
+    check_metadata, full_name, insert_account, optional_phone, set_name, set_phone, Account, Metadata, NewAccount,
+    Patch,
 };
 use crate::app::Core;
 use crate::audit::{record, AuditEvent};
-use crate::caller::Actor;
-use crate::caller::Principal;
-use crate::caller::{now, ClientInfo};
+use crate::caller::{now, Actor, ClientInfo, Principal};
 
 /// The most users one bulk request may name.
 pub const BULK_MAX_IDS: usize = 1000;
@@ -56,7 +55,7 @@ pub struct NewUser {
     /// `false` when absent.
     pub is_verified: Option<bool>,
     /// `user_metadata` and `app_metadata`.
-    pub metadata: crate::account::users::Metadata,
+    pub metadata: Metadata,
     /// Whether this is an invitation (sets `invited_at`).
     pub invited: bool,
 }
@@ -274,8 +273,8 @@ impl Core {
         let email = Email::parse(&new.email).map_err(|e| errors.push(e)).ok();
         let full_name = full_name("full_name", new.full_name, &mut errors);
         let phone = optional_phone(new.phone, &mut errors);
-        crate::account::users::check_metadata("user_metadata", &new.metadata.user, &mut errors);
-        crate::account::users::check_metadata("app_metadata", &new.metadata.app, &mut errors);
+        check_metadata("user_metadata", &new.metadata.user, &mut errors);
+        check_metadata("app_metadata", &new.metadata.app, &mut errors);
         let role = match &new.role {
             Some(raw) => parse_role("role", raw, &mut errors),
             None => Some(Role::User),
@@ -420,8 +419,8 @@ impl Core {
                 Err(e) => errors.push(e),
             }
         }
-        crate::account::users::set_name(&mut row, patch.full_name, &mut changed, &mut errors);
-        crate::account::users::set_phone(&mut row, &current, patch.phone, &mut changed, &mut errors);
+        set_name(&mut row, patch.full_name, &mut changed, &mut errors);
+        set_phone(&mut row, &current, patch.phone, &mut changed, &mut errors);
         let mut new_role = stored_role(&current);
         if let Some(raw) = &patch.role {
             if let Some(role) = parse_role("role", raw, &mut errors) {

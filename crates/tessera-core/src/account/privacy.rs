@@ -17,9 +17,7 @@ use uuid::Uuid;
 use crate::account::admin::{is_active_admin, stored_role};
 use crate::app::Core;
 use crate::audit::{record, AuditEvent};
-use crate::caller::Actor;
-use crate::caller::Principal;
-use crate::caller::{now, ClientInfo};
+use crate::caller::{now, Actor, ClientInfo, Principal};
 use crate::mfa::SecondFactor;
 
 /// The name of the purge in the job table (its lease).

@@ -14,13 +14,12 @@ use crate::account::admin::NewUser;
 use crate::account::users::{check_metadata, insert_account, Metadata, NewAccount};
 use crate::app::Core;
 use crate::audit::{record, AuditEvent};
-use crate::caller::Actor;
-use crate::caller::{now, ClientInfo};
+use crate::caller::{now, Actor, ClientInfo};
 use crate::crypto::random_token;
 use crate::limits::RateAction;
 use crate::mail::transport::{OutgoingMail, Template};
 use crate::mail::verification::{Confirmation, Holder, TokenKind, Verified, EMAIL_CHANGE};
-use crate::session::issued::SignIn;
+use crate::session::issued::{is_usable, SignIn};
 use crate::session::sign_in::{Proof, Proven};
 
 /// What a link an admin generates is for (GoTrue's `generate_link` types).
@@ -223,7 +222,7 @@ impl Core {
                 created
             }
         };
-        if !crate::session::issued::is_usable(&user) {
+        if !is_usable(&user) {
             return Ok(());
         }
         let redirect = self.allowed_redirect(redirect_to);
@@ -423,7 +422,7 @@ impl Core {
                 Ok(GeneratedLink { user, token, code })
             }
             LinkKind::Recovery => {
-                let user = existing.filter(crate::session::issued::is_usable).ok_or(Error::UserNotFound)?;
+                let user = existing.filter(is_usable).ok_or(Error::UserNotFound)?;
                 let tx = self.store.begin().await?;
                 self.retire_tokens(&tx, user.id, &[TokenKind::Recovery], now).await?;
                 let (token, code) =
@@ -434,7 +433,7 @@ impl Core {
                 Ok(GeneratedLink { user, token, code })
             }
             LinkKind::EmailChangeCurrent | LinkKind::EmailChangeNew => {
-                let user = existing.filter(crate::session::issued::is_usable).ok_or(Error::UserNotFound)?;
+                let user = existing.filter(is_usable).ok_or(Error::UserNotFound)?;
                 let raw = req.new_email.unwrap_or_default();
                 let new_email = Email::parse(&raw)
                     .map_err(|e| Error::Validation(vec![FieldError::new("new_email", &e.code, e.message.clone())]))?;
@@ -470,7 +469,7 @@ impl Core {
         if let Some(u) = users::by_email(reader, email.as_str()).await? {
             users_found.push(u);
         }
-        for user in users_found.into_iter().filter(crate::session::issued::is_usable) {
+        for user in users_found.into_iter().filter(is_usable) {
             if let Some(pending) = user.new_email.as_deref().and_then(|e| Email::parse(e).ok()) {
                 // A fresh pair of links and codes; the old ones die.
                 let mut current = user.clone();

@@ -24,6 +24,7 @@ use crate::crypto::{mac, os_rng, random_token, sha256_hex};
 use crate::limits::RateAction;
 use crate::mail::outbox::MailRequest;
 use crate::mail::transport::{OutgoingMail, Template};
+use crate::session::issued::{is_usable, SignIn};
 use crate::session::sign_in::{Proof, Proven};
 
 /// The alphabet of codes: digits and upper-case letters without 0, O, 1 and I.
@@ -177,7 +178,7 @@ impl Core {
         }
         let user = users::by_id(self.store.reader(), row.user_id)
             .await?
-            .filter(crate::session::issued::is_usable)
+            .filter(is_usable)
             .ok_or(Error::InvalidVerification)?;
         Ok((row, user))
     }
@@ -359,7 +360,7 @@ impl Core {
         let now = now();
         let tx = self.store.begin().await?;
         let current = users::by_id_for_update(&tx, row.user_id).await?.ok_or(Error::InvalidVerification)?;
-        if !crate::session::issued::is_usable(&current) {
+        if !is_usable(&current) {
             return Err(Error::InvalidVerification);
         }
         // Of concurrent uses, exactly one gets past this.
@@ -478,10 +479,8 @@ impl Core {
         client: &ClientInfo,
     ) -> Result<user::Model, Error> {
         let now = now();
-        let user = users::by_id_for_update(conn, row.user_id)
-            .await?
-            .filter(crate::session::issued::is_usable)
-            .ok_or(Error::InvalidVerification)?;
+        let user =
+            users::by_id_for_update(conn, row.user_id).await?.filter(is_usable).ok_or(Error::InvalidVerification)?;
         self.use_token(conn, row.id, now).await?;
         if user.email_verified_at.is_some() {
             return Ok(user);
@@ -527,7 +526,7 @@ impl Core {
         let now = now();
         let user = users::by_email(self.store.reader(), &request.to_addr).await?;
         let tx = self.store.begin().await?;
-        if let Some(user) = user.filter(|u| u.email_verified_at.is_none() && crate::session::issued::is_usable(u)) {
+        if let Some(user) = user.filter(|u| u.email_verified_at.is_none() && is_usable(u)) {
             self.queue_verification(&tx, &user, Template::VerifyEmailResend).await?;
         }
         outbox::complete_request(&tx, request.id, now).await?;
@@ -642,7 +641,7 @@ impl Core {
         let now = now();
         let user = users::by_email(self.store.reader(), &request.to_addr).await?;
         let tx = self.store.begin().await?;
-        if let Some(user) = user.filter(crate::session::issued::is_usable) {
+        if let Some(user) = user.filter(is_usable) {
             self.retire_tokens(&tx, user.id, &[TokenKind::Recovery], now).await?;
             let hour = ChronoDuration::hours(1);
             let (token, _) =
@@ -686,11 +685,7 @@ impl Core {
     /// single use, like a reset confirmation; the client then sets a new password. A user
     /// with MFA on still proves the second factor.
     #[tracing::instrument(skip_all, err(level = "info"))]
-    pub async fn sign_in_with_recovery_token(
-        &self,
-        token: &str,
-        client: &ClientInfo,
-    ) -> Result<crate::session::issued::SignIn, Error> {
+    pub async fn sign_in_with_recovery_token(&self, token: &str, client: &ClientInfo) -> Result<SignIn, Error> {
         let (row, _) = self.live_recovery_token(token).await?;
         let passwordless = self.passwordless_hash_if_voiding(&row).await?;
         let tx = self.store.begin().await?;

@@ -25,7 +25,7 @@ use crate::app::Core;
 use crate::audit::{record, AuditEvent};
 use crate::caller::{now, ClientInfo, Principal};
 use crate::crypto::{mac, os_rng, random_token, same_secret, sha256_hex};
-use crate::session::issued::{Issued, MfaChallenge, SignIn};
+use crate::session::issued::{is_usable, Issued, MfaChallenge, SignIn};
 use crate::session::sign_in::{count_refusal, Proof, Proven};
 
 /// Seconds a TOTP code stands for.
@@ -235,10 +235,8 @@ impl Core {
         let token = mfa::live_token(self.store.reader(), &sha256_hex(mfa_token.trim()), now)
             .await?
             .ok_or(Error::InvalidMfaToken)?;
-        let user = users::by_id(self.store.reader(), token.user_id)
-            .await?
-            .filter(crate::session::issued::is_usable)
-            .ok_or(Error::InvalidMfaToken)?;
+        let user =
+            users::by_id(self.store.reader(), token.user_id).await?.filter(is_usable).ok_or(Error::InvalidMfaToken)?;
         self.lockout_reserve(&user.email).await?;
         let candidates = self.second_factor_candidates(&user, &proof, now).await?;
         let tx = self.store.begin().await?;

@@ -6,10 +6,8 @@ use axum::response::Response;
 use chrono::{Duration as ChronoDuration, Utc};
 use maud::html;
 use tessera_core::api_keys::{scopes_of, NewApiKey};
-use tessera_core::domain::Permission;
+use tessera_core::domain::{Error, Permission};
 use uuid::Uuid;
-
-use tessera_core::domain::Error;
 
 use super::extract::{Console, ConsoleForm};
 use super::page::{csrf_field, error_page, layout, render, see_other, when, Section};

@@ -8,8 +8,7 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
-use tessera_core::caller::Actor;
-use tessera_core::caller::Principal;
+use tessera_core::caller::{Actor, Principal};
 use tessera_core::domain::{Error, ErrorKind};
 use tessera_core::session::issued::Issued;
 

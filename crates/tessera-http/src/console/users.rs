@@ -13,11 +13,9 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use maud::{html, Markup};
 use serde::Deserialize;
 use tessera_core::account::admin::{AdminUserPatch, AuditQuery, BulkAction, UserQuery};
-use tessera_core::domain::{Permission, Role};
+use tessera_core::domain::{Error, Permission, Role};
 use tessera_core::entity::user;
 use uuid::Uuid;
-
-use tessera_core::domain::Error;
 
 use super::extract::{Console, ConsoleForm};
 use super::page::{csrf_field, error_page, layout, query_string, render, see_other, when, Section};

@@ -9,8 +9,7 @@ use axum::{Form, Json};
 use secrecy::SecretString;
 use tessera_core::domain::Error;
 use tessera_core::mail::verification::EMAIL_CONFIRMATIONS;
-use tessera_core::session::issued::Issued;
-use tessera_core::session::issued::SignIn;
+use tessera_core::session::issued::{Issued, SignIn};
 use uuid::Uuid;
 
 use crate::dto::{
