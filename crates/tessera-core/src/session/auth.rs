@@ -15,10 +15,8 @@ use uuid::Uuid;
 
 use crate::app::Core;
 use crate::audit::{append_to_file, audit_row, record, AuditEvent};
-use crate::caller::Principal;
-use crate::caller::{now, ClientInfo, Surface};
-use crate::session::issued::SignIn;
-use crate::session::issued::{is_usable, shown_aal, Issued, AAL1_STEP_UP};
+use crate::caller::{now, ClientInfo, Principal, Surface};
+use crate::session::issued::{is_usable, shown_aal, Issued, SignIn, AAL1_STEP_UP};
 use crate::session::sign_in::{count_refusal, Proof, Proven};
 use crate::session::tokens::{AccessClaims, PresentedRefresh, SupabaseClaims, SUPABASE_AUDIENCE};
 
@@ -176,9 +174,14 @@ impl Core {
             self.lockout_success(raw_email).await;
         }
         let rehash = verdict.needs_rehash.then(|| password.clone());
-        let address = Email::parse(&user.email).ok();
-        let weak_password =
-            self.settings.password_policy.check("password", password.expose_secret(), address.as_ref()).err();
+        // Only the Supabase surface warns of it: other sign-ins skip the policy's check
+        // (and the common-password list it builds on first use).
+        let weak_password = if client.surface == Surface::Supabase {
+            let address = Email::parse(&user.email).ok();
+            self.settings.password_policy.check("password", password.expose_secret(), address.as_ref()).err()
+        } else {
+            None
+        };
         Ok(Proven { user, proof: Proof::Password, rehash, weak_password })
     }
 

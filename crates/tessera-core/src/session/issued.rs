@@ -35,8 +35,8 @@ pub struct Issued {
     /// On the Supabase surface, the profile its claims were read from (so the answer's
     /// user object needs no second read).
     pub profile: Option<profile::Model>,
-    /// For a password sign-in, how the password breaks today's policy, if it does (the
-    /// Supabase surface warns with `weak_password`).
+    /// For a password sign-in on the Supabase surface, how the password breaks today's
+    /// policy, if it does (the answer warns with `weak_password`).
     pub weak_password: Option<Vec<FieldError>>,
 }
 

@@ -48,7 +48,8 @@ pub struct Proven {
     /// The password, when the verifier found its stored hash due for re-hashing to the
     /// current parameters (hashed once the account is known to sign in).
     pub rehash: Option<SecretString>,
-    /// How a proven password breaks today's policy, if it does.
+    /// How a proven password breaks today's policy, if it does (the Supabase surface's
+    /// warning; not checked on the others).
     pub weak_password: Option<Vec<FieldError>>,
 }
 
