@@ -8,6 +8,10 @@
 
 use std::time::Duration;
 
+mod factor;
+
+pub use factor::FactorChallenge;
+
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
@@ -41,10 +45,12 @@ pub const MAX_NAME: usize = 120;
 const REGISTRATION: &str = "registration";
 const AUTHENTICATION: &str = "authentication";
 const SECOND_STEP: &str = "mfa";
+/// A challenge of the Supabase surface's WebAuthn factor.
+pub(crate) const FACTOR: &str = "factor";
 
 /// The relying party: who passkeys are registered with, and where they may be used.
 pub struct RelyingParty {
-    webauthn: WebauthnCore,
+    pub(crate) webauthn: WebauthnCore,
 }
 
 impl RelyingParty {
@@ -131,7 +137,7 @@ pub(crate) struct Asserted {
 }
 
 /// The WebAuthn user handle of a user: the 16 bytes of its id.
-fn user_handle(user_id: Uuid) -> Vec<u8> {
+pub(crate) fn user_handle(user_id: Uuid) -> Vec<u8> {
     user_id.as_bytes().to_vec()
 }
 
@@ -167,11 +173,11 @@ fn expired(challenge: &webauthn_challenge::Model) -> bool {
 }
 
 impl Core {
-    fn relying_party(&self) -> Result<&RelyingParty, Error> {
+    pub(crate) fn relying_party(&self) -> Result<&RelyingParty, Error> {
         self.webauthn.as_ref().ok_or(Error::PasskeysDisabled)
     }
 
-    async fn store_challenge(
+    pub(crate) async fn store_challenge(
         &self,
         kind: &str,
         user_id: Option<Uuid>,
@@ -192,7 +198,7 @@ impl Core {
     }
 
     /// Takes a challenge (once, on any node) and reads its state.
-    async fn take_challenge<S: serde::de::DeserializeOwned>(
+    pub(crate) async fn take_challenge<S: serde::de::DeserializeOwned>(
         &self,
         id: Uuid,
         kind: &str,
