@@ -453,7 +453,7 @@ impl Core {
         tx.commit().await?;
         let user = user::Model { mfa_enabled: true, ..who.user.clone() };
         let (access_token, expires_in, _, _) =
-            self.access_token(&user, who.session_id, "aal2", now, client.surface).await?;
+            self.access_token(&user, who.session_id, "aal2", None, now, client.surface).await?;
         Ok(Activation { recovery_codes: codes, access_token, expires_in })
     }
 

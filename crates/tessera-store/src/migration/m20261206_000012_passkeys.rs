@@ -2,7 +2,9 @@
 //! single-use challenges of their ceremonies (kept in the database, so that every node
 //! sharing it honours a challenge another node handed out, and only once). MFA factors
 //! get a type: `totp` (every factor so far) or `webauthn` (the Supabase surface's
-//! WebAuthn factor, whose `secret` holds its credential, encrypted).
+//! WebAuthn factor, whose `secret` holds its credential, encrypted). A session records how
+//! it was first proven (`amr`: none for a password, `passkey`), which the Supabase
+//! surface's tokens name.
 
 use sea_orm_migration::prelude::*;
 
@@ -19,6 +21,12 @@ enum Users {
 enum MfaFactors {
     Table,
     FactorType,
+}
+
+#[derive(DeriveIden)]
+enum Sessions {
+    Table,
+    Amr,
 }
 
 #[derive(DeriveIden)]
@@ -65,6 +73,8 @@ impl MigrationTrait for Migration {
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
         let kind = ColumnDef::new(MfaFactors::FactorType).string_len(16).not_null().default("totp").to_owned();
         m.alter_table(Table::alter().table(MfaFactors::Table).add_column(kind).to_owned()).await?;
+        let amr = ColumnDef::new(Sessions::Amr).string_len(16).null().to_owned();
+        m.alter_table(Table::alter().table(Sessions::Table).add_column(amr).to_owned()).await?;
         m.create_table(
             Table::create()
                 .table(Passkeys::Table)
@@ -130,6 +140,7 @@ impl MigrationTrait for Migration {
         for table in [WebauthnChallenges::Table.into_iden(), Passkeys::Table.into_iden()] {
             m.drop_table(Table::drop().table(table).to_owned()).await?;
         }
+        m.alter_table(Table::alter().table(Sessions::Table).drop_column(Sessions::Amr).to_owned()).await?;
         m.alter_table(Table::alter().table(MfaFactors::Table).drop_column(MfaFactors::FactorType).to_owned()).await
     }
 }

@@ -536,6 +536,18 @@ async fn the_supabase_surface_speaks_gotrue_passkeys() {
     assert_eq!(status, StatusCode::OK, "{s}");
     assert_eq!(s["user"]["email"], email);
     assert!(s["refresh_token"].is_string());
+    let amr = |token: &str| claims(token)["amr"].clone();
+    assert_eq!(amr(s["access_token"].as_str().unwrap())[0]["method"], "passkey");
+    assert_eq!(claims(s["access_token"].as_str().unwrap())["aal"], "aal2");
+    // A refresh keeps saying how the session was proven.
+    let (_, r) = json_of(
+        app.post("/auth/v1/token?grant_type=refresh_token", None, json!({ "refresh_token": s["refresh_token"] })).await,
+    )
+    .await;
+    assert_eq!(
+        amr(r["access_token"].as_str().unwrap()),
+        json!([{ "method": "passkey", "timestamp": claims(r["access_token"].as_str().unwrap())["iat"] }])
+    );
     let (status, e) = json_of(app.post("/auth/v1/passkeys/authentication/verify", None, body).await).await;
     assert_eq!((status, e["code"].as_str()), (StatusCode::BAD_REQUEST, Some("webauthn_challenge_not_found")));
     let (status, e) = json_of(
