@@ -38,7 +38,7 @@ pub struct Core {
     /// Where audit events are also written as JSON lines (`AUDIT_LOG_DIR`).
     pub audit_file: Option<Arc<AuditFile>>,
     /// The WebAuthn relying party of passkeys; none with `PASSKEYS_ENABLED=false`.
-    pub(crate) webauthn: Option<crate::passkey::RelyingParty>,
+    pub(crate) webauthn: Option<crate::passkey::relying_party::RelyingParty>,
 }
 
 /// Gauges of the server's state (see [`Core::vitals`]).
@@ -106,7 +106,7 @@ pub async fn start_problems(settings: &Settings, store: Option<&Store>) -> Vec<S
     if let Err(e) = Mailer::check(&settings.mail, settings.is_development()) {
         push(e);
     }
-    if let Err(e) = crate::passkey::RelyingParty::from_settings(settings) {
+    if let Err(e) = crate::passkey::relying_party::RelyingParty::from_settings(settings) {
         push(e);
     }
     if let Some(dir) = &settings.audit_log_dir {
@@ -177,7 +177,7 @@ impl Core {
             Some(dir) => Some(Arc::new(AuditFile::open(dir.clone())?)),
             None => None,
         };
-        let webauthn = crate::passkey::RelyingParty::from_settings(&settings)?;
+        let webauthn = crate::passkey::relying_party::RelyingParty::from_settings(&settings)?;
         let core = Arc::new(Core {
             settings: Arc::new(settings),
             store,

@@ -4,6 +4,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 use tessera_core::entity::{mfa_factor, profile, session, user};
+use tessera_core::passkey::{Passkey, PasskeyOptions};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -183,7 +184,7 @@ pub struct MfaVerifyIn {
     pub recovery_code: Option<String>,
     /// A passkey's answer to `POST /v1/auth/mfa/webauthn/options`.
     #[serde(default)]
-    pub webauthn: Option<crate::v1::passkeys::AssertionIn>,
+    pub webauthn: Option<AssertionIn>,
 }
 
 /// A TOTP enrolment.
@@ -637,7 +638,99 @@ pub struct ExportOut {
     pub sessions: Vec<ExportSessionOut>,
     pub mfa_factors: Vec<FactorOut>,
     /// The passkeys, without key material.
-    pub passkeys: Vec<crate::v1::passkeys::PasskeyOut>,
+    pub passkeys: Vec<PasskeyOut>,
     /// Every audit event about the user, oldest first.
     pub audit_events: Vec<ExportAuditOut>,
+}
+
+/// A ceremony's options and the challenge its answer names.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PasskeyOptionsOut {
+    pub challenge_id: Uuid,
+    /// When the challenge dies (five minutes).
+    pub expires_at: DateTime<Utc>,
+    /// `PublicKeyCredentialCreationOptionsJSON` or `PublicKeyCredentialRequestOptionsJSON`.
+    #[schema(value_type = Object)]
+    pub options: Value,
+}
+
+impl From<PasskeyOptions> for PasskeyOptionsOut {
+    fn from(o: PasskeyOptions) -> Self {
+        PasskeyOptionsOut { challenge_id: o.challenge_id, expires_at: o.expires_at, options: o.options }
+    }
+}
+
+/// A passkey: no key material.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PasskeyOut {
+    pub id: Uuid,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    /// Backed up or synced beyond one device.
+    pub backed_up: bool,
+    /// The authenticator's model, when it names one.
+    pub aaguid: Option<Uuid>,
+}
+
+impl From<Passkey> for PasskeyOut {
+    fn from(p: Passkey) -> Self {
+        PasskeyOut {
+            id: p.id,
+            name: p.name,
+            created_at: p.created_at,
+            last_used_at: p.last_used_at,
+            backed_up: p.backed_up,
+            aaguid: p.aaguid,
+        }
+    }
+}
+
+/// A user's passkeys, oldest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PasskeysOut {
+    pub passkeys: Vec<PasskeyOut>,
+}
+
+/// The browser's answer to registration options.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RegistrationIn {
+    pub challenge_id: Uuid,
+    /// `RegistrationResponseJSON` (`credential.toJSON()`).
+    #[schema(value_type = Object)]
+    pub credential: Value,
+    /// A name to tell it by (default `Passkey`); at most 120 characters.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// A new name.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RenameIn {
+    /// 1 to 120 printable characters.
+    pub name: String,
+}
+
+/// Whose passkeys a sign-in may use: none named is a usernameless sign-in.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct AuthenticationOptionsIn {
+    /// Lists that account's passkeys in `allowCredentials` (an unknown address gets an
+    /// answer of the same shape).
+    #[serde(default)]
+    pub email: Option<String>,
+}
+
+/// The browser's answer to authentication options.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct AssertionIn {
+    pub challenge_id: Uuid,
+    /// `AuthenticationResponseJSON` (`credential.toJSON()`).
+    #[schema(value_type = Object)]
+    pub credential: Value,
+}
+
+/// The second step's token, for passkey options.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct MfaTokenIn {
+    pub mfa_token: String,
 }

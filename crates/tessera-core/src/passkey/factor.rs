@@ -16,7 +16,7 @@ use webauthn_rs_core::proto::{
     RegisterPublicKeyCredential, RegistrationState, UserVerificationPolicy,
 };
 
-use super::{user_handle, FACTOR};
+use super::relying_party::{user_handle, FACTOR};
 use crate::app::Core;
 use crate::audit::{record, AuditEvent};
 use crate::caller::{now, ClientInfo, Principal};

@@ -6,11 +6,12 @@
 //! database for five minutes and one use, and hands a verified sign-in to the one
 //! pipeline ([`Proof::Passkey`]).
 
-use std::time::Duration;
-
 mod factor;
+pub mod relying_party;
 
 pub use factor::FactorChallenge;
+use relying_party::{user_handle, AUTHENTICATION, REGISTRATION, SECOND_STEP};
+pub use relying_party::{RelyingParty, CHALLENGE_TTL_SECS, MAX_PER_USER};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -19,13 +20,11 @@ use serde_json::{json, Value};
 use tessera_domain::{Email, Error};
 use tessera_store::entity::{passkey, user, webauthn_challenge};
 use tessera_store::query::{passkeys, users};
-use url::Url;
 use uuid::Uuid;
 use webauthn_rs_core::proto::{
     AttestationConveyancePreference, AuthenticationResult, COSEAlgorithm, Credential, PublicKeyCredential,
     RegisterPublicKeyCredential, UserVerificationPolicy,
 };
-use webauthn_rs_core::WebauthnCore;
 
 use crate::app::Core;
 use crate::audit::{record, AuditEvent};
@@ -33,64 +32,9 @@ use crate::caller::{now, Actor, ClientInfo, Principal};
 use crate::crypto::mac;
 use crate::session::issued::{is_usable, SignIn};
 use crate::session::sign_in::{count_refusal, Proof, Proven};
-use crate::settings::Settings;
 
-/// How long a ceremony's challenge lives.
-pub const CHALLENGE_TTL_SECS: i64 = 300;
-/// The most passkeys one account may hold.
-pub const MAX_PER_USER: u64 = 25;
 /// The longest name of a passkey.
 pub const MAX_NAME: usize = 120;
-
-const REGISTRATION: &str = "registration";
-const AUTHENTICATION: &str = "authentication";
-const SECOND_STEP: &str = "mfa";
-/// A challenge of the Supabase surface's WebAuthn factor.
-pub(crate) const FACTOR: &str = "factor";
-
-/// The relying party: who passkeys are registered with, and where they may be used.
-pub struct RelyingParty {
-    pub(crate) webauthn: WebauthnCore,
-}
-
-impl RelyingParty {
-    /// The relying party the settings describe; `None` with `PASSKEYS_ENABLED=false`.
-    /// A broken RP ID or origin is a start problem, one line each.
-    pub fn from_settings(s: &Settings) -> Result<Option<RelyingParty>, String> {
-        if !s.passkeys_enabled {
-            return Ok(None);
-        }
-        let rp_id = s.webauthn_rp_id.trim().to_ascii_lowercase();
-        if rp_id.is_empty() || rp_id.contains('/') || rp_id.contains(':') {
-            return Err(format!("WEBAUTHN_RP_ID={rp_id:?} is not a domain (e.g. example.com)"));
-        }
-        let mut origins = Vec::new();
-        for raw in &s.webauthn_rp_origins {
-            let origin = Url::parse(raw).map_err(|_| format!("WEBAUTHN_RP_ORIGINS: {raw:?} is not an origin"))?;
-            if matches!(origin.scheme(), "http" | "https") {
-                let host = origin.host_str().unwrap_or_default();
-                if host != rp_id && !host.ends_with(&format!(".{rp_id}")) {
-                    return Err(format!(
-                        "WEBAUTHN_RP_ORIGINS: {raw} is not on WEBAUTHN_RP_ID {rp_id} (nor a subdomain of it)"
-                    ));
-                }
-            }
-            origins.push(origin);
-        }
-        if origins.is_empty() {
-            return Err("WEBAUTHN_RP_ORIGINS names no origin".to_owned());
-        }
-        let webauthn = WebauthnCore::new_unsafe_experts_only(
-            &s.webauthn_rp_name,
-            &rp_id,
-            origins,
-            Duration::from_secs(CHALLENGE_TTL_SECS as u64),
-            None,
-            None,
-        );
-        Ok(Some(RelyingParty { webauthn }))
-    }
-}
 
 /// A passkey as its owner and admins see it: no key material.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,11 +78,6 @@ pub(crate) struct Asserted {
     pub passkey: passkey::Model,
     pub result: AuthenticationResult,
     pub credential: String,
-}
-
-/// The WebAuthn user handle of a user: the 16 bytes of its id.
-pub(crate) fn user_handle(user_id: Uuid) -> Vec<u8> {
-    user_id.as_bytes().to_vec()
 }
 
 fn credential_id(raw: &[u8]) -> String {
@@ -572,6 +511,7 @@ mod tests {
     };
 
     use super::*;
+    use crate::settings::Settings;
 
     fn relying_party(rp_id: &str, origin: &str) -> RelyingParty {
         let vars: HashMap<String, String> = [("WEBAUTHN_RP_ID", rp_id), ("WEBAUTHN_RP_ORIGINS", origin)]

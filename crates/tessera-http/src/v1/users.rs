@@ -155,7 +155,7 @@ pub async fn export(State(s): State<AppState>, Auth(who): Auth) -> Result<Respon
         profile: head.profile.as_ref().map(|p| ProfileOut::new(&head.user, p)),
         sessions: head.sessions.iter().map(ExportSessionOut::from).collect(),
         mfa_factors: head.factors.into_iter().map(FactorOut::from).collect(),
-        passkeys: head.passkeys.into_iter().map(crate::v1::passkeys::PasskeyOut::from).collect(),
+        passkeys: head.passkeys.into_iter().map(crate::dto::PasskeyOut::from).collect(),
         audit_events: Vec::new(),
     };
     // The document up to the events' array, which is written last (`…"audit_events":[]}`):

@@ -957,7 +957,8 @@ async fn the_openapi_document_tells_the_truth() {
     assert_eq!(schemas["RegisterIn"]["properties"]["email"]["format"], "email");
     assert_eq!(schemas["CreateUserIn"]["properties"]["role"]["enum"], json!(["user", "admin", null]));
     assert_eq!(schemas["KreedaVerifyIn"]["properties"]["type"]["enum"], json!(["signup", "recovery", "email_change"]));
-    assert_eq!(schemas["MfaVerifyIn"]["oneOf"].as_array().map(Vec::len), Some(2));
+    // A code, a recovery code or a passkey's answer.
+    assert_eq!(schemas["MfaVerifyIn"]["oneOf"].as_array().map(Vec::len), Some(3));
     assert_eq!(schemas["BulkIn"]["oneOf"][1]["properties"]["ids"]["maxItems"], 1000);
     let list = doc["paths"]["/v1/admin/users"]["get"]["parameters"].as_array().unwrap();
     let skip = list.iter().find(|p| p["name"] == "skip").unwrap();
