@@ -179,12 +179,21 @@ async fn sign_out(app: &TestApp, token: &str) {
     assert_eq!(app.get("/v1/auth/me", Some(token)).await.status(), StatusCode::UNAUTHORIZED);
 }
 
-/// A sign-in answer that opened nothing: a SPEC §6 error with `status`, and no token.
-fn assert_refused(answer: &Value, status: StatusCode, what: &str) {
+/// A sign-in answer (`{status, body}`) that opened nothing: the SPEC §6 error `code`
+/// with `status`, and no token.
+fn assert_refused(answer: &Value, status: StatusCode, code: &str, what: &str) {
     assert_eq!(answer["status"], status.as_u16(), "{what}: {answer}");
     let body = &answer["body"];
-    assert!(body["error_code"].is_string() && body["detail"].is_string(), "{what}: a §6 error: {answer}");
-    assert!(body.get("access_token").is_none(), "{what}: no token: {answer}");
+    assert_eq!(body["error_code"], code, "{what}: {answer}");
+    assert!(body["detail"].is_string() && body.get("access_token").is_none(), "{what}: {answer}");
+}
+
+/// Posts an assertion to the sign-in's verify call from outside the browser (as whoever
+/// captured it would): `{status, body}`.
+async fn post_assertion(app: &TestApp, challenge_id: &Value, credential: &Value) -> Value {
+    let body = json!({ "challenge_id": challenge_id, "credential": credential });
+    let (status, body) = json_of(app.post("/v1/auth/passkeys/authentication/verify", None, body).await).await;
+    json!({ "status": status.as_u16(), "body": body })
 }
 
 #[tokio::test]
@@ -268,15 +277,15 @@ async fn a_totp_user_signs_in_with_a_passkey_in_one_step_at_aal2() {
 #[tokio::test]
 async fn a_passkey_is_the_second_step_after_a_password() {
     let rig = Rig::start(&[]).await;
-    let (email, login) = rig.app.user().await;
-    let reg = rig.register(&login.access, "Key").await;
-    sign_out(&rig.app, &login.access).await;
+    let (email, _, _, _, aal2) = user_with_mfa(&rig.app).await;
+    let reg = rig.register(&aal2, "Key").await;
+    sign_out(&rig.app, &aal2).await;
 
     let (status, first) =
         json_of(rig.app.post("/v1/auth/login", None, json!({ "email": email, "password": PASSWORD })).await).await;
     assert_eq!(status, StatusCode::OK, "{first}");
     assert_eq!(first["mfa_required"], true, "{first}");
-    assert!(first["methods"].as_array().unwrap().contains(&json!("webauthn")), "{first}");
+    assert_eq!(first["methods"], json!(["totp", "recovery_code", "webauthn"]), "{first}");
     assert!(first.get("access_token").is_none(), "{first}");
     let mfa_token = first["mfa_token"].as_str().unwrap();
 
@@ -329,7 +338,13 @@ async fn a_credential_of_another_authenticator_is_refused() {
     rig.browser.add_credential(&other, forged).await;
     let out = rig.sign_in().await;
     assert_eq!(out["credential"]["id"], reg["credential"]["id"], "B offered its credential: {out}");
-    assert_refused(&out["verify"], StatusCode::UNAUTHORIZED, "a key the passkey was not registered with");
+    let refused = StatusCode::UNAUTHORIZED;
+    assert_refused(
+        &out["verify"],
+        refused,
+        "webauthn_verification_failed",
+        "a key the passkey was not registered with",
+    );
 
     // Under an id of its own, the same.
     rig.browser.remove_credentials(&other).await;
@@ -344,7 +359,7 @@ async fn a_credential_of_another_authenticator_is_refused() {
     rig.browser.add_credential(&other, own).await;
     let out = rig.sign_in().await;
     assert_eq!(out["credential"]["id"], "b3duLWNyZWRlbnRpYWwtb2YtYg", "{out}");
-    assert_refused(&out["verify"], StatusCode::UNAUTHORIZED, "a credential never registered");
+    assert_refused(&out["verify"], refused, "webauthn_verification_failed", "a credential never registered");
 
     // The registered credential itself, moved into B with its key, still signs in: the
     // refusals were the keys'.
@@ -359,7 +374,7 @@ async fn a_credential_of_another_authenticator_is_refused() {
 }
 
 #[tokio::test]
-async fn a_replayed_assertion_and_a_reused_challenge_are_refused() {
+async fn a_replayed_assertion_a_reused_challenge_and_an_expired_one_are_refused() {
     let rig = Rig::start(&[]).await;
     let (_, login) = rig.app.user().await;
     rig.register(&login.access, "Laptop").await;
@@ -367,21 +382,31 @@ async fn a_replayed_assertion_and_a_reused_challenge_are_refused() {
 
     let out = rig.sign_in().await;
     assert_eq!(out["verify"]["status"], 200, "{out}");
-    let challenge_id = out["options"]["body"]["challenge_id"].clone();
+    let challenge_id = &out["options"]["body"]["challenge_id"];
 
-    // The same assertion again: the challenge is spent.
-    let body = json!({ "challenge_id": challenge_id, "credential": out["credential"] });
-    let (status, replay) = json_of(rig.app.post("/v1/auth/passkeys/authentication/verify", None, body).await).await;
-    assert_refused(&json!({ "status": status.as_u16(), "body": replay }), StatusCode::UNAUTHORIZED, "a replay");
+    // The same assertion again: its challenge is spent.
+    let replay = post_assertion(&rig.app, challenge_id, &out["credential"]).await;
+    let gone = StatusCode::BAD_REQUEST;
+    assert_refused(&replay, gone, "webauthn_challenge_not_found", "a replayed assertion");
 
     // A fresh assertion over the spent challenge: refused as well.
     let options = out["options"]["body"]["options"].clone();
-    let fresh =
-        rig.run("const credential = await getPasskey(args[0]); return credential;", vec![options]).await.unwrap();
+    let fresh = rig.run("return await getPasskey(args[0]);", vec![options]).await.unwrap();
     assert_ne!(fresh["response"]["signature"], out["credential"]["response"]["signature"], "a new signature");
-    let body = json!({ "challenge_id": challenge_id, "credential": fresh });
-    let (status, again) = json_of(rig.app.post("/v1/auth/passkeys/authentication/verify", None, body).await).await;
-    assert_refused(&json!({ "status": status.as_u16(), "body": again }), StatusCode::UNAUTHORIZED, "a used challenge");
+    let again = post_assertion(&rig.app, challenge_id, &fresh).await;
+    assert_refused(&again, gone, "webauthn_challenge_not_found", "a used challenge");
+
+    // A challenge past its five minutes (its row aged, as no endpoint does) is refused,
+    // though the assertion over it is sound.
+    let (status, options) =
+        json_of(rig.app.post("/v1/auth/passkeys/authentication/options", None, json!({})).await).await;
+    assert_eq!(status, StatusCode::OK, "{options}");
+    let assertion = rig.run("return await getPasskey(args[0]);", vec![options["options"].clone()]).await.unwrap();
+    rig.app.sql("UPDATE webauthn_challenges SET expires_at = created_at").await;
+    let late = post_assertion(&rig.app, &options["challenge_id"], &assertion).await;
+    assert_refused(&late, gone, "webauthn_challenge_expired", "an expired challenge");
+    let late = post_assertion(&rig.app, &options["challenge_id"], &assertion).await;
+    assert_refused(&late, gone, "webauthn_challenge_not_found", "an expired challenge is gone once tried");
 }
 
 // --- the console -----------------------------------------------------------------------
@@ -451,5 +476,5 @@ async fn console_an_admin_sees_and_removes_a_users_passkey() {
     // The authenticator still holds the credential; tessera no longer takes it.
     rig.open_api_page().await;
     let out = rig.sign_in().await;
-    assert_refused(&out["verify"], StatusCode::UNAUTHORIZED, "a removed passkey");
+    assert_refused(&out["verify"], StatusCode::UNAUTHORIZED, "webauthn_verification_failed", "a removed passkey");
 }
