@@ -17,6 +17,7 @@ mod limits;
 mod mail;
 mod mfa;
 mod ops;
+mod passkeys;
 mod passkeys_browser;
 mod passwords;
 mod pii;
