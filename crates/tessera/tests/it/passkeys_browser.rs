@@ -169,8 +169,7 @@ fn access_of(answer: &Value) -> String {
 async fn passkeys_of(app: &TestApp, token: &str) -> Vec<Value> {
     let (status, body) = json_of(app.get("/v1/auth/passkeys", Some(token)).await).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let list = if body.is_array() { &body } else { &body["items"] };
-    list.as_array().unwrap_or_else(|| panic!("no list of passkeys: {body}")).clone()
+    body["passkeys"].as_array().unwrap_or_else(|| panic!("no list of passkeys: {body}")).clone()
 }
 
 /// Signs out the session of `token` (the API answers 204) and checks the token is dead.
@@ -416,33 +415,51 @@ async fn console_rig() -> Rig {
     Rig::start(&[("FIRST_ADMIN_EMAIL", ADMIN_EMAIL), ("FIRST_ADMIN_PASSWORD", PASSWORD)]).await
 }
 
+/// Audit events through the admin API (`query`: its filters), newest first.
+async fn audit(app: &TestApp, admin: &str, query: &str) -> Vec<Value> {
+    let (status, page) = json_of(app.get(&format!("/v1/admin/audit?{query}&limit=100"), Some(admin)).await).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    page["items"].as_array().unwrap().clone()
+}
+
+/// Opens the console's sign-in page with the console's own CSP, and clicks **Sign in
+/// with a passkey** (which the script shows): the browser is on the page that answered.
+async fn console_passkey_sign_in(rig: &Rig) {
+    rig.browser.bypass_csp(false).await;
+    rig.browser.open(&format!("{}/admin/sign-in", rig.origin)).await;
+    assert_eq!(rig.browser.count("form#sign-in input#password").await, 1, "the password form stays");
+    let button = rig.browser.find("form#passkey button#passkey-sign-in").await;
+    assert!(rig.browser.displayed(&button).await, "the script shows the button: {}", rig.browser.source().await);
+    assert_eq!(rig.browser.count("form#passkey input[name=csrf]").await, 1, "the form's CSRF token");
+    rig.browser.submit_el(&button).await;
+}
+
 #[tokio::test]
 async fn console_an_admin_signs_in_with_a_passkey() {
     let rig = console_rig().await;
     let admin = rig.app.login(ADMIN_EMAIL, PASSWORD).await;
+    let admin_id = admin.body["user"]["id"].clone();
     rig.register(&admin.access, "Admin laptop").await;
     sign_out(&rig.app, &admin.access).await;
 
-    // The console's own pages keep their CSP: its script fetches under `connect-src 'self'`.
-    rig.browser.bypass_csp(false).await;
-    rig.browser.open(&format!("{}/admin/sign-in", rig.origin)).await;
-    assert_eq!(rig.browser.count("form#sign-in input#password").await, 1, "the password form stays");
-    rig.browser.wait_for("Sign in with a passkey").await;
-    let button = rig.browser.find("button#passkey-sign-in").await;
-    assert!(rig.browser.displayed(&button).await, "the script shows the button");
-    rig.browser.submit_el(&button).await;
+    // The console's pages keep their CSP: the script fetches under `connect-src 'self'`.
+    console_passkey_sign_in(&rig).await;
     rig.browser.wait_for("chart-signups").await;
-    assert_eq!(rig.browser.url().await, format!("{}/admin", rig.origin), "{}", rig.browser.source().await);
-    assert_eq!(rig.browser.count("svg#chart-signups").await, 1, "the dashboard: {}", rig.browser.source().await);
+    assert_eq!(rig.browser.url().await, format!("{}/admin", rig.origin), "the dashboard");
     assert!(rig.browser.text("#sign-out .who").await.contains(ADMIN_EMAIL));
     let cookies = rig.browser.cookies().await;
     let console = cookies.iter().find(|c| c["name"] == "tessera_console").expect("the session cookie");
     assert_eq!((console["httpOnly"].as_bool(), console["path"].as_str()), (Some(true), Some("/admin")), "{console}");
+    assert!(cookies.iter().any(|c| c["name"] == "tessera_console_refresh"), "{cookies:?}");
 
-    // The session is an ordinary one, listed with the admin's others.
+    // An ordinary session, opened by the passkey, listed with the admin's others.
     let admin = rig.app.login(ADMIN_EMAIL, PASSWORD).await;
     let (_, sessions) = json_of(rig.app.get("/v1/auth/sessions", Some(&admin.access)).await).await;
     assert_eq!(sessions.as_array().map(Vec::len), Some(2), "the console's and this one: {sessions}");
+    let query = format!("event=login.success&user_id={}", admin_id.as_str().unwrap());
+    let events = audit(&rig.app, &admin.access, &query).await;
+    let methods: Vec<&Value> = events.iter().map(|e| &e["detail"]["method"]).collect();
+    assert_eq!(methods, [&Value::Null, &json!("passkey"), &Value::Null], "password, the console's passkey, password");
 }
 
 #[tokio::test]
@@ -451,7 +468,8 @@ async fn console_an_admin_sees_and_removes_a_users_passkey() {
     let (email, login) = rig.app.user().await;
     let user_id = login.body["user"]["id"].as_str().unwrap().to_owned();
     let reg = rig.register(&login.access, "Work phone").await;
-    let passkey_id = reg["verify"]["body"]["id"].as_str().unwrap().to_owned();
+    let passkey = &reg["verify"]["body"];
+    let passkey_id = passkey["id"].as_str().unwrap().to_owned();
 
     rig.browser.bypass_csp(false).await;
     rig.browser.open(&format!("{}/admin/sign-in", rig.origin)).await;
@@ -462,8 +480,17 @@ async fn console_an_admin_sees_and_removes_a_users_passkey() {
     rig.browser.wait_for(&email).await;
     let rows = rig.browser.find_all("table#passkeys tbody tr.passkey").await;
     assert_eq!(rows.len(), 1, "{}", rig.browser.source().await);
-    let row = rig.browser.text_of(&rows[0]).await;
-    assert!(row.contains("Work phone") && row.contains("never"), "name, created, last used, backed up: {row}");
+    let mut cells = Vec::new();
+    for td in rig.browser.find_all_in(&rows[0], "td").await {
+        cells.push(rig.browser.text_of(&td).await);
+    }
+    let backed_up = if passkey["backed_up"] == true { "yes" } else { "no" };
+    assert_eq!(cells[0], "Work phone", "{cells:?}");
+    assert!(
+        cells[1].starts_with(&passkey["created_at"].as_str().unwrap()[..10]) && cells[1].ends_with("UTC"),
+        "{cells:?}"
+    );
+    assert_eq!((cells[2].as_str(), cells[3].as_str()), ("never", backed_up), "last used, backed up: {cells:?}");
     let form = rig.browser.find(&format!("form[action='/admin/users/{user_id}/passkeys/{passkey_id}/remove']")).await;
     assert_eq!(rig.browser.find_all_in(&form, "input[name=csrf]").await.len(), 1, "the form carries the CSRF token");
 
@@ -472,8 +499,19 @@ async fn console_an_admin_sees_and_removes_a_users_passkey() {
     assert!(rig.browser.url().await.ends_with(&format!("/admin/users/{user_id}?done=passkey")), "{html}");
     assert_eq!(rig.browser.count("table#passkeys tbody tr.passkey").await, 0, "{html}");
     assert!(passkeys_of(&rig.app, &login.access).await.is_empty());
+    let admin = rig.app.login(ADMIN_EMAIL, PASSWORD).await;
+    let events = audit(&rig.app, &admin.access, "event=admin.user.passkey_removed").await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!((&events[0]["user_id"], &events[0]["detail"]["passkey_id"]), (&json!(user_id), &json!(passkey_id)));
+    assert_eq!(events[0]["actor_id"], admin.body["user"]["id"], "{events:?}");
 
-    // The authenticator still holds the credential; tessera no longer takes it.
+    // The authenticator still holds the credential; tessera no longer takes it, on the
+    // console (the sign-in page says why) nor on the API.
+    rig.browser.submit("form#sign-out button").await;
+    console_passkey_sign_in(&rig).await;
+    let html = rig.browser.wait_for("The passkey could not be verified.").await;
+    assert_eq!(rig.browser.count("form#sign-out").await, 0, "not signed in: {html}");
+    assert!(!rig.browser.cookies().await.iter().any(|c| c["name"] == "tessera_console"), "no session cookie");
     rig.open_api_page().await;
     let out = rig.sign_in().await;
     assert_refused(&out["verify"], StatusCode::UNAUTHORIZED, "webauthn_verification_failed", "a removed passkey");
