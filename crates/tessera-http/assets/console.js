@@ -48,9 +48,12 @@ document.addEventListener("DOMContentLoaded", function () {
         form.submit();
       })
       .catch(function (e) {
-        error.textContent = e && e.name === "NotAllowedError"
+        var name = e && e.name;
+        error.textContent = name === "NotAllowedError"
           ? "The passkey sign-in was cancelled or timed out."
-          : "The passkey sign-in could not start. Reload the page and try again.";
+          : name === "SecurityError"
+            ? "Passkeys do not work at this page's address: open the console at an origin in WEBAUTHN_RP_ORIGINS."
+            : "The passkey sign-in could not start. Reload the page and try again.";
         error.hidden = false;
         button.disabled = false;
       });

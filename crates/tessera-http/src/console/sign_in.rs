@@ -105,13 +105,15 @@ fn sign_in_page(s: &AppState, token: &str, email: &str, error: Option<&str>) -> 
             }
             // Shown by the console's script where the browser has WebAuthn: it fetches a
             // challenge, asks the browser for a passkey, and posts the answer here.
-            form #passkey method="post" action="/admin/sign-in/passkey" data-options="/admin/sign-in/passkey/options" hidden {
-                input type="hidden" name="csrf" value=(token);
-                input type="hidden" name="challenge_id";
-                input type="hidden" name="credential";
-                p.or { "or" }
-                button #passkey-sign-in.secondary type="button" { "Sign in with a passkey" }
-                p #passkey-error.flash.error role="alert" hidden {}
+            @if s.core.settings.passkeys_enabled {
+                form #passkey method="post" action="/admin/sign-in/passkey" data-options="/admin/sign-in/passkey/options" hidden {
+                    input type="hidden" name="csrf" value=(token);
+                    input type="hidden" name="challenge_id";
+                    input type="hidden" name="credential";
+                    p.or { "or" }
+                    button #passkey-sign-in.secondary type="button" { "Sign in with a passkey" }
+                    p #passkey-error.flash.error role="alert" hidden {}
+                }
             }
         }
     };

@@ -11,6 +11,7 @@
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
+use crate::admin::{csrf_of, ConsoleHttp};
 use crate::browser::Browser;
 use crate::harness::*;
 use crate::mfa::{claims, user_with_mfa};
@@ -515,4 +516,45 @@ async fn console_an_admin_sees_and_removes_a_users_passkey() {
     rig.open_api_page().await;
     let out = rig.sign_in().await;
     assert_refused(&out["verify"], StatusCode::UNAUTHORIZED, "webauthn_verification_failed", "a removed passkey");
+}
+
+/// The console's passkey routes from outside a browser: the options need the sign-in
+/// form's token, an answer that is no passkey's is refused on the sign-in page, and with
+/// `PASSKEYS_ENABLED=false` the page offers no passkey and the options answer 404.
+#[tokio::test]
+async fn console_passkey_routes_check_the_form_token_and_follow_passkeys_enabled() {
+    for enabled in [true, false] {
+        let vars = [
+            ("PASSKEYS_ENABLED", if enabled { "true" } else { "false" }),
+            ("WEBAUTHN_RP_ID", "localhost"),
+            ("WEBAUTHN_RP_ORIGINS", "http://localhost:8000"),
+        ];
+        let app = TestApp::with(&vars).await;
+        let mut console = ConsoleHttp::new(&app);
+        let (_, page) = console.get("/admin/sign-in").await;
+        assert_eq!(page.contains("id=\"passkey-sign-in\""), enabled, "passkeys on: {enabled}: {page}");
+        let csrf = csrf_of(&page);
+        let res = console.post("/admin/sign-in/passkey/options", &[("csrf", "forged")]).await;
+        assert_eq!(res.status(), StatusCode::FORBIDDEN, "a stale form token");
+        let res = console.post("/admin/sign-in/passkey/options", &[("csrf", &csrf)]).await;
+        if !enabled {
+            assert_error(res, StatusCode::NOT_FOUND, "passkey_disabled").await;
+            continue;
+        }
+        let (status, options) = json_of(res).await;
+        assert_eq!(status, StatusCode::OK, "{options}");
+        assert!(options["options"]["challenge"].is_string(), "{options}");
+        assert!(options["options"].get("allowCredentials").is_none(), "usernameless: {options}");
+        let challenge_id = options["challenge_id"].as_str().unwrap();
+
+        let form = [("csrf", csrf.as_str()), ("challenge_id", challenge_id), ("credential", "{}")];
+        let res = console.post("/admin/sign-in/passkey", &form).await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        assert!(res.headers().get("set-cookie").is_none(), "no session");
+        assert!(res.text().await.unwrap().contains("The passkey could not be verified."));
+        let form = [("csrf", csrf.as_str()), ("challenge_id", "not-an-id"), ("credential", "{}")];
+        let res = console.post("/admin/sign-in/passkey", &form).await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+        assert!(res.text().await.unwrap().contains("could not be read"));
+    }
 }
