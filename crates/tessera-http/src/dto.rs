@@ -236,9 +236,9 @@ pub struct FactorRemovalIn {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct FactorOut {
     pub id: Uuid,
-    /// Always `totp`.
+    /// `totp`, or `webauthn` for a WebAuthn factor enrolled on the Supabase surface.
     #[serde(rename = "type")]
-    pub kind: &'static str,
+    pub kind: String,
     pub name: String,
     /// `unverified` or `verified`.
     pub status: String,
@@ -250,7 +250,7 @@ impl From<mfa_factor::Model> for FactorOut {
     fn from(f: mfa_factor::Model) -> Self {
         Self {
             id: f.id,
-            kind: "totp",
+            kind: f.factor_type.clone(),
             name: f.name,
             status: f.status,
             created_at: f.created_at,

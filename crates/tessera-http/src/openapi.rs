@@ -329,11 +329,20 @@ fn supabase_schema_rules(policy: &PasswordPolicy) -> Vec<(&'static str, Value)> 
             "SbEnrollIn",
             object_of(
                 &[],
-                json!({ "factor_type": { "type": ["string", "null"], "enum": ["totp", null] },
+                json!({ "factor_type": { "type": ["string", "null"], "enum": ["totp", "webauthn", null] },
                                    "friendly_name": { "type": ["string", "null"], "pattern": format!("^[{w}]*[^{c}]{{0,100}}[{w}]*$") } }),
             ),
         ),
-        ("SbFactorVerifyIn", object_of(&["challenge_id", "code"], json!({ "challenge_id": given(), "code": given() }))),
+        (
+            "SbFactorVerifyIn",
+            json!({ "oneOf": [
+            object_of(&["challenge_id", "code"], json!({ "challenge_id": given(), "code": given(), "webauthn": { "type": "null" } })),
+            object_of(&["challenge_id", "webauthn"], json!({ "challenge_id": given(), "code": { "type": "null" },
+                "webauthn": { "type": "object", "required": ["type", "credential_response"], "properties": {
+                    "type": { "type": "string", "enum": ["create", "request"] },
+                    "credential_response": { "type": "object" } } } })),
+        ] }),
+        ),
         ("SbAdminUserIn", admin_user(&["email"], email())),
         ("SbAdminUserChangeIn", admin_user(&[], or_blank(email()))),
         (

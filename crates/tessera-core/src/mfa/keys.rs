@@ -35,7 +35,7 @@ impl MfaKeys {
     }
 
     /// Encrypts with the first key and a fresh nonce: `KID:NONCE:CIPHERTEXT` (base64).
-    pub(super) fn encrypt(&self, plain: &[u8]) -> Result<String, Error> {
+    pub(crate) fn encrypt(&self, plain: &[u8]) -> Result<String, Error> {
         let (kid, cipher) = self.keys.first().ok_or_else(|| Error::Internal("no MFA key".to_owned()))?;
         let mut nonce = [0u8; 12];
         os_rng().fill_bytes(&mut nonce);
@@ -46,7 +46,7 @@ impl MfaKeys {
     }
 
     /// Decrypts what [`MfaKeys::encrypt`] made, under the key it names.
-    pub(super) fn decrypt(&self, stored: &str) -> Result<Vec<u8>, Error> {
+    pub(crate) fn decrypt(&self, stored: &str) -> Result<Vec<u8>, Error> {
         let broken =
             || Error::Internal("a TOTP secret cannot be decrypted (is its key in MFA_ENCRYPTION_KEY?)".to_owned());
         let mut parts = stored.splitn(3, ':');

@@ -298,7 +298,7 @@ impl Core {
                 let Some(code) = parse_code(raw) else { return Ok(Candidates::Steps(Vec::new())) };
                 let mut steps = Vec::new();
                 for factor in mfa::factors(self.store.reader(), user.id).await? {
-                    if factor.status != mfa::VERIFIED {
+                    if factor.status != mfa::VERIFIED || factor.factor_type != mfa::TOTP {
                         continue;
                     }
                     let secret = self.mfa_keys.decrypt(&factor.secret)?;
@@ -407,6 +407,7 @@ impl Core {
             last_used_step: None,
             created_at: now,
             last_used_at: None,
+            factor_type: mfa::TOTP.to_owned(),
         };
         let tx = self.store.begin().await?;
         mfa::insert_factor(&tx, factor.clone()).await?;
@@ -427,7 +428,10 @@ impl Core {
         client: &ClientInfo,
     ) -> Result<Activation, Error> {
         let code = parse_code(code).ok_or_else(|| Error::field("code", "invalid_code", "Six digits."))?;
-        let factor = mfa::factor(self.store.reader(), who.user.id, factor_id).await?.ok_or(Error::FactorNotFound)?;
+        let factor = mfa::factor(self.store.reader(), who.user.id, factor_id)
+            .await?
+            .filter(|f| f.factor_type == mfa::TOTP)
+            .ok_or(Error::FactorNotFound)?;
         if factor.status == mfa::VERIFIED {
             return Err(Error::FactorAlreadyActive);
         }
@@ -449,7 +453,7 @@ impl Core {
         tx.commit().await?;
         let user = user::Model { mfa_enabled: true, ..who.user.clone() };
         let (access_token, expires_in, _, _) =
-            self.access_token(&user, who.session_id, "aal2", now, client.surface).await?;
+            self.access_token(&user, who.session_id, "aal2", None, now, client.surface).await?;
         Ok(Activation { recovery_codes: codes, access_token, expires_in })
     }
 
@@ -534,7 +538,11 @@ impl Core {
     /// Opens a challenge of one of the caller's factors (Supabase's `POST
     /// /factors/{id}/challenge`): valid five minutes, five codes at most.
     pub async fn challenge_factor(&self, who: &Principal, factor_id: Uuid) -> Result<Challenge, Error> {
-        mfa::factor(self.store.reader(), who.user.id, factor_id).await?.ok_or(Error::FactorNotFound)?;
+        let factor = mfa::factor(self.store.reader(), who.user.id, factor_id).await?.ok_or(Error::FactorNotFound)?;
+        if factor.factor_type == mfa::WEBAUTHN {
+            let c = self.challenge_webauthn_factor(who, factor_id).await?;
+            return Ok(Challenge { id: c.id, expires_at: c.expires_at, webauthn: Some((c.kind, c.options)) });
+        }
         let now = now();
         let row = mfa_token::Model {
             id: Uuid::now_v7(),
@@ -547,7 +555,7 @@ impl Core {
             created_at: now,
         };
         let row = mfa_token::Model { token_hash: challenge_hash(row.id, factor_id), ..row };
-        let challenge = Challenge { id: row.id, expires_at: row.expires_at };
+        let challenge = Challenge { id: row.id, expires_at: row.expires_at, webauthn: None };
         mfa::insert_token(self.store.writer(), row).await?;
         Ok(challenge)
     }
@@ -573,6 +581,9 @@ impl Core {
             .filter(|c| c.user_id == who.user.id && c.id == challenge_id)
             .ok_or(Error::InvalidMfaToken)?;
         let factor = mfa::factor(reader, who.user.id, factor_id).await?.ok_or(Error::FactorNotFound)?;
+        if factor.factor_type != mfa::TOTP {
+            return Err(Error::BadRequest("This factor is verified with WebAuthn, not a code.".to_owned()));
+        }
         let activate = factor.status != mfa::VERIFIED;
         self.lockout_reserve(&who.user.email).await?;
         let step = match parse_code(code) {
@@ -696,6 +707,8 @@ async fn delete_factor_in(
 pub struct Challenge {
     pub id: Uuid,
     pub expires_at: chrono::DateTime<chrono::Utc>,
+    /// A WebAuthn factor's ceremony: `create` or `request`, and its W3C JSON options.
+    pub webauthn: Option<(&'static str, serde_json::Value)>,
 }
 
 /// The stored hash of a challenge: bound to its factor, and never a value

@@ -8,6 +8,10 @@
 
 use std::time::Duration;
 
+mod factor;
+
+pub use factor::FactorChallenge;
+
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
@@ -41,10 +45,12 @@ pub const MAX_NAME: usize = 120;
 const REGISTRATION: &str = "registration";
 const AUTHENTICATION: &str = "authentication";
 const SECOND_STEP: &str = "mfa";
+/// A challenge of the Supabase surface's WebAuthn factor.
+pub(crate) const FACTOR: &str = "factor";
 
 /// The relying party: who passkeys are registered with, and where they may be used.
 pub struct RelyingParty {
-    webauthn: WebauthnCore,
+    pub(crate) webauthn: WebauthnCore,
 }
 
 impl RelyingParty {
@@ -131,7 +137,7 @@ pub(crate) struct Asserted {
 }
 
 /// The WebAuthn user handle of a user: the 16 bytes of its id.
-fn user_handle(user_id: Uuid) -> Vec<u8> {
+pub(crate) fn user_handle(user_id: Uuid) -> Vec<u8> {
     user_id.as_bytes().to_vec()
 }
 
@@ -167,11 +173,11 @@ fn expired(challenge: &webauthn_challenge::Model) -> bool {
 }
 
 impl Core {
-    fn relying_party(&self) -> Result<&RelyingParty, Error> {
+    pub(crate) fn relying_party(&self) -> Result<&RelyingParty, Error> {
         self.webauthn.as_ref().ok_or(Error::PasskeysDisabled)
     }
 
-    async fn store_challenge(
+    pub(crate) async fn store_challenge(
         &self,
         kind: &str,
         user_id: Option<Uuid>,
@@ -192,7 +198,7 @@ impl Core {
     }
 
     /// Takes a challenge (once, on any node) and reads its state.
-    async fn take_challenge<S: serde::de::DeserializeOwned>(
+    pub(crate) async fn take_challenge<S: serde::de::DeserializeOwned>(
         &self,
         id: Uuid,
         kind: &str,
@@ -549,5 +555,178 @@ impl Core {
             Ok(_) | Err(Error::PasskeyRefused) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Real authenticators' answers, captured by webauthn-rs's authors (its own test
+    //! vectors), put through this module's relying party and policies: what tessera
+    //! accepts from a phone and a security key, not only from its own test authenticator.
+
+    use std::collections::HashMap;
+
+    use webauthn_rs_core::proto::{
+        AttestationFormat, AttestationMetadata, AuthenticationState, COSEEC2Key, COSEKey, COSEKeyType, ECDSACurve,
+        ParsedAttestation, ParsedAttestationData, RegisteredExtensions, RegistrationState,
+    };
+
+    use super::*;
+
+    fn relying_party(rp_id: &str, origin: &str) -> RelyingParty {
+        let vars: HashMap<String, String> = [("WEBAUTHN_RP_ID", rp_id), ("WEBAUTHN_RP_ORIGINS", origin)]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let settings = Settings::from_vars(&vars).unwrap();
+        RelyingParty::from_settings(&settings).unwrap().unwrap()
+    }
+
+    /// A state this module makes, with the vector's challenge in place of its own.
+    fn with_challenge<T: serde::Serialize + serde::de::DeserializeOwned>(state: &T, challenge: &str) -> T {
+        let mut v = serde_json::to_value(state).unwrap();
+        v["challenge"] = json!(challenge);
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn a_pixel_phone_registers_a_passkey_with_attestation_none() {
+        let rp = relying_party("webauthn.firstyear.id.au", "https://webauthn.firstyear.id.au");
+        let builder = rp
+            .webauthn
+            .new_challenge_register_builder(&[1; 16], "a@example.com", "a@example.com")
+            .unwrap()
+            .attestation(AttestationConveyancePreference::None)
+            .user_verification_policy(UserVerificationPolicy::Preferred)
+            .credential_algorithms(vec![COSEAlgorithm::ES256, COSEAlgorithm::EDDSA, COSEAlgorithm::RS256]);
+        let (_, state) = rp.webauthn.generate_challenge_register(builder).unwrap();
+        let state: RegistrationState = with_challenge(&state, "55Wztjbgks9UkS5jYthawNFik0HSiYuCSB5pzNbT6k0");
+        let reg: RegisterPublicKeyCredential = serde_json::from_value(json!({
+            "id": "AfzEi3UOVveYjwUwIFO3QuN9V0fomECvAYrD_8S5FAsUJqtGbwpgB9bEfphVOURzFQoEszkuULIj5fMvnTkt6cs",
+            "rawId": "AfzEi3UOVveYjwUwIFO3QuN9V0fomECvAYrD_8S5FAsUJqtGbwpgB9bEfphVOURzFQoEszkuULIj5fMvnTkt6cs",
+            "response": {
+                "attestationObject": "o2NmbXRkbm9uZWdhdHRTdG10oGhhdXRoRGF0YVjFarm78N-aFvkduzO7sTL6-dF8eCxIJsbscOzuWNl-9SpFAAAAAAAAAAAAAAAAAAAAAAAAAAAAQQH8xIt1Dlb3mI8FMCBTt0LjfVdH6JhArwGKw__EuRQLFCarRm8KYAfWxH6YVTlEcxUKBLM5LlCyI-XzL505LenLpQECAyYgASFYII2OFisY2sjerzLYjLYvHsQh8V7cnpRcSL4A77wKqcRTIlggm7s0CUKEmkBBFp7Nng-9_pZ5Dm9y39uy6QJmDLgmgho",
+                "clientDataJSON": "eyJ0eXBlIjoid2ViYXV0aG4uY3JlYXRlIiwiY2hhbGxlbmdlIjoiNTVXenRqYmdrczlVa1M1all0aGF3TkZpazBIU2lZdUNTQjVwek5iVDZrMCIsIm9yaWdpbiI6Imh0dHBzOlwvXC93ZWJhdXRobi5maXJzdHllYXIuaWQuYXUiLCJhbmRyb2lkUGFja2FnZU5hbWUiOiJjb20uYW5kcm9pZC5jaHJvbWUifQ"
+            },
+            "type": "public-key"
+        }))
+        .unwrap();
+        let cred = rp.webauthn.register_credential(&reg, &state, None).unwrap();
+        assert_eq!(credential_id(&cred.cred_id), reg.id);
+        assert_eq!(cred.cred.type_, COSEAlgorithm::ES256);
+        assert_eq!(aaguid_of(&reg), None, "a zero AAGUID names no model");
+
+        // The same answer from another site, or to another challenge, is refused.
+        let elsewhere = relying_party("example.com", "https://example.com");
+        assert!(elsewhere.webauthn.register_credential(&reg, &state, None).is_err());
+        let other: RegistrationState = with_challenge(&state, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
+        assert!(rp.webauthn.register_credential(&reg, &other, None).is_err());
+    }
+
+    fn yubikey_5() -> Credential {
+        Credential {
+            cred_id: vec![
+                106, 223, 133, 124, 161, 172, 56, 141, 181, 18, 27, 66, 187, 181, 113, 251, 187, 123, 20, 169, 41, 80,
+                236, 138, 92, 137, 4, 4, 16, 255, 188, 47, 158, 202, 111, 192, 117, 110, 152, 245, 95, 22, 200, 172,
+                71, 154, 40, 181, 212, 64, 80, 17, 238, 238, 21, 13, 27, 145, 140, 27, 208, 101, 166, 81,
+            ],
+            cred: COSEKey {
+                type_: COSEAlgorithm::ES256,
+                key: COSEKeyType::EC_EC2(COSEEC2Key {
+                    curve: ECDSACurve::SECP256R1,
+                    x: vec![
+                        46, 121, 76, 233, 118, 208, 250, 74, 227, 182, 8, 145, 45, 46, 5, 9, 199, 186, 84, 83, 7, 237,
+                        130, 73, 16, 90, 17, 54, 33, 255, 54, 56,
+                    ],
+                    y: vec![
+                        117, 105, 1, 23, 253, 223, 67, 135, 253, 219, 253, 223, 17, 247, 91, 197, 205, 225, 143, 59,
+                        47, 138, 70, 120, 74, 155, 177, 177, 166, 233, 48, 71,
+                    ],
+                }),
+            },
+            counter: 1,
+            transports: None,
+            user_verified: false,
+            backup_eligible: false,
+            backup_state: false,
+            registration_policy: UserVerificationPolicy::Preferred,
+            extensions: RegisteredExtensions::none(),
+            attestation: ParsedAttestation { data: ParsedAttestationData::None, metadata: AttestationMetadata::None },
+            attestation_format: AttestationFormat::None,
+        }
+    }
+
+    fn yubikey_assertion() -> PublicKeyCredential {
+        serde_json::from_value(json!({
+            "id": "at-FfKGsOI21EhtCu7Vx-7t7FKkpUOyKXIkEBBD_vC-eym_AdW6Y9V8WyKxHmii11EBQEe7uFQ0bkYwb0GWmUQ",
+            "rawId": "at-FfKGsOI21EhtCu7Vx-7t7FKkpUOyKXIkEBBD_vC-eym_AdW6Y9V8WyKxHmii11EBQEe7uFQ0bkYwb0GWmUQ",
+            "response": {
+                "authenticatorData": "SZYN5YgOjGh0NBcPZHZgW4_krrmihjLHmVzzuoMdl2MBAAAAFA",
+                "clientDataJSON": "eyJjaGFsbGVuZ2UiOiJXZ1h6X2tUdjNXVVUxa3c4aG0tT0dvR1M0WkNIWF8zYkVxSEgyUHZWcDhNIiwiY2xpZW50RXh0ZW5zaW9ucyI6e30sImhhc2hBbGdvcml0aG0iOiJTSEEtMjU2Iiwib3JpZ2luIjoiaHR0cDovL2xvY2FsaG9zdDo4MDgwIiwidHlwZSI6IndlYmF1dGhuLmdldCJ9",
+                "signature": "MEYCIQDmLVOqv85cdRup4Fr8Pf9zC4AWO-XKBJqa8xPwYFCCMAIhAOiExLoyes0xipmUmq0BVlqJaCKLn_MFKG9GIDsCGq_-",
+                "userHandle": null
+            },
+            "type": "public-key"
+        }))
+        .unwrap()
+    }
+
+    fn sign_in_state(rp: &RelyingParty, cred: Credential) -> AuthenticationState {
+        let builder = rp
+            .webauthn
+            .new_challenge_authenticate_builder(Vec::new(), Some(UserVerificationPolicy::Preferred))
+            .unwrap();
+        let (_, state) = rp.webauthn.generate_challenge_authenticate(builder).unwrap();
+        let mut state: AuthenticationState = with_challenge(&state, "WgXz_kTv3WUU1kw8hm-OGoGS4ZCHX_3bEqHH2PvVp8M");
+        state.set_allowed_credentials(vec![cred]);
+        state
+    }
+
+    #[test]
+    fn a_yubikey_5_assertion_signs_in_as_a_first_factor_and_its_counter_moves() {
+        let rp = relying_party("localhost", "http://localhost:8080");
+        let result =
+            rp.webauthn.authenticate_credential(&yubikey_assertion(), &sign_in_state(&rp, yubikey_5())).unwrap();
+        assert!(!result.user_verified(), "a touch, no PIN: a first factor only (aal1)");
+        assert_eq!(result.counter(), 20);
+    }
+
+    #[test]
+    fn a_yubikey_5_assertion_is_refused_behind_its_counter_on_another_origin_or_with_another_key() {
+        let rp = relying_party("localhost", "http://localhost:8080");
+        let seen = Credential { counter: 20, ..yubikey_5() };
+        let err = rp.webauthn.authenticate_credential(&yubikey_assertion(), &sign_in_state(&rp, seen)).unwrap_err();
+        assert!(matches!(err, webauthn_rs_core::error::WebauthnError::CredentialPossibleCompromise), "{err:?}");
+
+        let elsewhere = relying_party("localhost", "http://localhost:9090");
+        assert!(elsewhere
+            .webauthn
+            .authenticate_credential(&yubikey_assertion(), &sign_in_state(&elsewhere, yubikey_5()))
+            .is_err());
+
+        let mut other_key = yubikey_5();
+        if let COSEKeyType::EC_EC2(k) = &mut other_key.cred.key {
+            k.x[0] ^= 1;
+        }
+        assert!(rp.webauthn.authenticate_credential(&yubikey_assertion(), &sign_in_state(&rp, other_key)).is_err());
+    }
+
+    #[test]
+    fn the_relying_party_comes_from_public_url_and_refuses_foreign_origins() {
+        let vars: HashMap<String, String> =
+            [("PUBLIC_URL".to_owned(), "https://id.example.com/".to_owned())].into_iter().collect();
+        let s = Settings::from_vars(&vars).unwrap();
+        assert_eq!(s.webauthn_rp_id, "id.example.com");
+        assert_eq!(s.webauthn_rp_origins, ["https://id.example.com"]);
+        assert!(RelyingParty::from_settings(&s).unwrap().is_some());
+        let vars: HashMap<String, String> = [
+            ("WEBAUTHN_RP_ID", "example.com"),
+            ("WEBAUTHN_RP_ORIGINS", "https://app.example.com,https://notexample.com"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let err = RelyingParty::from_settings(&Settings::from_vars(&vars).unwrap()).err().unwrap();
+        assert!(err.contains("notexample.com"), "{err}");
     }
 }

@@ -41,6 +41,7 @@ impl Core {
         user: &user::Model,
         session_id: Uuid,
         aal: &str,
+        amr: Option<&str>,
         now: DateTime<Utc>,
         surface: Surface,
     ) -> Result<(String, i64, i64, Option<tessera_store::entity::profile::Model>), Error> {
@@ -71,8 +72,12 @@ impl Core {
                 };
                 let profile = profiles::by_user(self.store.reader(), user.id).await?;
                 let (user_metadata, app_metadata) = crate::account::users::metadata_of(user, profile.as_ref());
-                let mut amr = vec![json!({ "method": "password", "timestamp": claims.iat })];
-                if aal == "aal2" {
+                // How the session was proven: its first factor (a password unless it
+                // says otherwise), and a TOTP code on top once a password's session is
+                // aal2 (a verified passkey is aal2 on its own).
+                let first = amr.unwrap_or("password");
+                let mut amr = vec![json!({ "method": first, "timestamp": claims.iat })];
+                if aal == "aal2" && first == "password" {
                     amr.insert(0, json!({ "method": "totp", "timestamp": claims.iat }));
                 }
                 let token = self.jwt.sign_any(&SupabaseClaims {
@@ -195,7 +200,8 @@ impl Core {
         now: DateTime<Utc>,
         surface: Surface,
     ) -> Result<Issued, Error> {
-        self.issue(user, session.id, aal, session.refresh_counter, session.expires_at, now, surface).await
+        let amr = session.amr.as_deref();
+        self.issue(user, session.id, aal, amr, session.refresh_counter, session.expires_at, now, surface).await
     }
 
     /// Refreshes (SPEC §4.3). The presented token carries its session and a counter:
@@ -260,7 +266,16 @@ impl Core {
                 audit.actor_id = Some(user.id);
                 append_to_file(&audit);
                 let issued = self
-                    .issue(user, session.id, &session.aal, counter + 1, session.expires_at, now, client.surface)
+                    .issue(
+                        user,
+                        session.id,
+                        &session.aal,
+                        session.amr.as_deref(),
+                        counter + 1,
+                        session.expires_at,
+                        now,
+                        client.surface,
+                    )
                     .await?;
                 return Ok((issued, Refreshed::Rotated));
             }
@@ -279,7 +294,16 @@ impl Core {
             let within = |at| interval > ChronoDuration::zero() && now - at < interval;
             if counter + 1 == current && session.refreshed_at.is_some_and(within) {
                 let issued = self
-                    .issue(user, session.id, &session.aal, current, session.expires_at, now, client.surface)
+                    .issue(
+                        user,
+                        session.id,
+                        &session.aal,
+                        session.amr.as_deref(),
+                        current,
+                        session.expires_at,
+                        now,
+                        client.surface,
+                    )
                     .await?;
                 return Ok((issued, Refreshed::Converged));
             }

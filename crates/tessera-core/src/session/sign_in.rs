@@ -184,6 +184,10 @@ impl Core {
             ip: client.ip.clone(),
             user_agent: client.user_agent.as_ref().map(|ua| truncate(ua, 512)),
             aal: aal.to_owned(),
+            amr: match proof {
+                Proof::Passkey { .. } => Some("passkey".to_owned()),
+                _ => None,
+            },
             new_password_hash: new_hash,
         };
         if !sessions::open(tx, &new).await? {
@@ -209,7 +213,7 @@ impl Core {
         if let Some(hash) = new.new_password_hash {
             user.password_hash = hash;
         }
-        self.issue(user, new.id, aal, 0, new.expires_at, now, client.surface).await
+        self.issue(user, new.id, aal, new.amr.as_deref(), 0, new.expires_at, now, client.surface).await
     }
 
     /// The access token and the refresh token at `counter` of a session: what a new
@@ -220,13 +224,14 @@ impl Core {
         user: user::Model,
         session_id: Uuid,
         aal: &str,
+        amr: Option<&str>,
         counter: i64,
         session_expires_at: DateTime<Utc>,
         now: DateTime<Utc>,
         surface: Surface,
     ) -> Result<Issued, Error> {
         let (access_token, expires_in, expires_at, profile) =
-            self.access_token(&user, session_id, aal, now, surface).await?;
+            self.access_token(&user, session_id, aal, amr, now, surface).await?;
         Ok(Issued {
             profile,
             user,

@@ -1,5 +1,6 @@
-//! `/auth/v1/factors`: TOTP enrolment, challenges, verification (the step-up to aal2)
-//! and unenrolment, over the MFA service of SPEC §5.6.
+//! `/auth/v1/factors`: TOTP and WebAuthn enrolment, challenges, verification (the
+//! step-up to aal2) and unenrolment, over the MFA and passkey services of SPEC §5.6 and
+//! §5.10.
 
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
@@ -45,8 +46,13 @@ pub async fn enroll(
     SbAuth(who): SbAuth,
     SbJson(body): SbJson<SbEnrollIn>,
 ) -> Answer {
-    if body.factor_type.as_deref().unwrap_or("totp") != "totp" {
-        return Err(GoTrueError::validation("factor_type needs to be totp (the only factor this server supports)"));
+    match body.factor_type.as_deref().unwrap_or("totp") {
+        "totp" => {}
+        "webauthn" => {
+            let f = s.core.enroll_webauthn_factor(&who, body.friendly_name, &client).await?;
+            return Ok(Json(json!({ "id": f.id, "type": "webauthn", "friendly_name": f.name })).into_response());
+        }
+        _ => return Err(GoTrueError::validation("factor_type needs to be totp or webauthn")),
     }
     let name = body.friendly_name.filter(|n| !n.trim().is_empty());
     let e = s.core.enroll_totp(&who, name, &client).await?;
@@ -70,7 +76,16 @@ pub async fn enroll(
     responses((status = 200, body = super::doc::SbChallenge), (status = 401, body = super::doc::SbError), (status = 403, body = super::doc::SbError), (status = 404, body = super::doc::SbError, description = "`mfa_factor_not_found`")))]
 pub async fn challenge(State(s): State<AppState>, SbAuth(who): SbAuth, Path(id): Path<String>) -> Answer {
     let c = s.core.challenge_factor(&who, factor_id(&id)?).await?;
-    Ok(Json(json!({ "id": c.id, "type": "totp", "expires_at": c.expires_at.timestamp() })).into_response())
+    Ok(Json(match c.webauthn {
+        None => json!({ "id": c.id, "type": "totp", "expires_at": c.expires_at.timestamp() }),
+        Some((kind, options)) => json!({
+            "id": c.id,
+            "type": "webauthn",
+            "expires_at": c.expires_at.timestamp(),
+            "webauthn": { "type": kind, "credential_options": { "publicKey": options } },
+        }),
+    })
+    .into_response())
 }
 
 /// A challenge's answer.
@@ -80,6 +95,18 @@ pub struct SbFactorVerifyIn {
     /// Six digits, as a string or a number.
     #[schema(value_type = Option<String>)]
     code: Option<Value>,
+    /// A WebAuthn factor's answer.
+    webauthn: Option<SbWebauthnIn>,
+}
+
+/// A WebAuthn factor's answer: `create` (a new credential) or `request` (an assertion).
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct SbWebauthnIn {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    /// `RegistrationResponseJSON` or `AuthenticationResponseJSON`.
+    #[schema(value_type = Option<Object>)]
+    credential_response: Option<Value>,
 }
 
 /// `POST /auth/v1/factors/{id}/verify`: the code of a challenge; answers the session,
@@ -107,6 +134,17 @@ pub async fn verify(
         .as_deref()
         .and_then(|c| Uuid::parse_str(c.trim()).ok())
         .ok_or_else(|| GoTrueError::validation("challenge_id is required"))?;
+    if let Some(w) = body.webauthn {
+        let credential = w
+            .credential_response
+            .filter(|c| c.is_object())
+            .ok_or_else(|| GoTrueError::validation("WebAuthn config required"))?;
+        if !matches!(w.kind.as_deref(), Some("create" | "request")) {
+            return Err(GoTrueError::validation("WebAuthn type must be create or request"));
+        }
+        let issued = s.core.verify_webauthn_factor(&who, factor, challenge, &credential, &client).await?;
+        return Ok(Json(session_json(&s.core, &issued).await?).into_response());
+    }
     let code = match body.code {
         Some(Value::String(c)) => c,
         Some(Value::Number(n)) => n.to_string(),

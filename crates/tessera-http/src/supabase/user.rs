@@ -11,7 +11,7 @@ pub fn factor_json(f: &mfa_factor::Model) -> Value {
     json!({
         "id": f.id,
         "friendly_name": f.name,
-        "factor_type": "totp",
+        "factor_type": f.factor_type,
         "status": f.status,
         "created_at": f.created_at,
         "updated_at": f.last_used_at.unwrap_or(f.created_at),

@@ -1,8 +1,10 @@
 use sea_orm::entity::prelude::*;
 
-/// A TOTP factor of a user. `secret` is the shared secret encrypted (AES-256-GCM, with the
-/// id of the key it is under); `last_used_step` is the newest 30-second step a code was
-/// accepted for, so that no code is accepted twice.
+/// A second factor of a user: `totp`, whose `secret` is the shared secret encrypted
+/// (AES-256-GCM, with the id of the key it is under) and whose `last_used_step` is the
+/// newest 30-second step a code was accepted for, so that no code is accepted twice; or
+/// `webauthn`, whose `secret` is its WebAuthn credential once verified (encrypted JSON;
+/// empty before).
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "mfa_factors")]
 pub struct Model {
@@ -16,6 +18,8 @@ pub struct Model {
     pub last_used_step: Option<i64>,
     pub created_at: DateTimeUtc,
     pub last_used_at: Option<DateTimeUtc>,
+    /// `totp` or `webauthn`.
+    pub factor_type: String,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

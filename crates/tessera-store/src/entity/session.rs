@@ -19,6 +19,8 @@ pub struct Model {
     pub refresh_counter: i64,
     /// When the counter last advanced, i.e. when the previous token stopped being current.
     pub refreshed_at: Option<DateTimeUtc>,
+    /// How the sign-in that opened it was proven, when not by a password: `passkey`.
+    pub amr: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -1,6 +1,10 @@
 //! Passkeys (SPEC §5.10): the WebAuthn credentials users sign in with, and the
 //! single-use challenges of their ceremonies (kept in the database, so that every node
-//! sharing it honours a challenge another node handed out, and only once).
+//! sharing it honours a challenge another node handed out, and only once). MFA factors
+//! get a type: `totp` (every factor so far) or `webauthn` (the Supabase surface's
+//! WebAuthn factor, whose `secret` holds its credential, encrypted). A session records how
+//! it was first proven (`amr`: none for a password, `passkey`), which the Supabase
+//! surface's tokens name.
 
 use sea_orm_migration::prelude::*;
 
@@ -11,6 +15,18 @@ pub struct Migration;
 enum Users {
     Table,
     Id,
+}
+
+#[derive(DeriveIden)]
+enum MfaFactors {
+    Table,
+    FactorType,
+}
+
+#[derive(DeriveIden)]
+enum Sessions {
+    Table,
+    Amr,
 }
 
 #[derive(DeriveIden)]
@@ -55,6 +71,10 @@ fn owner(table: impl IntoIden + 'static, name: &str, col: impl IntoIden + 'stati
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        let kind = ColumnDef::new(MfaFactors::FactorType).string_len(16).not_null().default("totp").to_owned();
+        m.alter_table(Table::alter().table(MfaFactors::Table).add_column(kind).to_owned()).await?;
+        let amr = ColumnDef::new(Sessions::Amr).string_len(16).null().to_owned();
+        m.alter_table(Table::alter().table(Sessions::Table).add_column(amr).to_owned()).await?;
         m.create_table(
             Table::create()
                 .table(Passkeys::Table)
@@ -120,6 +140,7 @@ impl MigrationTrait for Migration {
         for table in [WebauthnChallenges::Table.into_iden(), Passkeys::Table.into_iden()] {
             m.drop_table(Table::drop().table(table).to_owned()).await?;
         }
-        Ok(())
+        m.alter_table(Table::alter().table(Sessions::Table).drop_column(Sessions::Amr).to_owned()).await?;
+        m.alter_table(Table::alter().table(MfaFactors::Table).drop_column(MfaFactors::FactorType).to_owned()).await
     }
 }

@@ -18,6 +18,10 @@ use crate::error::OrDb;
 pub const VERIFIED: &str = "verified";
 /// The status of a factor not yet activated.
 pub const UNVERIFIED: &str = "unverified";
+/// A factor of codes from an authenticator app.
+pub const TOTP: &str = "totp";
+/// A factor of a WebAuthn credential (the Supabase surface's).
+pub const WEBAUTHN: &str = "webauthn";
 
 /// Inserts a factor.
 pub async fn insert_factor(conn: &impl ConnectionTrait, row: mfa_factor::Model) -> Result<(), Error> {
@@ -220,6 +224,30 @@ pub async fn use_token(conn: &impl ConnectionTrait, id: Uuid, now: DateTime<Utc>
         .col_expr(mfa_token::Column::UsedAt, Expr::value(now))
         .filter(mfa_token::Column::Id.eq(id))
         .filter(mfa_token::Column::UsedAt.is_null())
+        .exec(conn)
+        .await
+        .or_db()?;
+    Ok(res.rows_affected == 1)
+}
+
+/// Stores a WebAuthn factor's credential (encrypted): with `activate`, only on an
+/// unverified factor, which it verifies; else only on a verified one. `false` when the
+/// factor is gone or in the other state (a concurrent verification won).
+pub async fn set_webauthn_credential(
+    conn: &impl ConnectionTrait,
+    id: Uuid,
+    secret: &str,
+    activate: bool,
+    now: DateTime<Utc>,
+) -> Result<bool, Error> {
+    let from = if activate { UNVERIFIED } else { VERIFIED };
+    let res = mfa_factor::Entity::update_many()
+        .col_expr(mfa_factor::Column::Secret, Expr::value(secret))
+        .col_expr(mfa_factor::Column::Status, Expr::value(VERIFIED))
+        .col_expr(mfa_factor::Column::LastUsedAt, Expr::value(now))
+        .filter(mfa_factor::Column::Id.eq(id))
+        .filter(mfa_factor::Column::FactorType.eq(WEBAUTHN))
+        .filter(mfa_factor::Column::Status.eq(from))
         .exec(conn)
         .await
         .or_db()?;

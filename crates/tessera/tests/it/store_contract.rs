@@ -131,6 +131,7 @@ async fn open(conn: &impl ConnectionTrait, user: &user::Model) -> Option<Uuid> {
         ip: Some("127.0.0.1".to_owned()),
         user_agent: None,
         aal: "aal1".to_owned(),
+        amr: None,
         new_password_hash: None,
     };
     sessions::open(conn, &new).await.unwrap().then_some(new.id)

@@ -122,6 +122,8 @@ pub struct NewSession {
     pub ip: Option<String>,
     pub user_agent: Option<String>,
     pub aal: String,
+    /// How the sign-in was proven, when not by a password (`passkey`).
+    pub amr: Option<String>,
     /// A re-hash of the password to store with the sign-in (old parameters).
     pub new_password_hash: Option<String>,
 }
@@ -161,6 +163,7 @@ pub async fn open(conn: &impl ConnectionTrait, s: &NewSession) -> Result<bool, E
         aal: s.aal.clone(),
         refresh_counter: 0,
         refreshed_at: None,
+        amr: s.amr.clone(),
     }
     .into_active_model()
     .insert(conn)

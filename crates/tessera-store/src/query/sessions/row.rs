@@ -19,6 +19,7 @@ macro_rules! session_and_user {
                 aal: $row.$get($at + 8)?,
                 refresh_counter: $row.$get($at + 9)?,
                 refreshed_at: $row.$get($at + 10)?,
+                amr: $row.$get($at + 29)?,
             },
             $crate::entity::user::Model {
                 id: $row.$get($at + 11)?,
@@ -50,4 +51,4 @@ pub(crate) const SESSION_AND_USER: &str =
     "s.id, s.user_id, s.created_at, s.last_used_at, s.expires_at, s.revoked_at, s.ip, \
      s.user_agent, s.aal, s.refresh_counter, s.refreshed_at, u.id, u.email, u.password_hash, u.full_name, u.phone, \
      u.email_verified_at, u.phone_verified_at, u.is_active, u.role, u.token_version, u.last_login_at, u.created_at, \
-     u.updated_at, u.deleted_at, u.new_email, u.mfa_enabled, u.email_index, u.new_email_index";
+     u.updated_at, u.deleted_at, u.new_email, u.mfa_enabled, u.email_index, u.new_email_index, s.amr";
