@@ -66,7 +66,8 @@ pub async fn request_context(State(proxies): State<Arc<Vec<Cidr>>>, mut req: Req
 pub enum Csp {
     /// Nothing may load: the APIs, and every page without a policy of its own.
     Strict,
-    /// The console: its own stylesheet and script only; charts are inline SVG.
+    /// The console: its own stylesheet and script only (the script fetches the passkey
+    /// sign-in's challenge from the console); charts are inline SVG.
     Console,
     /// The link pages' forms: their stylesheet only.
     LinkPages,
@@ -85,7 +86,7 @@ impl Csp {
             }
             Csp::Unclaimed if path.starts_with("/docs") => Csp::SwaggerUi.value(path),
             Csp::Console => {
-                "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+                "default-src 'none'; style-src 'self'; script-src 'self'; connect-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
             }
             Csp::LinkPages => {
                 "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"

@@ -12,7 +12,8 @@
 //!   any session, a random token also set as a cookie.
 //! - Templates are compiled in (`maud`, escaping by default); the stylesheet and the one
 //!   small script are embedded and served under names holding their hash. The pages
-//!   work without the script; the CSP allows no inline script or style.
+//!   work without the script (only the passkey sign-in needs it, WebAuthn being a
+//!   browser API); the CSP allows no inline script or style.
 
 mod assets;
 mod audit;
@@ -50,8 +51,10 @@ fn routes(state: &AppState) -> Router<AppState> {
     let verify_limit = axum::middleware::from_fn_with_state((state.clone(), RateAction::Verify), rate_limit::per_ip);
     Router::new()
         .route("/admin", get(dashboard::page))
-        .route("/admin/sign-in", post(sign_in::submit).route_layer(login_limit).get(sign_in::form))
-        .route("/admin/sign-in/mfa", post(sign_in::mfa_submit).route_layer(verify_limit).get(sign_in::mfa_form))
+        .route("/admin/sign-in", post(sign_in::submit).route_layer(login_limit.clone()).get(sign_in::form))
+        .route("/admin/sign-in/mfa", post(sign_in::mfa_submit).route_layer(verify_limit.clone()).get(sign_in::mfa_form))
+        .route("/admin/sign-in/passkey/options", post(sign_in::passkey_options).route_layer(login_limit))
+        .route("/admin/sign-in/passkey", post(sign_in::passkey_submit).route_layer(verify_limit))
         .route("/admin/sign-out", post(sign_in::sign_out))
         .route("/admin/users", get(users::list))
         .route("/admin/users/bulk", post(users::bulk_confirm))
@@ -60,6 +63,7 @@ fn routes(state: &AppState) -> Router<AppState> {
         .route("/admin/users/{id}/delete", get(users::delete_confirm).post(users::delete))
         .route("/admin/users/{id}/{action}", post(users::act))
         .route("/admin/users/{id}/sessions/{sid}/revoke", post(users::revoke_session))
+        .route("/admin/users/{id}/passkeys/{pid}/remove", post(users::remove_passkey))
         .route("/admin/audit", get(audit::page))
         .route("/admin/api-keys", get(keys::page).post(keys::create))
         .route("/admin/api-keys/{id}/revoke", post(keys::revoke))

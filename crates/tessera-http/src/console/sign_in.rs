@@ -1,16 +1,19 @@
 //! Signing in to the console (password, then the second factor when the account has
-//! one) and out. The sign-in forms carry a random token, also set as a cookie, against
-//! cross-site form posts (there is no session yet to bind it to).
+//! one; or a passkey) and out. The sign-in forms carry a random token, also set as a
+//! cookie, against cross-site form posts (there is no session yet to bind it to).
 
 use axum::extract::{FromRequest, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
 use maud::{html, Markup};
 use secrecy::SecretString;
 use tessera_core::crypto::{random_token, same_secret};
 use tessera_core::domain::Error;
 use tessera_core::mfa::SecondFactor;
 use tessera_core::session::issued::SignIn;
+use tessera_core::ClientInfo;
+use uuid::Uuid;
 
 use super::extract::{field, form_fields, stale_form};
 use super::page::{api_error, error_page, layout, message_page, render, see_other, Section};
@@ -20,6 +23,7 @@ use super::session::{
 };
 use crate::extract::Client;
 use crate::state::AppState;
+use crate::v1::passkeys::PasskeyOptionsOut;
 
 /// The form token of the sign-in forms: the cookie's, or a new one (and its cookie).
 fn form_token(s: &AppState, headers: &HeaderMap) -> (String, Option<HeaderValue>) {
@@ -77,7 +81,7 @@ fn cookie_dropped(s: &AppState) -> Response {
 }
 
 /// Ends the session a new sign-in replaces.
-async fn end_previous(s: &AppState, session: &Session, client: &tessera_core::ClientInfo) {
+async fn end_previous(s: &AppState, session: &Session, client: &ClientInfo) {
     if let Some((who, _)) = session.principal() {
         if let Err(e) = s.core.logout(who, client).await {
             tracing::info!(error = %e, "the console session a sign-in replaced was not revoked");
@@ -98,6 +102,18 @@ fn sign_in_page(s: &AppState, token: &str, email: &str, error: Option<&str>) -> 
                 label for="password" { "Password" }
                 input #password type="password" name="password" autocomplete="current-password" required;
                 button #sign-in-submit type="submit" { "Sign in" }
+            }
+            // Shown by the console's script where the browser has WebAuthn: it fetches a
+            // challenge, asks the browser for a passkey, and posts the answer here.
+            @if s.core.settings.passkeys_enabled {
+                form #passkey method="post" action="/admin/sign-in/passkey" data-options="/admin/sign-in/passkey/options" hidden {
+                    input type="hidden" name="csrf" value=(token);
+                    input type="hidden" name="challenge_id";
+                    input type="hidden" name="credential";
+                    p.or { "or" }
+                    button #passkey-sign-in.secondary type="button" { "Sign in with a passkey" }
+                    p #passkey-error.flash.error role="alert" hidden {}
+                }
             }
         }
     };
@@ -135,23 +151,59 @@ pub(crate) async fn form(State(s): State<AppState>, req: Request) -> Response {
     with_cookies(render(StatusCode::OK, sign_in_page(&s, &token, "", None)), set.into_iter().collect())
 }
 
+/// The answer to a first step that succeeded: the session's cookies and the dashboard,
+/// or the second step's cookie and its page.
+async fn first_step_done(s: &AppState, form: &SignInForm, sign_in: SignIn, client: &ClientInfo) -> Response {
+    let secure = s.core.settings.secure_cookies;
+    match sign_in {
+        SignIn::Session(issued) => {
+            end_previous(s, &form.session, client).await;
+            with_cookies(see_other("/admin"), session_cookies(&issued, secure))
+        }
+        SignIn::MfaRequired(ch) => with_cookies(
+            see_other("/admin/sign-in/mfa"),
+            cookie(MFA_COOKIE, &ch.mfa_token, 300, secure).into_iter().collect(),
+        ),
+    }
+}
+
 /// POST /admin/sign-in
 pub(crate) async fn submit(State(s): State<AppState>, Client(client): Client, form: SignInForm) -> Response {
     let email = field(&form.fields, "email").trim().to_owned();
     let password = SecretString::from(field(&form.fields, "password").to_owned());
-    let (token, secure) = (&form.token, s.core.settings.secure_cookies);
     match s.core.login(&email, &password, &client).await {
-        Ok(SignIn::Session(issued)) => {
-            end_previous(&s, &form.session, &client).await;
-            with_cookies(see_other("/admin"), session_cookies(&issued, secure))
-        }
-        Ok(SignIn::MfaRequired(ch)) => with_cookies(
-            see_other("/admin/sign-in/mfa"),
-            cookie(MFA_COOKIE, &ch.mfa_token, 300, secure).into_iter().collect(),
-        ),
+        Ok(sign_in) => first_step_done(&s, &form, sign_in, &client).await,
         Err(e) => {
             let api = api_error(&e);
-            render(api.status, sign_in_page(&s, token, &email, Some(&api.detail)))
+            render(api.status, sign_in_page(&s, &form.token, &email, Some(&api.detail)))
+        }
+    }
+}
+
+/// POST /admin/sign-in/passkey/options: a challenge for the console's script, for any
+/// passkey of this site (no email: the browser offers the passkeys it holds). JSON, as
+/// the API answers it.
+pub(crate) async fn passkey_options(State(s): State<AppState>, _form: SignInForm) -> Response {
+    match s.core.passkey_authentication_options(None).await {
+        Ok(o) => Json(PasskeyOptionsOut::from(o)).into_response(),
+        Err(e) => api_error(&e).into_response(),
+    }
+}
+
+/// POST /admin/sign-in/passkey: the challenge and the browser's answer
+/// (`PublicKeyCredential.toJSON()`), as the script posts them.
+pub(crate) async fn passkey_submit(State(s): State<AppState>, Client(client): Client, form: SignInForm) -> Response {
+    let challenge_id = Uuid::try_parse(field(&form.fields, "challenge_id").trim());
+    let credential = serde_json::from_str::<serde_json::Value>(field(&form.fields, "credential"));
+    let (Ok(challenge_id), Ok(credential)) = (challenge_id, credential) else {
+        let page = sign_in_page(&s, &form.token, "", Some("The passkey's answer could not be read: try again."));
+        return render(StatusCode::BAD_REQUEST, page);
+    };
+    match s.core.sign_in_with_passkey(challenge_id, &credential, &client).await {
+        Ok(sign_in) => first_step_done(&s, &form, sign_in, &client).await,
+        Err(e) => {
+            let api = api_error(&e);
+            render(api.status, sign_in_page(&s, &form.token, "", Some(&api.detail)))
         }
     }
 }

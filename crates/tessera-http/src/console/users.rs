@@ -65,6 +65,7 @@ fn flash(done: Option<&str>, n: Option<u64>) -> Option<String> {
         "logout" => "Every session of the user is revoked.".to_owned(),
         "session" => "The session is revoked.".to_owned(),
         "mfa-reset" => "MFA is reset: every factor and recovery code is gone, and every session revoked.".to_owned(),
+        "passkey" => "The passkey is removed: it no longer signs in.".to_owned(),
         "delete" => "The user is deleted; you can restore them until the retention period ends.".to_owned(),
         "restore" => "The user is restored.".to_owned(),
         "bulk" => format!("Done: {} users changed.", n.unwrap_or(0)),
@@ -321,11 +322,13 @@ pub(crate) async fn page(
             Ok(None)
         }
     };
-    let (u, sessions, factors, events) =
-        tokio::join!(s.core.admin_user(id), s.core.list_sessions(id), s.core.factors(id), events);
-    let (u, sessions, factors, events) = match (u, sessions, factors, events) {
-        (Ok(u), Ok(ss), Ok(f), Ok(ev)) => (u, ss, f, ev),
-        (Err(e), ..) | (_, Err(e), ..) | (_, _, Err(e), _) | (.., Err(e)) => return error_page(&s, Some(&who), &e),
+    let (u, sessions, factors, passkeys, events) =
+        tokio::join!(s.core.admin_user(id), s.core.list_sessions(id), s.core.factors(id), s.core.passkeys(id), events);
+    let (u, sessions, factors, passkeys, events) = match (u, sessions, factors, passkeys, events) {
+        (Ok(u), Ok(ss), Ok(f), Ok(p), Ok(ev)) => (u, ss, f, p, ev),
+        (Err(e), ..) | (_, Err(e), ..) | (_, _, Err(e), ..) | (.., Err(e), _) | (.., Err(e)) => {
+            return error_page(&s, Some(&who), &e)
+        }
     };
     let names = match &events {
         Some((ev, _)) => match super::audit::names_of(&s, ev).await {
@@ -432,6 +435,36 @@ pub(crate) async fn page(
                 }
             }
         }
+        section aria-labelledby="passkeys-heading" {
+            h2 #passkeys-heading { "Passkeys (" (passkeys.len()) ")" }
+            div.table-wrap {
+                table #passkeys {
+                    thead { tr {
+                        th scope="col" { "Name" } th scope="col" { "Created" } th scope="col" { "Last used" }
+                        th scope="col" { "Backed up" } th scope="col" { span.visually-hidden { "Remove" } }
+                    } }
+                    tbody {
+                        @for p in &passkeys {
+                            tr.passkey #(format!("passkey-{}", p.id)) {
+                                td { (p.name) }
+                                td { (when(&p.created_at)) }
+                                td { (p.last_used_at.as_ref().map(when).unwrap_or_else(|| "never".to_owned())) }
+                                td { (yes_no(p.backed_up)) }
+                                td {
+                                    @if can_write {
+                                        form.inline method="post" action=(format!("{base}/passkeys/{}/remove", p.id)) {
+                                            (csrf_field(&who))
+                                            button.danger.remove-passkey type="submit" aria-label=(format!("Remove the passkey {}", p.name)) { "Remove" }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                        @if passkeys.is_empty() { tr { td colspan="5" { "No passkey." } } }
+                    }
+                }
+            }
+        }
         @if let Some((events, more)) = &events {
             section aria-labelledby="audit-heading" {
                 h2 #audit-heading { "Recent events" }
@@ -534,6 +567,22 @@ pub(crate) async fn revoke_session(
     let Ok(sid) = Uuid::try_parse(&sid) else { return error_page(&s, Some(&who), &Error::SessionNotFound) };
     match s.core.admin_revoke_session(&who.actor, id, sid, &client).await {
         Ok(()) => see_other(&format!("/admin/users/{id}?done=session")),
+        Err(e) => error_page(&s, Some(&who), &e),
+    }
+}
+
+/// POST /admin/users/{id}/passkeys/{pid}/remove
+pub(crate) async fn remove_passkey(
+    State(s): State<AppState>,
+    Client(client): Client,
+    UserId(id): UserId,
+    Path((_, pid)): Path<(String, String)>,
+    form: ConsoleForm<perm::UsersWrite>,
+) -> Response {
+    let who = form.who.clone();
+    let Ok(pid) = Uuid::try_parse(&pid) else { return error_page(&s, Some(&who), &Error::PasskeyNotFound) };
+    match s.core.admin_remove_passkey(&who.actor, id, pid, &client).await {
+        Ok(()) => see_other(&format!("/admin/users/{id}?done=passkey")),
         Err(e) => error_page(&s, Some(&who), &e),
     }
 }

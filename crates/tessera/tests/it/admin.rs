@@ -1069,13 +1069,13 @@ async fn numbers_out_of_range_are_422_never_a_panic() {
 
 /// The console (`/admin`) spoken to over plain HTTP, with a cookie jar: what a browser
 /// does, without one (the browser tests are in console.rs).
-struct ConsoleHttp<'a> {
+pub(crate) struct ConsoleHttp<'a> {
     app: &'a TestApp,
     jar: std::collections::BTreeMap<String, String>,
 }
 
 impl<'a> ConsoleHttp<'a> {
-    fn new(app: &'a TestApp) -> Self {
+    pub(crate) fn new(app: &'a TestApp) -> Self {
         ConsoleHttp { app, jar: Default::default() }
     }
 
@@ -1095,13 +1095,13 @@ impl<'a> ConsoleHttp<'a> {
         self.jar.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
     }
 
-    async fn get(&mut self, path: &str) -> (StatusCode, String) {
+    pub(crate) async fn get(&mut self, path: &str) -> (StatusCode, String) {
         let res = self.app.client.get(self.app.url(path)).header("cookie", self.cookie()).send().await.unwrap();
         self.keep(&res);
         (res.status(), res.text().await.unwrap())
     }
 
-    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Response {
+    pub(crate) async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Response {
         let res =
             self.app.client.post(self.app.url(path)).header("cookie", self.cookie()).form(form).send().await.unwrap();
         self.keep(&res);
@@ -1116,7 +1116,7 @@ impl<'a> ConsoleHttp<'a> {
 }
 
 /// The first CSRF field of a page.
-fn csrf_of(page: &str) -> String {
+pub(crate) fn csrf_of(page: &str) -> String {
     let at = page.find("name=\"csrf\" value=\"").expect("a form with a csrf field") + 19;
     page[at..].split('"').next().unwrap().to_owned()
 }

@@ -1,5 +1,7 @@
 //! The link pages in a real headless Chromium, with JavaScript off, driven through
-//! chromedriver's W3C WebDriver protocol (SPEC §5.3, issue 3).
+//! chromedriver's W3C WebDriver protocol (SPEC §5.3, issue 3). [`Browser`] also starts
+//! with JavaScript on, with WebDriver's virtual authenticators, for the passkey tests
+//! (passkeys_browser.rs).
 
 use std::time::Duration;
 
@@ -20,7 +22,17 @@ pub(crate) struct Browser {
 }
 
 impl Browser {
+    /// A browser with JavaScript off: every page must work without it.
     pub(crate) async fn start() -> Browser {
+        Self::launch(false).await
+    }
+
+    /// A browser with JavaScript on, for what needs it (WebAuthn).
+    pub(crate) async fn start_with_javascript() -> Browser {
+        Self::launch(true).await
+    }
+
+    async fn launch(javascript: bool) -> Browser {
         let bin = std::env::var("TESSERA_TEST_CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".to_owned());
         let port = free_port();
         let driver = std::process::Command::new(&bin)
@@ -43,17 +55,24 @@ impl Browser {
         }
         let profile = tempfile::tempdir().unwrap();
         let chromium = std::env::var("TESSERA_TEST_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
+        let mut args = vec![
+            "--headless=new".to_owned(),
+            "--no-sandbox".to_owned(),
+            "--disable-gpu".to_owned(),
+            "--disable-dev-shm-usage".to_owned(),
+            "--disable-quic".to_owned(),
+            "--no-first-run".to_owned(),
+            "--disable-background-networking".to_owned(),
+            "--disable-component-update".to_owned(),
+            "--disable-sync".to_owned(),
+            format!("--user-data-dir={}", profile.path().display()),
+        ];
+        if !javascript {
+            args.push("--blink-settings=scriptEnabled=false".to_owned());
+        }
         let caps = json!({ "capabilities": { "alwaysMatch": {
             "browserName": "chrome",
-            "goog:chromeOptions": {
-                "binary": chromium,
-                "args": [
-                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-                    "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                    "--blink-settings=scriptEnabled=false",
-                    format!("--user-data-dir={}", profile.path().display()),
-                ],
-            },
+            "goog:chromeOptions": { "binary": chromium, "args": args },
         }}});
         let res: Value = http.post(format!("{base}/session")).json(&caps).send().await.unwrap().json().await.unwrap();
         let session =
@@ -147,6 +166,11 @@ impl Browser {
     /// How many elements match `css`.
     pub(crate) async fn count(&self, css: &str) -> usize {
         self.find_all(css).await.len()
+    }
+
+    /// Whether an element is shown.
+    pub(crate) async fn displayed(&self, el: &str) -> bool {
+        self.call(reqwest::Method::GET, &format!("/element/{el}/displayed"), None).await.as_bool().unwrap()
     }
 
     /// The rendered text of the first element matching `css`.
@@ -248,6 +272,55 @@ impl Browser {
         use base64::Engine;
         let v = self.call(reqwest::Method::GET, "/screenshot", None).await;
         base64::engine::general_purpose::STANDARD.decode(v.as_str().unwrap()).unwrap()
+    }
+
+    /// Runs `script` (a function body; `arguments` holds `args`, then the callback that
+    /// ends it) in the page and waits for its callback: the value it was called with.
+    pub(crate) async fn execute_async(&self, script: &str, args: Vec<Value>) -> Value {
+        self.call(reqwest::Method::POST, "/execute/async", Some(json!({ "script": script, "args": args }))).await
+    }
+
+    /// Whether pages loaded from now on ignore their Content-Security-Policy (Chromium's
+    /// DevTools `Page.setBypassCSP`, through chromedriver).
+    pub(crate) async fn bypass_csp(&self, bypass: bool) {
+        let body = json!({ "cmd": "Page.setBypassCSP", "params": { "enabled": bypass } });
+        self.call(reqwest::Method::POST, "/goog/cdp/execute", Some(body)).await;
+    }
+
+    /// Adds a virtual authenticator (WebDriver's WebAuthn extension): a platform
+    /// authenticator holding discoverable credentials, that verifies its user. Its id.
+    pub(crate) async fn add_authenticator(&self) -> String {
+        let options = json!({
+            "protocol": "ctap2",
+            "transport": "internal",
+            "hasResidentKey": true,
+            "hasUserVerification": true,
+            "isUserVerified": true,
+        });
+        let v = self.call(reqwest::Method::POST, "/webauthn/authenticator", Some(options)).await;
+        v.as_str().unwrap_or_else(|| panic!("no authenticator id: {v}")).to_owned()
+    }
+
+    /// Removes a virtual authenticator and every credential it holds.
+    pub(crate) async fn remove_authenticator(&self, id: &str) {
+        self.call(reqwest::Method::DELETE, &format!("/webauthn/authenticator/{id}"), None).await;
+    }
+
+    /// The credentials an authenticator holds: `credentialId`, `isResidentCredential`,
+    /// `rpId`, `userHandle`, `privateKey` (PKCS#8), `signCount`, all base64url.
+    pub(crate) async fn credentials(&self, id: &str) -> Vec<Value> {
+        let v = self.call(reqwest::Method::GET, &format!("/webauthn/authenticator/{id}/credentials"), None).await;
+        v.as_array().unwrap_or_else(|| panic!("no credential list: {v}")).clone()
+    }
+
+    /// Puts a credential (the fields [`Browser::credentials`] lists) into an authenticator.
+    pub(crate) async fn add_credential(&self, id: &str, credential: Value) {
+        self.call(reqwest::Method::POST, &format!("/webauthn/authenticator/{id}/credential"), Some(credential)).await;
+    }
+
+    /// Removes every credential of an authenticator.
+    pub(crate) async fn remove_credentials(&self, id: &str) {
+        self.call(reqwest::Method::DELETE, &format!("/webauthn/authenticator/{id}/credentials"), None).await;
     }
 
     /// Computed style of the first element matching `css`: proves the stylesheet loaded.

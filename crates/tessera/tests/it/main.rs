@@ -18,6 +18,7 @@ mod mail;
 mod mfa;
 mod ops;
 mod passkeys;
+mod passkeys_browser;
 mod passwords;
 mod pii;
 mod privacy;

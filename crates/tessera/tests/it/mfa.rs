@@ -10,7 +10,7 @@ use crate::harness::*;
 
 /// An authenticator app: the secret, and the newest step it showed a code for (a code
 /// is accepted once, so each use takes a newer step, within one step of now).
-async fn user_with_mfa(app: &TestApp) -> (String, Authenticator, Vec<String>, String, String) {
+pub(crate) async fn user_with_mfa(app: &TestApp) -> (String, Authenticator, Vec<String>, String, String) {
     let (email, login) = app.user().await;
     let (status, e) =
         json_of(app.post("/v1/auth/mfa/totp", Some(&login.access), json!({ "name": "Phone" })).await).await;
@@ -39,7 +39,7 @@ async fn second_step(app: &TestApp, body: Value) -> reqwest::Response {
     app.post("/v1/auth/mfa/verify", None, body).await
 }
 
-fn claims(token: &str) -> Value {
+pub(crate) fn claims(token: &str) -> Value {
     use base64::Engine;
     let part = token.split('.').nth(1).unwrap();
     serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
