@@ -184,6 +184,12 @@ fn property_rules(policy: &PasswordPolicy, today: NaiveDate) -> Vec<(&'static st
             json!({ "pattern": format!("^[{w}]*[^{w}{c}](?:[^{c}]{{0,98}}[^{w}{c}])?[{w}]*$") }),
         ),
         ("CreateApiKeyIn", "scopes", json!({ "minItems": 1, "items": { "type": "string", "enum": scopes } })),
+        ("RenameIn", "name", json!({ "pattern": format!("^[{w}]*[^{w}{c}](?:[^{c}]{{0,118}}[^{w}{c}])?[{w}]*$") })),
+        (
+            "RegistrationIn",
+            "name",
+            json!({ "pattern": format!("^[{w}]*(?:[^{w}{c}](?:[^{c}]{{0,118}}[^{w}{c}])?)?[{w}]*$") }),
+        ),
         (
             "CreateApiKeyIn",
             "expires_at",
@@ -331,6 +337,21 @@ fn supabase_schema_rules(policy: &PasswordPolicy) -> Vec<(&'static str, Value)> 
                 &[],
                 json!({ "factor_type": { "type": ["string", "null"], "enum": ["totp", "webauthn", null] },
                                    "friendly_name": { "type": ["string", "null"], "pattern": format!("^[{w}]*[^{c}]{{0,100}}[{w}]*$") } }),
+            ),
+        ),
+        (
+            "SbPasskeyUpdateIn",
+            object_of(
+                &["friendly_name"],
+                json!({ "friendly_name": { "type": "string",
+                    "pattern": format!("^[{w}]*[^{w}{c}](?:[^{c}]{{0,118}}[^{w}{c}])?[{w}]*$") } }),
+            ),
+        ),
+        (
+            "SbCeremonyIn",
+            object_of(
+                &["challenge_id", "credential"],
+                json!({ "challenge_id": { "type": "string", "format": "uuid" }, "credential": { "type": "object" } }),
             ),
         ),
         (

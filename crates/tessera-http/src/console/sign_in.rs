@@ -21,9 +21,9 @@ use super::session::{
     cleared_cookies, cookie, cookie_value, from_own_pages, session_cookies, with_cookies, Session, FORM_COOKIE,
     MFA_COOKIE,
 };
+use crate::dto::PasskeyOptionsOut;
 use crate::extract::Client;
 use crate::state::AppState;
-use crate::v1::passkeys::PasskeyOptionsOut;
 
 /// The form token of the sign-in forms: the cookie's, or a new one (and its cookie).
 fn form_token(s: &AppState, headers: &HeaderMap) -> (String, Option<HeaderValue>) {

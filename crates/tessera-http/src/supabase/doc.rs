@@ -101,15 +101,17 @@ pub struct SbUserPage {
     pub aud: String,
 }
 
-/// A TOTP enrolment.
+/// An enrolment: a TOTP factor with its secret, or a WebAuthn factor.
 #[derive(Serialize, ToSchema)]
 pub struct SbEnrolment {
     pub id: Uuid,
-    /// `totp`.
+    /// `totp` or `webauthn`.
     #[serde(rename = "type")]
     pub kind: String,
     pub friendly_name: String,
-    pub totp: SbTotp,
+    /// A TOTP factor's secret; a WebAuthn factor has none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub totp: Option<SbTotp>,
 }
 
 /// The secret of a TOTP enrolment, shown once.
