@@ -304,15 +304,25 @@ impl Core {
             None => Vec::new(),
             Some(raw) => self.allowed_credentials_for(raw).await?,
         };
+        self.assertion_options(rp, AUTHENTICATION, None, allow).await
+    }
+
+    /// The options of an assertion (a sign-in or a second step) and its stored challenge:
+    /// `allow` as `allowCredentials`, none at all when empty (usernameless).
+    async fn assertion_options(
+        &self,
+        rp: &RelyingParty,
+        kind: &str,
+        user_id: Option<Uuid>,
+        allow: Vec<Value>,
+    ) -> Result<PasskeyOptions, Error> {
+        let internal = |e: webauthn_rs_core::error::WebauthnError| Error::Internal(format!("passkey options: {e}"));
         let builder = rp
             .webauthn
             .new_challenge_authenticate_builder(Vec::new(), Some(UserVerificationPolicy::Preferred))
-            .map_err(|e| Error::Internal(format!("passkey options: {e}")))?;
-        let (options, state) = rp
-            .webauthn
-            .generate_challenge_authenticate(builder)
-            .map_err(|e| Error::Internal(format!("passkey options: {e}")))?;
-        let (challenge_id, expires_at) = self.store_challenge(AUTHENTICATION, None, &state).await?;
+            .map_err(internal)?;
+        let (options, state) = rp.webauthn.generate_challenge_authenticate(builder).map_err(internal)?;
+        let (challenge_id, expires_at) = self.store_challenge(kind, user_id, &state).await?;
         let mut options = serde_json::to_value(options.public_key).map_err(|e| Error::Internal(e.to_string()))?;
         if allow.is_empty() {
             if let Some(o) = options.as_object_mut() {
@@ -465,19 +475,8 @@ impl Core {
         if own.is_empty() {
             return Err(Error::PasskeyNotFound);
         }
-        let builder = rp
-            .webauthn
-            .new_challenge_authenticate_builder(Vec::new(), Some(UserVerificationPolicy::Preferred))
-            .map_err(|e| Error::Internal(format!("passkey options: {e}")))?;
-        let (options, state) = rp
-            .webauthn
-            .generate_challenge_authenticate(builder)
-            .map_err(|e| Error::Internal(format!("passkey options: {e}")))?;
-        let (challenge_id, expires_at) = self.store_challenge(SECOND_STEP, Some(token.user_id), &state).await?;
-        let mut options = serde_json::to_value(options.public_key).map_err(|e| Error::Internal(e.to_string()))?;
-        options["allowCredentials"] =
-            own.iter().map(|p| json!({ "type": "public-key", "id": p.credential_id })).collect::<Vec<_>>().into();
-        Ok(PasskeyOptions { challenge_id, expires_at, options })
+        let allow = own.iter().map(|p| json!({ "type": "public-key", "id": p.credential_id })).collect();
+        self.assertion_options(rp, SECOND_STEP, Some(token.user_id), allow).await
     }
 
     /// A second step's passkey assertion, checked: it must be one of `user_id`'s passkeys.
