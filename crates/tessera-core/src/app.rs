@@ -37,6 +37,8 @@ pub struct Core {
     pub(crate) limit_key: Vec<u8>,
     /// Where audit events are also written as JSON lines (`AUDIT_LOG_DIR`).
     pub audit_file: Option<Arc<AuditFile>>,
+    /// The WebAuthn relying party of passkeys; none with `PASSKEYS_ENABLED=false`.
+    pub(crate) webauthn: Option<crate::passkey::RelyingParty>,
 }
 
 /// Gauges of the server's state (see [`Core::vitals`]).
@@ -102,6 +104,9 @@ pub async fn start_problems(settings: &Settings, store: Option<&Store>) -> Vec<S
         }
     }
     if let Err(e) = Mailer::check(&settings.mail, settings.is_development()) {
+        push(e);
+    }
+    if let Err(e) = crate::passkey::RelyingParty::from_settings(settings) {
         push(e);
     }
     if let Some(dir) = &settings.audit_log_dir {
@@ -172,6 +177,7 @@ impl Core {
             Some(dir) => Some(Arc::new(AuditFile::open(dir.clone())?)),
             None => None,
         };
+        let webauthn = crate::passkey::RelyingParty::from_settings(&settings)?;
         let core = Arc::new(Core {
             settings: Arc::new(settings),
             store,
@@ -184,6 +190,7 @@ impl Core {
             code_key,
             limit_key,
             audit_file,
+            webauthn,
         });
         crate::audit::with_audit_file(core.audit_file.clone(), core.bootstrap_first_admin()).await?;
         Ok(core)

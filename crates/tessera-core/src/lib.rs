@@ -3,7 +3,7 @@
 //!
 //! One folder or file per capability, each owning its rules and its part of `Core`:
 //! `session/` (tokens, the sign-in pipeline, refresh, revocation), `account/` (users,
-//! profiles, administration, privacy), `mfa/`, `mail/` (outbox, transports, links and
+//! profiles, administration, privacy), `mfa/`, `passkey/` (WebAuthn ceremonies), `mail/` (outbox, transports, links and
 //! codes), `limits`, `audit`, `api_keys`. Beneath them: `caller` (who is calling), `app`
 //! (the `Core` itself and its start), `settings`, `secrets` (where keys come from),
 //! `crypto`, and the ports `kv` and `hasher`. Nothing imports a capability above it.
@@ -19,6 +19,7 @@ pub mod kv;
 pub mod limits;
 pub mod mail;
 pub mod mfa;
+pub mod passkey;
 pub mod secrets;
 pub mod session;
 pub mod settings;

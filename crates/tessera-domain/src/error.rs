@@ -84,6 +84,23 @@ pub enum Error {
     MfaNotEnabled,
     #[error("No account has this address, and this request does not create one.")]
     SignupNotAllowed,
+    #[error("Passkeys are turned off on this server.")]
+    PasskeysDisabled,
+    #[error("The passkey challenge is unknown or was used already; ask for new options.")]
+    ChallengeNotFound,
+    #[error("The passkey challenge has expired; ask for new options.")]
+    ChallengeExpired,
+    #[error("The passkey could not be verified.")]
+    PasskeyRefused,
+    #[error("The new passkey could not be verified.")]
+    PasskeyInvalid,
+    #[error("Passkey not found.")]
+    PasskeyNotFound,
+    #[error("This passkey is registered already.")]
+    PasskeyExists,
+    #[error("This account has the most passkeys it may have; remove one first.")]
+    TooManyPasskeys,
+
     #[error("Only an account deleted by its owner within the retention period can be restored.")]
     NotRestorable,
     #[error("Too many requests; try again later.")]
@@ -112,15 +129,21 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         use Error::*;
         match self {
-            BadRequest(_) | WrongPassword | InvalidVerification => ErrorKind::BadRequest,
+            BadRequest(_) | WrongPassword | InvalidVerification | ChallengeNotFound | ChallengeExpired
+            | PasskeyInvalid => ErrorKind::BadRequest,
             Validation(_) => ErrorKind::Validation,
             InvalidCredentials | NotAuthenticated | InvalidToken | TokenExpired | TokenRevoked | TokenReused
-            | InvalidApiKey | InvalidMfaCode | InvalidMfaToken => ErrorKind::Unauthorized,
+            | InvalidApiKey | InvalidMfaCode | InvalidMfaToken | PasskeyRefused => ErrorKind::Unauthorized,
             AccountInactive | EmailNotVerified | PermissionDenied | MfaRequired | SignupNotAllowed => {
                 ErrorKind::Forbidden
             }
-            UserNotFound | SessionNotFound | ApiKeyNotFound | FactorNotFound => ErrorKind::NotFound,
-            EmailTaken | LastAdmin | FactorAlreadyActive | MfaNotEnabled | NotRestorable => ErrorKind::Conflict,
+            UserNotFound | SessionNotFound | ApiKeyNotFound | FactorNotFound | PasskeyNotFound | PasskeysDisabled => {
+                ErrorKind::NotFound
+            }
+            EmailTaken | LastAdmin | FactorAlreadyActive | MfaNotEnabled | NotRestorable | PasskeyExists => {
+                ErrorKind::Conflict
+            }
+            TooManyPasskeys => ErrorKind::Validation,
             RateLimited { .. } | AccountLocked { .. } => ErrorKind::RateLimited,
             Overloaded { .. } | Unavailable(_) => ErrorKind::Unavailable,
             Internal(_) => ErrorKind::Internal,
@@ -158,6 +181,14 @@ impl Error {
             MfaNotEnabled => "MfaNotEnabled",
             NotRestorable => "NotRestorable",
             SignupNotAllowed => "SignupNotAllowed",
+            PasskeysDisabled => "PasskeysDisabled",
+            ChallengeNotFound => "ChallengeNotFound",
+            ChallengeExpired => "ChallengeExpired",
+            PasskeyRefused => "PasskeyRefused",
+            PasskeyInvalid => "PasskeyInvalid",
+            PasskeyNotFound => "PasskeyNotFound",
+            PasskeyExists => "PasskeyExists",
+            TooManyPasskeys => "TooManyPasskeys",
             RateLimited { .. } => "RateLimitExceeded",
             AccountLocked { .. } => "AccountLocked",
             Overloaded { .. } => "ServiceOverloaded",
@@ -197,6 +228,13 @@ impl Error {
             MfaNotEnabled => "mfa_not_enabled",
             NotRestorable => "not_restorable",
             SignupNotAllowed => "signup_not_allowed",
+            PasskeysDisabled => "passkey_disabled",
+            ChallengeNotFound => "webauthn_challenge_not_found",
+            ChallengeExpired => "webauthn_challenge_expired",
+            PasskeyRefused | PasskeyInvalid => "webauthn_verification_failed",
+            PasskeyNotFound => "passkey_not_found",
+            PasskeyExists => "webauthn_credential_exists",
+            TooManyPasskeys => "too_many_passkeys",
             RateLimited { .. } => "rate_limited",
             AccountLocked { .. } => "account_locked",
             Overloaded { .. } => "service_overloaded",

@@ -181,6 +181,9 @@ pub struct MfaVerifyIn {
     /// One of the recovery codes (`ABCDE-FGHJK`, with or without the dash, any case).
     #[serde(default)]
     pub recovery_code: Option<String>,
+    /// A passkey's answer to `POST /v1/auth/mfa/webauthn/options`.
+    #[serde(default)]
+    pub webauthn: Option<crate::v1::passkeys::AssertionIn>,
 }
 
 /// A TOTP enrolment.
@@ -633,6 +636,8 @@ pub struct ExportOut {
     pub profile: Option<ProfileOut>,
     pub sessions: Vec<ExportSessionOut>,
     pub mfa_factors: Vec<FactorOut>,
+    /// The passkeys, without key material.
+    pub passkeys: Vec<crate::v1::passkeys::PasskeyOut>,
     /// Every audit event about the user, oldest first.
     pub audit_events: Vec<ExportAuditOut>,
 }

@@ -354,8 +354,9 @@ pub async fn mfa_verify(
     Client(client): Client,
     KreedaJson(body): KreedaJson<MfaVerifyIn>,
 ) -> Result<Json<UserSession>, ApiError> {
-    let proof = crate::v1::mfa::second_factor(body.code, body.recovery_code)?;
-    let issued = s.core.verify_mfa(&body.mfa_token, proof, &client).await?;
+    let token = body.mfa_token.clone();
+    let proof = crate::v1::mfa::mfa_proof(body)?;
+    let issued = s.core.verify_mfa(&token, proof, &client).await?;
     Ok(Json(user_session(&s, &issued).await))
 }
 

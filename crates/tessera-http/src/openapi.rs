@@ -8,7 +8,7 @@ use utoipa::{Modify, OpenApi};
 use crate::layers::SharedLayers;
 use crate::middleware::Csp;
 use crate::state::AppState;
-use crate::supabase::{admin as sb_admin, auth as sb_auth, factors as sb_factors};
+use crate::supabase::{admin as sb_admin, auth as sb_auth, factors as sb_factors, passkeys as sb_passkeys};
 use crate::surface::Surface;
 use crate::{admin, kreeda, ops, v1};
 
@@ -36,6 +36,9 @@ impl Modify for BearerAuth {
         v1::auth::change_password, v1::auth::sessions, v1::auth::revoke_session,
         v1::auth::verify_email, v1::auth::resend_verification, v1::auth::password_reset, v1::auth::password_reset_confirm,
         v1::mfa::verify, v1::mfa::list, v1::mfa::enroll, v1::mfa::activate, v1::mfa::remove, v1::mfa::recovery_codes,
+        v1::passkeys::registration_options, v1::passkeys::registration_verify, v1::passkeys::list, v1::passkeys::rename,
+        v1::passkeys::remove, v1::passkeys::authentication_options, v1::passkeys::authentication_verify,
+        v1::passkeys::mfa_options, v1::passkeys::admin_list, v1::passkeys::admin_remove,
         v1::users::register, v1::users::get_user, v1::users::update_me, v1::users::profile, v1::users::update_profile,
         v1::users::delete_me, v1::users::export,
         kreeda::register, kreeda::sign_in, kreeda::user, kreeda::update_user, kreeda::delete_user, kreeda::token, kreeda::recover,
@@ -49,6 +52,9 @@ impl Modify for BearerAuth {
         sb_auth::reauthenticate, sb_factors::enroll, sb_factors::challenge, sb_factors::verify, sb_factors::unenroll,
         sb_admin::list_users, sb_admin::create_user, sb_admin::get_user, sb_admin::update_user, sb_admin::delete_user,
         sb_admin::list_factors, sb_admin::delete_factor, sb_admin::generate_link, sb_admin::invite,
+        sb_passkeys::registration_options, sb_passkeys::registration_verify, sb_passkeys::authentication_options,
+        sb_passkeys::authentication_verify, sb_passkeys::list, sb_passkeys::update, sb_passkeys::delete,
+        sb_passkeys::admin_list, sb_passkeys::admin_delete,
     ),
     components(schemas(crate::error::ErrorBody, crate::dto::PublicUserOut, crate::supabase::doc::SbPending)),
     modifiers(&BearerAuth),
@@ -56,6 +62,7 @@ impl Modify for BearerAuth {
         (name = "auth", description = "Native API: sign-in, tokens, sessions"),
         (name = "users", description = "Native API: sign-up, users, profiles"),
         (name = "mfa", description = "Native API: TOTP factors, recovery codes, the second step of a sign-in"),
+        (name = "passkeys", description = "Native API: passkeys (WebAuthn): registration, management, sign-in"),
         (name = "kreeda", description = "The Kreeda API (seed 000): exact paths and shapes"),
         (name = "operations", description = "Health"),
         (name = "admin", description = "Administration: users, bulk changes, analytics, audit log, API keys (admin role or API key scopes)"),
@@ -353,10 +360,21 @@ fn schema_rules(policy: &PasswordPolicy) -> Vec<(&'static str, Value)> {
                     "token": { "type": "null" }, "email": { "type": "string" }, "code": { "type": "string" } } },
             ] }),
         ),
-        (
-            "MfaVerifyIn",
-            exactly_one(&["code", "recovery_code"], &["mfa_token"], json!({ "mfa_token": { "type": "string" } })),
-        ),
+        ("MfaVerifyIn", {
+            let mut rule =
+                exactly_one(&["code", "recovery_code"], &["mfa_token"], json!({ "mfa_token": { "type": "string" } }));
+            let assertion = json!({ "type": "object", "required": ["challenge_id", "credential"], "properties": {
+                "challenge_id": { "type": "string", "format": "uuid" }, "credential": { "type": "object" } } });
+            if let Some(branches) = rule["oneOf"].as_array_mut() {
+                for b in branches.iter_mut() {
+                    b["properties"]["webauthn"] = json!({ "type": "null" });
+                }
+                branches.push(json!({ "type": "object", "required": ["mfa_token", "webauthn"], "properties": {
+                    "mfa_token": { "type": "string" }, "code": { "type": "null" }, "recovery_code": { "type": "null" },
+                    "webauthn": assertion } }));
+            }
+            rule
+        }),
         ("FactorRemovalIn", exactly_one(&["code", "recovery_code", "password"], &[], json!({}))),
         (
             "DeleteAccountIn",

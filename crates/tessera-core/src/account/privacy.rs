@@ -36,6 +36,8 @@ pub struct ExportHead {
     pub profile: Option<profile::Model>,
     pub sessions: Vec<session::Model>,
     pub factors: Vec<mfa_factor::Model>,
+    /// The passkeys: names, dates, backup state; never a key.
+    pub passkeys: Vec<crate::passkey::Passkey>,
 }
 
 /// What a purge removed.
@@ -50,14 +52,15 @@ impl std::fmt::Display for PurgeReport {
         let s = &self.swept;
         write!(
             f,
-            "{} deleted accounts, {} sessions, {} one-time tokens, {} MFA tokens, {} sent mails",
-            self.users, s.sessions, s.one_time_tokens, s.mfa_tokens, s.mail
+            "{} deleted accounts, {} sessions, {} one-time tokens, {} MFA tokens, {} passkey challenges, {} sent mails",
+            self.users, s.sessions, s.one_time_tokens, s.mfa_tokens, s.challenges, s.mail
         )
     }
 }
 
 impl Core {
-    /// The user, profile, every session and the factors (their secrets stay behind) of
+    /// The user, profile, every session, the factors and passkeys (their secrets and keys
+    /// stay behind) of
     /// the caller, read afresh.
     pub async fn export_head(&self, user_id: Uuid) -> Result<ExportHead, Error> {
         let reader = self.store.reader();
@@ -65,7 +68,8 @@ impl Core {
         let profile = profiles::by_user(reader, user_id).await?;
         let sessions = privacy::sessions_of(reader, user_id).await?;
         let factors = mfa::factors(reader, user_id).await?;
-        Ok(ExportHead { user, profile, sessions, factors })
+        let passkeys = self.passkeys(user_id).await?;
+        Ok(ExportHead { user, profile, sessions, factors, passkeys })
     }
 
     /// The next page of the audit events about a user, oldest first, after `after`.
@@ -103,7 +107,7 @@ impl Core {
         }
         let now = now();
         if let (true, Some(proof)) = (current.mfa_enabled, &second) {
-            let check = async { Ok(self.check_second_factor(&current, proof, now).await?.is_some()) };
+            let check = async { Ok(self.check_second_factor(&current, proof, now, client).await?.is_some()) };
             if !self.check_again(&current.email, client, check).await? {
                 let ev = AuditEvent::by_user("mfa.failure", current.id).detail(json!({ "reason": "account_deletion" }));
                 record(self.store.writer(), client, ev).await?;
@@ -243,12 +247,18 @@ impl Core {
             report.swept.sessions += swept.sessions;
             report.swept.one_time_tokens += swept.one_time_tokens;
             report.swept.mfa_tokens += swept.mfa_tokens;
+            report.swept.challenges += swept.challenges;
             report.swept.mail += swept.mail;
             if !privacy::renew_job(self.store.writer(), PURGE_JOB, holder, now() + PURGE_LEASE).await? {
                 return Ok(report);
             }
             let full = privacy::BATCH;
-            if swept.sessions < full && swept.one_time_tokens < full && swept.mfa_tokens < full && swept.mail < full {
+            if swept.sessions < full
+                && swept.one_time_tokens < full
+                && swept.mfa_tokens < full
+                && swept.challenges < full
+                && swept.mail < full
+            {
                 break;
             }
         }

@@ -15,7 +15,7 @@ use secrecy::SecretString;
 use serde_json::json;
 use tessera_domain::{Error, Role};
 use tessera_store::entity::{mfa_factor, mfa_token, user};
-use tessera_store::query::{mfa, sessions, users};
+use tessera_store::query::{mfa, passkeys, sessions, users};
 use totp_rs::{Algorithm, Builder, Secret, Totp};
 use uuid::Uuid;
 
@@ -186,6 +186,11 @@ pub struct Activation {
 pub enum SecondFactor {
     Code(String),
     RecoveryCode(String),
+    /// A passkey's answer to the options of [`Core::mfa_passkey_options`].
+    Passkey {
+        challenge_id: Uuid,
+        credential: serde_json::Value,
+    },
 }
 
 impl Core {
@@ -221,24 +226,31 @@ impl Core {
             created_at: now,
         };
         mfa::insert_token(tx, row).await?;
-        Ok(MfaChallenge { mfa_token: token, methods: METHODS, user_id: user.id })
+        let mut methods = METHODS.to_vec();
+        if self.webauthn.is_some() && passkeys::count(tx, user.id).await? > 0 {
+            methods.push("webauthn");
+        }
+        Ok(MfaChallenge { mfa_token: token, methods, user_id: user.id })
     }
 
-    /// The second step of a sign-in: a TOTP code or a recovery code for the sign-in's
-    /// token. Opens an aal2 session. The token works once, dies after five wrong codes
+    /// The live (unexpired, unused) token of a sign-in's second step.
+    pub(crate) async fn live_mfa_token(&self, mfa_token: &str) -> Result<mfa_token::Model, Error> {
+        mfa::live_token(self.store.reader(), &sha256_hex(mfa_token.trim()), now()).await?.ok_or(Error::InvalidMfaToken)
+    }
+
+    /// The second step of a sign-in: a TOTP code, a recovery code or a passkey for the
+    /// sign-in's token. Opens an aal2 session. The token works once, dies after five wrong codes
     /// and after five minutes; wrong codes count toward the email's lockout (§5.5). Every
     /// write of the step (the attempt, the code, the token, the session, the audit) is one
     /// transaction.
     #[tracing::instrument(skip_all, err(level = "info"))]
     pub async fn verify_mfa(&self, mfa_token: &str, proof: SecondFactor, client: &ClientInfo) -> Result<Issued, Error> {
         let now = now();
-        let token = mfa::live_token(self.store.reader(), &sha256_hex(mfa_token.trim()), now)
-            .await?
-            .ok_or(Error::InvalidMfaToken)?;
+        let token = self.live_mfa_token(mfa_token).await?;
         let user =
             users::by_id(self.store.reader(), token.user_id).await?.filter(is_usable).ok_or(Error::InvalidMfaToken)?;
         self.lockout_reserve(&user.email).await?;
-        let candidates = self.second_factor_candidates(&user, &proof, now).await?;
+        let candidates = self.second_factor_candidates(&user, &proof, now, client).await?;
         let tx = self.store.begin().await?;
         if !mfa::spend_token_attempt(&tx, token.id, MAX_ATTEMPTS).await? {
             drop(tx);
@@ -276,8 +288,12 @@ impl Core {
         user: &user::Model,
         proof: &SecondFactor,
         now: chrono::DateTime<chrono::Utc>,
+        client: &ClientInfo,
     ) -> Result<Candidates, Error> {
         match proof {
+            SecondFactor::Passkey { challenge_id, credential } => Ok(Candidates::Passkey(
+                self.check_second_step_passkey(user.id, *challenge_id, credential, client).await?.map(Box::new),
+            )),
             SecondFactor::Code(raw) => {
                 let Some(code) = parse_code(raw) else { return Ok(Candidates::Steps(Vec::new())) };
                 let mut steps = Vec::new();
@@ -319,7 +335,14 @@ impl Core {
             Candidates::Recovery(Some(hash)) => {
                 Ok(mfa::use_recovery_code(conn, user_id, hash, now).await?.then_some("mfa.recovery_code_used"))
             }
-            Candidates::Recovery(None) => Ok(None),
+            Candidates::Recovery(None) | Candidates::Passkey(None) => Ok(None),
+            Candidates::Passkey(Some(a)) => {
+                let counter = i64::from(a.result.counter());
+                let used =
+                    passkeys::record_use(conn, a.passkey.id, counter, &a.credential, a.result.backup_state(), now)
+                        .await?;
+                Ok(used.then_some("mfa.verify"))
+            }
         }
     }
 
@@ -330,8 +353,9 @@ impl Core {
         user: &user::Model,
         proof: &SecondFactor,
         now: chrono::DateTime<chrono::Utc>,
+        client: &ClientInfo,
     ) -> Result<Option<&'static str>, Error> {
-        let candidates = self.second_factor_candidates(user, proof, now).await?;
+        let candidates = self.second_factor_candidates(user, proof, now, client).await?;
         self.use_second_factor(self.store.writer(), user.id, &candidates, now).await
     }
 
@@ -448,7 +472,7 @@ impl Core {
                 self.check_again(&who.user.email, client, check).await?
             }
             RemovalProof::Factor(f) => {
-                let check = async { Ok(self.check_second_factor(&who.user, &f, now).await?.is_some()) };
+                let check = async { Ok(self.check_second_factor(&who.user, &f, now, client).await?.is_some()) };
                 self.check_again(&who.user.email, client, check).await?
             }
             RemovalProof::Session => true,
@@ -633,6 +657,8 @@ enum Candidates {
     Steps(Vec<(Uuid, i64)>),
     /// The hash of a well-formed recovery code.
     Recovery(Option<String>),
+    /// A passkey assertion that checked out (none when it did not).
+    Passkey(Option<Box<crate::passkey::Asserted>>),
 }
 
 /// What proves the removal of a factor.
@@ -705,6 +731,7 @@ fn method_of(proof: &SecondFactor) -> &'static str {
     match proof {
         SecondFactor::Code(_) => "totp",
         SecondFactor::RecoveryCode(_) => "recovery_code",
+        SecondFactor::Passkey { .. } => "webauthn",
     }
 }
 

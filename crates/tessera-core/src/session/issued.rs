@@ -52,7 +52,7 @@ pub enum SignIn {
 pub struct MfaChallenge {
     /// Opaque, single use, valid 5 minutes.
     pub mfa_token: String,
-    pub methods: [&'static str; 2],
+    pub methods: Vec<&'static str>,
     /// The user who signed in with the password (for surfaces that show nothing of it).
     pub user_id: Uuid,
 }

@@ -34,8 +34,11 @@ pub enum Proof {
     Mail,
     /// A new account's own first session, right after sign-up.
     SignUp,
-    /// The second step of a two-step sign-in: a TOTP code or a recovery code.
+    /// The second step of a two-step sign-in: a TOTP code, a recovery code or a passkey.
     SecondFactor,
+    /// A passkey on its own (usernameless); `user_verified` when the authenticator
+    /// verified its user (a PIN, a fingerprint): that is two factors in one, aal2.
+    Passkey { user_verified: bool },
 }
 
 /// A verified sign-in on its way to a session.
@@ -141,7 +144,7 @@ impl Core {
             return Err(error);
         }
         let aal = match proof {
-            Proof::SecondFactor => "aal2",
+            Proof::SecondFactor | Proof::Passkey { user_verified: true } => "aal2",
             _ if !user.mfa_enabled => "aal1",
             // The Supabase surface opens a session its client steps up at
             // `/auth/v1/factors/{id}/verify`; only that surface accepts it meanwhile.
@@ -152,7 +155,7 @@ impl Core {
                 return Ok(SignIn::MfaRequired(challenge));
             }
         };
-        let opened = self.open_session_in(&tx, user, new_hash, aal, client).await;
+        let opened = self.open_session_in(&tx, user, new_hash, aal, proof, client).await;
         let issued = commit_unless_failed(tx, opened).await?;
         Ok(SignIn::Session(Box::new(Issued { weak_password, ..issued })))
     }
@@ -167,6 +170,7 @@ impl Core {
         mut user: user::Model,
         new_hash: Option<String>,
         aal: &str,
+        proof: Proof,
         client: &ClientInfo,
     ) -> Result<Issued, Error> {
         let now = now();
@@ -195,7 +199,11 @@ impl Core {
                 sessions::revoke(tx, old.id, now).await?;
             }
         }
-        let detail = json!({ "session_id": new.id, "rehashed": new.new_password_hash.is_some() });
+        let mut detail = json!({ "session_id": new.id, "rehashed": new.new_password_hash.is_some() });
+        if let Proof::Passkey { user_verified } = proof {
+            detail["method"] = json!("passkey");
+            detail["user_verified"] = json!(user_verified);
+        }
         record(tx, client, AuditEvent::by_user("login.success", user.id).detail(detail)).await?;
         user.last_login_at = Some(now);
         if let Some(hash) = new.new_password_hash {

@@ -231,6 +231,17 @@ settings! {
         password_reject_email: bool = ["PASSWORD_REJECT_EMAIL"] default "true", flag;
     }
     fields {
+        /// passkey sign-in and registration (SPEC §5.10); off: every passkey route answers 404 passkey_disabled
+        passkeys_enabled: bool = ["PASSKEYS_ENABLED"] default "true", flag;
+        /// the WebAuthn relying party ID passkeys are bound to: a domain, equal to or a registrable suffix of the host
+        /// of every origin in WEBAUTHN_RP_ORIGINS (e.g. example.com for https://app.example.com)
+        webauthn_rp_id: String = ["WEBAUTHN_RP_ID"] computed "(the host of PUBLIC_URL)" => url_host(&public_url), text;
+        /// comma-separated origins (scheme://host[:port]) whose pages may register and use passkeys: the web app's, and
+        /// for a mobile app its origin (android:apk-key-hash:…); a ceremony from any other origin is refused
+        webauthn_rp_origins: Vec<String> = ["WEBAUTHN_RP_ORIGINS"] computed "(the origin of PUBLIC_URL)"
+            => vec![url_origin(&public_url)], list;
+        /// the relying party's name, which the browser shows when it asks for a passkey
+        webauthn_rp_name: String = ["WEBAUTHN_RP_NAME"] computed "`PRODUCT_NAME`" => product_name.clone(), text;
         /// Argon2id memory cost in KiB
         argon2_memory_kib: u32 = ["ARGON2_MEMORY_KIB"] default "19456", number("a whole number of KiB");
         /// Argon2id time cost
@@ -400,6 +411,17 @@ fn redis_url_from_parts(host: Option<String>, port: &str, password: Option<Strin
         None => String::new(),
     };
     Some(SecretString::from(format!("redis://{auth}{host}:{port}/0")))
+}
+
+/// The host of a URL (`PUBLIC_URL`'s, for the passkeys' relying party ID); the URL itself
+/// when it has none (then the passkey set-up names the problem at start).
+fn url_host(url: &str) -> String {
+    url::Url::parse(url).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_else(|| url.to_owned())
+}
+
+/// The origin (scheme://host[:port]) of a URL.
+fn url_origin(url: &str) -> String {
+    url::Url::parse(url).map(|u| u.origin().ascii_serialization()).unwrap_or_else(|_| url.to_owned())
 }
 
 /// The SMTP port of each way of securing the connection.

@@ -29,6 +29,8 @@ fn routes() -> Router<AppState> {
         .route("/v1/admin/users/{id}/logout", post(users::logout))
         .route("/v1/admin/users/{id}/restore", post(users::restore))
         .route("/v1/admin/users/{id}/mfa", delete(users::reset_mfa))
+        .route("/v1/admin/users/{id}/passkeys", get(crate::v1::passkeys::admin_list))
+        .route("/v1/admin/users/{id}/passkeys/{pid}", delete(crate::v1::passkeys::admin_remove))
         .route("/v1/admin/analytics", get(reports::analytics))
         .route("/v1/admin/audit", get(reports::audit))
         .route("/v1/admin/api-keys", get(api_keys::list).post(api_keys::create))

@@ -132,6 +132,26 @@ pub struct SbChallenge {
     pub expires_at: i64,
 }
 
+/// A passkey ceremony's options.
+#[derive(Serialize, ToSchema)]
+pub struct SbPasskeyOptions {
+    pub challenge_id: Uuid,
+    /// `PublicKeyCredentialCreationOptionsJSON` or `PublicKeyCredentialRequestOptionsJSON`.
+    #[schema(value_type = Object)]
+    pub options: serde_json::Value,
+    /// Unix seconds.
+    pub expires_at: i64,
+}
+
+/// A passkey.
+#[derive(Serialize, ToSchema)]
+pub struct SbPasskey {
+    pub id: Uuid,
+    pub friendly_name: Option<String>,
+    pub created_at: String,
+    pub last_used_at: Option<String>,
+}
+
 /// An object holding only an id.
 #[derive(Serialize, ToSchema)]
 pub struct SbId {

@@ -135,6 +135,22 @@ impl From<Error> for GoTrueError {
             }
             Error::NotRestorable => new(S::UNPROCESSABLE_ENTITY, "conflict", Error::NotRestorable.to_string()),
             Error::SignupNotAllowed => new(S::UNPROCESSABLE_ENTITY, "otp_disabled", "Signups not allowed for otp"),
+            Error::PasskeysDisabled => new(S::NOT_FOUND, "passkey_disabled", "Passkeys are disabled"),
+            Error::ChallengeNotFound => {
+                new(S::BAD_REQUEST, "webauthn_challenge_not_found", "Challenge not found or already used")
+            }
+            Error::ChallengeExpired => new(S::BAD_REQUEST, "webauthn_challenge_expired", "Challenge has expired"),
+            Error::PasskeyRefused | Error::PasskeyInvalid => {
+                new(S::BAD_REQUEST, "webauthn_verification_failed", "Credential verification failed")
+            }
+            Error::PasskeyNotFound => new(S::NOT_FOUND, "validation_failed", "Passkey not found"),
+            Error::PasskeyExists => {
+                new(S::UNPROCESSABLE_ENTITY, "webauthn_credential_exists", "This credential is already registered")
+            }
+            Error::TooManyPasskeys => {
+                new(S::UNPROCESSABLE_ENTITY, "too_many_passkeys", "Maximum number of passkeys reached")
+            }
+
             Error::RateLimited { retry_after_secs } | Error::AccountLocked { retry_after_secs } => GoTrueError {
                 retry_after: Some(retry_after_secs),
                 ..new(S::TOO_MANY_REQUESTS, "over_request_rate_limit", "Request rate limit reached")

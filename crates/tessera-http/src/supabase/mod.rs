@@ -2,7 +2,7 @@
 //! answers and errors over the same services as `/v1` and Kreeda. This module holds
 //! shapes, not policy: GoTrue's errors ([`error`]), what stands in front of the
 //! surface ([`gateway`]), its extractors ([`extract`]), its user and session objects
-//! ([`user`], [`session`]), and the handlers ([`auth`], [`factors`], [`admin`]).
+//! ([`user`], [`session`]), and the handlers ([`auth`], [`factors`], [`passkeys`], [`admin`]).
 
 pub mod admin;
 pub mod auth;
@@ -11,6 +11,7 @@ pub mod error;
 pub mod extract;
 pub mod factors;
 pub mod gateway;
+pub mod passkeys;
 pub mod session;
 pub mod user;
 
@@ -77,6 +78,20 @@ fn routes(state: &AppState) -> Router<AppState> {
         .route("/auth/v1/admin/users/{id}", get(admin::get_user).put(admin::update_user).delete(admin::delete_user))
         .route("/auth/v1/admin/users/{id}/factors", get(admin::list_factors))
         .route("/auth/v1/admin/users/{id}/factors/{factor_id}", axum::routing::delete(admin::delete_factor))
+        .route("/auth/v1/passkeys", get(passkeys::list))
+        .route("/auth/v1/passkeys/{id}", axum::routing::patch(passkeys::update).delete(passkeys::delete))
+        .route("/auth/v1/passkeys/registration/options", post(passkeys::registration_options))
+        .route("/auth/v1/passkeys/registration/verify", post(passkeys::registration_verify))
+        .route(
+            "/auth/v1/passkeys/authentication/options",
+            post(passkeys::authentication_options).route_layer(limit(RateAction::Login)),
+        )
+        .route(
+            "/auth/v1/passkeys/authentication/verify",
+            post(passkeys::authentication_verify).route_layer(limit(RateAction::Verify)),
+        )
+        .route("/auth/v1/admin/users/{id}/passkeys", get(passkeys::admin_list))
+        .route("/auth/v1/admin/users/{id}/passkeys/{passkey_id}", axum::routing::delete(passkeys::admin_delete))
         .route("/auth/v1/admin/generate_link", post(admin::generate_link))
         .route("/auth/v1/invite", post(admin::invite))
 }

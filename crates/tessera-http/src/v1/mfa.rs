@@ -27,6 +27,17 @@ pub(crate) fn second_factor(code: Option<String>, recovery_code: Option<String>)
     }
 }
 
+/// The proof of a second step: exactly one of a code, a recovery code and a passkey.
+pub(crate) fn mfa_proof(body: MfaVerifyIn) -> Result<SecondFactor, ApiError> {
+    match body.webauthn {
+        Some(w) if body.code.is_none() && body.recovery_code.is_none() => {
+            Ok(SecondFactor::Passkey { challenge_id: w.challenge_id, credential: w.credential })
+        }
+        Some(_) => Err(ApiError::field("webauthn", "one_proof", "Send one of code, recovery_code and webauthn.")),
+        None => second_factor(body.code, body.recovery_code),
+    }
+}
+
 /// The second step of a sign-in: the first step's `mfa_token` with a TOTP code or a
 /// recovery code. Answers like a sign-in (tokens, cookie), with an aal2 session.
 #[utoipa::path(post, path = "/v1/auth/mfa/verify", tag = "mfa", request_body = MfaVerifyIn,
@@ -41,8 +52,9 @@ pub async fn verify(
     Client(client): Client,
     ApiJson(body): ApiJson<MfaVerifyIn>,
 ) -> Result<Response, ApiError> {
-    let proof = second_factor(body.code, body.recovery_code)?;
-    let issued = s.core.verify_mfa(&body.mfa_token, proof, &client).await?;
+    let token = body.mfa_token.clone();
+    let proof = mfa_proof(body)?;
+    let issued = s.core.verify_mfa(&token, proof, &client).await?;
     Ok(super::auth::signed_in(&s, issued))
 }
 

@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod mfa;
+pub mod passkeys;
 pub mod users;
 
 use axum::routing::{get, patch, post};
@@ -46,6 +47,20 @@ fn routes(state: &AppState) -> Router<AppState> {
         .route("/v1/auth/mfa/totp/{id}/activate", post(mfa::activate).route_layer(limit(RateAction::Verify)))
         .route("/v1/auth/mfa/recovery-codes", post(mfa::recovery_codes).route_layer(limit(RateAction::Verify)))
         .route("/v1/auth/mfa/verify", post(mfa::verify).route_layer(limit(RateAction::Verify)))
+        .route("/v1/auth/mfa/webauthn/options", post(passkeys::mfa_options).route_layer(limit(RateAction::Verify)))
+        .route("/v1/auth/passkeys", get(passkeys::list))
+        .route("/v1/auth/passkeys/{id}", patch(passkeys::rename).delete(passkeys::remove))
+        .route("/v1/auth/passkeys/registration/options", post(passkeys::registration_options))
+        .route("/v1/auth/passkeys/registration/verify", post(passkeys::registration_verify))
+        // A sign-in starts here (a challenge row each): limited like a password sign-in.
+        .route(
+            "/v1/auth/passkeys/authentication/options",
+            post(passkeys::authentication_options).route_layer(limit(RateAction::Login)),
+        )
+        .route(
+            "/v1/auth/passkeys/authentication/verify",
+            post(passkeys::authentication_verify).route_layer(limit(RateAction::Verify)),
+        )
         .route("/v1/users", post(users::register).route_layer(limit(RateAction::Register)))
         .route("/v1/users/me", patch(users::update_me).delete(users::delete_me))
         .route("/v1/users/me/export", get(users::export))

@@ -139,7 +139,7 @@ pub(crate) async fn delete_account(
 
 /// Everything stored about the caller, as one JSON document to download: the user, the
 /// profile, every session (with ip and user agent), the MFA factors (never their
-/// secrets) and every audit event about them, oldest first. The events are read and
+/// secrets), the passkeys (never a key) and every audit event about them, oldest first. The events are read and
 /// sent page by page, so a long history costs no more memory than a short one.
 #[utoipa::path(get, path = "/v1/users/me/export", tag = "users", security(("bearer" = [])),
     responses(
@@ -155,6 +155,7 @@ pub async fn export(State(s): State<AppState>, Auth(who): Auth) -> Result<Respon
         profile: head.profile.as_ref().map(|p| ProfileOut::new(&head.user, p)),
         sessions: head.sessions.iter().map(ExportSessionOut::from).collect(),
         mfa_factors: head.factors.into_iter().map(FactorOut::from).collect(),
+        passkeys: head.passkeys.into_iter().map(crate::v1::passkeys::PasskeyOut::from).collect(),
         audit_events: Vec::new(),
     };
     // The document up to the events' array, which is written last (`…"audit_events":[]}`):

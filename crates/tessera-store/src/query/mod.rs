@@ -19,6 +19,7 @@ pub mod audit;
 pub mod mfa;
 pub mod one_time_tokens;
 pub mod outbox;
+pub mod passkeys;
 pub mod pii;
 pub mod privacy;
 pub mod profiles;

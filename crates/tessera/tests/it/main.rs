@@ -17,6 +17,7 @@ mod limits;
 mod mail;
 mod mfa;
 mod ops;
+mod passkeys;
 mod passwords;
 mod pii;
 mod privacy;

@@ -313,7 +313,7 @@ async fn the_purge_removes_the_account_and_every_trace_of_its_person_and_runs_tw
     let (code, out, err) = tessera_command(&app.db_url, &["purge"], &[]).await;
     assert_eq!(code, 0, "{out}{err}");
     assert!(
-        out.contains("purged 0 deleted accounts, 0 sessions, 0 one-time tokens, 0 MFA tokens, 0 sent mails"),
+        out.contains("purged 0 deleted accounts, 0 sessions, 0 one-time tokens, 0 MFA tokens, 0 passkey challenges, 0 sent mails"),
         "{out}"
     );
     assert_eq!(dump_personal_tables(&app).await, after);

@@ -1,0 +1,553 @@
+//! Passkeys (SPEC §5.10): discoverable WebAuthn credentials, a sign-in of their own (no
+//! password, no email typed) and a second factor after a password. webauthn-rs-core
+//! runs the ceremonies (CBOR, COSE, signatures, origins, counters); this module chooses
+//! the policies (discoverable credentials required, user verification preferred,
+//! attestation `none`, ES256, EdDSA and RS256), keeps each ceremony's challenge in the
+//! database for five minutes and one use, and hands a verified sign-in to the one
+//! pipeline ([`Proof::Passkey`]).
+
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use chrono::{DateTime, Duration as ChronoDuration, Utc};
+use serde_json::{json, Value};
+use tessera_domain::{Email, Error};
+use tessera_store::entity::{passkey, user, webauthn_challenge};
+use tessera_store::query::{passkeys, users};
+use url::Url;
+use uuid::Uuid;
+use webauthn_rs_core::proto::{
+    AttestationConveyancePreference, AuthenticationResult, COSEAlgorithm, Credential, PublicKeyCredential,
+    RegisterPublicKeyCredential, UserVerificationPolicy,
+};
+use webauthn_rs_core::WebauthnCore;
+
+use crate::app::Core;
+use crate::audit::{record, AuditEvent};
+use crate::caller::{now, Actor, ClientInfo, Principal};
+use crate::crypto::mac;
+use crate::session::issued::{is_usable, SignIn};
+use crate::session::sign_in::{count_refusal, Proof, Proven};
+use crate::settings::Settings;
+
+/// How long a ceremony's challenge lives.
+pub const CHALLENGE_TTL_SECS: i64 = 300;
+/// The most passkeys one account may hold.
+pub const MAX_PER_USER: u64 = 25;
+/// The longest name of a passkey.
+pub const MAX_NAME: usize = 120;
+
+const REGISTRATION: &str = "registration";
+const AUTHENTICATION: &str = "authentication";
+const SECOND_STEP: &str = "mfa";
+
+/// The relying party: who passkeys are registered with, and where they may be used.
+pub struct RelyingParty {
+    webauthn: WebauthnCore,
+}
+
+impl RelyingParty {
+    /// The relying party the settings describe; `None` with `PASSKEYS_ENABLED=false`.
+    /// A broken RP ID or origin is a start problem, one line each.
+    pub fn from_settings(s: &Settings) -> Result<Option<RelyingParty>, String> {
+        if !s.passkeys_enabled {
+            return Ok(None);
+        }
+        let rp_id = s.webauthn_rp_id.trim().to_ascii_lowercase();
+        if rp_id.is_empty() || rp_id.contains('/') || rp_id.contains(':') {
+            return Err(format!("WEBAUTHN_RP_ID={rp_id:?} is not a domain (e.g. example.com)"));
+        }
+        let mut origins = Vec::new();
+        for raw in &s.webauthn_rp_origins {
+            let origin = Url::parse(raw).map_err(|_| format!("WEBAUTHN_RP_ORIGINS: {raw:?} is not an origin"))?;
+            if matches!(origin.scheme(), "http" | "https") {
+                let host = origin.host_str().unwrap_or_default();
+                if host != rp_id && !host.ends_with(&format!(".{rp_id}")) {
+                    return Err(format!(
+                        "WEBAUTHN_RP_ORIGINS: {raw} is not on WEBAUTHN_RP_ID {rp_id} (nor a subdomain of it)"
+                    ));
+                }
+            }
+            origins.push(origin);
+        }
+        if origins.is_empty() {
+            return Err("WEBAUTHN_RP_ORIGINS names no origin".to_owned());
+        }
+        let webauthn = WebauthnCore::new_unsafe_experts_only(
+            &s.webauthn_rp_name,
+            &rp_id,
+            origins,
+            Duration::from_secs(CHALLENGE_TTL_SECS as u64),
+            None,
+            None,
+        );
+        Ok(Some(RelyingParty { webauthn }))
+    }
+}
+
+/// A passkey as its owner and admins see it: no key material.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Passkey {
+    pub id: Uuid,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    /// Whether the credential is backed up or synced beyond one device.
+    pub backed_up: bool,
+    /// The authenticator's model, when it said (all zeros for most synced passkeys).
+    pub aaguid: Option<Uuid>,
+}
+
+impl From<passkey::Model> for Passkey {
+    fn from(m: passkey::Model) -> Self {
+        Passkey {
+            id: m.id,
+            name: m.name,
+            created_at: m.created_at,
+            last_used_at: m.last_used_at,
+            backed_up: m.backed_up,
+            aaguid: m.aaguid.and_then(|a| Uuid::parse_str(&a).ok()),
+        }
+    }
+}
+
+/// A ceremony's options (W3C JSON: `PublicKeyCredentialCreationOptionsJSON` or
+/// `PublicKeyCredentialRequestOptionsJSON`) and the challenge that verifies its answer.
+#[derive(Debug, Clone)]
+pub struct PasskeyOptions {
+    pub challenge_id: Uuid,
+    pub expires_at: DateTime<Utc>,
+    pub options: Value,
+}
+
+/// A passkey assertion checked against its challenge, not yet recorded: the counter and
+/// the credential as they become once the sign-in commits.
+pub(crate) struct Asserted {
+    pub user: user::Model,
+    pub passkey: passkey::Model,
+    pub result: AuthenticationResult,
+    pub credential: String,
+}
+
+/// The WebAuthn user handle of a user: the 16 bytes of its id.
+fn user_handle(user_id: Uuid) -> Vec<u8> {
+    user_id.as_bytes().to_vec()
+}
+
+fn credential_id(raw: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(raw)
+}
+
+/// A passkey's name as given: trimmed, printable, at most [`MAX_NAME`] characters.
+fn valid_name(name: &str) -> Result<String, Error> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > MAX_NAME || name.chars().any(char::is_control) {
+        return Err(Error::field("name", "invalid_name", format!("1 to {MAX_NAME} printable characters.")));
+    }
+    Ok(name.to_owned())
+}
+
+/// The AAGUID the authenticator put in its attestation object, if any (zeros: none).
+fn aaguid_of(reg: &RegisterPublicKeyCredential) -> Option<Uuid> {
+    use serde_cbor_2::Value as Cbor;
+    use webauthn_rs_core::internals::AuthenticatorData;
+    use webauthn_rs_core::proto::Registration;
+    let Ok(Cbor::Map(object)) = serde_cbor_2::from_slice::<Cbor>(&reg.response.attestation_object) else {
+        return None;
+    };
+    let Some(Cbor::Bytes(auth_data)) = object.get(&Cbor::Text("authData".to_owned())) else { return None };
+    let data = AuthenticatorData::<Registration>::try_from(auth_data.as_slice()).ok()?;
+    let aaguid = Uuid::from_bytes(data.acd?.aaguid);
+    (!aaguid.is_nil()).then_some(aaguid)
+}
+
+fn expired(challenge: &webauthn_challenge::Model) -> bool {
+    challenge.expires_at <= now()
+}
+
+impl Core {
+    fn relying_party(&self) -> Result<&RelyingParty, Error> {
+        self.webauthn.as_ref().ok_or(Error::PasskeysDisabled)
+    }
+
+    async fn store_challenge(
+        &self,
+        kind: &str,
+        user_id: Option<Uuid>,
+        state: &impl serde::Serialize,
+    ) -> Result<(Uuid, DateTime<Utc>), Error> {
+        let now = now();
+        let row = webauthn_challenge::Model {
+            id: Uuid::now_v7(),
+            kind: kind.to_owned(),
+            user_id,
+            state: serde_json::to_string(state).map_err(|e| Error::Internal(format!("passkey state: {e}")))?,
+            expires_at: now + ChronoDuration::seconds(CHALLENGE_TTL_SECS),
+            created_at: now,
+        };
+        let (id, expires_at) = (row.id, row.expires_at);
+        passkeys::insert_challenge(self.store.writer(), row).await?;
+        Ok((id, expires_at))
+    }
+
+    /// Takes a challenge (once, on any node) and reads its state.
+    async fn take_challenge<S: serde::de::DeserializeOwned>(
+        &self,
+        id: Uuid,
+        kind: &str,
+        user_id: Option<Uuid>,
+    ) -> Result<(webauthn_challenge::Model, S), Error> {
+        let challenge =
+            passkeys::take_challenge(self.store.writer(), id, kind, user_id).await?.ok_or(Error::ChallengeNotFound)?;
+        if expired(&challenge) {
+            return Err(Error::ChallengeExpired);
+        }
+        let state =
+            serde_json::from_str(&challenge.state).map_err(|e| Error::Internal(format!("passkey state: {e}")))?;
+        Ok((challenge, state))
+    }
+
+    /// The options to register a passkey for the caller (aal2 when MFA is on): every
+    /// passkey it has is excluded, so an authenticator registers once.
+    pub async fn passkey_registration_options(&self, who: &Principal) -> Result<PasskeyOptions, Error> {
+        let rp = self.relying_party()?;
+        self.require_aal2_if_mfa(who)?;
+        let existing = passkeys::of_user(self.store.reader(), who.user.id).await?;
+        if existing.len() as u64 >= MAX_PER_USER {
+            return Err(Error::TooManyPasskeys);
+        }
+        let exclude: Vec<Vec<u8>> =
+            existing.iter().filter_map(|p| URL_SAFE_NO_PAD.decode(&p.credential_id).ok()).collect();
+        let user = &who.user;
+        let name = if user.email.is_empty() { user.id.to_string() } else { user.email.clone() };
+        let builder = rp
+            .webauthn
+            .new_challenge_register_builder(&user_handle(user.id), &name, &name)
+            .map_err(|e| Error::Internal(format!("passkey options: {e}")))?
+            .attestation(AttestationConveyancePreference::None)
+            .user_verification_policy(UserVerificationPolicy::Preferred)
+            .exclude_credentials(Some(exclude))
+            .credential_algorithms(vec![COSEAlgorithm::ES256, COSEAlgorithm::EDDSA, COSEAlgorithm::RS256])
+            .require_resident_key(true);
+        let (options, state) = rp
+            .webauthn
+            .generate_challenge_register(builder)
+            .map_err(|e| Error::Internal(format!("passkey options: {e}")))?;
+        let (challenge_id, expires_at) = self.store_challenge(REGISTRATION, Some(user.id), &state).await?;
+        let options = serde_json::to_value(options.public_key).map_err(|e| Error::Internal(e.to_string()))?;
+        Ok(PasskeyOptions { challenge_id, expires_at, options })
+    }
+
+    /// Verifies the browser's answer to [`Core::passkey_registration_options`] and keeps
+    /// the passkey (event `passkey.register`).
+    pub async fn register_passkey(
+        &self,
+        who: &Principal,
+        challenge_id: Uuid,
+        credential: &Value,
+        name: Option<&str>,
+        client: &ClientInfo,
+    ) -> Result<Passkey, Error> {
+        let rp = self.relying_party()?;
+        self.require_aal2_if_mfa(who)?;
+        let name = match name.map(str::trim).filter(|n| !n.is_empty()) {
+            Some(n) => valid_name(n)?,
+            None => "Passkey".to_owned(),
+        };
+        let (_, state) = self.take_challenge(challenge_id, REGISTRATION, Some(who.user.id)).await?;
+        let reg: RegisterPublicKeyCredential =
+            serde_json::from_value(credential.clone()).map_err(|_| Error::PasskeyInvalid)?;
+        let cred = rp.webauthn.register_credential(&reg, &state, None).map_err(|e| {
+            tracing::info!(reason = %e, "passkey registration refused");
+            Error::PasskeyInvalid
+        })?;
+        let now = now();
+        let row = passkey::Model {
+            id: Uuid::now_v7(),
+            user_id: who.user.id,
+            credential_id: credential_id(&cred.cred_id),
+            name,
+            credential: serde_json::to_string(&cred).map_err(|e| Error::Internal(e.to_string()))?,
+            aaguid: aaguid_of(&reg).map(|a| a.to_string()),
+            backed_up: cred.backup_state,
+            sign_count: i64::from(cred.counter),
+            created_at: now,
+            last_used_at: None,
+        };
+        let tx = self.store.begin().await?;
+        if passkeys::count(&tx, who.user.id).await? >= MAX_PER_USER {
+            return Err(Error::TooManyPasskeys);
+        }
+        if !passkeys::insert(&tx, row.clone()).await? {
+            return Err(Error::PasskeyExists);
+        }
+        let detail =
+            json!({ "passkey_id": row.id, "name": row.name, "aaguid": row.aaguid, "backed_up": row.backed_up });
+        record(&tx, client, AuditEvent::by_user("passkey.register", who.user.id).detail(detail)).await?;
+        tx.commit().await?;
+        Ok(Passkey::from(row))
+    }
+
+    /// A user's passkeys, oldest first.
+    pub async fn passkeys(&self, user_id: Uuid) -> Result<Vec<Passkey>, Error> {
+        Ok(passkeys::of_user(self.store.reader(), user_id).await?.into_iter().map(Passkey::from).collect())
+    }
+
+    /// Renames one of the caller's passkeys (event `passkey.rename`).
+    pub async fn rename_passkey(
+        &self,
+        who: &Principal,
+        id: Uuid,
+        name: &str,
+        client: &ClientInfo,
+    ) -> Result<Passkey, Error> {
+        self.relying_party()?;
+        let name = valid_name(name)?;
+        let tx = self.store.begin().await?;
+        if !passkeys::rename(&tx, who.user.id, id, &name).await? {
+            return Err(Error::PasskeyNotFound);
+        }
+        let row = passkeys::of_user_by_id(&tx, who.user.id, id).await?.ok_or(Error::PasskeyNotFound)?;
+        let ev = AuditEvent::by_user("passkey.rename", who.user.id).detail(json!({ "passkey_id": id, "name": name }));
+        record(&tx, client, ev).await?;
+        tx.commit().await?;
+        Ok(Passkey::from(row))
+    }
+
+    /// Removes one of the caller's passkeys (aal2 when MFA is on; event `passkey.remove`).
+    pub async fn remove_passkey(&self, who: &Principal, id: Uuid, client: &ClientInfo) -> Result<(), Error> {
+        self.relying_party()?;
+        self.require_aal2_if_mfa(who)?;
+        let tx = self.store.begin().await?;
+        if !passkeys::delete(&tx, who.user.id, id).await? {
+            return Err(Error::PasskeyNotFound);
+        }
+        record(&tx, client, AuditEvent::by_user("passkey.remove", who.user.id).detail(json!({ "passkey_id": id })))
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// An admin removes a user's passkey (event `admin.user.passkey_removed`).
+    pub async fn admin_remove_passkey(
+        &self,
+        actor: &Actor,
+        user_id: Uuid,
+        passkey_id: Uuid,
+        client: &ClientInfo,
+    ) -> Result<(), Error> {
+        let target = self.admin_user(user_id).await?;
+        actor.may_manage(tessera_domain::Role::parse(&target.role).unwrap_or(tessera_domain::Role::User))?;
+        let tx = self.store.begin().await?;
+        if !passkeys::delete(&tx, user_id, passkey_id).await? {
+            return Err(Error::PasskeyNotFound);
+        }
+        let ev = actor.event("admin.user.passkey_removed", Some(user_id), json!({ "passkey_id": passkey_id }));
+        record(&tx, client, ev).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The options of a passkey sign-in. Without an email: usernameless (no
+    /// `allowCredentials`: the browser offers the accounts it holds). With one: that
+    /// account's passkeys, and for an address with none (or no account) stand-ins made
+    /// from the address, the same each time, so the answer says nothing of who exists.
+    pub async fn passkey_authentication_options(&self, email: Option<&str>) -> Result<PasskeyOptions, Error> {
+        let rp = self.relying_party()?;
+        let allow = match email.map(str::trim).filter(|e| !e.is_empty()) {
+            None => Vec::new(),
+            Some(raw) => self.allowed_credentials_for(raw).await?,
+        };
+        let builder = rp
+            .webauthn
+            .new_challenge_authenticate_builder(Vec::new(), Some(UserVerificationPolicy::Preferred))
+            .map_err(|e| Error::Internal(format!("passkey options: {e}")))?;
+        let (options, state) = rp
+            .webauthn
+            .generate_challenge_authenticate(builder)
+            .map_err(|e| Error::Internal(format!("passkey options: {e}")))?;
+        let (challenge_id, expires_at) = self.store_challenge(AUTHENTICATION, None, &state).await?;
+        let mut options = serde_json::to_value(options.public_key).map_err(|e| Error::Internal(e.to_string()))?;
+        if allow.is_empty() {
+            if let Some(o) = options.as_object_mut() {
+                o.remove("allowCredentials");
+            }
+        } else {
+            options["allowCredentials"] = Value::Array(allow);
+        }
+        Ok(PasskeyOptions { challenge_id, expires_at, options })
+    }
+
+    async fn allowed_credentials_for(&self, raw: &str) -> Result<Vec<Value>, Error> {
+        let descriptor = |id: &str| json!({ "type": "public-key", "id": id });
+        let email = Email::parse(raw).ok();
+        let user = match &email {
+            Some(e) => users::by_email(self.store.reader(), e.as_str()).await?,
+            None => None,
+        };
+        let own = match user.filter(is_usable) {
+            Some(u) => passkeys::of_user(self.store.reader(), u.id).await?,
+            None => Vec::new(),
+        };
+        if !own.is_empty() {
+            return Ok(own.iter().map(|p| descriptor(&p.credential_id)).collect());
+        }
+        // A stand-in the size of a real credential id, keyed so nobody can tell it apart.
+        let mut m = mac(&self.code_key, b"tessera passkey stand-in v1");
+        hmac::Mac::update(&mut m, raw.trim().to_lowercase().as_bytes());
+        let id = URL_SAFE_NO_PAD.encode(hmac::Mac::finalize(m).into_bytes());
+        Ok(vec![descriptor(&id)])
+    }
+
+    /// Checks an assertion against a challenge taken by the caller: the passkey it names,
+    /// its owner (the user handle must be that user's), the signature, the origin, the
+    /// counter. `Err(PasskeyRefused)` for anything that does not hold.
+    pub(crate) async fn check_assertion(
+        &self,
+        state: webauthn_rs_core::proto::AuthenticationState,
+        credential: &Value,
+        client: &ClientInfo,
+    ) -> Result<Asserted, Error> {
+        let rp = self.relying_party()?;
+        let rsp: PublicKeyCredential = serde_json::from_value(credential.clone()).map_err(|_| Error::PasskeyRefused)?;
+        let Some(passkey) = passkeys::by_credential_id(self.store.reader(), &credential_id(&rsp.raw_id)).await? else {
+            return Err(Error::PasskeyRefused);
+        };
+        if let Some(handle) = &rsp.response.user_handle {
+            if handle.as_slice() != user_handle(passkey.user_id).as_slice() {
+                return Err(Error::PasskeyRefused);
+            }
+        }
+        let user = users::by_id(self.store.reader(), passkey.user_id).await?.ok_or(Error::PasskeyRefused)?;
+        if user.deleted_at.is_some() {
+            return Err(Error::PasskeyRefused);
+        }
+        let mut cred: Credential =
+            serde_json::from_str(&passkey.credential).map_err(|e| Error::Internal(format!("stored passkey: {e}")))?;
+        let mut state = state;
+        state.set_allowed_credentials(vec![cred.clone()]);
+        let result = match rp.webauthn.authenticate_credential(&rsp, &state) {
+            Ok(r) => r,
+            Err(e) => {
+                let clone = matches!(e, webauthn_rs_core::error::WebauthnError::CredentialPossibleCompromise);
+                self.assertion_refused(&user, &passkey, clone, &e.to_string(), client).await?;
+                return Err(Error::PasskeyRefused);
+            }
+        };
+        cred.counter = result.counter();
+        cred.backup_state = result.backup_state();
+        cred.backup_eligible = result.backup_eligible();
+        let credential = serde_json::to_string(&cred).map_err(|e| Error::Internal(e.to_string()))?;
+        Ok(Asserted { user, passkey, result, credential })
+    }
+
+    /// Audits a refused assertion: `passkey.clone_suspected` when its counter went
+    /// backwards, else `login.failure`.
+    async fn assertion_refused(
+        &self,
+        user: &user::Model,
+        passkey: &passkey::Model,
+        clone: bool,
+        reason: &str,
+        client: &ClientInfo,
+    ) -> Result<(), Error> {
+        tracing::info!(reason, "passkey assertion refused");
+        let ev = if clone {
+            AuditEvent::by_user("passkey.clone_suspected", user.id).detail(json!({ "passkey_id": passkey.id }))
+        } else {
+            AuditEvent::by_user("login.failure", user.id)
+                .detail(json!({ "reason": "passkey_refused", "method": "passkey", "passkey_id": passkey.id }))
+        };
+        record(self.store.writer(), client, ev).await
+    }
+
+    /// Records a checked assertion in `tx`: `false` when another sign-in already moved the
+    /// passkey's counter to or past this one (the same assertion twice, or a clone).
+    pub(crate) async fn record_assertion(
+        &self,
+        tx: &tessera_store::Tx,
+        a: &Asserted,
+        client: &ClientInfo,
+    ) -> Result<bool, Error> {
+        let counter = i64::from(a.result.counter());
+        if passkeys::record_use(tx, a.passkey.id, counter, &a.credential, a.result.backup_state(), now()).await? {
+            return Ok(true);
+        }
+        self.assertion_refused(&a.user, &a.passkey, true, "the counter did not move forwards", client).await?;
+        Ok(false)
+    }
+
+    /// Signs in with a passkey: the usernameless ceremony's answer to
+    /// [`Core::passkey_authentication_options`]. aal2 when the authenticator verified the
+    /// user; the lockout of the account's address applies as to a password.
+    pub async fn sign_in_with_passkey(
+        &self,
+        challenge_id: Uuid,
+        credential: &Value,
+        client: &ClientInfo,
+    ) -> Result<SignIn, Error> {
+        self.relying_party()?;
+        let (_, state) = self.take_challenge(challenge_id, AUTHENTICATION, None).await?;
+        let asserted = match self.check_assertion(state, credential, client).await {
+            Ok(a) => a,
+            Err(e) => {
+                count_refusal(&e);
+                return Err(e);
+            }
+        };
+        let email = asserted.user.email.clone();
+        self.lockout_reserve(&email).await?;
+        let tx = self.store.begin().await?;
+        if !self.record_assertion(&tx, &asserted, client).await? {
+            drop(tx);
+            self.lockout_failure(&email, client).await?;
+            count_refusal(&Error::PasskeyRefused);
+            return Err(Error::PasskeyRefused);
+        }
+        let proof = Proof::Passkey { user_verified: asserted.result.user_verified() };
+        let signed_in = self.finish_sign_in_in(tx, Proven::new(asserted.user, proof), client).await;
+        self.lockout_success(&email).await;
+        signed_in
+    }
+
+    /// The options of a second step with a passkey, for the `mfa_token` of a password
+    /// sign-in: the user's passkeys as `allowCredentials`.
+    pub async fn mfa_passkey_options(&self, mfa_token: &str) -> Result<PasskeyOptions, Error> {
+        let rp = self.relying_party()?;
+        let token = self.live_mfa_token(mfa_token).await?;
+        let own = passkeys::of_user(self.store.reader(), token.user_id).await?;
+        if own.is_empty() {
+            return Err(Error::PasskeyNotFound);
+        }
+        let builder = rp
+            .webauthn
+            .new_challenge_authenticate_builder(Vec::new(), Some(UserVerificationPolicy::Preferred))
+            .map_err(|e| Error::Internal(format!("passkey options: {e}")))?;
+        let (options, state) = rp
+            .webauthn
+            .generate_challenge_authenticate(builder)
+            .map_err(|e| Error::Internal(format!("passkey options: {e}")))?;
+        let (challenge_id, expires_at) = self.store_challenge(SECOND_STEP, Some(token.user_id), &state).await?;
+        let mut options = serde_json::to_value(options.public_key).map_err(|e| Error::Internal(e.to_string()))?;
+        options["allowCredentials"] =
+            own.iter().map(|p| json!({ "type": "public-key", "id": p.credential_id })).collect::<Vec<_>>().into();
+        Ok(PasskeyOptions { challenge_id, expires_at, options })
+    }
+
+    /// A second step's passkey assertion, checked: it must be one of `user_id`'s passkeys.
+    pub(crate) async fn check_second_step_passkey(
+        &self,
+        user_id: Uuid,
+        challenge_id: Uuid,
+        credential: &Value,
+        client: &ClientInfo,
+    ) -> Result<Option<Asserted>, Error> {
+        let (_, state) = self.take_challenge(challenge_id, SECOND_STEP, Some(user_id)).await?;
+        match self.check_assertion(state, credential, client).await {
+            Ok(a) if a.user.id == user_id => Ok(Some(a)),
+            Ok(_) | Err(Error::PasskeyRefused) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
