@@ -1018,10 +1018,10 @@ def main():
                         "and flood, which only runs when named: a million password-reset addresses against the "
                         "in-memory limits); all but flood when empty. For iterating on one figure; "
                         "docs/performance.md's table is a whole run.")
-    p.add_argument("--passkey-rate", type=float, default=10_000,
-                   help="passkey sign-ins per second to pre-sign assertions for, warm-up and run (default "
-                        "10000, a generous estimate: a run that uses them all up is run again with three times "
-                        "as many)")
+    p.add_argument("--passkey-rate", type=float, default=2_500 * CORES,
+                   help="passkey sign-ins per second to pre-sign assertions for, warm-up and run (default 2500 "
+                        "per core, a generous estimate: a run that uses them all up is run again with three "
+                        "times as many)")
     p.add_argument("--self-test", action="store_true",
                    help="check the passkey scenario's software authenticator offline (its ES256 signatures "
                         "against OpenSSL and Node, its CBOR and authenticatorData) and exit")
