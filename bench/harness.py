@@ -640,6 +640,10 @@ def passkey_login(server, files, args, label, login):
             log(f"{label}: passkey: pre-signing for {rate:,.0f} sign-ins/s")
             pool, presign_s = passkey_pool(server.port, auths, phases, os.path.join(server.workdir, "passkey"),
                                            conns)
+            if presign_s + args.warmup + args.duration > 240:
+                log(f"{label}: passkey: warning: the last assertions answer challenges "
+                    f"{presign_s + args.warmup + args.duration:.0f} s old, near their 5 minutes; "
+                    f"a smaller --passkey-rate pre-signs fewer")
             log(f"{label}: passkey login")
             if "warmup" in pool:
                 wrk_result(wrk(server.port, PASSKEY_VERIFY, "passkey_login.lua", conns, args.warmup, threads=conns,
