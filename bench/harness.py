@@ -3,7 +3,9 @@
 
 Starts the release binary on SQLite (and on PostgreSQL when its server binaries are
 found), creates users, runs every scenario with wrk for a fixed time after a warm-up,
-prints one markdown table and writes bench/results/latest.json. Standard library only.
+prints one markdown table and writes bench/results/latest.json. Standard library only:
+the passkey scenario's software authenticator is bench/webauthn.py (`--self-test`
+checks it offline).
 """
 
 import argparse
@@ -27,11 +29,15 @@ import sys
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+import multiprocessing
+
+import webauthn
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LUA = os.path.join(ROOT, "bench", "lua")
 PASSWORD = "Bench-Passw0rd!x"
+PASSKEY_RP_ID = "localhost"
 CORES = os.cpu_count() or 1
 # Rounds of floor and /me, alternating on one server (see bench_backend).
 ROUNDS = 3
@@ -205,6 +211,9 @@ class Server:
             "JWT_SECRET_KEY": secrets.token_urlsafe(48),
             "SECURE_COOKIES": "false",
             "OPENAPI_ENABLED": "false",
+            # The passkey scenario's authenticator signs for this relying party and origin.
+            "WEBAUTHN_RP_ID": PASSKEY_RP_ID,
+            "WEBAUTHN_RP_ORIGINS": f"http://{PASSKEY_RP_ID}:{self.port}",
         })
         self.env.update(extra_env or {})
         self.proc = None
@@ -230,6 +239,10 @@ class Server:
             time.sleep(0.002)
         self.startup_ms = (time.monotonic() - started) * 1000
         return self
+
+    @property
+    def origin(self):
+        return self.env["WEBAUTHN_RP_ORIGINS"]
 
     def rss_mib(self, field="VmRSS"):
         kib = rss_kib(self.proc.pid, field)
@@ -264,8 +277,13 @@ def wrk_result(proc):
     for line in out.splitlines():
         if line.startswith("BENCH_RESULT "):
             r = json.loads(line[len("BENCH_RESULT "):])
-            errors = r["connect"] + r["read"] + r["write"] + r["status"] + r["timeout"]
-            return {
+            # A script that counts its non-200 answers (passkey_login.lua) has them as its
+            # errors of status: wrk's own count is of answers >= 400 only.
+            status = r.get("non200", r["status"])
+            errors = r["connect"] + r["read"] + r["write"] + status + r["timeout"]
+            detail = {k: r[k] for k in ("connect", "read", "write", "status", "timeout", "non200", "exhausted")
+                      if r.get(k)}
+            res = {
                 "requests": r["requests"],
                 "rps": r["requests"] / (r["duration_us"] / 1e6),
                 "p50_ms": r["p50_us"] / 1000,
@@ -273,8 +291,12 @@ def wrk_result(proc):
                 "p99_ms": r["p99_us"] / 1000,
                 "max_ms": r["max_us"] / 1000,
                 "errors": errors,
-                "error_detail": {k: r[k] for k in ("connect", "read", "write", "status", "timeout") if r[k]},
+                "error_detail": detail,
             }
+            if "non200" in r:
+                res["ok_rps"] = (r["requests"] - r["non200"]) / (r["duration_us"] / 1e6)
+                res["exhausted"] = r.get("exhausted", 0)
+            return res
     raise RuntimeError(f"wrk gave no result:\n{out}\n{err}")
 
 
@@ -493,6 +515,170 @@ def create_mfa_users(port, count, run_id, workdir):
     return path, users
 
 
+PASSKEY_OPTIONS = "/v1/auth/passkeys/authentication/options"
+PASSKEY_VERIFY = "/v1/auth/passkeys/authentication/verify"
+
+
+def create_passkeys(server, users_file):
+    """Each bench user signs in with the password and registers one passkey (SPEC §5.10:
+    registration options, the software authenticator's answer, verify); the
+    authenticators, in the order of the users file."""
+    with open(users_file) as f:
+        emails = [line.split()[0] for line in f if line.strip()]
+
+    def one(email):
+        access, _ = sign_in(server.port, email)
+        status, body = http_json(server.port, "POST", "/v1/auth/passkeys/registration/options", {}, token=access)
+        if status not in (200, 201) or not isinstance(body, dict) or "options" not in body:
+            raise RuntimeError(f"registration options answered {status}: {str(body)[:300]}")
+        auth = webauthn.Authenticator(PASSKEY_RP_ID, server.origin)
+        credential = auth.create(body["options"])
+        status, res = http_json(server.port, "POST", "/v1/auth/passkeys/registration/verify",
+                                {"challenge_id": body["challenge_id"], "credential": credential, "name": "bench"},
+                                token=access)
+        if status != 201:
+            raise RuntimeError(f"registration verify answered {status}: {str(res)[:300]}")
+        return auth
+
+    with ThreadPoolExecutor(max_workers=2 * CORES) as pool:
+        return list(pool.map(one, emails))
+
+
+def passkey_options(port, count, workers=8):
+    """`count` usernameless authentication options (POST {} to the options endpoint), each
+    a challenge of its own: [(challenge_id, options)], on keep-alive connections."""
+    shares = [count // workers + (i < count % workers) for i in range(workers)]
+
+    def fetch(n):
+        conn, out = http.client.HTTPConnection("127.0.0.1", port, timeout=30), []
+        try:
+            for _ in range(n):
+                conn.request("POST", PASSKEY_OPTIONS, body="{}", headers={"content-type": "application/json"})
+                res = conn.getresponse()
+                data = res.read()
+                if res.status != 200:
+                    raise RuntimeError(f"POST {PASSKEY_OPTIONS} answered {res.status}: {data[:300]!r}")
+                body = json.loads(data)
+                opts = body["options"]
+                out.append((body["challenge_id"], {k: opts[k] for k in ("challenge", "rpId") if k in opts}))
+        finally:
+            conn.close()
+        return out
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return [o for share in pool.map(fetch, shares) for o in share]
+
+
+def passkey_pool(port, auths, phases, workdir, threads):
+    """Pre-signed assertions: for each phase (name, count), `count` bodies for
+    passkey_login.lua, rounded up to whole rounds of the users. Round k of the pool
+    (phases in order) is every user's assertion with sign counter k + 1 past the
+    authenticator's. User u's bodies go to wrk thread u mod `threads` (one connection
+    each), in round order: a user's assertions are posted one after another, so the
+    server sees the counters rise. Signing runs on every core. Writes a file per phase
+    and thread (PATH.0, PATH.1, ...); {name: (PATH, bodies)} and the seconds it took."""
+    started = time.monotonic()
+    users = len(auths)
+    rounds = [max(1, -(-count // users)) for _, count in phases]
+    total = sum(rounds) * users
+    options = passkey_options(port, total)
+    fetched = time.monotonic()
+    base = [a.sign_count for a in auths]
+    jobs = [[] for _ in auths]
+    for j, (cid, opts) in enumerate(options):
+        u, k = j % users, j // users
+        jobs[u].append((cid, opts, base[u] + k + 1))
+    states = [a.state() for a in auths]
+    if CORES > 1:
+        with ProcessPoolExecutor(max_workers=CORES, mp_context=multiprocessing.get_context("fork")) as pool:
+            bodies = list(pool.map(webauthn.sign_batch, states, jobs))
+    else:
+        bodies = [webauthn.sign_batch(st, jb) for st, jb in zip(states, jobs)]
+    for a, jb in zip(auths, jobs):
+        a.sign_count = jb[-1][2]
+    files, k0 = {}, 0
+    os.makedirs(workdir, exist_ok=True)
+    for (name, _), n in zip(phases, rounds):
+        path = os.path.join(workdir, f"passkey_{name}")
+        for t in range(threads):
+            with open(f"{path}.{t}", "w") as f:
+                for k in range(k0, k0 + n):
+                    f.writelines(f"{bodies[u][k]}\n" for u in range(t, users, threads))
+        files[name] = (path, n * users)
+        k0 += n
+    log(f"passkey: {total:,} assertions pre-signed in {time.monotonic() - started:.1f} s "
+        f"(options {fetched - started:.1f} s, signing {time.monotonic() - fetched:.1f} s)")
+    return files, time.monotonic() - started
+
+
+def passkey_check(server, auth):
+    """One usernameless sign-in with the passkey, checked: 200 with an access token."""
+    cid, opts = passkey_options(server.port, 1, workers=1)[0]
+    status, body = http_json(server.port, "POST", PASSKEY_VERIFY, {"challenge_id": cid, "credential": auth.get(opts)})
+    if status != 200 or not isinstance(body, dict) or not body.get("access_token"):
+        raise RuntimeError(f"POST {PASSKEY_VERIFY} answered {status}: {str(body)[:300]}")
+
+
+def passkey_login(server, files, args, label, login):
+    """The passkey scenario: usernameless sign-ins with pre-signed ES256 assertions, each
+    body posted once, on as many connections as refresh, each its own wrk thread (as the
+    mfa scenario runs: a user's assertions keep their order); its rate (answers of 200
+    per second) against the password sign-in of this run (`login`, None when it did not
+    run). A server that cannot do it gives a row of zeros that says why, and the run goes
+    on."""
+    scenario = f"passkey: POST {PASSKEY_VERIFY} (ES256, pre-signed)"
+    conns = min(args.refresh_conns, args.users)
+    try:
+        log(f"{label}: passkey: {args.users} users register a passkey")
+        auths = create_passkeys(server, files["users"])
+        passkey_check(server, auths[0])
+        rate = args.passkey_rate
+        for attempt in range(2):
+            phases = [("warmup", int(args.warmup * rate)), ("measured", int(args.duration * rate))]
+            if attempt:
+                phases = phases[1:]
+            log(f"{label}: passkey: pre-signing for {rate:,.0f} sign-ins/s")
+            pool, presign_s = passkey_pool(server.port, auths, phases, os.path.join(server.workdir, "passkey"),
+                                           conns)
+            if presign_s + args.warmup + args.duration > 240:
+                log(f"{label}: passkey: warning: the last assertions answer challenges "
+                    f"{presign_s + args.warmup + args.duration:.0f} s old, near their 5 minutes; "
+                    f"a smaller --passkey-rate pre-signs fewer")
+            log(f"{label}: passkey login")
+            if "warmup" in pool:
+                wrk_result(wrk(server.port, PASSKEY_VERIFY, "passkey_login.lua", conns, args.warmup, threads=conns,
+                               env={"BENCH_PASSKEY": pool["warmup"][0]}))
+            r = wrk_result(wrk(server.port, PASSKEY_VERIFY, "passkey_login.lua", conns, args.duration,
+                               threads=conns, env={"BENCH_PASSKEY": pool["measured"][0]}))
+            if not r["exhausted"]:
+                break
+            log(f"{label}: passkey: the {pool['measured'][1]:,} assertions ran out ({r['ok_rps']:,.0f}/s); "
+                f"again with three times as many")
+            rate *= 3
+    except Exception as e:  # noqa: BLE001 - reported in the table, the other scenarios go on
+        log(f"{label}: passkey: error: {e}")
+        empty = {"requests": 0, "rps": 0.0, "p50_ms": 0.0, "p90_ms": 0.0, "p99_ms": 0.0, "max_ms": 0.0,
+                 "errors": 1, "error_detail": {"setup": str(e)[:500]}}
+        return row(scenario, label, conns, empty, f"FAILED: {str(e)[:200]}")
+    if r["errors"]:
+        log(f"{label}: passkey: warning: {r['errors']} of {r['requests']} requests failed ({r['error_detail']})")
+    sign_ins = r["ok_rps"]
+    used = r["requests"]
+    pool_note = (f"{len(auths)} passkeys, {pool['measured'][1]:,} assertions pre-signed "
+                 f"({used:,} posted{', RAN OUT' if r['exhausted'] else ''})")
+    if login and login["rps"]:
+        ratio = sign_ins / login["rps"]
+        derived = (f"{sign_ins:,.0f} sign-ins/s = {ratio:.1f}× the password sign-in ({fmt_int(login['rps'])}/s, "
+                   f"this run; target ≥ 20×); {pool_note}")
+    else:
+        ratio = None
+        derived = f"{sign_ins:,.0f} sign-ins/s; password login not run (add login to --only for the ratio); {pool_note}"
+    out = row(scenario, label, conns, r, derived)
+    out.update({"passkey_sign_ins_per_s": sign_ins, "passkey_vs_login": ratio,
+                "passkey_pool": pool["measured"][1], "passkey_presign_s": presign_s})
+    return out
+
+
 def cpu_ns(pid):
     """CPU time a process has used so far, in ns, summed over its threads (schedstat)."""
     total = 0
@@ -684,6 +870,7 @@ def bench_backend(backend, url, args, workdir, hash_ms, run_id, pii_url=None):
             rows += metrics_cost(args, workdir, run_id, label)
 
         conns = 2 * CORES
+        login = None
         if (backend == "sqlite" or args.full_postgres) and want("login"):
             log(f"{label}: login")
             # The single-thread hash time is measured again right before the scenario
@@ -700,6 +887,10 @@ def bench_backend(backend, url, args, workdir, hash_ms, run_id, pii_url=None):
                             f"the mean of {hash_ms:.1f} ms at the start and {now:.1f} ms just before)"))
             rows[-1]["hash_ms"] = hash_now
             rows[-1]["efficiency"] = eff
+
+        if (backend == "sqlite" or args.full_postgres) and want("passkey"):
+            # Right after the password sign-in, so that both see the same machine.
+            rows.append(passkey_login(server, files, args, label, login))
 
         if (backend == "sqlite" or args.full_postgres) and want("mfa"):
             # Each user signs in at most three times (one code per step, three steps
@@ -816,20 +1007,34 @@ def table(rows, resources, binary_mib):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--binary", required=True)
-    p.add_argument("--hash-timer", required=True)
+    p.add_argument("--binary")
+    p.add_argument("--hash-timer")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--backends", default="sqlite,postgres")
     p.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "latest.json"))
     p.add_argument("--command", default="bench/run")
     p.add_argument("--only", default="",
-                   help="comma-separated scenarios to run (floor, me, metrics, login, mfa, storm, refresh, supabase "
+                   help="comma-separated scenarios to run (floor, me, metrics, login, passkey (usernameless "
+                        "passkey sign-ins with pre-signed ES256 assertions, with its ratio to login when both run), "
+                        "mfa, storm, refresh, supabase "
                         "(POST /auth/v1/token?grant_type=refresh_token, with its ratio to refresh when both run), "
                         "register, pii, "
                         "and flood, which only runs when named: a million password-reset addresses against the "
                         "in-memory limits); all but flood when empty. For iterating on one figure; "
                         "docs/performance.md's table is a whole run.")
+    p.add_argument("--passkey-rate", type=float, default=2_500 * CORES,
+                   help="passkey sign-ins per second to pre-sign assertions for, warm-up and run (default 2500 "
+                        "per core, a generous estimate: a run that uses them all up is run again with three "
+                        "times as many)")
+    p.add_argument("--self-test", action="store_true",
+                   help="check the passkey scenario's software authenticator offline (its ES256 signatures "
+                        "against OpenSSL and Node, its CBOR and authenticatorData) and exit")
     args = p.parse_args()
+    if args.self_test:
+        webauthn.self_test(log)
+        return
+    if not args.binary or not args.hash_timer:
+        p.error("--binary and --hash-timer are required")
     args.only = {s.strip() for s in args.only.split(",") if s.strip()}
     if args.quick:
         args.warmup, args.duration, args.users, args.hash_samples = 2, 5, 128, 20
@@ -890,7 +1095,8 @@ def main():
         "machine": info,
         "method": {
             "load_generator": "wrk on the same machine", "warmup_s": args.warmup, "duration_s": args.duration,
-            "users": args.users, "server_env": "LOG_LEVEL=warn RATE_LIMIT_ENABLED=false, other settings default",
+            "users": args.users, "server_env": "LOG_LEVEL=warn RATE_LIMIT_ENABLED=false, WEBAUTHN_RP_ID=localhost "
+                          "WEBAUTHN_RP_ORIGINS=http://localhost:<port>, other settings default",
             "postgres": "fsync on, synchronous_commit=off (SQLite runs WAL + synchronous=NORMAL)",
         },
         "hash": hashing,
