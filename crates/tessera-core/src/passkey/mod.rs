@@ -111,6 +111,26 @@ fn expired(challenge: &webauthn_challenge::Model) -> bool {
     challenge.expires_at <= now()
 }
 
+/// Audits a refused assertion: `passkey.clone_suspected` when its counter went
+/// backwards, else `login.failure`.
+async fn assertion_refused(
+    conn: &impl tessera_store::Db,
+    user: &user::Model,
+    passkey: &passkey::Model,
+    clone: bool,
+    reason: &str,
+    client: &ClientInfo,
+) -> Result<(), Error> {
+    tracing::info!(reason, "passkey assertion refused");
+    let ev = if clone {
+        AuditEvent::by_user("passkey.clone_suspected", user.id).detail(json!({ "passkey_id": passkey.id }))
+    } else {
+        AuditEvent::by_user("login.failure", user.id)
+            .detail(json!({ "reason": "passkey_refused", "method": "passkey", "passkey_id": passkey.id }))
+    };
+    record(conn, client, ev).await
+}
+
 impl Core {
     pub(crate) fn relying_party(&self) -> Result<&RelyingParty, Error> {
         self.webauthn.as_ref().ok_or(Error::PasskeysDisabled)
@@ -386,7 +406,7 @@ impl Core {
             Ok(r) => r,
             Err(e) => {
                 let clone = matches!(e, webauthn_rs_core::error::WebauthnError::CredentialPossibleCompromise);
-                self.assertion_refused(&user, &passkey, clone, &e.to_string(), client).await?;
+                assertion_refused(self.store.writer(), &user, &passkey, clone, &e.to_string(), client).await?;
                 return Err(Error::PasskeyRefused);
             }
         };
@@ -395,26 +415,6 @@ impl Core {
         cred.backup_eligible = result.backup_eligible();
         let credential = serde_json::to_string(&cred).map_err(|e| Error::Internal(e.to_string()))?;
         Ok(Asserted { user, passkey, result, credential })
-    }
-
-    /// Audits a refused assertion: `passkey.clone_suspected` when its counter went
-    /// backwards, else `login.failure`.
-    async fn assertion_refused(
-        &self,
-        user: &user::Model,
-        passkey: &passkey::Model,
-        clone: bool,
-        reason: &str,
-        client: &ClientInfo,
-    ) -> Result<(), Error> {
-        tracing::info!(reason, "passkey assertion refused");
-        let ev = if clone {
-            AuditEvent::by_user("passkey.clone_suspected", user.id).detail(json!({ "passkey_id": passkey.id }))
-        } else {
-            AuditEvent::by_user("login.failure", user.id)
-                .detail(json!({ "reason": "passkey_refused", "method": "passkey", "passkey_id": passkey.id }))
-        };
-        record(self.store.writer(), client, ev).await
     }
 
     /// Records a checked assertion in `tx`: `false` when another sign-in already moved the
@@ -429,7 +429,7 @@ impl Core {
         if passkeys::record_use(tx, a.passkey.id, counter, &a.credential, a.result.backup_state(), now()).await? {
             return Ok(true);
         }
-        self.assertion_refused(&a.user, &a.passkey, true, "the counter did not move forwards", client).await?;
+        assertion_refused(tx, &a.user, &a.passkey, true, "the counter did not move forwards", client).await?;
         Ok(false)
     }
 
@@ -443,10 +443,21 @@ impl Core {
         client: &ClientInfo,
     ) -> Result<SignIn, Error> {
         self.relying_party()?;
-        let (_, state) = self.take_challenge(challenge_id, AUTHENTICATION, None).await?;
+        // Read here and taken in the sign-in's own transaction, so that a sign-in waits
+        // for the database's writer once; a refused answer takes it at once.
+        let challenge = passkeys::challenge(self.store.reader(), challenge_id, AUTHENTICATION)
+            .await?
+            .ok_or(Error::ChallengeNotFound)?;
+        if expired(&challenge) {
+            passkeys::delete_challenge(self.store.writer(), challenge_id).await?;
+            return Err(Error::ChallengeExpired);
+        }
+        let state =
+            serde_json::from_str(&challenge.state).map_err(|e| Error::Internal(format!("passkey state: {e}")))?;
         let asserted = match self.check_assertion(state, credential, client).await {
             Ok(a) => a,
             Err(e) => {
+                passkeys::delete_challenge(self.store.writer(), challenge_id).await?;
                 count_refusal(&e);
                 return Err(e);
             }
@@ -454,8 +465,14 @@ impl Core {
         let email = asserted.user.email.clone();
         self.lockout_reserve(&email).await?;
         let tx = self.store.begin().await?;
-        if !self.record_assertion(&tx, &asserted, client).await? {
+        if !passkeys::delete_challenge(&tx, challenge_id).await? {
             drop(tx);
+            self.lockout_release(&email).await;
+            return Err(Error::ChallengeNotFound);
+        }
+        if !self.record_assertion(&tx, &asserted, client).await? {
+            // The challenge is spent all the same.
+            tx.commit().await?;
             self.lockout_failure(&email, client).await?;
             count_refusal(&Error::PasskeyRefused);
             return Err(Error::PasskeyRefused);

@@ -135,3 +135,19 @@ pub async fn take_challenge(
     let mut taken = webauthn_challenge::Entity::delete_many().filter(which).exec_with_returning(conn).await.or_db()?;
     Ok(taken.pop())
 }
+
+/// Reads a challenge of `kind` without taking it (a sign-in takes it in its own
+/// transaction, with [`delete_challenge`], once the answer checks out).
+pub async fn challenge(
+    conn: &impl ConnectionTrait,
+    id: Uuid,
+    kind: &str,
+) -> Result<Option<webauthn_challenge::Model>, Error> {
+    webauthn_challenge::Entity::find_by_id(id).filter(webauthn_challenge::Column::Kind.eq(kind)).one(conn).await.or_db()
+}
+
+/// Deletes a challenge; `false` when another request took it first.
+pub async fn delete_challenge(conn: &impl ConnectionTrait, id: Uuid) -> Result<bool, Error> {
+    let res = webauthn_challenge::Entity::delete_by_id(id).exec(conn).await.or_db()?;
+    Ok(res.rows_affected == 1)
+}

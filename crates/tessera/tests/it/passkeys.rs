@@ -331,6 +331,24 @@ async fn one_challenge_signs_in_once_however_many_ask_at_once_and_on_any_node() 
     let ok = answers.iter().filter(|r| r.status() == StatusCode::OK).count();
     assert_eq!(ok, 1, "{:?}", answers.iter().map(|r| r.status()).collect::<Vec<_>>());
 
+    // A clone: two assertions with the same counter for two challenges, at once. One
+    // signs in; the other is refused whether it is checked before or after the first is
+    // written (the counter check, or the conditional write), and audited.
+    key.counter += 5;
+    let (c1, o1) = sign_in_options(&app).await;
+    let (c2, o2) = sign_in_options(&other).await;
+    let (a1, a2) = (key.assert(&o1, key.counter), key.assert(&o2, key.counter));
+    let answers = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        join_all([verify(&app, &c1, a1), verify(&other, &c2, a2)]),
+    )
+    .await
+    .expect("no sign-in waits on another");
+    let mut statuses: Vec<u16> = answers.iter().map(|r| r.status().as_u16()).collect();
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 401]);
+    assert!(app.dump("audit_log").await.contains("passkey.clone_suspected"));
+
     // A challenge handed out by one node is honoured by the other.
     let (challenge, options) = sign_in_options(&other).await;
     assert_eq!(verify(&app, &challenge, key.get(&options)).await.status(), StatusCode::OK);
