@@ -1074,7 +1074,8 @@ def main():
                     raise SystemExit(f"unknown backend {backend}")
                 r, res = bench_backend(backend, url, args, workdir, hashing["median_ms"], run_id, pii_url)
                 rows += r
-                resources[r[0]["backend"]] = res
+                # An --only that names no scenario of this backend leaves no row.
+                resources[backend if not r else r[0]["backend"]] = res
         finally:
             if pg:
                 pg.stop()
