@@ -13,7 +13,7 @@ use hmac::Mac;
 use rand::{Rng, RngExt};
 use secrecy::SecretString;
 use serde_json::json;
-use tessera_domain::{Error, Role};
+use tessera_domain::Error;
 use tessera_store::entity::{mfa_factor, mfa_token, user};
 use tessera_store::query::{mfa, passkeys, sessions, users};
 use totp_rs::{Algorithm, Builder, Secret, Totp};
@@ -21,6 +21,7 @@ use uuid::Uuid;
 
 pub mod keys;
 
+use crate::account::admin::stored_role;
 use crate::app::Core;
 use crate::audit::{record, AuditEvent};
 use crate::caller::{now, ClientInfo, Principal};
@@ -378,6 +379,64 @@ impl Core {
         Ok((factors, left))
     }
 
+    /// Stores a new, unverified factor of the caller's of `factor_type` (its name at most
+    /// 100 printable characters), with the event `mfa.enroll`.
+    pub(crate) async fn enroll_factor(
+        &self,
+        who: &Principal,
+        name: String,
+        factor_type: &str,
+        secret: String,
+        client: &ClientInfo,
+    ) -> Result<mfa_factor::Model, Error> {
+        if name.chars().count() > 100 || name.chars().any(char::is_control) {
+            return Err(Error::field("name", "invalid_name", "At most 100 printable characters."));
+        }
+        let factor = mfa_factor::Model {
+            id: Uuid::now_v7(),
+            user_id: who.user.id,
+            name,
+            secret,
+            status: mfa::UNVERIFIED.to_owned(),
+            last_used_step: None,
+            created_at: now(),
+            last_used_at: None,
+            factor_type: factor_type.to_owned(),
+        };
+        let tx = self.store.begin().await?;
+        mfa::insert_factor(&tx, factor.clone()).await?;
+        let detail = json!({ "factor_id": factor.id, "name": factor.name, "factor_type": factor_type });
+        record(&tx, client, AuditEvent::by_user("mfa.enroll", who.user.id).detail(detail)).await?;
+        tx.commit().await?;
+        Ok(factor)
+    }
+
+    /// The end of a Supabase step-up, in `tx` once the factor's own writes are done: MFA
+    /// on when the factor was just verified (`activate`), the caller's session aal2, the
+    /// event, the commit; then the address's failures forgotten and the session's tokens
+    /// handed out again, now aal2.
+    pub(crate) async fn finish_step_up(
+        &self,
+        tx: tessera_store::Tx,
+        who: &Principal,
+        activate: bool,
+        detail: serde_json::Value,
+        now: chrono::DateTime<chrono::Utc>,
+        client: &ClientInfo,
+    ) -> Result<Issued, Error> {
+        if activate {
+            mfa::set_enabled(&tx, who.user.id, true, now).await?;
+        }
+        sessions::set_aal(&tx, who.session_id, "aal2").await?;
+        let event = if activate { "mfa.activate" } else { "mfa.verify" };
+        record(&tx, client, AuditEvent::by_user(event, who.user.id).detail(detail)).await?;
+        let session = sessions::by_id(&tx, who.session_id).await?.ok_or(Error::TokenRevoked)?;
+        tx.commit().await?;
+        self.lockout_success(&who.user.email).await;
+        let user = user::Model { mfa_enabled: true, ..who.user.clone() };
+        self.session_tokens(user, &session, "aal2", now, client.surface).await
+    }
+
     /// Enrols a TOTP factor, unverified until a first code activates it. With MFA on
     /// already, only an aal2 session may add one.
     pub async fn enroll_totp(
@@ -389,31 +448,12 @@ impl Core {
         self.require_aal2_if_mfa(who)?;
         let name =
             name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty()).unwrap_or_else(|| "Authenticator".to_owned());
-        if name.chars().count() > 100 || name.chars().any(char::is_control) {
-            return Err(Error::field("name", "invalid_name", "At most 100 printable characters."));
-        }
         let mut secret = [0u8; 20];
         os_rng().fill_bytes(&mut secret);
         let generator = totp(secret.to_vec())?;
         let secret_b32 = generator.secret_base32();
         let uri = otpauth_uri(&self.settings.mail.product_name, &who.user.email, &secret_b32);
-        let now = now();
-        let factor = mfa_factor::Model {
-            id: Uuid::now_v7(),
-            user_id: who.user.id,
-            name: name.clone(),
-            secret: self.mfa_keys.encrypt(&secret)?,
-            status: mfa::UNVERIFIED.to_owned(),
-            last_used_step: None,
-            created_at: now,
-            last_used_at: None,
-            factor_type: mfa::TOTP.to_owned(),
-        };
-        let tx = self.store.begin().await?;
-        mfa::insert_factor(&tx, factor.clone()).await?;
-        let ev = AuditEvent::by_user("mfa.enroll", who.user.id).detail(json!({ "factor_id": factor.id, "name": name }));
-        record(&tx, client, ev).await?;
-        tx.commit().await?;
+        let factor = self.enroll_factor(who, name, mfa::TOTP, self.mfa_keys.encrypt(&secret)?, client).await?;
         let qr_png = STANDARD.encode(qr_png(&uri)?);
         Ok(Enrolment { id: factor.id, name: factor.name, secret: secret_b32, qr_png, otpauth_uri: uri })
     }
@@ -524,7 +564,7 @@ impl Core {
         client: &ClientInfo,
     ) -> Result<(), Error> {
         let target = self.admin_user(id).await?;
-        actor.may_manage(Role::parse(&target.role).unwrap_or(Role::User))?;
+        actor.may_manage(stored_role(&target))?;
         let now = now();
         let tx = self.store.begin().await?;
         users::revoke_credentials(&tx, id, now).await?;
@@ -612,21 +652,13 @@ impl Core {
         }
         if activate {
             users::by_id_for_update(&tx, who.user.id).await?;
-            mfa::set_enabled(&tx, who.user.id, true, now).await?;
             for other in mfa::factors(&tx, who.user.id).await? {
                 if other.id != factor.id && other.status != mfa::VERIFIED {
                     mfa::delete_factor(&tx, who.user.id, other.id).await?;
                 }
             }
         }
-        sessions::set_aal(&tx, who.session_id, "aal2").await?;
-        let event = if activate { "mfa.activate" } else { "mfa.verify" };
-        record(&tx, client, AuditEvent::by_user(event, who.user.id).detail(json!({ "factor_id": factor.id }))).await?;
-        let session = sessions::by_id(&tx, who.session_id).await?.ok_or(Error::TokenRevoked)?;
-        tx.commit().await?;
-        self.lockout_success(&who.user.email).await;
-        let user = user::Model { mfa_enabled: true, ..who.user.clone() };
-        self.session_tokens(user, &session, "aal2", now, client.surface).await
+        self.finish_step_up(tx, who, activate, json!({ "factor_id": factor.id }), now, client).await
     }
 
     /// An admin removes one factor of a user (Supabase's `DELETE
@@ -640,7 +672,7 @@ impl Core {
         client: &ClientInfo,
     ) -> Result<mfa_factor::Model, Error> {
         let target = self.admin_user(user_id).await?;
-        actor.may_manage(Role::parse(&target.role).unwrap_or(Role::User))?;
+        actor.may_manage(stored_role(&target))?;
         let factor = mfa::factor(self.store.reader(), user_id, factor_id).await?.ok_or(Error::FactorNotFound)?;
         let now = now();
         let tx = self.store.begin().await?;

@@ -8,15 +8,14 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tessera_domain::Error;
-use tessera_store::entity::{mfa_factor, user};
-use tessera_store::query::{mfa, sessions, users};
+use tessera_store::entity::mfa_factor;
+use tessera_store::query::{mfa, users};
 use uuid::Uuid;
 use webauthn_rs_core::proto::{
-    AttestationConveyancePreference, AuthenticationState, COSEAlgorithm, Credential, PublicKeyCredential,
-    RegisterPublicKeyCredential, RegistrationState, UserVerificationPolicy,
+    AuthenticationState, Credential, PublicKeyCredential, RegisterPublicKeyCredential, RegistrationState,
 };
 
-use super::relying_party::{user_handle, FACTOR};
+use super::relying_party::{account_name, user_handle, FACTOR};
 use crate::app::Core;
 use crate::audit::{record, AuditEvent};
 use crate::caller::{now, ClientInfo, Principal};
@@ -51,55 +50,20 @@ impl Core {
         self.relying_party()?;
         self.require_aal2_if_mfa(who)?;
         let name = name.map(|n| n.trim().to_owned()).unwrap_or_default();
-        if name.chars().count() > 100 || name.chars().any(char::is_control) {
-            return Err(Error::field("name", "invalid_name", "At most 100 printable characters."));
-        }
-        let now = now();
-        let factor = mfa_factor::Model {
-            id: Uuid::now_v7(),
-            user_id: who.user.id,
-            name,
-            secret: String::new(),
-            status: mfa::UNVERIFIED.to_owned(),
-            last_used_step: None,
-            created_at: now,
-            last_used_at: None,
-            factor_type: mfa::WEBAUTHN.to_owned(),
-        };
-        let tx = self.store.begin().await?;
-        mfa::insert_factor(&tx, factor.clone()).await?;
-        let detail = json!({ "factor_id": factor.id, "factor_type": mfa::WEBAUTHN });
-        record(&tx, client, AuditEvent::by_user("mfa.enroll", who.user.id).detail(detail)).await?;
-        tx.commit().await?;
-        Ok(factor)
+        // Its credential comes with its first verification.
+        self.enroll_factor(who, name, mfa::WEBAUTHN, String::new(), client).await
     }
 
     /// A challenge of one of the caller's WebAuthn factors.
     pub async fn challenge_webauthn_factor(&self, who: &Principal, factor_id: Uuid) -> Result<FactorChallenge, Error> {
         let rp = self.relying_party()?;
         let factor = self.webauthn_factor(who.user.id, factor_id).await?;
-        let internal = |e: webauthn_rs_core::error::WebauthnError| Error::Internal(format!("webauthn factor: {e}"));
         let (kind, state, options) = if factor.status == mfa::VERIFIED {
-            let cred = self.factor_credential(&factor)?;
-            let builder = rp
-                .webauthn
-                .new_challenge_authenticate_builder(vec![cred], Some(UserVerificationPolicy::Preferred))
-                .map_err(internal)?;
-            let (options, state) = rp.webauthn.generate_challenge_authenticate(builder).map_err(internal)?;
-            let options = serde_json::to_value(options.public_key).map_err(|e| Error::Internal(e.to_string()))?;
+            let (options, state) = rp.authentication(vec![self.factor_credential(&factor)?])?;
             ("request", FactorState::Request { factor_id, state }, options)
         } else {
             let user = &who.user;
-            let name = if user.email.is_empty() { user.id.to_string() } else { user.email.clone() };
-            let builder = rp
-                .webauthn
-                .new_challenge_register_builder(&user_handle(user.id), &name, &name)
-                .map_err(internal)?
-                .attestation(AttestationConveyancePreference::None)
-                .user_verification_policy(UserVerificationPolicy::Preferred)
-                .credential_algorithms(vec![COSEAlgorithm::ES256, COSEAlgorithm::EDDSA, COSEAlgorithm::RS256]);
-            let (options, state) = rp.webauthn.generate_challenge_register(builder).map_err(internal)?;
-            let options = serde_json::to_value(options.public_key).map_err(|e| Error::Internal(e.to_string()))?;
+            let (options, state) = rp.registration(&user_handle(user.id), &account_name(user), None, false)?;
             ("create", FactorState::Create { factor_id, state }, options)
         };
         let (id, expires_at) = self.store_challenge(FACTOR, Some(who.user.id), &state).await?;
@@ -162,17 +126,8 @@ impl Core {
         if !mfa::set_webauthn_credential(&tx, factor.id, &sealed, activate, now).await? {
             return Err(Error::ChallengeNotFound);
         }
-        if activate {
-            mfa::set_enabled(&tx, who.user.id, true, now).await?;
-        }
-        sessions::set_aal(&tx, who.session_id, "aal2").await?;
-        let event = if activate { "mfa.activate" } else { "mfa.verify" };
         let detail = json!({ "factor_id": factor.id, "factor_type": mfa::WEBAUTHN });
-        record(&tx, client, AuditEvent::by_user(event, who.user.id).detail(detail)).await?;
-        let session = sessions::by_id(&tx, who.session_id).await?.ok_or(Error::TokenRevoked)?;
-        tx.commit().await?;
-        let user = user::Model { mfa_enabled: true, ..who.user.clone() };
-        self.session_tokens(user, &session, "aal2", now, client.surface).await
+        self.finish_step_up(tx, who, activate, detail, now, client).await
     }
 
     async fn webauthn_factor(&self, user_id: Uuid, factor_id: Uuid) -> Result<mfa_factor::Model, Error> {

@@ -10,7 +10,7 @@ mod factor;
 pub mod relying_party;
 
 pub use factor::FactorChallenge;
-use relying_party::{user_handle, AUTHENTICATION, REGISTRATION, SECOND_STEP};
+use relying_party::{account_name, descriptor, user_handle, AUTHENTICATION, REGISTRATION, SECOND_STEP};
 pub use relying_party::{RelyingParty, CHALLENGE_TTL_SECS, MAX_PER_USER};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -21,11 +21,9 @@ use tessera_domain::{Email, Error};
 use tessera_store::entity::{passkey, user, webauthn_challenge};
 use tessera_store::query::{passkeys, users};
 use uuid::Uuid;
-use webauthn_rs_core::proto::{
-    AttestationConveyancePreference, AuthenticationResult, COSEAlgorithm, Credential, PublicKeyCredential,
-    RegisterPublicKeyCredential, UserVerificationPolicy,
-};
+use webauthn_rs_core::proto::{AuthenticationResult, Credential, PublicKeyCredential, RegisterPublicKeyCredential};
 
+use crate::account::admin::stored_role;
 use crate::app::Core;
 use crate::audit::{record, AuditEvent};
 use crate::caller::{now, Actor, ClientInfo, Principal};
@@ -111,6 +109,11 @@ fn expired(challenge: &webauthn_challenge::Model) -> bool {
     challenge.expires_at <= now()
 }
 
+/// The ceremony state a challenge keeps.
+fn state_of<S: serde::de::DeserializeOwned>(challenge: &webauthn_challenge::Model) -> Result<S, Error> {
+    serde_json::from_str(&challenge.state).map_err(|e| Error::Internal(format!("passkey state: {e}")))
+}
+
 /// Audits a refused assertion: `passkey.clone_suspected` when its counter went
 /// backwards, else `login.failure`.
 async fn assertion_refused(
@@ -168,8 +171,7 @@ impl Core {
         if expired(&challenge) {
             return Err(Error::ChallengeExpired);
         }
-        let state =
-            serde_json::from_str(&challenge.state).map_err(|e| Error::Internal(format!("passkey state: {e}")))?;
+        let state = state_of(&challenge)?;
         Ok((challenge, state))
     }
 
@@ -185,22 +187,8 @@ impl Core {
         let exclude: Vec<Vec<u8>> =
             existing.iter().filter_map(|p| URL_SAFE_NO_PAD.decode(&p.credential_id).ok()).collect();
         let user = &who.user;
-        let name = if user.email.is_empty() { user.id.to_string() } else { user.email.clone() };
-        let builder = rp
-            .webauthn
-            .new_challenge_register_builder(&user_handle(user.id), &name, &name)
-            .map_err(|e| Error::Internal(format!("passkey options: {e}")))?
-            .attestation(AttestationConveyancePreference::None)
-            .user_verification_policy(UserVerificationPolicy::Preferred)
-            .exclude_credentials(Some(exclude))
-            .credential_algorithms(vec![COSEAlgorithm::ES256, COSEAlgorithm::EDDSA, COSEAlgorithm::RS256])
-            .require_resident_key(true);
-        let (options, state) = rp
-            .webauthn
-            .generate_challenge_register(builder)
-            .map_err(|e| Error::Internal(format!("passkey options: {e}")))?;
+        let (options, state) = rp.registration(&user_handle(user.id), &account_name(user), Some(exclude), true)?;
         let (challenge_id, expires_at) = self.store_challenge(REGISTRATION, Some(user.id), &state).await?;
-        let options = serde_json::to_value(options.public_key).map_err(|e| Error::Internal(e.to_string()))?;
         Ok(PasskeyOptions { challenge_id, expires_at, options })
     }
 
@@ -303,7 +291,7 @@ impl Core {
         client: &ClientInfo,
     ) -> Result<(), Error> {
         let target = self.admin_user(user_id).await?;
-        actor.may_manage(tessera_domain::Role::parse(&target.role).unwrap_or(tessera_domain::Role::User))?;
+        actor.may_manage(stored_role(&target))?;
         let tx = self.store.begin().await?;
         if !passkeys::delete(&tx, user_id, passkey_id).await? {
             return Err(Error::PasskeyNotFound);
@@ -336,14 +324,8 @@ impl Core {
         user_id: Option<Uuid>,
         allow: Vec<Value>,
     ) -> Result<PasskeyOptions, Error> {
-        let internal = |e: webauthn_rs_core::error::WebauthnError| Error::Internal(format!("passkey options: {e}"));
-        let builder = rp
-            .webauthn
-            .new_challenge_authenticate_builder(Vec::new(), Some(UserVerificationPolicy::Preferred))
-            .map_err(internal)?;
-        let (options, state) = rp.webauthn.generate_challenge_authenticate(builder).map_err(internal)?;
+        let (mut options, state) = rp.authentication(Vec::new())?;
         let (challenge_id, expires_at) = self.store_challenge(kind, user_id, &state).await?;
-        let mut options = serde_json::to_value(options.public_key).map_err(|e| Error::Internal(e.to_string()))?;
         if allow.is_empty() {
             if let Some(o) = options.as_object_mut() {
                 o.remove("allowCredentials");
@@ -355,7 +337,6 @@ impl Core {
     }
 
     async fn allowed_credentials_for(&self, raw: &str) -> Result<Vec<Value>, Error> {
-        let descriptor = |id: &str| json!({ "type": "public-key", "id": id });
         let email = Email::parse(raw).ok();
         let user = match &email {
             Some(e) => users::by_email(self.store.reader(), e.as_str()).await?,
@@ -452,8 +433,7 @@ impl Core {
             passkeys::delete_challenge(self.store.writer(), challenge_id).await?;
             return Err(Error::ChallengeExpired);
         }
-        let state =
-            serde_json::from_str(&challenge.state).map_err(|e| Error::Internal(format!("passkey state: {e}")))?;
+        let state = state_of(&challenge)?;
         let asserted = match self.check_assertion(state, credential, client).await {
             Ok(a) => a,
             Err(e) => {
@@ -492,7 +472,7 @@ impl Core {
         if own.is_empty() {
             return Err(Error::PasskeyNotFound);
         }
-        let allow = own.iter().map(|p| json!({ "type": "public-key", "id": p.credential_id })).collect();
+        let allow = own.iter().map(|p| descriptor(&p.credential_id)).collect();
         self.assertion_options(rp, SECOND_STEP, Some(token.user_id), allow).await
     }
 
@@ -522,8 +502,9 @@ mod tests {
     use std::collections::HashMap;
 
     use webauthn_rs_core::proto::{
-        AttestationFormat, AttestationMetadata, AuthenticationState, COSEEC2Key, COSEKey, COSEKeyType, ECDSACurve,
-        ParsedAttestation, ParsedAttestationData, RegisteredExtensions, RegistrationState,
+        AttestationFormat, AttestationMetadata, AuthenticationState, COSEAlgorithm, COSEEC2Key, COSEKey, COSEKeyType,
+        ECDSACurve, ParsedAttestation, ParsedAttestationData, RegisteredExtensions, RegistrationState,
+        UserVerificationPolicy,
     };
 
     use super::*;
@@ -548,14 +529,7 @@ mod tests {
     #[test]
     fn a_pixel_phone_registers_a_passkey_with_attestation_none() {
         let rp = relying_party("webauthn.firstyear.id.au", "https://webauthn.firstyear.id.au");
-        let builder = rp
-            .webauthn
-            .new_challenge_register_builder(&[1; 16], "a@example.com", "a@example.com")
-            .unwrap()
-            .attestation(AttestationConveyancePreference::None)
-            .user_verification_policy(UserVerificationPolicy::Preferred)
-            .credential_algorithms(vec![COSEAlgorithm::ES256, COSEAlgorithm::EDDSA, COSEAlgorithm::RS256]);
-        let (_, state) = rp.webauthn.generate_challenge_register(builder).unwrap();
+        let (_, state) = rp.registration(&[1; 16], "a@example.com", Some(Vec::new()), true).unwrap();
         let state: RegistrationState = with_challenge(&state, "55Wztjbgks9UkS5jYthawNFik0HSiYuCSB5pzNbT6k0");
         let reg: RegisterPublicKeyCredential = serde_json::from_value(json!({
             "id": "AfzEi3UOVveYjwUwIFO3QuN9V0fomECvAYrD_8S5FAsUJqtGbwpgB9bEfphVOURzFQoEszkuULIj5fMvnTkt6cs",
@@ -628,11 +602,7 @@ mod tests {
     }
 
     fn sign_in_state(rp: &RelyingParty, cred: Credential) -> AuthenticationState {
-        let builder = rp
-            .webauthn
-            .new_challenge_authenticate_builder(Vec::new(), Some(UserVerificationPolicy::Preferred))
-            .unwrap();
-        let (_, state) = rp.webauthn.generate_challenge_authenticate(builder).unwrap();
+        let (_, state) = rp.authentication(Vec::new()).unwrap();
         let mut state: AuthenticationState = with_challenge(&state, "WgXz_kTv3WUU1kw8hm-OGoGS4ZCHX_3bEqHH2PvVp8M");
         state.set_allowed_credentials(vec![cred]);
         state

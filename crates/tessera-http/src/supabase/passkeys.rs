@@ -2,7 +2,6 @@
 //! and usernameless authentication, each in two steps; list, rename, delete) and the
 //! admin's `/admin/users/{id}/passkeys`, over the passkey service of SPEC §5.10.
 
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -15,7 +14,7 @@ use tessera_core::session::issued::SignIn;
 use uuid::Uuid;
 
 use super::error::GoTrueError;
-use super::extract::{SbAuth, ServiceRole};
+use super::extract::{SbAuth, SbJson, ServiceRole};
 use super::session::session_json;
 use crate::extract::Client;
 use crate::state::AppState;
@@ -23,7 +22,7 @@ use crate::state::AppState;
 type Answer = Result<Response, GoTrueError>;
 
 /// A ceremony's answer as GoTrue reads it: `challenge_id` (a UUID) and `credential`.
-#[derive(Default, Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct SbCeremonyIn {
     challenge_id: Option<String>,
     #[schema(value_type = Option<Object>)]
@@ -31,19 +30,9 @@ pub struct SbCeremonyIn {
 }
 
 /// A new name.
-#[derive(Default, Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct SbPasskeyUpdateIn {
     friendly_name: Option<String>,
-}
-
-/// GoTrue reads the body itself: an unreadable one is `bad_json`.
-fn body_of<T: serde::de::DeserializeOwned + Default>(body: &Bytes) -> Result<T, GoTrueError> {
-    let text = body.trim_ascii();
-    if text.is_empty() {
-        return Ok(T::default());
-    }
-    serde_json::from_slice(text)
-        .map_err(|_| GoTrueError::new(StatusCode::BAD_REQUEST, "bad_json", "Could not parse request body as JSON"))
 }
 
 /// The challenge and credential of a ceremony's answer, as GoTrue checks them.
@@ -99,9 +88,9 @@ pub async fn registration_verify(
     State(s): State<AppState>,
     Client(client): Client,
     SbAuth(who): SbAuth,
-    body: Bytes,
+    SbJson(body): SbJson<SbCeremonyIn>,
 ) -> Answer {
-    let (challenge_id, credential) = ceremony(body_of(&body)?)?;
+    let (challenge_id, credential) = ceremony(body)?;
     let p = s.core.register_passkey(&who, challenge_id, &credential, None, &client).await?;
     Ok(Json(passkey_json(&p)).into_response())
 }
@@ -118,8 +107,12 @@ pub async fn authentication_options(State(s): State<AppState>) -> Answer {
     responses((status = 200, body = super::doc::SbSession),
         (status = 400, body = super::doc::SbError, description = "`webauthn_challenge_not_found`, `webauthn_challenge_expired`, `webauthn_verification_failed`, `validation_failed`"),
         (status = 404, body = super::doc::SbError), (status = 429, body = super::doc::SbError)))]
-pub async fn authentication_verify(State(s): State<AppState>, Client(client): Client, body: Bytes) -> Answer {
-    let (challenge_id, credential) = ceremony(body_of(&body)?)?;
+pub async fn authentication_verify(
+    State(s): State<AppState>,
+    Client(client): Client,
+    SbJson(body): SbJson<SbCeremonyIn>,
+) -> Answer {
+    let (challenge_id, credential) = ceremony(body)?;
     match s.core.sign_in_with_passkey(challenge_id, &credential, &client).await? {
         SignIn::Session(issued) => Ok(Json(session_json(&s.core, &issued).await?).into_response()),
         // The Supabase surface never asks for a second step at sign-in (aal1, stepped up
@@ -146,10 +139,9 @@ pub async fn update(
     Client(client): Client,
     SbAuth(who): SbAuth,
     Path(id): Path<String>,
-    body: Bytes,
+    SbJson(body): SbJson<SbPasskeyUpdateIn>,
 ) -> Answer {
     let id = passkey_id(&id)?;
-    let body: SbPasskeyUpdateIn = body_of(&body)?;
     let name = body
         .friendly_name
         .filter(|n| !n.is_empty())

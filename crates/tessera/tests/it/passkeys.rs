@@ -646,3 +646,4 @@ async fn a_supabase_webauthn_factor_is_created_then_requested_and_steps_up_the_s
         json_of(app.post("/v1/auth/login", None, json!({ "email": email, "password": PASSWORD })).await).await;
     assert_eq!(first["mfa_required"], true, "{first}");
 }
+
