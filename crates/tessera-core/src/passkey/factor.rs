@@ -99,6 +99,9 @@ impl Core {
                 let rsp: PublicKeyCredential =
                     serde_json::from_value(credential.clone()).map_err(|_| Error::InvalidMfaCode)?;
                 let mut cred = self.factor_credential(&factor)?;
+                // An assertion is a secret checked like a code: refused while the address is
+                // locked, and a wrong one counts toward the lockout (§5.5).
+                self.lockout_reserve(&who.user.email).await?;
                 match rp.webauthn.authenticate_credential(&rsp, &state) {
                     Ok(result) => {
                         cred.counter = result.counter();

@@ -647,3 +647,45 @@ async fn a_supabase_webauthn_factor_is_created_then_requested_and_steps_up_the_s
     assert_eq!(first["mfa_required"], true, "{first}");
 }
 
+#[tokio::test]
+async fn wrong_assertions_of_a_webauthn_factor_count_toward_the_lockout() {
+    let settings = [
+        ("RATE_LIMIT_ENABLED", "true"),
+        ("RATE_LIMIT_LOGIN", "1000/1m"),
+        ("RATE_LIMIT_VERIFY", "1000/1m"),
+        RP[0],
+        RP[1],
+    ];
+    let app = TestApp::with(&settings).await;
+    let (email, _) = app.user().await;
+    let password = json!({ "email": email, "password": PASSWORD });
+    let token = |s: Value| s["access_token"].as_str().unwrap().to_owned();
+    let (_, s) = json_of(app.post("/auth/v1/token?grant_type=password", None, password.clone()).await).await;
+    let access = token(s);
+    let (_, f) = json_of(app.post("/auth/v1/factors", Some(&access), json!({ "factor_type": "webauthn" })).await).await;
+    let factor = f["id"].as_str().unwrap().to_owned();
+    let (challenge, verify) =
+        (format!("/auth/v1/factors/{factor}/challenge"), format!("/auth/v1/factors/{factor}/verify"));
+    let mut key = SoftKey::new();
+    let (_, c) = json_of(app.post(&challenge, Some(&access), json!({})).await).await;
+    let credential = key.create(&c["webauthn"]["credential_options"]["publicKey"]);
+    let body = json!({ "challenge_id": c["id"], "webauthn": { "type": "create", "credential_response": credential } });
+    assert_eq!(app.post(&verify, Some(&access), body).await.status(), StatusCode::OK);
+
+    // A new aal1 session asserts the factor with a key that is not it, five times.
+    let (_, s) = json_of(app.post("/auth/v1/token?grant_type=password", None, password.clone()).await).await;
+    let access = token(s);
+    let mut stranger = SoftKey::new();
+    stranger.credential_id = key.credential_id.clone();
+    stranger.create(&json!({ "user": { "id": "AAAA" }, "challenge": "x" }));
+    for _ in 0..5 {
+        let (_, c) = json_of(app.post(&challenge, Some(&access), json!({})).await).await;
+        let assertion = stranger.get(&c["webauthn"]["credential_options"]["publicKey"]);
+        let body =
+            json!({ "challenge_id": c["id"], "webauthn": { "type": "request", "credential_response": assertion } });
+        let (status, e) = json_of(app.post(&verify, Some(&access), body).await).await;
+        assert_eq!((status, e["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("mfa_verification_failed")));
+    }
+    let (status, e) = json_of(app.post("/auth/v1/token?grant_type=password", None, password).await).await;
+    assert_eq!((status, e["code"].as_str()), (StatusCode::TOO_MANY_REQUESTS, Some("over_request_rate_limit")), "{e}");
+}
