@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use sea_orm::prelude::async_trait::async_trait;
 use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, ExecResult, QueryResult, Statement,
-    TransactionTrait,
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, ExecResult, QueryResult,
+    SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
 };
 use tessera_domain::Error;
 
@@ -61,14 +61,27 @@ pub struct Writer {
 impl Writer {
     /// Begins a transaction. A `BEGIN` whose connection died is sent once more on another
     /// connection (nothing has happened yet), within the pool timeout.
+    ///
+    /// On SQLite the transaction is `IMMEDIATE`: it takes the file's write lock at once,
+    /// waiting in the busy handler while another connection (a rotation on the direct
+    /// writer, another node or command on the file) holds it. A deferred transaction that
+    /// read first took a snapshot, and its first write failed outright with
+    /// `SQLITE_BUSY_SNAPSHOT` (a 503) whenever another connection had committed since;
+    /// the busy handler cannot wait that out. It also makes a read "for update" what it
+    /// says on SQLite: no other connection writes until the transaction ends.
+    /// (PostgreSQL ignores the mode.)
     pub(crate) async fn begin(&self) -> Result<Tx, Error> {
         let started = Instant::now();
         let tx = |t| Tx(t, self.pii.clone());
-        match self.db.begin().await {
+        let options = TransactionOptions {
+            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+            ..TransactionOptions::default()
+        };
+        match self.db.begin_with_options(options).await {
             Err(e) if db_connection_died(&e) => {
                 note_dead_connection();
                 let left = self.budget.saturating_sub(started.elapsed());
-                tokio::time::timeout(left, self.db.begin()).await.unwrap_or(Err(e)).or_db().map(tx)
+                tokio::time::timeout(left, self.db.begin_with_options(options)).await.unwrap_or(Err(e)).or_db().map(tx)
             }
             begun => begun.or_db().map(tx),
         }

@@ -53,6 +53,37 @@ async fn pooled() {
     contract(&store).await;
 }
 
+/// A transaction that reads before it writes (a read "for update", a metadata merge)
+/// while another node on the same database commits a write: both commit. On a SQLite
+/// file a deferred transaction failed here: its snapshot was stale by its first write,
+/// and SQLite refused that write outright (`SQLITE_BUSY_SNAPSHOT`, a 503). CI's fuzzer
+/// met it on `PUT /auth/v1/admin/users/{id}` while its hooks, another process, put the
+/// admin back in the file.
+#[tokio::test]
+async fn a_transaction_that_reads_first_writes_beside_another_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_database(dir.path()).await;
+    let config = |migrate| StoreConfig { migrate, ..StoreConfig::tool(&url) };
+    let this = Store::open(&config(true)).await.unwrap();
+    let other = Store::open(&config(false)).await.unwrap();
+    let (user, sid) = user_with_session(&this).await;
+
+    let tx = this.begin().await.unwrap();
+    assert!(users::by_id(&tx, user.id).await.unwrap().is_some());
+    // The other node's write, given time to commit first if it can.
+    let elsewhere = tessera_store::query::audit::insert(other.writer(), audit(user.id, "token.refresh", sid));
+    tokio::pin!(elsewhere);
+    let early = tokio::time::timeout(Duration::from_millis(300), &mut elsewhere).await;
+    let written = tessera_store::query::audit::insert(&tx, audit(user.id, "profile.update", sid)).await;
+    assert!(written.is_ok(), "the write after the read: {written:?}");
+    tx.commit().await.unwrap();
+    let theirs = match early {
+        Ok(done) => done,
+        Err(_) => elsewhere.await,
+    };
+    assert!(theirs.is_ok(), "the other node's write: {theirs:?}");
+}
+
 mod sqlite_only {
     use super::*;
 
