@@ -8,7 +8,7 @@
 //! - on a SQLite file, session checks read in place through connections of their own,
 //!   answered from a session cache when they can be, and refresh rotations are written
 //!   in batches by one task (`hot::sqlite_direct`, `hot::session_cache`,
-//!   `hot::rotation_writer`); every server and command on the file announces itself
+//!   `hot::batch_writer`); every server and command on the file announces itself
 //!   beside it, so that no cache trusts rows another may have written;
 //! - on PostgreSQL, session checks and rotations run on pool connections kept between
 //!   statements, and the session checks that arrive together are read in one statement
@@ -37,7 +37,7 @@ use tessera_domain::Error;
 use uuid::Uuid;
 
 use crate::backend::WAL_AUTOCHECKPOINT_PAGES;
-use crate::entity::{audit_log, session, user};
+use crate::entity::{audit_log, passkey, session, user, webauthn_challenge};
 use crate::error::{connections_suspect, OrDb};
 use crate::hot::session_cache::{Neighbours, SessionCache};
 use crate::pii::Pii;
@@ -313,6 +313,24 @@ impl Store {
     /// nothing was written then, and the caller reads the session to learn why.
     pub async fn rotate(&self, rotation: Rotation) -> Result<Option<(session::Model, user::Model)>, Error> {
         self.sessions.rotate(rotation).await
+    }
+
+    /// A WebAuthn ceremony's challenge of `kind`, read without taking it (a sign-in takes
+    /// it with the session it opens).
+    pub async fn webauthn_challenge(&self, id: Uuid, kind: &str) -> Result<Option<webauthn_challenge::Model>, Error> {
+        Ok(self.sessions.challenge(id).await?.filter(|c| c.kind == kind))
+    }
+
+    /// The passkey of a credential id (base64url) and its user, in one read.
+    pub async fn passkey_with_user(&self, credential_id: &str) -> Result<Option<(passkey::Model, user::Model)>, Error> {
+        self.sessions.passkey_with_user(credential_id).await
+    }
+
+    /// Writes a sign-in that opens a session ([`query::sessions::write_sign_in`]) in a
+    /// transaction of its own, committed unless the challenge it spends was already gone;
+    /// on a SQLite file many sign-ins and rotations share one commit.
+    pub async fn sign_in(&self, writes: query::sessions::SignInWrites) -> Result<query::sessions::Written, Error> {
+        self.sessions.sign_in(writes).await
     }
 
     /// Revokes a session and records why, in one transaction of its own.

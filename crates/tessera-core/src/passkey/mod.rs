@@ -19,6 +19,7 @@ use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use serde_json::{json, Value};
 use tessera_domain::{Email, Error};
 use tessera_store::entity::{passkey, user, webauthn_challenge};
+use tessera_store::query::sessions::{PasskeyUse, Spent};
 use tessera_store::query::{passkeys, users};
 use uuid::Uuid;
 use webauthn_rs_core::proto::{AuthenticationResult, Credential, PublicKeyCredential, RegisterPublicKeyCredential};
@@ -367,7 +368,7 @@ impl Core {
     ) -> Result<Asserted, Error> {
         let rp = self.relying_party()?;
         let rsp: PublicKeyCredential = serde_json::from_value(credential.clone()).map_err(|_| Error::PasskeyRefused)?;
-        let Some(passkey) = passkeys::by_credential_id(self.store.reader(), &credential_id(&rsp.raw_id)).await? else {
+        let Some((passkey, user)) = self.store.passkey_with_user(&credential_id(&rsp.raw_id)).await? else {
             return Err(Error::PasskeyRefused);
         };
         if let Some(handle) = &rsp.response.user_handle {
@@ -375,7 +376,6 @@ impl Core {
                 return Err(Error::PasskeyRefused);
             }
         }
-        let user = users::by_id(self.store.reader(), passkey.user_id).await?.ok_or(Error::PasskeyRefused)?;
         if user.deleted_at.is_some() {
             return Err(Error::PasskeyRefused);
         }
@@ -398,20 +398,17 @@ impl Core {
         Ok(Asserted { user, passkey, result, credential })
     }
 
-    /// Records a checked assertion in `tx`: `false` when another sign-in already moved the
-    /// passkey's counter to or past this one (the same assertion twice, or a clone).
-    pub(crate) async fn record_assertion(
-        &self,
-        tx: &tessera_store::Tx,
-        a: &Asserted,
-        client: &ClientInfo,
-    ) -> Result<bool, Error> {
-        let counter = i64::from(a.result.counter());
-        if passkeys::record_use(tx, a.passkey.id, counter, &a.credential, a.result.backup_state(), now()).await? {
-            return Ok(true);
-        }
-        assertion_refused(tx, &a.user, &a.passkey, true, "the counter did not move forwards", client).await?;
-        Ok(false)
+    /// What a checked assertion spends: its challenge, and the passkey's counter moved to
+    /// the assertion's (refused when another sign-in already moved it to or past this
+    /// one: the same assertion twice, or a clone).
+    fn spent(challenge_id: Uuid, a: &Asserted) -> Spent {
+        let passkey = PasskeyUse {
+            id: a.passkey.id,
+            counter: i64::from(a.result.counter()),
+            credential: a.credential.clone(),
+            backed_up: a.result.backup_state(),
+        };
+        Spent { challenge: Some(challenge_id), passkey: Some(passkey) }
     }
 
     /// Signs in with a passkey: the usernameless ceremony's answer to
@@ -424,11 +421,10 @@ impl Core {
         client: &ClientInfo,
     ) -> Result<SignIn, Error> {
         self.relying_party()?;
-        // Read here and taken in the sign-in's own transaction, so that a sign-in waits
-        // for the database's writer once; a refused answer takes it at once.
-        let challenge = passkeys::challenge(self.store.reader(), challenge_id, AUTHENTICATION)
-            .await?
-            .ok_or(Error::ChallengeNotFound)?;
+        // Read here and taken with the session the sign-in opens (one write); a refused
+        // answer takes it at once.
+        let challenge =
+            self.store.webauthn_challenge(challenge_id, AUTHENTICATION).await?.ok_or(Error::ChallengeNotFound)?;
         if expired(&challenge) {
             passkeys::delete_challenge(self.store.writer(), challenge_id).await?;
             return Err(Error::ChallengeExpired);
@@ -444,22 +440,21 @@ impl Core {
         };
         let email = asserted.user.email.clone();
         self.lockout_reserve(&email).await?;
-        let tx = self.store.begin().await?;
-        if !passkeys::delete_challenge(&tx, challenge_id).await? {
-            drop(tx);
-            self.lockout_release(&email).await;
-            return Err(Error::ChallengeNotFound);
-        }
-        if !self.record_assertion(&tx, &asserted, client).await? {
-            // The challenge is spent all the same.
-            tx.commit().await?;
-            self.lockout_failure(&email, client).await?;
-            count_refusal(&Error::PasskeyRefused);
-            return Err(Error::PasskeyRefused);
-        }
+        // The challenge and the counter are written with the session, in one write.
         let proof = Proof::Passkey { user_verified: asserted.result.user_verified() };
-        let signed_in = self.finish_sign_in_in(tx, Proven::new(asserted.user, proof), client).await;
-        self.lockout_success(&email).await;
+        let spent = Self::spent(challenge_id, &asserted);
+        let signed_in =
+            self.finish_sign_in(Proven { spent, ..Proven::new(asserted.user.clone(), proof) }, client).await;
+        match &signed_in {
+            Err(Error::ChallengeNotFound) => self.lockout_release(&email).await,
+            Err(Error::PasskeyRefused) => {
+                // The challenge is spent all the same.
+                let why = "the counter did not move forwards";
+                assertion_refused(self.store.writer(), &asserted.user, &asserted.passkey, true, why, client).await?;
+                self.lockout_failure(&email, client).await?;
+            }
+            _ => self.lockout_success(&email).await,
+        }
         signed_in
     }
 

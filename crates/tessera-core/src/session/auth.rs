@@ -187,7 +187,7 @@ impl Core {
         } else {
             None
         };
-        Ok(Proven { user, proof: Proof::Password, rehash, weak_password })
+        Ok(Proven { rehash, weak_password, ..Proven::new(user, Proof::Password) })
     }
 
     /// The tokens of a session as it stands (its current refresh token, a new access

@@ -1,7 +1,7 @@
 //! What opening a session hands out, shared by every way in: the tokens issued, the
 //! second step a sign-in may still need, and the account rule every session checks.
 
-use tessera_domain::{Error, FieldError};
+use tessera_domain::FieldError;
 use tessera_store::entity::{profile, user};
 use uuid::Uuid;
 
@@ -55,21 +55,6 @@ pub struct MfaChallenge {
     pub methods: Vec<&'static str>,
     /// The user who signed in with the password (for surfaces that show nothing of it).
     pub user_id: Uuid,
-}
-
-/// Commits a transaction that opened a session, or was refused one (the refusal is
-/// audited in it); anything else that failed rolls it back.
-pub(crate) async fn commit_unless_failed(
-    tx: tessera_store::Tx,
-    opened: Result<Issued, Error>,
-) -> Result<Issued, Error> {
-    match opened {
-        Ok(_) | Err(Error::InvalidCredentials) => {
-            tx.commit().await?;
-            opened
-        }
-        Err(e) => Err(e),
-    }
 }
 
 /// Whether an account may hold a session.

@@ -15,14 +15,14 @@ use secrecy::SecretString;
 use serde_json::json;
 use tessera_domain::{Error, FieldError};
 use tessera_store::entity::user;
-use tessera_store::query::sessions::{self, NewSession};
+use tessera_store::query::sessions::{self, NewSession, SignInWrites, Spent, Written};
 use tessera_store::Tx;
 use uuid::Uuid;
 
 use crate::app::Core;
-use crate::audit::{record, truncate, AuditEvent};
+use crate::audit::{append_to_file, audit_row, record, truncate, AuditEvent};
 use crate::caller::{now, ClientInfo, Surface};
-use crate::session::issued::{commit_unless_failed, is_usable, Issued, SignIn, AAL1_STEP_UP};
+use crate::session::issued::{is_usable, Issued, SignIn, AAL1_STEP_UP};
 
 /// What a verifier proved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,11 +54,15 @@ pub struct Proven {
     /// How a proven password breaks today's policy, if it does (the Supabase surface's
     /// warning; not checked on the others).
     pub weak_password: Option<Vec<FieldError>>,
+    /// What the verifier spent and the pipeline writes with the session (a passkey's
+    /// challenge and counter): a sign-in whose challenge is already gone, or whose passkey
+    /// counter did not move forwards, stops there.
+    pub spent: Spent,
 }
 
 impl Proven {
     pub fn new(user: user::Model, proof: Proof) -> Proven {
-        Proven { user, proof, rehash: None, weak_password: None }
+        Proven { user, proof, rehash: None, weak_password: None, spent: Spent::default() }
     }
 }
 
@@ -126,56 +130,71 @@ impl Core {
     }
 
     async fn finish(&self, tx: Option<Tx>, proven: Proven, client: &ClientInfo) -> Result<SignIn, Error> {
-        let Proven { user, proof, rehash, weak_password } = proven;
+        let Proven { user, proof, rehash, weak_password, spent } = proven;
         let refusal = self.refusal(&user);
         // The hash costs what it costs outside any transaction.
         let new_hash = match rehash {
             Some(password) if refusal.is_none() => Some(self.hasher.hash(&password).await?),
             _ => None,
         };
-        let tx = match tx {
-            Some(tx) => tx,
-            None => self.store.begin().await?,
+        // The session's assurance level, or `None` when a second step comes first.
+        let aal = match proof {
+            Proof::SecondFactor | Proof::Passkey { user_verified: true } => Some("aal2"),
+            _ if !user.mfa_enabled => Some("aal1"),
+            // The Supabase surface opens a session its client steps up at
+            // `/auth/v1/factors/{id}/verify`; only that surface accepts it meanwhile.
+            _ if client.surface == Surface::Supabase => Some(AAL1_STEP_UP),
+            _ => None,
         };
+        let opening = |user: &user::Model, aal: &str, spent: Spent, new_hash: Option<String>| {
+            self.session_writes(user, aal, proof, spent, new_hash, client)
+        };
+        let tx = match (tx, aal) {
+            (Some(tx), _) => tx,
+            // A session to open and no transaction of the verifier's: its writes go to the
+            // store as one (on a SQLite file, sharing a commit with others under way).
+            (None, Some(aal)) if refusal.is_none() => {
+                let writes = opening(&user, aal, spent, new_hash);
+                let issue = Opening::of(&writes);
+                let written = self.store.sign_in(writes).await?;
+                return self.opened(written, None, user, issue, weak_password, client).await;
+            }
+            (None, _) => self.store.begin().await?,
+        };
+        if let Some(stopped) = sessions::spend(&tx, &spent, now()).await? {
+            return Err(stopped_sign_in(tx, stopped).await?);
+        }
         if let Some((error, reason)) = refusal {
             let ev = AuditEvent::by_user("login.failure", user.id).detail(json!({ "reason": reason }));
             record(&tx, client, ev).await?;
             tx.commit().await?;
             return Err(error);
         }
-        let aal = match proof {
-            Proof::SecondFactor | Proof::Passkey { user_verified: true } => "aal2",
-            _ if !user.mfa_enabled => "aal1",
-            // The Supabase surface opens a session its client steps up at
-            // `/auth/v1/factors/{id}/verify`; only that surface accepts it meanwhile.
-            _ if client.surface == Surface::Supabase => AAL1_STEP_UP,
-            _ => {
-                let challenge = self.start_second_step(&tx, &user, new_hash.as_deref()).await?;
-                tx.commit().await?;
-                return Ok(SignIn::MfaRequired(challenge));
-            }
+        let Some(aal) = aal else {
+            let challenge = self.start_second_step(&tx, &user, new_hash.as_deref()).await?;
+            tx.commit().await?;
+            return Ok(SignIn::MfaRequired(challenge));
         };
-        let opened = self.open_session_in(&tx, user, new_hash, aal, proof, client).await;
-        let issued = commit_unless_failed(tx, opened).await?;
-        Ok(SignIn::Session(Box::new(Issued { weak_password, ..issued })))
+        let writes = opening(&user, aal, Spent::default(), new_hash);
+        let issue = Opening::of(&writes);
+        let written = sessions::write_sign_in(&tx, writes).await?;
+        self.opened(written, Some(tx), user, issue, weak_password, client).await
     }
 
-    /// Opens the session in `tx`, enforcing `MAX_SESSIONS_PER_USER`. If the user's
-    /// `token_version` moved since `user` was read (a password change, logout-all,
-    /// deactivation) or the account is no longer usable, no session is opened and the
-    /// sign-in answers as a wrong password would.
-    async fn open_session_in(
+    /// The writes of a sign-in that opens a session: what was spent, the session (on the
+    /// `token_version` read when the check began), the cap, the audit event.
+    fn session_writes(
         &self,
-        tx: &Tx,
-        mut user: user::Model,
-        new_hash: Option<String>,
+        user: &user::Model,
         aal: &str,
         proof: Proof,
+        spent: Spent,
+        new_hash: Option<String>,
         client: &ClientInfo,
-    ) -> Result<Issued, Error> {
+    ) -> SignInWrites {
         let now = now();
         let ttl = chrono_dur(self.settings.refresh_token_ttl);
-        let new = NewSession {
+        let session = NewSession {
             id: Uuid::now_v7(),
             user_id: user.id,
             token_version: user.token_version,
@@ -190,30 +209,70 @@ impl Core {
             },
             new_password_hash: new_hash,
         };
-        if !sessions::open(tx, &new).await? {
-            let ev =
-                AuditEvent::by_user("login.failure", user.id).detail(json!({ "reason": "revoked_during_sign_in" }));
-            record(tx, client, ev).await?;
-            return Err(Error::InvalidCredentials);
-        }
-        let max = self.settings.max_sessions_per_user as usize;
-        if max > 0 {
-            let live = sessions::active_for_user(tx, user.id, now).await?;
-            for old in live.iter().filter(|s| s.id != new.id).take(live.len().saturating_sub(max)) {
-                sessions::revoke(tx, old.id, now).await?;
-            }
-        }
-        let mut detail = json!({ "session_id": new.id, "rehashed": new.new_password_hash.is_some() });
+        let mut detail = json!({ "session_id": session.id, "rehashed": session.new_password_hash.is_some() });
         if let Proof::Passkey { user_verified } = proof {
             detail["method"] = json!("passkey");
             detail["user_verified"] = json!(user_verified);
         }
-        record(tx, client, AuditEvent::by_user("login.success", user.id).detail(detail)).await?;
-        user.last_login_at = Some(now);
-        if let Some(hash) = new.new_password_hash {
-            user.password_hash = hash;
+        let audit = audit_row(client, AuditEvent::by_user("login.success", user.id).detail(detail));
+        SignInWrites { spent, session, max_sessions: self.settings.max_sessions_per_user, audit }
+    }
+
+    /// The answer to a sign-in's writes, in the verifier's transaction `tx` (committed
+    /// here) or in their own (already committed): the tokens of the session opened, or
+    /// why none was. A session refused because the account changed meanwhile (a password
+    /// change, logout-all, deactivation) is audited and answers as a wrong password would.
+    async fn opened(
+        &self,
+        written: Written,
+        tx: Option<Tx>,
+        mut user: user::Model,
+        session: Opening,
+        weak_password: Option<Vec<FieldError>>,
+        client: &ClientInfo,
+    ) -> Result<SignIn, Error> {
+        match written {
+            Written::Opened(row) => {
+                if let Some(tx) = tx {
+                    tx.commit().await?;
+                }
+                append_to_file(&row);
+                user.last_login_at = Some(session.now);
+                if let Some(hash) = session.new_password_hash {
+                    user.password_hash = hash;
+                }
+                let aal = session.aal.as_str();
+                let issued = self
+                    .issue(
+                        user,
+                        session.id,
+                        aal,
+                        session.amr.as_deref(),
+                        0,
+                        session.expires_at,
+                        session.now,
+                        client.surface,
+                    )
+                    .await?;
+                Ok(SignIn::Session(Box::new(Issued { weak_password, ..issued })))
+            }
+            Written::Revoked => {
+                let ev =
+                    AuditEvent::by_user("login.failure", user.id).detail(json!({ "reason": "revoked_during_sign_in" }));
+                match tx {
+                    Some(tx) => {
+                        record(&tx, client, ev).await?;
+                        tx.commit().await?;
+                    }
+                    None => record(self.store.writer(), client, ev).await?,
+                }
+                Err(Error::InvalidCredentials)
+            }
+            stopped => Err(match tx {
+                Some(tx) => stopped_sign_in(tx, stopped).await?,
+                None => spent_error(&stopped),
+            }),
         }
-        self.issue(user, new.id, aal, new.amr.as_deref(), 0, new.expires_at, now, client.surface).await
     }
 
     /// The access token and the refresh token at `counter` of a session: what a new
@@ -243,5 +302,47 @@ impl Core {
             refresh_expires_in: (session_expires_at - now).num_seconds().max(0),
             weak_password: None,
         })
+    }
+}
+
+/// What the answer to an opened session needs of its writes.
+struct Opening {
+    id: Uuid,
+    now: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+    aal: String,
+    amr: Option<String>,
+    new_password_hash: Option<String>,
+}
+
+impl Opening {
+    fn of(writes: &SignInWrites) -> Opening {
+        let s = &writes.session;
+        Opening {
+            id: s.id,
+            now: s.now,
+            expires_at: s.expires_at,
+            aal: s.aal.clone(),
+            amr: s.amr.clone(),
+            new_password_hash: s.new_password_hash.clone(),
+        }
+    }
+}
+
+/// Ends `tx` where the verifier's spending stopped (a spent challenge and a passkey
+/// counter that did not move stay written) and answers why.
+async fn stopped_sign_in(tx: Tx, stopped: Written) -> Result<Error, Error> {
+    if !matches!(stopped, Written::ChallengeGone) {
+        tx.commit().await?;
+    }
+    Ok(spent_error(&stopped))
+}
+
+/// The error of a sign-in stopped by what its verifier spent.
+fn spent_error(stopped: &Written) -> Error {
+    match stopped {
+        Written::ChallengeGone => Error::ChallengeNotFound,
+        Written::PasskeyStale => Error::PasskeyRefused,
+        Written::Opened(_) | Written::Revoked => Error::Internal("a sign-in stopped where it did not".to_owned()),
     }
 }

@@ -12,7 +12,8 @@
 //!   dropped when the commit begins (the commit hook) and again once SQLite has made it
 //!   (the WAL hook, which runs after the commit), and nothing is kept in between: a read
 //!   between the two would still see the old row;
-//! - the rotation writer drops the sessions it rotated after its commit;
+//! - the batch writer drops the sessions it rotated or revoked, and the entries of the
+//!   users it signed in, after its commit;
 //! - a read keeps its rows only if nothing was dropped since it began
 //!   ([`SessionCache::epoch`]): a read that raced a commit may hold the old row, and the
 //!   commit's drop may have come before the read's keep.
@@ -189,6 +190,18 @@ impl SessionCache {
         let Ok(mut inner) = self.inner.lock() else { return self.turn_off() };
         for id in ids {
             inner.remove(id);
+        }
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Drops the entries read from these `users` rows (written by a connection that
+    /// reports them itself).
+    pub(crate) fn forget_user_rows(&self, rows: impl IntoIterator<Item = i64>) {
+        let Ok(mut inner) = self.inner.lock() else { return self.turn_off() };
+        for row in rows {
+            for id in inner.by_user_row.get(&row).cloned().unwrap_or_default() {
+                inner.remove(id);
+            }
         }
         self.epoch.fetch_add(1, Ordering::AcqRel);
     }

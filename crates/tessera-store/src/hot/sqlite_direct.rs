@@ -20,14 +20,15 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, Transactio
 use sea_orm::{DatabaseConnection, DbBackend};
 use uuid::Uuid;
 
+use super::batch_writer::{Write, Wrote};
 use super::session_cache::{RowIds, SessionCache};
-use crate::entity::{session, user};
-use crate::query::sessions::{Rotation, ROTATE};
+use crate::entity::{audit_log, passkey, session, user, webauthn_challenge};
+use crate::query::sessions::{Rotation, SignInWrites, Written, ROTATE};
 
 /// Connections kept open between reads; more are opened when more threads read at once.
 const MAX_IDLE: usize = 8;
 
-/// The rotation writer's page cache, in KiB (SQLite's default is 2,000). Every rotation
+/// The batch writer's page cache, in KiB (SQLite's default is 2,000). Every rotation
 /// touches leaves at random places (the session row, the audit log's user index); with
 /// 2 MB most of those came back through `pread` from the OS (see docs/performance.md).
 const WRITER_CACHE_KIB: i64 = 16 * 1024;
@@ -102,15 +103,31 @@ impl SqliteDirect {
         }))
     }
 
-    /// Runs rotations in one transaction, each as [`crate::query::sessions::rotate`]
-    /// does (the same [`ROTATE`] statement, every value stored as sqlx would), inside a
-    /// savepoint of its own: one that rotates nothing or fails leaves no trace and the
-    /// others stand. One commit for the lot is what makes a busy writer fast: the pages
-    /// every rotation touches (the session table, the audit log's tail and indexes) go to
-    /// the WAL once per batch, not once per refresh. Blocking: call it from a blocking
-    /// thread, while holding the writer pool's connection so that no other writer of this
-    /// process runs meanwhile. The outer error means nothing was committed.
-    pub(crate) fn rotate_all(&self, batch: &[Rotation]) -> Result<Vec<Result<bool, rusqlite::Error>>, rusqlite::Error> {
+    /// A ceremony's challenge by id, read in place.
+    pub(crate) fn challenge(&self, id: Uuid) -> Result<Option<webauthn_challenge::Model>, rusqlite::Error> {
+        let sql = crate::query::passkeys::challenge_sql(DbBackend::Sqlite);
+        self.read_row(sql, &id.as_bytes()[..], |row| Ok(crate::query::passkeys::challenge_row!(row.get)))
+    }
+
+    /// The passkey of a credential id and its user (as stored), read in place.
+    pub(crate) fn passkey_with_user(
+        &self,
+        credential_id: &str,
+    ) -> Result<Option<(passkey::Model, user::Model)>, rusqlite::Error> {
+        let sql = crate::query::passkeys::with_user_sql(DbBackend::Sqlite);
+        self.read_row(sql, credential_id, |row| Ok(crate::query::passkeys::passkey_and_user!(row.get)))
+    }
+
+    /// Runs a batch of writes in one transaction: each rotation as
+    /// [`crate::query::sessions::rotate`] does (the same [`ROTATE`] statement), each
+    /// sign-in as [`crate::query::sessions::write_sign_in`] does, every value stored as
+    /// sqlx would, each inside a savepoint of its own: a write that does nothing or fails
+    /// leaves no trace and the others stand. One commit for the lot is what makes a busy
+    /// writer fast: the pages every write touches (the session table, the audit log's tail
+    /// and indexes) go to the WAL once per batch, not once per request. Blocking: call it
+    /// from a blocking thread, while holding the writer pool's connection so that no other
+    /// writer of this process runs meanwhile. The outer error means nothing was committed.
+    pub(crate) fn write_all(&self, batch: &[Write]) -> Result<Vec<Result<Wrote, rusqlite::Error>>, rusqlite::Error> {
         self.check_open()?;
         let mut slot = self.writer.lock().map_err(|_| misuse("the writer connection lock is poisoned"))?;
         let conn = match slot.as_mut() {
@@ -119,20 +136,41 @@ impl SqliteDirect {
         };
         let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut done = Vec::with_capacity(batch.len());
-        for r in batch {
+        // What the cache must let go of once the batch is committed.
+        let (mut sessions, mut users) = (Vec::new(), Vec::new());
+        for write in batch {
             let one = tx.savepoint()?;
-            let rotated = rotate_one(&one, r);
-            if let Ok(true) = rotated {
+            let wrote = match write {
+                Write::Rotate(r) => rotate_one(&one, r).map(|rotated| {
+                    if rotated {
+                        sessions.push(r.session_id);
+                    }
+                    Wrote::Rotated(rotated)
+                }),
+                Write::SignIn(w) => sign_in_one(&one, w).map(|(written, changed)| {
+                    if let Some(changed) = changed {
+                        sessions.extend(changed.revoked);
+                        users.push(changed.user_row);
+                    }
+                    Wrote::SignedIn(written)
+                }),
+            };
+            let stands = matches!(
+                wrote,
+                Ok(Wrote::Rotated(true)
+                    | Wrote::SignedIn(Written::Opened(_) | Written::PasskeyStale | Written::Revoked))
+            );
+            if stands {
                 one.commit()?;
             } else {
                 one.finish()?; // rolls back to the savepoint and releases it
             }
-            done.push(rotated);
+            done.push(wrote);
         }
         tx.commit()?;
         if let Some(cache) = &self.cache {
-            let rotated = batch.iter().zip(&done).filter(|(_, d)| matches!(d, Ok(true)));
-            cache.forget_sessions(rotated.map(|(r, _)| r.session_id));
+            cache.forget_sessions(sessions);
+            cache.forget_user_rows(users);
         }
         Ok(done)
     }
@@ -212,10 +250,88 @@ fn rotate_one(conn: &Connection, r: &Rotation) -> Result<bool, rusqlite::Error> 
     if rotated != 1 {
         return Ok(false);
     }
-    let a = &r.audit;
+    insert_audit(conn, &r.audit)?;
+    Ok(true)
+}
+
+/// What a sign-in changed that the session cache may hold: the user's row (its
+/// `last_login_at`) and the sessions the cap revoked.
+struct SignInChanged {
+    user_row: i64,
+    revoked: Vec<Uuid>,
+}
+
+/// One sign-in's writes, in order, stopping where one says no (what it wrote so far
+/// stands, as [`Written`] says).
+fn sign_in_one(conn: &Connection, w: &SignInWrites) -> Result<(Written, Option<SignInChanged>), rusqlite::Error> {
+    let s = &w.session;
+    let now = time(s.now);
+    if let Some(id) = w.spent.challenge {
+        if conn.prepare_cached("DELETE FROM webauthn_challenges WHERE id = ?1")?.execute([blob(id)])? != 1 {
+            return Ok((Written::ChallengeGone, None));
+        }
+    }
+    if let Some(p) = &w.spent.passkey {
+        // The counter moves forwards, or stays 0 for an authenticator that keeps none.
+        let sql = "UPDATE passkeys SET sign_count = ?1, credential = ?2, backed_up = ?3, last_used_at = ?4 \
+                   WHERE id = ?5 AND CASE WHEN ?1 = 0 THEN sign_count = 0 ELSE sign_count < ?1 END";
+        let moved =
+            conn.prepare_cached(sql)?.execute(params![p.counter, p.credential, p.backed_up, now, blob(p.id)])?;
+        if moved != 1 {
+            return Ok((Written::PasskeyStale, None));
+        }
+    }
+    // The user first (the lock order), only on the token_version the sign-in read.
+    let usable = "WHERE id = ?1 AND token_version = ?2 AND is_active = 1 AND deleted_at IS NULL RETURNING rowid";
+    let user_row: Option<i64> = match &s.new_password_hash {
+        None => {
+            let sql = format!("UPDATE users SET last_login_at = ?3 {usable}");
+            conn.prepare_cached(&sql)?.query_row(params![blob(s.user_id), s.token_version, now], |r| r.get(0))
+        }
+        Some(hash) => {
+            let sql = format!("UPDATE users SET last_login_at = ?3, password_hash = ?4, updated_at = ?3 {usable}");
+            conn.prepare_cached(&sql)?.query_row(params![blob(s.user_id), s.token_version, now, hash], |r| r.get(0))
+        }
+    }
+    .optional()?;
+    let Some(user_row) = user_row else {
+        return Ok((Written::Revoked, None));
+    };
+    let sql = "INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, revoked_at, ip, user_agent, \
+               aal, refresh_counter, refreshed_at, amr) VALUES (?1, ?2, ?3, ?3, ?4, NULL, ?5, ?6, ?7, 0, NULL, ?8)";
+    conn.prepare_cached(sql)?.execute(params![
+        blob(s.id),
+        blob(s.user_id),
+        now,
+        time(s.expires_at),
+        s.ip,
+        s.user_agent,
+        s.aal,
+        s.amr
+    ])?;
+    let mut revoked = Vec::new();
+    if w.max_sessions > 0 {
+        // The oldest live sessions beyond the cap, as `sessions::cap` chooses them.
+        let sql = "UPDATE sessions SET revoked_at = ?2 WHERE id IN (SELECT id FROM sessions \
+                   WHERE user_id = ?1 AND revoked_at IS NULL AND expires_at > ?2 AND id != ?3 \
+                   ORDER BY created_at, id LIMIT max(0, (SELECT count(*) FROM sessions \
+                   WHERE user_id = ?1 AND revoked_at IS NULL AND expires_at > ?2) - ?4)) RETURNING id";
+        let mut stmt = conn.prepare_cached(sql)?;
+        let ids =
+            stmt.query_map(params![blob(s.user_id), now, blob(s.id), w.max_sessions], |r| Columns(r).get::<Uuid>(0))?;
+        for id in ids {
+            revoked.push(id?);
+        }
+    }
+    insert_audit(conn, &w.audit)?;
+    Ok((Written::Opened(Box::new(w.audit.clone())), Some(SignInChanged { user_row, revoked })))
+}
+
+/// Appends an audit row (as stored: its detail already sealed).
+fn insert_audit(conn: &Connection, a: &audit_log::Model) -> Result<(), rusqlite::Error> {
     let detail = serde_json::to_string(&a.detail).map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
-    let sql = "INSERT INTO audit_log (id, created_at, event, user_id, actor_id, ip, user_agent, request_id, detail) \
-               VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+    let sql = "INSERT INTO audit_log (id, created_at, event, user_id, actor_id, ip, user_agent, request_id, detail, \
+               email_index) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
     conn.prepare_cached(sql)?.execute(params![
         blob(a.id),
         time(a.created_at),
@@ -225,9 +341,10 @@ fn rotate_one(conn: &Connection, r: &Rotation) -> Result<bool, rusqlite::Error> 
         a.ip,
         a.user_agent,
         a.request_id,
-        detail
+        detail,
+        a.email_index
     ])?;
-    Ok(true)
+    Ok(())
 }
 
 fn misuse(why: &str) -> rusqlite::Error {

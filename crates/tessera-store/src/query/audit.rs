@@ -7,14 +7,21 @@ use uuid::Uuid;
 use crate::db::Db;
 use crate::entity::audit_log;
 use crate::error::OrDb;
+use crate::pii::Pii;
 
 /// Appends one event (its personal detail fields encrypted with PII encryption) and
 /// answers the row as stored, for whatever keeps a copy of it (the audit file), so that
 /// no copy holds in clear what the database does not.
-pub async fn insert(conn: &impl Db, mut row: audit_log::Model) -> Result<audit_log::Model, Error> {
-    row.email_index = conn.pii().detail_index(&row.detail);
-    conn.pii().seal_detail(&mut row.detail)?;
+pub async fn insert(conn: &impl Db, row: audit_log::Model) -> Result<audit_log::Model, Error> {
+    let row = sealed(conn.pii(), row)?;
     audit_log::Entity::insert(row.clone().into_active_model()).exec_without_returning(conn).await.or_db()?;
+    Ok(row)
+}
+
+/// An event as it is stored: its personal detail fields encrypted, its address indexed.
+pub(crate) fn sealed(pii: &Pii, mut row: audit_log::Model) -> Result<audit_log::Model, Error> {
+    row.email_index = pii.detail_index(&row.detail);
+    pii.seal_detail(&mut row.detail)?;
     Ok(row)
 }
 

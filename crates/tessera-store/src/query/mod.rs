@@ -26,6 +26,7 @@ pub mod profiles;
 pub mod seed;
 pub mod server_keys;
 pub mod sessions;
+pub(crate) mod user_row;
 pub mod users;
 
 /// Rows whose address `column` is `email`, or whose blind index `index` is the index of

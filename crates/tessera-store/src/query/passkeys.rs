@@ -6,12 +6,14 @@
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder,
+    ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter,
+    QueryOrder, Statement,
 };
 use tessera_domain::Error;
 use uuid::Uuid;
 
-use crate::entity::{passkey, webauthn_challenge};
+use super::one_parameter_sql;
+use crate::entity::{passkey, user, webauthn_challenge};
 use crate::error::OrDb;
 
 /// Inserts a passkey; `false` when its credential is registered already (to anyone).
@@ -52,12 +54,96 @@ pub async fn of_user_by_id(
     passkey::Entity::find_by_id(id).filter(passkey::Column::UserId.eq(user_id)).one(conn).await.or_db()
 }
 
-/// The passkey of a credential id (base64url).
-pub async fn by_credential_id(
+/// Builds the `(passkey, user)` of a [`with_user_sql`] row, reading column `i` with
+/// `$row.$get(i)?`; shared by the pool's decoder and the SQLite fast path.
+macro_rules! passkey_and_user {
+    ($row:ident . $get:ident) => {
+        (
+            $crate::entity::passkey::Model {
+                id: $row.$get(0)?,
+                user_id: $row.$get(1)?,
+                credential_id: $row.$get(2)?,
+                name: $row.$get(3)?,
+                credential: $row.$get(4)?,
+                aaguid: $row.$get(5)?,
+                backed_up: $row.$get(6)?,
+                sign_count: $row.$get(7)?,
+                created_at: $row.$get(8)?,
+                last_used_at: $row.$get(9)?,
+            },
+            $crate::query::user_row::user_at!($row.$get, 10),
+        )
+    };
+}
+pub(crate) use passkey_and_user;
+
+/// The query of a passkey by credential id with its user, read as [`passkey_and_user!`]
+/// decodes it; its parameter is the credential id (base64url).
+pub(crate) fn with_user_sql(backend: DbBackend) -> &'static str {
+    static SQL: std::sync::OnceLock<[String; 2]> = std::sync::OnceLock::new();
+    one_parameter_sql(&SQL, backend, |p| {
+        format!(
+            "SELECT p.id, p.user_id, p.credential_id, p.name, p.credential, p.aaguid, p.backed_up, p.sign_count, \
+             p.created_at, p.last_used_at, {} FROM passkeys p JOIN users u ON u.id = p.user_id \
+             WHERE p.credential_id = {p}",
+            crate::query::user_row::user_columns!()
+        )
+    })
+}
+
+/// Builds a `webauthn_challenge::Model` of a [`challenge_sql`] row.
+macro_rules! challenge_row {
+    ($row:ident . $get:ident) => {
+        $crate::entity::webauthn_challenge::Model {
+            id: $row.$get(0)?,
+            kind: $row.$get(1)?,
+            user_id: $row.$get(2)?,
+            state: $row.$get(3)?,
+            expires_at: $row.$get(4)?,
+            created_at: $row.$get(5)?,
+        }
+    };
+}
+pub(crate) use challenge_row;
+
+/// The query of a challenge by id, read as [`challenge_row!`] decodes it.
+pub(crate) fn challenge_sql(backend: DbBackend) -> &'static str {
+    static SQL: std::sync::OnceLock<[String; 2]> = std::sync::OnceLock::new();
+    one_parameter_sql(&SQL, backend, |p| {
+        format!("SELECT id, kind, user_id, state, expires_at, created_at FROM webauthn_challenges WHERE id = {p}")
+    })
+}
+
+/// The passkey of a credential id (base64url) and its user, as stored (the user's
+/// personal fields not decrypted), in one query.
+pub(crate) async fn with_user_as_stored(
     conn: &impl ConnectionTrait,
     credential_id: &str,
-) -> Result<Option<passkey::Model>, Error> {
-    passkey::Entity::find().filter(passkey::Column::CredentialId.eq(credential_id)).one(conn).await.or_db()
+) -> Result<Option<(passkey::Model, user::Model)>, Error> {
+    let statement = Statement::from_sql_and_values(
+        conn.get_database_backend(),
+        with_user_sql(conn.get_database_backend()),
+        [credential_id.into()],
+    );
+    let Some(r) = conn.query_one_raw(statement).await.or_db()? else {
+        return Ok(None);
+    };
+    let decoded: Result<_, sea_orm::DbErr> = (|| Ok(passkey_and_user!(r.try_get_by_index)))();
+    decoded.or_db().map(Some)
+}
+
+/// A challenge by id, whatever its kind.
+pub(crate) async fn challenge_by_id(
+    conn: &impl ConnectionTrait,
+    id: Uuid,
+) -> Result<Option<webauthn_challenge::Model>, Error> {
+    let backend = conn.get_database_backend();
+    let statement = Statement::from_sql_and_values(backend, challenge_sql(backend), [id.into()]);
+    let Some(r) = conn.query_one_raw(statement).await.or_db()? else {
+        return Ok(None);
+    };
+    let decoded: Result<_, sea_orm::DbErr> = (|| Ok(challenge_row!(r.try_get_by_index)))();
+    decoded.or_db().map(Some)
 }
 
 /// Renames a passkey of a user's; `false` when there is none.
@@ -134,16 +220,6 @@ pub async fn take_challenge(
     }
     let mut taken = webauthn_challenge::Entity::delete_many().filter(which).exec_with_returning(conn).await.or_db()?;
     Ok(taken.pop())
-}
-
-/// Reads a challenge of `kind` without taking it (a sign-in takes it in its own
-/// transaction, with [`delete_challenge`], once the answer checks out).
-pub async fn challenge(
-    conn: &impl ConnectionTrait,
-    id: Uuid,
-    kind: &str,
-) -> Result<Option<webauthn_challenge::Model>, Error> {
-    webauthn_challenge::Entity::find_by_id(id).filter(webauthn_challenge::Column::Kind.eq(kind)).one(conn).await.or_db()
 }
 
 /// Deletes a challenge; `false` when another request took it first.

@@ -8,12 +8,15 @@ use std::time::Duration;
 use chrono::Duration as ChronoDuration;
 use futures::future::join_all;
 use serde_json::json;
-use tessera_core::entity::{audit_log, session, user};
-use tessera_store::query::sessions::{self, NewSession, Rotation};
+use tessera_core::entity::{audit_log, passkey, session, user, webauthn_challenge};
+use tessera_store::query::passkeys;
+use tessera_store::query::sessions::{self, NewSession, PasskeyUse, Rotation, SignInWrites, Spent, Written};
 use tessera_store::query::users::{self, NewUser};
 use tessera_store::sea_orm::prelude::DateTimeUtc;
 use tessera_store::sea_orm::sea_query::Expr;
-use tessera_store::sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, Statement};
+use tessera_store::sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, ExprTrait, PaginatorTrait, QueryFilter, Statement,
+};
 use tessera_store::{Store, StoreConfig};
 use uuid::Uuid;
 
@@ -44,6 +47,8 @@ async fn contract(store: &Store) {
     a_failed_rotation_leaves_no_trace(store).await;
     rotations_racing_revocations_all_answer(store).await;
     a_session_opens_only_on_the_token_version_read(store).await;
+    sign_ins_write_all_or_stop_where_told(store).await;
+    concurrent_sign_ins_with_one_challenge_open_one_session(store).await;
     a_closed_store_answers_errors(store).await;
 }
 
@@ -332,6 +337,162 @@ async fn the_rotation_guard_holds(store: &Store) {
         .unwrap();
     assert!(store.rotate(rotation(sid, 0)).await.unwrap().is_none(), "an inactive user's session does not rotate");
     assert_eq!(reference(store, sid).await.unwrap().0.refresh_counter, 0);
+}
+
+/// A passkey of `user` at counter 5 and a fresh challenge: their ids.
+async fn passkey_and_challenge(store: &Store, user: &user::Model) -> (Uuid, Uuid) {
+    let now = now();
+    let key = passkey::Model {
+        id: Uuid::now_v7(),
+        user_id: user.id,
+        credential_id: Uuid::now_v7().simple().to_string(),
+        name: "key".to_owned(),
+        credential: "{}".to_owned(),
+        aaguid: None,
+        backed_up: false,
+        sign_count: 5,
+        created_at: now,
+        last_used_at: None,
+    };
+    assert!(passkeys::insert(store.writer(), key.clone()).await.unwrap());
+    (key.id, challenge(store).await)
+}
+
+async fn challenge(store: &Store) -> Uuid {
+    let now = now();
+    let row = webauthn_challenge::Model {
+        id: Uuid::now_v7(),
+        kind: "authentication".to_owned(),
+        user_id: None,
+        state: "{}".to_owned(),
+        expires_at: now + ChronoDuration::minutes(5),
+        created_at: now,
+    };
+    passkeys::insert_challenge(store.writer(), row.clone()).await.unwrap();
+    row.id
+}
+
+/// A sign-in's writes: spend `challenge` and move `passkey` to `counter`, then open a
+/// session for `user` as read, capped at `max` sessions.
+fn sign_in(user: &user::Model, challenge: Uuid, passkey: Uuid, counter: i64, max: u32) -> SignInWrites {
+    let now = now();
+    let id = Uuid::now_v7();
+    let passkey = PasskeyUse { id: passkey, counter, credential: format!("{{\"used\":{counter}}}"), backed_up: true };
+    SignInWrites {
+        spent: Spent { challenge: Some(challenge), passkey: Some(passkey) },
+        session: NewSession {
+            id,
+            user_id: user.id,
+            token_version: user.token_version,
+            now,
+            expires_at: now + ChronoDuration::days(7),
+            ip: Some("127.0.0.1".to_owned()),
+            user_agent: Some("contract".to_owned()),
+            aal: "aal2".to_owned(),
+            amr: Some("passkey".to_owned()),
+            new_password_hash: None,
+        },
+        max_sessions: max,
+        audit: audit(user.id, "login.success", id),
+    }
+}
+
+async fn challenge_left(store: &Store, id: Uuid) -> bool {
+    webauthn_challenge::Entity::find_by_id(id).one(store.reader()).await.unwrap().is_some()
+}
+
+async fn sign_count(store: &Store, id: Uuid) -> i64 {
+    passkey::Entity::find_by_id(id).one(store.reader()).await.unwrap().unwrap().sign_count
+}
+
+/// A sign-in writes everything (the challenge taken, the counter moved, the user's
+/// `last_login_at`, the session as the pool reads it, the cap, the audit row), or stops
+/// where one write says no, keeping exactly what [`Written`] says it keeps. The session
+/// check sees the sign-in on the user at once, even through the session cache.
+async fn sign_ins_write_all_or_stop_where_told(store: &Store) {
+    let (user, older) = user_with_session(store).await;
+    let kept = open(store.writer(), &user).await.expect("a second session opens");
+    let (key, first) = passkey_and_challenge(store, &user).await;
+    // The sign-in's reads answer what the pool's entities read.
+    let stored = passkey::Entity::find_by_id(key).one(store.reader()).await.unwrap().unwrap();
+    let (read, owner) = store.passkey_with_user(&stored.credential_id).await.unwrap().expect("the passkey is there");
+    assert_eq!(read, stored);
+    assert_eq!(owner, users::by_id(store.reader(), user.id).await.unwrap().unwrap(), "its user, decrypted");
+    assert!(store.passkey_with_user("no such credential").await.unwrap().is_none());
+    let pending = webauthn_challenge::Entity::find_by_id(first).one(store.reader()).await.unwrap();
+    assert_eq!(store.webauthn_challenge(first, "authentication").await.unwrap(), pending);
+    assert!(store.webauthn_challenge(first, "registration").await.unwrap().is_none(), "of its kind only");
+    // Read (and, where there is a cache, kept) before the sign-in.
+    assert!(store.session_with_user(older).await.unwrap().is_some());
+    assert!(store.session_with_user(kept).await.unwrap().is_some());
+
+    let writes = sign_in(&user, first, key, 6, 2);
+    let sid = writes.session.id;
+    let Written::Opened(row) = store.sign_in(writes.clone()).await.unwrap() else {
+        panic!("the sign-in opened nothing")
+    };
+    assert_eq!(row.id, writes.audit.id);
+    let (session, signed_in) = reference(store, sid).await.expect("the session is there");
+    assert_eq!((session.aal.as_str(), session.amr.as_deref(), session.refresh_counter), ("aal2", Some("passkey"), 0));
+    assert_eq!(session.ip.as_deref(), Some("127.0.0.1"));
+    assert_eq!(signed_in.last_login_at.map(|t| t.timestamp_micros()), Some(writes.session.now.timestamp_micros()));
+    assert!(!challenge_left(store, first).await);
+    assert_eq!(sign_count(store, key).await, 6);
+    let credential = passkey::Entity::find_by_id(key).one(store.reader()).await.unwrap().unwrap();
+    assert_eq!((credential.credential.as_str(), credential.backed_up), ("{\"used\":6}", true));
+    assert!(credential.last_used_at.is_some());
+    let logged = audit_log::Entity::find_by_id(row.id).one(store.reader()).await.unwrap();
+    assert_eq!(logged.map(|r| r.event), Some("login.success".to_owned()));
+    // The cap of two revoked the oldest session; the check sees that, and the sign-in
+    // on the user of the session it kept.
+    let (older_now, _) = store.session_with_user(older).await.unwrap().unwrap();
+    assert!(older_now.revoked_at.is_some(), "the cap revoked the oldest session");
+    let (kept_now, user_now) = store.session_with_user(kept).await.unwrap().unwrap();
+    assert!(kept_now.revoked_at.is_none(), "the cap kept the other");
+    assert_eq!(user_now.last_login_at, signed_in.last_login_at, "the check sees the sign-in on the user");
+
+    // The same challenge again: nothing written.
+    let again = sign_in(&user, first, key, 7, 0);
+    assert!(matches!(store.sign_in(again.clone()).await.unwrap(), Written::ChallengeGone));
+    assert!(reference(store, again.session.id).await.is_none());
+    assert_eq!(sign_count(store, key).await, 6, "the counter stayed");
+
+    // A counter that did not move: the challenge is spent, nothing else.
+    let stale = sign_in(&user, challenge(store).await, key, 6, 0);
+    assert!(matches!(store.sign_in(stale.clone()).await.unwrap(), Written::PasskeyStale));
+    assert!(!challenge_left(store, stale.spent.challenge.unwrap()).await, "the challenge is spent");
+    assert!(reference(store, stale.session.id).await.is_none());
+
+    // The account changed since it was read: what was spent stays, no session.
+    user::Entity::update_many()
+        .col_expr(user::Column::TokenVersion, Expr::col(user::Column::TokenVersion).add(1))
+        .filter(user::Column::Id.eq(user.id))
+        .exec(store.writer())
+        .await
+        .unwrap();
+    let revoked = sign_in(&user, challenge(store).await, key, 8, 0);
+    assert!(matches!(store.sign_in(revoked.clone()).await.unwrap(), Written::Revoked));
+    assert!(!challenge_left(store, revoked.spent.challenge.unwrap()).await);
+    assert_eq!(sign_count(store, key).await, 8);
+    assert!(reference(store, revoked.session.id).await.is_none());
+    assert!(audit_log::Entity::find_by_id(revoked.audit.id).one(store.reader()).await.unwrap().is_none());
+}
+
+/// Of many sign-ins spending one challenge at once, exactly one opens a session (on a
+/// SQLite file they share batches); each of the others answers `ChallengeGone`.
+async fn concurrent_sign_ins_with_one_challenge_open_one_session(store: &Store) {
+    let (user, _) = user_with_session(store).await;
+    let (key, one) = passkey_and_challenge(store, &user).await;
+    let writes: Vec<_> = (0..16).map(|i| sign_in(&user, one, key, 10 + i, 0)).collect();
+    let outcomes = join_all(writes.iter().cloned().map(|w| store.sign_in(w))).await;
+    let opened = outcomes.iter().filter(|o| matches!(o, Ok(Written::Opened(_)))).count();
+    assert_eq!(opened, 1, "{outcomes:?}");
+    assert!(outcomes.iter().all(|o| matches!(o, Ok(Written::Opened(_) | Written::ChallengeGone))), "{outcomes:?}");
+    let mut sessions = 0;
+    for w in &writes {
+        sessions += usize::from(reference(store, w.session.id).await.is_some());
+    }
+    assert_eq!(sessions, 1);
 }
 
 /// Of many rotations of one counter at once, exactly one rotates.

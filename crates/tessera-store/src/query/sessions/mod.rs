@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use self::row::{session_and_user, SESSION_AND_USER};
 use super::one_parameter_sql;
+use crate::db::Db;
 use crate::entity::{audit_log, session, user};
 use crate::error::OrDb;
 
@@ -170,6 +171,101 @@ pub async fn open(conn: &impl ConnectionTrait, s: &NewSession) -> Result<bool, E
     .await
     .or_db()?;
     Ok(true)
+}
+
+/// What a verifier spent proving a sign-in, written with the session it opens.
+#[derive(Debug, Clone, Default)]
+pub struct Spent {
+    /// A ceremony's challenge, taken: when it is already gone, the sign-in stops there.
+    pub challenge: Option<Uuid>,
+    /// A passkey's use: when its counter does not move forwards, the sign-in stops there.
+    pub passkey: Option<PasskeyUse>,
+}
+
+/// A passkey's use ([`passkeys::record_use`](crate::query::passkeys::record_use)).
+#[derive(Debug, Clone)]
+pub struct PasskeyUse {
+    pub id: Uuid,
+    /// The authenticator's signature counter.
+    pub counter: i64,
+    /// The credential as it stands after the use.
+    pub credential: String,
+    pub backed_up: bool,
+}
+
+/// Every write of a sign-in that opens a session: what the verifier spent, the session
+/// ([`open`]), the cap on the user's sessions ([`cap`], 0: none) and the audit event.
+#[derive(Debug, Clone)]
+pub struct SignInWrites {
+    pub spent: Spent,
+    pub session: NewSession,
+    pub max_sessions: u32,
+    pub audit: audit_log::Model,
+}
+
+/// How far a sign-in's writes got. Each but `ChallengeGone` is to be committed: a
+/// challenge is spent, and a passkey's counter moved, even when no session opens.
+#[derive(Debug, Clone)]
+pub enum Written {
+    /// The session is open; the audit row as stored.
+    Opened(Box<audit_log::Model>),
+    /// Nothing written: the challenge had already been taken.
+    ChallengeGone,
+    /// The challenge taken, nothing else: the passkey's counter did not move forwards.
+    PasskeyStale,
+    /// What was spent, and no session: the account changed since it was read ([`open`]).
+    Revoked,
+}
+
+/// Writes what a verifier spent: `None` when all of it was, else where it stopped.
+pub async fn spend(conn: &impl ConnectionTrait, spent: &Spent, now: DateTime<Utc>) -> Result<Option<Written>, Error> {
+    if let Some(id) = spent.challenge {
+        if !super::passkeys::delete_challenge(conn, id).await? {
+            return Ok(Some(Written::ChallengeGone));
+        }
+    }
+    if let Some(p) = &spent.passkey {
+        if !super::passkeys::record_use(conn, p.id, p.counter, &p.credential, p.backed_up, now).await? {
+            return Ok(Some(Written::PasskeyStale));
+        }
+    }
+    Ok(None)
+}
+
+/// A sign-in's writes in the caller's transaction, in order, stopping where one says
+/// no. [`Store::sign_in`](crate::Store::sign_in) runs them in a transaction of their own
+/// (on a SQLite file, in the batch writer's next batch).
+pub async fn write_sign_in(conn: &impl Db, w: SignInWrites) -> Result<Written, Error> {
+    if let Some(stopped) = spend(conn, &w.spent, w.session.now).await? {
+        return Ok(stopped);
+    }
+    if !open(conn, &w.session).await? {
+        return Ok(Written::Revoked);
+    }
+    cap(conn, w.session.user_id, w.session.id, w.max_sessions, w.session.now).await?;
+    Ok(Written::Opened(Box::new(super::audit::insert(conn, w.audit).await?)))
+}
+
+/// Revokes the user's oldest live sessions beyond `max` (0: no cap), never `kept` (the
+/// one just opened); the ids revoked.
+pub async fn cap(
+    conn: &impl ConnectionTrait,
+    user_id: Uuid,
+    kept: Uuid,
+    max: u32,
+    now: DateTime<Utc>,
+) -> Result<Vec<Uuid>, Error> {
+    if max == 0 {
+        return Ok(Vec::new());
+    }
+    let live = active_for_user(conn, user_id, now).await?;
+    let mut revoked = Vec::new();
+    for old in live.iter().filter(|s| s.id != kept).take(live.len().saturating_sub(max as usize)) {
+        if revoke(conn, old.id, now).await? {
+            revoked.push(old.id);
+        }
+    }
+    Ok(revoked)
 }
 
 /// Sets the assurance level of a live session (`aal2` once a second factor is proven).

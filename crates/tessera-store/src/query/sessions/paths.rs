@@ -12,19 +12,19 @@ use uuid::Uuid;
 
 use crate::backend::Backend;
 use crate::db::Writer;
-use crate::entity::{audit_log, session, user};
+use crate::entity::{audit_log, passkey, session, user, webauthn_challenge};
 use crate::error::rusqlite_error;
+use crate::hot::batch_writer::BatchWriter;
 use crate::hot::pg_kept::{KeptError, PgKept};
-use crate::hot::rotation_writer::RotationWriter;
 use crate::hot::session_cache::{Neighbours, SessionCache};
 use crate::hot::sqlite_direct::SqliteDirect;
-use crate::query::audit;
-use crate::query::sessions::{self, Rotation};
+use crate::query::sessions::{self, Rotation, SignInWrites, Written};
+use crate::query::{audit, passkeys};
 
 /// The way the hot statements (session check, refresh read, rotation) run.
 enum Hot {
     Pooled,
-    SqliteFile { direct: Arc<SqliteDirect>, rotations: RotationWriter },
+    SqliteFile { direct: Arc<SqliteDirect>, batches: BatchWriter },
     Postgres { kept: Arc<PgKept> },
 }
 
@@ -73,9 +73,8 @@ impl SessionPaths {
             Backend::Sqlite => match SqliteDirect::beside(pool, url, cache) {
                 Some(direct) => {
                     let direct = Arc::new(direct);
-                    let rotations =
-                        RotationWriter::start(direct.clone(), writer.db.get_sqlite_connection_pool().clone());
-                    Hot::SqliteFile { direct, rotations }
+                    let batches = BatchWriter::start(direct.clone(), writer.db.get_sqlite_connection_pool().clone());
+                    Hot::SqliteFile { direct, batches }
                 }
                 None => Hot::Pooled,
             },
@@ -128,6 +127,37 @@ impl SessionPaths {
             .unwrap_or_else(|_| Err(Error::Unavailable("no database connection within DB_POOL_TIMEOUT".to_owned())))
     }
 
+    /// A ceremony's challenge by id: in place on a SQLite file when that can answer, else
+    /// from the pool.
+    pub(crate) async fn challenge(&self, id: Uuid) -> Result<Option<webauthn_challenge::Model>, Error> {
+        if let Hot::SqliteFile { direct, .. } = &self.hot {
+            match direct.challenge(id) {
+                Ok(found) => return Ok(found),
+                Err(e) => tracing::debug!(error = %rusqlite_error(&e), "direct SQLite read failed; asking the pool"),
+            }
+        }
+        passkeys::challenge_by_id(&self.pool, id).await
+    }
+
+    /// The passkey of a credential id and its user (personal fields decrypted), in one
+    /// read: in place on a SQLite file when that can answer, else from the pool.
+    pub(crate) async fn passkey_with_user(
+        &self,
+        credential_id: &str,
+    ) -> Result<Option<(passkey::Model, user::Model)>, Error> {
+        let direct = match &self.hot {
+            Hot::SqliteFile { direct, .. } => direct.passkey_with_user(credential_id).map_err(|e| {
+                tracing::debug!(error = %rusqlite_error(&e), "direct SQLite read failed; asking the pool");
+            }),
+            _ => Err(()),
+        };
+        let found = match direct {
+            Ok(found) => found,
+            Err(()) => passkeys::with_user_as_stored(&self.pool, credential_id).await?,
+        };
+        found.map(|(p, u)| Ok((p, self.writer.pii.open_user(u)?))).transpose()
+    }
+
     /// The session a pre-upgrade refresh token belongs to (rare: through the pool).
     pub(crate) async fn by_legacy_token(&self, hash: &str) -> Result<Option<(session::Model, user::Model)>, Error> {
         self.opened(sessions::by_legacy_token(&self.pool, hash).await?)
@@ -143,11 +173,11 @@ impl SessionPaths {
 
     /// Rotates a session's refresh token ([`super::ROTATE`] and its audit row). On a
     /// SQLite file the session is read first, in place, and only a rotation that can
-    /// happen waits for the rotation writer's next batch; on PostgreSQL it is one
+    /// happen waits for the batch writer's next batch; on PostgreSQL it is one
     /// statement on a kept connection, one round trip; elsewhere a transaction of the pool.
     pub(crate) async fn rotate(&self, rotation: Rotation) -> Result<Option<(session::Model, user::Model)>, Error> {
         match &self.hot {
-            Hot::SqliteFile { rotations, .. } => {
+            Hot::SqliteFile { batches, .. } => {
                 let Some((session, user)) = self.with_user(rotation.session_id, false).await? else {
                     return Ok(None);
                 };
@@ -156,7 +186,7 @@ impl SessionPaths {
                 }
                 let audit = rotation.audit_by(user.id);
                 let applied = rotation.apply(session);
-                if !rotations.rotate(Rotation { audit, ..rotation }).await? {
+                if !batches.rotate(Rotation { audit, ..rotation }).await? {
                     return Ok(None);
                 }
                 Ok(Some((applied, user)))
@@ -169,6 +199,26 @@ impl SessionPaths {
                     tx.commit().await?;
                 }
                 self.opened(rotated)
+            }
+        }
+    }
+
+    /// A sign-in's writes ([`sessions::write_sign_in`]) in a transaction of their own: on
+    /// a SQLite file in the batch writer's next batch, elsewhere a transaction of the
+    /// pool. Committed unless the challenge was already gone.
+    pub(crate) async fn sign_in(&self, mut writes: SignInWrites) -> Result<Written, Error> {
+        match &self.hot {
+            Hot::SqliteFile { batches, .. } => {
+                writes.audit = audit::sealed(&self.writer.pii, writes.audit)?;
+                batches.sign_in(writes).await
+            }
+            Hot::Postgres { .. } | Hot::Pooled => {
+                let tx = self.writer.begin().await?;
+                let written = sessions::write_sign_in(&tx, writes).await?;
+                if !matches!(written, Written::ChallengeGone) {
+                    tx.commit().await?;
+                }
+                Ok(written)
             }
         }
     }
