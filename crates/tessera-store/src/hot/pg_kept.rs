@@ -28,7 +28,7 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::entity::{session, user};
-use crate::query::sessions::{Rotation, ROTATE};
+use crate::query::sessions::{Rotation, SignInWrites, Written, ROTATE};
 
 /// Why a statement on a kept connection failed (shared by every check a batch answers).
 #[derive(Debug, Clone)]
@@ -188,6 +188,71 @@ impl PgKept {
             .bind(&a.detail);
         let row = self.fetch_optional(query).await?;
         row.as_ref().map(session_and_user).transpose().map_err(|e| KeptError::Statement(Arc::new(e)))
+    }
+
+    /// A sign-in's writes with no cap on sessions ([`crate::query::sessions::write_sign_in`]
+    /// less the cap) as one statement of data-modifying CTEs, one round trip: each step
+    /// runs only when the one before it said yes, and the statement is atomic. Two
+    /// sign-ins taking one challenge at once: the second's `DELETE` waits for the first's
+    /// row lock, then finds nothing, and nothing after it runs.
+    pub(crate) async fn sign_in(&self, w: &SignInWrites) -> Result<Written, KeptError> {
+        const SQL: &str = "WITH \
+            c AS (DELETE FROM webauthn_challenges WHERE id = $1 RETURNING 1), \
+            c_ok AS (SELECT ($1::uuid IS NULL OR EXISTS (SELECT 1 FROM c)) AS ok), \
+            p AS (UPDATE passkeys SET sign_count = $3, credential = $4, backed_up = $5, last_used_at = $6 \
+                  WHERE id = $2 AND (SELECT ok FROM c_ok) \
+                  AND CASE WHEN $3 = 0 THEN sign_count = 0 ELSE sign_count < $3 END RETURNING 1), \
+            p_ok AS (SELECT (SELECT ok FROM c_ok) AND ($2::uuid IS NULL OR EXISTS (SELECT 1 FROM p)) AS ok), \
+            u AS (UPDATE users SET last_login_at = $6, password_hash = COALESCE($7, password_hash), \
+                  updated_at = CASE WHEN $7::text IS NULL THEN updated_at ELSE $6 END \
+                  WHERE id = $8 AND token_version = $9 AND is_active AND deleted_at IS NULL \
+                  AND (SELECT ok FROM p_ok) RETURNING id), \
+            s AS (INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, revoked_at, ip, \
+                  user_agent, aal, refresh_counter, refreshed_at, amr) \
+                  SELECT $10, u.id, $6, $6, $11, NULL, $12, $13, $14, 0, NULL, $15 FROM u RETURNING id), \
+            a AS (INSERT INTO audit_log (id, created_at, event, user_id, actor_id, ip, user_agent, request_id, \
+                  detail, email_index) SELECT $16, $17, $18, $19, $20, $21, $22, $23, $24, $25 FROM s RETURNING 1) \
+            SELECT (SELECT ok FROM c_ok), (SELECT ok FROM p_ok), EXISTS (SELECT 1 FROM u), EXISTS (SELECT 1 FROM a)";
+        let (session, a, passkey) = (&w.session, &w.audit, w.spent.passkey.as_ref());
+        let query = sqlx::query(SQL)
+            .bind(w.spent.challenge)
+            .bind(passkey.map(|p| p.id))
+            .bind(passkey.map(|p| p.counter))
+            .bind(passkey.map(|p| p.credential.as_str()))
+            .bind(passkey.map(|p| p.backed_up))
+            .bind(session.now)
+            .bind(session.new_password_hash.as_deref())
+            .bind(session.user_id)
+            .bind(session.token_version)
+            .bind(session.id)
+            .bind(session.expires_at)
+            .bind(session.ip.as_deref())
+            .bind(session.user_agent.as_deref())
+            .bind(session.aal.as_str())
+            .bind(session.amr.as_deref())
+            .bind(a.id)
+            .bind(a.created_at)
+            .bind(a.event.as_str())
+            .bind(a.user_id)
+            .bind(a.actor_id)
+            .bind(a.ip.as_deref())
+            .bind(a.user_agent.as_deref())
+            .bind(a.request_id.as_deref())
+            .bind(&a.detail)
+            .bind(a.email_index.as_deref());
+        let row = self.fetch_optional(query).await?;
+        let statement = |e| KeptError::Statement(Arc::new(e));
+        let row = row.ok_or_else(|| statement(sqlx::Error::RowNotFound))?;
+        let flag = |i: usize| row.try_get::<bool, _>(i).map_err(statement);
+        Ok(match (flag(0)?, flag(1)?, flag(2)?, flag(3)?) {
+            (false, ..) => Written::ChallengeGone,
+            (true, false, ..) => Written::PasskeyStale,
+            (true, true, false, _) => Written::Revoked,
+            (true, true, true, true) => Written::Opened(Box::new(w.audit.clone())),
+            (true, true, true, false) => {
+                return Err(statement(sqlx::Error::Protocol("a session opened without its audit row".into())))
+            }
+        })
     }
 
     /// Runs one statement on a kept connection (or one from the pool) and keeps the

@@ -451,11 +451,25 @@ async fn sign_ins_write_all_or_stop_where_told(store: &Store) {
     assert!(kept_now.revoked_at.is_none(), "the cap kept the other");
     assert_eq!(user_now.last_login_at, signed_in.last_login_at, "the check sees the sign-in on the user");
 
+    // With no cap (on PostgreSQL one statement, not a transaction), the same writes.
+    let uncapped = sign_in(&user, challenge(store).await, key, 7, 0);
+    let Written::Opened(row) = store.sign_in(uncapped.clone()).await.unwrap() else { panic!("nothing opened") };
+    let (session, signed_in) = reference(store, uncapped.session.id).await.expect("the uncapped session is there");
+    assert_eq!((session.aal.as_str(), session.amr.as_deref(), session.revoked_at), ("aal2", Some("passkey"), None));
+    assert_eq!((session.ip.as_deref(), session.user_agent.as_deref()), (Some("127.0.0.1"), Some("contract")));
+    assert_eq!(session.expires_at.timestamp_micros(), uncapped.session.expires_at.timestamp_micros());
+    assert_eq!(signed_in.last_login_at.map(|t| t.timestamp_micros()), Some(uncapped.session.now.timestamp_micros()));
+    assert!(!challenge_left(store, uncapped.spent.challenge.unwrap()).await);
+    assert_eq!(sign_count(store, key).await, 7);
+    let logged = audit_log::Entity::find_by_id(row.id).one(store.reader()).await.unwrap().expect("audited");
+    assert_eq!((logged.event.as_str(), logged.user_id), ("login.success", Some(user.id)));
+    assert!(reference(store, kept).await.unwrap().0.revoked_at.is_none(), "no cap, nothing revoked");
+
     // The same challenge again: nothing written.
     let again = sign_in(&user, first, key, 7, 0);
     assert!(matches!(store.sign_in(again.clone()).await.unwrap(), Written::ChallengeGone));
     assert!(reference(store, again.session.id).await.is_none());
-    assert_eq!(sign_count(store, key).await, 6, "the counter stayed");
+    assert_eq!(sign_count(store, key).await, 7, "the counter stayed");
 
     // A counter that did not move: the challenge is spent, nothing else.
     let stale = sign_in(&user, challenge(store).await, key, 6, 0);

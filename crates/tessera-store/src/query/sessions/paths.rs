@@ -204,13 +204,19 @@ impl SessionPaths {
     }
 
     /// A sign-in's writes ([`sessions::write_sign_in`]) in a transaction of their own: on
-    /// a SQLite file in the batch writer's next batch, elsewhere a transaction of the
-    /// pool. Committed unless the challenge was already gone.
+    /// a SQLite file in the batch writer's next batch, on PostgreSQL one statement on a
+    /// kept connection (a transaction of the pool when sessions are capped), else a
+    /// transaction of the pool. Committed unless the challenge was already gone.
     pub(crate) async fn sign_in(&self, mut writes: SignInWrites) -> Result<Written, Error> {
         match &self.hot {
             Hot::SqliteFile { batches, .. } => {
                 writes.audit = audit::sealed(&self.writer.pii, writes.audit)?;
                 batches.sign_in(writes).await
+            }
+            // One statement on a kept connection; the cap needs a transaction.
+            Hot::Postgres { kept } if writes.max_sessions == 0 => {
+                writes.audit = audit::sealed(&self.writer.pii, writes.audit)?;
+                kept.sign_in(&writes).await.map_err(KeptError::into_error)
             }
             Hot::Postgres { .. } | Hot::Pooled => {
                 let tx = self.writer.begin().await?;
