@@ -27,7 +27,7 @@ use sqlx::{PgPool, Postgres, Row};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use crate::entity::{session, user};
+use crate::entity::{passkey, session, user, webauthn_challenge};
 use crate::query::sessions::{Rotation, SignInWrites, Written, ROTATE};
 
 /// Why a statement on a kept connection failed (shared by every check a batch answers).
@@ -188,6 +188,31 @@ impl PgKept {
             .bind(&a.detail);
         let row = self.fetch_optional(query).await?;
         row.as_ref().map(session_and_user).transpose().map_err(|e| KeptError::Statement(Arc::new(e)))
+    }
+
+    /// A ceremony's challenge by id, on a kept connection.
+    pub(crate) async fn challenge(&self, id: Uuid) -> Result<Option<webauthn_challenge::Model>, KeptError> {
+        let query = sqlx::query(crate::query::passkeys::challenge_sql(DbBackend::Postgres)).bind(id);
+        let row = self.fetch_optional(query).await?;
+        let decode = |row: &PgRow| {
+            let row = Columns(row);
+            Ok(crate::query::passkeys::challenge_row!(row.get))
+        };
+        row.as_ref().map(decode).transpose().map_err(|e| KeptError::Statement(Arc::new(e)))
+    }
+
+    /// The passkey of a credential id and its user (as stored), on a kept connection.
+    pub(crate) async fn passkey_with_user(
+        &self,
+        credential_id: &str,
+    ) -> Result<Option<(passkey::Model, user::Model)>, KeptError> {
+        let query = sqlx::query(crate::query::passkeys::with_user_sql(DbBackend::Postgres)).bind(credential_id);
+        let row = self.fetch_optional(query).await?;
+        let decode = |row: &PgRow| {
+            let row = Columns(row);
+            Ok(crate::query::passkeys::passkey_and_user!(row.get))
+        };
+        row.as_ref().map(decode).transpose().map_err(|e| KeptError::Statement(Arc::new(e)))
     }
 
     /// A sign-in's writes with no cap on sessions ([`crate::query::sessions::write_sign_in`]

@@ -127,31 +127,35 @@ impl SessionPaths {
             .unwrap_or_else(|_| Err(Error::Unavailable("no database connection within DB_POOL_TIMEOUT".to_owned())))
     }
 
-    /// A ceremony's challenge by id: in place on a SQLite file when that can answer, else
-    /// from the pool.
+    /// A ceremony's challenge by id: in place on a SQLite file when that can answer, on a
+    /// kept connection on PostgreSQL, else from the pool.
     pub(crate) async fn challenge(&self, id: Uuid) -> Result<Option<webauthn_challenge::Model>, Error> {
-        if let Hot::SqliteFile { direct, .. } = &self.hot {
-            match direct.challenge(id) {
+        match &self.hot {
+            Hot::SqliteFile { direct, .. } => match direct.challenge(id) {
                 Ok(found) => return Ok(found),
                 Err(e) => tracing::debug!(error = %rusqlite_error(&e), "direct SQLite read failed; asking the pool"),
-            }
+            },
+            Hot::Postgres { kept } => return kept.challenge(id).await.map_err(KeptError::into_error),
+            Hot::Pooled => {}
         }
         passkeys::challenge_by_id(&self.pool, id).await
     }
 
     /// The passkey of a credential id and its user (personal fields decrypted), in one
-    /// read: in place on a SQLite file when that can answer, else from the pool.
+    /// read: in place on a SQLite file when that can answer, on a kept connection on
+    /// PostgreSQL, else from the pool.
     pub(crate) async fn passkey_with_user(
         &self,
         credential_id: &str,
     ) -> Result<Option<(passkey::Model, user::Model)>, Error> {
-        let direct = match &self.hot {
+        let fast = match &self.hot {
             Hot::SqliteFile { direct, .. } => direct.passkey_with_user(credential_id).map_err(|e| {
                 tracing::debug!(error = %rusqlite_error(&e), "direct SQLite read failed; asking the pool");
             }),
-            _ => Err(()),
+            Hot::Postgres { kept } => Ok(kept.passkey_with_user(credential_id).await.map_err(KeptError::into_error)?),
+            Hot::Pooled => Err(()),
         };
-        let found = match direct {
+        let found = match fast {
             Ok(found) => found,
             Err(()) => passkeys::with_user_as_stored(&self.pool, credential_id).await?,
         };
