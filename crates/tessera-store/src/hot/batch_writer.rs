@@ -17,26 +17,9 @@ use sqlx::SqlitePool;
 use tessera_domain::Error;
 use tokio::sync::{mpsc, oneshot};
 
-use super::sqlite_direct::SqliteDirect;
+use super::sqlite_direct::{SqliteDirect, Write, Wrote};
 use crate::error::rusqlite_error;
 use crate::query::sessions::{Rotation, SignInWrites, Written};
-
-/// One write of a batch.
-#[derive(Debug)]
-pub(crate) enum Write {
-    /// A refresh rotation.
-    Rotate(Box<Rotation>),
-    /// A sign-in's writes (what was spent, the session, the cap, the audit row as stored).
-    SignIn(Box<SignInWrites>),
-}
-
-/// What one write did.
-#[derive(Debug)]
-pub(crate) enum Wrote {
-    /// Whether the session rotated (`false`: the counter had moved on, nothing written).
-    Rotated(bool),
-    SignedIn(Written),
-}
 
 /// The most writes one transaction holds.
 const MAX_BATCH: usize = 128;

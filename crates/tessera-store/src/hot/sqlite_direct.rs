@@ -20,7 +20,6 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, Transactio
 use sea_orm::{DatabaseConnection, DbBackend};
 use uuid::Uuid;
 
-use super::batch_writer::{Write, Wrote};
 use super::session_cache::{RowIds, SessionCache};
 use crate::entity::{audit_log, passkey, session, user, webauthn_challenge};
 use crate::query::sessions::{Rotation, SignInWrites, Written, ROTATE};
@@ -32,6 +31,23 @@ const MAX_IDLE: usize = 8;
 /// touches leaves at random places (the session row, the audit log's user index); with
 /// 2 MB most of those came back through `pread` from the OS (see docs/performance.md).
 const WRITER_CACHE_KIB: i64 = 16 * 1024;
+
+/// One write of a batch ([`SqliteDirect::write_all`], queued by the batch writer).
+#[derive(Debug)]
+pub(crate) enum Write {
+    /// A refresh rotation.
+    Rotate(Box<Rotation>),
+    /// A sign-in's writes (what was spent, the session, the cap, the audit row as stored).
+    SignIn(Box<SignInWrites>),
+}
+
+/// What one write did.
+#[derive(Debug)]
+pub(crate) enum Wrote {
+    /// Whether the session rotated (`false`: the counter had moved on, nothing written).
+    Rotated(bool),
+    SignedIn(Written),
+}
 
 /// Direct connections to one SQLite database file.
 pub(crate) struct SqliteDirect {
