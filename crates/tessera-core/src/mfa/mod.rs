@@ -338,11 +338,7 @@ impl Core {
             }
             Candidates::Recovery(None) | Candidates::Passkey(None) => Ok(None),
             Candidates::Passkey(Some(a)) => {
-                let counter = i64::from(a.result.counter());
-                let used =
-                    passkeys::record_use(conn, a.passkey.id, counter, &a.credential, a.result.backup_state(), now)
-                        .await?;
-                Ok(used.then_some("mfa.verify"))
+                Ok(passkeys::record_use(conn, &a.passkey_use(), now).await?.then_some("mfa.verify"))
             }
         }
     }

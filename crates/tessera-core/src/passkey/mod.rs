@@ -19,7 +19,8 @@ use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use serde_json::{json, Value};
 use tessera_domain::{Email, Error};
 use tessera_store::entity::{passkey, user, webauthn_challenge};
-use tessera_store::query::sessions::{PasskeyUse, Spent};
+use tessera_store::query::passkeys::PasskeyUse;
+use tessera_store::query::sessions::Spent;
 use tessera_store::query::{passkeys, users};
 use uuid::Uuid;
 use webauthn_rs_core::proto::{AuthenticationResult, Credential, PublicKeyCredential, RegisterPublicKeyCredential};
@@ -77,6 +78,18 @@ pub(crate) struct Asserted {
     pub passkey: passkey::Model,
     pub result: AuthenticationResult,
     pub credential: String,
+}
+
+impl Asserted {
+    /// The use of the passkey this assertion makes: its counter moved to the assertion's.
+    pub(crate) fn passkey_use(&self) -> PasskeyUse {
+        PasskeyUse {
+            id: self.passkey.id,
+            counter: i64::from(self.result.counter()),
+            credential: self.credential.clone(),
+            backed_up: self.result.backup_state(),
+        }
+    }
 }
 
 fn credential_id(raw: &[u8]) -> String {
@@ -402,13 +415,7 @@ impl Core {
     /// the assertion's (refused when another sign-in already moved it to or past this
     /// one: the same assertion twice, or a clone).
     fn spent(challenge_id: Uuid, a: &Asserted) -> Spent {
-        let passkey = PasskeyUse {
-            id: a.passkey.id,
-            counter: i64::from(a.result.counter()),
-            credential: a.credential.clone(),
-            backed_up: a.result.backup_state(),
-        };
-        Spent { challenge: Some(challenge_id), passkey: Some(passkey) }
+        Spent { challenge: Some(challenge_id), passkey: Some(a.passkey_use()) }
     }
 
     /// Signs in with a passkey: the usernameless ceremony's answer to

@@ -146,18 +146,15 @@ impl Core {
             _ if client.surface == Surface::Supabase => Some(AAL1_STEP_UP),
             _ => None,
         };
-        let opening = |user: &user::Model, aal: &str, spent: Spent, new_hash: Option<String>| {
-            self.session_writes(user, aal, proof, spent, new_hash, client)
-        };
         let tx = match (tx, aal) {
             (Some(tx), _) => tx,
             // A session to open and no transaction of the verifier's: its writes go to the
             // store as one (on a SQLite file, sharing a commit with others under way).
             (None, Some(aal)) if refusal.is_none() => {
-                let writes = opening(&user, aal, spent, new_hash);
-                let issue = Opening::of(&writes);
+                let writes = self.session_writes(&user, aal, proof, spent, new_hash, client);
+                let session = writes.session.clone();
                 let written = self.store.sign_in(writes).await?;
-                return self.opened(written, None, user, issue, weak_password, client).await;
+                return self.opened(written, None, user, session, weak_password, client).await;
             }
             (None, _) => self.store.begin().await?,
         };
@@ -175,10 +172,10 @@ impl Core {
             tx.commit().await?;
             return Ok(SignIn::MfaRequired(challenge));
         };
-        let writes = opening(&user, aal, Spent::default(), new_hash);
-        let issue = Opening::of(&writes);
+        let writes = self.session_writes(&user, aal, proof, Spent::default(), new_hash, client);
+        let session = writes.session.clone();
         let written = sessions::write_sign_in(&tx, writes).await?;
-        self.opened(written, Some(tx), user, issue, weak_password, client).await
+        self.opened(written, Some(tx), user, session, weak_password, client).await
     }
 
     /// The writes of a sign-in that opens a session: what was spent, the session (on the
@@ -227,7 +224,7 @@ impl Core {
         written: Written,
         tx: Option<Tx>,
         mut user: user::Model,
-        session: Opening,
+        session: NewSession,
         weak_password: Option<Vec<FieldError>>,
         client: &ClientInfo,
     ) -> Result<SignIn, Error> {
@@ -302,30 +299,6 @@ impl Core {
             refresh_expires_in: (session_expires_at - now).num_seconds().max(0),
             weak_password: None,
         })
-    }
-}
-
-/// What the answer to an opened session needs of its writes.
-struct Opening {
-    id: Uuid,
-    now: DateTime<Utc>,
-    expires_at: DateTime<Utc>,
-    aal: String,
-    amr: Option<String>,
-    new_password_hash: Option<String>,
-}
-
-impl Opening {
-    fn of(writes: &SignInWrites) -> Opening {
-        let s = &writes.session;
-        Opening {
-            id: s.id,
-            now: s.now,
-            expires_at: s.expires_at,
-            aal: s.aal.clone(),
-            amr: s.amr.clone(),
-            new_password_hash: s.new_password_hash.clone(),
-        }
     }
 }
 

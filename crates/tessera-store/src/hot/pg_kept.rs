@@ -186,19 +186,17 @@ impl PgKept {
             .bind(a.user_agent.as_deref())
             .bind(a.request_id.as_deref())
             .bind(&a.detail);
-        let row = self.fetch_optional(query).await?;
-        row.as_ref().map(session_and_user).transpose().map_err(|e| KeptError::Statement(Arc::new(e)))
+        self.fetch_decoded(query, session_and_user).await
     }
 
     /// A ceremony's challenge by id, on a kept connection.
     pub(crate) async fn challenge(&self, id: Uuid) -> Result<Option<webauthn_challenge::Model>, KeptError> {
         let query = sqlx::query(crate::query::passkeys::challenge_sql(DbBackend::Postgres)).bind(id);
-        let row = self.fetch_optional(query).await?;
-        let decode = |row: &PgRow| {
+        self.fetch_decoded(query, |row| {
             let row = Columns(row);
             Ok(crate::query::passkeys::challenge_row!(row.get))
-        };
-        row.as_ref().map(decode).transpose().map_err(|e| KeptError::Statement(Arc::new(e)))
+        })
+        .await
     }
 
     /// The passkey of a credential id and its user (as stored), on a kept connection.
@@ -207,12 +205,11 @@ impl PgKept {
         credential_id: &str,
     ) -> Result<Option<(passkey::Model, user::Model)>, KeptError> {
         let query = sqlx::query(crate::query::passkeys::with_user_sql(DbBackend::Postgres)).bind(credential_id);
-        let row = self.fetch_optional(query).await?;
-        let decode = |row: &PgRow| {
+        self.fetch_decoded(query, |row| {
             let row = Columns(row);
             Ok(crate::query::passkeys::passkey_and_user!(row.get))
-        };
-        row.as_ref().map(decode).transpose().map_err(|e| KeptError::Statement(Arc::new(e)))
+        })
+        .await
     }
 
     /// A sign-in's writes with no cap on sessions ([`crate::query::sessions::write_sign_in`]
@@ -278,6 +275,16 @@ impl PgKept {
                 return Err(statement(sqlx::Error::Protocol("a session opened without its audit row".into())))
             }
         })
+    }
+
+    /// [`PgKept::fetch_optional`], its row decoded.
+    async fn fetch_decoded<'q, T>(
+        &self,
+        query: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
+        decode: impl FnOnce(&PgRow) -> Result<T, sqlx::Error>,
+    ) -> Result<Option<T>, KeptError> {
+        let row = self.fetch_optional(query).await?;
+        row.as_ref().map(decode).transpose().map_err(|e| KeptError::Statement(Arc::new(e)))
     }
 
     /// Runs one statement on a kept connection (or one from the pool) and keeps the

@@ -298,18 +298,14 @@ fn sign_in_one(conn: &Connection, w: &SignInWrites) -> Result<(Written, Option<S
         }
     }
     // The user first (the lock order), only on the token_version the sign-in read.
-    let usable = "WHERE id = ?1 AND token_version = ?2 AND is_active = 1 AND deleted_at IS NULL RETURNING rowid";
-    let user_row: Option<i64> = match &s.new_password_hash {
-        None => {
-            let sql = format!("UPDATE users SET last_login_at = ?3 {usable}");
-            conn.prepare_cached(&sql)?.query_row(params![blob(s.user_id), s.token_version, now], |r| r.get(0))
-        }
-        Some(hash) => {
-            let sql = format!("UPDATE users SET last_login_at = ?3, password_hash = ?4, updated_at = ?3 {usable}");
-            conn.prepare_cached(&sql)?.query_row(params![blob(s.user_id), s.token_version, now, hash], |r| r.get(0))
-        }
-    }
-    .optional()?;
+    // A re-hashed password, when there is one, is stored with the sign-in.
+    let sql = "UPDATE users SET last_login_at = ?3, password_hash = coalesce(?4, password_hash), \
+               updated_at = CASE WHEN ?4 IS NULL THEN updated_at ELSE ?3 END \
+               WHERE id = ?1 AND token_version = ?2 AND is_active = 1 AND deleted_at IS NULL RETURNING rowid";
+    let user_row: Option<i64> = conn
+        .prepare_cached(sql)?
+        .query_row(params![blob(s.user_id), s.token_version, now, s.new_password_hash], |r| r.get(0))
+        .optional()?;
     let Some(user_row) = user_row else {
         return Ok((Written::Revoked, None));
     };

@@ -10,8 +10,10 @@
 //! rotation locks one session row and nothing else (the audit log has no foreign keys).
 //! So a rotation never waits for a lock while holding one another statement waits for.
 
-use sea_orm::{ColumnTrait, Condition, DbBackend};
+use sea_orm::{ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr, QueryResult, Statement};
+use tessera_domain::Error;
 
+use crate::error::OrDb;
 use crate::pii::Pii;
 
 pub mod admin;
@@ -62,4 +64,20 @@ pub(crate) fn one_parameter_sql(
     } else {
         sqlite
     }
+}
+
+/// The one row of a constant query with one parameter (a [`one_parameter_sql`]), decoded
+/// by position; `None` when there is none.
+pub(crate) async fn one_row<T>(
+    conn: &impl ConnectionTrait,
+    sql: fn(DbBackend) -> &'static str,
+    param: sea_orm::Value,
+    decode: impl FnOnce(&QueryResult) -> Result<T, DbErr>,
+) -> Result<Option<T>, Error> {
+    let backend = conn.get_database_backend();
+    let statement = Statement::from_sql_and_values(backend, sql(backend), [param]);
+    let Some(row) = conn.query_one_raw(statement).await.or_db()? else {
+        return Ok(None);
+    };
+    decode(&row).or_db().map(Some)
 }

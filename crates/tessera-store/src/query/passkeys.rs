@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter,
-    QueryOrder, Statement,
+    QueryOrder,
 };
 use tessera_domain::Error;
 use uuid::Uuid;
@@ -120,16 +120,7 @@ pub(crate) async fn with_user_as_stored(
     conn: &impl ConnectionTrait,
     credential_id: &str,
 ) -> Result<Option<(passkey::Model, user::Model)>, Error> {
-    let statement = Statement::from_sql_and_values(
-        conn.get_database_backend(),
-        with_user_sql(conn.get_database_backend()),
-        [credential_id.into()],
-    );
-    let Some(r) = conn.query_one_raw(statement).await.or_db()? else {
-        return Ok(None);
-    };
-    let decoded: Result<_, sea_orm::DbErr> = (|| Ok(passkey_and_user!(r.try_get_by_index)))();
-    decoded.or_db().map(Some)
+    super::one_row(conn, with_user_sql, credential_id.into(), |r| Ok(passkey_and_user!(r.try_get_by_index))).await
 }
 
 /// A challenge by id, whatever its kind.
@@ -137,13 +128,7 @@ pub(crate) async fn challenge_by_id(
     conn: &impl ConnectionTrait,
     id: Uuid,
 ) -> Result<Option<webauthn_challenge::Model>, Error> {
-    let backend = conn.get_database_backend();
-    let statement = Statement::from_sql_and_values(backend, challenge_sql(backend), [id.into()]);
-    let Some(r) = conn.query_one_raw(statement).await.or_db()? else {
-        return Ok(None);
-    };
-    let decoded: Result<_, sea_orm::DbErr> = (|| Ok(challenge_row!(r.try_get_by_index)))();
-    decoded.or_db().map(Some)
+    super::one_row(conn, challenge_sql, id.into(), |r| Ok(challenge_row!(r.try_get_by_index))).await
 }
 
 /// Renames a passkey of a user's; `false` when there is none.
@@ -169,18 +154,23 @@ pub async fn delete(conn: &impl ConnectionTrait, user_id: Uuid, id: Uuid) -> Res
     Ok(res.rows_affected == 1)
 }
 
+/// A sign-in with a passkey, as [`record_use`] records it.
+#[derive(Debug, Clone)]
+pub struct PasskeyUse {
+    pub id: Uuid,
+    /// The authenticator's signature counter.
+    pub counter: i64,
+    /// The credential as it stands after the use.
+    pub credential: String,
+    pub backed_up: bool,
+}
+
 /// Records a sign-in with a passkey: its new counter (only if it moved forwards, or
 /// the authenticator keeps none: 0), its credential as updated, its backup state, the
 /// time. `false` when another sign-in moved the counter past `counter` meanwhile (a
 /// cloned authenticator, or the same assertion twice).
-pub async fn record_use(
-    conn: &impl ConnectionTrait,
-    id: Uuid,
-    counter: i64,
-    credential: &str,
-    backed_up: bool,
-    now: DateTime<Utc>,
-) -> Result<bool, Error> {
+pub async fn record_use(conn: &impl ConnectionTrait, u: &PasskeyUse, now: DateTime<Utc>) -> Result<bool, Error> {
+    let PasskeyUse { id, counter, ref credential, backed_up } = *u;
     let moved = if counter == 0 {
         Condition::all().add(passkey::Column::SignCount.eq(0))
     } else {
@@ -188,7 +178,7 @@ pub async fn record_use(
     };
     let res = passkey::Entity::update_many()
         .col_expr(passkey::Column::SignCount, Expr::value(counter))
-        .col_expr(passkey::Column::Credential, Expr::value(credential))
+        .col_expr(passkey::Column::Credential, Expr::value(credential.as_str()))
         .col_expr(passkey::Column::BackedUp, Expr::value(backed_up))
         .col_expr(passkey::Column::LastUsedAt, Expr::value(now))
         .filter(passkey::Column::Id.eq(id))

@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use self::row::{session_and_user, SESSION_AND_USER};
 use super::one_parameter_sql;
+use super::passkeys::PasskeyUse;
 use crate::db::Db;
 use crate::entity::{audit_log, session, user};
 use crate::error::OrDb;
@@ -64,7 +65,7 @@ pub(crate) async fn with_user_as_stored(
     conn: &impl ConnectionTrait,
     id: Uuid,
 ) -> Result<Option<(session::Model, user::Model)>, Error> {
-    one_session(conn, with_user_sql(conn.get_database_backend()), id.into()).await
+    super::one_row(conn, with_user_sql, id.into(), |r| Ok(session_and_user!(r.try_get_by_index, 0))).await
 }
 
 /// The session a refresh token issued before the upgrade belongs to (by the token's
@@ -73,20 +74,7 @@ pub(crate) async fn by_legacy_token(
     conn: &impl ConnectionTrait,
     hash: &str,
 ) -> Result<Option<(session::Model, user::Model)>, Error> {
-    one_session(conn, by_legacy_token_sql(conn.get_database_backend()), hash.into()).await
-}
-
-async fn one_session(
-    conn: &impl ConnectionTrait,
-    sql: &str,
-    param: sea_orm::Value,
-) -> Result<Option<(session::Model, user::Model)>, Error> {
-    let statement = Statement::from_sql_and_values(conn.get_database_backend(), sql, [param]);
-    let Some(r) = conn.query_one_raw(statement).await.or_db()? else {
-        return Ok(None);
-    };
-    let decoded: Result<_, sea_orm::DbErr> = (|| Ok(session_and_user!(r.try_get_by_index, 0)))();
-    decoded.or_db().map(Some)
+    super::one_row(conn, by_legacy_token_sql, hash.into(), |r| Ok(session_and_user!(r.try_get_by_index, 0))).await
 }
 
 /// A session by id.
@@ -182,17 +170,6 @@ pub struct Spent {
     pub passkey: Option<PasskeyUse>,
 }
 
-/// A passkey's use ([`passkeys::record_use`](crate::query::passkeys::record_use)).
-#[derive(Debug, Clone)]
-pub struct PasskeyUse {
-    pub id: Uuid,
-    /// The authenticator's signature counter.
-    pub counter: i64,
-    /// The credential as it stands after the use.
-    pub credential: String,
-    pub backed_up: bool,
-}
-
 /// Every write of a sign-in that opens a session: what the verifier spent, the session
 /// ([`open`]), the cap on the user's sessions ([`cap`], 0: none) and the audit event.
 #[derive(Debug, Clone)]
@@ -225,7 +202,7 @@ pub async fn spend(conn: &impl ConnectionTrait, spent: &Spent, now: DateTime<Utc
         }
     }
     if let Some(p) = &spent.passkey {
-        if !super::passkeys::record_use(conn, p.id, p.counter, &p.credential, p.backed_up, now).await? {
+        if !super::passkeys::record_use(conn, p, now).await? {
             return Ok(Some(Written::PasskeyStale));
         }
     }

@@ -148,16 +148,20 @@ impl SessionPaths {
         &self,
         credential_id: &str,
     ) -> Result<Option<(passkey::Model, user::Model)>, Error> {
-        let fast = match &self.hot {
-            Hot::SqliteFile { direct, .. } => direct.passkey_with_user(credential_id).map_err(|e| {
-                tracing::debug!(error = %rusqlite_error(&e), "direct SQLite read failed; asking the pool");
-            }),
-            Hot::Postgres { kept } => Ok(kept.passkey_with_user(credential_id).await.map_err(KeptError::into_error)?),
-            Hot::Pooled => Err(()),
-        };
-        let found = match fast {
-            Ok(found) => found,
-            Err(()) => passkeys::with_user_as_stored(&self.pool, credential_id).await?,
+        let found = 'read: {
+            match &self.hot {
+                Hot::SqliteFile { direct, .. } => match direct.passkey_with_user(credential_id) {
+                    Ok(found) => break 'read found,
+                    Err(e) => {
+                        tracing::debug!(error = %rusqlite_error(&e), "direct SQLite read failed; asking the pool")
+                    }
+                },
+                Hot::Postgres { kept } => {
+                    break 'read kept.passkey_with_user(credential_id).await.map_err(KeptError::into_error)?
+                }
+                Hot::Pooled => {}
+            }
+            passkeys::with_user_as_stored(&self.pool, credential_id).await?
         };
         found.map(|(p, u)| Ok((p, self.writer.pii.open_user(u)?))).transpose()
     }
