@@ -385,7 +385,9 @@ fn schema_rules(policy: &PasswordPolicy) -> Vec<(&'static str, Value)> {
         (
             "VerifyEmailIn",
             json!({ "description": "The link token, or the email address with the code from the mail.", "anyOf": [
-                { "type": "object", "required": ["token"], "properties": { "token": { "type": "string" } } },
+                // With a token, `email` and `code` are ignored, but still read as text or null.
+                { "type": "object", "required": ["token"], "properties": { "token": { "type": "string" },
+                    "email": { "type": ["string", "null"] }, "code": { "type": ["string", "null"] } } },
                 { "type": "object", "required": ["email", "code"], "properties": {
                     "token": { "type": "null" }, "email": { "type": "string" }, "code": { "type": "string" } } },
             ] }),
