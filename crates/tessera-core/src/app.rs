@@ -39,6 +39,10 @@ pub struct Core {
     pub audit_file: Option<Arc<AuditFile>>,
     /// The WebAuthn relying party of passkeys; none with `PASSKEYS_ENABLED=false`.
     pub(crate) webauthn: Option<crate::passkey::relying_party::RelyingParty>,
+    /// The sign-in providers (SPEC §5.11) and the client that reaches them.
+    pub providers: crate::identity::provider::Providers,
+    /// Signs the `state` of redirects to providers.
+    pub(crate) oauth_key: Vec<u8>,
 }
 
 /// Gauges of the server's state (see [`Core::vitals`]).
@@ -178,6 +182,8 @@ impl Core {
             None => None,
         };
         let webauthn = crate::passkey::relying_party::RelyingParty::from_settings(&settings)?;
+        let providers = crate::identity::provider::Providers::new(&settings.external, settings.external_http_timeout)?;
+        let oauth_key = derive_key(server_secret.expose_secret().as_bytes(), b"tessera oauth state key v1");
         let core = Arc::new(Core {
             settings: Arc::new(settings),
             store,
@@ -191,6 +197,8 @@ impl Core {
             limit_key,
             audit_file,
             webauthn,
+            providers,
+            oauth_key,
         });
         crate::audit::with_audit_file(core.audit_file.clone(), core.bootstrap_first_admin()).await?;
         Ok(core)

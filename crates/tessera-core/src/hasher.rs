@@ -141,6 +141,9 @@ impl PasswordHasher {
     /// the raw form is tried once, and a match asks for a re-hash (of the normalised
     /// form). Unknown accounts take the same second step.
     pub async fn verify(&self, password: &SecretString, stored: Option<&str>) -> Result<Verdict, Error> {
+        // An account without a password (signed up through a provider, anonymous) costs
+        // the same hash as an unknown one, and never matches.
+        let stored = stored.filter(|s| !s.is_empty());
         let known = stored.is_some();
         let stored = stored.unwrap_or(&self.dummy_hash).to_owned();
         let password = password.clone();

@@ -3,7 +3,8 @@
 //!
 //! One folder or file per capability, each owning its rules and its part of `Core`:
 //! `session/` (tokens, the sign-in pipeline, refresh, revocation), `account/` (users,
-//! profiles, administration, privacy), `mfa/`, `passkey/` (WebAuthn ceremonies), `mail/` (outbox, transports, links and
+//! profiles, administration, privacy), `mfa/`, `passkey/` (WebAuthn ceremonies), `identity/` (sign-in providers, linked identities,
+//! anonymous users, PKCE codes), `mail/` (outbox, transports, links and
 //! codes), `limits`, `audit`, `api_keys`. Beneath them: `caller` (who is calling), `app`
 //! (the `Core` itself and its start), `settings`, `secrets` (where keys come from),
 //! `crypto`, and the ports `kv` and `hasher`. Nothing imports a capability above it.
@@ -15,6 +16,7 @@ pub mod audit;
 pub mod caller;
 pub mod crypto;
 pub mod hasher;
+pub mod identity;
 pub mod kv;
 pub mod limits;
 pub mod mail;

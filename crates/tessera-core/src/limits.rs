@@ -23,6 +23,8 @@ pub enum RateAction {
     /// Checks of a secret link token or code, and the requests that send one, per
     /// client IP.
     Verify,
+    /// Anonymous sign-ups, per client IP.
+    Anonymous,
 }
 
 impl RateAction {
@@ -33,6 +35,7 @@ impl RateAction {
             RateAction::Recover => "recover",
             RateAction::Otp => "otp",
             RateAction::Verify => "verify",
+            RateAction::Anonymous => "anonymous",
         }
     }
 }
@@ -69,10 +72,11 @@ impl Core {
             RateAction::Recover => &limits.recover,
             RateAction::Otp => &limits.otp,
             RateAction::Verify => &limits.verify,
+            RateAction::Anonymous => &limits.anonymous,
         };
         let subject = match action {
             RateAction::Recover | RateAction::Otp => email_key(&self.limit_key, subject),
-            RateAction::Login | RateAction::Register | RateAction::Verify => subject.to_owned(),
+            RateAction::Login | RateAction::Register | RateAction::Verify | RateAction::Anonymous => subject.to_owned(),
         };
         let decision = self.kv.rate_hit(&format!("{}:{subject}", action.name()), windows).await;
         if !decision.allowed {

@@ -8,6 +8,9 @@ use crate::error::FieldError;
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Email(String);
 
+/// The domain of [`Email::placeholder`].
+const NO_ADDRESS_DOMAIN: &str = "no-address.invalid";
+
 impl Email {
     /// Trims, validates and normalises an address.
     pub fn parse(raw: &str) -> Result<Self, FieldError> {
@@ -25,10 +28,23 @@ impl Email {
             || domain.ends_with('.')
             || normalised.contains(char::is_whitespace)
             || normalised != parsed.email()
+            || domain == NO_ADDRESS_DOMAIN
         {
             return Err(invalid());
         }
         Ok(Email(normalised))
+    }
+
+    /// The placeholder of a user who has no address (an anonymous user, or one a provider
+    /// gave none or one already taken): unique, in the reserved `.invalid` domain, and
+    /// never accepted from a client, so it can neither be typed nor receive mail.
+    pub fn placeholder(unique: &str) -> Email {
+        Email(format!("{}@{NO_ADDRESS_DOMAIN}", unique.to_lowercase()))
+    }
+
+    /// Whether a stored address is a [`Email::placeholder`].
+    pub fn is_placeholder(stored: &str) -> bool {
+        stored.ends_with(NO_ADDRESS_DOMAIN) && stored.split_once('@').is_some_and(|(_, d)| d == NO_ADDRESS_DOMAIN)
     }
 
     /// The normalised address.

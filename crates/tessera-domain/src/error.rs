@@ -111,6 +111,30 @@ pub enum Error {
     Overloaded { retry_after_secs: u64 },
     #[error("A required service is unavailable.")]
     Unavailable(String),
+    #[error("This sign-in provider is not enabled.")]
+    ProviderDisabled,
+    /// The provider refused, or answered what cannot be used (a bad code, a bad ID token).
+    #[error("The sign-in provider's answer could not be used: {0}")]
+    ProviderRefused(String),
+    /// The provider did not answer in time, or answered a server error (cause logged).
+    #[error("The sign-in provider could not be reached; try again later.")]
+    ProviderUnavailable(String),
+    #[error("The sign-in state is missing, invalid or expired; start the sign-in again.")]
+    BadOAuthState,
+    #[error("This identity is already linked to another user.")]
+    IdentityTaken,
+    #[error("The identity was not found.")]
+    IdentityNotFound,
+    #[error("The last way to sign in cannot be removed.")]
+    LastIdentity,
+    #[error("Manual linking is disabled.")]
+    ManualLinkingDisabled,
+    #[error("Anonymous sign-ins are disabled.")]
+    AnonymousDisabled,
+    #[error("The code is invalid, expired or already used.")]
+    FlowStateNotFound,
+    #[error("The code verifier does not match the code challenge.")]
+    BadCodeVerifier,
     #[error("Internal server error.")]
     Internal(String),
 }
@@ -120,7 +144,9 @@ impl Error {
     /// server its cause, which no client sees.
     pub fn cause(&self) -> String {
         match self {
-            Error::Internal(cause) | Error::Unavailable(cause) => format!("{self} {cause}"),
+            Error::Internal(cause) | Error::Unavailable(cause) | Error::ProviderUnavailable(cause) => {
+                format!("{self} {cause}")
+            }
             other => other.to_string(),
         }
     }
@@ -130,22 +156,26 @@ impl Error {
         use Error::*;
         match self {
             BadRequest(_) | WrongPassword | InvalidVerification | ChallengeNotFound | ChallengeExpired
-            | PasskeyInvalid => ErrorKind::BadRequest,
+            | PasskeyInvalid | ProviderDisabled | ProviderRefused(_) | BadOAuthState => ErrorKind::BadRequest,
             Validation(_) => ErrorKind::Validation,
             InvalidCredentials | NotAuthenticated | InvalidToken | TokenExpired | TokenRevoked | TokenReused
             | InvalidApiKey | InvalidMfaCode | InvalidMfaToken | PasskeyRefused => ErrorKind::Unauthorized,
-            AccountInactive | EmailNotVerified | PermissionDenied | MfaRequired | SignupNotAllowed => {
-                ErrorKind::Forbidden
-            }
-            UserNotFound | SessionNotFound | ApiKeyNotFound | FactorNotFound | PasskeyNotFound | PasskeysDisabled => {
-                ErrorKind::NotFound
-            }
-            EmailTaken | LastAdmin | FactorAlreadyActive | MfaNotEnabled | NotRestorable | PasskeyExists => {
-                ErrorKind::Conflict
-            }
-            TooManyPasskeys => ErrorKind::Validation,
+            AccountInactive | EmailNotVerified | PermissionDenied | MfaRequired | SignupNotAllowed
+            | BadCodeVerifier => ErrorKind::Forbidden,
+            UserNotFound
+            | SessionNotFound
+            | ApiKeyNotFound
+            | FactorNotFound
+            | PasskeyNotFound
+            | PasskeysDisabled
+            | IdentityNotFound
+            | ManualLinkingDisabled
+            | FlowStateNotFound => ErrorKind::NotFound,
+            EmailTaken | LastAdmin | FactorAlreadyActive | MfaNotEnabled | NotRestorable | PasskeyExists
+            | IdentityTaken => ErrorKind::Conflict,
+            TooManyPasskeys | LastIdentity | AnonymousDisabled => ErrorKind::Validation,
             RateLimited { .. } | AccountLocked { .. } => ErrorKind::RateLimited,
-            Overloaded { .. } | Unavailable(_) => ErrorKind::Unavailable,
+            Overloaded { .. } | Unavailable(_) | ProviderUnavailable(_) => ErrorKind::Unavailable,
             Internal(_) => ErrorKind::Internal,
         }
     }
@@ -193,6 +223,17 @@ impl Error {
             AccountLocked { .. } => "AccountLocked",
             Overloaded { .. } => "ServiceOverloaded",
             Unavailable(_) => "ServiceUnavailable",
+            ProviderDisabled => "ProviderDisabled",
+            ProviderRefused(_) => "ProviderRefused",
+            ProviderUnavailable(_) => "ProviderUnavailable",
+            BadOAuthState => "BadOAuthState",
+            IdentityTaken => "IdentityAlreadyExists",
+            IdentityNotFound => "IdentityNotFound",
+            LastIdentity => "LastIdentity",
+            ManualLinkingDisabled => "ManualLinkingDisabled",
+            AnonymousDisabled => "AnonymousSignInsDisabled",
+            FlowStateNotFound => "FlowStateNotFound",
+            BadCodeVerifier => "BadCodeVerifier",
             Internal(_) => "InternalError",
         }
     }
@@ -239,6 +280,17 @@ impl Error {
             AccountLocked { .. } => "account_locked",
             Overloaded { .. } => "service_overloaded",
             Unavailable(_) => "service_unavailable",
+            ProviderDisabled => "provider_disabled",
+            ProviderRefused(_) => "bad_oauth_callback",
+            ProviderUnavailable(_) => "provider_unavailable",
+            BadOAuthState => "bad_oauth_state",
+            IdentityTaken => "identity_already_exists",
+            IdentityNotFound => "identity_not_found",
+            LastIdentity => "single_identity_not_deletable",
+            ManualLinkingDisabled => "manual_linking_disabled",
+            AnonymousDisabled => "anonymous_provider_disabled",
+            FlowStateNotFound => "flow_state_not_found",
+            BadCodeVerifier => "bad_code_verifier",
             Internal(_) => "internal_error",
         }
     }

@@ -12,6 +12,7 @@ pub mod kreeda;
 pub mod layers;
 pub mod metrics;
 pub mod middleware;
+pub mod oauth;
 pub mod openapi;
 pub mod ops;
 pub mod pages;

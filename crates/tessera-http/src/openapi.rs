@@ -8,7 +8,9 @@ use utoipa::{Modify, OpenApi};
 use crate::layers::SharedLayers;
 use crate::middleware::Csp;
 use crate::state::AppState;
-use crate::supabase::{admin as sb_admin, auth as sb_auth, factors as sb_factors, passkeys as sb_passkeys};
+use crate::supabase::{
+    admin as sb_admin, auth as sb_auth, external as sb_external, factors as sb_factors, passkeys as sb_passkeys,
+};
 use crate::surface::Surface;
 use crate::{admin, kreeda, ops, v1};
 
@@ -40,7 +42,8 @@ impl Modify for BearerAuth {
         v1::passkeys::remove, v1::passkeys::authentication_options, v1::passkeys::authentication_verify,
         v1::passkeys::mfa_options, v1::passkeys::admin_list, v1::passkeys::admin_remove,
         v1::users::register, v1::users::get_user, v1::users::update_me, v1::users::profile, v1::users::update_profile,
-        v1::users::delete_me, v1::users::export,
+        v1::users::delete_me, v1::users::export, v1::oauth::start, v1::oauth::token, v1::oauth::list, v1::oauth::unlink,
+        v1::oauth::link,
         kreeda::register, kreeda::sign_in, kreeda::user, kreeda::update_user, kreeda::delete_user, kreeda::token, kreeda::recover,
         kreeda::verify, kreeda::mfa_verify, kreeda::sign_out, kreeda::profile, kreeda::update_profile,
         ops::health, ops::health_detailed, ops::jwks, ops::supabase_jwks,
@@ -54,7 +57,8 @@ impl Modify for BearerAuth {
         sb_admin::list_factors, sb_admin::delete_factor, sb_admin::generate_link, sb_admin::invite,
         sb_passkeys::registration_options, sb_passkeys::registration_verify, sb_passkeys::authentication_options,
         sb_passkeys::authentication_verify, sb_passkeys::list, sb_passkeys::update, sb_passkeys::delete,
-        sb_passkeys::admin_list, sb_passkeys::admin_delete,
+        sb_passkeys::admin_list, sb_passkeys::admin_delete, sb_external::authorize, sb_external::callback,
+        sb_external::link, sb_external::unlink,
     ),
     components(schemas(crate::error::ErrorBody, crate::dto::PublicUserOut, crate::supabase::doc::SbPending)),
     modifiers(&BearerAuth),

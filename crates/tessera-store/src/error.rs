@@ -21,6 +21,12 @@ const UNIQUE: &[UniqueConstraint] = &[
         sqlite_columns: "users.email_index",
         error: || Error::EmailTaken,
     },
+    // One identity at a provider signs in one user.
+    UniqueConstraint {
+        name: "identities_provider_provider_id_key",
+        sqlite_columns: "identities.provider, identities.provider_id",
+        error: || Error::IdentityTaken,
+    },
 ];
 
 struct UniqueConstraint {

@@ -303,6 +303,7 @@ impl Core {
             verified: new.is_verified.unwrap_or(false),
             metadata: new.metadata,
             invited: new.invited,
+            anonymous: false,
         };
         let tx = self.store.begin().await?;
         let created = insert_account(&tx, account).await?;
@@ -354,7 +355,7 @@ impl Core {
     }
 
     /// Page `page` (from 1) of `per_page` users, newest first, each with its profile and
-    /// factors (read in two statements, whatever the page's size), and how many users
+    /// factors and identities (read in three statements, whatever the page's size), and how many users
     /// there are. A page past the last is empty, however far.
     pub async fn admin_accounts_page(&self, page: u64, per_page: u64) -> Result<(Vec<Account>, u64), Error> {
         let skip = page.saturating_sub(1).saturating_mul(per_page);
@@ -366,15 +367,17 @@ impl Core {
         };
         let ids: Vec<Uuid> = users.iter().map(|u| u.id).collect();
         let reader = self.store.reader();
-        let (profiles, factors) = tokio::try_join!(
+        let (profiles, factors, identities) = tokio::try_join!(
             tessera_store::query::profiles::of_users(reader, &ids),
             tessera_store::query::mfa::factors_of_users(reader, &ids),
+            tessera_store::query::identities::of_users(reader, &ids),
         )?;
         let accounts = users
             .into_iter()
             .map(|user| Account {
                 profile: profiles.iter().find(|p| p.user_id == user.id).cloned(),
                 factors: factors.iter().filter(|f| f.user_id == user.id).cloned().collect(),
+                identities: crate::identity::views(&user, identities.clone()),
                 user,
             })
             .collect();

@@ -117,6 +117,7 @@ impl Core {
                     mfa_enabled: false,
                     email_index: None,
                     new_email_index: None,
+                    is_anonymous: false,
                 });
                 profiles.push(profile::Model {
                     id: Uuid::now_v7(),

@@ -24,6 +24,8 @@ pub struct Account {
     /// `None` if it could not be read (the user is shown without it).
     pub profile: Option<profile::Model>,
     pub factors: Vec<mfa_factor::Model>,
+    /// How the user signs in: the address and password, and each provider's identity.
+    pub identities: Vec<crate::identity::IdentityView>,
 }
 
 /// What a sign-up asks for, as the client sent it.
@@ -238,6 +240,8 @@ pub(crate) struct NewAccount {
     pub metadata: Metadata,
     /// Whether an admin invited the user (sets `invited_at`).
     pub invited: bool,
+    /// An anonymous user (SPEC §5.11), whose `email` is a placeholder.
+    pub anonymous: bool,
 }
 
 /// What the Supabase surface keeps beside a profile: `user_metadata`, written by the user
@@ -263,6 +267,7 @@ pub(crate) async fn insert_account(conn: &impl Db, a: NewAccount) -> Result<user
         app_metadata: a.metadata.app.unwrap_or_else(|| json!({})),
         invited: a.invited,
         at: now(),
+        anonymous: a.anonymous,
     };
     users::create(conn, new).await
 }
@@ -298,6 +303,7 @@ impl Core {
             verified: self.settings.email_autoconfirm,
             metadata: Metadata { user: r.user_metadata, app: None },
             invited: false,
+            anonymous: false,
         };
         let created = insert_account(&tx, account).await?;
         record(&tx, client, AuditEvent::by_user("user.create", created.id)).await?;
@@ -440,9 +446,13 @@ impl Core {
     /// A user with their profile and factors, read at once.
     pub async fn account(&self, user: user::Model) -> Result<Account, Error> {
         let reader = self.store.reader();
-        let (profile, factors) =
-            tokio::join!(profiles::by_user(reader, user.id), tessera_store::query::mfa::factors(reader, user.id));
-        Ok(Account { profile: profile.ok().flatten(), factors: factors?, user })
+        let (profile, factors, identities) = tokio::join!(
+            profiles::by_user(reader, user.id),
+            tessera_store::query::mfa::factors(reader, user.id),
+            tessera_store::query::identities::of_user(reader, user.id),
+        );
+        let identities = crate::identity::views(&user, identities?);
+        Ok(Account { profile: profile.ok().flatten(), factors: factors?, identities, user })
     }
 
     pub async fn profile(&self, user: &user::Model) -> Result<profile::Model, Error> {

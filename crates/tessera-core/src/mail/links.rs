@@ -209,6 +209,7 @@ impl Core {
                     verified: false,
                     metadata: Metadata { user: user_metadata, app: None },
                     invited: false,
+                    anonymous: false,
                 };
                 let tx = self.store.begin().await?;
                 let created = match insert_account(&tx, account).await {
@@ -487,6 +488,11 @@ impl Core {
         who: &crate::caller::Principal,
         client: &ClientInfo,
     ) -> Result<(), Error> {
+        if Email::is_placeholder(&who.user.email) {
+            return Err(Error::BadRequest(
+                "Reauthentication requires the user to have an email or a phone number".to_owned(),
+            ));
+        }
         if let Some(d) = self.rate_limit(RateAction::Otp, &who.user.email).await.filter(|d| !d.allowed) {
             return Err(Error::RateLimited { retry_after_secs: d.retry_after_secs });
         }

@@ -65,6 +65,10 @@ impl Core {
     /// Queues a mail through `conn`: the caller's transaction, so the message exists if
     /// and only if the change that caused it does.
     pub async fn queue_mail(&self, conn: &impl Db, mail: OutgoingMail) -> Result<(), Error> {
+        // A user without an address (anonymous, or a provider's without one) gets no mail.
+        if tessera_domain::Email::is_placeholder(&mail.to) {
+            return Ok(());
+        }
         let vars: Vec<(&str, &str)> = mail.vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let (subject, text, html) = self.mailer.templates.render(mail.template, &vars);
         let mail = NewMail {

@@ -51,7 +51,7 @@ impl Core {
             aud: self.jwt.audience.clone(),
             sub: user.id.to_string(),
             user_id: user.id.to_string(),
-            email: user.email.clone(),
+            email: if Email::is_placeholder(&user.email) { String::new() } else { user.email.clone() },
             role: user.role.clone(),
             typ: "access".to_owned(),
             ver: user.token_version,
@@ -85,7 +85,7 @@ impl Core {
                     session_id: session_id.to_string(),
                     phone: user.phone.clone().unwrap_or_default(),
                     amr,
-                    is_anonymous: false,
+                    is_anonymous: user.is_anonymous,
                     app_metadata,
                     user_metadata,
                 })?;

@@ -39,6 +39,10 @@ pub enum Proof {
     /// A passkey on its own (usernameless); `user_verified` when the authenticator
     /// verified its user (a PIN, a fingerprint): that is two factors in one, aal2.
     Passkey { user_verified: bool },
+    /// An identity at another provider (first factor; [`Proven::provider`] names it).
+    External,
+    /// A new anonymous user's first session.
+    Anonymous,
 }
 
 /// A verified sign-in on its way to a session.
@@ -58,11 +62,13 @@ pub struct Proven {
     /// challenge and counter): a sign-in whose challenge is already gone, or whose passkey
     /// counter did not move forwards, stops there.
     pub spent: Spent,
+    /// The provider of a [`Proof::External`].
+    pub provider: Option<String>,
 }
 
 impl Proven {
     pub fn new(user: user::Model, proof: Proof) -> Proven {
-        Proven { user, proof, rehash: None, weak_password: None, spent: Spent::default() }
+        Proven { user, proof, rehash: None, weak_password: None, spent: Spent::default(), provider: None }
     }
 }
 
@@ -130,7 +136,7 @@ impl Core {
     }
 
     async fn finish(&self, tx: Option<Tx>, proven: Proven, client: &ClientInfo) -> Result<SignIn, Error> {
-        let Proven { user, proof, rehash, weak_password, spent } = proven;
+        let Proven { user, proof, rehash, weak_password, spent, provider } = proven;
         let refusal = self.refusal(&user);
         // The hash costs what it costs outside any transaction.
         let new_hash = match rehash {
@@ -151,7 +157,7 @@ impl Core {
             // A session to open and no transaction of the verifier's: its writes go to the
             // store as one (on a SQLite file, sharing a commit with others under way).
             (None, Some(aal)) if refusal.is_none() => {
-                let writes = self.session_writes(&user, aal, proof, spent, new_hash, client);
+                let writes = self.session_writes(&user, aal, proof, provider.as_deref(), spent, new_hash, client);
                 let session = writes.session.clone();
                 let written = self.store.sign_in(writes).await?;
                 return self.opened(written, None, user, session, weak_password, client).await;
@@ -172,7 +178,7 @@ impl Core {
             tx.commit().await?;
             return Ok(SignIn::MfaRequired(challenge));
         };
-        let writes = self.session_writes(&user, aal, proof, Spent::default(), new_hash, client);
+        let writes = self.session_writes(&user, aal, proof, provider.as_deref(), Spent::default(), new_hash, client);
         let session = writes.session.clone();
         let written = sessions::write_sign_in(&tx, writes).await?;
         self.opened(written, Some(tx), user, session, weak_password, client).await
@@ -180,11 +186,13 @@ impl Core {
 
     /// The writes of a sign-in that opens a session: what was spent, the session (on the
     /// `token_version` read when the check began), the cap, the audit event.
+    #[allow(clippy::too_many_arguments)]
     fn session_writes(
         &self,
         user: &user::Model,
         aal: &str,
         proof: Proof,
+        provider: Option<&str>,
         spent: Spent,
         new_hash: Option<String>,
         client: &ClientInfo,
@@ -202,14 +210,24 @@ impl Core {
             aal: aal.to_owned(),
             amr: match proof {
                 Proof::Passkey { .. } => Some("passkey".to_owned()),
+                Proof::External => Some("oauth".to_owned()),
+                Proof::Anonymous => Some("anonymous".to_owned()),
                 _ => None,
             },
             new_password_hash: new_hash,
         };
         let mut detail = json!({ "session_id": session.id, "rehashed": session.new_password_hash.is_some() });
-        if let Proof::Passkey { user_verified } = proof {
-            detail["method"] = json!("passkey");
-            detail["user_verified"] = json!(user_verified);
+        match proof {
+            Proof::Passkey { user_verified } => {
+                detail["method"] = json!("passkey");
+                detail["user_verified"] = json!(user_verified);
+            }
+            Proof::External => {
+                detail["method"] = json!("oauth");
+                detail["provider"] = json!(provider);
+            }
+            Proof::Anonymous => detail["method"] = json!("anonymous"),
+            _ => {}
         }
         let audit = audit_row(client, AuditEvent::by_user("login.success", user.id).detail(detail));
         SignInWrites { spent, session, max_sessions: self.settings.max_sessions_per_user, audit }

@@ -17,6 +17,7 @@ pub struct RateLimits {
     pub recover: Vec<Window>,
     pub otp: Vec<Window>,
     pub verify: Vec<Window>,
+    pub anonymous: Vec<Window>,
 }
 
 /// The deployment environment.

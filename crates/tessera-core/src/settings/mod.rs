@@ -13,6 +13,11 @@ use tessera_domain::{Cidr, PasswordPolicy};
 mod kinds;
 mod read;
 
+/// What the sign-in providers' settings are read with (their names are not fixed).
+pub(crate) mod read_external {
+    pub(crate) use super::read::{flag, Reader};
+}
+
 pub use kinds::{Environment, LogFormat, MailSettings, MailTransport, RateLimits, SmtpTls};
 pub use read::SettingDoc;
 
@@ -152,6 +157,8 @@ settings! {
         /// per client IP: checks of a link token or code (email verification, password-reset confirmation, MFA codes),
         /// and recovery and resend requests
         rate_limit_verify: Vec<Window> = ["RATE_LIMIT_VERIFY"] default "30/1h", windows;
+        /// anonymous sign-ups per client IP
+        rate_limit_anonymous: Vec<Window> = ["RATE_LIMIT_ANONYMOUS"] default "30/1h", windows;
     }
     fields {
         /// without Redis: the most rate-limit and lockout keys kept in memory; the least recently used go first
@@ -231,6 +238,15 @@ settings! {
         password_reject_email: bool = ["PASSWORD_REJECT_EMAIL"] default "true", flag;
     }
     fields {
+        /// a signed-in user may link another provider's identity to their account (`/auth/v1/user/identities/authorize`,
+        /// `/v1/users/me/identities/{provider}/link`) and unlink one; off, both answer 404 manual_linking_disabled
+        manual_linking_enabled: bool = ["MANUAL_LINKING_ENABLED"] default "false", flag;
+        /// `POST /auth/v1/signup` with no email or phone signs up an anonymous user (SPEC §5.11)
+        anonymous_users_enabled: bool = ["ANONYMOUS_USERS_ENABLED"] default "false", flag;
+        /// days after which the purge removes an anonymous user who never became permanent
+        anonymous_retention: Duration = ["ANONYMOUS_RETENTION_DAYS"] default "30", days_at_most(36_500);
+        /// seconds a call to a sign-in provider (discovery, keys, code exchange, user info) may take
+        external_http_timeout: Duration = ["EXTERNAL_HTTP_TIMEOUT"] default "10", seconds;
         /// passkey sign-in and registration (SPEC §5.10); off: every passkey route answers 404 passkey_disabled
         passkeys_enabled: bool = ["PASSKEYS_ENABLED"] default "true", flag;
         /// the WebAuthn relying party ID passkeys are bound to: a domain, equal to or a registrable suffix of the host
@@ -305,7 +321,11 @@ settings! {
             recover: rate_limit_recover,
             otp: rate_limit_otp,
             verify: rate_limit_verify,
+            anonymous: rate_limit_anonymous,
         };
+        /// The sign-in providers (`EXTERNAL_<NAME>_*`, SPEC §5.11), enabled or not.
+        external: Vec<crate::identity::provider::ProviderSettings> =
+            crate::identity::provider::from_vars(r, &public_url);
         /// When failed sign-ins lock an address, and for how long.
         lockout: LockoutPolicy = LockoutPolicy {
             threshold: lockout_threshold,

@@ -65,7 +65,8 @@ pub async fn list_users(State(s): State<AppState>, _: ServiceRole, SbQuery(q): S
     let page = page_param(&q.page, 1)?;
     let per_page = page_param(&q.per_page, 50)?.min(PER_PAGE_MAX);
     let (accounts, total) = s.core.admin_accounts_page(page, per_page).await?;
-    let out: Vec<Value> = accounts.iter().map(|a| user_json(&a.user, a.profile.as_ref(), &a.factors)).collect();
+    let out: Vec<Value> =
+        accounts.iter().map(|a| user_json(&a.user, a.profile.as_ref(), &a.factors, &a.identities)).collect();
     let mut res =
         Json(json!({ "users": out, "aud": tessera_core::session::tokens::SUPABASE_AUDIENCE })).into_response();
     res.headers_mut().insert("x-total-count", HeaderValue::from(total));

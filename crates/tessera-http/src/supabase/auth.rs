@@ -43,13 +43,18 @@ pub async fn health() -> Json<Value> {
 /// `GET /auth/v1/settings`: what this server offers, as GoTrue lists it.
 #[utoipa::path(get, path = "/auth/v1/settings", tag = "supabase", responses((status = 200, body = super::doc::SbSettings)))]
 pub async fn settings(State(s): State<AppState>) -> Json<Value> {
-    let external = json!({
-        "email": true, "phone": false, "anonymous_users": false, "apple": false, "azure": false,
-        "bitbucket": false, "discord": false, "facebook": false, "figma": false, "fly": false,
+    let mut external = json!({
+        "email": true, "phone": false, "anonymous_users": s.core.settings.anonymous_users_enabled, "apple": false,
+        "azure": false, "bitbucket": false, "discord": false, "facebook": false, "figma": false, "fly": false,
         "github": false, "gitlab": false, "google": false, "keycloak": false, "kakao": false,
         "linkedin_oidc": false, "notion": false, "slack_oidc": false, "spotify": false,
         "twitch": false, "twitter": false, "workos": false, "zoom": false,
     });
+    if let Some(map) = external.as_object_mut() {
+        for name in s.core.providers.enabled_names() {
+            map.insert(name, json!(true));
+        }
+    }
     Json(json!({
         "external": external,
         "disable_signup": false,
@@ -88,7 +93,12 @@ pub async fn signup(State(s): State<AppState>, Client(client): Client, SbJson(bo
                 "Phone signups are disabled",
             ));
         }
-        return Err(GoTrueError::validation("To signup, please provide your email"));
+        if given(&body.password).is_some() {
+            return Err(GoTrueError::validation("To signup, please provide your email"));
+        }
+        // No address and no password: an anonymous sign-up (ANONYMOUS_USERS_ENABLED).
+        let data = body.data.filter(|d| !d.is_null());
+        return session_of(&s, s.core.sign_up_anonymously(data, &client).await?).await;
     };
     let password = body.password.unwrap_or_default();
     if password.is_empty() {
@@ -128,6 +138,13 @@ pub struct SbTokenIn {
     phone: Option<String>,
     password: Option<String>,
     refresh_token: Option<String>,
+    /// `grant_type=pkce`: the code from the redirect, and the verifier of its challenge.
+    auth_code: Option<String>,
+    code_verifier: Option<String>,
+    /// `grant_type=id_token`: the provider, its ID token, and the nonce it was minted for.
+    provider: Option<String>,
+    id_token: Option<String>,
+    nonce: Option<String>,
 }
 
 /// `POST /auth/v1/token`: `grant_type=password` signs in (with `weak_password` when the
@@ -181,19 +198,35 @@ pub async fn token(
             let issued = s.core.refresh(raw, &client).await.map_err(refresh_error)?;
             ok(session_json(&s.core, &issued).await?)
         }
-        "pkce" => Err(GoTrueError::new(
-            StatusCode::NOT_FOUND,
-            "flow_state_not_found",
-            "invalid flow state, no valid flow state found (PKCE is not supported by this server)",
-        )),
+        "pkce" => {
+            let (Some(code), Some(verifier)) = (given(&body.auth_code), given(&body.code_verifier)) else {
+                return Err(GoTrueError::validation(
+                    "invalid request: both auth code and code verifier should be non-empty",
+                ));
+            };
+            session_of(&s, s.core.exchange_code(code, verifier, &client).await?).await
+        }
         "id_token" => {
-            Err(GoTrueError::new(StatusCode::BAD_REQUEST, "provider_disabled", "ID token sign-in is not enabled"))
+            let (Some(provider), Some(id_token)) = (given(&body.provider), given(&body.id_token)) else {
+                return Err(GoTrueError::validation("provider and id_token are required"));
+            };
+            let signed_in = s.core.sign_in_with_id_token(provider, id_token, given(&body.nonce), &client).await?;
+            session_of(&s, signed_in).await
         }
         other => Err(GoTrueError::new(
             StatusCode::BAD_REQUEST,
             "unsupported_grant_type",
             format!("unsupported_grant_type: {other:?}"),
         )),
+    }
+}
+
+/// A sign-in's session as this surface answers it (an MFA user's is an aal1 session to
+/// step up, never a second step).
+async fn session_of(s: &AppState, signed_in: SignIn) -> Answer {
+    match signed_in {
+        SignIn::Session(issued) => ok(session_json(&s.core, &issued).await?),
+        SignIn::MfaRequired(_) => Err(Error::MfaRequired.into()),
     }
 }
 

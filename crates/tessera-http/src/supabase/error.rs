@@ -136,6 +136,33 @@ impl From<Error> for GoTrueError {
             Error::NotRestorable => new(S::UNPROCESSABLE_ENTITY, "conflict", Error::NotRestorable.to_string()),
             Error::SignupNotAllowed => new(S::UNPROCESSABLE_ENTITY, "otp_disabled", "Signups not allowed for otp"),
             Error::PasskeysDisabled => new(S::NOT_FOUND, "passkey_disabled", "Passkeys are disabled"),
+            Error::ProviderDisabled => {
+                new(S::BAD_REQUEST, "provider_disabled", "Unsupported provider: provider is not enabled")
+            }
+            Error::ProviderRefused(why) => new(S::BAD_REQUEST, "bad_oauth_callback", why),
+            Error::ProviderUnavailable(_) => {
+                new(S::SERVICE_UNAVAILABLE, "provider_unavailable", "Error reaching the external provider")
+            }
+            Error::BadOAuthState => new(S::BAD_REQUEST, "bad_oauth_state", "OAuth state parameter is invalid"),
+            Error::IdentityTaken => {
+                new(S::UNPROCESSABLE_ENTITY, "identity_already_exists", "Identity is already linked to another user")
+            }
+            Error::IdentityNotFound => new(S::UNPROCESSABLE_ENTITY, "identity_not_found", "Identity doesn't exist"),
+            Error::LastIdentity => new(
+                S::UNPROCESSABLE_ENTITY,
+                "single_identity_not_deletable",
+                "User must have at least 1 identity after unlinking",
+            ),
+            Error::ManualLinkingDisabled => new(S::NOT_FOUND, "manual_linking_disabled", "Manual linking is disabled"),
+            Error::AnonymousDisabled => {
+                new(S::UNPROCESSABLE_ENTITY, "anonymous_provider_disabled", "Anonymous sign-ins are disabled")
+            }
+            Error::FlowStateNotFound => {
+                new(S::NOT_FOUND, "flow_state_not_found", "invalid flow state, no valid flow state found")
+            }
+            Error::BadCodeVerifier => {
+                new(S::FORBIDDEN, "bad_code_verifier", "code challenge does not match previously saved code verifier")
+            }
             Error::ChallengeNotFound => {
                 new(S::BAD_REQUEST, "webauthn_challenge_not_found", "Challenge not found or already used")
             }

@@ -37,6 +37,8 @@ fn apikey_refusal(state: &AppState, req: &Request) -> Option<Response> {
     let path = req.uri().path();
     if path.ends_with("/.well-known/jwks.json")
         || path == "/auth/v1/health"
+        // A browser arrives here from the provider, with no key to show.
+        || path == "/auth/v1/callback"
         || req.method() == axum::http::Method::OPTIONS
     {
         return None;

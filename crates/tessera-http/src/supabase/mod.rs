@@ -8,6 +8,7 @@ pub mod admin;
 pub mod auth;
 pub mod doc;
 pub mod error;
+pub mod external;
 pub mod extract;
 pub mod factors;
 pub mod gateway;
@@ -70,6 +71,13 @@ fn routes(state: &AppState) -> Router<AppState> {
         .route("/auth/v1/verify", post(auth::verify).get(auth::verify_link).route_layer(limit(RateAction::Verify)))
         .route("/auth/v1/resend", post(auth::resend).route_layer(limit(RateAction::Verify)))
         .route("/auth/v1/reauthenticate", get(auth::reauthenticate))
+        .route("/auth/v1/authorize", get(external::authorize).route_layer(limit(RateAction::Login)))
+        .route(
+            "/auth/v1/callback",
+            get(external::callback).post(external::callback).route_layer(limit(RateAction::Verify)),
+        )
+        .route("/auth/v1/user/identities/authorize", get(external::link))
+        .route("/auth/v1/user/identities/{id}", axum::routing::delete(external::unlink))
         .route("/auth/v1/factors", post(factors::enroll))
         .route("/auth/v1/factors/{id}", axum::routing::delete(factors::unenroll))
         .route("/auth/v1/factors/{id}/challenge", post(factors::challenge))

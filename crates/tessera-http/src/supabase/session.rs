@@ -21,7 +21,8 @@ pub async fn session_json(core: &Core, issued: &Issued) -> Result<Value, GoTrueE
         // being enrolled shows in `GET /user`, not in a refresh's answer).
         Some(profile) => {
             let factors = if issued.user.mfa_enabled { core.factors(issued.user.id).await? } else { Vec::new() };
-            user_json(&issued.user, Some(profile), &factors)
+            let identities = core.identities_of(&issued.user).await?;
+            user_json(&issued.user, Some(profile), &factors, &identities)
         }
         None => load_user(core, &issued.user).await?,
     };

@@ -2,7 +2,17 @@
 
 use serde_json::{json, Value};
 use tessera_core::entity::{mfa_factor, profile, user};
+use tessera_core::identity::IdentityView;
 use tessera_core::Core;
+
+/// The address a user object shows: none for a user who has only a placeholder.
+pub fn shown_email(u: &user::Model) -> &str {
+    if tessera_core::domain::Email::is_placeholder(&u.email) {
+        ""
+    } else {
+        &u.email
+    }
+}
 
 use super::error::GoTrueError;
 
@@ -18,31 +28,50 @@ pub fn factor_json(f: &mfa_factor::Model) -> Value {
     })
 }
 
-/// GoTrue's user object (SPEC §3.4): `phone` always a string, one `email` identity,
-/// `app_metadata` with `provider` and `providers`, the stored `user_metadata`, the factors.
-pub fn user_json(u: &user::Model, profile: Option<&profile::Model>, factors: &[mfa_factor::Model]) -> Value {
-    let (user_metadata, app_metadata) = tessera_core::account::users::metadata_of(u, profile);
-    let identity = json!({
-        "identity_id": u.id,
-        "id": u.id,
+/// An identity as GoTrue shows it.
+pub fn identity_json(u: &user::Model, i: &IdentityView) -> Value {
+    json!({
+        "identity_id": i.id,
+        "id": i.provider_id,
         "user_id": u.id,
-        "identity_data": {
-            "email": u.email,
-            "email_verified": u.email_verified_at.is_some(),
-            "phone_verified": u.phone_verified_at.is_some(),
-            "sub": u.id,
-        },
-        "provider": "email",
-        "last_sign_in_at": u.last_login_at,
-        "created_at": u.created_at,
-        "updated_at": u.updated_at,
-        "email": u.email,
-    });
+        "identity_data": i.data,
+        "provider": i.provider,
+        "last_sign_in_at": i.last_sign_in_at,
+        "created_at": i.created_at,
+        "updated_at": i.updated_at,
+        "email": i.email.clone().unwrap_or_default(),
+    })
+}
+
+/// GoTrue's user object (SPEC §3.4): `phone` always a string, the identities (the `email`
+/// one and those of providers), `app_metadata` with `provider` and `providers`, the stored
+/// `user_metadata`, the factors, `is_anonymous`.
+pub fn user_json(
+    u: &user::Model,
+    profile: Option<&profile::Model>,
+    factors: &[mfa_factor::Model],
+    identities: &[IdentityView],
+) -> Value {
+    let (user_metadata, mut app_metadata) = tessera_core::account::users::metadata_of(u, profile);
+    let mut providers: Vec<&str> = Vec::new();
+    for i in identities {
+        if !providers.contains(&i.provider.as_str()) {
+            providers.push(&i.provider);
+        }
+    }
+    if u.is_anonymous && providers.is_empty() {
+        providers.push("anonymous");
+    }
+    if let (Some(first), Some(meta)) = (providers.first(), app_metadata.as_object_mut()) {
+        meta.insert("provider".to_owned(), json!(first));
+        meta.insert("providers".to_owned(), json!(providers));
+    }
+    let email = shown_email(u);
     let mut out = json!({
         "id": u.id,
         "aud": tessera_core::session::tokens::SUPABASE_AUDIENCE,
         "role": tessera_core::session::tokens::SUPABASE_AUDIENCE,
-        "email": u.email,
+        "email": email,
         "email_confirmed_at": u.email_verified_at,
         "phone": u.phone.clone().unwrap_or_default(),
         "phone_confirmed_at": u.phone_verified_at,
@@ -50,10 +79,10 @@ pub fn user_json(u: &user::Model, profile: Option<&profile::Model>, factors: &[m
         "last_sign_in_at": u.last_login_at,
         "app_metadata": app_metadata,
         "user_metadata": user_metadata,
-        "identities": [identity],
+        "identities": identities.iter().map(|i| identity_json(u, i)).collect::<Vec<_>>(),
         "created_at": u.created_at,
         "updated_at": u.updated_at,
-        "is_anonymous": false,
+        "is_anonymous": u.is_anonymous,
     });
     let Some(obj) = out.as_object_mut() else { return out };
     if !factors.is_empty() {
@@ -74,5 +103,5 @@ pub fn user_json(u: &user::Model, profile: Option<&profile::Model>, factors: &[m
 /// A user's GoTrue object, read with its profile and factors.
 pub async fn load_user(core: &Core, u: &user::Model) -> Result<Value, GoTrueError> {
     let account = core.account(u.clone()).await?;
-    Ok(user_json(&account.user, account.profile.as_ref(), &account.factors))
+    Ok(user_json(&account.user, account.profile.as_ref(), &account.factors, &account.identities))
 }

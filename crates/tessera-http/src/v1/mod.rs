@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod mfa;
+pub mod oauth;
 pub mod passkeys;
 pub mod users;
 
@@ -64,6 +65,11 @@ fn routes(state: &AppState) -> Router<AppState> {
         .route("/v1/users", post(users::register).route_layer(limit(RateAction::Register)))
         .route("/v1/users/me", patch(users::update_me).delete(users::delete_me))
         .route("/v1/users/me/export", get(users::export))
+        .route("/v1/users/me/identities", get(oauth::list))
+        .route("/v1/users/me/identities/{id}", axum::routing::delete(oauth::unlink))
+        .route("/v1/users/me/identities/{provider}/link", get(oauth::link))
+        .route("/v1/auth/oauth/token", post(oauth::token).route_layer(limit(RateAction::Verify)))
+        .route("/v1/auth/oauth/{provider}", get(oauth::start).route_layer(limit(RateAction::Login)))
         .route("/v1/users/me/profile", get(users::profile).patch(users::update_profile))
         .route("/v1/users/{id}", get(users::get_user))
 }

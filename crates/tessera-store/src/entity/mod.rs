@@ -2,6 +2,8 @@
 
 pub mod api_key;
 pub mod audit_log;
+pub mod flow_state;
+pub mod identity;
 pub mod mail_outbox;
 pub mod mfa_factor;
 pub mod mfa_token;

@@ -29,6 +29,9 @@ pub struct Model {
     pub email_index: Option<String>,
     /// The blind index of `new_email`; set by the store.
     pub new_email_index: Option<String>,
+    /// An anonymous user (SPEC §5.11): signed up with no address; `email` holds a
+    /// placeholder in the reserved `.invalid` domain until the user adds one.
+    pub is_anonymous: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -18,6 +18,7 @@ use crate::pii::Pii;
 
 pub mod admin;
 pub mod audit;
+pub mod identities;
 pub mod mfa;
 pub mod one_time_tokens;
 pub mod outbox;

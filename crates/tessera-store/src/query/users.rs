@@ -35,6 +35,8 @@ pub struct NewUser {
     pub invited: bool,
     /// When: the rows' creation time.
     pub at: DateTime<Utc>,
+    /// An anonymous user (`email` is then a placeholder nobody can receive mail at).
+    pub anonymous: bool,
 }
 
 /// Creates a user and their profile through `conn` (the caller's transaction); a taken
@@ -60,6 +62,7 @@ pub async fn create(conn: &impl Db, new: NewUser) -> Result<user::Model, Error> 
         mfa_enabled: false,
         email_index: None,
         new_email_index: None,
+        is_anonymous: new.anonymous,
     };
     let created = insert(conn, row).await?;
     let profile = profile::Model {
@@ -95,6 +98,8 @@ pub struct UserChanges {
     pub is_active: Option<bool>,
     pub password_hash: Option<String>,
     pub updated_at: Option<DateTime<Utc>>,
+    /// false: an anonymous user became permanent (an address confirmed, an identity linked).
+    pub is_anonymous: Option<bool>,
 }
 
 impl UserChanges {
@@ -118,6 +123,7 @@ pub async fn update(conn: &impl Db, current: &user::Model, changes: UserChanges)
         is_active,
         password_hash,
         updated_at,
+        is_anonymous,
     } = changes;
     let mut row = current.clone().into_active_model();
     set_if(&mut row.email, email);
@@ -130,6 +136,7 @@ pub async fn update(conn: &impl Db, current: &user::Model, changes: UserChanges)
     set_if(&mut row.is_active, is_active);
     set_if(&mut row.password_hash, password_hash);
     set_if(&mut row.updated_at, updated_at);
+    set_if(&mut row.is_anonymous, is_anonymous);
     save(conn, row).await
 }
 

@@ -44,7 +44,7 @@ impl Browser {
                 panic!("cannot start {bin} ({e}): install chromium-driver, or run the suite with scripts/test")
             });
         let base = format!("http://127.0.0.1:{port}");
-        let http = reqwest::Client::new();
+        let http = crate::harness::http_client();
         for _ in 0..200 {
             if let Ok(r) = http.get(format!("{base}/status")).send().await {
                 if r.status().is_success() {

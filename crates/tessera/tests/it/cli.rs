@@ -327,7 +327,7 @@ fn legacy_key_file(dir: &std::path::Path, what: &str) -> std::path::PathBuf {
 
 /// Signs up and signs in `email` on `server`: the access token and the refresh token.
 async fn sign_up_and_in(server: &Proc, email: &str) -> (String, String) {
-    let client = reqwest::Client::new();
+    let client = crate::harness::http_client();
     let res = client
         .post(server.url("/v1/users"))
         .json(&json!({ "email": email, "password": PASSWORD }))
@@ -347,7 +347,7 @@ async fn development_keys_are_generated_once_in_the_database_and_reused() {
     let dir = tempfile::tempdir().unwrap();
     let db = fresh_database(dir.path()).await;
     let env = [("DATABASE_URL", db.as_str()), ("ARGON2_MEMORY_KIB", "1024"), ("ARGON2_ITERATIONS", "1")];
-    let client = reqwest::Client::new();
+    let client = crate::harness::http_client();
 
     let (code, out, err) = run(&["config", "check"], &env).await;
     assert_eq!(code, 0, "{err}");
@@ -395,7 +395,7 @@ async fn keys_an_older_development_server_kept_in_files_are_taken_into_the_datab
     std::fs::write(legacy_key_file(dir.path(), "refresh-secret"), refresh_key).unwrap();
 
     let upgraded = Proc::start(dir.path(), &base).await;
-    let client = reqwest::Client::new();
+    let client = crate::harness::http_client();
     let me = client.get(upgraded.url("/v1/auth/me")).bearer_auth(&token).send().await.unwrap();
     assert_eq!(me.status(), StatusCode::OK, "the file's JWT secret is the one taken into the database");
     let res = client.post(upgraded.url("/v1/auth/refresh")).json(&json!({ "refresh_token": refresh })).send();
@@ -426,7 +426,7 @@ async fn keys_an_older_development_server_kept_in_files_are_taken_into_the_datab
 async fn nodes_sharing_a_database_agree_on_every_key_with_no_setting() {
     let redis = RedisServer::start().await;
     let redis_url = redis.url();
-    let client = reqwest::Client::new();
+    let client = crate::harness::http_client();
     for jwt in [None, Some(JWT_SECRET)] {
         let what = if jwt.is_some() { "JWT_SECRET_KEY alone" } else { "no key configured" };
         let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -513,8 +513,12 @@ async fn keys_supabase_signs_with_the_servers_key_or_says_what_it_needs() {
     let printed = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_eq!(out.status.code(), Some(0), "{printed}{}", String::from_utf8_lossy(&out.stderr));
     let service = printed.lines().find_map(|l| l.strip_prefix("service_role=")).unwrap().to_owned();
-    let res =
-        reqwest::Client::new().get(server.url("/auth/v1/admin/users")).bearer_auth(&service).send().await.unwrap();
+    let res = crate::harness::http_client()
+        .get(server.url("/auth/v1/admin/users"))
+        .bearer_auth(&service)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::OK, "the server accepts the printed service_role key");
     server.terminate().await;
 
@@ -541,7 +545,7 @@ async fn sigterm_drains_in_flight_requests_then_exits_zero() {
         ("ARGON2_ITERATIONS", "8"),
     ];
     let server = Proc::start(dir.path(), &env).await;
-    let client = reqwest::Client::new();
+    let client = crate::harness::http_client();
     let email = "drain@example.com";
     let res = client
         .post(server.url("/v1/users"))
@@ -577,7 +581,7 @@ async fn logs_never_contain_passwords_tokens_or_cookies() {
         ("RATE_LIMIT_ENABLED", "false"),
     ];
     let server = Proc::start(dir.path(), &env).await;
-    let client = reqwest::Client::new();
+    let client = crate::harness::http_client();
     let email = "logs@example.com";
     let new_password = "An0ther!Secret-Phrase";
     let wrong_password = "Wr0ng!Guess-Phrase";
@@ -653,7 +657,7 @@ async fn the_log_transport_shows_the_link_in_development() {
         ("ARGON2_ITERATIONS", "1"),
     ];
     let server = Proc::start(dir.path(), &env).await;
-    let res = reqwest::Client::new()
+    let res = crate::harness::http_client()
         .post(server.url("/v1/users"))
         .json(&json!({ "email": "newcomer@example.com", "password": PASSWORD }))
         .send()
@@ -698,7 +702,7 @@ async fn the_accept_loop_survives_running_out_of_file_descriptors() {
     assert!(server.output.lock().unwrap().contains("accept failed"), "{}", server.output.lock().unwrap());
 
     drop(held);
-    let client = reqwest::Client::new();
+    let client = crate::harness::http_client();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         match client.get(server.url("/health")).send().await {
@@ -730,7 +734,7 @@ async fn a_kill_9_during_a_sign_up_storm_loses_no_acknowledged_sign_up() {
     for t in 0..16 {
         let (url, acknowledged) = (server.url("/v1/users"), acknowledged.clone());
         storm.push(tokio::spawn(async move {
-            let client = reqwest::Client::new();
+            let client = crate::harness::http_client();
             for i in 0.. {
                 let email = format!("storm-{t}-{i}@example.com");
                 match client.post(&url).json(&json!({ "email": email, "password": PASSWORD })).send().await {
@@ -751,7 +755,7 @@ async fn a_kill_9_during_a_sign_up_storm_loses_no_acknowledged_sign_up() {
     assert!(acknowledged.len() >= 16, "the storm had begun: {}", acknowledged.len());
 
     let again = Proc::start(dir.path(), &envs).await;
-    let client = reqwest::Client::new();
+    let client = crate::harness::http_client();
     let signed_in = join_all(acknowledged.iter().map(|email| {
         client.post(again.url("/v1/auth/login")).json(&json!({ "email": email, "password": PASSWORD })).send()
     }))
@@ -793,7 +797,7 @@ async fn an_export_of_100000_events_streams_in_bounded_memory() {
         ("DB_POOL_SIZE", "2"),
     ];
     let server = Proc::start(dir.path(), &envs).await;
-    let client = reqwest::Client::new();
+    let client = crate::harness::http_client();
     let email = "long-history@example.com";
     let res = client.post(server.url("/v1/users")).json(&json!({ "email": email, "password": PASSWORD })).send().await;
     assert_eq!(res.unwrap().status(), StatusCode::CREATED);

@@ -54,7 +54,7 @@ async fn read_response(stream: &mut TcpStream) -> String {
 
 /// A fresh connection's `GET /health`, timed.
 async fn timed_health(app: &TestApp) -> Duration {
-    let client = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
+    let client = crate::harness::http_client_builder().pool_max_idle_per_host(0).build().unwrap();
     let started = Instant::now();
     let res = client.get(app.url("/health")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);

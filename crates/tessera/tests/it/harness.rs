@@ -65,6 +65,18 @@ pub async fn fresh_database(dir: &std::path::Path) -> String {
     }
 }
 
+/// An HTTP client builder, once TLS has its crypto (the server's HTTP client brings
+/// reqwest's TLS into this binary, which wants a provider before any client is built).
+pub fn http_client_builder() -> reqwest::ClientBuilder {
+    tessera_core::identity::provider::install_tls_crypto();
+    reqwest::Client::builder()
+}
+
+/// A default HTTP client (see [`http_client_builder`]).
+pub fn http_client() -> reqwest::Client {
+    http_client_builder().build().unwrap()
+}
+
 /// The settings a test server starts with, plus `extra`.
 pub fn test_vars(db_url: &str, extra: &[(&str, &str)]) -> HashMap<String, String> {
     let mut vars: HashMap<String, String> = [
@@ -143,7 +155,7 @@ impl TestApp {
         let settings = Settings::from_vars(&test_vars(&db_url, extra)).expect("test settings");
         let server = Server::start(settings).await.expect("start server");
         let base = format!("http://{}", server.addr);
-        let client = Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        let client = crate::harness::http_client_builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
         TestApp { base, client, core: server.core.clone(), db_url, server: Some(server), dir }
     }
 

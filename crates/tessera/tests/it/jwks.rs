@@ -205,7 +205,7 @@ async fn an_asymmetric_server_needs_no_jwt_secret_when_refresh_tokens_have_their
     assert!(settings.jwt_secret.is_none(), "none generated either");
     let server = tessera::Server::start(settings).await.expect("starts without JWT_SECRET_KEY");
     let base = format!("http://{}", server.addr);
-    let client = reqwest::Client::new();
+    let client = crate::harness::http_client();
     let body = serde_json::json!({ "email": "ed@example.com", "password": PASSWORD });
     assert_eq!(client.post(format!("{base}/v1/users")).json(&body).send().await.unwrap().status(), StatusCode::CREATED);
     let res = client.post(format!("{base}/v1/auth/login")).json(&body).send().await.unwrap();

@@ -3,8 +3,10 @@
 //! `TEST_DATABASE_URL=postgres://…`), driven over HTTP like any client.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
 
+mod github_standin;
 mod harness;
 mod kreeda;
+mod provider;
 
 mod admin;
 mod auth;
@@ -25,6 +27,7 @@ mod privacy;
 mod proofs;
 mod refresh;
 mod smoke;
+mod social;
 mod store_contract;
 mod supabase;
 mod tokens;

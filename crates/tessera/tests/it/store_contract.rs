@@ -147,6 +147,7 @@ async fn user_with_session(store: &Store) -> (user::Model, Uuid) {
         app_metadata: json!({}),
         invited: false,
         at: now,
+        anonymous: false,
     };
     let tx = store.begin().await.unwrap();
     let user = users::create(&tx, new).await.unwrap();

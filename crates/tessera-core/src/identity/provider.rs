@@ -1,0 +1,465 @@
+//! The sign-in providers (SPEC §5.11): their settings (`EXTERNAL_<NAME>_*`, GoTrue's names
+//! less `GOTRUE_`), the presets, and what is learnt from a provider at run time: its
+//! endpoints (OpenID Connect discovery) and its signing keys, cached and fetched again
+//! when a token names a key the cache does not hold. Every call has a timeout and runs on
+//! the async client: a provider that is slow or down costs a request its wait, never a
+//! worker thread.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use secrecy::SecretString;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use tessera_domain::Error;
+use tokio::sync::Mutex;
+
+use crate::settings::read_external as read;
+
+/// How long discovery documents and key sets are trusted before they are fetched again.
+const CACHE_TTL: Duration = Duration::from_secs(3600);
+/// The least time between two fetches of a key set prompted by an unknown `kid`: tokens
+/// naming made-up keys cannot make tessera hammer the provider.
+const REFETCH_GAP: Duration = Duration::from_secs(10);
+/// Clock skew allowed on an ID token's `exp`, `iat` and `nbf`.
+const LEEWAY_SECS: u64 = 60;
+
+/// The providers tessera knows by name, and any other OpenID Connect provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Preset {
+    Google,
+    GitHub,
+    GitLab,
+    Azure,
+    Keycloak,
+    /// Any OpenID Connect provider, found by `EXTERNAL_<NAME>_ISSUER`.
+    Oidc,
+}
+
+impl Preset {
+    fn of(name: &str) -> Preset {
+        match name {
+            "google" => Preset::Google,
+            "github" => Preset::GitHub,
+            "gitlab" => Preset::GitLab,
+            "azure" => Preset::Azure,
+            "keycloak" => Preset::Keycloak,
+            _ => Preset::Oidc,
+        }
+    }
+
+    /// The scopes asked for when the request names none beyond them.
+    fn scopes(self) -> &'static str {
+        match self {
+            Preset::GitHub => "user:email",
+            Preset::GitLab => "openid email profile read_user",
+            _ => "openid email profile",
+        }
+    }
+}
+
+/// One provider's settings.
+#[derive(Debug, Clone)]
+pub struct ProviderSettings {
+    /// The name in URLs (`provider=google`): `<NAME>` lower-cased.
+    pub name: String,
+    pub preset: Preset,
+    pub enabled: bool,
+    /// The first is this server's client id at the provider; every one is an accepted
+    /// audience of ID tokens (apps of one project on the web, iOS, Android).
+    pub client_ids: Vec<String>,
+    pub secret: Option<SecretString>,
+    /// The callback registered at the provider.
+    pub redirect_uri: String,
+    /// A self-hosted GitLab or Keycloak realm, or GitHub Enterprise.
+    pub url: Option<String>,
+    /// The issuer of an OpenID Connect provider (discovery at `ISSUER/.well-known/openid-configuration`).
+    pub issuer: Option<String>,
+}
+
+impl ProviderSettings {
+    /// The issuer ID tokens of this provider carry; `None` for GitHub (not OpenID Connect).
+    pub fn issuer(&self) -> Option<String> {
+        let url = self.url.as_deref().map(|u| u.trim_end_matches('/').to_owned());
+        match self.preset {
+            Preset::GitHub => None,
+            Preset::Google => Some(self.issuer.clone().unwrap_or_else(|| "https://accounts.google.com".to_owned())),
+            Preset::Azure => Some(self.issuer.clone().unwrap_or_else(|| {
+                format!("{}/v2.0", url.unwrap_or_else(|| "https://login.microsoftonline.com/common".to_owned()))
+            })),
+            Preset::GitLab => Some(self.issuer.clone().or(url).unwrap_or_else(|| "https://gitlab.com".to_owned())),
+            Preset::Keycloak | Preset::Oidc => self.issuer.clone().or(url),
+        }
+    }
+}
+
+/// The suffixes of a provider's settings, longest first where one ends another.
+const SUFFIXES: &[&str] = &["_REDIRECT_URI", "_CLIENT_ID", "_ENABLED", "_SECRET", "_ISSUER", "_URL"];
+
+/// Every provider named by an `EXTERNAL_<NAME>_*` variable; problems (an enabled provider
+/// without a client id, an unknown one without an issuer, a value that is not a URL) go
+/// to the reader.
+pub(crate) fn from_vars(r: &mut read::Reader<'_>, public_url: &str) -> Vec<ProviderSettings> {
+    let mut names: Vec<String> = r
+        .vars
+        .iter()
+        .filter(|(_, v)| !v.trim().is_empty())
+        .filter_map(|(k, _)| {
+            let rest = k.strip_prefix("EXTERNAL_")?;
+            SUFFIXES.iter().find_map(|s| rest.strip_suffix(s)).filter(|n| !n.is_empty()).map(str::to_owned)
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    let mut out = Vec::new();
+    for upper in names {
+        let var = |suffix: &str| format!("EXTERNAL_{upper}{suffix}");
+        let get = |r: &read::Reader<'_>, suffix: &str| {
+            r.vars.get(&var(suffix)).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+        };
+        let enabled = match get(r, "_ENABLED") {
+            Some(v) => r.keep(read::flag(&var("_ENABLED"), &v)).unwrap_or(false),
+            None => false,
+        };
+        let name = upper.to_ascii_lowercase().replace('_', "-");
+        let preset = Preset::of(&name);
+        let client_ids: Vec<String> = get(r, "_CLIENT_ID")
+            .map(|v| v.split(',').map(|c| c.trim().to_owned()).filter(|c| !c.is_empty()).collect())
+            .unwrap_or_default();
+        let url_setting = |r: &mut read::Reader<'_>, suffix: &str| {
+            let value = get(r, suffix)?;
+            match url::Url::parse(&value) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") => Some(value.trim_end_matches('/').to_owned()),
+                _ => {
+                    r.problems.push(format!("{}={value:?} is not an http(s) URL", var(suffix)));
+                    None
+                }
+            }
+        };
+        let url = url_setting(r, "_URL");
+        let issuer = url_setting(r, "_ISSUER");
+        let redirect_uri = url_setting(r, "_REDIRECT_URI").unwrap_or_else(|| format!("{public_url}/auth/v1/callback"));
+        let settings = ProviderSettings {
+            name,
+            preset,
+            enabled,
+            client_ids,
+            secret: get(r, "_SECRET").map(SecretString::from),
+            redirect_uri,
+            url,
+            issuer,
+        };
+        if enabled {
+            if settings.client_ids.is_empty() {
+                r.problems.push(format!("{} must be set when {}=true", var("_CLIENT_ID"), var("_ENABLED")));
+            }
+            if settings.issuer().is_none() && preset != Preset::GitHub {
+                r.problems.push(match preset {
+                    Preset::Keycloak => {
+                        format!("{} (the realm's URL) must be set when {}=true", var("_URL"), var("_ENABLED"))
+                    }
+                    _ => format!(
+                        "{} must be set: {} is not a preset provider (google, github, gitlab, azure, keycloak)",
+                        var("_ISSUER"),
+                        settings.name
+                    ),
+                });
+            }
+        }
+        out.push(settings);
+    }
+    out
+}
+
+/// Where a provider's endpoints are.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct Endpoints {
+    #[serde(default)]
+    pub issuer: String,
+    pub authorization_endpoint: String,
+    pub token_endpoint: String,
+    #[serde(default)]
+    pub userinfo_endpoint: Option<String>,
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
+    /// RFC 9207: the provider adds `iss` to its answer at the callback.
+    #[serde(default)]
+    pub authorization_response_iss_parameter_supported: bool,
+}
+
+struct Cached<T> {
+    value: Arc<T>,
+    fetched: Instant,
+}
+
+/// A provider at run time: its settings and what was learnt from it.
+pub(crate) struct Provider {
+    pub settings: ProviderSettings,
+    endpoints: Mutex<Option<Cached<Endpoints>>>,
+    keys: Mutex<Option<Cached<JwkSet>>>,
+}
+
+/// Every configured provider, and the HTTP client that reaches them.
+pub struct Providers {
+    http: reqwest::Client,
+    list: HashMap<String, Arc<Provider>>,
+}
+
+impl Providers {
+    /// The providers of `settings`, and a client whose every call times out after `timeout`.
+    pub fn new(settings: &[ProviderSettings], timeout: Duration) -> Result<Providers, String> {
+        install_tls_crypto();
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .redirect(reqwest::redirect::Policy::limited(3))
+            .user_agent(concat!("tessera/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client of the sign-in providers: {e}"))?;
+        let list = settings
+            .iter()
+            .map(|s| {
+                let p = Provider { settings: s.clone(), endpoints: Mutex::new(None), keys: Mutex::new(None) };
+                (s.name.clone(), Arc::new(p))
+            })
+            .collect();
+        Ok(Providers { http, list })
+    }
+
+    /// The enabled provider called `name` (GoTrue's `custom:<name>` too), or
+    /// `ProviderDisabled`.
+    pub(crate) fn enabled(&self, name: &str) -> Result<Arc<Provider>, Error> {
+        let name = name.trim().to_ascii_lowercase();
+        let name = name.strip_prefix("custom:").unwrap_or(&name);
+        self.list.get(name).filter(|p| p.settings.enabled).cloned().ok_or(Error::ProviderDisabled)
+    }
+
+    /// The names of the enabled providers, for `/settings`.
+    pub fn enabled_names(&self) -> Vec<String> {
+        let mut names: Vec<String> =
+            self.list.values().filter(|p| p.settings.enabled).map(|p| p.settings.name.clone()).collect();
+        names.sort();
+        names
+    }
+
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+}
+
+/// Makes ring the process's TLS crypto (the one rustls already runs on for mail); any
+/// HTTPS client built afterwards uses it. Idempotent.
+pub fn install_tls_crypto() {
+    // ring lacks the post-quantum key exchange; it is the backend the build already has.
+    #[allow(deprecated)]
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// A provider's failure as the user's answer: a timeout or a refused connection is the
+/// provider being down, anything else its answer being unusable.
+pub(crate) fn unreachable(what: &str, e: reqwest::Error) -> Error {
+    Error::ProviderUnavailable(format!("{what}: {e}"))
+}
+
+/// GETs a JSON document.
+pub(crate) async fn get_json<T: serde::de::DeserializeOwned>(
+    http: &reqwest::Client,
+    url: &str,
+    what: &str,
+) -> Result<T, Error> {
+    let res = http.get(url).header("Accept", "application/json").send().await.map_err(|e| unreachable(what, e))?;
+    let status = res.status();
+    if status.is_server_error() {
+        return Err(Error::ProviderUnavailable(format!("{what}: {status}")));
+    }
+    if !status.is_success() {
+        return Err(Error::ProviderRefused(format!("{what} answered {status}")));
+    }
+    res.json().await.map_err(|e| Error::ProviderRefused(format!("{what} is not what was expected: {e}")))
+}
+
+impl Provider {
+    /// The provider's endpoints: GitHub's are fixed; an OpenID Connect provider's come
+    /// from its discovery document (cached an hour), whose `issuer` must be the one
+    /// configured.
+    pub(crate) async fn endpoints(&self, http: &reqwest::Client) -> Result<Arc<Endpoints>, Error> {
+        let s = &self.settings;
+        let Some(issuer) = s.issuer() else {
+            let web = s.url.clone().unwrap_or_else(|| "https://github.com".to_owned());
+            return Ok(Arc::new(Endpoints {
+                issuer: web.clone(),
+                authorization_endpoint: format!("{web}/login/oauth/authorize"),
+                token_endpoint: format!("{web}/login/oauth/access_token"),
+                userinfo_endpoint: None,
+                jwks_uri: None,
+                authorization_response_iss_parameter_supported: false,
+            }));
+        };
+        let mut cached = self.endpoints.lock().await;
+        if let Some(c) = cached.as_ref().filter(|c| c.fetched.elapsed() < CACHE_TTL) {
+            return Ok(c.value.clone());
+        }
+        let url = format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'));
+        let found: Endpoints = get_json(http, &url, "the provider's discovery document").await?;
+        if !issuer_matches(&found.issuer, &issuer) {
+            return Err(Error::ProviderRefused(format!(
+                "the discovery document names issuer {:?}, not the configured {issuer:?}",
+                found.issuer
+            )));
+        }
+        let value = Arc::new(found);
+        *cached = Some(Cached { value: value.clone(), fetched: Instant::now() });
+        Ok(value)
+    }
+
+    /// The key `kid` of the provider's key set: cached an hour, and fetched again when a
+    /// token names a key the cache lacks (a rotation), at most every [`REFETCH_GAP`].
+    async fn key(&self, http: &reqwest::Client, kid: Option<&str>) -> Result<DecodingKey, Error> {
+        let endpoints = self.endpoints(http).await?;
+        let jwks_uri = endpoints
+            .jwks_uri
+            .as_deref()
+            .ok_or_else(|| Error::ProviderRefused("the provider publishes no signing keys (jwks_uri)".to_owned()))?;
+        let mut cached = self.keys.lock().await;
+        let pick = |set: &JwkSet| match kid {
+            Some(kid) => set.find(kid).cloned(),
+            None if set.keys.len() == 1 => set.keys.first().cloned(),
+            None => None,
+        };
+        let fresh = cached.as_ref().is_some_and(|c| c.fetched.elapsed() < CACHE_TTL);
+        if let Some(jwk) = cached.as_ref().filter(|_| fresh).and_then(|c| pick(&c.value)) {
+            return DecodingKey::from_jwk(&jwk).map_err(|e| Error::ProviderRefused(format!("the provider's key: {e}")));
+        }
+        let may_fetch = cached.as_ref().is_none_or(|c| !fresh || c.fetched.elapsed() >= REFETCH_GAP);
+        if may_fetch {
+            let set: JwkSet = get_json(http, jwks_uri, "the provider's key set").await?;
+            *cached = Some(Cached { value: Arc::new(set), fetched: Instant::now() });
+        }
+        let jwk = cached.as_ref().and_then(|c| pick(&c.value)).ok_or_else(|| {
+            Error::ProviderRefused("Bad ID token: signed with a key the provider does not publish".to_owned())
+        })?;
+        DecodingKey::from_jwk(&jwk).map_err(|e| Error::ProviderRefused(format!("the provider's key: {e}")))
+    }
+
+    /// The claims of an ID token the provider signed for one of our client ids, unexpired,
+    /// from the configured issuer. The nonce is the caller's to check.
+    pub(crate) async fn verify_id_token(
+        &self,
+        http: &reqwest::Client,
+        token: &str,
+    ) -> Result<Map<String, Value>, Error> {
+        let bad = |why: String| Error::ProviderRefused(format!("Bad ID token: {why}"));
+        let header = jsonwebtoken::decode_header(token).map_err(|e| bad(e.to_string()))?;
+        // Only the provider's public keys sign ID tokens: never a shared secret, never none.
+        let asymmetric = [
+            Algorithm::RS256,
+            Algorithm::RS384,
+            Algorithm::RS512,
+            Algorithm::PS256,
+            Algorithm::PS384,
+            Algorithm::PS512,
+            Algorithm::ES256,
+            Algorithm::ES384,
+            Algorithm::EdDSA,
+        ];
+        if !asymmetric.contains(&header.alg) {
+            return Err(bad(format!("{:?} is not a signature algorithm of a provider", header.alg)));
+        }
+        let key = self.key(http, header.kid.as_deref()).await?;
+        let issuer = self.settings.issuer().unwrap_or_default();
+        let mut v = Validation::new(header.alg);
+        v.leeway = LEEWAY_SECS;
+        v.set_audience(&self.settings.client_ids);
+        v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        v.validate_nbf = true;
+        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key, &v).map_err(|e| bad(e.to_string()))?;
+        let claims = data.claims;
+        let iss = claims.get("iss").and_then(Value::as_str).unwrap_or_default();
+        if !issuer_matches(iss, &issuer) {
+            return Err(bad(format!("issued by {iss:?}, not {issuer:?}")));
+        }
+        Ok(claims)
+    }
+}
+
+/// Whether `found` is the issuer `configured`, a trailing slash aside; Azure's multi-tenant
+/// issuer template (`…/{tenantid}/v2.0`) matches any one tenant.
+pub(crate) fn issuer_matches(found: &str, configured: &str) -> bool {
+    let found = found.trim_end_matches('/');
+    let configured = configured.trim_end_matches('/');
+    if found == configured {
+        return true;
+    }
+    let azure = |s: &str| s.starts_with("https://login.microsoftonline.com/");
+    if azure(found) && azure(configured) {
+        let tail = |s: &str| {
+            s.trim_start_matches("https://login.microsoftonline.com/").split_once('/').map(|(_, t)| t.to_owned())
+        };
+        let tenant =
+            |s: &str| s.trim_start_matches("https://login.microsoftonline.com/").split('/').next().map(str::to_owned);
+        let multi =
+            matches!(tenant(configured).as_deref(), Some("common" | "organizations" | "consumers" | "{tenantid}"));
+        return multi && tail(found) == tail(configured);
+    }
+    false
+}
+
+/// The scopes to ask `provider` for: its preset's, plus those the request names.
+pub(crate) fn scopes_for(settings: &ProviderSettings, asked: Option<&str>) -> String {
+    let mut scopes: Vec<&str> = settings.preset.scopes().split(' ').collect();
+    for s in asked.unwrap_or_default().split([' ', ',']).filter(|s| !s.is_empty()) {
+        if !scopes.contains(&s) {
+            scopes.push(s);
+        }
+    }
+    scopes.join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issuers_match_exactly_or_as_an_azure_tenant() {
+        assert!(issuer_matches("https://accounts.google.com", "https://accounts.google.com/"));
+        assert!(!issuer_matches("https://accounts.google.com.evil", "https://accounts.google.com"));
+        assert!(issuer_matches(
+            "https://login.microsoftonline.com/9188040d-6c67-4c5b-b112-36a304b66dad/v2.0",
+            "https://login.microsoftonline.com/common/v2.0"
+        ));
+        assert!(!issuer_matches(
+            "https://login.microsoftonline.com/9188040d/v2.0",
+            "https://login.microsoftonline.com/one-tenant/v2.0"
+        ));
+    }
+
+    #[test]
+    fn providers_are_read_from_their_variables() {
+        let vars: std::collections::HashMap<String, String> = [
+            ("EXTERNAL_GOOGLE_ENABLED", "true"),
+            ("EXTERNAL_GOOGLE_CLIENT_ID", "web, ios"),
+            ("EXTERNAL_MY_IDP_ENABLED", "true"),
+            ("EXTERNAL_MY_IDP_CLIENT_ID", "x"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let mut r = read::Reader { vars: &vars, problems: Vec::new() };
+        let list = from_vars(&mut r, "https://id.example.com");
+        assert_eq!(list.len(), 2);
+        let google = list.iter().find(|p| p.name == "google").map(|p| p.client_ids.clone());
+        assert_eq!(google, Some(vec!["web".to_owned(), "ios".to_owned()]));
+        assert_eq!(list[0].redirect_uri, "https://id.example.com/auth/v1/callback");
+        assert_eq!(r.problems.len(), 1, "{:?}", r.problems);
+        assert!(r.problems[0].contains("EXTERNAL_MY_IDP_ISSUER"));
+    }
+
+    #[test]
+    fn presets_know_their_scopes() {
+        assert_eq!(Preset::of("github").scopes(), "user:email");
+        assert_eq!(Preset::of("other").scopes(), "openid email profile");
+    }
+}
