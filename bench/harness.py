@@ -5,7 +5,10 @@ Starts the release binary on SQLite (and on PostgreSQL when its server binaries 
 found), creates users, runs every scenario with wrk for a fixed time after a warm-up,
 prints one markdown table and writes bench/results/latest.json. Standard library only:
 the passkey scenario's software authenticator is bench/webauthn.py (`--self-test`
-checks it offline).
+checks it offline). The oauth scenario signs in at oidc-provider-mock, the OpenID
+Connect provider of the social sign-in tests (`scripts/oidc-provider` installs it),
+started and stopped here; its load comes from Python processes of the harness (wrk
+cannot carry a cookie and a code from one server to the other).
 """
 
 import argparse
@@ -29,6 +32,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 import multiprocessing
 
@@ -679,6 +683,394 @@ def passkey_login(server, files, args, label, login):
     return out
 
 
+# --- provider sign-in (oauth) ---------------------------------------------------------------
+OAUTH_PROVIDER = "mock"
+OAUTH_CLIENT_ID = "bench"
+# The app's redirect: nobody listens there, the harness reads the code off the Location.
+OAUTH_APP = "http://127.0.0.1:9"
+OAUTH_REDIRECT_TO = OAUTH_APP + "/cb"
+OAUTH_TOKEN = "/auth/v1/token?grant_type=pkce"
+OAUTH_COOKIE = "tessera-oauth"
+OAUTH_STEPS = ("authorize", "provider form", "callback", "token")
+
+
+class OidcProvider:
+    """oidc-provider-mock (PyPI; `scripts/oidc-provider` installs it and prints its
+    executable), the OpenID Connect provider the social sign-in tests use, on a free
+    loopback port. Its issuer is the URL it is addressed by: always
+    http://127.0.0.1:PORT. It runs the provider's Flask app under uvicorn's WSGI
+    interface: one Python process, its requests on a thread pool under one GIL."""
+
+    def __init__(self, exe, workdir):
+        self.exe, self.workdir = exe, workdir
+        self.proc, self.port, self.issuer, self.logf = None, None, None, None
+
+    @staticmethod
+    def find(explicit=None):
+        """The executable: --oidc-provider, else what scripts/oidc-provider prints (it
+        installs the pinned provider into a venv under target/ on first use)."""
+        if explicit:
+            return explicit
+        out = subprocess.run([os.path.join(ROOT, "scripts", "oidc-provider")], capture_output=True, text=True)
+        if out.returncode != 0 or not out.stdout.strip():
+            raise RuntimeError(f"scripts/oidc-provider failed ({out.returncode}): {out.stderr.strip()[-300:]}")
+        return out.stdout.strip().splitlines()[-1]
+
+    def start(self):
+        env = dict(os.environ, NO_COLOR="1", PYTHONWARNINGS="ignore")
+        for _ in range(5):
+            self.port = free_port()
+            self.issuer = f"http://127.0.0.1:{self.port}"
+            path = os.path.join(self.workdir, f"oidc-provider-{self.port}.log")
+            self.logf = open(path, "wb")
+            self.proc = subprocess.Popen([self.exe, "--port", str(self.port), "--host", "127.0.0.1"], env=env,
+                                         stdin=subprocess.DEVNULL, stdout=self.logf, stderr=subprocess.STDOUT)
+            deadline = time.monotonic() + 30
+            while self.proc.poll() is None and time.monotonic() < deadline:
+                try:
+                    status, _ = http_json(self.port, "GET", "/.well-known/openid-configuration", timeout=1)
+                    if status == 200 and self.proc.poll() is None:
+                        return self
+                except (OSError, ValueError, http.client.HTTPException):
+                    pass
+                time.sleep(0.05)
+            self.stop()
+            with open(path, "rb") as f:
+                out = f.read().decode("utf-8", "replace")
+            if "already in use" not in out:
+                raise RuntimeError(f"oidc-provider-mock did not start; its log: {out[-500:]}")
+        raise RuntimeError("oidc-provider-mock found no free port in 5 attempts")
+
+    def set_user(self, sub, claims):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            conn.request("PUT", "/users/" + urllib.parse.quote(sub, safe=""), body=json.dumps(claims),
+                         headers={"content-type": "application/json"})
+            res = conn.getresponse()
+            data = res.read()
+            if res.status != 204:
+                raise RuntimeError(f"PUT /users/{sub} answered {res.status}: {data[:200]!r}")
+        finally:
+            conn.close()
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.logf:
+            self.logf.close()
+            self.logf = None
+
+
+def oauth_server_env(provider):
+    """What the server needs for the mock provider as `mock` (PUBLIC_URL is set where the
+    port is known: the callback registered is PUBLIC_URL/auth/v1/callback)."""
+    return {
+        "EXTERNAL_MOCK_ENABLED": "true",
+        "EXTERNAL_MOCK_CLIENT_ID": OAUTH_CLIENT_ID,
+        "EXTERNAL_MOCK_SECRET": "bench",
+        "EXTERNAL_MOCK_ISSUER": provider.issuer,
+        "REDIRECT_URLS": OAUTH_APP,
+    }
+
+
+def _location(res, what):
+    to = res.getheader("location")
+    if res.status not in (302, 303) or not to:
+        raise OAuthStepError(what, res.status)
+    return urllib.parse.urlsplit(to)
+
+
+class OAuthStepError(Exception):
+    def __init__(self, step, status):
+        super().__init__(f"{step}: {status}")
+        self.step, self.status = step, status
+
+
+def oauth_sign_in(tessera, provider, sub, check=False, mark=None):
+    """One sign-in at the provider, PKCE, as a browser and its app would run it, on the
+    keep-alive connections `tessera` and `provider` (http.client): GET
+    /auth/v1/authorize (keep the tessera-oauth cookie), POST the provider's form at the
+    Location with `sub`, GET the callback it redirects to with the cookie, read the code
+    off tessera's redirect to the app, POST /auth/v1/token?grant_type=pkce with it and
+    the verifier. The four steps' times in s; with `check`, also the token answer.
+    `mark`, when given, is called before each step and after the last, outside the
+    steps' times."""
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    query = urllib.parse.urlencode({"provider": OAUTH_PROVIDER, "redirect_to": OAUTH_REDIRECT_TO,
+                                    "code_challenge": challenge, "code_challenge_method": "s256"})
+    steps = []
+    t = [0.0]
+
+    def begin():
+        if mark:
+            mark()
+        t[0] = time.perf_counter()
+
+    def done():
+        steps.append(time.perf_counter() - t[0])
+
+    begin()
+    tessera.request("GET", f"/auth/v1/authorize?{query}")
+    res = tessera.getresponse()
+    res.read()
+    at = _location(res, "authorize")
+    cookie = None
+    for line in res.headers.get_all("set-cookie") or []:
+        if line.startswith(OAUTH_COOKIE + "="):
+            cookie = line.split(";", 1)[0][len(OAUTH_COOKIE) + 1:]
+    if not cookie:
+        raise OAuthStepError("authorize", "no cookie")
+    done()
+    begin()
+    provider.request("POST", f"{at.path}?{at.query}", body=urllib.parse.urlencode({"sub": sub}),
+                     headers={"content-type": "application/x-www-form-urlencoded"})
+    res = provider.getresponse()
+    res.read()
+    back = _location(res, "provider form")
+    done()
+    begin()
+    tessera.request("GET", f"{back.path}?{back.query}", headers={"cookie": f"{OAUTH_COOKIE}={cookie}"})
+    res = tessera.getresponse()
+    res.read()
+    landed = _location(res, "callback")
+    code = urllib.parse.parse_qs(landed.query).get("code", [None])[0]
+    if not code:
+        raise OAuthStepError("callback", "no code: " + landed.geturl()[:200])
+    done()
+    begin()
+    tessera.request("POST", OAUTH_TOKEN, body=json.dumps({"auth_code": code, "code_verifier": verifier}),
+                    headers={"content-type": "application/json"})
+    res = tessera.getresponse()
+    body = res.read()
+    if res.status != 200:
+        raise OAuthStepError("token", f"{res.status} {body[:200]!r}" if check else res.status)
+    done()
+    if mark:
+        mark()
+    return (tuple(steps), json.loads(body)) if check else tuple(steps)
+
+
+def _oauth_thread(conf, subs, out):
+    """Sign-ins one after another until conf["end"], each on the next of `subs`; keeps
+    those completed inside [conf["measure_from"], conf["end"]]."""
+    tessera = provider = None
+    i = 0
+    while time.monotonic() < conf["end"]:
+        if tessera is None:
+            tessera = http.client.HTTPConnection("127.0.0.1", conf["tessera_port"], timeout=30)
+            provider = http.client.HTTPConnection("127.0.0.1", conf["provider_port"], timeout=30)
+        sub = subs[i % len(subs)]
+        i += 1
+        try:
+            steps = oauth_sign_in(tessera, provider, sub)
+        except (OAuthStepError, OSError, http.client.HTTPException, ValueError) as e:
+            now = time.monotonic()
+            if conf["measure_from"] <= now <= conf["end"]:
+                key = f"{e.step} {e.status}" if isinstance(e, OAuthStepError) else f"{type(e).__name__}"
+                out["errors"][key] = out["errors"].get(key, 0) + 1
+            tessera.close()
+            provider.close()
+            tessera = provider = None
+            continue
+        now = time.monotonic()
+        if conf["measure_from"] <= now <= conf["end"]:
+            out["steps"].append(steps)
+    if tessera is not None:
+        tessera.close()
+        provider.close()
+
+
+def _oauth_process(conf, subs_per_thread):
+    """One load process: a thread per share of users; its sign-ins' step times, errors
+    and the CPU seconds it spent from the start of the measured window."""
+    outs = [{"steps": [], "errors": {}} for _ in subs_per_thread]
+    threads = [threading.Thread(target=_oauth_thread, args=(conf, subs, o)) for subs, o in zip(subs_per_thread, outs)]
+    for t in threads:
+        t.start()
+    time.sleep(max(0.0, conf["measure_from"] - time.monotonic()))
+    cpu0 = time.process_time()
+    for t in threads:
+        t.join()
+    out = {"steps": [s for o in outs for s in o["steps"]], "errors": {}, "cpu_s": time.process_time() - cpu0}
+    for o in outs:
+        for k, v in o["errors"].items():
+            out["errors"][k] = out["errors"].get(k, 0) + v
+    return out
+
+
+def _percentile(values, q):
+    """The nearest-rank percentile of a non-empty list."""
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, int(round(q / 100 * len(s) + 0.5)) - 1))]
+
+
+def oauth_round(server, provider, subs, conns, warmup_s, duration_s):
+    """`conns` sign-ins in flight (as many threads, over CORES processes) for `warmup_s`
+    + `duration_s`; the figures of the last `duration_s`, with each process's CPU and
+    the server's and the provider's over that window."""
+    procs = max(1, min(CORES, conns))
+    shares = [[] for _ in range(conns)]
+    for j, sub in enumerate(subs):
+        shares[j % conns].append(sub)
+    shares = [s or subs for s in shares]
+    start = time.monotonic() + 0.3
+    conf = {"tessera_port": server.port, "provider_port": provider.port,
+            "measure_from": start + warmup_s, "end": start + warmup_s + duration_s}
+    per_proc = [shares[p::procs] for p in range(procs)]
+    with ProcessPoolExecutor(max_workers=procs, mp_context=multiprocessing.get_context("fork")) as pool:
+        futures = [pool.submit(_oauth_process, conf, share) for share in per_proc]
+        time.sleep(max(0.0, conf["measure_from"] - time.monotonic()))
+        cpu_server, cpu_provider = cpu_ns(server.proc.pid), cpu_ns(provider.proc.pid)
+        time.sleep(max(0.0, conf["end"] - time.monotonic()))
+        cpu_server, cpu_provider = cpu_ns(server.proc.pid) - cpu_server, cpu_ns(provider.proc.pid) - cpu_provider
+        outs = [f.result() for f in futures]
+    steps = [s for o in outs for s in o["steps"]]
+    errors = {}
+    for o in outs:
+        for k, v in o["errors"].items():
+            errors[k] = errors.get(k, 0) + v
+    n = len(steps)
+    if not n:
+        raise RuntimeError(f"no sign-in completed in {duration_s} s; errors: {errors}")
+    totals = [sum(s) * 1000 for s in steps]
+    tessera_part = [(s[2] + s[3]) * 1000 for s in steps]
+    r = {
+        "requests": n,
+        "rps": n / duration_s,
+        "p50_ms": _percentile(totals, 50),
+        "p90_ms": _percentile(totals, 90),
+        "p99_ms": _percentile(totals, 99),
+        "max_ms": max(totals),
+        "errors": sum(errors.values()),
+        "error_detail": errors,
+        "tessera_part_p50_ms": _percentile(tessera_part, 50),
+        "tessera_part_p99_ms": _percentile(tessera_part, 99),
+        "step_p50_ms": {name: _percentile([s[k] * 1000 for s in steps], 50) for k, name in enumerate(OAUTH_STEPS)},
+        "step_p99_ms": {name: _percentile([s[k] * 1000 for s in steps], 99) for k, name in enumerate(OAUTH_STEPS)},
+        "cpu_ms_per_sign_in": {"tessera": cpu_server / 1e6 / n, "provider": cpu_provider / 1e6 / n,
+                               "load generator": sum(o["cpu_s"] for o in outs) * 1000 / n},
+    }
+    return r
+
+
+def oauth_alone(server, provider, subs, n=20):
+    """Sign-ins one after another, nothing else running (after the rounds: the users are
+    known): each step's time, the median of `n`, and the CPU time tessera and the
+    provider spent on each (schedstat, read 5 ms after each step, as mfa_step_cost
+    does), per sign-in."""
+    tessera = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    at_provider = http.client.HTTPConnection("127.0.0.1", provider.port, timeout=30)
+    walls, parts = [[] for _ in OAUTH_STEPS], []
+    cpu = {"tessera": [0.0] * len(OAUTH_STEPS), "provider": [0.0] * len(OAUTH_STEPS)}
+    try:
+        for i in range(n):
+            marks = []
+
+            def mark():
+                time.sleep(0.005)
+                marks.append((cpu_ns(server.proc.pid), cpu_ns(provider.proc.pid)))
+
+            steps = oauth_sign_in(tessera, at_provider, subs[i % len(subs)], mark=mark)
+            for k, step in enumerate(steps):
+                walls[k].append(step * 1000)
+                cpu["tessera"][k] += (marks[k + 1][0] - marks[k][0]) / 1e6 / n
+                cpu["provider"][k] += (marks[k + 1][1] - marks[k][1]) / 1e6 / n
+            parts.append((steps[2] + steps[3]) * 1000)
+    finally:
+        tessera.close()
+        at_provider.close()
+    return {"p50_ms": {name: statistics.median(walls[k]) for k, name in enumerate(OAUTH_STEPS)},
+            "tessera_part_p50_ms": statistics.median(parts),
+            "cpu_ms": {who: dict(zip(OAUTH_STEPS, v)) for who, v in cpu.items()}}
+
+
+def oauth_login(server, provider, provider_error, args, run_id, label, login):
+    """The oauth scenario: whole sign-ins at the mock provider, PKCE (four requests:
+    tessera's authorize, the provider's form, tessera's callback, tessera's token
+    exchange), `args.oauth_conns` in flight from Python load processes (wrk cannot carry
+    a cookie and a code across two servers), ROUNDS rounds after a warm-up, of users
+    who signed up (their first sign-in) before; the median round, then sign-ins one at a
+    time (oauth_alone). Its rate against the password sign-in of this run (`login`, None when it did
+    not run). A server or provider that cannot do it gives a row of zeros that says why,
+    and the run goes on."""
+    scenario = "oauth: provider sign-in, PKCE (authorize, provider form, callback, token)"
+    conns = args.oauth_conns
+    try:
+        if provider is None:
+            raise RuntimeError(provider_error or "the provider did not start")
+        subs = [f"oauth-{run_id}-{i}" for i in range(args.users)]
+        log(f"{label}: oauth: {len(subs)} users at the provider")
+        for sub in subs:
+            provider.set_user(sub, {"email": f"{sub}@bench.example", "email_verified": True, "name": "Bench User"})
+        tessera = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        at_provider = http.client.HTTPConnection("127.0.0.1", provider.port, timeout=30)
+        try:
+            _, session = oauth_sign_in(tessera, at_provider, subs[0], check=True)
+        finally:
+            tessera.close()
+            at_provider.close()
+        user = session.get("user") or {}
+        if not session.get("access_token") or user.get("email") != f"{subs[0]}@bench.example":
+            raise RuntimeError(f"the PKCE exchange gave no session for {subs[0]}: {str(session)[:300]}")
+        # Every user's first sign-in creates its account and identity: done here, so that
+        # the rounds measure returning users only.
+        log(f"{label}: oauth: the first sign-in (sign-up) of each user")
+
+        def first(share):
+            t = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+            p = http.client.HTTPConnection("127.0.0.1", provider.port, timeout=30)
+            try:
+                for sub in share:
+                    oauth_sign_in(t, p, sub)
+            finally:
+                t.close()
+                p.close()
+
+        with ThreadPoolExecutor(max_workers=conns) as pool:
+            list(pool.map(first, [subs[1:][k::conns] for k in range(conns)]))
+        runs = []
+        for i in range(ROUNDS):
+            log(f"{label}: oauth, round {i + 1}")
+            runs.append(oauth_round(server, provider, subs, conns, args.warmup if i == 0 else 0, args.duration))
+        log(f"{label}: oauth: 20 sign-ins one after another")
+        alone = oauth_alone(server, provider, subs)
+    except Exception as e:  # noqa: BLE001 - reported in the table, the other scenarios go on
+        log(f"{label}: oauth: error: {e}")
+        empty = {"requests": 0, "rps": 0.0, "p50_ms": 0.0, "p90_ms": 0.0, "p99_ms": 0.0, "max_ms": 0.0,
+                 "errors": 1, "error_detail": {"setup": str(e)[:500]}}
+        return row(scenario, label, conns, empty, f"FAILED: {str(e)[:200]}")
+    r = median_run(runs)
+    if r["errors"]:
+        log(f"{label}: oauth: warning: {r['errors']} sign-ins failed ({r['error_detail']})")
+    cpu, t_cpu, p_cpu = r["cpu_ms_per_sign_in"], alone["cpu_ms"]["tessera"], alone["cpu_ms"]["provider"]
+    derived = (f"sign-ins/s, median of {len(runs)}: " + ", ".join(fmt_int(x["rps"]) for x in runs)
+               + f"; tessera's part (callback + token) p50 {r['tessera_part_p50_ms']:.1f} / p99 "
+               f"{r['tessera_part_p99_ms']:.1f} ms; p50 ms by step: "
+               + ", ".join(f"{k} {v:.2f}" for k, v in r["step_p50_ms"].items())
+               + f"; CPU per sign-in: provider {cpu['provider']:.1f} ms "
+               f"(busy {cpu['provider'] * r['rps'] / 10:.0f}% of its one core: it sets the pace), tessera "
+               f"{cpu['tessera']:.2f} ms, load generator {cpu['load generator']:.1f} ms. One at a time, p50 ms: "
+               + ", ".join(f"{k} {v:.2f}" for k, v in alone["p50_ms"].items())
+               + f" (tessera's part {alone['tessera_part_p50_ms']:.2f}; the callback waits on the provider's "
+               f"token endpoint), tessera CPU " + ", ".join(f"{k} {t_cpu[k]:.2f}" for k in ("authorize", "callback", "token"))
+               + f", provider CPU form {p_cpu['provider form']:.1f} + token endpoint {p_cpu['callback']:.1f}")
+    if login and login["rps"]:
+        ratio = r["rps"] / login["rps"]
+        derived += f"; {ratio:.2f}× the password sign-in ({fmt_int(login['rps'])}/s, this run)"
+    else:
+        ratio = None
+    out = row(scenario, label, conns, r, derived)
+    out.update({"oauth_sign_ins_per_s": r["rps"], "oauth_vs_login": ratio,
+                "oauth_rounds_rps": [x["rps"] for x in runs], "oauth_alone": alone})
+    return out
+
+
 def cpu_ns(pid):
     """CPU time a process has used so far, in ns, summed over its threads (schedstat)."""
     total = 0
@@ -826,9 +1218,23 @@ def flood(server, files, args, run_id, label, total=1_000_000):
 def bench_backend(backend, url, args, workdir, hash_ms, run_id, pii_url=None):
     """Every scenario on one server; returns table rows and resource figures."""
     label = {"sqlite": "SQLite", "postgres": "PostgreSQL"}[backend]
+    # The oauth scenario's provider starts first: the server reads its issuer (and the
+    # callback's PUBLIC_URL, on the server's own port) from its environment.
+    provider, provider_error, provider_env = None, None, {}
+    if (backend == "sqlite" or args.full_postgres) and (not args.only or "oauth" in args.only):
+        try:
+            provider = OidcProvider(OidcProvider.find(args.oidc_provider), workdir).start()
+            provider_env = oauth_server_env(provider)
+            log(f"{label}: oidc-provider-mock at {provider.issuer}")
+        except Exception as e:  # noqa: BLE001 - the oauth row says why, the other scenarios go on
+            provider_error = f"oidc-provider-mock: {e}"
+            log(f"{label}: {provider_error}")
     log(f"{label}: starting tessera")
-    server = Server(args.binary, url, workdir, flood_limits="flood" in args.only).start()
+    server = Server(args.binary, url, workdir, provider_env, flood_limits="flood" in args.only)
+    if provider:
+        server.env["PUBLIC_URL"] = f"http://127.0.0.1:{server.port}"
     try:
+        server.start()
         time.sleep(1)
         res = {"startup_ms": server.startup_ms, "rss_idle_mib": server.rss_mib()}
         log(f"{label}: up in {server.startup_ms:.0f} ms, RSS {res['rss_idle_mib']:.1f} MiB; creating {args.users} users")
@@ -891,6 +1297,10 @@ def bench_backend(backend, url, args, workdir, hash_ms, run_id, pii_url=None):
         if (backend == "sqlite" or args.full_postgres) and want("passkey"):
             # Right after the password sign-in, so that both see the same machine.
             rows.append(passkey_login(server, files, args, label, login))
+
+        if (backend == "sqlite" or args.full_postgres) and want("oauth"):
+            # Also right after the password sign-in, its reference.
+            rows.append(oauth_login(server, provider, provider_error, args, run_id, label, login))
 
         if (backend == "sqlite" or args.full_postgres) and want("mfa"):
             # Each user signs in at most three times (one code per step, three steps
@@ -958,6 +1368,8 @@ def bench_backend(backend, url, args, workdir, hash_ms, run_id, pii_url=None):
         return rows, res
     finally:
         server.stop()
+        if provider:
+            provider.stop()
 
 
 def hash_time(args):
@@ -1018,7 +1430,8 @@ def main():
                         "passkey sign-ins with pre-signed ES256 assertions, with its ratio to login when both run), "
                         "mfa, storm, refresh, supabase "
                         "(POST /auth/v1/token?grant_type=refresh_token, with its ratio to refresh when both run), "
-                        "register, pii, "
+                        "register, pii, oauth (whole sign-ins at oidc-provider-mock, PKCE: authorize, the "
+                        "provider's form, callback, token; with its ratio to login when both run), "
                         "and flood, which only runs when named: a million password-reset addresses against the "
                         "in-memory limits); all but flood when empty. For iterating on one figure; "
                         "docs/performance.md's table is a whole run.")
@@ -1026,6 +1439,11 @@ def main():
                    help="passkey sign-ins per second to pre-sign assertions for, warm-up and run (default 2500 "
                         "per core, a generous estimate: a run that uses them all up is run again with three "
                         "times as many)")
+    p.add_argument("--oauth-conns", type=int, default=2 * CORES,
+                   help="sign-ins in flight in the oauth scenario (default 2 per core, as login)")
+    p.add_argument("--oidc-provider",
+                   help="the oidc-provider-mock executable for the oauth scenario (default: what "
+                        "scripts/oidc-provider prints; it installs the pinned provider on first use)")
     p.add_argument("--self-test", action="store_true",
                    help="check the passkey scenario's software authenticator offline (its ES256 signatures "
                         "against OpenSSL and Node, its CBOR and authenticatorData) and exit")
@@ -1097,7 +1515,10 @@ def main():
         "method": {
             "load_generator": "wrk on the same machine", "warmup_s": args.warmup, "duration_s": args.duration,
             "users": args.users, "server_env": "LOG_LEVEL=warn RATE_LIMIT_ENABLED=false, WEBAUTHN_RP_ID=localhost "
-                          "WEBAUTHN_RP_ORIGINS=http://localhost:<port>, other settings default",
+                          "WEBAUTHN_RP_ORIGINS=http://localhost:<port>; when the oauth scenario runs, "
+                          "EXTERNAL_MOCK_ENABLED=true EXTERNAL_MOCK_CLIENT_ID=bench EXTERNAL_MOCK_SECRET=bench "
+                          "EXTERNAL_MOCK_ISSUER=<oidc-provider-mock> REDIRECT_URLS=http://127.0.0.1:9 "
+                          "PUBLIC_URL=http://127.0.0.1:<port>; other settings default",
             "postgres": "fsync on, synchronous_commit=off (SQLite runs WAL + synchronous=NORMAL)",
         },
         "hash": hashing,

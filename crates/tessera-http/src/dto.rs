@@ -639,8 +639,39 @@ pub struct ExportOut {
     pub mfa_factors: Vec<FactorOut>,
     /// The passkeys, without key material.
     pub passkeys: Vec<PasskeyOut>,
+    /// The identities at other providers the user signs in with, and what each said of them.
+    pub identities: Vec<IdentityOut>,
     /// Every audit event about the user, oldest first.
     pub audit_events: Vec<ExportAuditOut>,
+}
+
+/// One way the caller signs in.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IdentityOut {
+    pub id: Uuid,
+    /// `email` (the address and password), or the provider's name.
+    pub provider: String,
+    /// The subject at the provider.
+    pub provider_id: String,
+    pub email: Option<String>,
+    #[schema(value_type = Object)]
+    pub identity_data: serde_json::Value,
+    pub last_sign_in_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl From<tessera_core::identity::IdentityView> for IdentityOut {
+    fn from(i: tessera_core::identity::IdentityView) -> Self {
+        IdentityOut {
+            id: i.id,
+            provider: i.provider,
+            provider_id: i.provider_id,
+            email: i.email,
+            identity_data: i.data,
+            last_sign_in_at: i.last_sign_in_at,
+            created_at: i.created_at,
+        }
+    }
 }
 
 /// A ceremony's options and the challenge its answer names.

@@ -192,6 +192,7 @@ pub async fn register(
     KreedaJson(body): KreedaJson<KreedaRegisterIn>,
 ) -> Result<Response, ApiError> {
     let reg = Registration {
+        link_back: None,
         email: body.email,
         password: SecretString::from(body.password),
         full_name: body.name,

@@ -57,7 +57,7 @@ impl Modify for BearerAuth {
         sb_admin::list_factors, sb_admin::delete_factor, sb_admin::generate_link, sb_admin::invite,
         sb_passkeys::registration_options, sb_passkeys::registration_verify, sb_passkeys::authentication_options,
         sb_passkeys::authentication_verify, sb_passkeys::list, sb_passkeys::update, sb_passkeys::delete,
-        sb_passkeys::admin_list, sb_passkeys::admin_delete, sb_external::authorize, sb_external::callback,
+        sb_passkeys::admin_list, sb_passkeys::admin_delete, sb_external::authorize, sb_external::callback, sb_external::callback_form,
         sb_external::link, sb_external::unlink,
     ),
     components(schemas(crate::error::ErrorBody, crate::dto::PublicUserOut, crate::supabase::doc::SbPending)),
@@ -247,6 +247,18 @@ fn given() -> Value {
     json!({ "type": "string", "pattern": "\\S" })
 }
 
+/// An app's PKCE challenge (S256: base64url, 43 to 128 characters), or none.
+fn challenge() -> Value {
+    let w = WHITESPACE_CLASS;
+    json!({ "anyOf": [blank(), { "type": "string", "pattern": format!("^[{w}]*[A-Za-z0-9._~-]{{43,128}}[{w}]*$") }] })
+}
+
+/// The method of a PKCE challenge: `s256` (any case), or none.
+fn challenge_method() -> Value {
+    let w = WHITESPACE_CLASS;
+    json!({ "anyOf": [blank(), { "type": "string", "pattern": format!("^[{w}]*[sS]256[{w}]*$") }] })
+}
+
 /// What the Supabase surface reads as "none": absent, `null` or blank.
 fn blank() -> Value {
     json!({ "type": ["string", "null"], "pattern": format!("^[{}]*$", WHITESPACE_CLASS) })
@@ -296,13 +308,15 @@ fn supabase_schema_rules(policy: &PasswordPolicy) -> Vec<(&'static str, Value)> 
             "SbSignupIn",
             object_of(
                 &["email", "password"],
-                json!({ "email": email(), "password": password(), "data": object(), "phone": any() }),
+                json!({ "email": email(), "password": password(), "data": object(), "phone": any(),
+                        "code_challenge": challenge(), "code_challenge_method": challenge_method() }),
             ),
         ),
         (
             "SbTokenIn",
-            json!({ "description": "`grant_type=password`: `email` and `password`; `grant_type=refresh_token`: `refresh_token`.",
-                    "type": "object", "properties": { "email": any(), "password": any(), "refresh_token": any(), "phone": any() } }),
+            json!({ "description": "`grant_type=password`: `email` and `password`; `grant_type=refresh_token`: `refresh_token`; `grant_type=pkce`: `auth_code` and `code_verifier`; `grant_type=id_token`: `provider`, `id_token` and `nonce`.",
+                    "type": "object", "properties": { "email": any(), "password": any(), "refresh_token": any(), "phone": any(),
+                    "auth_code": any(), "code_verifier": any(), "provider": any(), "id_token": any(), "nonce": any() } }),
         ),
         (
             "SbUpdateUserIn",
@@ -316,10 +330,17 @@ fn supabase_schema_rules(policy: &PasswordPolicy) -> Vec<(&'static str, Value)> 
             "SbOtpIn",
             object_of(
                 &["email"],
-                json!({ "email": email(), "phone": any(), "create_user": { "type": ["boolean", "null"] }, "data": object() }),
+                json!({ "email": email(), "phone": any(), "create_user": { "type": ["boolean", "null"] }, "data": object(),
+                        "code_challenge": challenge(), "code_challenge_method": challenge_method() }),
             ),
         ),
-        ("SbEmailIn", object_of(&["email"], json!({ "email": email() }))),
+        (
+            "SbEmailIn",
+            object_of(
+                &["email"],
+                json!({ "email": email(), "code_challenge": challenge(), "code_challenge_method": challenge_method() }),
+            ),
+        ),
         (
             "SbVerifyIn",
             json!({ "description": "`type` with the link's `token_hash` (or its `token`), or with the `email` and the mailed code as `token`.",

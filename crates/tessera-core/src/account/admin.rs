@@ -377,7 +377,7 @@ impl Core {
             .map(|user| Account {
                 profile: profiles.iter().find(|p| p.user_id == user.id).cloned(),
                 factors: factors.iter().filter(|f| f.user_id == user.id).cloned().collect(),
-                identities: crate::identity::views(&user, identities.clone()),
+                identities: crate::identity::view::views(&user, identities.clone()),
                 user,
             })
             .collect();

@@ -38,12 +38,16 @@ pub struct ExportHead {
     pub factors: Vec<mfa_factor::Model>,
     /// The passkeys: names, dates, backup state; never a key.
     pub passkeys: Vec<crate::passkey::Passkey>,
+    /// The identities at other providers, with what each provider said of the user.
+    pub identities: Vec<crate::identity::view::IdentityView>,
 }
 
 /// What a purge removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PurgeReport {
     pub users: u64,
+    /// Anonymous users older than `ANONYMOUS_RETENTION_DAYS` who never became permanent.
+    pub anonymous: u64,
     pub swept: Swept,
 }
 
@@ -52,8 +56,9 @@ impl std::fmt::Display for PurgeReport {
         let s = &self.swept;
         write!(
             f,
-            "{} deleted accounts, {} sessions, {} one-time tokens, {} MFA tokens, {} passkey challenges, {} sent mails",
-            self.users, s.sessions, s.one_time_tokens, s.mfa_tokens, s.challenges, s.mail
+            "{} deleted accounts, {} sessions, {} one-time tokens, {} MFA tokens, {} passkey challenges, {} sent mails, \
+             {} stale anonymous users, {} unused PKCE codes",
+            self.users, s.sessions, s.one_time_tokens, s.mfa_tokens, s.challenges, s.mail, self.anonymous, s.codes
         )
     }
 }
@@ -69,7 +74,8 @@ impl Core {
         let sessions = privacy::sessions_of(reader, user_id).await?;
         let factors = mfa::factors(reader, user_id).await?;
         let passkeys = self.passkeys(user_id).await?;
-        Ok(ExportHead { user, profile, sessions, factors, passkeys })
+        let identities = self.identities_of(&user).await?;
+        Ok(ExportHead { user, profile, sessions, factors, passkeys, identities })
     }
 
     /// The next page of the audit events about a user, oldest first, after `after`.
@@ -242,12 +248,34 @@ impl Core {
                 break;
             }
         }
+        let stale = now() - ChronoDuration::from_std(self.settings.anonymous_retention).unwrap_or(ChronoDuration::MAX);
+        loop {
+            let batch =
+                tessera_store::query::identities::stale_anonymous(self.store.reader(), stale, PURGE_USERS_BATCH)
+                    .await?;
+            if batch.is_empty() {
+                break;
+            }
+            let tx = self.store.begin().await?;
+            let removed = tessera_store::query::identities::purge_anonymous(&tx, &batch).await?;
+            let detail = json!({ "anonymous": removed });
+            record(&tx, &system, AuditEvent { event: "user.purge", user_id: None, actor_id: None, detail }).await?;
+            tx.commit().await?;
+            report.anonymous += removed;
+            if !privacy::renew_job(self.store.writer(), PURGE_JOB, holder, now() + PURGE_LEASE).await? {
+                return Ok(report);
+            }
+            if removed == 0 || (batch.len() as u64) < PURGE_USERS_BATCH {
+                break;
+            }
+        }
         loop {
             let swept = privacy::sweep_batch(self.store.writer(), now()).await?;
             report.swept.sessions += swept.sessions;
             report.swept.one_time_tokens += swept.one_time_tokens;
             report.swept.mfa_tokens += swept.mfa_tokens;
             report.swept.challenges += swept.challenges;
+            report.swept.codes += swept.codes;
             report.swept.mail += swept.mail;
             if !privacy::renew_job(self.store.writer(), PURGE_JOB, holder, now() + PURGE_LEASE).await? {
                 return Ok(report);
@@ -257,6 +285,7 @@ impl Core {
                 && swept.one_time_tokens < full
                 && swept.mfa_tokens < full
                 && swept.challenges < full
+                && swept.codes < full
                 && swept.mail < full
             {
                 break;

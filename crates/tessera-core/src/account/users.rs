@@ -25,7 +25,7 @@ pub struct Account {
     pub profile: Option<profile::Model>,
     pub factors: Vec<mfa_factor::Model>,
     /// How the user signs in: the address and password, and each provider's identity.
-    pub identities: Vec<crate::identity::IdentityView>,
+    pub identities: Vec<crate::identity::view::IdentityView>,
 }
 
 /// What a sign-up asks for, as the client sent it.
@@ -36,6 +36,8 @@ pub struct Registration {
     pub phone: Option<String>,
     /// The profile's `user_metadata` (a JSON object; Supabase's sign-up `data`).
     pub user_metadata: Option<Value>,
+    /// Where the confirmation link brings the browser back (the Supabase surface's PKCE flow).
+    pub link_back: Option<crate::mail::link_back::LinkBack>,
 }
 
 /// The most bytes a metadata object may take as JSON.
@@ -244,6 +246,26 @@ pub(crate) struct NewAccount {
     pub anonymous: bool,
 }
 
+impl NewAccount {
+    /// A user's account with no password of their own (signed in by a mailed link, a
+    /// provider, or anonymous): the user role, active, no phone, not invited; the empty
+    /// `password_hash` matches no password until one is set.
+    pub(crate) fn passwordless(email: Email, verified: bool, user_metadata: Option<Value>) -> NewAccount {
+        NewAccount {
+            email,
+            password_hash: String::new(),
+            full_name: None,
+            phone: None,
+            role: Role::User,
+            is_active: true,
+            verified,
+            metadata: Metadata { user: user_metadata, app: None },
+            invited: false,
+            anonymous: false,
+        }
+    }
+}
+
 /// What the Supabase surface keeps beside a profile: `user_metadata`, written by the user
 /// or an admin, and `app_metadata`, written by an admin only. Both are JSON objects.
 #[derive(Debug, Clone, Default)]
@@ -308,7 +330,7 @@ impl Core {
         let created = insert_account(&tx, account).await?;
         record(&tx, client, AuditEvent::by_user("user.create", created.id)).await?;
         if !self.settings.email_autoconfirm {
-            self.queue_verification(&tx, &created, Template::VerifyEmail).await?;
+            self.queue_verification(&tx, &created, Template::VerifyEmail, r.link_back.as_ref()).await?;
         }
         tx.commit().await?;
         self.mailer.wake.notify_one();
@@ -451,7 +473,7 @@ impl Core {
             tessera_store::query::mfa::factors(reader, user.id),
             tessera_store::query::identities::of_user(reader, user.id),
         );
-        let identities = crate::identity::views(&user, identities?);
+        let identities = crate::identity::view::views(&user, identities?);
         Ok(Account { profile: profile.ok().flatten(), factors: factors?, identities, user })
     }
 

@@ -10,17 +10,20 @@
 
 pub mod provider;
 pub mod state;
+pub mod view;
+
+pub use view::{email_identity, IdentityView};
 
 use chrono::Duration as ChronoDuration;
 use secrecy::ExposeSecret;
 use serde_json::{json, Map, Value};
-use tessera_domain::{Email, Error, Role};
+use tessera_domain::{Email, Error};
 use tessera_store::entity::{flow_state, identity, user};
 use tessera_store::query::{identities, users};
 use tessera_store::Tx;
 use uuid::Uuid;
 
-use crate::account::users::{insert_account, Metadata, NewAccount};
+use crate::account::users::{insert_account, NewAccount};
 use crate::app::Core;
 use crate::audit::{record, AuditEvent};
 use crate::caller::{now, ClientInfo, Surface};
@@ -95,60 +98,6 @@ struct Profile {
     data: Map<String, Value>,
 }
 
-/// An identity as a user object shows it.
-#[derive(Debug, Clone)]
-pub struct IdentityView {
-    pub id: Uuid,
-    pub provider: String,
-    pub provider_id: String,
-    pub email: Option<String>,
-    pub data: Value,
-    pub last_sign_in_at: Option<chrono::DateTime<chrono::Utc>>,
-    pub created_at: chrono::DateTime<chrono::Utc>,
-    pub updated_at: chrono::DateTime<chrono::Utc>,
-}
-
-/// The id of a user's `email` identity (the address and password): the user's own id,
-/// as GoTrue shows it.
-pub fn email_identity(u: &user::Model) -> Option<IdentityView> {
-    if u.is_anonymous || Email::is_placeholder(&u.email) || u.password_hash.is_empty() {
-        return None;
-    }
-    Some(IdentityView {
-        id: u.id,
-        provider: "email".to_owned(),
-        provider_id: u.id.to_string(),
-        email: Some(u.email.clone()),
-        data: json!({
-            "email": u.email,
-            "email_verified": u.email_verified_at.is_some(),
-            "phone_verified": u.phone_verified_at.is_some(),
-            "sub": u.id,
-        }),
-        last_sign_in_at: u.last_login_at,
-        created_at: u.created_at,
-        updated_at: u.updated_at,
-    })
-}
-
-/// A user's identities as shown: the `email` one (see [`email_identity`]), then `rows`.
-pub(crate) fn views(u: &user::Model, rows: Vec<identity::Model>) -> Vec<IdentityView> {
-    email_identity(u).into_iter().chain(rows.into_iter().filter(|r| r.user_id == u.id).map(view)).collect()
-}
-
-fn view(row: identity::Model) -> IdentityView {
-    IdentityView {
-        id: row.id,
-        data: serde_json::from_str(&row.data).unwrap_or_else(|_| json!({})),
-        provider: row.provider,
-        provider_id: row.provider_id,
-        email: row.email,
-        last_sign_in_at: row.last_sign_in_at,
-        created_at: row.created_at,
-        updated_at: row.updated_at,
-    }
-}
-
 /// The claims of an ID token kept as the identity's data (not the token's own).
 const TOKEN_CLAIMS: &[&str] =
     &["aud", "exp", "iat", "nbf", "nonce", "at_hash", "c_hash", "auth_time", "azp", "jti", "sid"];
@@ -198,20 +147,14 @@ impl Core {
         link_to: Option<Uuid>,
     ) -> Result<ToProvider, Error> {
         let provider = self.providers.enabled(&a.provider)?;
-        let challenge = match (
-            a.code_challenge.as_deref().map(str::trim).filter(|c| !c.is_empty()),
-            a.code_challenge_method.as_deref(),
-        ) {
-            (None, _) if surface == Surface::Native => {
-                return Err(Error::field("code_challenge", "required", "A PKCE code challenge (S256) is required."))
-            }
-            (None, _) => None,
-            (Some(c), None) | (Some(c), Some("s256" | "S256")) if (43..=128).contains(&c.len()) => Some(c.to_owned()),
-            (Some(_), Some(m)) if !m.eq_ignore_ascii_case("s256") => {
-                return Err(Error::BadRequest("Invalid code_challenge_method: only s256 is supported".to_owned()))
-            }
-            (Some(_), _) => return Err(Error::BadRequest("Invalid code_challenge: 43 to 128 characters".to_owned())),
-        };
+        let challenge = state::checked_challenge(a.code_challenge.as_deref())?;
+        if challenge.is_none() && surface == Surface::Native {
+            return Err(Error::field("code_challenge", "required", "A PKCE code challenge (S256) is required."));
+        }
+        let method = a.code_challenge_method.as_deref().map(str::trim).filter(|m| !m.is_empty());
+        if method.is_some_and(|m| !m.eq_ignore_ascii_case("s256")) {
+            return Err(Error::BadRequest("Invalid code_challenge_method: only s256 is supported".to_owned()));
+        }
         let endpoints = provider.endpoints(self.providers.http()).await?;
         let secret = state::browser_secret();
         let flow = FlowState {
@@ -254,9 +197,14 @@ impl Core {
     /// (implicit flow) or a code for the app to exchange (PKCE). Every failure lands at the
     /// app's redirect (or `SITE_URL` when the state is not ours) with its reason.
     pub async fn oauth_callback(&self, cb: Callback, cookie: Option<&str>, client: &ClientInfo) -> Landing {
-        let flow = match cb.state.as_deref() {
-            Some(s) => state::open(&self.oauth_key, s, cookie, now().timestamp()),
-            None => Err(Error::BadOAuthState),
+        let flow = match (cb.state.as_deref(), cb.error.as_deref()) {
+            (Some(s), _) => state::open(&self.oauth_key, s, cookie, now().timestamp()),
+            // A provider's refusal without the state (some send none): its reason, at SITE_URL.
+            (None, Some(error)) => {
+                let why = cb.error_description.as_deref().unwrap_or_default();
+                Err(Error::ProviderRefused(format!("{error}: {why}").trim_end_matches(": ").to_owned()))
+            }
+            (None, None) => Err(Error::BadOAuthState),
         };
         let flow = match flow {
             Ok(flow) => flow,
@@ -353,19 +301,7 @@ impl Core {
         let surface = flow.surface();
         match flow.c {
             Some(challenge) => {
-                let code = random_token(32);
-                let at = now();
-                let row = flow_state::Model {
-                    id: Uuid::now_v7(),
-                    code_hash: sha256_hex(&code),
-                    user_id: user.id,
-                    code_challenge: challenge,
-                    provider: provider.settings.name.clone(),
-                    surface: if surface == Surface::Native { "native" } else { "supabase" }.to_owned(),
-                    created_at: at,
-                    expires_at: at + ChronoDuration::seconds(CODE_TTL_SECS),
-                };
-                identities::insert_flow(&tx, row).await?;
+                let code = self.issue_code(&tx, user.id, &challenge, &provider.settings.name, surface).await?;
                 tx.commit().await?;
                 Ok(Landed::Code(code))
             }
@@ -376,6 +312,32 @@ impl Core {
                 Ok(Landed::Session(Box::new(self.finish_sign_in_in(tx, proven, &client).await?)))
             }
         }
+    }
+
+    /// A new code of a PKCE flow for `user_id`, kept (hashed) through `conn` for five
+    /// minutes with the app's `challenge`.
+    pub(crate) async fn issue_code(
+        &self,
+        conn: &impl tessera_store::Db,
+        user_id: Uuid,
+        challenge: &str,
+        provider: &str,
+        surface: Surface,
+    ) -> Result<String, Error> {
+        let code = random_token(32);
+        let at = now();
+        let row = flow_state::Model {
+            id: Uuid::now_v7(),
+            code_hash: sha256_hex(&code),
+            user_id,
+            code_challenge: challenge.to_owned(),
+            provider: provider.to_owned(),
+            surface: if surface == Surface::Native { "native" } else { "supabase" }.to_owned(),
+            created_at: at,
+            expires_at: at + ChronoDuration::seconds(CODE_TTL_SECS),
+        };
+        identities::insert_flow(conn, row).await?;
+        Ok(code)
     }
 
     /// The code of a PKCE flow exchanged, with the verifier of its challenge, for a
@@ -394,7 +356,11 @@ impl Core {
             return Err(Error::BadCodeVerifier);
         }
         let user = users::by_id(&tx, flow.user_id).await?.ok_or(Error::FlowStateNotFound)?;
-        let proven = Proven { provider: Some(flow.provider), ..Proven::new(user, Proof::External) };
+        // A mailed link's code signs in as the link would have.
+        let proven = match flow.provider.as_str() {
+            "email" => Proven::new(user, Proof::Mail),
+            _ => Proven { provider: Some(flow.provider), ..Proven::new(user, Proof::External) },
+        };
         self.finish_sign_in_in(tx, proven, client).await
     }
 
@@ -469,8 +435,10 @@ impl Core {
                         (u, true)
                     }
                     // Taken by an account that cannot be linked: a new account without it.
-                    Some(_) => (self.new_external_account(tx, None, &profile).await?, false),
-                    None => (self.new_external_account(tx, profile.email.clone(), &profile).await?, false),
+                    Some(_) => (self.new_external_account(tx, None, &profile, name, client).await?, false),
+                    None => {
+                        (self.new_external_account(tx, profile.email.clone(), &profile, name, client).await?, false)
+                    }
                 }
             }
         };
@@ -504,25 +472,20 @@ impl Core {
         tx: &Tx,
         email: Option<Email>,
         profile: &Profile,
+        provider: &str,
+        client: &ClientInfo,
     ) -> Result<user::Model, Error> {
         let verified = email.is_some() && profile.email_verified;
         let email = email.unwrap_or_else(|| Email::placeholder(&Uuid::now_v7().to_string()));
         let mut metadata = profile.data.clone();
         metadata.insert("sub".to_owned(), json!(profile.subject));
         let full_name = profile.data.get("name").and_then(Value::as_str).map(|n| n.chars().take(200).collect());
-        let account = NewAccount {
-            email,
-            password_hash: String::new(),
-            full_name,
-            phone: None,
-            role: Role::User,
-            is_active: true,
-            verified,
-            metadata: Metadata { user: Some(Value::Object(metadata)), app: None },
-            invited: false,
-            anonymous: false,
-        };
-        insert_account(tx, account).await
+        let account =
+            NewAccount { full_name, ..NewAccount::passwordless(email, verified, Some(Value::Object(metadata))) };
+        let created = insert_account(tx, account).await?;
+        let detail = json!({ "provider": provider });
+        record(tx, client, AuditEvent::by_user("user.create", created.id).detail(detail)).await?;
+        Ok(created)
     }
 
     /// An anonymous user made permanent by a linked identity: the identity's verified
@@ -542,7 +505,7 @@ impl Core {
     /// A user's identities: the address-and-password one first (when the user has a
     /// password), then those of providers.
     pub async fn identities_of(&self, u: &user::Model) -> Result<Vec<IdentityView>, Error> {
-        Ok(views(u, identities::of_user(self.store.reader(), u.id).await?))
+        Ok(view::views(u, identities::of_user(self.store.reader(), u.id).await?))
     }
 
     /// The redirect that links `provider`'s identity to the signed-in user (manual
@@ -616,18 +579,8 @@ impl Core {
             return Err(Error::Validation(errors));
         }
         let tx = self.store.begin().await?;
-        let account = NewAccount {
-            email: Email::placeholder(&Uuid::now_v7().to_string()),
-            password_hash: String::new(),
-            full_name: None,
-            phone: None,
-            role: Role::User,
-            is_active: true,
-            verified: false,
-            metadata: Metadata { user: user_metadata, app: None },
-            invited: false,
-            anonymous: true,
-        };
+        let placeholder = Email::placeholder(&Uuid::now_v7().to_string());
+        let account = NewAccount { anonymous: true, ..NewAccount::passwordless(placeholder, false, user_metadata) };
         let user = insert_account(&tx, account).await?;
         record(&tx, client, AuditEvent::by_user("user.register", user.id).detail(json!({ "anonymous": true }))).await?;
         self.finish_sign_in_in(tx, Proven::new(user, Proof::Anonymous), client).await

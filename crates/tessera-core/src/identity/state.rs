@@ -107,6 +107,17 @@ pub(crate) fn provider_nonce(key: &[u8], id: &str, cookie: &str) -> String {
     b64_mac(key, &["tessera oauth nonce", id, cookie])
 }
 
+/// An app's S256 challenge as sent (`None` when it sent none): 43 to 128 characters of
+/// base64url, else a 400.
+pub fn checked_challenge(c: Option<&str>) -> Result<Option<String>, Error> {
+    let Some(c) = c.map(str::trim).filter(|c| !c.is_empty()) else { return Ok(None) };
+    let alphabet = |ch: char| ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.' | '~');
+    if !(43..=128).contains(&c.len()) || !c.chars().all(alphabet) {
+        return Err(Error::BadRequest("Invalid code_challenge: 43 to 128 characters of base64url".to_owned()));
+    }
+    Ok(Some(c.to_owned()))
+}
+
 /// The S256 challenge of a verifier (RFC 7636).
 pub fn s256(verifier: &str) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))

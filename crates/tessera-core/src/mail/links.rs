@@ -6,7 +6,7 @@
 use chrono::Duration as ChronoDuration;
 use secrecy::SecretString;
 use serde_json::{json, Value};
-use tessera_domain::{Email, Error, FieldError, Role};
+use tessera_domain::{Email, Error, FieldError};
 use tessera_store::entity::user;
 use tessera_store::query::{one_time_tokens, users};
 
@@ -14,9 +14,10 @@ use crate::account::admin::NewUser;
 use crate::account::users::{check_metadata, insert_account, Metadata, NewAccount};
 use crate::app::Core;
 use crate::audit::{record, AuditEvent};
-use crate::caller::{now, Actor, ClientInfo};
+use crate::caller::{now, Actor, ClientInfo, Surface};
 use crate::crypto::random_token;
 use crate::limits::RateAction;
+use crate::mail::link_back::LinkBack;
 use crate::mail::transport::{OutgoingMail, Template};
 use crate::mail::verification::{Confirmation, Holder, TokenKind, Verified, EMAIL_CHANGE};
 use crate::session::issued::{is_usable, SignIn};
@@ -169,6 +170,59 @@ impl Core {
         )
     }
 
+    /// [`Core::supabase_link`], carrying the app's PKCE challenge when it sent one: the
+    /// link then comes back to the app with `?code=` (exchanged with the verifier) instead
+    /// of the session.
+    pub fn supabase_link_pkce(&self, token: &str, kind: &str, redirect_to: &str, challenge: Option<&str>) -> String {
+        let link = self.supabase_link(token, kind, redirect_to);
+        match challenge {
+            Some(c) => format!("{link}&code_challenge={}", url_encode(c)),
+            None => link,
+        }
+    }
+
+    /// Where the Supabase surface's link of a PKCE flow (`code_challenge` given) comes back
+    /// to: the allowed `redirect_to`, with the challenge checked. `None` without one (the
+    /// mail then links to tessera's own page, as before).
+    pub fn link_back(
+        &self,
+        redirect_to: Option<&str>,
+        code_challenge: Option<&str>,
+    ) -> Result<Option<LinkBack>, Error> {
+        let Some(challenge) = crate::identity::state::checked_challenge(code_challenge)? else { return Ok(None) };
+        Ok(Some(LinkBack { redirect_to: self.allowed_redirect(redirect_to), code_challenge: Some(challenge) }))
+    }
+
+    /// The link of a mailed token of `kind` (GoTrue's type): back through `/auth/v1/verify`
+    /// with `back`, else `page?token=…` (tessera's own page).
+    pub(crate) fn mail_link(&self, token: &str, kind: &str, back: Option<&LinkBack>, page: &str) -> String {
+        match back {
+            Some(b) => self.supabase_link_pkce(token, kind, &b.redirect_to, b.code_challenge.as_deref()),
+            None => crate::mail::verification::link(page, token),
+        }
+    }
+
+    /// A mailed sign-in link that carries a PKCE challenge, used: the link's token spent,
+    /// and a code for the app to exchange, with the verifier, for the session (at
+    /// `POST /token?grant_type=pkce`, where the account's rules apply as at any sign-in).
+    pub async fn mail_link_to_code(
+        &self,
+        verification: Verification,
+        token: &str,
+        challenge: &str,
+        client: &ClientInfo,
+    ) -> Result<String, Error> {
+        let challenge =
+            crate::identity::state::checked_challenge(Some(challenge))?.ok_or(Error::InvalidVerification)?;
+        if verification == Verification::EmailChange {
+            return Err(Error::BadRequest("an email change does not sign in".to_owned()));
+        }
+        let verified = self.verify_email_token(token, verification.kinds(), client).await?;
+        let user = verified.user;
+        record(self.store.writer(), client, AuditEvent::by_user("login.link_used", user.id)).await?;
+        self.issue_code(self.store.writer(), user.id, &challenge, "email", Surface::Supabase).await
+    }
+
     /// A new account without a usable password (signed in by link, or choosing a password
     /// later): its hash is of 32 random bytes nobody knows.
     pub(crate) async fn passwordless_hash(&self) -> Result<String, Error> {
@@ -185,8 +239,10 @@ impl Core {
         create_user: bool,
         user_metadata: Option<Value>,
         redirect_to: Option<&str>,
+        code_challenge: Option<&str>,
         client: &ClientInfo,
     ) -> Result<(), Error> {
+        let code_challenge = crate::identity::state::checked_challenge(code_challenge)?;
         let mut errors = Vec::new();
         let email = Email::parse(email).map_err(|e| errors.push(e)).ok();
         check_metadata("user_metadata", &user_metadata, &mut errors);
@@ -199,18 +255,8 @@ impl Core {
             None if !create_user => return Err(Error::SignupNotAllowed),
             None => {
                 let hash = self.passwordless_hash().await?;
-                let account = NewAccount {
-                    email: email.clone(),
-                    password_hash: hash,
-                    full_name: None,
-                    phone: None,
-                    role: Role::User,
-                    is_active: true,
-                    verified: false,
-                    metadata: Metadata { user: user_metadata, app: None },
-                    invited: false,
-                    anonymous: false,
-                };
+                let account =
+                    NewAccount { password_hash: hash, ..NewAccount::passwordless(email.clone(), false, user_metadata) };
                 let tx = self.store.begin().await?;
                 let created = match insert_account(&tx, account).await {
                     Ok(u) => u,
@@ -235,7 +281,7 @@ impl Core {
             .await?;
         let vars = vec![
             ("email", user.email.clone()),
-            ("link", self.supabase_link(&token, "magiclink", &redirect)),
+            ("link", self.supabase_link_pkce(&token, "magiclink", &redirect, code_challenge.as_deref())),
             ("code", code.unwrap_or_default()),
         ];
         self.queue_mail(&tx, OutgoingMail { template: Template::MagicLink, to: user.email.clone(), vars }).await?;

@@ -3,6 +3,7 @@
 //! change and password recovery, and passwordless sign-in, invitations and
 //! reauthentication by mail.
 
+pub mod link_back;
 pub mod links;
 pub mod outbox;
 pub mod transport;

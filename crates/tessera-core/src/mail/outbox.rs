@@ -48,6 +48,12 @@ pub(crate) fn requester(row: &mail_outbox::Model) -> ClientInfo {
     }
 }
 
+/// Where the link of a request queued by [`Core::queue_request`] leads back to, if it said.
+pub(crate) fn link_back(row: &mail_outbox::Model) -> Option<crate::mail::link_back::LinkBack> {
+    let v: serde_json::Value = serde_json::from_str(&row.text_body).ok()?;
+    serde_json::from_value(v.get("link_back")?.clone()).ok()
+}
+
 /// How long a claim on an outbox row lasts: a sender that dies holds its messages this
 /// long at most (see [`LEASE_RENEW_EVERY`]).
 const LEASE: i64 = 15;
@@ -90,13 +96,17 @@ impl Core {
         conn: &impl Db,
         request: MailRequest,
         email: &str,
+        back: Option<&crate::mail::link_back::LinkBack>,
         client: &ClientInfo,
     ) -> Result<(), Error> {
         let now = now();
-        // Who asked, for the audit row the request becomes.
-        let requester = serde_json::json!({
+        // Who asked, for the audit row the request becomes, and where its link leads.
+        let mut requester = serde_json::json!({
             "ip": client.ip, "user_agent": client.user_agent, "request_id": client.request_id,
         });
+        if let Some(back) = back {
+            requester["link_back"] = serde_json::json!(back);
+        }
         let mail = NewMail {
             kind: request.kind().to_owned(),
             to: email.to_owned(),

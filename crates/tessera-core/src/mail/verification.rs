@@ -261,6 +261,7 @@ impl Core {
         conn: &impl Db,
         user: &user::Model,
         template: Template,
+        back: Option<&crate::mail::link_back::LinkBack>,
     ) -> Result<(), Error> {
         let now = now();
         let holder = if template == Template::VerifyEmail { Holder::Same } else { Holder::Anyone };
@@ -270,7 +271,7 @@ impl Core {
             self.issue_token(conn, user.id, TokenKind::VerifyEmail, day, true, None, holder, now).await?;
         let vars = vec![
             ("email", user.email.clone()),
-            ("link", link(&self.settings.mail.verify_email_url, &token)),
+            ("link", self.mail_link(&token, "signup", back, &self.settings.mail.verify_email_url)),
             ("code", code.unwrap_or_default()),
         ];
         self.queue_mail(conn, OutgoingMail { template, to: user.email.clone(), vars }).await
@@ -390,6 +391,10 @@ impl Core {
                         changed.email = Some(new_email);
                         changed.new_email = Some(None);
                         changed.email_verified_at = Some(Some(now));
+                        // An anonymous user's first confirmed address makes them permanent.
+                        if current.is_anonymous {
+                            changed.is_anonymous = Some(false);
+                        }
                         Confirmation::EmailChanged
                     }
                 }
@@ -499,7 +504,7 @@ impl Core {
     /// Answers the same, in the same time, whatever the address: the request is queued
     /// and resolved in the background. At most `RATE_LIMIT_OTP` per address.
     pub async fn resend_verification(&self, email: &str, client: &ClientInfo) -> Result<(), Error> {
-        self.queue_address_request(MailRequest::VerificationResend, RateAction::Otp, email, client).await
+        self.queue_address_request(MailRequest::VerificationResend, RateAction::Otp, email, None, client).await
     }
 
     /// Queues a request about an address (a resend, a password reset) unless the address
@@ -509,6 +514,7 @@ impl Core {
         request: MailRequest,
         limit: RateAction,
         email: &str,
+        back: Option<crate::mail::link_back::LinkBack>,
         client: &ClientInfo,
     ) -> Result<(), Error> {
         let Ok(email) = Email::parse(email) else { return Ok(()) };
@@ -516,7 +522,7 @@ impl Core {
             tracing::info!(request = ?request, "request over the per-address limit: not queued");
             return Ok(());
         }
-        self.queue_request(self.store.writer(), request, email.as_str(), client).await?;
+        self.queue_request(self.store.writer(), request, email.as_str(), back.as_ref(), client).await?;
         self.mailer.wake.notify_one();
         Ok(())
     }
@@ -527,7 +533,7 @@ impl Core {
         let user = users::by_email(self.store.reader(), &request.to_addr).await?;
         let tx = self.store.begin().await?;
         if let Some(user) = user.filter(|u| u.email_verified_at.is_none() && is_usable(u)) {
-            self.queue_verification(&tx, &user, Template::VerifyEmailResend).await?;
+            self.queue_verification(&tx, &user, Template::VerifyEmailResend, None).await?;
         }
         outbox::complete_request(&tx, request.id, now).await?;
         tx.commit().await
@@ -607,7 +613,9 @@ impl Core {
         }
         // The current address confirms too (SECURE_EMAIL_CHANGE), with a token of its own
         // issued at the same moment (that is how the pair is found); otherwise it is told.
-        let mail = if self.settings.secure_email_change {
+        // A user with no address of their own (anonymous) has no current side to confirm.
+        let has_address = !tessera_domain::Email::is_placeholder(&current.email);
+        let mail = if self.settings.secure_email_change && has_address {
             let side = TokenKind::EmailChangeCurrent;
             let (token, code) = self.issue_token(tx, current.id, side, day, true, to_new, Holder::Same, now).await?;
             issued.current = Some((token.clone(), code.clone()));
@@ -633,7 +641,18 @@ impl Core {
     /// by its time: the request is queued whatever the address and resolved in the
     /// background. At most `RATE_LIMIT_RECOVER` requests per address.
     pub async fn request_password_reset(&self, email: &str, client: &ClientInfo) -> Result<(), Error> {
-        self.queue_address_request(MailRequest::PasswordReset, RateAction::Recover, email, client).await
+        self.queue_address_request(MailRequest::PasswordReset, RateAction::Recover, email, None, client).await
+    }
+
+    /// [`Core::request_password_reset`] whose link brings the browser back to the app
+    /// (the Supabase surface's PKCE flow).
+    pub async fn request_password_reset_back(
+        &self,
+        email: &str,
+        back: Option<crate::mail::link_back::LinkBack>,
+        client: &ClientInfo,
+    ) -> Result<(), Error> {
+        self.queue_address_request(MailRequest::PasswordReset, RateAction::Recover, email, back, client).await
     }
 
     /// The background half of [`Core::request_password_reset`].
@@ -646,8 +665,10 @@ impl Core {
             let hour = ChronoDuration::hours(1);
             let (token, _) =
                 self.issue_token(&tx, user.id, TokenKind::Recovery, hour, false, None, Holder::Anyone, now).await?;
+            let back = crate::mail::outbox::link_back(request);
+            let page = &self.settings.mail.reset_password_url;
             let vars =
-                vec![("email", user.email.clone()), ("link", link(&self.settings.mail.reset_password_url, &token))];
+                vec![("email", user.email.clone()), ("link", self.mail_link(&token, "recovery", back.as_ref(), page))];
             let mail = OutgoingMail { template: Template::PasswordReset, to: user.email.clone(), vars };
             self.queue_mail(&tx, mail).await?;
             let client = crate::mail::outbox::requester(request);

@@ -10,13 +10,9 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use tessera_domain::{Cidr, PasswordPolicy};
 
+pub mod external;
 mod kinds;
 mod read;
-
-/// What the sign-in providers' settings are read with (their names are not fixed).
-pub(crate) mod read_external {
-    pub(crate) use super::read::{flag, Reader};
-}
 
 pub use kinds::{Environment, LogFormat, MailSettings, MailTransport, RateLimits, SmtpTls};
 pub use read::SettingDoc;
@@ -324,8 +320,7 @@ settings! {
             anonymous: rate_limit_anonymous,
         };
         /// The sign-in providers (`EXTERNAL_<NAME>_*`, SPEC §5.11), enabled or not.
-        external: Vec<crate::identity::provider::ProviderSettings> =
-            crate::identity::provider::from_vars(r, &public_url);
+        external: Vec<external::ProviderSettings> = external::from_vars(r, &public_url);
         /// When failed sign-ins lock an address, and for how long.
         lockout: LockoutPolicy = LockoutPolicy {
             threshold: lockout_threshold,
@@ -364,12 +359,50 @@ settings! {
     }
 }
 
+/// The settings of each sign-in provider (SPEC §5.11), `<NAME>` standing for its name:
+/// (name, default as shown, meaning).
+const EXTERNAL_DOCS: &[(&str, &str, &str)] = &[
+    (
+        "EXTERNAL_<NAME>_ENABLED",
+        "`false`",
+        "sign-in with the provider <NAME>: the presets GOOGLE, GITHUB, GITLAB, AZURE and KEYCLOAK, or any other name \
+         for an OpenID Connect provider found by EXTERNAL_<NAME>_ISSUER; in URLs (`provider=…`) the name is lower-case",
+    ),
+    (
+        "EXTERNAL_<NAME>_CLIENT_ID",
+        "(none)",
+        "this server's client id at the provider; a comma-separated list: the first signs in, every one is accepted as \
+         the audience of ID tokens (the web, iOS and Android apps of one project)",
+    ),
+    ("EXTERNAL_<NAME>_SECRET", "(none)", "the client secret at the provider"),
+    (
+        "EXTERNAL_<NAME>_REDIRECT_URI",
+        "`PUBLIC_URL/auth/v1/callback`",
+        "the callback URL registered at the provider (the same for every provider and both surfaces)",
+    ),
+    (
+        "EXTERNAL_<NAME>_URL",
+        "(the provider's own)",
+        "a self-hosted GitLab, a Keycloak realm (https://HOST/realms/REALM), GitHub Enterprise (https://HOST, its API \
+         at /api/v3), or an Azure tenant (https://login.microsoftonline.com/TENANT)",
+    ),
+    (
+        "EXTERNAL_<NAME>_ISSUER",
+        "(the preset's)",
+        "the issuer of an OpenID Connect provider; its discovery document is read from \
+         ISSUER/.well-known/openid-configuration and must name this issuer",
+    ),
+];
+
 /// The settings table as markdown, what `tessera config docs` prints.
 pub fn docs_markdown() -> String {
     let mut out = String::from("| setting | default | meaning |\n|---|---|---|\n");
     for s in SETTINGS {
         let names = s.names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(" / ");
         out.push_str(&format!("| {names} | {} | {} |\n", s.shown_default(), s.meaning));
+    }
+    for (name, default, meaning) in EXTERNAL_DOCS {
+        out.push_str(&format!("| `{name}` | {default} | {meaning} |\n"));
     }
     out
 }

@@ -330,6 +330,10 @@ pub(crate) async fn page(
             return error_page(&s, Some(&who), &e)
         }
     };
+    let identities = match s.core.identities_of(&u).await {
+        Ok(i) => i,
+        Err(e) => return error_page(&s, Some(&who), &e),
+    };
     let names = match &events {
         Some((ev, _)) => match super::audit::names_of(&s, ev).await {
             Ok(n) => n,
@@ -341,7 +345,8 @@ pub(crate) async fn page(
     let can_sessions = who.actor.require(Permission::SessionsWrite).is_ok();
     let base = format!("/admin/users/{id}");
     let deleted = u.deleted_at.is_some();
-    let state = match (deleted, u.is_active) {
+    let state = match (deleted, u.is_active && !u.is_anonymous) {
+        (false, false) if u.is_active => "active (anonymous)",
         (true, _) => "deleted (restorable)",
         (false, true) => "active",
         (false, false) => "inactive",
@@ -431,6 +436,29 @@ pub(crate) async fn page(
                             }
                         }
                         @if sessions.is_empty() { tr { td colspan="6" { "No live session." } } }
+                    }
+                }
+            }
+        }
+        section aria-labelledby="identities-heading" {
+            h2 #identities-heading { "Sign-in identities (" (identities.len()) ")" }
+            div.table-wrap {
+                table #identities {
+                    thead { tr {
+                        th scope="col" { "Provider" } th scope="col" { "Subject" } th scope="col" { "Email" }
+                        th scope="col" { "Linked" } th scope="col" { "Last sign-in" }
+                    } }
+                    tbody {
+                        @for i in &identities {
+                            tr.identity #(format!("identity-{}", i.id)) {
+                                td { (i.provider) }
+                                td { (i.provider_id) }
+                                td { (i.email.clone().unwrap_or_default()) }
+                                td { (when(&i.created_at)) }
+                                td { (i.last_sign_in_at.as_ref().map(when).unwrap_or_else(|| "never".to_owned())) }
+                            }
+                        }
+                        @if identities.is_empty() { tr { td colspan="5" { "No way to sign in but a passkey." } } }
                     }
                 }
             }

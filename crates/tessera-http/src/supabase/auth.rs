@@ -73,18 +73,26 @@ pub struct SbSignupIn {
     password: Option<String>,
     #[schema(value_type = Option<Object>)]
     data: Option<Value>,
+    /// The PKCE flow: the confirmation link comes back with `?code=`.
+    code_challenge: Option<String>,
+    code_challenge_method: Option<String>,
 }
 
 /// `POST /auth/v1/signup`: the account, and its session when it may sign in at once
 /// (autoconfirm, or `REQUIRE_EMAIL_VERIFICATION=false`).
-#[utoipa::path(post, path = "/auth/v1/signup", tag = "supabase", request_body = SbSignupIn,
+#[utoipa::path(post, path = "/auth/v1/signup", tag = "supabase", params(RedirectQuery), request_body = SbSignupIn,
     responses(
         (status = 200, body = super::doc::SbSession, description = "The session, or the user alone (`SbUser`) when it must confirm its address first"),
         (status = 400, body = super::doc::SbError, description = "`validation_failed`: no or an invalid email; `phone_provider_disabled`"),
         (status = 422, body = super::doc::SbError, description = "`weak_password`, `user_already_exists`"),
         (status = 429, body = super::doc::SbError),
     ))]
-pub async fn signup(State(s): State<AppState>, Client(client): Client, SbJson(body): SbJson<SbSignupIn>) -> Answer {
+pub async fn signup(
+    State(s): State<AppState>,
+    Client(client): Client,
+    SbQuery(q): SbQuery<RedirectQuery>,
+    SbJson(body): SbJson<SbSignupIn>,
+) -> Answer {
     let Some(email) = given(&body.email) else {
         if given(&body.phone).is_some() {
             return Err(GoTrueError::new(
@@ -104,7 +112,10 @@ pub async fn signup(State(s): State<AppState>, Client(client): Client, SbJson(bo
     if password.is_empty() {
         return Err(GoTrueError::validation("Signup requires a valid password"));
     }
+    check_challenge_method(&body.code_challenge_method)?;
+    let link_back = s.core.link_back(q.redirect_to.as_deref(), given(&body.code_challenge))?;
     let reg = Registration {
+        link_back,
         email: email.to_owned(),
         password: SecretString::from(password),
         full_name: None,
@@ -339,6 +350,9 @@ pub struct SbOtpIn {
     create_user: Option<bool>,
     #[schema(value_type = Option<Object>)]
     data: Option<Value>,
+    /// The PKCE flow: the link comes back with `?code=`, exchanged with the verifier.
+    code_challenge: Option<String>,
+    code_challenge_method: Option<String>,
 }
 
 /// `POST /auth/v1/otp`: mails a sign-in link and code; an unknown address gets an
@@ -364,24 +378,43 @@ pub async fn otp(
     };
     let data = body.data.filter(|d| !d.is_null());
     let create = body.create_user.unwrap_or(true);
-    s.core.send_sign_in_link(email, create, data, q.redirect_to.as_deref(), &client).await?;
+    check_challenge_method(&body.code_challenge_method)?;
+    let challenge = given(&body.code_challenge);
+    s.core.send_sign_in_link(email, create, data, q.redirect_to.as_deref(), challenge, &client).await?;
     ok(json!({}))
 }
 
-/// An address.
+/// An address (and, for the PKCE flow, the app's challenge).
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct SbEmailIn {
     email: Option<String>,
+    code_challenge: Option<String>,
+    code_challenge_method: Option<String>,
+}
+
+/// A PKCE challenge's method, whenever one is named: `s256` only.
+fn check_challenge_method(method: &Option<String>) -> Result<(), GoTrueError> {
+    if given(method).is_some_and(|m| !m.eq_ignore_ascii_case("s256")) {
+        return Err(GoTrueError::validation("Invalid code_challenge_method: only s256 is supported"));
+    }
+    Ok(())
 }
 
 /// `POST /auth/v1/recover`: a recovery mail if the address has an account. Answers `{}`
 /// whatever the address.
-#[utoipa::path(post, path = "/auth/v1/recover", tag = "supabase", request_body = SbEmailIn,
+#[utoipa::path(post, path = "/auth/v1/recover", tag = "supabase", params(RedirectQuery), request_body = SbEmailIn,
     responses((status = 200, body = super::doc::SbEmpty), (status = 400, body = super::doc::SbError), (status = 429, body = super::doc::SbError)))]
-pub async fn recover(State(s): State<AppState>, Client(client): Client, SbJson(body): SbJson<SbEmailIn>) -> Answer {
+pub async fn recover(
+    State(s): State<AppState>,
+    Client(client): Client,
+    SbQuery(q): SbQuery<RedirectQuery>,
+    SbJson(body): SbJson<SbEmailIn>,
+) -> Answer {
     let email = given(&body.email).ok_or_else(|| GoTrueError::validation("Password recovery requires an email"))?;
     Email::parse(email).map_err(|e| Error::Validation(vec![e]))?;
-    s.core.request_password_reset(email, &client).await?;
+    check_challenge_method(&body.code_challenge_method)?;
+    let back = s.core.link_back(q.redirect_to.as_deref(), given(&body.code_challenge))?;
+    s.core.request_password_reset_back(email, back, &client).await?;
     ok(json!({}))
 }
 
@@ -458,6 +491,8 @@ pub struct VerifyLinkQuery {
     #[serde(rename = "type")]
     kind: Option<String>,
     redirect_to: Option<String>,
+    /// Set on the link of a PKCE flow: the answer is `?code=`, not the session.
+    code_challenge: Option<String>,
 }
 
 /// `GET /auth/v1/verify?token=…&type=…&redirect_to=…`: the link of a mail. Redirects
@@ -472,6 +507,21 @@ pub async fn verify_link(
 ) -> Response {
     let target = s.core.allowed_redirect(q.redirect_to.as_deref());
     let kind = given(&q.kind).unwrap_or_default().to_owned();
+    if let (Some(challenge), Some(token), Some(verification)) =
+        (given(&q.code_challenge), given(&q.token), Verification::parse(&kind))
+    {
+        let landing = tessera_core::identity::Landing {
+            redirect_to: target,
+            outcome: s
+                .core
+                .mail_link_to_code(verification, token, challenge, &client)
+                .await
+                .map(tessera_core::identity::Landed::Code),
+        };
+        let mut res = crate::oauth::landing(landing, s.core.settings.secure_cookies);
+        *res.status_mut() = StatusCode::SEE_OTHER;
+        return res;
+    }
     let fragment = match given(&q.token) {
         None => error_fragment("validation_failed", "Verify requires a token"),
         Some(token) => match verify_any(&s, &client, &kind, Some(token), None, None).await {

@@ -69,10 +69,34 @@ fn callback_of(q: &HashMap<String, String>) -> Callback {
 #[utoipa::path(get, path = "/auth/v1/callback", tag = "supabase",
     params(("code" = Option<String>, Query), ("state" = Option<String>, Query), ("iss" = Option<String>, Query),
         ("error" = Option<String>, Query), ("error_description" = Option<String>, Query)),
-    request_body(content = String, content_type = "application/x-www-form-urlencoded",
-        description = "POST: the same fields as a form (a provider's `form_post`)"),
     responses((status = 302, description = "To the app's redirect_to (or SITE_URL), with the session, a code or the error")))]
 pub async fn callback(
+    State(s): State<AppState>,
+    Client(client): Client,
+    headers: HeaderMap,
+    SbQuery(q): SbQuery<HashMap<String, String>>,
+) -> Response {
+    answer_callback(&s, &client, &headers, q).await
+}
+
+/// The callback's answer to what the provider sent (query and form fields together).
+async fn answer_callback(
+    s: &AppState,
+    client: &tessera_core::ClientInfo,
+    headers: &HeaderMap,
+    q: HashMap<String, String>,
+) -> Response {
+    let cookie = oauth::browser_secret(headers);
+    let landing = s.core.oauth_callback(callback_of(&q), cookie.as_deref(), client).await;
+    oauth::landing(landing, s.core.settings.secure_cookies)
+}
+
+/// `POST /auth/v1/callback`: the provider's answer posted as a form (`response_mode=form_post`),
+/// as [`callback`] reads it from the query.
+#[utoipa::path(post, path = "/auth/v1/callback", tag = "supabase",
+    request_body(content = CallbackForm, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 302, description = "To the app's redirect_to (or SITE_URL), with the session, a code or the error")))]
+pub async fn callback_form(
     State(s): State<AppState>,
     Client(client): Client,
     headers: HeaderMap,
@@ -82,9 +106,18 @@ pub async fn callback(
     for (k, v) in form_urlencoded::parse(&body) {
         q.insert(k.into_owned(), v.into_owned());
     }
-    let cookie = oauth::browser_secret(&headers);
-    let landing = s.core.oauth_callback(callback_of(&q), cookie.as_deref(), &client).await;
-    oauth::landing(landing, s.core.settings.secure_cookies)
+    answer_callback(&s, &client, &headers, q).await
+}
+
+/// The fields of a posted callback.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct CallbackForm {
+    code: Option<String>,
+    state: Option<String>,
+    iss: Option<String>,
+    error: Option<String>,
+    error_description: Option<String>,
 }
 
 /// `GET /auth/v1/user/identities/authorize?provider=…`: the provider's URL that links an

@@ -74,7 +74,7 @@ fn routes(state: &AppState) -> Router<AppState> {
         .route("/auth/v1/authorize", get(external::authorize).route_layer(limit(RateAction::Login)))
         .route(
             "/auth/v1/callback",
-            get(external::callback).post(external::callback).route_layer(limit(RateAction::Verify)),
+            get(external::callback).post(external::callback_form).route_layer(limit(RateAction::Verify)),
         )
         .route("/auth/v1/user/identities/authorize", get(external::link))
         .route("/auth/v1/user/identities/{id}", axum::routing::delete(external::unlink))

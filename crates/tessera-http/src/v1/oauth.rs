@@ -5,12 +5,12 @@
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::{Deserialize, Serialize};
-use tessera_core::identity::{Authorize, IdentityView};
+use serde::Deserialize;
+use tessera_core::identity::Authorize;
 use tessera_core::session::issued::SignIn;
 use uuid::Uuid;
 
-use crate::dto::MfaRequiredOut;
+use crate::dto::{IdentityOut, MfaRequiredOut};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, Auth, Client};
 use crate::oauth;
@@ -66,14 +66,14 @@ pub async fn start(
 
 /// A code and the verifier of its challenge.
 #[derive(Deserialize, utoipa::ToSchema)]
-pub struct CodeIn {
+pub struct OAuthCodeIn {
     code: String,
     code_verifier: String,
 }
 
 /// Exchange the code of a provider's sign-in for the login response (once, within five
 /// minutes).
-#[utoipa::path(post, path = "/v1/auth/oauth/token", tag = "auth", request_body = CodeIn,
+#[utoipa::path(post, path = "/v1/auth/oauth/token", tag = "auth", request_body = OAuthCodeIn,
     responses(
         (status = 200, body = crate::dto::LoginAnswer, description = "As /v1/auth/login: signed in, or the second step of an MFA user"),
         (status = 403, body = ErrorBody, description = "`bad_code_verifier`, or the account is inactive"),
@@ -82,40 +82,11 @@ pub struct CodeIn {
 pub async fn token(
     State(s): State<AppState>,
     Client(client): Client,
-    ApiJson(body): ApiJson<CodeIn>,
+    ApiJson(body): ApiJson<OAuthCodeIn>,
 ) -> Result<Response, ApiError> {
     match s.core.exchange_code(&body.code, &body.code_verifier, &client).await? {
         SignIn::Session(issued) => Ok(super::auth::signed_in(&s, *issued)),
         SignIn::MfaRequired(c) => Ok(Json(MfaRequiredOut::from(c)).into_response()),
-    }
-}
-
-/// One way the caller signs in.
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct IdentityOut {
-    id: Uuid,
-    /// `email` (the address and password), or the provider's name.
-    provider: String,
-    /// The subject at the provider.
-    provider_id: String,
-    email: Option<String>,
-    #[schema(value_type = Object)]
-    identity_data: serde_json::Value,
-    last_sign_in_at: Option<chrono::DateTime<chrono::Utc>>,
-    created_at: chrono::DateTime<chrono::Utc>,
-}
-
-impl From<IdentityView> for IdentityOut {
-    fn from(i: IdentityView) -> Self {
-        IdentityOut {
-            id: i.id,
-            provider: i.provider,
-            provider_id: i.provider_id,
-            email: i.email,
-            identity_data: i.data,
-            last_sign_in_at: i.last_sign_in_at,
-            created_at: i.created_at,
-        }
     }
 }
 

@@ -29,6 +29,7 @@ pub async fn register(
     ApiJson(body): ApiJson<RegisterIn>,
 ) -> Result<Response, ApiError> {
     let reg = Registration {
+        link_back: None,
         email: body.email,
         password: SecretString::from(body.password),
         full_name: body.full_name,
@@ -139,7 +140,7 @@ pub(crate) async fn delete_account(
 
 /// Everything stored about the caller, as one JSON document to download: the user, the
 /// profile, every session (with ip and user agent), the MFA factors (never their
-/// secrets), the passkeys (never a key) and every audit event about them, oldest first. The events are read and
+/// secrets), the passkeys (never a key), the identities at other providers and every audit event about them, oldest first. The events are read and
 /// sent page by page, so a long history costs no more memory than a short one.
 #[utoipa::path(get, path = "/v1/users/me/export", tag = "users", security(("bearer" = [])),
     responses(
@@ -156,6 +157,7 @@ pub async fn export(State(s): State<AppState>, Auth(who): Auth) -> Result<Respon
         sessions: head.sessions.iter().map(ExportSessionOut::from).collect(),
         mfa_factors: head.factors.into_iter().map(FactorOut::from).collect(),
         passkeys: head.passkeys.into_iter().map(crate::dto::PasskeyOut::from).collect(),
+        identities: head.identities.into_iter().map(crate::dto::IdentityOut::from).collect(),
         audit_events: Vec::new(),
     };
     // The document up to the events' array, which is written last (`…"audit_events":[]}`):

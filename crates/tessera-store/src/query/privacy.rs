@@ -177,6 +177,8 @@ pub struct Swept {
     pub one_time_tokens: u64,
     pub mfa_tokens: u64,
     pub challenges: u64,
+    /// Codes of PKCE flows never exchanged.
+    pub codes: u64,
     pub mail: u64,
 }
 
@@ -200,8 +202,8 @@ pub async fn sweep_batch(conn: &impl ConnectionTrait, now: DateTime<Utc>) -> Res
         one_time_tokens: delete_batch(conn, one_time_token::Entity, one_time_token::Column::Id, one_time_tokens)
             .await?,
         mfa_tokens: delete_batch(conn, mfa_token::Entity, mfa_token::Column::Id, mfa_tokens).await?,
-        challenges: delete_batch(conn, webauthn_challenge::Entity, webauthn_challenge::Column::Id, challenges).await?
-            + delete_batch(conn, flow_state::Entity, flow_state::Column::Id, flows).await?,
+        challenges: delete_batch(conn, webauthn_challenge::Entity, webauthn_challenge::Column::Id, challenges).await?,
+        codes: delete_batch(conn, flow_state::Entity, flow_state::Column::Id, flows).await?,
         mail: delete_batch(conn, mail_outbox::Entity, mail_outbox::Column::Id, mail).await?,
     })
 }

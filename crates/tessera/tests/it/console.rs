@@ -844,3 +844,28 @@ async fn the_console_lists_users_by_pages_changes_them_in_bulk_and_manages_api_k
     assert_eq!(with_api_key(&app, "/v1/admin/users", &keys[0]).await, StatusCode::UNAUTHORIZED, "revoked");
     assert_eq!(with_api_key(&app, "/v1/admin/audit", &keys[1]).await, StatusCode::OK, "the other key still works");
 }
+
+#[tokio::test]
+async fn a_users_page_lists_the_identities_they_sign_in_with() {
+    let provider = crate::provider::OidcProvider::start().await;
+    provider.set_user("ivan", json!({"email": "ivan@example.com", "email_verified": true})).await;
+    let app = console_app(&[
+        ("EXTERNAL_MOCK_ENABLED", "true"),
+        ("EXTERNAL_MOCK_CLIENT_ID", "console-test"),
+        ("EXTERNAL_MOCK_ISSUER", provider.issuer.as_str()),
+    ])
+    .await;
+    let id_token = provider.id_token("console-test", "ivan", None).await;
+    let (status, session) = json_of(
+        app.post("/auth/v1/token?grant_type=id_token", None, json!({"provider": "mock", "id_token": id_token})).await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{session}");
+    let id = session["user"]["id"].as_str().unwrap().to_owned();
+    let browser = Browser::start().await;
+    sign_in_admin(&browser, &app).await;
+    browser.open(&app.url(&format!("/admin/users/{id}"))).await;
+    assert_eq!(browser.count("table#identities tbody tr.identity").await, 1, "{}", browser.source().await);
+    let html = browser.source().await;
+    assert!(html.contains(">mock<") && html.contains(">ivan<"), "{html}");
+}

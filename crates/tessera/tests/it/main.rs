@@ -28,6 +28,7 @@ mod proofs;
 mod refresh;
 mod smoke;
 mod social;
+mod social_browser;
 mod store_contract;
 mod supabase;
 mod tokens;

@@ -49,8 +49,8 @@ async fn the_export_holds_everything_about_the_user_and_nothing_about_anyone_els
     let doc: Value = serde_json::from_str(&text).unwrap();
 
     let keys: Vec<&str> = doc.as_object().unwrap().keys().map(String::as_str).collect();
-    assert_eq!(keys.len(), 7, "{keys:?}");
-    for k in ["exported_at", "user", "profile", "sessions", "mfa_factors", "passkeys", "audit_events"] {
+    assert_eq!(keys.len(), 8, "{keys:?}");
+    for k in ["exported_at", "user", "profile", "sessions", "mfa_factors", "passkeys", "identities", "audit_events"] {
         assert!(doc.get(k).is_some(), "{k} missing: {keys:?}");
     }
     assert_eq!(doc["user"]["email"], email.as_str());

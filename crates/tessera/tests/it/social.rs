@@ -127,6 +127,16 @@ async fn a_callback_without_the_browser_that_started_it_is_refused() {
     assert!(landed.starts_with("http://app.test/home"), "{landed}");
     assert_eq!(url_param(&landed, "error_code").as_deref(), Some("bad_oauth_state"), "{landed}");
     assert!(url_param(&landed, "access_token").is_none());
+    // An answer that names another issuer (RFC 9207) is not this provider's.
+    let mut browser = Browser::new();
+    let back = browser.authorize_at_provider(&start, &provider, "mallory").await;
+    let landed = browser.follow(&format!("{back}&iss=http%3A%2F%2Fevil.test")).await;
+    assert_eq!(url_param(&landed, "error_code").as_deref(), Some("bad_oauth_callback"), "{landed}");
+    // A redirect outside REDIRECT_URLS is replaced by SITE_URL before the provider is asked.
+    let evil = app.url("/auth/v1/authorize?provider=mock&redirect_to=http://evil.test/steal");
+    provider.set_user("mallory", json!({"email": "mallory@example.com", "email_verified": true})).await;
+    let landed = Browser::new().sign_in_at_provider(&evil, &provider, "mallory").await;
+    assert!(landed.starts_with("http://app.test/home#access_token="), "{landed}");
     // A forged state, too.
     let res = app.get("/auth/v1/callback?code=x&state=forged.sig", None).await;
     assert_eq!(res.status(), StatusCode::FOUND);
@@ -134,7 +144,7 @@ async fn a_callback_without_the_browser_that_started_it_is_refused() {
     assert_eq!(url_param(&to, "error_code").as_deref(), Some("bad_oauth_state"), "{to}");
     // The provider's refusal comes back as the app's error.
     let denied = Browser::new().deny_at_provider(&start, &provider).await;
-    assert!(url_param(&denied, "error").is_some(), "{denied}");
+    assert_eq!(url_param(&denied, "error").as_deref(), Some("access_denied"), "{denied}");
     assert!(url_param(&denied, "access_token").is_none());
 }
 
@@ -224,6 +234,10 @@ async fn the_native_surface_exchanges_its_code_for_the_login_response() {
     assert_eq!(ids.as_array().unwrap().len(), 1, "{ids}");
     assert_eq!(ids[0]["provider"], "mock");
     assert_eq!(ids[0]["provider_id"], "gina");
+    // The export holds the identity and what the provider said.
+    let export: Value = app.get("/v1/users/me/export", Some(access)).await.json().await.unwrap();
+    assert_eq!(export["identities"][0]["provider"], "mock", "{export}");
+    assert_eq!(export["identities"][0]["identity_data"]["email"], "gina@example.com");
 }
 
 #[tokio::test]
@@ -395,4 +409,171 @@ async fn the_official_client_signs_in_through_the_provider_and_exchanges_its_cod
     assert_eq!(result["ok"], true, "{result}");
     assert_eq!(result["user"]["email"], "kim@example.com", "{result}");
     assert_eq!(result["user"]["identities"], json!(["mock"]), "{result}");
+}
+
+#[tokio::test]
+async fn an_anonymous_user_becomes_permanent_by_confirming_an_address() {
+    let smtp = crate::harness::SmtpServer::start().await;
+    let mut vars = smtp.settings();
+    vars.push(("ANONYMOUS_USERS_ENABLED", "true".to_owned()));
+    let app = TestApp::with(&crate::harness::pairs(&vars)).await;
+    let (_, session) = json_of(app.post("/auth/v1/signup", None, json!({})).await).await;
+    let token = session["access_token"].as_str().unwrap();
+    let res =
+        app.send(reqwest::Method::PUT, "/auth/v1/user", Some(token), Some(json!({"email": "lee@example.com"}))).await;
+    let (status, body) = json_of(res).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["is_anonymous"], true, "not until the address is confirmed: {body}");
+    // Only the new address confirms: there is no old one.
+    let mail = smtp.latest("lee@example.com", "Confirm your new email").await;
+    let (status, body) =
+        json_of(app.post("/auth/v1/verify", None, json!({"type": "email_change", "token_hash": mail.token()})).await)
+            .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let u = user_of(&app, body["access_token"].as_str().unwrap_or(token)).await;
+    assert_eq!(u["email"], "lee@example.com");
+    assert_eq!(u["is_anonymous"], false, "{u}");
+}
+
+#[tokio::test]
+async fn a_pkce_magic_link_comes_back_with_a_code_for_the_verifier() {
+    let smtp = crate::harness::SmtpServer::start().await;
+    let mut vars = smtp.settings();
+    vars.push(("REDIRECT_URLS", "http://app.test".to_owned()));
+    let app = TestApp::with(&crate::harness::pairs(&vars)).await;
+    let (verifier, challenge) = verifier_and_challenge();
+    let res = app
+        .post(
+            &format!("/auth/v1/otp?redirect_to={APP}"),
+            None,
+            json!({"email": "mo@example.com", "code_challenge": challenge, "code_challenge_method": "s256"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let link = smtp.wait_for("mo@example.com", 1).await[0].link();
+    assert!(link.contains("code_challenge="), "{link}");
+    let path = link.split_once("/auth/v1/").map(|(_, p)| format!("/auth/v1/{p}")).unwrap();
+    let res = app.get(&path, None).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let to = res.headers()["location"].to_str().unwrap().to_owned();
+    assert!(to.starts_with(APP) && url_param(&to, "access_token").is_none(), "{to}");
+    let code = url_param(&to, "code").unwrap_or_else(|| panic!("{to}"));
+    let (status, session) = json_of(
+        app.post("/auth/v1/token?grant_type=pkce", None, json!({"auth_code": code, "code_verifier": verifier})).await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{session}");
+    assert_eq!(session["user"]["email"], "mo@example.com");
+    // The link is spent.
+    let res = app.get(&path, None).await;
+    let to = res.headers()["location"].to_str().unwrap().to_owned();
+    assert!(url_param(&to, "error_code").is_some(), "{to}");
+}
+
+#[tokio::test]
+async fn the_purge_removes_stale_anonymous_users_and_unused_codes() {
+    let app = TestApp::with(&[("ANONYMOUS_USERS_ENABLED", "true"), ("ANONYMOUS_RETENTION_DAYS", "0")]).await;
+    let (_, stale) = json_of(app.post("/auth/v1/signup", None, json!({})).await).await;
+    let id = stale["user"]["id"].as_str().unwrap().to_owned();
+    let report = app.core.purge(false).await.unwrap().unwrap();
+    assert_eq!(report.anonymous, 1, "{report}");
+    assert!(app.dump("users").await.find(&id).is_none());
+    // With the default retention a fresh one stays.
+    let app = TestApp::with(&[("ANONYMOUS_USERS_ENABLED", "true")]).await;
+    json_of(app.post("/auth/v1/signup", None, json!({})).await).await;
+    assert_eq!(app.core.purge(false).await.unwrap().unwrap().anonymous, 0);
+}
+
+#[tokio::test]
+async fn pkce_sign_up_and_recovery_links_come_back_with_codes() {
+    let smtp = crate::harness::SmtpServer::start().await;
+    let mut vars = smtp.settings();
+    vars.push(("REDIRECT_URLS", "http://app.test".to_owned()));
+    vars.push(("REQUIRE_EMAIL_VERIFICATION", "true".to_owned()));
+    let app = TestApp::with(&crate::harness::pairs(&vars)).await;
+    let (verifier, challenge) = verifier_and_challenge();
+    let follow = |link: String| {
+        let path = link.split_once("/auth/v1/").map(|(_, p)| format!("/auth/v1/{p}")).unwrap();
+        let app = &app;
+        async move {
+            let res = app.get(&path, None).await;
+            assert_eq!(res.status(), StatusCode::SEE_OTHER);
+            res.headers()["location"].to_str().unwrap().to_owned()
+        }
+    };
+    let exchange = |code: String| {
+        app.post("/auth/v1/token?grant_type=pkce", None, json!({"auth_code": code, "code_verifier": verifier.clone()}))
+    };
+    // The sign-up's confirmation.
+    let res = app
+        .post(
+            &format!("/auth/v1/signup?redirect_to={APP}"),
+            None,
+            json!({"email": "nia@example.com", "password": "Correct-Horse-9", "code_challenge": challenge, "code_challenge_method": "s256"}),
+        )
+        .await;
+    let (status, body) = json_of(res).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.get("access_token").is_none(), "not confirmed yet: {body}");
+    let link = smtp.wait_for("nia@example.com", 1).await[0].link();
+    assert!(link.contains("/auth/v1/verify") && link.contains("type=signup"), "{link}");
+    let to = follow(link).await;
+    let code = url_param(&to, "code").unwrap_or_else(|| panic!("{to}"));
+    let (status, session) = json_of(exchange(code).await).await;
+    assert_eq!(status, StatusCode::OK, "{session}");
+    assert!(session["user"]["email_confirmed_at"].is_string(), "{session}");
+    // The recovery.
+    let res = app
+        .post(
+            &format!("/auth/v1/recover?redirect_to={APP}"),
+            None,
+            json!({"email": "nia@example.com", "code_challenge": challenge, "code_challenge_method": "s256"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let link = smtp.wait_for("nia@example.com", 2).await[1].link();
+    assert!(link.contains("type=recovery") && link.contains("code_challenge="), "{link}");
+    let code = url_param(&follow(link).await, "code").unwrap();
+    let (status, session) = json_of(exchange(code).await).await;
+    assert_eq!(status, StatusCode::OK, "{session}");
+    let token = session["access_token"].as_str().unwrap();
+    let res = app
+        .send(reqwest::Method::PUT, "/auth/v1/user", Some(token), Some(json!({"password": "Another-Horse-7"})))
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_provider_that_hangs_costs_the_timeout_not_a_worker() {
+    // A provider that accepts connections and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let issuer = format!("http://{}", listener.local_addr().unwrap());
+    let hold = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let app = TestApp::with(&[
+        ("EXTERNAL_SLOW_ENABLED", "true"),
+        ("EXTERNAL_SLOW_CLIENT_ID", "x"),
+        ("EXTERNAL_SLOW_ISSUER", issuer.as_str()),
+        ("EXTERNAL_HTTP_TIMEOUT", "1"),
+        ("REDIRECT_URLS", "http://app.test"),
+    ])
+    .await;
+    let started = std::time::Instant::now();
+    // Several at once, while the server keeps answering others.
+    let path = format!("/auth/v1/authorize?provider=slow&redirect_to={APP}");
+    let slow: Vec<_> = (0..4).map(|_| app.get(&path, None)).collect();
+    let (answers, health) = tokio::join!(futures::future::join_all(slow), app.get("/health", None));
+    assert_eq!(health.status(), StatusCode::OK);
+    for res in answers {
+        assert_eq!(res.status(), StatusCode::FOUND);
+        let to = res.headers()["location"].to_str().unwrap().to_owned();
+        assert_eq!(url_param(&to, "error_code").as_deref(), Some("provider_unavailable"), "{to}");
+    }
+    let took = started.elapsed();
+    assert!(took < std::time::Duration::from_secs(5), "{took:?}");
+    hold.abort();
 }
