@@ -287,6 +287,16 @@ impl Browser {
         res
     }
 
+    /// GET `url` as a signed-in app would call tessera (with `Authorization: Bearer`),
+    /// keeping the cookies it sets.
+    pub async fn get_with_bearer(&mut self, url: &str, token: &str) -> Response {
+        let url = Url::parse(url).unwrap_or_else(|e| panic!("not a URL: {url} ({e})"));
+        let res =
+            self.client.get(url.clone()).bearer_auth(token).send().await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        self.keep_cookies(&url, &res);
+        res
+    }
+
     /// POST a form to `url`, as [`Browser::get`] does a GET.
     pub async fn post_form(&mut self, url: &str, form: &[(&str, &str)]) -> Response {
         let url = Url::parse(url).unwrap_or_else(|e| panic!("not a URL: {url} ({e})"));

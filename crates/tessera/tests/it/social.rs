@@ -577,3 +577,39 @@ async fn a_provider_that_hangs_costs_the_timeout_not_a_worker() {
     assert!(took < std::time::Duration::from_secs(5), "{took:?}");
     hold.abort();
 }
+
+/// Manual linking as a browser does it: the link URL asked for with the user's token,
+/// the provider's form signed as `link-sub`, back through the callback; where it lands.
+async fn link_through_the_provider(app: &TestApp, provider: &OidcProvider, token: &str) -> String {
+    let mut browser = Browser::new();
+    let url =
+        app.url(&format!("/auth/v1/user/identities/authorize?provider=mock&redirect_to={APP}&skip_http_redirect=true"));
+    let res = browser.get_with_bearer(&url, token).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let at_provider = res.json::<Value>().await.unwrap()["url"].as_str().unwrap().to_owned();
+    assert!(at_provider.starts_with(&provider.issuer));
+    assert_eq!(browser.get(&at_provider).await.status(), StatusCode::OK, "the provider's form");
+    let res = browser.post_form(&at_provider, &[("sub", "link-sub")]).await;
+    let back = res.headers()["location"].to_str().unwrap().to_owned();
+    browser.follow(&back).await
+}
+
+#[tokio::test]
+async fn a_signed_in_user_links_a_providers_identity_through_the_redirect() {
+    let provider = OidcProvider::start().await;
+    provider.set_user("link-sub", json!({"email": "elsewhere@example.com", "email_verified": true})).await;
+    let app = app_with(&provider, &[("MANUAL_LINKING_ENABLED", "true")]).await;
+    let signup =
+        |email: &'static str| app.post("/auth/v1/signup", None, json!({"email": email, "password": "Correct-Horse-9"}));
+    let (_, owner) = json_of(signup("owner@example.com").await).await;
+    let token = owner["access_token"].as_str().unwrap();
+    let landed = link_through_the_provider(&app, &provider, token).await;
+    let u = user_of(&app, &url_param(&landed, "access_token").unwrap_or_else(|| panic!("{landed}"))).await;
+    assert_eq!(u["id"], owner["user"]["id"], "the identity is linked to the signed-in user");
+    assert_eq!(providers_of(&u), ["email", "mock"]);
+    assert_eq!(u["email"], "owner@example.com", "linking does not change the address");
+    // Another user cannot take the same identity.
+    let (_, other) = json_of(signup("other@example.com").await).await;
+    let landed = link_through_the_provider(&app, &provider, other["access_token"].as_str().unwrap()).await;
+    assert_eq!(url_param(&landed, "error_code").as_deref(), Some("identity_already_exists"), "{landed}");
+}
