@@ -118,6 +118,7 @@ impl Core {
                     email_index: None,
                     new_email_index: None,
                     is_anonymous: false,
+                    has_identities: false,
                 });
                 profiles.push(profile::Model {
                     id: Uuid::now_v7(),

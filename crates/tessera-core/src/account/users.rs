@@ -471,9 +471,9 @@ impl Core {
         let (profile, factors, identities) = tokio::join!(
             profiles::by_user(reader, user.id),
             tessera_store::query::mfa::factors(reader, user.id),
-            tessera_store::query::identities::of_user(reader, user.id),
+            self.identities_of(&user),
         );
-        let identities = crate::identity::view::views(&user, identities?);
+        let identities = identities?;
         Ok(Account { profile: profile.ok().flatten(), factors: factors?, identities, user })
     }
 

@@ -454,7 +454,7 @@ impl Core {
             updated_at: at,
         };
         let identity = identities::insert(tx, row).await?;
-        let mut user = user;
+        let mut user = user::Model { has_identities: true, ..user };
         if user.is_anonymous {
             user = self.make_permanent(tx, user, &profile).await?;
         }
@@ -505,6 +505,9 @@ impl Core {
     /// A user's identities: the address-and-password one first (when the user has a
     /// password), then those of providers.
     pub async fn identities_of(&self, u: &user::Model) -> Result<Vec<IdentityView>, Error> {
+        if !u.has_identities {
+            return Ok(view::views(u, Vec::new()));
+        }
         Ok(view::views(u, identities::of_user(self.store.reader(), u.id).await?))
     }
 

@@ -643,6 +643,7 @@ mod tests {
             email_index: None,
             new_email_index: None,
             is_anonymous: false,
+            has_identities: false,
         };
         assert_eq!(parse_cursor(&cursor_of(&u)), Some((at, id)));
         u.created_at = DateTime::parse_from_rfc3339("2026-12-02T21:50:06Z").unwrap().with_timezone(&Utc);

@@ -32,6 +32,9 @@ pub struct Model {
     /// An anonymous user (SPEC §5.11): signed up with no address; `email` holds a
     /// placeholder in the reserved `.invalid` domain until the user adds one.
     pub is_anonymous: bool,
+    /// Whether the user has an identity at another provider (kept by the store as
+    /// identities are linked and unlinked).
+    pub has_identities: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

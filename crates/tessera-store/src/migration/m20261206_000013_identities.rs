@@ -3,6 +3,8 @@
 //! the one-time codes of the PKCE flows (`flow_states`: a code handed to the app's
 //! redirect, exchanged once, with the verifier, for a session); and anonymous users
 //! (`users.is_anonymous`), who have no address of their own until they add one.
+//! `users.has_identities` says whether a user has any identity, so that the user objects
+//! every sign-in and refresh answers read the identities only of users who have some.
 
 use sea_orm_migration::prelude::*;
 
@@ -14,6 +16,7 @@ enum Users {
     Table,
     Id,
     IsAnonymous,
+    HasIdentities,
     CreatedAt,
 }
 
@@ -62,6 +65,8 @@ impl MigrationTrait for Migration {
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
         let anonymous = ColumnDef::new(Users::IsAnonymous).boolean().not_null().default(false).to_owned();
         m.alter_table(Table::alter().table(Users::Table).add_column(anonymous).to_owned()).await?;
+        let linked = ColumnDef::new(Users::HasIdentities).boolean().not_null().default(false).to_owned();
+        m.alter_table(Table::alter().table(Users::Table).add_column(linked).to_owned()).await?;
         // The purge finds stale anonymous users by age.
         m.create_index(
             Index::create()
@@ -147,6 +152,7 @@ impl MigrationTrait for Migration {
             m.drop_table(Table::drop().table(table).to_owned()).await?;
         }
         m.drop_index(Index::drop().name("users_anonymous_created_at_idx").table(Users::Table).to_owned()).await?;
+        m.alter_table(Table::alter().table(Users::Table).drop_column(Users::HasIdentities).to_owned()).await?;
         m.alter_table(Table::alter().table(Users::Table).drop_column(Users::IsAnonymous).to_owned()).await
     }
 }

@@ -3,7 +3,10 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter,
+    QueryOrder,
+};
 use tessera_domain::Error;
 use uuid::Uuid;
 
@@ -60,6 +63,12 @@ pub async fn insert(conn: &impl Db, row: identity::Model) -> Result<identity::Mo
     sealed.email = row.email.as_deref().map(|e| conn.pii().seal(e)).transpose()?;
     sealed.data = conn.pii().seal(&row.data)?;
     sealed.into_active_model().insert(conn).await.or_db()?;
+    user::Entity::update_many()
+        .col_expr(user::Column::HasIdentities, Expr::value(true))
+        .filter(user::Column::Id.eq(row.user_id))
+        .exec(conn)
+        .await
+        .or_db()?;
     Ok(row)
 }
 
@@ -89,6 +98,13 @@ pub async fn delete(conn: &impl ConnectionTrait, user_id: Uuid, id: Uuid) -> Res
     let res = identity::Entity::delete_many()
         .filter(identity::Column::Id.eq(id))
         .filter(identity::Column::UserId.eq(user_id))
+        .exec(conn)
+        .await
+        .or_db()?;
+    let left = identity::Entity::find().filter(identity::Column::UserId.eq(user_id)).count(conn).await.or_db()?;
+    user::Entity::update_many()
+        .col_expr(user::Column::HasIdentities, Expr::value(left > 0))
+        .filter(user::Column::Id.eq(user_id))
         .exec(conn)
         .await
         .or_db()?;

@@ -63,6 +63,7 @@ pub async fn create(conn: &impl Db, new: NewUser) -> Result<user::Model, Error> 
         email_index: None,
         new_email_index: None,
         is_anonymous: new.anonymous,
+        has_identities: false,
     };
     let created = insert(conn, row).await?;
     let profile = profile::Model {

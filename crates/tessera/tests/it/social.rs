@@ -333,6 +333,7 @@ async fn identities_unlink_only_with_manual_linking_and_never_the_last() {
     let res =
         app.send(reqwest::Method::DELETE, &format!("/auth/v1/user/identities/{mock_id}"), Some(&token), None).await;
     assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(providers_of(&user_of(&app, &token).await), ["email"]);
     let res =
         app.send(reqwest::Method::DELETE, &format!("/auth/v1/user/identities/{email_id}"), Some(&token), None).await;
     let (status, body) = json_of(res).await;

@@ -19,7 +19,7 @@ macro_rules! session_and_user {
                 aal: $row.$get($at + 8)?,
                 refresh_counter: $row.$get($at + 9)?,
                 refreshed_at: $row.$get($at + 10)?,
-                amr: $row.$get($at + 30)?,
+                amr: $row.$get($at + 31)?,
             },
             $crate::query::user_row::user_at!($row.$get, $at + 11),
         )
