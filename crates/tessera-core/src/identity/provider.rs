@@ -169,7 +169,9 @@ impl Provider {
 
     /// The key `kid` of the provider's key set: cached an hour, and fetched again when a
     /// token names a key the cache lacks (a rotation), at most every [`REFETCH_GAP`].
-    async fn key(&self, http: &reqwest::Client, kid: Option<&str>) -> Result<DecodingKey, Error> {
+    /// With `stale`, the cached key just failed a signature: the set is fetched again
+    /// (within the same limit), for a provider that rotated keys its tokens do not name.
+    async fn key(&self, http: &reqwest::Client, kid: Option<&str>, stale: bool) -> Result<DecodingKey, Error> {
         let endpoints = self.endpoints(http).await?;
         let jwks_uri = endpoints
             .jwks_uri
@@ -181,11 +183,11 @@ impl Provider {
             None if set.keys.len() == 1 => set.keys.first().cloned(),
             None => None,
         };
-        let fresh = cached.as_ref().is_some_and(|c| c.fetched.elapsed() < CACHE_TTL);
+        let fresh = !stale && cached.as_ref().is_some_and(|c| c.fetched.elapsed() < CACHE_TTL);
         if let Some(jwk) = cached.as_ref().filter(|_| fresh).and_then(|c| pick(&c.value)) {
             return DecodingKey::from_jwk(&jwk).map_err(|e| Error::ProviderRefused(format!("the provider's key: {e}")));
         }
-        let may_fetch = cached.as_ref().is_none_or(|c| !fresh || c.fetched.elapsed() >= REFETCH_GAP);
+        let may_fetch = cached.as_ref().is_none_or(|c| c.fetched.elapsed() >= REFETCH_GAP);
         if may_fetch {
             let set: JwkSet = get_json(http, jwks_uri, "the provider's key set").await?;
             *cached = Some(Cached { value: Arc::new(set), fetched: Instant::now() });
@@ -220,14 +222,23 @@ impl Provider {
         if !asymmetric.contains(&header.alg) {
             return Err(bad(format!("{:?} is not a signature algorithm of a provider", header.alg)));
         }
-        let key = self.key(http, header.kid.as_deref()).await?;
         let issuer = self.settings.issuer().unwrap_or_default();
         let mut v = Validation::new(header.alg);
         v.leeway = LEEWAY_SECS;
         v.set_audience(&self.settings.client_ids);
         v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         v.validate_nbf = true;
-        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key, &v).map_err(|e| bad(e.to_string()))?;
+        let kid = header.kid.as_deref();
+        let key = self.key(http, kid, false).await?;
+        let data = match jsonwebtoken::decode::<Map<String, Value>>(token, &key, &v) {
+            // A signature the cached key refuses may be a new key's: once more, with the set
+            // fetched again.
+            Err(e) if matches!(e.kind(), jsonwebtoken::errors::ErrorKind::InvalidSignature) => {
+                let key = self.key(http, kid, true).await?;
+                jsonwebtoken::decode::<Map<String, Value>>(token, &key, &v).map_err(|e| bad(e.to_string()))?
+            }
+            other => other.map_err(|e| bad(e.to_string()))?,
+        };
         let claims = data.claims;
         let iss = claims.get("iss").and_then(Value::as_str).unwrap_or_default();
         if !issuer_matches(iss, &issuer) {

@@ -67,6 +67,8 @@ pub struct OidcProvider {
     child: tokio::process::Child,
     log: tempfile::NamedTempFile,
     client: Client,
+    /// The command-line options it was started with (a restart starts it alike).
+    options: Vec<String>,
 }
 
 impl OidcProvider {
@@ -77,6 +79,32 @@ impl OidcProvider {
 
     /// Starts one with more command-line options, e.g. `["--require-nonce", "true"]`.
     pub async fn start_with(options: &[&str]) -> OidcProvider {
+        for _attempt in 0..5 {
+            if let Some(provider) = Self::spawn_on(free_port(), options).await {
+                return provider;
+            }
+        }
+        panic!("oidc-provider-mock found no free port in 5 attempts");
+    }
+
+    /// Stops it and starts it again on the same port: the same issuer with new signing
+    /// keys (the mock makes its key at start), as a provider that rotated its keys.
+    pub async fn restart(&mut self) {
+        let port: u16 = self.issuer.rsplit(':').next().unwrap().parse().unwrap();
+        self.child.kill().await.unwrap();
+        let options: Vec<&str> = self.options.iter().map(String::as_str).collect();
+        for _attempt in 0..50 {
+            if let Some(again) = Self::spawn_on(port, &options).await {
+                *self = again;
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("oidc-provider-mock did not start again on port {port}");
+    }
+
+    /// Starts one on `port`; `None` when the port is taken.
+    async fn spawn_on(port: u16, options: &[&str]) -> Option<OidcProvider> {
         let exe = std::env::var("TESSERA_TEST_OIDC_PROVIDER").unwrap_or_else(|_| {
             panic!(
                 "TESSERA_TEST_OIDC_PROVIDER is not set: run the suite with scripts/test, or set it to \
@@ -84,45 +112,43 @@ impl OidcProvider {
             )
         });
         let client = no_redirects();
-        for _attempt in 0..5 {
-            let port = free_port();
-            let log = tempfile::NamedTempFile::new().unwrap();
-            // One open file for both streams, so that they append rather than overwrite.
-            let out = log.reopen().unwrap();
-            let mut child = tokio::process::Command::new(&exe)
-                .args(["--port", &port.to_string(), "--host", "127.0.0.1"])
-                .args(options)
-                .env("NO_COLOR", "1")
-                .env("PYTHONWARNINGS", "ignore")
-                .stdin(std::process::Stdio::null())
-                .stdout(out.try_clone().unwrap())
-                .stderr(out)
-                .kill_on_drop(true)
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot start {exe} ({e}): run scripts/oidc-provider to install it"));
-            let issuer = format!("http://127.0.0.1:{port}");
-            let discovery = format!("{issuer}/.well-known/openid-configuration");
-            let deadline = Instant::now() + Duration::from_secs(30);
-            loop {
-                if child.try_wait().unwrap().is_some() {
-                    break;
-                }
-                if let Ok(res) = client.get(&discovery).send().await {
-                    if res.status() == StatusCode::OK && child.try_wait().unwrap().is_none() {
-                        return OidcProvider { issuer, child, log, client };
-                    }
-                }
-                if Instant::now() > deadline {
-                    panic!("oidc-provider-mock did not answer {discovery} within 30 s; its log:\n{}", read(&log));
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
+        let log = tempfile::NamedTempFile::new().unwrap();
+        // One open file for both streams, so that they append rather than overwrite.
+        let out = log.reopen().unwrap();
+        let mut child = tokio::process::Command::new(&exe)
+            .args(["--port", &port.to_string(), "--host", "127.0.0.1"])
+            .args(options)
+            .env("NO_COLOR", "1")
+            .env("PYTHONWARNINGS", "ignore")
+            .stdin(std::process::Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {exe} ({e}): run scripts/oidc-provider to install it"));
+        let issuer = format!("http://127.0.0.1:{port}");
+        let discovery = format!("{issuer}/.well-known/openid-configuration");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let options = options.iter().map(|o| (*o).to_owned()).collect();
+        loop {
+            if child.try_wait().unwrap().is_some() {
+                break;
             }
-            let out = read(&log);
-            if !out.contains("already in use") {
-                panic!("oidc-provider-mock exited at start-up; its log:\n{out}");
+            if let Ok(res) = client.get(&discovery).send().await {
+                if res.status() == StatusCode::OK && child.try_wait().unwrap().is_none() {
+                    return Some(OidcProvider { issuer, child, log, client, options });
+                }
             }
+            if Instant::now() > deadline {
+                panic!("oidc-provider-mock did not answer {discovery} within 30 s; its log:\n{}", read(&log));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("oidc-provider-mock found no free port in 5 attempts");
+        let out = read(&log);
+        if !out.contains("already in use") {
+            panic!("oidc-provider-mock exited at start-up; its log:\n{out}");
+        }
+        None
     }
 
     /// What it has logged so far (one line per request, and its errors).

@@ -614,3 +614,24 @@ async fn a_signed_in_user_links_a_providers_identity_through_the_redirect() {
     let landed = link_through_the_provider(&app, &provider, other["access_token"].as_str().unwrap()).await;
     assert_eq!(url_param(&landed, "error_code").as_deref(), Some("identity_already_exists"), "{landed}");
 }
+
+#[tokio::test]
+async fn a_provider_that_rotates_its_keys_is_followed() {
+    let mut provider = OidcProvider::start().await;
+    provider.set_user("rot", json!({"email": "rot@example.com", "email_verified": true})).await;
+    let app = app_with(&provider, &[]).await;
+    let grant = |token: String| {
+        app.post("/auth/v1/token?grant_type=id_token", None, json!({"provider": "mock", "id_token": token}))
+    };
+    let (status, _) = json_of(grant(provider.id_token(CLIENT_ID, "rot", None).await).await).await;
+    assert_eq!(status, StatusCode::OK, "the key set is fetched and kept");
+    // The provider comes back with a new key (its tokens name none); the cached set is
+    // fetched again, once the refetch pause is over.
+    provider.restart().await;
+    provider.set_user("rot", json!({"email": "rot@example.com", "email_verified": true})).await;
+    let token = provider.id_token(CLIENT_ID, "rot", None).await;
+    tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+    let (status, body) = json_of(grant(token).await).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["user"]["email"], "rot@example.com");
+}
