@@ -29,7 +29,8 @@ pub async fn gateway(State(state): State<AppState>, req: Request, next: Next) ->
 }
 
 /// The gateway's refusal of a request without a valid `apikey` (header or query), when
-/// `SUPABASE_REQUIRE_APIKEY` is on; the JWKS and `/health` stay open.
+/// `SUPABASE_REQUIRE_APIKEY` is on; the JWKS, `/health` and the pages a browser navigates to
+/// (`/authorize`, `/callback`, a mail's `GET /verify`) stay open.
 fn apikey_refusal(state: &AppState, req: &Request) -> Option<Response> {
     if !state.core.settings.supabase_require_apikey {
         return None;
@@ -37,8 +38,11 @@ fn apikey_refusal(state: &AppState, req: &Request) -> Option<Response> {
     let path = req.uri().path();
     if path.ends_with("/.well-known/jwks.json")
         || path == "/auth/v1/health"
-        // A browser arrives here from the provider, with no key to show.
+        // A browser comes to these by navigating (a link in a mail, to and from a provider),
+        // with no key to show: Supabase's gateway leaves them open too.
         || path == "/auth/v1/callback"
+        || path == "/auth/v1/authorize"
+        || (path == "/auth/v1/verify" && req.method() == axum::http::Method::GET)
         || req.method() == axum::http::Method::OPTIONS
     {
         return None;

@@ -1111,6 +1111,15 @@ async fn require_apikey_refuses_requests_without_a_project_key() {
 
     let r = sb_get(&app, "/auth/v1/health", None).await;
     assert_eq!(r.0, StatusCode::OK, "health stays open: {}", r.2);
+    // What a browser navigates to (a mail's link, to and from a provider) has no key to
+    // show: it is answered, not refused by the gateway.
+    for path in ["/auth/v1/verify?token=x&type=magiclink", "/auth/v1/callback?state=x", "/auth/v1/authorize?provider=x"]
+    {
+        let res = app.get(path, None).await;
+        assert_ne!(res.status(), StatusCode::UNAUTHORIZED, "{path}");
+    }
+    let r = sb_post(&app, "/auth/v1/verify", None, json!({ "type": "magiclink", "token_hash": "x" })).await;
+    assert_eq!(r.0, StatusCode::UNAUTHORIZED, "POST /verify is an API call: it shows its key");
     assert_eq!(app.get("/health", None).await.status(), StatusCode::OK, "the other surfaces need no key");
 }
 
