@@ -24,11 +24,14 @@ pub enum PiiTable {
     OneTimeTokens,
     MailOutbox,
     AuditLog,
+    /// The address and claims a provider gave of a user.
+    Identities,
 }
 
 impl PiiTable {
     /// Every such table, in the order a run goes through them.
-    pub const ALL: [PiiTable; 4] = [PiiTable::Users, PiiTable::OneTimeTokens, PiiTable::MailOutbox, PiiTable::AuditLog];
+    pub const ALL: [PiiTable; 5] =
+        [PiiTable::Users, PiiTable::OneTimeTokens, PiiTable::MailOutbox, PiiTable::AuditLog, PiiTable::Identities];
 
     /// The table's name.
     pub fn name(self) -> &'static str {
@@ -37,6 +40,7 @@ impl PiiTable {
             PiiTable::OneTimeTokens => "one_time_tokens",
             PiiTable::MailOutbox => "mail_outbox",
             PiiTable::AuditLog => "audit_log",
+            PiiTable::Identities => "identities",
         }
     }
 
@@ -62,6 +66,7 @@ impl PiiTable {
             ),
             // An event sealed before its address had a blind index gets one too.
             PiiTable::AuditLog => (&["detail", "email_index"], &["detail", "email_index"], ""),
+            PiiTable::Identities => (&["email", "data"], &["email", "data"], ""),
         }
     }
 }
@@ -260,6 +265,10 @@ fn resealed(
         PiiTable::MailOutbox => {
             let [to, subject, text, html, error] = old else { return Ok(None) };
             Ok(Some(vec![reseal(to)?, reseal(subject)?, reseal(text)?, reseal(html)?, reseal(error)?, index(to)?]))
+        }
+        PiiTable::Identities => {
+            let [email, data] = old else { return Ok(None) };
+            Ok(Some(vec![reseal(email)?, reseal(data)?]))
         }
     }
 }

@@ -264,6 +264,8 @@ pub async fn dump_personal_tables(app: &TestApp) -> String {
         "mfa_tokens",
         "recovery_codes",
         "api_keys",
+        "identities",
+        "flow_states",
     ] {
         all.push_str(&app.dump(table).await);
     }

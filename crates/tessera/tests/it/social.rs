@@ -635,3 +635,43 @@ async fn a_provider_that_rotates_its_keys_is_followed() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["user"]["email"], "rot@example.com");
 }
+
+async fn id_token_sign_in(app: &TestApp, token: String) -> reqwest::Response {
+    app.post("/auth/v1/token?grant_type=id_token", None, json!({"provider": "mock", "id_token": token})).await
+}
+
+#[tokio::test]
+async fn identities_are_encrypted_at_rest_and_by_tessera_pii_encrypt() {
+    const KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+    let provider = OidcProvider::start().await;
+    provider.set_user("pat-sub", json!({"email": "pat@example.com", "email_verified": true, "name": "Pat Q"})).await;
+    let vars = [
+        ("EXTERNAL_MOCK_ENABLED", "true"),
+        ("EXTERNAL_MOCK_CLIENT_ID", CLIENT_ID),
+        ("EXTERNAL_MOCK_ISSUER", provider.issuer.as_str()),
+    ];
+    let app = TestApp::with(&vars).await;
+    let (status, first) =
+        json_of(id_token_sign_in(&app, provider.id_token(CLIENT_ID, "pat-sub", None).await).await).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert!(app.dump("identities").await.contains("pat@example.com"), "stored as given without a key");
+    let db_url = app.db_url.clone();
+    let _dir = app.shutdown().await;
+
+    let (code, out, err) =
+        crate::harness::tessera_command(&db_url, &["pii", "encrypt"], &[("PII_ENCRYPTION_KEY", KEY)]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("1 identities"), "{out}");
+    let mut with_key = vars.to_vec();
+    with_key.push(("PII_ENCRYPTION_KEY", KEY));
+    let app = TestApp::with_database(&db_url, &with_key).await;
+    let dump = app.dump("identities").await.to_lowercase();
+    assert!(!dump.contains("pat@example.com") && !dump.contains("pat q"), "{dump}");
+    // Read back through the key: the same identity signs the same user in.
+    let (status, again) =
+        json_of(id_token_sign_in(&app, provider.id_token(CLIENT_ID, "pat-sub", None).await).await).await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(again["user"]["id"], first["user"]["id"]);
+    assert_eq!(again["user"]["identities"][0]["identity_data"]["name"], "Pat Q");
+    assert!(!app.dump("identities").await.to_lowercase().contains("pat@example.com"), "a sign-in keeps it sealed");
+}
