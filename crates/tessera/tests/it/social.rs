@@ -675,3 +675,20 @@ async fn identities_are_encrypted_at_rest_and_by_tessera_pii_encrypt() {
     assert_eq!(again["user"]["identities"][0]["identity_data"]["name"], "Pat Q");
     assert!(!app.dump("identities").await.to_lowercase().contains("pat@example.com"), "a sign-in keeps it sealed");
 }
+
+#[tokio::test]
+async fn a_provider_may_post_its_answer_to_the_callback() {
+    let provider = OidcProvider::start().await;
+    provider.set_user("poster", json!({"email": "poster@example.com", "email_verified": true})).await;
+    let app = app_with(&provider, &[]).await;
+    let start = app.url(&format!("/auth/v1/authorize?provider=mock&redirect_to={APP}"));
+    let mut browser = Browser::new();
+    let back = browser.authorize_at_provider(&start, &provider, "poster").await;
+    // `response_mode=form_post`: the same fields, as a form posted to the callback.
+    let (code, state) = (url_param(&back, "code").unwrap(), url_param(&back, "state").unwrap());
+    let res = browser.post_form(&app.url("/auth/v1/callback"), &[("code", &code), ("state", &state)]).await;
+    assert_eq!(res.status(), StatusCode::FOUND);
+    let landed = res.headers()["location"].to_str().unwrap().to_owned();
+    let token = url_param(&landed, "access_token").unwrap_or_else(|| panic!("{landed}"));
+    assert_eq!(user_of(&app, &token).await["email"], "poster@example.com");
+}
