@@ -156,6 +156,38 @@ pub(crate) fn from_vars(r: &mut Reader<'_>, public_url: &str) -> Vec<ProviderSet
 mod tests {
     use super::*;
 
+    fn preset(name: &str, url: Option<&str>) -> ProviderSettings {
+        ProviderSettings {
+            name: name.to_owned(),
+            preset: Preset::of(name),
+            enabled: true,
+            client_ids: vec!["x".to_owned()],
+            secret: None,
+            redirect_uri: String::new(),
+            url: url.map(str::to_owned),
+            issuer: None,
+        }
+    }
+
+    #[test]
+    fn each_preset_knows_its_issuer() {
+        let issuer = |name: &str, url: Option<&str>| preset(name, url).issuer();
+        assert_eq!(issuer("google", None).as_deref(), Some("https://accounts.google.com"));
+        assert_eq!(issuer("gitlab", None).as_deref(), Some("https://gitlab.com"));
+        assert_eq!(issuer("gitlab", Some("https://git.example.com/")).as_deref(), Some("https://git.example.com"));
+        assert_eq!(issuer("azure", None).as_deref(), Some("https://login.microsoftonline.com/common/v2.0"));
+        assert_eq!(
+            issuer("azure", Some("https://login.microsoftonline.com/contoso")).as_deref(),
+            Some("https://login.microsoftonline.com/contoso/v2.0")
+        );
+        assert_eq!(
+            issuer("keycloak", Some("https://kc.example.com/realms/acme")).as_deref(),
+            Some("https://kc.example.com/realms/acme")
+        );
+        assert_eq!(issuer("keycloak", None), None, "a Keycloak needs its realm's URL");
+        assert_eq!(issuer("github", Some("https://ghe.example.com")), None, "GitHub is not OpenID Connect");
+    }
+
     #[test]
     fn providers_are_read_from_their_variables() {
         let vars: std::collections::HashMap<String, String> = [
