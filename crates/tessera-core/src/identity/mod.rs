@@ -296,8 +296,7 @@ impl Core {
                 profile
             }
         };
-        let tx = self.store.begin().await?;
-        let user = self.resolve(&tx, &provider, profile, flow.l, client).await?;
+        let (tx, user) = self.resolved(&provider, profile, flow.l, client).await?;
         let surface = flow.surface();
         match flow.c {
             Some(challenge) => {
@@ -392,10 +391,34 @@ impl Core {
             }
         }
         let profile = oidc_profile(&claims)?;
-        let tx = self.store.begin().await?;
-        let user = self.resolve(&tx, &provider, profile, None, client).await?;
+        let (tx, user) = self.resolved(&provider, profile, None, client).await?;
         let proven = Proven { provider: Some(provider.settings.name.clone()), ..Proven::new(user, Proof::External) };
         self.finish_sign_in_in(tx, proven, client).await
+    }
+
+    /// [`Core::resolve`] in a new transaction, handed back with the user. When another
+    /// first sign-in of the same identity (or a new account with the same address)
+    /// committed between this one's read and its write, the unique index refuses this
+    /// one's; it is rolled back and resolved again, and then finds what the other made:
+    /// both sign in, to one account.
+    async fn resolved(
+        &self,
+        provider: &Provider,
+        profile: Profile,
+        link_to: Option<Uuid>,
+        client: &ClientInfo,
+    ) -> Result<(Tx, user::Model), Error> {
+        let tx = self.store.begin().await?;
+        match self.resolve(&tx, provider, profile.clone(), link_to, client).await {
+            Ok(user) => Ok((tx, user)),
+            Err(Error::IdentityTaken | Error::EmailTaken) if link_to.is_none() => {
+                drop(tx);
+                let tx = self.store.begin().await?;
+                let user = self.resolve(&tx, provider, profile, None, client).await?;
+                Ok((tx, user))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// The account an identity signs in (or is linked to, `link_to`), in `tx`: the

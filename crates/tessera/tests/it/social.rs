@@ -692,3 +692,22 @@ async fn a_provider_may_post_its_answer_to_the_callback() {
     let token = url_param(&landed, "access_token").unwrap_or_else(|| panic!("{landed}"));
     assert_eq!(user_of(&app, &token).await["email"], "poster@example.com");
 }
+
+#[tokio::test]
+async fn first_sign_ins_of_one_identity_at_once_make_one_account() {
+    let provider = OidcProvider::start().await;
+    provider.set_user("twin", json!({"email": "twin@example.com", "email_verified": true})).await;
+    let app = app_with(&provider, &[]).await;
+    let mut tokens = Vec::new();
+    for _ in 0..6 {
+        tokens.push(provider.id_token(CLIENT_ID, "twin", None).await);
+    }
+    let answers = futures::future::join_all(tokens.into_iter().map(|t| id_token_sign_in(&app, t))).await;
+    let mut ids = std::collections::HashSet::new();
+    for res in answers {
+        let (status, body) = json_of(res).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        ids.insert(body["user"]["id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(ids.len(), 1, "one account: {ids:?}");
+}
