@@ -132,6 +132,19 @@ impl Core {
         Ok(())
     }
 
+    /// Counts one request of `action` by the client's IP, unless it has none (the
+    /// server's own work) or is on loopback with `RATE_LIMIT_EXEMPT_LOOPBACK`; over the
+    /// limit is an error.
+    pub(crate) async fn enforce_client_limit(&self, action: RateAction, client: &ClientInfo) -> Result<(), Error> {
+        let loopback = client.ip.as_deref().and_then(|ip| ip.parse().ok()).is_some_and(is_loopback);
+        match &client.limit_key {
+            Some(key) if !(loopback && self.settings.rate_limit_exempt_loopback) => {
+                self.enforce_rate_limit(action, key).await.map(|_| ())
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Checks a secret that a signed-in caller gives again: the password before a
     /// deletion or a password change, a code before a factor goes, a reauthentication
     /// nonce. Like every check of a secret it counts toward `RATE_LIMIT_VERIFY` for the
@@ -145,13 +158,7 @@ impl Core {
         client: &ClientInfo,
         check: impl std::future::Future<Output = Result<bool, Error>>,
     ) -> Result<bool, Error> {
-        let loopback = client.ip.as_deref().and_then(|ip| ip.parse().ok()).is_some_and(is_loopback);
-        match &client.limit_key {
-            Some(key) if !(loopback && self.settings.rate_limit_exempt_loopback) => {
-                self.enforce_rate_limit(RateAction::Verify, key).await?;
-            }
-            _ => {}
-        }
+        self.enforce_client_limit(RateAction::Verify, client).await?;
         self.lockout_reserve(email).await?;
         match check.await {
             Ok(true) => {

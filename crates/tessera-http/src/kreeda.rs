@@ -300,7 +300,7 @@ pub async fn recover(
     Client(client): Client,
     KreedaJson(body): KreedaJson<KreedaEmailIn>,
 ) -> Result<Json<MessageOut>, ApiError> {
-    s.core.request_password_reset(&body.email, &client).await?;
+    s.core.request_password_reset(&body.email, None, &client).await?;
     Ok(Json(MessageOut { message: "Password recovery email sent".to_owned() }))
 }
 

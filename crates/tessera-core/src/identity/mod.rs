@@ -32,7 +32,7 @@ use crate::limits::RateAction;
 use crate::session::issued::SignIn;
 use crate::session::sign_in::{Proof, Proven};
 
-use self::provider::{scopes_for, unreachable, Preset, Provider};
+use self::provider::{fetch_json, scopes_for, unreachable, Preset, Provider};
 use self::state::FlowState;
 
 /// How long the code of a PKCE flow may wait to be exchanged.
@@ -102,6 +102,12 @@ struct Profile {
 const TOKEN_CLAIMS: &[&str] =
     &["aud", "exp", "iat", "nbf", "nonce", "at_hash", "c_hash", "auth_time", "azp", "jti", "sid"];
 
+/// A provider's `error` (and its description) at the callback, as the user's answer.
+fn refused(error: &str, description: Option<&str>) -> Error {
+    let why = description.unwrap_or_default();
+    Error::ProviderRefused(format!("{error}: {why}").trim_end_matches(": ").to_owned())
+}
+
 /// Whether a claim says true (`true`, or `"true"` as some providers write it).
 fn truthy(v: Option<&Value>) -> bool {
     match v {
@@ -147,13 +153,9 @@ impl Core {
         link_to: Option<Uuid>,
     ) -> Result<ToProvider, Error> {
         let provider = self.providers.enabled(&a.provider)?;
-        let challenge = state::checked_challenge(a.code_challenge.as_deref())?;
+        let challenge = state::checked_challenge(a.code_challenge.as_deref(), a.code_challenge_method.as_deref())?;
         if challenge.is_none() && surface == Surface::Native {
             return Err(Error::field("code_challenge", "required", "A PKCE code challenge (S256) is required."));
-        }
-        let method = a.code_challenge_method.as_deref().map(str::trim).filter(|m| !m.is_empty());
-        if method.is_some_and(|m| !m.eq_ignore_ascii_case("s256")) {
-            return Err(Error::BadRequest("Invalid code_challenge_method: only s256 is supported".to_owned()));
         }
         let endpoints = provider.endpoints(self.providers.http()).await?;
         let secret = state::browser_secret();
@@ -200,10 +202,7 @@ impl Core {
         let flow = match (cb.state.as_deref(), cb.error.as_deref()) {
             (Some(s), _) => state::open(&self.oauth_key, s, cookie, now().timestamp()),
             // A provider's refusal without the state (some send none): its reason, at SITE_URL.
-            (None, Some(error)) => {
-                let why = cb.error_description.as_deref().unwrap_or_default();
-                Err(Error::ProviderRefused(format!("{error}: {why}").trim_end_matches(": ").to_owned()))
-            }
+            (None, Some(error)) => Err(refused(error, cb.error_description.as_deref())),
             (None, None) => Err(Error::BadOAuthState),
         };
         let flow = match flow {
@@ -219,9 +218,8 @@ impl Core {
     }
 
     async fn land(&self, flow: FlowState, cb: Callback, cookie: &str, client: &ClientInfo) -> Result<Landed, Error> {
-        if let Some(error) = cb.error {
-            let why = cb.error_description.unwrap_or_default();
-            return Err(Error::ProviderRefused(format!("{error}: {why}").trim_end_matches(": ").to_owned()));
+        if let Some(error) = &cb.error {
+            return Err(refused(error, cb.error_description.as_deref()));
         }
         let provider = self.providers.enabled(&flow.p)?;
         let code =
@@ -300,7 +298,7 @@ impl Core {
         let surface = flow.surface();
         match flow.c {
             Some(challenge) => {
-                let code = self.issue_code(&tx, user.id, &challenge, &provider.settings.name, surface).await?;
+                let code = self.issue_code(&tx, user.id, &challenge, &provider.settings.name).await?;
                 tx.commit().await?;
                 Ok(Landed::Code(code))
             }
@@ -321,7 +319,6 @@ impl Core {
         user_id: Uuid,
         challenge: &str,
         provider: &str,
-        surface: Surface,
     ) -> Result<String, Error> {
         let code = random_token(32);
         let at = now();
@@ -331,7 +328,6 @@ impl Core {
             user_id,
             code_challenge: challenge.to_owned(),
             provider: provider.to_owned(),
-            surface: if surface == Surface::Native { "native" } else { "supabase" }.to_owned(),
             created_at: at,
             expires_at: at + ChronoDuration::seconds(CODE_TTL_SECS),
         };
@@ -593,12 +589,7 @@ impl Core {
         if !self.settings.anonymous_users_enabled {
             return Err(Error::AnonymousDisabled);
         }
-        if let Some(key) = client.limit_key.as_deref() {
-            let loopback = client.ip.as_deref().and_then(|ip| ip.parse().ok()).is_some_and(crate::limits::is_loopback);
-            if !(loopback && self.settings.rate_limit_exempt_loopback) {
-                self.enforce_rate_limit(RateAction::Anonymous, key).await?;
-            }
-        }
+        self.enforce_client_limit(RateAction::Anonymous, client).await?;
         let mut errors = Vec::new();
         crate::account::users::check_metadata("data", &user_metadata, &mut errors);
         if !errors.is_empty() {
@@ -626,18 +617,8 @@ async fn github_profile(http: &reqwest::Client, provider: &Provider, token: &str
             .header("Accept", "application/vnd.github+json")
             .header("X-GitHub-Api-Version", "2022-11-28")
     };
-    let read = |res: Result<reqwest::Response, reqwest::Error>, what: &'static str| async move {
-        let res = res.map_err(|e| unreachable(what, e))?;
-        if res.status().is_server_error() {
-            return Err(Error::ProviderUnavailable(format!("{what}: {}", res.status())));
-        }
-        if !res.status().is_success() {
-            return Err(Error::ProviderRefused(format!("{what} answered {}", res.status())));
-        }
-        res.json::<Value>().await.map_err(|e| Error::ProviderRefused(format!("{what}: {e}")))
-    };
-    let user = read(get("/user").send().await, "GitHub's user").await?;
-    let emails = read(get("/user/emails").send().await, "GitHub's addresses").await?;
+    let user: Value = fetch_json(get("/user"), "GitHub's user").await?;
+    let emails: Value = fetch_json(get("/user/emails"), "GitHub's addresses").await?;
     let subject = match user.get("id") {
         Some(Value::Number(n)) => n.to_string(),
         Some(Value::String(s)) if !s.is_empty() => s.clone(),

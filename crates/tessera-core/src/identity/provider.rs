@@ -122,7 +122,16 @@ pub(crate) async fn get_json<T: serde::de::DeserializeOwned>(
     url: &str,
     what: &str,
 ) -> Result<T, Error> {
-    let res = http.get(url).header("Accept", "application/json").send().await.map_err(|e| unreachable(what, e))?;
+    fetch_json(http.get(url).header("Accept", "application/json"), what).await
+}
+
+/// Sends `request` and reads its JSON answer: a provider that does not answer, or answers
+/// a server error, is unavailable; any other failure is its answer being unusable.
+pub(crate) async fn fetch_json<T: serde::de::DeserializeOwned>(
+    request: reqwest::RequestBuilder,
+    what: &str,
+) -> Result<T, Error> {
+    let res = request.send().await.map_err(|e| unreachable(what, e))?;
     let status = res.status();
     if status.is_server_error() {
         return Err(Error::ProviderUnavailable(format!("{what}: {status}")));

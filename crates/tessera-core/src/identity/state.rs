@@ -108,8 +108,11 @@ pub(crate) fn provider_nonce(key: &[u8], id: &str, cookie: &str) -> String {
 }
 
 /// An app's S256 challenge as sent (`None` when it sent none): 43 to 128 characters of
-/// base64url, else a 400.
-pub fn checked_challenge(c: Option<&str>) -> Result<Option<String>, Error> {
+/// base64url, and a method, whenever one is named, of `s256`; else a 400.
+pub fn checked_challenge(c: Option<&str>, method: Option<&str>) -> Result<Option<String>, Error> {
+    if method.map(str::trim).is_some_and(|m| !m.is_empty() && !m.eq_ignore_ascii_case("s256")) {
+        return Err(Error::BadRequest("Invalid code_challenge_method: only s256 is supported".to_owned()));
+    }
     let Some(c) = c.map(str::trim).filter(|c| !c.is_empty()) else { return Ok(None) };
     let alphabet = |ch: char| ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.' | '~');
     if !(43..=128).contains(&c.len()) || !c.chars().all(alphabet) {

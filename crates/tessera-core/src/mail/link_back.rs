@@ -6,6 +6,6 @@
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LinkBack {
     pub redirect_to: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub code_challenge: Option<String>,
+    /// The app's S256 challenge: the link comes back with `?code=`.
+    pub code_challenge: String,
 }

@@ -14,7 +14,7 @@ use crate::account::admin::NewUser;
 use crate::account::users::{check_metadata, insert_account, Metadata, NewAccount};
 use crate::app::Core;
 use crate::audit::{record, AuditEvent};
-use crate::caller::{now, Actor, ClientInfo, Surface};
+use crate::caller::{now, Actor, ClientInfo};
 use crate::crypto::random_token;
 use crate::limits::RateAction;
 use crate::mail::link_back::LinkBack;
@@ -188,16 +188,19 @@ impl Core {
         &self,
         redirect_to: Option<&str>,
         code_challenge: Option<&str>,
+        method: Option<&str>,
     ) -> Result<Option<LinkBack>, Error> {
-        let Some(challenge) = crate::identity::state::checked_challenge(code_challenge)? else { return Ok(None) };
-        Ok(Some(LinkBack { redirect_to: self.allowed_redirect(redirect_to), code_challenge: Some(challenge) }))
+        let Some(challenge) = crate::identity::state::checked_challenge(code_challenge, method)? else {
+            return Ok(None);
+        };
+        Ok(Some(LinkBack { redirect_to: self.allowed_redirect(redirect_to), code_challenge: challenge }))
     }
 
     /// The link of a mailed token of `kind` (GoTrue's type): back through `/auth/v1/verify`
     /// with `back`, else `page?token=…` (tessera's own page).
     pub(crate) fn mail_link(&self, token: &str, kind: &str, back: Option<&LinkBack>, page: &str) -> String {
         match back {
-            Some(b) => self.supabase_link_pkce(token, kind, &b.redirect_to, b.code_challenge.as_deref()),
+            Some(b) => self.supabase_link_pkce(token, kind, &b.redirect_to, Some(&b.code_challenge)),
             None => crate::mail::verification::link(page, token),
         }
     }
@@ -213,14 +216,14 @@ impl Core {
         client: &ClientInfo,
     ) -> Result<String, Error> {
         let challenge =
-            crate::identity::state::checked_challenge(Some(challenge))?.ok_or(Error::InvalidVerification)?;
+            crate::identity::state::checked_challenge(Some(challenge), None)?.ok_or(Error::InvalidVerification)?;
         if verification == Verification::EmailChange {
             return Err(Error::BadRequest("an email change does not sign in".to_owned()));
         }
         let verified = self.verify_email_token(token, verification.kinds(), client).await?;
         let user = verified.user;
         record(self.store.writer(), client, AuditEvent::by_user("login.link_used", user.id)).await?;
-        self.issue_code(self.store.writer(), user.id, &challenge, "email", Surface::Supabase).await
+        self.issue_code(self.store.writer(), user.id, &challenge, "email").await
     }
 
     /// A new account without a usable password (signed in by link, or choosing a password
@@ -232,7 +235,9 @@ impl Core {
     /// Mails a sign-in link and code (`POST /otp`). An unknown address gets an account
     /// (with `user_metadata`) unless `create_user` is false, which answers
     /// `SignupNotAllowed`. An inactive account gets nothing, silently. At most
-    /// `RATE_LIMIT_OTP` per address.
+    /// `RATE_LIMIT_OTP` per address. With the app's `code_challenge` (as
+    /// [`crate::identity::state::checked_challenge`] passed it), the link comes back with
+    /// `?code=`.
     pub async fn send_sign_in_link(
         &self,
         email: &str,
@@ -242,7 +247,6 @@ impl Core {
         code_challenge: Option<&str>,
         client: &ClientInfo,
     ) -> Result<(), Error> {
-        let code_challenge = crate::identity::state::checked_challenge(code_challenge)?;
         let mut errors = Vec::new();
         let email = Email::parse(email).map_err(|e| errors.push(e)).ok();
         check_metadata("user_metadata", &user_metadata, &mut errors);
@@ -281,7 +285,7 @@ impl Core {
             .await?;
         let vars = vec![
             ("email", user.email.clone()),
-            ("link", self.supabase_link_pkce(&token, "magiclink", &redirect, code_challenge.as_deref())),
+            ("link", self.supabase_link_pkce(&token, "magiclink", &redirect, code_challenge)),
             ("code", code.unwrap_or_default()),
         ];
         self.queue_mail(&tx, OutgoingMail { template: Template::MagicLink, to: user.email.clone(), vars }).await?;

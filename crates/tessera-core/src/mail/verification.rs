@@ -640,13 +640,9 @@ impl Core {
     /// account; a newer link retires the older ones. Reveals nothing either way, not even
     /// by its time: the request is queued whatever the address and resolved in the
     /// background. At most `RATE_LIMIT_RECOVER` requests per address.
-    pub async fn request_password_reset(&self, email: &str, client: &ClientInfo) -> Result<(), Error> {
-        self.queue_address_request(MailRequest::PasswordReset, RateAction::Recover, email, None, client).await
-    }
-
-    /// [`Core::request_password_reset`] whose link brings the browser back to the app
-    /// (the Supabase surface's PKCE flow).
-    pub async fn request_password_reset_back(
+    /// With `back`, its link brings the browser back to the app (the Supabase surface's
+    /// PKCE flow).
+    pub async fn request_password_reset(
         &self,
         email: &str,
         back: Option<crate::mail::link_back::LinkBack>,

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tessera_core::account::users::{OwnChanges, Registration, UserPatch};
 use tessera_core::domain::{Email, Error};
+use tessera_core::identity::state::checked_challenge;
 use tessera_core::mail::links::{url_encode, MailProof, Verdict, Verification};
 use tessera_core::session::issued::SignIn;
 
@@ -112,8 +113,8 @@ pub async fn signup(
     if password.is_empty() {
         return Err(GoTrueError::validation("Signup requires a valid password"));
     }
-    check_challenge_method(&body.code_challenge_method)?;
-    let link_back = s.core.link_back(q.redirect_to.as_deref(), given(&body.code_challenge))?;
+    let (challenge, method) = (given(&body.code_challenge), given(&body.code_challenge_method));
+    let link_back = s.core.link_back(q.redirect_to.as_deref(), challenge, method)?;
     let reg = Registration {
         link_back,
         email: email.to_owned(),
@@ -378,9 +379,8 @@ pub async fn otp(
     };
     let data = body.data.filter(|d| !d.is_null());
     let create = body.create_user.unwrap_or(true);
-    check_challenge_method(&body.code_challenge_method)?;
-    let challenge = given(&body.code_challenge);
-    s.core.send_sign_in_link(email, create, data, q.redirect_to.as_deref(), challenge, &client).await?;
+    let challenge = checked_challenge(given(&body.code_challenge), given(&body.code_challenge_method))?;
+    s.core.send_sign_in_link(email, create, data, q.redirect_to.as_deref(), challenge.as_deref(), &client).await?;
     ok(json!({}))
 }
 
@@ -390,14 +390,6 @@ pub struct SbEmailIn {
     email: Option<String>,
     code_challenge: Option<String>,
     code_challenge_method: Option<String>,
-}
-
-/// A PKCE challenge's method, whenever one is named: `s256` only.
-fn check_challenge_method(method: &Option<String>) -> Result<(), GoTrueError> {
-    if given(method).is_some_and(|m| !m.eq_ignore_ascii_case("s256")) {
-        return Err(GoTrueError::validation("Invalid code_challenge_method: only s256 is supported"));
-    }
-    Ok(())
 }
 
 /// `POST /auth/v1/recover`: a recovery mail if the address has an account. Answers `{}`
@@ -412,9 +404,9 @@ pub async fn recover(
 ) -> Answer {
     let email = given(&body.email).ok_or_else(|| GoTrueError::validation("Password recovery requires an email"))?;
     Email::parse(email).map_err(|e| Error::Validation(vec![e]))?;
-    check_challenge_method(&body.code_challenge_method)?;
-    let back = s.core.link_back(q.redirect_to.as_deref(), given(&body.code_challenge))?;
-    s.core.request_password_reset_back(email, back, &client).await?;
+    let back =
+        s.core.link_back(q.redirect_to.as_deref(), given(&body.code_challenge), given(&body.code_challenge_method))?;
+    s.core.request_password_reset(email, back, &client).await?;
     ok(json!({}))
 }
 

@@ -248,7 +248,7 @@ pub async fn password_reset(
     Client(client): Client,
     ApiJson(body): ApiJson<EmailIn>,
 ) -> Result<Response, ApiError> {
-    s.core.request_password_reset(&body.email, &client).await?;
+    s.core.request_password_reset(&body.email, None, &client).await?;
     let msg = "If the address belongs to an account, a password-reset email is on its way.";
     Ok((StatusCode::ACCEPTED, Json(MessageOut { message: msg.to_owned() })).into_response())
 }

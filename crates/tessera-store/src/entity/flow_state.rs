@@ -12,7 +12,6 @@ pub struct Model {
     pub user_id: Uuid,
     pub code_challenge: String,
     pub provider: String,
-    pub surface: String,
     pub created_at: DateTimeUtc,
     pub expires_at: DateTimeUtc,
 }

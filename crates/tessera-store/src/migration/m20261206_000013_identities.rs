@@ -42,7 +42,6 @@ enum FlowStates {
     UserId,
     CodeChallenge,
     Provider,
-    Surface,
     CreatedAt,
     ExpiresAt,
 }
@@ -119,8 +118,6 @@ impl MigrationTrait for Migration {
                 // The app's S256 challenge (base64url of SHA-256 of its verifier).
                 .col(ColumnDef::new(FlowStates::CodeChallenge).string_len(128).not_null())
                 .col(ColumnDef::new(FlowStates::Provider).string_len(64).not_null())
-                // Which surface started the flow (`supabase` or `native`).
-                .col(ColumnDef::new(FlowStates::Surface).string_len(16).not_null())
                 .col(ts(FlowStates::CreatedAt))
                 .col(ts(FlowStates::ExpiresAt))
                 .foreign_key(&mut owner(FlowStates::Table, "flow_states_user_id_fkey", FlowStates::UserId))
