@@ -17,6 +17,7 @@ pub mod caller;
 pub mod crypto;
 pub mod hasher;
 pub mod identity;
+pub mod import;
 pub mod kv;
 pub mod limits;
 pub mod mail;

@@ -20,6 +20,7 @@ mod backend;
 mod db;
 pub mod entity;
 mod error;
+pub mod foreign;
 mod hot;
 pub mod migration;
 pub mod pii;

@@ -46,11 +46,70 @@ pub enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
+    /// Bring the users of another system: Supabase, Auth0, Firebase, Keycloak or a CSV
+    /// file. Idempotent, resumable after a stop, batched; see docs/import.md.
+    Import(ImportArgs),
     /// Administration chores: create an admin, seed benchmark users.
     Admin {
         #[command(subcommand)]
         action: AdminAction,
     },
+}
+
+/// `tessera import`'s arguments.
+#[derive(clap::Args, Debug)]
+pub struct ImportArgs {
+    /// The system the users come from.
+    #[arg(long = "from", value_enum)]
+    pub from: ImportSource,
+    /// The export: Supabase `auth.users` (CSV or JSON), Auth0's bulk export (NDJSON),
+    /// `firebase auth:export` JSON, a Keycloak realm export, or tessera's CSV.
+    pub file: Option<std::path::PathBuf>,
+    /// Supabase: read `auth.users`, `auth.identities` and `auth.mfa_factors` straight
+    /// from the project's database (read-only, one snapshot), instead of a file.
+    #[arg(long)]
+    pub database_url: Option<String>,
+    /// Supabase: an export of `auth.identities` (CSV or JSON).
+    #[arg(long)]
+    pub identities: Option<std::path::PathBuf>,
+    /// Supabase: an export of `auth.mfa_factors` (CSV or JSON).
+    #[arg(long)]
+    pub factors: Option<std::path::PathBuf>,
+    /// Auth0: the password-hash export (NDJSON) from Auth0's support.
+    #[arg(long)]
+    pub hashes: Option<std::path::PathBuf>,
+    /// Firebase: the project's password hash parameters (the console's `hash_config`).
+    #[arg(long)]
+    pub hash_config: Option<std::path::PathBuf>,
+    /// A user already here (same id, or else same address): `skip` or `update`.
+    #[arg(long, value_enum, default_value = "skip")]
+    pub on_conflict: ImportConflict,
+    /// Check every row and report; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Write the report (every refused and skipped row, and why) as JSON to this file.
+    #[arg(long)]
+    pub report: Option<std::path::PathBuf>,
+    /// Users per transaction.
+    #[arg(long, default_value_t = 1000)]
+    pub batch: usize,
+}
+
+/// Where users come from.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum ImportSource {
+    Supabase,
+    Auth0,
+    Firebase,
+    Keycloak,
+    Csv,
+}
+
+/// What to do with a user who is already here.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum ImportConflict {
+    Skip,
+    Update,
 }
 
 /// Administration actions.
@@ -158,6 +217,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Purge => purge().await,
         Command::Keys { action: KeysAction::Supabase } => supabase_keys().await,
         Command::Pii { action } => pii(action).await,
+        Command::Import(args) => import(args).await,
         Command::Openapi => {
             match openapi_document().and_then(|d| serde_json::to_string_pretty(&d).map_err(|e| e.to_string())) {
                 Ok(doc) => {
@@ -426,6 +486,102 @@ async fn pii(action: PiiAction) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+async fn import(args: ImportArgs) -> ExitCode {
+    use std::io::IsTerminal;
+    use tessera_core::import::{ImportPlan, OnConflict, Source};
+    let plan = ImportPlan {
+        source: match args.from {
+            ImportSource::Supabase => Source::Supabase,
+            ImportSource::Auth0 => Source::Auth0,
+            ImportSource::Firebase => Source::Firebase,
+            ImportSource::Keycloak => Source::Keycloak,
+            ImportSource::Csv => Source::Csv,
+        },
+        file: args.file,
+        database_url: args.database_url,
+        identities: args.identities,
+        factors: args.factors,
+        hashes: args.hashes,
+        hash_config: args.hash_config,
+        on_conflict: match args.on_conflict {
+            ImportConflict::Skip => OnConflict::Skip,
+            ImportConflict::Update => OnConflict::Update,
+        },
+        dry_run: args.dry_run,
+        batch: args.batch,
+    };
+    let core = match start_core().await {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    // A bar on a terminal; elsewhere (a log, a pipe) a line every 5 s.
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new(0);
+        let style =
+            indicatif::ProgressStyle::with_template("importing [{bar:40}] {pos}/{len} rows {per_sec} ETA {eta}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> ");
+        bar.set_style(style);
+        bar
+    });
+    let mut last_line = std::time::Instant::now();
+    let result = core
+        .import(&plan, |p| match &bar {
+            Some(bar) => {
+                bar.set_length(p.total.unwrap_or(p.done).max(p.done));
+                bar.set_position(p.done);
+            }
+            None if last_line.elapsed().as_secs() >= 5 => {
+                last_line = std::time::Instant::now();
+                match p.total {
+                    Some(total) => eprintln!("{}/{total} rows", p.done),
+                    None => eprintln!("{} rows", p.done),
+                }
+            }
+            None => {}
+        })
+        .await;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let report = match result {
+        Ok(report) => report,
+        Err(tessera_core::domain::Error::Validation(fields)) => {
+            for f in fields {
+                eprintln!("error: {}", f.message);
+            }
+            return ExitCode::from(2);
+        }
+        Err(tessera_core::domain::Error::Internal(why) | tessera_core::domain::Error::Unavailable(why)) => {
+            eprintln!("error: {why}");
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for row in report.rows.iter().filter(|r| r.outcome == "refused").take(20) {
+        let reason = row.reason.map(|r| r.code()).unwrap_or_default();
+        eprintln!("row {}: refused ({reason}): {}", row.row, row.detail);
+    }
+    if report.refused > 20 {
+        eprintln!("… and {} more refused rows (see --report)", report.refused - 20);
+    }
+    if let Some(path) = &args.report {
+        let written = serde_json::to_vec_pretty(&report)
+            .map_err(|e| e.to_string())
+            .and_then(|json| std::fs::write(path, json).map_err(|e| e.to_string()));
+        if let Err(e) = written {
+            eprintln!("error: cannot write the report to {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    let resumed = report.resumed_after.map(|r| format!(" (resumed after row {r})")).unwrap_or_default();
+    println!("{report} in {:.1} s{resumed}", report.seconds);
+    ExitCode::SUCCESS
 }
 
 async fn admin(action: AdminAction) -> ExitCode {

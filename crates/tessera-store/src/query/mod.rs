@@ -19,6 +19,7 @@ use crate::pii::Pii;
 pub mod admin;
 pub mod audit;
 pub mod identities;
+pub mod import;
 pub mod mfa;
 pub mod one_time_tokens;
 pub mod outbox;

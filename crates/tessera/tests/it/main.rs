@@ -14,6 +14,7 @@ mod browser;
 mod cli;
 mod console;
 mod hardening;
+mod import;
 mod jwks;
 mod limits;
 mod mail;

@@ -1,5 +1,6 @@
-//! Password hashing (SPEC §5.1): Argon2id for new hashes; bcrypt and Argon2 hashes with
-//! other parameters verified and flagged for re-hashing. Work runs on threads of its
+//! Password hashing (SPEC §5.1): Argon2id for new hashes; bcrypt, Argon2 hashes with
+//! other parameters and the formats users are imported with ([`imported`], SPEC §5.15)
+//! verified and flagged for re-hashing. Work runs on threads of its
 //! own, bounded twice: `workers` threads hash at once, and at most `queue` more jobs
 //! wait, beyond which callers get `Overloaded` (503 + Retry-After) at once.
 //!
@@ -20,6 +21,8 @@ use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
 use tessera_domain::{normalize_password, Error};
 use tokio::sync::{oneshot, Semaphore};
+
+pub mod imported;
 
 /// How long an idle worker keeps its Argon2 memory.
 pub const KEEP_MEMORY_FOR: Duration = Duration::from_secs(1);
@@ -336,6 +339,23 @@ fn hash_with(params: &Params, password: &str, memory: &mut Memory<'_>) -> Result
     Ok(phc.to_string())
 }
 
+/// Whether `stored` is a hash this hasher can verify: Argon2 (PHC), bcrypt, or one of
+/// the [`imported`] formats. Checks the form only, computes nothing.
+pub fn known_format(stored: &str) -> bool {
+    if stored.len() == 60 && ["$2a$", "$2b$", "$2y$", "$2x$"].iter().any(|p| stored.starts_with(p)) {
+        return stored.parse::<bcrypt::HashParts>().is_ok();
+    }
+    if imported::parse(stored).is_some() {
+        return true;
+    }
+    PasswordHash::new(stored).is_ok_and(|p| {
+        Algorithm::new(p.algorithm.as_str()).is_ok()
+            && Params::try_from(&p).is_ok()
+            && p.salt.is_some()
+            && p.hash.is_some()
+    })
+}
+
 /// The most bytes of a password bcrypt reads.
 const BCRYPT_MAX_BYTES: usize = 72;
 
@@ -349,6 +369,9 @@ fn verify_with(current: &Params, password: &str, stored: &str, memory: &mut Memo
         // 72 bytes alone: such a hash can only have been made from a truncated password,
         // so a password over 72 bytes never matches one (its owner resets it).
         let matches = password.len() <= BCRYPT_MAX_BYTES && bcrypt::verify(password, stored).unwrap_or(false);
+        return Verdict { matches, needs_rehash: true };
+    }
+    if let Some(matches) = imported::verify(password, stored) {
         return Verdict { matches, needs_rehash: true };
     }
     let Ok(parsed) = PasswordHash::new(stored) else {
