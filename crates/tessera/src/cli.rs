@@ -527,22 +527,21 @@ async fn import(args: ImportArgs) -> ExitCode {
         bar
     });
     let mut last_line = std::time::Instant::now();
-    let result = core
-        .import(&plan, |p| match &bar {
-            Some(bar) => {
-                bar.set_length(p.total.unwrap_or(p.done).max(p.done));
-                bar.set_position(p.done);
+    let run = core.import(&plan, |p| match &bar {
+        Some(bar) => {
+            bar.set_length(p.total.unwrap_or(p.done).max(p.done));
+            bar.set_position(p.done);
+        }
+        None if last_line.elapsed().as_secs() >= 5 => {
+            last_line = std::time::Instant::now();
+            match p.total {
+                Some(total) => eprintln!("{}/{total} rows", p.done),
+                None => eprintln!("{} rows", p.done),
             }
-            None if last_line.elapsed().as_secs() >= 5 => {
-                last_line = std::time::Instant::now();
-                match p.total {
-                    Some(total) => eprintln!("{}/{total} rows", p.done),
-                    None => eprintln!("{} rows", p.done),
-                }
-            }
-            None => {}
-        })
-        .await;
+        }
+        None => {}
+    });
+    let result = tessera_core::audit::with_audit_file(core.audit_file.clone(), run).await;
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }

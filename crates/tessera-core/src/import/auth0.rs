@@ -6,13 +6,7 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
-use super::record::{boolean, object, phone, provider_name, text, time, ImportedIdentity, Record};
-
-const NULL: Value = Value::Null;
-
-fn get<'a>(m: &'a Map<String, Value>, key: &str) -> &'a Value {
-    m.get(key).unwrap_or(&NULL)
-}
+use super::record::{boolean, field as get, object, phone, provider_name, text, time, ImportedIdentity, Record};
 
 /// Password hashes by Auth0's database id and by address.
 #[derive(Default)]

@@ -5,14 +5,8 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde_json::{Map, Value};
 
-use super::record::{boolean, object, provider_name, text, time, ImportedIdentity, Reason, Record};
+use super::record::{boolean, field as get, object, provider_name, text, time, ImportedIdentity, Reason, Record};
 use crate::hasher::imported::{firebase_string, FirebaseScrypt, SCRYPT_MAX_LOG_N, SCRYPT_MAX_R};
-
-const NULL: Value = Value::Null;
-
-fn get<'a>(m: &'a Map<String, Value>, key: &str) -> &'a Value {
-    m.get(key).unwrap_or(&NULL)
-}
 
 /// A project's scrypt parameters.
 #[derive(Debug, Clone)]

@@ -6,14 +6,10 @@ use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use base64::Engine;
 use serde_json::{Map, Value};
 
-use super::record::{boolean, object, provider_name, text, time, ImportedIdentity, ImportedTotp, Reason, Record};
+use super::record::{
+    boolean, field as get, object, provider_name, text, time, ImportedIdentity, ImportedTotp, Reason, Record,
+};
 use crate::hasher::imported::{pbkdf2_string, Pbkdf2Digest};
-
-const NULL: Value = Value::Null;
-
-fn get<'a>(m: &'a Map<String, Value>, key: &str) -> &'a Value {
-    m.get(key).unwrap_or(&NULL)
-}
 
 fn b64(s: &str) -> Option<Vec<u8>> {
     STANDARD.decode(s.trim()).ok().or_else(|| STANDARD_NO_PAD.decode(s.trim().trim_end_matches('=')).ok())
@@ -133,7 +129,7 @@ fn password(c: &Map<String, Value>) -> Result<String, String> {
     if algorithm != "argon2" {
         return Err(format!("the password algorithm {algorithm} is not one tessera verifies"));
     }
-    let params = object(data.get("additionalParameters").unwrap_or(&NULL));
+    let params = object(get(&data, "additionalParameters"));
     let kind = first(&params, "type").unwrap_or_else(|| "id".to_owned());
     let version = match first(&params, "version").as_deref() {
         Some("1.0") => 16,

@@ -33,7 +33,8 @@ use uuid::Uuid;
 use self::files::Rows;
 use self::record::{Item, Reason, Record, Refused};
 use crate::app::Core;
-use crate::caller::now;
+use crate::audit::{self, AuditEvent};
+use crate::caller::{now, ClientInfo};
 use crate::hasher::known_format;
 
 /// The system users come from.
@@ -473,13 +474,15 @@ impl Core {
         if !plan.dry_run {
             pii::save_cursor(self.store.writer(), &job, None).await?;
             if report.imported + report.updated > 0 {
-                tracing::info!(
-                    event = "users.import",
-                    source = report.source,
-                    imported = report.imported,
-                    updated = report.updated,
-                    "users imported"
-                );
+                let detail = serde_json::json!({
+                    "source": report.source,
+                    "imported": report.imported,
+                    "updated": report.updated,
+                    "skipped": report.skipped,
+                    "refused": report.refused,
+                });
+                let event = AuditEvent { event: "users.import", user_id: None, actor_id: None, detail };
+                audit::record(self.store.writer(), &ClientInfo::default(), event).await?;
             }
         }
         report.rows.sort_by_key(|r| r.row);

@@ -134,6 +134,13 @@ pub fn malformed(row: u64, detail: impl Into<String>) -> Refused {
     Refused { row, source_id: None, email: None, reason: Reason::Malformed, detail: detail.into() }
 }
 
+const NULL: Value = Value::Null;
+
+/// A row's field (null when absent).
+pub fn field<'a>(m: &'a Map<String, Value>, key: &str) -> &'a Value {
+    m.get(key).unwrap_or(&NULL)
+}
+
 /// A timestamp as sources write them: RFC 3339, PostgreSQL's text form
 /// (`2024-03-01 10:00:00.123456+00`), or milliseconds since the epoch.
 pub fn time(v: &Value) -> Option<DateTime<Utc>> {

@@ -6,14 +6,8 @@ use std::collections::HashMap;
 use serde_json::{Map, Value};
 
 use super::record::{
-    boolean, object, phone, provider_name, text, time, ImportedIdentity, ImportedTotp, Reason, Record,
+    boolean, field as get, object, phone, provider_name, text, time, ImportedIdentity, ImportedTotp, Reason, Record,
 };
-
-const NULL: Value = Value::Null;
-
-fn get<'a>(m: &'a Map<String, Value>, key: &str) -> &'a Value {
-    m.get(key).unwrap_or(&NULL)
-}
 
 /// A user of `auth.users`.
 pub fn user(row: u64, m: &Map<String, Value>) -> Record {

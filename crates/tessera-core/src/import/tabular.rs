@@ -3,13 +3,11 @@
 
 use serde_json::{Map, Value};
 
-use super::record::{boolean, object, text, time, Record};
-
-const NULL: Value = Value::Null;
+use super::record::{boolean, field, object, text, time, Record};
 
 /// A row of the CSV.
 pub fn user(row: u64, m: &Map<String, Value>) -> Record {
-    let get = |k: &str| m.get(k).unwrap_or(&NULL);
+    let get = |k: &str| field(m, k);
     let mut r = Record::at(row);
     r.source_id = text(get("id"));
     r.email = text(get("email"));

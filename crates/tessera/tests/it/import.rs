@@ -96,6 +96,8 @@ async fn round_trip(e: Expected) {
     let want_skipped: BTreeMap<u64, String> = e.skipped.iter().map(|(r, why)| (*r, (*why).to_owned())).collect();
     assert_eq!(outcomes(&report, "refused"), want_refused, "{report}");
     assert_eq!(outcomes(&report, "skipped"), want_skipped, "{report}");
+    let audit = app.dump("audit_log").await;
+    assert!(audit.contains("users.import"), "the run is in the audit log: {audit}");
     let good = ["alice", "bob", "carol", "dave"];
     let extra_imported = if e.source == "supabase" { 1 } else { 0 }; // the banned user
     assert_eq!(report["imported"], good.len() + extra_imported, "{report}");
