@@ -16,7 +16,8 @@ pub struct SupabaseSnapshot {
 impl SupabaseSnapshot {
     /// Connects to `url` and opens the snapshot.
     pub async fn open(url: &str) -> Result<SupabaseSnapshot, String> {
-        let (backend, url) = crate::backend::normalise_url(url)?;
+        let (backend, url) = crate::backend::normalise_url(url)
+            .map_err(|_| "--database-url is not a PostgreSQL URL (postgres://user:password@host/db)".to_owned())?;
         if backend != crate::Backend::Postgres {
             return Err("--database-url must be a PostgreSQL URL".to_owned());
         }

@@ -66,8 +66,9 @@ pub struct ImportArgs {
     /// `firebase auth:export` JSON, a Keycloak realm export, or tessera's CSV.
     pub file: Option<std::path::PathBuf>,
     /// Supabase: read `auth.users`, `auth.identities` and `auth.mfa_factors` straight
-    /// from the project's database (read-only, one snapshot), instead of a file.
-    #[arg(long)]
+    /// from the project's database (read-only, one snapshot), instead of a file. Better
+    /// given as IMPORT_DATABASE_URL, which `ps` and the shell's history do not show.
+    #[arg(long, env = "IMPORT_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
     /// Supabase: an export of `auth.identities` (CSV or JSON).
     #[arg(long)]

@@ -6,26 +6,33 @@
 //!   `$pbkdf2-sha256$i=27500$SALT$HASH`, salt and derived key in unpadded standard base64
 //!   (the PHC string format). The derived key's length is the stored one's.
 //! - **Firebase's modified scrypt** (firebase/scrypt): the key is
-//!   `scrypt(password, salt ‖ separator, N = 2^ln, r, p = 1, 32 bytes)`, and the hash is the
-//!   project's signer key encrypted with it under AES-256-CTR with a zero IV. Stored as
-//!   `$firebase-scrypt$ln=14,r=8$SALT$HASH$SIGNER_KEY$SEPARATOR` (unpadded standard
-//!   base64): the project's parameters travel with each hash.
+//!   `scrypt(password, salt ‖ separator, N = 2^n, r, p, 32 bytes)`, and the hash is the
+//!   project's signer key encrypted with it under AES-256-CTR with a zero IV. Stored in
+//!   GoTrue's form, `$fbscrypt$v=1,n=14,r=8,p=1,ss=SEPARATOR,sk=SIGNER_KEY$SALT$HASH`
+//!   (standard base64), so that the hashes of a Supabase project that imported Firebase
+//!   users verify as they are: the project's parameters travel with each hash.
+//!
+//! Every format's cost is bounded (the constants below): a hash that asks for more is not
+//! one tessera reads, so no imported account can make a sign-in tie up the hashing pool.
 
 use aes::cipher::{KeyIvInit, StreamCipher};
-use base64::engine::general_purpose::STANDARD_NO_PAD;
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use base64::Engine;
 use ring::pbkdf2;
 use subtle::ConstantTimeEq;
 
-/// The most iterations a stored PBKDF2 hash may ask for (Keycloak's default is 27,500;
-/// OWASP's advice for SHA-1 is 1,300,000).
-pub const PBKDF2_MAX_ITERATIONS: u32 = 10_000_000;
-/// The largest Firebase `mem_cost` (log2 N) and `rounds` (r) accepted: 2^17 × 8 is 128 MiB.
-pub const SCRYPT_MAX_LOG_N: u8 = 17;
-pub const SCRYPT_MAX_R: u32 = 16;
+/// The most iterations a stored PBKDF2 hash may ask for (Keycloak's defaults are 27,500
+/// and, since version 24, 600,000 for SHA-256; OWASP's advice for SHA-1 is 1,300,000).
+pub const PBKDF2_MAX_ITERATIONS: u32 = 2_000_000;
+/// The longest PBKDF2 derived key (Keycloak's is 64 bytes, or 32 since version 24).
+pub const PBKDF2_MAX_KEY: usize = 64;
+/// The most memory a Firebase scrypt hash may ask for (128 · r · N bytes; Firebase's
+/// default, N = 2^14 and r = 8, is 16 MiB), and the most passes.
+pub const SCRYPT_MAX_MEMORY: u64 = 64 << 20;
+pub const SCRYPT_MAX_P: u32 = 4;
 
 /// A parsed imported hash.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum Imported {
     Pbkdf2 { digest: Pbkdf2Digest, iterations: u32, salt: Vec<u8>, hash: Vec<u8> },
     FirebaseScrypt(FirebaseScrypt),
@@ -58,10 +65,11 @@ impl Pbkdf2Digest {
 }
 
 /// A Firebase project's hash parameters with one user's salt and hash.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct FirebaseScrypt {
     pub log_n: u8,
     pub r: u32,
+    pub p: u32,
     pub salt: Vec<u8>,
     pub hash: Vec<u8>,
     pub signer_key: Vec<u8>,
@@ -73,17 +81,28 @@ pub fn pbkdf2_string(digest: Pbkdf2Digest, iterations: u32, salt: &[u8], hash: &
     format!("${}$i={iterations}${}${}", digest.name(), STANDARD_NO_PAD.encode(salt), STANDARD_NO_PAD.encode(hash))
 }
 
-/// The stored form of a Firebase scrypt hash.
+impl FirebaseScrypt {
+    /// Whether the parameters are within the cost tessera computes.
+    pub fn affordable(log_n: u8, r: u32, p: u32) -> bool {
+        (1..=40).contains(&log_n)
+            && (1..=SCRYPT_MAX_P).contains(&p)
+            && r >= 1
+            && 128u64.saturating_mul(u64::from(r)).saturating_mul(1u64 << log_n) <= SCRYPT_MAX_MEMORY
+    }
+}
+
+/// The stored form of a Firebase scrypt hash (GoTrue's `$fbscrypt$`).
 pub fn firebase_string(f: &FirebaseScrypt) -> String {
-    let b = |v: &[u8]| STANDARD_NO_PAD.encode(v);
+    let b = |v: &[u8]| STANDARD.encode(v);
     format!(
-        "$firebase-scrypt$ln={},r={}${}${}${}${}",
+        "$fbscrypt$v=1,n={},r={},p={},ss={},sk={}${}${}",
         f.log_n,
         f.r,
-        b(&f.salt),
-        b(&f.hash),
+        f.p,
+        b(&f.separator),
         b(&f.signer_key),
-        b(&f.separator)
+        b(&f.salt),
+        b(&f.hash)
     )
 }
 
@@ -107,30 +126,35 @@ pub fn parse(stored: &str) -> Option<Imported> {
             let iterations: u32 = params.strip_prefix("i=")?.parse().ok()?;
             let [salt, hash] = rest.as_slice() else { return None };
             let (salt, hash) = (bytes(salt)?, bytes(hash)?);
-            ((1..=PBKDF2_MAX_ITERATIONS).contains(&iterations) && !hash.is_empty() && hash.len() <= 256)
+            ((1..=PBKDF2_MAX_ITERATIONS).contains(&iterations) && !hash.is_empty() && hash.len() <= PBKDF2_MAX_KEY)
                 .then_some(Imported::Pbkdf2 { digest, iterations, salt, hash })
         }
-        "firebase-scrypt" => {
-            let (mut log_n, mut r) = (None, None);
+        "fbscrypt" => {
+            let (mut version, mut log_n, mut r, mut p) = (None, None, None, None);
+            let (mut separator, mut key) = (Vec::new(), Vec::new());
             for kv in params.split(',') {
                 match kv.split_once('=')? {
-                    ("ln", v) => log_n = v.parse::<u8>().ok(),
+                    ("v", v) => version = Some(v),
+                    ("n", v) => log_n = v.parse::<u8>().ok(),
                     ("r", v) => r = v.parse::<u32>().ok(),
+                    ("p", v) => p = v.parse::<u32>().ok(),
+                    ("ss", v) => separator = bytes(v)?,
+                    ("sk", v) => key = bytes(v)?,
                     _ => return None,
                 }
             }
-            let (log_n, r) = (log_n?, r?);
-            let [salt, hash, key, separator] = rest.as_slice() else { return None };
+            let [salt, hash] = rest.as_slice() else { return None };
             let f = FirebaseScrypt {
-                log_n,
-                r,
+                log_n: log_n?,
+                r: r?,
+                p: p?,
                 salt: bytes(salt)?,
                 hash: bytes(hash)?,
-                signer_key: bytes(key)?,
-                separator: bytes(separator)?,
+                signer_key: key,
+                separator,
             };
-            let sane = (1..=SCRYPT_MAX_LOG_N).contains(&f.log_n)
-                && (1..=SCRYPT_MAX_R).contains(&f.r)
+            let sane = version == Some("1")
+                && FirebaseScrypt::affordable(f.log_n, f.r, f.p)
                 && !f.hash.is_empty()
                 && f.hash.len() == f.signer_key.len();
             sane.then_some(Imported::FirebaseScrypt(f))
@@ -141,7 +165,7 @@ pub fn parse(stored: &str) -> Option<Imported> {
 
 /// Checks `password` against an imported hash: `None` when `stored` is not one.
 pub fn verify(password: &str, stored: &str) -> Option<bool> {
-    if !stored.starts_with("$pbkdf2-") && !stored.starts_with("$firebase-scrypt$") {
+    if !stored.starts_with("$pbkdf2-") && !stored.starts_with("$fbscrypt$") {
         return None;
     }
     let Some(parsed) = parse(stored) else { return Some(false) };
@@ -161,7 +185,7 @@ fn matches(password: &[u8], stored: &Imported) -> bool {
 
 /// Firebase's modified scrypt of `password` with `f`'s parameters and salt.
 fn firebase_hash(password: &[u8], f: &FirebaseScrypt) -> Option<Vec<u8>> {
-    let params = scrypt::Params::new(f.log_n, f.r, 1).ok()?;
+    let params = scrypt::Params::new(f.log_n, f.r, f.p).ok()?;
     let mut salt = Vec::with_capacity(f.salt.len() + f.separator.len());
     salt.extend_from_slice(&f.salt);
     salt.extend_from_slice(&f.separator);
@@ -186,13 +210,16 @@ mod tests {
         let f = FirebaseScrypt {
             log_n: 14,
             r: 8,
+            p: 1,
             salt: d("42xEC+ixf3L2lw=="),
             hash: d("lSrfV15cpx95/sZS2W9c9Kp6i/LVgQNDNC/qzrCnh1SAyZvqmZqAjTdn3aoItz+VHjoZilo78198JAdRuid5lQ=="),
             signer_key: d("jxspr8Ki0RYycVU8zykbdLGjFQ3McFUH0uiiTvC8pVMXAn210wjLNmdZJzxUECKbm0QsEmYUSDzZvpjeJ9WmXA=="),
             separator: d("Bw=="),
         };
         let stored = firebase_string(&f);
-        assert_eq!(parse(&stored), Some(Imported::FirebaseScrypt(f)));
+        assert!(parse(&stored) == Some(Imported::FirebaseScrypt(f)));
+        // GoTrue's own form of the same hash (internal/crypto/password.go).
+        assert!(stored.starts_with("$fbscrypt$v=1,n=14,r=8,p=1,ss=Bw==,sk=jxspr8Ki0RYyc"), "{stored}");
         assert_eq!(verify("user1password", &stored), Some(true));
         assert_eq!(verify("user1passwore", &stored), Some(false));
     }
@@ -229,12 +256,15 @@ mod tests {
             "$pbkdf2-sha256$i=99999999999$c2FsdA$AAAA",
             "$pbkdf2-sha256$c2FsdA$AAAA",
             "$pbkdf2-md5$i=1$c2FsdA$AAAA",
-            "$firebase-scrypt$ln=40,r=8$AA$AAAA$AAAA$Bw",
-            "$firebase-scrypt$ln=14,r=8$AA$AAAA$AA$Bw",
+            "$fbscrypt$v=1,n=20,r=8,p=1,ss=Bw==,sk=AAAA$AA==$AAAA",
+            "$fbscrypt$v=1,n=14,r=8,p=1,ss=Bw==,sk=AA==$AA==$AAAA",
+            "$fbscrypt$v=2,n=14,r=8,p=1,ss=Bw==,sk=AAAA$AA==$AAAA",
+            "$pbkdf2-sha256$i=1000$c2FsdA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
         ] {
             assert!(parse(bad).is_none(), "{bad}");
             assert_ne!(verify("x", bad), Some(true), "{bad}");
         }
         assert_eq!(verify("x", "$2b$10$abc"), None);
+        assert!(parse("$fbscrypt$v=1,n=14,r=8,p=1,ss=Bw==,sk=AAAA$AA==$AAAA").is_some(), "the smallest sane one");
     }
 }

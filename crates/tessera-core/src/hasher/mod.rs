@@ -339,19 +339,36 @@ fn hash_with(params: &Params, password: &str, memory: &mut Memory<'_>) -> Result
     Ok(phc.to_string())
 }
 
-/// Whether `stored` is a hash this hasher can verify: Argon2 (PHC), bcrypt, or one of
-/// the [`imported`] formats. Checks the form only, computes nothing.
+/// The costs a stored hash may ask for (SPEC §5.15: imported hashes are verified as they
+/// are, so their parameters come from elsewhere): within them a verification takes at most
+/// a few seconds and 256 MiB; a hash beyond them is not one this hasher reads.
+pub const BCRYPT_MAX_COST: u32 = 16;
+pub const ARGON2_MAX_MEMORY_KIB: u32 = 256 * 1024;
+pub const ARGON2_MAX_ITERATIONS: u32 = 16;
+pub const ARGON2_MAX_LANES: u32 = 16;
+
+fn bcrypt_cost(stored: &str) -> Option<u32> {
+    let is_bcrypt = stored.len() == 60 && ["$2a$", "$2b$", "$2y$", "$2x$"].iter().any(|p| stored.starts_with(p));
+    is_bcrypt.then(|| stored.parse::<bcrypt::HashParts>().ok().map(|h| h.get_cost())).flatten()
+}
+
+fn argon2_affordable(p: &Params) -> bool {
+    p.m_cost() <= ARGON2_MAX_MEMORY_KIB && p.t_cost() <= ARGON2_MAX_ITERATIONS && p.p_cost() <= ARGON2_MAX_LANES
+}
+
+/// Whether `stored` is a hash this hasher can verify, within the costs above: Argon2 (PHC),
+/// bcrypt, or one of the [`imported`] formats. Checks the form only, computes nothing.
 pub fn known_format(stored: &str) -> bool {
-    if stored.len() == 60 && ["$2a$", "$2b$", "$2y$", "$2x$"].iter().any(|p| stored.starts_with(p)) {
-        return stored.parse::<bcrypt::HashParts>().is_ok();
+    if stored.starts_with("$2") {
+        return bcrypt_cost(stored).is_some_and(|c| (4..=BCRYPT_MAX_COST).contains(&c));
     }
     if imported::parse(stored).is_some() {
         return true;
     }
     PasswordHash::new(stored).is_ok_and(|p| {
         Algorithm::new(p.algorithm.as_str()).is_ok()
-            && Params::try_from(&p).is_ok()
-            && p.salt.is_some()
+            && Params::try_from(&p).is_ok_and(|params| argon2_affordable(&params))
+            && p.salt.is_some_and(|salt| salt.len() >= 8)
             && p.hash.is_some()
     })
 }
@@ -368,7 +385,9 @@ fn verify_with(current: &Params, password: &str, stored: &str, memory: &mut Memo
         // bcrypt reads 72 bytes at most. A longer password must not sign in by its first
         // 72 bytes alone: such a hash can only have been made from a truncated password,
         // so a password over 72 bytes never matches one (its owner resets it).
-        let matches = password.len() <= BCRYPT_MAX_BYTES && bcrypt::verify(password, stored).unwrap_or(false);
+        let affordable = bcrypt_cost(stored).is_some_and(|c| c <= BCRYPT_MAX_COST);
+        let matches =
+            affordable && password.len() <= BCRYPT_MAX_BYTES && bcrypt::verify(password, stored).unwrap_or(false);
         return Verdict { matches, needs_rehash: true };
     }
     if let Some(matches) = imported::verify(password, stored) {
@@ -377,7 +396,7 @@ fn verify_with(current: &Params, password: &str, stored: &str, memory: &mut Memo
     let Ok(parsed) = PasswordHash::new(stored) else {
         return Verdict { matches: false, needs_rehash: true };
     };
-    let params = Params::try_from(&parsed).ok();
+    let params = Params::try_from(&parsed).ok().filter(argon2_affordable);
     let same_params = params.as_ref().is_some_and(|p| {
         p.m_cost() == current.m_cost() && p.t_cost() == current.t_cost() && p.p_cost() == current.p_cost()
     });
@@ -490,6 +509,32 @@ mod tests {
         // ...and take it again for the next job.
         assert!(h.verify(&pw, Some(&hash)).await.unwrap().matches);
         assert!(h.memory_held() >= 1024 * 1024);
+    }
+
+    #[tokio::test]
+    async fn hashes_that_ask_for_too_much_are_neither_known_nor_computed() {
+        let h = PasswordHasher::new(1024, 1, 1, 1, 4).unwrap();
+        let pw = SecretString::from("Corr3ct-Horse!");
+        let cheap = bcrypt::hash("Corr3ct-Horse!", 4).unwrap();
+        assert!(known_format(&cheap));
+        // The same hash claiming cost 31 (a day and a half per attempt) or 3.
+        for cost in ["31", "17", "03"] {
+            let costly = format!("$2b${cost}{}", &cheap[6..]);
+            assert!(!known_format(&costly), "{costly}");
+            let started = std::time::Instant::now();
+            assert!(!h.verify(&pw, Some(&costly)).await.unwrap().matches);
+            assert!(started.elapsed() < Duration::from_secs(2), "not computed");
+        }
+        let salt = "c2FsdHNhbHRzYWx0c2FsdA";
+        let out = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+        for params in ["m=4194304,t=1,p=1", "m=1024,t=100000,p=1", "m=1024,t=1,p=64"] {
+            let costly = format!("$argon2id$v=19${params}${salt}${out}");
+            assert!(PasswordHash::new(&costly).is_ok(), "{costly}");
+            assert!(!known_format(&costly), "{costly}");
+            assert!(!h.verify(&pw, Some(&costly)).await.unwrap().matches);
+        }
+        assert!(known_format(&format!("$argon2id$v=19$m=7168,t=5,p=1${salt}${out}")));
+        assert!(!known_format(&format!("$argon2id$v=19$m=7168,t=5,p=1$c2FsdA${out}")), "a salt under 8 bytes");
     }
 
     #[test]

@@ -31,8 +31,11 @@ impl Hashes {
         }
     }
 
+    /// The hash of a database-connection user (`auth0|…`): by id, or else by address. A
+    /// social user has no password, even when a database user shares the address.
     fn of(&self, user_id: Option<&str>, email: Option<&str>) -> Option<String> {
-        let by_id = user_id.and_then(|id| self.by_id.get(id.strip_prefix("auth0|").unwrap_or(id)));
+        let id = user_id?.strip_prefix("auth0|")?;
+        let by_id = self.by_id.get(id);
         by_id.or_else(|| email.and_then(|e| self.by_email.get(&e.to_lowercase()))).cloned()
     }
 }
@@ -58,8 +61,9 @@ pub fn user(row: u64, m: &Map<String, Value>, hashes: &Hashes) -> Record {
     r.avatar_url = text(get(m, "picture"));
     r.password_hash = hashes.of(r.source_id.as_deref(), r.email.as_deref());
     r.user_metadata = object(get(m, "user_metadata"));
-    let mut app_metadata = object(get(m, "app_metadata"));
-    let admin = match app_metadata.remove("roles").or_else(|| app_metadata.remove("role")) {
+    let app_metadata = object(get(m, "app_metadata"));
+    // The roles stay in app_metadata as Auth0 had them; `admin` among them makes an admin.
+    let admin = match app_metadata.get("roles").or_else(|| app_metadata.get("role")) {
         Some(Value::Array(a)) => a.iter().any(|v| v.as_str() == Some("admin")),
         Some(Value::String(s)) => s == "admin",
         _ => false,

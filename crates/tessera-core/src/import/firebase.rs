@@ -6,10 +6,10 @@ use base64::Engine;
 use serde_json::{Map, Value};
 
 use super::record::{boolean, field as get, object, provider_name, text, time, ImportedIdentity, Reason, Record};
-use crate::hasher::imported::{firebase_string, FirebaseScrypt, SCRYPT_MAX_LOG_N, SCRYPT_MAX_R};
+use crate::hasher::imported::{firebase_string, FirebaseScrypt, SCRYPT_MAX_MEMORY};
 
-/// A project's scrypt parameters.
-#[derive(Debug, Clone)]
+/// A project's scrypt parameters (no `Debug`: the signer key is a secret).
+#[derive(Clone)]
 pub struct HashConfig {
     signer_key: Vec<u8>,
     separator: Vec<u8>,
@@ -76,10 +76,10 @@ impl HashConfig {
                 return Err(format!("the hash algorithm is {alg}; tessera reads Firebase's SCRYPT"));
             }
         }
-        if !(1..=SCRYPT_MAX_R).contains(&rounds) || !(1..=SCRYPT_MAX_LOG_N).contains(&mem_cost) || signer_key.is_empty()
-        {
+        if !FirebaseScrypt::affordable(mem_cost, rounds, 1) || signer_key.is_empty() {
             return Err(format!(
-                "rounds must be 1 to {SCRYPT_MAX_R} and mem_cost 1 to {SCRYPT_MAX_LOG_N}, with a signer key"
+                "rounds {rounds} and mem_cost {mem_cost} ask for more than {} MiB per hash (or no signer key)",
+                SCRYPT_MAX_MEMORY >> 20
             ));
         }
         Ok(HashConfig { signer_key, separator, rounds, mem_cost })
@@ -102,13 +102,13 @@ pub fn user(row: u64, m: &Map<String, Value>, config: Option<&HashConfig>) -> Re
     r.is_active = !boolean(get(m, "disabled"));
     r.full_name = text(get(m, "displayName"));
     r.avatar_url = text(get(m, "photoUrl"));
-    let mut claims = object(get(m, "customAttributes"));
-    if claims.remove("role").and_then(|v| v.as_str().map(|s| s == "admin")).unwrap_or(false)
+    // The custom claims stay as they were; a `role: "admin"` or `admin: true` makes an admin.
+    let claims = object(get(m, "customAttributes"));
+    if claims.get("role").and_then(Value::as_str) == Some("admin")
         || claims.get("admin").and_then(Value::as_bool) == Some(true)
     {
         r.role = Some("admin".to_owned());
     }
-    claims.remove("admin");
     r.app_metadata = claims;
     if let Some(name) = &r.full_name {
         r.user_metadata.insert("full_name".to_owned(), Value::String(name.clone()));
@@ -144,6 +144,7 @@ pub fn user(row: u64, m: &Map<String, Value>, config: Option<&HashConfig>) -> Re
         let f = FirebaseScrypt {
             log_n: config.mem_cost,
             r: config.rounds,
+            p: 1,
             salt,
             hash,
             signer_key: config.signer_key.clone(),

@@ -109,7 +109,8 @@ fn password(c: &Map<String, Value>) -> Result<String, String> {
     let secret = object(get(c, "secretData"));
     let data = object(get(c, "credentialData"));
     let algorithm = data.get("algorithm").and_then(text).unwrap_or_else(|| "pbkdf2-sha256".to_owned());
-    let iterations = data.get("hashIterations").and_then(Value::as_u64).unwrap_or(27_500);
+    let default_iterations = if algorithm == "argon2" { 5 } else { 27_500 };
+    let iterations = data.get("hashIterations").and_then(Value::as_u64).unwrap_or(default_iterations);
     let (Some(hash), Some(salt)) = (
         secret.get("value").and_then(text).and_then(|s| b64(&s)),
         secret.get("salt").and_then(text).and_then(|s| b64(&s)),
@@ -135,8 +136,11 @@ fn password(c: &Map<String, Value>) -> Result<String, String> {
         Some("1.0") => 16,
         _ => 19,
     };
-    let memory = first(&params, "memory").unwrap_or_else(|| "7168".to_owned());
-    let parallelism = first(&params, "parallelism").unwrap_or_else(|| "1".to_owned());
+    let number = |key: &str, default: u32| match first(&params, key) {
+        None => Ok(default),
+        Some(v) => v.parse::<u32>().map_err(|_| format!("the Argon2 {key} is not a number")),
+    };
+    let (memory, parallelism) = (number("memory", 7168)?, number("parallelism", 1)?);
     if !matches!(kind.as_str(), "id" | "i" | "d") {
         return Err(format!("the Argon2 type {kind} is not one tessera verifies"));
     }

@@ -131,6 +131,25 @@ pub struct ImportReport {
     pub rows: Vec<RowReport>,
 }
 
+impl ImportReport {
+    fn empty(plan: &ImportPlan) -> ImportReport {
+        ImportReport {
+            source: plan.source.name(),
+            dry_run: plan.dry_run,
+            on_conflict: if plan.on_conflict == OnConflict::Update { "update" } else { "skip" },
+            read: 0,
+            imported: 0,
+            updated: 0,
+            unchanged: 0,
+            skipped: 0,
+            refused: 0,
+            resumed_after: None,
+            seconds: 0.0,
+            rows: Vec::new(),
+        }
+    }
+}
+
 impl std::fmt::Display for ImportReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let verb = if self.dry_run { "would import" } else { "imported" };
@@ -316,12 +335,16 @@ async fn open(plan: &ImportPlan) -> Result<(Stream, Option<u64>), Error> {
     Ok((Stream::Rows { rows, read }, total))
 }
 
+/// The shortest TOTP secret a factor may have, in bytes.
+const MIN_TOTP_SECRET: usize = 16;
+
 /// A row that passed tessera's rules.
 struct Checked {
     record: Record,
     id: Option<Uuid>,
     email: String,
-    role: Role,
+    /// The role the source names (`None`: it names none tessera has).
+    role: Option<Role>,
     phone: Option<String>,
 }
 
@@ -359,9 +382,16 @@ fn check(mut r: Record, seen: &mut Seen) -> Result<Checked, Refused> {
             _ => return Err(r.refused(Reason::InvalidEmail, "not an email address")),
         },
         // No address: a user who signs in through a provider keeps a placeholder.
+        // (Derived from the source's id, so that a second run finds the same user.)
         None if !r.identities.is_empty() => {
-            let unique = r.uuid().map_or_else(|| Uuid::now_v7().simple().to_string(), |u| u.simple().to_string());
+            let unique = match &r.source_id {
+                Some(id) => format!("imported-{}", &hex::encode(Sha256::digest(id.as_bytes()))[..24]),
+                None => Uuid::now_v7().simple().to_string(),
+            };
             Email::placeholder(&unique).as_str().to_owned()
+        }
+        None if r.phone.is_some() => {
+            return Err(r.refused(Reason::InvalidEmail, "no address: phone sign-in is not in tessera yet"));
         }
         None => return Err(r.refused(Reason::InvalidEmail, "no address and no other way to sign in")),
     };
@@ -373,13 +403,19 @@ fn check(mut r: Record, seen: &mut Seen) -> Result<Checked, Refused> {
     }
     // A role tessera does not have makes a user, and is kept in `app_metadata.imported_role`.
     let role = match r.role.clone() {
-        None => Role::User,
-        Some(name) => Role::parse(&name.to_ascii_lowercase()).unwrap_or_else(|| {
+        None => None,
+        Some(name) => Role::parse(&name.to_ascii_lowercase()).or_else(|| {
             r.warnings.push(format!("the role {name} is not tessera's (user, admin): imported as user"));
             r.app_metadata.insert("imported_role".to_owned(), Value::String(name));
-            Role::User
+            None
         }),
     };
+    // RFC 4226 asks for 128-bit secrets, and the TOTP checker refuses shorter ones.
+    let short = r.factors.iter().filter(|f| f.secret.len() < MIN_TOTP_SECRET).count();
+    if short > 0 {
+        r.factors.retain(|f| f.secret.len() >= MIN_TOTP_SECRET);
+        r.warnings.push(format!("{short} TOTP factor(s) with a secret under 128 bits are left out (enrol again)"));
+    }
     let phone = match r.phone.take() {
         Some(raw) => match Phone::parse(&raw) {
             Ok(p) => Some(p.as_str().to_owned()),
@@ -414,20 +450,8 @@ impl Core {
             *after = cursor.split_once(':').and_then(|(_, id)| id.parse().ok());
             *row = resume_row;
         }
-        let mut report = ImportReport {
-            source: plan.source.name(),
-            dry_run: plan.dry_run,
-            on_conflict: if plan.on_conflict == OnConflict::Update { "update" } else { "skip" },
-            read: 0,
-            imported: 0,
-            updated: 0,
-            unchanged: 0,
-            skipped: 0,
-            refused: 0,
-            resumed_after: (resume_row > 0).then_some(resume_row),
-            seconds: 0.0,
-            rows: Vec::new(),
-        };
+        let mut report = ImportReport::empty(plan);
+        report.resumed_after = (resume_row > 0).then_some(resume_row);
         let mut seen = Seen::default();
         let batch = plan.batch.clamp(1, 5000);
         let mut done = resume_row;
@@ -456,14 +480,14 @@ impl Core {
                     Err(refused) => note_refused(&mut report, refused),
                 }
             }
+            let cursor = match &stream {
+                Stream::Database { after: Some(id), .. } => format!("{last_row}:{id}"),
+                _ => last_row.to_string(),
+            };
             if !checked.is_empty() {
-                let cursor = match &stream {
-                    Stream::Database { after: Some(id), .. } => format!("{last_row}:{id}"),
-                    _ => last_row.to_string(),
-                };
                 self.write_batch(plan, &job, &cursor, checked, &mut report).await?;
             } else if !plan.dry_run && last_row > resume_row {
-                pii::save_cursor(self.store.writer(), &job, Some(&last_row.to_string())).await?;
+                pii::save_cursor(self.store.writer(), &job, Some(&cursor)).await?;
             }
             done = last_row;
             progress(ImportProgress { done, total });
@@ -504,17 +528,29 @@ impl Core {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let mut tally = report.clone();
-            tally.rows.clear();
+            // A failed attempt's counts and rows are dropped with it.
+            let mut tally = ImportReport::empty(plan);
             let written = self.try_batch(plan, job, cursor, &checked, &mut tally).await;
             match written {
                 Ok(()) => {
                     report.rows.append(&mut tally.rows);
-                    (report.imported, report.updated, report.unchanged, report.skipped, report.refused) =
-                        (tally.imported, tally.updated, tally.unchanged, tally.skipped, tally.refused);
+                    report.imported += tally.imported;
+                    report.updated += tally.updated;
+                    report.unchanged += tally.unchanged;
+                    report.skipped += tally.skipped;
+                    report.refused += tally.refused;
                     return Ok(());
                 }
                 Err(Error::EmailTaken | Error::IdentityTaken) if attempt < 4 => continue,
+                Err(e @ (Error::EmailTaken | Error::IdentityTaken)) => {
+                    let rows = (checked.first().map(|c| c.record.row), checked.last().map(|c| c.record.row));
+                    return Err(Error::Internal(format!(
+                        "rows {}–{}: {e} on every attempt (a conflict this import cannot resolve); the rows \
+                         before are written, and a new run resumes there",
+                        rows.0.unwrap_or_default(),
+                        rows.1.unwrap_or_default()
+                    )));
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -564,7 +600,7 @@ impl Core {
                         email_verified_at: r.email_verified_at,
                         phone_verified_at: c.phone.as_ref().and(r.phone_verified_at),
                         is_active: r.is_active,
-                        role: c.role.as_str().to_owned(),
+                        role: c.role.unwrap_or(Role::User).as_str().to_owned(),
                         token_version: 0,
                         last_login_at: r.last_sign_in_at,
                         created_at: created,
@@ -612,13 +648,22 @@ impl Core {
             }
         }
         if plan.dry_run {
-            report.updated += updates.len() as u64;
+            // What the update would change, read outside any transaction.
+            for (existing, c, _, _, _) in &updates {
+                let profile = profiles::by_user(self.store.reader(), existing.id).await?;
+                let (user, profile) = update_of(existing, profile.as_ref(), c, at);
+                if user.is_some() || profile.is_some() {
+                    report.updated += 1;
+                } else {
+                    report.unchanged += 1;
+                }
+            }
             return Ok(());
         }
         let tx = self.store.begin().await?;
         rows::insert(&tx, new).await?;
         for (existing, c, identities, factors, warnings) in updates {
-            let changed = update_user(&tx, &existing, c, at).await?;
+            let changed = update_user(&tx, existing.id, c, at).await?;
             rows::add_identities(&tx, identities).await?;
             rows::add_factors(&tx, factors).await?;
             if changed {
@@ -692,27 +737,29 @@ impl Core {
     }
 }
 
-/// Brings an existing user up to the source's data; whether anything changed. The
-/// password hash is replaced only while the user's own is not Argon2id (they have not
-/// signed in here since, nor set a password here); a confirmed address stays confirmed.
-async fn update_user(
-    tx: &tessera_store::Tx,
+/// What bringing `existing` up to the source's data changes: the user's columns and the
+/// profile's metadata (`None`: nothing). The password hash is replaced only while the
+/// user's own is not Argon2id (they have not signed in here since, nor set a password
+/// here); a confirmed address stays confirmed, unless the address itself changes; the role
+/// changes only when the source names one of tessera's.
+fn update_of(
     existing: &user::Model,
+    profile: Option<&profile::Model>,
     c: &Checked,
     at: chrono::DateTime<chrono::Utc>,
-) -> Result<bool, Error> {
+) -> (Option<users::UserChanges>, Option<profiles::ProfileChanges>) {
     let r = &c.record;
     let mut changes = users::UserChanges::default();
     if existing.email != c.email {
         changes.email = Some(c.email.clone());
+        changes.email_verified_at = Some(r.email_verified_at);
+    } else if existing.email_verified_at.is_none() && r.email_verified_at.is_some() {
+        changes.email_verified_at = Some(r.email_verified_at);
     }
     if let Some(hash) = &r.password_hash {
         if *hash != existing.password_hash && !existing.password_hash.starts_with("$argon2id$") {
             changes.password_hash = Some(hash.clone());
         }
-    }
-    if existing.email_verified_at.is_none() && r.email_verified_at.is_some() {
-        changes.email_verified_at = Some(r.email_verified_at);
     }
     if r.full_name.is_some() && existing.full_name != r.full_name {
         changes.full_name = Some(r.full_name.clone());
@@ -721,31 +768,43 @@ async fn update_user(
         changes.phone = Some(c.phone.clone());
         changes.phone_verified_at = Some(r.phone_verified_at);
     }
-    if existing.role != c.role.as_str() {
-        changes.role = Some(c.role.as_str().to_owned());
+    if let Some(role) = c.role.filter(|role| existing.role != role.as_str()) {
+        changes.role = Some(role.as_str().to_owned());
     }
     if existing.is_active != r.is_active {
         changes.is_active = Some(r.is_active);
     }
-    let mut changed = false;
-    if !changes.is_empty() {
-        changes.updated_at = Some(at);
-        users::update(tx, existing, changes).await?;
-        changed = true;
-    }
-    if let Some(profile) = profiles::by_user(tx, existing.id).await? {
-        let user_metadata = Value::Object(r.user_metadata.clone());
-        let app_metadata = Value::Object(r.app_metadata.clone());
-        if profile.user_metadata != user_metadata || profile.app_metadata != app_metadata {
-            let change = profiles::ProfileChanges {
-                user_metadata: Some(user_metadata),
-                app_metadata: Some(app_metadata),
-                updated_at: Some(at),
-                ..profiles::ProfileChanges::default()
-            };
-            profiles::update(tx, &profile, change).await?;
-            changed = true;
+    let user = (!changes.is_empty()).then_some(users::UserChanges { updated_at: Some(at), ..changes });
+    let user_metadata = Value::Object(r.user_metadata.clone());
+    let app_metadata = Value::Object(r.app_metadata.clone());
+    let profile = profile.filter(|p| p.user_metadata != user_metadata || p.app_metadata != app_metadata).map(|_| {
+        profiles::ProfileChanges {
+            user_metadata: Some(user_metadata),
+            app_metadata: Some(app_metadata),
+            updated_at: Some(at),
+            ..profiles::ProfileChanges::default()
         }
+    });
+    (user, profile)
+}
+
+/// Brings user `id` up to the source's data, read again under the transaction's lock (a
+/// sign-in that re-hashed the password meanwhile is seen); whether anything changed.
+async fn update_user(
+    tx: &tessera_store::Tx,
+    id: Uuid,
+    c: &Checked,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<bool, Error> {
+    let Some(existing) = users::by_id_for_update(tx, id).await? else { return Ok(false) };
+    let profile = profiles::by_user(tx, id).await?;
+    let (user, profile_changes) = update_of(&existing, profile.as_ref(), c, at);
+    let changed = user.is_some() || profile_changes.is_some();
+    if let Some(changes) = user {
+        users::update(tx, &existing, changes).await?;
+    }
+    if let (Some(profile), Some(changes)) = (profile, profile_changes) {
+        profiles::update(tx, &profile, changes).await?;
     }
     Ok(changed)
 }

@@ -6,8 +6,8 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-/// A user read from a source.
-#[derive(Debug, Clone, Default)]
+/// A user read from a source (no `Debug`: it holds a password hash).
+#[derive(Clone, Default)]
 pub struct Record {
     /// The record's position in the source, from 1.
     pub row: u64,
@@ -76,8 +76,8 @@ pub struct ImportedIdentity {
     pub last_sign_in_at: Option<DateTime<Utc>>,
 }
 
-/// A TOTP factor (SHA-1, 6 digits, 30 s, as tessera's).
-#[derive(Debug, Clone)]
+/// A TOTP factor (SHA-1, 6 digits, 30 s, as tessera's); no `Debug`: it holds the secret.
+#[derive(Clone)]
 pub struct ImportedTotp {
     pub id: Option<Uuid>,
     pub name: Option<String>,

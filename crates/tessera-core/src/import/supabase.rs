@@ -15,7 +15,8 @@ pub fn user(row: u64, m: &Map<String, Value>) -> Record {
     r.source_id = text(get(m, "id"));
     r.email = text(get(m, "email"));
     r.password_hash = text(get(m, "encrypted_password"));
-    r.email_verified_at = time(get(m, "email_confirmed_at")).or_else(|| time(get(m, "confirmed_at")));
+    // Not `confirmed_at`: it is the earlier of the address's and the phone's confirmations.
+    r.email_verified_at = time(get(m, "email_confirmed_at"));
     r.phone = phone(text(get(m, "phone")));
     r.phone_verified_at = r.phone.as_ref().and_then(|_| time(get(m, "phone_confirmed_at")));
     r.created_at = time(get(m, "created_at"));
@@ -36,8 +37,9 @@ pub fn user(row: u64, m: &Map<String, Value>) -> Record {
     if is_admin(app_metadata.get("roles")) || is_admin(app_metadata.get("role")) {
         r.role = Some("admin".to_owned());
     }
-    // tessera writes these itself, from what the user has.
-    for own in ["provider", "providers", "roles", "role"] {
+    // tessera writes these itself, from what the user has; `role` and `roles` stay as
+    // the project had them (policies read them), and show so on the Supabase surface.
+    for own in ["provider", "providers"] {
         app_metadata.remove(own);
     }
     r.full_name = ["full_name", "name"].iter().find_map(|k| user_metadata.get(*k).and_then(text));
@@ -138,5 +140,29 @@ impl Extras {
         r.identities.extend(self.identities.remove(&id).unwrap_or_default());
         r.factors.extend(self.factors.remove(&id).unwrap_or_default());
         r.warnings.extend(self.notes.remove(&id).unwrap_or_default());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_confirmed_phone_does_not_confirm_the_address() {
+        // `confirmed_at` is the earlier of the two confirmations (a generated column).
+        let row = json!({
+            "id": "e8497678-5604-4c7b-a9a4-a576dee63161",
+            "email": "a@example.com",
+            "phone": "4915112345678",
+            "email_confirmed_at": null,
+            "phone_confirmed_at": "2024-03-01 10:00:00+00",
+            "confirmed_at": "2024-03-01 10:00:00+00",
+        });
+        let r = user(1, row.as_object().unwrap());
+        assert!(r.email_verified_at.is_none());
+        assert!(r.phone_verified_at.is_some());
+        assert_eq!(r.phone.as_deref(), Some("+4915112345678"));
     }
 }

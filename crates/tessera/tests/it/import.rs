@@ -352,7 +352,23 @@ async fn an_update_brings_changed_rows_and_a_firebase_user_without_parameters_is
     let path = csv.to_string_lossy().into_owned();
     let (code, out, _) = import(&app, &["--from", "csv", &path], &[]).await;
     assert_eq!(code, 0, "{out}");
-    std::fs::write(&csv, original.replace("Dave Lister", "David Lister")).unwrap();
+    // Dave's new name, and no role named: an update keeps the admin he is.
+    let changed: String = original
+        .lines()
+        .map(|l| {
+            if l.starts_with("dave@") {
+                l.replace("Dave Lister", "David Lister").replace(",admin,", ",,")
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert_ne!(changed.trim(), original.trim());
+    std::fs::write(&csv, changed).unwrap();
+    let (code, out, dry) = import(&app, &["--from", "csv", &path, "--on-conflict", "update", "--dry-run"], &[]).await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!((dry["updated"].as_u64(), dry["unchanged"].as_u64()), (Some(1), Some(3)), "a dry run tells: {dry}");
     let (code, out, report) = import(&app, &["--from", "csv", &path, "--on-conflict", "update"], &[]).await;
     assert_eq!(code, 0, "{out}");
     assert_eq!((report["updated"].as_u64(), report["unchanged"].as_u64()), (Some(1), Some(3)), "{report}");
@@ -405,20 +421,100 @@ async fn imported_addresses_are_encrypted_under_the_pii_key() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn a_killed_import_resumes_after_the_last_batch_it_wrote() {
-    const USERS: u64 = 20_000;
-    let app = TestApp::spawn().await;
-    let hash = bcrypt::hash("Resume-Pw1!", 4).unwrap();
-    let mut csv = String::from("email,password_hash,email_verified,full_name,phone,created_at,role,metadata\n");
-    for i in 0..USERS {
-        csv.push_str(&format!("r{i}@resume.example,{hash},true,Resumed {i},,2024-01-01T00:00:00Z,user,{{}}\n"));
+const MANY: u64 = 20_000;
+
+/// `MANY` copies of the fixture's alice (her hash, new ids and addresses `r{i}@…`) in the
+/// source's own format, written beside `app`: the import's arguments.
+fn many_of_alice(app: &TestApp, source: &str) -> Vec<String> {
+    let dir = app.dir.path();
+    let write = |name: &str, text: String| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_string_lossy().into_owned()
+    };
+    let line_of = |path: &str, needle: &str| {
+        let text = std::fs::read_to_string(fixture(path)).unwrap();
+        let header = text.lines().next().unwrap().to_owned();
+        (header, text.lines().find(|l| l.contains(needle)).unwrap().to_owned())
+    };
+    let email = |i: u64| format!("r{i}@{source}.example");
+    let uuid = |i: u64| format!("00000000-0000-4000-8000-{i:012x}");
+    match source {
+        "csv" => {
+            let hash = bcrypt::hash("Alice-csv-Pw1!", 4).unwrap();
+            let mut csv = String::from("email,password_hash,email_verified,full_name,phone,created_at,role,metadata\n");
+            for i in 0..MANY {
+                csv.push_str(&format!("{},{hash},true,Resumed {i},,2024-01-01T00:00:00Z,user,{{}}\n", email(i)));
+            }
+            vec![write("many.csv", csv)]
+        }
+        "supabase" => {
+            let (header, alice) = line_of("supabase/users.csv", "alice@supabase.example");
+            let mut csv = header + "\n";
+            for i in 0..MANY {
+                let row = alice.replace("e8497678-5604-4c7b-a9a4-a576dee63161", &uuid(i));
+                csv.push_str(&row.replace("alice@supabase.example", &email(i)));
+                csv.push('\n');
+            }
+            vec![write("many.csv", csv)]
+        }
+        "auth0" => {
+            let (_, alice) = line_of("auth0/users.ndjson", "alice@auth0.example");
+            let (_, hash) = line_of("auth0/hashes.ndjson", "alice@auth0.example");
+            let (mut users, mut hashes) = (String::new(), String::new());
+            for i in 0..MANY {
+                let oid = format!("{i:024x}");
+                for (out, line) in [(&mut users, &alice), (&mut hashes, &hash)] {
+                    let line = line.replace("65f0c0ffee1a2b3c4d5e0a11", &oid).replace("alice@auth0.example", &email(i));
+                    out.push_str(&line);
+                    out.push('\n');
+                }
+            }
+            vec![write("many.ndjson", users), "--hashes".into(), write("hashes.ndjson", hashes)]
+        }
+        "firebase" | "keycloak" => {
+            let file = if source == "firebase" { "firebase/users.json" } else { "keycloak/realm-export.json" };
+            let mut doc: Value = serde_json::from_str(&std::fs::read_to_string(fixture(file)).unwrap()).unwrap();
+            let alice =
+                doc["users"].as_array().unwrap().iter().find(|u| u["email"] == format!("alice@{source}.example"));
+            let alice = alice.unwrap().clone();
+            let users: Vec<Value> = (0..MANY)
+                .map(|i| {
+                    let mut u = alice.clone();
+                    u["email"] = json!(email(i));
+                    if source == "firebase" {
+                        u["localId"] = json!(format!("resume{i}"));
+                    } else {
+                        u["id"] = json!(uuid(i));
+                        u["username"] = json!(email(i));
+                        let creds = u["credentials"].as_array().unwrap().iter().filter(|c| c["type"] == "password");
+                        u["credentials"] = Value::Array(creds.cloned().collect());
+                    }
+                    u
+                })
+                .collect();
+            doc["users"] = Value::Array(users);
+            let mut args = vec![write("many.json", serde_json::to_string(&doc).unwrap())];
+            if source == "firebase" {
+                args.extend(["--hash-config".into(), fixture("firebase/hash_config.txt")]);
+            }
+            args
+        }
+        _ => unreachable!(),
     }
-    let path = app.dir.path().join("many.csv");
-    std::fs::write(&path, csv).unwrap();
-    let path = path.to_string_lossy().into_owned();
+}
+
+/// A run killed (`kill -9`) midway, then run again: it resumes after the last batch it
+/// wrote, imports only what was left, and every user signs in.
+async fn kill_and_resume(source: &str) {
+    let app = TestApp::spawn().await;
+    let files = many_of_alice(&app, source);
+    let mut args = vec!["--from".to_owned(), source.to_owned()];
+    args.extend(files);
+    args.extend(["--batch".to_owned(), "500".to_owned()]);
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .args(["import", "--from", "csv", &path, "--batch", "500"])
+        .arg("import")
+        .args(&args)
         .env_clear()
         .envs(test_vars(&app.db_url, &[]))
         .stdout(std::process::Stdio::null())
@@ -426,7 +522,7 @@ async fn a_killed_import_resumes_after_the_last_batch_it_wrote() {
         .spawn()
         .unwrap();
     let count = || async { user::Entity::find().count(app.db()).await.unwrap() };
-    for _ in 0..4000 {
+    for _ in 0..10_000 {
         if count().await >= 1000 {
             break;
         }
@@ -435,26 +531,48 @@ async fn a_killed_import_resumes_after_the_last_batch_it_wrote() {
     child.start_kill().unwrap();
     child.wait().await.unwrap();
     let written = count().await;
-    assert!(written > 0 && written < USERS, "killed midway: {written} of {USERS}");
-    assert_eq!(written % 500, 0, "a batch commits whole or not at all");
+    assert!(written > 0 && written < MANY, "{source}: killed midway: {written} of {MANY}");
+    assert_eq!(written % 500, 0, "{source}: a batch commits whole or not at all");
 
-    let (code, out, report) = import(&app, &["--from", "csv", &path, "--batch", "500"], &[]).await;
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, out, report) = import(&app, &args, &[]).await;
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains(&format!("(resumed after row {written})")), "{out}");
-    assert_eq!(report["imported"], USERS - written, "only what was left: {report}");
+    assert!(out.contains(&format!("(resumed after row {written})")), "{source}: {out}");
+    assert_eq!(report["imported"], MANY - written, "{source}: only what was left: {report}");
     assert_eq!(report["resumed_after"], written);
-    assert_eq!(count().await, USERS);
-    app.login("r17@resume.example", "Resume-Pw1!").await;
-    app.login(&format!("r{}@resume.example", USERS - 1), "Resume-Pw1!").await;
+    assert_eq!(count().await, MANY);
+    let password = password("alice", source);
+    app.login(&format!("r17@{source}.example"), &password).await;
+    app.login(&format!("r{}@{source}.example", MANY - 1), &password).await;
     // A finished run leaves no position: the next run reads everything (and skips it).
-    let (_, _, again) = import(&app, &["--from", "csv", &path, "--batch", "500"], &[]).await;
-    assert_eq!(
-        (again["resumed_after"].clone(), again["skipped"].as_u64()),
-        (Value::Null, Some(USERS)),
-        "{}",
-        again["read"]
-    );
+    let (_, _, again) = import(&app, &args, &[]).await;
+    assert_eq!((again["resumed_after"].clone(), again["skipped"].as_u64()), (Value::Null, Some(MANY)), "{source}");
     app.stop().await;
+}
+
+#[tokio::test]
+async fn a_killed_csv_import_resumes_after_the_last_batch_it_wrote() {
+    kill_and_resume("csv").await;
+}
+
+#[tokio::test]
+async fn a_killed_supabase_import_resumes() {
+    kill_and_resume("supabase").await;
+}
+
+#[tokio::test]
+async fn a_killed_auth0_import_resumes() {
+    kill_and_resume("auth0").await;
+}
+
+#[tokio::test]
+async fn a_killed_firebase_import_resumes() {
+    kill_and_resume("firebase").await;
+}
+
+#[tokio::test]
+async fn a_killed_keycloak_import_resumes() {
+    kill_and_resume("keycloak").await;
 }
 
 /// Straight from a Supabase project's database: the fixture's `auth` schema (GoTrue's
