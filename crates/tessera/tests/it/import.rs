@@ -624,3 +624,77 @@ async fn supabase_straight_from_its_database() {
     app.stop().await;
     admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.unwrap();
 }
+
+/// A `--database-url` run killed midway resumes after the last user it wrote, by id, in
+/// a new snapshot (the fixture's schema with 20,000 more users, alice's copies).
+#[tokio::test]
+async fn a_killed_supabase_database_import_resumes_by_id() {
+    use tessera_store::sea_orm::{ConnectionTrait, Database, Statement};
+    let Some(server) = crate::harness::backend_url().filter(|_| backend() == tessera_store::Backend::Postgres) else {
+        // Needs a PostgreSQL server: the suite's PostgreSQL run has one (scripts/test).
+        return;
+    };
+    let name = format!("supabase_{}", uuid::Uuid::now_v7().simple());
+    let admin = Database::connect(&server).await.unwrap();
+    admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.unwrap();
+    let mut url = url::Url::parse(&server).unwrap();
+    url.set_path(&format!("/{name}"));
+    let source = Database::connect(url.as_str()).await.unwrap();
+    source.execute_unprepared(&std::fs::read_to_string(fixture("supabase/auth_schema.sql")).unwrap()).await.unwrap();
+    source.execute_unprepared("DELETE FROM auth.users WHERE email = 'ALICE@supabase.example'").await.unwrap();
+    let columns = source
+        .query_one_raw(Statement::from_string(
+            source.get_database_backend(),
+            "SELECT string_agg(column_name, ', ') FROM information_schema.columns WHERE table_schema = 'auth' \
+             AND table_name = 'users' AND is_generated = 'NEVER' AND column_name NOT IN ('id', 'email')",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get_by_index::<String>(0)
+        .unwrap();
+    source
+        .execute_unprepared(&format!(
+            "INSERT INTO auth.users (id, email, {columns}) SELECT gen_random_uuid(), 'r' || g || '@supabase.example', \
+             {columns} FROM auth.users, generate_series(0, {}) g WHERE email = 'alice@supabase.example'",
+            MANY - 1
+        ))
+        .await
+        .unwrap();
+    source.close().await.unwrap();
+
+    let app = TestApp::spawn().await;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["import", "--from", "supabase", "--batch", "500"])
+        .env_clear()
+        .envs(test_vars(&app.db_url, &[("IMPORT_DATABASE_URL", url.as_str())]))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let count = || async { user::Entity::find().count(app.db()).await.unwrap() };
+    for _ in 0..10_000 {
+        if count().await >= 1000 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    let written = count().await;
+    // The source's users: alice's copies, and alice, bob, carol, dave and the banned user
+    // (three more rows are refused or skipped).
+    let total = MANY + 5;
+    assert!(written > 0 && written < total, "killed midway: {written} of {total}");
+
+    let (code, out, report) =
+        import(&app, &["--from", "supabase", "--batch", "500"], &[("IMPORT_DATABASE_URL", url.as_str())]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("(resumed after row "), "{out}");
+    assert_eq!(report["imported"].as_u64().unwrap() + written, total, "nothing lost: {report}");
+    assert!(!outcomes(&report, "skipped").values().any(|r| r == "exists"), "nothing read twice: {report}");
+    assert_eq!(count().await, total);
+    app.login("r17@supabase.example", "Alice-supabase-Pw1!").await;
+    app.stop().await;
+    admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.unwrap();
+}
