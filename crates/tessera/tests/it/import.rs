@@ -506,31 +506,40 @@ fn many_of_alice(app: &TestApp, source: &str) -> Vec<String> {
 
 /// A run killed (`kill -9`) midway, then run again: it resumes after the last batch it
 /// wrote, imports only what was left, and every user signs in.
-async fn kill_and_resume(source: &str) {
-    let app = TestApp::spawn().await;
-    let files = many_of_alice(&app, source);
-    let mut args = vec!["--from".to_owned(), source.to_owned()];
-    args.extend(files);
-    args.extend(["--batch".to_owned(), "500".to_owned()]);
+/// Starts `tessera import ARGS` beside `app` and kills it (`kill -9`) once 1,000 users
+/// are in: how many users there are then.
+async fn import_killed_midway(app: &TestApp, args: &[String], extra: &[(&str, &str)]) -> u64 {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
         .arg("import")
-        .args(&args)
+        .args(args)
         .env_clear()
-        .envs(test_vars(&app.db_url, &[]))
+        .envs(test_vars(&app.db_url, extra))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let count = || async { user::Entity::find().count(app.db()).await.unwrap() };
     for _ in 0..10_000 {
-        if count().await >= 1000 {
+        if users_in(app).await >= 1000 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     child.start_kill().unwrap();
     child.wait().await.unwrap();
-    let written = count().await;
+    users_in(app).await
+}
+
+async fn users_in(app: &TestApp) -> u64 {
+    user::Entity::find().count(app.db()).await.unwrap()
+}
+
+async fn kill_and_resume(source: &str) {
+    let app = TestApp::spawn().await;
+    let files = many_of_alice(&app, source);
+    let mut args = vec!["--from".to_owned(), source.to_owned()];
+    args.extend(files);
+    args.extend(["--batch".to_owned(), "500".to_owned()]);
+    let written = import_killed_midway(&app, &args, &[]).await;
     assert!(written > 0 && written < MANY, "{source}: killed midway: {written} of {MANY}");
     assert_eq!(written % 500, 0, "{source}: a batch commits whole or not at all");
 
@@ -540,7 +549,7 @@ async fn kill_and_resume(source: &str) {
     assert!(out.contains(&format!("(resumed after row {written})")), "{source}: {out}");
     assert_eq!(report["imported"], MANY - written, "{source}: only what was left: {report}");
     assert_eq!(report["resumed_after"], written);
-    assert_eq!(count().await, MANY);
+    assert_eq!(users_in(&app).await, MANY);
     let password = password("alice", source);
     app.login(&format!("r17@{source}.example"), &password).await;
     app.login(&format!("r{}@{source}.example", MANY - 1), &password).await;
@@ -575,15 +584,12 @@ async fn a_killed_keycloak_import_resumes() {
     kill_and_resume("keycloak").await;
 }
 
-/// Straight from a Supabase project's database: the fixture's `auth` schema (GoTrue's
-/// tables and types) loaded into a PostgreSQL database of its own.
-#[tokio::test]
-async fn supabase_straight_from_its_database() {
+/// A Supabase project's database: the fixture's `auth` schema (GoTrue's tables and
+/// types) loaded into a PostgreSQL database of its own on the suite's server; its URL
+/// and a connection to drop it with. `None` on the SQLite run (no server).
+async fn supabase_database() -> Option<(url::Url, tessera_store::sea_orm::DatabaseConnection, String)> {
     use tessera_store::sea_orm::{ConnectionTrait, Database};
-    let Some(server) = crate::harness::backend_url().filter(|_| backend() == tessera_store::Backend::Postgres) else {
-        // Needs a PostgreSQL server: the suite's PostgreSQL run has one (scripts/test).
-        return;
-    };
+    let server = crate::harness::backend_url().filter(|_| backend() == tessera_store::Backend::Postgres)?;
     let name = format!("supabase_{}", uuid::Uuid::now_v7().simple());
     let admin = Database::connect(&server).await.unwrap();
     admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.unwrap();
@@ -595,6 +601,15 @@ async fn supabase_straight_from_its_database() {
     // lower-cases addresses, so a real project has no such twin.
     source.execute_unprepared("DELETE FROM auth.users WHERE email = 'ALICE@supabase.example'").await.unwrap();
     source.close().await.unwrap();
+    Some((url, admin, name))
+}
+
+/// Straight from a Supabase project's database.
+#[tokio::test]
+async fn supabase_straight_from_its_database() {
+    use tessera_store::sea_orm::ConnectionTrait;
+    // Needs a PostgreSQL server: the suite's PostgreSQL run has one (scripts/test).
+    let Some((url, admin, name)) = supabase_database().await else { return };
 
     let app = TestApp::spawn().await;
     let (code, out, report) = import(&app, &["--from", "supabase", "--database-url", url.as_str()], &[]).await;
@@ -630,18 +645,9 @@ async fn supabase_straight_from_its_database() {
 #[tokio::test]
 async fn a_killed_supabase_database_import_resumes_by_id() {
     use tessera_store::sea_orm::{ConnectionTrait, Database, Statement};
-    let Some(server) = crate::harness::backend_url().filter(|_| backend() == tessera_store::Backend::Postgres) else {
-        // Needs a PostgreSQL server: the suite's PostgreSQL run has one (scripts/test).
-        return;
-    };
-    let name = format!("supabase_{}", uuid::Uuid::now_v7().simple());
-    let admin = Database::connect(&server).await.unwrap();
-    admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.unwrap();
-    let mut url = url::Url::parse(&server).unwrap();
-    url.set_path(&format!("/{name}"));
+    // Needs a PostgreSQL server: the suite's PostgreSQL run has one (scripts/test).
+    let Some((url, admin, name)) = supabase_database().await else { return };
     let source = Database::connect(url.as_str()).await.unwrap();
-    source.execute_unprepared(&std::fs::read_to_string(fixture("supabase/auth_schema.sql")).unwrap()).await.unwrap();
-    source.execute_unprepared("DELETE FROM auth.users WHERE email = 'ALICE@supabase.example'").await.unwrap();
     let columns = source
         .query_one_raw(Statement::from_string(
             source.get_database_backend(),
@@ -664,24 +670,8 @@ async fn a_killed_supabase_database_import_resumes_by_id() {
     source.close().await.unwrap();
 
     let app = TestApp::spawn().await;
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .args(["import", "--from", "supabase", "--batch", "500"])
-        .env_clear()
-        .envs(test_vars(&app.db_url, &[("IMPORT_DATABASE_URL", url.as_str())]))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let count = || async { user::Entity::find().count(app.db()).await.unwrap() };
-    for _ in 0..10_000 {
-        if count().await >= 1000 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    child.start_kill().unwrap();
-    child.wait().await.unwrap();
-    let written = count().await;
+    let args: Vec<String> = ["--from", "supabase", "--batch", "500"].map(str::to_owned).to_vec();
+    let written = import_killed_midway(&app, &args, &[("IMPORT_DATABASE_URL", url.as_str())]).await;
     // The source's users: alice's copies, and alice, bob, carol, dave and the banned user
     // (three more rows are refused or skipped).
     let total = MANY + 5;
@@ -693,7 +683,7 @@ async fn a_killed_supabase_database_import_resumes_by_id() {
     assert!(out.contains("(resumed after row "), "{out}");
     assert_eq!(report["imported"].as_u64().unwrap() + written, total, "nothing lost: {report}");
     assert!(!outcomes(&report, "skipped").values().any(|r| r == "exists"), "nothing read twice: {report}");
-    assert_eq!(count().await, total);
+    assert_eq!(users_in(&app).await, total);
     app.login("r17@supabase.example", "Alice-supabase-Pw1!").await;
     app.stop().await;
     admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.unwrap();
