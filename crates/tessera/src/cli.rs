@@ -426,8 +426,19 @@ async fn supabase_keys() -> ExitCode {
     }
 }
 
-async fn pii(action: PiiAction) -> ExitCode {
+/// A progress bar drawn with `template` when standard error is a terminal; `None`
+/// elsewhere (a log, a pipe), where the commands print a line now and then instead.
+fn terminal_bar(template: &str) -> Option<indicatif::ProgressBar> {
     use std::io::IsTerminal;
+    std::io::stderr().is_terminal().then(|| {
+        let style = indicatif::ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> ");
+        indicatif::ProgressBar::new(0).with_style(style)
+    })
+}
+
+async fn pii(action: PiiAction) -> ExitCode {
     let core = match start_core().await {
         Ok(c) => c,
         Err(code) => return code,
@@ -435,15 +446,7 @@ async fn pii(action: PiiAction) -> ExitCode {
     let rotate = matches!(action, PiiAction::Rotate);
     let started = std::time::Instant::now();
     // A bar on a terminal; elsewhere (a log, a pipe) a line per table and every 5 s.
-    let bar = std::io::stderr().is_terminal().then(|| {
-        let bar = indicatif::ProgressBar::new(0);
-        let style =
-            indicatif::ProgressStyle::with_template("{msg:>16} [{bar:40}] {pos}/{len} rows {per_sec} ETA {eta}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-                .progress_chars("=> ");
-        bar.set_style(style);
-        bar
-    });
+    let bar = terminal_bar("{msg:>16} [{bar:40}] {pos}/{len} rows {per_sec} ETA {eta}");
     let mut last_line = std::time::Instant::now();
     let mut at = ("", 0);
     let result = core
@@ -490,7 +493,6 @@ async fn pii(action: PiiAction) -> ExitCode {
 }
 
 async fn import(args: ImportArgs) -> ExitCode {
-    use std::io::IsTerminal;
     use tessera_core::import::{ImportPlan, OnConflict, Source};
     let plan = ImportPlan {
         source: match args.from {
@@ -518,15 +520,7 @@ async fn import(args: ImportArgs) -> ExitCode {
         Err(code) => return code,
     };
     // A bar on a terminal; elsewhere (a log, a pipe) a line every 5 s.
-    let bar = std::io::stderr().is_terminal().then(|| {
-        let bar = indicatif::ProgressBar::new(0);
-        let style =
-            indicatif::ProgressStyle::with_template("importing [{bar:40}] {pos}/{len} rows {per_sec} ETA {eta}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-                .progress_chars("=> ");
-        bar.set_style(style);
-        bar
-    });
+    let bar = terminal_bar("importing [{bar:40}] {pos}/{len} rows {per_sec} ETA {eta}");
     let mut last_line = std::time::Instant::now();
     let run = core.import(&plan, |p| match &bar {
         Some(bar) => {

@@ -347,9 +347,16 @@ pub const ARGON2_MAX_MEMORY_KIB: u32 = 256 * 1024;
 pub const ARGON2_MAX_ITERATIONS: u32 = 16;
 pub const ARGON2_MAX_LANES: u32 = 16;
 
+/// Whether `stored` names one of bcrypt's variants.
+fn is_bcrypt(stored: &str) -> bool {
+    ["$2a$", "$2b$", "$2y$", "$2x$"].iter().any(|p| stored.starts_with(p))
+}
+
+/// The cost of a well-formed bcrypt hash.
 fn bcrypt_cost(stored: &str) -> Option<u32> {
-    let is_bcrypt = stored.len() == 60 && ["$2a$", "$2b$", "$2y$", "$2x$"].iter().any(|p| stored.starts_with(p));
-    is_bcrypt.then(|| stored.parse::<bcrypt::HashParts>().ok().map(|h| h.get_cost())).flatten()
+    (stored.len() == 60 && is_bcrypt(stored))
+        .then(|| stored.parse::<bcrypt::HashParts>().ok().map(|h| h.get_cost()))
+        .flatten()
 }
 
 fn argon2_affordable(p: &Params) -> bool {
@@ -359,7 +366,7 @@ fn argon2_affordable(p: &Params) -> bool {
 /// Whether `stored` is a hash this hasher can verify, within the costs above: Argon2 (PHC),
 /// bcrypt, or one of the [`imported`] formats. Checks the form only, computes nothing.
 pub fn known_format(stored: &str) -> bool {
-    if stored.starts_with("$2") {
+    if is_bcrypt(stored) {
         return bcrypt_cost(stored).is_some_and(|c| (4..=BCRYPT_MAX_COST).contains(&c));
     }
     if imported::parse(stored).is_some() {
@@ -377,11 +384,7 @@ pub fn known_format(stored: &str) -> bool {
 const BCRYPT_MAX_BYTES: usize = 72;
 
 fn verify_with(current: &Params, password: &str, stored: &str, memory: &mut Memory<'_>) -> Verdict {
-    if stored.starts_with("$2a$")
-        || stored.starts_with("$2b$")
-        || stored.starts_with("$2y$")
-        || stored.starts_with("$2x$")
-    {
+    if is_bcrypt(stored) {
         // bcrypt reads 72 bytes at most. A longer password must not sign in by its first
         // 72 bytes alone: such a hash can only have been made from a truncated password,
         // so a password over 72 bytes never matches one (its owner resets it).

@@ -123,11 +123,14 @@ pub fn json_array(path: &Path, key: Option<&str>) -> Result<Vec<Row>, String> {
         .collect())
 }
 
-/// A table of a Supabase-style export: JSON (an array) or CSV, whichever the file is.
-pub fn table(path: &Path) -> Result<Rows, String> {
+/// A table of a Supabase-style export: JSON (an array) or CSV, whichever the file is;
+/// and how many rows it has.
+pub fn table(path: &Path) -> Result<(Rows, u64), String> {
     if is_json(path)? {
-        Ok(Box::new(json_array(path, None)?.into_iter()))
+        let rows = json_array(path, None)?;
+        let n = rows.len() as u64;
+        Ok((Box::new(rows.into_iter()), n))
     } else {
-        csv(path)
+        Ok((csv(path)?, csv_count(path)?))
     }
 }

@@ -256,18 +256,6 @@ async fn open(plan: &ImportPlan) -> Result<(Stream, Option<u64>), Error> {
     };
     let (rows, total, read): (Rows, Option<u64>, Read) = match plan.source {
         Source::Supabase => {
-            let mut extras = supabase::Extras::default();
-            for (path, identities) in [(&plan.identities, true), (&plan.factors, false)] {
-                let Some(path) = path else { continue };
-                for row in files::table(path).map_err(input)? {
-                    let (_, m) = row.map_err(|r| input(format!("{}: row {}: {}", path.display(), r.row, r.detail)))?;
-                    if identities {
-                        extras.add_identity(&m);
-                    } else {
-                        extras.add_factor(&m);
-                    }
-                }
-            }
             if let Some(url) = &plan.database_url {
                 if plan.file.is_some() {
                     return Err(input("give either an export file or --database-url, not both".to_owned()));
@@ -276,15 +264,22 @@ async fn open(plan: &ImportPlan) -> Result<(Stream, Option<u64>), Error> {
                 let total = snapshot.count().await.map_err(input)?;
                 return Ok((Stream::Database { snapshot, after: None, row: 0, done: false }, Some(total)));
             }
-            let path = file()?;
-            let (rows, total) = if files::is_json(&path).map_err(input)? {
-                rows_of(files::json_array(&path, None).map_err(input)?)
-            } else {
-                (files::csv(&path).map_err(input)?, Some(files::csv_count(&path).map_err(input)?))
-            };
+            let mut extras = supabase::Extras::default();
+            for (path, identities) in [(&plan.identities, true), (&plan.factors, false)] {
+                let Some(path) = path else { continue };
+                for row in files::table(path).map_err(input)?.0 {
+                    let (_, m) = row.map_err(|r| input(format!("{}: row {}: {}", path.display(), r.row, r.detail)))?;
+                    if identities {
+                        extras.add_identity(&m);
+                    } else {
+                        extras.add_factor(&m);
+                    }
+                }
+            }
+            let (rows, total) = files::table(&file()?).map_err(input)?;
             (
                 rows,
-                total,
+                Some(total),
                 Box::new(move |row, m| {
                     let mut r = supabase::user(row, &m);
                     extras.attach(&mut r);
@@ -582,14 +577,11 @@ impl Core {
             let here = c.id.and_then(|id| by_id.get(&id)).or_else(|| by_email.get(c.email.as_str())).copied();
             let r = &c.record;
             let mut warnings = r.warnings.clone();
-            let user_id = match here {
-                None => c.id.unwrap_or_else(Uuid::now_v7),
-                Some(u) => u.id,
-            };
-            let identities = self.imported_identities(c, user_id, &owners, &mut warnings, at);
-            let factors = self.imported_factors(c, user_id, at)?;
             match here {
                 None => {
+                    let user_id = c.id.unwrap_or_else(Uuid::now_v7);
+                    let identities = imported_identities(c, user_id, &owners, &mut warnings, at);
+                    let factors = self.imported_factors(c, user_id, at)?;
                     let created = r.created_at.unwrap_or(at);
                     new.users.push(user::Model {
                         id: user_id,
@@ -643,6 +635,8 @@ impl Core {
                         note_refused(report, r.refused(Reason::AddressTaken, "the address belongs to another user"));
                         continue;
                     }
+                    let identities = imported_identities(c, existing.id, &owners, &mut warnings, at);
+                    let factors = self.imported_factors(c, existing.id, at)?;
                     updates.push((existing.clone(), c, identities, factors, warnings));
                 }
             }
@@ -677,39 +671,6 @@ impl Core {
         tx.commit().await
     }
 
-    /// The record's identities that can be linked to `user_id` (one another user has is
-    /// left out, with a warning).
-    fn imported_identities(
-        &self,
-        c: &Checked,
-        user_id: Uuid,
-        owners: &HashMap<(String, String), Uuid>,
-        warnings: &mut Vec<String>,
-        at: chrono::DateTime<chrono::Utc>,
-    ) -> Vec<identity::Model> {
-        let mut out = Vec::new();
-        for i in &c.record.identities {
-            match owners.get(&(i.provider.clone(), i.provider_id.clone())) {
-                Some(owner) if *owner != user_id => {
-                    warnings.push(format!("the {} identity belongs to another user here; it is left out", i.provider));
-                }
-                Some(_) => {}
-                None => out.push(identity::Model {
-                    id: i.id.unwrap_or_else(Uuid::now_v7),
-                    user_id,
-                    provider: i.provider.clone(),
-                    provider_id: i.provider_id.clone(),
-                    email: i.email.as_deref().map(str::to_lowercase),
-                    data: i.data.to_string(),
-                    last_sign_in_at: i.last_sign_in_at,
-                    created_at: i.created_at.unwrap_or(at),
-                    updated_at: i.created_at.unwrap_or(at),
-                }),
-            }
-        }
-        out
-    }
-
     /// The record's TOTP factors, their secrets encrypted under `MFA_ENCRYPTION_KEY`.
     fn imported_factors(
         &self,
@@ -735,6 +696,38 @@ impl Core {
             })
             .collect()
     }
+}
+
+/// The record's identities that can be linked to `user_id` (one another user has is
+/// left out, with a warning).
+fn imported_identities(
+    c: &Checked,
+    user_id: Uuid,
+    owners: &HashMap<(String, String), Uuid>,
+    warnings: &mut Vec<String>,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Vec<identity::Model> {
+    let mut out = Vec::new();
+    for i in &c.record.identities {
+        match owners.get(&(i.provider.clone(), i.provider_id.clone())) {
+            Some(owner) if *owner != user_id => {
+                warnings.push(format!("the {} identity belongs to another user here; it is left out", i.provider));
+            }
+            Some(_) => {}
+            None => out.push(identity::Model {
+                id: i.id.unwrap_or_else(Uuid::now_v7),
+                user_id,
+                provider: i.provider.clone(),
+                provider_id: i.provider_id.clone(),
+                email: i.email.as_deref().map(str::to_lowercase),
+                data: i.data.to_string(),
+                last_sign_in_at: i.last_sign_in_at,
+                created_at: i.created_at.unwrap_or(at),
+                updated_at: i.created_at.unwrap_or(at),
+            }),
+        }
+    }
+    out
 }
 
 /// What bringing `existing` up to the source's data changes: the user's columns and the
