@@ -47,12 +47,12 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     }
 }
 
-/// An optional JSON object body (for routes whose body may be left out): empty, blank or
+/// An optional JSON object body (for routes whose body may be left out): no body or
 /// `null` is `None`; otherwise it is read as [`ApiJson`] reads it (400 for what is not
-/// JSON, 422 for what is not an object or has mistyped fields).
+/// JSON, whitespace alone included; 422 for what is not an object or has mistyped fields).
 pub fn optional_json<T: DeserializeOwned>(body: &[u8]) -> Result<Option<T>, ApiError> {
     let text = body.trim_ascii();
-    if text.is_empty() || text == b"null" {
+    if body.is_empty() || text == b"null" {
         return Ok(None);
     }
     if text.first() != Some(&b'{') {

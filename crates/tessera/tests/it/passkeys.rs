@@ -378,6 +378,30 @@ async fn an_email_names_the_passkeys_and_an_unknown_one_gets_the_same_shape() {
     assert_eq!(verify(&app, &known["challenge_id"], assertion).await.status(), StatusCode::OK);
 }
 
+/// The options' body may be left out, or be `null`; whatever else is sent must be a JSON
+/// object: whitespace alone is not JSON (found by Schemathesis: a lone `\r` was read as
+/// no body).
+#[tokio::test]
+async fn the_sign_in_options_body_is_left_out_or_a_json_object() {
+    let app = TestApp::with(&RP).await;
+    let raw = |body: &'static str| {
+        app.client
+            .post(app.url("/v1/auth/passkeys/authentication/options"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    for body in ["", "null", "{}", " {} "] {
+        assert_eq!(raw(body).await.unwrap().status(), StatusCode::OK, "{body:?}");
+    }
+    for body in ["\r", " ", "\n\t", "{", "nul"] {
+        assert_error(raw(body).await.unwrap(), StatusCode::BAD_REQUEST, "bad_request").await;
+    }
+    for body in ["[]", "1", "\"a\""] {
+        assert_eq!(raw(body).await.unwrap().status(), StatusCode::UNPROCESSABLE_ENTITY, "{body:?}");
+    }
+}
+
 #[tokio::test]
 async fn with_totp_on_a_passkey_signs_in_in_one_step_or_completes_the_second() {
     let app = TestApp::with(&RP).await;
