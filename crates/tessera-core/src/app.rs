@@ -43,6 +43,9 @@ pub struct Core {
     pub providers: crate::identity::provider::Providers,
     /// Signs the `state` of redirects to providers.
     pub(crate) oauth_key: Vec<u8>,
+    /// tessera's own OAuth 2.1 / OpenID Connect provider (SPEC §5.12); none without an
+    /// asymmetric signing key.
+    pub(crate) provider: Option<crate::oauth::Provider>,
 }
 
 /// Gauges of the server's state (see [`Core::vitals`]).
@@ -184,6 +187,7 @@ impl Core {
         let webauthn = crate::passkey::relying_party::RelyingParty::from_settings(&settings)?;
         let providers = crate::identity::provider::Providers::new(&settings.external, settings.external_http_timeout)?;
         let oauth_key = derive_key(server_secret.expose_secret().as_bytes(), b"tessera oauth state key v1");
+        let provider = crate::oauth::Provider::from_settings(&settings, server_secret.expose_secret().as_bytes())?;
         let core = Arc::new(Core {
             settings: Arc::new(settings),
             store,
@@ -199,6 +203,7 @@ impl Core {
             webauthn,
             providers,
             oauth_key,
+            provider,
         });
         crate::audit::with_audit_file(core.audit_file.clone(), core.bootstrap_first_admin()).await?;
         Ok(core)

@@ -22,6 +22,7 @@ pub mod kv;
 pub mod limits;
 pub mod mail;
 pub mod mfa;
+pub mod oauth;
 pub mod passkey;
 pub mod secrets;
 pub mod session;

@@ -25,6 +25,8 @@ pub enum RateAction {
     Verify,
     /// Anonymous sign-ups, per client IP.
     Anonymous,
+    /// Requests to the OAuth provider's endpoints, per client IP.
+    OAuth,
 }
 
 impl RateAction {
@@ -36,6 +38,7 @@ impl RateAction {
             RateAction::Otp => "otp",
             RateAction::Verify => "verify",
             RateAction::Anonymous => "anonymous",
+            RateAction::OAuth => "oauth",
         }
     }
 }
@@ -73,10 +76,15 @@ impl Core {
             RateAction::Otp => &limits.otp,
             RateAction::Verify => &limits.verify,
             RateAction::Anonymous => &limits.anonymous,
+            RateAction::OAuth => &limits.oauth,
         };
         let subject = match action {
             RateAction::Recover | RateAction::Otp => email_key(&self.limit_key, subject),
-            RateAction::Login | RateAction::Register | RateAction::Verify | RateAction::Anonymous => subject.to_owned(),
+            RateAction::Login
+            | RateAction::Register
+            | RateAction::Verify
+            | RateAction::Anonymous
+            | RateAction::OAuth => subject.to_owned(),
         };
         let decision = self.kv.rate_hit(&format!("{}:{subject}", action.name()), windows).await;
         if !decision.allowed {
@@ -135,7 +143,7 @@ impl Core {
     /// Counts one request of `action` by the client's IP, unless it has none (the
     /// server's own work) or is on loopback with `RATE_LIMIT_EXEMPT_LOOPBACK`; over the
     /// limit is an error.
-    pub(crate) async fn enforce_client_limit(&self, action: RateAction, client: &ClientInfo) -> Result<(), Error> {
+    pub async fn enforce_client_limit(&self, action: RateAction, client: &ClientInfo) -> Result<(), Error> {
         let loopback = client.ip.as_deref().and_then(|ip| ip.parse().ok()).is_some_and(is_loopback);
         match &client.limit_key {
             Some(key) if !(loopback && self.settings.rate_limit_exempt_loopback) => {

@@ -125,6 +125,10 @@ pub async fn resolve(settings: &mut Settings, store: &Store) -> Result<Resolved,
         let key = kept(settings, store, MFA_KEY, crate::mfa::keys::new_key).await?;
         settings.mfa_encryption_key = Some(SecretString::from(key));
     }
+    if settings.oauth_signing_key.is_none() && !settings.jwt_asymmetric() {
+        let key = kept(settings, store, crate::oauth::DEV_KEY, crate::oauth::new_dev_key).await?;
+        settings.oauth_signing_key = Some(SecretString::from(key));
+    }
     Ok(resolved)
 }
 

@@ -135,6 +135,12 @@ pub enum Error {
     FlowStateNotFound,
     #[error("The code verifier does not match the code challenge.")]
     BadCodeVerifier,
+    #[error("The OAuth 2.1 / OpenID Connect provider is not enabled: it needs a signing key (OAUTH_SIGNING_KEY).")]
+    OAuthServerDisabled,
+    #[error("The OAuth client was not found.")]
+    OAuthClientNotFound,
+    #[error("The authorization request was not found, has expired or was already decided.")]
+    OAuthAuthorizationNotFound,
     #[error("Internal server error.")]
     Internal(String),
 }
@@ -170,7 +176,10 @@ impl Error {
             | PasskeysDisabled
             | IdentityNotFound
             | ManualLinkingDisabled
-            | FlowStateNotFound => ErrorKind::NotFound,
+            | FlowStateNotFound
+            | OAuthServerDisabled
+            | OAuthClientNotFound
+            | OAuthAuthorizationNotFound => ErrorKind::NotFound,
             EmailTaken | LastAdmin | FactorAlreadyActive | MfaNotEnabled | NotRestorable | PasskeyExists
             | IdentityTaken => ErrorKind::Conflict,
             TooManyPasskeys | LastIdentity | AnonymousDisabled => ErrorKind::Validation,
@@ -234,6 +243,9 @@ impl Error {
             AnonymousDisabled => "AnonymousSignInsDisabled",
             FlowStateNotFound => "FlowStateNotFound",
             BadCodeVerifier => "BadCodeVerifier",
+            OAuthServerDisabled => "OAuthServerDisabled",
+            OAuthClientNotFound => "OAuthClientNotFound",
+            OAuthAuthorizationNotFound => "OAuthAuthorizationNotFound",
             Internal(_) => "InternalError",
         }
     }
@@ -291,6 +303,9 @@ impl Error {
             AnonymousDisabled => "anonymous_provider_disabled",
             FlowStateNotFound => "flow_state_not_found",
             BadCodeVerifier => "bad_code_verifier",
+            OAuthServerDisabled => "oauth_server_disabled",
+            OAuthClientNotFound => "oauth_client_not_found",
+            OAuthAuthorizationNotFound => "oauth_authorization_not_found",
             Internal(_) => "internal_error",
         }
     }

@@ -29,11 +29,17 @@ pub enum Permission {
     /// Create and revoke API keys.
     #[serde(rename = "api_keys:write")]
     ApiKeysWrite,
+    /// List and read the OAuth clients of the provider (SPEC §5.12).
+    #[serde(rename = "oauth_clients:read")]
+    OAuthClientsRead,
+    /// Register, change and delete OAuth clients, and regenerate their secrets.
+    #[serde(rename = "oauth_clients:write")]
+    OAuthClientsWrite,
 }
 
 impl Permission {
     /// Every permission, in a stable order.
-    pub const ALL: [Permission; 7] = [
+    pub const ALL: [Permission; 9] = [
         Permission::UsersRead,
         Permission::UsersWrite,
         Permission::SessionsWrite,
@@ -41,6 +47,8 @@ impl Permission {
         Permission::AnalyticsRead,
         Permission::ApiKeysRead,
         Permission::ApiKeysWrite,
+        Permission::OAuthClientsRead,
+        Permission::OAuthClientsWrite,
     ];
 
     /// The name used in scopes and documentation, e.g. `users:read`.
@@ -53,6 +61,8 @@ impl Permission {
             Permission::AnalyticsRead => "analytics:read",
             Permission::ApiKeysRead => "api_keys:read",
             Permission::ApiKeysWrite => "api_keys:write",
+            Permission::OAuthClientsRead => "oauth_clients:read",
+            Permission::OAuthClientsWrite => "oauth_clients:write",
         }
     }
 

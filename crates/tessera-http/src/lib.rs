@@ -17,6 +17,7 @@ pub mod openapi;
 pub mod ops;
 pub mod pages;
 pub mod permission;
+pub mod provider;
 pub mod rate_limit;
 pub mod serve;
 pub mod state;
@@ -46,6 +47,7 @@ pub fn router(core: Arc<Core>) -> Router {
         .merge(kreeda::router(&state, &shared))
         .merge(supabase::router(&state, &shared))
         .merge(admin::router(&shared))
+        .merge(provider::router(&shared))
         .merge(console::router(&state, &shared));
     if settings.openapi_enabled {
         app = app.merge(openapi::router(settings.password_policy.clone(), &shared));

@@ -71,6 +71,9 @@ pub enum Csp {
     Console,
     /// The link pages' forms: their stylesheet only.
     LinkPages,
+    /// The OAuth provider's sign-in and consent pages: their stylesheet, a client's logo
+    /// over https; forms may lead on to any client's redirect URI.
+    ProviderPages,
     /// The Swagger UI.
     SwaggerUi,
     /// A path no router claims: the Swagger UI's policy under `/docs` (as when it is
@@ -90,6 +93,9 @@ impl Csp {
             }
             Csp::LinkPages => {
                 "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+            }
+            Csp::ProviderPages => {
+                "default-src 'none'; style-src 'self'; img-src https: data:; frame-ancestors 'none'; base-uri 'none'"
             }
             Csp::Strict | Csp::Unclaimed => {
                 "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"

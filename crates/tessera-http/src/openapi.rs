@@ -42,7 +42,7 @@ impl Modify for BearerAuth {
         v1::passkeys::remove, v1::passkeys::authentication_options, v1::passkeys::authentication_verify,
         v1::passkeys::mfa_options, v1::passkeys::admin_list, v1::passkeys::admin_remove,
         v1::users::register, v1::users::get_user, v1::users::update_me, v1::users::profile, v1::users::update_profile,
-        v1::users::delete_me, v1::users::export, v1::oauth::start, v1::oauth::token, v1::oauth::list, v1::oauth::unlink,
+        v1::users::delete_me, v1::users::export, v1::users::oauth_grants, v1::users::revoke_oauth_grant, v1::oauth::start, v1::oauth::token, v1::oauth::list, v1::oauth::unlink,
         v1::oauth::link,
         kreeda::register, kreeda::sign_in, kreeda::user, kreeda::update_user, kreeda::delete_user, kreeda::token, kreeda::recover,
         kreeda::verify, kreeda::mfa_verify, kreeda::sign_out, kreeda::profile, kreeda::update_profile,
@@ -50,6 +50,8 @@ impl Modify for BearerAuth {
         admin::users::list, admin::users::create, admin::users::get, admin::users::update, admin::users::remove,
         admin::users::logout, admin::users::restore, admin::users::reset_mfa, admin::users::bulk, admin::reports::analytics, admin::reports::audit,
         admin::api_keys::create, admin::api_keys::list, admin::api_keys::revoke,
+        admin::oauth_clients::create, admin::oauth_clients::list, admin::oauth_clients::get,
+        admin::oauth_clients::update, admin::oauth_clients::remove, admin::oauth_clients::regenerate_secret,
         sb_auth::health, sb_auth::settings, sb_auth::signup, sb_auth::token, sb_auth::get_user, sb_auth::update_user,
         sb_auth::logout, sb_auth::otp, sb_auth::recover, sb_auth::verify, sb_auth::verify_link, sb_auth::resend,
         sb_auth::reauthenticate, sb_factors::enroll, sb_factors::challenge, sb_factors::verify, sb_factors::unenroll,
@@ -69,7 +71,7 @@ impl Modify for BearerAuth {
         (name = "passkeys", description = "Native API: passkeys (WebAuthn): registration, management, sign-in"),
         (name = "kreeda", description = "The Kreeda API (seed 000): exact paths and shapes"),
         (name = "operations", description = "Health"),
-        (name = "admin", description = "Administration: users, bulk changes, analytics, audit log, API keys (admin role or API key scopes)"),
+        (name = "admin", description = "Administration: users, bulk changes, analytics, audit log, API keys, OAuth clients (admin role or API key scopes)"),
         (name = "supabase", description = "The Supabase Auth (GoTrue) API: its paths, shapes and errors (`{code, message}`, API version 2024-01-01); the admin routes take a `service_role` key as the bearer"),
     )
 )]

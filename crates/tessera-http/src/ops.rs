@@ -22,12 +22,13 @@ pub async fn health() -> Response {
 
 /// The public keys access tokens are signed with (SPEC §2.4): with RS256, ES256 or
 /// EdDSA the signing key's public half and every key of `JWT_PREVIOUS_PUBLIC_KEYS`, each
-/// under its `kid`; with an HS algorithm none (a secret is never published).
+/// under its `kid`; with an HS algorithm none (a secret is never published). The OAuth
+/// provider's key (SPEC §5.12) is there too, when it is another.
 #[utoipa::path(get, path = "/.well-known/jwks.json", tag = "operations",
     responses((status = 200, description = "A JSON Web Key Set: `{\"keys\":[{kty, kid, alg, use, key_ops, …}]}`", body = Object)))]
 pub async fn jwks(State(s): State<AppState>) -> Response {
     let headers = [(axum::http::header::CACHE_CONTROL, "public, max-age=300")];
-    (headers, Json(s.core.jwt.jwks())).into_response()
+    (headers, Json(s.core.published_jwks())).into_response()
 }
 
 /// The same key set where the Supabase client looks for it.

@@ -36,7 +36,17 @@ pub mod perm {
         )*};
     }
 
-    permission_types!(UsersRead, UsersWrite, SessionsWrite, AuditRead, AnalyticsRead, ApiKeysRead, ApiKeysWrite);
+    permission_types!(
+        UsersRead,
+        UsersWrite,
+        SessionsWrite,
+        AuditRead,
+        AnalyticsRead,
+        ApiKeysRead,
+        ApiKeysWrite,
+        OAuthClientsRead,
+        OAuthClientsWrite
+    );
 }
 
 /// The caller, if it holds `P`: 401 without credentials or with bad ones, 403 when the

@@ -18,10 +18,10 @@ use crate::audit::{append_to_file, audit_row, record, AuditEvent};
 use crate::caller::{now, ClientInfo, Principal, Surface};
 use crate::session::issued::{is_usable, shown_aal, Issued, SignIn, AAL1_STEP_UP};
 use crate::session::sign_in::{count_refusal, Proof, Proven};
-use crate::session::tokens::{AccessClaims, PresentedRefresh, SupabaseClaims, SUPABASE_AUDIENCE};
+use crate::session::tokens::{AccessClaims, PresentedRefresh, RefreshKeys, SupabaseClaims, SUPABASE_AUDIENCE};
 
 /// How a refresh answered.
-enum Refreshed {
+pub(crate) enum Refreshed {
     /// The presented token was the current one: the counter advanced.
     Rotated,
     /// The presented token had just been replaced: the session's current token again.
@@ -238,7 +238,34 @@ impl Core {
 
     #[tracing::instrument(name = "refresh", skip_all, err(level = "info"))]
     async fn refresh_to_the_end(&self, raw: &str, client: &ClientInfo) -> Result<(Issued, Refreshed), Error> {
-        let presented = self.refresh_keys.open(raw).ok_or(Error::InvalidToken)?;
+        let (session, user, counter, refreshed) = self.rotate_refresh(&self.refresh_keys, raw, client).await?;
+        if session.oauth_client_id.is_some() {
+            return Err(Error::InvalidToken);
+        }
+        let issued = self
+            .issue(
+                user,
+                session.id,
+                &session.aal,
+                session.amr.as_deref(),
+                counter,
+                session.expires_at,
+                crate::caller::now(),
+                client.surface,
+            )
+            .await?;
+        Ok((issued, refreshed))
+    }
+
+    /// The rotation of SPEC §4.3 for a token `keys` open: the session and user as they
+    /// stand, the counter whose token to hand out, and how it went.
+    pub(crate) async fn rotate_refresh(
+        &self,
+        keys: &RefreshKeys,
+        raw: &str,
+        client: &ClientInfo,
+    ) -> Result<(session::Model, user::Model, i64, Refreshed), Error> {
+        let presented = keys.open(raw).ok_or(Error::InvalidToken)?;
         let (session_id, counter) = match &presented {
             PresentedRefresh::Sealed { session_id, counter } => (*session_id, *counter),
             PresentedRefresh::Legacy { hash } => {
@@ -265,19 +292,7 @@ impl Core {
                 audit.user_id = Some(user.id);
                 audit.actor_id = Some(user.id);
                 append_to_file(&audit);
-                let issued = self
-                    .issue(
-                        user,
-                        session.id,
-                        &session.aal,
-                        session.amr.as_deref(),
-                        counter + 1,
-                        session.expires_at,
-                        now,
-                        client.surface,
-                    )
-                    .await?;
-                return Ok((issued, Refreshed::Rotated));
+                return Ok((session, user, counter + 1, Refreshed::Rotated));
             }
             // It did not rotate: learn why, from the database itself.
             let (session, user) = self.store.session_for_refresh(session_id).await?.ok_or(Error::InvalidToken)?;
@@ -293,19 +308,7 @@ impl Core {
             // means none.
             let within = |at| interval > ChronoDuration::zero() && now - at < interval;
             if counter + 1 == current && session.refreshed_at.is_some_and(within) {
-                let issued = self
-                    .issue(
-                        user,
-                        session.id,
-                        &session.aal,
-                        session.amr.as_deref(),
-                        current,
-                        session.expires_at,
-                        now,
-                        client.surface,
-                    )
-                    .await?;
-                return Ok((issued, Refreshed::Converged));
+                return Ok((session, user, current, Refreshed::Converged));
             }
             if counter > current {
                 // Sealed by us for a counter the session never reached: a restored backup.
@@ -321,12 +324,12 @@ impl Core {
     }
 
     /// A retired refresh token came back: revokes its session and audits the reuse.
-    async fn reuse_detected(
+    async fn reuse_detected<T>(
         &self,
         session: &session::Model,
         user: &user::Model,
         client: &ClientInfo,
-    ) -> Result<(Issued, Refreshed), Error> {
+    ) -> Result<T, Error> {
         let ev = AuditEvent::by_user("token.reuse_detected", user.id).detail(json!({ "session_id": session.id }));
         let row = audit_row(client, ev);
         self.store.revoke_session(session.id, row.clone()).await?;

@@ -215,6 +215,8 @@ impl Core {
                 _ => None,
             },
             new_password_hash: new_hash,
+            oauth_client_id: None,
+            oauth_scope: None,
         };
         let mut detail = json!({ "session_id": session.id, "rehashed": session.new_password_hash.is_some() });
         match proof {
@@ -231,6 +233,42 @@ impl Core {
         }
         let audit = audit_row(client, AuditEvent::by_user("login.success", user.id).detail(detail));
         SignInWrites { spent, session, max_sessions: self.settings.max_sessions_per_user, audit }
+    }
+
+    /// Opens the session `id` of an OAuth client for a user who approved it at the
+    /// provider (SPEC §5.12): the account rule and the `token_version` of `user` as read,
+    /// the assurance the user signed in with there, the cap, the audit event
+    /// `oauth.token`. `false` when no session opened (the account changed meanwhile).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn open_client_session(
+        &self,
+        id: Uuid,
+        user: &user::Model,
+        aal: &str,
+        amr: Option<&str>,
+        client_id: Uuid,
+        scope: &str,
+        client: &ClientInfo,
+    ) -> Result<bool, Error> {
+        if self.refusal(user).is_some() {
+            return Ok(false);
+        }
+        let mut writes = self.session_writes(user, aal, Proof::Password, None, Spent::default(), None, client);
+        writes.session.id = id;
+        writes.session.amr = amr.map(str::to_owned);
+        writes.session.oauth_client_id = Some(client_id);
+        writes.session.oauth_scope = Some(scope.to_owned());
+        let detail =
+            json!({ "session_id": id, "client_id": client_id, "scope": scope, "grant_type": "authorization_code" });
+        writes.audit = audit_row(client, AuditEvent::by_user("oauth.token", user.id).detail(detail));
+        let audit = writes.audit.clone();
+        match self.store.sign_in(writes).await? {
+            Written::Opened(_) => {
+                append_to_file(&audit);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 
     /// The answer to a sign-in's writes, in the verifier's transaction `tx` (committed

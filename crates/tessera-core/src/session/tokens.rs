@@ -313,6 +313,35 @@ impl JwtKeys {
         })
     }
 
+    /// The algorithm tokens are signed with (`ES256`, `RS256`, ...).
+    pub fn algorithm(&self) -> String {
+        format!("{:?}", self.header.alg)
+    }
+
+    /// Decodes any claims signed with this key and the configured algorithm: the
+    /// signature always, `exp` (30 s leeway) unless `expired_ok`; `iss`, `aud` and the rest
+    /// are the caller's to check.
+    pub fn decode_signed<T: serde::de::DeserializeOwned>(&self, token: &str, expired_ok: bool) -> Result<T, Error> {
+        let key = self.key_for(token)?;
+        let mut validation = Validation::new(self.header.alg);
+        validation.leeway = 30;
+        validation.validate_aud = false;
+        validation.validate_exp = !expired_ok;
+        validation.set_required_spec_claims(&["exp", "iat", "iss", "sub"]);
+        let data = jsonwebtoken::decode::<T>(token, key, &validation).map_err(|e| match e.kind() {
+            JwtErrorKind::ExpiredSignature => Error::TokenExpired,
+            _ => Error::InvalidToken,
+        })?;
+        Ok(data.claims)
+    }
+
+    /// Signs claims with a header of type `typ` (`at+jwt` for RFC 9068 access tokens).
+    pub fn sign_typed(&self, typ: &str, claims: &impl Serialize) -> Result<String, Error> {
+        let mut header = self.header.clone();
+        header.typ = Some(typ.to_owned());
+        jsonwebtoken::encode(&header, claims, &self.encoding).map_err(|e| Error::Internal(format!("jwt sign: {e}")))
+    }
+
     /// Checks signature, algorithm (exactly the configured one: an HS token made with a
     /// published public key is refused), `exp` (30 s leeway), `iss`, `aud` and `type`. A
     /// `kid` naming a previous key is checked with that key; any other with the current.

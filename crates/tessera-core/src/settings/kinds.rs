@@ -18,6 +18,7 @@ pub struct RateLimits {
     pub otp: Vec<Window>,
     pub verify: Vec<Window>,
     pub anonymous: Vec<Window>,
+    pub oauth: Vec<Window>,
 }
 
 /// The deployment environment.

@@ -155,6 +155,8 @@ settings! {
         rate_limit_verify: Vec<Window> = ["RATE_LIMIT_VERIFY"] default "30/1h", windows;
         /// anonymous sign-ups per client IP
         rate_limit_anonymous: Vec<Window> = ["RATE_LIMIT_ANONYMOUS"] default "30/1h", windows;
+        /// requests to the OAuth provider's token, authorization, registration and introspection endpoints per client IP
+        rate_limit_oauth: Vec<Window> = ["RATE_LIMIT_OAUTH"] default "600/1m", windows;
     }
     fields {
         /// without Redis: the most rate-limit and lockout keys kept in memory; the least recently used go first
@@ -237,6 +239,17 @@ settings! {
         /// a signed-in user may link another provider's identity to their account (`/auth/v1/user/identities/authorize`,
         /// `/v1/users/me/identities/{provider}/link`) and unlink one; off, both answer 404 manual_linking_disabled
         manual_linking_enabled: bool = ["MANUAL_LINKING_ENABLED"] default "false", flag;
+        /// the PEM private key (RSA → RS256, P-256 → ES256, Ed25519 → EdDSA; PKCS#8, \n for line breaks) that signs the ID
+        /// tokens and access tokens of the OAuth 2.1 / OpenID Connect provider (SPEC §5.12), published in the JWKS; unset:
+        /// the JWT key when JWT_ALGORITHM is asymmetric, else in development an ES256 key generated once and kept in the
+        /// database; in production with neither, the provider's endpoints answer 404 oauth_server_disabled
+        oauth_signing_key: Option<SecretString> = ["OAUTH_SIGNING_KEY"] unset "(the JWT key, or generated in development)", pem;
+        /// `POST /oauth/register` registers clients for anyone who asks (RFC 7591 dynamic registration)
+        oauth_dynamic_registration: bool = ["OAUTH_DYNAMIC_REGISTRATION"] default "false", flag;
+        /// a page of the app's own where the user approves or denies an authorization request: the provider sends
+        /// the browser there with ?authorization_id=…, and the page decides through
+        /// `/auth/v1/oauth/authorizations/{id}[/consent]` (Supabase's flow); unset: tessera's own sign-in and consent pages
+        oauth_consent_url: Option<String> = ["OAUTH_CONSENT_URL"] unset "(tessera's own pages)", text;
         /// `POST /auth/v1/signup` with no email or phone signs up an anonymous user (SPEC §5.11)
         anonymous_users_enabled: bool = ["ANONYMOUS_USERS_ENABLED"] default "false", flag;
         /// days after which the purge removes an anonymous user who never became permanent
@@ -318,6 +331,7 @@ settings! {
             otp: rate_limit_otp,
             verify: rate_limit_verify,
             anonymous: rate_limit_anonymous,
+            oauth: rate_limit_oauth,
         };
         /// The sign-in providers (`EXTERNAL_<NAME>_*`, SPEC §5.11), enabled or not.
         external: Vec<external::ProviderSettings> = external::from_vars(r, &public_url);

@@ -5,6 +5,7 @@
 //! API keys are accepted here only: elsewhere a `tsk_` bearer is an invalid token.
 
 pub mod api_keys;
+pub mod oauth_clients;
 pub mod reports;
 pub mod users;
 
@@ -35,4 +36,10 @@ fn routes() -> Router<AppState> {
         .route("/v1/admin/audit", get(reports::audit))
         .route("/v1/admin/api-keys", get(api_keys::list).post(api_keys::create))
         .route("/v1/admin/api-keys/{id}", delete(api_keys::revoke))
+        .route("/v1/admin/oauth/clients", get(oauth_clients::list).post(oauth_clients::create))
+        .route(
+            "/v1/admin/oauth/clients/{id}",
+            get(oauth_clients::get).patch(oauth_clients::update).delete(oauth_clients::remove),
+        )
+        .route("/v1/admin/oauth/clients/{id}/regenerate-secret", post(oauth_clients::regenerate_secret))
 }

@@ -11,8 +11,8 @@ use sha2::{Digest, Sha256};
 use crate::error::ApiError;
 
 /// An embedded asset, served under a name holding its hash (cached for a year).
-pub(super) struct Asset {
-    pub(super) path: String,
+pub(crate) struct Asset {
+    pub(crate) path: String,
     content_type: &'static str,
     body: &'static str,
 }
@@ -24,7 +24,7 @@ impl Asset {
     }
 }
 
-pub(super) static CSS: LazyLock<Asset> =
+pub(crate) static CSS: LazyLock<Asset> =
     LazyLock::new(|| Asset::new("console", "css", "text/css; charset=utf-8", include_str!("../../assets/console.css")));
 pub(super) static JS: LazyLock<Asset> = LazyLock::new(|| {
     Asset::new("console", "js", "text/javascript; charset=utf-8", include_str!("../../assets/console.js"))

@@ -15,7 +15,7 @@
 //!   work without the script (only the passkey sign-in needs it, WebAuthn being a
 //!   browser API); the CSP allows no inline script or style.
 
-mod assets;
+pub(crate) mod assets;
 mod audit;
 mod dashboard;
 mod extract;

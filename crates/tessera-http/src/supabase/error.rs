@@ -157,6 +157,13 @@ impl From<Error> for GoTrueError {
             Error::AnonymousDisabled => {
                 new(S::UNPROCESSABLE_ENTITY, "anonymous_provider_disabled", "Anonymous sign-ins are disabled")
             }
+            Error::OAuthServerDisabled => new(S::NOT_FOUND, "oauth_server_disabled", "OAuth server is disabled"),
+            Error::OAuthClientNotFound => new(S::NOT_FOUND, "oauth_client_not_found", "OAuth client not found"),
+            Error::OAuthAuthorizationNotFound => new(
+                S::NOT_FOUND,
+                "oauth_authorization_not_found",
+                "Authorization request not found, expired or already processed",
+            ),
             Error::FlowStateNotFound => {
                 new(S::NOT_FOUND, "flow_state_not_found", "invalid flow state, no valid flow state found")
             }

@@ -12,6 +12,7 @@ pub mod external;
 pub mod extract;
 pub mod factors;
 pub mod gateway;
+pub mod oauth_server;
 pub mod passkeys;
 pub mod session;
 pub mod user;
@@ -102,4 +103,13 @@ fn routes(state: &AppState) -> Router<AppState> {
         .route("/auth/v1/admin/users/{id}/passkeys/{passkey_id}", axum::routing::delete(passkeys::admin_delete))
         .route("/auth/v1/admin/generate_link", post(admin::generate_link))
         .route("/auth/v1/invite", post(admin::invite))
+        .route("/auth/v1/admin/oauth/clients", get(oauth_server::list_clients).post(oauth_server::create_client))
+        .route(
+            "/auth/v1/admin/oauth/clients/{id}",
+            get(oauth_server::get_client).put(oauth_server::update_client).delete(oauth_server::delete_client),
+        )
+        .route("/auth/v1/admin/oauth/clients/{id}/regenerate_secret", post(oauth_server::regenerate_secret))
+        .route("/auth/v1/user/oauth/grants", get(oauth_server::list_grants).delete(oauth_server::revoke_grant))
+        .route("/auth/v1/oauth/authorizations/{id}", get(oauth_server::authorization))
+        .route("/auth/v1/oauth/authorizations/{id}/consent", post(oauth_server::consent))
 }

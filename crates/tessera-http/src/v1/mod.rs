@@ -65,6 +65,7 @@ fn routes(state: &AppState) -> Router<AppState> {
         .route("/v1/users", post(users::register).route_layer(limit(RateAction::Register)))
         .route("/v1/users/me", patch(users::update_me).delete(users::delete_me))
         .route("/v1/users/me/export", get(users::export))
+        .route("/v1/users/me/oauth/grants", get(users::oauth_grants).delete(users::revoke_oauth_grant))
         .route("/v1/users/me/identities", get(oauth::list))
         .route("/v1/users/me/identities/{id}", axum::routing::delete(oauth::unlink))
         .route("/v1/users/me/identities/{provider}/link", get(oauth::link))

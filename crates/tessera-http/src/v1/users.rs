@@ -201,3 +201,67 @@ pub async fn export(State(s): State<AppState>, Auth(who): Auth) -> Result<Respon
     ];
     Ok((headers, axum::body::Body::from_stream(pages)).into_response())
 }
+
+/// A grant the caller gave an application that signs in through tessera (SPEC §5.12).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct OAuthGrantOut {
+    pub client_id: Uuid,
+    pub client_name: String,
+    pub client_uri: Option<String>,
+    pub logo_uri: Option<String>,
+    pub scopes: Vec<String>,
+    pub granted_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// The applications the caller let sign them in, with the scopes given.
+#[utoipa::path(get, path = "/v1/users/me/oauth/grants", tag = "users",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = Vec<OAuthGrantOut>),
+        (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody, description = "`oauth_server_disabled`"),
+    ))]
+pub async fn oauth_grants(State(s): State<AppState>, Auth(who): Auth) -> Result<Json<Vec<OAuthGrantOut>>, ApiError> {
+    let grants = s.core.oauth_grants(who.user.id).await?;
+    Ok(Json(
+        grants
+            .into_iter()
+            .map(|g| OAuthGrantOut {
+                client_id: g.client.id,
+                client_name: g.client.name,
+                client_uri: g.client.client_uri,
+                logo_uri: g.client.logo_uri,
+                scopes: g.scopes,
+                granted_at: g.granted_at,
+            })
+            .collect(),
+    ))
+}
+
+/// `?client_id=`
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct GrantQuery {
+    /// The application whose grant to withdraw.
+    pub client_id: Uuid,
+}
+
+/// Withdraw a grant: the consent goes and the application's sessions of the caller are
+/// revoked at once (its tokens stop working at userinfo and introspection).
+#[utoipa::path(delete, path = "/v1/users/me/oauth/grants", tag = "users", params(GrantQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 204),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody, description = "No grant to that client (`oauth_client_not_found`)"),
+    ))]
+pub async fn revoke_oauth_grant(
+    State(s): State<AppState>,
+    Client(client): Client,
+    Auth(who): Auth,
+    crate::extract::ApiQuery(q): crate::extract::ApiQuery<GrantQuery>,
+) -> Result<StatusCode, ApiError> {
+    s.core.revoke_oauth_grant(who.user.id, q.client_id, &client).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

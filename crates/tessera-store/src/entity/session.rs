@@ -21,6 +21,11 @@ pub struct Model {
     pub refreshed_at: Option<DateTimeUtc>,
     /// How the sign-in that opened it was proven, when not by a password: `passkey`.
     pub amr: Option<String>,
+    /// The OAuth client the session was opened for (SPEC §5.12), when tessera signed the
+    /// user in to another application: its tokens are that client's only.
+    pub oauth_client_id: Option<Uuid>,
+    /// The scopes granted to that client, space-separated.
+    pub oauth_scope: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -15,6 +15,7 @@ mod m20261202_000010_metadata;
 mod m20261206_000011_proofs_and_keys;
 mod m20261206_000012_passkeys;
 mod m20261206_000013_identities;
+mod m20261206_000014_oauth_server;
 
 pub use m20261122_000003_admin::INACTIVE;
 
@@ -38,6 +39,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000011_proofs_and_keys::Migration),
             Box::new(m20261206_000012_passkeys::Migration),
             Box::new(m20261206_000013_identities::Migration),
+            Box::new(m20261206_000014_oauth_server::Migration),
         ]
     }
 }

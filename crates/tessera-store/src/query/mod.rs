@@ -21,6 +21,7 @@ pub mod audit;
 pub mod identities;
 pub mod import;
 pub mod mfa;
+pub mod oauth;
 pub mod one_time_tokens;
 pub mod outbox;
 pub mod passkeys;

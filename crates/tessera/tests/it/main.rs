@@ -19,6 +19,7 @@ mod jwks;
 mod limits;
 mod mail;
 mod mfa;
+mod oidc_provider;
 mod ops;
 mod passkeys;
 mod passkeys_browser;

@@ -23,12 +23,12 @@ use crate::harness::free_port;
 const CLIENT_REDIRECT_URI: &str = "http://127.0.0.1:1/cb";
 
 /// An HTTP client that never follows redirects: every hop is looked at.
-fn no_redirects() -> Client {
+pub fn no_redirects() -> Client {
     crate::harness::http_client_builder().redirect(Policy::none()).timeout(Duration::from_secs(30)).build().unwrap()
 }
 
 /// The `Location` of a response, resolved against the URL that answered.
-fn location(res: &Response) -> Option<String> {
+pub fn location(res: &Response) -> Option<String> {
     let to = res.headers().get(LOCATION)?.to_str().ok()?;
     Some(res.url().join(to).ok()?.to_string())
 }

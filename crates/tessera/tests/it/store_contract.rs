@@ -170,6 +170,8 @@ async fn open(conn: &impl ConnectionTrait, user: &user::Model) -> Option<Uuid> {
         aal: "aal1".to_owned(),
         amr: None,
         new_password_hash: None,
+        oauth_client_id: None,
+        oauth_scope: None,
     };
     sessions::open(conn, &new).await.unwrap().then_some(new.id)
 }
@@ -392,6 +394,8 @@ fn sign_in(user: &user::Model, challenge: Uuid, passkey: Uuid, counter: i64, max
             aal: "aal2".to_owned(),
             amr: Some("passkey".to_owned()),
             new_password_hash: None,
+            oauth_client_id: None,
+            oauth_scope: None,
         },
         max_sessions: max,
         audit: audit(user.id, "login.success", id),

@@ -115,6 +115,11 @@ pub struct NewSession {
     pub amr: Option<String>,
     /// A re-hash of the password to store with the sign-in (old parameters).
     pub new_password_hash: Option<String>,
+    /// The OAuth client the session is opened for (SPEC §5.12); such a session is opened
+    /// by [`open`] in a transaction, never by a fast path.
+    pub oauth_client_id: Option<Uuid>,
+    /// The scopes granted to that client.
+    pub oauth_scope: Option<String>,
 }
 
 /// Records the sign-in on the user and inserts the session, only if the user is still
@@ -153,6 +158,8 @@ pub async fn open(conn: &impl ConnectionTrait, s: &NewSession) -> Result<bool, E
         refresh_counter: 0,
         refreshed_at: None,
         amr: s.amr.clone(),
+        oauth_client_id: s.oauth_client_id,
+        oauth_scope: s.oauth_scope.clone(),
     }
     .into_active_model()
     .insert(conn)

@@ -216,17 +216,20 @@ impl SessionPaths {
     /// kept connection (a transaction of the pool when sessions are capped), else a
     /// transaction of the pool. Committed unless the challenge was already gone.
     pub(crate) async fn sign_in(&self, mut writes: SignInWrites) -> Result<Written, Error> {
+        // The fast paths open sessions of tessera's own; one for an OAuth client goes
+        // through the transaction.
+        let own = writes.session.oauth_client_id.is_none();
         match &self.hot {
-            Hot::SqliteFile { batches, .. } => {
+            Hot::SqliteFile { batches, .. } if own => {
                 writes.audit = audit::sealed(&self.writer.pii, writes.audit)?;
                 batches.sign_in(writes).await
             }
             // One statement on a kept connection; the cap needs a transaction.
-            Hot::Postgres { kept } if writes.max_sessions == 0 => {
+            Hot::Postgres { kept } if writes.max_sessions == 0 && own => {
                 writes.audit = audit::sealed(&self.writer.pii, writes.audit)?;
                 kept.sign_in(&writes).await.map_err(KeptError::into_error)
             }
-            Hot::Postgres { .. } | Hot::Pooled => {
+            Hot::SqliteFile { .. } | Hot::Postgres { .. } | Hot::Pooled => {
                 let tx = self.writer.begin().await?;
                 let written = sessions::write_sign_in(&tx, writes).await?;
                 if !matches!(written, Written::ChallengeGone) {

@@ -20,6 +20,8 @@ macro_rules! session_and_user {
                 refresh_counter: $row.$get($at + 9)?,
                 refreshed_at: $row.$get($at + 10)?,
                 amr: $row.$get($at + 31)?,
+                oauth_client_id: $row.$get($at + 32)?,
+                oauth_scope: $row.$get($at + 33)?,
             },
             $crate::query::user_row::user_at!($row.$get, $at + 11),
         )
@@ -32,5 +34,5 @@ pub(crate) const SESSION_AND_USER: &str = concat!(
     "s.id, s.user_id, s.created_at, s.last_used_at, s.expires_at, s.revoked_at, s.ip, s.user_agent, s.aal, \
      s.refresh_counter, s.refreshed_at, ",
     crate::query::user_row::user_columns!(),
-    ", s.amr"
+    ", s.amr, s.oauth_client_id, s.oauth_scope"
 );

@@ -1,0 +1,352 @@
+//! tessera as an OAuth 2.1 and OpenID Connect provider (SPEC §5.12): other applications
+//! ("clients") send their users here to sign in, and get back a code they exchange for
+//! an ID token, an access token of their own and, with `offline_access`, a refresh token.
+//!
+//! - A client's session is a tessera session (`sessions.oauth_client_id`): listed,
+//!   revocable, ended by logout-all, a password change or deactivation. Its refresh token
+//!   is sealed like every other, under a key derived for that client alone, so that a
+//!   token of one client opens nothing for another, nor on tessera's own refresh.
+//! - The access tokens handed to clients are RFC 9068 JWTs (`typ: at+jwt`) signed with
+//!   the provider's asymmetric key; tessera's own surfaces refuse them (their `type` is
+//!   not `access`), and userinfo and introspection check their session at every call.
+//! - The browser's sign-in at the provider is an ordinary tessera session too, named by
+//!   a MAC'd cookie scoped to `/oauth`.
+
+pub mod authorize;
+pub mod clients;
+pub mod token;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use hmac::Mac;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use tessera_domain::Error;
+use tessera_store::entity::{oauth_client, session, user};
+use uuid::Uuid;
+
+use crate::app::Core;
+use crate::crypto::{derive_key, mac};
+use crate::session::tokens::{JwtConfig, JwtKeys, RefreshKeys};
+use crate::settings::Settings;
+
+/// The scopes the provider knows.
+pub const SCOPES: [&str; 5] = ["openid", "profile", "email", "phone", "offline_access"];
+/// How long a code may wait to be exchanged.
+pub const CODE_TTL_SECS: i64 = 60;
+/// How long an authorization request may wait for sign-in and consent.
+pub const REQUEST_TTL_SECS: i64 = 600;
+/// The name of the generated development key in `server_keys`.
+pub(crate) const DEV_KEY: (&str, &str) = ("oauth_signing_key", "oauth-signing-key");
+
+/// An OAuth error (RFC 6749 §5.2, RFC 6750, RFC 7009, RFC 7591): the `error` code and a
+/// sentence for `error_description`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuthError {
+    pub error: &'static str,
+    pub description: String,
+}
+
+impl OAuthError {
+    pub fn new(error: &'static str, description: impl Into<String>) -> OAuthError {
+        OAuthError { error, description: description.into() }
+    }
+
+    pub fn invalid_request(description: impl Into<String>) -> OAuthError {
+        OAuthError::new("invalid_request", description)
+    }
+
+    pub fn invalid_grant(description: impl Into<String>) -> OAuthError {
+        OAuthError::new("invalid_grant", description)
+    }
+
+    pub fn invalid_client() -> OAuthError {
+        OAuthError::new("invalid_client", "Client authentication failed.")
+    }
+}
+
+impl From<Error> for OAuthError {
+    fn from(e: Error) -> OAuthError {
+        match e {
+            Error::RateLimited { .. } | Error::Overloaded { .. } => {
+                OAuthError::new("temporarily_unavailable", "Too many requests; try again later.")
+            }
+            Error::Unavailable(_) => OAuthError::new("temporarily_unavailable", "A required service is unavailable."),
+            Error::OAuthServerDisabled => OAuthError::new("invalid_request", e.to_string()),
+            Error::Internal(cause) => {
+                tracing::error!(%cause, "oauth provider");
+                OAuthError::new("server_error", "Internal server error.")
+            }
+            other => OAuthError::new("invalid_request", other.to_string()),
+        }
+    }
+}
+
+/// The provider's keys: what signs its tokens, and what MACs its cookies and forms and
+/// derives its clients' refresh-token keys.
+pub struct Provider {
+    pub(crate) signer: JwtKeys,
+    mac_key: Vec<u8>,
+    /// `PUBLIC_URL`: the issuer.
+    pub issuer: String,
+}
+
+impl Provider {
+    /// The provider for `settings`, or `None` when no asymmetric key is configured (nor
+    /// generated): then every endpoint answers `oauth_server_disabled`.
+    pub fn from_settings(settings: &Settings, server_secret: &[u8]) -> Result<Option<Provider>, String> {
+        let issuer = settings.public_url.trim_end_matches('/').to_owned();
+        let pem = match (&settings.oauth_signing_key, settings.jwt_asymmetric()) {
+            (Some(pem), _) => pem.clone(),
+            (None, true) => match &settings.jwt_private_key {
+                Some(pem) => pem.clone(),
+                None => return Ok(None),
+            },
+            (None, false) => return Ok(None),
+        };
+        let algorithm = algorithm_of(pem.expose_secret()).map_err(|e| format!("OAUTH_SIGNING_KEY: {e}"))?;
+        // The JWT key itself keeps its configured kid; another key gets its thumbprint.
+        let same_as_jwt = settings.oauth_signing_key.is_none();
+        let signer = JwtKeys::new(&JwtConfig {
+            algorithm,
+            secret: None,
+            private_key: Some(&pem),
+            key_id: if same_as_jwt { settings.jwt_key_id.as_deref() } else { None },
+            previous_public_keys: None,
+            issuer: &issuer,
+            audience: "",
+            public_url: &settings.public_url,
+        })
+        .map_err(|e| format!("OAUTH_SIGNING_KEY: {e}"))?;
+        Ok(Some(Provider { signer, mac_key: derive_key(server_secret, b"tessera oauth provider key v1"), issuer }))
+    }
+
+    /// The public keys of the provider's tokens (JWKs).
+    pub fn jwks(&self) -> Vec<serde_json::Value> {
+        self.signer.jwks()["keys"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// The ID-token signing algorithm.
+    pub fn algorithm(&self) -> String {
+        self.signer.algorithm()
+    }
+
+    /// A MAC of `parts` under the provider's key, base64url (128 bits).
+    pub(crate) fn tag(&self, purpose: &str, parts: &[&[u8]]) -> String {
+        let mut m = mac(&self.mac_key, purpose.as_bytes());
+        for p in parts {
+            m.update(&(p.len() as u64).to_be_bytes());
+            m.update(p);
+        }
+        URL_SAFE_NO_PAD.encode(&m.finalize().into_bytes()[..16])
+    }
+
+    /// The keys that seal and open the refresh tokens of one client.
+    pub(crate) fn refresh_keys(&self, client_id: Uuid) -> RefreshKeys {
+        RefreshKeys::new(&[&derive_key(&self.mac_key, &[b"refresh ".as_slice(), client_id.as_bytes()].concat())])
+    }
+
+    /// The cookie value naming the browser's session at the provider.
+    pub fn session_cookie(&self, session_id: Uuid) -> String {
+        format!("{}.{}", session_id.simple(), self.tag("op-session", &[session_id.as_bytes()]))
+    }
+
+    /// The token of a form of the provider's pages: bound to `binding` (the browser's
+    /// flow cookie, or its session) and the authorization request.
+    pub fn form_token(&self, purpose: &str, binding: &str, id: Uuid) -> String {
+        self.tag(&format!("op-form {purpose}"), &[binding.as_bytes(), id.as_bytes()])
+    }
+
+    /// The session a cookie names, if its MAC holds.
+    pub fn session_of_cookie(&self, cookie: &str) -> Option<Uuid> {
+        let (id, tag) = cookie.split_once('.')?;
+        let id = Uuid::parse_str(id).ok()?;
+        crate::crypto::same_secret(tag, &self.tag("op-session", &[id.as_bytes()])).then_some(id)
+    }
+}
+
+/// The JWT algorithm of a PEM private key: RS256, ES256 or EdDSA.
+fn algorithm_of(pem_text: &str) -> Result<&'static str, String> {
+    let block = pem::parse(pem_text.trim()).map_err(|e| format!("not a PEM key: {e}"))?;
+    if block.tag() == "RSA PRIVATE KEY" {
+        return Ok("RS256");
+    }
+    let der = block.contents();
+    let rng = ring::rand::SystemRandom::new();
+    if ring::signature::EcdsaKeyPair::from_pkcs8(&ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING, der, &rng).is_ok() {
+        return Ok("ES256");
+    }
+    if ring::signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(der).is_ok() {
+        return Ok("EdDSA");
+    }
+    if ring::rsa::KeyPair::from_pkcs8(der).is_ok() {
+        return Ok("RS256");
+    }
+    Err("not an RSA, P-256 or Ed25519 private key in PKCS#8".to_owned())
+}
+
+/// A new ES256 key (PKCS#8 PEM): what a development server signs its provider's tokens
+/// with when nothing is configured.
+pub(crate) fn new_dev_key() -> String {
+    let rng = ring::rand::SystemRandom::new();
+    match ring::signature::EcdsaKeyPair::generate_pkcs8(&ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng) {
+        Ok(doc) => pem::encode(&pem::Pem::new("PRIVATE KEY", doc.as_ref().to_vec())),
+        Err(_) => String::new(),
+    }
+}
+
+/// A client as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Client {
+    pub id: Uuid,
+    pub name: String,
+    /// `public` or `confidential`.
+    pub client_type: String,
+    pub token_endpoint_auth_method: String,
+    pub registration_type: String,
+    pub client_uri: Option<String>,
+    pub logo_uri: Option<String>,
+    pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
+    pub grant_types: Vec<String>,
+    pub scope: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+fn strings(json: &str) -> Vec<String> {
+    serde_json::from_str(json).unwrap_or_default()
+}
+
+impl From<&oauth_client::Model> for Client {
+    fn from(m: &oauth_client::Model) -> Client {
+        Client {
+            id: m.id,
+            name: m.client_name.clone(),
+            client_type: m.client_type.clone(),
+            token_endpoint_auth_method: m.token_endpoint_auth_method.clone(),
+            registration_type: m.registration_type.clone(),
+            client_uri: m.client_uri.clone(),
+            logo_uri: m.logo_uri.clone(),
+            redirect_uris: strings(&m.redirect_uris),
+            post_logout_redirect_uris: strings(&m.post_logout_redirect_uris),
+            grant_types: strings(&m.grant_types),
+            scope: m.scope.clone(),
+            created_at: m.created_at,
+            updated_at: m.updated_at,
+        }
+    }
+}
+
+/// The claims of an access token handed to a client (RFC 9068).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClientAccessClaims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: String,
+    pub client_id: String,
+    pub scope: String,
+    pub iat: i64,
+    pub exp: i64,
+    pub jti: String,
+    /// The session, absent for `client_credentials`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<Uuid>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<i64>,
+}
+
+/// What userinfo answers for a user and scopes (OpenID Connect Core §5.1).
+pub(crate) fn user_claims(u: &user::Model, scope: &str) -> serde_json::Map<String, serde_json::Value> {
+    let mut claims = serde_json::Map::new();
+    claims.insert("sub".into(), u.id.to_string().into());
+    let has = |s: &str| scope.split(' ').any(|x| x == s);
+    if has("profile") {
+        if let Some(name) = &u.full_name {
+            claims.insert("name".into(), name.clone().into());
+        }
+        claims.insert("updated_at".into(), u.updated_at.timestamp().into());
+    }
+    if has("email") && !u.is_anonymous {
+        claims.insert("email".into(), u.email.clone().into());
+        claims.insert("email_verified".into(), u.email_verified_at.is_some().into());
+    }
+    if has("phone") {
+        if let Some(phone) = &u.phone {
+            claims.insert("phone_number".into(), phone.clone().into());
+            claims.insert("phone_number_verified".into(), u.phone_verified_at.is_some().into());
+        }
+    }
+    claims
+}
+
+/// The `amr` of a session (RFC 8176).
+pub(crate) fn amr_of(amr: Option<&str>, aal: &str) -> Vec<&'static str> {
+    let mut out = vec![match amr {
+        Some("passkey") => "hwk",
+        Some("oauth") => "fed",
+        Some("anonymous") => "none",
+        Some("mail") | Some("otp") => "otp",
+        _ => "pwd",
+    }];
+    if crate::session::issued::shown_aal(aal) == "aal2" {
+        out.push("mfa");
+    }
+    out
+}
+
+/// Splits a scope string, keeping known scopes once each, in request order.
+pub(crate) fn scope_list(scope: &str) -> Vec<&str> {
+    let mut out: Vec<&str> = Vec::new();
+    for s in scope.split([' ', '+']).filter(|s| !s.is_empty()) {
+        if !out.contains(&s) {
+            out.push(s);
+        }
+    }
+    out
+}
+
+impl Core {
+    /// The JSON Web Key Set this server publishes: the access-token keys (none with an HS
+    /// algorithm) and the provider's key, each once.
+    pub fn published_jwks(&self) -> serde_json::Value {
+        let mut keys = self.jwt.jwks()["keys"].as_array().cloned().unwrap_or_default();
+        if let Some(p) = &self.provider {
+            for k in p.jwks() {
+                if !keys.iter().any(|have| have.get("kid") == k.get("kid")) {
+                    keys.push(k);
+                }
+            }
+        }
+        serde_json::json!({ "keys": keys })
+    }
+
+    /// The provider, or `oauth_server_disabled`.
+    pub fn provider(&self) -> Result<&Provider, Error> {
+        self.provider.as_ref().ok_or(Error::OAuthServerDisabled)
+    }
+
+    /// The browser's session at the provider, from its cookie: live, of a usable user,
+    /// and one of tessera's own (not a client's).
+    pub async fn provider_session(&self, cookie: Option<&str>) -> Option<(session::Model, user::Model)> {
+        let provider = self.provider.as_ref()?;
+        let id = provider.session_of_cookie(cookie?)?;
+        let (s, u) = self.store.session_for_refresh(id).await.ok()??;
+        let live = s.revoked_at.is_none() && s.expires_at > crate::caller::now() && s.oauth_client_id.is_none();
+        (live && crate::session::issued::is_usable(&u)).then_some((s, u))
+    }
+}
+
+/// Checks a secret against its stored SHA-256, in constant time.
+pub(crate) fn secret_matches(secret: &str, hash: Option<&str>) -> bool {
+    match hash {
+        Some(hash) => crate::crypto::same_secret(&crate::crypto::sha256_hex(secret), hash),
+        None => false,
+    }
+}
+
+/// The hash of a new secret, and the secret.
+pub(crate) fn new_secret() -> (String, SecretString) {
+    let secret = crate::crypto::random_token(32);
+    (crate::crypto::sha256_hex(&secret), SecretString::from(secret))
+}

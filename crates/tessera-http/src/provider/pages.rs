@@ -1,0 +1,526 @@
+//! The provider's pages: the authorization endpoint, which sends the browser on; the
+//! sign-in page (password, then the second factor when the account has one); the
+//! consent page; and RP-initiated logout. Server-rendered in the console's look, no
+//! script. Every form carries a token bound to the browser (a cookie) and the request,
+//! and a browser's cross-site post is refused (`Sec-Fetch-Site`).
+
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::Form;
+use maud::{html, Markup, DOCTYPE};
+use secrecy::SecretString;
+use serde::Deserialize;
+use tessera_core::crypto::{random_token, same_secret};
+use tessera_core::domain::Error;
+use tessera_core::mfa::SecondFactor;
+use tessera_core::oauth::authorize::{AuthorizeParams, Signer, Step};
+use tessera_core::session::issued::SignIn;
+use tessera_core::ClientInfo;
+use uuid::Uuid;
+
+use crate::console::assets::CSS;
+use crate::extract::Client;
+use crate::state::AppState;
+
+/// The browser's session at the provider.
+const SESSION_COOKIE: &str = "tessera_op";
+/// The random value the forms' tokens are bound to.
+const FLOW_COOKIE: &str = "tessera_op_flow";
+
+fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+        .filter(|v| !v.is_empty())
+}
+
+fn cookie(s: &AppState, name: &str, value: &str, max_age: i64) -> Option<HeaderValue> {
+    let secure = if s.core.settings.secure_cookies { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!(
+        "{name}={value}; Path=/oauth; Max-Age={}; HttpOnly; SameSite=Lax{secure}",
+        max_age.max(0)
+    ))
+    .ok()
+}
+
+fn with_cookies(mut res: Response, cookies: impl IntoIterator<Item = Option<HeaderValue>>) -> Response {
+    for c in cookies.into_iter().flatten() {
+        res.headers_mut().append(header::SET_COOKIE, c);
+    }
+    res
+}
+
+fn see_other(to: &str) -> Response {
+    match HeaderValue::from_str(to) {
+        Ok(v) => (StatusCode::SEE_OTHER, [(header::LOCATION, v)]).into_response(),
+        Err(_) => message(StatusCode::BAD_REQUEST, "Cannot continue", "The address to go on to is not valid."),
+    }
+}
+
+fn layout(title: &str, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                meta name="referrer" content="no-referrer";
+                meta name="robots" content="noindex";
+                title { (title) }
+                link rel="stylesheet" href=(CSS.path);
+            }
+            body { main #main { (body) } }
+        }
+    }
+}
+
+fn render(status: StatusCode, markup: Markup) -> Response {
+    (status, Html(markup.into_string())).into_response()
+}
+
+fn message(status: StatusCode, title: &str, text: &str) -> Response {
+    render(status, layout(title, html! { h1.error { (title) } p { (text) } }))
+}
+
+fn error_page(e: &Error) -> Response {
+    let status = crate::error::ApiError::from(e.clone()).status;
+    if status.is_server_error() {
+        tracing::warn!(error = %e, "provider page failed");
+    }
+    let text =
+        if status.is_server_error() { "Something went wrong; try again shortly.".to_owned() } else { e.to_string() };
+    message(status, "Cannot sign in", &text)
+}
+
+/// Whether a browser says the form comes from this server's own pages (a request
+/// without the header is not a browser's).
+fn from_own_pages(headers: &HeaderMap) -> bool {
+    headers.get("sec-fetch-site").is_none_or(|v| v == "same-origin" || v == "none")
+}
+
+/// The browser's session at the provider, from its cookie.
+async fn browser(
+    s: &AppState,
+    headers: &HeaderMap,
+) -> Option<(tessera_core::entity::session::Model, tessera_core::entity::user::Model)> {
+    s.core.provider_session(cookie_value(headers, SESSION_COOKIE)).await
+}
+
+/// Where a step sends the browser.
+fn step_response(step: Step) -> Response {
+    match step {
+        Step::Refused(why) => message(StatusCode::BAD_REQUEST, "This sign-in request cannot be used", &why),
+        Step::Redirect(to) | Step::AppConsent(to) => see_other(&to),
+        Step::SignIn(id) => see_other(&format!("/oauth/sign-in?authorization_id={id}")),
+        Step::Consent(id) => see_other(&format!("/oauth/consent?authorization_id={id}")),
+    }
+}
+
+fn params(pairs: &[(String, String)]) -> AuthorizeParams {
+    let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    AuthorizeParams {
+        response_type: get("response_type"),
+        client_id: get("client_id"),
+        redirect_uri: get("redirect_uri"),
+        scope: get("scope"),
+        state: get("state"),
+        nonce: get("nonce"),
+        code_challenge: get("code_challenge"),
+        code_challenge_method: get("code_challenge_method"),
+        prompt: get("prompt"),
+        max_age: get("max_age"),
+        response_mode: get("response_mode"),
+        request: get("request").or(get("request_uri")),
+    }
+}
+
+async fn authorize_with(s: AppState, client: ClientInfo, headers: HeaderMap, pairs: Vec<(String, String)>) -> Response {
+    // A parameter given twice is refused before anything else (RFC 6749 §3.1).
+    let mut names: Vec<&str> = pairs.iter().map(|(k, _)| k.as_str()).collect();
+    names.sort_unstable();
+    if names.windows(2).any(|w| w[0] == w[1]) {
+        return message(StatusCode::BAD_REQUEST, "This sign-in request cannot be used", "A parameter is given twice.");
+    }
+    let session = browser(&s, &headers).await;
+    match s.core.oauth_authorize(&params(&pairs), session, &client).await {
+        Ok(step) => step_response(step),
+        Err(e) => error_page(&e),
+    }
+}
+
+/// `GET /oauth/authorize`.
+pub async fn authorize(
+    State(s): State<AppState>,
+    Client(client): Client,
+    headers: HeaderMap,
+    query: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    match query {
+        Ok(Query(pairs)) => authorize_with(s, client, headers, pairs).await,
+        Err(_) => message(StatusCode::BAD_REQUEST, "This sign-in request cannot be used", "The query is malformed."),
+    }
+}
+
+/// `POST /oauth/authorize` (OpenID Connect allows the request as a form).
+pub async fn authorize_form(
+    State(s): State<AppState>,
+    Client(client): Client,
+    headers: HeaderMap,
+    form: Result<Form<Vec<(String, String)>>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    match form {
+        Ok(Form(pairs)) => authorize_with(s, client, headers, pairs).await,
+        Err(_) => message(StatusCode::BAD_REQUEST, "This sign-in request cannot be used", "The form is malformed."),
+    }
+}
+
+/// `?authorization_id=…`
+#[derive(Deserialize)]
+pub struct PendingQuery {
+    #[serde(default)]
+    authorization_id: String,
+}
+
+fn pending_id(raw: &str) -> Option<Uuid> {
+    Uuid::parse_str(raw.trim()).ok()
+}
+
+/// The token of the sign-in forms: bound to the browser's flow cookie and the request.
+fn sign_in_token(s: &AppState, flow: &str, id: Uuid) -> String {
+    s.core.provider().map(|p| p.form_token("sign-in", flow, id)).unwrap_or_default()
+}
+
+fn sign_in_form(s: &AppState, id: Uuid, csrf: &str, email: &str, problem: Option<&str>) -> Markup {
+    let product = &s.core.settings.mail.product_name;
+    html! {
+        h1 { "Sign in to " (product) }
+        @if let Some(p) = problem { p.error role="alert" { (p) } }
+        form method="post" action="/oauth/sign-in" {
+            input type="hidden" name="authorization_id" value=(id);
+            input type="hidden" name="csrf" value=(csrf);
+            label { "Email" input type="email" name="email" value=(email) autocomplete="username" required autofocus; }
+            label { "Password" input type="password" name="password" autocomplete="current-password" required; }
+            button type="submit" { "Sign in" }
+        }
+    }
+}
+
+/// `GET /oauth/sign-in?authorization_id=…`: the sign-in form (a browser already signed in
+/// goes on).
+pub async fn sign_in_page(
+    State(s): State<AppState>,
+    Client(client): Client,
+    headers: HeaderMap,
+    Query(q): Query<PendingQuery>,
+) -> Response {
+    let Some(id) = pending_id(&q.authorization_id) else {
+        return error_page(&Error::OAuthAuthorizationNotFound);
+    };
+    if let Some(session) = browser(&s, &headers).await {
+        match s.core.oauth_resume(id, Some(session), &client).await {
+            Ok(Step::SignIn(_)) => {}
+            Ok(step) => return step_response(step),
+            Err(e) => return error_page(&e),
+        }
+    } else if let Err(e) = s.core.oauth_pending(id).await {
+        return error_page(&e);
+    }
+    let (flow, set) = match cookie_value(&headers, FLOW_COOKIE) {
+        Some(f) => (f.to_owned(), None),
+        None => {
+            let f = random_token(24);
+            let c = cookie(&s, FLOW_COOKIE, &f, 3600);
+            (f, c)
+        }
+    };
+    let csrf = sign_in_token(&s, &flow, id);
+    let page = layout("Sign in", sign_in_form(&s, id, &csrf, "", None));
+    with_cookies(render(StatusCode::OK, page), [set])
+}
+
+/// The sign-in form's body.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct SignInForm {
+    authorization_id: String,
+    csrf: String,
+    email: String,
+    password: String,
+}
+
+/// The second step's body.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct SecondFactorForm {
+    authorization_id: String,
+    csrf: String,
+    mfa_token: String,
+    code: String,
+}
+
+/// Checks a sign-in form: from this server's pages, with the token of this browser.
+fn checked_sign_in(s: &AppState, headers: &HeaderMap, raw_id: &str, csrf: &str) -> Result<Uuid, Response> {
+    let id = pending_id(raw_id).ok_or_else(|| error_page(&Error::OAuthAuthorizationNotFound))?;
+    let flow = cookie_value(headers, FLOW_COOKIE).unwrap_or_default();
+    if !from_own_pages(headers) || flow.is_empty() || !same_secret(csrf, &sign_in_token(s, flow, id)) {
+        return Err(message(
+            StatusCode::FORBIDDEN,
+            "Form refused",
+            "The form has expired or did not come from this page. Go back to the application and sign in again.",
+        ));
+    }
+    Ok(id)
+}
+
+/// A session just opened at the provider: its cookie, then the request goes on.
+async fn signed_in(s: &AppState, id: Uuid, session_id: Uuid, client: &ClientInfo) -> Response {
+    let Ok(provider) = s.core.provider() else { return error_page(&Error::OAuthServerDisabled) };
+    let ttl = s.core.settings.refresh_token_ttl.as_secs() as i64;
+    let set = cookie(s, SESSION_COOKIE, &provider.session_cookie(session_id), ttl);
+    let session = match s.core.store.session_for_refresh(session_id).await {
+        Ok(found) => found,
+        Err(e) => return error_page(&e),
+    };
+    let res = match s.core.oauth_resume(id, session, client).await {
+        Ok(step) => step_response(step),
+        Err(e) => error_page(&e),
+    };
+    with_cookies(res, [set])
+}
+
+/// `POST /oauth/sign-in`: the password; then the second factor, or on to consent.
+pub async fn sign_in(
+    State(s): State<AppState>,
+    Client(client): Client,
+    headers: HeaderMap,
+    form: Result<Form<SignInForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let Ok(Form(form)) = form else {
+        return message(StatusCode::BAD_REQUEST, "Form refused", "The form is malformed.");
+    };
+    let id = match checked_sign_in(&s, &headers, &form.authorization_id, &form.csrf) {
+        Ok(id) => id,
+        Err(res) => return res,
+    };
+    let password = SecretString::from(form.password);
+    match s.core.login(form.email.trim(), &password, &client).await {
+        Ok(SignIn::Session(issued)) => signed_in(&s, id, issued.session_id, &client).await,
+        Ok(SignIn::MfaRequired(challenge)) => {
+            let body = html! {
+                h1 { "Second step" }
+                p { "Enter the code of your authenticator app, or a recovery code." }
+                form method="post" action="/oauth/sign-in/mfa" {
+                    input type="hidden" name="authorization_id" value=(id);
+                    input type="hidden" name="csrf" value=(form.csrf);
+                    input type="hidden" name="mfa_token" value=(challenge.mfa_token);
+                    label { "Code" input type="text" name="code" inputmode="numeric" autocomplete="one-time-code" required autofocus; }
+                    button type="submit" { "Verify" }
+                }
+            };
+            render(StatusCode::OK, layout("Second step", body))
+        }
+        Err(e @ (Error::InvalidCredentials | Error::AccountInactive | Error::EmailNotVerified)) => {
+            let text = e.to_string();
+            let page = layout("Sign in", sign_in_form(&s, id, &form.csrf, form.email.trim(), Some(&text)));
+            render(StatusCode::UNAUTHORIZED, page)
+        }
+        Err(e) => error_page(&e),
+    }
+}
+
+/// `POST /oauth/sign-in/mfa`: the second factor.
+pub async fn second_factor(
+    State(s): State<AppState>,
+    Client(client): Client,
+    headers: HeaderMap,
+    form: Result<Form<SecondFactorForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let Ok(Form(form)) = form else {
+        return message(StatusCode::BAD_REQUEST, "Form refused", "The form is malformed.");
+    };
+    let id = match checked_sign_in(&s, &headers, &form.authorization_id, &form.csrf) {
+        Ok(id) => id,
+        Err(res) => return res,
+    };
+    let code = form.code.trim().to_owned();
+    let proof = if code.chars().all(|c| c.is_ascii_digit()) {
+        SecondFactor::Code(code)
+    } else {
+        SecondFactor::RecoveryCode(code)
+    };
+    match s.core.verify_mfa(&form.mfa_token, proof, &client).await {
+        Ok(issued) => signed_in(&s, id, issued.session_id, &client).await,
+        Err(e) => error_page(&e),
+    }
+}
+
+/// The token of the consent form: bound to the browser's session and the request.
+fn consent_token(s: &AppState, session_id: Uuid, id: Uuid) -> String {
+    s.core.provider().map(|p| p.form_token("consent", &session_id.to_string(), id)).unwrap_or_default()
+}
+
+fn describe(scope: &str) -> &'static str {
+    match scope {
+        "openid" => "Know who you are (your account's identifier)",
+        "profile" => "See your name",
+        "email" => "See your email address",
+        "phone" => "See your phone number",
+        "offline_access" => "Stay signed in while you are away",
+        _ => "",
+    }
+}
+
+/// `GET /oauth/consent?authorization_id=…`: what the client asks for, to approve or deny.
+pub async fn consent_page(
+    State(s): State<AppState>,
+    Client(client): Client,
+    headers: HeaderMap,
+    Query(q): Query<PendingQuery>,
+) -> Response {
+    let Some(id) = pending_id(&q.authorization_id) else {
+        return error_page(&Error::OAuthAuthorizationNotFound);
+    };
+    let Some((session, user)) = browser(&s, &headers).await else {
+        return see_other(&format!("/oauth/sign-in?authorization_id={id}"));
+    };
+    match s.core.oauth_resume(id, Some((session.clone(), user.clone())), &client).await {
+        Ok(Step::Consent(_)) => {}
+        Ok(step) => return step_response(step),
+        Err(e) => return error_page(&e),
+    }
+    let pending = match s.core.oauth_pending(id).await {
+        Ok(p) => p,
+        Err(e) => return error_page(&e),
+    };
+    let csrf = consent_token(&s, session.id, id);
+    let name = &pending.client.name;
+    let body = html! {
+        @if let Some(logo) = pending.client.logo_uri.as_deref().filter(|l| l.starts_with("https://")) {
+            img src=(logo) alt="" width="64" height="64";
+        }
+        h1 { (name) " wants to use your account" }
+        p { "Signed in as " strong { (user.email) } "." }
+        ul {
+            @for scope in &pending.scopes {
+                li { (describe(scope)) }
+            }
+        }
+        @if let Some(uri) = &pending.client.client_uri { p { "About this application: " (uri) } }
+        p { "You will be sent back to " code { (pending.redirect_uri) } "." }
+        form method="post" action="/oauth/consent" {
+            input type="hidden" name="authorization_id" value=(id);
+            input type="hidden" name="csrf" value=(csrf);
+            button type="submit" name="decision" value="approve" { "Allow" }
+            " "
+            button.secondary type="submit" name="decision" value="deny" { "Deny" }
+        }
+    };
+    render(StatusCode::OK, layout("Allow access", body))
+}
+
+/// The consent form's body.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct ConsentForm {
+    authorization_id: String,
+    csrf: String,
+    decision: String,
+}
+
+/// `POST /oauth/consent`: approve (a code to the client) or deny (`access_denied`).
+pub async fn consent(
+    State(s): State<AppState>,
+    Client(client): Client,
+    headers: HeaderMap,
+    form: Result<Form<ConsentForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let Ok(Form(form)) = form else {
+        return message(StatusCode::BAD_REQUEST, "Form refused", "The form is malformed.");
+    };
+    let Some(id) = pending_id(&form.authorization_id) else {
+        return error_page(&Error::OAuthAuthorizationNotFound);
+    };
+    let Some((session, user)) = browser(&s, &headers).await else {
+        return see_other(&format!("/oauth/sign-in?authorization_id={id}"));
+    };
+    if !from_own_pages(&headers) || !same_secret(&form.csrf, &consent_token(&s, session.id, id)) {
+        return message(StatusCode::FORBIDDEN, "Form refused", "The form has expired or did not come from this page.");
+    }
+    let approve = match form.decision.as_str() {
+        "approve" => true,
+        "deny" => false,
+        _ => return message(StatusCode::BAD_REQUEST, "Form refused", "Choose Allow or Deny."),
+    };
+    match s.core.oauth_decide(id, &Signer::of(&session, &user), approve, &client).await {
+        Ok(to) => see_other(&to),
+        Err(e) => error_page(&e),
+    }
+}
+
+/// The parameters of RP-initiated logout.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct LogoutParams {
+    id_token_hint: Option<String>,
+    client_id: Option<String>,
+    post_logout_redirect_uri: Option<String>,
+    state: Option<String>,
+}
+
+async fn logout_with(s: AppState, client: ClientInfo, headers: HeaderMap, p: LogoutParams) -> Response {
+    let browser_session = s
+        .core
+        .provider()
+        .ok()
+        .and_then(|provider| cookie_value(&headers, SESSION_COOKIE).and_then(|c| provider.session_of_cookie(c)));
+    let ended = s
+        .core
+        .oauth_end_session(
+            p.id_token_hint.as_deref(),
+            p.client_id.as_deref(),
+            p.post_logout_redirect_uri.as_deref(),
+            p.state.as_deref(),
+            browser_session,
+            &client,
+        )
+        .await;
+    let clear = cookie(&s, SESSION_COOKIE, "", 0);
+    let res = match ended {
+        Ok(Some(to)) => see_other(&to),
+        Ok(None) => message(StatusCode::OK, "Signed out", "You are signed out. You may close this window."),
+        Err(e) => error_page(&e),
+    };
+    with_cookies(res, [clear])
+}
+
+/// `GET /oauth/logout` (OpenID Connect RP-Initiated Logout).
+pub async fn logout(
+    State(s): State<AppState>,
+    Client(client): Client,
+    headers: HeaderMap,
+    query: Result<Query<LogoutParams>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    match query {
+        Ok(Query(p)) => logout_with(s, client, headers, p).await,
+        Err(_) => message(StatusCode::BAD_REQUEST, "Cannot sign out", "The query is malformed."),
+    }
+}
+
+/// `POST /oauth/logout`.
+pub async fn logout_form(
+    State(s): State<AppState>,
+    Client(client): Client,
+    headers: HeaderMap,
+    form: Result<Form<LogoutParams>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    match form {
+        Ok(Form(p)) => logout_with(s, client, headers, p).await,
+        Err(_) => message(StatusCode::BAD_REQUEST, "Cannot sign out", "The form is malformed."),
+    }
+}
