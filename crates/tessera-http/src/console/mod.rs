@@ -17,6 +17,7 @@
 
 pub(crate) mod assets;
 mod audit;
+mod clients;
 mod dashboard;
 mod extract;
 mod keys;
@@ -67,6 +68,9 @@ fn routes(state: &AppState) -> Router<AppState> {
         .route("/admin/audit", get(audit::page))
         .route("/admin/api-keys", get(keys::page).post(keys::create))
         .route("/admin/api-keys/{id}/revoke", post(keys::revoke))
+        .route("/admin/oauth-clients", get(clients::page).post(clients::create))
+        .route("/admin/oauth-clients/{id}/secret", post(clients::new_secret))
+        .route("/admin/oauth-clients/{id}/delete", post(clients::delete))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), session::session_layer))
         .route("/admin/assets/{file}", get(assets::asset))
 }

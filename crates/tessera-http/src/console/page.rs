@@ -19,6 +19,7 @@ pub(crate) enum Section {
     Users,
     Audit,
     Keys,
+    Clients,
 }
 
 /// A whole page: the navigation (when signed in), a flash message, the body.
@@ -47,6 +48,7 @@ pub(crate) fn layout(s: &AppState, title: &str, who: Option<&Signed>, section: S
                             a #nav-users href="/admin/users" aria-current=[current(Section::Users)] { "Users" }
                             a #nav-audit href="/admin/audit" aria-current=[current(Section::Audit)] { "Audit log" }
                             a #nav-keys href="/admin/api-keys" aria-current=[current(Section::Keys)] { "API keys" }
+                            a #nav-clients href="/admin/oauth-clients" aria-current=[current(Section::Clients)] { "OAuth clients" }
                         }
                         form #sign-out method="post" action="/admin/sign-out" {
                             input type="hidden" name="csrf" value=(who.csrf);

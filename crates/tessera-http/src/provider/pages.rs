@@ -312,18 +312,7 @@ pub async fn sign_in(
     match s.core.login(form.email.trim(), &password, &client).await {
         Ok(SignIn::Session(issued)) => signed_in(&s, id, issued.session_id, &client).await,
         Ok(SignIn::MfaRequired(challenge)) => {
-            let body = html! {
-                h1 { "Second step" }
-                p { "Enter the code of your authenticator app, or a recovery code." }
-                form method="post" action="/oauth/sign-in/mfa" {
-                    input type="hidden" name="authorization_id" value=(id);
-                    input type="hidden" name="csrf" value=(form.csrf);
-                    input type="hidden" name="mfa_token" value=(challenge.mfa_token);
-                    label { "Code" input type="text" name="code" inputmode="numeric" autocomplete="one-time-code" required autofocus; }
-                    button type="submit" { "Verify" }
-                }
-            };
-            render(StatusCode::OK, layout("Second step", body))
+            render(StatusCode::OK, layout("Second step", mfa_form(id, &form.csrf, &challenge.mfa_token, None)))
         }
         Err(e @ (Error::InvalidCredentials | Error::AccountInactive | Error::EmailNotVerified)) => {
             let text = e.to_string();
@@ -356,7 +345,27 @@ pub async fn second_factor(
     };
     match s.core.verify_mfa(&form.mfa_token, proof, &client).await {
         Ok(issued) => signed_in(&s, id, issued.session_id, &client).await,
+        Err(e @ Error::InvalidMfaCode) => {
+            let page = layout("Second step", mfa_form(id, &form.csrf, &form.mfa_token, Some(&e.to_string())));
+            render(StatusCode::UNAUTHORIZED, page)
+        }
         Err(e) => error_page(&e),
+    }
+}
+
+/// The second step's form.
+fn mfa_form(id: Uuid, csrf: &str, mfa_token: &str, problem: Option<&str>) -> Markup {
+    html! {
+        h1 { "Second step" }
+        @if let Some(p) = problem { p.error role="alert" { (p) } }
+        p { "Enter the code of your authenticator app, or a recovery code." }
+        form method="post" action="/oauth/sign-in/mfa" {
+            input type="hidden" name="authorization_id" value=(id);
+            input type="hidden" name="csrf" value=(csrf);
+            input type="hidden" name="mfa_token" value=(mfa_token);
+            label { "Code" input type="text" name="code" inputmode="numeric" autocomplete="one-time-code" required autofocus; }
+            button type="submit" { "Verify" }
+        }
     }
 }
 

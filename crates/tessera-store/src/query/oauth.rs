@@ -186,13 +186,6 @@ pub async fn take_code(
     })
 }
 
-/// Deletes the authorization requests that expired before `before` (their codes live 60
-/// seconds, the requests 10 minutes); how many.
-pub async fn purge_authorizations(conn: &impl ConnectionTrait, before: DateTime<Utc>) -> Result<u64, Error> {
-    let res = authz::Entity::delete_many().filter(authz::Column::ExpiresAt.lt(before)).exec(conn).await.or_db()?;
-    Ok(res.rows_affected)
-}
-
 /// The consent a user gave a client, if any.
 pub async fn consent(
     conn: &impl ConnectionTrait,

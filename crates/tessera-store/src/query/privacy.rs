@@ -10,7 +10,10 @@ use tessera_domain::Error;
 use uuid::Uuid;
 
 use crate::db::Db;
-use crate::entity::{audit_log, flow_state, mail_outbox, mfa_token, one_time_token, session, user, webauthn_challenge};
+use crate::entity::{
+    audit_log, flow_state, mail_outbox, mfa_token, oauth_authorization, one_time_token, session, user,
+    webauthn_challenge,
+};
 use crate::error::OrDb;
 use crate::pii::Pii;
 
@@ -185,7 +188,8 @@ pub struct Swept {
 /// Removes one batch (at most [`BATCH`] rows of each kind) of what nobody needs any
 /// more: sessions expired, or revoked more than a day ago; one-time tokens expired, or
 /// used more than a day ago (a secure email change keeps its confirmed half until its
-/// pair expires); MFA tokens expired or used; passkey challenges and PKCE codes expired; mail sent more
+/// pair expires); MFA tokens expired or used; passkey challenges, PKCE codes and OAuth authorization requests
+/// expired; mail sent more
 /// than a day ago.
 pub async fn sweep_batch(conn: &impl ConnectionTrait, now: DateTime<Utc>) -> Result<Swept, Error> {
     let day_ago = now - Duration::days(1);
@@ -196,6 +200,7 @@ pub async fn sweep_batch(conn: &impl ConnectionTrait, now: DateTime<Utc>) -> Res
         Condition::any().add(mfa_token::Column::ExpiresAt.lt(now)).add(mfa_token::Column::UsedAt.is_not_null());
     let challenges = Condition::all().add(webauthn_challenge::Column::ExpiresAt.lt(now));
     let flows = Condition::all().add(flow_state::Column::ExpiresAt.lt(now));
+    let requests = Condition::all().add(oauth_authorization::Column::ExpiresAt.lt(now));
     let mail = Condition::all().add(mail_outbox::Column::SentAt.lt(day_ago));
     Ok(Swept {
         sessions: delete_batch(conn, session::Entity, session::Column::Id, sessions).await?,
@@ -203,7 +208,8 @@ pub async fn sweep_batch(conn: &impl ConnectionTrait, now: DateTime<Utc>) -> Res
             .await?,
         mfa_tokens: delete_batch(conn, mfa_token::Entity, mfa_token::Column::Id, mfa_tokens).await?,
         challenges: delete_batch(conn, webauthn_challenge::Entity, webauthn_challenge::Column::Id, challenges).await?,
-        codes: delete_batch(conn, flow_state::Entity, flow_state::Column::Id, flows).await?,
+        codes: delete_batch(conn, flow_state::Entity, flow_state::Column::Id, flows).await?
+            + delete_batch(conn, oauth_authorization::Entity, oauth_authorization::Column::Id, requests).await?,
         mail: delete_batch(conn, mail_outbox::Entity, mail_outbox::Column::Id, mail).await?,
     })
 }

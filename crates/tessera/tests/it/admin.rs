@@ -499,6 +499,8 @@ async fn concurrent_demotions_of_two_admins_leave_one() {
         "analytics:read",
         "api_keys:read",
         "api_keys:write",
+        "oauth_clients:read",
+        "oauth_clients:write",
     ];
     let (key, _) = api_key(&app, &admin, &all).await;
     let demote = |id: String| {

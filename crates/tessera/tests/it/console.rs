@@ -17,11 +17,12 @@ use crate::harness::*;
 
 const ADMIN_EMAIL: &str = "root@example.com";
 const CHARTS: [&str; 3] = ["chart-signups", "chart-signins", "chart-failures"];
-const NAV: [(&str, &str); 4] = [
+const NAV: [(&str, &str); 5] = [
     ("nav-dashboard", "/admin"),
     ("nav-users", "/admin/users"),
     ("nav-audit", "/admin/audit"),
     ("nav-keys", "/admin/api-keys"),
+    ("nav-clients", "/admin/oauth-clients"),
 ];
 
 /// A server for the console: its first admin from FIRST_ADMIN_*, cookies without Secure
@@ -843,6 +844,24 @@ async fn the_console_lists_users_by_pages_changes_them_in_bulk_and_manages_api_k
     browser.submit_el(&revoke.unwrap()).await;
     assert_eq!(with_api_key(&app, "/v1/admin/users", &keys[0]).await, StatusCode::UNAUTHORIZED, "revoked");
     assert_eq!(with_api_key(&app, "/v1/admin/audit", &keys[1]).await, StatusCode::OK, "the other key still works");
+
+    // OAuth clients: registered with their redirect URIs, the secret shown once, deleted.
+    browser.submit("a#nav-clients").await;
+    assert_eq!(path(&browser, &app).await, "/admin/oauth-clients");
+    assert_signed_in_page(&browser, &app).await;
+    browser.fill("form#register-client input#client-name", "Wiki").await;
+    browser.fill("form#register-client textarea#redirect-uris", "https://wiki.example/callback").await;
+    browser.submit("button#register-client-submit").await;
+    let secret = browser.text("code#new-secret").await.trim().to_owned();
+    assert!(secret.len() >= 40, "code#new-secret: {secret:?}");
+    let (_, listed) = json_of(app.get("/v1/admin/oauth/clients", Some(&admin)).await).await;
+    assert_eq!(listed["items"][0]["client_name"], "Wiki", "{listed}");
+    assert_eq!(listed["items"][0]["redirect_uris"], json!(["https://wiki.example/callback"]));
+    browser.open(&app.url("/admin/oauth-clients")).await;
+    assert!(!browser.source().await.contains(&secret), "shown once");
+    browser.submit("table#oauth-clients tr.client button.danger").await;
+    let (_, listed) = json_of(app.get("/v1/admin/oauth/clients", Some(&admin)).await).await;
+    assert_eq!(listed["total"], 0, "{listed}");
 }
 
 #[tokio::test]

@@ -85,7 +85,12 @@ async fn the_key_id_can_be_named() {
 #[tokio::test]
 async fn an_hs_secret_is_never_published_and_no_other_algorithm_is_accepted() {
     let hs = TestApp::spawn().await;
-    assert!(jwks(&hs, "/.well-known/jwks.json").await.is_empty());
+    // Only the OpenID provider's own public key (a development server generates one):
+    // never the HS secret, nor any symmetric key.
+    let published = jwks(&hs, "/.well-known/jwks.json").await;
+    assert_eq!(published.len(), 1, "{published:?}");
+    assert_eq!((published[0]["kty"].as_str(), published[0]["alg"].as_str()), (Some("EC"), Some("ES256")));
+    assert!(published[0].get("k").is_none() && published[0].get("d").is_none());
 
     let app = app_with("RS256", "jwt-rsa-a.pem", &[]).await;
     let (_, login) = app.user().await;

@@ -530,3 +530,87 @@ async fn clients_are_managed_with_their_permissions_and_discovery_names_the_endp
         assert!(audit.contains(event), "{event}");
     }
 }
+
+#[tokio::test]
+async fn the_sign_in_page_asks_for_the_second_factor_and_the_id_token_says_so() {
+    let (app, admin, _) = op_app(&[]).await;
+    let (id, secret) = confidential(&app, &admin).await;
+    let (email, mut auth, _, _, _) = crate::mfa::user_with_mfa(&app).await;
+    let mut b = Browser::new();
+    let (verifier, challenge) = pkce();
+    let at = b.follow(&authorize_url(&app, &id, &challenge, "")).await;
+    let page = b.get(&at).await.text().await.unwrap();
+    let form = [
+        ("authorization_id", hidden(&page, "authorization_id")),
+        ("csrf", hidden(&page, "csrf")),
+        ("email", email.clone()),
+        ("password", PASSWORD.to_owned()),
+    ];
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let res = b.post_form(&format!("{}/oauth/sign-in", app.base), &form).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let step = res.text().await.unwrap();
+    assert!(step.contains("/oauth/sign-in/mfa"), "{step}");
+    // A wrong code: refused, no session.
+    let wrong = auth.wrong();
+    let second = |code: String| {
+        [
+            ("authorization_id", hidden(&step, "authorization_id")),
+            ("csrf", hidden(&step, "csrf")),
+            ("mfa_token", hidden(&step, "mfa_token")),
+            ("code", code),
+        ]
+    };
+    let f = second(wrong);
+    let f: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let res = b.post_form(&format!("{}/oauth/sign-in/mfa", app.base), &f).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let f = second(auth.next().await);
+    let f: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let res = b.post_form(&format!("{}/oauth/sign-in/mfa", app.base), &f).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let back = through_pages(&app, &mut b, &location(&res).unwrap(), &email).await;
+    let (status, tokens) =
+        exchange(&app, Some((&id, &secret)), &id, &url_param(&back, "code").unwrap(), &verifier).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    let claims = es256_claims(&app, tokens["id_token"].as_str().unwrap()).await;
+    assert_eq!(claims["acr"], "aal2", "{claims}");
+    assert_eq!(claims["amr"], json!(["pwd", "mfa"]));
+    assert_eq!(claims["nonce"], "n-1");
+    assert_eq!(claims["aud"], id.as_str());
+    assert_eq!(claims["iss"], app.base.as_str());
+    assert_eq!(claims["email"], email.as_str());
+    // prompt=login and max_age=0 send a signed-in browser to the sign-in page again.
+    for extra in ["&prompt=login", "&max_age=0"] {
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        let (_, challenge) = pkce();
+        let to = b.follow(&authorize_url(&app, &id, &challenge, extra)).await;
+        assert!(to.contains("/oauth/sign-in?authorization_id="), "{extra}: {to}");
+    }
+    // Without them, the browser's session and the consent suffice.
+    let (_, challenge) = pkce();
+    let to = b.follow(&authorize_url(&app, &id, &challenge, "&prompt=none")).await;
+    assert!(to.starts_with(REDIRECT) && url_param(&to, "code").is_some(), "{to}");
+}
+
+/// The claims of an ES256 token, once its signature verifies (with ring) under the key of
+/// the server's JWKS its `kid` names.
+async fn es256_claims(app: &TestApp, token: &str) -> Value {
+    let (_, jwks) = json_of(app.get("/.well-known/jwks.json", None).await).await;
+    let mut parts = token.split('.');
+    let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts.next().unwrap()).unwrap()).unwrap();
+    assert_eq!(header["alg"], "ES256", "{header}");
+    let key =
+        jwks["keys"].as_array().unwrap().iter().find(|k| k["kid"] == header["kid"]).expect("the kid is in the JWKS");
+    let point = [
+        vec![4u8],
+        URL_SAFE_NO_PAD.decode(key["x"].as_str().unwrap()).unwrap(),
+        URL_SAFE_NO_PAD.decode(key["y"].as_str().unwrap()).unwrap(),
+    ]
+    .concat();
+    let (signed, signature) = token.rsplit_once('.').unwrap();
+    ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_FIXED, &point)
+        .verify(signed.as_bytes(), &URL_SAFE_NO_PAD.decode(signature).unwrap())
+        .expect("the token's signature verifies under the JWKS");
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(token.split('.').nth(1).unwrap()).unwrap()).unwrap()
+}
