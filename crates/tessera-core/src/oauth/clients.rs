@@ -230,7 +230,7 @@ impl Core {
     /// A page of the clients (from 1) and how many there are.
     pub async fn oauth_clients(&self, actor: &Actor, page: u64, per_page: u64) -> Result<(Vec<Client>, u64), Error> {
         actor.require(Permission::OAuthClientsRead)?;
-        let (rows, total) = q::clients(self.store.reader(), page.max(1), per_page.clamp(1, 1000)).await?;
+        let (rows, total) = q::clients(self.store.reader(), page.clamp(1, 1_000_000), per_page.clamp(1, 1000)).await?;
         Ok((rows.iter().map(Client::from).collect(), total))
     }
 

@@ -8,6 +8,7 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
+use tessera_core::domain::Error;
 use tessera_core::oauth::clients::{ClientInput, WithSecret};
 use tessera_core::oauth::Client as OAuthClient;
 use utoipa::{IntoParams, ToSchema};
@@ -125,7 +126,7 @@ pub struct OAuthClientList {
 #[into_params(parameter_in = Query)]
 pub struct ClientPage {
     /// From 1.
-    #[param(minimum = 1)]
+    #[param(minimum = 1, maximum = 1000000)]
     pub page: Option<u64>,
     /// 1 to 100 (default 50).
     #[param(minimum = 1, maximum = 100)]
@@ -158,14 +159,21 @@ pub async fn create(
     responses(
         (status = 200, body = OAuthClientList),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody, description = "Needs oauth_clients:read"),
+        (status = 422, body = ErrorBody, description = "page or per_page out of range"),
     ))]
 pub async fn list(
     State(s): State<AppState>,
     RequirePermission(actor, _): RequirePermission<perm::OAuthClientsRead>,
     ApiQuery(q): ApiQuery<ClientPage>,
 ) -> Result<Json<OAuthClientList>, ApiError> {
-    let page = q.page.unwrap_or(1).max(1);
-    let per_page = q.per_page.unwrap_or(50).clamp(1, 100);
+    let page = q.page.unwrap_or(1);
+    let per_page = q.per_page.unwrap_or(50);
+    if !(1..=1_000_000).contains(&page) {
+        return Err(Error::field("page", "out_of_range", "page is from 1 to 1000000.").into());
+    }
+    if !(1..=100).contains(&per_page) {
+        return Err(Error::field("per_page", "out_of_range", "per_page is from 1 to 100.").into());
+    }
     let (clients, total) = s.core.oauth_clients(&actor, page, per_page).await?;
     Ok(Json(OAuthClientList {
         items: clients.iter().map(|c| OAuthClientOut::of(c, None)).collect(),
