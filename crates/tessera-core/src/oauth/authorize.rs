@@ -113,6 +113,14 @@ pub(crate) fn with_query(uri: &str, pairs: &[(&str, &str)]) -> String {
     }
 }
 
+/// Whether the signer's sign-in is as recent as the request asks: within `max_age`, and
+/// for `prompt=login` after the request was made.
+fn signed_in_recently(row: &authz::Model, s: &Signer) -> bool {
+    let fresh_enough = row.max_age.is_none_or(|m| (now() - s.auth_time).num_seconds() <= m);
+    let relogged = !row.prompt.as_deref().unwrap_or_default().contains("login") || s.auth_time >= row.created_at;
+    fresh_enough && relogged
+}
+
 impl Core {
     /// Checks an authorization request and keeps it, then takes it as far as the
     /// browser's session at the provider (`browser`) allows.
@@ -255,12 +263,7 @@ impl Core {
     ) -> Result<Step, Error> {
         let prompt = row.prompt.as_deref().unwrap_or_default();
         let none = prompt == "none";
-        let signed_in = signer.filter(|s| {
-            let fresh_enough = row.max_age.is_none_or(|m| (now() - s.auth_time).num_seconds() <= m);
-            // prompt=login: a sign-in after the request, not before it.
-            let relogged = !prompt.contains("login") || s.auth_time >= row.created_at;
-            fresh_enough && relogged
-        });
+        let signed_in = signer.filter(|s| signed_in_recently(row, s));
         let Some(signer) = signed_in else {
             if none {
                 return self.refuse(row, "login_required", "The user is not signed in.", client).await;
@@ -278,7 +281,7 @@ impl Core {
             scope_list(&row.scope).iter().all(|s| given.contains(s))
         });
         if covered && !prompt.contains("consent") {
-            return self.oauth_decide(row.id, &signer, true, client).await.map(Step::Redirect);
+            return self.oauth_decide(row.id, &signer, true, false, client).await.map(Step::Redirect);
         }
         if none {
             return self.refuse(row, "consent_required", "The user has not consented to this client.", client).await;
@@ -331,17 +334,26 @@ impl Core {
     /// The user's decision on a pending request: approved, a code (60 seconds, once) on
     /// the redirect URI and the consent remembered; denied, `access_denied`. The URL to
     /// send the browser to.
+    ///
+    /// `asked`: the user decided now (the consent page, Supabase's consent API), rather
+    /// than a consent given earlier deciding for them.
     pub async fn oauth_decide(
         &self,
         id: Uuid,
         signer: &Signer,
         approve: bool,
+        asked: bool,
         client: &ClientInfo,
     ) -> Result<String, Error> {
         let issuer = self.provider()?.issuer.clone();
         let (row, _) = self.pending(id).await?;
         if !crate::session::issued::is_usable(&signer.user) {
             return Err(Error::AccountInactive);
+        }
+        if approve && !signed_in_recently(&row, signer) {
+            return Err(Error::BadRequest(
+                "The request asks for a fresh sign-in (prompt=login or max_age): sign in again first.".to_owned(),
+            ));
         }
         let now = now();
         let code = random_token(32);
@@ -376,12 +388,14 @@ impl Core {
             }
             q::remember_consent(&tx, signer.user.id, row.client_id, &given.join(" "), now).await?;
         }
-        let detail = json!({
-            "client_id": row.client_id,
-            "scope": row.scope,
-            "outcome": if approve { "approved" } else { "denied" },
-        });
-        record(&tx, client, AuditEvent::by_user("oauth.consent", signer.user.id).detail(detail)).await?;
+        let outcome = if approve { "approved" } else { "denied" };
+        let detail = json!({ "client_id": row.client_id, "scope": row.scope, "outcome": outcome });
+        if asked {
+            record(&tx, client, AuditEvent::by_user("oauth.consent", signer.user.id).detail(detail)).await?;
+        }
+        let outcome = if approve { "code_issued" } else { "access_denied" };
+        let issued = json!({ "client_id": row.client_id, "scope": row.scope, "outcome": outcome });
+        record(&tx, client, AuditEvent::by_user("oauth.authorize", signer.user.id).detail(issued)).await?;
         tx.commit().await?;
         let state = row.state.clone().unwrap_or_default();
         let mut pairs: Vec<(&str, &str)> = if approve {

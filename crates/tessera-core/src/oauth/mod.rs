@@ -45,11 +45,13 @@ pub(crate) const DEV_KEY: (&str, &str) = ("oauth_signing_key", "oauth-signing-ke
 pub struct OAuthError {
     pub error: &'static str,
     pub description: String,
+    /// Seconds to wait, for `slow_down` (a rate limit).
+    pub retry_after: Option<u64>,
 }
 
 impl OAuthError {
     pub fn new(error: &'static str, description: impl Into<String>) -> OAuthError {
-        OAuthError { error, description: description.into() }
+        OAuthError { error, description: description.into(), retry_after: None }
     }
 
     pub fn invalid_request(description: impl Into<String>) -> OAuthError {
@@ -68,11 +70,16 @@ impl OAuthError {
 impl From<Error> for OAuthError {
     fn from(e: Error) -> OAuthError {
         match e {
-            Error::RateLimited { .. } | Error::Overloaded { .. } => {
-                OAuthError::new("temporarily_unavailable", "Too many requests; try again later.")
+            Error::RateLimited { retry_after_secs } => OAuthError {
+                retry_after: Some(retry_after_secs),
+                ..OAuthError::new("slow_down", "Too many requests; try again later.")
+            },
+            Error::Overloaded { .. } | Error::Unavailable(_) => {
+                OAuthError::new("temporarily_unavailable", "The server is busy or a required service is unavailable.")
             }
-            Error::Unavailable(_) => OAuthError::new("temporarily_unavailable", "A required service is unavailable."),
-            Error::OAuthServerDisabled => OAuthError::new("invalid_request", e.to_string()),
+            // Not an OAuth error code: the endpoints answer 404, as every route of a
+            // disabled feature does.
+            Error::OAuthServerDisabled => OAuthError::new("not_found", e.to_string()),
             Error::Internal(cause) => {
                 tracing::error!(%cause, "oauth provider");
                 OAuthError::new("server_error", "Internal server error.")

@@ -171,15 +171,16 @@ impl Core {
             .await?
             .ok_or_else(|| OAuthError::invalid_grant("The user is gone."))?;
         let aal = row.aal.clone().unwrap_or_else(|| "aal1".to_owned());
-        let opened =
-            self.open_client_session(session_id, &user, &aal, row.amr.as_deref(), app.id, &row.scope, client).await?;
+        let auth_time = row.auth_time.unwrap_or_else(now);
+        let opened = self
+            .open_client_session(session_id, &user, &aal, row.amr.as_deref(), auth_time, app.id, &row.scope, client)
+            .await?;
         if !opened {
             return Err(OAuthError::invalid_grant("The account can no longer sign in."));
         }
         let Some((session, user)) = self.store.session_for_refresh(session_id).await? else {
             return Err(OAuthError::invalid_grant("The session is gone."));
         };
-        let auth_time = row.auth_time.unwrap_or(session.created_at);
         self.client_tokens(app, &user, &session, auth_time, row.nonce.as_deref(), 0)
     }
 
@@ -200,7 +201,8 @@ impl Core {
         if session.oauth_client_id != Some(app.id) {
             return Err(OAuthError::invalid_grant("The refresh token was issued to another client."));
         }
-        self.client_tokens(app, &user, &session, session.created_at, None, counter)
+        let auth_time = session.oauth_auth_time.unwrap_or(session.created_at);
+        self.client_tokens(app, &user, &session, auth_time, None, counter)
     }
 
     async fn client_credentials(
@@ -471,6 +473,25 @@ impl Core {
             Some(id) => q::client(self.store.reader(), id).await?,
             None => None,
         };
+        // The post-logout URI is checked before anything is ended.
+        let target = match (&app, post_logout_redirect_uri) {
+            (Some(app), Some(uri)) => {
+                let registered: Vec<String> = serde_json::from_str(&app.post_logout_redirect_uris).unwrap_or_default();
+                if !registered.iter().any(|r| r == uri) {
+                    return Err(Error::BadRequest(
+                        "post_logout_redirect_uri is not one the client registered.".to_owned(),
+                    ));
+                }
+                let pairs: Vec<(&str, &str)> = state.map(|s| vec![("state", s)]).unwrap_or_default();
+                Some(super::authorize::with_query(uri, &pairs))
+            }
+            (None, Some(_)) => {
+                return Err(Error::BadRequest(
+                    "post_logout_redirect_uri needs the id_token_hint or client_id of a registered client.".to_owned(),
+                ))
+            }
+            _ => None,
+        };
         let mut ended = Vec::new();
         if let (Some(h), Some(app)) = (&hint, &app) {
             if let Some(sid) = h.sid {
@@ -493,22 +514,6 @@ impl Core {
                 AuditEvent::by_user("logout", user_id).detail(json!({ "session_id": sid, "via": "oauth.end_session" }));
             self.store.revoke_session(sid, audit_row(client, ev)).await?;
         }
-        let target = match (app, post_logout_redirect_uri) {
-            (Some(app), Some(uri)) => {
-                let registered: Vec<String> = serde_json::from_str(&app.post_logout_redirect_uris).unwrap_or_default();
-                if !registered.iter().any(|r| r == uri) {
-                    return Err(Error::BadRequest(
-                        "post_logout_redirect_uri is not one the client registered.".to_owned(),
-                    ));
-                }
-                let pairs: Vec<(&str, &str)> = state.map(|s| vec![("state", s)]).unwrap_or_default();
-                Some(super::authorize::with_query(uri, &pairs))
-            }
-            (None, Some(_)) => {
-                return Err(Error::BadRequest("post_logout_redirect_uri needs id_token_hint or client_id.".to_owned()))
-            }
-            _ => None,
-        };
         Ok(target)
     }
 

@@ -217,6 +217,7 @@ impl Core {
             new_password_hash: new_hash,
             oauth_client_id: None,
             oauth_scope: None,
+            oauth_auth_time: None,
         };
         let mut detail = json!({ "session_id": session.id, "rehashed": session.new_password_hash.is_some() });
         match proof {
@@ -246,6 +247,7 @@ impl Core {
         user: &user::Model,
         aal: &str,
         amr: Option<&str>,
+        auth_time: DateTime<Utc>,
         client_id: Uuid,
         scope: &str,
         client: &ClientInfo,
@@ -258,6 +260,7 @@ impl Core {
         writes.session.amr = amr.map(str::to_owned);
         writes.session.oauth_client_id = Some(client_id);
         writes.session.oauth_scope = Some(scope.to_owned());
+        writes.session.oauth_auth_time = Some(auth_time);
         let detail =
             json!({ "session_id": id, "client_id": client_id, "scope": scope, "grant_type": "authorization_code" });
         writes.audit = audit_row(client, AuditEvent::by_user("oauth.token", user.id).detail(detail));

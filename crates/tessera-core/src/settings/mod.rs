@@ -155,7 +155,8 @@ settings! {
         rate_limit_verify: Vec<Window> = ["RATE_LIMIT_VERIFY"] default "30/1h", windows;
         /// anonymous sign-ups per client IP
         rate_limit_anonymous: Vec<Window> = ["RATE_LIMIT_ANONYMOUS"] default "30/1h", windows;
-        /// requests to the OAuth provider's token, authorization, registration and introspection endpoints per client IP
+        /// requests to the OAuth provider's authorization, token, introspection, revocation and registration endpoints per
+        /// client IP
         rate_limit_oauth: Vec<Window> = ["RATE_LIMIT_OAUTH"] default "600/1m", windows;
     }
     fields {

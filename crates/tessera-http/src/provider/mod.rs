@@ -51,12 +51,16 @@ pub(crate) fn oauth_error(e: OAuthError) -> Response {
         "invalid_client" => StatusCode::UNAUTHORIZED,
         "invalid_token" => StatusCode::UNAUTHORIZED,
         "insufficient_scope" | "access_denied" => StatusCode::FORBIDDEN,
+        "slow_down" => StatusCode::TOO_MANY_REQUESTS,
         "temporarily_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
         "server_error" => StatusCode::INTERNAL_SERVER_ERROR,
         "not_found" => StatusCode::NOT_FOUND,
         _ => StatusCode::BAD_REQUEST,
     };
     let mut res = (status, Json(json!({ "error": e.error, "error_description": e.description }))).into_response();
+    if let Some(secs) = e.retry_after {
+        res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+    }
     if e.error == "invalid_client" {
         res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"oauth\""));
     }
@@ -65,14 +69,6 @@ pub(crate) fn oauth_error(e: OAuthError) -> Response {
 
 /// A domain error as an OAuth error (a disabled provider is 404).
 fn from_domain(e: Error) -> Response {
-    if matches!(e, Error::OAuthServerDisabled) {
-        return oauth_error(OAuthError::new("not_found", e.to_string()));
-    }
-    if matches!(e, Error::RateLimited { .. }) {
-        let mut res = oauth_error(OAuthError::new("slow_down", "Too many requests; try again later."));
-        *res.status_mut() = StatusCode::TOO_MANY_REQUESTS;
-        return res;
-    }
     oauth_error(OAuthError::from(e))
 }
 

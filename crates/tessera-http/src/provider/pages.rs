@@ -466,7 +466,7 @@ pub async fn consent(
         "deny" => false,
         _ => return message(StatusCode::BAD_REQUEST, "Form refused", "Choose Allow or Deny."),
     };
-    match s.core.oauth_decide(id, &Signer::of(&session, &user), approve, &client).await {
+    match s.core.oauth_decide(id, &Signer::of(&session, &user), approve, true, &client).await {
         Ok(to) => see_other(&to),
         Err(e) => error_page(&e),
     }
@@ -480,14 +480,38 @@ pub struct LogoutParams {
     client_id: Option<String>,
     post_logout_redirect_uri: Option<String>,
     state: Option<String>,
+    /// The confirmation form's token.
+    csrf: Option<String>,
 }
 
-async fn logout_with(s: AppState, client: ClientInfo, headers: HeaderMap, p: LogoutParams) -> Response {
-    let browser_session = s
-        .core
-        .provider()
-        .ok()
-        .and_then(|provider| cookie_value(&headers, SESSION_COOKIE).and_then(|c| provider.session_of_cookie(c)));
+/// The token of the logout confirmation: bound to the browser's session at the provider.
+fn logout_token(s: &AppState, cookie: &str) -> String {
+    s.core.provider().map(|p| p.form_token("logout", cookie, Uuid::nil())).unwrap_or_default()
+}
+
+async fn logout_with(s: AppState, client: ClientInfo, headers: HeaderMap, p: LogoutParams, posted: bool) -> Response {
+    let op_cookie = cookie_value(&headers, SESSION_COOKIE).unwrap_or_default().to_owned();
+    let browser_session = s.core.provider().ok().and_then(|provider| provider.session_of_cookie(&op_cookie));
+    // Without an ID token naming the client's session, the browser signs out only once
+    // the person confirms (a link on another site must not sign anyone out).
+    let hinted = p.id_token_hint.as_deref().is_some_and(|h| !h.is_empty());
+    let confirmed = posted
+        && from_own_pages(&headers)
+        && p.csrf.as_deref().is_some_and(|t| !op_cookie.is_empty() && same_secret(t, &logout_token(&s, &op_cookie)));
+    if !hinted && !confirmed && browser_session.is_some() {
+        let body = html! {
+            h1 { "Sign out?" }
+            p { "Sign out of " (s.core.settings.mail.product_name) " in this browser." }
+            form method="post" action="/oauth/logout" {
+                input type="hidden" name="csrf" value=(logout_token(&s, &op_cookie));
+                @if let Some(c) = &p.client_id { input type="hidden" name="client_id" value=(c); }
+                @if let Some(u) = &p.post_logout_redirect_uri { input type="hidden" name="post_logout_redirect_uri" value=(u); }
+                @if let Some(st) = &p.state { input type="hidden" name="state" value=(st); }
+                button type="submit" { "Sign out" }
+            }
+        };
+        return render(StatusCode::OK, layout("Sign out", body));
+    }
     let ended = s
         .core
         .oauth_end_session(
@@ -516,7 +540,7 @@ pub async fn logout(
     query: Result<Query<LogoutParams>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     match query {
-        Ok(Query(p)) => logout_with(s, client, headers, p).await,
+        Ok(Query(p)) => logout_with(s, client, headers, p, false).await,
         Err(_) => message(StatusCode::BAD_REQUEST, "Cannot sign out", "The query is malformed."),
     }
 }
@@ -529,7 +553,7 @@ pub async fn logout_form(
     form: Result<Form<LogoutParams>, axum::extract::rejection::FormRejection>,
 ) -> Response {
     match form {
-        Ok(Form(p)) => logout_with(s, client, headers, p).await,
+        Ok(Form(p)) => logout_with(s, client, headers, p, true).await,
         Err(_) => message(StatusCode::BAD_REQUEST, "Cannot sign out", "The form is malformed."),
     }
 }

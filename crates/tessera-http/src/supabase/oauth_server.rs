@@ -218,6 +218,6 @@ pub async fn consent(
         _ => return Err(GoTrueError::validation("action must be approve or deny")),
     };
     let (signer, _) = signer(&s, &who).await?;
-    let url = s.core.oauth_decide(id, &signer, approve, &client).await?;
+    let url = s.core.oauth_decide(id, &signer, approve, true, &client).await?;
     Ok(Json(json!({ "redirect_url": url })).into_response())
 }

@@ -26,6 +26,8 @@ pub struct Model {
     pub oauth_client_id: Option<Uuid>,
     /// The scopes granted to that client, space-separated.
     pub oauth_scope: Option<String>,
+    /// When the user signed in at the provider (the ID tokens' `auth_time`).
+    pub oauth_auth_time: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

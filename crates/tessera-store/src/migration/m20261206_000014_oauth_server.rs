@@ -18,6 +18,7 @@ enum Sessions {
     Table,
     OauthClientId,
     OauthScope,
+    OauthAuthTime,
 }
 
 #[derive(DeriveIden)]
@@ -207,6 +208,9 @@ impl MigrationTrait for Migration {
         // The scopes granted to the client, space-separated.
         let scope = ColumnDef::new(Sessions::OauthScope).text().null().to_owned();
         m.alter_table(Table::alter().table(Sessions::Table).add_column(scope).to_owned()).await?;
+        // When the user signed in at the provider: every ID token of the session says so.
+        let auth_time = ColumnDef::new(Sessions::OauthAuthTime).timestamp_with_time_zone().null().to_owned();
+        m.alter_table(Table::alter().table(Sessions::Table).add_column(auth_time).to_owned()).await?;
         m.create_index(
             Index::create()
                 .name("sessions_oauth_client_id_idx")
@@ -220,6 +224,7 @@ impl MigrationTrait for Migration {
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
         m.drop_index(Index::drop().name("sessions_oauth_client_id_idx").table(Sessions::Table).to_owned()).await?;
+        m.alter_table(Table::alter().table(Sessions::Table).drop_column(Sessions::OauthAuthTime).to_owned()).await?;
         m.alter_table(Table::alter().table(Sessions::Table).drop_column(Sessions::OauthScope).to_owned()).await?;
         m.alter_table(Table::alter().table(Sessions::Table).drop_column(Sessions::OauthClientId).to_owned()).await?;
         m.drop_table(Table::drop().table(OauthConsents::Table).to_owned()).await?;

@@ -614,3 +614,53 @@ async fn es256_claims(app: &TestApp, token: &str) -> Value {
         .expect("the token's signature verifies under the JWKS");
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(token.split('.').nth(1).unwrap()).unwrap()).unwrap()
 }
+
+#[tokio::test]
+async fn logout_needs_the_id_token_or_a_confirmation_and_a_refreshed_id_token_keeps_auth_time() {
+    let (app, admin, email) = op_app(&[]).await;
+    let (id, secret) = confidential(&app, &admin).await;
+    let mut b = Browser::new();
+    let (code, verifier) = code_for(&app, &mut b, &id, &email).await;
+    let (_, tokens) = exchange(&app, Some((&id, &secret)), &id, &code, &verifier).await;
+    let first = es256_claims(&app, tokens["id_token"].as_str().unwrap()).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let refresh = tokens["refresh_token"].as_str().unwrap();
+    let (_, refreshed) =
+        token(&app, Some((&id, &secret)), &[("grant_type", "refresh_token"), ("refresh_token", refresh)]).await;
+    let again = es256_claims(&app, refreshed["id_token"].as_str().unwrap()).await;
+    assert_eq!(again["auth_time"], first["auth_time"], "{again}");
+    assert!(again.get("nonce").is_none());
+    // A link with no ID token only asks; the browser stays signed in.
+    let res = b.get(&format!("{}/oauth/logout", app.base)).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let page = res.text().await.unwrap();
+    assert!(page.contains("Sign out?"), "{page}");
+    let (_, challenge) = pkce();
+    let to = b.follow(&authorize_url(&app, &id, &challenge, "&prompt=none")).await;
+    assert!(url_param(&to, "code").is_some(), "still signed in: {to}");
+    // A post-logout URI the client did not register ends nothing.
+    let hint = tokens["id_token"].as_str().unwrap();
+    let bad = format!(
+        "{}/oauth/logout?id_token_hint={hint}&post_logout_redirect_uri={}",
+        app.base,
+        urlencode("https://evil.example/")
+    );
+    assert_eq!(b.get(&bad).await.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(userinfo(&app, refreshed["access_token"].as_str().unwrap()).await, StatusCode::OK);
+    // The confirmation form signs the browser out.
+    let form = [("csrf", hidden(&page, "csrf"))];
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_eq!(b.post_form(&format!("{}/oauth/logout", app.base), &form).await.status(), StatusCode::OK);
+    let (_, challenge) = pkce();
+    let to = b.follow(&authorize_url(&app, &id, &challenge, "&prompt=none")).await;
+    assert_eq!(url_param(&to, "error").as_deref(), Some("login_required"), "{to}");
+    // With the ID token: the client's session ends too, and back to the registered URI.
+    let good = format!(
+        "{}/oauth/logout?id_token_hint={hint}&post_logout_redirect_uri={}&state=bye",
+        app.base,
+        urlencode(LOGGED_OUT)
+    );
+    let res = b.get(&good).await;
+    assert_eq!(location(&res).as_deref(), Some(format!("{LOGGED_OUT}?state=bye").as_str()));
+    assert_eq!(userinfo(&app, refreshed["access_token"].as_str().unwrap()).await, StatusCode::UNAUTHORIZED);
+}

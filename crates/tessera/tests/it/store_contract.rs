@@ -172,6 +172,7 @@ async fn open(conn: &impl ConnectionTrait, user: &user::Model) -> Option<Uuid> {
         new_password_hash: None,
         oauth_client_id: None,
         oauth_scope: None,
+        oauth_auth_time: None,
     };
     sessions::open(conn, &new).await.unwrap().then_some(new.id)
 }
@@ -396,6 +397,7 @@ fn sign_in(user: &user::Model, challenge: Uuid, passkey: Uuid, counter: i64, max
             new_password_hash: None,
             oauth_client_id: None,
             oauth_scope: None,
+            oauth_auth_time: None,
         },
         max_sessions: max,
         audit: audit(user.id, "login.success", id),

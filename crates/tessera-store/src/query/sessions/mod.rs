@@ -120,6 +120,8 @@ pub struct NewSession {
     pub oauth_client_id: Option<Uuid>,
     /// The scopes granted to that client.
     pub oauth_scope: Option<String>,
+    /// When the user signed in at the provider.
+    pub oauth_auth_time: Option<DateTime<Utc>>,
 }
 
 /// Records the sign-in on the user and inserts the session, only if the user is still
@@ -160,6 +162,7 @@ pub async fn open(conn: &impl ConnectionTrait, s: &NewSession) -> Result<bool, E
         amr: s.amr.clone(),
         oauth_client_id: s.oauth_client_id,
         oauth_scope: s.oauth_scope.clone(),
+        oauth_auth_time: s.oauth_auth_time,
     }
     .into_active_model()
     .insert(conn)

@@ -22,6 +22,7 @@ macro_rules! session_and_user {
                 amr: $row.$get($at + 31)?,
                 oauth_client_id: $row.$get($at + 32)?,
                 oauth_scope: $row.$get($at + 33)?,
+                oauth_auth_time: $row.$get($at + 34)?,
             },
             $crate::query::user_row::user_at!($row.$get, $at + 11),
         )
@@ -34,5 +35,5 @@ pub(crate) const SESSION_AND_USER: &str = concat!(
     "s.id, s.user_id, s.created_at, s.last_used_at, s.expires_at, s.revoked_at, s.ip, s.user_agent, s.aal, \
      s.refresh_counter, s.refreshed_at, ",
     crate::query::user_row::user_columns!(),
-    ", s.amr, s.oauth_client_id, s.oauth_scope"
+    ", s.amr, s.oauth_client_id, s.oauth_scope, s.oauth_auth_time"
 );
