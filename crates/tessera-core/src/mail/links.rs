@@ -154,6 +154,8 @@ impl Core {
         let s = &self.settings;
         match asked.map(str::trim).filter(|a| !a.is_empty()) {
             Some(a) if under(a, &s.site_url) || s.redirect_urls.iter().any(|u| under(a, u)) => a.to_owned(),
+            // The OpenID provider's own sign-in page, signing in with another provider.
+            Some(a) if under(a, &format!("{}{}", s.public_url, crate::oauth::EXTERNAL_RETURN)) => a.to_owned(),
             _ => s.site_url.clone(),
         }
     }

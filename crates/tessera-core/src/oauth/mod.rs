@@ -36,6 +36,9 @@ pub const SCOPES: [&str; 5] = ["openid", "profile", "email", "phone", "offline_a
 pub const CODE_TTL_SECS: i64 = 60;
 /// How long an authorization request may wait for sign-in and consent.
 pub const REQUEST_TTL_SECS: i64 = 600;
+/// Where a sign-in with another provider, started on the provider's sign-in page,
+/// comes back to (with `?code=`).
+pub const EXTERNAL_RETURN: &str = "/oauth/sign-in/external/done";
 /// The name of the generated development key in `server_keys`.
 pub(crate) const DEV_KEY: (&str, &str) = ("oauth_signing_key", "oauth-signing-key");
 

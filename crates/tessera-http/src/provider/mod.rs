@@ -39,6 +39,8 @@ pub fn router(shared: &SharedLayers) -> Router<AppState> {
         .route("/oauth/authorize", get(pages::authorize).post(pages::authorize_form))
         .route("/oauth/sign-in", get(pages::sign_in_page).post(pages::sign_in))
         .route("/oauth/sign-in/mfa", post(pages::second_factor))
+        .route("/oauth/sign-in/external", get(pages::external_start))
+        .route("/oauth/sign-in/external/done", get(pages::external_done))
         .route("/oauth/consent", get(pages::consent_page).post(pages::consent))
         .route("/oauth/logout", get(pages::logout).post(pages::logout_form));
     shared.api(api, Surface::V1, Csp::Strict).merge(shared.api(pages, Surface::Pages, Csp::ProviderPages))

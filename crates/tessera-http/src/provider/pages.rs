@@ -208,6 +208,15 @@ fn sign_in_form(s: &AppState, id: Uuid, csrf: &str, email: &str, problem: Option
             label { "Password" input type="password" name="password" autocomplete="current-password" required; }
             button type="submit" { "Sign in" }
         }
+        @let providers = s.core.providers.enabled_names();
+        @if !providers.is_empty() {
+            p { "Or sign in with:" }
+            ul.providers {
+                @for name in &providers {
+                    li { a.button href=(format!("/oauth/sign-in/external?authorization_id={id}&provider={name}")) { (name) } }
+                }
+            }
+        }
     }
 }
 
@@ -556,4 +565,81 @@ pub async fn logout_form(
         Ok(Form(p)) => logout_with(s, client, headers, p, true).await,
         Err(_) => message(StatusCode::BAD_REQUEST, "Cannot sign out", "The form is malformed."),
     }
+}
+
+/// The verifier of a sign-in with another provider started on the sign-in page.
+const PKCE_COOKIE: &str = "tessera_op_pkce";
+
+/// `?authorization_id=…&provider=…`
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct ExternalQuery {
+    authorization_id: String,
+    provider: String,
+}
+
+/// `GET /oauth/sign-in/external`: signs in with another provider (SPEC §5.11), coming
+/// back to [`external_done`] with a code this browser alone can exchange.
+pub async fn external_start(State(s): State<AppState>, Query(q): Query<ExternalQuery>) -> Response {
+    let Some(id) = pending_id(&q.authorization_id) else {
+        return error_page(&Error::OAuthAuthorizationNotFound);
+    };
+    if let Err(e) = s.core.oauth_pending(id).await {
+        return error_page(&e);
+    }
+    let verifier = random_token(32);
+    let back = format!("{}{}?authorization_id={id}", s.core.settings.public_url, tessera_core::oauth::EXTERNAL_RETURN);
+    let a = tessera_core::identity::Authorize {
+        provider: q.provider,
+        redirect_to: Some(back),
+        code_challenge: Some(tessera_core::identity::state::s256(&verifier)),
+        code_challenge_method: Some("s256".to_owned()),
+        ..Default::default()
+    };
+    match s.core.oauth_start(a, tessera_core::Surface::Native, None).await {
+        Ok(to) => {
+            let res = crate::oauth::to_provider(&to, s.core.settings.secure_cookies);
+            with_cookies(res, [cookie(&s, PKCE_COOKIE, &verifier, 600)])
+        }
+        Err(e) => error_page(&e),
+    }
+}
+
+/// `?authorization_id=…&code=…` (or the provider's error).
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct ExternalDone {
+    authorization_id: String,
+    code: Option<String>,
+    error_description: Option<String>,
+}
+
+/// `GET /oauth/sign-in/external/done`: the code of the other provider's sign-in,
+/// exchanged with this browser's verifier; then the second step, or on to consent.
+pub async fn external_done(
+    State(s): State<AppState>,
+    Client(client): Client,
+    headers: HeaderMap,
+    Query(q): Query<ExternalDone>,
+) -> Response {
+    let Some(id) = pending_id(&q.authorization_id) else {
+        return error_page(&Error::OAuthAuthorizationNotFound);
+    };
+    let clear = cookie(&s, PKCE_COOKIE, "", 0);
+    let Some(code) = q.code.filter(|c| !c.is_empty()) else {
+        let why =
+            q.error_description.unwrap_or_else(|| "The sign-in with the other provider did not finish.".to_owned());
+        return with_cookies(message(StatusCode::BAD_REQUEST, "Cannot sign in", &why), [clear]);
+    };
+    let verifier = cookie_value(&headers, PKCE_COOKIE).unwrap_or_default().to_owned();
+    let res = match s.core.exchange_code(&code, &verifier, &client).await {
+        Ok(SignIn::Session(issued)) => signed_in(&s, id, issued.session_id, &client).await,
+        Ok(SignIn::MfaRequired(challenge)) => {
+            let flow = cookie_value(&headers, FLOW_COOKIE).unwrap_or_default();
+            let csrf = sign_in_token(&s, flow, id);
+            render(StatusCode::OK, layout("Second step", mfa_form(id, &csrf, &challenge.mfa_token, None)))
+        }
+        Err(e) => error_page(&e),
+    };
+    with_cookies(res, [clear])
 }

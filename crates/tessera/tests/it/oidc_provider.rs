@@ -664,3 +664,37 @@ async fn logout_needs_the_id_token_or_a_confirmation_and_a_refreshed_id_token_ke
     assert_eq!(location(&res).as_deref(), Some(format!("{LOGGED_OUT}?state=bye").as_str()));
     assert_eq!(userinfo(&app, refreshed["access_token"].as_str().unwrap()).await, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn the_sign_in_page_signs_in_with_another_provider() {
+    let provider = crate::provider::OidcProvider::start().await;
+    provider.set_user("olga", json!({"email": "olga@example.com", "email_verified": true, "name": "Olga"})).await;
+    let issuer = provider.issuer.clone();
+    let (app, admin, _) = op_app(&[
+        ("EXTERNAL_MOCK_ENABLED", "true"),
+        ("EXTERNAL_MOCK_CLIENT_ID", "tessera-client"),
+        ("EXTERNAL_MOCK_SECRET", "mock-secret"),
+        ("EXTERNAL_MOCK_ISSUER", issuer.as_str()),
+        ("EMAIL_AUTOCONFIRM", "true"),
+    ])
+    .await;
+    let (id, secret) = confidential(&app, &admin).await;
+    let mut b = Browser::new();
+    let (verifier, challenge) = pkce();
+    let at = b.follow(&authorize_url(&app, &id, &challenge, "")).await;
+    let page = b.get(&at).await.text().await.unwrap();
+    let start = page
+        .find("/oauth/sign-in/external?")
+        .map(|i| &page[i..])
+        .unwrap_or_else(|| panic!("no provider button: {page}"));
+    let start = format!("{}{}", app.base, &start[..start.find('"').unwrap()].replace("&amp;", "&"));
+    let consent = b.sign_in_at_provider(&start, &provider, "olga").await;
+    assert!(consent.contains("/oauth/consent?authorization_id="), "{consent}");
+    let back = through_pages(&app, &mut b, &consent, "olga@example.com").await;
+    let (status, tokens) =
+        exchange(&app, Some((&id, &secret)), &id, &url_param(&back, "code").unwrap(), &verifier).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    let claims = es256_claims(&app, tokens["id_token"].as_str().unwrap()).await;
+    assert_eq!(claims["email"], "olga@example.com");
+    assert_eq!(claims["amr"], json!(["fed"]));
+}
