@@ -71,8 +71,9 @@ pub enum Csp {
     Console,
     /// The link pages' forms: their stylesheet only.
     LinkPages,
-    /// The OAuth provider's sign-in and consent pages: their stylesheet, a client's logo
-    /// over https; forms may lead on to any client's redirect URI.
+    /// The OAuth provider's sign-in and consent pages: their stylesheet and script (the
+    /// passkey sign-in), a client's logo over https; forms may lead on to any client's
+    /// redirect URI.
     ProviderPages,
     /// The Swagger UI.
     SwaggerUi,
@@ -95,7 +96,7 @@ impl Csp {
                 "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
             }
             Csp::ProviderPages => {
-                "default-src 'none'; style-src 'self'; img-src https: data:; frame-ancestors 'none'; base-uri 'none'"
+                "default-src 'none'; style-src 'self'; script-src 'self'; connect-src 'self'; img-src https: data:; frame-ancestors 'none'; base-uri 'none'"
             }
             Csp::Strict | Csp::Unclaimed => {
                 "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"

@@ -26,7 +26,7 @@ impl Asset {
 
 pub(crate) static CSS: LazyLock<Asset> =
     LazyLock::new(|| Asset::new("console", "css", "text/css; charset=utf-8", include_str!("../../assets/console.css")));
-pub(super) static JS: LazyLock<Asset> = LazyLock::new(|| {
+pub(crate) static JS: LazyLock<Asset> = LazyLock::new(|| {
     Asset::new("console", "js", "text/javascript; charset=utf-8", include_str!("../../assets/console.js"))
 });
 

@@ -39,6 +39,8 @@ pub fn router(shared: &SharedLayers) -> Router<AppState> {
         .route("/oauth/authorize", get(pages::authorize).post(pages::authorize_form))
         .route("/oauth/sign-in", get(pages::sign_in_page).post(pages::sign_in))
         .route("/oauth/sign-in/mfa", post(pages::second_factor))
+        .route("/oauth/sign-in/passkey/options", post(pages::passkey_options))
+        .route("/oauth/sign-in/passkey", post(pages::passkey_sign_in))
         .route("/oauth/sign-in/external", get(pages::external_start))
         .route("/oauth/sign-in/external/done", get(pages::external_done))
         .route("/oauth/consent", get(pages::consent_page).post(pages::consent))

@@ -19,7 +19,7 @@ use tessera_core::session::issued::SignIn;
 use tessera_core::ClientInfo;
 use uuid::Uuid;
 
-use crate::console::assets::CSS;
+use crate::console::assets::{CSS, JS};
 use crate::extract::Client;
 use crate::state::AppState;
 
@@ -64,6 +64,11 @@ fn see_other(to: &str) -> Response {
 }
 
 fn layout(title: &str, body: Markup) -> Markup {
+    layout_with(title, body, false)
+}
+
+/// A page; with `script`, the console's script (the passkey sign-in needs WebAuthn).
+fn layout_with(title: &str, body: Markup, script: bool) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -74,6 +79,7 @@ fn layout(title: &str, body: Markup) -> Markup {
                 meta name="robots" content="noindex";
                 title { (title) }
                 link rel="stylesheet" href=(CSS.path);
+                @if script { script src=(JS.path) defer {} }
             }
             body { main #main { (body) } }
         }
@@ -208,6 +214,16 @@ fn sign_in_form(s: &AppState, id: Uuid, csrf: &str, email: &str, problem: Option
             label { "Password" input type="password" name="password" autocomplete="current-password" required; }
             button type="submit" { "Sign in" }
         }
+        @if s.core.settings.passkeys_enabled {
+            form #passkey method="post" action="/oauth/sign-in/passkey" data-options="/oauth/sign-in/passkey/options" hidden {
+                input type="hidden" name="authorization_id" value=(id);
+                input type="hidden" name="csrf" value=(csrf);
+                input type="hidden" name="challenge_id";
+                input type="hidden" name="credential";
+                button #passkey-sign-in.secondary type="button" { "Sign in with a passkey" }
+                p #passkey-error.error role="alert" hidden {}
+            }
+        }
         @let providers = s.core.providers.enabled_names();
         @if !providers.is_empty() {
             p { "Or sign in with:" }
@@ -249,7 +265,7 @@ pub async fn sign_in_page(
         }
     };
     let csrf = sign_in_token(&s, &flow, id);
-    let page = layout("Sign in", sign_in_form(&s, id, &csrf, "", None));
+    let page = layout_with("Sign in", sign_in_form(&s, id, &csrf, "", None), true);
     with_cookies(render(StatusCode::OK, page), [set])
 }
 
@@ -325,7 +341,7 @@ pub async fn sign_in(
         }
         Err(e @ (Error::InvalidCredentials | Error::AccountInactive | Error::EmailNotVerified)) => {
             let text = e.to_string();
-            let page = layout("Sign in", sign_in_form(&s, id, &form.csrf, form.email.trim(), Some(&text)));
+            let page = layout_with("Sign in", sign_in_form(&s, id, &form.csrf, form.email.trim(), Some(&text)), true);
             render(StatusCode::UNAUTHORIZED, page)
         }
         Err(e) => error_page(&e),
@@ -642,4 +658,56 @@ pub async fn external_done(
         Err(e) => error_page(&e),
     };
     with_cookies(res, [clear])
+}
+
+/// `POST /oauth/sign-in/passkey/options`: a usernameless challenge for the page's script.
+pub async fn passkey_options(State(s): State<AppState>) -> Response {
+    match s.core.passkey_authentication_options(None).await {
+        Ok(o) => axum::Json(crate::dto::PasskeyOptionsOut::from(o)).into_response(),
+        Err(e) => crate::error::ApiError::from(e).into_response(),
+    }
+}
+
+/// The passkey form's body, as the script posts it.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct PasskeyForm {
+    authorization_id: String,
+    csrf: String,
+    challenge_id: String,
+    credential: String,
+}
+
+/// `POST /oauth/sign-in/passkey`: the challenge and the browser's answer
+/// (`PublicKeyCredential.toJSON()`); then the second step, or on to consent.
+pub async fn passkey_sign_in(
+    State(s): State<AppState>,
+    Client(client): Client,
+    headers: HeaderMap,
+    form: Result<Form<PasskeyForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let Ok(Form(form)) = form else {
+        return message(StatusCode::BAD_REQUEST, "Form refused", "The form is malformed.");
+    };
+    let id = match checked_sign_in(&s, &headers, &form.authorization_id, &form.csrf) {
+        Ok(id) => id,
+        Err(res) => return res,
+    };
+    let challenge_id = Uuid::try_parse(form.challenge_id.trim());
+    let credential = serde_json::from_str::<serde_json::Value>(&form.credential);
+    let (Ok(challenge_id), Ok(credential)) = (challenge_id, credential) else {
+        let page = sign_in_form(&s, id, &form.csrf, "", Some("The passkey's answer could not be read: try again."));
+        return render(StatusCode::BAD_REQUEST, layout_with("Sign in", page, true));
+    };
+    match s.core.sign_in_with_passkey(challenge_id, &credential, &client).await {
+        Ok(SignIn::Session(issued)) => signed_in(&s, id, issued.session_id, &client).await,
+        Ok(SignIn::MfaRequired(challenge)) => {
+            render(StatusCode::OK, layout("Second step", mfa_form(id, &form.csrf, &challenge.mfa_token, None)))
+        }
+        Err(e) => {
+            let api = crate::error::ApiError::from(e);
+            let page = sign_in_form(&s, id, &form.csrf, "", Some(&api.detail));
+            render(api.status, layout_with("Sign in", page, true))
+        }
+    }
 }

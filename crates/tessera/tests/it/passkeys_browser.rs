@@ -554,3 +554,48 @@ async fn console_passkey_routes_check_the_form_token_and_follow_passkeys_enabled
         assert!(res.text().await.unwrap().contains("could not be read"));
     }
 }
+
+// --- the OpenID provider's sign-in page -------------------------------------------------
+
+#[tokio::test]
+async fn the_openid_providers_sign_in_page_signs_in_with_a_passkey() {
+    let rig = console_rig().await;
+    let admin = rig.app.login(ADMIN_EMAIL, PASSWORD).await;
+    let (_, login) = rig.app.user().await;
+    rig.register(&login.access, "Laptop").await;
+    // A client whose redirect URI is a page of the same origin (the browser lands there).
+    let back = format!("{}/health", rig.origin);
+    let (status, client) = json_of(
+        rig.app
+            .post(
+                "/v1/admin/oauth/clients",
+                Some(&admin.access),
+                json!({ "client_name": "Wiki", "client_type": "public", "redirect_uris": [back] }),
+            )
+            .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{client}");
+    use base64::Engine;
+    use sha2::Digest;
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(sha2::Sha256::digest(b"a-verifier-of-at-least-forty-three-characters-long"));
+    let url = format!(
+        "{}/oauth/authorize?response_type=code&client_id={}&redirect_uri={}&scope=openid&state=s&code_challenge={challenge}&code_challenge_method=S256",
+        rig.origin,
+        client["client_id"].as_str().unwrap(),
+        url::form_urlencoded::byte_serialize(back.as_bytes()).collect::<String>()
+    );
+    // The provider's pages keep their CSP: the script fetches under `connect-src 'self'`.
+    rig.browser.bypass_csp(false).await;
+    rig.browser.open(&url).await;
+    assert!(rig.browser.url().await.contains("/oauth/sign-in?authorization_id="));
+    let button = rig.browser.find("form#passkey button#passkey-sign-in").await;
+    assert!(rig.browser.displayed(&button).await, "the script shows the button: {}", rig.browser.source().await);
+    rig.browser.submit_el(&button).await;
+    rig.browser.wait_for("wants to use your account").await;
+    assert!(rig.browser.url().await.contains("/oauth/consent?authorization_id="), "{}", rig.browser.url().await);
+    rig.browser.submit("button[value=approve]").await;
+    let landed = rig.browser.url().await;
+    assert!(landed.starts_with(&back) && landed.contains("code="), "{landed}");
+}
