@@ -8,7 +8,9 @@ the passkey scenario's software authenticator is bench/webauthn.py (`--self-test
 checks it offline). The oauth scenario signs in at oidc-provider-mock, the OpenID
 Connect provider of the social sign-in tests (`scripts/oidc-provider` installs it),
 started and stopped here; its load comes from Python processes of the harness (wrk
-cannot carry a cookie and a code from one server to the other).
+cannot carry a cookie and a code from one server to the other). The oauth_code and
+oauth_refresh scenarios load tessera's own provider (issue 31) with wrk: a confidential
+client registered by an admin, browsers signed in at its pages in the set-up.
 """
 
 import argparse
@@ -208,6 +210,9 @@ class Server:
             "RATE_LIMIT_RECOVER": "3/1h",
             "HOST": "127.0.0.1",
             "PORT": str(self.port),
+            # The provider's issuer (and the social sign-in's callback): the address the
+            # harness reaches the server at (PUBLIC_URL's default, said explicitly).
+            "PUBLIC_URL": f"http://127.0.0.1:{self.port}",
             "LOG_LEVEL": "warn",
             # The default limits allow 5 sign-ins per 15 minutes per IP: a load test
             # from one address needs them off.
@@ -300,6 +305,12 @@ def wrk_result(proc):
             if "non200" in r:
                 res["ok_rps"] = (r["requests"] - r["non200"]) / (r["duration_us"] / 1e6)
                 res["exhausted"] = r.get("exhausted", 0)
+            if "kinds" in r:
+                # A script that times its kinds of request apart (oauth_code.lua): each
+                # kind's successful answers, per second and their latencies.
+                res["kinds"] = {k: {"count": v["count"], "rps": v["count"] / (r["duration_us"] / 1e6),
+                                    **{f"{q}_ms": v.get(f"{q}_us", 0) / 1000 for q in ("p50", "p90", "p99", "max")}}
+                                for k, v in r["kinds"].items()}
             return res
     raise RuntimeError(f"wrk gave no result:\n{out}\n{err}")
 
@@ -1071,6 +1082,306 @@ def oauth_login(server, provider, provider_error, args, run_id, label, login):
     return out
 
 
+# --- tessera's provider (oauth_code, oauth_refresh) ------------------------------------------
+OP_ADMIN = "op-admin@bench.example"
+# The client's redirect: nobody listens there, the code is read off the Location.
+OP_REDIRECT = OAUTH_APP + "/cb"
+OP_SCOPE = "openid offline_access"
+OP_SESSION_COOKIE = "tessera_op"
+OP_FLOW_COOKIE = "tessera_op_flow"
+
+
+class OpClient:
+    """A confidential client of tessera's provider (client_secret_basic), registered by an
+    admin, and the browsers (bench users signed in at the provider's pages, consent
+    given) whose sessions it gets codes for."""
+
+    def __init__(self, port, client_id, secret):
+        self.port, self.client_id, self.secret = port, client_id, secret
+        self.algorithm = None  # the ID token's, once one is checked
+        # RFC 6749 §2.3.1: each part form-encoded, then Basic.
+        pair = urllib.parse.quote(client_id, safe="") + ":" + urllib.parse.quote(secret, safe="")
+        self.basic = base64.b64encode(pair.encode()).decode()
+        self.browsers = []  # (tessera_op cookie, email)
+
+    def authorize_path(self, challenge):
+        return "/oauth/authorize?" + urllib.parse.urlencode({
+            "response_type": "code", "client_id": self.client_id, "redirect_uri": OP_REDIRECT, "scope": OP_SCOPE,
+            "state": "s", "code_challenge": challenge, "code_challenge_method": "S256"}, quote_via=urllib.parse.quote)
+
+    def token(self, conn, form):
+        """POST /oauth/token with the client's Basic credentials; (status, JSON or None, raw)."""
+        conn.request("POST", "/oauth/token", body=urllib.parse.urlencode(form),
+                     headers={"content-type": "application/x-www-form-urlencoded",
+                              "authorization": f"Basic {self.basic}"})
+        res = conn.getresponse()
+        raw = res.read().decode("utf-8", "replace")
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = None
+        return res.status, body, raw
+
+    def code(self, conn, cookie, challenge):
+        """A browser signed in, consent given: GET /oauth/authorize answers a 303 straight
+        to the redirect URI with a code."""
+        conn.request("GET", self.authorize_path(challenge), headers={"cookie": f"{OP_SESSION_COOKIE}={cookie}"})
+        res = conn.getresponse()
+        res.read()
+        to = res.getheader("location") or ""
+        code = urllib.parse.parse_qs(urllib.parse.urlsplit(to).query).get("code", [None])[0]
+        if res.status != 303 or not to.startswith(OP_REDIRECT + "?") or not code:
+            raise RuntimeError(f"GET /oauth/authorize with a session answered {res.status}, Location {to[:200]!r}")
+        return code
+
+    def exchange(self, conn, cookie):
+        """A code for this browser, exchanged: the token answer (JSON)."""
+        verifier, challenge = pkce_pair()
+        code = self.code(conn, cookie, challenge)
+        status, body, raw = self.token(conn, {"grant_type": "authorization_code", "code": code,
+                                              "code_verifier": verifier, "redirect_uri": OP_REDIRECT})
+        if status != 200 or not isinstance(body, dict) or not body.get("refresh_token"):
+            raise RuntimeError(f"POST /oauth/token (authorization_code) answered {status}: {raw[:300]}")
+        return body
+
+
+def pkce_pair():
+    """A PKCE verifier and its S256 challenge."""
+    verifier = secrets.token_urlsafe(48)
+    return verifier, base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+
+
+def _cookies(res):
+    """The name=value pairs a response sets."""
+    out = {}
+    for line in res.headers.get_all("set-cookie") or []:
+        name, _, value = line.split(";", 1)[0].partition("=")
+        out[name.strip()] = value.strip()
+    return out
+
+
+def _hidden(html, name):
+    m = re.search(r'name="%s" value="([^"]*)"' % re.escape(name), html)
+    if not m:
+        raise RuntimeError(f"no {name} in the page: {html[:300]!r}")
+    return m.group(1)
+
+
+def op_browser(op, email):
+    """`email` signs in at the provider's pages as a browser would, for a request of
+    `op`: GET /oauth/authorize (303 to the sign-in page), the sign-in page (its flow
+    cookie and form token), POST the form (303 to consent, the tessera_op session
+    cookie), the consent page, POST approve (303 to the redirect URI with a code). The
+    session cookie, the code and its verifier."""
+    verifier, challenge = pkce_pair()
+    conn = http.client.HTTPConnection("127.0.0.1", op.port, timeout=30)
+    form_headers = {"content-type": "application/x-www-form-urlencoded"}
+
+    def go(method, path, cookies, expect, body=None):
+        headers = dict(form_headers) if body is not None else {}
+        if cookies:
+            headers["cookie"] = "; ".join(f"{k}={v}" for k, v in cookies.items())
+        conn.request(method, path, body=urllib.parse.urlencode(body) if body is not None else None, headers=headers)
+        res = conn.getresponse()
+        text = res.read().decode("utf-8", "replace")
+        if res.status != expect:
+            raise RuntimeError(f"{method} {path.split('?')[0]} answered {res.status} (not {expect}): {text[:300]!r}")
+        return res, text
+
+    try:
+        res, _ = go("GET", op.authorize_path(challenge), {}, 303)
+        at = urllib.parse.urlsplit(res.getheader("location") or "")
+        if at.path != "/oauth/sign-in":
+            raise RuntimeError(f"GET /oauth/authorize sent the browser to {at.geturl()[:200]!r}, not the sign-in page")
+        cookies = {}
+        res, page = go("GET", f"{at.path}?{at.query}", cookies, 200)
+        cookies.update(_cookies(res))
+        if OP_FLOW_COOKIE not in cookies:
+            raise RuntimeError(f"the sign-in page set no {OP_FLOW_COOKIE} cookie")
+        aid = _hidden(page, "authorization_id")
+        res, _ = go("POST", "/oauth/sign-in", cookies, 303, {"authorization_id": aid, "csrf": _hidden(page, "csrf"),
+                                                             "email": email, "password": PASSWORD})
+        cookies.update(_cookies(res))
+        to = urllib.parse.urlsplit(res.getheader("location") or "")
+        if OP_SESSION_COOKIE not in cookies or to.path != "/oauth/consent":
+            raise RuntimeError(f"the sign-in set cookies {sorted(cookies)} and went to {to.geturl()[:200]!r}")
+        res, page = go("GET", f"{to.path}?{to.query}", cookies, 200)
+        res, _ = go("POST", "/oauth/consent", cookies, 303, {"authorization_id": _hidden(page, "authorization_id"),
+                                                             "csrf": _hidden(page, "csrf"), "decision": "approve"})
+        to = res.getheader("location") or ""
+        code = urllib.parse.parse_qs(urllib.parse.urlsplit(to).query).get("code", [None])[0]
+        if not to.startswith(OP_REDIRECT + "?") or not code:
+            raise RuntimeError(f"the consent sent the browser to {to[:200]!r}, not the redirect URI with a code")
+        return cookies[OP_SESSION_COOKIE], code, verifier
+    finally:
+        conn.close()
+
+
+def _jwt_part(token, k):
+    part = token.split(".")[k]
+    return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+
+
+def op_setup(server, files, args, workdir, label):
+    """An admin (`tessera admin create`, beside the running server: FIRST_ADMIN_* would
+    hash at start-up, inside the start-up time), a confidential client registered at
+    POST /v1/admin/oauth/clients, one browser per connection of the code scenario
+    (the first bench users sign in at the provider's pages and consent), the first
+    code exchanged and its answer checked (ID token signed by the issuer PUBLIC_URL),
+    and the refresh scenario's chains: one client session per bench user for the
+    measured run and one for its warm-up, each from a code and its exchange. The client
+    and the files' paths."""
+    port = server.port
+    out = subprocess.run([args.binary, "admin", "create", "--email", OP_ADMIN, "--password-stdin"],
+                         input=PASSWORD + "\n", env=server.env, cwd=server.workdir, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"tessera admin create failed ({out.returncode}): {out.stderr.strip()[-300:]}")
+    admin, _ = sign_in(port, OP_ADMIN)
+    status, body = http_json(port, "POST", "/v1/admin/oauth/clients",
+                             {"client_name": "bench", "redirect_uris": [OP_REDIRECT]}, token=admin)
+    if status != 201 or not isinstance(body, dict) or not body.get("client_secret"):
+        raise RuntimeError(f"POST /v1/admin/oauth/clients answered {status}: {str(body)[:300]}")
+    op = OpClient(port, body["client_id"], body["client_secret"])
+    with open(files["users"]) as f:
+        emails = [line.split()[0] for line in f if line.strip()]
+    conns = min(args.refresh_conns, len(emails))
+    log(f"{label}: oauth: {conns} browsers sign in at the provider's pages and consent")
+    with ThreadPoolExecutor(max_workers=2 * CORES) as pool:
+        signed = list(pool.map(lambda e: op_browser(op, e), emails[:conns]))
+    op.browsers = [cookie for cookie, _, _ in signed]
+    # The first code, exchanged and checked.
+    _, code, verifier = signed[0]
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        status, tokens, raw = op.token(conn, {"grant_type": "authorization_code", "code": code,
+                                              "code_verifier": verifier, "redirect_uri": OP_REDIRECT})
+    finally:
+        conn.close()
+    if status != 200 or not isinstance(tokens, dict):
+        raise RuntimeError(f"POST /oauth/token (authorization_code) answered {status}: {raw[:300]}")
+    problems = [f"no {k}" for k in ("access_token", "id_token", "refresh_token") if not tokens.get(k)]
+    if not problems:
+        issuer = f"http://127.0.0.1:{port}"
+        head, claims = _jwt_part(tokens["id_token"], 0), _jwt_part(tokens["id_token"], 1)
+        if claims.get("iss") != issuer or claims.get("aud") != op.client_id:
+            problems.append(f"ID token iss {claims.get('iss')!r} aud {claims.get('aud')!r}, not {issuer!r} "
+                            f"and the client")
+        op.algorithm = head.get("alg")
+    if problems:
+        raise RuntimeError(f"the code exchange's answer: {', '.join(problems)}: {raw[:300]}")
+    # Two chains per bench user, over the browsers: the measured run's, the warm-up's.
+    log(f"{label}: oauth: {2 * len(emails)} client sessions (code and exchange) for the refresh chains")
+
+    def chains(share):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        try:
+            return [op.exchange(conn, op.browsers[i % conns])["refresh_token"] for i in share]
+        finally:
+            conn.close()
+
+    n, workers = 2 * len(emails), 2 * CORES
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        tokens = [t for share in pool.map(chains, [range(k, n, workers) for k in range(workers)]) for t in share]
+    d = os.path.join(workdir, "oauth")
+    os.makedirs(d, exist_ok=True)
+    paths = {name: os.path.join(d, f"{name}.txt") for name in ("browsers", "refresh", "refresh_warmup")}
+    with open(paths["browsers"], "w") as f:
+        for cookie in op.browsers:
+            f.write(f"{cookie} {' '.join(pkce_pair())}\n")
+    with open(paths["refresh"], "w") as f:
+        f.writelines(f"{t}\n" for t in tokens[0::2])
+    with open(paths["refresh_warmup"], "w") as f:
+        f.writelines(f"{t}\n" for t in tokens[1::2])
+    return op, paths
+
+
+def _failed_row(scenario, label, conns, e):
+    empty = {"requests": 0, "rps": 0.0, "p50_ms": 0.0, "p90_ms": 0.0, "p99_ms": 0.0, "max_ms": 0.0,
+             "errors": 1, "error_detail": {"setup": str(e)[:500]}}
+    return row(scenario, label, conns, empty, f"FAILED: {str(e)[:200]}")
+
+
+OP_CODE_SCENARIO = "oauth code: GET /oauth/authorize + POST /oauth/token (two requests, confidential client)"
+OP_REFRESH_SCENARIO = "oauth refresh: POST /oauth/token grant_type=refresh_token (rotation, confidential client)"
+
+
+def op_scenarios(server, files, args, workdir, label, native, want):
+    """tessera's provider under load, for a confidential client (issue 31): the refresh
+    scenario (`oauth_refresh`: refresh.lua's rotation on /oauth/token, as many connections
+    and chains as refresh; its ratio to the native refresh of this run, `native`, None
+    when it did not run), then the code scenario (`oauth_code`: each connection a browser
+    signed in, consent given, asking GET /oauth/authorize for a code and exchanging it at
+    POST /oauth/token, HTTP Basic and PKCE, one wrk thread per connection as the mfa
+    scenario runs; each exchange opens a client session and signs an access and an ID
+    token; exchanges per second, each kind's latencies, tessera's CPU per round). A server that cannot do it gives rows
+    of zeros that say why, and the run goes on."""
+    conns = args.refresh_conns
+    names = [n for n in ("oauth_code", "oauth_refresh") if want(n)]
+    scenarios = {"oauth_code": OP_CODE_SCENARIO, "oauth_refresh": OP_REFRESH_SCENARIO}
+    try:
+        op, paths = op_setup(server, files, args, workdir, label)
+    except Exception as e:  # noqa: BLE001 - reported in the table, the other scenarios go on
+        log(f"{label}: oauth: error: {e}")
+        return [_failed_row(scenarios[n], label, conns, e) for n in names]
+    env = {"BENCH_OAUTH_CLIENT": op.client_id, "BENCH_OAUTH_BASIC": op.basic,
+           "BENCH_OAUTH_REDIRECT": urllib.parse.quote(OP_REDIRECT, safe="")}
+    rows = []
+    if "oauth_refresh" in names:
+        # First: nearer the native refresh, its reference.
+        log(f"{label}: oauth refresh")
+        try:
+            r = run_wrk(server.port, "/oauth/token", "oauth_refresh.lua", conns, args,
+                        env={**env, "BENCH_REFRESH": paths["refresh"]},
+                        warmup_env={**env, "BENCH_REFRESH": paths["refresh_warmup"]})
+        except Exception as e:  # noqa: BLE001
+            log(f"{label}: oauth refresh: error: {e}")
+            rows.append(_failed_row(OP_REFRESH_SCENARIO, label, conns, e))
+        else:
+            if r["errors"]:
+                log(f"{label}: oauth refresh: warning: {r['errors']} of {r['requests']} requests failed "
+                    f"({r['error_detail']}); a failed rotation loses its chain")
+            if native and native["rps"]:
+                ratio = r["rps"] / native["rps"]
+                derived = f"{ratio:.0%} of native refresh ({fmt_int(native['rps'])}/s, this run)"
+            else:
+                ratio = None
+                derived = "native refresh not run (add refresh to --only for the ratio)"
+            out = row(OP_REFRESH_SCENARIO, label, conns, r, derived)
+            out["oauth_refresh_over_refresh"] = ratio
+            rows.append(out)
+    if "oauth_code" in names:
+        log(f"{label}: oauth code")
+        conns_code = len(op.browsers)
+        code_env = {**env, "BENCH_OAUTH_BROWSERS": paths["browsers"]}
+        try:
+            if args.warmup > 0:
+                wrk_result(wrk(server.port, "/oauth/authorize", "oauth_code.lua", conns_code, args.warmup,
+                               threads=conns_code, env=code_env))
+            cpu = cpu_ns(server.proc.pid)
+            r = wrk_result(wrk(server.port, "/oauth/authorize", "oauth_code.lua", conns_code, args.duration,
+                               threads=conns_code, env=code_env))
+            cpu = cpu_ns(server.proc.pid) - cpu
+            token, authorize = r["kinds"]["token"], r["kinds"]["authorize"]
+            cpu_ms = cpu / 1e6 / max(1, token["count"])
+        except Exception as e:  # noqa: BLE001
+            log(f"{label}: oauth code: error: {e}")
+            rows.append(_failed_row(OP_CODE_SCENARIO, label, conns_code, e))
+        else:
+            if r["errors"]:
+                log(f"{label}: oauth code: warning: {r['errors']} of {r['requests']} requests failed "
+                    f"({r['error_detail']})")
+            derived = (f"{token['rps']:,.0f} exchanges/s; POST /oauth/token p50 {token['p50_ms']:.2f} / p99 "
+                       f"{token['p99_ms']:.2f} ms, GET /oauth/authorize p50 {authorize['p50_ms']:.2f} / p99 "
+                       f"{authorize['p99_ms']:.2f} ms (as measured; the columns are wrk's, both kinds); tessera "
+                       f"CPU {cpu_ms:.2f} ms per authorize + exchange; {conns_code} browsers, ID token {op.algorithm}")
+            out = row(OP_CODE_SCENARIO, label, conns_code, r, derived)
+            out.update({"oauth_exchanges_per_s": token["rps"], "oauth_exchange_p50_ms": token["p50_ms"],
+                        "oauth_exchange_p99_ms": token["p99_ms"], "oauth_authorize_p50_ms": authorize["p50_ms"],
+                        "oauth_authorize_p99_ms": authorize["p99_ms"], "oauth_cpu_ms_per_exchange": cpu_ms})
+            rows.append(out)
+    return rows
+
+
 def cpu_ns(pid):
     """CPU time a process has used so far, in ns, summed over its threads (schedstat)."""
     total = 0
@@ -1218,8 +1529,8 @@ def flood(server, files, args, run_id, label, total=1_000_000):
 def bench_backend(backend, url, args, workdir, hash_ms, run_id, pii_url=None):
     """Every scenario on one server; returns table rows and resource figures."""
     label = {"sqlite": "SQLite", "postgres": "PostgreSQL"}[backend]
-    # The oauth scenario's provider starts first: the server reads its issuer (and the
-    # callback's PUBLIC_URL, on the server's own port) from its environment.
+    # The oauth scenario's provider starts first: the server reads its issuer from its
+    # environment (the callback's PUBLIC_URL, on the server's own port, is the Server's).
     provider, provider_error, provider_env = None, None, {}
     if (backend == "sqlite" or args.full_postgres) and (not args.only or "oauth" in args.only):
         try:
@@ -1231,8 +1542,6 @@ def bench_backend(backend, url, args, workdir, hash_ms, run_id, pii_url=None):
             log(f"{label}: {provider_error}")
     log(f"{label}: starting tessera")
     server = Server(args.binary, url, workdir, provider_env, flood_limits="flood" in args.only)
-    if provider:
-        server.env["PUBLIC_URL"] = f"http://127.0.0.1:{server.port}"
     try:
         server.start()
         time.sleep(1)
@@ -1350,6 +1659,10 @@ def bench_backend(backend, url, args, workdir, hash_ms, run_id, pii_url=None):
             # Right after the native refresh, so that both see the same machine.
             rows.append(supabase_refresh(server, files, args, workdir, label, refresh))
 
+        if want("oauth_code") or want("oauth_refresh"):
+            # tessera's provider (issue 31), its refresh near the native one, its reference.
+            rows += op_scenarios(server, files, args, workdir, label, refresh, want)
+
         if want("register"):
             log(f"{label}: register")
             register = run_wrk(server.port, "/v1/users", "register.lua", conns, args,
@@ -1432,6 +1745,10 @@ def main():
                         "(POST /auth/v1/token?grant_type=refresh_token, with its ratio to refresh when both run), "
                         "register, pii, oauth (whole sign-ins at oidc-provider-mock, PKCE: authorize, the "
                         "provider's form, callback, token; with its ratio to login when both run), "
+                        "oauth_code (tessera's provider: GET /oauth/authorize with a signed-in browser, then "
+                        "POST /oauth/token exchanging the code, confidential client; exchanges/s and their p99), "
+                        "oauth_refresh (refresh_token rotation at POST /oauth/token, with its ratio to refresh "
+                        "when both run), "
                         "and flood, which only runs when named: a million password-reset addresses against the "
                         "in-memory limits); all but flood when empty. For iterating on one figure; "
                         "docs/performance.md's table is a whole run.")
@@ -1515,10 +1832,13 @@ def main():
         "method": {
             "load_generator": "wrk on the same machine", "warmup_s": args.warmup, "duration_s": args.duration,
             "users": args.users, "server_env": "LOG_LEVEL=warn RATE_LIMIT_ENABLED=false, WEBAUTHN_RP_ID=localhost "
-                          "WEBAUTHN_RP_ORIGINS=http://localhost:<port>; when the oauth scenario runs, "
+                          "WEBAUTHN_RP_ORIGINS=http://localhost:<port> PUBLIC_URL=http://127.0.0.1:<port>; "
+                          "when the oauth scenario runs, "
                           "EXTERNAL_MOCK_ENABLED=true EXTERNAL_MOCK_CLIENT_ID=bench EXTERNAL_MOCK_SECRET=bench "
-                          "EXTERNAL_MOCK_ISSUER=<oidc-provider-mock> REDIRECT_URLS=http://127.0.0.1:9 "
-                          "PUBLIC_URL=http://127.0.0.1:<port>; other settings default",
+                          "EXTERNAL_MOCK_ISSUER=<oidc-provider-mock> REDIRECT_URLS=http://127.0.0.1:9; "
+                          "the oauth_code and oauth_refresh scenarios' admin made with `tessera admin create` "
+                          "beside the running server, the provider's key the generated development ES256 one; "
+                          "other settings default",
             "postgres": "fsync on, synchronous_commit=off (SQLite runs WAL + synchronous=NORMAL)",
         },
         "hash": hashing,
