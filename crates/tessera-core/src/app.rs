@@ -45,7 +45,7 @@ pub struct Core {
     pub(crate) oauth_key: Vec<u8>,
     /// tessera's own OAuth 2.1 / OpenID Connect provider (SPEC §5.12); none without an
     /// asymmetric signing key.
-    pub(crate) provider: Option<crate::oauth::Provider>,
+    pub(crate) provider: Option<crate::oauth::keys::Provider>,
 }
 
 /// Gauges of the server's state (see [`Core::vitals`]).
@@ -187,7 +187,8 @@ impl Core {
         let webauthn = crate::passkey::relying_party::RelyingParty::from_settings(&settings)?;
         let providers = crate::identity::provider::Providers::new(&settings.external, settings.external_http_timeout)?;
         let oauth_key = derive_key(server_secret.expose_secret().as_bytes(), b"tessera oauth state key v1");
-        let provider = crate::oauth::Provider::from_settings(&settings, server_secret.expose_secret().as_bytes())?;
+        let provider =
+            crate::oauth::keys::Provider::from_settings(&settings, server_secret.expose_secret().as_bytes())?;
         let core = Arc::new(Core {
             settings: Arc::new(settings),
             store,

@@ -126,7 +126,7 @@ pub async fn resolve(settings: &mut Settings, store: &Store) -> Result<Resolved,
         settings.mfa_encryption_key = Some(SecretString::from(key));
     }
     if settings.oauth_signing_key.is_none() && !settings.jwt_asymmetric() {
-        let key = kept(settings, store, crate::oauth::DEV_KEY, crate::oauth::new_dev_key).await?;
+        let key = kept(settings, store, crate::oauth::keys::DEV_KEY, crate::oauth::keys::new_dev_key).await?;
         settings.oauth_signing_key = Some(SecretString::from(key));
     }
     Ok(resolved)

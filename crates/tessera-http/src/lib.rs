@@ -47,7 +47,7 @@ pub fn router(core: Arc<Core>) -> Router {
         .merge(kreeda::router(&state, &shared))
         .merge(supabase::router(&state, &shared))
         .merge(admin::router(&shared))
-        .merge(provider::router(&shared))
+        .merge(provider::router(&state, &shared))
         .merge(console::router(&state, &shared));
     if settings.openapi_enabled {
         app = app.merge(openapi::router(settings.password_policy.clone(), &shared));

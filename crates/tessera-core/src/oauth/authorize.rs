@@ -148,7 +148,13 @@ impl Core {
                     ))
                 }
             },
-            None if registered.len() == 1 => registered[0].clone(),
+            // OAuth 2.1 lets a client with one redirect URI leave it out; OpenID Connect
+            // (scope `openid`) requires it.
+            None if registered.len() == 1
+                && !scope_list(p.scope.as_deref().unwrap_or("openid")).contains(&"openid") =>
+            {
+                registered[0].clone()
+            }
             None => return Ok(Step::Refused("The request needs a redirect_uri.".to_owned())),
         };
         let state = p.state.clone().filter(|s| !s.is_empty());

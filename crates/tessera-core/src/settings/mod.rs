@@ -243,7 +243,7 @@ settings! {
         /// the PEM private key (RSA → RS256, P-256 → ES256, Ed25519 → EdDSA; PKCS#8, \n for line breaks) that signs the ID
         /// tokens and access tokens of the OAuth 2.1 / OpenID Connect provider (SPEC §5.12), published in the JWKS; unset:
         /// the JWT key when JWT_ALGORITHM is asymmetric, else in development an ES256 key generated once and kept in the
-        /// database; in production with neither, the provider's endpoints answer 404 oauth_server_disabled
+        /// database; in production with neither, the provider is off (its endpoints answer 404)
         oauth_signing_key: Option<SecretString> = ["OAUTH_SIGNING_KEY"] unset "(the JWT key, or generated in development)", pem;
         /// `POST /oauth/register` registers clients for anyone who asks (RFC 7591 dynamic registration)
         oauth_dynamic_registration: bool = ["OAUTH_DYNAMIC_REGISTRATION"] default "false", flag;

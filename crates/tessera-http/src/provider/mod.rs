@@ -15,6 +15,7 @@ use base64::Engine;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tessera_core::domain::{Error, ErrorKind};
+use tessera_core::limits::RateAction;
 use tessera_core::oauth::clients::ClientInput;
 use tessera_core::oauth::token::{ClientCredentials, TokenParams, Tokens};
 use tessera_core::oauth::{OAuthError, SCOPES};
@@ -26,7 +27,9 @@ use crate::state::AppState;
 use crate::surface::Surface;
 
 /// The routes of the provider.
-pub fn router(shared: &SharedLayers) -> Router<AppState> {
+pub fn router(state: &AppState, shared: &SharedLayers) -> Router<AppState> {
+    // The pages' sign-ins count as every sign-in does, per client IP.
+    let limit = |action| axum::middleware::from_fn_with_state((state.clone(), action), crate::rate_limit::per_ip);
     let api = Router::new()
         .route("/.well-known/openid-configuration", get(discovery))
         .route("/.well-known/oauth-authorization-server", get(discovery))
@@ -37,11 +40,11 @@ pub fn router(shared: &SharedLayers) -> Router<AppState> {
         .route("/oauth/register", post(register));
     let pages = Router::new()
         .route("/oauth/authorize", get(pages::authorize).post(pages::authorize_form))
-        .route("/oauth/sign-in", get(pages::sign_in_page).post(pages::sign_in))
-        .route("/oauth/sign-in/mfa", post(pages::second_factor))
-        .route("/oauth/sign-in/passkey/options", post(pages::passkey_options))
-        .route("/oauth/sign-in/passkey", post(pages::passkey_sign_in))
-        .route("/oauth/sign-in/external", get(pages::external_start))
+        .route("/oauth/sign-in", post(pages::sign_in).route_layer(limit(RateAction::Login)).get(pages::sign_in_page))
+        .route("/oauth/sign-in/mfa", post(pages::second_factor).route_layer(limit(RateAction::Verify)))
+        .route("/oauth/sign-in/passkey/options", post(pages::passkey_options).route_layer(limit(RateAction::Login)))
+        .route("/oauth/sign-in/passkey", post(pages::passkey_sign_in).route_layer(limit(RateAction::Verify)))
+        .route("/oauth/sign-in/external", get(pages::external_start).route_layer(limit(RateAction::Login)))
         .route("/oauth/sign-in/external/done", get(pages::external_done))
         .route("/oauth/consent", get(pages::consent_page).post(pages::consent))
         .route("/oauth/logout", get(pages::logout).post(pages::logout_form));
@@ -333,7 +336,7 @@ pub async fn register(State(s): State<AppState>, Client(client): Client, body: a
             "Dynamic client registration is disabled (OAUTH_DYNAMIC_REGISTRATION).",
         ));
     }
-    if let Err(e) = s.core.enforce_client_limit(tessera_core::limits::RateAction::OAuth, &client).await {
+    if let Err(e) = s.core.enforce_client_limit(RateAction::OAuth, &client).await {
         return from_domain(e);
     }
     let input: RegistrationIn = match serde_json::from_slice(&body) {

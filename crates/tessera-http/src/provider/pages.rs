@@ -548,13 +548,16 @@ async fn logout_with(s: AppState, client: ClientInfo, headers: HeaderMap, p: Log
             &client,
         )
         .await;
+    // Only a logout that ended something clears the cookie (a refused one ended nothing).
     let clear = cookie(&s, SESSION_COOKIE, "", 0);
-    let res = match ended {
-        Ok(Some(to)) => see_other(&to),
-        Ok(None) => message(StatusCode::OK, "Signed out", "You are signed out. You may close this window."),
+    match ended {
+        Ok(Some(to)) => with_cookies(see_other(&to), [clear]),
+        Ok(None) => with_cookies(
+            message(StatusCode::OK, "Signed out", "You are signed out. You may close this window."),
+            [clear],
+        ),
         Err(e) => error_page(&e),
-    };
-    with_cookies(res, [clear])
+    }
 }
 
 /// `GET /oauth/logout` (OpenID Connect RP-Initiated Logout).

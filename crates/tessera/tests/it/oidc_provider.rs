@@ -235,6 +235,9 @@ async fn the_authorization_endpoint_refuses_what_oauth_2_1_forbids() {
     // prompt=none with no session: login_required.
     let to = location(&client.get(authorize_url(&app, &id, &challenge, "&prompt=none")).send().await.unwrap()).unwrap();
     assert_eq!(url_param(&to, "error").as_deref(), Some("login_required"), "{to}");
+    // OpenID Connect needs the redirect URI even when the client has one.
+    let bare = authorize_url(&app, &id, &challenge, "").replace(&format!("&redirect_uri={}", urlencode(REDIRECT)), "");
+    assert_eq!(client.get(&bare).send().await.unwrap().status(), StatusCode::BAD_REQUEST);
     // Without a session, the sign-in page.
     let to = location(&client.get(authorize_url(&app, &id, &challenge, "")).send().await.unwrap()).unwrap();
     assert!(to.starts_with(&format!("{}/oauth/sign-in?authorization_id=", app.base)), "{to}");
@@ -697,4 +700,36 @@ async fn the_sign_in_page_signs_in_with_another_provider() {
     let claims = es256_claims(&app, tokens["id_token"].as_str().unwrap()).await;
     assert_eq!(claims["email"], "olga@example.com");
     assert_eq!(claims["amr"], json!(["fed"]));
+}
+
+#[tokio::test]
+async fn the_endpoints_are_rate_limited_in_the_oauth_shape_and_decisions_are_audited() {
+    let (app, admin, email) =
+        op_app(&[("RATE_LIMIT_ENABLED", "true"), ("RATE_LIMIT_OAUTH", "4/1m"), ("RATE_LIMIT_LOGIN", "100/1m")]).await;
+    let (id, secret) = confidential(&app, &admin).await;
+    let mut b = Browser::new();
+    let (code, verifier) = code_for(&app, &mut b, &id, &email).await;
+    let (status, tokens) = exchange(&app, Some((&id, &secret)), &id, &code, &verifier).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    let mut last = None;
+    for _ in 0..4 {
+        let res = app
+            .client
+            .post(app.url("/oauth/token"))
+            .basic_auth(&id, Some(&secret))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap();
+        last = Some(res);
+    }
+    let res = last.unwrap();
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(res.headers().get("retry-after").is_some());
+    let (_, body) = json_of(res).await;
+    assert_eq!(body["error"], "slow_down", "{body}");
+    let audit = app.dump("audit_log").await;
+    for event in ["oauth.consent", "oauth.authorize", "oauth.token"] {
+        assert!(audit.contains(event), "{event}");
+    }
 }
