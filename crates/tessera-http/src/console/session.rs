@@ -42,18 +42,7 @@ pub(super) fn cookie(name: &str, value: &str, max_age: i64, secure: bool) -> Opt
     .ok()
 }
 
-/// The value of a request cookie, if set and not empty.
-pub(super) fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
-        .filter(|v| !v.is_empty())
-}
+pub(super) use crate::extract::cookie_value;
 
 /// The cookies of a console session just opened or refreshed.
 pub(super) fn session_cookies(issued: &Issued, secure: bool) -> Vec<HeaderValue> {

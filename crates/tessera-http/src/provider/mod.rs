@@ -175,6 +175,35 @@ fn credentials(headers: &HeaderMap, form: &TokenForm) -> Result<ClientCredential
     }
 }
 
+/// The body of a request a client authenticates (token, introspection, revocation): the
+/// form and the client's credentials, or the OAuth error that refuses it.
+pub struct ClientForm {
+    form: TokenForm,
+    creds: ClientCredentials,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for ClientForm {
+    type Rejection = Response;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Response> {
+        let headers = req.headers().clone();
+        let Form(form) = Form::<TokenForm>::from_request(req, state).await.map_err(form_rejected)?;
+        let creds = credentials(&headers, &form).map_err(oauth_error)?;
+        Ok(ClientForm { form, creds })
+    }
+}
+
+impl ClientForm {
+    /// The `token` parameter, required.
+    fn token(&self) -> Result<&str, Response> {
+        self.form
+            .token
+            .as_deref()
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| oauth_error(OAuthError::invalid_request("token is required.")))
+    }
+}
+
 fn token_json(t: Tokens) -> Value {
     let mut out = json!({
         "access_token": t.access_token,
@@ -195,17 +224,8 @@ fn token_json(t: Tokens) -> Value {
 pub async fn token(
     State(s): State<AppState>,
     Client(client): Client,
-    headers: HeaderMap,
-    form: Result<Form<TokenForm>, axum::extract::rejection::FormRejection>,
+    ClientForm { form, creds }: ClientForm,
 ) -> Response {
-    let Form(form) = match form {
-        Ok(f) => f,
-        Err(e) => return form_rejected(e),
-    };
-    let creds = match credentials(&headers, &form) {
-        Ok(c) => c,
-        Err(e) => return oauth_error(e),
-    };
     let params = TokenParams {
         grant_type: form.grant_type,
         code: form.code,
@@ -266,48 +286,24 @@ fn serde_urlencoded_token(body: &[u8]) -> Option<String> {
 }
 
 /// `POST /oauth/introspect` (RFC 7662).
-pub async fn introspect(
-    State(s): State<AppState>,
-    Client(client): Client,
-    headers: HeaderMap,
-    form: Result<Form<TokenForm>, axum::extract::rejection::FormRejection>,
-) -> Response {
-    let Form(form) = match form {
-        Ok(f) => f,
-        Err(e) => return form_rejected(e),
+pub async fn introspect(State(s): State<AppState>, Client(client): Client, body: ClientForm) -> Response {
+    let token = match body.token() {
+        Ok(t) => t,
+        Err(res) => return res,
     };
-    let creds = match credentials(&headers, &form) {
-        Ok(c) => c,
-        Err(e) => return oauth_error(e),
-    };
-    let Some(token) = form.token.as_deref().filter(|t| !t.is_empty()) else {
-        return oauth_error(OAuthError::invalid_request("token is required."));
-    };
-    match s.core.oauth_introspect(&creds, token, &client).await {
+    match s.core.oauth_introspect(&body.creds, token, &client).await {
         Ok(v) => Json(v).into_response(),
         Err(e) => oauth_error(e),
     }
 }
 
 /// `POST /oauth/revoke` (RFC 7009): 200 whether or not the token was live.
-pub async fn revoke(
-    State(s): State<AppState>,
-    Client(client): Client,
-    headers: HeaderMap,
-    form: Result<Form<TokenForm>, axum::extract::rejection::FormRejection>,
-) -> Response {
-    let Form(form) = match form {
-        Ok(f) => f,
-        Err(e) => return form_rejected(e),
+pub async fn revoke(State(s): State<AppState>, Client(client): Client, body: ClientForm) -> Response {
+    let token = match body.token() {
+        Ok(t) => t,
+        Err(res) => return res,
     };
-    let creds = match credentials(&headers, &form) {
-        Ok(c) => c,
-        Err(e) => return oauth_error(e),
-    };
-    let Some(token) = form.token.as_deref().filter(|t| !t.is_empty()) else {
-        return oauth_error(OAuthError::invalid_request("token is required."));
-    };
-    match s.core.oauth_revoke(&creds, token, &client).await {
+    match s.core.oauth_revoke(&body.creds, token, &client).await {
         Ok(()) => StatusCode::OK.into_response(),
         Err(e) => oauth_error(e),
     }

@@ -20,25 +20,13 @@ use tessera_core::ClientInfo;
 use uuid::Uuid;
 
 use crate::console::assets::{CSS, JS};
-use crate::extract::Client;
+use crate::extract::{cookie_value, Client};
 use crate::state::AppState;
 
 /// The browser's session at the provider.
 const SESSION_COOKIE: &str = "tessera_op";
 /// The random value the forms' tokens are bound to.
 const FLOW_COOKIE: &str = "tessera_op_flow";
-
-fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
-        .filter(|v| !v.is_empty())
-}
 
 fn cookie(s: &AppState, name: &str, value: &str, max_age: i64) -> Option<HeaderValue> {
     let secure = if s.core.settings.secure_cookies { "; Secure" } else { "" };
@@ -102,6 +90,20 @@ fn error_page(e: &Error) -> Response {
     let text =
         if status.is_server_error() { "Something went wrong; try again shortly.".to_owned() } else { e.to_string() };
     message(status, "Cannot sign in", &text)
+}
+
+/// A form of these pages, or the page that refuses a malformed one.
+pub struct PageForm<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S> for PageForm<T> {
+    type Rejection = Response;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Response> {
+        match Form::<T>::from_request(req, state).await {
+            Ok(Form(form)) => Ok(PageForm(form)),
+            Err(_) => Err(message(StatusCode::BAD_REQUEST, "Form refused", "The form is malformed.")),
+        }
+    }
 }
 
 /// Whether a browser says the form comes from this server's own pages (a request
@@ -178,12 +180,9 @@ pub async fn authorize_form(
     State(s): State<AppState>,
     Client(client): Client,
     headers: HeaderMap,
-    form: Result<Form<Vec<(String, String)>>, axum::extract::rejection::FormRejection>,
+    PageForm(pairs): PageForm<Vec<(String, String)>>,
 ) -> Response {
-    match form {
-        Ok(Form(pairs)) => authorize_with(s, client, headers, pairs).await,
-        Err(_) => message(StatusCode::BAD_REQUEST, "This sign-in request cannot be used", "The form is malformed."),
-    }
+    authorize_with(s, client, headers, pairs).await
 }
 
 /// `?authorization_id=…`
@@ -324,11 +323,8 @@ pub async fn sign_in(
     State(s): State<AppState>,
     Client(client): Client,
     headers: HeaderMap,
-    form: Result<Form<SignInForm>, axum::extract::rejection::FormRejection>,
+    PageForm(form): PageForm<SignInForm>,
 ) -> Response {
-    let Ok(Form(form)) = form else {
-        return message(StatusCode::BAD_REQUEST, "Form refused", "The form is malformed.");
-    };
     let id = match checked_sign_in(&s, &headers, &form.authorization_id, &form.csrf) {
         Ok(id) => id,
         Err(res) => return res,
@@ -353,11 +349,8 @@ pub async fn second_factor(
     State(s): State<AppState>,
     Client(client): Client,
     headers: HeaderMap,
-    form: Result<Form<SecondFactorForm>, axum::extract::rejection::FormRejection>,
+    PageForm(form): PageForm<SecondFactorForm>,
 ) -> Response {
-    let Ok(Form(form)) = form else {
-        return message(StatusCode::BAD_REQUEST, "Form refused", "The form is malformed.");
-    };
     let id = match checked_sign_in(&s, &headers, &form.authorization_id, &form.csrf) {
         Ok(id) => id,
         Err(res) => return res,
@@ -410,6 +403,19 @@ fn describe(scope: &str) -> &'static str {
     }
 }
 
+/// The request a consent page is about and the browser's session at the provider; a
+/// browser not signed in goes to the sign-in page first.
+async fn consenting(
+    s: &AppState,
+    headers: &HeaderMap,
+    raw_id: &str,
+) -> Result<(Uuid, tessera_core::entity::session::Model, tessera_core::entity::user::Model), Response> {
+    let id = pending_id(raw_id).ok_or_else(|| error_page(&Error::OAuthAuthorizationNotFound))?;
+    let (session, user) =
+        browser(s, headers).await.ok_or_else(|| see_other(&format!("/oauth/sign-in?authorization_id={id}")))?;
+    Ok((id, session, user))
+}
+
 /// `GET /oauth/consent?authorization_id=…`: what the client asks for, to approve or deny.
 pub async fn consent_page(
     State(s): State<AppState>,
@@ -417,11 +423,9 @@ pub async fn consent_page(
     headers: HeaderMap,
     Query(q): Query<PendingQuery>,
 ) -> Response {
-    let Some(id) = pending_id(&q.authorization_id) else {
-        return error_page(&Error::OAuthAuthorizationNotFound);
-    };
-    let Some((session, user)) = browser(&s, &headers).await else {
-        return see_other(&format!("/oauth/sign-in?authorization_id={id}"));
+    let (id, session, user) = match consenting(&s, &headers, &q.authorization_id).await {
+        Ok(found) => found,
+        Err(res) => return res,
     };
     match s.core.oauth_resume(id, Some((session.clone(), user.clone())), &client).await {
         Ok(Step::Consent(_)) => {}
@@ -472,16 +476,11 @@ pub async fn consent(
     State(s): State<AppState>,
     Client(client): Client,
     headers: HeaderMap,
-    form: Result<Form<ConsentForm>, axum::extract::rejection::FormRejection>,
+    PageForm(form): PageForm<ConsentForm>,
 ) -> Response {
-    let Ok(Form(form)) = form else {
-        return message(StatusCode::BAD_REQUEST, "Form refused", "The form is malformed.");
-    };
-    let Some(id) = pending_id(&form.authorization_id) else {
-        return error_page(&Error::OAuthAuthorizationNotFound);
-    };
-    let Some((session, user)) = browser(&s, &headers).await else {
-        return see_other(&format!("/oauth/sign-in?authorization_id={id}"));
+    let (id, session, user) = match consenting(&s, &headers, &form.authorization_id).await {
+        Ok(found) => found,
+        Err(res) => return res,
     };
     if !from_own_pages(&headers) || !same_secret(&form.csrf, &consent_token(&s, session.id, id)) {
         return message(StatusCode::FORBIDDEN, "Form refused", "The form has expired or did not come from this page.");
@@ -578,12 +577,9 @@ pub async fn logout_form(
     State(s): State<AppState>,
     Client(client): Client,
     headers: HeaderMap,
-    form: Result<Form<LogoutParams>, axum::extract::rejection::FormRejection>,
+    PageForm(p): PageForm<LogoutParams>,
 ) -> Response {
-    match form {
-        Ok(Form(p)) => logout_with(s, client, headers, p, true).await,
-        Err(_) => message(StatusCode::BAD_REQUEST, "Cannot sign out", "The form is malformed."),
-    }
+    logout_with(s, client, headers, p, true).await
 }
 
 /// The verifier of a sign-in with another provider started on the sign-in page.
@@ -687,11 +683,8 @@ pub async fn passkey_sign_in(
     State(s): State<AppState>,
     Client(client): Client,
     headers: HeaderMap,
-    form: Result<Form<PasskeyForm>, axum::extract::rejection::FormRejection>,
+    PageForm(form): PageForm<PasskeyForm>,
 ) -> Response {
-    let Ok(Form(form)) = form else {
-        return message(StatusCode::BAD_REQUEST, "Form refused", "The form is malformed.");
-    };
     let id = match checked_sign_in(&s, &headers, &form.authorization_id, &form.csrf) {
         Ok(id) => id,
         Err(res) => return res,

@@ -38,11 +38,11 @@ fn user_answer(v: Value) -> Answer {
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
-    page: Option<String>,
-    per_page: Option<String>,
+    pub(super) page: Option<String>,
+    pub(super) per_page: Option<String>,
 }
 
-fn page_param(raw: &Option<String>, default: u64) -> Result<u64, GoTrueError> {
+pub(super) fn page_param(raw: &Option<String>, default: u64) -> Result<u64, GoTrueError> {
     match raw.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         None => Ok(default),
         Some(s) => s

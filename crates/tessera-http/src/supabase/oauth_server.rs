@@ -14,6 +14,7 @@ use tessera_core::oauth::authorize::{Signer, Step};
 use tessera_core::oauth::Client as OAuthClient;
 use uuid::Uuid;
 
+use super::admin::{page_param, PageQuery};
 use super::error::GoTrueError;
 use super::extract::{SbAuth, SbJson, SbQuery, ServiceRole};
 use crate::admin::oauth_clients::{OAuthClientIn, OAuthClientOut};
@@ -26,32 +27,14 @@ fn client_id(raw: &str) -> Result<Uuid, GoTrueError> {
     Uuid::parse_str(raw.trim()).map_err(|_| Error::OAuthClientNotFound.into())
 }
 
-/// `?page=&per_page=` (the SDK sends both, empty when not given).
-#[derive(Deserialize)]
-pub struct PageQuery {
-    page: Option<String>,
-    per_page: Option<String>,
-}
-
-fn number(raw: &Option<String>, default: u64) -> Result<u64, GoTrueError> {
-    match raw.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
-        None => Ok(default),
-        Some(s) => s
-            .parse::<u64>()
-            .ok()
-            .filter(|n| *n >= 1)
-            .ok_or_else(|| GoTrueError::validation("Bad Pagination Parameters")),
-    }
-}
-
 /// `GET /auth/v1/admin/oauth/clients`: `{clients, aud}` with `X-Total-Count` and `Link`.
 pub async fn list_clients(
     State(s): State<AppState>,
     ServiceRole(actor): ServiceRole,
     SbQuery(q): SbQuery<PageQuery>,
 ) -> Answer {
-    let page = number(&q.page, 1)?;
-    let per_page = number(&q.per_page, 50)?.min(100);
+    let page = page_param(&q.page, 1)?.min(1_000_000);
+    let per_page = page_param(&q.per_page, 50)?.min(100);
     let (clients, total) = s.core.oauth_clients(&actor, page, per_page).await?;
     let out: Vec<OAuthClientOut> = clients.iter().map(|c| OAuthClientOut::of(c, None)).collect();
     let mut res =
