@@ -473,11 +473,16 @@ def supabase_refresh(server, files, args, workdir, label, native):
                     warmup_env={"BENCH_REFRESH": sb["supabase_refresh_warmup"]})
     except Exception as e:  # noqa: BLE001 - reported in the table, the other scenarios go on
         log(f"{label}: supabase: error: {e}")
-        empty = {"requests": 0, "rps": 0.0, "p50_ms": 0.0, "p90_ms": 0.0, "p99_ms": 0.0, "max_ms": 0.0,
-                 "errors": 1, "error_detail": {"setup": str(e)[:500]}}
-        return row(scenario, label, args.refresh_conns, empty, f"FAILED: {str(e)[:200]}")
+        return _failed_row(scenario, label, args.refresh_conns, e)
+    return _rotation_row(scenario, label, args.refresh_conns, r, native, "supabase")
+
+
+def _rotation_row(scenario, label, conns, r, native, name):
+    """The row of a refresh scenario on another surface (`name`: supabase, oauth refresh):
+    its rate as a share of the native refresh of this run (`native`, None when it did not
+    run), kept as `<name>_over_refresh`."""
     if r["errors"]:
-        log(f"{label}: supabase: warning: {r['errors']} of {r['requests']} requests failed "
+        log(f"{label}: {name}: warning: {r['errors']} of {r['requests']} requests failed "
             f"({r['error_detail']}); a failed rotation loses its chain")
     if native and native["rps"]:
         ratio = r["rps"] / native["rps"]
@@ -485,8 +490,8 @@ def supabase_refresh(server, files, args, workdir, label, native):
     else:
         ratio = None
         derived = "native refresh not run (add refresh to --only for the ratio)"
-    out = row(scenario, label, args.refresh_conns, r, derived)
-    out["supabase_over_refresh"] = ratio
+    out = row(scenario, label, conns, r, derived)
+    out[f"{name.replace(' ', '_')}_over_refresh"] = ratio
     return out
 
 
@@ -1307,7 +1312,8 @@ OP_REFRESH_SCENARIO = "oauth refresh: POST /oauth/token grant_type=refresh_token
 
 def op_scenarios(server, files, args, workdir, label, native, want):
     """tessera's provider under load, for a confidential client (issue 31): the refresh
-    scenario (`oauth_refresh`: refresh.lua's rotation on /oauth/token, as many connections
+    scenario (`oauth_refresh`: refresh.lua's rotation on /oauth/token with the client's Basic
+    credentials, as many connections
     and chains as refresh; its ratio to the native refresh of this run, `native`, None
     when it did not run), then the code scenario (`oauth_code`: each connection a browser
     signed in, consent given, asking GET /oauth/authorize for a code and exchanging it at
@@ -1330,25 +1336,14 @@ def op_scenarios(server, files, args, workdir, label, native, want):
         # First: nearer the native refresh, its reference.
         log(f"{label}: oauth refresh")
         try:
-            r = run_wrk(server.port, "/oauth/token", "oauth_refresh.lua", conns, args,
+            r = run_wrk(server.port, "/oauth/token", "refresh.lua", conns, args,
                         env={**env, "BENCH_REFRESH": paths["refresh"]},
                         warmup_env={**env, "BENCH_REFRESH": paths["refresh_warmup"]})
         except Exception as e:  # noqa: BLE001
             log(f"{label}: oauth refresh: error: {e}")
             rows.append(_failed_row(OP_REFRESH_SCENARIO, label, conns, e))
         else:
-            if r["errors"]:
-                log(f"{label}: oauth refresh: warning: {r['errors']} of {r['requests']} requests failed "
-                    f"({r['error_detail']}); a failed rotation loses its chain")
-            if native and native["rps"]:
-                ratio = r["rps"] / native["rps"]
-                derived = f"{ratio:.0%} of native refresh ({fmt_int(native['rps'])}/s, this run)"
-            else:
-                ratio = None
-                derived = "native refresh not run (add refresh to --only for the ratio)"
-            out = row(OP_REFRESH_SCENARIO, label, conns, r, derived)
-            out["oauth_refresh_over_refresh"] = ratio
-            rows.append(out)
+            rows.append(_rotation_row(OP_REFRESH_SCENARIO, label, conns, r, native, "oauth refresh"))
     if "oauth_code" in names:
         log(f"{label}: oauth code")
         conns_code = len(op.browsers)
