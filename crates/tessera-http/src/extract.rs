@@ -76,6 +76,43 @@ pub struct ApiQuery<T>(pub T);
 #[from_request(via(axum::extract::Path), rejection(ApiError))]
 pub struct ApiPath<T>(pub T);
 
+/// Whether a browser says the request comes from this server's own pages
+/// (`Sec-Fetch-Site: same-origin`); a request without the header is not a browser's
+/// (nor carries a browser's cookies). A page of another origin, even of the same site
+/// (`same-site`: an app on a sibling subdomain), posts nothing here.
+pub fn from_own_pages(headers: &axum::http::HeaderMap) -> bool {
+    headers.get("sec-fetch-site").is_none_or(|v| v == "same-origin" || v == "none")
+}
+
+/// An HttpOnly `Set-Cookie` value sent to `path` only (`Secure` with `secure`);
+/// `max_age` 0 deletes it.
+pub fn http_only_cookie(
+    name: &str,
+    value: &str,
+    path: &str,
+    same_site: &str,
+    max_age: i64,
+    secure: bool,
+) -> Option<axum::http::HeaderValue> {
+    let secure = if secure { "; Secure" } else { "" };
+    let max_age = max_age.max(0);
+    axum::http::HeaderValue::from_str(&format!(
+        "{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite={same_site}{secure}"
+    ))
+    .ok()
+}
+
+/// Adds `Set-Cookie` headers to an answer.
+pub fn with_cookies(
+    mut res: axum::response::Response,
+    cookies: impl IntoIterator<Item = axum::http::HeaderValue>,
+) -> axum::response::Response {
+    for c in cookies {
+        res.headers_mut().append(axum::http::header::SET_COOKIE, c);
+    }
+    res
+}
+
 /// The value of a request cookie, if set and not empty.
 pub fn cookie_value<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Option<&'a str> {
     headers

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, HeaderValue};
+use axum::http::{header, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
 use tessera_core::caller::{Actor, Principal};
@@ -24,25 +24,12 @@ pub(super) const MFA_COOKIE: &str = "tessera_console_mfa";
 /// The CSRF token of the sign-in forms, before any session.
 pub(super) const FORM_COOKIE: &str = "tessera_console_form";
 
-/// Whether a browser says the request comes from the console's own pages
-/// (`Sec-Fetch-Site: same-origin`); a request without the header is not a browser's
-/// (nor carries a browser's cookies). A page of another origin, even of the same site
-/// (`same-site`: an app on a sibling subdomain), posts nothing here.
-pub(super) fn from_own_pages(headers: &HeaderMap) -> bool {
-    headers.get("sec-fetch-site").is_none_or(|v| v == "same-origin" || v == "none")
-}
+pub(super) use crate::extract::{cookie_value, from_own_pages, with_cookies};
 
 /// A `Set-Cookie` value scoped to the console; `max_age` 0 deletes it.
 pub(super) fn cookie(name: &str, value: &str, max_age: i64, secure: bool) -> Option<HeaderValue> {
-    let secure = if secure { "; Secure" } else { "" };
-    HeaderValue::from_str(&format!(
-        "{name}={value}; Path=/admin; Max-Age={}; HttpOnly; SameSite=Strict{secure}",
-        max_age.max(0)
-    ))
-    .ok()
+    crate::extract::http_only_cookie(name, value, "/admin", "Strict", max_age, secure)
 }
-
-pub(super) use crate::extract::cookie_value;
 
 /// The cookies of a console session just opened or refreshed.
 pub(super) fn session_cookies(issued: &Issued, secure: bool) -> Vec<HeaderValue> {
@@ -59,14 +46,6 @@ pub(super) fn session_cookies(issued: &Issued, secure: bool) -> Vec<HeaderValue>
 /// The cookies that end a console session.
 pub(super) fn cleared_cookies(secure: bool) -> Vec<HeaderValue> {
     [cookie(ACCESS_COOKIE, "", 0, secure), cookie(REFRESH_COOKIE, "", 0, secure)].into_iter().flatten().collect()
-}
-
-/// Adds `Set-Cookie` headers to an answer.
-pub(super) fn with_cookies(mut res: Response, cookies: Vec<HeaderValue>) -> Response {
-    for c in cookies {
-        res.headers_mut().append(header::SET_COOKIE, c);
-    }
-    res
 }
 
 /// A signed-in console user.

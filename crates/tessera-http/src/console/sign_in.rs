@@ -148,7 +148,7 @@ pub(crate) async fn form(State(s): State<AppState>, req: Request) -> Response {
         return see_other("/admin");
     }
     let (token, set) = form_token(&s, req.headers());
-    with_cookies(render(StatusCode::OK, sign_in_page(&s, &token, "", None)), set.into_iter().collect())
+    with_cookies(render(StatusCode::OK, sign_in_page(&s, &token, "", None)), set)
 }
 
 /// The answer to a first step that succeeded: the session's cookies and the dashboard,
@@ -160,10 +160,9 @@ async fn first_step_done(s: &AppState, form: &SignInForm, sign_in: SignIn, clien
             end_previous(s, &form.session, client).await;
             with_cookies(see_other("/admin"), session_cookies(&issued, secure))
         }
-        SignIn::MfaRequired(ch) => with_cookies(
-            see_other("/admin/sign-in/mfa"),
-            cookie(MFA_COOKIE, &ch.mfa_token, 300, secure).into_iter().collect(),
-        ),
+        SignIn::MfaRequired(ch) => {
+            with_cookies(see_other("/admin/sign-in/mfa"), cookie(MFA_COOKIE, &ch.mfa_token, 300, secure))
+        }
     }
 }
 
@@ -214,7 +213,7 @@ pub(crate) async fn mfa_form(State(s): State<AppState>, headers: HeaderMap) -> R
         return see_other("/admin/sign-in");
     }
     let (token, set) = form_token(&s, &headers);
-    with_cookies(render(StatusCode::OK, mfa_page(&s, &token, None)), set.into_iter().collect())
+    with_cookies(render(StatusCode::OK, mfa_page(&s, &token, None)), set)
 }
 
 /// POST /admin/sign-in/mfa: a TOTP code or a recovery code.
@@ -239,10 +238,7 @@ pub(crate) async fn mfa_submit(State(s): State<AppState>, Client(client): Client
         }
         Err(Error::InvalidMfaToken) => {
             let page = sign_in_page(&s, token, "", Some("The sign-in expired: sign in again."));
-            with_cookies(
-                render(StatusCode::UNAUTHORIZED, page),
-                cookie(MFA_COOKIE, "", 0, secure).into_iter().collect(),
-            )
+            with_cookies(render(StatusCode::UNAUTHORIZED, page), cookie(MFA_COOKIE, "", 0, secure))
         }
         Err(e) => {
             let api = api_error(&e);

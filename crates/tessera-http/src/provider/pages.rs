@@ -20,7 +20,7 @@ use tessera_core::ClientInfo;
 use uuid::Uuid;
 
 use crate::console::assets::{CSS, JS};
-use crate::extract::{cookie_value, Client};
+use crate::extract::{cookie_value, from_own_pages, with_cookies, Client};
 use crate::state::AppState;
 
 /// The browser's session at the provider.
@@ -28,20 +28,9 @@ const SESSION_COOKIE: &str = "tessera_op";
 /// The random value the forms' tokens are bound to.
 const FLOW_COOKIE: &str = "tessera_op_flow";
 
+/// A `Set-Cookie` value scoped to the provider's pages; `max_age` 0 deletes it.
 fn cookie(s: &AppState, name: &str, value: &str, max_age: i64) -> Option<HeaderValue> {
-    let secure = if s.core.settings.secure_cookies { "; Secure" } else { "" };
-    HeaderValue::from_str(&format!(
-        "{name}={value}; Path=/oauth; Max-Age={}; HttpOnly; SameSite=Lax{secure}",
-        max_age.max(0)
-    ))
-    .ok()
-}
-
-fn with_cookies(mut res: Response, cookies: impl IntoIterator<Item = Option<HeaderValue>>) -> Response {
-    for c in cookies.into_iter().flatten() {
-        res.headers_mut().append(header::SET_COOKIE, c);
-    }
-    res
+    crate::extract::http_only_cookie(name, value, "/oauth", "Lax", max_age, s.core.settings.secure_cookies)
 }
 
 fn see_other(to: &str) -> Response {
@@ -104,12 +93,6 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<
             Err(_) => Err(message(StatusCode::BAD_REQUEST, "Form refused", "The form is malformed.")),
         }
     }
-}
-
-/// Whether a browser says the form comes from this server's own pages (a request
-/// without the header is not a browser's).
-fn from_own_pages(headers: &HeaderMap) -> bool {
-    headers.get("sec-fetch-site").is_none_or(|v| v == "same-origin" || v == "none")
 }
 
 /// The browser's session at the provider, from its cookie.
@@ -265,7 +248,7 @@ pub async fn sign_in_page(
     };
     let csrf = sign_in_token(&s, &flow, id);
     let page = layout_with("Sign in", sign_in_form(&s, id, &csrf, "", None), true);
-    with_cookies(render(StatusCode::OK, page), [set])
+    with_cookies(render(StatusCode::OK, page), set)
 }
 
 /// The sign-in form's body.
@@ -315,7 +298,7 @@ async fn signed_in(s: &AppState, id: Uuid, session_id: Uuid, client: &ClientInfo
         Ok(step) => step_response(step),
         Err(e) => error_page(&e),
     };
-    with_cookies(res, [set])
+    with_cookies(res, set)
 }
 
 /// `POST /oauth/sign-in`: the password; then the second factor, or on to consent.
@@ -550,11 +533,10 @@ async fn logout_with(s: AppState, client: ClientInfo, headers: HeaderMap, p: Log
     // Only a logout that ended something clears the cookie (a refused one ended nothing).
     let clear = cookie(&s, SESSION_COOKIE, "", 0);
     match ended {
-        Ok(Some(to)) => with_cookies(see_other(&to), [clear]),
-        Ok(None) => with_cookies(
-            message(StatusCode::OK, "Signed out", "You are signed out. You may close this window."),
-            [clear],
-        ),
+        Ok(Some(to)) => with_cookies(see_other(&to), clear),
+        Ok(None) => {
+            with_cookies(message(StatusCode::OK, "Signed out", "You are signed out. You may close this window."), clear)
+        }
         Err(e) => error_page(&e),
     }
 }
@@ -614,7 +596,7 @@ pub async fn external_start(State(s): State<AppState>, Query(q): Query<ExternalQ
     match s.core.oauth_start(a, tessera_core::Surface::Native, None).await {
         Ok(to) => {
             let res = crate::oauth::to_provider(&to, s.core.settings.secure_cookies);
-            with_cookies(res, [cookie(&s, PKCE_COOKIE, &verifier, 600)])
+            with_cookies(res, cookie(&s, PKCE_COOKIE, &verifier, 600))
         }
         Err(e) => error_page(&e),
     }
@@ -644,7 +626,7 @@ pub async fn external_done(
     let Some(code) = q.code.filter(|c| !c.is_empty()) else {
         let why =
             q.error_description.unwrap_or_else(|| "The sign-in with the other provider did not finish.".to_owned());
-        return with_cookies(message(StatusCode::BAD_REQUEST, "Cannot sign in", &why), [clear]);
+        return with_cookies(message(StatusCode::BAD_REQUEST, "Cannot sign in", &why), clear);
     };
     let verifier = cookie_value(&headers, PKCE_COOKIE).unwrap_or_default().to_owned();
     let res = match s.core.exchange_code(&code, &verifier, &client).await {
@@ -656,7 +638,7 @@ pub async fn external_done(
         }
         Err(e) => error_page(&e),
     };
-    with_cookies(res, [clear])
+    with_cookies(res, clear)
 }
 
 /// `POST /oauth/sign-in/passkey/options`: a usernameless challenge for the page's script.
