@@ -46,6 +46,8 @@ pub struct Core {
     /// tessera's own OAuth 2.1 / OpenID Connect provider (SPEC §5.12); none without an
     /// asymmetric signing key.
     pub(crate) provider: Option<crate::oauth::keys::Provider>,
+    /// The client auth hooks, webhooks and SMS providers are called with.
+    pub(crate) hook_http: reqwest::Client,
 }
 
 /// Gauges of the server's state (see [`Core::vitals`]).
@@ -55,6 +57,9 @@ pub struct Vitals {
     pub hash_queue: usize,
     /// Mail waiting to be sent; `None` when the database did not answer.
     pub outbox_pending: Option<u64>,
+    /// Webhook events waiting for delivery, and given up on; `None` without webhooks
+    /// or when the database did not answer.
+    pub webhooks: Option<(u64, u64)>,
     /// What each database pool is doing.
     pub pools: Vec<tessera_store::PoolStats>,
 }
@@ -78,6 +83,7 @@ pub fn store_config(settings: &Settings) -> Result<StoreConfig, String> {
         fast_paths: true,
         migrate: settings.auto_migrate,
         pii: Some(Arc::new(pii)),
+        events: Arc::new(crate::hooks::events::tap(settings.webhooks.as_ref())),
     })
 }
 
@@ -189,6 +195,7 @@ impl Core {
         let oauth_key = derive_key(server_secret.expose_secret().as_bytes(), b"tessera oauth state key v1");
         let provider =
             crate::oauth::keys::Provider::from_settings(&settings, server_secret.expose_secret().as_bytes())?;
+        let hook_http = crate::hooks::dispatch::http_client()?;
         let core = Arc::new(Core {
             settings: Arc::new(settings),
             store,
@@ -205,6 +212,7 @@ impl Core {
             providers,
             oauth_key,
             provider,
+            hook_http,
         });
         crate::audit::with_audit_file(core.audit_file.clone(), core.bootstrap_first_admin()).await?;
         Ok(core)
@@ -215,6 +223,10 @@ impl Core {
         Vitals {
             hash_queue: self.hasher.queue_depth(),
             outbox_pending: tessera_store::query::outbox::pending_count(self.store.reader()).await.ok(),
+            webhooks: match self.settings.webhooks {
+                Some(_) => self.webhook_counts().await.ok(),
+                None => None,
+            },
             pools: self.store.pool_stats(),
         }
     }

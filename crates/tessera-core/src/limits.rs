@@ -27,6 +27,10 @@ pub enum RateAction {
     Anonymous,
     /// Requests to the OAuth provider's endpoints, per client IP.
     OAuth,
+    /// SMS codes sent, per phone number.
+    SmsNumber,
+    /// SMS codes sent, per client IP.
+    SmsClient,
 }
 
 impl RateAction {
@@ -39,6 +43,8 @@ impl RateAction {
             RateAction::Verify => "verify",
             RateAction::Anonymous => "anonymous",
             RateAction::OAuth => "oauth",
+            RateAction::SmsNumber => "sms_number",
+            RateAction::SmsClient => "sms_client",
         }
     }
 }
@@ -77,14 +83,16 @@ impl Core {
             RateAction::Verify => &limits.verify,
             RateAction::Anonymous => &limits.anonymous,
             RateAction::OAuth => &limits.oauth,
+            RateAction::SmsNumber | RateAction::SmsClient => &limits.sms,
         };
         let subject = match action {
-            RateAction::Recover | RateAction::Otp => email_key(&self.limit_key, subject),
+            RateAction::Recover | RateAction::Otp | RateAction::SmsNumber => email_key(&self.limit_key, subject),
             RateAction::Login
             | RateAction::Register
             | RateAction::Verify
             | RateAction::Anonymous
-            | RateAction::OAuth => subject.to_owned(),
+            | RateAction::OAuth
+            | RateAction::SmsClient => subject.to_owned(),
         };
         let decision = self.kv.rate_hit(&format!("{}:{subject}", action.name()), windows).await;
         if !decision.allowed {

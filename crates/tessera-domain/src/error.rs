@@ -141,6 +141,12 @@ pub enum Error {
     OAuthClientNotFound,
     #[error("The authorization request was not found, has expired or was already decided.")]
     OAuthAuthorizationNotFound,
+    #[error("Phone sign-in is not enabled (no SMS_PROVIDER is configured).")]
+    PhoneDisabled,
+    /// An auth hook refused, or could not be run (SPEC §5.13): the status, code and
+    /// message GoTrue answers for it (a refusal's are the receiver's own).
+    #[error("{message}")]
+    Hook { status: u16, code: &'static str, message: String },
     #[error("Internal server error.")]
     Internal(String),
 }
@@ -162,7 +168,9 @@ impl Error {
         use Error::*;
         match self {
             BadRequest(_) | WrongPassword | InvalidVerification | ChallengeNotFound | ChallengeExpired
-            | PasskeyInvalid | ProviderDisabled | ProviderRefused(_) | BadOAuthState => ErrorKind::BadRequest,
+            | PasskeyInvalid | ProviderDisabled | ProviderRefused(_) | BadOAuthState | PhoneDisabled => {
+                ErrorKind::BadRequest
+            }
             Validation(_) => ErrorKind::Validation,
             InvalidCredentials | NotAuthenticated | InvalidToken | TokenExpired | TokenRevoked | TokenReused
             | InvalidApiKey | InvalidMfaCode | InvalidMfaToken | PasskeyRefused => ErrorKind::Unauthorized,
@@ -185,6 +193,16 @@ impl Error {
             TooManyPasskeys | LastIdentity | AnonymousDisabled => ErrorKind::Validation,
             RateLimited { .. } | AccountLocked { .. } => ErrorKind::RateLimited,
             Overloaded { .. } | Unavailable(_) | ProviderUnavailable(_) => ErrorKind::Unavailable,
+            Hook { status, .. } => match status {
+                401 => ErrorKind::Unauthorized,
+                403 => ErrorKind::Forbidden,
+                404 => ErrorKind::NotFound,
+                409 => ErrorKind::Conflict,
+                422 => ErrorKind::Validation,
+                429 => ErrorKind::RateLimited,
+                500..=599 => ErrorKind::Unavailable,
+                _ => ErrorKind::BadRequest,
+            },
             Internal(_) => ErrorKind::Internal,
         }
     }
@@ -246,6 +264,8 @@ impl Error {
             OAuthServerDisabled => "OAuthServerDisabled",
             OAuthClientNotFound => "OAuthClientNotFound",
             OAuthAuthorizationNotFound => "OAuthAuthorizationNotFound",
+            PhoneDisabled => "PhoneProviderDisabled",
+            Hook { .. } => "HookError",
             Internal(_) => "InternalError",
         }
     }
@@ -306,6 +326,8 @@ impl Error {
             OAuthServerDisabled => "oauth_server_disabled",
             OAuthClientNotFound => "oauth_client_not_found",
             OAuthAuthorizationNotFound => "oauth_authorization_not_found",
+            PhoneDisabled => "phone_provider_disabled",
+            Hook { code, .. } => code,
             Internal(_) => "internal_error",
         }
     }

@@ -85,6 +85,10 @@ pub async fn render(State(s): State<AppState>) -> Response {
     if let Some(pending) = v.outbox_pending {
         metrics::gauge!("tessera_mail_outbox_depth").set(pending as f64);
     }
+    if let Some((waiting, failed)) = v.webhooks {
+        metrics::gauge!("tessera_webhook_outbox_depth", "state" => "waiting").set(waiting as f64);
+        metrics::gauge!("tessera_webhook_outbox_depth", "state" => "failed").set(failed as f64);
+    }
     for p in &v.pools {
         metrics::gauge!("tessera_db_connections", "pool" => p.pool, "state" => "in_use").set(f64::from(p.in_use));
         metrics::gauge!("tessera_db_connections", "pool" => p.pool, "state" => "idle").set(f64::from(p.idle));

@@ -37,6 +37,7 @@ impl Modify for BearerAuth {
         v1::auth::login, v1::auth::refresh, v1::auth::logout, v1::auth::logout_all, v1::auth::me,
         v1::auth::change_password, v1::auth::sessions, v1::auth::revoke_session,
         v1::auth::verify_email, v1::auth::resend_verification, v1::auth::password_reset, v1::auth::password_reset_confirm,
+        v1::phone::otp, v1::phone::otp_verify,
         v1::mfa::verify, v1::mfa::list, v1::mfa::enroll, v1::mfa::activate, v1::mfa::remove, v1::mfa::recovery_codes,
         v1::passkeys::registration_options, v1::passkeys::registration_verify, v1::passkeys::list, v1::passkeys::rename,
         v1::passkeys::remove, v1::passkeys::authentication_options, v1::passkeys::authentication_verify,

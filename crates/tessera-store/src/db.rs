@@ -13,6 +13,7 @@ use sea_orm::{
 use tessera_domain::Error;
 
 use crate::error::{db_connection_died, note_dead_connection, OrDb};
+use crate::events::EventTap;
 use crate::pii::Pii;
 
 /// The connection for reads outside a transaction ([`Store::reader`](crate::Store::reader)). A read whose
@@ -30,6 +31,11 @@ pub struct Reader {
 pub trait Db: ConnectionTrait {
     /// The store's PII cipher.
     fn pii(&self) -> &Pii;
+
+    /// The audit events that also become webhook events.
+    fn events(&self) -> &EventTap {
+        &crate::events::NO_EVENTS
+    }
 }
 
 impl Db for Reader {
@@ -42,11 +48,19 @@ impl Db for Tx {
     fn pii(&self) -> &Pii {
         &self.1
     }
+
+    fn events(&self) -> &EventTap {
+        &self.2
+    }
 }
 
 impl Db for Writer {
     fn pii(&self) -> &Pii {
         &self.pii
+    }
+
+    fn events(&self) -> &EventTap {
+        &self.events
     }
 }
 
@@ -56,6 +70,7 @@ pub struct Writer {
     /// How long a transaction may wait to begin, retries included (the pool timeout).
     pub(crate) budget: Duration,
     pub(crate) pii: Arc<Pii>,
+    pub(crate) events: Arc<EventTap>,
 }
 
 impl Writer {
@@ -72,7 +87,7 @@ impl Writer {
     /// (PostgreSQL ignores the mode.)
     pub(crate) async fn begin(&self) -> Result<Tx, Error> {
         let started = Instant::now();
-        let tx = |t| Tx(t, self.pii.clone());
+        let tx = |t| Tx(t, self.pii.clone(), self.events.clone());
         let options = TransactionOptions {
             sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
             ..TransactionOptions::default()
@@ -136,7 +151,7 @@ impl ConnectionTrait for Reader {
 
 /// A transaction from [`Store::begin`](crate::Store::begin): pass `&tx` to any [`crate::query`] operation, then
 /// [`Tx::commit`]. Dropped without a commit, it rolls back.
-pub struct Tx(DatabaseTransaction, Arc<Pii>);
+pub struct Tx(DatabaseTransaction, Arc<Pii>, Arc<EventTap>);
 
 impl Tx {
     /// Commits.

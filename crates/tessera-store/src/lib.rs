@@ -20,6 +20,7 @@ mod backend;
 mod db;
 pub mod entity;
 mod error;
+pub mod events;
 pub mod foreign;
 mod hot;
 pub mod migration;
@@ -77,6 +78,8 @@ pub struct StoreConfig {
     /// for a one-off command that touches no personal data (`tessera migrate`): no check,
     /// and nothing is encrypted or decrypted.
     pub pii: Option<Arc<Pii>>,
+    /// The audit events that also become webhook events, and where they go.
+    pub events: Arc<events::EventTap>,
 }
 
 impl std::fmt::Debug for StoreConfig {
@@ -99,6 +102,7 @@ impl StoreConfig {
             fast_paths: false,
             migrate: false,
             pii: None,
+            events: Default::default(),
         }
     }
 }
@@ -160,7 +164,7 @@ impl Store {
             query::pii::check_keys(&writer, pii).await?;
         }
         let pii = cfg.pii.clone().unwrap_or_default();
-        let writer_on = |db| Writer { db, budget: cfg.acquire_timeout, pii: pii.clone() };
+        let writer_on = |db| Writer { db, budget: cfg.acquire_timeout, pii: pii.clone(), events: cfg.events.clone() };
         let sessions = SessionPaths::start(
             backend,
             &db,

@@ -211,6 +211,7 @@ impl Pii {
     pub(crate) fn seal_user(&self, mut u: user::Model) -> Result<user::Model, Error> {
         u.email_index = self.index(&u.email);
         u.new_email_index = u.new_email.as_deref().and_then(|e| self.index(e));
+        u.phone_index = u.phone.as_deref().and_then(|p| self.index(p));
         if self.is_on() {
             u.email = self.seal(&u.email)?;
             u.phone = self.seal_opt(u.phone)?;
@@ -232,6 +233,7 @@ impl Pii {
             u.new_email = Set(self.seal_opt(new_email)?);
         }
         if let Set(phone) = u.phone.clone() {
+            u.phone_index = Set(phone.as_deref().and_then(|p| self.index(p)));
             u.phone = Set(self.seal_opt(phone)?);
         }
         Ok(u)

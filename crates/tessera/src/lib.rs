@@ -106,6 +106,7 @@ impl Server {
         // Every node runs a sender; leases keep them from sending a message twice.
         let (stop_sender, stop_rx) = tokio::sync::watch::channel(false);
         let sender = tokio::spawn(core.clone().run_mail_sender(stop_rx.clone()));
+        let webhooks = tokio::spawn(core.clone().run_webhook_sender(stop_rx.clone()));
         let purger = tokio::spawn(core.clone().run_purger(stop_rx));
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -117,9 +118,11 @@ impl Server {
             // in progress stops between two batches (each is its own transaction).
             let _ = stop_sender.send(true);
             purger.abort();
-            let abort = sender.abort_handle();
-            if tokio::time::timeout(std::time::Duration::from_secs(15), sender).await.is_err() {
-                abort.abort();
+            for task in [sender, webhooks] {
+                let abort = task.abort_handle();
+                if tokio::time::timeout(std::time::Duration::from_secs(15), task).await.is_err() {
+                    abort.abort();
+                }
             }
             served
         });

@@ -130,6 +130,8 @@ pub struct Analytics {
 pub struct OutboxStats {
     pub pending: u64,
     pub failed: u64,
+    /// Webhook events waiting and given up on, when webhooks are configured.
+    pub webhooks: Option<(u64, u64)>,
 }
 
 /// The audit-log query, as the client sent it.
@@ -305,6 +307,7 @@ impl Core {
             invited: new.invited,
             anonymous: false,
         };
+        self.vet_new_account(&account, client).await?;
         let tx = self.store.begin().await?;
         let created = insert_account(&tx, account).await?;
         let detail = json!({ "role": created.role, "is_active": created.is_active });
@@ -656,7 +659,11 @@ impl Core {
             tessera_store::query::outbox::pending_count(db),
             tessera_store::query::outbox::failed_count(db)
         )?;
-        Ok(OutboxStats { pending, failed })
+        let webhooks = match self.settings.webhooks {
+            Some(_) => Some(self.webhook_counts().await?),
+            None => None,
+        };
+        Ok(OutboxStats { pending, failed, webhooks })
     }
 
     /// Revokes one session of a user (the console's "revoke"); its access tokens die

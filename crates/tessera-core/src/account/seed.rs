@@ -119,6 +119,7 @@ impl Core {
                     new_email_index: None,
                     is_anonymous: false,
                     has_identities: false,
+                    phone_index: None,
                 });
                 profiles.push(profile::Model {
                     id: Uuid::now_v7(),

@@ -295,6 +295,29 @@ pub(crate) async fn insert_account(conn: &impl Db, a: NewAccount) -> Result<user
 }
 
 impl Core {
+    /// The before-user-created hook (SPEC §5.13) on an account about to be created: GoTrue's
+    /// user object of it; the receiver's refusal stops the sign-up.
+    pub(crate) async fn vet_new_account(&self, a: &NewAccount, client: &ClientInfo) -> Result<(), Error> {
+        if !self.hook_enabled(crate::hooks::HookName::BeforeUserCreated) {
+            return Ok(());
+        }
+        let placeholder = tessera_domain::Email::is_placeholder(a.email.as_str());
+        let at = now();
+        let user = json!({
+            "aud": "authenticated",
+            "role": "authenticated",
+            "email": if placeholder { "" } else { a.email.as_str() },
+            "phone": a.phone.as_ref().map(|p| p.digits()).unwrap_or_default(),
+            "app_metadata": a.metadata.app.clone().unwrap_or_else(|| json!({})),
+            "user_metadata": a.metadata.user.clone().unwrap_or_else(|| json!({})),
+            "identities": [],
+            "is_anonymous": a.anonymous,
+            "created_at": at,
+            "updated_at": at,
+        });
+        self.before_user_created_hook(user, client).await
+    }
+
     /// Validates a sign-up (every broken rule reported at once), hashes the password and
     /// creates the user and the profile in one transaction. A taken email is caught by
     /// the unique index, never by a racy pre-check.
@@ -314,7 +337,6 @@ impl Core {
             return Err(Error::Validation(errors));
         };
         let hash = self.hasher.hash(&r.password).await?;
-        let tx = self.store.begin().await?;
         let account = NewAccount {
             email,
             password_hash: hash,
@@ -327,6 +349,8 @@ impl Core {
             invited: false,
             anonymous: false,
         };
+        self.vet_new_account(&account, client).await?;
+        let tx = self.store.begin().await?;
         let created = insert_account(&tx, account).await?;
         record(&tx, client, AuditEvent::by_user("user.create", created.id)).await?;
         if !self.settings.email_autoconfirm {

@@ -501,6 +501,7 @@ impl Core {
         let full_name = profile.data.get("name").and_then(Value::as_str).map(|n| n.chars().take(200).collect());
         let account =
             NewAccount { full_name, ..NewAccount::passwordless(email, verified, Some(Value::Object(metadata))) };
+        self.vet_new_account(&account, client).await?;
         let created = insert_account(tx, account).await?;
         let detail = json!({ "provider": provider });
         record(tx, client, AuditEvent::by_user("user.create", created.id).detail(detail)).await?;
@@ -595,9 +596,10 @@ impl Core {
         if !errors.is_empty() {
             return Err(Error::Validation(errors));
         }
-        let tx = self.store.begin().await?;
         let placeholder = Email::placeholder(&Uuid::now_v7().to_string());
         let account = NewAccount { anonymous: true, ..NewAccount::passwordless(placeholder, false, user_metadata) };
+        self.vet_new_account(&account, client).await?;
+        let tx = self.store.begin().await?;
         let user = insert_account(&tx, account).await?;
         record(&tx, client, AuditEvent::by_user("user.register", user.id).detail(json!({ "anonymous": true }))).await?;
         self.finish_sign_in_in(tx, Proven::new(user, Proof::Anonymous), client).await

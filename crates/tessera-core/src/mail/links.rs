@@ -263,6 +263,7 @@ impl Core {
                 let hash = self.passwordless_hash().await?;
                 let account =
                     NewAccount { password_hash: hash, ..NewAccount::passwordless(email.clone(), false, user_metadata) };
+                self.vet_new_account(&account, client).await?;
                 let tx = self.store.begin().await?;
                 let created = match insert_account(&tx, account).await {
                     Ok(u) => u,

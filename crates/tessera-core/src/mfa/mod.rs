@@ -430,7 +430,7 @@ impl Core {
         tx.commit().await?;
         self.lockout_success(&who.user.email).await;
         let user = user::Model { mfa_enabled: true, ..who.user.clone() };
-        self.session_tokens(user, &session, "aal2", now, client.surface).await
+        self.session_tokens(user, &session, "aal2", now, client).await
     }
 
     /// Enrols a TOTP factor, unverified until a first code activates it. With MFA on
@@ -489,7 +489,7 @@ impl Core {
         tx.commit().await?;
         let user = user::Model { mfa_enabled: true, ..who.user.clone() };
         let (access_token, expires_in, _, _) =
-            self.access_token(&user, who.session_id, "aal2", None, now, client.surface).await?;
+            self.access_token(&user, who.session_id, "aal2", None, now, client).await?;
         Ok(Activation { recovery_codes: codes, access_token, expires_in })
     }
 
@@ -573,11 +573,21 @@ impl Core {
 
     /// Opens a challenge of one of the caller's factors (Supabase's `POST
     /// /factors/{id}/challenge`): valid five minutes, five codes at most.
-    pub async fn challenge_factor(&self, who: &Principal, factor_id: Uuid) -> Result<Challenge, Error> {
+    pub async fn challenge_factor(
+        &self,
+        who: &Principal,
+        factor_id: Uuid,
+        client: &ClientInfo,
+    ) -> Result<Challenge, Error> {
         let factor = mfa::factor(self.store.reader(), who.user.id, factor_id).await?.ok_or(Error::FactorNotFound)?;
+        if factor.factor_type == crate::phone::factor::PHONE {
+            let (id, expires_at) = self.challenge_phone_factor(who, &factor, client).await?;
+            return Ok(Challenge { id, expires_at, factor_type: crate::phone::factor::PHONE, webauthn: None });
+        }
         if factor.factor_type == mfa::WEBAUTHN {
             let c = self.challenge_webauthn_factor(who, factor_id).await?;
-            return Ok(Challenge { id: c.id, expires_at: c.expires_at, webauthn: Some((c.kind, c.options)) });
+            let webauthn = Some((c.kind, c.options));
+            return Ok(Challenge { id: c.id, expires_at: c.expires_at, factor_type: mfa::WEBAUTHN, webauthn });
         }
         let now = now();
         let row = mfa_token::Model {
@@ -591,7 +601,7 @@ impl Core {
             created_at: now,
         };
         let row = mfa_token::Model { token_hash: challenge_hash(row.id, factor_id), ..row };
-        let challenge = Challenge { id: row.id, expires_at: row.expires_at, webauthn: None };
+        let challenge = Challenge { id: row.id, expires_at: row.expires_at, factor_type: mfa::TOTP, webauthn: None };
         mfa::insert_token(self.store.writer(), row).await?;
         Ok(challenge)
     }
@@ -617,6 +627,9 @@ impl Core {
             .filter(|c| c.user_id == who.user.id && c.id == challenge_id)
             .ok_or(Error::InvalidMfaToken)?;
         let factor = mfa::factor(reader, who.user.id, factor_id).await?.ok_or(Error::FactorNotFound)?;
+        if factor.factor_type == crate::phone::factor::PHONE {
+            return self.verify_phone_challenge(who, factor, challenge, code, client).await;
+        }
         if factor.factor_type != mfa::TOTP {
             return Err(Error::BadRequest("This factor is verified with WebAuthn, not a code.".to_owned()));
         }
@@ -626,6 +639,12 @@ impl Core {
             Some(code) => matching_step(&totp(self.mfa_keys.decrypt(&factor.secret)?)?, &code, now.timestamp()),
             None => None,
         };
+        // The MFA verification attempt hook judges the attempt before anything is spent.
+        if let Err(e) = self.mfa_attempt_hook(who.user.id, factor.id, &factor.factor_type, step.is_some(), client).await
+        {
+            self.lockout_release(&who.user.email).await;
+            return Err(e);
+        }
         let tx = self.store.begin().await?;
         if !mfa::spend_token_attempt(&tx, challenge.id, MAX_ATTEMPTS).await? {
             drop(tx);
@@ -734,6 +753,8 @@ async fn delete_factor_in(
 #[derive(Debug, Clone)]
 pub struct Challenge {
     pub id: Uuid,
+    /// `totp`, `phone` or `webauthn`.
+    pub factor_type: &'static str,
     pub expires_at: chrono::DateTime<chrono::Utc>,
     /// A WebAuthn factor's ceremony: `create` or `request`, and its W3C JSON options.
     pub webauthn: Option<(&'static str, serde_json::Value)>,
@@ -741,7 +762,7 @@ pub struct Challenge {
 
 /// The stored hash of a challenge: bound to its factor, and never a value
 /// [`sha256_hex`] yields, so no sign-in token ever matches it.
-fn challenge_hash(challenge_id: Uuid, factor_id: Uuid) -> String {
+pub(crate) fn challenge_hash(challenge_id: Uuid, factor_id: Uuid) -> String {
     use sha2::Digest;
     let digest = sha2::Sha256::digest(format!("{challenge_id}:{factor_id}").as_bytes());
     // 45 characters (the column holds 64), and the ':' is never in a hex digest.

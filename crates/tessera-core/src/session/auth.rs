@@ -20,6 +20,13 @@ use crate::session::issued::{is_usable, shown_aal, Issued, SignIn, AAL1_STEP_UP}
 use crate::session::sign_in::{count_refusal, Proof, Proven};
 use crate::session::tokens::{AccessClaims, PresentedRefresh, RefreshKeys, SupabaseClaims, SUPABASE_AUDIENCE};
 
+/// What a password sign-in names the account by.
+#[derive(Clone, Copy)]
+enum Login<'a> {
+    Email(&'a str),
+    Phone(&'a tessera_domain::Phone),
+}
+
 /// How a refresh answered.
 pub(crate) enum Refreshed {
     /// The presented token was the current one: the counter advanced.
@@ -43,8 +50,9 @@ impl Core {
         aal: &str,
         amr: Option<&str>,
         now: DateTime<Utc>,
-        surface: Surface,
+        client: &ClientInfo,
     ) -> Result<(String, i64, i64, Option<tessera_store::entity::profile::Model>), Error> {
+        let surface = client.surface;
         let ttl = self.settings.access_token_ttl.as_secs() as i64;
         let claims = AccessClaims {
             iss: self.jwt.issuer.clone(),
@@ -61,7 +69,14 @@ impl Core {
             exp: now.timestamp() + ttl,
             jti: Uuid::now_v7().to_string(),
         };
+        let hooked = self.hook_enabled(crate::hooks::HookName::CustomAccessToken);
+        let method = amr.unwrap_or("password");
         let (token, profile) = match surface {
+            Surface::Native if hooked => {
+                let claims = serde_json::to_value(&claims).map_err(|e| Error::Internal(format!("claims: {e}")))?;
+                let claims = self.customize_claims(user.id, claims, method, client).await?;
+                (self.jwt.sign_any(&claims)?, None)
+            }
             Surface::Native => (self.jwt.sign(&claims)?, None),
             Surface::Supabase => {
                 let claims = AccessClaims {
@@ -80,7 +95,7 @@ impl Core {
                 if aal == "aal2" && first == "password" {
                     amr.insert(0, json!({ "method": "totp", "timestamp": claims.iat }));
                 }
-                let token = self.jwt.sign_any(&SupabaseClaims {
+                let claims = SupabaseClaims {
                     base: &claims,
                     session_id: session_id.to_string(),
                     phone: user.phone.clone().unwrap_or_default(),
@@ -88,7 +103,13 @@ impl Core {
                     is_anonymous: user.is_anonymous,
                     app_metadata,
                     user_metadata,
-                })?;
+                };
+                let token = if hooked {
+                    let claims = serde_json::to_value(&claims).map_err(|e| Error::Internal(format!("claims: {e}")))?;
+                    self.jwt.sign_any(&self.customize_claims(user.id, claims, method, client).await?)?
+                } else {
+                    self.jwt.sign_any(&claims)?
+                };
                 (token, profile)
             }
         };
@@ -131,7 +152,22 @@ impl Core {
     /// Signs in with email and password. Unknown emails cost one dummy hash, like known
     /// ones; old-format hashes are re-hashed to the current parameters on success.
     pub async fn login(&self, email: &str, password: &SecretString, client: &ClientInfo) -> Result<SignIn, Error> {
-        let proven = match self.check_password(email, password, client).await {
+        self.login_as(Login::Email(email), password, client).await
+    }
+
+    /// Signs in with a confirmed phone number and password (SPEC §5.14), as
+    /// [`Core::login`] does with an email.
+    pub async fn login_with_phone(
+        &self,
+        phone: &tessera_domain::Phone,
+        password: &SecretString,
+        client: &ClientInfo,
+    ) -> Result<SignIn, Error> {
+        self.login_as(Login::Phone(phone), password, client).await
+    }
+
+    async fn login_as(&self, login: Login<'_>, password: &SecretString, client: &ClientInfo) -> Result<SignIn, Error> {
+        let proven = match self.check_password(login, password, client).await {
             Ok(proven) => proven,
             Err(e) => {
                 count_refusal(&e);
@@ -143,14 +179,28 @@ impl Core {
 
     /// The password verifier: the account whose password `password` is, or why not.
     #[tracing::instrument(name = "login", skip_all, err(level = "info"))]
-    async fn check_password(&self, email: &str, password: &SecretString, client: &ClientInfo) -> Result<Proven, Error> {
+    async fn check_password(
+        &self,
+        login: Login<'_>,
+        password: &SecretString,
+        client: &ClientInfo,
+    ) -> Result<Proven, Error> {
+        // The lockout counts per address, or per number.
+        let raw_email = match login {
+            Login::Email(e) => e,
+            Login::Phone(p) => p.as_str(),
+        };
         // A locked email costs no hash.
-        self.lockout_reserve(email).await?;
-        let raw_email = email;
-        let email = Email::parse(email).ok();
-        let account = match &email {
-            Some(e) => users::by_email(self.store.reader(), e.as_str()).await?,
-            None => None,
+        self.lockout_reserve(raw_email).await?;
+        let email = match login {
+            Login::Email(e) => Email::parse(e).ok(),
+            Login::Phone(_) => None,
+        };
+        let account = match (&email, login) {
+            (Some(e), _) => users::by_email(self.store.reader(), e.as_str()).await?,
+            // Only a confirmed number signs in with a password.
+            (None, Login::Phone(p)) => self.account_of_phone(p).await?.filter(|u| u.phone_verified_at.is_some()),
+            (None, Login::Email(_)) => None,
         };
         // An account its owner deleted signs in as no account would: a wrong password.
         let known = account.as_ref().map(|u| u.id);
@@ -163,10 +213,33 @@ impl Core {
                 return Err(e);
             }
         };
+        // The password verification attempt hook judges every attempt on an account.
+        if let Some(u) = user.as_ref() {
+            let judged = match self.password_attempt_hook(u.id, verdict.matches, client).await {
+                Ok(judged) => judged,
+                Err(e) => {
+                    self.lockout_release(raw_email).await;
+                    return Err(e);
+                }
+            };
+            if let Some(rejection) = judged {
+                let detail = json!({ "email": u.email, "reason": "hook_rejected" });
+                let ev = AuditEvent { event: "login.failure", user_id: Some(u.id), actor_id: None, detail };
+                record(self.store.writer(), client, ev).await?;
+                self.lockout_release(raw_email).await;
+                if rejection.logout {
+                    self.logout_everywhere(u.id, "logout.hook", None, client).await?;
+                }
+                return Err(Error::Hook { status: 400, code: "invalid_credentials", message: rejection.message });
+            }
+        }
         // The audit row names the account when there is one (admins filter by it); the
         // answer below is the same either way.
         let Some(user) = user.filter(|_| verdict.matches) else {
-            let detail = json!({ "email": email.as_ref().map(Email::as_str), "reason": "invalid_credentials" });
+            let mut detail = json!({ "email": email.as_ref().map(Email::as_str), "reason": "invalid_credentials" });
+            if let Login::Phone(p) = login {
+                detail = json!({ "phone": p.as_str(), "reason": "invalid_credentials" });
+            }
             let ev = AuditEvent { event: "login.failure", user_id: known, actor_id: None, detail };
             record(self.store.writer(), client, ev).await?;
             self.lockout_failure(raw_email, client).await?;
@@ -198,10 +271,10 @@ impl Core {
         session: &session::Model,
         aal: &str,
         now: DateTime<Utc>,
-        surface: Surface,
+        client: &ClientInfo,
     ) -> Result<Issued, Error> {
         let amr = session.amr.as_deref();
-        self.issue(user, session.id, aal, amr, session.refresh_counter, session.expires_at, now, surface).await
+        self.issue(user, session.id, aal, amr, session.refresh_counter, session.expires_at, now, client).await
     }
 
     /// Refreshes (SPEC §4.3). The presented token carries its session and a counter:
@@ -251,7 +324,7 @@ impl Core {
                 counter,
                 session.expires_at,
                 crate::caller::now(),
-                client.surface,
+                client,
             )
             .await?;
         Ok((issued, refreshed))

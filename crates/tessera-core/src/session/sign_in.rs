@@ -43,6 +43,8 @@ pub enum Proof {
     External,
     /// A new anonymous user's first session.
     Anonymous,
+    /// A code sent by SMS to the account's phone (first factor).
+    Phone,
 }
 
 /// A verified sign-in on its way to a session.
@@ -212,6 +214,7 @@ impl Core {
                 Proof::Passkey { .. } => Some("passkey".to_owned()),
                 Proof::External => Some("oauth".to_owned()),
                 Proof::Anonymous => Some("anonymous".to_owned()),
+                Proof::Phone => Some("otp".to_owned()),
                 _ => None,
             },
             new_password_hash: new_hash,
@@ -230,6 +233,7 @@ impl Core {
                 detail["provider"] = json!(provider);
             }
             Proof::Anonymous => detail["method"] = json!("anonymous"),
+            Proof::Phone => detail["method"] = json!("sms"),
             _ => {}
         }
         let audit = audit_row(client, AuditEvent::by_user("login.success", user.id).detail(detail));
@@ -299,16 +303,7 @@ impl Core {
                 }
                 let aal = session.aal.as_str();
                 let issued = self
-                    .issue(
-                        user,
-                        session.id,
-                        aal,
-                        session.amr.as_deref(),
-                        0,
-                        session.expires_at,
-                        session.now,
-                        client.surface,
-                    )
+                    .issue(user, session.id, aal, session.amr.as_deref(), 0, session.expires_at, session.now, client)
                     .await?;
                 Ok(SignIn::Session(Box::new(Issued { weak_password, ..issued })))
             }
@@ -343,10 +338,10 @@ impl Core {
         counter: i64,
         session_expires_at: DateTime<Utc>,
         now: DateTime<Utc>,
-        surface: Surface,
+        client: &ClientInfo,
     ) -> Result<Issued, Error> {
         let (access_token, expires_in, expires_at, profile) =
-            self.access_token(&user, session_id, aal, amr, now, surface).await?;
+            self.access_token(&user, session_id, aal, amr, now, client).await?;
         Ok(Issued {
             profile,
             user,

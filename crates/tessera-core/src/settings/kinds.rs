@@ -19,6 +19,8 @@ pub struct RateLimits {
     pub verify: Vec<Window>,
     pub anonymous: Vec<Window>,
     pub oauth: Vec<Window>,
+    /// SMS codes sent, per number and per client IP.
+    pub sms: Vec<Window>,
 }
 
 /// The deployment environment.

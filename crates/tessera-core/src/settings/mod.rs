@@ -11,8 +11,10 @@ use secrecy::{ExposeSecret, SecretString};
 use tessera_domain::{Cidr, PasswordPolicy};
 
 pub mod external;
+pub mod hooks;
 mod kinds;
 mod read;
+pub mod sms;
 
 pub use kinds::{Environment, LogFormat, MailSettings, MailTransport, RateLimits, SmtpTls};
 pub use read::SettingDoc;
@@ -158,6 +160,8 @@ settings! {
         /// requests to the OAuth provider's authorization, token, introspection, revocation and registration endpoints per
         /// client IP
         rate_limit_oauth: Vec<Window> = ["RATE_LIMIT_OAUTH"] default "600/1m", windows;
+        /// SMS codes sent, per phone number and per client IP
+        rate_limit_sms: Vec<Window> = ["RATE_LIMIT_SMS"] default "5/1h", windows;
     }
     fields {
         /// without Redis: the most rate-limit and lockout keys kept in memory; the least recently used go first
@@ -251,6 +255,46 @@ settings! {
         /// the browser there with ?authorization_id=…, and the page decides through
         /// `/auth/v1/oauth/authorizations/{id}[/consent]` (Supabase's flow); unset: tessera's own sign-in and consent pages
         oauth_consent_url: Option<String> = ["OAUTH_CONSENT_URL"] unset "(tessera's own pages)", text;
+        /// comma-separated URLs the event webhooks are delivered to (SPEC §5.13): https, or http to a loopback
+        /// address; each gets every event, in order per user, from the durable outbox
+        webhook_urls: Vec<String> = ["WEBHOOK_URLS"] computed "(none: no webhooks)" => Vec::new(), list;
+        /// the Standard Webhooks secret event deliveries are signed with, `v1,whsec_BASE64` (several joined by a vertical bar
+        /// while rotating); required with WEBHOOK_URLS
+        webhook_secret: Option<SecretString> = ["WEBHOOK_SECRET"] unset "(none)", text;
+        /// comma-separated events delivered (user.created, user.updated, user.deleted, session.created,
+        /// session.revoked, password.changed, email.verified, phone.verified, mfa.enabled, mfa.disabled, identity.linked,
+        /// identity.unlinked); unset: all of them
+        webhook_events: Vec<String> = ["WEBHOOK_EVENTS"] computed "(every event)" => Vec::new(), list;
+        /// twilio, messagebird, vonage, hook (the send-SMS hook) or log (development: the message goes to the log);
+        /// unset: phone sign-in and phone factors are off (SPEC §5.14)
+        sms_provider: Option<String> = ["SMS_PROVIDER"] unset "(none: phone sign-in off)", text;
+        /// Twilio's account SID (SMS_PROVIDER=twilio)
+        sms_twilio_account_sid: Option<String> = ["SMS_TWILIO_ACCOUNT_SID"] unset "(none)", text;
+        /// Twilio's auth token
+        sms_twilio_auth_token: Option<SecretString> = ["SMS_TWILIO_AUTH_TOKEN"] unset "(none)", text;
+        /// the Twilio messaging service (MG…) or sender number the messages come from
+        sms_twilio_message_service_sid: Option<String> = ["SMS_TWILIO_MESSAGE_SERVICE_SID"] unset "(none)", text;
+        /// MessageBird's access key (SMS_PROVIDER=messagebird)
+        sms_messagebird_access_key: Option<SecretString> = ["SMS_MESSAGEBIRD_ACCESS_KEY"] unset "(none)", text;
+        /// the MessageBird originator (a number or a name of up to 11 characters)
+        sms_messagebird_originator: Option<String> = ["SMS_MESSAGEBIRD_ORIGINATOR"] unset "(none)", text;
+        /// Vonage's API key (SMS_PROVIDER=vonage)
+        sms_vonage_api_key: Option<String> = ["SMS_VONAGE_API_KEY"] unset "(none)", text;
+        /// Vonage's API secret
+        sms_vonage_api_secret: Option<SecretString> = ["SMS_VONAGE_API_SECRET"] unset "(none)", text;
+        /// the Vonage sender (a number or a name)
+        sms_vonage_from: Option<String> = ["SMS_VONAGE_FROM"] unset "(none)", text;
+        /// the provider's API base URL instead of its public one (a proxy, a regional endpoint, a test stand-in)
+        sms_provider_url: Option<String> = ["SMS_PROVIDER_URL"] unset "(the provider's own)", text;
+        /// the text of an SMS; `{{ .Code }}` stands for the code
+        sms_template: String = ["SMS_TEMPLATE"] default "Your code is {{ .Code }}", text;
+        /// digits of an SMS code
+        sms_otp_length: usize = ["SMS_OTP_LENGTH"] default "6", at_least(6);
+        /// seconds an SMS code stays valid
+        sms_otp_exp: Duration = ["SMS_OTP_EXP"] default "60", seconds;
+        /// comma-separated PHONE=CODE pairs: those numbers get no SMS and sign in with that code (tests, app-store
+        /// reviewers); refused in production
+        sms_test_otp: Vec<String> = ["SMS_TEST_OTP"] computed "(none)" => Vec::new(), list;
         /// `POST /auth/v1/signup` with no email or phone signs up an anonymous user (SPEC §5.11)
         anonymous_users_enabled: bool = ["ANONYMOUS_USERS_ENABLED"] default "false", flag;
         /// days after which the purge removes an anonymous user who never became permanent
@@ -333,9 +377,26 @@ settings! {
             verify: rate_limit_verify,
             anonymous: rate_limit_anonymous,
             oauth: rate_limit_oauth,
+            sms: rate_limit_sms,
         };
         /// The sign-in providers (`EXTERNAL_<NAME>_*`, SPEC §5.11), enabled or not.
         external: Vec<external::ProviderSettings> = external::from_vars(r, &public_url);
+        /// The auth hooks (`HOOK_<NAME>_*`, SPEC §5.13) that are enabled.
+        hooks: hooks::HookSettings = hooks::from_vars(r);
+        /// The event webhooks (`WEBHOOK_*`, SPEC §5.13), when WEBHOOK_URLS is set.
+        webhooks: Option<hooks::WebhookSettings> =
+            hooks::webhooks_from(r, &webhook_urls, webhook_secret.as_ref(), &webhook_events);
+        /// The SMS port (`SMS_*`, SPEC §5.14).
+        sms: sms::SmsSettings = sms::from_parts(
+            r,
+            sms_provider.as_deref(),
+            (sms_twilio_account_sid.clone(), sms_twilio_auth_token.clone(), sms_twilio_message_service_sid.clone()),
+            (sms_messagebird_access_key.clone(), sms_messagebird_originator.clone()),
+            (sms_vonage_api_key.clone(), sms_vonage_api_secret.clone(), sms_vonage_from.clone()),
+            sms_provider_url.clone(),
+            &sms_test_otp,
+            hooks.endpoint(hooks::HookName::SendSms).is_some(),
+        );
         /// When failed sign-ins lock an address, and for how long.
         lockout: LockoutPolicy = LockoutPolicy {
             threshold: lockout_threshold,
@@ -416,7 +477,7 @@ pub fn docs_markdown() -> String {
         let names = s.names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(" / ");
         out.push_str(&format!("| {names} | {} | {} |\n", s.shown_default(), s.meaning));
     }
-    for (name, default, meaning) in EXTERNAL_DOCS {
+    for (name, default, meaning) in EXTERNAL_DOCS.iter().chain(hooks::HOOK_DOCS) {
         out.push_str(&format!("| `{name}` | {default} | {meaning} |\n"));
     }
     out
@@ -637,6 +698,12 @@ impl Settings {
         }
         if self.mail_transport == MailTransport::Log {
             p.push("MAIL_TRANSPORT must be smtp or file in production, not log".to_owned());
+        }
+        if self.sms_provider.as_deref() == Some("log") {
+            p.push("SMS_PROVIDER must not be log in production".to_owned());
+        }
+        if !self.sms_test_otp.is_empty() {
+            p.push("SMS_TEST_OTP must not be set in production".to_owned());
         }
         p
     }

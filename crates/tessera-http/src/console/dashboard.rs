@@ -108,6 +108,10 @@ pub(crate) async fn page(
                 (number("failed-24h", "Failed sign-ins, 24 h", a.failed_logins_24h))
                 (number("outbox-pending", "Mail waiting", outbox.pending))
                 (number("outbox-failed", "Mail failed", outbox.failed))
+                @if let Some((waiting, failed)) = outbox.webhooks {
+                    (number("webhooks-waiting", "Webhooks waiting", waiting))
+                    (number("webhooks-failed", "Webhooks failed", failed))
+                }
             }
         }
         section.charts aria-labelledby="charts-heading" {

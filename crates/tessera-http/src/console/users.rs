@@ -644,6 +644,7 @@ mod tests {
             new_email_index: None,
             is_anonymous: false,
             has_identities: false,
+            phone_index: None,
         };
         assert_eq!(parse_cursor(&cursor_of(&u)), Some((at, id)));
         u.created_at = DateTime::parse_from_rfc3339("2026-12-02T21:50:06Z").unwrap().with_timezone(&Utc);

@@ -11,6 +11,7 @@ use tessera_core::account::users::{OwnChanges, Registration, UserPatch};
 use tessera_core::domain::{Email, Error};
 use tessera_core::identity::state::checked_challenge;
 use tessera_core::mail::links::{url_encode, MailProof, Verdict, Verification};
+use tessera_core::phone::CodeSent;
 use tessera_core::session::issued::SignIn;
 
 use super::error::{weak_reasons, GoTrueError};
@@ -45,7 +46,7 @@ pub async fn health() -> Json<Value> {
 #[utoipa::path(get, path = "/auth/v1/settings", tag = "supabase", responses((status = 200, body = super::doc::SbSettings)))]
 pub async fn settings(State(s): State<AppState>) -> Json<Value> {
     let mut external = json!({
-        "email": true, "phone": false, "anonymous_users": s.core.settings.anonymous_users_enabled, "apple": false,
+        "email": true, "phone": s.core.phone_enabled(), "anonymous_users": s.core.settings.anonymous_users_enabled, "apple": false,
         "azure": false, "bitbucket": false, "discord": false, "facebook": false, "figma": false, "fly": false,
         "github": false, "gitlab": false, "google": false, "keycloak": false, "kakao": false,
         "linkedin_oidc": false, "notion": false, "slack_oidc": false, "spotify": false,
@@ -61,7 +62,7 @@ pub async fn settings(State(s): State<AppState>) -> Json<Value> {
         "disable_signup": false,
         "mailer_autoconfirm": s.core.settings.email_autoconfirm,
         "phone_autoconfirm": false,
-        "sms_provider": "",
+        "sms_provider": s.core.settings.sms.provider.as_ref().map(|p| p.name()).unwrap_or_default(),
         "saml_enabled": false,
     }))
 }
@@ -95,12 +96,15 @@ pub async fn signup(
     SbJson(body): SbJson<SbSignupIn>,
 ) -> Answer {
     let Some(email) = given(&body.email) else {
-        if given(&body.phone).is_some() {
-            return Err(GoTrueError::new(
-                StatusCode::BAD_REQUEST,
-                "phone_provider_disabled",
-                "Phone signups are disabled",
-            ));
+        if let Some(raw) = given(&body.phone) {
+            let phone = sb_phone(raw)?;
+            let password = body
+                .password
+                .filter(|p| !p.is_empty())
+                .ok_or_else(|| GoTrueError::validation("Signup requires a valid password"))?;
+            let data = body.data.filter(|d| !d.is_null());
+            let user = s.core.sign_up_with_phone(&phone, &SecretString::from(password), data, &client).await?;
+            return ok(load_user(&s.core, &user).await?);
         }
         if given(&body.password).is_some() {
             return Err(GoTrueError::validation("To signup, please provide your email"));
@@ -176,18 +180,13 @@ pub async fn token(
 ) -> Answer {
     match q.grant_type.as_deref().unwrap_or_default() {
         "password" => {
-            let Some(email) = given(&body.email) else {
-                if given(&body.phone).is_some() {
-                    return Err(GoTrueError::new(
-                        StatusCode::BAD_REQUEST,
-                        "phone_provider_disabled",
-                        "Phone logins are disabled",
-                    ));
-                }
-                return Err(GoTrueError::validation("missing email or phone"));
-            };
             let password = SecretString::from(body.password.unwrap_or_default());
-            let issued = match s.core.login(email, &password, &client).await? {
+            let signed_in = match (given(&body.email), given(&body.phone)) {
+                (Some(email), _) => s.core.login(email, &password, &client).await?,
+                (None, Some(phone)) => s.core.login_with_phone(&sb_phone(phone)?, &password, &client).await?,
+                (None, None) => return Err(GoTrueError::validation("missing email or phone")),
+            };
+            let issued = match signed_in {
                 SignIn::Session(issued) => issued,
                 // Not on this surface: an MFA user gets an aal1 session to step up.
                 SignIn::MfaRequired(_) => return Err(Error::MfaRequired.into()),
@@ -291,6 +290,14 @@ pub async fn update_user(
     SbAuth(who): SbAuth,
     SbJson(body): SbJson<SbUpdateUserIn>,
 ) -> Answer {
+    // With an SMS provider, a new number is confirmed by a code sent to it first.
+    let new_phone = given(&body.phone).filter(|_| s.core.phone_enabled());
+    if let Some(raw) = new_phone {
+        let phone = sb_phone(raw)?;
+        if who.user.phone.as_deref() != Some(phone.as_str()) {
+            s.core.request_phone_change(&who, &phone, &client).await?;
+        }
+    }
     let changes = OwnChanges {
         user_metadata: body.data.filter(|d| !d.is_null()),
         password: body.password.filter(|p| !p.is_empty()).map(SecretString::from),
@@ -298,7 +305,7 @@ pub async fn update_user(
         patch: UserPatch {
             full_name: None,
             email: given(&body.email).map(str::to_owned),
-            phone: given(&body.phone).map(|p| Some(p.to_owned())),
+            phone: given(&body.phone).filter(|_| new_phone.is_none()).map(|p| Some(p.to_owned())),
         },
     };
     let user = s.core.change_own_account(&who, changes, &client).await?;
@@ -336,6 +343,12 @@ pub async fn logout(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// A phone number as GoTrue reads it: the `+` optional; GoTrue's message otherwise.
+fn sb_phone(raw: &str) -> Result<tessera_core::domain::Phone, GoTrueError> {
+    tessera_core::domain::Phone::parse_lenient(raw)
+        .map_err(|_| GoTrueError::validation("Invalid phone number format (E.164 required)"))
+}
+
 /// A redirect the client asks for, in the query.
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -349,6 +362,8 @@ pub struct SbOtpIn {
     email: Option<String>,
     phone: Option<String>,
     create_user: Option<bool>,
+    /// With a phone: `sms` (the only channel).
+    channel: Option<String>,
     #[schema(value_type = Option<Object>)]
     data: Option<Value>,
     /// The PKCE flow: the link comes back with `?code=`, exchanged with the verifier.
@@ -371,14 +386,21 @@ pub async fn otp(
     SbQuery(q): SbQuery<RedirectQuery>,
     SbJson(body): SbJson<SbOtpIn>,
 ) -> Answer {
+    let data = body.data.filter(|d| !d.is_null());
+    let create = body.create_user.unwrap_or(true);
     let Some(email) = given(&body.email) else {
-        if given(&body.phone).is_some() {
-            return Err(GoTrueError::new(StatusCode::BAD_REQUEST, "sms_send_failed", "Unsupported phone provider"));
+        if let Some(raw) = given(&body.phone) {
+            if given(&body.channel).is_some_and(|c| c != "sms") {
+                return Err(GoTrueError::validation("Unsupported channel: only sms is available"));
+            }
+            let phone = sb_phone(raw)?;
+            return match s.core.send_phone_code(&phone, create, data, &client).await? {
+                CodeSent::Sent => ok(json!({})),
+                CodeSent::NoAccount => Err(Error::SignupNotAllowed.into()),
+            };
         }
         return Err(GoTrueError::validation("You must provide either an email or phone number."));
     };
-    let data = body.data.filter(|d| !d.is_null());
-    let create = body.create_user.unwrap_or(true);
     let challenge = checked_challenge(given(&body.code_challenge), given(&body.code_challenge_method))?;
     s.core.send_sign_in_link(email, create, data, q.redirect_to.as_deref(), challenge.as_deref(), &client).await?;
     ok(json!({}))
@@ -462,8 +484,18 @@ const PENDING_MESSAGE: &str = "Confirmation link accepted. Please proceed to con
     ))]
 pub async fn verify(State(s): State<AppState>, Client(client): Client, SbJson(body): SbJson<SbVerifyIn>) -> Answer {
     let kind = given(&body.kind).unwrap_or_default().to_owned();
-    if given(&body.phone).is_some() && given(&body.email).is_none() {
-        return Err(Error::InvalidVerification.into());
+    if let (Some(raw), None) = (given(&body.phone), given(&body.email)) {
+        let phone = sb_phone(raw)?;
+        let code = given(&body.token).ok_or(Error::InvalidVerification)?;
+        let signed_in = match kind.as_str() {
+            "sms" => s.core.sign_in_with_phone_code(&phone, code, &client).await?,
+            "phone_change" => {
+                let user = s.core.confirm_phone_change(&phone, code, &client).await?;
+                s.core.sign_in_after_phone_change(user, &client).await?
+            }
+            _ => return Err(GoTrueError::validation("Verify requires a verification type: sms or phone_change")),
+        };
+        return session_of(&s, signed_in).await;
     }
     // A link's `token` verifies like its hash when no address comes with it.
     let token_hash = given(&body.token_hash).or_else(|| given(&body.token).filter(|_| given(&body.email).is_none()));
@@ -566,8 +598,16 @@ pub async fn resend(
     SbJson(body): SbJson<SbResendIn>,
 ) -> Answer {
     let Some(email) = given(&body.email) else {
-        if given(&body.phone).is_some() {
-            return Err(GoTrueError::new(StatusCode::BAD_REQUEST, "sms_send_failed", "Unsupported phone provider"));
+        if let Some(raw) = given(&body.phone) {
+            let phone = sb_phone(raw)?;
+            match given(&body.kind).unwrap_or_default() {
+                "sms" => {
+                    s.core.send_phone_code(&phone, false, None, &client).await?;
+                }
+                "phone_change" => s.core.resend_phone_change(&phone, &client).await?,
+                _ => return Err(GoTrueError::validation("Missing one of these types: sms, phone_change")),
+            }
+            return ok(json!({}));
         }
         return Err(GoTrueError::validation("You must provide either an email or phone number."));
     };

@@ -185,6 +185,13 @@ impl From<Error> for GoTrueError {
                 new(S::UNPROCESSABLE_ENTITY, "too_many_passkeys", "Maximum number of passkeys reached")
             }
 
+            Error::PhoneDisabled => new(S::BAD_REQUEST, "phone_provider_disabled", "Unsupported phone provider"),
+            // A hook that could not be run is a dependency down: 503, never a 500.
+            Error::Hook { status, code, message } => {
+                let status =
+                    if status >= 500 { S::SERVICE_UNAVAILABLE } else { S::from_u16(status).unwrap_or(S::BAD_REQUEST) };
+                new(status, code, message)
+            }
             Error::RateLimited { retry_after_secs } | Error::AccountLocked { retry_after_secs } => GoTrueError {
                 retry_after: Some(retry_after_secs),
                 ..new(S::TOO_MANY_REQUESTS, "over_request_rate_limit", "Request rate limit reached")

@@ -28,6 +28,8 @@ fn factor_id(raw: &str) -> Result<Uuid, GoTrueError> {
 pub struct SbEnrollIn {
     factor_type: Option<String>,
     friendly_name: Option<String>,
+    /// A phone factor's number.
+    phone: Option<String>,
 }
 
 /// `POST /auth/v1/factors`: a TOTP factor, unverified until a challenge is verified;
@@ -52,7 +54,15 @@ pub async fn enroll(
             let f = s.core.enroll_webauthn_factor(&who, body.friendly_name, &client).await?;
             return Ok(Json(json!({ "id": f.id, "type": "webauthn", "friendly_name": f.name })).into_response());
         }
-        _ => return Err(GoTrueError::validation("factor_type needs to be totp or webauthn")),
+        "phone" => {
+            let raw = body.phone.as_deref().map(str::trim).filter(|p| !p.is_empty());
+            let phone = tessera_core::domain::Phone::parse_lenient(raw.unwrap_or_default())
+                .map_err(|_| GoTrueError::validation("Invalid phone number format (E.164 required)"))?;
+            let f = s.core.enroll_phone_factor(&who, &phone, body.friendly_name, &client).await?;
+            let out = json!({ "id": f.id, "type": "phone", "friendly_name": f.name, "phone": phone.digits() });
+            return Ok(Json(out).into_response());
+        }
+        _ => return Err(GoTrueError::validation("factor_type needs to be totp, phone or webauthn")),
     }
     let name = body.friendly_name.filter(|n| !n.trim().is_empty());
     let e = s.core.enroll_totp(&who, name, &client).await?;
@@ -74,10 +84,15 @@ pub async fn enroll(
 #[utoipa::path(post, path = "/auth/v1/factors/{id}/challenge", tag = "supabase", security(("bearer" = [])),
     params(("id" = String, Path, description = "The factor")),
     responses((status = 200, body = super::doc::SbChallenge), (status = 401, body = super::doc::SbError), (status = 403, body = super::doc::SbError), (status = 404, body = super::doc::SbError, description = "`mfa_factor_not_found`")))]
-pub async fn challenge(State(s): State<AppState>, SbAuth(who): SbAuth, Path(id): Path<String>) -> Answer {
-    let c = s.core.challenge_factor(&who, factor_id(&id)?).await?;
+pub async fn challenge(
+    State(s): State<AppState>,
+    Client(client): Client,
+    SbAuth(who): SbAuth,
+    Path(id): Path<String>,
+) -> Answer {
+    let c = s.core.challenge_factor(&who, factor_id(&id)?, &client).await?;
     Ok(Json(match c.webauthn {
-        None => json!({ "id": c.id, "type": "totp", "expires_at": c.expires_at.timestamp() }),
+        None => json!({ "id": c.id, "type": c.factor_type, "expires_at": c.expires_at.timestamp() }),
         Some((kind, options)) => json!({
             "id": c.id,
             "type": "webauthn",

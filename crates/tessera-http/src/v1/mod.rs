@@ -4,6 +4,7 @@ pub mod auth;
 pub mod mfa;
 pub mod oauth;
 pub mod passkeys;
+pub mod phone;
 pub mod users;
 
 use axum::routing::{get, patch, post};
@@ -36,6 +37,8 @@ fn routes(state: &AppState) -> Router<AppState> {
         .route("/v1/auth/verify-email", post(auth::verify_email).route_layer(limit(RateAction::Verify)))
         .route("/v1/auth/verify-email/resend", post(auth::resend_verification).route_layer(limit(RateAction::Verify)))
         .route("/v1/auth/password-reset", post(auth::password_reset).route_layer(limit(RateAction::Verify)))
+        .route("/v1/auth/otp", post(phone::otp))
+        .route("/v1/auth/otp/verify", post(phone::otp_verify).route_layer(limit(RateAction::Verify)))
         .route(
             "/v1/auth/password-reset/confirm",
             post(auth::password_reset_confirm).route_layer(limit(RateAction::Verify)),

@@ -18,3 +18,4 @@ pub mod server_key;
 pub mod session;
 pub mod user;
 pub mod webauthn_challenge;
+pub mod webhook_outbox;

@@ -35,6 +35,8 @@ pub struct Model {
     /// Whether the user has an identity at another provider (kept by the store as
     /// identities are linked and unlinked).
     pub has_identities: bool,
+    /// With `PII_ENCRYPTION_KEY`, the blind index of `phone`; set by the store.
+    pub phone_index: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

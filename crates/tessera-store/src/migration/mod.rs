@@ -16,6 +16,7 @@ mod m20261206_000011_proofs_and_keys;
 mod m20261206_000012_passkeys;
 mod m20261206_000013_identities;
 mod m20261206_000014_oauth_server;
+mod m20261206_000015_webhooks_and_phone;
 
 pub use m20261122_000003_admin::INACTIVE;
 
@@ -40,6 +41,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000012_passkeys::Migration),
             Box::new(m20261206_000013_identities::Migration),
             Box::new(m20261206_000014_oauth_server::Migration),
+            Box::new(m20261206_000015_webhooks_and_phone::Migration),
         ]
     }
 }

@@ -15,6 +15,9 @@ use crate::pii::Pii;
 pub async fn insert(conn: &impl Db, row: audit_log::Model) -> Result<audit_log::Model, Error> {
     let row = sealed(conn.pii(), row)?;
     audit_log::Entity::insert(row.clone().into_active_model()).exec_without_returning(conn).await.or_db()?;
+    if let Some(event) = conn.events().webhook_event(&row.event) {
+        super::webhooks::queue(conn, &row, event).await?;
+    }
     Ok(row)
 }
 
@@ -47,4 +50,10 @@ pub async fn page_for_user(
     }
     let rows = q.order_by_asc(audit_log::Column::Id).limit(limit).all(conn).await.or_db()?;
     opened(conn, rows)
+}
+
+/// One event, its detail decrypted.
+pub async fn by_id(conn: &impl Db, id: Uuid) -> Result<Option<audit_log::Model>, Error> {
+    let row = audit_log::Entity::find_by_id(id).one(conn).await.or_db()?;
+    Ok(opened(conn, row.into_iter().collect())?.pop())
 }

@@ -87,6 +87,27 @@ pub async fn use_step(
     Ok(res.rows_affected == 1)
 }
 
+/// Records a use of a factor proven by a one-time code (a phone factor): verifies it with
+/// `activate` (only if it was not yet), else only if it is verified. `false` when it is
+/// gone or in the other state (a concurrent verification won).
+pub async fn use_code_factor(
+    conn: &impl ConnectionTrait,
+    id: Uuid,
+    activate: bool,
+    now: DateTime<Utc>,
+) -> Result<bool, Error> {
+    let from = if activate { UNVERIFIED } else { VERIFIED };
+    let res = mfa_factor::Entity::update_many()
+        .col_expr(mfa_factor::Column::Status, Expr::value(VERIFIED))
+        .col_expr(mfa_factor::Column::LastUsedAt, Expr::value(now))
+        .filter(mfa_factor::Column::Id.eq(id))
+        .filter(mfa_factor::Column::Status.eq(from))
+        .exec(conn)
+        .await
+        .or_db()?;
+    Ok(res.rows_affected == 1)
+}
+
 /// Deletes a factor of a user; `false` when there was none.
 pub async fn delete_factor(conn: &impl ConnectionTrait, user_id: Uuid, id: Uuid) -> Result<bool, Error> {
     let res = mfa_factor::Entity::delete_many()

@@ -33,6 +33,7 @@ pub mod server_keys;
 pub mod sessions;
 pub(crate) mod user_row;
 pub mod users;
+pub mod webhooks;
 
 /// Rows whose address `column` is `email`, or whose blind index `index` is the index of
 /// `email` under any key of the ring: rows still in plaintext and rows already encrypted

@@ -70,6 +70,27 @@ pub async fn newest_live_code(
     opened(conn, found)
 }
 
+/// The newest live code of one of `kinds` whose pending value (`new_email`: a new
+/// address or number) is `new_value`, whoever it was sent for.
+pub async fn newest_live_code_for_new(
+    conn: &impl Db,
+    kinds: &[&str],
+    new_value: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<one_time_token::Model>, Error> {
+    let found = one_time_token::Entity::find()
+        .filter(one_time_token::Column::Kind.is_in(kinds.iter().copied()))
+        .filter(one_time_token::Column::UsedAt.is_null())
+        .filter(one_time_token::Column::CodeHash.is_not_null())
+        .filter(one_time_token::Column::CodeExpiresAt.gt(now))
+        .filter(new_email_is(conn, Some(new_value)))
+        .order_by_desc(one_time_token::Column::CreatedAt)
+        .one(conn)
+        .await
+        .or_db()?;
+    opened(conn, found)
+}
+
 /// The other token of a pair issued together (same user, same moment, same new address)
 /// of `kind`, if there is one.
 pub async fn sibling(

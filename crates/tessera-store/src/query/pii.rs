@@ -55,7 +55,7 @@ impl PiiTable {
         match self {
             PiiTable::Users => (
                 &["email", "phone", "new_email"],
-                &["email", "phone", "new_email", "email_index", "new_email_index"],
+                &["email", "phone", "new_email", "email_index", "new_email_index", "phone_index"],
                 "",
             ),
             PiiTable::OneTimeTokens => (&["new_email"], &["new_email", "new_email_index"], "new_email IS NOT NULL"),
@@ -256,7 +256,14 @@ fn resealed(
         _ if !old.iter().any(needs) => Ok(None),
         PiiTable::Users => {
             let [email, phone, new_email] = old else { return Ok(None) };
-            Ok(Some(vec![reseal(email)?, reseal(phone)?, reseal(new_email)?, index(email)?, index(new_email)?]))
+            Ok(Some(vec![
+                reseal(email)?,
+                reseal(phone)?,
+                reseal(new_email)?,
+                index(email)?,
+                index(new_email)?,
+                index(phone)?,
+            ]))
         }
         PiiTable::OneTimeTokens => {
             let [new_email] = old else { return Ok(None) };

@@ -27,6 +27,7 @@ macro_rules! user_at {
             new_email_index: $row.$get($at + 17)?,
             is_anonymous: $row.$get($at + 18)?,
             has_identities: $row.$get($at + 19)?,
+            phone_index: $row.$get($at + 20)?,
         }
     };
 }
@@ -37,7 +38,7 @@ macro_rules! user_columns {
     () => {
         "u.id, u.email, u.password_hash, u.full_name, u.phone, u.email_verified_at, u.phone_verified_at, \
          u.is_active, u.role, u.token_version, u.last_login_at, u.created_at, u.updated_at, u.deleted_at, \
-         u.new_email, u.mfa_enabled, u.email_index, u.new_email_index, u.is_anonymous, u.has_identities"
+         u.new_email, u.mfa_enabled, u.email_index, u.new_email_index, u.is_anonymous, u.has_identities, u.phone_index"
     };
 }
 pub(crate) use user_columns;

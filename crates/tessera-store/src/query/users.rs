@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ActiveValue, ColumnTrait, ConnectionTrait, EntityTrait, ExprTrait, IntoActiveModel, QueryFilter,
-    QuerySelect,
+    QueryOrder, QuerySelect,
 };
 use serde_json::{json, Value};
 use tessera_domain::Error;
@@ -64,6 +64,7 @@ pub async fn create(conn: &impl Db, new: NewUser) -> Result<user::Model, Error> 
         new_email_index: None,
         is_anonymous: new.anonymous,
         has_identities: false,
+        phone_index: None,
     };
     let created = insert(conn, row).await?;
     let profile = profile::Model {
@@ -191,6 +192,22 @@ pub(crate) fn opened(conn: &impl Db, found: Option<user::Model>) -> Result<Optio
 pub async fn by_email(conn: &impl Db, email: &str) -> Result<Option<user::Model>, Error> {
     let cond = address_is(conn.pii(), user::Column::Email, user::Column::EmailIndex, email);
     opened(conn, user::Entity::find().filter(cond).one(conn).await.or_db()?)
+}
+
+/// The live users (not deleted) whose phone is `phone` (E.164), the one whose number is
+/// confirmed first, then the oldest: numbers are not unique, a confirmed one is meant to be.
+pub async fn by_phone(conn: &impl Db, phone: &str) -> Result<Vec<user::Model>, Error> {
+    let cond = address_is(conn.pii(), user::Column::Phone, user::Column::PhoneIndex, phone);
+    let rows = user::Entity::find()
+        .filter(cond)
+        .filter(user::Column::DeletedAt.is_null())
+        .order_by_asc(user::Column::CreatedAt)
+        .all(conn)
+        .await
+        .or_db()?;
+    let mut users: Vec<user::Model> = rows.into_iter().map(|u| conn.pii().open_user(u)).collect::<Result<_, _>>()?;
+    users.sort_by_key(|u| u.phone_verified_at.is_none());
+    Ok(users)
 }
 
 /// The users whose pending email change would switch to `email`.

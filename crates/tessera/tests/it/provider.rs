@@ -502,6 +502,12 @@ fn default_path(request_path: &str) -> String {
 /// `TESSERA_TEST_AUTHJS_NODE_MODULES` (default `target/client-check/node_modules`, where
 /// scripts/client-check installs the pinned client); scripts/test sets both.
 pub async fn authjs_oauth(app_auth_url: &str, provider: &str, redirect_to: &str, sub: &str) -> Value {
+    authjs_script("oauth-authjs.mjs", &[app_auth_url, provider, redirect_to, sub]).await
+}
+
+/// Runs `scripts/SCRIPT` (a script driving @supabase/auth-js) with `args` on the Node and
+/// client of [`authjs_oauth`]; the JSON line it prints, whose `ok` matches its exit status.
+pub async fn authjs_script(script: &str, args: &[&str]) -> Value {
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let node_modules = std::env::var_os("TESSERA_TEST_AUTHJS_NODE_MODULES")
         .map(PathBuf::from)
@@ -512,22 +518,22 @@ pub async fn authjs_oauth(app_auth_url: &str, provider: &str, redirect_to: &str,
         node_modules.display()
     );
     let node = std::env::var_os("TESSERA_TEST_AUTHJS_NODE").unwrap_or_else(|| "node".into());
-    let script = repo.join("scripts/oauth-authjs.mjs");
+    let path = repo.join("scripts").join(script);
     let out = tokio::process::Command::new(&node)
-        .arg(&script)
-        .args([app_auth_url, provider, redirect_to, sub])
+        .arg(&path)
+        .args(args)
         .env("TESSERA_TEST_AUTHJS_NODE_MODULES", &node_modules)
         .kill_on_drop(true)
         .output();
     let out = tokio::time::timeout(Duration::from_secs(60), out)
         .await
-        .expect("scripts/oauth-authjs.mjs took more than 60 s")
+        .unwrap_or_else(|_| panic!("scripts/{script} took more than 60 s"))
         .unwrap_or_else(|e| panic!("cannot run {} ({e})", node.to_string_lossy()));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     let line = stdout.lines().rev().find(|l| l.starts_with('{')).unwrap_or_default();
     let result: Value = serde_json::from_str(line)
-        .unwrap_or_else(|_| panic!("scripts/oauth-authjs.mjs printed no result ({}):\n{stdout}\n{stderr}", out.status));
+        .unwrap_or_else(|_| panic!("scripts/{script} printed no result ({}):\n{stdout}\n{stderr}", out.status));
     assert_eq!(out.status.success(), result["ok"] == json!(true), "exit status {} for {result}\n{stderr}", out.status);
     result
 }

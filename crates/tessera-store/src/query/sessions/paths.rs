@@ -217,8 +217,10 @@ impl SessionPaths {
     /// transaction of the pool. Committed unless the challenge was already gone.
     pub(crate) async fn sign_in(&self, mut writes: SignInWrites) -> Result<Written, Error> {
         // The fast paths open sessions of tessera's own; one for an OAuth client goes
-        // through the transaction.
-        let own = writes.session.oauth_client_id.is_none();
+        // through the transaction, and so does one whose audit row becomes a webhook event
+        // (queued beside it).
+        let own =
+            writes.session.oauth_client_id.is_none() && self.writer.events.webhook_event(&writes.audit.event).is_none();
         match &self.hot {
             Hot::SqliteFile { batches, .. } if own => {
                 writes.audit = audit::sealed(&self.writer.pii, writes.audit)?;

@@ -1,0 +1,156 @@
+//! The phone as a second factor (SPEC §5.14; GoTrue's `factor_type: "phone"`): a factor
+//! holds its number (encrypted with the MFA key, as TOTP secrets are); each challenge
+//! sends a code by SMS, kept as a keyed hash beside the challenge; verifying the code
+//! verifies the factor (MFA on) or steps the session up to aal2, as a TOTP code does.
+
+use chrono::Duration as ChronoDuration;
+use serde_json::json;
+use tessera_domain::{Error, Phone};
+use tessera_store::entity::{mfa_factor, mfa_token, one_time_token};
+use tessera_store::query::{mfa, one_time_tokens, users};
+use uuid::Uuid;
+
+use super::sms::SmsKind;
+use crate::app::Core;
+use crate::caller::{now, ClientInfo, Principal};
+use crate::session::issued::Issued;
+
+/// The factor type of a phone factor.
+pub const PHONE: &str = "phone";
+/// The one-time token kind of a phone factor's challenge code (its id is the challenge's).
+const MFA_PHONE: &str = "mfa_phone";
+
+impl Core {
+    /// Enrols the caller's `phone` as a factor, unverified until a first code verifies it.
+    pub async fn enroll_phone_factor(
+        &self,
+        who: &Principal,
+        phone: &Phone,
+        name: Option<String>,
+        client: &ClientInfo,
+    ) -> Result<mfa_factor::Model, Error> {
+        self.require_phone()?;
+        self.require_aal2_if_mfa(who)?;
+        let taken = mfa::factors(self.store.reader(), who.user.id).await?;
+        for f in taken.iter().filter(|f| f.factor_type == PHONE) {
+            if self.factor_phone(f)? == phone.as_str() {
+                return Err(Error::BadRequest("A phone factor with this number already exists.".to_owned()));
+            }
+        }
+        let secret = self.mfa_keys.encrypt(phone.as_str().as_bytes())?;
+        let name = name.map(|n| n.trim().to_owned()).unwrap_or_default();
+        self.enroll_factor(who, name, PHONE, secret, client).await
+    }
+
+    /// The number of a phone factor.
+    pub fn factor_phone(&self, factor: &mfa_factor::Model) -> Result<String, Error> {
+        String::from_utf8(self.mfa_keys.decrypt(&factor.secret)?)
+            .map_err(|_| Error::Internal("a phone factor's number".into()))
+    }
+
+    /// A challenge of a phone factor: a code by SMS to its number, good for
+    /// `SMS_OTP_EXP`; the challenge's id and expiry.
+    pub(crate) async fn challenge_phone_factor(
+        &self,
+        who: &Principal,
+        factor: &mfa_factor::Model,
+        client: &ClientInfo,
+    ) -> Result<(Uuid, chrono::DateTime<chrono::Utc>), Error> {
+        self.require_phone()?;
+        let phone = Phone::parse_lenient(&self.factor_phone(factor)?).map_err(|e| Error::Validation(vec![e]))?;
+        self.sms_limits(&phone, client).await?;
+        let at = now();
+        let ttl = ChronoDuration::from_std(self.settings.sms_otp_exp).unwrap_or(ChronoDuration::seconds(60));
+        let id = Uuid::now_v7();
+        let code = self.test_code(&phone).unwrap_or_else(|| super::digits(self.settings.sms_otp_length));
+        let challenge = mfa_token::Model {
+            id,
+            token_hash: super::super::mfa::challenge_hash(id, factor.id),
+            user_id: who.user.id,
+            token_version: who.user.token_version,
+            attempts: 0,
+            expires_at: at + ttl,
+            used_at: None,
+            created_at: at,
+        };
+        let code_row = one_time_token::Model {
+            id,
+            user_id: who.user.id,
+            kind: MFA_PHONE.to_owned(),
+            token_hash: crate::crypto::sha256_hex(&crate::crypto::random_token(32)),
+            code_hash: Some(self.code_hash(id, &code)),
+            code_expires_at: Some(at + ttl),
+            code_attempts: 0,
+            new_email: None,
+            new_email_index: None,
+            expires_at: at + ttl,
+            confirmed_at: None,
+            used_at: None,
+            created_at: at,
+            proves_holder: true,
+        };
+        let user = users::by_id(self.store.reader(), who.user.id).await?.ok_or(Error::UserNotFound)?;
+        let tx = self.store.begin().await?;
+        mfa::insert_token(&tx, challenge).await?;
+        one_time_tokens::insert(&tx, code_row).await?;
+        if self.test_code(&phone).is_none() {
+            self.queue_sms(&tx, &user, &phone, &code, SmsKind::Mfa).await?;
+        }
+        tx.commit().await?;
+        Ok((id, at + ttl))
+    }
+
+    /// Whether `code` is the one sent for the phone challenge `challenge_id` (spending
+    /// one of its tries).
+    pub(crate) async fn phone_challenge_code_matches(
+        &self,
+        user_id: Uuid,
+        challenge_id: Uuid,
+        code: &str,
+    ) -> Result<bool, Error> {
+        let at = now();
+        let row = one_time_tokens::newest_live_code(self.store.reader(), user_id, &[MFA_PHONE], None, at).await?;
+        let Some(row) = row.filter(|r| r.id == challenge_id) else { return Ok(false) };
+        Ok(self.check_code(&row, code).await.is_ok())
+    }
+
+    /// Verifies a phone factor's challenge with its code (the TOTP path's rules: the
+    /// verification-attempt hook, the lockout, one use).
+    pub(crate) async fn verify_phone_challenge(
+        &self,
+        who: &Principal,
+        factor: mfa_factor::Model,
+        challenge: mfa_token::Model,
+        code: &str,
+        client: &ClientInfo,
+    ) -> Result<Issued, Error> {
+        let now = now();
+        let activate = factor.status != mfa::VERIFIED;
+        self.lockout_reserve(&who.user.email).await?;
+        let valid = self.phone_challenge_code_matches(who.user.id, challenge.id, code).await?;
+        if let Err(e) = self.mfa_attempt_hook(who.user.id, factor.id, PHONE, valid, client).await {
+            self.lockout_release(&who.user.email).await;
+            return Err(e);
+        }
+        let tx = self.store.begin().await?;
+        if !valid {
+            let ev =
+                crate::audit::AuditEvent::by_user("mfa.failure", who.user.id).detail(json!({ "factor_id": factor.id }));
+            crate::audit::record(&tx, client, ev).await?;
+            tx.commit().await?;
+            self.lockout_failure(&who.user.email, client).await?;
+            return Err(Error::InvalidMfaCode);
+        }
+        if !mfa::use_token(&tx, challenge.id, now).await? {
+            return Err(Error::InvalidMfaToken);
+        }
+        if activate {
+            users::by_id_for_update(&tx, who.user.id).await?;
+        }
+        if !mfa::use_code_factor(&tx, factor.id, activate, now).await? {
+            return Err(Error::FactorAlreadyActive);
+        }
+        self.finish_step_up(tx, who, activate, json!({ "factor_id": factor.id, "factor_type": PHONE }), now, client)
+            .await
+    }
+}
