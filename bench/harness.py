@@ -10,7 +10,9 @@ Connect provider of the social sign-in tests (`scripts/oidc-provider` installs i
 started and stopped here; its load comes from Python processes of the harness (wrk
 cannot carry a cookie and a code from one server to the other). The oauth_code and
 oauth_refresh scenarios load tessera's own provider (issue 31) with wrk: a confidential
-client registered by an admin, browsers signed in at its pages in the set-up.
+client registered by an admin, browsers signed in at its pages in the set-up. The
+hook_login and webhooks scenarios (issue 32) start servers of their own beside the
+main one, calling a loopback receiver the harness runs (Receiver, http.server).
 """
 
 import argparse
@@ -19,6 +21,7 @@ import datetime
 import hashlib
 import hmac
 import http.client
+import http.server
 import json
 import os
 import platform
@@ -1521,8 +1524,334 @@ def flood(server, files, args, run_id, label, total=1_000_000):
     return [r]
 
 
-def bench_backend(backend, url, args, workdir, hash_ms, run_id, pii_url=None):
-    """Every scenario on one server; returns table rows and resource figures."""
+# --- hooks and webhooks (issue 32) -------------------------------------------------------------
+def whsec():
+    """A Standard Webhooks secret as the server reads it: v1,whsec_<base64 of 32 random bytes>."""
+    return "v1," + "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+class Receiver:
+    """A loopback HTTP receiver run by the harness (ThreadingHTTPServer, a thread per
+    connection, HTTP/1.1 keep-alive, Nagle off): `claims` answers a custom access token
+    hook call with 200 {"claims": {...the request's claims..., "plan": "pro"}}; `events`
+    answers an event webhook with 204 and records each delivery (the time it was
+    answered, its webhook-id, the event's type and user_id). Signatures are not checked
+    (the tests do that, scripts/hook-receiver). While `gate` is clear an event is held
+    up to `hold_s` (under the server's 5 s client timeout) before it is answered, so
+    that the server's one sender stalls and a backlog builds up."""
+
+    def __init__(self, kind, hold_s=4.0):
+        self.kind, self.hold_s = kind, hold_s
+        self.lock = threading.Lock()
+        self.calls, self.bad = 0, 0
+        self.deliveries = []  # (monotonic time answered, webhook-id, type, user_id)
+        self.gate = threading.Event()
+        self.gate.set()
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True
+
+            def do_POST(self):
+                raw = self.rfile.read(int(self.headers.get("content-length") or 0))
+                receiver._answer(self, raw)
+
+            def log_message(self, *a):
+                pass
+
+        class Httpd(http.server.ThreadingHTTPServer):
+            request_queue_size = 128
+            daemon_threads = True
+
+        self.httpd = Httpd(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self.gate.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def count(self):
+        with self.lock:
+            return self.calls
+
+    def _answer(self, h, raw):
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = None
+        if self.kind == "claims":
+            if not isinstance(body, dict) or not isinstance(body.get("claims"), dict):
+                with self.lock:
+                    self.bad += 1
+                h.send_response(400)
+                h.send_header("Content-Length", "0")
+                h.end_headers()
+                return
+            out = json.dumps({"claims": {**body["claims"], "plan": "pro"}}).encode()
+            with self.lock:
+                self.calls += 1
+            h.send_response(200)
+            h.send_header("Content-Type", "application/json")
+            h.send_header("Content-Length", str(len(out)))
+            h.end_headers()
+            h.wfile.write(out)
+            return
+        if not self.gate.is_set():
+            self.gate.wait(self.hold_s)
+        data = body.get("data") if isinstance(body, dict) else None
+        event = (time.monotonic(), h.headers.get("webhook-id"), body.get("type") if isinstance(body, dict) else None,
+                 data.get("user_id") if isinstance(data, dict) else None)
+        with self.lock:
+            self.calls += 1
+            self.deliveries.append(event)
+        h.send_response(204)
+        h.end_headers()
+
+
+HOOK_LOGIN_SCENARIO = "hook login: POST /v1/auth/login, custom access token hook (loopback receiver)"
+
+
+def hook_login(server, files, args, workdir, run_id, label, new_db):
+    """The hook_login scenario: password sign-ins (login.lua) on a second server started
+    with the custom access token hook on, calling a loopback Receiver of the harness
+    that adds "plan": "pro" to the claims, on a database of its own with its own users.
+    The plain sign-in on the running server and the hooked one alternate for ROUNDS
+    rounds, so that both see the same drift of the machine; the row is the median hooked
+    round, the ratio the median of the rounds' own hooked/plain ratios. Checked at the
+    end: a token's payload carries plan == "pro", and the receiver was called at least
+    once per sign-in wrk counted as successful in the measured runs. A server that
+    cannot do it gives a row of zeros that says why, and the run goes on."""
+    conns = 2 * CORES
+    receiver = Receiver("claims").start()
+    hooked = None
+    try:
+        hooked = Server(args.binary, new_db("hook"), workdir, {
+            "HOOK_CUSTOM_ACCESS_TOKEN_ENABLED": "true",
+            "HOOK_CUSTOM_ACCESS_TOKEN_URI": f"http://127.0.0.1:{receiver.port}/claims",
+            "HOOK_CUSTOM_ACCESS_TOKEN_SECRETS": whsec(),
+        })
+        log(f"{label}: hook login: starting tessera with the custom access token hook "
+            f"(receiver on port {receiver.port})")
+        hooked.start()
+        time.sleep(1)
+        log(f"{label}: hook login: creating {args.users} users")
+        hook_files = create_users(hooked.port, args.users, run_id + "-hook", os.path.join(workdir, "hook"))
+        with open(hook_files["users"]) as f:
+            email = f.readline().split()[0]
+        plain_runs, hook_runs, ratios = [], [], []
+        calls, ok = 0, 0
+        for i in range(ROUNDS):
+            log(f"{label}: hook login, plain, round {i + 1}")
+            plain_runs.append(run_wrk(server.port, "/v1/auth/login", "login.lua", conns, args, warmup=i == 0,
+                                      env={"BENCH_USERS": files["users"]}))
+            log(f"{label}: hook login, hooked, round {i + 1}")
+            if i == 0 and args.warmup > 0:
+                wrk_result(wrk(hooked.port, "/v1/auth/login", "login.lua", conns, args.warmup,
+                               env={"BENCH_USERS": hook_files["users"]}))
+            before = receiver.count()
+            r = wrk_result(wrk(hooked.port, "/v1/auth/login", "login.lua", conns, args.duration,
+                               env={"BENCH_USERS": hook_files["users"]}))
+            calls += receiver.count() - before
+            ok += r["requests"] - r["errors"]
+            hook_runs.append(r)
+            ratios.append(r["rps"] / plain_runs[-1]["rps"] if plain_runs[-1]["rps"] else 0)
+        # The claim, checked on a sign-in made now.
+        access, _ = sign_in(hooked.port, email)
+        claims = _jwt_part(access, 1)
+        if claims.get("plan") != "pro":
+            raise RuntimeError(f"the access token carries no plan=pro: {json.dumps(claims)[:300]}")
+    except Exception as e:  # noqa: BLE001 - reported in the table, the other scenarios go on
+        log(f"{label}: hook login: error: {e}")
+        if hooked and hooked.proc:
+            log(f"{label}: hook login: its log: {os.path.join(workdir, f'server-{hooked.port}.log')}")
+        return _failed_row(HOOK_LOGIN_SCENARIO, label, conns, e)
+    finally:
+        if hooked:
+            hooked.stop()
+        receiver.stop()
+    med = statistics.median
+    ratio = med(ratios)
+    r = median_run(hook_runs)
+    plain = median_run(plain_runs)
+    hook_p99, plain_p99 = med(x["p99_ms"] for x in hook_runs), med(x["p99_ms"] for x in plain_runs)
+    if r["errors"]:
+        log(f"{label}: hook login: warning: {r['errors']} of {r['requests']} sign-ins failed ({r['error_detail']})")
+    if calls < ok:
+        log(f"{label}: hook login: warning: {calls} hook calls for {ok} successful sign-ins")
+    calls_note = (f"{calls:,} hook calls for {ok:,} sign-ins wrk counted (the rest: sign-ins in flight when wrk "
+                  f"stopped counting)" if calls >= ok else f"ONLY {calls:,} hook calls for {ok:,} sign-ins")
+    derived = (f"{ratio:.0%} of the plain sign-in (median of the rounds' ratios "
+               + ", ".join(f"{x:.0%}" for x in ratios)
+               + f"; hooked " + ", ".join(fmt_int(x["rps"]) for x in hook_runs)
+               + " vs plain " + ", ".join(fmt_int(x["rps"]) for x in plain_runs)
+               + f"/s, alternating); p99 {hook_p99:.1f} vs {plain_p99:.1f} ms (medians); "
+               f"{calls_note}; the token carries plan=pro")
+    out = row(HOOK_LOGIN_SCENARIO, label, conns, r, derived)
+    out.update({"hook_sign_ins_per_s": r["rps"], "login_sign_ins_per_s": plain["rps"],
+                "hook_login_vs_login": ratio, "hook_login_vs_login_rounds": ratios,
+                "hook_login_rounds_rps": [x["rps"] for x in hook_runs],
+                "login_rounds_rps": [x["rps"] for x in plain_runs],
+                "hook_p99_ms": hook_p99, "login_p99_ms": plain_p99,
+                "hook_calls": calls, "hook_sign_ins_ok": ok, "hook_claim_plan": claims.get("plan")})
+    return out
+
+
+def sign_up_burst(port, emails, workers):
+    """Signs `emails` up through POST /v1/users as fast as `workers` keep-alive
+    connections can: [(monotonic time sent, time answered, user id)], in order."""
+    out = [None] * len(emails)
+
+    def work(share):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        try:
+            for i in share:
+                body = json.dumps({"email": emails[i], "password": PASSWORD, "full_name": "Bench User"})
+                sent = time.monotonic()
+                conn.request("POST", "/v1/users", body=body, headers={"content-type": "application/json"})
+                res = conn.getresponse()
+                data = res.read()
+                answered = time.monotonic()
+                if res.status != 201:
+                    raise RuntimeError(f"sign-up answered {res.status}: {data[:200]!r}")
+                out[i] = (sent, answered, json.loads(data)["id"])
+        finally:
+            conn.close()
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(work, [range(k, len(emails), workers) for k in range(workers)]))
+    return out
+
+
+def _await_events(receiver, ids, quiet_s=30):
+    """Waits until every user of `ids` has had an event delivered, or none came for
+    `quiet_s`: {user_id: [deliveries]} of those users."""
+    want, last_seen, last_n = set(ids), time.monotonic(), -1
+    while True:
+        with receiver.lock:
+            got = [d for d in receiver.deliveries if d[3] in want]
+        n = len({d[3] for d in got})
+        if n == len(want):
+            break
+        if n != last_n:
+            last_n, last_seen = n, time.monotonic()
+        elif time.monotonic() - last_seen > quiet_s:
+            break
+        time.sleep(0.05)
+    by_user = {}
+    for d in got:
+        by_user.setdefault(d[3], []).append(d)
+    return by_user
+
+
+WEBHOOKS_SCENARIO = "webhooks: user.created from the outbox (POST /v1/users, loopback receiver)"
+
+
+def webhooks(args, workdir, run_id, label, new_db):
+    """The webhooks scenario: a server started with WEBHOOK_URLS at a loopback Receiver
+    of the harness and WEBHOOK_EVENTS=user.created, on a database of its own. Two
+    phases of `args.webhook_users` sign-ups each (POST /v1/users on 4 × cores keep-alive
+    connections; each queues its event in the sign-up's transaction):
+    - live: the receiver answers at once; from the first sign-up sent (its event is
+      queued after that) to the last event delivered, events delivered per second; the
+      lag from the last sign-up answered to the last event delivered; each event's
+      latency from its sign-up's answer to its delivery;
+    - backlog: the receiver holds each delivery (up to 4 s) while the sign-ups run, so
+      that the sender stalls and the events wait in the outbox, then lets go: the
+      backlog drained per second, the sender's own pace on an idle machine.
+    Checked: one delivery with a distinct webhook-id for every user (more calls than
+    users would be redeliveries, at least once). A server that cannot do it gives a row
+    of zeros that says why, and the run goes on."""
+    n, workers = args.webhook_users, 4 * CORES
+    receiver = Receiver("events").start()
+    server = None
+    try:
+        server = Server(args.binary, new_db("webhooks"), workdir, {
+            "WEBHOOK_URLS": f"http://127.0.0.1:{receiver.port}/events",
+            "WEBHOOK_SECRET": whsec(),
+            "WEBHOOK_EVENTS": "user.created",
+        })
+        log(f"{label}: webhooks: starting tessera with WEBHOOK_URLS (receiver on port {receiver.port})")
+        server.start()
+        time.sleep(1)
+        phases = {}
+        for phase in ("live", "backlog"):
+            emails = [f"wh-{phase}-{run_id}-{i}@bench.example" for i in range(n)]
+            if phase == "backlog":
+                receiver.gate.clear()
+            log(f"{label}: webhooks, {phase}: {n} sign-ups on {workers} connections")
+            ups = sign_up_burst(server.port, emails, workers)
+            opened = time.monotonic()
+            receiver.gate.set()
+            by_user = _await_events(receiver, [u for _, _, u in ups])
+            first_sent, last_answered = min(s for s, _, _ in ups), max(a for _, a, _ in ups)
+            deliveries = [d for ds in by_user.values() for d in ds]
+            ids = {d[1] for d in deliveries}
+            last = max((d[0] for d in deliveries), default=opened)
+            firsts = {u: min(d[0] for d in ds) for u, ds in by_user.items()}
+            answered = {u: a for _, a, u in ups}
+            latencies = [(firsts[u] - answered[u]) * 1000 for u in firsts]
+            p = {"users": n, "delivered": len(by_user), "calls": len(deliveries), "distinct_ids": len(ids),
+                 "types": sorted({d[2] for d in deliveries if d[2]}),
+                 "signups_per_s": n / (last_answered - first_sent),
+                 "delivered_per_s": len(by_user) / (last - first_sent) if last > first_sent else 0.0,
+                 "lag_ms": (last - last_answered) * 1000,
+                 "latency_p50_ms": _percentile(latencies, 50) if latencies else 0.0,
+                 "latency_p90_ms": _percentile(latencies, 90) if latencies else 0.0,
+                 "latency_p99_ms": _percentile(latencies, 99) if latencies else 0.0,
+                 "latency_max_ms": max(latencies, default=0.0)}
+            if phase == "backlog":
+                before = sum(1 for t in firsts.values() if t < opened)
+                p["held_before_open"] = before
+                p["backlog"] = n - before
+                p["drain_s"] = last - opened
+                p["drain_per_s"] = (n - before) / (last - opened) if last > opened else 0.0
+            log(f"{label}: webhooks, {phase}: {p['delivered']} of {n} users' events delivered "
+                f"({p['calls']} calls, {p['distinct_ids']} distinct webhook-ids), sign-ups {p['signups_per_s']:.1f}/s, "
+                f"delivered {p['delivered_per_s']:.1f}/s, lag {p['lag_ms']:.0f} ms"
+                + (f", backlog {p['backlog']} drained at {p['drain_per_s']:.1f}/s" if phase == "backlog" else ""))
+            phases[phase] = p
+            if p["delivered"] != n or p["distinct_ids"] < n or p["types"] != ["user.created"]:
+                raise RuntimeError(f"{phase}: {p['delivered']} of {n} users' events arrived ({p['calls']} calls, "
+                                   f"{p['distinct_ids']} distinct webhook-ids, types {p['types']}); "
+                                   f"see {os.path.join(workdir, f'server-{server.port}.log')}")
+    except Exception as e:  # noqa: BLE001 - reported in the table, the other scenarios go on
+        log(f"{label}: webhooks: error: {e}")
+        return _failed_row(WEBHOOKS_SCENARIO, label, workers, e)
+    finally:
+        if server:
+            server.stop()
+        receiver.stop()
+    live, back = phases["live"], phases["backlog"]
+    r = {"requests": live["calls"], "rps": live["delivered_per_s"], "p50_ms": live["latency_p50_ms"],
+         "p90_ms": live["latency_p90_ms"], "p99_ms": live["latency_p99_ms"], "max_ms": live["latency_max_ms"],
+         "errors": (n - live["delivered"]) + (n - back["delivered"]), "error_detail": {}}
+    derived = (f"{live['delivered_per_s']:,.1f} events delivered/s from the first sign-up to the last delivery "
+               f"({n:,} users signed up at {live['signups_per_s']:,.1f}/s), the last "
+               f"{live['lag_ms']:.0f} ms after the last sign-up; the columns: each event's latency from its "
+               f"sign-up's answer. A backlog of {back['backlog']:,} (the receiver held the sender while "
+               f"{n:,} more signed up) drained at {back['drain_per_s']:,.1f}/s in {back['drain_s']:.1f} s. "
+               f"Every user's event arrived: {live['distinct_ids']:,} + {back['distinct_ids']:,} distinct "
+               f"webhook-ids for {live['calls']:,} + {back['calls']:,} calls")
+    out = row(WEBHOOKS_SCENARIO, label, workers, r, derived)
+    out.update({"webhooks_users": n, "webhooks_delivered_per_s": live["delivered_per_s"],
+                "webhooks_lag_ms": live["lag_ms"], "webhooks_signups_per_s": live["signups_per_s"],
+                "webhooks_latency_p50_ms": live["latency_p50_ms"], "webhooks_latency_p99_ms": live["latency_p99_ms"],
+                "webhooks_distinct_ids": live["distinct_ids"], "webhooks_calls": live["calls"],
+                "webhooks_drain_per_s": back["drain_per_s"], "webhooks_backlog": back["backlog"],
+                "webhooks_drain_s": back["drain_s"], "webhooks_phases": phases})
+    return out
+
+
+def bench_backend(backend, url, args, workdir, hash_ms, run_id, pii_url=None, new_db=None):
+    """Every scenario on one server (and the servers of their own some start on the
+    databases `new_db(name)` gives); returns table rows and resource figures."""
     label = {"sqlite": "SQLite", "postgres": "PostgreSQL"}[backend]
     # The oauth scenario's provider starts first: the server reads its issuer from its
     # environment (the callback's PUBLIC_URL, on the server's own port, is the Server's).
@@ -1642,6 +1971,11 @@ def bench_backend(backend, url, args, workdir, hash_ms, run_id, pii_url=None):
                             f"{during['rps']:.1f} logins/s meanwhile, /health max {health['max_ms']:.1f} ms"))
             rows[-1]["storm_logins_rps"] = during["rps"]
 
+        if (backend == "sqlite" or args.full_postgres) and want("hook_login") and new_db:
+            # The password sign-in again, alternating with a server that calls the custom
+            # access token hook on every sign-in (issue 32).
+            rows.append(hook_login(server, files, args, workdir, run_id, label, new_db))
+
         refresh = None
         if want("refresh"):
             log(f"{label}: refresh")
@@ -1666,6 +2000,10 @@ def bench_backend(backend, url, args, workdir, hash_ms, run_id, pii_url=None):
 
         if want("pii") and pii_url:
             rows += pii_cost(server, files, pii_url, args, workdir, run_id, label)
+
+        if want("webhooks") and new_db:
+            # Event webhooks from the outbox, on a server of their own (issue 32).
+            rows.append(webhooks(args, workdir, run_id, label, new_db))
 
         if backend == "sqlite" and args.only and "flood" in args.only:
             rows += flood(server, files, args, run_id, label)
@@ -1744,6 +2082,11 @@ def main():
                         "POST /oauth/token exchanging the code, confidential client; exchanges/s and their p99), "
                         "oauth_refresh (refresh_token rotation at POST /oauth/token, with its ratio to refresh "
                         "when both run), "
+                        "hook_login (password sign-ins on a second server calling the custom access token hook "
+                        "at a loopback receiver of the harness, alternating with plain sign-ins: its share of "
+                        "them and both p99s), webhooks (user.created events from the outbox of a third server "
+                        "to a loopback receiver: --webhook-users sign-ups, events delivered/s, the lag after "
+                        "the last sign-up, and a held-up backlog's drain rate), "
                         "and flood, which only runs when named: a million password-reset addresses against the "
                         "in-memory limits); all but flood when empty. For iterating on one figure; "
                         "docs/performance.md's table is a whole run.")
@@ -1756,6 +2099,8 @@ def main():
     p.add_argument("--oidc-provider",
                    help="the oidc-provider-mock executable for the oauth scenario (default: what "
                         "scripts/oidc-provider prints; it installs the pinned provider on first use)")
+    p.add_argument("--webhook-users", type=int,
+                   help="sign-ups (events) per phase of the webhooks scenario (default 2000 with --quick, 5000)")
     p.add_argument("--self-test", action="store_true",
                    help="check the passkey scenario's software authenticator offline (its ES256 signatures "
                         "against OpenSSL and Node, its CBOR and authenticatorData) and exit")
@@ -1771,6 +2116,8 @@ def main():
     else:
         args.warmup, args.duration, args.users, args.hash_samples = 5, 20, 256, 50
     args.refresh_conns = 32
+    if not args.webhook_users:
+        args.webhook_users = 2000 if args.quick else 5000
     args.full_postgres = not args.quick
     run_id = secrets.token_hex(4)
     started = time.monotonic()
@@ -1789,6 +2136,9 @@ def main():
                 if backend == "sqlite":
                     url = f"sqlite://{workdir}/bench.db"
                     pii_url = f"sqlite://{workdir}/bench-pii.db"
+
+                    def new_db(name):
+                        return f"sqlite://{workdir}/bench-{name}.db"
                 elif backend == "postgres":
                     bindir = find_pg_bin()
                     if not bindir:
@@ -1800,9 +2150,13 @@ def main():
                     info["postgres"] = pg.version()
                     url = pg.url
                     pii_url = pg.create_database("tessera_pii")
+
+                    def new_db(name, pg=pg):
+                        return pg.create_database(f"tessera_{name}")
                 else:
                     raise SystemExit(f"unknown backend {backend}")
-                r, res = bench_backend(backend, url, args, workdir, hashing["median_ms"], run_id, pii_url)
+                r, res = bench_backend(backend, url, args, workdir, hashing["median_ms"], run_id, pii_url,
+                                       new_db)
                 rows += r
                 # An --only that names no scenario of this backend leaves no row.
                 resources[backend if not r else r[0]["backend"]] = res
@@ -1833,6 +2187,11 @@ def main():
                           "EXTERNAL_MOCK_ISSUER=<oidc-provider-mock> REDIRECT_URLS=http://127.0.0.1:9; "
                           "the oauth_code and oauth_refresh scenarios' admin made with `tessera admin create` "
                           "beside the running server, the provider's key the generated development ES256 one; "
+                          "the hook_login scenario's second server HOOK_CUSTOM_ACCESS_TOKEN_ENABLED=true "
+                          "HOOK_CUSTOM_ACCESS_TOKEN_URI=http://127.0.0.1:<receiver>/claims "
+                          "HOOK_CUSTOM_ACCESS_TOKEN_SECRETS=v1,whsec_<32 random bytes>, the webhooks scenario's "
+                          "WEBHOOK_URLS=http://127.0.0.1:<receiver>/events WEBHOOK_SECRET=v1,whsec_<32 random bytes> "
+                          "WEBHOOK_EVENTS=user.created, each on a database of its own; "
                           "other settings default",
             "postgres": "fsync on, synchronous_commit=off (SQLite runs WAL + synchronous=NORMAL)",
         },

@@ -57,8 +57,16 @@ impl std::fmt::Display for PurgeReport {
         write!(
             f,
             "{} deleted accounts, {} sessions, {} one-time tokens, {} MFA tokens, {} passkey challenges, {} sent mails, \
-             {} stale anonymous users, {} unused PKCE codes",
-            self.users, s.sessions, s.one_time_tokens, s.mfa_tokens, s.challenges, s.mail, self.anonymous, s.codes
+             {} stale anonymous users, {} unused PKCE codes, {} delivered webhook events",
+            self.users,
+            s.sessions,
+            s.one_time_tokens,
+            s.mfa_tokens,
+            s.challenges,
+            s.mail,
+            self.anonymous,
+            s.codes,
+            s.webhooks
         )
     }
 }
@@ -277,6 +285,7 @@ impl Core {
             report.swept.challenges += swept.challenges;
             report.swept.codes += swept.codes;
             report.swept.mail += swept.mail;
+            report.swept.webhooks += swept.webhooks;
             if !privacy::renew_job(self.store.writer(), PURGE_JOB, holder, now() + PURGE_LEASE).await? {
                 return Ok(report);
             }
@@ -287,6 +296,7 @@ impl Core {
                 && swept.challenges < full
                 && swept.codes < full
                 && swept.mail < full
+                && swept.webhooks < full
             {
                 break;
             }

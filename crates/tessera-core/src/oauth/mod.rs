@@ -82,6 +82,11 @@ impl From<Error> for OAuthError {
                 tracing::error!(%cause, "oauth provider");
                 OAuthError::new("server_error", "Internal server error.")
             }
+            // An auth hook that refused the token, or could not be run.
+            Error::Hook { status, message, .. } if status >= 500 || status == 422 => {
+                OAuthError::new("temporarily_unavailable", message)
+            }
+            Error::Hook { message, .. } => OAuthError::new("invalid_grant", message),
             other => OAuthError::new("invalid_request", other.to_string()),
         }
     }

@@ -181,7 +181,7 @@ impl Core {
         let Some((session, user)) = self.store.session_for_refresh(session_id).await? else {
             return Err(OAuthError::invalid_grant("The session is gone."));
         };
-        self.client_tokens(app, &user, &session, auth_time, row.nonce.as_deref(), 0)
+        self.client_tokens(app, &user, &session, auth_time, row.nonce.as_deref(), 0, client).await
     }
 
     async fn refresh_client_session(
@@ -202,7 +202,7 @@ impl Core {
             return Err(OAuthError::invalid_grant("The refresh token was issued to another client."));
         }
         let auth_time = session.oauth_auth_time.unwrap_or(session.created_at);
-        self.client_tokens(app, &user, &session, auth_time, None, counter)
+        self.client_tokens(app, &user, &session, auth_time, None, counter, client).await
     }
 
     async fn client_credentials(
@@ -257,7 +257,8 @@ impl Core {
 
     /// The tokens of a client session: the access token, the ID token (scope `openid`),
     /// the refresh token at `counter` (scope `offline_access` and the grant allowed).
-    fn client_tokens(
+    #[allow(clippy::too_many_arguments)]
+    async fn client_tokens(
         &self,
         app: &oauth_client::Model,
         user: &user::Model,
@@ -265,6 +266,7 @@ impl Core {
         auth_time: DateTime<Utc>,
         nonce: Option<&str>,
         counter: i64,
+        client: &ClientInfo,
     ) -> Result<Tokens, OAuthError> {
         let provider = self.provider()?;
         let scope = session.oauth_scope.clone().unwrap_or_default();
@@ -283,7 +285,16 @@ impl Core {
             sid: Some(session.id),
             auth_time: Some(auth_time.timestamp()),
         };
-        let access_token = provider.signer.sign_typed("at+jwt", &claims)?;
+        // The custom access token hook (SPEC §5.13) sees a client's tokens too, as GoTrue's
+        // OAuth server's: their `client_id` and `scope` are the server's.
+        let access_token = if self.hook_enabled(crate::hooks::HookName::CustomAccessToken) {
+            let claims = serde_json::to_value(&claims).map_err(|e| Error::Internal(format!("claims: {e}")))?;
+            let method = session.amr.as_deref().unwrap_or("password");
+            let claims = self.customize_claims(user.id, claims, method, client).await?;
+            provider.signer.sign_typed("at+jwt", &claims)?
+        } else {
+            provider.signer.sign_typed("at+jwt", &claims)?
+        };
         let id_token = if scopes.contains(&"openid") {
             let mut id: Map<String, Value> = user_claims(user, &scope);
             let aal = shown_aal(&session.aal);

@@ -53,8 +53,9 @@ impl PiiTable {
     /// first, compared with what was read), and the rows worth reading.
     fn shape(self) -> (&'static [&'static str], &'static [&'static str], &'static str) {
         match self {
+            // A number sealed before it had a blind index (`phone_index`) gets one too.
             PiiTable::Users => (
-                &["email", "phone", "new_email"],
+                &["email", "phone", "new_email", "phone_index"],
                 &["email", "phone", "new_email", "email_index", "new_email_index", "phone_index"],
                 "",
             ),
@@ -253,9 +254,12 @@ fn resealed(
             pii.seal_detail(&mut detail)?;
             Ok(Some(vec![Some(detail.to_string()), email_index]))
         }
-        _ if !old.iter().any(needs) => Ok(None),
         PiiTable::Users => {
-            let [email, phone, new_email] = old else { return Ok(None) };
+            let [email, phone, new_email, phone_index] = old else { return Ok(None) };
+            let unindexed = pii.is_on() && phone.as_deref().is_some_and(|p| !p.is_empty()) && phone_index.is_none();
+            if ![email, phone, new_email].into_iter().any(needs) && !unindexed {
+                return Ok(None);
+            }
             Ok(Some(vec![
                 reseal(email)?,
                 reseal(phone)?,
@@ -265,6 +269,7 @@ fn resealed(
                 index(phone)?,
             ]))
         }
+        _ if !old.iter().any(needs) => Ok(None),
         PiiTable::OneTimeTokens => {
             let [new_email] = old else { return Ok(None) };
             Ok(Some(vec![reseal(new_email)?, index(new_email)?]))

@@ -183,6 +183,8 @@ pub struct Swept {
     /// Codes of PKCE flows never exchanged.
     pub codes: u64,
     pub mail: u64,
+    /// Webhook events delivered over a day ago.
+    pub webhooks: u64,
 }
 
 /// Removes one batch (at most [`BATCH`] rows of each kind) of what nobody needs any
@@ -202,6 +204,7 @@ pub async fn sweep_batch(conn: &impl ConnectionTrait, now: DateTime<Utc>) -> Res
     let flows = Condition::all().add(flow_state::Column::ExpiresAt.lt(now));
     let requests = Condition::all().add(oauth_authorization::Column::ExpiresAt.lt(now));
     let mail = Condition::all().add(mail_outbox::Column::SentAt.lt(day_ago));
+    let webhooks = Condition::all().add(crate::entity::webhook_outbox::Column::DeliveredAt.lt(day_ago));
     Ok(Swept {
         sessions: delete_batch(conn, session::Entity, session::Column::Id, sessions).await?,
         one_time_tokens: delete_batch(conn, one_time_token::Entity, one_time_token::Column::Id, one_time_tokens)
@@ -211,6 +214,13 @@ pub async fn sweep_batch(conn: &impl ConnectionTrait, now: DateTime<Utc>) -> Res
         codes: delete_batch(conn, flow_state::Entity, flow_state::Column::Id, flows).await?
             + delete_batch(conn, oauth_authorization::Entity, oauth_authorization::Column::Id, requests).await?,
         mail: delete_batch(conn, mail_outbox::Entity, mail_outbox::Column::Id, mail).await?,
+        webhooks: delete_batch(
+            conn,
+            crate::entity::webhook_outbox::Entity,
+            crate::entity::webhook_outbox::Column::Id,
+            webhooks,
+        )
+        .await?,
     })
 }
 

@@ -133,13 +133,3 @@ pub async fn failed_count(conn: &impl ConnectionTrait) -> Result<u64, Error> {
     use sea_orm::PaginatorTrait;
     webhook_outbox::Entity::find().filter(webhook_outbox::Column::FailedAt.is_not_null()).count(conn).await.or_db()
 }
-
-/// Forgets rows delivered before `before`.
-pub async fn purge_delivered(conn: &impl ConnectionTrait, before: DateTime<Utc>) -> Result<u64, Error> {
-    let res = webhook_outbox::Entity::delete_many()
-        .filter(webhook_outbox::Column::DeliveredAt.lt(before))
-        .exec(conn)
-        .await
-        .or_db()?;
-    Ok(res.rows_affected)
-}

@@ -733,3 +733,35 @@ async fn the_endpoints_are_rate_limited_in_the_oauth_shape_and_decisions_are_aud
         assert!(audit.contains(event), "{event}");
     }
 }
+
+/// The custom access token hook (issue 32) sees a client's access tokens too; the claims
+/// a resource server relies on (`client_id`, `scope`, `sub`) stay the server's.
+#[tokio::test]
+async fn a_client_s_access_token_carries_the_custom_access_token_hook_s_claims() {
+    let r = crate::receiver::Receiver::start().await;
+    let claims = json!({ "claims": { "plan": "pro", "client_id": "forged", "scope": "admin", "sub": "forged" } });
+    r.respond("/claims", json!([]), Some(json!({ "body": claims }))).await;
+    let (uri, secret) = (r.url("/claims"), format!("v1,{}", r.secret()));
+    let hook = [
+        ("HOOK_CUSTOM_ACCESS_TOKEN_ENABLED", "true"),
+        ("HOOK_CUSTOM_ACCESS_TOKEN_URI", uri.as_str()),
+        ("HOOK_CUSTOM_ACCESS_TOKEN_SECRETS", secret.as_str()),
+    ];
+    let (app, admin, email) = op_app(&hook).await;
+    let (id, client_secret) = confidential(&app, &admin).await;
+    let mut b = Browser::new();
+    let (code, verifier) = code_for(&app, &mut b, &id, &email).await;
+    let (status, t) = exchange(&app, Some((&id, &client_secret)), &id, &code, &verifier).await;
+    assert_eq!(status, StatusCode::OK, "{t}");
+    let access = t["access_token"].as_str().unwrap();
+    let c = es256_claims(&app, access).await;
+    assert_eq!(c["plan"], "pro", "{c}");
+    assert_eq!((c["client_id"].as_str(), c["sub"].as_str()), (Some(id.as_str()), c["sub"].as_str()), "{c}");
+    assert_ne!(c["sub"], "forged", "{c}");
+    assert_ne!(c["scope"], "admin", "{c}");
+    // The token still opens userinfo; the hook got a signed call about this user.
+    assert_eq!(userinfo(&app, access).await, StatusCode::OK);
+    let calls = r.wait_calls("/claims", 1, std::time::Duration::from_secs(10)).await;
+    assert_eq!(calls.last().unwrap()["verified"], true);
+    assert_eq!(calls.last().unwrap()["body"]["claims"]["client_id"], id);
+}

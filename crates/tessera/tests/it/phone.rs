@@ -572,3 +572,39 @@ async fn the_phone_as_a_second_factor_on_auth_v1_factors() {
     assert_eq!(status, StatusCode::OK, "{s3}");
     assert_eq!(crate::mfa::claims(s3["access_token"].as_str().unwrap())["aal"], "aal2");
 }
+
+/// Under PII encryption the number is sealed at rest and found by its blind index.
+#[tokio::test]
+async fn with_pii_encryption_numbers_are_sealed_and_still_sign_in() {
+    let app = TestApp::with(&[
+        ("SMS_PROVIDER", "log"),
+        ("SMS_TEST_OTP", "+15550003333=246810"),
+        ("PII_ENCRYPTION_KEY", MFA_KEY),
+    ])
+    .await;
+    let first = native_round_trip(&app, "+15550003333", async { "246810".to_owned() }).await;
+    let again = native_round_trip(&app, "+15550003333", async { "246810".to_owned() }).await;
+    assert_eq!(first["id"], again["id"], "found again by the blind index");
+    assert_eq!(again["phone"], "+15550003333");
+    let personal = dump_personal_tables(&app).await;
+    assert!(!personal.contains("15550003333"), "a number in clear: {personal}");
+}
+
+/// A number stored before PII encryption is switched on gets its blind index from
+/// `tessera pii encrypt`, and signs in by phone after.
+#[tokio::test]
+async fn pii_encrypt_indexes_the_numbers_stored_before_it() {
+    let vars = [("SMS_PROVIDER", "log"), ("SMS_TEST_OTP", "+15550004444=112233")];
+    let app = TestApp::with(&vars).await;
+    let first = native_round_trip(&app, "+15550004444", async { "112233".to_owned() }).await;
+    let db_url = app.db_url.clone();
+    let _dir = app.shutdown().await;
+    let (code, out, err) = tessera_command(&db_url, &["pii", "encrypt"], &[("PII_ENCRYPTION_KEY", MFA_KEY)]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let mut keyed = vars.to_vec();
+    keyed.push(("PII_ENCRYPTION_KEY", MFA_KEY));
+    let app = TestApp::with_database(&db_url, &keyed).await;
+    assert!(!dump_personal_tables(&app).await.contains("15550004444"), "sealed");
+    let again = native_round_trip(&app, "+15550004444", async { "112233".to_owned() }).await;
+    assert_eq!(first["id"], again["id"], "found by the index the encryption wrote");
+}
