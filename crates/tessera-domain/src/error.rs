@@ -143,6 +143,8 @@ pub enum Error {
     OAuthAuthorizationNotFound,
     #[error("Phone sign-in is not enabled (no SMS_PROVIDER is configured).")]
     PhoneDisabled,
+    #[error("A user with this phone number has already been registered.")]
+    PhoneTaken,
     /// An auth hook refused, or could not be run (SPEC §5.13): the status, code and
     /// message GoTrue answers for it (a refusal's are the receiver's own).
     #[error("{message}")]
@@ -189,7 +191,7 @@ impl Error {
             | OAuthClientNotFound
             | OAuthAuthorizationNotFound => ErrorKind::NotFound,
             EmailTaken | LastAdmin | FactorAlreadyActive | MfaNotEnabled | NotRestorable | PasskeyExists
-            | IdentityTaken => ErrorKind::Conflict,
+            | IdentityTaken | PhoneTaken => ErrorKind::Conflict,
             TooManyPasskeys | LastIdentity | AnonymousDisabled => ErrorKind::Validation,
             RateLimited { .. } | AccountLocked { .. } => ErrorKind::RateLimited,
             Overloaded { .. } | Unavailable(_) | ProviderUnavailable(_) => ErrorKind::Unavailable,
@@ -265,6 +267,7 @@ impl Error {
             OAuthClientNotFound => "OAuthClientNotFound",
             OAuthAuthorizationNotFound => "OAuthAuthorizationNotFound",
             PhoneDisabled => "PhoneProviderDisabled",
+            PhoneTaken => "PhoneAlreadyExists",
             Hook { .. } => "HookError",
             Internal(_) => "InternalError",
         }
@@ -327,6 +330,7 @@ impl Error {
             OAuthClientNotFound => "oauth_client_not_found",
             OAuthAuthorizationNotFound => "oauth_authorization_not_found",
             PhoneDisabled => "phone_provider_disabled",
+            PhoneTaken => "phone_exists",
             Hook { code, .. } => code,
             Internal(_) => "internal_error",
         }

@@ -42,6 +42,7 @@ pub const OWNED_CLAIMS: &[&str] = &[
     "is_anonymous",
     "client_id",
     "scope",
+    "auth_time",
 ];
 
 /// GoTrue's default messages when a verification-attempt hook rejects without one.

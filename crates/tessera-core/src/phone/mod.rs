@@ -77,10 +77,8 @@ impl Core {
     /// Counts an SMS against `RATE_LIMIT_SMS`, per number and per client IP.
     pub(crate) async fn sms_limits(&self, phone: &Phone, client: &ClientInfo) -> Result<(), Error> {
         self.enforce_rate_limit(RateAction::SmsNumber, phone.as_str()).await?;
-        if let Some(ip) = &client.ip {
-            self.enforce_rate_limit(RateAction::SmsClient, ip).await?;
-        }
-        Ok(())
+        // The client's key (an IPv6 client's /64), as every per-IP limit counts it.
+        self.enforce_client_limit(RateAction::SmsClient, client).await
     }
 
     /// Issues a code of `kind` for `user` (retiring the earlier ones of that kind) and
@@ -91,6 +89,7 @@ impl Core {
         user: &user::Model,
         phone: &Phone,
         kind: SmsKind,
+        proves_holder: bool,
     ) -> Result<(), Error> {
         let at = now();
         let token_kind = if kind == SmsKind::Otp { PHONE_OTP } else { PHONE_CHANGE };
@@ -113,7 +112,7 @@ impl Core {
             confirmed_at: None,
             used_at: None,
             created_at: at,
-            proves_holder: true,
+            proves_holder,
         };
         one_time_tokens::insert(conn, row).await?;
         if test.is_none() {
@@ -138,7 +137,9 @@ impl Core {
         if !errors.is_empty() {
             return Err(Error::Validation(errors));
         }
-        let found = users::by_phone(self.store.reader(), phone.as_str()).await?.into_iter().next();
+        let found = self.phone_sign_in_account(phone).await?;
+        // The SMS limit before anything is written: a refused send creates no account.
+        self.sms_limits(phone, client).await?;
         let user = match found {
             Some(u) => u,
             None if !create_user => return Ok(CodeSent::NoAccount),
@@ -167,9 +168,9 @@ impl Core {
             // No SMS for a banned or deleted account; the answer says nothing of it.
             return Ok(CodeSent::Sent);
         }
-        self.sms_limits(phone, client).await?;
         let tx = self.store.begin().await?;
-        self.issue_phone_code(&tx, &user, phone, SmsKind::Otp).await?;
+        // Whoever asks gets the code: it proves the number, not who set it.
+        self.issue_phone_code(&tx, &user, phone, SmsKind::Otp, false).await?;
         tx.commit().await?;
         Ok(CodeSent::Sent)
     }
@@ -195,8 +196,16 @@ impl Core {
                 }
             }
         }
-        let (row, _) = newest.ok_or(Error::InvalidVerification)?;
+        let (row, found) = newest.ok_or(Error::InvalidVerification)?;
         self.check_code(&row, code).await?;
+        // A first proof of the number by a code anybody could ask for: whatever was set
+        // on the account before (a password, factors, sessions) was set by someone who
+        // never proved the number, and goes (SPEC §5.3's rule, for numbers).
+        let voiding = (!row.proves_holder && found.phone_verified_at.is_none()).then_some(());
+        let passwordless = match voiding {
+            Some(()) => Some(self.passwordless_hash().await?),
+            None => None,
+        };
         let tx = self.store.begin().await?;
         let current = users::by_id_for_update(&tx, row.user_id).await?.ok_or(Error::InvalidVerification)?;
         if !is_usable(&current) || current.phone.as_deref() != Some(phone.as_str()) {
@@ -206,6 +215,10 @@ impl Core {
             return Err(Error::InvalidVerification);
         }
         let user = if current.phone_verified_at.is_none() {
+            let current = match passwordless {
+                Some(hash) => self.void_unproven_credentials(&tx, current, Some(hash), client).await?,
+                None => current,
+            };
             let changes = UserChanges { phone_verified_at: Some(Some(at)), updated_at: Some(at), ..Default::default() };
             let user = users::update(&tx, &current, changes).await?;
             record(
@@ -226,9 +239,12 @@ impl Core {
     #[tracing::instrument(skip_all, err(level = "info"))]
     pub async fn request_phone_change(&self, who: &Principal, phone: &Phone, client: &ClientInfo) -> Result<(), Error> {
         self.require_phone()?;
+        // A number is a way back into the account: with MFA on, only an aal2 session.
+        self.require_aal2_if_mfa(who)?;
+        self.phone_free(phone, who.user.id).await?;
         self.sms_limits(phone, client).await?;
         let tx = self.store.begin().await?;
-        self.issue_phone_code(&tx, &who.user, phone, SmsKind::PhoneChange).await?;
+        self.issue_phone_code(&tx, &who.user, phone, SmsKind::PhoneChange, true).await?;
         record(
             &tx,
             client,
@@ -254,6 +270,7 @@ impl Core {
             .ok_or(Error::InvalidVerification)?;
         self.check_code(&row, code).await?;
         let tx = self.store.begin().await?;
+        self.phone_free(phone, row.user_id).await?;
         let current = users::by_id_for_update(&tx, row.user_id).await?.ok_or(Error::InvalidVerification)?;
         if !is_usable(&current) || !one_time_tokens::use_once(&tx, row.id, at, true).await? {
             return Err(Error::InvalidVerification);
@@ -298,10 +315,7 @@ impl Core {
         if !errors.is_empty() {
             return Err(Error::Validation(errors));
         }
-        let taken = users::by_phone(self.store.reader(), phone.as_str()).await?;
-        if taken.iter().any(|u| u.phone_verified_at.is_some()) {
-            return Err(Error::EmailTaken);
-        }
+        self.phone_free(phone, uuid::Uuid::nil()).await?;
         let hash = self.hasher.hash(password).await?;
         let placeholder = tessera_domain::Email::placeholder(&uuid::Uuid::now_v7().to_string());
         let account = NewAccount {
@@ -319,7 +333,8 @@ impl Core {
         let created = insert_account(&tx, account).await?;
         record(&tx, client, AuditEvent::by_user("user.register", created.id).detail(json!({ "method": "phone" })))
             .await?;
-        self.issue_phone_code(&tx, &created, phone, SmsKind::Otp).await?;
+        // The sign-up's own code: the one who chose the password confirms the number.
+        self.issue_phone_code(&tx, &created, phone, SmsKind::Otp, true).await?;
         tx.commit().await?;
         Ok(created)
     }
@@ -336,8 +351,29 @@ impl Core {
         let Some(user) = users::by_id(self.store.reader(), row.user_id).await?.filter(is_usable) else { return Ok(()) };
         self.sms_limits(phone, client).await?;
         let tx = self.store.begin().await?;
-        self.issue_phone_code(&tx, &user, phone, SmsKind::PhoneChange).await?;
+        self.issue_phone_code(&tx, &user, phone, SmsKind::PhoneChange, true).await?;
         tx.commit().await?;
+        Ok(())
+    }
+
+    /// The account a sign-in code for `phone` is for: the one whose number is confirmed,
+    /// else one that signed up with the number and has not confirmed it yet (a phone
+    /// account: no address of its own). An account that merely lists the number, never
+    /// proven (set in a profile, by an admin), is nobody's way in.
+    async fn phone_sign_in_account(&self, phone: &Phone) -> Result<Option<user::Model>, Error> {
+        let candidates = users::by_phone(self.store.reader(), phone.as_str()).await?;
+        let confirmed = candidates.iter().find(|u| u.phone_verified_at.is_some()).cloned();
+        Ok(confirmed.or_else(|| {
+            candidates.into_iter().find(|u| tessera_domain::Email::is_placeholder(&u.email) && !u.is_anonymous)
+        }))
+    }
+
+    /// `PhoneTaken` when an account other than `mine` has confirmed `phone`.
+    async fn phone_free(&self, phone: &Phone, mine: uuid::Uuid) -> Result<(), Error> {
+        let taken = users::by_phone(self.store.reader(), phone.as_str()).await?;
+        if taken.iter().any(|u| u.id != mine && u.phone_verified_at.is_some()) {
+            return Err(Error::PhoneTaken);
+        }
         Ok(())
     }
 

@@ -699,7 +699,7 @@ impl Settings {
         if self.mail_transport == MailTransport::Log {
             p.push("MAIL_TRANSPORT must be smtp or file in production, not log".to_owned());
         }
-        if self.sms_provider.as_deref() == Some("log") {
+        if self.sms_provider.as_deref().is_some_and(|p| p.trim().eq_ignore_ascii_case("log")) {
             p.push("SMS_PROVIDER must not be log in production".to_owned());
         }
         if !self.sms_test_otp.is_empty() {

@@ -290,13 +290,13 @@ pub async fn update_user(
     SbAuth(who): SbAuth,
     SbJson(body): SbJson<SbUpdateUserIn>,
 ) -> Answer {
-    // With an SMS provider, a new number is confirmed by a code sent to it first.
+    // With an SMS provider, a new number is confirmed by a code sent to it first (after
+    // the rest of the change is applied: a refused change sends nothing).
     let new_phone = given(&body.phone).filter(|_| s.core.phone_enabled());
-    if let Some(raw) = new_phone {
-        let phone = sb_phone(raw)?;
-        if who.user.phone.as_deref() != Some(phone.as_str()) {
-            s.core.request_phone_change(&who, &phone, &client).await?;
-        }
+    let new_phone = new_phone.map(sb_phone).transpose()?.filter(|p| who.user.phone.as_deref() != Some(p.as_str()));
+    if new_phone.is_some() {
+        // Checked before anything is written.
+        s.core.require_aal2_if_mfa(&who)?;
     }
     let changes = OwnChanges {
         user_metadata: body.data.filter(|d| !d.is_null()),
@@ -305,10 +305,14 @@ pub async fn update_user(
         patch: UserPatch {
             full_name: None,
             email: given(&body.email).map(str::to_owned),
-            phone: given(&body.phone).filter(|_| new_phone.is_none()).map(|p| Some(p.to_owned())),
+            phone: given(&body.phone).filter(|_| !s.core.phone_enabled()).map(|p| Some(p.to_owned())),
         },
     };
-    let user = s.core.change_own_account(&who, changes, &client).await?;
+    let mut user = s.core.change_own_account(&who, changes, &client).await?;
+    if let Some(phone) = &new_phone {
+        s.core.request_phone_change(&who, phone, &client).await?;
+        user = s.core.user(who.user.id).await?;
+    }
     ok(load_user(&s.core, &user).await?)
 }
 

@@ -186,6 +186,11 @@ impl From<Error> for GoTrueError {
             }
 
             Error::PhoneDisabled => new(S::BAD_REQUEST, "phone_provider_disabled", "Unsupported phone provider"),
+            Error::PhoneTaken => new(
+                S::UNPROCESSABLE_ENTITY,
+                "phone_exists",
+                "A user with this phone number has already been registered",
+            ),
             // A hook that could not be run is a dependency down: 503, never a 500.
             Error::Hook { status, code, message } => {
                 let status =

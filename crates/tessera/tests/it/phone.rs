@@ -608,3 +608,122 @@ async fn pii_encrypt_indexes_the_numbers_stored_before_it() {
     let again = native_round_trip(&app, "+15550004444", async { "112233".to_owned() }).await;
     assert_eq!(first["id"], again["id"], "found by the index the encryption wrote");
 }
+
+/// An app on the hook provider, and a way to read the codes it was asked to send.
+async fn sms_app(extra: &[(&str, &str)]) -> (TestApp, Receiver) {
+    let r = Receiver::start().await;
+    let (uri, secret) = (r.url("/sms"), format!("v1,{}", r.secret()));
+    let mut vars = vec![
+        ("SMS_PROVIDER", "hook"),
+        ("HOOK_SEND_SMS_ENABLED", "true"),
+        ("HOOK_SEND_SMS_URI", uri.as_str()),
+        ("HOOK_SEND_SMS_SECRETS", secret.as_str()),
+    ];
+    vars.extend_from_slice(extra);
+    (TestApp::with(&vars).await, r)
+}
+
+async fn nth_code(r: &Receiver, n: usize) -> String {
+    r.wait_calls("/sms", n, WAIT).await[n - 1]["body"]["sms"]["otp"].as_str().unwrap().to_owned()
+}
+
+/// Security (issue 32): a number someone lists on their account without proving it is
+/// not a way into that account. An attacker puts the victim's number on theirs; when
+/// the victim signs in by SMS, they get an account of their own, never the attacker's.
+#[tokio::test]
+async fn an_unproven_number_on_another_account_is_no_way_into_it() {
+    let (app, r) = sms_app(&[]).await;
+    let (attacker, login) = app.user().await;
+    let victim_phone = fresh_phone();
+    let res =
+        app.send(Method::PATCH, "/v1/users/me", Some(&login.access), Some(json!({ "phone": victim_phone }))).await;
+    assert!(res.status().is_success(), "{}", res.text().await.unwrap());
+    let victim = native_round_trip(&app, &victim_phone, nth_code(&r, 1)).await;
+    assert_ne!(victim["email"], attacker, "the victim landed in the attacker's account: {victim}");
+    let (_, me) = json_of(app.get("/v1/auth/me", Some(&login.access)).await).await;
+    assert_eq!(me["is_phone_verified"], false, "the attacker's listing stays unproven: {me}");
+}
+
+/// Security (issue 32): a password set by a phone sign-up that never proved the number
+/// dies when the number's owner proves it with a sign-in code: the owner is not left
+/// sharing an account with whoever signed their number up.
+#[tokio::test]
+async fn a_phone_sign_up_s_password_dies_when_the_owner_proves_the_number() {
+    let (app, r) = sms_app(&[]).await;
+    let phone = fresh_phone();
+    let (status, u) =
+        send(&app, Method::POST, "/auth/v1/signup", None, Some(json!({ "phone": phone, "password": PASSWORD }))).await;
+    assert_eq!(status, StatusCode::OK, "{u}");
+    let _unused_signup_code = nth_code(&r, 1).await;
+    // The number's owner signs in by SMS (the code anybody can ask for).
+    let (status, _) = send(&app, Method::POST, "/auth/v1/otp", None, Some(json!({ "phone": phone }))).await;
+    assert_eq!(status, StatusCode::OK);
+    let code = nth_code(&r, 2).await;
+    let (status, s) = send(
+        &app,
+        Method::POST,
+        "/auth/v1/verify",
+        None,
+        Some(json!({ "type": "sms", "phone": phone, "token": code })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{s}");
+    assert_eq!(s["user"]["id"], u["id"], "the same account, now proven");
+    // The sign-up's password no longer opens it.
+    let (status, e) = send(
+        &app,
+        Method::POST,
+        "/auth/v1/token?grant_type=password",
+        None,
+        Some(json!({ "phone": phone, "password": PASSWORD })),
+    )
+    .await;
+    assert_eq!((status, e["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_credentials")), "{e}");
+}
+
+/// Security (issue 32): a number is a way back into an account: with MFA on, an aal1
+/// session cannot move it, and nobody can move theirs onto a number another account
+/// has confirmed.
+#[tokio::test]
+async fn changing_the_number_needs_aal2_with_mfa_and_a_free_number() {
+    let (app, r) = sms_app(&[]).await;
+    let email = "mfa-phone@example.com";
+    app.register(email, PASSWORD).await;
+    let grant = json!({ "email": email, "password": PASSWORD });
+    let (_, s) = send(&app, Method::POST, "/auth/v1/token?grant_type=password", None, Some(grant.clone())).await;
+    let token = s["access_token"].as_str().unwrap().to_owned();
+    let (_, f) =
+        send(&app, Method::POST, "/auth/v1/factors", Some(&token), Some(json!({ "factor_type": "totp" }))).await;
+    let fid = f["id"].as_str().unwrap().to_owned();
+    let mut auth = Authenticator::new(f["totp"]["secret"].as_str().unwrap());
+    let (_, c) =
+        send(&app, Method::POST, &format!("/auth/v1/factors/{fid}/challenge"), Some(&token), Some(json!({}))).await;
+    let body = json!({ "challenge_id": c["id"], "code": auth.next().await });
+    let (status, _) =
+        send(&app, Method::POST, &format!("/auth/v1/factors/{fid}/verify"), Some(&token), Some(body)).await;
+    assert_eq!(status, StatusCode::OK);
+    // A fresh password sign-in: aal1. Moving the number is refused, and no SMS goes out.
+    let (_, s) = send(&app, Method::POST, "/auth/v1/token?grant_type=password", None, Some(grant)).await;
+    let aal1 = s["access_token"].as_str().unwrap().to_owned();
+    let (status, e) =
+        send(&app, Method::PUT, "/auth/v1/user", Some(&aal1), Some(json!({ "phone": fresh_phone() }))).await;
+    assert_eq!((status, e["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("insufficient_aal")), "{e}");
+    assert!(r.calls("/sms").await.is_empty(), "no code for a refused change");
+
+    // A number another account confirmed cannot be taken.
+    let taken = fresh_phone();
+    native_round_trip(&app, &taken, nth_code(&r, 1)).await;
+    let (_, login) = app.user().await;
+    let res = app
+        .send(
+            Method::POST,
+            "/auth/v1/token?grant_type=password",
+            None,
+            Some(json!({ "email": login.body["user"]["email"], "password": PASSWORD })),
+        )
+        .await;
+    let (_, s) = json_of(res).await;
+    let other = s["access_token"].as_str().unwrap().to_owned();
+    let (status, e) = send(&app, Method::PUT, "/auth/v1/user", Some(&other), Some(json!({ "phone": taken }))).await;
+    assert_eq!((status, e["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("phone_exists")), "{e}");
+}
