@@ -62,11 +62,20 @@ impl Core {
     }
 
     /// Calls the hook `name` with `payload` (GoTrue's `metadata` added): its answer, or
-    /// the error the request fails with. Never inside a transaction: a hook may take
-    /// seconds.
-    pub(crate) async fn call_hook(
+    /// the error the request fails with. Outside transactions, since a hook may take
+    /// seconds, save one: a sign-up through another provider calls the
+    /// before-user-created hook inside the transaction that decides, under its locks,
+    /// whether the identity makes a new account (as GoTrue does).
+    pub(crate) async fn call_hook(&self, name: HookName, payload: Value, client: &ClientInfo) -> Result<Value, Error> {
+        self.call_hook_as(name, &dispatch::message_id(), payload, client).await
+    }
+
+    /// [`Core::call_hook`] under the `webhook-id` `id` (an outbox row's, the same on
+    /// every retry).
+    pub(crate) async fn call_hook_as(
         &self,
         name: HookName,
+        id: &str,
         mut payload: Value,
         client: &ClientInfo,
     ) -> Result<Value, Error> {
@@ -78,7 +87,7 @@ impl Core {
             "ip_address": client.ip.clone().unwrap_or_default(),
         });
         let started = std::time::Instant::now();
-        let result = dispatch::call(&self.hook_http, endpoint, &dispatch::message_id(), &payload).await;
+        let result = dispatch::call(&self.hook_http, endpoint, id, &payload).await;
         let outcome = match &result {
             Ok(_) => "ok",
             Err(HookFailure::Refused { .. }) => "refused",

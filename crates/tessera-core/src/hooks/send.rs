@@ -73,7 +73,10 @@ impl Core {
     /// and the `email_to` beside GoTrue's fields.
     pub(crate) async fn send_email_payload(&self, conn: &impl Db, mail: &OutgoingMail) -> Result<Value, Error> {
         let var = |k: &str| mail.vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()).unwrap_or_default();
-        let user = users::by_email(conn, &mail.to).await?;
+        // The mail to the new address of an email change is the current user's, found by
+        // the current address (GoTrue's user, with `new_email`).
+        let owner = if mail.template == Template::EmailChange { var("email") } else { mail.to.clone() };
+        let user = users::by_email(conn, &owner).await?;
         let link = var("link");
         let (token_hash, redirect_to) = link_parts(&link);
         let mut user_json = user.as_ref().map(hook_user).unwrap_or_else(|| json!({ "email": mail.to }));
@@ -99,9 +102,12 @@ impl Core {
     }
 
     /// Posts a queued message to its hook: the send-email hook, or the send-SMS hook.
+    /// Its `webhook-id` is the outbox row's: the same on every retry, for the receiver to
+    /// deduplicate.
     pub(crate) async fn deliver_by_hook(&self, row: &mail_outbox::Model, name: HookName) -> Result<(), String> {
         let payload: Value = serde_json::from_str(&row.text_body).map_err(|e| format!("queued payload: {e}"))?;
-        self.call_hook(name, payload, &ClientInfo::default()).await.map(|_| ()).map_err(|e| e.to_string())
+        let id = format!("msg_{}", row.id.simple());
+        self.call_hook_as(name, &id, payload, &ClientInfo::default()).await.map(|_| ()).map_err(|e| e.to_string())
     }
 }
 

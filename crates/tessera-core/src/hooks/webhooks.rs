@@ -58,6 +58,11 @@ impl Core {
         let Some(settings) = self.settings.webhooks.as_ref() else { return Ok(0) };
         let now = now();
         let rows = webhooks::waiting_rows(self.store.reader(), SCAN).await?;
+        // More wait than one scan reads: the oldest could all be held (a receiver down),
+        // so take the due ones instead, each after a check that no earlier event of its
+        // user to its receiver waits.
+        let whole = (rows.len() as u64) < SCAN;
+        let rows = if whole { rows } else { webhooks::due_rows(self.store.reader(), now, SCAN).await? };
         // A (user, receiver) whose earlier event waits: its later ones wait too.
         let mut blocked: HashSet<(Option<Uuid>, String)> = HashSet::new();
         let mut delivered = 0;
@@ -67,7 +72,10 @@ impl Core {
                 continue;
             }
             let leased = row.locked_until.is_some_and(|t| t > now);
-            if row.next_attempt_at > now || leased {
+            if row.next_attempt_at > now
+                || leased
+                || (!whole && webhooks::has_earlier(self.store.reader(), &row).await?)
+            {
                 blocked.insert(key);
                 continue;
             }

@@ -252,6 +252,22 @@ impl Core {
             users::by_id(self.store.reader(), token.user_id).await?.filter(is_usable).ok_or(Error::InvalidMfaToken)?;
         self.lockout_reserve(&user.email).await?;
         let candidates = self.second_factor_candidates(&user, &proof, now, client).await?;
+        // The MFA verification attempt hook judges a TOTP code (the factor it matched, or
+        // the user's first TOTP factor when it matched none).
+        if let Candidates::Steps(steps) = &candidates {
+            let factor = match steps.first() {
+                Some((id, _)) => *id,
+                None => mfa::factors(self.store.reader(), user.id)
+                    .await?
+                    .into_iter()
+                    .find(|f| f.factor_type == mfa::TOTP && f.status == mfa::VERIFIED)
+                    .map_or(Uuid::nil(), |f| f.id),
+            };
+            if let Err(e) = self.mfa_attempt_hook(user.id, factor, mfa::TOTP, !steps.is_empty(), client).await {
+                self.lockout_release(&user.email).await;
+                return Err(e);
+            }
+        }
         let tx = self.store.begin().await?;
         if !mfa::spend_token_attempt(&tx, token.id, MAX_ATTEMPTS).await? {
             drop(tx);

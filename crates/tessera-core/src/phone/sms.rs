@@ -94,7 +94,8 @@ impl Core {
                     "sms": { "otp": field("otp"), "phone": to.trim_start_matches('+'), "sms_type": field("sms_type") },
                 });
                 let client = crate::caller::ClientInfo::default();
-                self.call_hook(HookName::SendSms, payload, &client).await.map(|_| ()).map_err(|e| e.to_string())
+                let id = format!("msg_{}", row.id.simple());
+                self.call_hook_as(HookName::SendSms, &id, payload, &client).await.map(|_| ()).map_err(|e| e.to_string())
             }
             Some(SmsProvider::Twilio { account_sid, auth_token, from }) => {
                 let base = base.unwrap_or_else(|| "https://api.twilio.com".to_owned());

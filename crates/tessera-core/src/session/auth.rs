@@ -311,9 +311,33 @@ impl Core {
 
     #[tracing::instrument(name = "refresh", skip_all, err(level = "info"))]
     async fn refresh_to_the_end(&self, raw: &str, client: &ClientInfo) -> Result<(Issued, Refreshed), Error> {
+        // With the custom access token hook, the access token is made (the hook called)
+        // before the rotation: a hook that fails leaves the presented token current, so
+        // the client's retry is no reuse (GoTrue's rotation and hook share one
+        // transaction, which a failure rolls back).
+        let early = self.access_token_before_rotation(raw, client).await?;
         let (session, user, counter, refreshed) = self.rotate_refresh(&self.refresh_keys, raw, client).await?;
         if session.oauth_client_id.is_some() {
             return Err(Error::InvalidToken);
+        }
+        if let Some((made, version, aal)) = early {
+            // Still what the token was made for: hand it out with the rotated refresh token.
+            if version == user.token_version && aal == session.aal {
+                let (access_token, expires_in, expires_at, profile) = made;
+                let now = crate::caller::now();
+                let issued = Issued {
+                    profile,
+                    user,
+                    session_id: session.id,
+                    access_token,
+                    expires_in,
+                    expires_at,
+                    refresh_token: self.refresh_keys.seal(session.id, counter),
+                    refresh_expires_in: (session.expires_at - now).num_seconds().max(0),
+                    weak_password: None,
+                };
+                return Ok((issued, refreshed));
+            }
         }
         let issued = self
             .issue(
@@ -328,6 +352,28 @@ impl Core {
             )
             .await?;
         Ok((issued, refreshed))
+    }
+
+    /// The access token a refresh of `raw` will hand out, made before the rotation when
+    /// the custom access token hook is on (see [`Core::refresh`]), with the user's
+    /// `token_version` and the session's aal it was made for; `None` without the hook or
+    /// for a token that does not name a live session of tessera's own.
+    #[allow(clippy::type_complexity)]
+    async fn access_token_before_rotation(
+        &self,
+        raw: &str,
+        client: &ClientInfo,
+    ) -> Result<Option<((String, i64, i64, Option<tessera_store::entity::profile::Model>), i32, String)>, Error> {
+        if !self.hook_enabled(crate::hooks::HookName::CustomAccessToken) {
+            return Ok(None);
+        }
+        let Some(PresentedRefresh::Sealed { session_id, .. }) = self.refresh_keys.open(raw) else { return Ok(None) };
+        let Some((session, user)) = self.store.session_for_refresh(session_id).await? else { return Ok(None) };
+        if session.revoked_at.is_some() || session.oauth_client_id.is_some() || !is_usable(&user) {
+            return Ok(None);
+        }
+        let made = self.access_token(&user, session.id, &session.aal, session.amr.as_deref(), now(), client).await?;
+        Ok(Some((made, user.token_version, session.aal)))
     }
 
     /// The rotation of SPEC §4.3 for a token `keys` open: the session and user as they

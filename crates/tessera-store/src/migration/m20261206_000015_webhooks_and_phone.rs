@@ -66,6 +66,16 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
+        // Whether a user's earlier event still waits.
+        m.create_index(
+            Index::create()
+                .name("webhook_outbox_user_idx")
+                .table(WebhookOutbox::Table)
+                .col(WebhookOutbox::UserId)
+                .col(WebhookOutbox::Id)
+                .to_owned(),
+        )
+        .await?;
         m.alter_table(
             Table::alter()
                 .table(Users::Table)

@@ -58,6 +58,47 @@ pub async fn waiting_rows(conn: &impl ConnectionTrait, limit: u64) -> Result<Vec
         .or_db()
 }
 
+/// Up to `limit` rows due now and not leased, oldest first (the sender's scan when more
+/// rows wait than it reads at once).
+pub async fn due_rows(
+    conn: &impl ConnectionTrait,
+    now: DateTime<Utc>,
+    limit: u64,
+) -> Result<Vec<webhook_outbox::Model>, Error> {
+    webhook_outbox::Entity::find()
+        .filter(waiting())
+        .filter(webhook_outbox::Column::NextAttemptAt.lte(now))
+        .filter(
+            Condition::any()
+                .add(webhook_outbox::Column::LockedUntil.is_null())
+                .add(webhook_outbox::Column::LockedUntil.lt(now)),
+        )
+        .order_by_asc(webhook_outbox::Column::Id)
+        .limit(limit)
+        .all(conn)
+        .await
+        .or_db()
+}
+
+/// Whether an earlier event of `row`'s user to `row`'s receiver still waits (its turn
+/// comes first).
+pub async fn has_earlier(conn: &impl ConnectionTrait, row: &webhook_outbox::Model) -> Result<bool, Error> {
+    let user = match row.user_id {
+        Some(u) => webhook_outbox::Column::UserId.eq(u),
+        None => webhook_outbox::Column::UserId.is_null(),
+    };
+    let earlier = webhook_outbox::Entity::find()
+        .filter(waiting())
+        .filter(user)
+        .filter(webhook_outbox::Column::Url.eq(row.url.clone()))
+        .filter(webhook_outbox::Column::Id.lt(row.id))
+        .limit(1)
+        .all(conn)
+        .await
+        .or_db()?;
+    Ok(!earlier.is_empty())
+}
+
 /// Leases a row until `until` unless another sender holds it or it is done; tells
 /// whether this caller got it.
 pub async fn claim(

@@ -270,6 +270,28 @@ async fn the_mfa_verification_hook_rejects_a_code() {
     let (status, body) = verify(auth.next().await).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(claims(body["access_token"].as_str().unwrap())["aal"], "aal2");
+
+    // The native second step asks the hook too.
+    let (status, step) =
+        json_of(app.post("/v1/auth/login", None, json!({ "email": email, "password": PASSWORD })).await).await;
+    assert_eq!((status, step["mfa_required"].as_bool()), (StatusCode::OK, Some(true)), "{step}");
+    r.respond("/mfa", json!([{ "body": { "decision": "reject" } }]), Some(json!({ "body": {} }))).await;
+    let body = json!({ "mfa_token": step["mfa_token"], "code": auth.next().await });
+    let body = assert_error(
+        app.post("/v1/auth/mfa/verify", None, body).await,
+        StatusCode::FORBIDDEN,
+        "mfa_verification_rejected",
+    )
+    .await;
+    assert_eq!(body["detail"], "Further MFA verification attempts will be rejected.");
+    let body = json!({ "mfa_token": step["mfa_token"], "code": auth.next().await });
+    let (status, done) = json_of(app.post("/v1/auth/mfa/verify", None, body).await).await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    let calls = r.wait_calls("/mfa", 4, WAIT).await;
+    assert_eq!(
+        (calls[2]["body"]["factor_id"].as_str(), calls[2]["body"]["valid"].as_bool()),
+        (Some(fid.as_str()), Some(true))
+    );
 }
 
 #[tokio::test]
@@ -477,4 +499,73 @@ async fn auth_js_get_claims_shows_the_custom_access_token_hook_s_claims() {
     assert_eq!((c["tenant"].as_str(), c["plan"].as_str()), (Some("acme"), Some("pro")), "{out}");
     assert_eq!((c["sub"].as_str(), c["role"].as_str()), (Some(uid.as_str()), Some("authenticated")), "{out}");
     assert_eq!(out["header"]["alg"], "RS256", "verified with the JWKS: {out}");
+}
+
+/// A refresh whose hook fails rotates nothing: the same refresh token works once the
+/// hook is back, even after the reuse interval (it would be a reuse otherwise, and the
+/// session revoked).
+#[tokio::test]
+async fn a_refresh_whose_hook_fails_keeps_the_refresh_token_current() {
+    let mut r = Receiver::start().await;
+    let (port, secret) = (r.port(), r.secret().to_owned());
+    r.respond("/claims", json!([]), Some(json!({ "body": hook_claims(json!({})) }))).await;
+    let mut vars = hook_vars(&r, "CUSTOM_ACCESS_TOKEN", "/claims");
+    vars.push(("REFRESH_TOKEN_REUSE_INTERVAL".into(), "1".into()));
+    let app = TestApp::with(&refs(&vars)).await;
+    app.register("refresh-hook@example.com", PASSWORD).await;
+    let login = app.login("refresh-hook@example.com", PASSWORD).await;
+    r.stop();
+    let refresh = || app.post("/v1/auth/refresh", None, json!({ "refresh_token": login.refresh }));
+    assert_error(refresh().await, StatusCode::UNPROCESSABLE_ENTITY, "hook_timeout_after_retry").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let r = Receiver::start_on(port, &[secret]).await;
+    r.respond("/claims", json!([]), Some(json!({ "body": hook_claims(json!({})) }))).await;
+    let (status, body) = json_of(refresh().await).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(claims(body["access_token"].as_str().unwrap())["plan"], "pro");
+    // Supabase's grant too.
+    let (status, s) = sb(
+        &app,
+        Method::POST,
+        "/auth/v1/token?grant_type=refresh_token",
+        None,
+        Some(json!({ "refresh_token": body["refresh_token"] })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{s}");
+}
+
+/// More events waiting than the sender reads at once (256): all are delivered once the
+/// receiver is back, each user's in order.
+#[tokio::test]
+async fn a_backlog_larger_than_one_scan_is_delivered_in_order_per_user() {
+    let mut r = Receiver::start().await;
+    let (port, secret) = (r.port(), r.secret().to_owned());
+    let url = r.url("/events");
+    let signing = format!("v1,{secret}");
+    r.stop();
+    let app = TestApp::with(&[
+        ("WEBHOOK_URLS", url.as_str()),
+        ("WEBHOOK_SECRET", signing.as_str()),
+        ("WEBHOOK_EVENTS", "user.created,session.created"),
+        ("MAIL_RETRY_MAX_DELAY", "1s"),
+    ])
+    .await;
+    let mut users = Vec::new();
+    for i in 0..150 {
+        let email = format!("backlog-{i}@example.com");
+        users.push(app.register(&email, PASSWORD).await["id"].as_str().unwrap().to_owned());
+        app.login(&email, PASSWORD).await;
+    }
+    let (waiting, _) = app.core.webhook_counts().await.unwrap();
+    assert!(waiting > 256, "a backlog beyond one scan: {waiting}");
+    let r = Receiver::start_on(port, &[secret]).await;
+    let calls = r.wait_calls("/events", 300, Duration::from_secs(60)).await;
+    all_verified(&calls);
+    for uid in &users {
+        let order = events_of(&calls, uid);
+        let created = order.iter().position(|e| e == "user.created").unwrap_or_else(|| panic!("{uid}: {order:?}"));
+        let session = order.iter().position(|e| e == "session.created").unwrap_or_else(|| panic!("{uid}: {order:?}"));
+        assert!(created < session, "{uid}: {order:?}");
+    }
 }
