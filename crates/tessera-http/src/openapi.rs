@@ -113,6 +113,21 @@ fn phone() -> Value {
             "description": "E.164, e.g. `+14155550123` (spaces, dashes, dots and parentheses are dropped); blank for none." })
 }
 
+/// A phone number in E.164 form, required (the native phone sign-in's).
+fn phone_required() -> Value {
+    let (w, s) = (WHITESPACE_CLASS, PHONE_SEPARATORS);
+    json!({ "type": "string", "pattern": format!("^[{w}]*{s}*\\+{s}*[1-9](?:{s}*[0-9]){{7,14}}{s}*[{w}]*$"),
+            "description": "E.164, e.g. `+14155550123` (spaces, dashes, dots and parentheses are dropped)." })
+}
+
+/// A phone number as the Supabase surface reads it, GoTrue's way: the `+` optional, a
+/// non-zero digit and 1 to 14 more (separators dropped).
+fn gotrue_phone() -> Value {
+    let (w, s) = (WHITESPACE_CLASS, PHONE_SEPARATORS);
+    json!({ "type": "string", "pattern": format!("^[{w}]*{s}*\\+?{s}*[1-9](?:{s}*[0-9]){{1,14}}{s}*[{w}]*$"),
+            "description": "E.164 with the `+` optional, e.g. `14155550123`." })
+}
+
 fn email() -> Value {
     json!({ "format": "email", "maxLength": 254 })
 }
@@ -173,6 +188,8 @@ fn property_rules(policy: &PasswordPolicy, today: NaiveDate) -> Vec<(&'static st
         ("RegisterIn", "password", new_password(policy)),
         ("RegisterIn", "full_name", text(200)),
         ("RegisterIn", "phone", phone()),
+        ("PhoneOtpIn", "phone", phone_required()),
+        ("PhoneVerifyIn", "phone", phone_required()),
         ("UserPatchIn", "email", email()),
         ("UserPatchIn", "full_name", text(200)),
         ("UserPatchIn", "phone", phone()),
@@ -309,11 +326,19 @@ fn supabase_schema_rules(policy: &PasswordPolicy) -> Vec<(&'static str, Value)> 
     vec![
         (
             "SbSignupIn",
-            object_of(
-                &["email", "password"],
-                json!({ "email": email(), "password": password(), "data": object(), "phone": any(),
-                        "code_challenge": challenge(), "code_challenge_method": challenge_method() }),
-            ),
+            json!({ "description": "`email` and `password`, or (with an SMS provider) `phone` and `password`.",
+                    "anyOf": [
+                object_of(
+                    &["email", "password"],
+                    json!({ "email": email(), "password": password(), "data": object(), "phone": any(),
+                            "code_challenge": challenge(), "code_challenge_method": challenge_method() }),
+                ),
+                object_of(
+                    &["phone", "password"],
+                    json!({ "phone": gotrue_phone(), "password": password(), "data": object(), "email": blank(),
+                            "code_challenge": challenge(), "code_challenge_method": challenge_method() }),
+                ),
+            ] }),
         ),
         (
             "SbTokenIn",
@@ -331,11 +356,20 @@ fn supabase_schema_rules(policy: &PasswordPolicy) -> Vec<(&'static str, Value)> 
         ),
         (
             "SbOtpIn",
-            object_of(
-                &["email"],
-                json!({ "email": email(), "phone": any(), "create_user": { "type": ["boolean", "null"] }, "data": object(),
-                        "code_challenge": challenge(), "code_challenge_method": challenge_method() }),
-            ),
+            json!({ "description": "`email` (a link and a code by mail), or `phone` (a code by SMS, with an SMS provider).",
+                    "anyOf": [
+                object_of(
+                    &["email"],
+                    json!({ "email": email(), "phone": any(), "create_user": { "type": ["boolean", "null"] }, "data": object(),
+                            "code_challenge": challenge(), "code_challenge_method": challenge_method() }),
+                ),
+                object_of(
+                    &["phone"],
+                    json!({ "phone": gotrue_phone(), "email": blank(), "channel": { "enum": ["sms", null] },
+                            "create_user": { "type": ["boolean", "null"] }, "data": object(),
+                            "code_challenge": challenge(), "code_challenge_method": challenge_method() }),
+                ),
+            ] }),
         ),
         (
             "SbEmailIn",
@@ -348,24 +382,39 @@ fn supabase_schema_rules(policy: &PasswordPolicy) -> Vec<(&'static str, Value)> 
             "SbVerifyIn",
             json!({ "description": "`type` with the link's `token_hash` (or its `token`), or with the `email` and the mailed code as `token`.",
                     "anyOf": [
-                        object_of(&["type", "token_hash"], json!({ "type": verify_types, "token_hash": given(), "token": any(), "email": any(), "phone": any() })),
-                        object_of(&["type", "token"], json!({ "type": verify_types, "token": given(), "token_hash": any(), "email": any(), "phone": any() })),
+                        object_of(&["type", "token_hash"], json!({ "type": verify_types, "token_hash": given(), "token": any(), "email": any(), "phone": blank() })),
+                        object_of(&["type", "token"], json!({ "type": verify_types, "token": given(), "token_hash": any(), "email": any(), "phone": blank() })),
+                        object_of(&["type", "phone", "token"], json!({ "type": { "type": "string", "enum": ["sms", "phone_change"] },
+                            "phone": gotrue_phone(), "token": given(), "token_hash": any(), "email": blank() })),
                     ] }),
         ),
         (
             "SbResendIn",
-            object_of(
-                &["type", "email"],
-                json!({ "type": { "type": "string", "enum": ["signup", "email_change"] }, "email": email(), "phone": any() }),
-            ),
+            json!({ "anyOf": [
+                object_of(
+                    &["type", "email"],
+                    json!({ "type": { "type": "string", "enum": ["signup", "email_change"] }, "email": email(), "phone": any() }),
+                ),
+                object_of(
+                    &["type", "phone"],
+                    json!({ "type": { "type": "string", "enum": ["sms", "phone_change"] }, "phone": gotrue_phone(), "email": blank() }),
+                ),
+            ] }),
         ),
         (
             "SbEnrollIn",
-            object_of(
-                &[],
-                json!({ "factor_type": { "type": ["string", "null"], "enum": ["totp", "webauthn", null] },
-                                   "friendly_name": { "type": ["string", "null"], "pattern": format!("^[{w}]*[^{c}]{{0,100}}[{w}]*$") } }),
-            ),
+            json!({ "anyOf": [
+                object_of(
+                    &[],
+                    json!({ "factor_type": { "type": ["string", "null"], "enum": ["totp", "webauthn", null] },
+                                       "friendly_name": { "type": ["string", "null"], "pattern": format!("^[{w}]*[^{c}]{{0,100}}[{w}]*$") } }),
+                ),
+                object_of(
+                    &["factor_type", "phone"],
+                    json!({ "factor_type": { "type": "string", "enum": ["phone"] }, "phone": gotrue_phone(),
+                                       "friendly_name": { "type": ["string", "null"], "pattern": format!("^[{w}]*[^{c}]{{0,100}}[{w}]*$") } }),
+                ),
+            ] }),
         ),
         (
             "SbPasskeyUpdateIn",

@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 use crate::app::Core;
 use crate::caller::now;
+use crate::mail::outbox::backoff;
 
 /// How long a claim lasts: a sender that dies holds its row this long at most.
 const LEASE: i64 = 30;
@@ -29,12 +30,6 @@ const MAX_ATTEMPTS: i32 = 40;
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Rows read per pass.
 const SCAN: u64 = 256;
-
-fn backoff(attempts: i32, max: Duration) -> ChronoDuration {
-    let secs = 1u64 << attempts.clamp(0, 20);
-    ChronoDuration::from_std(Duration::from_secs(secs).min(max.max(Duration::from_secs(1))))
-        .unwrap_or(ChronoDuration::MAX)
-}
 
 /// The body of an event: Standard Webhooks' `{type, timestamp, data}`.
 fn payload(row: &webhook_outbox::Model, audit: Option<&tessera_store::entity::audit_log::Model>) -> Value {

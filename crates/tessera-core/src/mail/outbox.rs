@@ -61,7 +61,9 @@ const LEASE: i64 = 15;
 const LEASE_RENEW_EVERY: Duration = Duration::from_secs(5);
 const MAX_ATTEMPTS: i32 = 30;
 
-fn backoff(attempts: i32, max: Duration) -> ChronoDuration {
+/// The wait before the next attempt after `attempts` failed ones: 1 s, doubling, at most
+/// `max` (the mail outbox's and the webhook sender's).
+pub(crate) fn backoff(attempts: i32, max: Duration) -> ChronoDuration {
     let secs = 1u64 << attempts.clamp(0, 20);
     ChronoDuration::from_std(Duration::from_secs(secs).min(max.max(Duration::from_secs(1))))
         .unwrap_or(ChronoDuration::MAX)

@@ -672,24 +672,48 @@ impl Core {
             None => false,
         };
         if !used {
-            let ev = AuditEvent::by_user("mfa.failure", who.user.id).detail(json!({ "factor_id": factor.id }));
-            record(&tx, client, ev).await?;
-            tx.commit().await?;
-            self.lockout_failure(&who.user.email, client).await?;
-            return Err(Error::InvalidMfaCode);
+            return Err(self.refuse_factor_code(tx, who, factor.id, client).await?);
         }
         if !mfa::use_token(&tx, challenge.id, now).await? {
             return Err(Error::InvalidMfaToken);
         }
         if activate {
-            users::by_id_for_update(&tx, who.user.id).await?;
-            for other in mfa::factors(&tx, who.user.id).await? {
-                if other.id != factor.id && other.status != mfa::VERIFIED {
-                    mfa::delete_factor(&tx, who.user.id, other.id).await?;
-                }
-            }
+            self.drop_other_unverified(&tx, who, factor.id).await?;
         }
         self.finish_step_up(tx, who, activate, json!({ "factor_id": factor.id }), now, client).await
+    }
+
+    /// A wrong code for a factor's challenge, in `tx`: the failure audited and committed,
+    /// counted toward the lockout; the error to answer.
+    pub(crate) async fn refuse_factor_code(
+        &self,
+        tx: tessera_store::Tx,
+        who: &Principal,
+        factor_id: Uuid,
+        client: &ClientInfo,
+    ) -> Result<Error, Error> {
+        let ev = AuditEvent::by_user("mfa.failure", who.user.id).detail(json!({ "factor_id": factor_id }));
+        record(&tx, client, ev).await?;
+        tx.commit().await?;
+        self.lockout_failure(&who.user.email, client).await?;
+        Ok(Error::InvalidMfaCode)
+    }
+
+    /// A factor is being verified, in `tx` (the user's row locked): the user's other
+    /// unverified factors go.
+    pub(crate) async fn drop_other_unverified(
+        &self,
+        tx: &tessera_store::Tx,
+        who: &Principal,
+        factor_id: Uuid,
+    ) -> Result<(), Error> {
+        users::by_id_for_update(tx, who.user.id).await?;
+        for other in mfa::factors(tx, who.user.id).await? {
+            if other.id != factor_id && other.status != mfa::VERIFIED {
+                mfa::delete_factor(tx, who.user.id, other.id).await?;
+            }
+        }
+        Ok(())
     }
 
     /// An admin removes one factor of a user (Supabase's `DELETE

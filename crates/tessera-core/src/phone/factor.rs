@@ -134,18 +134,13 @@ impl Core {
         }
         let tx = self.store.begin().await?;
         if !valid {
-            let ev =
-                crate::audit::AuditEvent::by_user("mfa.failure", who.user.id).detail(json!({ "factor_id": factor.id }));
-            crate::audit::record(&tx, client, ev).await?;
-            tx.commit().await?;
-            self.lockout_failure(&who.user.email, client).await?;
-            return Err(Error::InvalidMfaCode);
+            return Err(self.refuse_factor_code(tx, who, factor.id, client).await?);
         }
         if !mfa::use_token(&tx, challenge.id, now).await? {
             return Err(Error::InvalidMfaToken);
         }
         if activate {
-            users::by_id_for_update(&tx, who.user.id).await?;
+            self.drop_other_unverified(&tx, who, factor.id).await?;
         }
         if !mfa::use_code_factor(&tx, factor.id, activate, now).await? {
             return Err(Error::FactorAlreadyActive);

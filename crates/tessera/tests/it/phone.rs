@@ -270,17 +270,7 @@ async fn each_sms_provider_gets_the_request_its_api_documents() {
 
 #[tokio::test]
 async fn phone_sign_in_through_the_send_sms_hook_on_both_surfaces() {
-    let r = Receiver::start().await;
-    let uri = r.url("/sms");
-    let secret = format!("v1,{}", r.secret());
-    let app = TestApp::with(&[
-        ("SMS_PROVIDER", "hook"),
-        ("HOOK_SEND_SMS_ENABLED", "true"),
-        ("HOOK_SEND_SMS_URI", uri.as_str()),
-        ("HOOK_SEND_SMS_SECRETS", secret.as_str()),
-        ("SMS_OTP_LENGTH", "8"),
-    ])
-    .await;
+    let (app, r) = sms_app(&[("SMS_OTP_LENGTH", "8")]).await;
     let sms_code = |n: usize| {
         let r = &r;
         async move {
@@ -495,16 +485,7 @@ async fn without_an_sms_provider_phone_sign_in_is_off() {
 
 #[tokio::test]
 async fn the_phone_as_a_second_factor_on_auth_v1_factors() {
-    let r = Receiver::start().await;
-    let uri = r.url("/sms");
-    let secret = format!("v1,{}", r.secret());
-    let app = TestApp::with(&[
-        ("SMS_PROVIDER", "hook"),
-        ("HOOK_SEND_SMS_ENABLED", "true"),
-        ("HOOK_SEND_SMS_URI", uri.as_str()),
-        ("HOOK_SEND_SMS_SECRETS", secret.as_str()),
-    ])
-    .await;
+    let (app, r) = sms_app(&[]).await;
     let email = "phone-factor@example.com";
     app.register(email, PASSWORD).await;
     let password_grant = json!({ "email": email, "password": PASSWORD });
