@@ -715,6 +715,13 @@ pub fn document_json(policy: &PasswordPolicy, today: NaiveDate) -> Value {
                 { "$ref": "#/components/schemas/PublicUserOut" },
             ] });
         }
+        // A phone sign-up answers the user alone: its number waits for its code.
+        if let Some(ok) = paths.pointer_mut("/~1auth~1v1~1signup/post/responses/200/content/application~1json/schema") {
+            *ok = json!({ "oneOf": [
+                { "$ref": "#/components/schemas/SbSession" },
+                { "$ref": "#/components/schemas/SbUser" },
+            ] });
+        }
     }
     describe_responses(&mut doc);
     document_responses(&mut doc);

@@ -31,10 +31,12 @@ impl Core {
     ) -> Result<mfa_factor::Model, Error> {
         self.require_phone()?;
         self.require_aal2_if_mfa(who)?;
+        // One factor per number, as GoTrue has it: a verified one must go first (422
+        // `mfa_verified_factor_exists`); an unverified one is enrolled again, as it is.
         let taken = mfa::factors(self.store.reader(), who.user.id).await?;
-        for f in taken.iter().filter(|f| f.factor_type == PHONE) {
-            if self.factor_phone(f)? == phone.as_str() {
-                return Err(Error::BadRequest("A phone factor with this number already exists.".to_owned()));
+        for f in taken.into_iter().filter(|f| f.factor_type == PHONE) {
+            if self.factor_phone(&f)? == phone.as_str() {
+                return if f.status == mfa::VERIFIED { Err(Error::FactorAlreadyActive) } else { Ok(f) };
             }
         }
         let secret = self.mfa_keys.encrypt(phone.as_str().as_bytes())?;
