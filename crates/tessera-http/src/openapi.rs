@@ -128,8 +128,12 @@ fn gotrue_phone() -> Value {
             "description": "E.164 with the `+` optional, e.g. `14155550123`." })
 }
 
+/// An email address; never one of the reserved domain the placeholders of users without
+/// an address use (`…@no-address.invalid`, any case), which the server refuses.
 fn email() -> Value {
-    json!({ "format": "email", "maxLength": 254 })
+    let w = WHITESPACE_CLASS;
+    json!({ "format": "email", "maxLength": 254,
+            "not": { "type": "string", "pattern": format!("@[nN][oO]-[aA][dD][dD][rR][eE][sS][sS]\\.[iI][nN][vV][aA][lL][iI][dD][{w}]*$") } })
 }
 
 fn new_password(policy: &PasswordPolicy) -> Value {

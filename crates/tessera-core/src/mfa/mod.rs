@@ -596,9 +596,9 @@ impl Core {
         client: &ClientInfo,
     ) -> Result<Challenge, Error> {
         let factor = mfa::factor(self.store.reader(), who.user.id, factor_id).await?.ok_or(Error::FactorNotFound)?;
-        if factor.factor_type == crate::phone::factor::PHONE {
+        if factor.factor_type == mfa::PHONE {
             let (id, expires_at) = self.challenge_phone_factor(who, &factor, client).await?;
-            return Ok(Challenge { id, expires_at, factor_type: crate::phone::factor::PHONE, webauthn: None });
+            return Ok(Challenge { id, expires_at, factor_type: mfa::PHONE, webauthn: None });
         }
         if factor.factor_type == mfa::WEBAUTHN {
             let c = self.challenge_webauthn_factor(who, factor_id).await?;
@@ -643,7 +643,7 @@ impl Core {
             .filter(|c| c.user_id == who.user.id && c.id == challenge_id)
             .ok_or(Error::InvalidMfaToken)?;
         let factor = mfa::factor(reader, who.user.id, factor_id).await?.ok_or(Error::FactorNotFound)?;
-        if factor.factor_type == crate::phone::factor::PHONE {
+        if factor.factor_type == mfa::PHONE {
             return self.verify_phone_challenge(who, factor, challenge, code, client).await;
         }
         if factor.factor_type != mfa::TOTP {

@@ -15,8 +15,7 @@ use crate::app::Core;
 use crate::caller::{now, ClientInfo, Principal};
 use crate::session::issued::Issued;
 
-/// The factor type of a phone factor.
-pub const PHONE: &str = "phone";
+pub use tessera_store::query::mfa::PHONE;
 /// The one-time token kind of a phone factor's challenge code (its id is the challenge's).
 const MFA_PHONE: &str = "mfa_phone";
 

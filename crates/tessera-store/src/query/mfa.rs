@@ -22,6 +22,8 @@ pub const UNVERIFIED: &str = "unverified";
 pub const TOTP: &str = "totp";
 /// A factor of a WebAuthn credential (the Supabase surface's).
 pub const WEBAUTHN: &str = "webauthn";
+/// A factor of a phone number, proven by a code sent by SMS (the Supabase surface's).
+pub const PHONE: &str = "phone";
 
 /// Inserts a factor.
 pub async fn insert_factor(conn: &impl ConnectionTrait, row: mfa_factor::Model) -> Result<(), Error> {
