@@ -1624,7 +1624,9 @@ def hook_login(server, files, args, workdir, run_id, label, new_db):
     that adds "plan": "pro" to the claims, on a database of its own with its own users.
     The plain sign-in on the running server and the hooked one alternate for ROUNDS
     rounds, so that both see the same drift of the machine; the row is the median hooked
-    round, the ratio the median of the rounds' own hooked/plain ratios. Checked at the
+    round, the ratio the median of the rounds' own hooked/plain ratios; beside it each
+    server's CPU time per sign-in over the measured runs, and the receiver's per call
+    (the harness's own CPU time: it does nothing else meanwhile). Checked at the
     end: a token's payload carries plan == "pro", and the receiver was called at least
     once per sign-in wrk counted as successful in the measured runs. A server that
     cannot do it gives a row of zeros that says why, and the run goes on."""
@@ -1646,18 +1648,30 @@ def hook_login(server, files, args, workdir, run_id, label, new_db):
         with open(hook_files["users"]) as f:
             email = f.readline().split()[0]
         plain_runs, hook_runs, ratios = [], [], []
-        calls, ok = 0, 0
+        calls, ok, plain_ok = 0, 0, 0
+        # CPU over the measured runs: each server's (schedstat), and the harness's own,
+        # which is the receiver's (the harness does nothing else meanwhile).
+        cpu = {"plain": 0, "hooked": 0, "receiver": 0.0}
         for i in range(ROUNDS):
             log(f"{label}: hook login, plain, round {i + 1}")
-            plain_runs.append(run_wrk(server.port, "/v1/auth/login", "login.lua", conns, args, warmup=i == 0,
-                                      env={"BENCH_USERS": files["users"]}))
+            if i == 0 and args.warmup > 0:
+                wrk_result(wrk(server.port, "/v1/auth/login", "login.lua", conns, args.warmup,
+                               env={"BENCH_USERS": files["users"]}))
+            c0 = cpu_ns(server.proc.pid)
+            p = wrk_result(wrk(server.port, "/v1/auth/login", "login.lua", conns, args.duration,
+                               env={"BENCH_USERS": files["users"]}))
+            cpu["plain"] += cpu_ns(server.proc.pid) - c0
+            plain_ok += p["requests"] - p["errors"]
+            plain_runs.append(p)
             log(f"{label}: hook login, hooked, round {i + 1}")
             if i == 0 and args.warmup > 0:
                 wrk_result(wrk(hooked.port, "/v1/auth/login", "login.lua", conns, args.warmup,
                                env={"BENCH_USERS": hook_files["users"]}))
-            before = receiver.count()
+            before, c0, r0 = receiver.count(), cpu_ns(hooked.proc.pid), time.process_time()
             r = wrk_result(wrk(hooked.port, "/v1/auth/login", "login.lua", conns, args.duration,
                                env={"BENCH_USERS": hook_files["users"]}))
+            cpu["hooked"] += cpu_ns(hooked.proc.pid) - c0
+            cpu["receiver"] += time.process_time() - r0
             calls += receiver.count() - before
             ok += r["requests"] - r["errors"]
             hook_runs.append(r)
@@ -1685,21 +1699,27 @@ def hook_login(server, files, args, workdir, run_id, label, new_db):
         log(f"{label}: hook login: warning: {r['errors']} of {r['requests']} sign-ins failed ({r['error_detail']})")
     if calls < ok:
         log(f"{label}: hook login: warning: {calls} hook calls for {ok} successful sign-ins")
+    cpu_plain = cpu["plain"] / 1e6 / max(1, plain_ok)
+    cpu_hooked = cpu["hooked"] / 1e6 / max(1, ok)
+    cpu_receiver = cpu["receiver"] * 1000 / max(1, calls)
     calls_note = (f"{calls:,} hook calls for {ok:,} sign-ins wrk counted (the rest: sign-ins in flight when wrk "
                   f"stopped counting)" if calls >= ok else f"ONLY {calls:,} hook calls for {ok:,} sign-ins")
     derived = (f"{ratio:.0%} of the plain sign-in (median of the rounds' ratios "
                + ", ".join(f"{x:.0%}" for x in ratios)
                + f"; hooked " + ", ".join(fmt_int(x["rps"]) for x in hook_runs)
                + " vs plain " + ", ".join(fmt_int(x["rps"]) for x in plain_runs)
-               + f"/s, alternating); p99 {hook_p99:.1f} vs {plain_p99:.1f} ms (medians); "
-               f"{calls_note}; the token carries plan=pro")
+               + f"/s, alternating); p99 {hook_p99:.1f} vs {plain_p99:.1f} ms (medians); tessera CPU per "
+               f"sign-in {cpu_hooked:.2f} vs {cpu_plain:.2f} ms ({cpu_hooked - cpu_plain:+.2f}), the receiver's "
+               f"{cpu_receiver:.2f} ms per call; {calls_note}; the token carries plan=pro")
     out = row(HOOK_LOGIN_SCENARIO, label, conns, r, derived)
     out.update({"hook_sign_ins_per_s": r["rps"], "login_sign_ins_per_s": plain["rps"],
                 "hook_login_vs_login": ratio, "hook_login_vs_login_rounds": ratios,
                 "hook_login_rounds_rps": [x["rps"] for x in hook_runs],
                 "login_rounds_rps": [x["rps"] for x in plain_runs],
                 "hook_p99_ms": hook_p99, "login_p99_ms": plain_p99,
-                "hook_calls": calls, "hook_sign_ins_ok": ok, "hook_claim_plan": claims.get("plan")})
+                "hook_calls": calls, "hook_sign_ins_ok": ok, "hook_claim_plan": claims.get("plan"),
+                "hook_cpu_ms_per_sign_in": cpu_hooked, "login_cpu_ms_per_sign_in": cpu_plain,
+                "hook_receiver_cpu_ms_per_call": cpu_receiver})
     return out
 
 
