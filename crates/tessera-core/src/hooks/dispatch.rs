@@ -69,23 +69,15 @@ pub async fn call(
         if left.is_zero() {
             break;
         }
-        let timestamp = chrono::Utc::now().timestamp();
-        let request = http
-            .post(&endpoint.url)
-            .timeout(left)
-            .header("content-type", "application/json")
-            .header("accept-encoding", "identity")
-            .header("webhook-id", id)
-            .header("webhook-timestamp", timestamp.to_string())
-            .header("webhook-signature", endpoint.secrets.sign(id, timestamp, &body))
-            .body(body.clone());
+        let request = signed_post(http, &endpoint.url, &endpoint.secrets, id, body.clone(), left)
+            .header("accept-encoding", "identity");
         let wait = match request.send().await {
             Err(e) if e.is_timeout() => {
                 let message = format!("Failed to reach hook within maximum time of {} seconds", HOOK_TIMEOUT.as_secs());
                 return Err(HookFailure::failed(422, "hook_timeout", message));
             }
             Err(e) => {
-                last = format!("unreachable: {}", without_url(&e));
+                last = format!("unreachable: {}", without_url(&e, "<hook>"));
                 BACKOFF
             }
             Ok(response) => match response.status().as_u16() {
@@ -123,12 +115,34 @@ pub async fn call(
 }
 
 /// A reqwest error without the URL (which may hold a secret in its query).
-fn without_url(e: &reqwest::Error) -> String {
+/// A reqwest error as a log line, its URL (which may hold a secret in its query)
+/// replaced by `stand_in`.
+pub(crate) fn without_url(e: &reqwest::Error, stand_in: &str) -> String {
     let mut text = e.to_string();
     if let Some(url) = e.url() {
-        text = text.replace(url.as_str(), "<hook>");
+        text = text.replace(url.as_str(), stand_in);
     }
     text
+}
+
+/// A POST of `body` (JSON) to `url`, signed per Standard Webhooks under `id` with every
+/// key of `secrets`, within `timeout`.
+pub(crate) fn signed_post(
+    http: &reqwest::Client,
+    url: &str,
+    secrets: &Secrets,
+    id: &str,
+    body: Vec<u8>,
+    timeout: Duration,
+) -> reqwest::RequestBuilder {
+    let timestamp = chrono::Utc::now().timestamp();
+    http.post(url)
+        .timeout(timeout)
+        .header("content-type", "application/json")
+        .header("webhook-id", id)
+        .header("webhook-timestamp", timestamp.to_string())
+        .header("webhook-signature", secrets.sign(id, timestamp, &body))
+        .body(body)
 }
 
 /// A 4xx or 5xx answer other than 429 and 503: the receiver's refusal when it says one.
@@ -164,7 +178,7 @@ async fn read_answer(mut response: reqwest::Response) -> Result<Value, HookFailu
             }
             Ok(None) => break,
             Err(e) => {
-                let message = format!("Error reading the hook's answer: {}", without_url(&e));
+                let message = format!("Error reading the hook's answer: {}", without_url(&e, "<hook>"));
                 return Err(HookFailure::failed(500, "unexpected_failure", message));
             }
         }
@@ -201,7 +215,12 @@ pub fn http_client() -> Result<reqwest::Client, String> {
 
 /// A fresh message id.
 pub fn message_id() -> String {
-    format!("msg_{}", Uuid::new_v4().simple())
+    message_id_of(Uuid::new_v4())
+}
+
+/// The `webhook-id` of a message kept in a row (an outbox's): the same on every attempt.
+pub fn message_id_of(row: Uuid) -> String {
+    format!("msg_{}", row.simple())
 }
 
 #[cfg(test)]

@@ -107,11 +107,12 @@ impl Core {
     /// relies on its claims never gets a token without them.
     pub(crate) async fn customize_claims(
         &self,
+        claims: &impl serde::Serialize,
         user_id: Uuid,
-        claims: Value,
         method: &str,
         client: &ClientInfo,
     ) -> Result<Value, Error> {
+        let claims = serde_json::to_value(claims).map_err(|e| Error::Internal(format!("claims: {e}")))?;
         let payload = json!({ "user_id": user_id, "claims": claims, "authentication_method": method });
         let answer = self.call_hook(HookName::CustomAccessToken, payload, client).await?;
         let Some(Value::Object(mut out)) = answer.get("claims").cloned() else {

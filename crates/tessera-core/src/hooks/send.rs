@@ -106,7 +106,7 @@ impl Core {
     /// deduplicate.
     pub(crate) async fn deliver_by_hook(&self, row: &mail_outbox::Model, name: HookName) -> Result<(), String> {
         let payload: Value = serde_json::from_str(&row.text_body).map_err(|e| format!("queued payload: {e}"))?;
-        let id = format!("msg_{}", row.id.simple());
+        let id = crate::hooks::dispatch::message_id_of(row.id);
         self.call_hook_as(name, &id, payload, &ClientInfo::default()).await.map(|_| ()).map_err(|e| e.to_string())
     }
 }

@@ -119,26 +119,12 @@ impl Core {
     ) -> Result<(), String> {
         let audit = audit::by_id(self.store.reader(), row.audit_id).await.map_err(|e| e.cause())?;
         let body = serde_json::to_vec(&payload(row, audit.as_ref())).map_err(|e| e.to_string())?;
-        let id = format!("msg_{}", row.id.simple());
-        let timestamp = chrono::Utc::now().timestamp();
-        let response = self
-            .hook_http
-            .post(&row.url)
-            .timeout(DELIVERY_TIMEOUT)
-            .header("content-type", "application/json")
-            .header("webhook-id", &id)
-            .header("webhook-timestamp", timestamp.to_string())
-            .header("webhook-signature", secrets.sign(&id, timestamp, &body))
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| {
-                let mut text = e.to_string();
-                if let Some(url) = e.url() {
-                    text = text.replace(url.as_str(), "<webhook>");
-                }
-                format!("unreachable: {text}")
-            })?;
+        let id = crate::hooks::dispatch::message_id_of(row.id);
+        let response =
+            crate::hooks::dispatch::signed_post(&self.hook_http, &row.url, secrets, &id, body, DELIVERY_TIMEOUT)
+                .send()
+                .await
+                .map_err(|e| format!("unreachable: {}", crate::hooks::dispatch::without_url(&e, "<webhook>")))?;
         let status = response.status();
         if status.is_success() {
             Ok(())

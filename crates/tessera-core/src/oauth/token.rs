@@ -288,10 +288,8 @@ impl Core {
         // The custom access token hook (SPEC §5.13) sees a client's tokens too, as GoTrue's
         // OAuth server's: their `client_id` and `scope` are the server's.
         let access_token = if self.hook_enabled(crate::hooks::HookName::CustomAccessToken) {
-            let claims = serde_json::to_value(&claims).map_err(|e| Error::Internal(format!("claims: {e}")))?;
             let method = session.amr.as_deref().unwrap_or("password");
-            let claims = self.customize_claims(user.id, claims, method, client).await?;
-            provider.signer.sign_typed("at+jwt", &claims)?
+            provider.signer.sign_typed("at+jwt", &self.customize_claims(&claims, user.id, method, client).await?)?
         } else {
             provider.signer.sign_typed("at+jwt", &claims)?
         };

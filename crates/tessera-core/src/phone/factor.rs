@@ -3,11 +3,10 @@
 //! sends a code by SMS, kept as a keyed hash beside the challenge; verifying the code
 //! verifies the factor (MFA on) or steps the session up to aal2, as a TOTP code does.
 
-use chrono::Duration as ChronoDuration;
 use serde_json::json;
 use tessera_domain::{Error, Phone};
-use tessera_store::entity::{mfa_factor, mfa_token, one_time_token};
-use tessera_store::query::{mfa, one_time_tokens, users};
+use tessera_store::entity::{mfa_factor, mfa_token};
+use tessera_store::query::{mfa, one_time_tokens};
 use uuid::Uuid;
 
 use super::sms::SmsKind;
@@ -16,8 +15,6 @@ use crate::caller::{now, ClientInfo, Principal};
 use crate::session::issued::Issued;
 
 pub use tessera_store::query::mfa::PHONE;
-/// The one-time token kind of a phone factor's challenge code (its id is the challenge's).
-const MFA_PHONE: &str = "mfa_phone";
 
 impl Core {
     /// Enrols the caller's `phone` as a factor, unverified until a first code verifies it.
@@ -60,45 +57,22 @@ impl Core {
         self.require_phone()?;
         let phone = Phone::parse_lenient(&self.factor_phone(factor)?).map_err(|e| Error::Validation(vec![e]))?;
         self.sms_limits(&phone, client).await?;
-        let at = now();
-        let ttl = ChronoDuration::from_std(self.settings.sms_otp_exp).unwrap_or(ChronoDuration::seconds(60));
-        let id = Uuid::now_v7();
-        let code = self.test_code(&phone).unwrap_or_else(|| super::digits(self.settings.sms_otp_length));
+        let tx = self.store.begin().await?;
+        // The challenge shares its id with its code's row.
+        let (id, expires_at) = self.issue_phone_code(&tx, &who.user, &phone, SmsKind::Mfa, true).await?;
         let challenge = mfa_token::Model {
             id,
             token_hash: super::super::mfa::challenge_hash(id, factor.id),
             user_id: who.user.id,
             token_version: who.user.token_version,
             attempts: 0,
-            expires_at: at + ttl,
+            expires_at,
             used_at: None,
-            created_at: at,
+            created_at: now(),
         };
-        let code_row = one_time_token::Model {
-            id,
-            user_id: who.user.id,
-            kind: MFA_PHONE.to_owned(),
-            token_hash: crate::crypto::sha256_hex(&crate::crypto::random_token(32)),
-            code_hash: Some(self.code_hash(id, &code)),
-            code_expires_at: Some(at + ttl),
-            code_attempts: 0,
-            new_email: None,
-            new_email_index: None,
-            expires_at: at + ttl,
-            confirmed_at: None,
-            used_at: None,
-            created_at: at,
-            proves_holder: true,
-        };
-        let user = users::by_id(self.store.reader(), who.user.id).await?.ok_or(Error::UserNotFound)?;
-        let tx = self.store.begin().await?;
         mfa::insert_token(&tx, challenge).await?;
-        one_time_tokens::insert(&tx, code_row).await?;
-        if self.test_code(&phone).is_none() {
-            self.queue_sms(&tx, &user, &phone, &code, SmsKind::Mfa).await?;
-        }
         tx.commit().await?;
-        Ok((id, at + ttl))
+        Ok((id, expires_at))
     }
 
     /// Whether `code` is the one sent for the phone challenge `challenge_id` (spending
@@ -110,7 +84,8 @@ impl Core {
         code: &str,
     ) -> Result<bool, Error> {
         let at = now();
-        let row = one_time_tokens::newest_live_code(self.store.reader(), user_id, &[MFA_PHONE], None, at).await?;
+        let row =
+            one_time_tokens::newest_live_code(self.store.reader(), user_id, &[super::MFA_PHONE], None, at).await?;
         let Some(row) = row.filter(|r| r.id == challenge_id) else { return Ok(false) };
         Ok(self.check_code(&row, code).await.is_ok())
     }

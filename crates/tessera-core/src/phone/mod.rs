@@ -31,6 +31,8 @@ const PHONE_OTP: &str = "phone_otp";
 /// The one-time token kind of a code confirming a new number (the number in
 /// `new_email`, the token's pending value).
 const PHONE_CHANGE: &str = "phone_change";
+/// The one-time token kind of a phone factor's challenge code (its id is the challenge's).
+pub(crate) const MFA_PHONE: &str = "mfa_phone";
 
 /// What a code was sent for, as a caller asks to check it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,17 +84,22 @@ impl Core {
     }
 
     /// Issues a code of `kind` for `user` (retiring the earlier ones of that kind) and
-    /// queues its SMS, through `conn`: the caller's transaction.
-    async fn issue_phone_code(
+    /// queues its SMS (none for a `SMS_TEST_OTP` number), through `conn`: the caller's
+    /// transaction. The code's id and expiry.
+    pub(crate) async fn issue_phone_code(
         &self,
         conn: &impl tessera_store::Db,
         user: &user::Model,
         phone: &Phone,
         kind: SmsKind,
         proves_holder: bool,
-    ) -> Result<(), Error> {
+    ) -> Result<(uuid::Uuid, chrono::DateTime<chrono::Utc>), Error> {
         let at = now();
-        let token_kind = if kind == SmsKind::Otp { PHONE_OTP } else { PHONE_CHANGE };
+        let token_kind = match kind {
+            SmsKind::Otp => PHONE_OTP,
+            SmsKind::PhoneChange => PHONE_CHANGE,
+            SmsKind::Mfa => MFA_PHONE,
+        };
         one_time_tokens::retire(conn, user.id, &[token_kind], at).await?;
         let test = self.test_code(phone);
         let code = test.clone().unwrap_or_else(|| digits(self.settings.sms_otp_length));
@@ -118,7 +125,7 @@ impl Core {
         if test.is_none() {
             self.queue_sms(conn, user, phone, &code, kind).await?;
         }
-        Ok(())
+        Ok((id, at + ttl))
     }
 
     /// Sends a sign-in code to `phone`, signing the number up first when no account has it
@@ -238,10 +245,7 @@ impl Core {
     /// which replaces the old one once [`Core::confirm_phone_change`] checks it.
     #[tracing::instrument(skip_all, err(level = "info"))]
     pub async fn request_phone_change(&self, who: &Principal, phone: &Phone, client: &ClientInfo) -> Result<(), Error> {
-        self.require_phone()?;
-        // A number is a way back into the account: with MFA on, only an aal2 session.
-        self.require_aal2_if_mfa(who)?;
-        self.phone_free(phone, who.user.id).await?;
+        self.check_phone_change(who, phone).await?;
         self.sms_limits(phone, client).await?;
         let tx = self.store.begin().await?;
         self.issue_phone_code(&tx, &who.user, phone, SmsKind::PhoneChange, true).await?;
@@ -253,6 +257,16 @@ impl Core {
         .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Whether the caller may move their number to `phone` (checked by
+    /// [`Core::request_phone_change`], and by a caller that writes other changes first):
+    /// phone sign-in is on; a number is a way back into the account, so with MFA on only
+    /// an aal2 session may; and no other account has confirmed it.
+    pub async fn check_phone_change(&self, who: &Principal, phone: &Phone) -> Result<(), Error> {
+        self.require_phone()?;
+        self.require_aal2_if_mfa(who)?;
+        self.phone_free(phone, who.user.id).await
     }
 
     /// Confirms a number change with the code sent to the new number: the user, with the

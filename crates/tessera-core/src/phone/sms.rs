@@ -94,7 +94,7 @@ impl Core {
                     "sms": { "otp": field("otp"), "phone": to.trim_start_matches('+'), "sms_type": field("sms_type") },
                 });
                 let client = crate::caller::ClientInfo::default();
-                let id = format!("msg_{}", row.id.simple());
+                let id = crate::hooks::dispatch::message_id_of(row.id);
                 self.call_hook_as(HookName::SendSms, &id, payload, &client).await.map(|_| ()).map_err(|e| e.to_string())
             }
             Some(SmsProvider::Twilio { account_sid, auth_token, from }) => {
@@ -157,13 +157,8 @@ async fn provider_answer(
     sent: Result<reqwest::Response, reqwest::Error>,
     refused: impl Fn(&Value) -> Option<String>,
 ) -> Result<(), String> {
-    let response = sent.map_err(|e| {
-        let mut text = e.to_string();
-        if let Some(url) = e.url() {
-            text = text.replace(url.as_str(), "<provider>");
-        }
-        format!("{name} unreachable: {text}")
-    })?;
+    let response =
+        sent.map_err(|e| format!("{name} unreachable: {}", crate::hooks::dispatch::without_url(&e, "<provider>")))?;
     let status = response.status();
     let body: Value = response.json().await.unwrap_or(Value::Null);
     if !status.is_success() {

@@ -73,9 +73,7 @@ impl Core {
         let method = amr.unwrap_or("password");
         let (token, profile) = match surface {
             Surface::Native if hooked => {
-                let claims = serde_json::to_value(&claims).map_err(|e| Error::Internal(format!("claims: {e}")))?;
-                let claims = self.customize_claims(user.id, claims, method, client).await?;
-                (self.jwt.sign_any(&claims)?, None)
+                (self.jwt.sign_any(&self.customize_claims(&claims, user.id, method, client).await?)?, None)
             }
             Surface::Native => (self.jwt.sign(&claims)?, None),
             Surface::Supabase => {
@@ -90,9 +88,8 @@ impl Core {
                 // How the session was proven: its first factor (a password unless it
                 // says otherwise), and a TOTP code on top once a password's session is
                 // aal2 (a verified passkey is aal2 on its own).
-                let first = amr.unwrap_or("password");
-                let mut amr = vec![json!({ "method": first, "timestamp": claims.iat })];
-                if aal == "aal2" && first == "password" {
+                let mut amr = vec![json!({ "method": method, "timestamp": claims.iat })];
+                if aal == "aal2" && method == "password" {
                     amr.insert(0, json!({ "method": "totp", "timestamp": claims.iat }));
                 }
                 let claims = SupabaseClaims {
@@ -105,8 +102,7 @@ impl Core {
                     user_metadata,
                 };
                 let token = if hooked {
-                    let claims = serde_json::to_value(&claims).map_err(|e| Error::Internal(format!("claims: {e}")))?;
-                    self.jwt.sign_any(&self.customize_claims(user.id, claims, method, client).await?)?
+                    self.jwt.sign_any(&self.customize_claims(&claims, user.id, method, client).await?)?
                 } else {
                     self.jwt.sign_any(&claims)?
                 };

@@ -294,9 +294,9 @@ pub async fn update_user(
     // the rest of the change is applied: a refused change sends nothing).
     let new_phone = given(&body.phone).filter(|_| s.core.phone_enabled());
     let new_phone = new_phone.map(sb_phone).transpose()?.filter(|p| who.user.phone.as_deref() != Some(p.as_str()));
-    if new_phone.is_some() {
+    if let Some(phone) = &new_phone {
         // Checked before anything is written.
-        s.core.require_aal2_if_mfa(&who)?;
+        s.core.check_phone_change(&who, phone).await?;
     }
     let changes = OwnChanges {
         user_metadata: body.data.filter(|d| !d.is_null()),
@@ -308,10 +308,10 @@ pub async fn update_user(
             phone: given(&body.phone).filter(|_| !s.core.phone_enabled()).map(|p| Some(p.to_owned())),
         },
     };
-    let mut user = s.core.change_own_account(&who, changes, &client).await?;
+    let user = s.core.change_own_account(&who, changes, &client).await?;
+    // The request writes a code and its audit row, not the user.
     if let Some(phone) = &new_phone {
         s.core.request_phone_change(&who, phone, &client).await?;
-        user = s.core.user(who.user.id).await?;
     }
     ok(load_user(&s.core, &user).await?)
 }

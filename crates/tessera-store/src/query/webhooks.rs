@@ -42,6 +42,11 @@ pub(crate) async fn queue(conn: &impl Db, row: &audit_log::Model, event: &str) -
     Ok(())
 }
 
+/// Rows no sender holds a lease on now.
+fn unleased(now: DateTime<Utc>) -> Condition {
+    Condition::any().add(webhook_outbox::Column::LockedUntil.is_null()).add(webhook_outbox::Column::LockedUntil.lt(now))
+}
+
 fn waiting() -> Condition {
     Condition::all().add(webhook_outbox::Column::DeliveredAt.is_null()).add(webhook_outbox::Column::FailedAt.is_null())
 }
@@ -68,11 +73,7 @@ pub async fn due_rows(
     webhook_outbox::Entity::find()
         .filter(waiting())
         .filter(webhook_outbox::Column::NextAttemptAt.lte(now))
-        .filter(
-            Condition::any()
-                .add(webhook_outbox::Column::LockedUntil.is_null())
-                .add(webhook_outbox::Column::LockedUntil.lt(now)),
-        )
+        .filter(unleased(now))
         .order_by_asc(webhook_outbox::Column::Id)
         .limit(limit)
         .all(conn)
@@ -111,11 +112,7 @@ pub async fn claim(
         .col_expr(webhook_outbox::Column::LockedUntil, Expr::value(until))
         .filter(webhook_outbox::Column::Id.eq(id))
         .filter(waiting())
-        .filter(
-            Condition::any()
-                .add(webhook_outbox::Column::LockedUntil.is_null())
-                .add(webhook_outbox::Column::LockedUntil.lt(now)),
-        )
+        .filter(unleased(now))
         .exec(conn)
         .await
         .or_db()?;
