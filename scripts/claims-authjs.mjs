@@ -9,9 +9,7 @@
 // @supabase/auth-js is loaded from $TESSERA_TEST_AUTHJS_NODE_MODULES (default
 // target/client-check/node_modules, where scripts/test installs the pinned client).
 // Prints one JSON line: {ok, claims, header, error}; exits 0 when getClaims() answered.
-import { createRequire } from 'node:module'
-import path from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { loadGoTrueClient } from './authjs-client.mjs'
 
 const [authUrl, email, password] = process.argv.slice(2)
 const result = { ok: false, claims: null, header: null, error: null }
@@ -25,14 +23,11 @@ if (!password) {
   console.error('usage: node scripts/claims-authjs.mjs AUTH_URL EMAIL PASSWORD')
   process.exit(2)
 }
-const here = path.dirname(fileURLToPath(import.meta.url))
-const nodeModules =
-  process.env.TESSERA_TEST_AUTHJS_NODE_MODULES || path.join(here, '..', 'target', 'client-check', 'node_modules')
 let GoTrueClient
 try {
-  ;({ GoTrueClient } = createRequire(path.join(nodeModules, 'noop.js'))('@supabase/auth-js'))
+  GoTrueClient = loadGoTrueClient()
 } catch (e) {
-  finish(`cannot load @supabase/auth-js from ${nodeModules}: ${e.message}`)
+  finish(e)
 }
 const store = new Map()
 const storage = {

@@ -17,9 +17,7 @@
 // Prints one JSON line: {ok, user: {id, email, is_anonymous, identities: [provider, ...]},
 // access_token_present, error, authorize_url, final_url}; exits 0 when a session came
 // out of it, 1 otherwise.
-import { createRequire } from 'node:module'
-import path from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { loadGoTrueClient } from './authjs-client.mjs'
 
 const [authUrl, provider, redirectTo, sub] = process.argv.slice(2)
 const result = { ok: false, user: null, access_token_present: false, error: null, authorize_url: null, final_url: null }
@@ -36,14 +34,11 @@ if (!sub) {
   process.exit(2)
 }
 
-const here = path.dirname(fileURLToPath(import.meta.url))
-const nodeModules =
-  process.env.TESSERA_TEST_AUTHJS_NODE_MODULES || path.join(here, '..', 'target', 'client-check', 'node_modules')
 let GoTrueClient
 try {
-  ;({ GoTrueClient } = createRequire(path.join(nodeModules, 'noop.js'))('@supabase/auth-js'))
+  GoTrueClient = loadGoTrueClient()
 } catch (e) {
-  finish(`cannot load @supabase/auth-js from ${nodeModules}: ${e.message}`)
+  finish(e)
 }
 
 // A browser's cookies, simply: host-only, Path-matched (RFC 6265 5.1.4), Max-Age=0 deletes.

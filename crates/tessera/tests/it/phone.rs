@@ -317,31 +317,15 @@ async fn phone_sign_in_through_the_send_sms_hook_on_both_surfaces() {
         send(&app, Method::POST, "/auth/v1/otp", None, Some(json!({ "phone": bare, "channel": "sms" }))).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let code = sms_code(4).await;
-    let (status, s) =
-        send(&app, Method::POST, "/auth/v1/verify", None, Some(json!({ "type": "sms", "phone": bare, "token": code })))
-            .await;
+    let (status, s) = sb_verify(&app, "sms", &bare, &code).await;
     assert_eq!(status, StatusCode::OK, "{s}");
     let token = s["access_token"].as_str().unwrap().to_owned();
     assert_eq!(crate::mfa::claims(&token)["phone"], phone, "{s}");
     assert!(s["user"]["phone_confirmed_at"].is_string(), "{s}");
     // GoTrue's refusals.
-    let (status, e) = send(
-        &app,
-        Method::POST,
-        "/auth/v1/verify",
-        None,
-        Some(json!({ "type": "sms", "phone": bare, "token": "12345678" })),
-    )
-    .await;
+    let (status, e) = sb_verify(&app, "sms", &bare, "12345678").await;
     assert_eq!((status, e["msg"].as_str()), (StatusCode::FORBIDDEN, Some("Token has expired or is invalid")), "{e}");
-    let (status, e) = send(
-        &app,
-        Method::POST,
-        "/auth/v1/verify",
-        None,
-        Some(json!({ "type": "sms", "phone": format!("{bare}-invalid"), "token": "12345678" })),
-    )
-    .await;
+    let (status, e) = sb_verify(&app, "sms", &format!("{bare}-invalid"), "12345678").await;
     assert_eq!(
         (status, e["msg"].as_str()),
         (StatusCode::BAD_REQUEST, Some("Invalid phone number format (E.164 required)"))
@@ -360,14 +344,7 @@ async fn phone_sign_in_through_the_send_sms_hook_on_both_surfaces() {
     let calls = r.wait_calls("/sms", 5, WAIT).await;
     assert_eq!(calls[4]["body"]["sms"]["sms_type"], "phone_change");
     let code = calls[4]["body"]["sms"]["otp"].as_str().unwrap().to_owned();
-    let (status, s) = send(
-        &app,
-        Method::POST,
-        "/auth/v1/verify",
-        None,
-        Some(json!({ "type": "phone_change", "phone": new_phone, "token": code })),
-    )
-    .await;
+    let (status, s) = sb_verify(&app, "phone_change", &new_phone, &code).await;
     assert_eq!(status, StatusCode::OK, "{s}");
     assert_eq!(crate::mfa::claims(s["access_token"].as_str().unwrap())["phone"], new_phone);
 
@@ -379,16 +356,8 @@ async fn phone_sign_in_through_the_send_sms_hook_on_both_surfaces() {
     let grant = json!({ "phone": phone, "password": PASSWORD });
     let (status, _) = send(&app, Method::POST, "/auth/v1/token?grant_type=password", None, Some(grant.clone())).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "an unconfirmed number does not sign in with a password");
-    let calls = r.wait_calls("/sms", 6, WAIT).await;
-    let code = calls[5]["body"]["sms"]["otp"].as_str().unwrap().to_owned();
-    let (status, s) = send(
-        &app,
-        Method::POST,
-        "/auth/v1/verify",
-        None,
-        Some(json!({ "type": "sms", "phone": phone, "token": code })),
-    )
-    .await;
+    let code = nth_code(&r, 6).await;
+    let (status, s) = sb_verify(&app, "sms", &phone, &code).await;
     assert_eq!(status, StatusCode::OK, "{s}");
     let (status, s) = send(&app, Method::POST, "/auth/v1/token?grant_type=password", None, Some(grant)).await;
     assert_eq!(status, StatusCode::OK, "{s}");
@@ -421,14 +390,7 @@ async fn test_numbers_take_their_code_and_the_sms_limit_holds_per_number_and_ip(
     assert!(!app.dump("mail_outbox").await.contains("sms."), "no SMS for a test number");
     let (status, s) = send(&app, Method::POST, "/auth/v1/otp", None, Some(json!({ "phone": "15550002222" }))).await;
     assert_eq!(status, StatusCode::OK, "{s}");
-    let (status, s) = send(
-        &app,
-        Method::POST,
-        "/auth/v1/verify",
-        None,
-        Some(json!({ "type": "sms", "phone": "15550002222", "token": "135790" })),
-    )
-    .await;
+    let (status, s) = sb_verify(&app, "sms", "15550002222", "135790").await;
     assert_eq!(status, StatusCode::OK, "{s}");
 
     // RATE_LIMIT_SMS=2/1h per number, whatever the client: +15550001111 had one send.
@@ -464,14 +426,7 @@ async fn without_an_sms_provider_phone_sign_in_is_off() {
     let (_, settings) = send(&app, Method::GET, "/auth/v1/settings", None, None).await;
     assert_eq!(settings["external"]["phone"], false, "{settings}");
     // Verifying still answers as GoTrue does for a code that was never sent.
-    let (status, e) = send(
-        &app,
-        Method::POST,
-        "/auth/v1/verify",
-        None,
-        Some(json!({ "type": "sms", "phone": "14155550123", "token": "123456" })),
-    )
-    .await;
+    let (status, e) = sb_verify(&app, "sms", "14155550123", "123456").await;
     assert_eq!((status, e["msg"].as_str()), (StatusCode::FORBIDDEN, Some("Token has expired or is invalid")), "{e}");
     // Settings that cannot work are refused at start.
     let bad = test_vars("sqlite://x.db", &[("SMS_PROVIDER", "twilio"), ("SMS_TEST_OTP", "12=ab")]);
@@ -590,6 +545,11 @@ async fn pii_encrypt_indexes_the_numbers_stored_before_it() {
     assert_eq!(first["id"], again["id"], "found by the index the encryption wrote");
 }
 
+/// `POST /auth/v1/verify` of a `kind` (`sms`, `phone_change`) code sent to `phone`.
+async fn sb_verify(app: &TestApp, kind: &str, phone: &str, code: &str) -> (StatusCode, Value) {
+    send(app, Method::POST, "/auth/v1/verify", None, Some(json!({ "type": kind, "phone": phone, "token": code }))).await
+}
+
 /// An app on the hook provider, and a way to read the codes it was asked to send.
 async fn sms_app(extra: &[(&str, &str)]) -> (TestApp, Receiver) {
     let r = Receiver::start().await;
@@ -640,14 +600,7 @@ async fn a_phone_sign_up_s_password_dies_when_the_owner_proves_the_number() {
     let (status, _) = send(&app, Method::POST, "/auth/v1/otp", None, Some(json!({ "phone": phone }))).await;
     assert_eq!(status, StatusCode::OK);
     let code = nth_code(&r, 2).await;
-    let (status, s) = send(
-        &app,
-        Method::POST,
-        "/auth/v1/verify",
-        None,
-        Some(json!({ "type": "sms", "phone": phone, "token": code })),
-    )
-    .await;
+    let (status, s) = sb_verify(&app, "sms", &phone, &code).await;
     assert_eq!(status, StatusCode::OK, "{s}");
     assert_eq!(s["user"]["id"], u["id"], "the same account, now proven");
     // The sign-up's password no longer opens it.
